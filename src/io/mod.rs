@@ -1,0 +1,39 @@
+//! Reading and writing studies: DICOM (`dicom`, `dicom_write`), NIfTI (`nifti`), and naming
+//! the phases of a study (`phase`). Everything below this module is LPS mm; RAS appears
+//! only inside `nifti`. Readers return the problems they found as values (`Warning`), not
+//! log lines, so the CLI and the app can show them.
+
+pub mod dicom;
+pub mod dicom_write;
+pub mod nifti;
+pub mod phase;
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// A soft problem found while reading: the data still loads, but the user should know.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Warning {
+    /// The file or folder concerned.
+    pub path: PathBuf,
+    /// What is off, in words a radiologist or annotator understands.
+    pub what: String,
+    /// What was done about it, or what the user can do.
+    pub hint: String,
+}
+
+impl Warning {
+    pub fn new(path: impl Into<PathBuf>, what: impl Into<String>, hint: impl Into<String>) -> Self {
+        Warning { path: path.into(), what: what.into(), hint: hint.into() }
+    }
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.what)?;
+        if !self.hint.is_empty() {
+            write!(f, " ({})", self.hint)?;
+        }
+        Ok(())
+    }
+}

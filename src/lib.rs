@@ -1,0 +1,10 @@
+//! Hepaview: a liver CT viewer with on-device AI assist. The library does all the work; the
+//! binary (`src/main.rs`) is only the CLI and the app's entry point. See `DESIGN.md` in the
+//! shared folder for the layering: `volume` at the bottom, `io`/`phantom`/algorithms above
+//! it, `study` above those, `cli`/`app` on top.
+
+pub mod io;
+pub mod phantom;
+pub mod volume;
+
+pub use volume::{CtVolume, Field, Geometry, Interp, Mask, Volume};
