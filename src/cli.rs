@@ -1,0 +1,278 @@
+//! The command line: parse with clap, turn arguments into library calls, print.
+//! No algorithm lives here.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use hepaview::io::dicom::{self, DicomScan, SeriesInfo};
+use hepaview::io::nifti;
+use hepaview::io::phase::{detect_phases, Phase, PhaseCall, SeriesClues};
+use hepaview::phantom;
+
+#[derive(Parser, Debug)]
+#[command(name = "hepaview", version, about = "Liver CT viewer with on-device AI assist. With no command: open the viewer on the demo study.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List the studies and series under a DICOM folder (or a NIfTI file): phase, size, spacing, problems.
+    Info {
+        path: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Set a series' phase by hand: SERIES=PHASE (series as numbered by `info`), e.g. 2=arterial. Repeatable.
+        #[arg(long = "phase", value_name = "SERIES=PHASE")]
+        phase_overrides: Vec<String>,
+    },
+    /// Convert one series of a DICOM folder to NIfTI.
+    Convert {
+        path: PathBuf,
+        /// Series number as listed by `hepaview info` (from 0); needed when the folder has several.
+        #[arg(long)]
+        series: Option<usize>,
+        /// Output file (.nii or .nii.gz); never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write the built-in tri-phase demo study (DICOM + labels + true fields) to a folder.
+    Demo {
+        #[arg(long)]
+        out: PathBuf,
+        /// A small, fast version (for tests).
+        #[arg(long)]
+        small: bool,
+    },
+}
+
+fn bar(total: usize, what: &str) -> ProgressBar {
+    // Stay quiet on small jobs and when stderr is not a terminal (scripts, CI logs).
+    if total < 200 {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(total as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta})").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        None => {
+            eprintln!(
+                "The viewer is not built yet (next milestone). Meanwhile:\n  hepaview demo --out DIR   write the demo study\n  hepaview info PATH        list series and phases\n  hepaview convert PATH --out X.nii.gz"
+            );
+            let dir = std::env::temp_dir().join(format!("hepaview-demo-{}", std::process::id()));
+            let files = phantom::write_demo_study(&dir, &phantom::PhantomOptions::default()).context("writing the demo study")?;
+            let _ = files;
+            println!("Demo study written to {}", dir.display());
+            info(&dir.join("dicom"), false, &[])
+        }
+        Some(Command::Info { path, json, phase_overrides }) => info(&path, json, &phase_overrides),
+        Some(Command::Convert { path, series, out }) => convert(&path, series, &out),
+        Some(Command::Demo { out, small }) => {
+            let opts = if small { phantom::PhantomOptions::small() } else { phantom::PhantomOptions::default() };
+            phantom::write_demo_study(&out, &opts).with_context(|| format!("writing the demo study to {}", out.display()))?;
+            println!("Demo study written to {}", out.display());
+            Ok(())
+        }
+    }
+}
+
+fn is_nifti(p: &Path) -> bool {
+    let s = p.to_string_lossy().to_lowercase();
+    s.ends_with(".nii") || s.ends_with(".nii.gz")
+}
+
+fn scan_with_bar(path: &Path) -> Result<DicomScan> {
+    let pb = std::sync::Mutex::new(None::<ProgressBar>);
+    let progress = |done: usize, total: usize| {
+        if let Ok(mut g) = pb.lock() {
+            let b = g.get_or_insert_with(|| bar(total, "reading headers"));
+            b.set_position(done as u64);
+        }
+        true
+    };
+    let scan = dicom::scan(path, &progress);
+    if let Ok(mut g) = pb.lock() {
+        if let Some(b) = g.take() {
+            b.finish_and_clear();
+        }
+    }
+    Ok(scan?)
+}
+
+/// Phase calls for every series of every study, in scan order, with overrides applied.
+pub fn phases_for(scan: &DicomScan, overrides: &[(usize, Phase)]) -> Vec<PhaseCall> {
+    let mut out = Vec::new();
+    for study in &scan.studies {
+        let clues: Vec<SeriesClues> = study
+            .series
+            .iter()
+            .map(|s| SeriesClues {
+                description: s.description.clone(),
+                contrast_agent: s.contrast_agent.clone(),
+                acquisition_time: s.acquisition_time.clone(),
+                hu: None,
+            })
+            .collect();
+        out.extend(detect_phases(&clues));
+    }
+    for &(i, p) in overrides {
+        if let Some(c) = out.get_mut(i) {
+            *c = PhaseCall { phase: p, confidence: 1.0, reason: "set by the user".into() };
+        }
+    }
+    out
+}
+
+fn parse_overrides(raw: &[String]) -> Result<Vec<(usize, Phase)>> {
+    raw.iter()
+        .map(|s| {
+            let (n, p) = s.split_once('=').with_context(|| format!("--phase {s:?}: expected SERIES=PHASE, e.g. 2=arterial"))?;
+            let n: usize = n.trim().parse().with_context(|| format!("--phase {s:?}: {n:?} is not a series number"))?;
+            let p: Phase = p.parse().map_err(anyhow::Error::msg)?;
+            Ok((n, p))
+        })
+        .collect()
+}
+
+fn info(path: &Path, json: bool, raw_overrides: &[String]) -> Result<()> {
+    if is_nifti(path) {
+        let (vol, warnings) = nifti::read_volume::<f32>(path)?;
+        let g = &vol.geometry;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "path": path, "geometry": g, "warnings": warnings }))?);
+        } else {
+            println!("{}: NIfTI {}×{}×{} voxels, spacing {:.3}×{:.3}×{:.3} mm (x×y×z), origin LPS {:?}", path.display(), g.shape[2], g.shape[1], g.shape[0], g.spacing_mm[2], g.spacing_mm[1], g.spacing_mm[0], g.origin_mm);
+            for w in warnings {
+                println!("  ! {w}");
+            }
+        }
+        return Ok(());
+    }
+    let overrides = parse_overrides(raw_overrides)?;
+    let scan = scan_with_bar(path)?;
+    let n_series = scan.all_series().count();
+    if let Some((i, _)) = overrides.iter().find(|(i, _)| *i >= n_series) {
+        bail!("--phase {i}=…: there are only {n_series} series (numbered from 0)");
+    }
+    let phases = phases_for(&scan, &overrides);
+    if json {
+        let series: Vec<_> = scan
+            .all_series()
+            .zip(&phases)
+            .enumerate()
+            .map(|(i, (s, p))| serde_json::json!({ "index": i, "series": series_summary(s), "phase": p }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "root": scan.root, "files_seen": scan.files_seen, "series": series, "warnings": scan.warnings }))?);
+        return Ok(());
+    }
+    println!("{}: {} files, {} studies, {} series", scan.root.display(), scan.files_seen, scan.studies.len(), n_series);
+    let mut idx = 0;
+    for study in &scan.studies {
+        println!();
+        println!("Study {}  patient {:?} ({})  date {}  {}", study.study_uid, study.patient_name, study.patient_id, study.study_date, study.description);
+        println!("  {:>3} {:>4}  {:<28} {:<22} {:>13}  {:<22} {}", "#", "ser", "description", "phase (confidence)", "size x·y·z", "spacing mm", "encoding");
+        for s in &study.series {
+            let p = &phases[idx];
+            let g = &s.geometry;
+            let ts: Vec<&str> = s.transfer_syntaxes.iter().map(|t| dicom::transfer_syntax_name(t).0).collect();
+            println!(
+                "  {:>3} {:>4}  {:<28} {:<22} {:>13}  {:<22} {}",
+                idx,
+                s.series_number.map(|n| n.to_string()).unwrap_or_default(),
+                truncate(&s.description, 28),
+                format!("{} ({:.0}%)", p.phase, p.confidence * 100.0),
+                format!("{}×{}×{}", g.shape[2], g.shape[1], g.shape[0]),
+                format!("{:.3}×{:.3}×{:.3}", g.spacing_mm[2], g.spacing_mm[1], g.spacing_mm[0]),
+                ts.join(", ")
+            );
+            println!("        phase: {}", p.reason);
+            for w in &s.warnings {
+                println!("        ! {w}");
+            }
+            idx += 1;
+        }
+    }
+    if !scan.warnings.is_empty() {
+        println!();
+        println!("Files skipped ({}):", scan.warnings.len());
+        for w in &scan.warnings {
+            println!("  ! {w}");
+        }
+    }
+    Ok(())
+}
+
+fn series_summary(s: &SeriesInfo) -> serde_json::Value {
+    serde_json::json!({
+        "series_uid": s.series_uid,
+        "series_number": s.series_number,
+        "description": s.description,
+        "modality": s.modality,
+        "acquisition_time": s.acquisition_time,
+        "contrast_agent": s.contrast_agent,
+        "transfer_syntaxes": s.transfer_syntaxes,
+        "geometry": s.geometry,
+        "slices": s.frames.len(),
+        "resampled": s.resampled,
+        "warnings": s.warnings,
+        "set_aside": s.set_aside,
+    })
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n - 1).chain(std::iter::once('…')).collect()
+    }
+}
+
+fn convert(path: &Path, series: Option<usize>, out: &Path) -> Result<()> {
+    if out.exists() {
+        bail!("{} already exists; choose another output name (Hepaview never overwrites files)", out.display());
+    }
+    if !is_nifti(out) {
+        bail!("{}: the output must end in .nii or .nii.gz", out.display());
+    }
+    let scan = scan_with_bar(path)?;
+    let all: Vec<&SeriesInfo> = scan.all_series().collect();
+    let chosen = match (series, all.len()) {
+        (Some(i), n) if i < n => all[i],
+        (None, 1) => all[0],
+        (Some(i), n) => bail!("series {i} asked for, but {} has {n} series (numbered from 0; see `hepaview info`)", path.display()),
+        (None, n) => bail!("{} has {n} series; choose one with --series N (see `hepaview info`)", path.display()),
+    };
+    let pb = std::sync::Mutex::new(None::<ProgressBar>);
+    let progress = |done: usize, total: usize| {
+        if let Ok(mut g) = pb.lock() {
+            g.get_or_insert_with(|| bar(total * 2, "decoding slices")).set_position(done as u64 * 2);
+        }
+        true
+    };
+    let (vol, warnings) = dicom::load_series(chosen, &progress)?;
+    if let Ok(mut g) = pb.lock() {
+        if let Some(b) = g.take() {
+            b.finish_and_clear();
+        }
+    }
+    for w in &warnings {
+        eprintln!("! {w}");
+    }
+    nifti::write_volume(&vol, out)?;
+    let g = &vol.geometry;
+    println!("{} → {} ({}×{}×{} voxels)", chosen.description, out.display(), g.shape[2], g.shape[1], g.shape[0]);
+    Ok(())
+}
