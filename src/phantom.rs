@@ -407,10 +407,9 @@ fn classify(q: Lps) -> Tissue {
     }
 
     let liver = liver_sdf(q);
-    if liver < 12.0 {
-        if in_tubes(q, &HEPATIC) {
-            return Tissue::Hepatic;
-        }
+    // hepatic veins end a little outside the liver only where they join the IVC
+    if liver < 12.0 && in_tubes(q, &HEPATIC) {
+        return Tissue::Hepatic;
     }
     if in_tubes(q, &PORTAL) {
         return Tissue::Portal;
@@ -633,8 +632,8 @@ pub fn breathing_v(phase: PhaseName, scale: f64, y: Lps) -> Lps {
     for b in bumps {
         let r2 = sq(y[0] - b.centre[0]) + sq(y[1] - b.centre[1]) + sq(y[2] - b.centre[2]);
         let w = scale * (-r2 / (2.0 * b.sigma * b.sigma)).exp();
-        for c in 0..3 {
-            v[c] += w * b.amp[c];
+        for (vc, ac) in v.iter_mut().zip(b.amp) {
+            *vc += w * ac;
         }
     }
     v
