@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array3, Array4, Axis, Ix3, Ix5};
 use nifti::writer::WriterOptions;
-use nifti::{IntoNdArray, NiftiHeader, NiftiObject, NiftiType, ReaderOptions};
+pub use nifti::NiftiHeader;
+use nifti::{IntoNdArray, NiftiObject, NiftiType, ReaderOptions};
 
 use super::Warning;
 use crate::volume::{cross, det3, dot, norm, Field, Geometry, Lps, Volume};
