@@ -1,0 +1,92 @@
+//! The `hepaview` binary end to end: info, convert, demo, and its errors.
+
+mod common;
+
+use std::process::Command;
+
+fn hepaview() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hepaview"))
+}
+
+#[test]
+fn info_names_the_triphase_phases() {
+    let Some(data) = common::shared_data() else { return };
+    let out = hepaview().arg("info").arg(data.join("triphase-hcc048/dicom")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("LIVER") && l.contains("(90%)")).collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].contains("ART") && lines[0].contains("arterial"), "{text}");
+    assert!(lines[1].contains("PV") && lines[1].contains("portal venous"), "{text}");
+    assert!(lines[2].contains("DELAYED") && lines[2].contains("delayed"), "{text}");
+}
+
+#[test]
+fn info_json_and_phase_override() {
+    let Some(data) = common::shared_data() else { return };
+    let out = hepaview().arg("info").arg(data.join("triphase-hcc048/dicom")).args(["--json", "--phase", "0=delayed"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["series"][0]["phase"]["phase"], "Delayed");
+    assert_eq!(v["series"][0]["phase"]["reason"], "set by the user");
+    assert_eq!(v["series"][1]["phase"]["phase"], "PortalVenous");
+
+    let bad = hepaview().arg("info").arg(data.join("triphase-hcc048/dicom")).args(["--phase", "7=arterial"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("only 3 series"));
+}
+
+#[test]
+fn info_on_all_shared_data_names_every_problem() {
+    let Some(data) = common::shared_data() else { return };
+    let out = hepaview().arg("info").arg(&data).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in ["LIVER ART", "arterial (90%)", "portal venous (90%)", "delayed (90%)", "truncated", "rtstruct.dcm", "empty file", "gap", "duplicate slice position", "64×48"] {
+        assert!(text.contains(want), "{want:?} missing from info output");
+    }
+}
+
+#[test]
+fn convert_writes_nifti_and_never_overwrites() {
+    let Some(data) = common::shared_data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("pv.nii.gz");
+    let run = || hepaview().arg("convert").arg(data.join("odd/broken/series_ok")).arg("--out").arg(&out).output().unwrap();
+    let first = run();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let (v, _) = hepaview::io::nifti::read_ct(&out).unwrap();
+    assert_eq!(v.geometry.shape, [5, 64, 64]);
+    let before = std::fs::read(&out).unwrap();
+    let second = run();
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already exists"));
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+}
+
+#[test]
+fn convert_asks_which_series_when_there_are_several() {
+    let Some(data) = common::shared_data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = hepaview().arg("convert").arg(data.join("triphase-hcc048/dicom")).arg("--out").arg(tmp.path().join("x.nii.gz")).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--series"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn bad_paths_fail_with_the_path_named() {
+    let out = hepaview().args(["info", "/no/such/folder"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/folder"));
+}
+
+#[test]
+fn demo_small_writes_a_loadable_study() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let out = hepaview().arg("demo").arg("--small").arg("--out").arg(&dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let info = hepaview().arg("info").arg(dir.join("dicom")).output().unwrap();
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(text.contains("arterial (90%)") && text.contains("portal venous (90%)") && text.contains("delayed (90%)"), "{text}");
+}
