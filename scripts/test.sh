@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine as root: installs the Debian tools the
+# tests compare against (dcm2niix, dciodvfy from dicom3tools), then runs every test.
+# ../shared (data sets and anchors) must sit beside this checkout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v dcm2niix >/dev/null 2>&1 || need+=(dcm2niix)
+command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
+command -v cargo >/dev/null 2>&1 || need+=(cargo)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  else
+    echo "missing: ${need[*]}; run as root or: sudo apt-get install -y ${need[*]}" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -d ../shared/data ]; then
+  echo "warning: ../shared/data not found; tests on real data will be skipped" >&2
+fi
+
+cargo test --all-targets --locked
