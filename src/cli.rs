@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use hepaview::io::dicom::{self, DicomScan, SeriesInfo};
 use hepaview::io::nifti;
-use hepaview::io::phase::{detect_phases, Phase, PhaseCall, SeriesClues};
+use hepaview::io::phase::{detect_study_phases, Phase, PhaseCall};
 use hepaview::phantom;
 
 #[derive(Parser, Debug)]
@@ -114,20 +114,7 @@ fn scan_with_bar(path: &Path) -> Result<DicomScan> {
 
 /// Phase calls for every series of every study, in scan order, with overrides applied.
 pub fn phases_for(scan: &DicomScan, overrides: &[(usize, Phase)]) -> Vec<PhaseCall> {
-    let mut out = Vec::new();
-    for study in &scan.studies {
-        let clues: Vec<SeriesClues> = study
-            .series
-            .iter()
-            .map(|s| SeriesClues {
-                description: s.description.clone(),
-                contrast_agent: s.contrast_agent.clone(),
-                acquisition_time: s.acquisition_time.clone(),
-                hu: None,
-            })
-            .collect();
-        out.extend(detect_phases(&clues));
-    }
+    let mut out: Vec<PhaseCall> = scan.studies.iter().flat_map(detect_study_phases).collect();
     for &(i, p) in overrides {
         if let Some(c) = out.get_mut(i) {
             *c = PhaseCall { phase: p, confidence: 1.0, reason: "set by the user".into() };

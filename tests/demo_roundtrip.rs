@@ -3,7 +3,7 @@
 
 use hepaview::io::dicom::{self, no_progress};
 use hepaview::io::nifti;
-use hepaview::io::phase::{detect_phases, Phase, SeriesClues};
+use hepaview::io::phase::{clues_from_series, detect_phases, Phase, SeriesClues};
 use hepaview::phantom::{self, PhaseName, PhantomOptions};
 
 #[test]
@@ -18,10 +18,7 @@ fn demo_study_round_trips_through_dicom_and_nifti() {
     assert_eq!(scan.studies.len(), 1);
     let series = &scan.studies[0].series;
     assert_eq!(series.len(), 3);
-    let clues: Vec<SeriesClues> = series
-        .iter()
-        .map(|s| SeriesClues { description: s.description.clone(), contrast_agent: s.contrast_agent.clone(), acquisition_time: s.acquisition_time.clone(), hu: None })
-        .collect();
+    let clues: Vec<SeriesClues> = series.iter().map(clues_from_series).collect();
     let calls = detect_phases(&clues);
     let want = [(PhaseName::Arterial, Phase::Arterial), (PhaseName::PortalVenous, Phase::PortalVenous), (PhaseName::Delayed, Phase::Delayed)];
     for ((s, call), (name, phase)) in series.iter().zip(&calls).zip(want) {
@@ -41,4 +38,14 @@ fn demo_study_round_trips_through_dicom_and_nifti() {
 
     // never writes over an existing study
     assert!(phantom::write_demo_study(&out, &opts).is_err());
+}
+
+#[test]
+fn measured_hu_names_demo_phases_when_tags_are_silent() {
+    use hepaview::io::phase::measure_enhancement;
+    let truth = phantom::make_phantom(&PhantomOptions::small());
+    let clues: Vec<SeriesClues> = truth.phases.iter().map(|p| SeriesClues { hu: Some(measure_enhancement(&p.volume)), ..Default::default() }).collect();
+    let calls = detect_phases(&clues);
+    let got: Vec<Phase> = calls.iter().map(|c| c.phase).collect();
+    assert_eq!(got, vec![Phase::Arterial, Phase::PortalVenous, Phase::Delayed], "{calls:?}");
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use hepaview::io::dicom::{self, no_progress};
 use hepaview::io::nifti;
-use hepaview::io::phase::{detect_phases, Phase, SeriesClues};
+use hepaview::io::phase::{clues_from_series, detect_phases, Phase, SeriesClues};
 use hepaview::{Geometry, Interp};
 
 fn hu_sum(v: &hepaview::CtVolume) -> i64 {
@@ -40,10 +40,7 @@ fn triphase_loads_three_codecs_and_names_phases() {
     assert_eq!(scan.studies.len(), 1);
     let series = &scan.studies[0].series;
     assert_eq!(series.len(), 3);
-    let clues: Vec<SeriesClues> = series
-        .iter()
-        .map(|s| SeriesClues { description: s.description.clone(), contrast_agent: s.contrast_agent.clone(), acquisition_time: s.acquisition_time.clone(), hu: None })
-        .collect();
+    let clues: Vec<SeriesClues> = series.iter().map(clues_from_series).collect();
     let phases: Vec<Phase> = detect_phases(&clues).iter().map(|c| c.phase).collect();
     assert_eq!(phases, vec![Phase::Arterial, Phase::PortalVenous, Phase::Delayed]);
     // (shape, HU sum, origin) per series from the pydicom anchor
@@ -139,4 +136,22 @@ fn info_lists_every_series_in_shared_data() {
     for f in ["empty.dcm", "not_dicom.dcm", "bad_magic.dcm", "rtstruct.dcm", "test-SR.dcm", "slice3.dcm"] {
         assert!(warned.contains(f), "{f} not reported:\n{warned}");
     }
+}
+
+#[test]
+fn measured_hu_names_triphase_phases_when_tags_are_silent() {
+    use hepaview::io::phase::measure_enhancement;
+    let Some(data) = common::shared_data() else { return };
+    let scan = dicom::scan(&data.join("triphase-hcc048/dicom"), &no_progress).unwrap();
+    let clues: Vec<SeriesClues> = scan
+        .all_series()
+        .map(|s| {
+            let (vol, _) = dicom::load_series(s, &no_progress).unwrap();
+            // descriptions, agent and times withheld: only the pixels speak
+            SeriesClues { hu: Some(measure_enhancement(&vol)), ..Default::default() }
+        })
+        .collect();
+    let calls = detect_phases(&clues);
+    let got: Vec<Phase> = calls.iter().map(|c| c.phase).collect();
+    assert_eq!(got, vec![Phase::Arterial, Phase::PortalVenous, Phase::Delayed], "{calls:?}");
 }
