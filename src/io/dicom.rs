@@ -809,6 +809,7 @@ fn plan_series(files: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Option<Se
 pub fn load_series(series: &SeriesInfo, progress: Progress) -> Result<(CtVolume, Vec<Warning>), DicomError> {
     let n = series.frames.len();
     let (rows, cols) = (series.pixel.rows, series.pixel.columns);
+    check_size_plausible(series)?;
     let mut stack = Array3::<i16>::zeros([n, rows, cols]);
     // Files → the slabs their frames fill, so each file is opened and decoded once.
     let mut by_file: BTreeMap<&Path, Vec<(usize, ArrayViewMut2<i16>)>> = BTreeMap::new();
@@ -873,6 +874,28 @@ pub fn load_series(series: &SeriesInfo, progress: Progress) -> Result<(CtVolume,
     }
     let data = if series.resampled { resample_slices(&stack, &series.slice_offsets_mm, &series.geometry) } else { stack };
     Ok((Volume::new(data, series.geometry.clone()), warnings))
+}
+
+/// Refuses a series whose headers claim far more pixel data than its files hold, before
+/// memory is reserved for it: a corrupt Rows/Columns must not cost gigabytes. Native
+/// encodings must hold every byte; compressed ones cannot shrink CT by 1000:1.
+fn check_size_plausible(series: &SeriesInfo) -> Result<(), DicomError> {
+    let mut files: Vec<&Path> = series.frames.iter().map(|f| f.path.as_path()).collect();
+    files.dedup();
+    let on_disk: u64 = files.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+    let claimed = (series.frames.len() as u64)
+        .saturating_mul(series.pixel.rows as u64)
+        .saturating_mul(series.pixel.columns as u64)
+        .saturating_mul((series.pixel.bits_allocated as u64).max(8) / 8);
+    let native = series.transfer_syntaxes.iter().all(|t| matches!(t.as_str(), "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.2"));
+    let capacity = if native { on_disk } else { on_disk.saturating_mul(1000) };
+    if claimed > capacity {
+        return Err(DicomError::PixelDataTruncated {
+            path: series.frames[0].path.clone(),
+            detail: format!("the headers claim {claimed} bytes of pixels but the files hold only {on_disk} bytes: PixelData missing or cut short"),
+        });
+    }
+    Ok(())
 }
 
 /// The pixel format of one file (a series may mix bit depths between files).

@@ -30,6 +30,8 @@ pub enum NiftiError {
     Unsupported { path: PathBuf, what: String },
     #[error("{path}: not a readable NIfTI-1 file: {source}")]
     Read { path: PathBuf, source: nifti::NiftiError },
+    #[error("{path}: could not open: {source}")]
+    Open { path: PathBuf, source: std::io::Error },
     #[error("{path}: could not write: {source}")]
     Write { path: PathBuf, source: std::io::Error },
     #[error("{path} already exists; choose another output name (Hepaview never overwrites files)")]
@@ -54,7 +56,24 @@ impl NiftiSample for f32 {
 const RAS_FROM_LPS: [f64; 3] = [-1.0, -1.0, 1.0];
 
 fn read_object(path: &Path) -> Result<nifti::InMemNiftiObject, NiftiError> {
+    check_size_plausible(path)?;
     ReaderOptions::new().read_file(path).map_err(|e| classify_read_error(path, e))
+}
+
+/// Refuses a header whose dims claim more data than the file can hold, before the reader
+/// reserves memory for it: a corrupt header must not cost gigabytes. Deflate cannot
+/// expand more than about 1032:1, which bounds what a `.nii.gz` can hold.
+fn check_size_plausible(path: &Path) -> Result<(), NiftiError> {
+    let h = NiftiHeader::from_file(path).map_err(|e| classify_read_error(path, e))?;
+    let dims = h.dim().map_err(|e| NiftiError::Read { path: path.to_path_buf(), source: e })?;
+    let voxels = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+    let bytes = voxels.and_then(|v| v.checked_mul((h.bitpix.max(8) as u64) / 8));
+    let file_len = std::fs::metadata(path).map_err(|source| NiftiError::Open { path: path.to_path_buf(), source })?.len();
+    let capacity = if is_gz(path) { file_len.saturating_mul(1100) } else { file_len };
+    match bytes {
+        Some(b) if b <= capacity => Ok(()),
+        _ => Err(NiftiError::Truncated { path: path.to_path_buf() }),
+    }
 }
 
 fn classify_read_error(path: &Path, e: nifti::NiftiError) -> NiftiError {
