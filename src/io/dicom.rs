@@ -842,7 +842,11 @@ pub fn load_series(series: &SeriesInfo, progress: Progress) -> Result<(CtVolume,
         let frame_bytes = rows * cols * (pixel.bits_allocated as usize / 8);
         let n_frames = get_int(&obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
         check_encapsulated_length(&obj, path)?;
-        let decoded = obj.decode_pixel_data().map_err(|e| {
+        // dicom-rs 0.10's codecs can panic on corrupt streams (an RLE segment shorter than
+        // its header says, found by fuzzing); a bad file must give an error, not a crash.
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
+            .map_err(|_| decode_err("the decoder failed on corrupt compressed data".into()))?
+            .map_err(|e| {
             let msg = flatten_error(&e);
             if msg.contains("fewer bytes") || msg.contains("too short") || msg.contains("nsufficient") || msg.contains("out of bounds") {
                 DicomError::PixelDataTruncated { path: path.to_path_buf(), detail: format!("{} of {} bytes", raw_pixel_len(&obj), frame_bytes * n_frames) }
