@@ -8,6 +8,12 @@ use libfuzzer_sys::fuzz_target;
 use hepaview::io::dicom::{load_series, no_progress, scan};
 
 fuzz_target!(|data: &[u8]| {
+    // libfuzzer-sys aborts on any panic, even one Hepaview catches around a third-party
+    // codec; restore the default hook so only panics that escape count as crashes.
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let _ = std::panic::take_hook();
+    });
     let dir = std::env::temp_dir().join(format!("hv-fuzz-dicom-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     if std::fs::create_dir_all(&dir).is_err() {
