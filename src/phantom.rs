@@ -24,48 +24,42 @@ use rayon::prelude::*;
 
 use crate::io::dicom_write::{self, splitmix64, uid_from, SeriesMeta, WriteError};
 use crate::io::nifti::{self, NiftiError};
+use crate::io::phase::Phase;
 use crate::volume::{CtVolume, Field, Geometry, Lps, Mask, Volume};
 
-/// The contrast phases the phantom produces, in acquisition order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PhaseName {
-    Arterial,
-    PortalVenous,
-    Delayed,
+// The phantom renders the three contrast phases, `Phase::CONTRAST_ORDER`, and nothing else.
+
+/// As a scanner would put it in a SeriesDescription.
+fn upper_words(phase: Phase) -> &'static str {
+    match phase {
+        Phase::NonContrast => "NON CONTRAST",
+        Phase::Arterial => "ARTERIAL",
+        Phase::PortalVenous => "PORTAL VENOUS",
+        Phase::Delayed => "DELAYED",
+        Phase::Unknown => "UNKNOWN",
+    }
 }
 
-impl PhaseName {
-    pub const ALL: [PhaseName; 3] = [PhaseName::Arterial, PhaseName::PortalVenous, PhaseName::Delayed];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PhaseName::Arterial => "arterial",
-            PhaseName::PortalVenous => "portal_venous",
-            PhaseName::Delayed => "delayed",
-        }
+/// AcquisitionTime (DICOM TM): typical delays after injection at 10:00:00.
+/// Only called from `make_phantom`, which iterates `Phase::CONTRAST_ORDER`.
+fn acquisition_time(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Arterial => "100025",
+        Phase::PortalVenous => "100105",
+        Phase::Delayed => "100330",
+        Phase::NonContrast | Phase::Unknown => unreachable!("the phantom renders contrast phases only"),
     }
+}
 
-    /// As a scanner would put it in a SeriesDescription.
-    fn upper_words(self) -> &'static str {
-        match self {
-            PhaseName::Arterial => "ARTERIAL",
-            PhaseName::PortalVenous => "PORTAL VENOUS",
-            PhaseName::Delayed => "DELAYED",
-        }
-    }
-
-    /// AcquisitionTime (DICOM TM): typical delays after injection at 10:00:00.
-    fn acquisition_time(self) -> &'static str {
-        match self {
-            PhaseName::Arterial => "100025",
-            PhaseName::PortalVenous => "100105",
-            PhaseName::Delayed => "100330",
-        }
-    }
-
-    fn index(self) -> u64 {
-        self as u64
+/// Noise seed of a phase: 0, 1, 2 for the contrast phases (the values the phantom has
+/// always used, so output is unchanged), distinct values for the others.
+fn noise_index(phase: Phase) -> u64 {
+    match phase {
+        Phase::Arterial => 0,
+        Phase::PortalVenous => 1,
+        Phase::Delayed => 2,
+        Phase::NonContrast => 3,
+        Phase::Unknown => 4,
     }
 }
 
@@ -120,11 +114,13 @@ impl PhantomOptions {
         }
     }
 
-    fn grid(&self, phase: PhaseName) -> &Geometry {
+    /// Only called for `Phase::CONTRAST_ORDER` (from `make_phantom` and `render_phase`).
+    fn grid(&self, phase: Phase) -> &Geometry {
         match phase {
-            PhaseName::Arterial => &self.arterial_grid,
-            PhaseName::PortalVenous => &self.portal_venous_grid,
-            PhaseName::Delayed => &self.delayed_grid,
+            Phase::Arterial => &self.arterial_grid,
+            Phase::PortalVenous => &self.portal_venous_grid,
+            Phase::Delayed => &self.delayed_grid,
+            Phase::NonContrast | Phase::Unknown => unreachable!("the phantom renders contrast phases only"),
         }
     }
 }
@@ -132,7 +128,7 @@ impl PhantomOptions {
 /// One contrast phase as a scanner would deliver it.
 #[derive(Clone, Debug)]
 pub struct PhantomPhase {
-    pub name: PhaseName,
+    pub name: Phase,
     pub volume: CtVolume,
     /// SeriesDescription, e.g. "LIVER ARTERIAL 2.5mm".
     pub description: String,
@@ -176,15 +172,15 @@ pub struct Phantom {
     pub anatomy: Mask,
     pub lesions: Vec<LesionTruth>,
     /// `u` on the portal venous grid for each moving phase (arterial, delayed).
-    pub true_fields: Vec<(PhaseName, Field)>,
+    pub true_fields: Vec<(Phase, Field)>,
 }
 
 impl Phantom {
-    pub fn phase(&self, name: PhaseName) -> Option<&PhantomPhase> {
+    pub fn phase(&self, name: Phase) -> Option<&PhantomPhase> {
         self.phases.iter().find(|p| p.name == name)
     }
 
-    pub fn true_field(&self, name: PhaseName) -> Option<&Field> {
+    pub fn true_field(&self, name: Phase) -> Option<&Field> {
         self.true_fields.iter().find(|(n, _)| *n == name).map(|(_, f)| f)
     }
 }
@@ -493,12 +489,14 @@ fn nodule_pattern(d: Lps, r: f64) -> f32 {
 
 /// Hounsfield units of a tissue in a phase (before noise). Values are typical clinical
 /// means for a late-arterial / portal venous (70 s) / delayed (3.5 min) protocol.
-fn hu(t: Tissue, phase: PhaseName) -> f32 {
-    use PhaseName::*;
+fn hu(t: Tissue, phase: Phase) -> f32 {
+    use Phase::*;
+    // Only reached from `render_phase` (CONTRAST_ORDER phases) and tests with those phases.
     let p = |a: f32, pv: f32, d: f32| match phase {
         Arterial => a,
         PortalVenous => pv,
         Delayed => d,
+        NonContrast | Unknown => unreachable!("the phantom renders contrast phases only"),
     };
     match t {
         Tissue::Air | Tissue::Gas => -1000.0,
@@ -531,8 +529,9 @@ fn smoothstep(e0: f32, e1: f32, x: f32) -> f32 {
     t * t * (3.0 - 2.0 * t)
 }
 
-fn lesion_hu(kind: LesionKind, radius_mm: f32, rel: f32, nodule: f32, phase: PhaseName) -> f32 {
-    use PhaseName::*;
+/// Only reached through `hu`, i.e. for `Phase::CONTRAST_ORDER` phases.
+fn lesion_hu(kind: LesionKind, radius_mm: f32, rel: f32, nodule: f32, phase: Phase) -> f32 {
+    use Phase::*;
     // depth below the lesion surface in mm
     let depth = (1.0 - rel) * radius_mm;
     match kind {
@@ -545,6 +544,7 @@ fn lesion_hu(kind: LesionKind, radius_mm: f32, rel: f32, nodule: f32, phase: Pha
                 (PortalVenous, true) => 108.0,
                 (Delayed, false) => 70.0,
                 (Delayed, true) => 118.0,
+                (NonContrast | Unknown, _) => unreachable!("the phantom renders contrast phases only"),
             }
         }
         LesionKind::Hemangioma => match phase {
@@ -553,6 +553,7 @@ fn lesion_hu(kind: LesionKind, radius_mm: f32, rel: f32, nodule: f32, phase: Pha
             // enhancement has filled in from the periphery to about half the radius
             PortalVenous => 60.0 + 110.0 * smoothstep(0.35, 0.55, rel.max(nodule * rel * 1.5)),
             Delayed => 120.0,
+            NonContrast | Unknown => unreachable!("the phantom renders contrast phases only"),
         },
         LesionKind::Cyst => 5.0,
         LesionKind::Metastasis => {
@@ -564,6 +565,7 @@ fn lesion_hu(kind: LesionKind, radius_mm: f32, rel: f32, nodule: f32, phase: Pha
                 (Arterial, false) => 35.0,
                 (PortalVenous, false) => 50.0,
                 (Delayed, false) => 55.0,
+                (NonContrast | Unknown, _) => unreachable!("the phantom renders contrast phases only"),
             }
         }
     }
@@ -621,12 +623,13 @@ const DELAYED_BUMPS: [Bump; 2] = [
 ];
 
 /// The analytic displacement `v` of a phase: `moving(y) = anatomy(y + v(y))`. Zero for the
-/// portal venous (fixed) phase.
-pub fn breathing_v(phase: PhaseName, scale: f64, y: Lps) -> Lps {
+/// portal venous (fixed) phase, and for phases the phantom does not render (non-contrast,
+/// unknown), which have no breathing model.
+pub fn breathing_v(phase: Phase, scale: f64, y: Lps) -> Lps {
     let bumps: &[Bump] = match phase {
-        PhaseName::Arterial => &ARTERIAL_BUMPS,
-        PhaseName::PortalVenous => return [0.0; 3],
-        PhaseName::Delayed => &DELAYED_BUMPS,
+        Phase::Arterial => &ARTERIAL_BUMPS,
+        Phase::PortalVenous | Phase::NonContrast | Phase::Unknown => return [0.0; 3],
+        Phase::Delayed => &DELAYED_BUMPS,
     };
     let mut v = [0.0; 3];
     for b in bumps {
@@ -642,7 +645,7 @@ pub fn breathing_v(phase: PhaseName, scale: f64, y: Lps) -> Lps {
 /// The ITK-convention displacement `u(x)` (fixed → moving) at a fixed-frame point: the
 /// solution of `u = −v(x + u)`. Fixed-point iteration converges because `v` is a
 /// contraction (Lipschitz constant < 0.1), gaining about one decimal per step.
-pub fn true_u(phase: PhaseName, scale: f64, x: Lps) -> Lps {
+pub fn true_u(phase: Phase, scale: f64, x: Lps) -> Lps {
     let mut u = [0.0; 3];
     for _ in 0..40 {
         let v = breathing_v(phase, scale, [x[0] + u[0], x[1] + u[1], x[2] + u[2]]);
@@ -676,7 +679,7 @@ fn gaussian(seed: u64, phase: u64, k: usize, j: usize, i: usize) -> f32 {
     ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
 }
 
-fn render_phase(opts: &PhantomOptions, phase: PhaseName) -> CtVolume {
+fn render_phase(opts: &PhantomOptions, phase: Phase) -> CtVolume {
     let grid = opts.grid(phase).clone();
     let [nz, ny, nx] = grid.shape;
     let offsets = |n: usize| -> Vec<f64> {
@@ -702,7 +705,7 @@ fn render_phase(opts: &PhantomOptions, phase: PhaseName) -> CtVolume {
                 let mut val = acc * inv_n;
                 // air outside the patient stays exactly −1000, as scanners clip it
                 if val > -999.0 {
-                    val += opts.noise_sigma_hu * gaussian(opts.seed, phase.index(), k, j, i);
+                    val += opts.noise_sigma_hu * gaussian(opts.seed, noise_index(phase), k, j, i);
                 }
                 slab[[j, i]] = val.round().clamp(-1024.0, 3071.0) as i16;
             }
@@ -752,7 +755,7 @@ fn render_labels(grid: &Geometry) -> (Mask, Mask, Vec<usize>) {
     (Volume::new(labels, grid.clone()), Volume::new(anatomy, grid.clone()), total)
 }
 
-fn render_field(grid: &Geometry, phase: PhaseName, scale: f64) -> Field {
+fn render_field(grid: &Geometry, phase: Phase, scale: f64) -> Field {
     let [nz, ny, nx] = grid.shape;
     let mut data = Array4::<f32>::zeros([nz, ny, nx, 3]);
     data.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(k, mut slab)| {
@@ -770,13 +773,13 @@ fn render_field(grid: &Geometry, phase: PhaseName, scale: f64) -> Field {
 
 /// Builds the whole phantom. Deterministic: the same options give byte-identical output.
 pub fn make_phantom(opts: &PhantomOptions) -> Phantom {
-    let phases = PhaseName::ALL
+    let phases = Phase::CONTRAST_ORDER
         .iter()
         .map(|&name| PhantomPhase {
             name,
             volume: render_phase(opts, name),
-            description: format!("LIVER {} {}mm", name.upper_words(), opts.grid(name).spacing_mm[0]),
-            acquisition_time: name.acquisition_time().to_string(),
+            description: format!("LIVER {} {}mm", upper_words(name), opts.grid(name).spacing_mm[0]),
+            acquisition_time: acquisition_time(name).to_string(),
         })
         .collect();
     let grid = &opts.portal_venous_grid;
@@ -787,7 +790,7 @@ pub fn make_phantom(opts: &PhantomOptions) -> Phantom {
         .zip(&counts)
         .map(|(l, &n)| LesionTruth { kind: l.kind, centre_mm: l.centre, radius_mm: l.radius, volume_ml: n as f64 * voxel_ml })
         .collect();
-    let true_fields = [PhaseName::Arterial, PhaseName::Delayed]
+    let true_fields = [Phase::Arterial, Phase::Delayed]
         .iter()
         .map(|&p| (p, render_field(grid, p, opts.breathing_scale)))
         .collect();
@@ -803,10 +806,10 @@ pub fn make_phantom(opts: &PhantomOptions) -> Phantom {
 pub struct DemoFiles {
     pub root: PathBuf,
     /// One DICOM series folder's files per phase, in slice order.
-    pub dicom: Vec<(PhaseName, Vec<PathBuf>)>,
+    pub dicom: Vec<(Phase, Vec<PathBuf>)>,
     pub labels: PathBuf,
     pub anatomy: PathBuf,
-    pub true_fields: Vec<(PhaseName, PathBuf)>,
+    pub true_fields: Vec<(Phase, PathBuf)>,
     pub lesions_json: PathBuf,
 }
 
@@ -831,9 +834,9 @@ pub enum DemoError {
 pub fn write_demo_study(out: &Path, opts: &PhantomOptions) -> Result<DemoFiles, DemoError> {
     let labels_path = out.join("labels.nii.gz");
     let anatomy_path = out.join("anatomy.nii.gz");
-    let field_paths: Vec<(PhaseName, PathBuf)> = [PhaseName::Arterial, PhaseName::Delayed]
+    let field_paths: Vec<(Phase, PathBuf)> = [Phase::Arterial, Phase::Delayed]
         .iter()
-        .map(|&p| (p, out.join(format!("true_field_{}.nii.gz", p.as_str()))))
+        .map(|&p| (p, out.join(format!("true_field_{}.nii.gz", p.slug()))))
         .collect();
     let lesions_path = out.join("lesions.json");
     for p in [&labels_path, &anatomy_path, &lesions_path].into_iter().chain(field_paths.iter().map(|(_, p)| p)) {
@@ -841,8 +844,8 @@ pub fn write_demo_study(out: &Path, opts: &PhantomOptions) -> Result<DemoFiles, 
             return Err(DemoError::Exists { path: p.clone() });
         }
     }
-    for phase in PhaseName::ALL {
-        let dir = out.join("dicom").join(phase.as_str());
+    for phase in Phase::CONTRAST_ORDER {
+        let dir = out.join("dicom").join(phase.slug());
         if let Ok(mut entries) = std::fs::read_dir(&dir) {
             if entries.next().is_some() {
                 return Err(DemoError::NotEmpty { path: dir });
@@ -866,7 +869,7 @@ pub fn write_demo_study(out: &Path, opts: &PhantomOptions) -> Result<DemoFiles, 
             study_time: "095800".into(),
             study_id: "1".into(),
             accession_number: format!("HV{:08}", opts.seed % 100_000_000),
-            series_uid: uid_from(&format!("{seed}/series/{}", phase.name.as_str())),
+            series_uid: uid_from(&format!("{seed}/series/{}", phase.name.slug())),
             series_number: 3 + n as u32,
             series_description: phase.description.clone(),
             acquisition_time: phase.acquisition_time.clone(),
@@ -876,7 +879,7 @@ pub fn write_demo_study(out: &Path, opts: &PhantomOptions) -> Result<DemoFiles, 
             uid_seed: seed.clone(),
             kvp: 120.0,
         };
-        let dir = out.join("dicom").join(phase.name.as_str());
+        let dir = out.join("dicom").join(phase.name.slug());
         let files = dicom_write::write_ct_series(&phase.volume, &meta, &dir)?;
         dicom.push((phase.name, files));
     }
@@ -921,7 +924,7 @@ mod tests {
 
     #[test]
     fn true_field_inverts_the_breathing() {
-        for phase in [PhaseName::Arterial, PhaseName::Delayed] {
+        for phase in [Phase::Arterial, Phase::Delayed] {
             for x in [[-60.0, 0.0, -130.0], [-95.0, 10.0, -210.0], [30.0, -40.0, -162.0], [0.0, 0.0, -300.0], [150.0, 100.0, -110.0]] {
                 let u = true_u(phase, 1.0, x);
                 let y = [x[0] + u[0], x[1] + u[1], x[2] + u[2]];
@@ -958,7 +961,7 @@ mod tests {
             assert!((5.0..=8.0).contains(&peak), "{phase:?}: peak {peak} mm");
         }
         // Jacobian of x ↦ x + u(x) by central differences on a fine analytic stencil
-        for phase in [PhaseName::Arterial, PhaseName::Delayed] {
+        for phase in [Phase::Arterial, Phase::Delayed] {
             let mut min_det = f64::INFINITY;
             let h = 1.0;
             for xi in (-180..=180).step_by(30) {
@@ -1035,17 +1038,17 @@ mod tests {
         let aorta = [18.0, 42.0, -200.0];
         let liver = [-60.0, 30.0, -150.0];
         assert_eq!(classify(liver), Tissue::Liver);
-        assert!(at(aorta, PhaseName::Arterial) > 250.0 && at(aorta, PhaseName::Delayed) < at(aorta, PhaseName::PortalVenous));
+        assert!(at(aorta, Phase::Arterial) > 250.0 && at(aorta, Phase::Delayed) < at(aorta, Phase::PortalVenous));
         let hcc = LESIONS[0].centre;
-        assert!(at(hcc, PhaseName::Arterial) > at(liver, PhaseName::Arterial) + 40.0);
-        assert!(at(hcc, PhaseName::PortalVenous) < at(liver, PhaseName::PortalVenous));
-        assert!(at(hcc, PhaseName::Delayed) < at(liver, PhaseName::Delayed));
+        assert!(at(hcc, Phase::Arterial) > at(liver, Phase::Arterial) + 40.0);
+        assert!(at(hcc, Phase::PortalVenous) < at(liver, Phase::PortalVenous));
+        assert!(at(hcc, Phase::Delayed) < at(liver, Phase::Delayed));
         let cyst = LESIONS[2].centre;
-        assert!(PhaseName::ALL.iter().all(|&ph| at(cyst, ph).abs() < 10.0));
+        assert!(Phase::CONTRAST_ORDER.iter().all(|&ph| at(cyst, ph).abs() < 10.0));
 
         // the rendered portal venous volume has those means too, with noise of ~8 HU
         let p = small();
-        let pv = &p.phase(PhaseName::PortalVenous).unwrap().volume;
+        let pv = &p.phase(Phase::PortalVenous).unwrap().volume;
         let vals: Vec<f32> = pv
             .data
             .iter()
@@ -1063,7 +1066,7 @@ mod tests {
         let shapes: Vec<_> = p.phases.iter().map(|ph| ph.volume.geometry.clone()).collect();
         assert_ne!(shapes[0], shapes[1]);
         assert_ne!(shapes[2], shapes[1]);
-        let names: Vec<_> = p.phases.iter().map(|ph| ph.name.as_str()).collect();
+        let names: Vec<_> = p.phases.iter().map(|ph| ph.name.slug()).collect();
         assert_eq!(names, ["arterial", "portal_venous", "delayed"]);
         assert!(p.phases[0].acquisition_time < p.phases[1].acquisition_time);
         assert!(p.phases[1].acquisition_time < p.phases[2].acquisition_time);

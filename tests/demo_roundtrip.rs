@@ -4,7 +4,7 @@
 use hepaview::io::dicom::{self, no_progress};
 use hepaview::io::nifti;
 use hepaview::io::phase::{clues_from_series, detect_phases, Phase, SeriesClues};
-use hepaview::phantom::{self, PhaseName, PhantomOptions};
+use hepaview::phantom::{self, PhantomOptions};
 
 #[test]
 fn demo_study_round_trips_through_dicom_and_nifti() {
@@ -20,12 +20,11 @@ fn demo_study_round_trips_through_dicom_and_nifti() {
     assert_eq!(series.len(), 3);
     let clues: Vec<SeriesClues> = series.iter().map(clues_from_series).collect();
     let calls = detect_phases(&clues);
-    let want = [(PhaseName::Arterial, Phase::Arterial), (PhaseName::PortalVenous, Phase::PortalVenous), (PhaseName::Delayed, Phase::Delayed)];
-    for ((s, call), (name, phase)) in series.iter().zip(&calls).zip(want) {
+    for ((s, call), phase) in series.iter().zip(&calls).zip(Phase::CONTRAST_ORDER) {
         assert_eq!(call.phase, phase, "{}", s.description);
         let (vol, warnings) = dicom::load_series(s, &no_progress).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
-        let t = truth.phase(name).unwrap();
+        let t = truth.phase(phase).unwrap();
         assert!(vol.geometry.max_corner_distance_mm(&t.volume.geometry) < 1e-3, "{:?} vs {:?}", vol.geometry, t.volume.geometry);
         assert_eq!(vol.data, t.volume.data, "{}", s.description);
     }
@@ -34,7 +33,7 @@ fn demo_study_round_trips_through_dicom_and_nifti() {
     assert_eq!(labels.data, truth.labels.data);
     assert!(labels.geometry.max_corner_distance_mm(&truth.labels.geometry) < 1e-3);
     let (field, _) = nifti::read_field(&out.join("true_field_arterial.nii.gz")).unwrap();
-    assert_eq!(field.data, truth.true_field(PhaseName::Arterial).unwrap().data);
+    assert_eq!(field.data, truth.true_field(Phase::Arterial).unwrap().data);
 
     // never writes over an existing study
     assert!(phantom::write_demo_study(&out, &opts).is_err());

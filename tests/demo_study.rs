@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use hepaview::phantom::{write_demo_study, PhantomOptions, PhaseName};
+use hepaview::io::phase::Phase;
+use hepaview::phantom::{write_demo_study, PhantomOptions};
 
 /// Runs dciodvfy on one file and returns its output (it reports on stderr), or `None`
 /// when the tool is not installed.
@@ -24,7 +25,7 @@ fn demo_study_is_valid_dicom_with_consistent_truth() {
     for (phase, paths) in &files.dicom {
         assert!(!paths.is_empty());
         for p in paths {
-            assert!(p.starts_with(out.join("dicom").join(phase.as_str())), "{}", p.display());
+            assert!(p.starts_with(out.join("dicom").join(phase.slug())), "{}", p.display());
             assert!(p.is_file());
         }
     }
@@ -74,7 +75,7 @@ fn demo_study_is_valid_dicom_with_consistent_truth() {
         assert_eq!(read(p, tags::CONTRAST_BOLUS_AGENT), "IOPAMIDOL 370");
         assert!(read(p, tags::SERIES_DESCRIPTION).starts_with("LIVER "));
     }
-    assert_eq!(files.dicom[1].0, PhaseName::PortalVenous);
+    assert_eq!(files.dicom[1].0, Phase::PortalVenous);
 
     // ground truth: every lesion lies inside the liver of the written label mask
     let (labels, _warnings) = hepaview::io::nifti::read_mask(&files.labels).expect("labels readable");

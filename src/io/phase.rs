@@ -31,6 +31,17 @@ impl Phase {
         }
     }
 
+    /// Lower-case ASCII name for file and folder names, e.g. "portal_venous".
+    pub fn slug(self) -> &'static str {
+        match self {
+            Phase::NonContrast => "non_contrast",
+            Phase::Arterial => "arterial",
+            Phase::PortalVenous => "portal_venous",
+            Phase::Delayed => "delayed",
+            Phase::Unknown => "unknown",
+        }
+    }
+
     /// Phases after contrast, in the order they are acquired.
     pub const CONTRAST_ORDER: [Phase; 3] = [Phase::Arterial, Phase::PortalVenous, Phase::Delayed];
 }
