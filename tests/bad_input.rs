@@ -27,13 +27,20 @@ fn series_ok(odd: &Path) -> Vec<PathBuf> {
 #[test]
 fn truncated_dicom_is_a_clear_error() {
     let Some(odd) = odd() else { return };
+    // uncompressed: caught from the file size while scanning, before any decoding
     let path = odd.join("broken/truncated_pixeldata.dcm");
-    let scan = dicom::scan(&path, &no_progress).unwrap();
-    let s = scan.all_series().next().unwrap();
-    let err = dicom::load_series(s, &no_progress).unwrap_err();
-    assert!(matches!(err, DicomError::PixelDataTruncated { .. }), "{err}");
+    let err = dicom::scan(&path, &no_progress).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("truncated_pixeldata.dcm") && msg.contains("truncated"), "{msg}");
+    assert!(msg.contains("truncated_pixeldata.dcm") && msg.contains("PixelData missing or truncated"), "{msg}");
+    // in a folder, the truncated slice is set aside by name and the rest loads
+    let dir = tempfile::tempdir().unwrap();
+    copy_into(dir.path(), &series_ok(&odd)[..4]);
+    copy_into(dir.path(), &[path.clone()]);
+    let scan = dicom::scan(dir.path(), &no_progress).unwrap();
+    // (it belongs to another series, which has nothing left once it is set aside)
+    assert_eq!(scan.all_series().count(), 1);
+    assert!(scan.warnings.iter().any(|w| w.path.ends_with("truncated_pixeldata.dcm") && w.what.contains("truncated")), "{:?}", scan.warnings);
+    assert!(dicom::load_series(scan.all_series().next().unwrap(), &no_progress).is_ok());
     // the same for a cut-short JPEG 2000 stream that dicom-rs itself accepts
     let path = odd.join("pydicom/emri_small_jpeg_2k_lossless_too_short.dcm");
     let scan = dicom::scan(&path, &no_progress).unwrap();
@@ -49,10 +56,9 @@ fn dicom_without_pixel_data_is_a_clear_error() {
     obj.remove_element(dicom_dictionary_std::tags::PIXEL_DATA);
     let path = dir.path().join("no_pixels.dcm");
     obj.write_to_file(&path).unwrap();
-    let scan = dicom::scan(&path, &no_progress).unwrap();
-    let err = dicom::load_series(scan.all_series().next().unwrap(), &no_progress).unwrap_err();
+    let err = dicom::scan(&path, &no_progress).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("no_pixels.dcm") && msg.contains("PixelData"), "{msg}");
+    assert!(msg.contains("no_pixels.dcm") && msg.contains("PixelData missing"), "{msg}");
 }
 
 #[test]

@@ -129,6 +129,7 @@ pub struct Frame {
 #[derive(Clone, Debug)]
 struct FileHeader {
     path: PathBuf,
+    file_len: u64,
     transfer_syntax: String,
     sop_class: String,
     study_uid: String,
@@ -525,6 +526,7 @@ fn read_header(path: &Path) -> Result<FileHeader, DicomError> {
         .unwrap_or_default();
     Ok(FileHeader {
         path: path.to_path_buf(),
+        file_len: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
         transfer_syntax,
         sop_class,
         study_uid: get_str(&obj, tags::STUDY_INSTANCE_UID).unwrap_or_default(),
@@ -604,6 +606,15 @@ fn stack_key(h: &FileHeader, f: &Frame) -> (usize, usize, [i64; 6]) {
     )
 }
 
+fn is_native(ts: &str) -> bool {
+    matches!(ts, "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.2")
+}
+
+/// Bytes the uncompressed pixels of a file take.
+fn pixel_bytes(h: &FileHeader) -> u64 {
+    (h.pixel.rows as u64) * (h.pixel.columns as u64) * (h.pixel.samples_per_pixel.max(1) as u64) * (h.pixel.bits_allocated.max(8) as u64 / 8) * h.frames.len() as u64
+}
+
 fn plan_series(files: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Option<SeriesInfo> {
     let mut series_warnings = Vec::new();
     let mut set_aside = Vec::new();
@@ -620,6 +631,9 @@ fn plan_series(files: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Option<Se
             Some(format!("colour image ({}, {} samples per pixel), not a CT slice", h.photometric, h.pixel.samples_per_pixel))
         } else if !matches!(h.pixel.bits_allocated, 8 | 16 | 32) {
             Some(format!("{} bits allocated per pixel is not a CT image layout", h.pixel.bits_allocated))
+        } else if is_native(&h.transfer_syntax) && h.file_len < pixel_bytes(&h) {
+            // uncompressed pixels must all be in the file: caught here without decoding
+            Some(format!("PixelData missing or truncated (the file is {} bytes; its pixels need {})", h.file_len, pixel_bytes(&h)))
         } else {
             None
         };
@@ -682,19 +696,27 @@ fn plan_series(files: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Option<Se
     });
     // Duplicate positions: keep the first, set the others aside.
     let mut unique: Vec<Frame> = Vec::with_capacity(frames.len());
+    // One warning per file, however many of its frames are duplicates.
+    let mut duplicates: BTreeMap<PathBuf, (usize, PathBuf)> = BTreeMap::new();
     for f in frames {
         if let Some(prev) = unique.last() {
             if norm(sub(f.position_mm, prev.position_mm)) < 1e-3 {
-                series_warnings.push(Warning::new(
-                    &f.path,
-                    format!("duplicate slice position (same ImagePositionPatient as {})", prev.path.display()),
-                    "set aside; only the first slice at each position is used",
-                ));
-                set_aside.push(f.path.clone());
+                duplicates.entry(f.path.clone()).or_insert((0, prev.path.clone())).0 += 1;
                 continue;
             }
         }
         unique.push(f);
+    }
+    for (path, (count, first)) in duplicates {
+        let frames_note = if count > 1 { format!("{count} frames at positions already taken by") } else { "same ImagePositionPatient as".into() };
+        series_warnings.push(Warning::new(
+            &path,
+            format!("duplicate slice position ({frames_note} {})", first.display()),
+            "set aside; only the first slice at each position is used",
+        ));
+        if !set_aside.contains(&path) {
+            set_aside.push(path);
+        }
     }
     let frames = unique;
     if frames.iter().any(|f| !f.placed) {
@@ -891,7 +913,7 @@ fn check_size_plausible(series: &SeriesInfo) -> Result<(), DicomError> {
         .saturating_mul(series.pixel.rows as u64)
         .saturating_mul(series.pixel.columns as u64)
         .saturating_mul((series.pixel.bits_allocated as u64).max(8) / 8);
-    let native = series.transfer_syntaxes.iter().all(|t| matches!(t.as_str(), "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.2"));
+    let native = series.transfer_syntaxes.iter().all(|t| is_native(t));
     let capacity = if native { on_disk } else { on_disk.saturating_mul(1000) };
     if claimed > capacity {
         return Err(DicomError::PixelDataTruncated {
