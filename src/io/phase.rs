@@ -84,6 +84,8 @@ pub struct SeriesClues {
     /// Acquisition time, `HHMMSS[.frac]`.
     pub acquisition_time: Option<String>,
     pub hu: Option<HuClues>,
+    /// Set for MR, NM, SEG…: contrast phases are a CT notion here, so these stay unknown.
+    pub not_ct: bool,
 }
 
 /// The decision for one series.
@@ -336,7 +338,12 @@ pub fn parse_time_s(t: &str) -> Option<f64> {
 pub fn detect_phases(series: &[SeriesClues]) -> Vec<PhaseCall> {
     let mut calls: Vec<Option<PhaseCall>> = series
         .iter()
-        .map(|s| phase_from_description(&s.description).map(|(phase, reason)| PhaseCall { phase, confidence: 0.9, reason }))
+        .map(|s| {
+            if s.not_ct {
+                return Some(PhaseCall { phase: Phase::Unknown, confidence: 0.0, reason: "not a CT series".into() });
+            }
+            phase_from_description(&s.description).map(|(phase, reason)| PhaseCall { phase, confidence: 0.9, reason })
+        })
         .collect();
     let any_agent = series.iter().any(|s| s.contrast_agent.is_some());
     // A series without an agent in a study where others have one was taken before injection.
@@ -390,7 +397,14 @@ pub fn detect_phases(series: &[SeriesClues]) -> Vec<PhaseCall> {
         .filter_map(|(i, s)| s.acquisition_time.as_deref().and_then(parse_time_s).map(|t| (i, t)))
         .collect();
     undecided.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal));
-    if !undecided.is_empty() {
+    // Order means something only against another series: a lone series with a time is
+    // not "the first contrast phase" just because nothing came before it.
+    let timed_others = series
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| calls[*i].is_some() && s.acquisition_time.as_deref().and_then(parse_time_s).is_some())
+        .count();
+    if undecided.len() + timed_others >= 2 {
         let claimed: Vec<Phase> = calls.iter().flatten().map(|c| c.phase).collect();
         // Phases still free, in acquisition order; a time-ordered series takes the next free
         // phase that comes after every claimed phase acquired before it.
@@ -417,7 +431,13 @@ pub fn detect_phases(series: &[SeriesClues]) -> Vec<PhaseCall> {
 
 /// The tag evidence of a planned DICOM series.
 pub fn clues_from_series(s: &super::dicom::SeriesInfo) -> SeriesClues {
-    SeriesClues { description: s.description.clone(), contrast_agent: s.contrast_agent.clone(), acquisition_time: s.acquisition_time.clone(), hu: None }
+    SeriesClues {
+        description: s.description.clone(),
+        contrast_agent: s.contrast_agent.clone(),
+        acquisition_time: s.acquisition_time.clone(),
+        hu: None,
+        not_ct: !s.modality.is_empty() && s.modality != "CT",
+    }
 }
 
 /// Names the phases of a study: tags first; series the tags leave unknown are decoded and
@@ -431,7 +451,7 @@ pub fn detect_study_phases(study: &super::dicom::StudyInfo) -> Vec<PhaseCall> {
     }
     let mut failures = Vec::new();
     for (i, call) in first.iter().enumerate() {
-        if call.phase == Phase::Unknown {
+        if call.phase == Phase::Unknown && !clues[i].not_ct {
             match super::dicom::load_series(&study.series[i], &super::dicom::no_progress) {
                 Ok((vol, _)) => clues[i].hu = Some(measure_enhancement(&vol)),
                 Err(e) => failures.push((i, e.to_string())),
@@ -450,7 +470,7 @@ mod tests {
     use super::*;
 
     fn clue(desc: &str, time: &str) -> SeriesClues {
-        SeriesClues { description: desc.into(), contrast_agent: Some("OMNIPAQUE 350".into()), acquisition_time: Some(time.into()), hu: None }
+        SeriesClues { description: desc.into(), contrast_agent: Some("OMNIPAQUE 350".into()), acquisition_time: Some(time.into()), ..Default::default() }
     }
 
     #[test]
@@ -514,6 +534,16 @@ mod tests {
             .collect();
         let got: Vec<Phase> = detect_phases(&s).iter().map(|c| c.phase).collect();
         assert_eq!(got, vec![Phase::PortalVenous, Phase::Arterial, Phase::Delayed, Phase::NonContrast]);
+    }
+
+    #[test]
+    fn a_lone_series_is_not_ordered() {
+        let c = detect_phases(&[clue("Abdomen", "112936")]);
+        assert_eq!(c[0].phase, Phase::Unknown, "{c:?}");
+        let mut mr = clue("T1 post", "1200");
+        mr.not_ct = true;
+        let c = detect_phases(&[mr, clue("x", "1300")]);
+        assert_eq!(c[0].phase, Phase::Unknown);
     }
 
     #[test]
