@@ -170,7 +170,7 @@ fn info(path: &Path, json: bool, raw_overrides: &[String]) -> Result<()> {
     for study in &scan.studies {
         println!();
         println!("Study {}  patient {:?} ({})  date {}  {}", study.study_uid, study.patient_name, study.patient_id, study.study_date, study.description);
-        println!("  {:>3} {:>4}  {:<28} {:<22} {:>13}  {:<22} {}", "#", "ser", "description", "phase (confidence)", "size x·y·z", "spacing mm", "encoding");
+        println!("  {:>3} {:>4}  {:<28} {:<22} {:>13}  {:<22} encoding", "#", "ser", "description", "phase (confidence)", "size x·y·z", "spacing mm");
         for s in &study.series {
             let p = &phases[idx];
             let g = &s.geometry;

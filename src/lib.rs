@@ -3,6 +3,9 @@
 //! shared folder for the layering: `volume` at the bottom, `io`/`phantom`/algorithms above
 //! it, `study` above those, `cli`/`app` on top.
 
+// Small fixed-size geometry maths (3×3 matrices, xyz triples) reads clearer indexed.
+#![allow(clippy::needless_range_loop)]
+
 pub mod io;
 pub mod phantom;
 pub mod volume;

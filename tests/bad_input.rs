@@ -35,7 +35,7 @@ fn truncated_dicom_is_a_clear_error() {
     // in a folder, the truncated slice is set aside by name and the rest loads
     let dir = tempfile::tempdir().unwrap();
     copy_into(dir.path(), &series_ok(&odd)[..4]);
-    copy_into(dir.path(), &[path.clone()]);
+    copy_into(dir.path(), std::slice::from_ref(&path));
     let scan = dicom::scan(dir.path(), &no_progress).unwrap();
     // (it belongs to another series, which has nothing left once it is set aside)
     assert_eq!(scan.all_series().count(), 1);

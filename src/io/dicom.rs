@@ -262,9 +262,7 @@ pub fn scan(root: &Path, progress: Progress) -> Result<DicomScan, DicomError> {
     // One file asked for by name: its own error says more than "no images found".
     let mut results = results;
     if root.is_file() && matches!(results.first(), Some(Err(_))) {
-        if let Err(e) = results.swap_remove(0) {
-            return Err(e);
-        }
+        results.swap_remove(0)?;
     }
     let mut warnings = Vec::new();
     let mut headers = Vec::new();
@@ -589,8 +587,11 @@ fn round_key(v: f64, step: f64) -> i64 {
     (v / step).round() as i64
 }
 
+/// Rows, columns and rounded orientation: slices with equal keys can share one grid.
+type StackKey = (usize, usize, [i64; 6]);
+
 /// Key of a "stack": slices that can share one grid (same orientation and size).
-fn stack_key(h: &FileHeader, f: &Frame) -> (usize, usize, [i64; 6]) {
+fn stack_key(h: &FileHeader, f: &Frame) -> StackKey {
     let o = f.orientation;
     (
         h.pixel.rows,
@@ -653,7 +654,7 @@ fn plan_series(files: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Option<Se
         series_warnings.push(Warning::new(&kept[0].path, "secondary capture series (derived images, not an acquisition)", "shown as stored; positions may be unknown"));
     }
     // Largest stack of compatible frames forms the volume; the rest are set aside by name.
-    let mut stacks: HashMap<(usize, usize, [i64; 6]), Vec<(usize, usize)>> = HashMap::new();
+    let mut stacks: HashMap<StackKey, Vec<(usize, usize)>> = HashMap::new();
     for (hi, h) in kept.iter().enumerate() {
         for (fi, f) in h.frames.iter().enumerate() {
             stacks.entry(stack_key(h, f)).or_default().push((hi, fi));
@@ -840,8 +841,7 @@ pub fn load_series(series: &SeriesInfo, progress: Progress) -> Result<(CtVolume,
     }
     let done = AtomicUsize::new(0);
     let clipped = AtomicUsize::new(0);
-    let jobs: Vec<(&Path, Vec<(usize, ArrayViewMut2<i16>)>)> = by_file.into_iter().collect();
-    jobs.into_par_iter().try_for_each(|(path, slabs)| -> Result<(), DicomError> {
+    by_file.into_iter().collect::<Vec<_>>().into_par_iter().try_for_each(|(path, slabs)| -> Result<(), DicomError> {
         let obj = open(path, false).map_err(|e| match e {
             // the header was read in the scan, so a read failure now is in the pixel data
             DicomError::Read { path, message } if message.contains("(7FE0,0010)") => {
