@@ -1,0 +1,315 @@
+//! The slice pipeline: draws one [`SliceViewDesc`] into its viewport straight from the 3D
+//! textures of [`super::volumes`], with window/level and the label overlay in one pass.
+//!
+//! The pipeline ([`SliceRenderer`]) is made once by [`install`], because egui_wgpu tells
+//! the callbacks neither the target format nor anything else about the render pass before
+//! `paint`. Each callback (one per viewport) builds its own uniform buffer and bind group in
+//! `prepare` and keeps them until `paint`, since several viewports share a frame and a
+//! shared buffer would hold only the last one's plane.
+
+use std::sync::Mutex;
+
+use egui_wgpu::wgpu;
+use egui_wgpu::wgpu::util::DeviceExt as _;
+
+use super::volumes::{TexelMap, VolumeCache};
+use super::SliceViewDesc;
+use crate::volume::Interp;
+
+const SHADER: &str = include_str!("../../../shaders/slice.wgsl");
+
+/// Uniforms of one viewport. Keep in sync with `Uniforms` in shaders/slice.wgsl.
+///
+/// Planes are given in texel space: the CPU applies each texture's world→texel affine to
+/// the screen plane in f64, so f32 only ever holds texel indices (see the shader's header).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct SliceUniforms {
+    /// Viewport origin `(x, y)` and size `(w, h)` in framebuffer pixels.
+    pub viewport_px: [f32; 4],
+    pub ct_centre: [f32; 4],
+    pub ct_right: [f32; 4],
+    pub ct_down: [f32; 4],
+    /// Texture size `(x, y, z)`; `w` = 1 when a CT is bound.
+    pub ct_dims: [f32; 4],
+    pub mask_centre: [f32; 4],
+    pub mask_right: [f32; 4],
+    pub mask_down: [f32; 4],
+    /// Texture size `(x, y, z)`; `w` = 1 when the overlay is drawn.
+    pub mask_dims: [f32; 4],
+    /// Level (HU), width (HU), overlay opacity, unused.
+    pub window: [f32; 4],
+    /// Interp (0 nearest, 1 linear), outline, sRGB target, unused.
+    pub flags: [u32; 4],
+    pub palette: [[f32; 4]; 16],
+}
+
+/// The pipeline and its fixed resources, kept in `CallbackResources`.
+pub struct SliceRenderer {
+    pipeline: wgpu::RenderPipeline,
+    layout: wgpu::BindGroupLayout,
+    /// Bound when there is no overlay (or no CT): a bind group needs every slot filled.
+    empty_ct: wgpu::TextureView,
+    empty_mask: wgpu::TextureView,
+    srgb_target: bool,
+}
+
+/// Makes the slice pipeline for `render_state`'s target format and stores it (with an empty
+/// [`VolumeCache`]) in the renderer's callback resources. Call once at startup, before the
+/// first frame that shows a slice (eframe: in the app's `new`, from
+/// `cc.wgpu_render_state`). Slice viewports paint nothing until this has run.
+pub fn install(render_state: &egui_wgpu::RenderState) {
+    let renderer = SliceRenderer::new(&render_state.device, render_state.target_format);
+    let mut egui_renderer = render_state.renderer.write();
+    let resources = &mut egui_renderer.callback_resources;
+    resources.insert(renderer);
+    if resources.get::<VolumeCache>().is_none() {
+        resources.insert(VolumeCache::default());
+    }
+}
+
+impl SliceRenderer {
+    pub fn new(device: &wgpu::Device, target_format: wgpu::TextureFormat) -> Self {
+        let shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("hepaview slice.wgsl"),
+            source: wgpu::ShaderSource::Wgsl(SHADER.into()),
+        });
+        let texture_entry = |binding, sample_type| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::FRAGMENT,
+            ty: wgpu::BindingType::Texture {
+                sample_type,
+                view_dimension: wgpu::TextureViewDimension::D3,
+                multisampled: false,
+            },
+            count: None,
+        };
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("hepaview slice bind group layout"),
+            entries: &[
+                wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::FRAGMENT,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: wgpu::BufferSize::new(std::mem::size_of::<SliceUniforms>() as u64),
+                    },
+                    count: None,
+                },
+                texture_entry(1, wgpu::TextureSampleType::Sint),
+                texture_entry(2, wgpu::TextureSampleType::Uint),
+            ],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("hepaview slice pipeline layout"),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+            label: Some("hepaview slice pipeline"),
+            layout: Some(&pipeline_layout),
+            vertex: wgpu::VertexState {
+                module: &shader,
+                entry_point: Some("vs_main"),
+                compilation_options: Default::default(),
+                buffers: &[],
+            },
+            fragment: Some(wgpu::FragmentState {
+                module: &shader,
+                entry_point: Some("fs_main"),
+                compilation_options: Default::default(),
+                targets: &[Some(wgpu::ColorTargetState {
+                    format: target_format,
+                    blend: None,
+                    write_mask: wgpu::ColorWrites::ALL,
+                })],
+            }),
+            primitive: wgpu::PrimitiveState::default(),
+            depth_stencil: None,
+            multisample: wgpu::MultisampleState::default(),
+            multiview_mask: None,
+            cache: None,
+        });
+        let empty = |format, label| {
+            device
+                .create_texture(&wgpu::TextureDescriptor {
+                    label: Some(label),
+                    size: wgpu::Extent3d { width: 1, height: 1, depth_or_array_layers: 1 },
+                    mip_level_count: 1,
+                    sample_count: 1,
+                    dimension: wgpu::TextureDimension::D3,
+                    format,
+                    usage: wgpu::TextureUsages::TEXTURE_BINDING,
+                    view_formats: &[],
+                })
+                .create_view(&wgpu::TextureViewDescriptor::default())
+        };
+        SliceRenderer {
+            pipeline,
+            layout,
+            empty_ct: empty(wgpu::TextureFormat::R16Sint, "hepaview empty ct"),
+            empty_mask: empty(wgpu::TextureFormat::R8Uint, "hepaview empty mask"),
+            srgb_target: target_format.is_srgb(),
+        }
+    }
+}
+
+/// Draws one viewport; made by [`super::slice_callback`].
+pub struct SliceCallback {
+    /// Where to draw, in points (the same rect egui hands to `paint`).
+    pub rect: egui::Rect,
+    pub desc: SliceViewDesc,
+    /// Made in `prepare`, used in `paint`: the only hand-over egui_wgpu offers per callback.
+    bind_group: Mutex<Option<wgpu::BindGroup>>,
+}
+
+impl SliceCallback {
+    pub fn new(rect: egui::Rect, desc: SliceViewDesc) -> Self {
+        SliceCallback { rect, desc, bind_group: Mutex::new(None) }
+    }
+}
+
+/// The viewport in physical pixels, rounded as egui rounds it but not clamped to the
+/// screen: a view scrolled partly off screen must keep its scale and centre.
+pub fn viewport_px(rect: egui::Rect, pixels_per_point: f32) -> [f32; 4] {
+    let l = (rect.min.x * pixels_per_point).round();
+    let t = (rect.min.y * pixels_per_point).round();
+    let r = (rect.max.x * pixels_per_point).round();
+    let b = (rect.max.y * pixels_per_point).round();
+    [l, t, r - l, b - t]
+}
+
+/// Texel-space plane `(centre, right, down)` of `tex` for the screen plane of `desc`.
+fn plane_in_texels(tex: &TexelMap, desc: &SliceViewDesc) -> [[f32; 4]; 3] {
+    let p = &desc.plane;
+    let right = p.right.map(|v| v * p.mm_per_px);
+    let down = p.down.map(|v| v * p.mm_per_px);
+    let f = |v: [f64; 3]| [v[0] as f32, v[1] as f32, v[2] as f32, 0.0];
+    [f(tex.texel_of(p.centre_mm)), f(tex.texel_step_of(right)), f(tex.texel_step_of(down))]
+}
+
+fn dims4(tex: &TexelMap) -> [f32; 4] {
+    [tex.dims[0] as f32, tex.dims[1] as f32, tex.dims[2] as f32, 1.0]
+}
+
+/// Uniforms for `desc` drawn at `viewport` (px), given the textures found for it.
+pub fn uniforms(
+    desc: &SliceViewDesc,
+    viewport: [f32; 4],
+    ct: Option<&TexelMap>,
+    mask: Option<&TexelMap>,
+    srgb_target: bool,
+) -> SliceUniforms {
+    let mut u = SliceUniforms { viewport_px: viewport, ..Default::default() };
+    if let Some(ct) = ct {
+        [u.ct_centre, u.ct_right, u.ct_down] = plane_in_texels(ct, desc);
+        u.ct_dims = dims4(ct);
+    }
+    if let (Some(mask), Some(ov)) = (mask, &desc.overlay) {
+        [u.mask_centre, u.mask_right, u.mask_down] = plane_in_texels(mask, desc);
+        u.mask_dims = dims4(mask);
+        u.window[2] = ov.opacity.clamp(0.0, 1.0);
+        u.flags[1] = ov.outline as u32;
+        u.palette = ov.palette;
+    }
+    u.window[0] = desc.level_hu;
+    u.window[1] = desc.width_hu;
+    u.flags[0] = match desc.interp {
+        Interp::Nearest => 0,
+        Interp::Linear => 1,
+    };
+    u.flags[2] = srgb_target as u32;
+    u
+}
+
+impl egui_wgpu::CallbackTrait for SliceCallback {
+    fn prepare(
+        &self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        screen: &egui_wgpu::ScreenDescriptor,
+        _encoder: &mut wgpu::CommandEncoder,
+        resources: &mut egui_wgpu::CallbackResources,
+    ) -> Vec<wgpu::CommandBuffer> {
+        let desc = &self.desc;
+        let (ct, mask) = {
+            if resources.get::<VolumeCache>().is_none() {
+                resources.insert(VolumeCache::default());
+            }
+            let Some(cache) = resources.get_mut::<VolumeCache>() else {
+                return Vec::new();
+            };
+            let ct = cache
+                .get_or_upload(device, queue, desc.volume_key, &desc.volume)
+                .map(|t| (t.view.clone(), t.map));
+            let mask = desc
+                .overlay
+                .as_ref()
+                .and_then(|ov| cache.get_or_upload(device, queue, ov.key, &ov.mask))
+                .map(|t| (t.view.clone(), t.map));
+            (ct, mask)
+        };
+        let Some(renderer) = resources.get::<SliceRenderer>() else {
+            log_missing_install();
+            return Vec::new();
+        };
+        let viewport = viewport_px(self.rect, screen.pixels_per_point);
+        let u = uniforms(
+            desc,
+            viewport,
+            ct.as_ref().map(|(_, m)| m),
+            mask.as_ref().map(|(_, m)| m),
+            renderer.srgb_target,
+        );
+
+        let buffer = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("hepaview slice uniforms"),
+            contents: bytemuck::bytes_of(&u),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let ct_view = ct.as_ref().map_or(&renderer.empty_ct, |(v, _)| v);
+        let mask_view = mask.as_ref().map_or(&renderer.empty_mask, |(v, _)| v);
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("hepaview slice bind group"),
+            layout: &renderer.layout,
+            entries: &[
+                wgpu::BindGroupEntry { binding: 0, resource: buffer.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::TextureView(ct_view) },
+                wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::TextureView(mask_view) },
+            ],
+        });
+        if let Ok(mut slot) = self.bind_group.lock() {
+            *slot = Some(bind_group);
+        }
+        Vec::new()
+    }
+
+    fn paint(
+        &self,
+        _info: egui::PaintCallbackInfo,
+        render_pass: &mut wgpu::RenderPass<'static>,
+        resources: &egui_wgpu::CallbackResources,
+    ) {
+        let Some(renderer) = resources.get::<SliceRenderer>() else {
+            return;
+        };
+        let Ok(slot) = self.bind_group.lock() else {
+            return;
+        };
+        let Some(bind_group) = slot.as_ref() else {
+            return;
+        };
+        // egui has already set the viewport to our rect and the scissor to the clip rect.
+        render_pass.set_pipeline(&renderer.pipeline);
+        render_pass.set_bind_group(0, bind_group, &[]);
+        render_pass.draw(0..3, 0..1);
+    }
+}
+
+fn log_missing_install() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        eprintln!("hepaview: slice views need app::gpu::install(render_state) at startup; drawing nothing");
+    });
+}

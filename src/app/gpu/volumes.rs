@@ -1,0 +1,294 @@
+//! 3D textures of CT volumes (`R16Sint`) and label masks (`R8Uint`), uploaded once per
+//! [`VolumeKey`] and kept in egui_wgpu's `CallbackResources` as a [`VolumeCache`].
+//!
+//! Neither format is filterable, so the slice shader reads texels with `textureLoad` and
+//! interpolates itself; in exchange HU and labels reach the shader exactly.
+//!
+//! The cache only hears about volumes when a paint callback asks for one, so it cannot know
+//! when the app dropped a volume. It forgets textures by disuse instead: every request is
+//! stamped with a running count, and textures not requested for [`EVICT_AFTER_REQUESTS`]
+//! requests, or the least recently used ones once the total passes [`BUDGET_BYTES`], are
+//! dropped. Without this, each mask edit (a new key) would leak a whole texture.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use egui_wgpu::wgpu;
+use ndarray::Array3;
+
+use super::VolumeKey;
+use crate::volume::{invert3, mat_vec, Geometry, Volume};
+
+/// Requests (one per drawn viewport) after which an unused texture is dropped: a few hundred
+/// frames with three or four viewports on screen.
+const EVICT_AFTER_REQUESTS: u64 = 1000;
+
+/// Above this many bytes of cached textures, least recently used ones go first.
+const BUDGET_BYTES: u64 = 2 << 30;
+
+/// Textures requested within this many requests are in use on screen and never evicted
+/// for the budget (several viewports usually share one CT).
+const PROTECT_RECENT_REQUESTS: u64 = 16;
+
+/// Upload in slabs of about this size so wgpu's staging copy stays small for big volumes.
+const UPLOAD_SLAB_BYTES: usize = 64 << 20;
+
+/// What a texture holds; CT and mask keys come from different counters, so they are
+/// cached apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum VolumeKind {
+    /// `i16` HU as `R16Sint`.
+    Ct,
+    /// `u8` labels as `R8Uint`.
+    Mask,
+}
+
+/// Voxel types that have a matching integer texture format.
+pub trait TexelType: Copy + bytemuck::Pod + Send + Sync + 'static {
+    const FORMAT: wgpu::TextureFormat;
+    const KIND: VolumeKind;
+}
+
+impl TexelType for i16 {
+    const FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::R16Sint;
+    const KIND: VolumeKind = VolumeKind::Ct;
+}
+
+impl TexelType for u8 {
+    const FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::R8Uint;
+    const KIND: VolumeKind = VolumeKind::Mask;
+}
+
+/// One uploaded volume.
+pub struct GpuVolume {
+    pub texture: wgpu::Texture,
+    pub view: wgpu::TextureView,
+    pub map: TexelMap,
+    bytes: u64,
+    last_used: u64,
+}
+
+/// Where a texture's texels sit in the world.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TexelMap {
+    /// Texture size `(x, y, z)`, after any downsampling.
+    pub dims: [u32; 3],
+    /// Texels per volume voxel skipped along `(x, y, z)`; 1 unless the volume was larger
+    /// than the device allows.
+    pub step: [u32; 3],
+    /// World (LPS mm) → continuous texel index `(i, j, k)`: `t = A·w + b`, rows `[A | b]`.
+    /// The downsampling step is already folded in.
+    pub world_to_texel: [[f64; 4]; 3],
+}
+
+impl TexelMap {
+    /// The map of `geometry` drawn from every `step`-th voxel; `None` if the geometry cannot
+    /// be inverted.
+    pub fn new(geometry: &Geometry, step: [u32; 3]) -> Option<Self> {
+        let [nz, ny, nx] = geometry.shape;
+        let inv = invert3(&geometry.index_to_world_matrix())?;
+        // index = inv·(w − o); texel = index / step.
+        let b = mat_vec(&inv, geometry.origin_mm);
+        let mut world_to_texel = [[0.0; 4]; 3];
+        for r in 0..3 {
+            let s = step[r] as f64;
+            world_to_texel[r] = [inv[r][0] / s, inv[r][1] / s, inv[r][2] / s, -b[r] / s];
+        }
+        let dims = [nx, ny, nz];
+        Some(TexelMap {
+            dims: [0, 1, 2].map(|a| dims[a].div_ceil(step[a] as usize) as u32),
+            step,
+            world_to_texel,
+        })
+    }
+
+    /// Continuous texel index of a world point.
+    pub fn texel_of(&self, p: [f64; 3]) -> [f64; 3] {
+        let m = &self.world_to_texel;
+        [0, 1, 2].map(|r| m[r][0] * p[0] + m[r][1] * p[1] + m[r][2] * p[2] + m[r][3])
+    }
+
+    /// Texel step of a world displacement (no translation).
+    pub fn texel_step_of(&self, d: [f64; 3]) -> [f64; 3] {
+        let m = &self.world_to_texel;
+        [0, 1, 2].map(|r| m[r][0] * d[0] + m[r][1] * d[1] + m[r][2] * d[2])
+    }
+}
+
+/// Uploaded volumes by `(kind, key)`. Lives in `CallbackResources`; created on first use.
+#[derive(Default)]
+pub struct VolumeCache {
+    entries: HashMap<(VolumeKind, VolumeKey), GpuVolume>,
+    requests: u64,
+}
+
+impl VolumeCache {
+    /// The texture of `vol` under `key`, uploading it on first request. `None` when the
+    /// volume is empty or its geometry cannot be inverted (nothing sensible to draw).
+    pub fn get_or_upload<T: TexelType>(
+        &mut self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        key: VolumeKey,
+        vol: &Volume<T>,
+    ) -> Option<&GpuVolume> {
+        self.requests += 1;
+        let now = self.requests;
+        let id = (T::KIND, key);
+        if !self.entries.contains_key(&id) {
+            let uploaded = upload(device, queue, vol)?;
+            self.entries.insert(id, uploaded);
+            self.evict(id);
+        }
+        let entry = self.entries.get_mut(&id)?;
+        entry.last_used = now;
+        Some(entry)
+    }
+
+    /// Whether `(kind, key)` is uploaded (for tests and diagnostics).
+    pub fn contains(&self, kind: VolumeKind, key: VolumeKey) -> bool {
+        self.entries.contains_key(&(kind, key))
+    }
+
+    /// Number of textures held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes of texture memory held.
+    pub fn bytes(&self) -> u64 {
+        self.entries.values().map(|e| e.bytes).sum()
+    }
+
+    fn evict(&mut self, keep: (VolumeKind, VolumeKey)) {
+        let now = self.requests;
+        self.entries
+            .retain(|id, e| *id == keep || now.saturating_sub(e.last_used) < EVICT_AFTER_REQUESTS);
+        while self.bytes() > BUDGET_BYTES {
+            let oldest = self
+                .entries
+                .iter()
+                .filter(|(id, e)| {
+                    **id != keep && now.saturating_sub(e.last_used) >= PROTECT_RECENT_REQUESTS
+                })
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(id, _)| *id);
+            match oldest {
+                Some(id) => {
+                    self.entries.remove(&id);
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+/// Integer step per axis `(x, y, z)` so that every texture side fits `max_side`.
+pub fn downsample_step(shape_zyx: [usize; 3], max_side: u32) -> [u32; 3] {
+    let max_side = max_side.max(1) as usize;
+    let [nz, ny, nx] = shape_zyx;
+    [nx, ny, nz].map(|n| n.div_ceil(max_side).max(1) as u32)
+}
+
+fn upload<T: TexelType>(device: &wgpu::Device, queue: &wgpu::Queue, vol: &Volume<T>) -> Option<GpuVolume> {
+    let shape = vol.geometry.shape;
+    if shape.contains(&0) || vol.data.dim() != (shape[0], shape[1], shape[2]) {
+        return None;
+    }
+    // Volumes larger than the device's 3D limit (egui's default device allows 2048 per side,
+    // GL only 256) are drawn from every `step`-th voxel instead of not at all; the step is
+    // folded into the world→texel affine below so the image stays in place, only coarser.
+    let step = downsample_step(shape, device.limits().max_texture_dimension_3d);
+    let map = TexelMap::new(&vol.geometry, step)?;
+    let data: Cow<'_, Array3<T>> = if step == [1, 1, 1] {
+        Cow::Borrowed(&vol.data)
+    } else {
+        let [sx, sy, sz] = step.map(|s| s as isize);
+        Cow::Owned(vol.data.slice(ndarray::s![..;sz, ..;sy, ..;sx]).to_owned())
+    };
+    let (tz, ty, tx) = data.dim();
+    let dims = map.dims;
+    debug_assert_eq!(dims, [tx as u32, ty as u32, tz as u32]);
+    let contiguous = data.as_standard_layout();
+    let texels: &[T] = contiguous.as_slice()?;
+
+    let texture = device.create_texture(&wgpu::TextureDescriptor {
+        label: Some(match T::KIND {
+            VolumeKind::Ct => "hepaview ct volume",
+            VolumeKind::Mask => "hepaview mask volume",
+        }),
+        size: wgpu::Extent3d { width: dims[0], height: dims[1], depth_or_array_layers: dims[2] },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D3,
+        format: T::FORMAT,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    });
+
+    let bpp = std::mem::size_of::<T>();
+    let plane = tx * ty;
+    let slab = (UPLOAD_SLAB_BYTES / (plane * bpp)).max(1);
+    let mut z0 = 0;
+    while z0 < tz {
+        let nzs = slab.min(tz - z0);
+        let part = &texels[z0 * plane..(z0 + nzs) * plane];
+        queue.write_texture(
+            wgpu::TexelCopyTextureInfo {
+                texture: &texture,
+                mip_level: 0,
+                origin: wgpu::Origin3d { x: 0, y: 0, z: z0 as u32 },
+                aspect: wgpu::TextureAspect::All,
+            },
+            bytemuck::cast_slice(part),
+            wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some((tx * bpp) as u32),
+                rows_per_image: Some(ty as u32),
+            },
+            wgpu::Extent3d { width: dims[0], height: dims[1], depth_or_array_layers: nzs as u32 },
+        );
+        z0 += nzs;
+    }
+    let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+
+    Some(GpuVolume {
+        texture,
+        view,
+        map,
+        bytes: (texels.len() * bpp) as u64,
+        last_used: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_fits_limit() {
+        assert_eq!(downsample_step([89, 512, 512], 2048), [1, 1, 1]);
+        assert_eq!(downsample_step([300, 512, 512], 256), [2, 2, 2]);
+        assert_eq!(downsample_step([257, 10, 4097], 256), [17, 1, 2]);
+        // 4097 / 17 rounds up to 242 ≤ 256.
+        assert!(4097usize.div_ceil(17) <= 256);
+    }
+
+    #[test]
+    fn texel_map_inverts_geometry_and_folds_step() {
+        let mut g = Geometry::axis_aligned([10, 20, 30], [2.0, 0.5, 0.7], [-5.0, 3.0, 100.0]);
+        g.direction = [[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]];
+        let m = TexelMap::new(&g, [1, 1, 1]).expect("invertible");
+        let ijk = [3.0, 7.5, 2.25];
+        let t = m.texel_of(g.index_to_world(ijk));
+        assert!((0..3).all(|a| (t[a] - ijk[a]).abs() < 1e-9), "{t:?}");
+        let m2 = TexelMap::new(&g, [2, 1, 4]).expect("invertible");
+        assert_eq!(m2.dims, [15, 20, 3]);
+        let t2 = m2.texel_of(g.index_to_world([8.0, 5.0, 8.0]));
+        assert!((t2[0] - 4.0).abs() < 1e-9 && (t2[1] - 5.0).abs() < 1e-9 && (t2[2] - 2.0).abs() < 1e-9);
+    }
+}
