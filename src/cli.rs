@@ -12,6 +12,8 @@ use hepaview::io::dicom::{self, DicomScan, SeriesInfo};
 use hepaview::io::nifti;
 use hepaview::io::phase::{detect_study_phases, Phase, PhaseCall};
 use hepaview::phantom;
+use hepaview::study::Study;
+use hepaview::app;
 
 #[derive(Parser, Debug)]
 #[command(name = "hepaview", version, about = "Liver CT viewer with on-device AI assist. With no command: open the viewer on the demo study.")]
@@ -22,6 +24,15 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Open a study in the viewer: a DICOM folder, or NIfTI files (phases; a file named
+    /// like a mask/labels/seg becomes the label overlay).
+    Open {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Set a phase by hand: N=PHASE (phases numbered in display order from 0), e.g. 0=arterial. Repeatable.
+        #[arg(long = "phase", value_name = "N=PHASE")]
+        phase_overrides: Vec<String>,
+    },
     /// List the studies and series under a DICOM folder (or a NIfTI file): phase, size, spacing, problems.
     Info {
         path: PathBuf,
@@ -69,14 +80,24 @@ fn bar(total: usize, what: &str) -> ProgressBar {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         None => {
-            eprintln!(
-                "The viewer is not built yet (next milestone). Meanwhile:\n  hepaview demo --out DIR   write the demo study\n  hepaview info PATH        list series and phases\n  hepaview convert PATH --out X.nii.gz"
-            );
-            let dir = std::env::temp_dir().join(format!("hepaview-demo-{}", std::process::id()));
-            let files = phantom::write_demo_study(&dir, &phantom::PhantomOptions::default()).context("writing the demo study")?;
-            let _ = files;
-            println!("Demo study written to {}", dir.display());
-            info(&dir.join("dicom"), false, &[])
+            eprintln!("Building the demo study…");
+            let study = Study::demo(&phantom::PhantomOptions::default());
+            app::run(study).map_err(|e| anyhow::anyhow!("the viewer could not start: {e}"))
+        }
+        Some(Command::Open { paths, phase_overrides }) => {
+            let overrides = parse_overrides(&phase_overrides)?;
+            let mut study = Study::open(&paths)?;
+            for w in &study.warnings {
+                eprintln!("! {w}");
+            }
+            for (i, p) in overrides {
+                if i >= study.phases.len() {
+                    bail!("--phase {i}=…: the study has {} phases (numbered from 0)", study.phases.len());
+                }
+                study.set_phase(i, p);
+            }
+            study.sort_phases();
+            app::run(study).map_err(|e| anyhow::anyhow!("the viewer could not start: {e}"))
         }
         Some(Command::Info { path, json, phase_overrides }) => info(&path, json, &phase_overrides),
         Some(Command::Convert { path, series, out }) => convert(&path, series, &out),

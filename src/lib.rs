@@ -6,8 +6,10 @@
 // Small fixed-size geometry maths (3×3 matrices, xyz triples) reads clearer indexed.
 #![allow(clippy::needless_range_loop)]
 
+pub mod app;
 pub mod io;
 pub mod phantom;
+pub mod study;
 pub mod volume;
 
 pub use volume::{CtVolume, Field, Geometry, Interp, Mask, Volume};

@@ -1,0 +1,65 @@
+//! Every wgpu object of the viewer lives here (as rerun's re_renderer does): 3D textures of
+//! the phases and masks, the slice pipeline, and the egui paint callbacks that draw with
+//! them. Panels never name a `wgpu::` type: they describe what to draw in a
+//! [`SliceViewDesc`] and call [`slice_callback`].
+//!
+//! Volumes are uploaded once, keyed by [`VolumeKey`]; a new key (new data) means a new
+//! upload, the same key reuses the texture. No per-frame CPU copy of slices: the shader
+//! samples the plane straight from the 3D texture.
+
+pub mod slice;
+pub mod volumes;
+
+pub use slice::install;
+
+use std::sync::Arc;
+
+use crate::volume::{CtVolume, Interp, Lps, Mask};
+
+/// Identifies uploaded data: change it whenever the voxels change (e.g. a mask edit).
+pub type VolumeKey = u64;
+
+/// A plane on screen: pixel `(u, v)` of the viewport (u right, v down, in *physical*
+/// pixels from the rect's top-left corner, pixel centres at +0.5) shows the world point
+/// `centre_mm + (u − w/2)·mm_per_px·right + (v − h/2)·mm_per_px·down`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScreenPlane {
+    pub centre_mm: Lps,
+    /// Unit vector (LPS) of screen right.
+    pub right: Lps,
+    /// Unit vector (LPS) of screen down.
+    pub down: Lps,
+    /// Millimetres per physical pixel.
+    pub mm_per_px: f64,
+}
+
+/// A label mask drawn over the CT in the same pass.
+#[derive(Clone)]
+pub struct OverlayDesc {
+    pub mask: Arc<Mask>,
+    pub key: VolumeKey,
+    /// 0…1, applied to every visible label.
+    pub opacity: f32,
+    /// Draw only label boundaries (in screen space) instead of filled regions.
+    pub outline: bool,
+    /// RGBA (0…1) per label value 0…15; label 0 is never drawn. Values above 15 use 15.
+    pub palette: [[f32; 4]; 16],
+}
+
+/// Everything needed to draw one viewport.
+#[derive(Clone)]
+pub struct SliceViewDesc {
+    pub volume: Arc<CtVolume>,
+    pub volume_key: VolumeKey,
+    pub plane: ScreenPlane,
+    pub level_hu: f32,
+    pub width_hu: f32,
+    pub interp: Interp,
+    pub overlay: Option<OverlayDesc>,
+}
+
+/// The egui shape that draws `desc` into `rect` (points). Add it with `ui.painter().add(..)`.
+/// Draws nothing until [`install`] has run once for the app's render state.
+pub fn slice_callback(rect: egui::Rect, desc: SliceViewDesc) -> egui::Shape {
+    egui::Shape::Callback(egui_wgpu::Callback::new_paint_callback(rect, slice::SliceCallback::new(rect, desc)))
+}

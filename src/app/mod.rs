@@ -1,0 +1,359 @@
+//! The viewer: an eframe app over a [`Study`]. Panels and viewports only couple widgets to
+//! [`view::ViewState`] and the study, and hand the GPU a [`gpu::SliceViewDesc`] per
+//! viewport; the maths lives in `view`, the drawing in `gpu`.
+
+pub mod gpu;
+pub mod view;
+
+use std::sync::Arc;
+
+use egui::{Align2, Color32, FontId, Key, PointerButton, Rect, Sense, Stroke, Vec2};
+
+use crate::io::phase::Phase;
+use crate::study::Study;
+use crate::volume::{Interp, Lps};
+use gpu::{OverlayDesc, SliceViewDesc};
+use view::{edge_letters, pixel_to_world, scale_bar_mm, world_to_pixel, Layout, Orientation, ViewState, WindowLevel};
+
+/// Label colours (RGBA): 1 liver, 2 tumour (LiTS), then distinct hues for more labels.
+pub const LABEL_PALETTE: [[f32; 4]; 16] = [
+    [0.0, 0.0, 0.0, 0.0],
+    [0.85, 0.45, 0.35, 1.0],
+    [0.2, 0.9, 0.3, 1.0],
+    [0.3, 0.5, 1.0, 1.0],
+    [1.0, 0.85, 0.2, 1.0],
+    [0.9, 0.3, 0.9, 1.0],
+    [0.2, 0.9, 0.9, 1.0],
+    [1.0, 0.5, 0.1, 1.0],
+    [0.6, 0.4, 1.0, 1.0],
+    [0.5, 1.0, 0.5, 1.0],
+    [1.0, 0.4, 0.6, 1.0],
+    [0.7, 0.7, 0.3, 1.0],
+    [0.4, 0.8, 0.6, 1.0],
+    [0.9, 0.6, 0.4, 1.0],
+    [0.6, 0.6, 0.9, 1.0],
+    [0.8, 0.8, 0.8, 1.0],
+];
+
+pub struct HepaviewApp {
+    pub study: Study,
+    pub view: ViewState,
+    /// World point under the pointer, for the HU readout.
+    pub hover_mm: Option<Lps>,
+    pub show_help: bool,
+}
+
+impl HepaviewApp {
+    pub fn new(study: Study) -> Self {
+        let fixed = &study.phases[study.fixed_index()].volume.geometry;
+        let view = ViewState::new(fixed, study.phases.len(), 420.0);
+        HepaviewApp { study, view, hover_mm: None, show_help: false }
+    }
+
+    /// The whole UI; eframe calls it every frame, and so do the tests (egui_kittest).
+    pub fn ui(&mut self, ui: &mut egui::Ui) {
+        self.keyboard(ui.ctx());
+        egui::Panel::top("menu").show(ui, |ui| self.menu_bar(ui));
+        egui::Panel::bottom("status").show(ui, |ui| self.status_bar(ui));
+        egui::Panel::left("side").resizable(true).default_size(250.0).show(ui, |ui| self.side_panel(ui));
+        egui::CentralPanel::default().frame(egui::Frame::NONE.fill(Color32::BLACK)).show(ui, |ui| self.viewports(ui));
+        if self.show_help {
+            egui::Window::new("Keyboard shortcuts").open(&mut self.show_help).show(ui.ctx(), |ui| {
+                for (k, what) in SHORTCUTS {
+                    ui.horizontal(|ui| {
+                        ui.monospace(format!("{k:<14}"));
+                        ui.label(*what);
+                    });
+                }
+            });
+        }
+    }
+
+    fn keyboard(&mut self, ctx: &egui::Context) {
+        if ctx.egui_wants_keyboard_input() {
+            return;
+        }
+        let o = if self.view.layout == Layout::Single { self.view.single.1 } else { Orientation::Axial };
+        ctx.input(|i| {
+            if i.key_pressed(Key::ArrowUp) {
+                self.view.scroll(o, 1.0);
+            }
+            if i.key_pressed(Key::ArrowDown) {
+                self.view.scroll(o, -1.0);
+            }
+            if i.key_pressed(Key::PageUp) {
+                self.view.scroll(o, 10.0);
+            }
+            if i.key_pressed(Key::PageDown) {
+                self.view.scroll(o, -10.0);
+            }
+            for (n, key) in [Key::Num1, Key::Num2, Key::Num3, Key::Num4].into_iter().enumerate() {
+                if i.key_pressed(key) {
+                    let wl = WindowLevel::PRESETS[n].1;
+                    for p in 0..self.view.window.len() {
+                        self.view.set_window(p, wl);
+                    }
+                }
+            }
+            if i.key_pressed(Key::L) {
+                self.view.layout = self.view.layout.next();
+            }
+            if i.key_pressed(Key::I) {
+                self.view.linear = !self.view.linear;
+            }
+            if i.key_pressed(Key::A) {
+                self.view.annotations = !self.view.annotations;
+            }
+            if i.key_pressed(Key::M) {
+                self.view.show_labels = !self.view.show_labels;
+            }
+            if i.key_pressed(Key::R) {
+                let fixed = &self.study.phases[self.study.fixed_index()].volume.geometry;
+                let keep = (self.view.layout, self.view.window.clone());
+                self.view = ViewState::new(fixed, self.study.phases.len(), 420.0);
+                (self.view.layout, self.view.window) = keep;
+            }
+            if i.key_pressed(Key::F1) {
+                self.show_help = !self.show_help;
+            }
+        });
+    }
+
+    fn menu_bar(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.strong("Hepaview");
+            ui.separator();
+            ui.label(&self.study.title);
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                if ui.button("Help (F1)").clicked() {
+                    self.show_help = !self.show_help;
+                }
+                for (name, layout) in [("Single", Layout::Single), ("3×3", Layout::Grid), ("1×N axial", Layout::Row)] {
+                    ui.selectable_value(&mut self.view.layout, layout, name);
+                }
+                ui.label("Layout (L):");
+            });
+        });
+    }
+
+    fn side_panel(&mut self, ui: &mut egui::Ui) {
+        egui::ScrollArea::vertical().show(ui, |ui| {
+            ui.heading("Study");
+            let mut set: Option<(usize, Phase)> = None;
+            for (i, p) in self.study.phases.iter().enumerate() {
+                ui.horizontal(|ui| {
+                    ui.checkbox(&mut self.view.hidden[i], "hide").on_hover_text("hide this phase from the side-by-side layouts");
+                    let mut phase = p.phase();
+                    egui::ComboBox::new(("phase", i), "phase").selected_text(phase.as_str()).show_ui(ui, |ui| {
+                        for choice in [Phase::NonContrast, Phase::Arterial, Phase::PortalVenous, Phase::Delayed, Phase::Unknown] {
+                            ui.selectable_value(&mut phase, choice, choice.as_str());
+                        }
+                    });
+                    if phase != p.phase() {
+                        set = Some((i, phase));
+                    }
+                });
+                let g = &p.volume.geometry;
+                ui.label(format!("{}  {}×{}×{}", p.description, g.shape[2], g.shape[1], g.shape[0]))
+                    .on_hover_text(format!("{} ({:.0}%): {}", p.call.phase, p.call.confidence * 100.0, p.call.reason));
+            }
+            if let Some((i, phase)) = set {
+                self.study.set_phase(i, phase);
+            }
+            ui.separator();
+            ui.heading("Layers");
+            ui.add_enabled_ui(self.study.labels.is_some(), |ui| {
+                ui.checkbox(&mut self.view.show_labels, "Labels (M)");
+                ui.add(egui::Slider::new(&mut self.view.label_opacity, 0.0..=1.0).text("opacity"));
+                ui.checkbox(&mut self.view.label_outline, "outline only");
+            });
+            ui.separator();
+            ui.heading("Window / level");
+            for (n, (name, wl)) in WindowLevel::PRESETS.iter().enumerate() {
+                if ui.button(format!("{} {} ({}/{})", n + 1, name, wl.width_hu, wl.level_hu)).clicked() {
+                    for p in 0..self.view.window.len() {
+                        self.view.set_window(p, *wl);
+                    }
+                }
+            }
+            ui.checkbox(&mut self.view.link_window, "same window for all phases");
+            ui.checkbox(&mut self.view.linear, "linear interpolation (I)");
+            ui.checkbox(&mut self.view.annotations, "annotations (A)");
+            if !self.study.warnings.is_empty() {
+                ui.separator();
+                ui.collapsing(format!("Problems found ({})", self.study.warnings.len()), |ui| {
+                    for w in &self.study.warnings {
+                        ui.label(w.to_string());
+                    }
+                });
+            }
+        });
+    }
+
+    fn status_bar(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            match self.hover_mm {
+                Some(p) => {
+                    ui.monospace(format!("LPS ({:.1}, {:.1}, {:.1}) mm", p[0], p[1], p[2]));
+                    for ph in &self.study.phases {
+                        let hu = ph.volume.sample_world(p, Interp::Nearest);
+                        ui.separator();
+                        ui.monospace(match hu {
+                            Some(v) => format!("{}: {:.0} HU", ph.phase(), v),
+                            None => format!("{}: –", ph.phase()),
+                        });
+                    }
+                }
+                None => {
+                    ui.label("Scroll: wheel, Up/Down, PgUp/PgDn · click: crosshair · right-drag: window/level · middle- or shift-drag: pan · ctrl+wheel: zoom · F1: help");
+                }
+            }
+        });
+    }
+
+    /// Which (phase, orientation) each cell shows, row by row.
+    fn cells(&self) -> (usize, Vec<(usize, Orientation)>) {
+        let visible: Vec<usize> = (0..self.study.phases.len()).filter(|&i| !self.view.hidden.get(i).copied().unwrap_or(false)).collect();
+        let visible = if visible.is_empty() { vec![self.study.fixed_index()] } else { visible };
+        match self.view.layout {
+            Layout::Row => (visible.len(), visible.iter().map(|&p| (p, Orientation::Axial)).collect()),
+            Layout::Grid => (visible.len(), Orientation::ALL.iter().flat_map(|&o| visible.iter().map(move |&p| (p, o))).collect()),
+            Layout::Single => (1, vec![self.view.single]),
+        }
+    }
+
+    fn viewports(&mut self, ui: &mut egui::Ui) {
+        let (cols, cells) = self.cells();
+        let rows = cells.len().div_ceil(cols.max(1));
+        let full = ui.max_rect();
+        let cell = Vec2::new(full.width() / cols as f32, full.height() / rows.max(1) as f32);
+        self.hover_mm = None;
+        for (n, &(phase, o)) in cells.iter().enumerate() {
+            let min = full.min + Vec2::new((n % cols) as f32 * cell.x, (n / cols) as f32 * cell.y);
+            let rect = Rect::from_min_size(min, cell).shrink(1.0);
+            self.viewport(ui, rect, phase, o, n);
+        }
+    }
+
+    fn viewport(&mut self, ui: &mut egui::Ui, rect: Rect, phase: usize, o: Orientation, n: usize) {
+        let ppp = ui.ctx().pixels_per_point() as f64;
+        let resp = ui.interact(rect, ui.scope_id().with(("viewport", n)), Sense::click_and_drag());
+        let size_px = [rect.width() as f64 * ppp, rect.height() as f64 * ppp];
+        let to_world = |view: &ViewState, pos: egui::Pos2| {
+            let plane = view.plane(o, ppp);
+            pixel_to_world(&plane, size_px, (pos.x - rect.min.x) as f64 * ppp, (pos.y - rect.min.y) as f64 * ppp)
+        };
+        // input
+        if let Some(pos) = resp.hover_pos() {
+            self.hover_mm = Some(to_world(&self.view, pos));
+            let (scroll, zoom, shift) = ui.input(|i| (i.smooth_scroll_delta.y, i.zoom_delta(), i.modifiers.shift));
+            if zoom != 1.0 {
+                self.view.zoom(zoom as f64);
+            } else if scroll.abs() > 0.0 {
+                self.view.scroll(o, if scroll > 0.0 { 1.0 } else { -1.0 });
+            }
+            if resp.clicked_by(PointerButton::Primary) && !shift {
+                self.view.crosshair_mm = to_world(&self.view, pos);
+            }
+        }
+        if resp.dragged_by(PointerButton::Primary) && !ui.input(|i| i.modifiers.shift) {
+            if let Some(pos) = resp.interact_pointer_pos() {
+                self.view.crosshair_mm = to_world(&self.view, pos);
+            }
+        }
+        let d = resp.drag_delta();
+        if resp.dragged_by(PointerButton::Middle) || (resp.dragged_by(PointerButton::Primary) && ui.input(|i| i.modifiers.shift)) {
+            self.view.pan(o, d.x as f64, d.y as f64);
+        }
+        if resp.dragged_by(PointerButton::Secondary) {
+            let wl = self.view.window[phase].dragged(d.x, d.y);
+            self.view.set_window(phase, wl);
+        }
+        // image
+        let p = &self.study.phases[phase];
+        let wl = self.view.window[phase];
+        let overlay = match (&self.study.labels, self.view.show_labels) {
+            (Some(l), true) => Some(OverlayDesc {
+                mask: Arc::clone(&l.mask),
+                key: l.key,
+                opacity: self.view.label_opacity,
+                outline: self.view.label_outline,
+                palette: LABEL_PALETTE,
+            }),
+            _ => None,
+        };
+        let plane = self.view.plane(o, ppp);
+        let desc = SliceViewDesc {
+            volume: Arc::clone(&p.volume),
+            volume_key: p.key,
+            plane,
+            level_hu: wl.level_hu,
+            width_hu: wl.width_hu,
+            interp: if self.view.linear { Interp::Linear } else { Interp::Nearest },
+            overlay,
+        };
+        let painter = ui.painter_at(rect);
+        painter.add(gpu::slice_callback(rect, desc));
+        // crosshair
+        let c = world_to_pixel(&plane, size_px, self.view.crosshair_mm);
+        let c = egui::pos2(rect.min.x + (c[0] / ppp) as f32, rect.min.y + (c[1] / ppp) as f32);
+        let stroke = Stroke::new(1.0, Color32::from_rgba_unmultiplied(255, 220, 0, 150));
+        painter.line_segment([egui::pos2(rect.min.x, c.y), egui::pos2(rect.max.x, c.y)], stroke);
+        painter.line_segment([egui::pos2(c.x, rect.min.y), egui::pos2(c.x, rect.max.y)], stroke);
+        painter.rect_stroke(rect, 0.0, Stroke::new(1.0, Color32::from_gray(60)), egui::StrokeKind::Inside);
+        if !self.view.annotations {
+            return;
+        }
+        let text = Color32::from_gray(230);
+        let font = FontId::proportional(13.0);
+        let (_, _, normal) = o.axes();
+        let pos_mm = crate::volume::dot(self.view.crosshair_mm, normal);
+        painter.text(rect.left_top() + Vec2::new(6.0, 4.0), Align2::LEFT_TOP, format!("{} · {}", p.phase(), o.name()), FontId::proportional(15.0), Color32::from_rgb(255, 210, 120));
+        painter.text(rect.left_top() + Vec2::new(6.0, 22.0), Align2::LEFT_TOP, &p.description, font.clone(), text);
+        painter.text(rect.left_bottom() + Vec2::new(6.0, -4.0), Align2::LEFT_BOTTOM, format!("{} {:.1} mm   W {:.0} L {:.0}", ["z", "y", "x"][o as usize], pos_mm, wl.width_hu, wl.level_hu), font.clone(), text);
+        let [l, r, t, b] = edge_letters(o);
+        let letter = FontId::proportional(16.0);
+        painter.text(egui::pos2(rect.min.x + 6.0, rect.center().y), Align2::LEFT_CENTER, l, letter.clone(), text);
+        painter.text(egui::pos2(rect.max.x - 6.0, rect.center().y), Align2::RIGHT_CENTER, r, letter.clone(), text);
+        painter.text(egui::pos2(rect.center().x, rect.min.y + 4.0), Align2::CENTER_TOP, t, letter.clone(), text);
+        painter.text(egui::pos2(rect.center().x, rect.max.y - 4.0), Align2::CENTER_BOTTOM, b, letter, text);
+        let bar_mm = scale_bar_mm(self.view.mm_per_point, rect.width() as f64 * 0.3);
+        let bar_pts = (bar_mm / self.view.mm_per_point) as f32;
+        let y = rect.max.y - 22.0;
+        let x1 = rect.max.x - 12.0;
+        painter.line_segment([egui::pos2(x1 - bar_pts, y), egui::pos2(x1, y)], Stroke::new(2.0, text));
+        painter.text(egui::pos2(x1 - bar_pts / 2.0, y - 3.0), Align2::CENTER_BOTTOM, format!("{bar_mm:.0} mm"), font, text);
+    }
+}
+
+const SHORTCUTS: &[(&str, &str)] = &[
+    ("wheel, Up, Down", "previous / next slice"),
+    ("PgUp PgDn", "10 slices"),
+    ("click / drag", "move the crosshair (all phases and planes follow)"),
+    ("right-drag", "window (horizontal) / level (vertical)"),
+    ("middle-drag", "pan (or shift + drag)"),
+    ("ctrl + wheel", "zoom"),
+    ("1 2 3 4", "liver 150/60, abdomen 400/40, bone 1800/400, lung 1500/-600"),
+    ("L", "layout: 1×N axial, 3×3, single"),
+    ("I", "nearest / linear interpolation"),
+    ("M", "label overlay on / off"),
+    ("A", "annotations on / off"),
+    ("R", "reset view"),
+    ("F1", "this help"),
+];
+
+impl eframe::App for HepaviewApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        HepaviewApp::ui(self, ui);
+    }
+}
+
+/// Opens the viewer window on `study` (blocks until it is closed).
+pub fn run(study: Study) -> Result<(), eframe::Error> {
+    let options = eframe::NativeOptions {
+        renderer: eframe::Renderer::Wgpu,
+        viewport: egui::ViewportBuilder::default().with_inner_size([1500.0, 900.0]).with_title("Hepaview"),
+        ..Default::default()
+    };
+    eframe::run_native("Hepaview", options, Box::new(|_cc| Ok(Box::new(HepaviewApp::new(study)))))
+}
