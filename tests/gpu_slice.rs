@@ -367,10 +367,38 @@ fn volume_over_the_device_limit_is_downsampled_not_dropped() {
     let Some(rs) = render_state(Some(8)) else { return };
     let lo = (2560 * 3 - 500) as f32;
     let img = render_with(rs, size, vec![(full(size), desc(axial(3.0, 0.0), window(lo, 10.0), Interp::Nearest))]);
-    for v in 0..16 {
-        for u in 0..16 {
-            let (i, j) = (2 * ((u + 1) / 2).min(7), 2 * ((v + 1) / 2).min(7));
+    for v in 0..16u32 {
+        for u in 0..16u32 {
+            let (i, j) = (2 * u.div_ceil(2).min(7), 2 * v.div_ceil(2).min(7));
             assert_grey(&img, u, v, (i + 16 * j) as f32);
         }
     }
+}
+
+#[test]
+fn cache_reuses_by_key_and_forgets_unused_volumes() {
+    use gpu::volumes::{VolumeCache, VolumeKind};
+    let Some(rs) = render_state(None) else { return };
+    let (device, queue) = (&rs.device, &rs.queue);
+    let vol = ct();
+    let mut cache = VolumeCache::default();
+    let first = cache.get_or_upload(device, queue, 1, &vol).map(|t| t.texture.clone()).expect("uploads");
+    let again = cache.get_or_upload(device, queue, 1, &vol).map(|t| t.texture.clone()).expect("cached");
+    assert_eq!(first, again, "the same key must reuse the texture");
+    assert_eq!(cache.bytes(), (NX * NY * NZ * 2) as u64);
+    // Key 2 stays on screen for a long time; key 1 is never asked for again.
+    for _ in 0..1100 {
+        cache.get_or_upload(device, queue, 2, &vol).expect("cached");
+    }
+    assert!(cache.contains(VolumeKind::Ct, 1), "eviction happens only when something new arrives");
+    cache.get_or_upload(device, queue, 3, &vol).expect("uploads");
+    assert!(!cache.contains(VolumeKind::Ct, 1), "an unused texture is dropped");
+    assert!(cache.contains(VolumeKind::Ct, 2) && cache.contains(VolumeKind::Ct, 3));
+    // A mask and a CT may share a key number without clashing.
+    let m = mask();
+    cache.get_or_upload(device, queue, 2, &m).expect("uploads");
+    assert!(cache.contains(VolumeKind::Mask, 2) && cache.contains(VolumeKind::Ct, 2));
+    // An empty volume has nothing to draw.
+    let empty = CtVolume::new(Array3::zeros((0, 4, 4)), Geometry::axis_aligned([0, 4, 4], SPACING, ORIGIN));
+    assert!(cache.get_or_upload(device, queue, 9, &empty).is_none());
 }

@@ -11,6 +11,7 @@
 //! dropped. Without this, each mask edit (a new key) would leak a whole texture.
 
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use egui_wgpu::wgpu;
@@ -136,11 +137,14 @@ impl VolumeCache {
         let now = self.requests;
         let id = (T::KIND, key);
         if !self.entries.contains_key(&id) {
-            let uploaded = upload(device, queue, vol)?;
-            self.entries.insert(id, uploaded);
-            self.evict(id);
+            // Make room first, so the old and the new texture of a replaced volume are not
+            // both held when memory is tight.
+            self.evict(upload_bytes(device, vol));
         }
-        let entry = self.entries.get_mut(&id)?;
+        let entry = match self.entries.entry(id) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => v.insert(upload(device, queue, vol)?),
+        };
         entry.last_used = now;
         Some(entry)
     }
@@ -164,17 +168,16 @@ impl VolumeCache {
         self.entries.values().map(|e| e.bytes).sum()
     }
 
-    fn evict(&mut self, keep: (VolumeKind, VolumeKey)) {
+    /// Drops textures unused for [`EVICT_AFTER_REQUESTS`], then least recently used ones
+    /// until `incoming` more bytes fit the budget (sparing those on screen now).
+    fn evict(&mut self, incoming: u64) {
         let now = self.requests;
-        self.entries
-            .retain(|id, e| *id == keep || now.saturating_sub(e.last_used) < EVICT_AFTER_REQUESTS);
-        while self.bytes() > BUDGET_BYTES {
+        self.entries.retain(|_, e| now.saturating_sub(e.last_used) < EVICT_AFTER_REQUESTS);
+        while self.bytes() + incoming > BUDGET_BYTES {
             let oldest = self
                 .entries
                 .iter()
-                .filter(|(id, e)| {
-                    **id != keep && now.saturating_sub(e.last_used) >= PROTECT_RECENT_REQUESTS
-                })
+                .filter(|(_, e)| now.saturating_sub(e.last_used) >= PROTECT_RECENT_REQUESTS)
                 .min_by_key(|(_, e)| e.last_used)
                 .map(|(id, _)| *id);
             match oldest {
@@ -185,6 +188,14 @@ impl VolumeCache {
             }
         }
     }
+}
+
+/// Bytes the texture of `vol` will take on `device`.
+fn upload_bytes<T: TexelType>(device: &wgpu::Device, vol: &Volume<T>) -> u64 {
+    let step = downsample_step(vol.geometry.shape, device.limits().max_texture_dimension_3d);
+    let [nz, ny, nx] = vol.geometry.shape;
+    let texels: u64 = [nx, ny, nz].iter().zip(step).map(|(&n, s)| n.div_ceil(s as usize) as u64).product();
+    texels * std::mem::size_of::<T>() as u64
 }
 
 /// Integer step per axis `(x, y, z)` so that every texture side fits `max_side`.
@@ -260,7 +271,7 @@ fn upload<T: TexelType>(device: &wgpu::Device, queue: &wgpu::Queue, vol: &Volume
         texture,
         view,
         map,
-        bytes: (texels.len() * bpp) as u64,
+        bytes: std::mem::size_of_val(texels) as u64,
         last_used: 0,
     })
 }
