@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use egui_kittest::wgpu::{default_wgpu_setup, WgpuTestRenderer};
 use egui_kittest::Harness;
+use egui_wgpu::wgpu;
 use hepaview::app::gpu::{self, OverlayDesc, ScreenPlane, SliceViewDesc};
 use hepaview::volume::{CtVolume, Geometry, Interp, Lps, Mask};
 use ndarray::Array3;
@@ -401,4 +402,15 @@ fn cache_reuses_by_key_and_forgets_unused_volumes() {
     // An empty volume has nothing to draw.
     let empty = CtVolume::new(Array3::zeros((0, 4, 4)), Geometry::axis_aligned([0, 4, 4], SPACING, ORIGIN));
     assert!(cache.get_or_upload(device, queue, 9, &empty).is_none());
+}
+
+#[test]
+fn pipeline_builds_for_msaa_and_depth_passes() {
+    let Some(rs) = render_state(None) else { return };
+    for (samples, depth) in [(1, None), (4, None), (4, Some(wgpu::TextureFormat::Depth32Float))] {
+        let scope = rs.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let _ = gpu::slice::SliceRenderer::new(&rs.device, rs.target_format, samples, depth);
+        let err = pollster::block_on(scope.pop());
+        assert!(err.is_none(), "pipeline for {samples}× MSAA, depth {depth:?}: {err:?}");
+    }
 }

@@ -58,8 +58,23 @@ pub struct SliceRenderer {
 /// [`VolumeCache`]) in the renderer's callback resources. Call once at startup, before the
 /// first frame that shows a slice (eframe: in the app's `new`, from
 /// `cc.wgpu_render_state`). Slice viewports paint nothing until this has run.
+///
+/// Assumes egui's default render pass: no MSAA, no depth buffer (eframe's `NativeOptions`
+/// defaults). Otherwise use [`install_with`].
 pub fn install(render_state: &egui_wgpu::RenderState) {
-    let renderer = SliceRenderer::new(&render_state.device, render_state.target_format);
+    install_with(render_state, &egui_wgpu::RendererOptions::default());
+}
+
+/// [`install`] for a render pass made with `options` (eframe: `multisampling` and
+/// `depth_buffer` of `NativeOptions`): a pipeline must match the pass's sample count and
+/// depth attachment, and egui_wgpu does not tell callbacks what they are.
+pub fn install_with(render_state: &egui_wgpu::RenderState, options: &egui_wgpu::RendererOptions) {
+    let renderer = SliceRenderer::new(
+        &render_state.device,
+        render_state.target_format,
+        options.msaa_samples.max(1),
+        options.depth_stencil_format,
+    );
     let mut egui_renderer = render_state.renderer.write();
     let resources = &mut egui_renderer.callback_resources;
     resources.insert(renderer);
@@ -69,7 +84,12 @@ pub fn install(render_state: &egui_wgpu::RenderState) {
 }
 
 impl SliceRenderer {
-    pub fn new(device: &wgpu::Device, target_format: wgpu::TextureFormat) -> Self {
+    pub fn new(
+        device: &wgpu::Device,
+        target_format: wgpu::TextureFormat,
+        msaa_samples: u32,
+        depth_stencil_format: Option<wgpu::TextureFormat>,
+    ) -> Self {
         let shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("hepaview slice.wgsl"),
             source: wgpu::ShaderSource::Wgsl(SHADER.into()),
@@ -126,8 +146,15 @@ impl SliceRenderer {
                 })],
             }),
             primitive: wgpu::PrimitiveState::default(),
-            depth_stencil: None,
-            multisample: wgpu::MultisampleState::default(),
+            // Slices are flat 2D views: present in a depth pass, they neither test nor write.
+            depth_stencil: depth_stencil_format.map(|format| wgpu::DepthStencilState {
+                format,
+                depth_write_enabled: Some(false),
+                depth_compare: Some(wgpu::CompareFunction::Always),
+                stencil: wgpu::StencilState::default(),
+                bias: wgpu::DepthBiasState::default(),
+            }),
+            multisample: wgpu::MultisampleState { count: msaa_samples, ..Default::default() },
             multiview_mask: None,
             cache: None,
         });
