@@ -96,17 +96,20 @@ fn right_drag_changes_window_level() {
 
 #[test]
 fn renders_three_phases_side_by_side_on_the_gpu() {
-    let setup = egui_kittest::wgpu::default_wgpu_setup();
-    let mut h = Harness::builder().with_size([1400.0, 800.0]).renderer(egui_kittest::wgpu::WgpuTestRenderer::from_setup(setup)).build_ui_state(|ui, app: &mut HepaviewApp| app.ui(ui), app());
-    h.run();
-    let img = match h.render() {
-        Ok(img) => img,
+    let rs = match hepaview::app::gpu::headless_render_state() {
+        Ok(rs) => rs,
         Err(e) if std::env::var_os("CI").is_none() => {
             eprintln!("skipping: no wgpu adapter ({e}); install mesa-vulkan-drivers");
             return;
         }
-        Err(e) => panic!("rendering failed under CI: {e}"),
+        Err(e) => panic!("no wgpu adapter under CI: {e}"),
     };
+    let mut h = Harness::builder()
+        .with_size([1400.0, 800.0])
+        .renderer(egui_kittest::wgpu::WgpuTestRenderer::from_render_state(rs))
+        .build_ui_state(|ui, app: &mut HepaviewApp| app.ui(ui), app());
+    h.run();
+    let img = h.render().expect("render");
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("viewer.png");
     img.save(&out).unwrap();
     // each third of the viewport area holds a lit body (CT drawn), not just black

@@ -355,5 +355,15 @@ pub fn run(study: Study) -> Result<(), eframe::Error> {
         viewport: egui::ViewportBuilder::default().with_inner_size([1500.0, 900.0]).with_title("Hepaview"),
         ..Default::default()
     };
-    eframe::run_native("Hepaview", options, Box::new(|_cc| Ok(Box::new(HepaviewApp::new(study)))))
+    eframe::run_native(
+        "Hepaview",
+        options,
+        Box::new(|cc| {
+            // the slice pipeline must match eframe's render target, known only here
+            if let Some(rs) = cc.wgpu_render_state.as_ref() {
+                gpu::install(rs);
+            }
+            Ok(Box::new(HepaviewApp::new(study)))
+        }),
+    )
 }

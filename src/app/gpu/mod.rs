@@ -10,7 +10,7 @@
 pub mod slice;
 pub mod volumes;
 
-pub use slice::install;
+pub use slice::{install, install_with};
 
 use std::sync::Arc;
 
@@ -62,4 +62,17 @@ pub struct SliceViewDesc {
 /// Draws nothing until [`install`] has run once for the app's render state.
 pub fn slice_callback(rect: egui::Rect, desc: SliceViewDesc) -> egui::Shape {
     egui::Shape::Callback(egui_wgpu::Callback::new_paint_callback(rect, slice::SliceCallback::new(rect, desc)))
+}
+
+/// A render state on the default adapter with the slice pipeline installed, for headless
+/// rendering (tests, snapshots). Errs with the reason when there is no adapter (no GPU and
+/// no Mesa lavapipe: `apt-get install mesa-vulkan-drivers`).
+pub fn headless_render_state() -> Result<egui_wgpu::RenderState, String> {
+    let setup = egui_wgpu::WgpuSetup::CreateNew(egui_wgpu::WgpuSetupCreateNew::without_display_handle());
+    let instance = pollster::block_on(setup.new_instance());
+    let config = egui_wgpu::WgpuConfiguration { wgpu_setup: setup, ..Default::default() };
+    let rs = pollster::block_on(egui_wgpu::RenderState::create(&config, &instance, None, egui_wgpu::RendererOptions::PREDICTABLE))
+        .map_err(|e| e.to_string())?;
+    install(&rs);
+    Ok(rs)
 }
