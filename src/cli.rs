@@ -14,6 +14,8 @@ use hepaview::io::phase::{detect_study_phases, Phase, PhaseCall};
 use hepaview::phantom;
 use hepaview::study::Study;
 use hepaview::app;
+use hepaview::app::screenshot::ScreenshotOptions;
+use hepaview::app::view::{Layout, WindowLevel};
 
 #[derive(Parser, Debug)]
 #[command(name = "hepaview", version, about = "Liver CT viewer with on-device AI assist. With no command: open the viewer on the demo study.")]
@@ -52,6 +54,25 @@ pub enum Command {
         /// Output file (.nii or .nii.gz); never overwritten.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Render the viewer off-screen to a PNG (same drawing code as the window).
+    Screenshot {
+        /// A DICOM folder or NIfTI files; the demo study when none.
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        /// row (phases side by side, axial), grid (phases × axial/coronal/sagittal) or single.
+        #[arg(long, default_value = "row")]
+        layout: String,
+        /// Axial slice position (LPS z, mm); default the middle of the portal venous phase.
+        #[arg(long)]
+        slice_mm: Option<f64>,
+        /// Window preset: liver, abdomen, bone or lung.
+        #[arg(long)]
+        window: Option<String>,
+        /// Size in pixels, WIDTHxHEIGHT.
+        #[arg(long, default_value = "1600x900")]
+        size: String,
     },
     /// Write the built-in tri-phase demo study (DICOM + labels + true fields) to a folder.
     Demo {
@@ -98,6 +119,31 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             study.sort_phases();
             app::run(study).map_err(|e| anyhow::anyhow!("the viewer could not start: {e}"))
+        }
+        Some(Command::Screenshot { paths, out, layout, slice_mm, window, size }) => {
+            if out.exists() {
+                bail!("{} already exists; choose another output name (Hepaview never overwrites files)", out.display());
+            }
+            let layout = match layout.as_str() {
+                "row" => Layout::Row,
+                "grid" => Layout::Grid,
+                "single" => Layout::Single,
+                other => bail!("--layout {other:?}: use row, grid or single"),
+            };
+            let window = match window.as_deref() {
+                None => None,
+                Some(name) => Some(
+                    WindowLevel::PRESETS.iter().find(|(n, _)| *n == name).map(|(_, wl)| *wl).with_context(|| format!("--window {name:?}: use liver, abdomen, bone or lung"))?,
+                ),
+            };
+            let (w, h) = size.split_once('x').with_context(|| format!("--size {size:?}: expected WIDTHxHEIGHT, e.g. 1600x900"))?;
+            let size = [w.parse::<f32>().context("--size width")?, h.parse::<f32>().context("--size height")?];
+            let study = if paths.is_empty() { Study::demo(&phantom::PhantomOptions::default()) } else { Study::open(&paths)? };
+            let opts = ScreenshotOptions { size, layout, z_mm: slice_mm, window, ..Default::default() };
+            let img = app::screenshot::render(study, &opts).map_err(|e| anyhow::anyhow!("off-screen rendering failed: {e}"))?;
+            img.save(&out).with_context(|| format!("writing {}", out.display()))?;
+            println!("{} ({}×{})", out.display(), img.width(), img.height());
+            Ok(())
         }
         Some(Command::Info { path, json, phase_overrides }) => info(&path, json, &phase_overrides),
         Some(Command::Convert { path, series, out }) => convert(&path, series, &out),

@@ -3,6 +3,7 @@
 //! viewport; the maths lives in `view`, the drawing in `gpu`.
 
 pub mod gpu;
+pub mod screenshot;
 pub mod view;
 
 use std::sync::Arc;
@@ -41,13 +42,15 @@ pub struct HepaviewApp {
     /// World point under the pointer, for the HU readout.
     pub hover_mm: Option<Lps>,
     pub show_help: bool,
+    /// Zoom to fit the viewports on the next frame (their size is known only then).
+    fit_pending: bool,
 }
 
 impl HepaviewApp {
     pub fn new(study: Study) -> Self {
         let fixed = &study.phases[study.fixed_index()].volume.geometry;
         let view = ViewState::new(fixed, study.phases.len(), 420.0);
-        HepaviewApp { study, view, hover_mm: None, show_help: false }
+        HepaviewApp { study, view, hover_mm: None, show_help: false, fit_pending: true }
     }
 
     /// The whole UI; eframe calls it every frame, and so do the tests (egui_kittest).
@@ -112,6 +115,7 @@ impl HepaviewApp {
                 let keep = (self.view.layout, self.view.window.clone());
                 self.view = ViewState::new(fixed, self.study.phases.len(), 420.0);
                 (self.view.layout, self.view.window) = keep;
+                self.fit_pending = true;
             }
             if i.key_pressed(Key::F1) {
                 self.show_help = !self.show_help;
@@ -227,6 +231,12 @@ impl HepaviewApp {
         let rows = cells.len().div_ceil(cols.max(1));
         let full = ui.max_rect();
         let cell = Vec2::new(full.width() / cols as f32, full.height() / rows.max(1) as f32);
+        if self.fit_pending && cell.x > 10.0 && cell.y > 10.0 {
+            let g = &self.study.phases[self.study.fixed_index()].volume.geometry;
+            let fov_mm = (g.shape[2] as f64 * g.spacing_mm[2]).max(g.shape[1] as f64 * g.spacing_mm[1]);
+            self.view.mm_per_point = fov_mm / cell.x.min(cell.y) as f64;
+            self.fit_pending = false;
+        }
         self.hover_mm = None;
         for (n, &(phase, o)) in cells.iter().enumerate() {
             let min = full.min + Vec2::new((n % cols) as f32 * cell.x, (n / cols) as f32 * cell.y);
