@@ -3,8 +3,9 @@
 //! loading. Opening goes through `io`; nothing here draws.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use crate::io::dicom::{self, DicomError};
 use crate::io::nifti::{self, NiftiError};
@@ -17,6 +18,68 @@ use crate::volume::{CtVolume, Mask};
 pub fn next_key() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Reports progress of a long job and says whether to go on: `report(fraction, message)`
+/// returns `false` once the user has cancelled.
+pub type ProgressFn<'a> = &'a (dyn Fn(f32, &str) -> bool + Sync);
+
+/// A long piece of work on a worker thread, with a progress fraction, a message and a
+/// cancel flag the UI can poll every frame without blocking.
+pub struct Job<T> {
+    state: Arc<Mutex<(f32, String)>>,
+    cancel: Arc<AtomicBool>,
+    handle: Option<JoinHandle<Result<T, String>>>,
+    pub title: String,
+}
+
+impl<T: Send + 'static> Job<T> {
+    /// Runs `work` on a new thread; it gets a progress function to call often.
+    pub fn spawn(title: impl Into<String>, work: impl FnOnce(ProgressFn) -> Result<T, String> + Send + 'static) -> Job<T> {
+        let state = Arc::new(Mutex::new((0.0, String::from("starting…"))));
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (st, ca) = (Arc::clone(&state), Arc::clone(&cancel));
+        let handle = std::thread::spawn(move || {
+            let report = move |f: f32, m: &str| {
+                if let Ok(mut g) = st.lock() {
+                    *g = (f.clamp(0.0, 1.0), m.to_string());
+                }
+                !ca.load(Ordering::Relaxed)
+            };
+            work(&report)
+        });
+        Job { state, cancel, handle: Some(handle), title: title.into() }
+    }
+
+    /// (fraction 0…1, message).
+    pub fn progress(&self) -> (f32, String) {
+        self.state.lock().map(|g| g.clone()).unwrap_or((0.0, String::new()))
+    }
+
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    /// The result once the work has ended, without blocking; `None` while it runs.
+    pub fn try_finish(&mut self) -> Option<Result<T, String>> {
+        if !self.handle.as_ref()?.is_finished() {
+            return None;
+        }
+        let handle = self.handle.take()?;
+        Some(handle.join().unwrap_or_else(|_| Err("the loading thread crashed; please report this with the study".into())))
+    }
+
+    /// Blocks until the work ends (CLI, tests).
+    pub fn wait(mut self) -> Result<T, String> {
+        match self.handle.take() {
+            Some(h) => h.join().unwrap_or_else(|_| Err("the worker thread crashed".into())),
+            None => Err("already finished".into()),
+        }
+    }
 }
 
 /// One phase of the study.
@@ -103,15 +166,21 @@ impl Study {
     /// Opens a DICOM folder (its largest multi-series CT study) or NIfTI files (each an
     /// image phase named from its file name, or a label mask when named like one).
     pub fn open(paths: &[PathBuf]) -> Result<Study, StudyError> {
+        Self::open_with_progress(paths, &|_, _| true)
+    }
+
+    /// [`Study::open`] reporting progress (reading headers, then decoding each series);
+    /// stops with [`DicomError::Cancelled`] when `progress` returns false.
+    pub fn open_with_progress(paths: &[PathBuf], progress: ProgressFn) -> Result<Study, StudyError> {
         let first = paths.first().cloned().unwrap_or_default();
         if !paths.is_empty() && paths.iter().all(|p| is_nifti(p)) {
             return Self::open_nifti(paths);
         }
-        Self::open_dicom(&first)
+        Self::open_dicom(&first, progress)
     }
 
-    fn open_dicom(path: &Path) -> Result<Study, StudyError> {
-        let scan = dicom::scan(path, &dicom::no_progress)?;
+    fn open_dicom(path: &Path, progress: ProgressFn) -> Result<Study, StudyError> {
+        let scan = dicom::scan(path, &|done, total| progress(0.1 * done as f32 / total.max(1) as f32, &format!("reading headers {done}/{total}")))?;
         let mut warnings = scan.warnings.clone();
         // The study with most CT series is the multi-phase one a user means to read.
         let study = scan
@@ -128,12 +197,18 @@ impl Study {
         }
         let calls = detect_study_phases(study);
         let mut phases = Vec::new();
-        for (s, call) in study.series.iter().zip(calls) {
+        let n_series = study.series.len();
+        for (si, (s, call)) in study.series.iter().zip(calls).enumerate() {
             if s.geometry.shape[0] < 2 {
                 warnings.push(Warning::new(&s.frames[0].path, format!("series {:?} has a single slice", s.description), "not shown as a phase"));
                 continue;
             }
-            match dicom::load_series(s, &dicom::no_progress) {
+            let report = |done: usize, total: usize| {
+                let f = 0.1 + 0.9 * (si as f32 + done as f32 / total.max(1) as f32) / n_series.max(1) as f32;
+                progress(f, &format!("decoding {} ({done}/{total} slices)", s.description))
+            };
+            match dicom::load_series(s, &report) {
+                Err(DicomError::Cancelled) => return Err(StudyError::Dicom(DicomError::Cancelled)),
                 Ok((vol, w)) => {
                     warnings.extend(w);
                     phases.push(PhaseImage {

@@ -123,3 +123,42 @@ fn renders_three_phases_side_by_side_on_the_gpu() {
         assert!(lit > 50, "viewport {k} looks empty ({lit} lit samples); see {}", out.display());
     }
 }
+
+fn wait_loaded(h: &mut Harness<'static, HepaviewApp>) {
+    for _ in 0..600 {
+        h.step();
+        if !h.state().is_loading() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("study did not load within a minute");
+}
+
+#[test]
+fn opening_a_study_runs_in_the_background_and_replaces_the_demo() {
+    let Some(data) = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/triphase-hcc048/dicom").canonicalize().ok() else {
+        assert!(std::env::var_os("CI").is_none(), "shared data missing under CI");
+        return;
+    };
+    let mut h = harness(app());
+    h.run();
+    h.state_mut().open_in_background(vec![data]);
+    h.step();
+    assert!(h.state().is_loading(), "loading happens on a worker thread while the UI runs");
+    wait_loaded(&mut h);
+    let descs: Vec<&str> = h.state().study.phases.iter().map(|p| p.description.as_str()).collect();
+    assert_eq!(descs, vec!["LIVER ART 2.5mm", "LIVER PV 2.5mm", "LIVER DELAYED 2.5mm"]);
+    assert!(h.state().error.is_none());
+}
+
+#[test]
+fn a_bad_path_shows_an_error_and_keeps_the_study() {
+    let mut h = harness(app());
+    h.run();
+    h.state_mut().open_in_background(vec!["/no/such/study".into()]);
+    wait_loaded(&mut h);
+    let err = h.state().error.clone().expect("an error for the user");
+    assert!(err.contains("/no/such/study"), "{err}");
+    assert_eq!(h.state().study.phases.len(), 3, "the demo stays open");
+}

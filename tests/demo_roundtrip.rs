@@ -48,3 +48,26 @@ fn measured_hu_names_demo_phases_when_tags_are_silent() {
     let got: Vec<Phase> = calls.iter().map(|c| c.phase).collect();
     assert_eq!(got, vec![Phase::Arterial, Phase::PortalVenous, Phase::Delayed], "{calls:?}");
 }
+
+#[test]
+fn a_world_point_is_the_same_anatomy_in_phases_on_different_grids() {
+    use hepaview::phantom::LesionKind;
+    use hepaview::Interp;
+    // no breathing: only the grids differ (arterial shifted 5 mm in z, delayed coarser)
+    let opts = PhantomOptions { breathing_scale: 0.0, ..PhantomOptions::small() };
+    let truth = phantom::make_phantom(&opts);
+    let grids: Vec<_> = truth.phases.iter().map(|p| p.volume.geometry.clone()).collect();
+    assert!(grids[0] != grids[1] && grids[1] != grids[2], "phases must differ in geometry for this test");
+    let hu = |name: Phase, at| truth.phase(name).unwrap().volume.sample_world(at, Interp::Nearest).unwrap();
+    for lesion in &truth.lesions {
+        let c = lesion.centre_mm;
+        assert_eq!(truth.labels.sample_world(c, Interp::Nearest), Some(2.0), "{:?} centre is labelled tumour", lesion.kind);
+        let (a, pv, d) = (hu(Phase::Arterial, c), hu(Phase::PortalVenous, c), hu(Phase::Delayed, c));
+        match lesion.kind {
+            LesionKind::Hcc => assert!(a > pv + 20.0 && a > d + 20.0, "HCC washes in then out: {a} {pv} {d}"),
+            LesionKind::Cyst => assert!(a.abs() < 40.0 && pv.abs() < 40.0 && d.abs() < 40.0, "cyst is water in every phase: {a} {pv} {d}"),
+            LesionKind::Hemangioma => assert!(d > a, "hemangioma fills in towards delayed: {a} {pv} {d}"),
+            LesionKind::Metastasis => assert!(pv < 90.0, "metastasis centre stays hypodense: {a} {pv} {d}"),
+        }
+    }
+}

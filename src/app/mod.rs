@@ -11,7 +11,7 @@ use std::sync::Arc;
 use egui::{Align2, Color32, FontId, Key, PointerButton, Rect, Sense, Stroke, Vec2};
 
 use crate::io::phase::Phase;
-use crate::study::Study;
+use crate::study::{Job, Study};
 use crate::volume::{Interp, Lps};
 use gpu::{OverlayDesc, SliceViewDesc};
 use view::{edge_letters, pixel_to_world, scale_bar_mm, world_to_pixel, Layout, Orientation, ViewState, WindowLevel};
@@ -44,17 +44,140 @@ pub struct HepaviewApp {
     pub show_help: bool,
     /// Zoom to fit the viewports on the next frame (their size is known only then).
     fit_pending: bool,
+    /// A study being opened on a worker thread; the current one stays usable meanwhile.
+    loading: Option<Job<Study>>,
+    /// Path typed into the Open dialog (Ctrl+O); `None` when the dialog is closed.
+    open_dialog: Option<String>,
+    /// Last error to show the user (cannot open a study, …).
+    pub error: Option<String>,
+    /// Debug overlay (D): frame interval and UI CPU time.
+    pub show_timing: bool,
+    frame_times_ms: std::collections::VecDeque<f32>,
+    last_frame: Option<std::time::Instant>,
+    /// CPU time of the last frame as eframe measured it (not available off-screen).
+    pub cpu_ms: Option<f32>,
 }
 
 impl HepaviewApp {
     pub fn new(study: Study) -> Self {
         let fixed = &study.phases[study.fixed_index()].volume.geometry;
         let view = ViewState::new(fixed, study.phases.len(), 420.0);
-        HepaviewApp { study, view, hover_mm: None, show_help: false, fit_pending: true }
+        HepaviewApp {
+            study,
+            view,
+            hover_mm: None,
+            show_help: false,
+            fit_pending: true,
+            loading: None,
+            open_dialog: None,
+            error: None,
+            show_timing: false,
+            frame_times_ms: std::collections::VecDeque::with_capacity(120),
+            last_frame: None,
+            cpu_ms: None,
+        }
+    }
+
+    /// Starts opening `paths` on a worker thread (drag-and-drop, Open dialog).
+    pub fn open_in_background(&mut self, paths: Vec<std::path::PathBuf>) {
+        if let Some(old) = self.loading.take() {
+            old.cancel();
+        }
+        let title = paths.first().map(|p| p.display().to_string()).unwrap_or_default();
+        self.loading = Some(Job::spawn(title, move |progress| Study::open_with_progress(&paths, progress).map_err(|e| e.to_string())));
+    }
+
+    pub fn is_loading(&self) -> bool {
+        self.loading.is_some()
+    }
+
+    /// Replaces the study, keeping the layout and window settings.
+    pub fn set_study(&mut self, study: Study) {
+        let layout = self.view.layout;
+        *self = HepaviewApp { show_timing: self.show_timing, ..HepaviewApp::new(study) };
+        self.view.layout = layout;
+    }
+
+    /// Polls the loading job; shows its progress with a Cancel button.
+    fn loading_ui(&mut self, ctx: &egui::Context) {
+        let Some(job) = self.loading.as_mut() else { return };
+        if let Some(result) = job.try_finish() {
+            let cancelled = job.is_cancelled();
+            self.loading = None;
+            match result {
+                Ok(study) => self.set_study(study),
+                Err(_) if cancelled => {}
+                Err(e) => self.error = Some(e),
+            }
+            return;
+        }
+        let (fraction, message) = job.progress();
+        let title = job.title.clone();
+        let mut cancel = false;
+        egui::Window::new("Opening study").collapsible(false).resizable(false).anchor(Align2::CENTER_CENTER, Vec2::ZERO).show(ctx, |ui| {
+            ui.label(&title);
+            ui.add(egui::ProgressBar::new(fraction).show_percentage());
+            ui.label(message);
+            cancel = ui.button("Cancel").clicked();
+        });
+        if cancel {
+            job.cancel();
+        }
+        // keep polling while the worker runs
+        ctx.request_repaint_after(std::time::Duration::from_millis(50));
+    }
+
+    fn dialogs(&mut self, ctx: &egui::Context) {
+        if let Some(path) = self.open_dialog.as_mut() {
+            let mut go = false;
+            let mut close = false;
+            egui::Window::new("Open study").collapsible(false).show(ctx, |ui| {
+                ui.label("A DICOM folder, or NIfTI files separated by ';' (or drop them on the window):");
+                let r = ui.add(egui::TextEdit::singleline(path).desired_width(420.0).hint_text("/path/to/study"));
+                go = r.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
+                ui.horizontal(|ui| {
+                    go |= ui.button("Open").clicked();
+                    close = ui.button("Cancel").clicked();
+                });
+            });
+            if go {
+                let paths: Vec<std::path::PathBuf> = path.split(';').map(str::trim).filter(|p| !p.is_empty()).map(Into::into).collect();
+                self.open_dialog = None;
+                if !paths.is_empty() {
+                    self.open_in_background(paths);
+                }
+            } else if close {
+                self.open_dialog = None;
+            }
+        }
+        if let Some(msg) = self.error.clone() {
+            let mut close = false;
+            egui::Window::new("Could not open").collapsible(false).show(ctx, |ui| {
+                ui.label(msg);
+                close = ui.button("OK").clicked();
+            });
+            if close {
+                self.error = None;
+            }
+        }
+        let dropped: Vec<std::path::PathBuf> = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).filter(|p| !p.as_os_str().is_empty()).collect());
+        if !dropped.is_empty() {
+            self.open_in_background(dropped);
+        }
     }
 
     /// The whole UI; eframe calls it every frame, and so do the tests (egui_kittest).
     pub fn ui(&mut self, ui: &mut egui::Ui) {
+        let now = std::time::Instant::now();
+        if let Some(last) = self.last_frame.replace(now) {
+            if self.frame_times_ms.len() == 120 {
+                self.frame_times_ms.pop_front();
+            }
+            self.frame_times_ms.push_back(now.duration_since(last).as_secs_f32() * 1000.0);
+        }
+        let ctx = ui.ctx().clone();
+        self.loading_ui(&ctx);
+        self.dialogs(&ctx);
         self.keyboard(ui.ctx());
         egui::Panel::top("menu").show(ui, |ui| self.menu_bar(ui));
         egui::Panel::bottom("status").show(ui, |ui| self.status_bar(ui));
@@ -120,12 +243,21 @@ impl HepaviewApp {
             if i.key_pressed(Key::F1) {
                 self.show_help = !self.show_help;
             }
+            if i.key_pressed(Key::D) {
+                self.show_timing = !self.show_timing;
+            }
+            if i.modifiers.command && i.key_pressed(Key::O) {
+                self.open_dialog = Some(String::new());
+            }
         });
     }
 
     fn menu_bar(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
             ui.strong("Hepaview");
+            if ui.button("Open… (Ctrl+O)").clicked() {
+                self.open_dialog = Some(String::new());
+            }
             ui.separator();
             ui.label(&self.study.title);
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
@@ -243,6 +375,19 @@ impl HepaviewApp {
             let rect = Rect::from_min_size(min, cell).shrink(1.0);
             self.viewport(ui, rect, phase, o, n);
         }
+        if self.show_timing && !self.frame_times_ms.is_empty() {
+            let mut t: Vec<f32> = self.frame_times_ms.iter().copied().collect();
+            t.sort_by(|a, b| a.total_cmp(b));
+            let text = format!(
+                "frame interval: median {:.1} ms, p95 {:.1} ms (last {})\nUI CPU: {}",
+                t[t.len() / 2],
+                t[(t.len() * 95 / 100).min(t.len() - 1)],
+                t.len(),
+                self.cpu_ms.map(|c| format!("{c:.1} ms")).unwrap_or_else(|| "n/a".into())
+            );
+            ui.painter().text(full.right_top() + Vec2::new(-8.0, 8.0), Align2::RIGHT_TOP, text, FontId::monospace(12.0), Color32::from_rgb(120, 255, 120));
+            ui.ctx().request_repaint();
+        }
     }
 
     fn viewport(&mut self, ui: &mut egui::Ui, rect: Rect, phase: usize, o: Orientation, n: usize) {
@@ -349,11 +494,14 @@ const SHORTCUTS: &[(&str, &str)] = &[
     ("M", "label overlay on / off"),
     ("A", "annotations on / off"),
     ("R", "reset view"),
+    ("D", "frame-time overlay"),
+    ("Ctrl+O", "open a study (or drop a folder or files on the window)"),
     ("F1", "this help"),
 ];
 
 impl eframe::App for HepaviewApp {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        self.cpu_ms = frame.info().cpu_usage.map(|s| s * 1000.0);
         HepaviewApp::ui(self, ui);
     }
 }
