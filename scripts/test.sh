@@ -9,6 +9,8 @@ need=()
 command -v dcm2niix >/dev/null 2>&1 || need+=(dcm2niix)
 command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
 command -v cargo >/dev/null 2>&1 || need+=(cargo)
+# Mesa lavapipe: Vulkan on the CPU, so the GPU viewer tests render without a GPU
+ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || need+=(mesa-vulkan-drivers)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
@@ -22,5 +24,9 @@ fi
 if [ ! -d ../shared/data ]; then
   echo "warning: ../shared/data not found; tests on real data will be skipped" >&2
 fi
+
+# wgpu/winit want a private runtime dir; without one they only print warnings
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+chmod 700 "$XDG_RUNTIME_DIR"
 
 cargo test --all-targets --locked
