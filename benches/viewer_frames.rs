@@ -244,6 +244,26 @@ fn bench_study(name: &str, study: Study, load_s: Option<f64>) -> Result<serde_js
         c_frame.push(ts + d.tessellate + d.prepare + d.draw + d.readback);
     }
 
+    // 4. what the slice shader costs: no readback, nearest sampling, no label overlay
+    let mut variants = Vec::new();
+    for (label, linear, labels) in [("nearest, overlay", false, true), ("nearest, no overlay", false, false), ("linear, no overlay", true, false)] {
+        h.state_mut().view.linear = linear;
+        h.state_mut().view.show_labels = labels;
+        go_to_start(&mut h, start);
+        render_direct(&rs, &h.ctx, h.output(), false);
+        let mut frame = Vec::new();
+        for _ in 0..N {
+            h.state_mut().view.scroll(Orientation::Axial, 1.0);
+            let t = Instant::now();
+            h.step();
+            render_direct(&rs, &h.ctx, h.output(), false);
+            frame.push(t.elapsed().as_secs_f64());
+        }
+        variants.push((label, frame));
+    }
+    h.state_mut().view.linear = true;
+    h.state_mut().view.show_labels = true;
+
     println!();
     println!("{name}: phases {shapes:?} (z, y, x); image {w}×{hpx} px; adapter {adapter}");
     if let Some(s) = load_s {
@@ -268,6 +288,10 @@ fn bench_study(name: &str, study: Study, load_s: Option<f64>) -> Result<serde_js
     row("prepare (update_buffers)", &c_prep);
     row("draw + submit + wait", &c_draw);
     row("readback (copy+map+read)", &c_read);
+    println!("  4. step + render, no readback, shader variants");
+    for (label, frame) in &variants {
+        row(label, frame);
+    }
 
     Ok(serde_json::json!({
         "study": name,
@@ -285,6 +309,7 @@ fn bench_study(name: &str, study: Study, load_s: Option<f64>) -> Result<serde_js
             "frame": json(&stats(&c_frame)), "tessellate": json(&stats(&c_tess)), "prepare": json(&stats(&c_prep)),
             "draw_submit_wait": json(&stats(&c_draw)), "readback": json(&stats(&c_read)),
         },
+        "variants_no_readback": variants.iter().map(|(l, f)| serde_json::json!({ "variant": l, "frame": json(&stats(f)) })).collect::<Vec<_>>(),
     }))
 }
 
