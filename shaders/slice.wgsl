@@ -23,10 +23,19 @@ struct Uniforms {
     mask_dims: vec4<f32>,
     // level (HU), width (HU), overlay opacity, unused.
     window: vec4<f32>,
-    // interp (0 nearest, 1 linear), outline (0/1), sRGB target (0/1), unused.
+    // interp (0 nearest, 1 linear), outline (0/1), sRGB target (0/1), unused. The first
+    // two choose the pipeline (see the overrides below); only sRGB is read here.
     flags: vec4<u32>,
     palette: array<vec4<f32>, 16>,
 };
+
+// Pipeline-overridable: one pipeline per drawing mode. llvmpipe (lavapipe) runs both sides
+// of a branch under a mask even when the condition is uniform, so a uniform flag would make
+// every fragment pay for trilinear sampling and the outline test; constants let the
+// compiler drop the unused code instead.
+override LINEAR: bool = true;
+override OVERLAY: bool = true;
+override OUTLINE: bool = false;
 
 @group(0) @binding(0) var<uniform> u: Uniforms;
 @group(0) @binding(1) var ct_tex: texture_3d<i32>;
@@ -55,7 +64,7 @@ fn nearest_index(t: vec3<f32>) -> vec3<i32> {
 }
 
 fn sample_ct(t: vec3<f32>) -> f32 {
-    if (u.flags.x == 0u) {
+    if (!LINEAR) {
         return load_ct(nearest_index(t));
     }
     // Trilinear by hand: R16Sint cannot be filtered by a sampler. Clamping the position
@@ -108,12 +117,12 @@ fn fs_main(@builtin(position) frag: vec4<f32>) -> @location(0) vec4<f32> {
         rgb = vec3<f32>(grey);
     }
 
-    if (u.mask_dims.w > 0.5) {
+    if (OVERLAY && u.mask_dims.w > 0.5) {
         let m = u.mask_centre.xyz + d.x * u.mask_right.xyz + d.y * u.mask_down.xyz;
         let label = label_at(m);
         if (label > 0u) {
             var show = true;
-            if (u.flags.y != 0u) {
+            if (OUTLINE) {
                 // Boundary in screen space: some 4-neighbour pixel shows another label.
                 let l = label_at(m - u.mask_right.xyz);
                 let r = label_at(m + u.mask_right.xyz);

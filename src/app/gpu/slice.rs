@@ -46,7 +46,8 @@ pub struct SliceUniforms {
 
 /// The pipeline and its fixed resources, kept in `CallbackResources`.
 pub struct SliceRenderer {
-    pipeline: wgpu::RenderPipeline,
+    /// One per drawing mode, indexed by [`variant`]: linear ×1, overlay ×2, outline ×4.
+    pipelines: Vec<wgpu::RenderPipeline>,
     layout: wgpu::BindGroupLayout,
     /// Bound when there is no overlay (or no CT): a bind group needs every slot filled.
     empty_ct: wgpu::TextureView,
@@ -126,38 +127,46 @@ impl SliceRenderer {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
-        let pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
-            label: Some("hepaview slice pipeline"),
-            layout: Some(&pipeline_layout),
-            vertex: wgpu::VertexState {
-                module: &shader,
-                entry_point: Some("vs_main"),
-                compilation_options: Default::default(),
-                buffers: &[],
-            },
-            fragment: Some(wgpu::FragmentState {
-                module: &shader,
-                entry_point: Some("fs_main"),
-                compilation_options: Default::default(),
-                targets: &[Some(wgpu::ColorTargetState {
-                    format: target_format,
-                    blend: None,
-                    write_mask: wgpu::ColorWrites::ALL,
-                })],
-            }),
-            primitive: wgpu::PrimitiveState::default(),
-            // Slices are flat 2D views: present in a depth pass, they neither test nor write.
-            depth_stencil: depth_stencil_format.map(|format| wgpu::DepthStencilState {
-                format,
-                depth_write_enabled: Some(false),
-                depth_compare: Some(wgpu::CompareFunction::Always),
-                stencil: wgpu::StencilState::default(),
-                bias: wgpu::DepthBiasState::default(),
-            }),
-            multisample: wgpu::MultisampleState { count: msaa_samples, ..Default::default() },
-            multiview_mask: None,
-            cache: None,
-        });
+        let make = |v: usize| {
+            let constants = [
+                ("LINEAR", (v & 1) as f64),
+                ("OVERLAY", ((v >> 1) & 1) as f64),
+                ("OUTLINE", ((v >> 2) & 1) as f64),
+            ];
+            device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+                label: Some("hepaview slice pipeline"),
+                layout: Some(&pipeline_layout),
+                vertex: wgpu::VertexState {
+                    module: &shader,
+                    entry_point: Some("vs_main"),
+                    compilation_options: Default::default(),
+                    buffers: &[],
+                },
+                fragment: Some(wgpu::FragmentState {
+                    module: &shader,
+                    entry_point: Some("fs_main"),
+                    compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, ..Default::default() },
+                    targets: &[Some(wgpu::ColorTargetState {
+                        format: target_format,
+                        blend: None,
+                        write_mask: wgpu::ColorWrites::ALL,
+                    })],
+                }),
+                primitive: wgpu::PrimitiveState::default(),
+                // Slices are flat 2D views: present in a depth pass, they neither test nor write.
+                depth_stencil: depth_stencil_format.map(|format| wgpu::DepthStencilState {
+                    format,
+                    depth_write_enabled: Some(false),
+                    depth_compare: Some(wgpu::CompareFunction::Always),
+                    stencil: wgpu::StencilState::default(),
+                    bias: wgpu::DepthBiasState::default(),
+                }),
+                multisample: wgpu::MultisampleState { count: msaa_samples, ..Default::default() },
+                multiview_mask: None,
+                cache: None,
+            })
+        };
+        let pipelines = (0..8).map(make).collect();
         let empty = |format, label| {
             device
                 .create_texture(&wgpu::TextureDescriptor {
@@ -173,7 +182,7 @@ impl SliceRenderer {
                 .create_view(&wgpu::TextureViewDescriptor::default())
         };
         SliceRenderer {
-            pipeline,
+            pipelines,
             layout,
             empty_ct: empty(wgpu::TextureFormat::R16Sint, "hepaview empty ct"),
             empty_mask: empty(wgpu::TextureFormat::R8Uint, "hepaview empty mask"),
@@ -188,7 +197,8 @@ pub struct SliceCallback {
     pub rect: egui::Rect,
     pub desc: SliceViewDesc,
     /// Made in `prepare`, used in `paint`: the only hand-over egui_wgpu offers per callback.
-    bind_group: Mutex<Option<wgpu::BindGroup>>,
+    /// With it, the pipeline variant the uniforms were made for.
+    bind_group: Mutex<Option<(wgpu::BindGroup, usize)>>,
 }
 
 impl SliceCallback {
@@ -218,6 +228,12 @@ fn plane_in_texels(tex: &TexelMap, desc: &SliceViewDesc) -> [[f32; 4]; 3] {
 
 fn dims4(tex: &TexelMap) -> [f32; 4] {
     [tex.dims[0] as f32, tex.dims[1] as f32, tex.dims[2] as f32, 1.0]
+}
+
+/// Index of the pipeline for these uniforms: bit 0 linear, bit 1 overlay, bit 2 outline.
+pub fn variant(u: &SliceUniforms) -> usize {
+    let overlay = u.mask_dims[3] > 0.5;
+    (u.flags[0] != 0) as usize | (overlay as usize) << 1 | ((overlay && u.flags[1] != 0) as usize) << 2
 }
 
 /// Uniforms for `desc` drawn at `viewport` (px), given the textures found for it.
@@ -307,7 +323,7 @@ impl egui_wgpu::CallbackTrait for SliceCallback {
             ],
         });
         if let Ok(mut slot) = self.bind_group.lock() {
-            *slot = Some(bind_group);
+            *slot = Some((bind_group, variant(&u)));
         }
         Vec::new()
     }
@@ -324,11 +340,14 @@ impl egui_wgpu::CallbackTrait for SliceCallback {
         let Ok(slot) = self.bind_group.lock() else {
             return;
         };
-        let Some(bind_group) = slot.as_ref() else {
+        let Some((bind_group, variant)) = slot.as_ref() else {
+            return;
+        };
+        let Some(pipeline) = renderer.pipelines.get(*variant) else {
             return;
         };
         // egui has already set the viewport to our rect and the scissor to the clip rect.
-        render_pass.set_pipeline(&renderer.pipeline);
+        render_pass.set_pipeline(pipeline);
         render_pass.set_bind_group(0, bind_group, &[]);
         render_pass.draw(0..3, 0..1);
     }
