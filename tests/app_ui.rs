@@ -162,3 +162,29 @@ fn a_bad_path_shows_an_error_and_keeps_the_study() {
     assert!(err.contains("/no/such/study"), "{err}");
     assert_eq!(h.state().study.phases.len(), 3, "the demo stays open");
 }
+
+#[test]
+fn grid_layout_matches_its_snapshot() {
+    // The 3×3 layout of the small demo, crosshair at the centre, liver window: the picture a
+    // radiologist would check (orientation letters, coronal/sagittal the right way up,
+    // overlays aligned). `UPDATE_SNAPSHOTS=1 cargo test --test app_ui` rewrites it.
+    let rs = match hepaview::app::gpu::headless_render_state() {
+        Ok(rs) => rs,
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipping: no wgpu adapter ({e})");
+            return;
+        }
+        Err(e) => panic!("no wgpu adapter under CI: {e}"),
+    };
+    let mut a = app();
+    a.view.layout = Layout::Grid;
+    for p in 0..a.view.window.len() {
+        a.view.set_window(p, WindowLevel::PRESETS[0].1);
+    }
+    let mut h = Harness::builder()
+        .with_size([1200.0, 800.0])
+        .renderer(egui_kittest::wgpu::WgpuTestRenderer::from_render_state(rs))
+        .build_ui_state(|ui, app: &mut HepaviewApp| app.ui(ui), a);
+    h.run();
+    h.snapshot_options("viewer_grid_demo_small", &egui_kittest::SnapshotOptions::new().threshold(2.0).failed_pixel_count_threshold(200));
+}
