@@ -14,6 +14,19 @@ fn app() -> HepaviewApp {
     HepaviewApp::new(Study::demo(&PhantomOptions::small()))
 }
 
+/// A wgpu render state (lavapipe without a GPU), or `None` after saying why; under CI
+/// a missing adapter is a failure.
+fn render_state() -> Option<egui_wgpu::RenderState> {
+    match hepaview::app::gpu::headless_render_state() {
+        Ok(rs) => Some(rs),
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipping: no wgpu adapter ({e}); install mesa-vulkan-drivers");
+            None
+        }
+        Err(e) => panic!("no wgpu adapter under CI: {e}"),
+    }
+}
+
 fn harness(app: HepaviewApp) -> Harness<'static, HepaviewApp> {
     Harness::builder().with_size([1400.0, 800.0]).build_ui_state(|ui, app: &mut HepaviewApp| app.ui(ui), app)
 }
@@ -96,14 +109,7 @@ fn right_drag_changes_window_level() {
 
 #[test]
 fn renders_three_phases_side_by_side_on_the_gpu() {
-    let rs = match hepaview::app::gpu::headless_render_state() {
-        Ok(rs) => rs,
-        Err(e) if std::env::var_os("CI").is_none() => {
-            eprintln!("skipping: no wgpu adapter ({e}); install mesa-vulkan-drivers");
-            return;
-        }
-        Err(e) => panic!("no wgpu adapter under CI: {e}"),
-    };
+    let Some(rs) = render_state() else { return };
     let mut h = Harness::builder()
         .with_size([1400.0, 800.0])
         .renderer(egui_kittest::wgpu::WgpuTestRenderer::from_render_state(rs))
@@ -168,14 +174,7 @@ fn grid_layout_matches_its_snapshot() {
     // The 3×3 layout of the small demo, crosshair at the centre, liver window: the picture a
     // radiologist would check (orientation letters, coronal/sagittal the right way up,
     // overlays aligned). `UPDATE_SNAPSHOTS=1 cargo test --test app_ui` rewrites it.
-    let rs = match hepaview::app::gpu::headless_render_state() {
-        Ok(rs) => rs,
-        Err(e) if std::env::var_os("CI").is_none() => {
-            eprintln!("skipping: no wgpu adapter ({e})");
-            return;
-        }
-        Err(e) => panic!("no wgpu adapter under CI: {e}"),
-    };
+    let Some(rs) = render_state() else { return };
     let mut a = app();
     a.view.layout = Layout::Grid;
     for p in 0..a.view.window.len() {
