@@ -185,5 +185,5 @@ fn grid_layout_matches_its_snapshot() {
         .renderer(egui_kittest::wgpu::WgpuTestRenderer::from_render_state(rs))
         .build_ui_state(|ui, app: &mut HepaviewApp| app.ui(ui), a);
     h.run();
-    h.snapshot_options("viewer_grid_demo_small", &egui_kittest::SnapshotOptions::new().threshold(2.0).failed_pixel_count_threshold(200));
+    h.snapshot_options("viewer_grid_demo_small", &egui_kittest::SnapshotOptions::new().threshold(2.0).max_failed_pixels(200));
 }

@@ -1,5 +1,6 @@
 //! Loading the real series in ../shared/data, checked against pydicom's figures
 //! (../shared/anchors/runs-2026-11-25/dicom_load_*.txt) and against dcm2niix.
+#![allow(clippy::needless_range_loop)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! NIfTI against ../shared/data/ts-abdomen (TotalSegmentator's example; sform only, qform 0)
 //! and round trips through our writer. Reference geometry is SimpleITK's reading of the
 //! same file (LPS): origin (177.956, −11.319, 94.302), direction diag(−1, −1, 1), 3 mm.
+#![allow(clippy::needless_range_loop)]
 
 mod common;
 
