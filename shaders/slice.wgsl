@@ -36,6 +36,8 @@ struct Uniforms {
 override LINEAR: bool = true;
 override OVERLAY: bool = true;
 override OUTLINE: bool = false;
+// The target stores sRGB: re-encode display values (pow per channel: costly on llvmpipe).
+override SRGB: bool = false;
 
 @group(0) @binding(0) var<uniform> u: Uniforms;
 @group(0) @binding(1) var ct_tex: texture_3d<i32>;
@@ -138,7 +140,7 @@ fn fs_main(@builtin(position) frag: vec4<f32>) -> @location(0) vec4<f32> {
     }
 
     // Colours above are display (gamma) values; an sRGB target re-encodes on store.
-    if (u.flags.z != 0u) {
+    if (SRGB) {
         rgb = linear_from_gamma(rgb);
     }
     return vec4<f32>(rgb, 1.0);

@@ -17,7 +17,7 @@ fn app() -> HepaviewApp {
 /// A wgpu render state (lavapipe without a GPU), or `None` after saying why; under CI
 /// a missing adapter is a failure.
 fn render_state() -> Option<egui_wgpu::RenderState> {
-    match hepaview::app::gpu::headless_render_state() {
+    match hepaview::app::gpu::headless_render_state_with(egui_wgpu::RendererOptions::PREDICTABLE) {
         Ok(rs) => Some(rs),
         Err(e) if std::env::var_os("CI").is_none() => {
             eprintln!("skipping: no wgpu adapter ({e}); install mesa-vulkan-drivers");

@@ -182,7 +182,7 @@ impl HepaviewApp {
         egui::Panel::top("menu").show(ui, |ui| self.menu_bar(ui));
         egui::Panel::bottom("status").show(ui, |ui| self.status_bar(ui));
         egui::Panel::left("side").resizable(true).default_size(250.0).show(ui, |ui| self.side_panel(ui));
-        egui::CentralPanel::default().frame(egui::Frame::NONE.fill(Color32::BLACK)).show(ui, |ui| self.viewports(ui));
+        egui::CentralPanel::default().frame(egui::Frame::NONE).show(ui, |ui| self.viewports(ui));
         if self.show_help {
             egui::Window::new("Keyboard shortcuts").open(&mut self.show_help).show(ui.ctx(), |ui| {
                 for (k, what) in SHORTCUTS {
@@ -385,7 +385,7 @@ impl HepaviewApp {
                 t.len(),
                 self.cpu_ms.map(|c| format!("{c:.1} ms")).unwrap_or_else(|| "n/a".into())
             );
-            ui.painter().text(full.right_top() + Vec2::new(-8.0, 8.0), Align2::RIGHT_TOP, text, FontId::monospace(12.0), Color32::from_rgb(120, 255, 120));
+            ui.painter().text(full.right_bottom() + Vec2::new(-12.0, -44.0), Align2::RIGHT_BOTTOM, text, FontId::monospace(12.0), Color32::from_rgb(120, 255, 120));
             ui.ctx().request_repaint();
         }
     }
@@ -510,6 +510,8 @@ impl eframe::App for HepaviewApp {
 pub fn run(study: Study) -> Result<(), eframe::Error> {
     let options = eframe::NativeOptions {
         renderer: eframe::Renderer::Wgpu,
+        // banding is invisible on CT greys, and dithering costs every pixel on lavapipe
+        dithering: false,
         viewport: egui::ViewportBuilder::default().with_inner_size([1500.0, 900.0]).with_title("Hepaview"),
         ..Default::default()
     };
@@ -521,7 +523,10 @@ pub fn run(study: Study) -> Result<(), eframe::Error> {
             if let Some(rs) = cc.wgpu_render_state.as_ref() {
                 gpu::install(rs);
             }
-            Ok(Box::new(HepaviewApp::new(study)))
+            let mut app = HepaviewApp::new(study);
+            // start with the frame-time overlay on, for measuring the real window
+            app.show_timing = std::env::var_os("HEPAVIEW_TIMING").is_some();
+            Ok(Box::new(app))
         }),
     )
 }

@@ -64,15 +64,27 @@ pub fn slice_callback(rect: egui::Rect, desc: SliceViewDesc) -> egui::Shape {
     egui::Shape::Callback(egui_wgpu::Callback::new_paint_callback(rect, slice::SliceCallback::new(rect, desc)))
 }
 
+/// How the window's egui renderer is set up (`app::run` passes the same to eframe), so
+/// off-screen renders cost what the window costs. Not egui's `PREDICTABLE`: its manual
+/// bilinear font sampling (integer modulo per pixel, all wrap modes evaluated) costs
+/// lavapipe ~50 ns a pixel, which made every panel fill dominate the frame time.
+pub const WINDOW_RENDERER: egui_wgpu::RendererOptions =
+    egui_wgpu::RendererOptions { msaa_samples: 1, depth_stencil_format: None, dithering: false, predictable_texture_filtering: false };
+
 /// A render state on the default adapter with the slice pipeline installed, for headless
-/// rendering (tests, snapshots). Errs with the reason when there is no adapter (no GPU and
-/// no Mesa lavapipe: `apt-get install mesa-vulkan-drivers`).
+/// rendering (screenshots, benchmarks), set up as the window is. Errs with the reason when
+/// there is no adapter (no GPU and no Mesa lavapipe: `apt-get install mesa-vulkan-drivers`).
 pub fn headless_render_state() -> Result<egui_wgpu::RenderState, String> {
+    headless_render_state_with(WINDOW_RENDERER)
+}
+
+/// [`headless_render_state`] with other renderer options (tests that compare pixels use
+/// egui's `RendererOptions::PREDICTABLE`).
+pub fn headless_render_state_with(options: egui_wgpu::RendererOptions) -> Result<egui_wgpu::RenderState, String> {
     let setup = egui_wgpu::WgpuSetup::CreateNew(egui_wgpu::WgpuSetupCreateNew::without_display_handle());
     let instance = pollster::block_on(setup.new_instance());
     let config = egui_wgpu::WgpuConfiguration { wgpu_setup: setup, ..Default::default() };
-    let rs = pollster::block_on(egui_wgpu::RenderState::create(&config, &instance, None, egui_wgpu::RendererOptions::PREDICTABLE))
-        .map_err(|e| e.to_string())?;
-    install(&rs);
+    let rs = pollster::block_on(egui_wgpu::RenderState::create(&config, &instance, None, options)).map_err(|e| e.to_string())?;
+    install_with(&rs, &options);
     Ok(rs)
 }

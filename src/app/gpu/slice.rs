@@ -132,6 +132,7 @@ impl SliceRenderer {
                 ("LINEAR", (v & 1) as f64),
                 ("OVERLAY", ((v >> 1) & 1) as f64),
                 ("OUTLINE", ((v >> 2) & 1) as f64),
+                ("SRGB", target_format.is_srgb() as u8 as f64),
             ];
             device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
                 label: Some("hepaview slice pipeline"),
