@@ -1022,10 +1022,9 @@ fn convert_frame(src: &[u8], px: &PixelFormat, big_endian: bool, slope: f64, int
 /// Linear interpolation along the slice axis from slices at `offsets_mm` onto the even grid.
 fn resample_slices(stack: &Array3<i16>, offsets_mm: &[f64], g: &Geometry) -> Array3<i16> {
     let [nz, ny, nx] = g.shape;
-    let step = g.spacing_mm[0];
-    // along the normal, the sheared step projects to the even step
+    // offsets are along the normal, so step by the span over the slice count (a sheared
+    // grid's step along its own axis is longer than this)
     let normal_step = offsets_mm.last().copied().unwrap_or(0.0) / (nz.max(2) - 1) as f64;
-    let _ = step;
     let mut out = Array3::<i16>::zeros([nz, ny, nx]);
     out.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(k, mut slab)| {
         let t = k as f64 * normal_step;

@@ -315,7 +315,7 @@ fn quaternion_bcd(r: &[[f64; 3]; 3]) -> (f64, f64, f64) {
     let xd = 1.0 + r[0][0] - (r[1][1] + r[2][2]);
     let yd = 1.0 + r[1][1] - (r[0][0] + r[2][2]);
     let zd = 1.0 + r[2][2] - (r[0][0] + r[1][1]);
-    let (mut a, mut b, mut c, mut d);
+    let (a, mut b, mut c, mut d);
     if xd > 1.0 {
         b = 0.5 * xd.sqrt();
         c = 0.25 * (r[0][1] + r[1][0]) / b;
@@ -332,13 +332,12 @@ fn quaternion_bcd(r: &[[f64; 3]; 3]) -> (f64, f64, f64) {
         c = 0.25 * (r[1][2] + r[2][1]) / d;
         a = 0.25 * (r[1][0] - r[0][1]) / d;
     }
+    // the same rotation with a ≥ 0, as NIfTI stores it (a is implied)
     if a < 0.0 {
-        a = -a;
         b = -b;
         c = -c;
         d = -d;
     }
-    let _ = a;
     (b, c, d)
 }
 
