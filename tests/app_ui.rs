@@ -3,6 +3,7 @@
 //! GPU) draws the three phases side by side.
 
 use egui::{Event, Key, Modifiers, PointerButton, Pos2};
+use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use hepaview::app::view::{Layout, Orientation, WindowLevel};
 use hepaview::app::HepaviewApp;
@@ -186,4 +187,25 @@ fn grid_layout_matches_its_snapshot() {
         .build_ui_state(|ui, app: &mut HepaviewApp| app.ui(ui), a);
     h.run();
     h.snapshot_options("viewer_grid_demo_small", &egui_kittest::SnapshotOptions::new().threshold(2.0).max_failed_pixels(200));
+}
+
+#[test]
+fn phases_can_be_reordered_with_their_settings() {
+    let mut a = app();
+    a.view.link_window = false;
+    a.view.set_window(0, WindowLevel::PRESETS[2].1);
+    a.view.hidden[0] = true;
+    a.move_phase(0, true);
+    let phases: Vec<Phase> = a.study.phases.iter().map(|p| p.phase()).collect();
+    assert_eq!(phases, vec![Phase::PortalVenous, Phase::Arterial, Phase::Delayed]);
+    assert_eq!(a.view.window[1], WindowLevel::PRESETS[2].1, "the arterial window moved with it");
+    assert!(a.view.hidden[1] && !a.view.hidden[0]);
+    a.move_phase(0, false); // already first: nothing to do
+    assert_eq!(a.study.phases[0].phase(), Phase::PortalVenous);
+    // through the panel: the first row's ">" button
+    let mut h = harness(app());
+    h.run();
+    h.get_all_by_label(">").next().expect("a move-later button").click();
+    h.run();
+    assert_eq!(h.state().study.phases[0].phase(), Phase::PortalVenous);
 }

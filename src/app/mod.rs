@@ -87,6 +87,24 @@ impl HepaviewApp {
         self.loading = Some(Job::spawn(title, move |progress| Study::open_with_progress(&paths, progress).map_err(|e| e.to_string())));
     }
 
+    /// Moves phase `i` one place earlier in the layouts (`later` = one place later),
+    /// carrying its window/level and hidden flag along.
+    pub fn move_phase(&mut self, i: usize, later: bool) {
+        let j = if later { i + 1 } else { i.wrapping_sub(1) };
+        let n = self.study.phases.len();
+        if i >= n || j >= n {
+            return;
+        }
+        self.study.phases.swap(i, j);
+        self.view.window.swap(i, j);
+        self.view.hidden.swap(i, j);
+        if self.view.single.0 == i {
+            self.view.single.0 = j;
+        } else if self.view.single.0 == j {
+            self.view.single.0 = i;
+        }
+    }
+
     pub fn is_loading(&self) -> bool {
         self.loading.is_some()
     }
@@ -276,8 +294,16 @@ impl HepaviewApp {
         egui::ScrollArea::vertical().show(ui, |ui| {
             ui.heading("Study");
             let mut set: Option<(usize, Phase)> = None;
+            let mut moved: Option<(usize, bool)> = None;
+            let n = self.study.phases.len();
             for (i, p) in self.study.phases.iter().enumerate() {
                 ui.horizontal(|ui| {
+                    if ui.add_enabled(i > 0, egui::Button::new("<").small()).on_hover_text("show this phase one place earlier").clicked() {
+                        moved = Some((i, false));
+                    }
+                    if ui.add_enabled(i + 1 < n, egui::Button::new(">").small()).on_hover_text("show this phase one place later").clicked() {
+                        moved = Some((i, true));
+                    }
                     ui.checkbox(&mut self.view.hidden[i], "hide").on_hover_text("hide this phase from the side-by-side layouts");
                     let mut phase = p.phase();
                     egui::ComboBox::new(("phase", i), "phase").selected_text(phase.as_str()).show_ui(ui, |ui| {
@@ -295,6 +321,9 @@ impl HepaviewApp {
             }
             if let Some((i, phase)) = set {
                 self.study.set_phase(i, phase);
+            }
+            if let Some((i, later)) = moved {
+                self.move_phase(i, later);
             }
             ui.separator();
             ui.heading("Layers");
