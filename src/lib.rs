@@ -7,6 +7,8 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod app;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod io;
 pub mod phantom;
 pub mod study;

@@ -6,18 +6,7 @@ use hepaview::io::dicom::{load_series, no_progress, scan, DicomError};
 
 fn replay(data: &[u8]) -> Vec<Result<(), DicomError>> {
     let dir = tempfile::tempdir().unwrap();
-    let mut parts: Vec<&[u8]> = Vec::new();
-    let mut rest = data;
-    while parts.len() < 5 {
-        match rest.windows(7).position(|w| w == b"HVSPLIT") {
-            Some(p) => {
-                parts.push(&rest[..p]);
-                rest = &rest[p + 7..];
-            }
-            None => break,
-        }
-    }
-    parts.push(rest);
+    let parts = hepaview::fuzzing::split_files(data);
     for (i, p) in parts.iter().enumerate() {
         std::fs::write(dir.path().join(format!("{i}.dcm")), p).unwrap();
     }

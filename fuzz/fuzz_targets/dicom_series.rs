@@ -19,18 +19,7 @@ fuzz_target!(|data: &[u8]| {
     if std::fs::create_dir_all(&dir).is_err() {
         return;
     }
-    let mut parts: Vec<&[u8]> = Vec::new();
-    let mut rest = data;
-    while parts.len() < 5 {
-        match rest.windows(7).position(|w| w == b"HVSPLIT") {
-            Some(p) => {
-                parts.push(&rest[..p]);
-                rest = &rest[p + 7..];
-            }
-            None => break,
-        }
-    }
-    parts.push(rest);
+    let parts = hepaview::fuzzing::split_files(data);
     for (i, p) in parts.iter().enumerate() {
         let _ = std::fs::write(dir.join(format!("{i}.dcm")), p);
     }
