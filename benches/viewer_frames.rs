@@ -172,6 +172,26 @@ fn go_to_start(h: &mut H, start: [f64; 3]) {
     h.step();
 }
 
+/// N frames, each scrolling one axial slice, one UI pass and `render`: (pass, render)
+/// seconds per frame.
+fn scroll_frames(h: &mut H, mut render: impl FnMut(&mut H) -> Result<(), String>) -> Result<(Vec<f64>, Vec<f64>), String> {
+    let (mut step, mut draw) = (Vec::with_capacity(N), Vec::with_capacity(N));
+    for _ in 0..N {
+        h.state_mut().view.scroll(Orientation::Axial, 1.0);
+        let t = Instant::now();
+        h.step();
+        step.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        render(h)?;
+        draw.push(t.elapsed().as_secs_f64());
+    }
+    Ok((step, draw))
+}
+
+fn sums(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| x + y).collect()
+}
+
 fn bench_study(name: &str, study: Study, load_s: Option<f64>) -> Result<serde_json::Value, String> {
     let shapes: Vec<[usize; 3]> = study.phases.iter().map(|p| p.volume.geometry.shape).collect();
     let rs = hepaview::app::gpu::headless_render_state()?;
@@ -209,38 +229,19 @@ fn bench_study(name: &str, study: Study, load_s: Option<f64>) -> Result<serde_js
     // 1. step + Harness::render (with readback)
     go_to_start(&mut h, start);
     h.render()?;
-    let (mut a_frame, mut a_step, mut a_render) = (Vec::new(), Vec::new(), Vec::new());
     let pass0 = h.ctx.cumulative_pass_nr();
-    for _ in 0..N {
-        h.state_mut().view.scroll(Orientation::Axial, 1.0);
-        let t = Instant::now();
-        h.step();
-        let ts = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        std::hint::black_box(h.render()?);
-        let tr = t.elapsed().as_secs_f64();
-        a_step.push(ts);
-        a_render.push(tr);
-        a_frame.push(ts + tr);
-    }
+    let (a_step, a_render) = scroll_frames(&mut h, |h| h.render().map(|img| drop(std::hint::black_box(img))))?;
+    let a_frame = sums(&a_step, &a_render);
     let passes = h.ctx.cumulative_pass_nr() - pass0;
 
     // 2. step + render without readback
     go_to_start(&mut h, start);
     render_direct(&rs, &h.ctx, h.output(), false);
-    let (mut b_frame, mut b_step, mut b_render) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..N {
-        h.state_mut().view.scroll(Orientation::Axial, 1.0);
-        let t = Instant::now();
-        h.step();
-        let ts = t.elapsed().as_secs_f64();
-        let t = Instant::now();
+    let (b_step, b_render) = scroll_frames(&mut h, |h| {
         render_direct(&rs, &h.ctx, h.output(), false);
-        let tr = t.elapsed().as_secs_f64();
-        b_step.push(ts);
-        b_render.push(tr);
-        b_frame.push(ts + tr);
-    }
+        Ok(())
+    })?;
+    let b_frame = sums(&b_step, &b_render);
 
     // 3. the same render with readback, in parts
     go_to_start(&mut h, start);
@@ -266,15 +267,11 @@ fn bench_study(name: &str, study: Study, load_s: Option<f64>) -> Result<serde_js
         h.state_mut().view.show_labels = labels;
         go_to_start(&mut h, start);
         render_direct(&rs, &h.ctx, h.output(), false);
-        let mut frame = Vec::new();
-        for _ in 0..N {
-            h.state_mut().view.scroll(Orientation::Axial, 1.0);
-            let t = Instant::now();
-            h.step();
+        let (step, render) = scroll_frames(&mut h, |h| {
             render_direct(&rs, &h.ctx, h.output(), false);
-            frame.push(t.elapsed().as_secs_f64());
-        }
-        variants.push((label, frame));
+            Ok(())
+        })?;
+        variants.push((label, sums(&step, &render)));
     }
     h.state_mut().view.linear = true;
     h.state_mut().view.show_labels = true;
