@@ -7,6 +7,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod app;
+pub mod cluster;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod io;
