@@ -12,6 +12,7 @@ use hepaview::io::dicom::{self, DicomScan, SeriesInfo};
 use hepaview::io::nifti;
 use hepaview::io::phase::{detect_study_phases, Phase, PhaseCall};
 use hepaview::phantom;
+use hepaview::register::{self, LevelPlan, Params as RegisterParams};
 use hepaview::study::Study;
 use hepaview::app;
 use hepaview::app::screenshot::ScreenshotOptions;
@@ -73,6 +74,55 @@ pub enum Command {
         /// Size in pixels, WIDTHxHEIGHT.
         #[arg(long, default_value = "1600x900")]
         size: String,
+    },
+    /// Register phases onto the fixed one (Demons) and write the warped phases, the
+    /// displacement fields (NIfTI vectors, LPS mm, ITK convention) and a JSON report.
+    Register {
+        /// A DICOM folder or NIfTI files of one study.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Phase the others are moved onto.
+        #[arg(long, default_value = "portal_venous")]
+        fixed: String,
+        /// Phases to register, comma-separated (default: every other phase).
+        #[arg(long, value_delimiter = ',')]
+        moving: Vec<String>,
+        /// thirion, symmetric or diffeomorphic.
+        #[arg(long, default_value = "diffeomorphic")]
+        variant: String,
+        /// Gaussian σ (mm) smoothing the field every iteration.
+        #[arg(long)]
+        sigma_mm: Option<f64>,
+        /// Field smoothing in voxels of each pyramid level instead of mm (ITK's convention).
+        #[arg(long)]
+        sigma_vox: Option<f64>,
+        /// Gaussian σ (mm) smoothing each update (fluid); 0 = off.
+        #[arg(long)]
+        fluid_sigma_mm: Option<f64>,
+        /// Pyramid, coarse to fine, as FACTOR:ITERATIONS,… (factor × the finest voxel size), e.g. 4:50,2:25,1:10.
+        #[arg(long)]
+        levels: Option<String>,
+        /// Skip the global translation by phase correlation.
+        #[arg(long)]
+        no_prealign: bool,
+        /// Stop a level once its mean squared difference fell by less than this fraction over 5 iterations (0 = run every iteration).
+        #[arg(long)]
+        stop_relative: Option<f32>,
+        /// Largest step per iteration, voxels.
+        #[arg(long)]
+        max_step_vox: Option<f32>,
+        /// Quantiles matched between the phases' histograms (0 = no matching).
+        #[arg(long)]
+        histogram_points: Option<usize>,
+        /// A mask on the fixed grid (NIfTI; non-zero = inside) where forces act and metrics are taken.
+        #[arg(long)]
+        mask: Option<PathBuf>,
+        /// Output folder (created if missing; existing files are never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// Set a phase by hand: N=PHASE (phases numbered in display order from 0). Repeatable.
+        #[arg(long = "phase", value_name = "N=PHASE")]
+        phase_overrides: Vec<String>,
     },
     /// Write the built-in tri-phase demo study (DICOM + labels + true fields) to a folder.
     Demo {
@@ -156,6 +206,30 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Info { path, json, phase_overrides }) => info(&path, json, &phase_overrides),
         Some(Command::Convert { path, series, out }) => convert(&path, series, &out),
+        Some(Command::Register { paths, fixed, moving, variant, sigma_mm, sigma_vox, fluid_sigma_mm, levels, no_prealign, stop_relative, max_step_vox, histogram_points, mask, out, phase_overrides }) => {
+            let mut params = RegisterParams { variant: variant.parse().map_err(anyhow::Error::msg)?, prealign: !no_prealign, ..RegisterParams::default() };
+            if let Some(s) = sigma_mm {
+                params.sigma_diffusion_mm = s;
+            }
+            params.sigma_diffusion_vox = sigma_vox;
+            if let Some(s) = fluid_sigma_mm {
+                params.sigma_fluid_mm = s;
+            }
+            if let Some(l) = levels {
+                params.levels = parse_levels(&l)?;
+            }
+            if let Some(x) = stop_relative {
+                params.stop_relative = x;
+            }
+            if let Some(x) = max_step_vox {
+                params.max_step_vox = x;
+            }
+            if let Some(x) = histogram_points {
+                params.histogram_points = x;
+            }
+            params.validate()?;
+            register_cmd(&paths, &fixed, &moving, &params, mask.as_deref(), &out, &phase_overrides)
+        }
         Some(Command::Demo { out, small }) => {
             let opts = if small { phantom::PhantomOptions::small() } else { phantom::PhantomOptions::default() };
             phantom::write_demo_study(&out, &opts).with_context(|| format!("writing the demo study to {}", out.display()))?;
@@ -163,6 +237,130 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn parse_levels(raw: &str) -> Result<Vec<LevelPlan>> {
+    raw.split(',')
+        .map(|l| {
+            let (f, n) = l.split_once(':').with_context(|| format!("--levels: {l:?} should be FACTOR:ITERATIONS, e.g. 4:50"))?;
+            Ok(LevelPlan {
+                factor: f.trim().parse().with_context(|| format!("--levels: {f:?} is not a number"))?,
+                iterations: n.trim().parse().with_context(|| format!("--levels: {n:?} is not a whole number of iterations"))?,
+            })
+        })
+        .collect()
+}
+
+fn progress_bar_1000() -> ProgressBar {
+    let pb = ProgressBar::new(1000);
+    pb.set_style(ProgressStyle::with_template("{msg:40} [{bar:30}] {percent}% ({elapsed})").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+    pb
+}
+
+fn open_study(paths: &[PathBuf], raw_overrides: &[String]) -> Result<Study> {
+    let overrides = parse_overrides(raw_overrides)?;
+    let pb = progress_bar_1000();
+    let report = |f: f32, m: &str| {
+        pb.set_position((f * 1000.0) as u64);
+        pb.set_message(m.to_string());
+        true
+    };
+    let opened = Study::open_with_progress(paths, &report);
+    pb.finish_and_clear();
+    let mut study = opened?;
+    for w in &study.warnings {
+        eprintln!("! {w}");
+    }
+    for (i, p) in overrides {
+        if i >= study.phases.len() {
+            bail!("--phase {i}=…: the study has {} phases (numbered from 0)", study.phases.len());
+        }
+        study.set_phase(i, p);
+    }
+    study.sort_phases();
+    Ok(study)
+}
+
+fn register_cmd(paths: &[PathBuf], fixed: &str, moving: &[String], params: &RegisterParams, mask: Option<&Path>, out: &Path, overrides: &[String]) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    let study = open_study(paths, overrides)?;
+    let fixed_phase: Phase = fixed.parse().map_err(anyhow::Error::msg)?;
+    let find = |p: Phase| study.phases.iter().position(|x| x.phase() == p);
+    let fi = find(fixed_phase).with_context(|| {
+        let have: Vec<_> = study.phases.iter().map(|p| p.phase().slug()).collect();
+        format!("the study has no {} phase (it has: {}); choose --fixed or set phases with --phase N=PHASE", fixed_phase.slug(), have.join(", "))
+    })?;
+    let moving_idx: Vec<usize> = if moving.is_empty() {
+        (0..study.phases.len()).filter(|&i| i != fi).collect()
+    } else {
+        moving
+            .iter()
+            .map(|m| {
+                let p: Phase = m.parse().map_err(anyhow::Error::msg)?;
+                find(p).with_context(|| format!("--moving {m}: the study has no such phase"))
+            })
+            .collect::<Result<_>>()?
+    };
+    if moving_idx.is_empty() {
+        bail!("nothing to register: the study has only the fixed phase");
+    }
+    let mask = match mask {
+        Some(p) => Some(nifti::read_mask(p)?.0),
+        None => None,
+    };
+    let fixed_img = &study.phases[fi];
+    // Outputs first checked, so hours of work are not lost to a name clash at the end.
+    let slug = |i: usize| study.phases[i].phase().slug();
+    let mut targets = vec![out.join("report.json"), out.join(format!("{}.nii.gz", slug(fi)))];
+    for &i in &moving_idx {
+        targets.push(out.join(format!("{}_registered.nii.gz", slug(i))));
+        targets.push(out.join(format!("field_{}.nii.gz", slug(i))));
+    }
+    if let Some(t) = targets.iter().find(|t| t.exists()) {
+        bail!("{} already exists; choose another --out folder (Hepaview never overwrites files)", t.display());
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    nifti::write_volume(&fixed_img.volume, &out.join(format!("{}.nii.gz", slug(fi))))?;
+
+    let mut reports = Vec::new();
+    for &i in &moving_idx {
+        let pb = progress_bar_1000();
+        let what = format!("{} → {}", slug(i), slug(fi));
+        let report = |f: f32, m: &str| {
+            pb.set_position((f * 1000.0) as u64);
+            pb.set_message(format!("{what}: {m}"));
+            true
+        };
+        let reg = register::register_ct(&fixed_img.volume, &study.phases[i].volume, mask.as_ref(), params, &report)
+            .with_context(|| format!("registering {} onto {}", slug(i), slug(fi)))?;
+        pb.finish_and_clear();
+        let r = &reg.report;
+        println!(
+            "{what}: RMSD {:.1} → {:.1} HU, NCC {:.3} → {:.3}, min Jacobian {:.3} ({} folded voxels), max displacement {:.1} mm, {:.1} s",
+            r.rmsd_before_hu, r.rmsd_after_hu, r.ncc_before, r.ncc_after, r.folding.min_jacobian, r.folding.folded_voxels, r.max_displacement_mm, r.seconds
+        );
+        nifti::write_volume(&reg.warped, &out.join(format!("{}_registered.nii.gz", slug(i))))?;
+        nifti::write_field(&reg.field, &out.join(format!("field_{}.nii.gz", slug(i))))?;
+        reports.push(serde_json::json!({
+            "moving": slug(i),
+            "moving_series": study.phases[i].description,
+            "field": format!("field_{}.nii.gz", slug(i)),
+            "warped": format!("{}_registered.nii.gz", slug(i)),
+            "report": r,
+        }));
+    }
+    let json = serde_json::json!({
+        "fixed": slug(fi),
+        "fixed_series": fixed_img.description,
+        "convention": "moving(x + u(x)) = fixed(x); u in LPS mm on the fixed grid (ITK)",
+        "phases": reports,
+        "total_seconds": t0.elapsed().as_secs_f64(),
+    });
+    let tmp = out.join(".report.json.part");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&json)?)?;
+    std::fs::rename(&tmp, out.join("report.json"))?;
+    println!("Written to {} in {:.1} s", out.display(), t0.elapsed().as_secs_f64());
+    Ok(())
 }
 
 fn is_nifti(p: &Path) -> bool {

@@ -11,7 +11,9 @@ pub mod cluster;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod io;
+pub mod lesion;
 pub mod phantom;
+pub mod register;
 pub mod study;
 pub mod volume;
 
