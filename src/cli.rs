@@ -90,10 +90,10 @@ pub enum Command {
         /// thirion, symmetric or diffeomorphic.
         #[arg(long, default_value = "diffeomorphic")]
         variant: String,
-        /// Gaussian σ (mm) smoothing the field every iteration.
-        #[arg(long)]
+        /// Gaussian σ (mm) smoothing the field every iteration (instead of the default 3 voxels of each level).
+        #[arg(long, conflicts_with = "sigma_vox")]
         sigma_mm: Option<f64>,
-        /// Field smoothing in voxels of each pyramid level instead of mm (ITK's convention).
+        /// Gaussian σ smoothing the field every iteration, in voxels of each pyramid level (default 3).
         #[arg(long)]
         sigma_vox: Option<f64>,
         /// Gaussian σ (mm) smoothing each update (fluid); 0 = off.
@@ -210,8 +210,11 @@ pub fn run(cli: Cli) -> Result<()> {
             let mut params = RegisterParams { variant: variant.parse().map_err(anyhow::Error::msg)?, prealign: !no_prealign, ..RegisterParams::default() };
             if let Some(s) = sigma_mm {
                 params.sigma_diffusion_mm = s;
+                params.sigma_diffusion_vox = None;
             }
-            params.sigma_diffusion_vox = sigma_vox;
+            if sigma_vox.is_some() {
+                params.sigma_diffusion_vox = sigma_vox;
+            }
             if let Some(s) = fluid_sigma_mm {
                 params.sigma_fluid_mm = s;
             }

@@ -55,7 +55,7 @@ pub fn run_level(
     moving: &[f32],
     mask: Option<&[u8]>,
     shape: Shape,
-    disp: &mut [f32],
+    disp: &mut Vec<f32>,
     s: &LevelSettings,
     ws: &mut Workspace,
     on_iteration: &mut dyn FnMut(usize) -> bool,
@@ -65,9 +65,11 @@ pub fn run_level(
     ws.warped.resize(n, 0.0);
     ws.update.resize(n * 3, 0.0);
     let sp = s.spacing_xyz;
-    let rms_spacing = ((sp[0] * sp[0] + sp[1] * sp[1] + sp[2] * sp[2]) / 3.0).sqrt();
-    // max over g of |diff·g| / (|g|² + diff²/K) is √K / 2
-    let k_norm = (2.0 * s.max_step_vox * rms_spacing).powi(2);
+    // max over g of |diff·g| / (|g|² + diff²/K) is √K / 2: bound the step by the smallest
+    // voxel side, so an update never moves more than `max_step_vox` voxels along any axis
+    // and (at ≤ 0.5) its exponential needs no squaring.
+    let min_spacing = sp[0].min(sp[1]).min(sp[2]);
+    let k_norm = (2.0 * s.max_step_vox * min_spacing).powi(2);
     let mut history: Vec<f64> = Vec::with_capacity(s.iterations + 1);
     let mut done = 0;
     // HEPAVIEW_PROFILE=1 prints where each iteration's time goes (for tuning only).
@@ -81,7 +83,7 @@ pub fn run_level(
     };
     for it in 0..s.iterations {
         lap("(start)");
-        kernels::warp_image(moving, disp, shape, &mut ws.warped);
+        kernels::warp_image_or_nan(moving, disp, shape, &mut ws.warped);
         lap("warp");
         let mse = forces(fixed, &ws.warped, mask, shape, s.variant, sp, k_norm, &mut ws.update);
         lap("forces");
@@ -104,7 +106,7 @@ pub fn run_level(
                 lap("exp");
                 ws.composed.resize(n * 3, 0.0);
                 kernels::compose(disp, &ws.update, shape, &mut ws.composed);
-                disp.copy_from_slice(&ws.composed);
+                std::mem::swap(disp, &mut ws.composed);
                 lap("compose");
             }
         }
@@ -117,7 +119,7 @@ pub fn run_level(
             return None;
         }
     }
-    kernels::warp_image(moving, disp, shape, &mut ws.warped);
+    kernels::warp_image_or_nan(moving, disp, shape, &mut ws.warped);
     let mse_end = masked_mse(fixed, &ws.warped, mask);
     Some(LevelStats { shape_zyx: shape, iterations: done, mse_start: history.first().copied().unwrap_or(mse_end), mse_end, seconds: t0.elapsed().as_secs_f64() })
 }
@@ -167,6 +169,11 @@ fn forces(
                     let (i0, i1, hx) = step(i, nx, sp[0]);
                     let p = row + i;
                     let diff = fixed[p] - warped[p];
+                    if diff.is_nan() {
+                        // mapped outside the moving image: no force
+                        o[i * 3..i * 3 + 3].fill(0.0);
+                        continue;
+                    }
                     row_sum += diff * diff;
                     count += 1;
                     let grad = |img: &[f32]| {
@@ -179,7 +186,10 @@ fn forces(
                     let mut g = grad(fixed);
                     if symmetric {
                         let gm = grad(warped);
-                        g = [0.5 * (g[0] + gm[0]), 0.5 * (g[1] + gm[1]), 0.5 * (g[2] + gm[2])];
+                        // next to the moving image's edge a neighbour is NaN: fixed gradient alone
+                        if gm.iter().all(|v| v.is_finite()) {
+                            g = [0.5 * (g[0] + gm[0]), 0.5 * (g[1] + gm[1]), 0.5 * (g[2] + gm[2])];
+                        }
                     }
                     let denom = g[0] * g[0] + g[1] * g[1] + g[2] * g[2] + diff * diff * inv_k;
                     if denom < 1e-9 || diff.abs() < 1e-3 {
@@ -214,7 +224,7 @@ pub fn masked_mse(a: &[f32], b: &[f32], mask: Option<&[u8]>) -> f64 {
             let mut s = 0f64;
             let mut c = 0usize;
             for (t, (x, y)) in a.iter().zip(b).enumerate() {
-                if mask.is_none_or(|m| m[ci * 65536 + t] != 0) {
+                if y.is_finite() && mask.is_none_or(|m| m[ci * 65536 + t] != 0) {
                     s += ((x - y) * (x - y)) as f64;
                     c += 1;
                 }

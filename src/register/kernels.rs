@@ -87,6 +87,24 @@ pub fn warp_image(img: &[f32], disp: &[f32], shape: Shape, out: &mut [f32]) {
     });
 }
 
+/// As [`warp_image`], but NaN where `p + d(p)` lies more than half a voxel outside the
+/// grid: Demons must not take forces from made-up border values (a field that pulls
+/// across the top slice would otherwise keep sampling that slice and drift).
+pub fn warp_image_or_nan(img: &[f32], disp: &[f32], shape: Shape, out: &mut [f32]) {
+    let [nz, ny, nx] = shape;
+    let (hx, hy, hz) = (nx as f32 - 0.5, ny as f32 - 0.5, nz as f32 - 0.5);
+    out.par_chunks_mut(ny * nx).enumerate().for_each(|(k, slab)| {
+        for j in 0..ny {
+            for i in 0..nx {
+                let p = j * nx + i;
+                let d = &disp[((k * ny) * nx + p) * 3..((k * ny) * nx + p) * 3 + 3];
+                let (x, y, z) = (i as f32 + d[0], j as f32 + d[1], k as f32 + d[2]);
+                slab[p] = if x >= -0.5 && y >= -0.5 && z >= -0.5 && x <= hx && y <= hy && z <= hz { sample(img, shape, x, y, z) } else { f32::NAN };
+            }
+        }
+    });
+}
+
 /// `out(p) = e(p) + d(p + e(p))`: the field of `φ_d ∘ φ_e` where `φ(p) = p + field(p)`.
 pub fn compose(d: &[f32], e: &[f32], shape: Shape, out: &mut [f32]) {
     let [_, ny, nx] = shape;
@@ -116,7 +134,7 @@ pub fn max_norm(f: &[f32]) -> f32 {
 /// The exponential of a stationary velocity field by scaling and squaring (Vercauteren
 /// et al. 2009): scale `v` down until no vector is longer than half a voxel, then compose
 /// the small field with itself that many times. Result in `v`; `scratch` reused.
-pub fn exp_field(v: &mut [f32], shape: Shape, scratch: &mut Vec<f32>) {
+pub fn exp_field(v: &mut Vec<f32>, shape: Shape, scratch: &mut Vec<f32>) {
     let m = max_norm(v);
     if m <= 0.0 {
         return;
@@ -130,7 +148,7 @@ pub fn exp_field(v: &mut [f32], shape: Shape, scratch: &mut Vec<f32>) {
     scratch.resize(v.len(), 0.0);
     for _ in 0..n {
         compose(v, v, shape, scratch);
-        v.copy_from_slice(scratch);
+        std::mem::swap(v, scratch);
     }
 }
 

@@ -83,7 +83,8 @@ pub struct Params {
     pub variant: Variant,
     /// Coarse to fine.
     pub levels: Vec<LevelPlan>,
-    /// Gaussian σ (mm) applied to the whole field each iteration (diffusion-like).
+    /// Gaussian σ (mm) applied to the whole field each iteration (diffusion-like), used
+    /// when `sigma_diffusion_vox` is `None`.
     pub sigma_diffusion_mm: f64,
     /// Gaussian σ (mm) applied to each update (fluid-like); 0 = off.
     pub sigma_fluid_mm: f64,
@@ -91,7 +92,7 @@ pub struct Params {
     /// `sigma_diffusion_mm` (ITK's convention: coarse levels smooth more in mm).
     #[serde(default)]
     pub sigma_diffusion_vox: Option<f64>,
-    /// Largest step per iteration, in voxels.
+    /// Largest step per iteration, in voxels of the finest axis of each level.
     pub max_step_vox: f32,
     /// A level stops early once its mean squared difference fell by less than this
     /// fraction over 5 iterations.
@@ -113,9 +114,13 @@ impl Default for Params {
             ],
             sigma_diffusion_mm: 4.0,
             sigma_fluid_mm: 0.0,
-            sigma_diffusion_vox: None,
+            // Smoothing in voxels of each level, as ITK: the coarse levels, which find the
+            // large breathing motion, smooth more in mm than the fine ones that refine it.
+            sigma_diffusion_vox: Some(3.0),
             max_step_vox: 0.5,
-            stop_relative: 1e-3,
+            // Noise keeps the squared difference from falling steadily, so an early stop on
+            // it ends levels before the field has converged (measured): off by default.
+            stop_relative: 0.0,
             histogram_points: 7,
             prealign: true,
         }
@@ -378,7 +383,21 @@ pub fn register_ct(fixed: &CtVolume, moving: &CtVolume, mask: Option<&Mask>, par
     });
 
     let sub = |frac: f32, msg: &str| progress(0.03 + 0.9 * frac, msg);
-    let (field, levels) = register_images(&fixed_f, &moving_f, mask, init.as_ref(), params, &sub)?;
+    // Demons runs on the box holding the body (plus a margin); air around it carries no
+    // force, only cost. The field outside the box continues its border values.
+    let roi = body_box(&fixed_f, &moving_f, &valid, 15.0);
+    if std::env::var_os("HEPAVIEW_PROFILE").is_some() {
+        eprintln!("Demons box {roi:?} of {:?}", g.shape);
+    }
+    let field = if roi.is_whole(g.shape) {
+        let (field, levels) = register_images(&fixed_f, &moving_f, mask, init.as_ref(), params, &sub)?;
+        (field, levels)
+    } else {
+        let mask_c = mask.map(|mk| roi.crop(mk));
+        let (field_c, levels) = register_images(&roi.crop(&fixed_f), &roi.crop(&moving_f), mask_c.as_ref(), init.as_ref(), params, &sub)?;
+        (resample_field(&field_c, g), levels)
+    };
+    let (field, levels) = field;
 
     if !progress(0.95, "Warping and measuring") {
         return Err(RegisterError::Cancelled);
@@ -421,6 +440,64 @@ pub fn register_ct(fixed: &CtVolume, moving: &CtVolume, mask: Option<&Mask>, par
             seconds: t0.elapsed().as_secs_f64(),
         },
     })
+}
+
+/// A box of voxel indices `[lo, hi)` per array axis `[z, y, x]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IndexBox {
+    pub lo: [usize; 3],
+    pub hi: [usize; 3],
+}
+
+impl IndexBox {
+    pub fn is_whole(&self, shape: [usize; 3]) -> bool {
+        self.lo == [0; 3] && self.hi == shape
+    }
+
+    /// The part of `v` inside the box, placed where it was in the patient frame.
+    pub fn crop<T: Clone>(&self, v: &Volume<T>) -> Volume<T> {
+        let (lo, hi) = (self.lo, self.hi);
+        let data = v.data.slice(ndarray::s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]).to_owned();
+        let origin = v.geometry.index_to_world([lo[2] as f64, lo[1] as f64, lo[0] as f64]);
+        Volume::new(data, Geometry { origin_mm: origin, ..v.geometry.clone() })
+    }
+}
+
+/// The bounding box of voxels denser than −500 HU in either image (where the moving one
+/// has data), grown by `margin_mm`; the whole grid when nothing qualifies.
+pub fn body_box(fixed: &Volume<f32>, moving: &Volume<f32>, valid: &[u8], margin_mm: f64) -> IndexBox {
+    let shape = fixed.geometry.shape;
+    let [nz, ny, nx] = shape;
+    let (f, m) = (fixed.data.as_slice().expect("layout"), moving.data.as_slice().expect("layout"));
+    let per_slab: Vec<Option<([usize; 3], [usize; 3])>> = (0..nz)
+        .into_par_iter()
+        .map(|k| {
+            let mut b: Option<([usize; 3], [usize; 3])> = None;
+            for j in 0..ny {
+                for i in 0..nx {
+                    let p = (k * ny + j) * nx + i;
+                    if valid[p] != 0 && (f[p] > -500.0 || m[p] > -500.0) {
+                        let e = b.get_or_insert(([k, j, i], [k, j, i]));
+                        e.0 = [e.0[0].min(k), e.0[1].min(j), e.0[2].min(i)];
+                        e.1 = [e.1[0].max(k), e.1[1].max(j), e.1[2].max(i)];
+                    }
+                }
+            }
+            b
+        })
+        .collect();
+    let Some((lo, hi)) = per_slab.into_iter().flatten().reduce(|a, b| {
+        ([a.0[0].min(b.0[0]), a.0[1].min(b.0[1]), a.0[2].min(b.0[2])], [a.1[0].max(b.1[0]), a.1[1].max(b.1[1]), a.1[2].max(b.1[2])])
+    }) else {
+        return IndexBox { lo: [0; 3], hi: shape };
+    };
+    let mut out = IndexBox { lo: [0; 3], hi: shape };
+    for a in 0..3 {
+        let grow = (margin_mm / fixed.geometry.spacing_mm[a]).ceil() as usize;
+        out.lo[a] = lo[a].saturating_sub(grow);
+        out.hi[a] = (hi[a] + 1 + grow).min(shape[a]);
+    }
+    out
 }
 
 /// Translation (LPS mm) with `moving(x + t) ≈ fixed(x)` by phase correlation on a ~6 mm
