@@ -90,3 +90,52 @@ fn demo_small_writes_a_loadable_study() {
     let text = String::from_utf8_lossy(&info.stdout);
     assert!(text.contains("arterial (90%)") && text.contains("portal venous (90%)") && text.contains("delayed (90%)"), "{text}");
 }
+
+#[test]
+fn register_writes_fields_warped_phases_and_a_report_and_never_overwrites() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    assert!(hepaview().arg("demo").arg("--small").arg("--out").arg(&dir).status().unwrap().success());
+    let out_dir = tmp.path().join("reg");
+    let run = || hepaview().arg("register").arg(dir.join("dicom")).args(["--levels", "2:20,1:10", "--out"]).arg(&out_dir).output().unwrap();
+    let out = run();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("arterial → portal_venous") && text.contains("delayed → portal_venous"), "{text}");
+    for f in ["report.json", "portal_venous.nii.gz", "arterial_registered.nii.gz", "field_arterial.nii.gz", "delayed_registered.nii.gz", "field_delayed.nii.gz"] {
+        assert!(out_dir.join(f).is_file(), "{f} missing");
+    }
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap()).unwrap();
+    let phases = report["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 2);
+    for p in phases {
+        let r = &p["report"];
+        assert!(r["rmsd_after_hu"].as_f64().unwrap() < r["rmsd_before_hu"].as_f64().unwrap(), "{r}");
+        assert!(r["folding"]["min_jacobian"].as_f64().unwrap() > 0.0);
+    }
+    // the written field is on the fixed grid, in LPS mm, and closer to the truth than zero
+    let (field, _) = hepaview::io::nifti::read_field(&out_dir.join("field_arterial.nii.gz")).unwrap();
+    let (truth, _) = hepaview::io::nifti::read_field(&dir.join("true_field_arterial.nii.gz")).unwrap();
+    let truth = hepaview::register::resample_field(&truth, &field.geometry);
+    let zero = hepaview::Field::zeros(field.geometry.clone());
+    let (labels, _) = hepaview::io::nifti::read_mask(&dir.join("labels.nii.gz")).unwrap();
+    let liver = hepaview::Volume::new(labels.data.mapv(|l| (l > 0) as u8), labels.geometry.clone());
+    let e = hepaview::register::metrics::endpoint_error(&field, &truth, Some(&liver));
+    let e0 = hepaview::register::metrics::endpoint_error(&zero, &truth, Some(&liver));
+    assert!(e.median < 0.6 * e0.median, "median EPE {} vs {} unregistered", e.median, e0.median);
+    // a second run refuses to overwrite
+    let again = run();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+}
+
+#[test]
+fn register_names_a_missing_phase() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    assert!(hepaview().arg("demo").arg("--small").arg("--out").arg(&dir).status().unwrap().success());
+    let out = hepaview().arg("register").arg(dir.join("dicom/arterial")).args(["--out"]).arg(tmp.path().join("r")).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no portal_venous phase"), "{err}");
+}
