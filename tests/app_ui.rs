@@ -209,3 +209,46 @@ fn phases_can_be_reordered_with_their_settings() {
     h.run();
     assert_eq!(h.state().study.phases[0].phase(), Phase::PortalVenous);
 }
+
+#[test]
+fn register_button_runs_in_the_background_and_shows_registered_phases() {
+    let Some(rs) = render_state() else { return };
+    let mut h = Harness::builder()
+        .with_size([1400.0, 800.0])
+        .renderer(egui_kittest::wgpu::WgpuTestRenderer::from_render_state(rs))
+        .build_ui_state(|ui, app: &mut HepaviewApp| app.ui(ui), app());
+    h.run();
+    let fixed_geometry = h.state().study.phases[1].volume.geometry.clone();
+    let arterial_before = h.state().study.phases[0].volume.geometry.clone();
+    assert_ne!(arterial_before, fixed_geometry, "the small demo's arterial phase has its own grid");
+    h.get_by_label("Register onto portal venous").click();
+    h.step();
+    assert!(h.state().registration.is_running(), "the work runs on a worker thread");
+    for _ in 0..600 {
+        h.step();
+        if !h.state().registration.is_running() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    h.run();
+    let reg = &h.state().registration;
+    assert!(reg.error.is_none(), "{:?}", reg.error);
+    assert_eq!(reg.results.len(), 2, "arterial and delayed registered");
+    for r in &reg.results {
+        assert!(r.report.rmsd_after_hu < r.report.rmsd_before_hu);
+        assert_eq!(r.mode, hepaview::app::registration::CompareMode::Registered);
+    }
+    // the moving phases now show the registered images, on the fixed grid
+    assert_eq!(h.state().study.phases[0].volume.geometry, fixed_geometry);
+    assert_eq!(h.state().study.phases[2].volume.geometry, fixed_geometry);
+    // a checkerboard with the fixed phase, then back to the original
+    let app = h.state_mut();
+    app.registration.set_mode(&mut app.study, 0, hepaview::app::registration::CompareMode::Checkerboard);
+    h.run();
+    let img = h.render().expect("render");
+    img.save(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("registered_checkerboard.png")).unwrap();
+    let app = h.state_mut();
+    app.registration.set_mode(&mut app.study, 0, hepaview::app::registration::CompareMode::Original);
+    assert_eq!(h.state().study.phases[0].volume.geometry, arterial_before);
+}

@@ -3,6 +3,7 @@
 //! viewport; the maths lives in `view`, the drawing in `gpu`.
 
 pub mod gpu;
+pub mod registration;
 pub mod screenshot;
 pub mod view;
 
@@ -52,6 +53,8 @@ pub struct HepaviewApp {
     pub error: Option<String>,
     /// Debug overlay (D): frame interval and UI CPU time.
     pub show_timing: bool,
+    /// Register button, progress, per-phase results and comparison views.
+    pub registration: registration::RegistrationPanel,
     frame_times_ms: std::collections::VecDeque<f32>,
     last_frame: Option<std::time::Instant>,
     /// CPU time of the last frame as eframe measured it (not available off-screen).
@@ -72,6 +75,7 @@ impl HepaviewApp {
             open_dialog: None,
             error: None,
             show_timing: false,
+            registration: registration::RegistrationPanel::new(),
             frame_times_ms: std::collections::VecDeque::with_capacity(120),
             last_frame: None,
             cpu_ms: None,
@@ -111,6 +115,7 @@ impl HepaviewApp {
 
     /// Replaces the study, keeping the layout and window settings.
     pub fn set_study(&mut self, study: Study) {
+        self.registration.cancel();
         let layout = self.view.layout;
         *self = HepaviewApp { show_timing: self.show_timing, ..HepaviewApp::new(study) };
         self.view.layout = layout;
@@ -195,6 +200,7 @@ impl HepaviewApp {
         }
         let ctx = ui.ctx().clone();
         self.loading_ui(&ctx);
+        self.registration.poll(&mut self.study, &ctx);
         self.dialogs(&ctx);
         self.keyboard(ui.ctx());
         // Panels paint no background of their own: the window is cleared to the panel
@@ -336,6 +342,8 @@ impl HepaviewApp {
                 ui.add(egui::Slider::new(&mut self.view.label_opacity, 0.0..=1.0).text("opacity"));
                 ui.checkbox(&mut self.view.label_outline, "outline only");
             });
+            ui.separator();
+            self.registration.ui(ui, &mut self.study);
             ui.separator();
             ui.heading("Window / level");
             for (n, (name, wl)) in WindowLevel::PRESETS.iter().enumerate() {

@@ -5,6 +5,7 @@
 //! Fields follow ITK's convention (`moving(x + u(x)) ≈ fixed(x)`, `u` in LPS mm on the fixed
 //! grid). Everything here is a pure function over `Volume`s.
 
+pub mod compare;
 mod demons;
 pub mod histogram;
 pub mod kernels;

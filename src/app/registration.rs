@@ -1,0 +1,233 @@
+//! The Registration section of the side panel: a Register button that runs Demons on a
+//! worker thread (progress, Cancel; the viewer stays live), then, per moving phase, the
+//! RMSD/NCC before and after, folding, and what its viewport shows: the original, the
+//! registered phase, or a checkerboard, difference or blend with the fixed phase.
+
+use std::sync::Arc;
+
+use crate::register::{self, compare, PhaseReport};
+use crate::study::{next_key, Job, Study};
+use crate::volume::{CtVolume, Field};
+
+/// What a moving phase's viewports show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompareMode {
+    Original,
+    Registered,
+    Checkerboard,
+    Difference,
+    Blend,
+    /// Length of the displacement, 0.1 mm per unit of the window.
+    Displacement,
+}
+
+impl CompareMode {
+    pub const ALL: [CompareMode; 6] =
+        [CompareMode::Original, CompareMode::Registered, CompareMode::Checkerboard, CompareMode::Difference, CompareMode::Blend, CompareMode::Displacement];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompareMode::Original => "original",
+            CompareMode::Registered => "registered",
+            CompareMode::Checkerboard => "checkerboard with fixed",
+            CompareMode::Difference => "difference (moving - fixed)",
+            CompareMode::Blend => "blend with fixed",
+            CompareMode::Displacement => "displacement (0.1 mm)",
+        }
+    }
+}
+
+/// One registered phase.
+pub struct RegisteredPhase {
+    /// Key of the phase image this result replaces in the study (changes as modes change).
+    pub shown_key: u64,
+    pub original: Arc<CtVolume>,
+    pub registered: Arc<CtVolume>,
+    pub fixed: Arc<CtVolume>,
+    pub field: Arc<Field>,
+    pub report: PhaseReport,
+    pub mode: CompareMode,
+    /// The series description as loaded; the viewport title adds the mode to it.
+    pub description: String,
+}
+
+type Outcome = Vec<(u64, register::PhaseRegistration, Arc<CtVolume>, Arc<CtVolume>)>;
+
+#[derive(Default)]
+pub struct RegistrationPanel {
+    job: Option<Job<Outcome>>,
+    pub results: Vec<RegisteredPhase>,
+    pub checker_mm: f32,
+    pub blend: f32,
+    pub error: Option<String>,
+}
+
+impl RegistrationPanel {
+    pub fn new() -> Self {
+        RegistrationPanel { checker_mm: 20.0, blend: 0.5, ..Default::default() }
+    }
+
+    /// Stops a running registration (the study is being replaced).
+    pub fn cancel(&self) {
+        if let Some(j) = &self.job {
+            j.cancel();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.job.is_some()
+    }
+
+    /// Starts registering every phase onto the study's fixed phase.
+    pub fn start(&mut self, study: &Study) {
+        let fi = study.fixed_index();
+        let fixed = Arc::clone(&study.phases[fi].volume);
+        let moving: Vec<(u64, Arc<CtVolume>)> =
+            study.phases.iter().enumerate().filter(|(i, _)| *i != fi).map(|(_, p)| (p.key, Arc::clone(&p.volume))).collect();
+        if moving.is_empty() {
+            self.error = Some("Only one phase: nothing to register.".into());
+            return;
+        }
+        self.results.clear();
+        let n = moving.len() as f32;
+        self.job = Some(Job::spawn(format!("Registering {} phase(s) onto {}", moving.len(), study.phases[fi].phase()), move |progress| {
+            let mut out = Vec::new();
+            for (done, (key, mv)) in moving.into_iter().enumerate() {
+                let sub = |f: f32, msg: &str| progress((done as f32 + f) / n, &format!("phase {}/{}: {msg}", done + 1, n as usize));
+                let reg = register::register_ct(&fixed, &mv, None, &register::Params::default(), &sub).map_err(|e| e.to_string())?;
+                out.push((key, reg, Arc::clone(&fixed), mv));
+            }
+            Ok(out)
+        }));
+    }
+
+    /// Polls the job; a finished registration shows the registered phases at once.
+    pub fn poll(&mut self, study: &mut Study, ctx: &egui::Context) {
+        let Some(job) = self.job.as_mut() else { return };
+        match job.try_finish() {
+            None => ctx.request_repaint_after(std::time::Duration::from_millis(100)),
+            Some(result) => {
+                let cancelled = job.is_cancelled();
+                self.job = None;
+                match result {
+                    Ok(out) => {
+                        for (key, reg, fixed, original) in out {
+                            let description = study.phases.iter().find(|p| p.key == key).map(|p| p.description.clone()).unwrap_or_default();
+                            self.results.push(RegisteredPhase {
+                                description,
+                                shown_key: key,
+                                original,
+                                registered: Arc::new(reg.warped),
+                                fixed,
+                                field: Arc::new(reg.field),
+                                report: reg.report,
+                                mode: CompareMode::Original,
+                            });
+                        }
+                        for r in 0..self.results.len() {
+                            self.set_mode(study, r, CompareMode::Registered);
+                        }
+                    }
+                    Err(_) if cancelled => {}
+                    Err(e) => self.error = Some(format!("Registration failed: {e}")),
+                }
+            }
+        }
+    }
+
+    /// Shows result `r` as `mode` (recomputing the derived image).
+    pub fn set_mode(&mut self, study: &mut Study, r: usize, mode: CompareMode) {
+        let (checker, blend) = (self.checker_mm as f64, self.blend);
+        let Some(res) = self.results.get_mut(r) else { return };
+        let Some(phase) = study.phases.iter_mut().find(|p| p.key == res.shown_key) else { return };
+        let volume = match mode {
+            CompareMode::Original => Ok(Arc::clone(&res.original)),
+            CompareMode::Registered => Ok(Arc::clone(&res.registered)),
+            CompareMode::Checkerboard => compare::checkerboard(&res.fixed, &res.registered, checker).map(Arc::new),
+            CompareMode::Difference => compare::difference(&res.fixed, &res.registered).map(Arc::new),
+            CompareMode::Blend => compare::blend(&res.fixed, &res.registered, blend).map(Arc::new),
+            CompareMode::Displacement => Ok(Arc::new(compare::displacement_tenths_mm(&res.field))),
+        };
+        match volume {
+            Ok(v) => {
+                phase.volume = v;
+                phase.key = next_key();
+                phase.description = match mode {
+                    CompareMode::Original => res.description.clone(),
+                    m => format!("{} [{}]", res.description, m.as_str()),
+                };
+                res.shown_key = phase.key;
+                res.mode = mode;
+            }
+            Err(e) => self.error = Some(e),
+        }
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui, study: &mut Study) {
+        ui.heading("Registration");
+        if let Some(job) = &self.job {
+            let (fraction, message) = job.progress();
+            ui.label(&job.title);
+            ui.add(egui::ProgressBar::new(fraction).show_percentage());
+            ui.label(message);
+            if ui.button("Cancel registration").clicked() {
+                job.cancel();
+            }
+        } else {
+            let fixed = study.phases[study.fixed_index()].phase();
+            let label = if self.results.is_empty() { format!("Register onto {fixed}") } else { format!("Register again onto {fixed}") };
+            if ui
+                .add_enabled(study.phases.len() > 1, egui::Button::new(label))
+                .on_hover_text("Demons (diffeomorphic, 3 levels) moves every other phase onto the fixed one; runs in the background")
+                .clicked()
+            {
+                self.start(study);
+            }
+        }
+        if let Some(e) = &self.error {
+            ui.colored_label(egui::Color32::LIGHT_RED, e);
+        }
+        let mut change: Option<(usize, CompareMode)> = None;
+        for (r, res) in self.results.iter().enumerate() {
+            let name = study.phases.iter().find(|p| p.key == res.shown_key).map(|p| p.phase().to_string()).unwrap_or_default();
+            let rep = &res.report;
+            ui.label(egui::RichText::new(&name).strong());
+            ui.label(format!(
+                "RMSD {:.1} -> {:.1} HU, NCC {:.3} -> {:.3}\nmin Jacobian {:.2}{}, max shift {:.1} mm, {:.0} s",
+                rep.rmsd_before_hu,
+                rep.rmsd_after_hu,
+                rep.ncc_before,
+                rep.ncc_after,
+                rep.folding.min_jacobian,
+                if rep.folding.folded_voxels > 0 { format!(" ({} folded voxels)", rep.folding.folded_voxels) } else { String::new() },
+                rep.max_displacement_mm,
+                rep.seconds
+            ));
+            let mut mode = res.mode;
+            egui::ComboBox::new(("compare", r), "show").selected_text(mode.as_str()).show_ui(ui, |ui| {
+                for m in CompareMode::ALL {
+                    ui.selectable_value(&mut mode, m, m.as_str());
+                }
+            });
+            if mode != res.mode {
+                change = Some((r, mode));
+            }
+        }
+        if !self.results.is_empty() {
+            let c = ui.add(egui::Slider::new(&mut self.checker_mm, 5.0..=80.0).text("checker square, mm"));
+            let b = ui.add(egui::Slider::new(&mut self.blend, 0.0..=1.0).text("blend: fixed to moving"));
+            // recompute when a drag ends (or a click/typed value lands), not every frame of it
+            let settle = |r: &egui::Response| r.drag_stopped() || (r.changed() && !r.dragged());
+            let (redo_checker, redo_blend) = (settle(&c), settle(&b));
+            for r in 0..self.results.len() {
+                let m = self.results[r].mode;
+                if (redo_checker && m == CompareMode::Checkerboard) || (redo_blend && m == CompareMode::Blend) {
+                    self.set_mode(study, r, m);
+                }
+            }
+        }
+        if let Some((r, m)) = change {
+            self.set_mode(study, r, m);
+        }
+    }
+}
