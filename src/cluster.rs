@@ -1010,7 +1010,11 @@ impl VoxelFeatures {
 /// Largest corner offset between two grids that still counts as the same grid.
 const SAME_GRID_MM: f64 = 0.01;
 
-fn check_grid(name: &str, g: &Geometry, mask: &Geometry) -> Result<(), ClusterError> {
+fn check_grid(name: &str, data: (usize, usize, usize), g: &Geometry, mask: &Geometry) -> Result<(), ClusterError> {
+    let dims = [data.0, data.1, data.2];
+    if dims != g.shape {
+        return Err(ClusterError::GridMismatch { name: name.into(), detail: format!("its voxel array is {dims:?} but its geometry says {:?}", g.shape) });
+    }
     if g.shape != mask.shape {
         return Err(ClusterError::GridMismatch { name: name.into(), detail: format!("shape {:?} vs mask {:?} ([z, y, x])", g.shape, mask.shape) });
     }
@@ -1060,8 +1064,9 @@ pub fn build_features(phases: &[(&str, &CtVolume)], mask: &Mask, opts: &FeatureO
     if phases.len() > MAX_DIMS {
         return Err(ClusterError::TooManyFeatures { dims: phases.len() });
     }
+    check_grid("mask", mask.data.dim(), &mask.geometry, &mask.geometry)?;
     for (name, v) in phases {
-        check_grid(name, &v.geometry, &mask.geometry)?;
+        check_grid(name, v.data.dim(), &v.geometry, &mask.geometry)?;
     }
     let region = region_mask(mask, &opts.mask_labels, opts.margin_mm)?;
     let [_, ny, nx] = mask.geometry.shape;
@@ -1166,6 +1171,10 @@ pub fn label_volume(features: &VoxelFeatures, labels: &[u8]) -> Result<Mask, Clu
     if labels.len() != features.voxels.len() {
         return Err(ClusterError::LabelCount { labels: labels.len(), points: features.voxels.len() });
     }
+    let n = features.geometry.len();
+    if let Some(&v) = features.voxels.iter().find(|&&v| v >= n) {
+        return Err(ClusterError::BadShape { detail: format!("voxel index {v} is outside the {:?} grid", features.geometry.shape) });
+    }
     let mut out = Volume::filled(features.geometry.clone(), 0u8);
     if let Some(data) = out.data.as_slice_mut() {
         for (&v, &l) in features.voxels.iter().zip(labels) {
@@ -1211,7 +1220,7 @@ pub fn voxel_volume_ml(g: &Geometry) -> f64 {
 /// label when it is among the most frequent, else the lowest). Zero voxels stay zero, so
 /// the region does not change. Deterministic (each pass reads only the previous one).
 pub fn majority_filter(labels: &Mask, iterations: usize) -> Mask {
-    let [nz, ny, nx] = labels.geometry.shape;
+    let (nz, ny, nx) = labels.data.dim();
     let mut cur = labels.data.as_standard_layout().to_owned();
     let mut next = cur.clone();
     for _ in 0..iterations {
@@ -1521,6 +1530,23 @@ mod tests {
         assert!(matches!(FeatureMatrix::from_rows(&[1.0; 9], 9), Err(ClusterError::TooManyFeatures { .. })));
         let empty = FeatureMatrix::from_columns(vec![vec![]]).unwrap();
         assert!(matches!(kmeans(&empty, &k(1)), Err(ClusterError::TooFewPoints { .. })));
+    }
+
+    #[test]
+    fn inconsistent_volumes_are_errors() {
+        let g = Geometry::axis_aligned([3, 3, 3], [1.0; 3], [0.0; 3]);
+        let mask = Volume::filled(g.clone(), 1u8);
+        let good = Volume::filled(g.clone(), 7i16);
+        let broken = Volume { data: Array3::<i16>::zeros((2, 3, 3)), geometry: g.clone() };
+        let o = FeatureOptions::default();
+        assert!(matches!(build_features(&[("a", &good), ("b", &broken)], &mask, &o), Err(ClusterError::GridMismatch { .. })));
+        let broken_mask = Volume { data: Array3::<u8>::ones((3, 3, 2)), geometry: g.clone() };
+        assert!(matches!(build_features(&[("a", &good)], &broken_mask, &o), Err(ClusterError::GridMismatch { .. })));
+        let mut f = build_features(&[("a", &good)], &mask, &o).unwrap();
+        assert_eq!(f.voxels.len(), 27);
+        assert!(matches!(label_volume(&f, &[0; 26]), Err(ClusterError::LabelCount { .. })));
+        f.voxels[0] = 27;
+        assert!(matches!(label_volume(&f, &[0; 27]), Err(ClusterError::BadShape { .. })));
     }
 
     #[test]

@@ -73,6 +73,7 @@ pub struct Component {
 pub struct HuStats {
     pub voxels: usize,
     pub mean_hu: f64,
+    /// Population standard deviation (divides by n).
     pub sd_hu: f64,
     pub min_hu: f64,
     pub p10_hu: f64,
@@ -246,7 +247,7 @@ fn std_slice<T: Clone>(a: &Array3<T>) -> Cow<'_, [T]> {
 /// `min_voxels` voxels, largest first (ties: first in scan order). Also returns how many
 /// smaller components were left out.
 pub fn connected_components(mask: &Mask, label: u8, min_voxels: usize) -> (Vec<Component>, usize) {
-    let [nz, ny, nx] = mask.geometry.shape;
+    let (nz, ny, nx) = mask.data.dim();
     let data = std_slice(&mask.data);
     let mut seen = vec![false; data.len()];
     let mut stack = Vec::new();
@@ -453,8 +454,12 @@ fn check_options(o: &LesionOptions) -> Result<(), LesionError> {
 pub fn analyse_lesions(mask: &Mask, phases: &[(Phase, &CtVolume)], opts: &LesionOptions) -> Result<LesionReport, LesionError> {
     check_options(opts)?;
     let frame = Frame::new(&mask.geometry)?;
+    let dims = |d: (usize, usize, usize)| [d.0, d.1, d.2];
+    if dims(mask.data.dim()) != mask.geometry.shape {
+        return Err(LesionError::BadGeometry(format!("the mask's voxel array is {:?} but its geometry says {:?}", dims(mask.data.dim()), mask.geometry.shape)));
+    }
     for (n, (p, v)) in phases.iter().enumerate() {
-        if v.geometry.shape != mask.geometry.shape {
+        if v.geometry.shape != mask.geometry.shape || dims(v.data.dim()) != mask.geometry.shape {
             return Err(LesionError::GridMismatch { name: p.as_str().into(), detail: format!("shape {:?} vs mask {:?} ([z, y, x])", v.geometry.shape, mask.geometry.shape) });
         }
         let d = v.geometry.max_corner_distance_mm(&mask.geometry);
@@ -849,6 +854,11 @@ mod tests {
         let mut flat = m.clone();
         flat.geometry.spacing_mm[0] = 0.0;
         assert!(matches!(analyse_lesions(&flat, &[], &LesionOptions::default()), Err(LesionError::BadGeometry(_))));
+        // a voxel array that disagrees with its geometry
+        let broken = Volume { data: Array3::<u8>::zeros((2, 2, 2)), geometry: g.clone() };
+        assert!(matches!(analyse_lesions(&broken, &[], &LesionOptions::default()), Err(LesionError::BadGeometry(_))));
+        let broken_phase = Volume { data: Array3::<i16>::zeros((2, 2, 2)), geometry: g.clone() };
+        assert!(matches!(analyse_lesions(&m, &[(Phase::Delayed, &broken_phase)], &LesionOptions::default()), Err(LesionError::GridMismatch { .. })));
         // no lesion at all is not an error: an empty report
         assert!(analyse_lesions(&m, &[(Phase::Arterial, &same)], &LesionOptions::default()).unwrap().lesions.is_empty());
     }
