@@ -114,7 +114,8 @@ pub fn compose(d: &[f32], e: &[f32], shape: Shape, out: &mut [f32]) {
                 let p = (j * nx + i) * 3;
                 let q = (k * ny * nx) * 3 + p;
                 let ev = [e[q], e[q + 1], e[q + 2]];
-                let dv = sample3(d, shape, i as f32 + ev[0], j as f32 + ev[1], k as f32 + ev[2]);
+                // zero updates (air, outside a mask) are common: no interpolation needed
+                let dv = if ev == [0.0; 3] { [d[q], d[q + 1], d[q + 2]] } else { sample3(d, shape, i as f32 + ev[0], j as f32 + ev[1], k as f32 + ev[2]) };
                 slab[p] = ev[0] + dv[0];
                 slab[p + 1] = ev[1] + dv[1];
                 slab[p + 2] = ev[2] + dv[2];
