@@ -156,27 +156,7 @@ pub fn run(cli: Cli) -> Result<()> {
             app::run(study).map_err(|e| anyhow::anyhow!("the viewer could not start: {e}"))
         }
         Some(Command::Open { paths, phase_overrides }) => {
-            let overrides = parse_overrides(&phase_overrides)?;
-            let pb = ProgressBar::new(1000);
-            pb.set_style(ProgressStyle::with_template("{msg:40} [{bar:30}] {percent}%").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
-            let report = |f: f32, m: &str| {
-                pb.set_position((f * 1000.0) as u64);
-                pb.set_message(m.to_string());
-                true
-            };
-            let opened = Study::open_with_progress(&paths, &report);
-            pb.finish_and_clear();
-            let mut study = opened?;
-            for w in &study.warnings {
-                eprintln!("! {w}");
-            }
-            for (i, p) in overrides {
-                if i >= study.phases.len() {
-                    bail!("--phase {i}=…: the study has {} phases (numbered from 0)", study.phases.len());
-                }
-                study.set_phase(i, p);
-            }
-            study.sort_phases();
+            let study = open_study(&paths, &phase_overrides)?;
             app::run(study).map_err(|e| anyhow::anyhow!("the viewer could not start: {e}"))
         }
         Some(Command::Screenshot { paths, out, layout, slice_mm, window, size }) => {
