@@ -32,6 +32,17 @@ fn harness(app: HepaviewApp) -> Harness<'static, HepaviewApp> {
     Harness::builder().with_size([1400.0, 800.0]).build_ui_state(|ui, app: &mut HepaviewApp| app.ui(ui), app)
 }
 
+/// A harness that draws with wgpu, or `None` when there is no adapter (see `render_state`).
+fn gpu_harness(app: HepaviewApp) -> Option<Harness<'static, HepaviewApp>> {
+    let rs = render_state()?;
+    Some(
+        Harness::builder()
+            .with_size([1400.0, 800.0])
+            .renderer(egui_kittest::wgpu::WgpuTestRenderer::from_render_state(rs))
+            .build_ui_state(|ui, app: &mut HepaviewApp| app.ui(ui), app),
+    )
+}
+
 #[test]
 fn phases_are_in_reading_order() {
     let a = app();
@@ -110,11 +121,7 @@ fn right_drag_changes_window_level() {
 
 #[test]
 fn renders_three_phases_side_by_side_on_the_gpu() {
-    let Some(rs) = render_state() else { return };
-    let mut h = Harness::builder()
-        .with_size([1400.0, 800.0])
-        .renderer(egui_kittest::wgpu::WgpuTestRenderer::from_render_state(rs))
-        .build_ui_state(|ui, app: &mut HepaviewApp| app.ui(ui), app());
+    let Some(mut h) = gpu_harness(app()) else { return };
     h.run();
     let img = h.render().expect("render");
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("viewer.png");
@@ -212,11 +219,7 @@ fn phases_can_be_reordered_with_their_settings() {
 
 #[test]
 fn register_button_runs_in_the_background_and_shows_registered_phases() {
-    let Some(rs) = render_state() else { return };
-    let mut h = Harness::builder()
-        .with_size([1400.0, 800.0])
-        .renderer(egui_kittest::wgpu::WgpuTestRenderer::from_render_state(rs))
-        .build_ui_state(|ui, app: &mut HepaviewApp| app.ui(ui), app());
+    let Some(mut h) = gpu_harness(app()) else { return };
     h.run();
     let fixed_geometry = h.state().study.phases[1].volume.geometry.clone();
     let arterial_before = h.state().study.phases[0].volume.geometry.clone();

@@ -14,30 +14,23 @@ fn fft3(buf: &mut [Complex32], shape: Shape, inverse: bool) {
     // x: contiguous rows
     let fx = plan(nx, &mut planner);
     fx.process(buf);
-    // y and z: gather lines into a contiguous buffer
+    // y and z: gather each strided line into a contiguous buffer, transform, scatter back
     let mut line = vec![Complex32::default(); ny.max(nz)];
-    let fy = plan(ny, &mut planner);
-    for k in 0..nz {
-        for i in 0..nx {
-            for j in 0..ny {
-                line[j] = buf[(k * ny + j) * nx + i];
-            }
-            fy.process(&mut line[..ny]);
-            for j in 0..ny {
-                buf[(k * ny + j) * nx + i] = line[j];
-            }
+    let lines_y = (0..nz).flat_map(|k| (0..nx).map(move |i| k * ny * nx + i));
+    fft_strided(buf, &mut line[..ny], nx, lines_y, plan(ny, &mut planner).as_ref());
+    let lines_z = (0..ny).flat_map(|j| (0..nx).map(move |i| j * nx + i));
+    fft_strided(buf, &mut line[..nz], ny * nx, lines_z, plan(nz, &mut planner).as_ref());
+}
+
+/// Transforms the lines of `buf` that start at each of `starts` with elements `stride` apart.
+fn fft_strided(buf: &mut [Complex32], line: &mut [Complex32], stride: usize, starts: impl Iterator<Item = usize>, fft: &dyn rustfft::Fft<f32>) {
+    for s in starts {
+        for (t, v) in line.iter_mut().enumerate() {
+            *v = buf[s + t * stride];
         }
-    }
-    let fz = plan(nz, &mut planner);
-    for j in 0..ny {
-        for i in 0..nx {
-            for k in 0..nz {
-                line[k] = buf[(k * ny + j) * nx + i];
-            }
-            fz.process(&mut line[..nz]);
-            for k in 0..nz {
-                buf[(k * ny + j) * nx + i] = line[k];
-            }
+        fft.process(line);
+        for (t, v) in line.iter().enumerate() {
+            buf[s + t * stride] = *v;
         }
     }
 }
