@@ -6,15 +6,16 @@
 // Small fixed-size geometry maths (3×3 matrices, xyz triples) reads clearer indexed.
 #![allow(clippy::needless_range_loop)]
 
+pub mod analysis;
 pub mod app;
 pub mod cluster;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod io;
 pub mod lesion;
-pub mod mesh;
 pub mod phantom;
 pub mod register;
+pub mod report;
 pub mod study;
 pub mod volume;
 

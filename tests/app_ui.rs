@@ -255,3 +255,73 @@ fn register_button_runs_in_the_background_and_shows_registered_phases() {
     app.registration.set_mode(&mut app.study, 0, hepaview::app::registration::CompareMode::Original);
     assert_eq!(h.state().study.phases[0].volume.geometry, arterial_before);
 }
+
+/// Steps the harness until `done` or about a minute has passed.
+fn wait_for(h: &mut Harness<'static, HepaviewApp>, done: impl Fn(&HepaviewApp) -> bool) {
+    for _ in 0..600 {
+        h.step();
+        if done(h.state()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    h.run();
+}
+
+#[test]
+fn cluster_and_lesion_panel_runs_in_the_background_and_edits_the_mask() {
+    let Some(mut h) = gpu_harness(app()) else { return };
+    h.run();
+    h.get_by_label("Cluster").click();
+    h.step();
+    assert!(h.state().analysis.is_running(), "clustering runs on a worker thread");
+    wait_for(&mut h, |a| !a.analysis.is_running());
+    let a = h.state();
+    assert!(a.analysis.error.is_none(), "{:?}", a.analysis.error);
+    let layer = a.analysis.clusters.as_ref().expect("clusters");
+    assert_eq!(layer.report.k, hepaview::cluster::DEFAULT_K);
+    let labels = a.study.labels.as_ref().unwrap();
+    assert_eq!(layer.mask.geometry.shape, labels.mask.geometry.shape);
+    // the region clustered is the liver + tumour of the mask where every phase has data
+    let region = labels.mask.data.iter().filter(|&&l| l == 1 || l == 2).count();
+    let clustered = layer.mask.data.iter().zip(labels.mask.data.iter()).filter(|(&c, _)| c > 0).inspect(|(_, &l)| assert!(l == 1 || l == 2)).count();
+    assert!(clustered as f64 > 0.8 * region as f64 && clustered <= region, "{clustered} of {region}");
+    let img = h.render().expect("render");
+    img.save(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("clusters_overlay.png")).unwrap();
+
+    // the brightest cluster (highest portal-venous HU) becomes label 2, then undo
+    let before = h.state().study.labels.as_ref().unwrap().mask.data.clone();
+    let app = h.state_mut();
+    let top = app.analysis.clusters.as_ref().unwrap().report.k as u8;
+    app.analysis.cluster_to_label(&mut app.study, top);
+    let after = &h.state().study.labels.as_ref().unwrap().mask;
+    let changed = after.data.iter().zip(before.iter()).filter(|(a, b)| a != b).count();
+    assert!(changed > 0 && after.data.iter().zip(h.state().analysis.clusters.as_ref().unwrap().mask.data.iter()).all(|(&l, &c)| c != top || l == 2));
+    let app = h.state_mut();
+    app.analysis.undo(&mut app.study);
+    assert_eq!(h.state().study.labels.as_ref().unwrap().mask.data, before, "undo restores the mask");
+
+    // lesion table: four phantom lesions; picking one moves the crosshair to it
+    h.get_by_label("Measure lesions").click();
+    wait_for(&mut h, |a| !a.analysis.is_running());
+    let t = h.state().analysis.lesions.as_ref().expect("lesion table");
+    assert_eq!(t.report.lesions.len(), 4);
+    let centroid = t.report.lesions[1].centroid_mm;
+    // the table sits below the fold of the side panel at this window size
+    h.get_by_label("#2").scroll_to_me();
+    h.run();
+    h.get_by_label("#2").click();
+    h.run();
+    let c = h.state().view.crosshair_mm;
+    assert!((0..3).all(|i| (c[i] - centroid[i]).abs() < 1e-6), "crosshair {c:?} vs lesion {centroid:?}");
+
+    // export writes the report into the chosen folder
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    h.state_mut().analysis.export_dir = out.display().to_string();
+    h.get_by_label("Export report").scroll_to_me();
+    h.run();
+    h.get_by_label("Export report").click();
+    h.run();
+    assert!(out.join("report.html").is_file(), "{:?}", h.state().analysis.error);
+}

@@ -2,6 +2,7 @@
 //! [`view::ViewState`] and the study, and hand the GPU a [`gpu::SliceViewDesc`] per
 //! viewport; the maths lives in `view`, the drawing in `gpu`.
 
+pub mod analysis;
 pub mod gpu;
 pub mod registration;
 pub mod screenshot;
@@ -55,6 +56,8 @@ pub struct HepaviewApp {
     pub show_timing: bool,
     /// Register button, progress, per-phase results and comparison views.
     pub registration: registration::RegistrationPanel,
+    /// Clustering, lesion table and report export.
+    pub analysis: analysis::AnalysisPanel,
     frame_times_ms: std::collections::VecDeque<f32>,
     last_frame: Option<std::time::Instant>,
     /// CPU time of the last frame as eframe measured it (not available off-screen).
@@ -76,6 +79,7 @@ impl HepaviewApp {
             error: None,
             show_timing: false,
             registration: registration::RegistrationPanel::new(),
+            analysis: analysis::AnalysisPanel::default(),
             frame_times_ms: std::collections::VecDeque::with_capacity(120),
             last_frame: None,
             cpu_ms: None,
@@ -116,6 +120,7 @@ impl HepaviewApp {
     /// Replaces the study, keeping the layout and window settings.
     pub fn set_study(&mut self, study: Study) {
         self.registration.cancel();
+        self.analysis.cancel();
         let layout = self.view.layout;
         *self = HepaviewApp { show_timing: self.show_timing, ..HepaviewApp::new(study) };
         self.view.layout = layout;
@@ -201,6 +206,7 @@ impl HepaviewApp {
         let ctx = ui.ctx().clone();
         self.loading_ui(&ctx);
         self.registration.poll(&mut self.study, &ctx);
+        self.analysis.poll(&self.study, &ctx);
         self.dialogs(&ctx);
         self.keyboard(ui.ctx());
         // Panels paint no background of their own: the window is cleared to the panel
@@ -345,6 +351,11 @@ impl HepaviewApp {
             ui.separator();
             self.registration.ui(ui, &mut self.study);
             ui.separator();
+            if let Some(p) = self.analysis.ui(ui, &mut self.study, &self.registration) {
+                self.view.crosshair_mm = p;
+                self.view.centre_mm = p;
+            }
+            ui.separator();
             ui.heading("Window / level");
             for (n, (name, wl)) in WindowLevel::PRESETS.iter().enumerate() {
                 if ui.button(format!("{} {} ({}/{})", n + 1, name, wl.width_hu, wl.level_hu)).clicked() {
@@ -468,7 +479,15 @@ impl HepaviewApp {
         // image
         let p = &self.study.phases[phase];
         let wl = self.view.window[phase];
+        let clusters = self.analysis.clusters.as_ref().filter(|_| self.analysis.show_clusters && self.view.show_labels);
         let overlay = match (&self.study.labels, self.view.show_labels) {
+            _ if clusters.is_some() => clusters.map(|c| OverlayDesc {
+                mask: Arc::clone(&c.mask),
+                key: c.key,
+                opacity: self.view.label_opacity,
+                outline: self.view.label_outline,
+                palette: c.palette,
+            }),
             (Some(l), true) => Some(OverlayDesc {
                 mask: Arc::clone(&l.mask),
                 key: l.key,

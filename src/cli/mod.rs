@@ -1,6 +1,8 @@
 //! The command line: parse with clap, turn arguments into library calls, print.
 //! No algorithm lives here.
 
+mod analysis;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -124,6 +126,71 @@ pub enum Command {
         #[arg(long = "phase", value_name = "N=PHASE")]
         phase_overrides: Vec<String>,
     },
+    /// Cluster the liver voxels by their HU in every phase (k-means) and write the
+    /// cluster label volume (NIfTI, on the mask's grid) and a JSON legend beside it.
+    Cluster {
+        /// A DICOM folder or NIfTI files of one study.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Label mask (NIfTI) whose labels --labels make up the region; default the label file opened with a NIfTI study.
+        #[arg(long)]
+        mask: Option<PathBuf>,
+        /// Number of clusters.
+        #[arg(long, default_value_t = hepaview::cluster::DEFAULT_K)]
+        k: usize,
+        /// Mask labels to cluster, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        labels: Vec<u8>,
+        /// Grow the region by this many mm (takes in the liver edge).
+        #[arg(long, default_value_t = 0.0)]
+        margin_mm: f64,
+        /// Iterations of a 3×3×3 majority filter on the clusters (0 = off).
+        #[arg(long, default_value_t = 0)]
+        majority: usize,
+        /// Seed of the k-means++ start (same seed, same result).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// The phases are registered already (e.g. written by `hepaview register`): resample only.
+        #[arg(long)]
+        no_register: bool,
+        /// Output label volume (.nii.gz); the legend goes to the same name with .json.
+        #[arg(long)]
+        out: PathBuf,
+        /// Set a phase by hand: N=PHASE (phases numbered in display order from 0). Repeatable.
+        #[arg(long = "phase", value_name = "N=PHASE")]
+        phase_overrides: Vec<String>,
+    },
+    /// Measure every lesion of a mask in every phase and write a report: report.html
+    /// (key images, enhancement curves, table), lesions.csv and report.json.
+    Report {
+        /// A DICOM folder or NIfTI files of one study.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Label mask (NIfTI): liver 1, tumour 2; default the label file opened with a NIfTI study.
+        #[arg(long, alias = "masks")]
+        mask: Option<PathBuf>,
+        /// Mask label of tumours.
+        #[arg(long, default_value_t = 2)]
+        lesion_label: u8,
+        /// Mask labels of liver, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        liver_labels: Vec<u8>,
+        /// Leave out lesions smaller than this (mL).
+        #[arg(long, default_value_t = 0.05)]
+        min_volume_ml: f64,
+        /// Also cluster the liver with this many clusters and add them to the report.
+        #[arg(long)]
+        clusters: Option<usize>,
+        /// The phases are registered already: resample only.
+        #[arg(long)]
+        no_register: bool,
+        /// Output folder (created if missing; existing files are never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// Set a phase by hand: N=PHASE (phases numbered in display order from 0). Repeatable.
+        #[arg(long = "phase", value_name = "N=PHASE")]
+        phase_overrides: Vec<String>,
+    },
     /// Write the built-in tri-phase demo study (DICOM + labels + true fields) to a folder.
     Demo {
         #[arg(long)]
@@ -213,6 +280,14 @@ pub fn run(cli: Cli) -> Result<()> {
             params.validate()?;
             register_cmd(&paths, &fixed, &moving, &params, mask.as_deref(), &out, &phase_overrides)
         }
+        Some(Command::Cluster { paths, mask, k, labels, margin_mm, majority, seed, no_register, out, phase_overrides }) => {
+            let recipe = hepaview::analysis::ClusterRecipe { k, mask_labels: labels, margin_mm, majority_iterations: majority, seed };
+            analysis::cluster(analysis::ClusterArgs { paths: &paths, overrides: &phase_overrides, mask: mask.as_deref(), recipe, no_register, out: &out })
+        }
+        Some(Command::Report { paths, mask, lesion_label, liver_labels, min_volume_ml, clusters, no_register, out, phase_overrides }) => {
+            let lesion = hepaview::lesion::LesionOptions { lesion_label, liver_labels, min_volume_ml, ..Default::default() };
+            analysis::report(analysis::ReportArgs { paths: &paths, overrides: &phase_overrides, mask: mask.as_deref(), lesion, clusters, no_register, out: &out })
+        }
         Some(Command::Demo { out, small }) => {
             let opts = if small { phantom::PhantomOptions::small() } else { phantom::PhantomOptions::default() };
             phantom::write_demo_study(&out, &opts).with_context(|| format!("writing the demo study to {}", out.display()))?;
@@ -234,13 +309,13 @@ fn parse_levels(raw: &str) -> Result<Vec<LevelPlan>> {
         .collect()
 }
 
-fn progress_bar_1000() -> ProgressBar {
+pub(crate) fn progress_bar_1000() -> ProgressBar {
     let pb = ProgressBar::new(1000);
     pb.set_style(ProgressStyle::with_template("{msg:40} [{bar:30}] {percent}% ({elapsed})").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
     pb
 }
 
-fn open_study(paths: &[PathBuf], raw_overrides: &[String]) -> Result<Study> {
+pub(crate) fn open_study(paths: &[PathBuf], raw_overrides: &[String]) -> Result<Study> {
     let overrides = parse_overrides(raw_overrides)?;
     let pb = progress_bar_1000();
     let report = |f: f32, m: &str| {

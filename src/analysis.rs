@@ -1,0 +1,207 @@
+//! Study-level recipes the CLI and the viewer share: bring every phase onto the mask's grid
+//! (through a Demons registration onto the fixed phase, or by plain resampling), then
+//! cluster the liver voxels across phases or measure the lesions. The algorithms live in
+//! `register`, `cluster` and `lesion`; this module only chains them the one way both front
+//! ends need, so the viewer and `hepaview cluster` / `report` give the same answer.
+
+use std::sync::Arc;
+
+use ndarray::{Array3, Axis, Zip};
+use rayon::prelude::*;
+
+use crate::cluster::{self, ClusterError, ClusterOptions, Clustering, FeatureOptions, KMeansOptions};
+use crate::io::phase::Phase;
+use crate::lesion::{self, LesionError, LesionOptions, LesionReport};
+use crate::register::{self, RegisterError};
+use crate::study::{ProgressFn, Study};
+use crate::volume::{CtVolume, Field, Geometry, Interp, Mask, Volume};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    #[error("registering {phase} onto {fixed}: {source}")]
+    Register { phase: String, fixed: String, source: RegisterError },
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Lesion(#[from] LesionError),
+    #[error("the study has no phase that overlaps the mask's grid; check that the mask belongs to this study")]
+    NoPhaseOnGrid,
+    #[error("no voxel of the region to cluster lies where every phase has data; check that the phases cover the liver")]
+    NotCovered,
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// How phases get onto the mask's grid.
+#[derive(Clone, Debug)]
+pub enum Alignment {
+    /// Demons onto the study's fixed phase first (what a multi-phase comparison needs,
+    /// since the patient breathes between phases).
+    Register(register::Params),
+    /// Resample in world coordinates only: for phases already registered (the output of
+    /// `hepaview register`) or a single phase.
+    Resample,
+}
+
+/// One phase on the analysis grid.
+#[derive(Clone)]
+pub struct AlignedPhase {
+    pub phase: Phase,
+    pub description: String,
+    pub volume: Arc<CtVolume>,
+    /// True when it went through a registration (false for the fixed phase itself).
+    pub registered: bool,
+    /// Voxels of the grid where this phase has data (1) or was filled in (0): scans cover
+    /// different slabs, and a filled-in value is not tissue. `None`: covers the whole grid.
+    pub coverage: Option<Arc<Mask>>,
+}
+
+/// Where a source grid has data, seen from `grid`, with each point moved by `field` (on
+/// `grid`) first when given: `None` when every voxel is covered.
+fn coverage(grid: &Geometry, src: &Geometry, field: Option<&Field>) -> Option<Mask> {
+    let [nz, ny, nx] = grid.shape;
+    let mut out = Array3::<u8>::zeros((nz, ny, nx));
+    out.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(k, mut slab)| {
+        for j in 0..ny {
+            for i in 0..nx {
+                let mut p = grid.index_to_world([i as f64, j as f64, k as f64]);
+                if let Some(f) = field {
+                    for c in 0..3 {
+                        p[c] += f.data[[k, j, i, c]] as f64;
+                    }
+                }
+                slab[[j, i]] = src.contains_index(src.world_to_index(p)) as u8;
+            }
+        }
+    });
+    if out.iter().all(|&v| v == 1) {
+        None
+    } else {
+        Some(Volume::new(out, grid.clone()))
+    }
+}
+
+/// Coverage of `src` on `grid`, through `field` (on its own grid) when given.
+fn coverage_on(grid: &Geometry, src: &Geometry, field: Option<&Field>) -> Option<Arc<Mask>> {
+    match field {
+        Some(f) if !same_grid(&f.geometry, grid) => coverage(&f.geometry, src, Some(f)).map(|c| Arc::new(c.resample_to(grid, Interp::Nearest, 0))),
+        f => coverage(grid, src, f).map(Arc::new),
+    }
+}
+
+/// Same shape and corners within 0.01 mm: no resampling needed.
+fn same_grid(a: &Geometry, b: &Geometry) -> bool {
+    a.shape == b.shape && a.max_corner_distance_mm(b) <= 0.01
+}
+
+fn onto_grid(v: &Arc<CtVolume>, grid: &Geometry) -> Arc<CtVolume> {
+    if same_grid(&v.geometry, grid) {
+        Arc::clone(v)
+    } else {
+        // −1024 (air) outside a phase's coverage: clusters and lesion statistics then see
+        // no tissue there instead of an edge value repeated.
+        Arc::new(v.resample_to(grid, Interp::Linear, -1024))
+    }
+}
+
+/// Every phase of `study` with a known phase name, on `grid`. With
+/// [`Alignment::Register`], the phases other than the fixed one are registered onto it
+/// first (`mask`, on the fixed grid, focuses the registration). Unknown phases are left
+/// out: a feature without a name means nothing to a radiologist.
+pub fn align_phases(study: &Study, grid: &Geometry, alignment: &Alignment, mask: Option<&Mask>, progress: ProgressFn) -> Result<Vec<AlignedPhase>, AnalysisError> {
+    let fixed_i = study.fixed_index();
+    let fixed = &study.phases[fixed_i];
+    let todo: Vec<usize> = (0..study.phases.len()).filter(|&i| study.phases[i].phase() != Phase::Unknown || i == fixed_i).collect();
+    let moving: Vec<usize> = todo.iter().copied().filter(|&i| i != fixed_i).collect();
+    let mut out = Vec::new();
+    let mut done = 0usize;
+    for &i in &todo {
+        let p = &study.phases[i];
+        let volume = match alignment {
+            Alignment::Register(params) if i != fixed_i => {
+                let share = 1.0 / moving.len().max(1) as f32;
+                let base = done as f32 * share;
+                let name = p.phase().as_str().to_string();
+                let report = |f: f32, m: &str| progress(base + share * f, &format!("registering {name}: {m}"));
+                let mask_on_fixed = mask.filter(|m| same_grid(&m.geometry, &fixed.volume.geometry));
+                let reg = register::register_ct(&fixed.volume, &p.volume, mask_on_fixed, params, &report).map_err(|e| match e {
+                    RegisterError::Cancelled => AnalysisError::Cancelled,
+                    source => AnalysisError::Register { phase: name.clone(), fixed: fixed.phase().as_str().into(), source },
+                })?;
+                done += 1;
+                (onto_grid(&Arc::new(reg.warped), grid), coverage_on(grid, &p.volume.geometry, Some(&reg.field)))
+            }
+            _ => {
+                if !progress(done as f32 / moving.len().max(1) as f32, &format!("resampling {}", p.phase())) {
+                    return Err(AnalysisError::Cancelled);
+                }
+                (onto_grid(&p.volume, grid), coverage_on(grid, &p.volume.geometry, None))
+            }
+        };
+        let (volume, coverage) = volume;
+        let registered = matches!(alignment, Alignment::Register(_)) && i != fixed_i;
+        out.push(AlignedPhase { phase: p.phase(), description: p.description.clone(), volume, registered, coverage });
+    }
+    if out.is_empty() {
+        return Err(AnalysisError::NoPhaseOnGrid);
+    }
+    Ok(out)
+}
+
+/// What the user chooses for a clustering.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ClusterRecipe {
+    pub k: usize,
+    /// Mask labels that make up the region (LiTS: liver 1 and tumour 2).
+    pub mask_labels: Vec<u8>,
+    /// Grow the region by this much so the liver edge and capsule are included.
+    pub margin_mm: f64,
+    /// Iterations of the 3×3×3 majority filter (0: off).
+    pub majority_iterations: usize,
+    pub seed: u64,
+}
+
+impl Default for ClusterRecipe {
+    fn default() -> Self {
+        ClusterRecipe { k: cluster::DEFAULT_K, mask_labels: vec![1, 2], margin_mm: 0.0, majority_iterations: 0, seed: 0 }
+    }
+}
+
+/// k-means of the region's voxels with one HU feature per phase; clusters numbered by
+/// increasing portal-venous HU (the first phase's when there is none) so colours are
+/// stable from run to run.
+pub fn cluster_phases(phases: &[AlignedPhase], mask: &Mask, recipe: &ClusterRecipe, progress: ProgressFn) -> Result<Clustering, AnalysisError> {
+    let region = cluster_region(phases, mask, recipe)?;
+    let named: Vec<(&str, &CtVolume)> = phases.iter().map(|p| (p.phase.as_str(), p.volume.as_ref())).collect();
+    let features = cluster::build_features(&named, &region, &FeatureOptions { mask_labels: vec![1], margin_mm: 0.0 })?;
+    let order = features.feature_index(Phase::PortalVenous.as_str()).or(Some(0));
+    let opts = ClusterOptions {
+        kmeans: KMeansOptions { k: recipe.k, seed: recipe.seed, ..Default::default() },
+        order_by_feature: order,
+        majority_iterations: recipe.majority_iterations,
+    };
+    cluster::cluster_voxels(&features, &opts, progress).map_err(|e| match e {
+        ClusterError::Cancelled => AnalysisError::Cancelled,
+        e => AnalysisError::Cluster(e),
+    })
+}
+
+/// The region to cluster as a 0/1 mask: the recipe's labels grown by its margin, less the
+/// voxels some phase does not cover (so k-means spends no cluster on filled-in values).
+pub fn cluster_region(phases: &[AlignedPhase], mask: &Mask, recipe: &ClusterRecipe) -> Result<Mask, AnalysisError> {
+    let region = cluster::region_mask(mask, &recipe.mask_labels, recipe.margin_mm)?;
+    let mut m = Volume::new(region.mapv(u8::from), mask.geometry.clone());
+    for c in phases.iter().filter_map(|p| p.coverage.as_deref()).filter(|c| c.geometry.shape == mask.geometry.shape) {
+        Zip::from(&mut m.data).and(&c.data).for_each(|v, &c| *v &= c);
+    }
+    if !m.data.iter().any(|&v| v == 1) {
+        return Err(AnalysisError::NotCovered);
+    }
+    Ok(m)
+}
+
+/// Lesion measurements of `mask` in every aligned phase.
+pub fn measure_lesions(phases: &[AlignedPhase], mask: &Mask, opts: &LesionOptions) -> Result<LesionReport, AnalysisError> {
+    let named: Vec<(Phase, &CtVolume)> = phases.iter().map(|p| (p.phase, p.volume.as_ref())).collect();
+    Ok(lesion::analyse_lesions(mask, &named, opts)?)
+}

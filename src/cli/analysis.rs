@@ -1,0 +1,182 @@
+//! `hepaview cluster` and `hepaview report`: open the study, bring its phases onto the
+//! mask's grid (registered onto the fixed phase unless told not to), then cluster or
+//! measure, and write files. All the work is in `hepaview::analysis`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use hepaview::analysis::{self, AlignedPhase, Alignment, ClusterRecipe};
+use hepaview::io::nifti;
+use hepaview::lesion::LesionOptions;
+use hepaview::register::Params as RegisterParams;
+use hepaview::report::{self, ReportFiles, ReportInput};
+use hepaview::study::Study;
+use hepaview::volume::Mask;
+
+use super::{open_study, progress_bar_1000};
+
+/// The mask named on the command line, else the label file opened with a NIfTI study.
+fn load_mask(study: &Study, mask: Option<&Path>) -> Result<(Mask, String)> {
+    match mask {
+        Some(p) => {
+            let (m, warnings) = nifti::read_mask(p).with_context(|| format!("reading the mask {}", p.display()))?;
+            for w in warnings {
+                eprintln!("! {w}");
+            }
+            Ok((m, p.display().to_string()))
+        }
+        None => match &study.labels {
+            Some(l) => Ok(((*l.mask).clone(), l.source.display().to_string())),
+            None => bail!("no mask: give --mask MASK.nii.gz (liver 1, tumour 2, on the study's grid or any grid of the same patient)"),
+        },
+    }
+}
+
+/// The study's phases on `mask`'s grid, with a progress bar.
+fn aligned(study: &Study, mask: &Mask, no_register: bool) -> Result<Vec<AlignedPhase>> {
+    let alignment = if no_register || study.phases.len() < 2 { Alignment::Resample } else { Alignment::Register(RegisterParams::default()) };
+    let pb = progress_bar_1000();
+    let report = |f: f32, m: &str| {
+        pb.set_position((f.clamp(0.0, 1.0) * 1000.0) as u64);
+        pb.set_message(m.to_string());
+        true
+    };
+    let phases = analysis::align_phases(study, &mask.geometry, &alignment, None, &report);
+    pb.finish_and_clear();
+    let phases = phases?;
+    let how = match alignment {
+        Alignment::Register(_) => "registered onto the fixed phase (diffeomorphic Demons)",
+        Alignment::Resample => "resampled in world coordinates (not registered)",
+    };
+    let names: Vec<_> = phases.iter().map(|p| p.phase.as_str()).collect();
+    println!("Phases on the mask's grid: {} ({how})", names.join(", "));
+    Ok(phases)
+}
+
+fn alignment_note(phases: &[AlignedPhase]) -> String {
+    if phases.iter().any(|p| p.registered) {
+        "Phases registered onto the fixed phase with diffeomorphic Demons before measuring.".into()
+    } else {
+        "Phases not registered here (resampled in world coordinates): use registered phases for multi-phase comparisons.".into()
+    }
+}
+
+pub struct ClusterArgs<'a> {
+    pub paths: &'a [PathBuf],
+    pub overrides: &'a [String],
+    pub mask: Option<&'a Path>,
+    pub recipe: ClusterRecipe,
+    pub no_register: bool,
+    pub out: &'a Path,
+}
+
+pub fn cluster(a: ClusterArgs) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    let name = a.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if !(name.ends_with(".nii.gz") || name.ends_with(".nii")) {
+        bail!("--out {}: give a NIfTI file name ending in .nii.gz or .nii", a.out.display());
+    }
+    let json_path = a.out.with_file_name(format!("{}.json", name.trim_end_matches(".gz").trim_end_matches(".nii")));
+    for p in [a.out, json_path.as_path()] {
+        if p.exists() {
+            bail!("{} already exists; choose another --out name (Hepaview never overwrites files)", p.display());
+        }
+    }
+    let study = open_study(a.paths, a.overrides)?;
+    let (mask, mask_source) = load_mask(&study, a.mask)?;
+    let phases = aligned(&study, &mask, a.no_register)?;
+    let pb = progress_bar_1000();
+    let report = |f: f32, m: &str| {
+        pb.set_position((f.clamp(0.0, 1.0) * 1000.0) as u64);
+        pb.set_message(format!("k-means: {m}"));
+        true
+    };
+    let clustering = analysis::cluster_phases(&phases, &mask, &a.recipe, &report);
+    pb.finish_and_clear();
+    let c = clustering?;
+    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    nifti::write_volume(&c.labels, a.out)?;
+    let json = serde_json::json!({
+        "mask": mask_source,
+        "recipe": a.recipe,
+        "phases": phases.iter().map(|p| serde_json::json!({"phase": p.phase.slug(), "series": p.description, "registered": p.registered})).collect::<Vec<_>>(),
+        "note": alignment_note(&phases),
+        "clusters": c.report,
+    });
+    std::fs::write(&json_path, serde_json::to_string_pretty(&json)?).with_context(|| format!("writing {}", json_path.display()))?;
+    println!("cluster  {}  voxels    volume mL", c.report.feature_names.iter().map(|n| format!("{n:>14}")).collect::<String>());
+    for s in &c.report.clusters {
+        println!("{:>7}  {}  {:>7}  {:>10.1}", s.label, s.mean.iter().map(|m| format!("{:>11.0} HU", m)).collect::<String>(), s.voxel_count, s.volume_ml);
+    }
+    println!(
+        "k-means: {} iterations{}, inertia {:.4e}; written {} and {} in {:.1} s",
+        c.report.iterations,
+        if c.report.converged { "" } else { " (stopped at the limit)" },
+        c.report.inertia,
+        a.out.display(),
+        json_path.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+pub struct ReportArgs<'a> {
+    pub paths: &'a [PathBuf],
+    pub overrides: &'a [String],
+    pub mask: Option<&'a Path>,
+    pub lesion: LesionOptions,
+    /// Also cluster the liver with this k and put the clusters in the report.
+    pub clusters: Option<usize>,
+    pub no_register: bool,
+    pub out: &'a Path,
+}
+
+pub fn report(a: ReportArgs) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    let files = ReportFiles::in_dir(a.out);
+    for p in [&files.json, &files.csv, &files.html] {
+        if p.exists() {
+            bail!("{} already exists; choose another --out folder (Hepaview never overwrites files)", p.display());
+        }
+    }
+    let study = open_study(a.paths, a.overrides)?;
+    let (mask, mask_source) = load_mask(&study, a.mask)?;
+    let phases = aligned(&study, &mask, a.no_register)?;
+    let lesions = analysis::measure_lesions(&phases, &mask, &a.lesion)?;
+    let clusters = match a.clusters {
+        Some(k) => {
+            let recipe = ClusterRecipe { k, ..Default::default() };
+            Some(analysis::cluster_phases(&phases, &mask, &recipe, &|_, _| true)?.report)
+        }
+        None => None,
+    };
+    let input = ReportInput {
+        title: study.title.clone(),
+        phases: &phases,
+        mask: &mask,
+        mask_source,
+        lesions: &lesions,
+        clusters: clusters.as_ref(),
+        notes: vec![alignment_note(&phases)],
+    };
+    let files = report::write_report(&input, a.out)?;
+    for l in &lesions.lesions {
+        println!(
+            "lesion {}: {:.2} mL, RECIST {:.1} x {:.1} mm{}, hint: {}",
+            l.id,
+            l.volume_ml,
+            l.recist.long_axis_mm,
+            l.recist.short_axis_mm,
+            if l.touches_edge { " (touches the scan edge)" } else { "" },
+            l.pattern.summary
+        );
+    }
+    if lesions.lesions.is_empty() {
+        println!("no lesion (label {}) in the mask", a.lesion.lesion_label);
+    }
+    println!("Written {}, {}, {} in {:.1} s", files.html.display(), files.csv.display(), files.json.display(), t0.elapsed().as_secs_f64());
+    Ok(())
+}
