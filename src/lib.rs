@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod fuzzing;
 pub mod io;
 pub mod lesion;
+pub mod mesh;
 pub mod phantom;
 pub mod register;
 pub mod report;
