@@ -10,6 +10,8 @@ command -v dcm2niix >/dev/null 2>&1 || need+=(dcm2niix)
 command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
 # headless Chromium renders the HTML lesion report in a test
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# admesh checks that exported STL surfaces are closed
+command -v admesh >/dev/null 2>&1 || need+=(admesh)
 command -v cargo >/dev/null 2>&1 || need+=(cargo)
 # Mesa lavapipe: Vulkan on the CPU, so the GPU viewer tests render without a GPU
 ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || need+=(mesa-vulkan-drivers)

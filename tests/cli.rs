@@ -139,3 +139,44 @@ fn register_names_a_missing_phase() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no portal_venous phase"), "{err}");
 }
+
+/// Numbers admesh prints after `label :` (both columns for the facet table).
+fn admesh_numbers(report: &str, label: &str) -> Vec<f64> {
+    let line = report.lines().find(|l| l.trim_start().starts_with(label)).unwrap_or_else(|| panic!("admesh printed no {label:?}:\n{report}"));
+    line.split(':').skip(1).flat_map(|s| s.split_whitespace().filter_map(|w| w.parse::<f64>().ok()).collect::<Vec<_>>()).collect()
+}
+
+#[test]
+fn mesh_exports_closed_surfaces_that_admesh_accepts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    assert!(hepaview().args(["demo", "--small", "--out"]).arg(&dir).status().unwrap().success());
+    let out_dir = tmp.path().join("meshes");
+    let out = hepaview().arg("mesh").arg(dir.join("labels.nii.gz")).arg("--out").arg(&out_dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("objects.json")).unwrap()).unwrap();
+    let objects = summary["objects"].as_array().unwrap();
+    let truth: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("lesions.json")).unwrap()).unwrap();
+    let n_lesions = truth.as_array().or_else(|| truth["lesions"].as_array()).unwrap().len();
+    assert_eq!(objects.len(), 1 + n_lesions, "the liver and one object per tumour");
+    assert!(out_dir.join("objects.obj").is_file());
+
+    let again = hepaview().arg("mesh").arg(dir.join("labels.nii.gz")).arg("--out").arg(&out_dir).output().unwrap();
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    let Some(admesh) = common::tool("admesh") else { return };
+    for o in objects {
+        let stl = out_dir.join(o["stl_file"].as_str().unwrap());
+        let report = Command::new(&admesh).arg(&stl).output().unwrap();
+        let text = String::from_utf8_lossy(&report.stdout);
+        assert_eq!(admesh_numbers(&text, "Total disconnected facets"), vec![0.0, 0.0], "{text}");
+        assert_eq!(admesh_numbers(&text, "Backwards edges")[0], 0.0, "{text}");
+        assert_eq!(admesh_numbers(&text, "Number of parts")[0], 1.0, "{text}");
+        assert_eq!(admesh_numbers(&text, "Degenerate facets")[0], 0.0, "{text}");
+        // admesh's own volume agrees with ours (8 mm demo voxels are too coarse to compare
+        // with the voxel count; tests/mesh.rs does that on fine grids)
+        let volume_ml = admesh_numbers(&text, "Number of parts")[1] / 1000.0;
+        let ours_ml = o["mesh_volume_ml"].as_f64().unwrap();
+        assert!((volume_ml / ours_ml - 1.0).abs() < 0.005, "{}: admesh volume {volume_ml} mL vs ours {ours_ml} mL", o["name"]);
+    }
+}

@@ -191,6 +191,27 @@ pub enum Command {
         #[arg(long = "phase", value_name = "N=PHASE")]
         phase_overrides: Vec<String>,
     },
+    /// Surfaces of a label mask (liver, each tumour, vessels) as STL and/or OBJ in LPS or
+    /// RAS mm, one file per object, plus objects.json with volumes, areas and bounds.
+    Mesh {
+        /// Label mask (NIfTI): liver 1, tumour 2, vessels 3.
+        mask: PathBuf,
+        /// Output folder (created if missing; existing files are never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// stl (one binary STL per object), obj (one OBJ with a group per object) or both.
+        #[arg(long, default_value = "both")]
+        format: String,
+        /// Write RAS coordinates (3D Slicer, NIfTI tools) instead of LPS (DICOM).
+        #[arg(long)]
+        ras: bool,
+        /// Leave out tumours smaller than this (mL).
+        #[arg(long, default_value_t = 0.05)]
+        min_tumour_ml: f64,
+        /// Triangle budget of the liver surface (decimated to it).
+        #[arg(long, default_value_t = 300_000)]
+        max_triangles_liver: usize,
+    },
     /// Write the built-in tri-phase demo study (DICOM + labels + true fields) to a folder.
     Demo {
         #[arg(long)]
@@ -288,6 +309,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let lesion = hepaview::lesion::LesionOptions { lesion_label, liver_labels, min_volume_ml, ..Default::default() };
             analysis::report(analysis::ReportArgs { paths: &paths, overrides: &phase_overrides, mask: mask.as_deref(), lesion, clusters, no_register, out: &out })
         }
+        Some(Command::Mesh { mask, out, format, ras, min_tumour_ml, max_triangles_liver }) => mesh_cmd(&mask, &out, &format, ras, min_tumour_ml, max_triangles_liver),
         Some(Command::Demo { out, small }) => {
             let opts = if small { phantom::PhantomOptions::small() } else { phantom::PhantomOptions::default() };
             phantom::write_demo_study(&out, &opts).with_context(|| format!("writing the demo study to {}", out.display()))?;
@@ -295,6 +317,37 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn mesh_cmd(mask: &Path, out: &Path, format: &str, ras: bool, min_tumour_ml: f64, max_triangles_liver: usize) -> Result<()> {
+    use hepaview::mesh::{export, MeshOptions};
+    let t0 = std::time::Instant::now();
+    let format = match format {
+        "stl" => export::Format::Stl,
+        "obj" => export::Format::Obj,
+        "both" => export::Format::Both,
+        other => bail!("--format {other:?}: use stl, obj or both"),
+    };
+    let frame = if ras { export::Frame::Ras } else { export::Frame::Lps };
+    let (m, warnings) = nifti::read_mask(mask).with_context(|| format!("reading the mask {}", mask.display()))?;
+    for w in warnings {
+        eprintln!("! {w}");
+    }
+    let opts = MeshOptions { min_tumour_ml, max_triangles_liver, ..MeshOptions::default() };
+    let summary = export::export_objects(&m, &opts, out, format, frame)?;
+    for o in &summary.objects {
+        println!(
+            "{:<12} {:>9.2} mL mesh, {:>9.2} mL voxels ({:+.1} %), {:>7} triangles{}",
+            o.name,
+            o.mesh_volume_ml,
+            o.voxel_volume_ml,
+            (o.mesh_over_voxel_volume - 1.0) * 100.0,
+            o.triangles,
+            if o.closed { "" } else { ", NOT closed" }
+        );
+    }
+    println!("{} files written to {} in {:.1} s", summary.files.len(), out.display(), t0.elapsed().as_secs_f64());
+    Ok(())
 }
 
 fn parse_levels(raw: &str) -> Result<Vec<LevelPlan>> {
