@@ -512,11 +512,12 @@ mod tests {
     #[test]
     fn random_masks_give_closed_manifolds_of_the_right_size() {
         // Every case and every ambiguous face occurs in random noise; the mesh must stay
-        // closed and manifold, and its volume stay near the voxel count (cut corners and
-        // filled notches of ±1/48 voxel per cell).
+        // closed, manifold and orientable (even Euler characteristic), and enclose at least
+        // the octahedron of every voxel (1/6 voxel, an isolated voxel's surface) and at most
+        // the voxels' box grown by half a voxel.
         let mut state = 0x2545_f491_4f6c_dd1du64;
-        for density in [0.2, 0.5, 0.8] {
-            let m = cube_mask([9, 10, 11], |_, _, _| {
+        for density in [0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9].repeat(4) {
+            let m = cube_mask([9, 10, 70], |_, _, _| {
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
@@ -526,8 +527,9 @@ mod tests {
             s.check_closed().unwrap();
             assert!(s.is_closed_manifold(), "density {density}");
             let voxels = m.data.iter().filter(|&&v| v == 1).count() as f64;
-            assert!(s.volume_ml() > 0.0);
-            assert!((s.volume_ml() * 1000.0 - voxels).abs() < 0.35 * voxels, "{} vs {voxels}", s.volume_ml() * 1000.0);
+            assert_eq!(s.euler_characteristic() % 2, 0);
+            let v = s.volume_ml() * 1000.0;
+            assert!(v >= voxels / 6.0 - 1e-3 && v <= 10.0 * 11.0 * 71.0, "{v} mm³ for {voxels} voxels");
         }
     }
 
