@@ -84,6 +84,12 @@ fn sphere_on_an_anisotropic_oblique_left_handed_grid() {
     assert_closed(&m, "sphere");
     assert_eq!(m.shell_count(), 1);
     assert_eq!(m.euler_characteristic(), 2, "a sphere has genus 0");
+    // Indexed: every vertex once (each sits on its own grid edge).
+    let mut keys: Vec<[u32; 3]> = m.positions_mm.iter().map(|p| p.map(f32::to_bits)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), m.vertex_count(), "duplicate vertices");
+    assert!(m.triangles.iter().flatten().all(|&v| (v as usize) < m.vertex_count()));
 
     let analytic_ml = 4.0 / 3.0 * PI * s.r.powi(3) / 1000.0;
     let voxel_vol = voxels(&s.mask, 1) as f64 * voxel_ml(&s.mask.geometry);

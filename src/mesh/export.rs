@@ -277,7 +277,10 @@ fn publish(dir: &Path, outputs: &[(String, Vec<u8>)]) -> Result<(), MeshError> {
     if let Some((name, _)) = outputs.iter().find(|(n, _)| dir.join(n).symlink_metadata().is_ok()) {
         return Err(MeshError::Exists { path: dir.join(name) });
     }
-    let temps: Vec<PathBuf> = outputs.iter().map(|(n, _)| dir.join(format!(".{n}.{}.part", std::process::id()))).collect();
+    // Process id and a per-process counter keep concurrent exports' temporaries apart.
+    static EXPORTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = EXPORTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temps: Vec<PathBuf> = outputs.iter().map(|(n, _)| dir.join(format!(".{n}.{}-{run}.part", std::process::id()))).collect();
     let cleanup = |paths: &[PathBuf]| {
         for p in paths {
             let _ = std::fs::remove_file(p);
