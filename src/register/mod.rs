@@ -5,6 +5,7 @@
 //! Fields follow ITK's convention (`moving(x + u(x)) ≈ fixed(x)`, `u` in LPS mm on the fixed
 //! grid). Everything here is a pure function over `Volume`s.
 
+pub mod affine;
 pub mod compare;
 mod demons;
 pub mod histogram;
@@ -137,6 +138,10 @@ pub enum RegisterError {
     SpacingMismatch { fixed: String, moving: String },
     #[error("the {which} image is constant ({value} HU everywhere it overlaps): nothing to register")]
     Constant { which: &'static str, value: f32 },
+    #[error("the {which} study has no voxels above {threshold_hu} HU (no body to align); check that it is a CT")]
+    NoBody { which: &'static str, threshold_hu: f32 },
+    #[error("after the {model} alignment the studies overlap in only {points} compared points; they may be different patients or body regions, or the alignment failed (nudge it by hand and retry)")]
+    NoCommonPoints { model: String, points: usize },
     #[error("invalid registration settings: {0}")]
     BadParams(String),
     #[error("registration cancelled")]
