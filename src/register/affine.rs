@@ -505,7 +505,7 @@ fn update_size_mm(d: &[f64], radius: f64) -> f64 {
 /// centres of mass), coarse to fine.
 pub fn register_affine(fixed: &CtVolume, moving: &CtVolume, params: &AffineParams, init: Option<AffineTransform>, progress: Progress) -> Result<AffineResult, RegisterError> {
     let t0 = std::time::Instant::now();
-    if params.level_spacing_mm.is_empty() || params.iterations == 0 || params.max_points < 100 || !(params.radius_mm > 0.0) || !(params.min_step_mm > 0.0) {
+    if params.level_spacing_mm.is_empty() || params.iterations == 0 || params.max_points < 100 || params.radius_mm.is_nan() || params.radius_mm <= 0.0 || params.min_step_mm.is_nan() || params.min_step_mm <= 0.0 {
         return Err(RegisterError::BadParams("affine: give at least one level, iterations ≥ 1, max_points ≥ 100, radius and min step > 0".into()));
     }
     let cf = centre_of_mass(fixed, params.body_threshold_hu).ok_or(RegisterError::NoBody { which: "fixed", threshold_hu: params.body_threshold_hu })?;

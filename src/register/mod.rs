@@ -157,7 +157,7 @@ impl Params {
         if self.levels.iter().any(|l| !(l.factor >= 1.0 && l.factor <= 64.0)) {
             return bad("level factors must lie in 1..=64");
         }
-        if !(self.sigma_diffusion_mm >= 0.0 && self.sigma_diffusion_mm <= 50.0) || !(self.sigma_fluid_mm >= 0.0 && self.sigma_fluid_mm <= 50.0) {
+        if !(self.sigma_diffusion_mm >= 0.0 && self.sigma_diffusion_mm <= 50.0 && self.sigma_fluid_mm >= 0.0 && self.sigma_fluid_mm <= 50.0) {
             return bad("smoothing σ must lie in 0..=50 mm");
         }
         if !(self.max_step_vox > 0.0 && self.max_step_vox <= 5.0) {

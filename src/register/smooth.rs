@@ -85,6 +85,9 @@ pub fn gaussian_smooth(data: &mut [f32], shape: [usize; 3], ncomp: usize, sigma_
         let out_ptr = SyncPtr(scratch.as_mut_ptr());
         let input: &[f32] = data;
         (0..ny).into_par_iter().for_each(|j| {
+            // Moves the Send wrapper into the closure whole; without it edition 2021 captures
+            // only its raw-pointer field, which is not Send.
+            #[allow(clippy::redundant_locals)]
             let out_ptr = out_ptr;
             for k in 0..nz {
                 // SAFETY: each (k, j) row is written by exactly one task (the one owning j),
