@@ -9,6 +9,7 @@
 pub mod analysis;
 pub mod app;
 pub mod cluster;
+pub mod edit;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod io;

@@ -7,6 +7,7 @@ pub mod dicom;
 pub mod dicom_write;
 pub mod nifti;
 pub mod phase;
+pub mod seg;
 
 use std::fmt;
 use std::path::PathBuf;

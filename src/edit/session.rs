@@ -1,0 +1,678 @@
+//! Never losing an edit: a session folder per study holding a snapshot of the mask, a
+//! journal of every completed edit since that snapshot, and a small JSON manifest.
+//!
+//! - **Where.** `<study>/.hepaview-session/` for a study folder (for a study file,
+//!   `<folder>/.hepaview-session/<file name>/`) when that can be written; otherwise
+//!   `$XDG_DATA_HOME/hepaview/sessions/<hash of the study path>/` (or
+//!   `~/.local/share/…`), so read-only studies (a CD, a PACS export share) work too.
+//! - **Snapshot** (`mask.hvsnap`): the whole mask, deflated in z slabs in parallel, with
+//!   its grid, the edit counter and the journal sequence number it includes, and a CRC.
+//!   Written atomically: temporary file in the same folder, fsync, rename, fsync folder.
+//!   A crash leaves either the old snapshot or the new one, never half of one.
+//! - **Journal** (`journal.hvj`): one record per completed edit (a stroke, an undo, a
+//!   redo, a tool): the edit's bricks as they are afterwards, deflated, with a sequence
+//!   number and a CRC, appended and fsync'd before the call returns. Replaying the records
+//!   newer than the snapshot over it gives the mask after the last completed edit. A
+//!   record cut short by a crash (SIGKILL, power loss) fails its length or CRC check and
+//!   is ignored, and cut off before anything is appended again.
+//! - **Manifest** (`manifest.json`): study path, file names, times, edit counter, and
+//!   where and at which edit count the user last saved. `pending_restore` compares the
+//!   counters: there is something to offer when edits were made after the last save.
+//!
+//! Records hold brick contents, not changes, so replaying one twice gives the same mask:
+//! a crash between writing a snapshot and starting the next journal loses nothing.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ndarray::{Array3, Axis};
+use rayon::prelude::*;
+
+use super::history::{brick_contents, Touched};
+use super::{BrickGrid, LabelTable};
+use crate::volume::{Geometry, Mask, Volume};
+
+const SNAPSHOT: &str = "mask.hvsnap";
+const JOURNAL: &str = "journal.hvj";
+const MANIFEST: &str = "manifest.json";
+const SNAP_MAGIC: &[u8; 8] = b"HVSNAP01";
+const JOURNAL_MAGIC: &[u8; 8] = b"HVJRNL01";
+const RECORD_MAGIC: &[u8; 4] = b"HVR1";
+/// z slices per deflated chunk of a snapshot (chunks compress in parallel).
+const SLAB: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("{}: {source}; check that the folder exists and that you may write there (the session lives in {})", path.display(), dir.display())]
+    Io { path: PathBuf, dir: PathBuf, source: io::Error },
+    #[error("{}: the session file is damaged ({what}); move the session folder {} aside to start afresh (the edits in it cannot be recovered)", path.display(), dir.display())]
+    Corrupt { path: PathBuf, dir: PathBuf, what: String },
+    #[error("no autosaved mask in {}; nothing to restore", dir.display())]
+    NothingToRestore { dir: PathBuf },
+    #[error("the mask's grid {mask:?} differs from the session's {session:?}; autosave the new mask first")]
+    ShapeMismatch { mask: [usize; 3], session: [usize; 3] },
+}
+
+/// What `manifest.json` holds.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    pub version: u32,
+    /// The study the mask belongs to, as given when the session was opened.
+    pub study_path: PathBuf,
+    pub mask_file: String,
+    pub journal_file: String,
+    /// Milliseconds since the Unix epoch of the last snapshot or journal record.
+    pub updated_unix_ms: u64,
+    /// Completed edits (records) since the session began.
+    pub edit_counter: u64,
+    /// Where the user last saved the mask, and at which edit count.
+    pub saved_to: Option<PathBuf>,
+    pub saved_edit_counter: Option<u64>,
+    pub saved_unix_ms: Option<u64>,
+    /// The label table in use, when the viewer stored one.
+    #[serde(default)]
+    pub labels: Option<LabelTable>,
+}
+
+/// Header of a snapshot (JSON inside the file).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct SnapHeader {
+    geometry: Geometry,
+    edit_counter: u64,
+    /// Journal records up to this sequence number are in the snapshot.
+    last_seq: u64,
+    written_unix_ms: u64,
+    slab: usize,
+    chunk_lens: Vec<u64>,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct JournalHeader {
+    shape: [usize; 3],
+    /// Records after this sequence number follow.
+    base_seq: u64,
+}
+
+/// What a session holds that was not saved by the user.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RestoreInfo {
+    pub session_dir: PathBuf,
+    pub study_path: PathBuf,
+    /// Edits (completed strokes and tools, undos, redos) in the session.
+    pub edit_counter: u64,
+    /// The edit count at the user's last save (`None`: never saved).
+    pub saved_edit_counter: Option<u64>,
+    pub saved_to: Option<PathBuf>,
+    /// Journal records newer than the snapshot (replayed on restore).
+    pub journal_records: usize,
+    /// A record cut short by a crash was found (and will be ignored).
+    pub torn_tail: bool,
+    /// When the session was last written, ms since the Unix epoch.
+    pub updated_unix_ms: u64,
+}
+
+/// A restored mask.
+#[derive(Clone, Debug)]
+pub struct Restored {
+    pub mask: Mask,
+    pub info: RestoreInfo,
+    pub labels: Option<LabelTable>,
+}
+
+/// One study's session. Not `Clone`: one writer per session folder.
+pub struct Session {
+    dir: PathBuf,
+    manifest: Manifest,
+    /// Shape and seq of the snapshot on disk, if any.
+    snapshot: Option<([usize; 3], u64)>,
+    seq: u64,
+    journal_records: usize,
+    torn_tail: bool,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// FNV-1a 64 of the bytes: a short, stable name for a study's fallback session folder.
+fn path_hash(p: &Path) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in p.to_string_lossy().as_bytes() {
+        h = (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The per-user data folder: `$XDG_DATA_HOME`, else `~/.local/share`.
+pub fn user_data_home() -> Option<PathBuf> {
+    match std::env::var_os("XDG_DATA_HOME") {
+        Some(p) if !p.is_empty() && Path::new(&p).is_absolute() => Some(PathBuf::from(p)),
+        _ => std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".local/share")),
+    }
+}
+
+/// The session folder beside a study, whether or not it can be written.
+pub fn beside_study_dir(study: &Path) -> PathBuf {
+    if study.is_dir() {
+        study.join(".hepaview-session")
+    } else {
+        let name = study.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "study".into());
+        study.parent().unwrap_or(Path::new(".")).join(".hepaview-session").join(name)
+    }
+}
+
+/// The fallback session folder of a study under a data home.
+pub fn data_home_dir(study: &Path, data_home: &Path) -> PathBuf {
+    let canon = fs::canonicalize(study).unwrap_or_else(|_| study.to_path_buf());
+    data_home.join("hepaview").join("sessions").join(path_hash(&canon))
+}
+
+/// Can we create files in `dir` (creating it if needed)? Tries for real: permission bits
+/// say nothing about read-only mounts, and root ignores them.
+fn writable(dir: &Path) -> bool {
+    if fs::create_dir_all(dir).is_err() {
+        return false;
+    }
+    let probe = dir.join(format!(".probe-{}", std::process::id()));
+    match OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = fs::remove_file(&probe);
+            true
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let _ = fs::remove_file(&probe);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+impl Session {
+    /// Opens (or starts) the session of `study`: beside it when writable, else in the
+    /// user's data folder.
+    pub fn open_for(study: &Path) -> Result<Session, SessionError> {
+        Self::open_for_with_data_home(study, user_data_home().as_deref())
+    }
+
+    /// As [`Session::open_for`] with an explicit fallback data home (tests, portable
+    /// installs).
+    pub fn open_for_with_data_home(study: &Path, data_home: Option<&Path>) -> Result<Session, SessionError> {
+        let beside = beside_study_dir(study);
+        if writable(&beside) {
+            return Self::open_in(study, &beside);
+        }
+        let home = data_home.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+        let dir = data_home_dir(study, &home);
+        Self::open_in(study, &dir)
+    }
+
+    /// Opens (or starts) a session in `dir`.
+    pub fn open_in(study: &Path, dir: &Path) -> Result<Session, SessionError> {
+        fs::create_dir_all(dir).map_err(|source| SessionError::Io { path: dir.to_path_buf(), dir: dir.to_path_buf(), source })?;
+        let manifest_path = dir.join(MANIFEST);
+        let manifest = match fs::read(&manifest_path) {
+            Ok(bytes) => serde_json::from_slice::<Manifest>(&bytes).map_err(|e| SessionError::Corrupt {
+                path: manifest_path.clone(),
+                dir: dir.to_path_buf(),
+                what: e.to_string(),
+            })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Manifest {
+                version: 1,
+                study_path: study.to_path_buf(),
+                mask_file: SNAPSHOT.into(),
+                journal_file: JOURNAL.into(),
+                updated_unix_ms: 0,
+                edit_counter: 0,
+                saved_to: None,
+                saved_edit_counter: None,
+                saved_unix_ms: None,
+                labels: None,
+            },
+            Err(source) => return Err(SessionError::Io { path: manifest_path, dir: dir.to_path_buf(), source }),
+        };
+        let mut s = Session { dir: dir.to_path_buf(), manifest, snapshot: None, seq: 0, journal_records: 0, torn_tail: false };
+        s.manifest.study_path = study.to_path_buf();
+        if let Some(h) = s.read_snapshot_header()? {
+            s.snapshot = Some((h.geometry.shape, h.last_seq));
+            s.seq = h.last_seq;
+            s.manifest.edit_counter = h.edit_counter;
+            s.manifest.updated_unix_ms = s.manifest.updated_unix_ms.max(h.written_unix_ms);
+        }
+        // Find the end of the last whole record; cut a torn tail off so that later
+        // records are appended after whole ones.
+        let scan = s.scan_journal(false)?;
+        if let Some(scan) = scan {
+            s.torn_tail = scan.torn;
+            if let Some((seq, counter)) = scan.last {
+                s.seq = s.seq.max(seq);
+                s.manifest.edit_counter = s.manifest.edit_counter.max(counter);
+            }
+            s.journal_records = scan.newer;
+            if scan.torn {
+                let path = s.dir.join(JOURNAL);
+                let f = OpenOptions::new().write(true).open(&path).map_err(|e| s.io(&path, e))?;
+                f.set_len(scan.good_len).map_err(|e| s.io(&path, e))?;
+                f.sync_all().map_err(|e| s.io(&path, e))?;
+            }
+        }
+        Ok(s)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn journal_path(&self) -> PathBuf {
+        self.dir.join(JOURNAL)
+    }
+
+    pub fn snapshot_path(&self) -> PathBuf {
+        self.dir.join(SNAPSHOT)
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Completed edits in this session.
+    pub fn edit_counter(&self) -> u64 {
+        self.manifest.edit_counter
+    }
+
+    /// True when edits were journaled since the last snapshot (time to autosave).
+    pub fn needs_autosave(&self) -> bool {
+        self.journal_records > 0
+    }
+
+    fn io(&self, path: &Path, source: io::Error) -> SessionError {
+        SessionError::Io { path: path.to_path_buf(), dir: self.dir.clone(), source }
+    }
+
+    fn corrupt(&self, path: &Path, what: impl Into<String>) -> SessionError {
+        SessionError::Corrupt { path: path.to_path_buf(), dir: self.dir.clone(), what: what.into() }
+    }
+
+    /// Writes `bytes` as `name` in the session folder atomically.
+    fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), SessionError> {
+        let path = self.dir.join(name);
+        let tmp = self.dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let res = (|| -> io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            drop(f);
+            fs::rename(&tmp, &path)?;
+            // the rename itself is durable only once the folder is
+            File::open(&self.dir)?.sync_all()
+        })();
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        res.map_err(|e| self.io(&path, e))
+    }
+
+    fn write_manifest(&self) -> Result<(), SessionError> {
+        let bytes = serde_json::to_vec_pretty(&self.manifest).map_err(|e| self.io(&self.dir.join(MANIFEST), io::Error::other(e)))?;
+        self.write_atomic(MANIFEST, &bytes)
+    }
+
+    /// Writes a snapshot of `mask` (all edits so far) and starts an empty journal.
+    pub fn autosave(&mut self, mask: &Mask) -> Result<(), SessionError> {
+        let geometry = Geometry { shape: mask.shape(), ..mask.geometry.clone() };
+        let std_data;
+        let data: &Array3<u8> = if mask.data.is_standard_layout() {
+            &mask.data
+        } else {
+            std_data = mask.data.as_standard_layout().into_owned();
+            &std_data
+        };
+        let chunks: Vec<Vec<u8>> = data
+            .axis_chunks_iter(Axis(0), SLAB)
+            .into_par_iter()
+            .map(|slab| {
+                let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+                match slab.as_slice() {
+                    Some(s) => {
+                        let _ = enc.write_all(s);
+                    }
+                    None => {
+                        let v: Vec<u8> = slab.iter().copied().collect();
+                        let _ = enc.write_all(&v);
+                    }
+                }
+                enc.finish().unwrap_or_default()
+            })
+            .collect();
+        let now = now_ms();
+        let header = SnapHeader {
+            geometry,
+            edit_counter: self.manifest.edit_counter,
+            last_seq: self.seq,
+            written_unix_ms: now,
+            slab: SLAB,
+            chunk_lens: chunks.iter().map(|c| c.len() as u64).collect(),
+        };
+        let json = serde_json::to_vec(&header).map_err(|e| self.io(&self.snapshot_path(), io::Error::other(e)))?;
+        let mut bytes = Vec::with_capacity(16 + json.len() + chunks.iter().map(Vec::len).sum::<usize>());
+        bytes.extend_from_slice(SNAP_MAGIC);
+        bytes.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&json);
+        for c in &chunks {
+            bytes.extend_from_slice(c);
+        }
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        self.write_atomic(SNAPSHOT, &bytes)?;
+        self.snapshot = Some((mask.shape(), self.seq));
+        self.start_journal(mask.shape())?;
+        self.manifest.updated_unix_ms = now;
+        self.write_manifest()
+    }
+
+    fn start_journal(&mut self, shape: [usize; 3]) -> Result<(), SessionError> {
+        let json = serde_json::to_vec(&JournalHeader { shape, base_seq: self.seq }).map_err(|e| self.io(&self.journal_path(), io::Error::other(e)))?;
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(JOURNAL_MAGIC);
+        bytes.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&json);
+        bytes.extend_from_slice(&crc32fast::hash(&bytes).to_le_bytes());
+        self.write_atomic(JOURNAL, &bytes)?;
+        self.journal_records = 0;
+        self.torn_tail = false;
+        Ok(())
+    }
+
+    /// Journals one completed edit: the current contents of the bricks it touched (from
+    /// [`super::History::end_stroke`], `record`, `undo` or `redo`), appended and fsync'd.
+    /// Without a snapshot yet (the first edit of a session) the whole mask is snapshotted
+    /// instead, which includes the edit.
+    pub fn record(&mut self, mask: &Mask, touched: &Touched) -> Result<(), SessionError> {
+        if touched.is_empty() {
+            return Ok(());
+        }
+        self.manifest.edit_counter += 1;
+        self.seq += 1;
+        match self.snapshot {
+            Some((shape, _)) if shape == mask.shape() && touched.shape == shape => {}
+            _ => return self.autosave(mask),
+        }
+        let path = self.journal_path();
+        if !path.exists() {
+            self.start_journal(mask.shape())?;
+        }
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&self.seq.to_le_bytes());
+        payload.extend_from_slice(&self.manifest.edit_counter.to_le_bytes());
+        let contents = brick_contents(mask, &touched.brick_ids);
+        payload.extend_from_slice(&(contents.len() as u32).to_le_bytes());
+        let deflated: Vec<(u32, Vec<u8>)> = contents
+            .into_par_iter()
+            .map(|(id, bytes)| {
+                let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+                let _ = enc.write_all(&bytes);
+                (id, enc.finish().unwrap_or_default())
+            })
+            .collect();
+        for (id, z) in &deflated {
+            payload.extend_from_slice(&id.to_le_bytes());
+            payload.extend_from_slice(&(z.len() as u32).to_le_bytes());
+            payload.extend_from_slice(z);
+        }
+        let mut rec = Vec::with_capacity(12 + payload.len());
+        rec.extend_from_slice(RECORD_MAGIC);
+        rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        rec.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        rec.extend_from_slice(&payload);
+        let mut f = OpenOptions::new().append(true).open(&path).map_err(|e| self.io(&path, e))?;
+        // one write call: a crash leaves a prefix of this record at worst
+        f.write_all(&rec).map_err(|e| self.io(&path, e))?;
+        f.sync_data().map_err(|e| self.io(&path, e))?;
+        self.journal_records += 1;
+        self.manifest.updated_unix_ms = now_ms();
+        Ok(())
+    }
+
+    /// Remembers that the user saved the mask to `path` after the current edit count, so
+    /// the session no longer offers a restore until new edits are made.
+    pub fn mark_saved(&mut self, path: &Path) -> Result<(), SessionError> {
+        self.manifest.saved_to = Some(fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()));
+        self.manifest.saved_edit_counter = Some(self.manifest.edit_counter);
+        self.manifest.saved_unix_ms = Some(now_ms());
+        self.write_manifest()
+    }
+
+    /// Stores the label table in the manifest (restored with the mask).
+    pub fn save_labels(&mut self, labels: &LabelTable) -> Result<(), SessionError> {
+        self.manifest.labels = Some(labels.clone());
+        self.write_manifest()
+    }
+
+    /// `Some` when the session holds edits made after the user's last save (or never
+    /// saved): the viewer should offer to restore them.
+    pub fn pending_restore(&self) -> Option<RestoreInfo> {
+        self.snapshot?;
+        let saved = self.manifest.saved_edit_counter.unwrap_or(0);
+        (self.manifest.edit_counter > saved).then(|| self.info())
+    }
+
+    fn info(&self) -> RestoreInfo {
+        RestoreInfo {
+            session_dir: self.dir.clone(),
+            study_path: self.manifest.study_path.clone(),
+            edit_counter: self.manifest.edit_counter,
+            saved_edit_counter: self.manifest.saved_edit_counter,
+            saved_to: self.manifest.saved_to.clone(),
+            journal_records: self.journal_records,
+            torn_tail: self.torn_tail,
+            updated_unix_ms: self.manifest.updated_unix_ms,
+        }
+    }
+
+    /// The mask after the last completed edit: the snapshot with the newer journal
+    /// records replayed over it. Changes no file.
+    pub fn restore(&self) -> Result<Restored, SessionError> {
+        let path = self.snapshot_path();
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(SessionError::NothingToRestore { dir: self.dir.clone() }),
+            Err(e) => return Err(self.io(&path, e)),
+        };
+        let (header, body) = self.parse_snapshot(&path, &bytes)?;
+        let [nz, ny, nx] = header.geometry.shape;
+        let slab_len = header.slab.max(1) * ny * nx;
+        let mut data = vec![0u8; nz * ny * nx];
+        let mut offsets = Vec::with_capacity(header.chunk_lens.len());
+        let mut at = 0usize;
+        for &l in &header.chunk_lens {
+            offsets.push((at, l as usize));
+            at += l as usize;
+        }
+        if at > body.len() || header.chunk_lens.len() != nz.div_ceil(header.slab.max(1)) {
+            return Err(self.corrupt(&path, "chunk table does not match the data"));
+        }
+        let ok = data.par_chunks_mut(slab_len).zip(offsets.par_iter()).all(|(out, &(o, l))| {
+            let mut dec = flate2::read::DeflateDecoder::new(&body[o..o + l]);
+            dec.read_exact(out).is_ok()
+        });
+        if !ok {
+            return Err(self.corrupt(&path, "a chunk does not inflate to its slices"));
+        }
+        let mut mask: Mask = Volume::new(
+            Array3::from_shape_vec((nz, ny, nx), data).map_err(|e| self.corrupt(&path, e.to_string()))?,
+            header.geometry.clone(),
+        );
+        let mut replayed = 0;
+        let scan = self.scan_journal(true)?;
+        if let Some(scan) = &scan {
+            if scan.shape == Some(header.geometry.shape) || scan.records.is_empty() {
+                let g = BrickGrid::new(header.geometry.shape);
+                let out = mask.data.as_slice_mut().ok_or_else(|| self.corrupt(&path, "layout"))?;
+                for rec in scan.records.iter().filter(|r| r.seq > header.last_seq) {
+                    for (id, bytes) in &rec.bricks {
+                        if (*id as usize) < g.len() && bytes.len() == g.voxel_box(*id).len() {
+                            super::write_box(out, header.geometry.shape, &g.voxel_box(*id), bytes);
+                        }
+                    }
+                    replayed += 1;
+                }
+            } else {
+                return Err(self.corrupt(&self.journal_path(), "the journal is for a different grid than the snapshot"));
+            }
+        }
+        let mut info = self.info();
+        info.journal_records = replayed;
+        info.torn_tail = scan.as_ref().is_some_and(|s| s.torn);
+        Ok(Restored { mask, info, labels: self.manifest.labels.clone() })
+    }
+
+    /// Forgets the autosaved edits (the user declined to restore them). The next edit
+    /// starts a new snapshot.
+    pub fn discard(&mut self) -> Result<(), SessionError> {
+        for name in [SNAPSHOT, JOURNAL] {
+            let p = self.dir.join(name);
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.io(&p, e)),
+            }
+        }
+        self.snapshot = None;
+        self.journal_records = 0;
+        self.torn_tail = false;
+        self.manifest.edit_counter = 0;
+        self.manifest.saved_edit_counter = None;
+        self.seq = 0;
+        self.write_manifest()
+    }
+
+    fn parse_snapshot<'b>(&self, path: &Path, bytes: &'b [u8]) -> Result<(SnapHeader, &'b [u8]), SessionError> {
+        if bytes.len() < 16 || &bytes[..8] != SNAP_MAGIC {
+            return Err(self.corrupt(path, "not a Hepaview snapshot"));
+        }
+        let (content, crc) = bytes.split_at(bytes.len() - 4);
+        if crc32fast::hash(content).to_le_bytes() != crc {
+            return Err(self.corrupt(path, "checksum mismatch"));
+        }
+        let hlen = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+        let json = content.get(12..12 + hlen).ok_or_else(|| self.corrupt(path, "header cut short"))?;
+        let header: SnapHeader = serde_json::from_slice(json).map_err(|e| self.corrupt(path, e.to_string()))?;
+        Ok((header, &content[12 + hlen..]))
+    }
+
+    fn read_snapshot_header(&self) -> Result<Option<SnapHeader>, SessionError> {
+        let path = self.snapshot_path();
+        let mut f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io(&path, e)),
+        };
+        let mut head = [0u8; 12];
+        f.read_exact(&mut head).map_err(|_| self.corrupt(&path, "shorter than its header"))?;
+        if &head[..8] != SNAP_MAGIC {
+            return Err(self.corrupt(&path, "not a Hepaview snapshot"));
+        }
+        let hlen = u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize;
+        if hlen > 16 << 20 {
+            return Err(self.corrupt(&path, "header too long"));
+        }
+        let mut json = vec![0u8; hlen];
+        f.seek(SeekFrom::Start(12)).map_err(|e| self.io(&path, e))?;
+        f.read_exact(&mut json).map_err(|_| self.corrupt(&path, "header cut short"))?;
+        serde_json::from_slice(&json).map(Some).map_err(|e| self.corrupt(&path, e.to_string()))
+    }
+
+    /// Reads the journal: whole records (their bricks too when `with_bricks`), where
+    /// the whole records end, and whether a torn record follows.
+    fn scan_journal(&self, with_bricks: bool) -> Result<Option<JournalScan>, SessionError> {
+        let path = self.journal_path();
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io(&path, e)),
+        };
+        let snap_seq = self.snapshot.map(|(_, s)| s).unwrap_or(0);
+        let mut scan = JournalScan { shape: None, records: Vec::new(), last: None, newer: 0, good_len: 0, torn: false };
+        // header
+        let hlen = bytes.get(8..12).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+        let header_ok = bytes.len() >= 16 && &bytes[..8] == JOURNAL_MAGIC && hlen.is_some_and(|h| bytes.len() >= 16 + h);
+        if !header_ok {
+            // a journal whose header never made it to disk holds no records
+            scan.torn = !bytes.is_empty();
+            return Ok(Some(scan));
+        }
+        let hlen = hlen.unwrap_or(0);
+        let head = &bytes[..12 + hlen];
+        if crc32fast::hash(head).to_le_bytes() != bytes[12 + hlen..16 + hlen] {
+            scan.torn = true;
+            return Ok(Some(scan));
+        }
+        let jh: JournalHeader = serde_json::from_slice(&bytes[12..12 + hlen]).map_err(|e| self.corrupt(&path, e.to_string()))?;
+        scan.shape = Some(jh.shape);
+        let mut at = 16 + hlen;
+        scan.good_len = at as u64;
+        while at < bytes.len() {
+            let Some(rec) = parse_record(&bytes[at..], with_bricks) else {
+                scan.torn = true;
+                break;
+            };
+            at += rec.len;
+            scan.good_len = at as u64;
+            scan.last = Some((rec.seq, rec.counter));
+            if rec.seq > snap_seq {
+                scan.newer += 1;
+            }
+            if with_bricks {
+                scan.records.push(rec);
+            }
+        }
+        Ok(Some(scan))
+    }
+}
+
+struct JournalScan {
+    shape: Option<[usize; 3]>,
+    records: Vec<Record>,
+    last: Option<(u64, u64)>,
+    newer: usize,
+    good_len: u64,
+    torn: bool,
+}
+
+struct Record {
+    len: usize,
+    seq: u64,
+    counter: u64,
+    bricks: Vec<(u32, Vec<u8>)>,
+}
+
+/// One whole record at the start of `b`, or `None` if it is cut short or damaged.
+fn parse_record(b: &[u8], with_bricks: bool) -> Option<Record> {
+    if b.len() < 12 || &b[..4] != RECORD_MAGIC {
+        return None;
+    }
+    let plen = u32::from_le_bytes(b[4..8].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(b[8..12].try_into().ok()?);
+    let payload = b.get(12..12 + plen)?;
+    if crc32fast::hash(payload) != crc || plen < 20 {
+        return None;
+    }
+    let seq = u64::from_le_bytes(payload[0..8].try_into().ok()?);
+    let counter = u64::from_le_bytes(payload[8..16].try_into().ok()?);
+    let n = u32::from_le_bytes(payload[16..20].try_into().ok()?) as usize;
+    let mut bricks = Vec::new();
+    if with_bricks {
+        let mut at = 20;
+        for _ in 0..n {
+            let id = u32::from_le_bytes(payload.get(at..at + 4)?.try_into().ok()?);
+            let zl = u32::from_le_bytes(payload.get(at + 4..at + 8)?.try_into().ok()?) as usize;
+            let z = payload.get(at + 8..at + 8 + zl)?;
+            let mut out = Vec::new();
+            flate2::read::DeflateDecoder::new(z).read_to_end(&mut out).ok()?;
+            bricks.push((id, out));
+            at += 8 + zl;
+        }
+    }
+    Some(Record { len: 12 + plen, seq, counter, bricks })
+}
