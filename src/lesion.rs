@@ -432,6 +432,18 @@ fn measure_shape(comp: &Component, shape: [usize; 3], frame: &Frame) -> Shape {
     Shape { recist, longest_3d: (longest, a, b) }
 }
 
+/// RECIST axes and longest 3-D diameter (mm) of any voxel set of a grid, e.g. the viable
+/// part of a lesion for mRECIST. `voxels`: linear `[z, y, x]` indices, ascending.
+pub fn measure_voxels(voxels: &[usize], geometry: &Geometry) -> Result<(Recist, f64), LesionError> {
+    let frame = Frame::new(geometry)?;
+    if voxels.is_empty() {
+        let o = geometry.origin_mm;
+        return Ok((Recist { long_axis_mm: 0.0, short_axis_mm: 0.0, slice: 0, long_axis_ends_mm: [o, o], short_axis_ends_mm: [o, o] }, 0.0));
+    }
+    let s = measure_shape(&Component { voxels: voxels.to_vec() }, geometry.shape, &frame);
+    Ok((s.recist, s.longest_3d.0))
+}
+
 // ---------------------------------------------------------------------------------------
 // Analysis
 // ---------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ pub mod mesh;
 pub mod phantom;
 pub mod register;
 pub mod report;
+pub mod response;
 pub mod study;
 pub mod volume;
 

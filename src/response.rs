@@ -1,0 +1,363 @@
+//! Treatment response between a baseline and a follow-up study (e.g. before and after
+//! TACE): lesions matched across time through a registration, each lesion split into
+//! viable (still enhancing in the arterial phase), necrotic and lipiodol parts, and the
+//! RECIST 1.1 and mRECIST categories with the diameters they come from. A measurement aid
+//! for the radiologist, labelled so; never a verdict.
+
+use crate::io::phase::Phase;
+use crate::lesion::{self, connected_components, LesionError, LesionOptions, LesionReport};
+use crate::volume::{CtVolume, Geometry, Lps, Mask};
+
+/// Labels of the parts volume.
+pub const VIABLE: u8 = 4;
+pub const NECROTIC: u8 = 5;
+pub const LIPIODOL: u8 = 6;
+
+pub const RESPONSE_DISCLAIMER: &str = "Response category computed from the masks as a measurement aid; the radiologist confirms or overrides it.";
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ResponseOptions {
+    pub lesion: LesionOptions,
+    /// Viable: arterial HU at least this much above the surrounding liver's median.
+    pub viable_margin_hu: f64,
+    /// Lipiodol: at least this HU in every phase (iodised oil stays dense throughout).
+    pub lipiodol_hu: f64,
+    /// Lesions whose centres land this close after registration may pair without overlap.
+    pub match_distance_mm: f64,
+    /// Overlap (fraction of the baseline lesion's mapped voxels) that pairs two lesions.
+    pub min_overlap: f64,
+    /// RECIST 1.1: measurable lesions are at least this long (mm)…
+    pub min_target_mm: f64,
+    /// …and at most this many per organ are targets (all of these are in the liver).
+    pub max_targets: usize,
+}
+
+impl Default for ResponseOptions {
+    fn default() -> Self {
+        ResponseOptions { lesion: LesionOptions::default(), viable_margin_hu: 10.0, lipiodol_hu: 300.0, match_distance_mm: 20.0, min_overlap: 0.1, min_target_mm: 10.0, max_targets: 2 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseError {
+    #[error(transparent)]
+    Lesion(#[from] LesionError),
+    #[error("the {visit} study has no arterial phase: viable tumour and mRECIST need one; RECIST 1.1 and volumes are still given")]
+    NoArterial { visit: String },
+}
+
+/// One visit: its label mask and its phases, all on the mask's grid.
+pub struct Visit<'a> {
+    /// e.g. the study date.
+    pub label: String,
+    pub mask: &'a Mask,
+    pub phases: Vec<(Phase, &'a CtVolume)>,
+}
+
+/// A lesion's parts at one visit.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Parts {
+    pub viable_ml: f64,
+    pub necrotic_ml: f64,
+    pub lipiodol_ml: f64,
+    /// Longest axial diameter of the viable part (mRECIST), 0 when none.
+    pub viable_long_axis_mm: f64,
+    pub viable_slice: Option<usize>,
+    /// Arterial median of the surrounding liver the split was judged against.
+    pub liver_arterial_median_hu: Option<f64>,
+}
+
+/// Everything measured of one visit.
+pub struct VisitMeasure {
+    pub report: LesionReport,
+    /// Per lesion (same order as `report.lesions`); `None` without an arterial phase.
+    pub parts: Vec<Option<Parts>>,
+    /// 0 outside lesions, [`VIABLE`], [`NECROTIC`] or [`LIPIODOL`] inside.
+    pub parts_mask: Mask,
+    /// Voxels of each lesion (same order).
+    pub voxels: Vec<Vec<usize>>,
+}
+
+/// Measures every lesion of a visit and splits it into parts.
+pub fn measure_visit(v: &Visit, opts: &ResponseOptions) -> Result<VisitMeasure, ResponseError> {
+    let report = lesion::analyse_lesions(v.mask, &v.phases, &opts.lesion)?;
+    let voxel_ml = crate::cluster::voxel_volume_ml(&v.mask.geometry);
+    let min_voxels = (opts.lesion.min_volume_ml / voxel_ml - 1e-9).ceil().max(1.0) as usize;
+    let (comps, _) = connected_components(v.mask, opts.lesion.lesion_label, min_voxels);
+    let mut parts_mask = Mask::filled(v.mask.geometry.clone(), 0);
+    let arterial = v.phases.iter().find(|(p, _)| *p == Phase::Arterial).map(|(_, c)| *c);
+    let mut parts = Vec::new();
+    for (l, c) in report.lesions.iter().zip(&comps) {
+        let Some(art) = arterial else {
+            parts.push(None);
+            continue;
+        };
+        let liver = l.phases.iter().find(|s| s.phase == Phase::Arterial).and_then(|s| s.liver_ring.as_ref()).map(|r| r.median_hu);
+        let flat_art = art.data.as_slice();
+        let others: Vec<&CtVolume> = v.phases.iter().map(|(_, c)| *c).collect();
+        let mut p = Parts { liver_arterial_median_hu: liver, ..Default::default() };
+        let mut viable = Vec::new();
+        let mut out = parts_mask.data.as_slice_mut();
+        for &i in &c.voxels {
+            let hu = |vol: &CtVolume| vol.data.as_slice().map(|s| s[i] as f64).unwrap_or(f64::NAN);
+            let a = flat_art.map(|s| s[i] as f64).unwrap_or(f64::NAN);
+            let label = if others.iter().all(|vol| hu(vol) >= opts.lipiodol_hu) {
+                LIPIODOL
+            } else if liver.is_some_and(|m| a >= m + opts.viable_margin_hu) {
+                viable.push(i);
+                VIABLE
+            } else {
+                NECROTIC
+            };
+            if let Some(o) = out.as_deref_mut() {
+                o[i] = label;
+            }
+            match label {
+                VIABLE => p.viable_ml += voxel_ml,
+                LIPIODOL => p.lipiodol_ml += voxel_ml,
+                _ => p.necrotic_ml += voxel_ml,
+            }
+        }
+        let (recist, _) = lesion::measure_voxels(&viable, &v.mask.geometry)?;
+        p.viable_long_axis_mm = recist.long_axis_mm;
+        p.viable_slice = (!viable.is_empty()).then_some(recist.slice);
+        parts.push(Some(p));
+    }
+    let voxels = comps.into_iter().map(|c| c.voxels).collect();
+    Ok(VisitMeasure { report, parts, parts_mask, voxels })
+}
+
+/// A baseline lesion and what became of it, or a new one.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Pairing {
+    /// Lesion id at baseline (1 = largest), `None` for a new lesion.
+    pub baseline: Option<usize>,
+    /// Lesion id at follow-up, `None` when it disappeared.
+    pub followup: Option<usize>,
+    /// Fraction of the baseline lesion's voxels that land in the follow-up lesion.
+    pub overlap: f64,
+    /// Distance between the mapped baseline centroid and the follow-up centroid (mm).
+    pub distance_mm: Option<f64>,
+}
+
+/// Pairs lesions: each baseline lesion's voxels are carried into the follow-up through
+/// `to_followup` (baseline world point → follow-up world point); pairs by overlap first,
+/// then by centroid distance, one to one.
+pub fn match_lesions(base: &VisitMeasure, base_geometry: &Geometry, follow: &VisitMeasure, follow_geometry: &Geometry, to_followup: &dyn Fn(Lps) -> Lps, opts: &ResponseOptions) -> Vec<Pairing> {
+    let [_, ny, nx] = base_geometry.shape;
+    let [fz, fy, fx] = follow_geometry.shape;
+    // follow-up lesion id of each voxel
+    let mut owner = vec![0u16; fz * fy * fx];
+    for (n, vox) in follow.voxels.iter().enumerate() {
+        for &i in vox {
+            owner[i] = (n + 1) as u16;
+        }
+    }
+    let mut candidates: Vec<(usize, usize, f64, f64)> = Vec::new();
+    for (b, vox) in base.voxels.iter().enumerate() {
+        let mut hits = vec![0usize; follow.voxels.len() + 1];
+        // every voxel of small lesions, a regular subsample of large ones
+        let stride = (vox.len() / 20_000).max(1);
+        let mut n = 0usize;
+        for &i in vox.iter().step_by(stride) {
+            let (k, j, ii) = (i / (ny * nx), (i / nx) % ny, i % nx);
+            let y = to_followup(base_geometry.index_to_world([ii as f64, j as f64, k as f64]));
+            let idx = follow_geometry.world_to_index(y);
+            n += 1;
+            let r = idx.map(|x| x.round());
+            if r.iter().all(|&x| x >= 0.0) && (r[0] as usize) < fx && (r[1] as usize) < fy && (r[2] as usize) < fz {
+                hits[owner[(r[2] as usize * fy + r[1] as usize) * fx + r[0] as usize] as usize] += 1;
+            }
+        }
+        let centre = to_followup(base.report.lesions[b].centroid_mm);
+        for (f, l) in follow.report.lesions.iter().enumerate() {
+            let overlap = hits[f + 1] as f64 / n.max(1) as f64;
+            let d = crate::volume::norm(crate::volume::sub(centre, l.centroid_mm));
+            if overlap >= opts.min_overlap || d <= opts.match_distance_mm {
+                candidates.push((b, f, overlap, d));
+            }
+        }
+    }
+    candidates.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.3.total_cmp(&b.3)));
+    let mut base_used = vec![false; base.voxels.len()];
+    let mut follow_used = vec![false; follow.voxels.len()];
+    let mut pairs = Vec::new();
+    for (b, f, overlap, d) in candidates {
+        if !base_used[b] && !follow_used[f] {
+            base_used[b] = true;
+            follow_used[f] = true;
+            pairs.push(Pairing { baseline: Some(b + 1), followup: Some(f + 1), overlap, distance_mm: Some(d) });
+        }
+    }
+    for (b, used) in base_used.iter().enumerate() {
+        if !used {
+            pairs.push(Pairing { baseline: Some(b + 1), followup: None, overlap: 0.0, distance_mm: None });
+        }
+    }
+    for (f, used) in follow_used.iter().enumerate() {
+        if !used {
+            pairs.push(Pairing { baseline: None, followup: Some(f + 1), overlap: 0.0, distance_mm: None });
+        }
+    }
+    pairs.sort_by_key(|p| (p.baseline.unwrap_or(usize::MAX), p.followup.unwrap_or(0)));
+    pairs
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Category {
+    /// Complete response.
+    CR,
+    /// Partial response.
+    PR,
+    /// Stable disease.
+    SD,
+    /// Progressive disease.
+    PD,
+}
+
+/// One target lesion in a category's evidence.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Target {
+    pub baseline_id: usize,
+    pub followup_id: Option<usize>,
+    pub baseline_mm: f64,
+    pub followup_mm: f64,
+    pub baseline_slice: Option<usize>,
+    pub followup_slice: Option<usize>,
+}
+
+/// A RECIST-style category with what it was computed from.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Assessment {
+    pub category: Category,
+    pub targets: Vec<Target>,
+    pub baseline_sum_mm: f64,
+    pub followup_sum_mm: f64,
+    /// Percent change of the sum (negative = shrinking).
+    pub change_percent: f64,
+    pub new_lesions: usize,
+    pub reason: String,
+}
+
+fn categorise(targets: Vec<Target>, new_lesions: usize, what: &str) -> Assessment {
+    let b: f64 = targets.iter().map(|t| t.baseline_mm).sum();
+    let f: f64 = targets.iter().map(|t| t.followup_mm).sum();
+    let change = if b > 0.0 { 100.0 * (f - b) / b } else { 0.0 };
+    let (category, reason) = if new_lesions > 0 {
+        (Category::PD, format!("{new_lesions} new lesion(s)"))
+    } else if targets.is_empty() {
+        (Category::SD, format!("no measurable target lesion (≥ 10 mm {what}) at baseline"))
+    } else if f == 0.0 {
+        (Category::CR, format!("every target's {what} is gone"))
+    } else if change >= 20.0 && f - b >= 5.0 {
+        (Category::PD, format!("sum of {what} grew {change:.0} % ({:.1} mm)", f - b))
+    } else if change <= -30.0 {
+        (Category::PR, format!("sum of {what} fell {:.0} %", -change))
+    } else {
+        (Category::SD, format!("sum of {what} changed {change:+.0} %, between -30 % and +20 %"))
+    };
+    Assessment { category, targets, baseline_sum_mm: b, followup_sum_mm: f, change_percent: change, new_lesions, reason }
+}
+
+/// Per-lesion change.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LesionChange {
+    pub pairing: Pairing,
+    pub baseline_ml: f64,
+    pub followup_ml: f64,
+    pub change_percent: Option<f64>,
+    pub baseline_parts: Option<Parts>,
+    pub followup_parts: Option<Parts>,
+}
+
+/// The patient-level response.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Response {
+    pub baseline: String,
+    pub followup: String,
+    pub lesions: Vec<LesionChange>,
+    pub total_baseline_ml: f64,
+    pub total_followup_ml: f64,
+    pub viable_baseline_ml: Option<f64>,
+    pub viable_followup_ml: Option<f64>,
+    pub recist: Assessment,
+    /// `None` without an arterial phase in both visits.
+    pub mrecist: Option<Assessment>,
+    pub disclaimer: String,
+}
+
+/// RECIST 1.1, mRECIST and volumes from two measured visits and their pairing.
+pub fn assess(base_label: &str, base: &VisitMeasure, follow_label: &str, follow: &VisitMeasure, pairs: &[Pairing], opts: &ResponseOptions) -> Response {
+    let new_lesions = pairs.iter().filter(|p| p.baseline.is_none()).count();
+    let follow_of = |b: usize| pairs.iter().find(|p| p.baseline == Some(b)).and_then(|p| p.followup);
+    // Targets: the largest measurable baseline lesions (ids are ordered by size).
+    let measurable: Vec<usize> = base.report.lesions.iter().filter(|l| l.recist.long_axis_mm >= opts.min_target_mm).map(|l| l.id).take(opts.max_targets).collect();
+    let recist_targets = measurable
+        .iter()
+        .map(|&b| {
+            let f = follow_of(b);
+            let bl = &base.report.lesions[b - 1];
+            let fl = f.map(|f| &follow.report.lesions[f - 1]);
+            Target {
+                baseline_id: b,
+                followup_id: f,
+                baseline_mm: bl.recist.long_axis_mm,
+                followup_mm: fl.map(|l| l.recist.long_axis_mm).unwrap_or(0.0),
+                baseline_slice: Some(bl.recist.slice),
+                followup_slice: fl.map(|l| l.recist.slice),
+            }
+        })
+        .collect();
+    let recist = categorise(recist_targets, new_lesions, "longest diameters");
+    let has_parts = base.parts.iter().all(|p| p.is_some()) && follow.parts.iter().all(|p| p.is_some());
+    let mrecist = has_parts.then(|| {
+        let targets = measurable
+            .iter()
+            .filter_map(|&b| {
+                let bp = base.parts[b - 1].as_ref()?;
+                // mRECIST measures only lesions with a viable part at baseline
+                (bp.viable_long_axis_mm >= opts.min_target_mm).then(|| {
+                    let f = follow_of(b);
+                    let fp = f.and_then(|f| follow.parts[f - 1].as_ref());
+                    Target {
+                        baseline_id: b,
+                        followup_id: f,
+                        baseline_mm: bp.viable_long_axis_mm,
+                        followup_mm: fp.map(|p| p.viable_long_axis_mm).unwrap_or(0.0),
+                        baseline_slice: bp.viable_slice,
+                        followup_slice: fp.and_then(|p| p.viable_slice),
+                    }
+                })
+            })
+            .collect();
+        categorise(targets, new_lesions, "viable (arterially enhancing) diameters")
+    });
+    let lesions: Vec<LesionChange> = pairs
+        .iter()
+        .map(|p| {
+            let bml = p.baseline.map(|b| base.report.lesions[b - 1].volume_ml).unwrap_or(0.0);
+            let fml = p.followup.map(|f| follow.report.lesions[f - 1].volume_ml).unwrap_or(0.0);
+            LesionChange {
+                pairing: p.clone(),
+                baseline_ml: bml,
+                followup_ml: fml,
+                change_percent: (bml > 0.0).then(|| 100.0 * (fml - bml) / bml),
+                baseline_parts: p.baseline.and_then(|b| base.parts[b - 1].clone()),
+                followup_parts: p.followup.and_then(|f| follow.parts[f - 1].clone()),
+            }
+        })
+        .collect();
+    let sum_viable = |m: &VisitMeasure| m.parts.iter().map(|p| p.as_ref().map(|p| p.viable_ml)).sum::<Option<f64>>();
+    Response {
+        baseline: base_label.into(),
+        followup: follow_label.into(),
+        total_baseline_ml: base.report.lesions.iter().map(|l| l.volume_ml).sum(),
+        total_followup_ml: follow.report.lesions.iter().map(|l| l.volume_ml).sum(),
+        viable_baseline_ml: sum_viable(base),
+        viable_followup_ml: sum_viable(follow),
+        lesions,
+        recist,
+        mrecist,
+        disclaimer: RESPONSE_DISCLAIMER.into(),
+    }
+}

@@ -1,0 +1,173 @@
+//! Treatment response on generated visits with known truth: matching, viable / necrotic /
+//! lipiodol parts, RECIST 1.1 and mRECIST categories.
+
+use hepaview::io::phase::Phase;
+use hepaview::response::{assess, match_lesions, measure_visit, Category, ResponseOptions, Visit, LIPIODOL, NECROTIC, VIABLE};
+use hepaview::volume::{CtVolume, Geometry, Lps, Mask};
+
+/// What a lesion looks like: radius, and the radii inside which it is lipiodol / necrotic.
+#[derive(Clone, Copy)]
+struct Lesion {
+    centre: Lps,
+    radius: f64,
+    lipiodol_r: f64,
+    necrotic_r: f64,
+}
+
+struct Built {
+    mask: Mask,
+    arterial: CtVolume,
+    portal: CtVolume,
+    /// Voxel counts by truth: viable, necrotic, lipiodol.
+    counts: [usize; 3],
+}
+
+fn grid() -> Geometry {
+    Geometry::axis_aligned([40, 110, 110], [2.5, 1.0, 1.0], [-55.0, -55.0, -50.0])
+}
+
+/// A visit: liver ellipsoid (label 1) with lesions (label 2), all moved by `shift`.
+fn build(lesions: &[Lesion], shift: Lps) -> Built {
+    let g = grid();
+    let mut mask = Mask::filled(g.clone(), 0);
+    let mut arterial = CtVolume::filled(g.clone(), -1000);
+    let mut portal = CtVolume::filled(g.clone(), -1000);
+    let mut counts = [0usize; 3];
+    let [nz, ny, nx] = g.shape;
+    for k in 0..nz {
+        for j in 0..ny {
+            for i in 0..nx {
+                let p = g.index_to_world([i as f64, j as f64, k as f64]);
+                let q = [p[0] - shift[0], p[1] - shift[1], p[2] - shift[2]];
+                let liver = (q[0] / 48.0).powi(2) + (q[1] / 46.0).powi(2) + (q[2] / 45.0).powi(2) <= 1.0;
+                if !liver {
+                    continue;
+                }
+                let (mut m, mut a, mut v) = (1u8, 80i16, 100i16);
+                for l in lesions {
+                    let r = ((q[0] - l.centre[0]).powi(2) + (q[1] - l.centre[1]).powi(2) + (q[2] - l.centre[2]).powi(2)).sqrt();
+                    if r <= l.radius {
+                        m = 2;
+                        if r <= l.lipiodol_r {
+                            (a, v) = (500, 480);
+                            counts[2] += 1;
+                        } else if r <= l.necrotic_r {
+                            (a, v) = (20, 25);
+                            counts[1] += 1;
+                        } else {
+                            (a, v) = (160, 90);
+                            counts[0] += 1;
+                        }
+                    }
+                }
+                mask.data[[k, j, i]] = m;
+                arterial.data[[k, j, i]] = a;
+                portal.data[[k, j, i]] = v;
+            }
+        }
+    }
+    Built { mask, arterial, portal, counts }
+}
+
+fn visit<'a>(b: &'a Built, label: &str) -> Visit<'a> {
+    Visit { label: label.into(), mask: &b.mask, phases: vec![(Phase::Arterial, &b.arterial), (Phase::PortalVenous, &b.portal)] }
+}
+
+const A: Lesion = Lesion { centre: [-18.0, -10.0, 5.0], radius: 12.0, lipiodol_r: 0.0, necrotic_r: 0.0 };
+const B: Lesion = Lesion { centre: [20.0, 12.0, -10.0], radius: 8.0, lipiodol_r: 0.0, necrotic_r: 0.0 };
+const C: Lesion = Lesion { centre: [15.0, -20.0, 20.0], radius: 4.0, lipiodol_r: 0.0, necrotic_r: 0.0 };
+/// A after TACE: smaller, a lipiodol core, necrosis, a viable rim.
+const A_AFTER: Lesion = Lesion { centre: A.centre, radius: 9.0, lipiodol_r: 4.0, necrotic_r: 6.0 };
+const D_NEW: Lesion = Lesion { centre: [-10.0, 22.0, -15.0], radius: 5.0, lipiodol_r: 0.0, necrotic_r: 0.0 };
+
+#[test]
+fn parts_match_lesions_and_categories_come_out_as_built() {
+    let opts = ResponseOptions::default();
+    let shift = [7.0, -4.0, 5.0];
+    let base = build(&[A, B, C], [0.0; 3]);
+    let follow = build(&[A_AFTER, C, D_NEW], shift);
+    let bm = measure_visit(&visit(&base, "2026-01-10"), &opts).unwrap();
+    let fm = measure_visit(&visit(&follow, "2026-03-12"), &opts).unwrap();
+    assert_eq!(bm.report.lesions.len(), 3);
+    assert_eq!(fm.report.lesions.len(), 3);
+
+    // parts: exact voxel counts of the truth, and the parts volume carries them
+    let voxel_ml = 2.5e-3;
+    let total = |f: fn(&hepaview::response::Parts) -> f64| fm.parts.iter().map(|p| f(p.as_ref().unwrap())).sum::<f64>();
+    assert!((total(|p| p.viable_ml) - follow.counts[0] as f64 * voxel_ml).abs() < 1e-9);
+    assert!((total(|p| p.necrotic_ml) - follow.counts[1] as f64 * voxel_ml).abs() < 1e-9);
+    assert!((total(|p| p.lipiodol_ml) - follow.counts[2] as f64 * voxel_ml).abs() < 1e-9);
+    assert!(follow.counts.iter().all(|&c| c > 50), "every part is present: {:?}", follow.counts);
+    let count = |l: u8| fm.parts_mask.data.iter().filter(|&&v| v == l).count();
+    assert_eq!([count(VIABLE), count(NECROTIC), count(LIPIODOL)], follow.counts);
+
+    // matching through the known shift: A and C paired, B gone, D new
+    let to_follow = |p: Lps| [p[0] + shift[0], p[1] + shift[1], p[2] + shift[2]];
+    let pairs = match_lesions(&bm, &base.mask.geometry, &fm, &follow.mask.geometry, &to_follow, &opts);
+    let id_b = |l: &Lesion| bm.report.lesions.iter().find(|x| (x.centroid_mm[0] - l.centre[0]).abs() < 1.0).unwrap().id;
+    let id_f = |l: &Lesion| fm.report.lesions.iter().find(|x| (x.centroid_mm[0] - l.centre[0] - shift[0]).abs() < 1.0).unwrap().id;
+    let partner = |b: usize| pairs.iter().find(|p| p.baseline == Some(b)).unwrap().followup;
+    assert_eq!(partner(id_b(&A)), Some(id_f(&A_AFTER)));
+    assert_eq!(partner(id_b(&C)), Some(id_f(&C)));
+    assert_eq!(partner(id_b(&B)), None, "B disappeared");
+    let new: Vec<_> = pairs.iter().filter(|p| p.baseline.is_none()).map(|p| p.followup).collect();
+    assert_eq!(new, vec![Some(id_f(&D_NEW))]);
+
+    // a new lesion is progression, whatever the diameters did
+    let r = assess("2026-01-10", &bm, "2026-03-12", &fm, &pairs, &opts);
+    assert_eq!(r.recist.category, Category::PD);
+    assert_eq!(r.recist.new_lesions, 1);
+    // targets: A (24 mm) and B (16 mm); C (8 mm) is not measurable. Diameters run from
+    // voxel edge to voxel edge, so each is one 1 mm voxel longer than the sphere.
+    assert_eq!(r.recist.targets.len(), 2);
+    assert!((r.recist.baseline_sum_mm - 42.0).abs() < 1.0, "{}", r.recist.baseline_sum_mm);
+    assert!((r.recist.followup_sum_mm - 19.0).abs() < 1.0, "{}", r.recist.followup_sum_mm);
+    assert!(r.viable_followup_ml.unwrap() < r.viable_baseline_ml.unwrap());
+}
+
+#[test]
+fn without_new_lesions_recist_is_partial_and_mrecist_complete_when_nothing_enhances() {
+    let opts = ResponseOptions::default();
+    let base = build(&[A, B], [0.0; 3]);
+    // A shrinks to 18 mm and is entirely necrotic + lipiodol; B is gone
+    let dead_a = Lesion { centre: A.centre, radius: 9.0, lipiodol_r: 4.0, necrotic_r: 9.0 };
+    let follow = build(&[dead_a], [0.0; 3]);
+    let bm = measure_visit(&visit(&base, "before"), &opts).unwrap();
+    let fm = measure_visit(&visit(&follow, "after"), &opts).unwrap();
+    let same = |p: Lps| p;
+    let pairs = match_lesions(&bm, &base.mask.geometry, &fm, &follow.mask.geometry, &same, &opts);
+    let r = assess("before", &bm, "after", &fm, &pairs, &opts);
+    assert_eq!(r.recist.category, Category::PR, "{}", r.recist.reason);
+    let m = r.mrecist.expect("both visits have an arterial phase");
+    assert_eq!(m.category, Category::CR, "{}", m.reason);
+
+    // the same lesion still fully viable and a little larger: stable by both
+    let grown = Lesion { radius: 13.0, ..A };
+    let follow = build(&[grown, B], [0.0; 3]);
+    let fm = measure_visit(&visit(&follow, "after"), &opts).unwrap();
+    let pairs = match_lesions(&bm, &base.mask.geometry, &fm, &follow.mask.geometry, &same, &opts);
+    let r = assess("before", &bm, "after", &fm, &pairs, &opts);
+    assert_eq!(r.recist.category, Category::SD, "{}", r.recist.reason);
+    // much larger: progression (≥ 20 % and ≥ 5 mm)
+    let follow = build(&[Lesion { radius: 18.0, ..A }, Lesion { radius: 11.0, ..B }], [0.0; 3]);
+    let fm = measure_visit(&visit(&follow, "after"), &opts).unwrap();
+    let pairs = match_lesions(&bm, &base.mask.geometry, &fm, &follow.mask.geometry, &same, &opts);
+    assert_eq!(assess("before", &bm, "after", &fm, &pairs, &opts).recist.category, Category::PD);
+}
+
+#[test]
+fn a_follow_up_without_arterial_phase_still_gets_recist() {
+    let opts = ResponseOptions::default();
+    let base = build(&[A, B], [0.0; 3]);
+    let follow = build(&[Lesion { radius: 8.0, ..A }, B], [0.0; 3]);
+    let bm = measure_visit(&visit(&base, "before"), &opts).unwrap();
+    let pv_only = Visit { label: "after".into(), mask: &follow.mask, phases: vec![(Phase::PortalVenous, &follow.portal)] };
+    let fm = measure_visit(&pv_only, &opts).unwrap();
+    assert!(fm.parts.iter().all(|p| p.is_none()));
+    let same = |p: Lps| p;
+    let pairs = match_lesions(&bm, &base.mask.geometry, &fm, &follow.mask.geometry, &same, &opts);
+    let r = assess("before", &bm, "after", &fm, &pairs, &opts);
+    assert!(r.mrecist.is_none(), "no mRECIST without an arterial phase");
+    assert!(r.viable_followup_ml.is_none());
+    assert_eq!(r.recist.category, Category::SD, "{}", r.recist.reason);
+}
