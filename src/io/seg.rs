@@ -1195,7 +1195,8 @@ fn decode_frames(
         .iter()
         .enumerate()
         .map(|(f, frag)| {
-            let segs = rle_segments(frag).map_err(|m| decode_err(format!("frame {}: {m}", f + 1)))?;
+            let expected = if bits == 1 { plane.div_ceil(8) } else { plane };
+            let segs = rle_segments(frag, expected).map_err(|m| decode_err(format!("frame {}: {m}", f + 1)))?;
             match bits {
                 1 => {
                     let need = plane.div_ceil(8);
@@ -1218,8 +1219,9 @@ fn decode_frames(
 }
 
 /// Decodes one RLE frame (PS3.5 Annex G): a 64-byte header of segment offsets, then
-/// PackBits segments.
-fn rle_segments(frag: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+/// PackBits segments of `expected` bytes each. Decoding stops there: encoders pad a
+/// segment to even length, and the pad byte reads as the start of another run.
+fn rle_segments(frag: &[u8], expected: usize) -> Result<Vec<Vec<u8>>, String> {
     if frag.len() < 64 {
         return Err("RLE header cut short".into());
     }
@@ -1237,9 +1239,9 @@ fn rle_segments(frag: &[u8]) -> Result<Vec<Vec<u8>>, String> {
             return Err(format!("RLE segment {} has offsets {start}…{end} outside the fragment", s + 1));
         }
         let src = &frag[start..end];
-        let mut dst = Vec::new();
+        let mut dst = Vec::with_capacity(expected);
         let mut i = 0;
-        while i < src.len() {
+        while i < src.len() && dst.len() < expected {
             let h = src[i] as i8;
             i += 1;
             if h >= 0 {
@@ -1280,9 +1282,12 @@ mod tests {
         frag[0] = 1;
         frag[4] = 64;
         frag.extend_from_slice(&[2, 1, 2, 3, 0xFE, 9, 0x80]);
-        let s = rle_segments(&frag).unwrap();
+        let s = rle_segments(&frag, 6).unwrap();
         assert_eq!(s, vec![vec![1, 2, 3, 9, 9, 9]]);
-        assert!(rle_segments(&frag[..10]).is_err());
+        // a pad byte after the last run is not read as a run cut short
+        frag.push(0);
+        assert_eq!(rle_segments(&frag, 6).unwrap(), s);
+        assert!(rle_segments(&frag[..10], 6).is_err());
     }
 
     #[test]

@@ -1,0 +1,231 @@
+//! `hepaview mask-convert MASK --study STUDY --out OUT`: a label mask between NIfTI
+//! (`.nii`, `.nii.gz`) and DICOM SEG (`.dcm`), either direction, on the grid of a series
+//! of the DICOM study it belongs to. The work is in `hepaview::io::{nifti, seg}`; this
+//! file picks the series, checks (or, when asked, resamples) the grid and prints.
+//!
+//! Only `hepaview::` paths are used so the file also compiles inside the tests
+//! (`tests/seg.rs` includes it), which exercise exactly the code the binary runs.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use hepaview::edit::LabelTable;
+use hepaview::io::dicom::{self, SeriesInfo};
+use hepaview::io::{nifti, seg};
+use hepaview::volume::{Geometry, Interp, Mask};
+
+/// Choices beyond the three paths.
+#[derive(Clone, Debug, Default)]
+pub struct MaskConvertOptions {
+    /// Resample a mask whose grid differs from the series onto it (nearest neighbour).
+    pub resample: bool,
+    /// The series to use, numbered as `hepaview info` lists them (from 0). By default:
+    /// the series the mask's grid matches, or the one a SEG references.
+    pub series: Option<usize>,
+}
+
+/// What was converted.
+#[derive(Clone, Debug)]
+pub struct MaskConvertReport {
+    pub series_index: usize,
+    pub resampled: bool,
+    /// `(label, voxels)` in the written mask.
+    pub labels: Vec<(u8, usize)>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Format {
+    Nifti,
+    Seg,
+}
+
+fn format_of(path: &Path, what: &str) -> Result<Format> {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    if name.ends_with(".nii") || name.ends_with(".nii.gz") {
+        Ok(Format::Nifti)
+    } else if name.ends_with(".dcm") {
+        Ok(Format::Seg)
+    } else if what == "input" && path.is_file() && is_dicom_file(path) {
+        Ok(Format::Seg)
+    } else {
+        bail!("{}: the {what} must be NIfTI (.nii or .nii.gz) or DICOM SEG (.dcm)", path.display())
+    }
+}
+
+fn is_dicom_file(path: &Path) -> bool {
+    let mut head = [0u8; 132];
+    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)).is_ok() && &head[128..132] == b"DICM"
+}
+
+/// Converts with default options (no resampling, series chosen by grid or reference).
+pub fn mask_convert(mask: &Path, study: &Path, out: &Path) -> Result<()> {
+    mask_convert_with(mask, study, out, &MaskConvertOptions::default()).map(|_| ())
+}
+
+/// Converts `mask` to `out` (format by extension) on a series of `study`, printing what it
+/// did. Never overwrites `out`.
+pub fn mask_convert_with(mask: &Path, study: &Path, out: &Path, opts: &MaskConvertOptions) -> Result<MaskConvertReport> {
+    let from = format_of(mask, "input")?;
+    let to = format_of(out, "output")?;
+    if from == to {
+        bail!("{} and {} are both {}; mask-convert converts between NIfTI and DICOM SEG", mask.display(), out.display(), if from == Format::Nifti { "NIfTI" } else { "DICOM SEG" });
+    }
+    if out.exists() {
+        bail!("{}: already exists; Hepaview never overwrites files, so choose another name", out.display());
+    }
+    let scan = dicom::scan(study, &dicom::no_progress).with_context(|| format!("reading the study {}", study.display()))?;
+    let series: Vec<&SeriesInfo> = scan.all_series().collect();
+    let by_index = |i: usize| -> Result<&SeriesInfo> {
+        series.get(i).copied().with_context(|| format!("--series {i}: the study has {} series, numbered from 0 (see `hepaview info {}`)", series.len(), study.display()))
+    };
+    let mut warnings = Vec::new();
+
+    match from {
+        Format::Nifti => {
+            let (m, w) = nifti::read_mask(mask).with_context(|| format!("reading the mask {}", mask.display()))?;
+            warnings.extend(w.iter().map(|w| w.to_string()));
+            let index = match opts.series {
+                Some(i) => {
+                    by_index(i)?;
+                    i
+                }
+                None => match series.iter().position(|s| same_grid(&m.geometry, &s.geometry)) {
+                    Some(i) => i,
+                    None if series.len() == 1 => 0,
+                    None => bail!(
+                        "{}: the mask's grid ({}) matches none of the {} series of {}:\n{}\nchoose one with --series N, and add --resample to resample the mask onto it (nearest neighbour)",
+                        mask.display(),
+                        describe(&m.geometry),
+                        series.len(),
+                        study.display(),
+                        list_series(&series)
+                    ),
+                },
+            };
+            let s = series[index];
+            let (m, resampled) = fit_to(m, s, index, mask, opts.resample)?;
+            let labels = label_counts(&m);
+            let table = LabelTable::lits();
+            let defs: Vec<seg::SegmentDef> = labels
+                .iter()
+                .map(|&(l, _)| {
+                    let rgba = table.get(l).map(|x| x.rgba).unwrap_or(LabelTable::default_colour(l));
+                    let name = match l {
+                        1 => "Liver".to_string(),
+                        2 => "Tumour".to_string(),
+                        3 => "Vessel".to_string(),
+                        _ => format!("Label {l}"),
+                    };
+                    seg::SegmentDef::for_label(l, &name, [rgba[0], rgba[1], rgba[2]])
+                })
+                .collect();
+            let written = seg::write_seg(&m, s, &defs, out, &seg::SegWriteOptions::default()).with_context(|| format!("writing {}", out.display()))?;
+            warnings.extend(written.warnings.iter().map(|w| w.to_string()));
+            println!(
+                "Wrote {}: DICOM SEG, {} segment(s) in {} frame(s), referencing series {index} ({}){}",
+                out.display(),
+                written.segments.len(),
+                written.frames,
+                s.description,
+                if resampled { ", mask resampled onto it" } else { "" }
+            );
+            for w in &warnings {
+                eprintln!("! {w}");
+            }
+            Ok(MaskConvertReport { series_index: index, resampled, labels, warnings })
+        }
+        Format::Seg => {
+            // the series the SEG references, else the one asked for, else the only one
+            let peek = seg::read_seg(mask, None).with_context(|| format!("reading the segmentation {}", mask.display()))?;
+            let index = match (opts.series, &peek.referenced_series_uid) {
+                (Some(i), _) => {
+                    by_index(i)?;
+                    i
+                }
+                (None, Some(uid)) => match series.iter().position(|s| &s.series_uid == uid) {
+                    Some(i) => i,
+                    None if series.len() == 1 => {
+                        warnings.push(format!("the segmentation references series {uid}, which is not in {}; placed on its only series by position", study.display()));
+                        0
+                    }
+                    None => bail!("{}: references series {uid}, which is not in {}; choose a series with --series N:\n{}", mask.display(), study.display(), list_series(&series)),
+                },
+                (None, None) if series.len() == 1 => 0,
+                (None, None) => bail!("{}: names no source series; choose one with --series N:\n{}", mask.display(), list_series(&series)),
+            };
+            let s = series[index];
+            if let (Some(a), b) = (&peek.frame_of_reference_uid, &s.frame_of_reference) {
+                if !b.is_empty() && a != b {
+                    warnings.push(format!("the segmentation's frame of reference {a} differs from the series' {b}; positions may not correspond"));
+                }
+            }
+            let read = seg::read_seg(mask, Some(&s.geometry)).with_context(|| format!("reading the segmentation {}", mask.display()))?;
+            warnings.extend(read.warnings.iter().map(|w| w.to_string()));
+            let (m, overlaps) = read.label_mask();
+            if overlaps > 0 {
+                warnings.push(format!("{overlaps} voxels belong to more than one segment; the later segment's label was kept"));
+            }
+            let labels = label_counts(&m);
+            nifti::write_volume(&m, out).with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "Wrote {}: labels {} on the grid of series {index} ({})",
+                out.display(),
+                labels.iter().map(|(l, n)| format!("{l} ({n} voxels)")).collect::<Vec<_>>().join(", "),
+                s.description
+            );
+            for w in &warnings {
+                eprintln!("! {w}");
+            }
+            Ok(MaskConvertReport { series_index: index, resampled: false, labels, warnings })
+        }
+    }
+}
+
+/// Equal shapes and corners within 0.01 mm.
+fn same_grid(a: &Geometry, b: &Geometry) -> bool {
+    a.shape == b.shape && a.max_corner_distance_mm(b) <= 0.01
+}
+
+fn describe(g: &Geometry) -> String {
+    format!(
+        "{}×{}×{} voxels of {:.3}×{:.3}×{:.3} mm (x, y, z), first voxel at ({:.2}, {:.2}, {:.2}) mm LPS",
+        g.shape[2], g.shape[1], g.shape[0], g.spacing_mm[2], g.spacing_mm[1], g.spacing_mm[0], g.origin_mm[0], g.origin_mm[1], g.origin_mm[2]
+    )
+}
+
+fn list_series(series: &[&SeriesInfo]) -> String {
+    series.iter().enumerate().map(|(i, s)| format!("  {i}: {} — {}", s.description, describe(&s.geometry))).collect::<Vec<_>>().join("\n")
+}
+
+/// The mask on the series' grid: as it is when the grids agree; resampled by nearest
+/// neighbour when allowed; otherwise an error that says how to resample.
+fn fit_to(m: Mask, s: &SeriesInfo, index: usize, path: &Path, resample: bool) -> Result<(Mask, bool)> {
+    if same_grid(&m.geometry, &s.geometry) {
+        return Ok((m, false));
+    }
+    if !resample {
+        bail!(
+            "{}: the mask's grid does not match series {index} ({}):\n  mask:   {}\n  series: {}\nadd --resample to resample the mask onto the series (nearest neighbour, labels kept), or resample it in ITK-SNAP / 3D Slicer onto that series first",
+            path.display(),
+            s.description,
+            describe(&m.geometry),
+            describe(&s.geometry)
+        );
+    }
+    let before = label_counts(&m);
+    let r = m.resample_to(&s.geometry, Interp::Nearest, 0);
+    if before.iter().any(|&(l, _)| !label_counts(&r).iter().any(|&(x, _)| x == l)) {
+        eprintln!("! some labels vanished in resampling (objects smaller than the series' voxels, or outside it)");
+    }
+    Ok((r, true))
+}
+
+fn label_counts(m: &Mask) -> Vec<(u8, usize)> {
+    let mut n = [0usize; 256];
+    for &v in m.data.iter() {
+        n[v as usize] += 1;
+    }
+    (1..=255u8).filter(|&l| n[l as usize] > 0).map(|l| (l, n[l as usize])).collect()
+}

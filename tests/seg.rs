@@ -1,0 +1,271 @@
+//! DICOM SEG: writing from a mask over a DICOM series and reading back exactly,
+//! `dciodvfy` finding no errors, the shared SEG files (dcmqi's liver, overlapping
+//! segments, a LABELMAP SEG, 1-bit RLE, frames not byte aligned), clear errors for what
+//! is not a readable segmentation, and `mask-convert` both ways (the CLI's own file is
+//! compiled in below).
+
+mod common;
+
+#[allow(dead_code)]
+#[path = "../src/cli/mask.rs"]
+mod mask_cli;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hepaview::io::dicom::{self, SeriesInfo};
+use hepaview::io::nifti;
+use hepaview::io::seg::{self, SegError, SegKind, SegWriteOptions, SegmentDef};
+use hepaview::phantom::{self, PhantomOptions};
+use hepaview::volume::{Geometry, Mask, Volume};
+
+/// The small demo study (three DICOM series and labels.nii.gz on the portal venous grid).
+fn demo() -> (tempfile::TempDir, PathBuf, SeriesInfo, Mask) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("demo");
+    phantom::write_demo_study(&root, &PhantomOptions::small()).unwrap();
+    let pv = root.join("dicom").join("portal_venous");
+    let scan = dicom::scan(&pv, &dicom::no_progress).unwrap();
+    let series = scan.all_series().next().unwrap().clone();
+    let (mask, _) = nifti::read_mask(&root.join("labels.nii.gz")).unwrap();
+    (dir, root, series, mask)
+}
+
+fn fixed_time() -> SegWriteOptions {
+    SegWriteOptions { content_datetime: Some(("20260301".into(), "120000".into())), ..SegWriteOptions::default() }
+}
+
+fn counts(m: &Mask) -> [usize; 256] {
+    let mut n = [0usize; 256];
+    for &v in m.data.iter() {
+        n[v as usize] += 1;
+    }
+    n
+}
+
+#[test]
+fn demo_mask_round_trips_through_seg_and_passes_dciodvfy() {
+    let (dir, _root, series, mask) = demo();
+    assert!(mask.geometry.max_corner_distance_mm(&series.geometry) < 0.01, "demo labels are on the portal venous grid");
+    let n = counts(&mask);
+    assert!(n[1] > 0 && n[2] > 0, "demo has liver and tumour");
+    let out = dir.path().join("labels.seg.dcm");
+    let w = seg::write_seg(&mask, &series, &SegmentDef::lits(), &out, &fixed_time()).unwrap();
+    // label 3 (vessel) is absent in the demo: left out with a warning
+    assert_eq!(w.segments.iter().map(|s| s.0).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(w.warnings.len(), 1, "{:?}", w.warnings);
+    // only frames with the segment: fewer than 2 × slices
+    let slices_with = |l: u8| (0..mask.shape()[0]).filter(|&k| mask.data.index_axis(ndarray::Axis(0), k).iter().any(|&v| v == l)).count();
+    assert_eq!(w.frames, slices_with(1) + slices_with(2));
+
+    let back = seg::read_seg(&out, Some(&series.geometry)).unwrap();
+    assert_eq!(back.kind, SegKind::Binary);
+    assert_eq!(back.segments.len(), 2);
+    assert_eq!(back.segments[0].label, "Liver");
+    assert_eq!(back.segments[1].property_type.as_ref().unwrap().value, "108369006");
+    assert_eq!(back.referenced_series_uid.as_deref(), Some(series.series_uid.as_str()));
+    let rgb = back.segments[0].rgb.unwrap();
+    assert!((rgb[0] as i32 - 217).abs() <= 1 && (rgb[1] as i32 - 115).abs() <= 1, "{rgb:?}");
+    let (m, overlaps) = back.label_mask();
+    assert_eq!(overlaps, 0);
+    assert_eq!(m.data, mask.data, "SEG → mask must give the mask back exactly");
+
+    // its own grid (no reference): same voxel counts, frames at the same world positions
+    let own = seg::read_seg(&out, None).unwrap();
+    assert_eq!(own.voxel_counts(), vec![n[1], n[2]]);
+    let first_liver_k = (0..mask.shape()[0]).find(|&k| mask.data.index_axis(ndarray::Axis(0), k).iter().any(|&v| v == 1 || v == 2)).unwrap();
+    let p = mask.geometry.index_to_world([0.0, 0.0, first_liver_k as f64]);
+    for (a, b) in own.geometry.origin_mm.iter().zip(p) {
+        assert!((a - b).abs() < 1e-3, "{:?} vs {p:?}", own.geometry.origin_mm);
+    }
+
+    // never overwrite
+    match seg::write_seg(&mask, &series, &SegmentDef::lits(), &out, &fixed_time()) {
+        Err(SegError::Write(e)) => assert!(e.to_string().contains("already exists"), "{e}"),
+        other => panic!("expected an Exists error, got {other:?}"),
+    }
+    // the same input and time give the same bytes (UIDs derive from content)
+    let again = dir.path().join("again.dcm");
+    seg::write_seg(&mask, &series, &SegmentDef::lits(), &again, &fixed_time()).unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
+
+    if let Some(dciodvfy) = common::tool("dciodvfy") {
+        let o = Command::new(dciodvfy).arg(&out).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        eprintln!("dciodvfy {}:\n{text}", out.display());
+        let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("Error")).collect();
+        assert!(errors.is_empty(), "dciodvfy errors:\n{text}");
+        assert!(text.contains("Segmentation"), "dciodvfy did not recognise the IOD:\n{text}");
+    }
+}
+
+#[test]
+fn seg_refuses_a_mask_on_another_grid() {
+    let (dir, _root, series, mask) = demo();
+    let mut g = mask.geometry.clone();
+    g.origin_mm[0] += 3.0;
+    let moved = Volume::new(mask.data.clone(), g);
+    let err = seg::write_seg(&moved, &series, &SegmentDef::lits(), &dir.path().join("x.dcm"), &fixed_time()).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, SegError::GridMismatch { .. }), "{msg}");
+    assert!(msg.contains("--resample") && msg.contains("3.000 mm"), "{msg}");
+    assert!(!dir.path().join("x.dcm").exists());
+    let empty: Mask = Volume::filled(mask.geometry.clone(), 0);
+    assert!(matches!(seg::write_seg(&empty, &series, &SegmentDef::lits(), &dir.path().join("y.dcm"), &fixed_time()), Err(SegError::Empty { .. })));
+}
+
+/// A tiny NRRD reader for dcmqi's baseline (gzip, short, 3-D, axis-aligned).
+fn read_nrrd_short(path: &Path) -> (Vec<usize>, Vec<i16>) {
+    let bytes = std::fs::read(path).unwrap();
+    let split = bytes.windows(2).position(|w| w == b"\n\n").unwrap();
+    let header = String::from_utf8_lossy(&bytes[..split]).to_string();
+    assert!(header.contains("type: short") && header.contains("encoding: gzip"), "{header}");
+    let sizes: Vec<usize> = header.lines().find_map(|l| l.strip_prefix("sizes: ")).unwrap().split_whitespace().map(|s| s.parse().unwrap()).collect();
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(&bytes[split + 2..]).read_to_end(&mut raw).unwrap();
+    (sizes, raw.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect())
+}
+
+fn ct3(data: &Path) -> SeriesInfo {
+    let scan = dicom::scan(&data.join("dcmqi-liver/ct-3slice"), &dicom::no_progress).unwrap();
+    let s = scan.all_series().next().unwrap().clone();
+    s
+}
+
+#[test]
+fn reads_dcmqi_liver_onto_its_ct_and_matches_the_baseline() {
+    let Some(data) = common::shared_data() else { return };
+    let ct = ct3(&data);
+    assert_eq!(ct.geometry.shape, [3, 512, 512]);
+    let r = seg::read_seg(&data.join("dcmqi-liver/liver.dcm"), Some(&ct.geometry)).unwrap();
+    assert_eq!(r.segments.len(), 1);
+    assert_eq!(r.referenced_series_uid.as_deref(), Some(ct.series_uid.as_str()));
+    let (m, _) = r.label_mask();
+    // frames are stored in descending z; placed by position they land ascending
+    let per_slice: Vec<usize> = (0..3).map(|k| m.data.index_axis(ndarray::Axis(0), k).iter().filter(|&&v| v == 1).count()).collect();
+    assert_eq!(per_slice, vec![36233, 35645, 35220]);
+    let (sizes, base) = read_nrrd_short(&data.join("dcmqi-liver/liver_seg.nrrd"));
+    assert_eq!(sizes, vec![512, 512, 3]);
+    let differing = m.data.iter().zip(&base).filter(|(a, b)| (**a != 0) != (**b != 0)).count();
+    assert_eq!(differing, 0, "liver.dcm differs from dcmqi's baseline label map");
+
+    // the same on its own grid
+    let own = seg::read_seg(&data.join("dcmqi-liver/liver.dcm"), None).unwrap();
+    assert_eq!(own.geometry.shape, [3, 512, 512]);
+    assert!(own.geometry.max_corner_distance_mm(&ct.geometry) < 1e-3, "{:?}", own.geometry);
+    assert_eq!(own.label_mask().0.data, m.data);
+
+    // the pydicom variants: 1-bit RLE and 510×510 frames whose bits straddle bytes
+    let rle = seg::read_seg(&data.join("odd/pydicom/liver_rle.dcm"), Some(&ct.geometry)).unwrap();
+    assert_eq!(rle.transfer_syntax, "1.2.840.10008.1.2.5");
+    assert_eq!(rle.label_mask().0.data, m.data, "RLE SEG decodes to the same liver");
+    let nba = seg::read_seg(&data.join("odd/pydicom/liver_nonbyte_aligned.dcm"), None).unwrap();
+    assert_eq!(nba.geometry.shape, [3, 510, 510]);
+    assert_eq!(nba.voxel_counts(), vec![36233 + 35645 + 35220]);
+    let nba_on_ct = seg::read_seg(&data.join("odd/pydicom/liver_nonbyte_aligned.dcm"), Some(&ct.geometry)).unwrap();
+    assert_eq!(nba_on_ct.label_mask().0.data, m.data, "the 510×510 crop lands on the same voxels");
+}
+
+#[test]
+fn reads_overlapping_and_labelmap_segs() {
+    let Some(data) = common::shared_data() else { return };
+    let ct = ct3(&data);
+    let r = seg::read_seg(&data.join("dcmqi-liver/partial_overlaps.dcm"), Some(&ct.geometry)).unwrap();
+    let names: Vec<&str> = r.segments.iter().map(|s| s.label.as_str()).collect();
+    assert_eq!(names, vec!["GREEN", "ORANGE", "PURPLE", "LIGHT_BLUE", "DARK_BLUE"]);
+    assert_eq!(r.voxel_counts(), vec![9602, 11888, 117 + 117 + 10509, 6693, 4713]);
+    let (_, overlaps) = r.label_mask();
+    assert!(overlaps > 0, "these segments overlap");
+
+    let lm = seg::read_seg(&data.join("dcmqi-liver/sparse-labelmap-ppv5.dcm"), None).unwrap();
+    assert_eq!(lm.kind, SegKind::Labelmap);
+    // frames at z −177.75 and −172.75 with 2.5 mm spacing: a 3-slice grid with an empty middle
+    assert_eq!(lm.geometry.shape, [3, 38, 24]);
+    assert!((lm.geometry.spacing_mm[0] - 2.5).abs() < 1e-9 && (lm.geometry.spacing_mm[1] - 0.7).abs() < 1e-9);
+    let (m, _) = lm.label_mask();
+    let per_slice: Vec<usize> = (0..3).map(|k| m.data.index_axis(ndarray::Axis(0), k).iter().filter(|&&v| v == 1).count()).collect();
+    assert_eq!(per_slice, vec![315, 0, 315]);
+    assert!(m.data.iter().all(|&v| v <= 1), "background segment 0 is not a label");
+}
+
+#[test]
+fn non_seg_files_get_clear_errors() {
+    let Some(data) = common::shared_data() else { return };
+    let dir = data.join("odd/pydicom");
+    let mut seen = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with("liver") {
+            continue;
+        }
+        seen += 1;
+        // must return, not panic; a non-SEG names its file and says what it is
+        let err = seg::read_seg(&p, None).expect_err(&name);
+        let msg = err.to_string();
+        assert!(msg.contains(&name), "{msg}");
+        if let SegError::NotSeg { .. } = err {
+            assert!(msg.contains("not a DICOM segmentation"), "{msg}");
+        }
+    }
+    assert!(seen >= 20);
+
+    // a SEG whose transfer syntax claims RLE but whose pixels are not encapsulated
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(data.join("dcmqi-liver/liver.dcm")).unwrap();
+    let from = b"1.2.840.10008.1.2.1\0";
+    let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
+    bytes[at..at + from.len()].copy_from_slice(b"1.2.840.10008.1.2.5\0");
+    let p = tmp.path().join("claims_rle.dcm");
+    std::fs::write(&p, &bytes).unwrap();
+    match seg::read_seg(&p, None) {
+        Err(e @ SegError::Decode { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("claims_rle.dcm") && msg.contains("RLE Lossless (1.2.840.10008.1.2.5)"), "{msg}");
+        }
+        Err(SegError::Read { .. }) => {} // dicom-rs may refuse the mismatch itself; still an error naming the file
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+}
+
+#[test]
+fn mask_convert_both_ways_and_refuses_other_grids() {
+    let (dir, root, series, mask) = demo();
+    let study = root.join("dicom");
+    let labels = root.join("labels.nii.gz");
+    let seg_path = dir.path().join("m.dcm");
+    // three series in the study: the mask's grid picks the portal venous one
+    let rep = mask_cli::mask_convert_with(&labels, &study, &seg_path, &Default::default()).unwrap();
+    assert!(!rep.resampled);
+    let nii = dir.path().join("back.nii.gz");
+    mask_cli::mask_convert(&seg_path, &study, &nii).unwrap();
+    let (back, _) = nifti::read_mask(&nii).unwrap();
+    assert_eq!(back.data, mask.data);
+    assert!(back.geometry.max_corner_distance_mm(&series.geometry) < 1e-3);
+    // both files exist now: no overwrite
+    assert!(mask_cli::mask_convert(&labels, &study, &seg_path).is_err());
+
+    // a mask on another grid: a clear error that says how to resample, then --resample
+    let shifted_path = dir.path().join("shifted.nii.gz");
+    let g = Geometry { origin_mm: [mask.geometry.origin_mm[0] + 6.0, mask.geometry.origin_mm[1], mask.geometry.origin_mm[2]], ..mask.geometry.clone() };
+    nifti::write_volume(&Volume::new(mask.data.clone(), g), &shifted_path).unwrap();
+    let err = mask_cli::mask_convert(&shifted_path, &study.join("portal_venous"), &dir.path().join("s.dcm")).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("--resample") && msg.contains("does not match"), "{msg}");
+    let err = mask_cli::mask_convert(&shifted_path, &study, &dir.path().join("s.dcm")).unwrap_err();
+    assert!(format!("{err:#}").contains("--series N"), "{err:#}");
+    let opts = mask_cli::MaskConvertOptions { resample: true, series: Some(1) };
+    let rep = mask_cli::mask_convert_with(&shifted_path, &study, &dir.path().join("s.dcm"), &opts).unwrap();
+    assert!(rep.resampled);
+    // shifted by one voxel (6 mm) in x: the resampled mask is the original moved by one column
+    let r = seg::read_seg(&dir.path().join("s.dcm"), Some(&series.geometry)).unwrap().label_mask().0;
+    let [nz, ny, nx] = mask.shape();
+    for k in 0..nz {
+        for j in 0..ny {
+            for i in 0..nx - 1 {
+                assert_eq!(r.data[[k, j, i + 1]], mask.data[[k, j, i]], "at {k},{j},{i}");
+            }
+        }
+    }
+}
