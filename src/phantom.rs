@@ -80,6 +80,23 @@ pub struct PhantomOptions {
     /// models the slice thickness, the dominant blur of axial CT; in-plane sampling costs
     /// as much again per factor, so the clinical-size default samples only z twice.
     pub supersample: [usize; 3],
+    /// Which visit of the same patient: the baseline, or the follow-up after TACE (moved on
+    /// the table, breathing differently, lesions changed; see [`PhantomOptions::follow_up`]).
+    #[serde(default)]
+    pub visit: Visit,
+}
+
+/// The visit a phantom study shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visit {
+    #[default]
+    Baseline,
+    /// Two months after TACE of the HCC: the HCC has shrunk to a lipiodol core, necrosis
+    /// and a viable rim; the hemangioma is gone (as if resected); a new HCC has appeared;
+    /// cyst and metastasis unchanged. The patient lies shifted and turned
+    /// ([`follow_up_pose`]) and breathes less deeply.
+    FollowUp,
 }
 
 impl Default for PhantomOptions {
@@ -95,6 +112,7 @@ impl Default for PhantomOptions {
             noise_sigma_hu: 8.0,
             breathing_scale: 1.0,
             supersample: [2, 1, 1],
+            visit: Visit::Baseline,
         }
     }
 }
@@ -111,6 +129,28 @@ impl PhantomOptions {
             breathing_scale: 1.0,
             // coarse pixels: without in-plane averaging the small lesions alias badly
             supersample: [2, 2, 2],
+            visit: Visit::Baseline,
+        }
+    }
+
+    /// The follow-up visit of the same patient on the same grids as `self`, with its own
+    /// noise and shallower breathing.
+    pub fn follow_up(&self) -> Self {
+        PhantomOptions { visit: Visit::FollowUp, seed: self.seed + 1, breathing_scale: self.breathing_scale * 0.6, ..self.clone() }
+    }
+
+    fn lesions(&self) -> &'static [LesionSpec] {
+        match self.visit {
+            Visit::Baseline => &LESIONS,
+            Visit::FollowUp => &FOLLOW_UP_LESIONS,
+        }
+    }
+
+    /// Scanner point of this visit → reference anatomy point.
+    fn to_anatomy(&self, y: Lps) -> Lps {
+        match self.visit {
+            Visit::Baseline => y,
+            Visit::FollowUp => follow_up_pose().apply(y),
         }
     }
 
@@ -148,6 +188,9 @@ pub enum LesionKind {
     Cyst,
     /// Hypovascular centre in every phase with an arterial rim.
     Metastasis,
+    /// An HCC after TACE: dense lipiodol core (≥ 300 HU in every phase), necrosis around
+    /// it, and a rim of viable tumour with the HCC pattern.
+    TreatedHcc,
 }
 
 /// Ground truth for one lesion.
@@ -158,6 +201,10 @@ pub struct LesionTruth {
     pub radius_mm: f64,
     /// From the voxel count of this lesion in the label mask on the portal venous grid.
     pub volume_ml: f64,
+    /// Viable, necrotic and lipiodol volumes (mL, voxel counts of the parts mask) of a
+    /// treated lesion; `None` for untreated ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts_ml: Option<[f64; 3]>,
 }
 
 /// The whole synthetic study with its ground truth.
@@ -173,6 +220,9 @@ pub struct Phantom {
     pub lesions: Vec<LesionTruth>,
     /// `u` on the portal venous grid for each moving phase (arterial, delayed).
     pub true_fields: Vec<(Phase, Field)>,
+    /// Treated-lesion parts on the portal venous grid (follow-up visit only): 0 elsewhere,
+    /// then `response::VIABLE`, `NECROTIC`, `LIPIODOL`.
+    pub parts: Option<Mask>,
 }
 
 impl Phantom {
@@ -231,6 +281,27 @@ const LESIONS: [LesionSpec; 4] = [
     LesionSpec { kind: LesionKind::Cyst, centre: [-110.0, -15.0, -180.0], radius: 10.0 },
     LesionSpec { kind: LesionKind::Metastasis, centre: [30.0, -40.0, -162.0], radius: 11.0 },
 ];
+
+/// Radii (mm) inside which a treated HCC is lipiodol, then necrosis; viable beyond.
+const TREATED_LIPIODOL_R: f64 = 5.0;
+const TREATED_NECROTIC_R: f64 = 8.0;
+
+/// The follow-up: the HCC (17 mm) treated down to 12 mm, the hemangioma gone, cyst and
+/// metastasis as before, a new 8 mm HCC in the right lobe (clear of vessels and of the old
+/// HCC; checked by `lesions_sit_in_parenchyma`).
+const FOLLOW_UP_LESIONS: [LesionSpec; 4] = [
+    LesionSpec { kind: LesionKind::TreatedHcc, centre: [-95.0, 10.0, -210.0], radius: 12.0 },
+    LesionSpec { kind: LesionKind::Cyst, centre: [-110.0, -15.0, -180.0], radius: 10.0 },
+    LesionSpec { kind: LesionKind::Metastasis, centre: [30.0, -40.0, -162.0], radius: 11.0 },
+    LesionSpec { kind: LesionKind::Hcc, centre: [-100.0, 30.0, -195.0], radius: 8.0 },
+];
+
+/// How the patient lies at the follow-up: follow-up scanner point → baseline scanner point
+/// (turned 4° about the body axis and 2° about left-right, shifted 15, −10, 20 mm). The
+/// truth a registration of the follow-up onto the baseline should find is its inverse.
+pub fn follow_up_pose() -> crate::register::affine::AffineTransform {
+    crate::register::affine::AffineTransform::rigid([2f64.to_radians(), 0.0, 4f64.to_radians()], [15.0, -10.0, 20.0], [-40.0, 0.0, -190.0])
+}
 
 /// A tube between two points with linearly varying radius.
 struct Tube {
@@ -346,7 +417,7 @@ const BODY_N: f64 = 2.5;
 /// What tissue is at reference-frame point `q`. Structures are tested in priority order
 /// (bone and great vessels over organs over the body wall), which is how overlaps of
 /// the analytic shapes are resolved.
-fn classify(q: Lps) -> Tissue {
+fn classify(q: Lps, lesions: &[LesionSpec]) -> Tissue {
     let [x, y, z] = q;
     let yb = y - BODY_YC;
     let body = superellipse(x, yb, BODY_A, BODY_B, BODY_N);
@@ -394,7 +465,7 @@ fn classify(q: Lps) -> Tissue {
         }
     }
 
-    for (index, l) in LESIONS.iter().enumerate() {
+    for (index, l) in lesions.iter().enumerate() {
         let d = [x - l.centre[0], y - l.centre[1], z - l.centre[2]];
         let r = (sq(d[0]) + sq(d[1]) + sq(d[2])).sqrt();
         if r < l.radius {
@@ -489,7 +560,7 @@ fn nodule_pattern(d: Lps, r: f64) -> f32 {
 
 /// Hounsfield units of a tissue in a phase (before noise). Values are typical clinical
 /// means for a late-arterial / portal venous (70 s) / delayed (3.5 min) protocol.
-fn hu(t: Tissue, phase: Phase) -> f32 {
+fn hu(t: Tissue, phase: Phase, lesions: &[LesionSpec]) -> f32 {
     use Phase::*;
     // Only reached from `render_phase` (CONTRAST_ORDER phases) and tests with those phases.
     let p = |a: f32, pv: f32, d: f32| match phase {
@@ -520,7 +591,7 @@ fn hu(t: Tissue, phase: Phase) -> f32 {
         Tissue::RenalSinus { .. } => -60.0,
         Tissue::StomachWall => p(70.0, 95.0, 80.0),
         Tissue::StomachFluid => 10.0,
-        Tissue::Lesion { index, rel, nodule } => lesion_hu(LESIONS[index].kind, LESIONS[index].radius as f32, rel, nodule, phase),
+        Tissue::Lesion { index, rel, nodule } => lesion_hu(lesions[index].kind, lesions[index].radius as f32, rel, nodule, phase),
     }
 }
 
@@ -556,6 +627,20 @@ fn lesion_hu(kind: LesionKind, radius_mm: f32, rel: f32, nodule: f32, phase: Pha
             NonContrast | Unknown => unreachable!("the phantom renders contrast phases only"),
         },
         LesionKind::Cyst => 5.0,
+        LesionKind::TreatedHcc => {
+            let r = rel * radius_mm;
+            if r < TREATED_LIPIODOL_R as f32 {
+                620.0
+            } else if r < TREATED_NECROTIC_R as f32 {
+                match phase {
+                    Arterial => 22.0,
+                    PortalVenous => 26.0,
+                    _ => 28.0,
+                }
+            } else {
+                lesion_hu(LesionKind::Hcc, radius_mm, 0.5, 0.0, phase)
+            }
+        }
         LesionKind::Metastasis => {
             let rim = depth < 3.0;
             match (phase, rim) {
@@ -698,7 +783,8 @@ fn render_phase(opts: &PhantomOptions, phase: Phase) -> CtVolume {
                         for &di in &ox {
                             let y = grid.index_to_world([i as f64 + di, j as f64 + dj, k as f64 + dk]);
                             let v = breathing_v(phase, opts.breathing_scale, y);
-                            acc += hu(classify([y[0] + v[0], y[1] + v[1], y[2] + v[2]]), phase);
+                            let q = opts.to_anatomy([y[0] + v[0], y[1] + v[1], y[2] + v[2]]);
+                            acc += hu(classify(q, opts.lesions()), phase, opts.lesions());
                         }
                     }
                 }
@@ -716,25 +802,40 @@ fn render_phase(opts: &PhantomOptions, phase: Phase) -> CtVolume {
 
 /// Labels (LiTS), anatomy, and per-lesion voxel counts on the portal venous grid,
 /// sampled at voxel centres.
-fn render_labels(grid: &Geometry) -> (Mask, Mask, Vec<usize>) {
+/// Labels (LiTS), anatomy, treated-lesion parts, per-lesion voxel counts and per-lesion
+/// part counts (viable, necrotic, lipiodol) on the portal venous grid, sampled at voxel
+/// centres.
+#[allow(clippy::type_complexity)]
+fn render_labels(opts: &PhantomOptions) -> (Mask, Mask, Mask, Vec<usize>, Vec<[usize; 3]>) {
+    let grid = &opts.portal_venous_grid;
+    let lesions = opts.lesions();
     let [nz, ny, nx] = grid.shape;
     let mut labels = Array3::<u8>::zeros([nz, ny, nx]);
     let mut anatomy = Array3::<u8>::zeros([nz, ny, nx]);
-    let counts: Vec<[usize; LESIONS.len()]> = labels
+    let mut parts = Array3::<u8>::zeros([nz, ny, nx]);
+    let counts: Vec<([usize; 4], [[usize; 3]; 4])> = labels
         .axis_iter_mut(Axis(0))
         .into_par_iter()
         .zip(anatomy.axis_iter_mut(Axis(0)).into_par_iter())
+        .zip(parts.axis_iter_mut(Axis(0)).into_par_iter())
         .enumerate()
-        .map(|(k, (mut lab, mut ana))| {
-            let mut counts = [0usize; LESIONS.len()];
+        .map(|(k, ((mut lab, mut ana), mut par))| {
+            let mut counts = [0usize; 4];
+            let mut part_counts = [[0usize; 3]; 4];
             for j in 0..ny {
                 for i in 0..nx {
-                    let q = grid.index_to_world([i as f64, j as f64, k as f64]);
-                    let t = classify(q);
+                    let q = opts.to_anatomy(grid.index_to_world([i as f64, j as f64, k as f64]));
+                    let t = classify(q, lesions);
                     ana[[j, i]] = anatomy_label(t);
                     lab[[j, i]] = match t {
-                        Tissue::Lesion { index, .. } => {
+                        Tissue::Lesion { index, rel, .. } => {
                             counts[index] += 1;
+                            if lesions[index].kind == LesionKind::TreatedHcc {
+                                let r = rel as f64 * lesions[index].radius;
+                                let part = if r < TREATED_LIPIODOL_R { 2 } else if r < TREATED_NECROTIC_R { 1 } else { 0 };
+                                part_counts[index][part] += 1;
+                                par[[j, i]] = [crate::response::VIABLE, crate::response::NECROTIC, crate::response::LIPIODOL][part];
+                            }
                             2
                         }
                         Tissue::Liver => 1,
@@ -743,16 +844,20 @@ fn render_labels(grid: &Geometry) -> (Mask, Mask, Vec<usize>) {
                     };
                 }
             }
-            counts
+            (counts, part_counts)
         })
         .collect();
-    let mut total = vec![0usize; LESIONS.len()];
-    for c in &counts {
-        for (t, n) in total.iter_mut().zip(c) {
-            *t += n;
+    let mut total = vec![0usize; lesions.len()];
+    let mut part_total = vec![[0usize; 3]; lesions.len()];
+    for (c, pc) in &counts {
+        for l in 0..lesions.len() {
+            total[l] += c[l];
+            for p in 0..3 {
+                part_total[l][p] += pc[l][p];
+            }
         }
     }
-    (Volume::new(labels, grid.clone()), Volume::new(anatomy, grid.clone()), total)
+    (Volume::new(labels, grid.clone()), Volume::new(anatomy, grid.clone()), Volume::new(parts, grid.clone()), total, part_total)
 }
 
 fn render_field(grid: &Geometry, phase: Phase, scale: f64) -> Field {
@@ -783,18 +888,31 @@ pub fn make_phantom(opts: &PhantomOptions) -> Phantom {
         })
         .collect();
     let grid = &opts.portal_venous_grid;
-    let (labels, anatomy, counts) = render_labels(grid);
+    let (labels, anatomy, parts, counts, part_counts) = render_labels(opts);
     let voxel_ml = grid.spacing_mm.iter().product::<f64>() / 1000.0;
-    let lesions = LESIONS
+    // centres in this visit's scanner frame
+    let to_scanner = |c: Lps| match opts.visit {
+        Visit::Baseline => c,
+        Visit::FollowUp => follow_up_pose().inverse().map(|t| t.apply(c)).unwrap_or(c),
+    };
+    let lesions = opts
+        .lesions()
         .iter()
-        .zip(&counts)
-        .map(|(l, &n)| LesionTruth { kind: l.kind, centre_mm: l.centre, radius_mm: l.radius, volume_ml: n as f64 * voxel_ml })
+        .zip(counts.iter().zip(&part_counts))
+        .map(|(l, (&n, pc))| LesionTruth {
+            kind: l.kind,
+            centre_mm: to_scanner(l.centre),
+            radius_mm: l.radius,
+            volume_ml: n as f64 * voxel_ml,
+            parts_ml: (l.kind == LesionKind::TreatedHcc).then(|| pc.map(|c| c as f64 * voxel_ml)),
+        })
         .collect();
     let true_fields = [Phase::Arterial, Phase::Delayed]
         .iter()
         .map(|&p| (p, render_field(grid, p, opts.breathing_scale)))
         .collect();
-    Phantom { phases, labels, anatomy, lesions, true_fields }
+    let parts = (opts.visit == Visit::FollowUp).then_some(parts);
+    Phantom { phases, labels, anatomy, lesions, true_fields, parts }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -861,11 +979,12 @@ pub fn write_demo_study(out: &Path, opts: &PhantomOptions) -> Result<DemoFiles, 
     for (n, phase) in phantom.phases.iter().enumerate() {
         let meta = SeriesMeta {
             patient_name: "PHANTOM^HEPAVIEW".into(),
-            patient_id: format!("HV-PHANTOM-{}", opts.seed % 1_000_000),
+            // one patient across visits (the follow-up's noise seed is the baseline's + 1)
+            patient_id: format!("HV-PHANTOM-{}", (opts.seed - (opts.visit == Visit::FollowUp) as u64) % 1_000_000),
             patient_birth_date: "19620514".into(),
             patient_sex: "M".into(),
             study_uid: study_uid.clone(),
-            study_date: "20260115".into(),
+            study_date: if opts.visit == Visit::FollowUp { "20260316".into() } else { "20260115".into() },
             study_time: "095800".into(),
             study_id: "1".into(),
             accession_number: format!("HV{:08}", opts.seed % 100_000_000),
@@ -885,6 +1004,22 @@ pub fn write_demo_study(out: &Path, opts: &PhantomOptions) -> Result<DemoFiles, 
     }
 
     nifti::write_volume(&phantom.labels, &labels_path)?;
+    if let Some(parts) = &phantom.parts {
+        nifti::write_volume(parts, &out.join("parts.nii.gz"))?;
+        let truth = serde_json::json!({
+            "visit": "follow_up",
+            "follow_up_to_baseline": follow_up_pose(),
+            "baseline_to_follow_up": follow_up_pose().inverse(),
+            "note": "rigid pose of the follow-up (points in LPS mm); parts.nii.gz labels 4 viable, 5 necrotic, 6 lipiodol",
+        });
+        let path = out.join("follow_up_truth.json");
+        let bytes = serde_json::to_vec_pretty(&truth).map_err(|e| DemoError::Io { path: path.clone(), source: std::io::Error::other(e) })?;
+        dicom_write::write_new_file(&path, &bytes).map_err(|e| match e {
+            WriteError::Exists { path } => DemoError::Exists { path },
+            WriteError::Io { path, source } => DemoError::Io { path, source },
+            other => DemoError::Dicom(other),
+        })?;
+    }
     nifti::write_volume(&phantom.anatomy, &anatomy_path)?;
     for (phase, path) in &field_paths {
         if let Some(field) = phantom.true_field(*phase) {
@@ -989,7 +1124,7 @@ mod tests {
 
     #[test]
     fn lesions_sit_in_parenchyma() {
-        for l in &LESIONS {
+        for (set, l) in LESIONS.iter().map(|l| (&LESIONS, l)).chain(FOLLOW_UP_LESIONS.iter().map(|l| (&FOLLOW_UP_LESIONS, l))) {
             // sample the sphere's surface, with a 2 mm margin
             for a in 0..12 {
                 for b in 0..7 {
@@ -1001,7 +1136,7 @@ mod tests {
                     for t in AORTA.iter().chain(&IVC).chain(&PORTAL).chain(&HEPATIC) {
                         assert!(tube_sdf(q, t) > 0.0, "{:?} touches a vessel at {q:?}", l.kind);
                     }
-                    assert_eq!(classify(q), Tissue::Liver, "{:?}: neighbour {q:?} is not parenchyma", l.kind);
+                    assert_eq!(classify(q, set), Tissue::Liver, "{:?}: neighbour {q:?} is not parenchyma", l.kind);
                 }
             }
         }
@@ -1034,10 +1169,10 @@ mod tests {
     #[test]
     fn contrast_follows_the_protocol() {
         // noise-free means from the model at known points
-        let at = |q: Lps, ph| hu(classify(q), ph);
+        let at = |q: Lps, ph| hu(classify(q, &LESIONS), ph, &LESIONS);
         let aorta = [18.0, 42.0, -200.0];
         let liver = [-60.0, 30.0, -150.0];
-        assert_eq!(classify(liver), Tissue::Liver);
+        assert_eq!(classify(liver, &LESIONS), Tissue::Liver);
         assert!(at(aorta, Phase::Arterial) > 250.0 && at(aorta, Phase::Delayed) < at(aorta, Phase::PortalVenous));
         let hcc = LESIONS[0].centre;
         assert!(at(hcc, Phase::Arterial) > at(liver, Phase::Arterial) + 40.0);

@@ -102,6 +102,7 @@ fn pattern_of_each_phantom_lesion_comes_out_as_built() {
             LesionKind::Hemangioma => PatternKind::HemangiomaLike,
             LesionKind::Cyst => PatternKind::CystLike,
             LesionKind::Metastasis => PatternKind::MetastasisLike,
+            LesionKind::TreatedHcc => unreachable!("the baseline has no treated lesion"),
         };
         assert_eq!(l.pattern.kind, want, "{:?}: {}\n{:#?}", truth.kind, l.pattern.summary, l.pattern);
         assert!(l.pattern.summary.contains("not a diagnosis"));

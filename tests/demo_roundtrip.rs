@@ -68,6 +68,7 @@ fn a_world_point_is_the_same_anatomy_in_phases_on_different_grids() {
             LesionKind::Cyst => assert!(a.abs() < 40.0 && pv.abs() < 40.0 && d.abs() < 40.0, "cyst is water in every phase: {a} {pv} {d}"),
             LesionKind::Hemangioma => assert!(d > a, "hemangioma fills in towards delayed: {a} {pv} {d}"),
             LesionKind::Metastasis => assert!(pv < 90.0, "metastasis centre stays hypodense: {a} {pv} {d}"),
+            LesionKind::TreatedHcc => unreachable!("the baseline has no treated lesion"),
         }
     }
 }
