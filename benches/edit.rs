@@ -1,0 +1,253 @@
+//! Mask editing on a clinical-size grid: 400 × 512 × 512 voxels of 1.0 × 0.75 × 0.75 mm,
+//! a synthetic CT (air, a body at 40 HU, a liver-shaped ellipsoid at 110 HU with a
+//! 40 HU "tumour", Gaussian-like noise σ 15 HU, fixed seed) and its liver mask.
+//!
+//! `cargo bench --bench edit` times (median of `--runs`, default 3, on a rayon pool of
+//! `--threads`, default 2):
+//! 1. **Region growing** of the liver from a click (HU within 45 of the seed, 3-D), and
+//!    the same limited to the clicked axial slice.
+//! 2. **Interpolation** of the liver drawn on every 5th axial slice (the rest empty).
+//! 3. **One brush stroke**: 50 segments of a 10 mm axial brush dragged across slice 200,
+//!    each recorded into the undo history inside one stroke (brick diffs), then
+//!    `end_stroke` (compression), the journal record (fsync'd), and undo of the stroke.
+//!    The per-dab time is what one mouse-move event costs before the overlay upload.
+//! 4. **Whole-label tools** on the liver: closing 2 mm, fill holes, keep largest
+//!    component; and an autosave snapshot of the whole mask.
+//!
+//! Ends with one JSON line. Without `--bench` (as `cargo test --all-targets` runs it) it
+//! only says how to run it.
+
+use std::time::Instant;
+
+use hepaview::edit::tools::{close_label, fill_holes, interpolate_slices, keep_largest_component, paint_line, region_grow, Brush, Grow, GrowCriterion, Reach};
+use hepaview::edit::{History, Orientation, Paint, PaintOver, Session};
+use hepaview::volume::{CtVolume, Geometry, Mask, Volume};
+use ndarray::{Array3, Axis};
+use rayon::prelude::*;
+
+const SHAPE: [usize; 3] = [400, 512, 512];
+const SPACING: [f64; 3] = [1.0, 0.75, 0.75];
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--bench") {
+        println!("edit: run with `cargo bench --bench edit` to measure");
+        return;
+    }
+    let runs = arg_value(&args, "--runs", 3).max(1);
+    let threads = arg_value(&args, "--threads", 2).max(1);
+    let pool = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("thread pool: {e}");
+            return;
+        }
+    };
+    println!("edit bench: {}×{}×{} voxels, {threads} threads, {runs} runs", SHAPE[0], SHAPE[1], SHAPE[2]);
+    let json = pool.install(|| run(runs));
+    println!("{json}");
+}
+
+fn arg_value(args: &[String], name: &str, default: usize) -> usize {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn median_ms<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
+    let mut ms = Vec::with_capacity(runs);
+    let mut last = None;
+    for _ in 0..runs {
+        let t = Instant::now();
+        last = Some(f());
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    ms.sort_by(f64::total_cmp);
+    (ms[ms.len() / 2], last.expect("at least one run"))
+}
+
+/// Inside the liver: an ellipsoid (semi-axes 90, 70, 80 mm) with a bite out of it.
+fn in_liver(x: f64, y: f64, z: f64) -> bool {
+    let e = (x / 90.0).powi(2) + (y / 70.0).powi(2) + (z / 80.0).powi(2);
+    let bite = ((x - 70.0) / 40.0).powi(2) + ((y + 50.0) / 40.0).powi(2) + (z / 60.0).powi(2);
+    e <= 1.0 && bite > 1.0
+}
+
+/// Deterministic noise in −1…1 per voxel (splitmix64 of its index).
+fn noise(n: u64) -> f64 {
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    // sum of two uniforms: a triangular distribution, close enough to Gaussian here
+    let a = (z & 0xffff_ffff) as f64 / u32::MAX as f64;
+    let b = (z >> 32) as f64 / u32::MAX as f64;
+    a + b - 1.0
+}
+
+fn synthetic() -> (CtVolume, Mask) {
+    let g = Geometry::axis_aligned(SHAPE, SPACING, [-191.625, -191.625, -200.0]);
+    let [nz, ny, nx] = SHAPE;
+    let mut ct = Array3::<i16>::zeros(SHAPE);
+    let mut mask = Array3::<u8>::zeros(SHAPE);
+    ct.axis_iter_mut(Axis(0)).into_par_iter().zip(mask.axis_iter_mut(Axis(0))).enumerate().for_each(|(k, (mut c, mut m))| {
+        let z = k as f64 * SPACING[0] - nz as f64 * SPACING[0] / 2.0;
+        for j in 0..ny {
+            let y = (j as f64 - ny as f64 / 2.0) * SPACING[1];
+            for i in 0..nx {
+                let x = (i as f64 - nx as f64 / 2.0) * SPACING[2];
+                let n = noise(((k * ny + j) * nx + i) as u64) * 26.0; // σ ≈ 15 HU
+                let body = (x / 170.0).powi(2) + (y / 130.0).powi(2) <= 1.0;
+                let liver = in_liver(x, y, z);
+                let tumour = (x + 30.0).powi(2) + (y - 10.0).powi(2) + (z - 10.0).powi(2) <= 20.0 * 20.0;
+                let hu = if liver && tumour {
+                    40.0 + n
+                } else if liver {
+                    110.0 + n
+                } else if body {
+                    40.0 + n
+                } else {
+                    -1000.0 + n
+                };
+                c[[j, i]] = hu.round() as i16;
+                m[[j, i]] = if liver && tumour { 2 } else { liver as u8 };
+            }
+        }
+    });
+    (Volume::new(ct, g.clone()), Volume::new(mask, g))
+}
+
+fn count(m: &Mask, label: u8) -> usize {
+    m.data.par_iter().filter(|&&v| v == label).count()
+}
+
+fn run(runs: usize) -> serde_json::Value {
+    let t = Instant::now();
+    let (ct, truth) = synthetic();
+    println!("synthetic study made in {:.1} s (liver {} voxels, tumour {})", t.elapsed().as_secs_f64(), count(&truth, 1), count(&truth, 2));
+    let g = truth.geometry.clone();
+    let w = |k: usize, j: usize, i: usize| g.index_to_world([i as f64, j as f64, k as f64]);
+
+    // 1. region growing of the liver from a click
+    let seed = w(200, 256, 200);
+    let grow = Grow { criterion: GrowCriterion::HuAroundSeed { tolerance_hu: 45.0 }, reach: Reach::Volume, max_voxels: 50_000_000 };
+    let empty: Mask = Volume::filled(g.clone(), 0);
+    let mut grown = empty.clone();
+    let (grow_ms, res) = median_ms(runs, || {
+        grown = empty.clone();
+        region_grow(&mut grown, Some(&ct), seed, &grow, &Paint::new(1, PaintOver::Everything)).expect("grow")
+    });
+    println!("region growing, 3-D: {grow_ms:.0} ms, {} voxels (liver without tumour: {})", res.region_voxels, count(&truth, 1));
+    let slice_grow = Grow { reach: Reach::Slice(Orientation::Axial), ..grow };
+    let (grow2d_ms, res2d) = median_ms(runs, || {
+        let mut m = empty.clone();
+        region_grow(&mut m, Some(&ct), seed, &slice_grow, &Paint::new(1, PaintOver::Everything)).expect("grow")
+    });
+    println!("region growing, one axial slice: {grow2d_ms:.1} ms, {} voxels", res2d.region_voxels);
+
+    // 2. interpolation between every 5th slice
+    let mut sparse = truth.clone();
+    sparse.data.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(k, mut s)| {
+        if k % 5 != 0 {
+            s.mapv_inplace(|v| if v == 1 { 0 } else { v });
+        }
+    });
+    let drawn = count(&sparse, 1);
+    let mut interp = sparse.clone();
+    let (interp_ms, diff) = median_ms(runs, || {
+        interp = sparse.clone();
+        interpolate_slices(&mut interp, Orientation::Axial, &Paint::new(1, PaintOver::Background)).expect("interpolate")
+    });
+    let liver = count(&truth, 1);
+    let wrong = interp.data.iter().zip(truth.data.iter()).filter(|(a, b)| (**a == 1) != (**b == 1)).count();
+    println!(
+        "interpolation from every 5th slice: {interp_ms:.0} ms, {} voxels filled ({drawn} drawn), {:.2} % of the liver differs from the truth",
+        diff.changed_voxels(),
+        100.0 * wrong as f64 / liver as f64
+    );
+
+    // 3. one brush stroke of 50 dabs on slice 200, through the history
+    let brush = Brush::round_2d(Orientation::Axial, 10.0);
+    let paint = Paint::new(2, PaintOver::Everything);
+    let mut stroke_runs = Vec::new();
+    let session_dir = tempfile::tempdir().expect("temp dir");
+    let mut mask = truth.clone();
+    let mut session = Session::open_in(session_dir.path(), &session_dir.path().join("session")).expect("session");
+    session.autosave(&mask).expect("autosave");
+    for _ in 0..runs {
+        let mut h = History::default();
+        let mut dab_ms = Vec::with_capacity(50);
+        let t_all = Instant::now();
+        h.begin_stroke();
+        let mut prev = w(200, 150, 120);
+        for n in 1..=50 {
+            let next = w(200, 150 + (n * 4) % 200, 120 + n * 5);
+            let t = Instant::now();
+            let touched = h.apply(&mut mask, |m| paint_line(m, prev, next, &brush, &paint, None)).expect("dab");
+            dab_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            std::hint::black_box(touched);
+            prev = next;
+        }
+        let t_end = Instant::now();
+        let touched = h.end_stroke();
+        let end_ms = t_end.elapsed().as_secs_f64() * 1e3;
+        let t_j = Instant::now();
+        session.record(&mask, &touched).expect("journal");
+        let journal_ms = t_j.elapsed().as_secs_f64() * 1e3;
+        let total_ms = t_all.elapsed().as_secs_f64() * 1e3;
+        let t_u = Instant::now();
+        let undone = h.undo(&mut mask).expect("undo");
+        let undo_ms = t_u.elapsed().as_secs_f64() * 1e3;
+        dab_ms.sort_by(f64::total_cmp);
+        stroke_runs.push((total_ms, dab_ms[25], dab_ms[49], end_ms, journal_ms, undo_ms, touched.brick_ids.len(), h.memory_used(), undone.brick_ids.len()));
+    }
+    stroke_runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let s = stroke_runs[stroke_runs.len() / 2];
+    println!(
+        "brush stroke, 50 dabs of 10 mm: {:.1} ms in all (per dab median {:.2} ms, max {:.2} ms), end_stroke {:.2} ms, journal {:.2} ms, undo {:.2} ms; {} bricks, {} bytes of history",
+        s.0, s.1, s.2, s.3, s.4, s.5, s.6, s.7
+    );
+
+    // 4. whole-label tools and an autosave
+    let mut m = truth.clone();
+    let (close_ms, d) = median_ms(runs, || {
+        m = truth.clone();
+        close_label(&mut m, 2.0, &Paint::new(1, PaintOver::Background)).expect("close")
+    });
+    println!("closing 2 mm: {close_ms:.0} ms ({} voxels changed)", d.changed_voxels());
+    let (holes_ms, d) = median_ms(runs, || {
+        m = truth.clone();
+        fill_holes(&mut m, Reach::Volume, &Paint::new(1, PaintOver::Everything)).expect("holes")
+    });
+    println!("fill holes 3-D: {holes_ms:.0} ms ({} voxels filled)", d.changed_voxels());
+    let (largest_ms, _) = median_ms(runs, || {
+        m = grown.clone();
+        keep_largest_component(&mut m, &Paint::new(1, PaintOver::Everything)).expect("largest")
+    });
+    println!("keep largest component: {largest_ms:.0} ms");
+    let (autosave_ms, _) = median_ms(runs, || session.autosave(&truth).expect("autosave"));
+    let snap = std::fs::metadata(session.snapshot_path()).map(|m| m.len()).unwrap_or(0);
+    println!("autosave snapshot of the whole mask: {autosave_ms:.0} ms ({snap} bytes)");
+
+    serde_json::json!({
+        "bench": "edit",
+        "shape": SHAPE,
+        "spacing_mm": SPACING,
+        "region_grow_3d_ms": grow_ms,
+        "region_grow_3d_voxels": res.region_voxels,
+        "region_grow_slice_ms": grow2d_ms,
+        "interpolate_every_5th_ms": interp_ms,
+        "interpolate_error_fraction": wrong as f64 / liver as f64,
+        "stroke_50_dabs_ms": s.0,
+        "dab_median_ms": s.1,
+        "dab_max_ms": s.2,
+        "end_stroke_ms": s.3,
+        "journal_record_ms": s.4,
+        "undo_stroke_ms": s.5,
+        "stroke_bricks": s.6,
+        "stroke_history_bytes": s.7,
+        "close_2mm_ms": close_ms,
+        "fill_holes_ms": holes_ms,
+        "keep_largest_ms": largest_ms,
+        "autosave_ms": autosave_ms,
+        "snapshot_bytes": snap,
+    })
+}
