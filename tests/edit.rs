@@ -804,6 +804,7 @@ fn autosave_restore_and_saved_state() {
     let mut s = Session::open_for(study.path()).unwrap();
     assert_eq!(s.dir(), study.path().join(".hepaview-session"));
     assert!(s.pending_restore().is_none(), "a fresh session has nothing to offer");
+    assert_eq!(std::fs::read_dir(study.path()).unwrap().count(), 0, "opening a study without editing leaves its folder untouched");
     edit(&mut m, &mut h, &mut s, [10, 10, 10], 2); // first edit: a full snapshot
     edit(&mut m, &mut h, &mut s, [12, 20, 20], 3); // journaled
     assert!(s.needs_autosave());

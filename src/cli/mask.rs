@@ -16,6 +16,7 @@ use hepaview::io::{nifti, seg};
 use hepaview::volume::{Geometry, Interp, Mask};
 
 /// Choices beyond the three paths.
+#[allow(dead_code)] // the binary may use only some of it
 #[derive(Clone, Debug, Default)]
 pub struct MaskConvertOptions {
     /// Resample a mask whose grid differs from the series onto it (nearest neighbour).
@@ -25,7 +26,8 @@ pub struct MaskConvertOptions {
     pub series: Option<usize>,
 }
 
-/// What was converted.
+/// What was converted (also printed).
+#[allow(dead_code)] // read by tests and by callers that want more than the printout
 #[derive(Clone, Debug)]
 pub struct MaskConvertReport {
     pub series_index: usize,

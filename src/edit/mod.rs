@@ -278,16 +278,24 @@ impl EditDiff {
     /// This edit followed by `later`, as one edit (a brush stroke made of many dabs).
     pub fn merge(&mut self, later: EditDiff) {
         debug_assert_eq!(self.shape, later.shape);
+        // only the bricks `later` touched are recounted: a long stroke stays cheap per dab
         for (id, d) in later.bricks {
             match self.bricks.get_mut(&id) {
-                Some(mine) => mine.after = d.after,
+                Some(mine) => {
+                    self.changed -= count_changed(mine);
+                    mine.after = d.after;
+                    if mine.before == mine.after {
+                        self.bricks.remove(&id);
+                    } else {
+                        self.changed += count_changed(mine);
+                    }
+                }
                 None => {
+                    self.changed += count_changed(&d);
                     self.bricks.insert(id, d);
                 }
             }
         }
-        self.bricks.retain(|_, b| b.before != b.after);
-        self.changed = self.bricks.values().map(count_changed).sum();
     }
 
     /// Puts the bricks back as they were before the edit.

@@ -169,19 +169,25 @@ pub fn data_home_dir(study: &Path, data_home: &Path) -> PathBuf {
     data_home.join("hepaview").join("sessions").join(path_hash(&canon))
 }
 
-/// Can we create files in `dir` (creating it if needed)? Tries for real: permission bits
-/// say nothing about read-only mounts, and root ignores them.
+/// Could the session folder `dir` be created and written? Tries for real, in `dir` when
+/// it exists, else in its nearest existing ancestor (permission bits say nothing about
+/// read-only mounts, and root ignores them). Nothing is left behind: opening a study
+/// without editing it must not change its folder.
 fn writable(dir: &Path) -> bool {
-    if fs::create_dir_all(dir).is_err() {
-        return false;
+    let mut at = Some(dir);
+    while let Some(p) = at {
+        if p.exists() {
+            return p.is_dir() && probe(p);
+        }
+        at = p.parent();
     }
-    let probe = dir.join(format!(".probe-{}", std::process::id()));
+    false
+}
+
+fn probe(dir: &Path) -> bool {
+    let probe = dir.join(format!(".hepaview-probe-{}", std::process::id()));
     match OpenOptions::new().write(true).create_new(true).open(&probe) {
         Ok(_) => {
-            let _ = fs::remove_file(&probe);
-            true
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             let _ = fs::remove_file(&probe);
             true
         }
@@ -208,9 +214,8 @@ impl Session {
         Self::open_in(study, &dir)
     }
 
-    /// Opens (or starts) a session in `dir`.
+    /// Opens (or starts) a session in `dir`. The folder is made at the first write.
     pub fn open_in(study: &Path, dir: &Path) -> Result<Session, SessionError> {
-        fs::create_dir_all(dir).map_err(|source| SessionError::Io { path: dir.to_path_buf(), dir: dir.to_path_buf(), source })?;
         let manifest_path = dir.join(MANIFEST);
         let manifest = match fs::read(&manifest_path) {
             Ok(bytes) => serde_json::from_slice::<Manifest>(&bytes).map_err(|e| SessionError::Corrupt {
@@ -299,6 +304,7 @@ impl Session {
         let path = self.dir.join(name);
         let tmp = self.dir.join(format!(".{name}.tmp-{}", std::process::id()));
         let res = (|| -> io::Result<()> {
+            fs::create_dir_all(&self.dir)?;
             let mut f = File::create(&tmp)?;
             f.write_all(bytes)?;
             f.sync_all()?;
