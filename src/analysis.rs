@@ -28,6 +28,10 @@ pub enum AnalysisError {
     NoPhaseOnGrid,
     #[error("no voxel of the region to cluster lies where every phase has data; check that the phases cover the liver")]
     NotCovered,
+    #[error("after alignment the two visits correlate only {ncc:.2} (NCC; need {MIN_VISIT_NCC}): they may be different patients or body regions, or the alignment failed")]
+    VisitsDoNotMatch { ncc: f64 },
+    #[error("{0}")]
+    Response(String),
     #[error("cancelled")]
     Cancelled,
 }
@@ -204,4 +208,68 @@ pub fn cluster_region(phases: &[AlignedPhase], mask: &Mask, recipe: &ClusterReci
 pub fn measure_lesions(phases: &[AlignedPhase], mask: &Mask, opts: &LesionOptions) -> Result<LesionReport, AnalysisError> {
     let named: Vec<(Phase, &CtVolume)> = phases.iter().map(|p| (p.phase, p.volume.as_ref())).collect();
     Ok(lesion::analyse_lesions(mask, &named, opts)?)
+}
+
+/// Two visits compared: the cross-visit alignment and the response.
+pub struct Comparison {
+    /// Baseline world point → follow-up world point.
+    pub transform: crate::register::affine::AffineTransform,
+    pub rigid: crate::register::affine::AffineResult,
+    pub affine: crate::register::affine::AffineResult,
+    pub baseline: crate::response::VisitMeasure,
+    pub followup: crate::response::VisitMeasure,
+    pub pairs: Vec<crate::response::Pairing>,
+    pub response: crate::response::Response,
+}
+
+/// NCC below which two visits are taken not to show the same body after alignment.
+pub const MIN_VISIT_NCC: f64 = 0.5;
+
+/// Aligns the follow-up's portal venous (or fixed) phase onto the baseline's (rigid, then
+/// affine), then measures both visits, pairs their lesions and assesses the response.
+/// `*_phases` are each visit's phases on its own mask's grid.
+#[allow(clippy::too_many_arguments)]
+pub fn compare_visits(
+    base_label: &str,
+    base_phases: &[AlignedPhase],
+    base_mask: &Mask,
+    follow_label: &str,
+    follow_phases: &[AlignedPhase],
+    follow_mask: &Mask,
+    opts: &crate::response::ResponseOptions,
+    progress: ProgressFn,
+) -> Result<Comparison, AnalysisError> {
+    use crate::register::affine::{register_affine, AffineParams, Model};
+    let reference = |ps: &[AlignedPhase]| ps.iter().find(|p| p.phase == Phase::PortalVenous).or(ps.first()).map(|p| Arc::clone(&p.volume));
+    let (Some(fixed), Some(moving)) = (reference(base_phases), reference(follow_phases)) else { return Err(AnalysisError::NoPhaseOnGrid) };
+    let reg_err = |source| match source {
+        RegisterError::Cancelled => AnalysisError::Cancelled,
+        source => AnalysisError::Register { phase: format!("follow-up ({follow_label})"), fixed: format!("baseline ({base_label})"), source },
+    };
+    let rigid_progress = |f: f32, m: &str| progress(0.4 * f, &format!("aligning the visits: {m}"));
+    let rigid = register_affine(&fixed, &moving, &AffineParams::default(), None, &rigid_progress).map_err(reg_err)?;
+    let affine_params = AffineParams { model: Model::Affine, level_spacing_mm: vec![4.0, 2.0], ..AffineParams::default() };
+    let affine_progress = |f: f32, m: &str| progress(0.4 + 0.3 * f, &format!("aligning the visits: {m}"));
+    let affine = register_affine(&fixed, &moving, &affine_params, Some(rigid.transform), &affine_progress).map_err(reg_err)?;
+    // Keep the rigid result when the affine one is no better (few structures, noise).
+    let transform = if affine.ncc_after > rigid.ncc_after { affine.transform } else { rigid.transform };
+    if affine.ncc_after.max(rigid.ncc_after) < MIN_VISIT_NCC {
+        return Err(AnalysisError::VisitsDoNotMatch { ncc: affine.ncc_after.max(rigid.ncc_after) });
+    }
+    if !progress(0.75, "measuring lesions") {
+        return Err(AnalysisError::Cancelled);
+    }
+    let visit = |label: &str, ps: &[AlignedPhase], mask: &Mask| -> Result<crate::response::VisitMeasure, AnalysisError> {
+        let v = crate::response::Visit { label: label.into(), mask, phases: ps.iter().map(|p| (p.phase, p.volume.as_ref())).collect() };
+        crate::response::measure_visit(&v, opts).map_err(|e| match e {
+            crate::response::ResponseError::Lesion(l) => AnalysisError::Lesion(l),
+            other => AnalysisError::Response(other.to_string()),
+        })
+    };
+    let baseline = visit(base_label, base_phases, base_mask)?;
+    let followup = visit(follow_label, follow_phases, follow_mask)?;
+    let to_followup = |p: crate::volume::Lps| transform.apply(p);
+    let pairs = crate::response::match_lesions(&baseline, &base_mask.geometry, &followup, &follow_mask.geometry, &to_followup, opts);
+    let response = crate::response::assess(base_label, &baseline, follow_label, &followup, &pairs, opts);
+    Ok(Comparison { transform, rigid, affine, baseline, followup, pairs, response })
 }

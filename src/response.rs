@@ -20,7 +20,8 @@ pub struct ResponseOptions {
     pub lesion: LesionOptions,
     /// Viable: arterial HU at least this much above the surrounding liver's median.
     pub viable_margin_hu: f64,
-    /// Lipiodol: at least this HU in every phase (iodised oil stays dense throughout).
+    /// Lipiodol: at least this HU in the median phase (iodised oil stays dense throughout;
+    /// the median, so one phase blurred by resampling does not decide).
     pub lipiodol_hu: f64,
     /// Lesions whose centres land this close after registration may pair without overlap.
     pub match_distance_mm: f64,
@@ -98,22 +99,41 @@ pub fn measure_visit(v: &Visit, opts: &ResponseOptions) -> Result<VisitMeasure, 
         let mut p = Parts { liver_arterial_median_hu: liver, ..Default::default() };
         let mut viable = Vec::new();
         let mut out = parts_mask.data.as_slice_mut();
-        for &i in &c.voxels {
-            let hu = |vol: &CtVolume| vol.data.as_slice().map(|s| s[i] as f64).unwrap_or(f64::NAN);
-            let a = flat_art.map(|s| s[i] as f64).unwrap_or(f64::NAN);
-            let label = if others.iter().all(|vol| hu(vol) >= opts.lipiodol_hu) {
-                LIPIODOL
-            } else if liver.is_some_and(|m| a >= m + opts.viable_margin_hu) {
-                viable.push(i);
-                VIABLE
-            } else {
-                NECROTIC
-            };
+        let mut labels: Vec<u8> = c
+            .voxels
+            .iter()
+            .map(|&i| {
+                let mut hus: Vec<f64> = others.iter().map(|vol| vol.data.as_slice().map(|s| s[i] as f64).unwrap_or(f64::NAN)).collect();
+                hus.sort_by(f64::total_cmp);
+                let a = flat_art.map(|s| s[i] as f64).unwrap_or(f64::NAN);
+                if hus[hus.len() / 2] >= opts.lipiodol_hu {
+                    LIPIODOL
+                } else if liver.is_some_and(|m| a >= m + opts.viable_margin_hu) {
+                    VIABLE
+                } else {
+                    NECROTIC
+                }
+            })
+            .collect();
+        // Touching lipiodol (a shared voxel face), its blooming (and the blur of resampling) lifts every phase, so
+        // arterial enhancement there cannot be judged: count it as treated, not viable.
+        let lipiodol: std::collections::HashSet<usize> = c.voxels.iter().zip(&labels).filter(|(_, &l)| l == LIPIODOL).map(|(&i, _)| i).collect();
+        if !lipiodol.is_empty() {
+            for (n, &i) in c.voxels.iter().enumerate() {
+                if labels[n] == VIABLE && face_neighbours(i, v.mask.geometry.shape).any(|j| lipiodol.contains(&j)) {
+                    labels[n] = NECROTIC;
+                }
+            }
+        }
+        for (&i, &label) in c.voxels.iter().zip(&labels) {
             if let Some(o) = out.as_deref_mut() {
                 o[i] = label;
             }
             match label {
-                VIABLE => p.viable_ml += voxel_ml,
+                VIABLE => {
+                    viable.push(i);
+                    p.viable_ml += voxel_ml
+                }
                 LIPIODOL => p.lipiodol_ml += voxel_ml,
                 _ => p.necrotic_ml += voxel_ml,
             }
@@ -125,6 +145,21 @@ pub fn measure_visit(v: &Visit, opts: &ResponseOptions) -> Result<VisitMeasure, 
     }
     let voxels = comps.into_iter().map(|c| c.voxels).collect();
     Ok(VisitMeasure { report, parts, parts_mask, voxels })
+}
+
+/// Linear indices of the up-to-6 face neighbours of voxel `i` inside a grid of `shape`.
+fn face_neighbours(i: usize, shape: [usize; 3]) -> impl Iterator<Item = usize> {
+    let [nz, ny, nx] = shape;
+    let (k, j, ii) = (i / (ny * nx), (i / nx) % ny, i % nx);
+    let steps: [(bool, usize); 6] = [
+        (k > 0, i.wrapping_sub(ny * nx)),
+        (k + 1 < nz, i + ny * nx),
+        (j > 0, i.wrapping_sub(nx)),
+        (j + 1 < ny, i + nx),
+        (ii > 0, i.wrapping_sub(1)),
+        (ii + 1 < nx, i + 1),
+    ];
+    steps.into_iter().filter_map(|(ok, n)| ok.then_some(n))
 }
 
 /// A baseline lesion and what became of it, or a new one.

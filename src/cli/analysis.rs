@@ -180,3 +180,81 @@ pub fn report(a: ReportArgs) -> Result<()> {
     println!("Written {}, {}, {} in {:.1} s", files.html.display(), files.csv.display(), files.json.display(), t0.elapsed().as_secs_f64());
     Ok(())
 }
+
+pub struct CompareArgs<'a> {
+    pub baseline: &'a [PathBuf],
+    pub followup: &'a [PathBuf],
+    pub baseline_mask: Option<&'a Path>,
+    pub followup_mask: Option<&'a Path>,
+    pub no_register: bool,
+    pub out: &'a Path,
+}
+
+pub fn compare(a: CompareArgs) -> Result<()> {
+    use hepaview::report::compare::{write_compare_report, VisitInput};
+    use hepaview::response::ResponseOptions;
+    let t0 = std::time::Instant::now();
+    for name in ["compare.json", "lesions.csv", "compare.html", "baseline_parts.nii.gz", "followup_parts.nii.gz"] {
+        let p = a.out.join(name);
+        if p.exists() {
+            bail!("{} already exists; choose another --out folder (Hepaview never overwrites files)", p.display());
+        }
+    }
+    let open = |paths: &[PathBuf], mask: Option<&Path>, which: &str| -> Result<(Study, Mask, Vec<AlignedPhase>)> {
+        let study = open_study(paths, &[])?;
+        let (mask, _) = load_mask(&study, mask).with_context(|| {
+            format!("the {which} study needs a mask (liver 1, tumour 2): give --{which}-mask (automatic segmentation is not shipped yet)")
+        })?;
+        let phases = aligned(&study, &mask, a.no_register)?;
+        Ok((study, mask, phases))
+    };
+    let (bs, bmask, bphases) = open(a.baseline, a.baseline_mask, "baseline")?;
+    let (fs, fmask, fphases) = open(a.followup, a.followup_mask, "followup")?;
+    if !fphases.iter().any(|p| p.phase == hepaview::io::phase::Phase::Arterial) {
+        eprintln!("! the follow-up has no arterial phase: viable tumour and mRECIST cannot be measured; RECIST 1.1 and volumes are given");
+    }
+    let label = |s: &Study, fallback: &str| if s.title.is_empty() { fallback.to_string() } else { s.title.clone() };
+    let (bl, fl) = (label(&bs, "baseline"), label(&fs, "follow-up"));
+    let pb = progress_bar_1000();
+    let report = |f: f32, m: &str| {
+        pb.set_position((f.clamp(0.0, 1.0) * 1000.0) as u64);
+        pb.set_message(m.to_string());
+        true
+    };
+    let c = analysis::compare_visits(&bl, &bphases, &bmask, &fl, &fphases, &fmask, &ResponseOptions::default(), &report);
+    pb.finish_and_clear();
+    let c = c?;
+    let base = VisitInput { label: bl.clone(), phases: &bphases, mask: &bmask };
+    let follow = VisitInput { label: fl.clone(), phases: &fphases, mask: &fmask };
+    let files = write_compare_report(&c, &base, &follow, a.out)?;
+    nifti::write_volume(&c.baseline.parts_mask, &a.out.join("baseline_parts.nii.gz"))?;
+    nifti::write_volume(&c.followup.parts_mask, &a.out.join("followup_parts.nii.gz"))?;
+    let r = &c.response;
+    println!(
+        "visits aligned (rigid part): rotation {:.1} deg, translation ({:.1}, {:.1}, {:.1}) mm, NCC {:.3} -> {:.3}",
+        c.rigid.transform.rotation_deg(),
+        c.rigid.transform.translation_mm[0],
+        c.rigid.transform.translation_mm[1],
+        c.rigid.transform.translation_mm[2],
+        c.rigid.ncc_before,
+        c.affine.ncc_after.max(c.rigid.ncc_after)
+    );
+    for l in &r.lesions {
+        let p = &l.pairing;
+        let what = match (p.baseline, p.followup) {
+            (Some(b), Some(f)) => format!("lesion {b} -> {f}: {:.2} -> {:.2} mL", l.baseline_ml, l.followup_ml),
+            (Some(b), None) => format!("lesion {b}: {:.2} mL, gone", l.baseline_ml),
+            (None, Some(f)) => format!("NEW lesion {f}: {:.2} mL", l.followup_ml),
+            (None, None) => continue,
+        };
+        let parts = l.followup_parts.as_ref().map(|p| format!(" (viable {:.2}, necrotic {:.2}, lipiodol {:.2} mL)", p.viable_ml, p.necrotic_ml, p.lipiodol_ml)).unwrap_or_default();
+        println!("{what}{parts}");
+    }
+    println!("RECIST 1.1: {:?} ({})", r.recist.category, r.recist.reason);
+    match &r.mrecist {
+        Some(m) => println!("mRECIST: {:?} ({})", m.category, m.reason),
+        None => println!("mRECIST: not assessed (no arterial phase)"),
+    }
+    println!("Written {}, {}, {} in {:.1} s", files.html.display(), files.csv.display(), files.json.display(), t0.elapsed().as_secs_f64());
+    Ok(())
+}

@@ -212,6 +212,29 @@ pub enum Command {
         #[arg(long, default_value_t = 300_000)]
         max_triangles_liver: usize,
     },
+    /// Compare a follow-up study with a baseline: align the visits, pair the lesions,
+    /// split them into viable / necrotic / lipiodol parts, RECIST 1.1 and mRECIST; writes
+    /// compare.html, lesions.csv, compare.json and the parts masks.
+    Compare {
+        /// The baseline study (a DICOM folder, or NIfTI files).
+        #[arg(long, required = true, num_args = 1..)]
+        baseline: Vec<PathBuf>,
+        /// The follow-up study.
+        #[arg(long, required = true, num_args = 1..)]
+        followup: Vec<PathBuf>,
+        /// Label mask of the baseline (liver 1, tumour 2), on its grid.
+        #[arg(long)]
+        baseline_mask: Option<PathBuf>,
+        /// Label mask of the follow-up.
+        #[arg(long)]
+        followup_mask: Option<PathBuf>,
+        /// The phases within each visit are registered already: resample only.
+        #[arg(long)]
+        no_register: bool,
+        /// Output folder (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Write the built-in tri-phase demo study (DICOM + labels + true fields) to a folder.
     Demo {
         #[arg(long)]
@@ -219,6 +242,10 @@ pub enum Command {
         /// A small, fast version (for tests).
         #[arg(long)]
         small: bool,
+        /// The follow-up visit of the same patient after TACE (moved on the table, HCC
+        /// treated, hemangioma gone, a new HCC); adds parts.nii.gz and follow_up_truth.json.
+        #[arg(long)]
+        follow_up: bool,
     },
 }
 
@@ -310,8 +337,17 @@ pub fn run(cli: Cli) -> Result<()> {
             analysis::report(analysis::ReportArgs { paths: &paths, overrides: &phase_overrides, mask: mask.as_deref(), lesion, clusters, no_register, out: &out })
         }
         Some(Command::Mesh { mask, out, format, ras, min_tumour_ml, max_triangles_liver }) => mesh_cmd(&mask, &out, &format, ras, min_tumour_ml, max_triangles_liver),
-        Some(Command::Demo { out, small }) => {
+        Some(Command::Compare { baseline, followup, baseline_mask, followup_mask, no_register, out }) => analysis::compare(analysis::CompareArgs {
+            baseline: &baseline,
+            followup: &followup,
+            baseline_mask: baseline_mask.as_deref(),
+            followup_mask: followup_mask.as_deref(),
+            no_register,
+            out: &out,
+        }),
+        Some(Command::Demo { out, small, follow_up }) => {
             let opts = if small { phantom::PhantomOptions::small() } else { phantom::PhantomOptions::default() };
+            let opts = if follow_up { opts.follow_up() } else { opts };
             phantom::write_demo_study(&out, &opts).with_context(|| format!("writing the demo study to {}", out.display()))?;
             println!("Demo study written to {}", out.display());
             Ok(())

@@ -9,7 +9,7 @@ use super::{cluster_colour, images, ReportInput};
 use crate::io::phase::Phase;
 use crate::lesion::{Evidence, Lesion, PhaseStats};
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
@@ -23,7 +23,7 @@ fn short(p: Phase) -> &'static str {
     }
 }
 
-const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#1d2330;background:#fafbfc;max-width:1200px}
+pub(crate) const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#1d2330;background:#fafbfc;max-width:1200px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #d0d4dc;padding-bottom:4px}
 .meta{color:#5a6272;font-size:13px}.warn{background:#fff4d6;border:1px solid #e8c45c;padding:8px 12px;border-radius:6px;margin:12px 0;font-size:14px}
 table{border-collapse:collapse;font-size:13px;margin:6px 0}th,td{border:1px solid #d0d4dc;padding:4px 8px;text-align:right}th{background:#eef1f5}

@@ -4,7 +4,9 @@
 //! against the liver, the measurements and the pattern hint with its evidence). Nothing is
 //! fetched from the network when the page opens.
 
+pub mod compare;
 mod html;
+pub(crate) use html::esc;
 pub mod images;
 
 use std::io::Write;
@@ -130,7 +132,7 @@ fn csv_bytes(input: &ReportInput) -> Result<Vec<u8>, String> {
     w.into_inner().map_err(|e| e.to_string())
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     let io = |source| ReportError::Io { path: path.to_path_buf(), source };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.part"));

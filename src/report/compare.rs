@@ -1,0 +1,230 @@
+//! The follow-up report: response categories with their evidence, lesions paired across
+//! the visits with volumes and viable / necrotic / lipiodol parts, a timeline of total and
+//! viable tumour volume, and before/after key images of each lesion in the arterial phase.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+
+use super::{esc, images, write_atomic, ReportError};
+use crate::analysis::{AlignedPhase, Comparison};
+use crate::io::phase::Phase;
+use crate::response::{Assessment, Category};
+use crate::volume::Mask;
+
+/// One visit as the report shows it.
+pub struct VisitInput<'a> {
+    pub label: String,
+    pub phases: &'a [AlignedPhase],
+    pub mask: &'a Mask,
+}
+
+pub struct CompareFiles {
+    pub json: PathBuf,
+    pub csv: PathBuf,
+    pub html: PathBuf,
+}
+
+/// Writes `compare.json`, `lesions.csv` and `compare.html` into `dir`, refusing to
+/// overwrite any of them.
+pub fn write_compare_report(c: &Comparison, base: &VisitInput, follow: &VisitInput, dir: &Path) -> Result<CompareFiles, ReportError> {
+    let files = CompareFiles { json: dir.join("compare.json"), csv: dir.join("lesions.csv"), html: dir.join("compare.html") };
+    if let Some(p) = [&files.json, &files.csv, &files.html].into_iter().find(|p| p.exists()) {
+        return Err(ReportError::Exists(p.clone()));
+    }
+    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { path: dir.to_path_buf(), source })?;
+    let json = serde_json::json!({
+        "software": format!("Hepaview {}", env!("CARGO_PKG_VERSION")),
+        "baseline_to_followup": c.transform,
+        "alignment": {"rigid": c.rigid, "affine": c.affine},
+        "response": c.response,
+    });
+    let bytes = serde_json::to_vec_pretty(&json).map_err(|e| ReportError::Encode { path: files.json.clone(), detail: e.to_string() })?;
+    write_atomic(&files.json, &bytes)?;
+    write_atomic(&files.csv, &csv(c).map_err(|detail| ReportError::Encode { path: files.csv.clone(), detail })?)?;
+    write_atomic(&files.html, page(c, base, follow).as_bytes())?;
+    Ok(files)
+}
+
+fn csv(c: &Comparison) -> Result<Vec<u8>, String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "baseline_lesion", "followup_lesion", "status", "baseline_ml", "followup_ml", "change_percent", "followup_viable_ml", "followup_necrotic_ml", "followup_lipiodol_ml",
+    ])
+    .map_err(|e| e.to_string())?;
+    let o = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
+    for l in &c.response.lesions {
+        let p = &l.pairing;
+        let fp = l.followup_parts.as_ref();
+        w.write_record([
+            p.baseline.map(|b| b.to_string()).unwrap_or_default(),
+            p.followup.map(|f| f.to_string()).unwrap_or_default(),
+            status(p.baseline, p.followup).to_string(),
+            format!("{:.3}", l.baseline_ml),
+            format!("{:.3}", l.followup_ml),
+            o(l.change_percent),
+            o(fp.map(|p| p.viable_ml)),
+            o(fp.map(|p| p.necrotic_ml)),
+            o(fp.map(|p| p.lipiodol_ml)),
+        ])
+        .map_err(|e| e.to_string())?;
+    }
+    w.into_inner().map_err(|e| e.to_string())
+}
+
+fn status(b: Option<usize>, f: Option<usize>) -> &'static str {
+    match (b, f) {
+        (Some(_), Some(_)) => "matched",
+        (Some(_), None) => "disappeared",
+        (None, Some(_)) => "new",
+        (None, None) => "",
+    }
+}
+
+fn category_name(c: Category) -> &'static str {
+    match c {
+        Category::CR => "CR (complete response)",
+        Category::PR => "PR (partial response)",
+        Category::SD => "SD (stable disease)",
+        Category::PD => "PD (progressive disease)",
+    }
+}
+
+fn assessment(h: &mut String, name: &str, a: &Assessment) {
+    let _ = write!(h, "<h3>{name}: {}</h3><p>{}</p>", category_name(a.category), esc(&a.reason));
+    if a.targets.is_empty() {
+        return;
+    }
+    h.push_str("<table><tr><th>target (baseline #)</th><th>baseline mm (slice)</th><th>follow-up #</th><th>follow-up mm (slice)</th></tr>");
+    for t in &a.targets {
+        let sl = |s: Option<usize>| s.map(|s| format!(" ({s})")).unwrap_or_default();
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{:.1}{}</td><td>{}</td><td>{:.1}{}</td></tr>",
+            t.baseline_id,
+            t.baseline_mm,
+            sl(t.baseline_slice),
+            t.followup_id.map(|f| f.to_string()).unwrap_or_else(|| "gone".into()),
+            t.followup_mm,
+            sl(t.followup_slice)
+        );
+    }
+    let _ = write!(h, "<tr><th>sum</th><th>{:.1}</th><th></th><th>{:.1} ({:+.0} %)</th></tr></table>", a.baseline_sum_mm, a.followup_sum_mm, a.change_percent);
+}
+
+/// Total and viable volume at the two visits.
+fn timeline(c: &Comparison) -> String {
+    let r = &c.response;
+    let series: Vec<(&str, &str, [f64; 2])> = [Some(("total", "#e0662b", [r.total_baseline_ml, r.total_followup_ml])), r.viable_baseline_ml.zip(r.viable_followup_ml).map(|(a, b)| ("viable", "#2a9d4b", [a, b]))]
+        .into_iter()
+        .flatten()
+        .collect();
+    let max = series.iter().flat_map(|s| s.2).fold(1e-6, f64::max) * 1.15;
+    let (w, ht, left, bottom, top) = (320.0, 180.0, 46.0, 28.0, 14.0);
+    let x = |i: usize| left + 30.0 + i as f64 * (w - left - 60.0);
+    let y = |v: f64| top + (1.0 - v / max) * (ht - top - bottom);
+    let mut s = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{ht}\" style=\"background:#fff;border:1px solid #ccc\">");
+    for t in 0..=4 {
+        let v = max * t as f64 / 4.0;
+        let yy = y(v);
+        let _ = write!(
+            s,
+            "<line x1=\"{left}\" x2=\"{}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#eee\"/><text x=\"{}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"end\" fill=\"#666\">{v:.1}</text>",
+            w - 8.0,
+            left - 4.0,
+            yy + 3.0
+        );
+    }
+    for (i, label) in [&r.baseline, &r.followup].iter().enumerate() {
+        let _ = write!(s, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\">{}</text>", x(i), ht - 8.0, esc(label));
+    }
+    for (n, (name, colour, v)) in series.iter().enumerate() {
+        let _ = write!(s, "<polyline points=\"{:.1},{:.1} {:.1},{:.1}\" stroke=\"{colour}\" stroke-width=\"2\" fill=\"none\"/>", x(0), y(v[0]), x(1), y(v[1]));
+        for (i, vv) in v.iter().enumerate() {
+            let _ = write!(s, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{colour}\"/>", x(i), y(*vv));
+        }
+        let _ = write!(s, "<text x=\"{}\" y=\"12\" font-size=\"10\" fill=\"{colour}\">{name} mL</text>", left + 4.0 + 70.0 * n as f64);
+    }
+    s.push_str("</svg>");
+    s
+}
+
+fn key_image(v: &VisitInput, m: &crate::response::VisitMeasure, id: usize, lesion_label: u8) -> Option<String> {
+    let l = m.report.lesions.get(id.checked_sub(1)?)?;
+    let phase = v.phases.iter().find(|p| p.phase == Phase::Arterial).or(v.phases.first())?;
+    let png = images::key_images(l, v.mask, lesion_label, &[phase.volume.as_ref()]).pop()?;
+    Some(format!(
+        "<figure><img alt=\"{} lesion {id}\" src=\"data:image/png;base64,{}\"><figcaption>{} #{id} &middot; {}</figcaption></figure>",
+        esc(&v.label),
+        base64::engine::general_purpose::STANDARD.encode(png),
+        esc(&v.label),
+        phase.phase
+    ))
+}
+
+fn page(c: &Comparison, base: &VisitInput, follow: &VisitInput) -> String {
+    let r = &c.response;
+    let mut h = String::new();
+    let _ = write!(h, "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Follow-up: {} vs {}</title><style>{}</style></head><body>", esc(&r.baseline), esc(&r.followup), super::html::STYLE);
+    let _ = write!(h, "<h1>Treatment response</h1><div class=\"meta\">Baseline {} &middot; follow-up {} &middot; Hepaview {}</div>", esc(&r.baseline), esc(&r.followup), env!("CARGO_PKG_VERSION"));
+    let _ = write!(h, "<div class=\"warn\"><b>Measurement aid, not a verdict.</b> {}</div>", esc(&r.disclaimer));
+    let t = &c.rigid.transform;
+    let _ = write!(
+        h,
+        "<div class=\"meta\">Visits aligned rigid then affine (NCC {:.3} &rarr; {:.3}); rigid part: rotation {:.1}&deg;, translation ({:.1}, {:.1}, {:.1}) mm.</div>",
+        c.rigid.ncc_before,
+        c.affine.ncc_after.max(c.rigid.ncc_after),
+        t.rotation_deg(),
+        t.translation_mm[0],
+        t.translation_mm[1],
+        t.translation_mm[2]
+    );
+    h.push_str("<h2>Response</h2>");
+    assessment(&mut h, "RECIST 1.1", &r.recist);
+    match &r.mrecist {
+        Some(m) => assessment(&mut h, "mRECIST (viable tumour)", m),
+        None => h.push_str("<h3>mRECIST: not assessed</h3><p>A visit has no arterial phase, so viable tumour cannot be told from necrosis.</p>"),
+    }
+    let pct = |a: f64, b: f64| if a > 0.0 { format!("{:+.0} %", 100.0 * (b - a) / a) } else { String::new() };
+    let _ = write!(h, "<h2>Tumour volume</h2><p>Total {:.2} &rarr; {:.2} mL ({})", r.total_baseline_ml, r.total_followup_ml, pct(r.total_baseline_ml, r.total_followup_ml));
+    if let (Some(a), Some(b)) = (r.viable_baseline_ml, r.viable_followup_ml) {
+        let _ = write!(h, "; viable {a:.2} &rarr; {b:.2} mL ({})", pct(a, b));
+    }
+    h.push_str("</p>");
+    h.push_str(&timeline(c));
+    h.push_str("<h2>Lesions</h2><table><tr><th>baseline #</th><th>follow-up #</th><th class=\"l\">status</th><th>baseline mL</th><th>follow-up mL</th><th>change</th><th>viable mL</th><th>necrotic mL</th><th>lipiodol mL</th></tr>");
+    for l in &r.lesions {
+        let p = &l.pairing;
+        let fp = l.followup_parts.as_ref();
+        let o = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "&ndash;".into());
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td class=\"l\">{}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            p.baseline.map(|b| b.to_string()).unwrap_or_else(|| "&ndash;".into()),
+            p.followup.map(|f| f.to_string()).unwrap_or_else(|| "&ndash;".into()),
+            status(p.baseline, p.followup),
+            l.baseline_ml,
+            l.followup_ml,
+            l.change_percent.map(|c| format!("{c:+.0} %")).unwrap_or_default(),
+            o(fp.map(|p| p.viable_ml)),
+            o(fp.map(|p| p.necrotic_ml)),
+            o(fp.map(|p| p.lipiodol_ml)),
+        );
+    }
+    h.push_str("</table><h2>Before / after</h2>");
+    let label = c.baseline.report.options.lesion_label;
+    for l in &r.lesions {
+        let p = &l.pairing;
+        h.push_str("<div class=\"imgs\">");
+        if let Some(img) = p.baseline.and_then(|b| key_image(base, &c.baseline, b, label)) {
+            h.push_str(&img);
+        }
+        if let Some(img) = p.followup.and_then(|f| key_image(follow, &c.followup, f, label)) {
+            h.push_str(&img);
+        }
+        let _ = write!(h, "<div class=\"meta\">{}</div></div>", status(p.baseline, p.followup));
+    }
+    h.push_str("</body></html>\n");
+    h
+}
