@@ -137,7 +137,9 @@ fn timeline(c: &Comparison) -> String {
         );
     }
     for (i, label) in [&r.baseline, &r.followup].iter().enumerate() {
-        let _ = write!(s, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\">{}</text>", x(i), ht - 8.0, esc(label));
+        // the last word of a study title is its date; the whole title would not fit
+        let short = label.split_whitespace().last().unwrap_or(label);
+        let _ = write!(s, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\">{}</text>", x(i), ht - 8.0, esc(short));
     }
     for (n, (name, colour, v)) in series.iter().enumerate() {
         let _ = write!(s, "<polyline points=\"{:.1},{:.1} {:.1},{:.1}\" stroke=\"{colour}\" stroke-width=\"2\" fill=\"none\"/>", x(0), y(v[0]), x(1), y(v[1]));
