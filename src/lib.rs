@@ -17,6 +17,7 @@ pub mod lesion;
 pub mod mesh;
 pub mod phantom;
 pub mod register;
+pub mod render;
 pub mod report;
 pub mod response;
 pub mod study;

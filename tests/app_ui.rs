@@ -272,6 +272,8 @@ fn wait_for(h: &mut Harness<'static, HepaviewApp>, done: impl Fn(&HepaviewApp) -
 fn cluster_and_lesion_panel_runs_in_the_background_and_edits_the_mask() {
     let Some(mut h) = gpu_harness(app()) else { return };
     h.run();
+    h.get_by_label("Cluster").scroll_to_me();
+    h.run();
     h.get_by_label("Cluster").click();
     h.step();
     assert!(h.state().analysis.is_running(), "clustering runs on a worker thread");
@@ -302,6 +304,8 @@ fn cluster_and_lesion_panel_runs_in_the_background_and_edits_the_mask() {
     assert_eq!(h.state().study.labels.as_ref().unwrap().mask.data, before, "undo restores the mask");
 
     // lesion table: four phantom lesions; picking one moves the crosshair to it
+    h.get_by_label("Measure lesions").scroll_to_me();
+    h.run();
     h.get_by_label("Measure lesions").click();
     wait_for(&mut h, |a| !a.analysis.is_running());
     let t = h.state().analysis.lesions.as_ref().expect("lesion table");
@@ -324,4 +328,45 @@ fn cluster_and_lesion_panel_runs_in_the_background_and_edits_the_mask() {
     h.get_by_label("Export report").click();
     h.run();
     assert!(out.join("report.html").is_file(), "{:?}", h.state().analysis.error);
+}
+
+#[test]
+fn brush_strokes_paint_the_mask_and_undo_restores_it() {
+    let mut h = harness(app());
+    h.run();
+    let before = h.state().study.labels.as_ref().unwrap().mask.data.clone();
+    let key_before = h.state().study.labels.as_ref().unwrap().key;
+    h.key_press(Key::B);
+    h.run();
+    assert_eq!(h.state().edit.tool, hepaview::app::edit::Tool::Brush);
+    let crosshair = h.state().view.crosshair_mm;
+    // one stroke across the middle of the portal venous viewport (the second of three)
+    let (a, b) = (Pos2::new(830.0, 420.0), Pos2::new(900.0, 430.0));
+    h.hover_at(a);
+    h.event(Event::PointerButton { pos: a, button: PointerButton::Primary, pressed: true, modifiers: Modifiers::NONE });
+    h.run();
+    for t in 1..=5 {
+        h.event(Event::PointerMoved(a + (b - a) * (t as f32 / 5.0)));
+        h.run();
+    }
+    h.event(Event::PointerButton { pos: b, button: PointerButton::Primary, pressed: false, modifiers: Modifiers::NONE });
+    h.run();
+    let app = h.state();
+    let after = &app.study.labels.as_ref().unwrap().mask.data;
+    let changed = after.iter().zip(before.iter()).filter(|(x, y)| x != y).count();
+    assert!(changed > 10, "the stroke painted {changed} voxels");
+    assert!(after.iter().zip(before.iter()).all(|(x, y)| x == y || *x == 2), "the brush paints label 2 (tumour) by default");
+    assert_ne!(app.study.labels.as_ref().unwrap().key, key_before, "the overlay is redrawn");
+    assert_eq!(app.view.crosshair_mm, crosshair, "painting does not move the crosshair");
+    assert_eq!(app.edit.history.undo_steps(), 1, "one stroke, one undo step");
+
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.run();
+    assert_eq!(h.state().study.labels.as_ref().unwrap().mask.data, before, "Ctrl+Z restores the exact mask");
+    h.key_press_modifiers(Modifiers::COMMAND | Modifiers::SHIFT, Key::Z);
+    h.run();
+    assert_eq!(h.state().study.labels.as_ref().unwrap().mask.data.iter().zip(before.iter()).filter(|(x, y)| x != y).count(), changed, "Ctrl+Shift+Z redoes it");
+    h.key_press(Key::Escape);
+    h.run();
+    assert!(!h.state().edit.is_editing());
 }

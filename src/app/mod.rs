@@ -3,10 +3,12 @@
 //! viewport; the maths lives in `view`, the drawing in `gpu`.
 
 pub mod analysis;
+pub mod edit;
 pub mod gpu;
 pub mod registration;
 pub mod screenshot;
 pub mod view;
+pub mod view3d;
 
 use std::sync::Arc;
 
@@ -58,6 +60,10 @@ pub struct HepaviewApp {
     pub registration: registration::RegistrationPanel,
     /// Clustering, lesion table and report export.
     pub analysis: analysis::AnalysisPanel,
+    /// Mask editing tools, undo, autosave.
+    pub edit: edit::EditPanel,
+    /// The 3D view of the label mask's surfaces (V shows it beside the slice views).
+    pub view3d: view3d::View3d,
     frame_times_ms: std::collections::VecDeque<f32>,
     last_frame: Option<std::time::Instant>,
     /// CPU time of the last frame as eframe measured it (not available off-screen).
@@ -80,6 +86,8 @@ impl HepaviewApp {
             show_timing: false,
             registration: registration::RegistrationPanel::new(),
             analysis: analysis::AnalysisPanel::default(),
+            edit: edit::EditPanel::default(),
+            view3d: view3d::View3d::default(),
             frame_times_ms: std::collections::VecDeque::with_capacity(120),
             last_frame: None,
             cpu_ms: None,
@@ -121,9 +129,11 @@ impl HepaviewApp {
     pub fn set_study(&mut self, study: Study) {
         self.registration.cancel();
         self.analysis.cancel();
-        let layout = self.view.layout;
+        self.view3d.cancel();
+        let (layout, show_3d) = (self.view.layout, self.view3d.visible);
         *self = HepaviewApp { show_timing: self.show_timing, ..HepaviewApp::new(study) };
         self.view.layout = layout;
+        self.view3d.visible = show_3d;
     }
 
     /// Polls the loading job; shows its progress with a Cancel button.
@@ -207,6 +217,17 @@ impl HepaviewApp {
         self.loading_ui(&ctx);
         self.registration.poll(&mut self.study, &ctx);
         self.analysis.poll(&self.study, &ctx);
+        self.edit.open_session(&self.study);
+        if self.edit.save_path.is_empty() {
+            self.edit.save_path = edit::default_save_path(&self.study);
+        }
+        self.edit.tick(&self.study);
+        self.edit.keyboard(&ctx, &mut self.study);
+        // a stroke ends when the button is let go, wherever the pointer is by then
+        if self.edit.history.in_stroke() && ctx.input(|i| !i.pointer.primary_down()) {
+            let c = self.view.crosshair_mm;
+            self.edit.pointer(&mut self.study, 0, view::Orientation::Axial, c, false, false, true);
+        }
         self.dialogs(&ctx);
         self.keyboard(ui.ctx());
         // Panels paint no background of their own: the window is cleared to the panel
@@ -280,6 +301,9 @@ impl HepaviewApp {
             if i.key_pressed(Key::D) {
                 self.show_timing = !self.show_timing;
             }
+            if i.key_pressed(Key::V) {
+                self.view3d.visible = !self.view3d.visible;
+            }
             if i.modifiers.command && i.key_pressed(Key::O) {
                 self.open_dialog = Some(String::new());
             }
@@ -302,6 +326,7 @@ impl HepaviewApp {
                     ui.selectable_value(&mut self.view.layout, layout, name);
                 }
                 ui.label("Layout (L):");
+                ui.checkbox(&mut self.view3d.visible, "3D view (V)");
             });
         });
     }
@@ -348,6 +373,8 @@ impl HepaviewApp {
                 ui.add(egui::Slider::new(&mut self.view.label_opacity, 0.0..=1.0).text("opacity"));
                 ui.checkbox(&mut self.view.label_outline, "outline only");
             });
+            ui.separator();
+            self.edit.ui(ui, &mut self.study);
             ui.separator();
             self.registration.ui(ui, &mut self.study);
             ui.separator();
@@ -413,7 +440,14 @@ impl HepaviewApp {
     fn viewports(&mut self, ui: &mut egui::Ui) {
         let (cols, cells) = self.cells();
         let rows = cells.len().div_ceil(cols.max(1));
-        let full = ui.max_rect();
+        let mut full = ui.max_rect();
+        if self.view3d.visible {
+            // one more column on the right for the 3D view
+            let w = full.width() / (cols.max(1) + 1) as f32;
+            let cell3d = Rect::from_min_max(egui::pos2(full.max.x - w, full.min.y), full.max);
+            full.max.x -= w;
+            self.view3d.ui(ui, cell3d.shrink(1.0), &self.study, &mut self.view);
+        }
         let cell = Vec2::new(full.width() / cols as f32, full.height() / rows.max(1) as f32);
         if self.fit_pending && cell.x > 10.0 && cell.y > 10.0 {
             let g = &self.study.phases[self.study.fixed_index()].volume.geometry;
@@ -459,11 +493,19 @@ impl HepaviewApp {
             } else if scroll.abs() > 0.0 {
                 self.view.scroll(o, if scroll > 0.0 { 1.0 } else { -1.0 });
             }
-            if resp.clicked_by(PointerButton::Primary) && !shift {
+            if self.edit.is_editing() && !shift {
+                // editing: the left button paints; the crosshair stays where it is
+                let (pressed, released) = ui.input(|i| (i.pointer.button_pressed(PointerButton::Primary), i.pointer.button_released(PointerButton::Primary)));
+                let dragged = resp.dragged_by(PointerButton::Primary);
+                if pressed || dragged || released {
+                    let at = to_world(&self.view, pos);
+                    self.edit.pointer(&mut self.study, phase, o, at, pressed, dragged && !pressed, released);
+                }
+            } else if resp.clicked_by(PointerButton::Primary) && !shift {
                 self.view.crosshair_mm = to_world(&self.view, pos);
             }
         }
-        if resp.dragged_by(PointerButton::Primary) && !ui.input(|i| i.modifiers.shift) {
+        if resp.dragged_by(PointerButton::Primary) && !ui.input(|i| i.modifiers.shift) && !self.edit.is_editing() {
             if let Some(pos) = resp.interact_pointer_pos() {
                 self.view.crosshair_mm = to_world(&self.view, pos);
             }
@@ -555,6 +597,7 @@ const SHORTCUTS: &[(&str, &str)] = &[
     ("A", "annotations on / off"),
     ("R", "reset view"),
     ("D", "frame-time overlay"),
+    ("V", "3D view on / off (drag: turn, shift/middle-drag: pan, wheel: zoom, click: crosshair)"),
     ("Ctrl+O", "open a study (or drop a folder or files on the window)"),
     ("F1", "this help"),
 ];
@@ -586,6 +629,7 @@ pub fn run(study: Study) -> Result<(), eframe::Error> {
             // the slice pipeline must match eframe's render target, known only here
             if let Some(rs) = cc.wgpu_render_state.as_ref() {
                 gpu::install(rs);
+                crate::render::install(rs, &egui_wgpu::RendererOptions::default());
             }
             let mut app = HepaviewApp::new(study);
             // start with the frame-time overlay on, for measuring the real window

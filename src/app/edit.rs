@@ -1,0 +1,514 @@
+//! The mask editing tools of the viewer: a tool chooser (navigate, brush, eraser, threshold
+//! brush, region growing), the active label and paint-over rule, whole-mask operations
+//! (interpolate between slices, fill holes, keep largest, remove islands, smooth), undo and
+//! redo of every edit, and the session that never loses work (every completed edit
+//! journaled and fsync'd, a snapshot every few seconds, an offer to restore on start).
+//! The tools themselves live in `crate::edit`; this file only routes mouse and keys.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use egui::{Color32, RichText};
+
+use crate::edit::tools::{close_label, fill_holes, interpolate_slices, keep_largest_component, open_label, paint_line, region_grow, remove_islands};
+use crate::edit::tools::{Brush, BrushExtent, BrushShape, Grow, GrowCriterion, HuRange, Reach};
+use crate::edit::{EditDiff, EditError, History, Orientation as EditOrientation, Paint, PaintOver, RestoreInfo, Session, Touched};
+use crate::study::{next_key, Labels, Study};
+use crate::volume::{CtVolume, Interp, Lps, Mask};
+
+use super::view::Orientation;
+
+/// What a left click or drag in a viewport does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tool {
+    /// Move the crosshair (no editing).
+    Navigate,
+    Brush,
+    Eraser,
+    /// Paints only voxels whose HU (in the phase under the cursor) lie in a range.
+    ThresholdBrush,
+    /// Flood fill / region growing from the clicked voxel with an HU tolerance.
+    Grow,
+}
+
+impl Tool {
+    pub const ALL: [Tool; 5] = [Tool::Navigate, Tool::Brush, Tool::Eraser, Tool::ThresholdBrush, Tool::Grow];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::Navigate => "Navigate (Esc)",
+            Tool::Brush => "Brush (B)",
+            Tool::Eraser => "Eraser (E)",
+            Tool::ThresholdBrush => "Threshold brush (T)",
+            Tool::Grow => "Region grow (G)",
+        }
+    }
+}
+
+/// Autosave a snapshot at most this often while editing (every edit is journaled at once).
+const AUTOSAVE_EVERY: Duration = Duration::from_secs(5);
+/// Undo memory budget.
+const UNDO_BUDGET_BYTES: usize = 512 << 20;
+
+pub struct EditPanel {
+    pub tool: Tool,
+    pub label: u8,
+    pub over: PaintOver,
+    pub diameter_mm: f32,
+    pub brush_3d: bool,
+    pub square: bool,
+    pub lo_hu: f32,
+    pub hi_hu: f32,
+    pub tolerance_hu: f32,
+    pub grow_3d: bool,
+    pub history: History,
+    session: Option<Session>,
+    /// Tried to open the session for this study already (once per study).
+    session_tried: bool,
+    last_autosave: Instant,
+    /// Edits made since the last snapshot.
+    dirty: bool,
+    /// Found on start: edits newer than the user's last save, offered for restore.
+    pub restore_offer: Option<RestoreInfo>,
+    /// Last point of the current stroke (brush strokes are lines between mouse samples).
+    stroke_last: Option<Lps>,
+    /// The phase under the cursor resampled onto the mask grid, for HU-gated tools.
+    hu_cache: Option<(u64, Arc<CtVolume>)>,
+    pub save_path: String,
+    pub message: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Default for EditPanel {
+    fn default() -> Self {
+        EditPanel {
+            tool: Tool::Navigate,
+            label: 2,
+            over: PaintOver::Everything,
+            diameter_mm: 8.0,
+            brush_3d: false,
+            square: false,
+            lo_hu: 40.0,
+            hi_hu: 200.0,
+            tolerance_hu: 40.0,
+            grow_3d: false,
+            history: History::new(UNDO_BUDGET_BYTES),
+            session: None,
+            session_tried: false,
+            last_autosave: Instant::now(),
+            dirty: false,
+            restore_offer: None,
+            stroke_last: None,
+            hu_cache: None,
+            save_path: String::new(),
+            message: None,
+            error: None,
+        }
+    }
+}
+
+/// The study's own location (the folder or file the fixed phase came from), when it is a
+/// real path: the session lives beside it (or in the user's data folder if read-only).
+fn study_path(study: &Study) -> Option<PathBuf> {
+    let p = &study.phases.get(study.fixed_index())?.source;
+    p.exists().then(|| p.clone())
+}
+
+fn edit_orientation(o: Orientation) -> EditOrientation {
+    match o {
+        Orientation::Axial => EditOrientation::Axial,
+        Orientation::Coronal => EditOrientation::Coronal,
+        Orientation::Sagittal => EditOrientation::Sagittal,
+    }
+}
+
+impl EditPanel {
+    /// True when left clicks in a viewport edit rather than navigate.
+    pub fn is_editing(&self) -> bool {
+        self.tool != Tool::Navigate
+    }
+
+    fn paint(&self) -> Paint {
+        match self.tool {
+            Tool::Eraser => Paint::eraser(self.over),
+            _ => Paint::new(self.label, self.over),
+        }
+    }
+
+    /// Opens the session of the study on first use and looks for unsaved edits.
+    pub fn open_session(&mut self, study: &Study) {
+        if self.session_tried {
+            return;
+        }
+        self.session_tried = true;
+        let Some(path) = study_path(study) else { return };
+        match Session::open_for(&path) {
+            Ok(s) => {
+                self.restore_offer = s.pending_restore();
+                self.session = Some(s);
+            }
+            Err(e) => self.error = Some(format!("Autosave is off: {e}")),
+        }
+    }
+
+    /// An empty mask on the fixed phase's grid when the study has none (to paint into).
+    fn ensure_mask(study: &mut Study) {
+        if study.labels.is_none() {
+            let g = study.phases[study.fixed_index()].volume.geometry.clone();
+            study.labels = Some(Labels { mask: Arc::new(Mask::filled(g, 0)), key: next_key(), source: PathBuf::from("new mask") });
+        }
+    }
+
+    /// After an edit: new overlay key, journal it, remember to snapshot.
+    fn after_edit(&mut self, study: &mut Study, touched: Touched) {
+        if touched.is_empty() {
+            return;
+        }
+        let Some(labels) = study.labels.as_mut() else { return };
+        labels.key = next_key();
+        self.dirty = true;
+        if let Some(s) = self.session.as_mut() {
+            if let Err(e) = s.record(&labels.mask, &touched) {
+                self.error = Some(format!("Could not journal the edit (it is kept in memory): {e}"));
+            }
+        }
+    }
+
+    /// Runs one tool on the mask (not during a stroke) as its own undo step.
+    fn apply(&mut self, study: &mut Study, tool: impl FnOnce(&mut Mask) -> Result<EditDiff, EditError>) {
+        Self::ensure_mask(study);
+        let Some(labels) = study.labels.as_mut() else { return };
+        let mask = Arc::make_mut(&mut labels.mask);
+        match self.history.apply(mask, tool) {
+            Ok(t) => {
+                let n = t.brick_ids.len();
+                self.after_edit(study, t);
+                self.error = None;
+                if n == 0 {
+                    self.message = Some("Nothing changed.".into());
+                }
+            }
+            Err(e) => self.error = Some(e.to_string()),
+        }
+    }
+
+    /// The phase `phase` of the study on the mask grid (cached by its key).
+    fn hu_volume(&mut self, study: &Study, phase: usize) -> Option<Arc<CtVolume>> {
+        let p = study.phases.get(phase)?;
+        let grid = &study.labels.as_ref()?.mask.geometry;
+        if let Some((k, v)) = &self.hu_cache {
+            if *k == p.key {
+                return Some(Arc::clone(v));
+            }
+        }
+        let v = if p.volume.geometry.shape == grid.shape && p.volume.geometry.max_corner_distance_mm(grid) < 0.01 {
+            Arc::clone(&p.volume)
+        } else {
+            Arc::new(p.volume.resample_to(grid, Interp::Linear, -1024))
+        };
+        self.hu_cache = Some((p.key, Arc::clone(&v)));
+        Some(v)
+    }
+
+    /// Mouse input in a viewport: `pressed` starts a stroke, `dragged` continues it,
+    /// `released` ends it (one undo step per stroke).
+    pub fn pointer(&mut self, study: &mut Study, phase: usize, o: Orientation, at_mm: Lps, pressed: bool, dragged: bool, released: bool) {
+        if !self.is_editing() {
+            return;
+        }
+        Self::ensure_mask(study);
+        match self.tool {
+            Tool::Grow => {
+                if pressed {
+                    let ct = self.hu_volume(study, phase);
+                    let grow = Grow {
+                        criterion: GrowCriterion::HuAroundSeed { tolerance_hu: self.tolerance_hu },
+                        reach: if self.grow_3d { Reach::Volume } else { Reach::Slice(edit_orientation(o)) },
+                        max_voxels: 20_000_000,
+                    };
+                    let paint = self.paint();
+                    let mut capped = false;
+                    self.apply(study, |m| {
+                        let r = region_grow(m, ct.as_deref(), at_mm, &grow, &paint)?;
+                        capped = r.capped;
+                        Ok(r.diff)
+                    });
+                    if capped {
+                        self.message = Some("Region growing stopped at its size limit: lower the tolerance.".into());
+                    }
+                }
+            }
+            Tool::Brush | Tool::Eraser | Tool::ThresholdBrush => {
+                if pressed && !self.history.in_stroke() {
+                    self.history.begin_stroke();
+                    self.stroke_last = None;
+                }
+                if (pressed || dragged) && self.history.in_stroke() {
+                    let from = self.stroke_last.unwrap_or(at_mm);
+                    let brush = Brush {
+                        shape: if self.square { BrushShape::Square } else { BrushShape::Round },
+                        extent: if self.brush_3d { BrushExtent::Volume } else { BrushExtent::Plane(edit_orientation(o)) },
+                        diameter_mm: self.diameter_mm as f64,
+                    };
+                    let paint = self.paint();
+                    let ct = if self.tool == Tool::ThresholdBrush { self.hu_volume(study, phase) } else { None };
+                    let range = ct.as_deref().map(|ct| HuRange { ct, lo_hu: self.lo_hu.round() as i16, hi_hu: self.hi_hu.round() as i16 });
+                    if let Some(labels) = study.labels.as_mut() {
+                        let mask = Arc::make_mut(&mut labels.mask);
+                        match paint_line(mask, from, at_mm, &brush, &paint, range.as_ref()) {
+                            Ok(diff) => {
+                                if !diff.is_empty() {
+                                    self.history.record(diff);
+                                    // redraw now; the journal gets the stroke when it ends
+                                    labels.key = next_key();
+                                }
+                            }
+                            Err(e) => self.error = Some(e.to_string()),
+                        }
+                    }
+                    self.stroke_last = Some(at_mm);
+                }
+                if released && self.history.in_stroke() {
+                    let touched = self.history.end_stroke();
+                    self.stroke_last = None;
+                    self.after_edit(study, touched);
+                }
+            }
+            Tool::Navigate => {}
+        }
+    }
+
+    pub fn undo(&mut self, study: &mut Study) {
+        let Some(labels) = study.labels.as_mut() else { return };
+        if let Some(t) = self.history.undo(Arc::make_mut(&mut labels.mask)) {
+            self.after_edit(study, t);
+            self.message = Some(format!("Undone ({} more)", self.history.undo_steps()));
+        }
+    }
+
+    pub fn redo(&mut self, study: &mut Study) {
+        let Some(labels) = study.labels.as_mut() else { return };
+        if let Some(t) = self.history.redo(Arc::make_mut(&mut labels.mask)) {
+            self.after_edit(study, t);
+            self.message = Some("Redone".into());
+        }
+    }
+
+    /// Called every frame: a snapshot every few seconds while there are new edits.
+    pub fn tick(&mut self, study: &Study) {
+        if !self.dirty || self.history.in_stroke() || self.last_autosave.elapsed() < AUTOSAVE_EVERY {
+            return;
+        }
+        self.last_autosave = Instant::now();
+        self.dirty = false;
+        if let (Some(s), Some(l)) = (self.session.as_mut(), study.labels.as_ref()) {
+            if let Err(e) = s.autosave(&l.mask) {
+                self.error = Some(format!("Autosave failed (edits are still journaled): {e}"));
+            }
+        }
+    }
+
+    /// Replaces the study's mask with the session's (after the user accepted).
+    pub fn restore(&mut self, study: &mut Study) {
+        let Some(s) = &self.session else { return };
+        match s.restore() {
+            Ok(r) => {
+                let shape = study.phases[study.fixed_index()].volume.geometry.shape;
+                if r.mask.geometry.shape != shape {
+                    self.error = Some(format!("The session's mask is {:?}, the study {:?}: not restored.", r.mask.geometry.shape, shape));
+                    return;
+                }
+                study.labels = Some(Labels { mask: Arc::new(r.mask), key: next_key(), source: s.dir().to_path_buf() });
+                self.history.clear();
+                self.message = Some(format!("Restored {} edit(s) from {}", r.info.edit_counter, s.dir().display()));
+            }
+            Err(e) => self.error = Some(format!("Could not restore: {e}")),
+        }
+        self.restore_offer = None;
+    }
+
+    pub fn discard_session(&mut self) {
+        if let Some(s) = self.session.as_mut() {
+            if let Err(e) = s.discard() {
+                self.error = Some(e.to_string());
+            }
+        }
+        self.restore_offer = None;
+    }
+
+    /// Saves the mask as NIfTI to `save_path` (never over an existing file other than the
+    /// one this session saved to before).
+    pub fn save(&mut self, study: &Study) {
+        let Some(l) = &study.labels else { return };
+        let path = PathBuf::from(self.save_path.trim());
+        let name = path.to_string_lossy().to_lowercase();
+        if !(name.ends_with(".nii.gz") || name.ends_with(".nii")) {
+            self.error = Some("Give a file name ending in .nii.gz".into());
+            return;
+        }
+        let ours = self.session.as_ref().and_then(|s| s.manifest().saved_to.clone()).is_some_and(|p| p == path);
+        if path.exists() && !ours {
+            self.error = Some(format!("{} already exists; choose another name (Hepaview never overwrites files)", path.display()));
+            return;
+        }
+        let tmp = path.with_file_name(format!(".{}.part.nii.gz", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
+        let result = crate::io::nifti::write_volume(&l.mask, &tmp).map_err(|e| e.to_string()).and_then(|_| std::fs::rename(&tmp, &path).map_err(|e| e.to_string()));
+        match result {
+            Ok(()) => {
+                if let Some(s) = self.session.as_mut() {
+                    let _ = s.mark_saved(&path);
+                }
+                self.message = Some(format!("Saved {}", path.display()));
+                self.error = None;
+            }
+            Err(e) => self.error = Some(format!("Saving {} failed: {e}", path.display())),
+        }
+    }
+
+    /// Keys: B E T G Esc choose tools, [ ] brush size, Ctrl+Z / Ctrl+Shift+Z undo / redo.
+    pub fn keyboard(&mut self, ctx: &egui::Context, study: &mut Study) {
+        if ctx.egui_wants_keyboard_input() {
+            return;
+        }
+        let (undo, redo) = ctx.input(|i| {
+            let z = i.key_pressed(egui::Key::Z) && i.modifiers.command;
+            (z && !i.modifiers.shift, (z && i.modifiers.shift) || (i.key_pressed(egui::Key::Y) && i.modifiers.command))
+        });
+        if redo {
+            self.redo(study);
+        } else if undo {
+            self.undo(study);
+        }
+        ctx.input(|i| {
+            if i.modifiers.command {
+                return;
+            }
+            for (k, t) in [(egui::Key::B, Tool::Brush), (egui::Key::E, Tool::Eraser), (egui::Key::T, Tool::ThresholdBrush), (egui::Key::G, Tool::Grow), (egui::Key::Escape, Tool::Navigate)] {
+                if i.key_pressed(k) {
+                    self.tool = t;
+                }
+            }
+            if i.key_pressed(egui::Key::OpenBracket) {
+                self.diameter_mm = (self.diameter_mm / 1.25).max(0.5);
+            }
+            if i.key_pressed(egui::Key::CloseBracket) {
+                self.diameter_mm = (self.diameter_mm * 1.25).min(200.0);
+            }
+        });
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui, study: &mut Study) {
+        ui.heading("Edit mask");
+        if let Some(info) = self.restore_offer.clone() {
+            ui.label(RichText::new(format!("{} unsaved edit(s) from an earlier session were found.", info.edit_counter)).color(Color32::YELLOW));
+            ui.horizontal(|ui| {
+                if ui.button("Restore them").clicked() {
+                    self.restore(study);
+                }
+                if ui.button("Discard").clicked() {
+                    self.discard_session();
+                }
+            });
+        }
+        egui::ComboBox::new("edit_tool", "tool").selected_text(self.tool.name()).show_ui(ui, |ui| {
+            for t in Tool::ALL {
+                ui.selectable_value(&mut self.tool, t, t.name());
+            }
+        });
+        egui::ComboBox::new("edit_label", "label").selected_text(label_name(self.label)).show_ui(ui, |ui| {
+            for l in 1..=4u8 {
+                ui.selectable_value(&mut self.label, l, label_name(l));
+            }
+        });
+        let over_text = match self.over {
+            PaintOver::Everything => "paint over everything".to_string(),
+            PaintOver::Background => "paint over background only".to_string(),
+            PaintOver::Label(l) => format!("paint over {} only", label_name(l)),
+        };
+        egui::ComboBox::new("edit_over", "rule").selected_text(over_text).show_ui(ui, |ui| {
+            ui.selectable_value(&mut self.over, PaintOver::Everything, "paint over everything");
+            ui.selectable_value(&mut self.over, PaintOver::Background, "paint over background only");
+            for l in 1..=3u8 {
+                ui.selectable_value(&mut self.over, PaintOver::Label(l), format!("paint over {} only", label_name(l)));
+            }
+        });
+        match self.tool {
+            Tool::Brush | Tool::Eraser | Tool::ThresholdBrush => {
+                ui.add(egui::Slider::new(&mut self.diameter_mm, 0.5..=100.0).logarithmic(true).text("size mm ([ ])"));
+                ui.horizontal(|ui| {
+                    ui.checkbox(&mut self.brush_3d, "3D ball");
+                    ui.checkbox(&mut self.square, "square");
+                });
+                if self.tool == Tool::ThresholdBrush {
+                    ui.add(egui::Slider::new(&mut self.lo_hu, -1000.0..=1000.0).text("from HU"));
+                    ui.add(egui::Slider::new(&mut self.hi_hu, -1000.0..=2000.0).text("to HU"));
+                }
+            }
+            Tool::Grow => {
+                ui.add(egui::Slider::new(&mut self.tolerance_hu, 1.0..=300.0).text("tolerance HU"));
+                ui.checkbox(&mut self.grow_3d, "grow in 3D (else this slice)");
+            }
+            Tool::Navigate => {}
+        }
+        ui.horizontal(|ui| {
+            if ui.add_enabled(self.history.can_undo(), egui::Button::new("Undo")).on_hover_text("Ctrl+Z").clicked() {
+                self.undo(study);
+            }
+            if ui.add_enabled(self.history.can_redo(), egui::Button::new("Redo")).on_hover_text("Ctrl+Shift+Z").clicked() {
+                self.redo(study);
+            }
+        });
+        ui.horizontal_wrapped(|ui| {
+            let paint = self.paint();
+            if ui.button("Fill between slices").on_hover_text("interpolate the label between the axial slices drawn").clicked() {
+                self.apply(study, |m| interpolate_slices(m, EditOrientation::Axial, &paint));
+            }
+            if ui.button("Fill holes").clicked() {
+                self.apply(study, |m| fill_holes(m, Reach::Volume, &paint));
+            }
+            if ui.button("Keep largest").clicked() {
+                self.apply(study, |m| keep_largest_component(m, &paint));
+            }
+            if ui.button("Remove islands").on_hover_text("components under 0.1 mL").clicked() {
+                self.apply(study, |m| remove_islands(m, 0.1, &paint));
+            }
+            if ui.button("Close 2 mm").clicked() {
+                self.apply(study, |m| close_label(m, 2.0, &paint));
+            }
+            if ui.button("Open 2 mm").clicked() {
+                self.apply(study, |m| open_label(m, 2.0, &paint));
+            }
+        });
+        let save = ui.label("save mask as");
+        ui.text_edit_singleline(&mut self.save_path).labelled_by(save.id);
+        if ui.button("Save mask (NIfTI)").clicked() {
+            self.save(study);
+        }
+        if let Some(s) = &self.session {
+            ui.label(RichText::new(format!("Autosave: {}", s.dir().display())).small());
+        }
+        if let Some(m) = &self.message {
+            ui.label(RichText::new(m).small());
+        }
+        if let Some(e) = &self.error {
+            ui.colored_label(Color32::LIGHT_RED, e);
+        }
+    }
+}
+
+fn label_name(l: u8) -> String {
+    match l {
+        1 => "1 liver".into(),
+        2 => "2 tumour".into(),
+        3 => "3 vessel".into(),
+        n => format!("{n}"),
+    }
+}
+
+/// The default file name offered for saving: beside the study, never over it.
+pub fn default_save_path(study: &Study) -> String {
+    let base = study_path(study).unwrap_or_else(|| PathBuf::from("."));
+    let dir = if base.is_dir() { base.parent().map(Path::to_path_buf).unwrap_or(base) } else { base.parent().map(Path::to_path_buf).unwrap_or_default() };
+    dir.join("mask-edited.nii.gz").display().to_string()
+}
