@@ -47,9 +47,8 @@ fn format_of(path: &Path, what: &str) -> Result<Format> {
     let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
     if name.ends_with(".nii") || name.ends_with(".nii.gz") {
         Ok(Format::Nifti)
-    } else if name.ends_with(".dcm") {
-        Ok(Format::Seg)
-    } else if what == "input" && path.is_file() && is_dicom_file(path) {
+    } else if name.ends_with(".dcm") || (what == "input" && path.is_file() && is_dicom_file(path)) {
+        // an input SEG may come without the extension (PACS exports often have none)
         Ok(Format::Seg)
     } else {
         bail!("{}: the {what} must be NIfTI (.nii or .nii.gz) or DICOM SEG (.dcm)", path.display())

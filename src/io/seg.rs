@@ -904,7 +904,7 @@ pub fn read_seg(path: &Path, reference: Option<&Geometry>) -> Result<SegRead, Se
                     if s.number == 0 {
                         continue; // the background segment of a label map
                     }
-                    if px.iter().any(|&v| v == s.number) {
+                    if px.contains(&s.number) {
                         planes.push((f, si, px.iter().map(|&v| (v == s.number) as u8).collect()));
                     }
                 }
