@@ -101,6 +101,45 @@ fn demo_mask_round_trips_through_seg_and_passes_dciodvfy() {
 }
 
 #[test]
+fn fractional_seg_is_kept_from_half_the_maximum() {
+    use dicom_core::value::PrimitiveValue;
+    use dicom_core::{DataElement, VR};
+    use dicom_dictionary_std::tags;
+    let (dir, _root, series, mask) = demo();
+    let bin = dir.path().join("bin.dcm");
+    seg::write_seg(&mask, &series, &SegmentDef::lits(), &bin, &fixed_time()).unwrap();
+    // the same frames as FRACTIONAL 8-bit: set bits become 128 or 255, clear ones 0 or 127
+    let mut obj = dicom_object::open_file(&bin).unwrap();
+    let bits = obj.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap().into_owned();
+    let frames: usize = obj.element(tags::NUMBER_OF_FRAMES).unwrap().to_int::<usize>().unwrap();
+    let n = frames * mask.shape()[1] * mask.shape()[2];
+    let values: Vec<u8> = (0..n)
+        .map(|p| {
+            let set = (bits[p / 8] >> (p % 8)) & 1 == 1;
+            match (set, p % 2 == 0) {
+                (true, true) => 128,
+                (true, false) => 255,
+                (false, true) => 127,
+                (false, false) => 0,
+            }
+        })
+        .collect();
+    let us = |tag, v: u16| DataElement::new(tag, VR::US, PrimitiveValue::from(v));
+    obj.put(DataElement::new(tags::SEGMENTATION_TYPE, VR::CS, PrimitiveValue::from("FRACTIONAL")));
+    obj.put(DataElement::new(tags::SEGMENTATION_FRACTIONAL_TYPE, VR::CS, PrimitiveValue::from("PROBABILITY")));
+    obj.put(us(tags::MAXIMUM_FRACTIONAL_VALUE, 255));
+    obj.put(us(tags::BITS_ALLOCATED, 8));
+    obj.put(us(tags::BITS_STORED, 8));
+    obj.put(us(tags::HIGH_BIT, 7));
+    obj.put(DataElement::new(tags::PIXEL_DATA, VR::OB, PrimitiveValue::U8(values.into())));
+    let frac = dir.path().join("frac.dcm");
+    obj.write_to_file(&frac).unwrap();
+    let r = seg::read_seg(&frac, Some(&series.geometry)).unwrap();
+    assert_eq!(r.kind, SegKind::Fractional { max: 255 });
+    assert_eq!(r.label_mask().0.data, mask.data);
+}
+
+#[test]
 fn seg_refuses_a_mask_on_another_grid() {
     let (dir, _root, series, mask) = demo();
     let mut g = mask.geometry.clone();
