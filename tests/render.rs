@@ -1,0 +1,365 @@
+//! The 3D view: camera conventions (radiological LPS), exact picking, the demo phantom's
+//! surfaces rendered on wgpu (Mesa lavapipe without a GPU) with the tumours visible through
+//! the liver, clicking a tumour moves the crosshair, snapshot and turntable pictures.
+
+use std::sync::Arc;
+
+use egui::{Event, Key, Modifiers, PointerButton, Pos2, Vec2};
+use egui_kittest::Harness;
+use hepaview::app::view::ViewState;
+use hepaview::app::view3d::View3d;
+use hepaview::app::HepaviewApp;
+use hepaview::mesh::{self, MeshObject, MeshOptions, ObjectKind};
+use hepaview::phantom::PhantomOptions;
+use hepaview::render::gpu::{GpuScene, Renderer3d, BACKGROUND};
+use hepaview::render::{render_image, render_turntable, Camera, FrameDesc, Scene, StandardView};
+use hepaview::study::Study;
+use hepaview::volume::{Geometry, Lps, Volume};
+use ndarray::Array3;
+
+fn dist(a: Lps, b: Lps) -> f64 {
+    ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
+}
+
+/// A wgpu render state with the slice and 3D pipelines, or `None` after saying why (a
+/// failure under CI).
+fn render_state() -> Option<egui_wgpu::RenderState> {
+    let opts = egui_wgpu::RendererOptions::PREDICTABLE;
+    match hepaview::app::gpu::headless_render_state_with(opts) {
+        Ok(rs) => {
+            hepaview::render::install(&rs, &opts);
+            Some(rs)
+        }
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipping: no wgpu adapter ({e}); install mesa-vulkan-drivers");
+            None
+        }
+        Err(e) => panic!("no wgpu adapter under CI: {e}"),
+    }
+}
+
+/// A ball of `radius_mm` around `centre` on a 1 mm grid, meshed as a tumour object.
+fn sphere_scene(centre: Lps, radius_mm: f64) -> Scene {
+    let n = (2.0 * radius_mm + 8.0) as usize;
+    let origin = [centre[0] - n as f64 / 2.0, centre[1] - n as f64 / 2.0, centre[2] - n as f64 / 2.0];
+    let g = Geometry::axis_aligned([n, n, n], [1.0; 3], origin);
+    let data = Array3::from_shape_fn(g.shape, |(k, j, i)| (dist(g.index_to_world([i as f64, j as f64, k as f64]), centre) <= radius_mm) as u8);
+    let mask = Volume::new(data, g);
+    let mut m = mesh::surface(&mask, &[1]).expect("sphere surface");
+    m.compute_normals();
+    let obj = MeshObject { name: "tumour_1".into(), kind: ObjectKind::Tumour, labels: vec![1], voxels: 0, voxel_volume_ml: 0.0, mesh: m };
+    Scene::from_objects(vec![obj], vec![], hepaview::render::scene::grid_bounds(&mask), 1)
+}
+
+#[test]
+fn anterior_view_looks_at_the_patients_face() {
+    let c = Camera::fit([[-100.0, -100.0, -100.0], [100.0, 100.0, 100.0]], StandardView::Anterior);
+    let size = [800.0, 600.0];
+    // anterior (−y) is nearer the camera than posterior (+y)
+    let (_, d_ant) = c.project([0.0, -50.0, 0.0], size).unwrap();
+    let (_, d_post) = c.project([0.0, 50.0, 0.0], size).unwrap();
+    assert!(d_post > d_ant + 99.0, "posterior at {d_post} mm, anterior at {d_ant} mm");
+    // patient left (+x) on screen right, superior (+z) up
+    let (left, _) = c.project([50.0, 0.0, 0.0], size).unwrap();
+    let (right, _) = c.project([-50.0, 0.0, 0.0], size).unwrap();
+    assert!(left[0] > 400.0 && right[0] < 400.0, "patient left at x={}, right at x={}", left[0], right[0]);
+    let (sup, _) = c.project([0.0, 0.0, 50.0], size).unwrap();
+    assert!(sup[1] < 300.0, "superior drawn at y={}", sup[1]);
+    // posterior view mirrors left/right; superior view puts anterior up and the
+    // patient's right on screen right; inferior (from the feet) as the axial slices
+    let p = Camera::fit([[-100.0; 3], [100.0; 3]], StandardView::Posterior);
+    assert!(p.project([50.0, 0.0, 0.0], size).unwrap().0[0] < 400.0);
+    let s = Camera::fit([[-100.0; 3], [100.0; 3]], StandardView::Superior);
+    assert!(s.project([0.0, -50.0, 0.0], size).unwrap().0[1] < 300.0 && s.project([-50.0, 0.0, 0.0], size).unwrap().0[0] > 400.0);
+    let i = Camera::fit([[-100.0; 3], [100.0; 3]], StandardView::Inferior);
+    assert!(i.project([-50.0, 0.0, 0.0], size).unwrap().0[0] < 400.0, "inferior: patient right on screen left");
+    assert!(i.project([0.0, 0.0, -50.0], size).unwrap().1 < i.project([0.0, 0.0, 50.0], size).unwrap().1, "inferior: feet nearer");
+    // left view: anterior on screen left, as the sagittal slices
+    let l = Camera::fit([[-100.0; 3], [100.0; 3]], StandardView::Left);
+    assert!(l.project([0.0, -50.0, 0.0], size).unwrap().0[0] < 400.0);
+    assert!(l.project([50.0, 0.0, 0.0], size).unwrap().1 < l.project([-50.0, 0.0, 0.0], size).unwrap().1, "left side nearer");
+}
+
+#[test]
+fn pick_ray_from_the_centre_hits_the_front_of_a_sphere() {
+    let centre = [12.0, -30.0, 41.0];
+    let r = 20.0;
+    let scene = sphere_scene(centre, r);
+    for v in StandardView::ALL {
+        let cam = Camera::fit(scene.bounds_mm, v);
+        let size = [640.0, 480.0];
+        let ray = cam.ray(320.0, 240.0, size);
+        let hit = scene.pick(&ray).expect("the centre ray hits the sphere");
+        // the near pole: centre moved towards the camera by the radius
+        let b = cam.back();
+        let expected = [centre[0] + r * b[0], centre[1] + r * b[1], centre[2] + r * b[2]];
+        assert!(dist(hit.point_mm, expected) < 1.0, "{v:?}: hit {:?}, expected {expected:?}", hit.point_mm);
+        // a ray past the sphere's edge misses
+        let miss = cam.ray(320.0 + 0.9 * 240.0 * 1.0, 240.0, size);
+        assert!(scene.pick(&miss).is_none() || dist(scene.pick(&miss).unwrap().point_mm, centre) <= r + 1.0);
+    }
+}
+
+fn demo() -> Study {
+    Study::demo(&PhantomOptions::small())
+}
+
+fn built(study: &Study) -> View3d {
+    let mut v = View3d::default();
+    v.visible = true;
+    let ctx = egui::Context::default();
+    v.poll(study, &ctx);
+    v.wait_for_build(study, &ctx);
+    assert!(v.error.is_none(), "{:?}", v.error);
+    assert!(v.scene.is_some(), "surfaces built");
+    v
+}
+
+#[test]
+fn demo_surfaces_and_tumour_measurements() {
+    let study = demo();
+    let v = built(&study);
+    let scene = v.scene.as_ref().unwrap();
+    let kinds: Vec<ObjectKind> = scene.objects.iter().map(|o| o.kind).collect();
+    assert_eq!(kinds[0], ObjectKind::Liver);
+    let tumours: Vec<_> = scene.objects.iter().filter_map(|o| o.tumour.as_ref()).collect();
+    assert_eq!(tumours.len(), 4, "four phantom lesions");
+    // the same numbers as the lesion table (same components, same measures)
+    let mask = &study.labels.as_ref().unwrap().mask;
+    let lesions = hepaview::lesion::analyse_lesions(mask, &[], &hepaview::lesion::LesionOptions::default()).expect("lesions");
+    for (t, l) in tumours.iter().zip(&lesions.lesions) {
+        assert!((t.volume_ml - l.volume_ml).abs() < 1e-9, "#{}: {} vs {} mL", t.number, t.volume_ml, l.volume_ml);
+        assert!((t.longest_diameter_mm - l.longest_diameter_3d_mm).abs() < 1e-9);
+        assert!(dist(t.centroid_mm, l.centroid_mm) < 1e-6);
+        // inside the liver: a depth below its surface, not more than the liver is thick
+        let d = t.depth_mm.expect("liver present");
+        assert!((0.0..80.0).contains(&d), "#{} depth {d}", t.number);
+        assert!(t.vessel_mm.is_none(), "the demo mask has no vessel label");
+    }
+}
+
+#[test]
+fn v_key_shows_the_3d_view_and_clicking_a_tumour_moves_the_crosshair() {
+    let study = demo();
+    let mut app = HepaviewApp::new(study);
+    // build before the UI runs, so the test does not wait on the debounce
+    let v = built(&app.study);
+    app.view3d = v;
+    app.view3d.visible = false;
+    let mut h = Harness::builder().with_size([1400.0, 800.0]).build_ui_state(|ui, app: &mut HepaviewApp| app.ui(ui), app);
+    h.run();
+    h.key_press(Key::V);
+    h.run();
+    assert!(h.state().view3d.visible, "V shows the 3D view");
+    let pic = h.state().view3d.picture_rect.expect("3D picture laid out");
+    let (cam, scene) = (h.state().view3d.camera, Arc::clone(h.state().view3d.scene.as_ref().unwrap()));
+    // the largest tumour's centroid, where it appears on screen
+    let (ti, t) = scene.objects.iter().enumerate().find_map(|(i, o)| o.tumour.as_ref().map(|t| (i, t.clone()))).unwrap();
+    let (p, _) = cam.project(t.centroid_mm, [pic.width() as f64, pic.height() as f64]).expect("in front of the camera");
+    let at = pic.min + Vec2::new(p[0] as f32, p[1] as f32);
+    assert!(pic.contains(at), "tumour at {at:?} outside the picture {pic:?}");
+    let before = h.state().view.crosshair_mm;
+    h.hover_at(at);
+    h.event(Event::PointerButton { pos: at, button: PointerButton::Primary, pressed: true, modifiers: Modifiers::NONE });
+    h.event(Event::PointerButton { pos: at, button: PointerButton::Primary, pressed: false, modifiers: Modifiers::NONE });
+    h.run();
+    let after = h.state().view.crosshair_mm;
+    assert!(dist(before, after) > 1.0, "crosshair moved: {before:?} -> {after:?}");
+    assert_eq!(h.state().view.centre_mm, after, "the slice views centre on the picked point");
+    let hit = h.state().view3d.last_pick.clone().expect("a pick");
+    assert_eq!(hit.object, ti, "picked the tumour, not the liver in front of it");
+    // on that tumour's surface (exact pick: within rounding of it)
+    let grid = hepaview::render::distance::SurfaceGrid::new(&scene.meshes[ti].mesh).unwrap();
+    let off = grid.distance(after, f64::INFINITY).unwrap();
+    assert!(off < 0.5, "crosshair {after:?} is {off:.2} mm from the tumour surface");
+    // and on the side facing the camera: nearer the eye than the centroid
+    let eye = cam.eye_mm();
+    assert!(dist(after, eye) < dist(t.centroid_mm, eye));
+}
+
+#[test]
+fn orbit_pan_zoom_with_the_mouse() {
+    let study = demo();
+    let mut app = HepaviewApp::new(study);
+    app.view3d = built(&app.study);
+    let mut h = Harness::builder().with_size([1400.0, 800.0]).build_ui_state(|ui, app: &mut HepaviewApp| app.ui(ui), app);
+    h.run();
+    let pic = h.state().view3d.picture_rect.unwrap();
+    let c0 = h.state().view3d.camera;
+    let drag = |h: &mut Harness<'static, HepaviewApp>, button: PointerButton, modifiers: Modifiers| {
+        let a = pic.center();
+        let b = a + Vec2::new(60.0, 0.0);
+        h.hover_at(a);
+        h.event(Event::PointerButton { pos: a, button, pressed: true, modifiers });
+        h.run();
+        for t in 1..=4 {
+            h.event(Event::PointerMoved(a + (b - a) * (t as f32 / 4.0)));
+            h.run();
+        }
+        h.event(Event::PointerButton { pos: b, button, pressed: false, modifiers });
+        h.run();
+    };
+    drag(&mut h, PointerButton::Primary, Modifiers::NONE);
+    let c1 = h.state().view3d.camera;
+    assert!(c1.right != c0.right && c1.target_mm == c0.target_mm, "left-drag orbits");
+    drag(&mut h, PointerButton::Middle, Modifiers::NONE);
+    let c2 = h.state().view3d.camera;
+    assert!(c2.target_mm != c1.target_mm && c2.right == c1.right, "middle-drag pans");
+    h.hover_at(pic.center());
+    h.event(Event::MouseWheel { unit: egui::MouseWheelUnit::Point, delta: Vec2::new(0.0, 120.0), phase: egui::TouchPhase::Move, modifiers: Modifiers::NONE, source: egui::MouseWheelSource::Wheel });
+    for _ in 0..10 {
+        h.run();
+    }
+    assert!(h.state().view3d.camera.distance_mm < c2.distance_mm, "wheel up zooms in");
+}
+
+#[test]
+fn mask_edit_rebuilds_after_the_debounce() {
+    let mut study = demo();
+    let mut v = built(&study);
+    let first = v.scene.as_ref().unwrap().key;
+    // a new mask (an edit): same voxels, new key
+    let labels = study.labels.as_mut().unwrap();
+    labels.key = hepaview::study::next_key();
+    let ctx = egui::Context::default();
+    v.poll(&study, &ctx);
+    assert!(v.is_building() && v.progress().is_none(), "waits out the debounce first");
+    std::thread::sleep(hepaview::app::view3d::REBUILD_DEBOUNCE);
+    v.wait_for_build(&study, &ctx);
+    let s = v.scene.as_ref().unwrap();
+    assert_ne!(s.key, first);
+    assert_eq!(s.mask_key, study.labels.as_ref().unwrap().key);
+}
+
+/// The small demo's 3D view alone, from the anterior view, at a fixed size.
+fn view3d_harness(rs: egui_wgpu::RenderState) -> Harness<'static, (View3d, Study, ViewState)> {
+    let study = demo();
+    let v = built(&study);
+    let g = study.phases[study.fixed_index()].volume.geometry.clone();
+    let view = ViewState::new(&g, study.phases.len(), 400.0);
+    Harness::builder()
+        .with_size([640.0, 560.0])
+        .renderer(egui_kittest::wgpu::WgpuTestRenderer::from_render_state(rs))
+        .build_ui_state(
+            |ui, s: &mut (View3d, Study, ViewState)| {
+                let rect = ui.max_rect();
+                s.0.ui(ui, rect, &s.1, &mut s.2);
+            },
+            (v, study, view),
+        )
+}
+
+#[test]
+fn demo_3d_view_matches_its_snapshot_with_tumours_seen_through_the_liver() {
+    let Some(rs) = render_state() else { return };
+    let mut h = view3d_harness(rs);
+    h.run();
+    let img = h.render().expect("render");
+    img.save(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("view3d_demo_anterior.png")).unwrap();
+    // every tumour's centroid shows the tumour colour (green over red) through the liver
+    let ppp = 1.0;
+    let (v, _, _) = h.state();
+    let pic = v.picture_rect.unwrap();
+    let scene = v.scene.as_ref().unwrap();
+    let mut seen = 0;
+    for o in &scene.objects {
+        let Some(t) = &o.tumour else { continue };
+        let (p, _) = v.camera.project(t.centroid_mm, [pic.width() as f64, pic.height() as f64]).unwrap();
+        // a few pixels left of the centroid: the label's dot marks the centroid itself
+        let x = ((pic.min.x + p[0] as f32 - 6.0) * ppp) as u32;
+        let y = ((pic.min.y + p[1] as f32) * ppp) as u32;
+        let px = img.get_pixel(x, y);
+        if px[1] as i32 > px[0] as i32 + 20 {
+            seen += 1;
+        } else {
+            eprintln!("tumour #{} at ({x}, {y}) shows {px:?}", t.number);
+        }
+    }
+    assert!(seen >= 3, "only {seen} of the tumours show through the liver");
+    // and the liver is drawn (reddish pixels around them), not just the background
+    let reddish = img.pixels().filter(|p| p[0] as i32 > p[1] as i32 + 30 && p[0] > 60).count();
+    assert!(reddish > 5000, "{reddish} liver pixels");
+    h.snapshot_options("view3d_demo_anterior", &egui_kittest::SnapshotOptions::new().threshold(2.0).max_failed_pixels(400));
+}
+
+#[test]
+fn snapshot_and_turntable_pictures_are_written() {
+    let Some(rs) = render_state() else { return };
+    let mut h = view3d_harness(rs);
+    let dir = tempfile::tempdir().unwrap();
+    h.state_mut().0.export_dir = dir.path().display().to_string();
+    h.state_mut().0.turntable_size_px = 160;
+    h.state_mut().0.capture(hepaview::render::CaptureKind::Turntable { views: 6, size_px: [160, 120] });
+    h.state_mut().0.turntable_views = 6;
+    for _ in 0..5 {
+        h.step();
+        let _ = h.render();
+        if !h.state().0.is_capturing() {
+            break;
+        }
+    }
+    assert!(!h.state().0.is_capturing(), "picture done: {:?}", h.state().0.error);
+    let path = dir.path().join("hepaview-turntable-1.png");
+    let img = image::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgba8();
+    img.save(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("view3d_turntable.png")).unwrap();
+    assert_eq!(img.dimensions(), (960, 120));
+    let bg = BACKGROUND.map(|c| (c * 255.0).round() as i32);
+    for n in 0..6 {
+        // each view holds the liver: many pixels far from the background
+        let lit = (n * 160..(n + 1) * 160)
+            .flat_map(|x| (0..120).map(move |y| (x, y)))
+            .filter(|&(x, y)| {
+                let p = img.get_pixel(x, y);
+                (0..3).map(|c| (p[c] as i32 - bg[c]).abs()).sum::<i32>() > 60
+            })
+            .count();
+        assert!(lit > 1500, "view {n} nearly blank ({lit} lit pixels)");
+    }
+    // views differ: the strip really turns
+    let view = |n: u32| image::imageops::crop_imm(&img, n * 160, 0, 160, 120).to_image();
+    assert_ne!(view(0), view(1));
+    // and a snapshot of the current view
+    h.state_mut().0.capture(hepaview::render::CaptureKind::Snapshot { size_px: [300, 200] });
+    for _ in 0..5 {
+        h.step();
+        let _ = h.render();
+        if !h.state().0.is_capturing() {
+            break;
+        }
+    }
+    let snap = image::open(dir.path().join("hepaview-3d-1.png")).expect("snapshot written").to_rgba8();
+    assert_eq!(snap.dimensions(), (300, 200));
+}
+
+#[test]
+fn offscreen_turntable_of_a_sphere_is_round_from_every_side() {
+    let Some(rs) = render_state() else { return };
+    let scene = sphere_scene([0.0, 0.0, 0.0], 30.0);
+    let renderer = Renderer3d::new(&rs.device);
+    let gpu = GpuScene::upload(&rs.device, &scene);
+    let frame = FrameDesc::new(Camera::fit(scene.bounds_mm, StandardView::Anterior), [128, 128]);
+    let strip = render_turntable(&rs.device, &rs.queue, &renderer, &gpu, &scene, &frame, 4, 1).expect("turntable");
+    assert_eq!(strip.dimensions(), (512, 128));
+    let one = render_image(&rs.device, &rs.queue, &renderer, &gpu, &scene, &frame, 1).unwrap();
+    let bg = BACKGROUND.map(|c| (c * 255.0).round() as u8);
+    let count = |img: &image::RgbaImage, x0: u32| (x0..x0 + 128).flat_map(|x| (0..128).map(move |y| (x, y))).filter(|&(x, y)| img.get_pixel(x, y).0[..3] != bg).count();
+    let area = count(&one, 0);
+    // a sphere fills the same disc from every side
+    for n in 0..4 {
+        let c = count(&strip, n * 128);
+        assert!((c as f64 - area as f64).abs() < 0.05 * area as f64, "view {n}: {c} vs {area} pixels");
+    }
+    // lit by the headlight: brightest in the middle, darker at the rim
+    let centre = one.get_pixel(64, 64);
+    let mut rim = None;
+    for x in 0..64 {
+        if one.get_pixel(x, 64).0[..3] != bg {
+            rim = Some(one.get_pixel(x + 1, 64));
+            break;
+        }
+    }
+    let rim = rim.expect("sphere drawn");
+    assert!(centre[1] > rim[1] + 40, "centre {centre:?} rim {rim:?}");
+    let _ = Pos2::ZERO;
+    let _ = MeshOptions::default();
+}
