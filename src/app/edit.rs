@@ -13,7 +13,7 @@ use egui::{Color32, RichText};
 
 use crate::edit::tools::{close_label, fill_holes, interpolate_slices, keep_largest_component, open_label, paint_line, region_grow, remove_islands};
 use crate::edit::tools::{Brush, BrushExtent, BrushShape, Grow, GrowCriterion, HuRange, Reach};
-use crate::edit::{EditDiff, EditError, History, Orientation as EditOrientation, Paint, PaintOver, RestoreInfo, Session, Touched};
+use crate::edit::{EditDiff, EditError, History, Orientation as EditOrientation, Paint, PaintOver, RestoreInfo, Session, Touched, VoxelBox};
 use crate::study::{next_key, Labels, Study};
 use crate::volume::{CtVolume, Interp, Lps, Mask};
 
@@ -78,6 +78,9 @@ pub struct EditPanel {
     pub save_path: String,
     pub message: Option<String>,
     pub error: Option<String>,
+    /// Mask key the GPU may still hold, the current key, and the voxels changed between
+    /// them: the overlay then re-uploads only that box.
+    pub gpu_update: Option<(u64, u64, VoxelBox)>,
 }
 
 impl Default for EditPanel {
@@ -104,6 +107,7 @@ impl Default for EditPanel {
             save_path: String::new(),
             message: None,
             error: None,
+            gpu_update: None,
         }
     }
 }
@@ -160,13 +164,33 @@ impl EditPanel {
         }
     }
 
+    /// Gives the mask a new key (so it is redrawn) and records which voxels changed since
+    /// the key the GPU last saw.
+    fn rekey(&mut self, labels: &mut Labels, changed: Option<VoxelBox>) {
+        let old = labels.key;
+        labels.key = next_key();
+        self.gpu_update = match (self.gpu_update, changed) {
+            (Some((from, to, b)), Some(c)) if to == old => Some((from, labels.key, b.union(&c))),
+            (_, Some(c)) => Some((old, labels.key, c)),
+            (_, None) => None,
+        };
+    }
+
+    /// What the overlay of the mask with `key` may update from (see [`OverlayDesc`]).
+    pub fn gpu_previous(&self, key: u64) -> Option<(u64, [usize; 6])> {
+        self.gpu_update.filter(|u| u.1 == key).map(|(from, _, b)| (from, [b.lo[0], b.hi[0], b.lo[1], b.hi[1], b.lo[2], b.hi[2]]))
+    }
+
     /// After an edit: new overlay key, journal it, remember to snapshot.
-    fn after_edit(&mut self, study: &mut Study, touched: Touched) {
+    fn after_edit(&mut self, study: &mut Study, touched: Touched, rekey: bool) {
         if touched.is_empty() {
             return;
         }
         let Some(labels) = study.labels.as_mut() else { return };
-        labels.key = next_key();
+        if rekey {
+            let dirty = touched.dirty_box();
+            self.rekey(labels, dirty);
+        }
         self.dirty = true;
         if let Some(s) = self.session.as_mut() {
             if let Err(e) = s.record(&labels.mask, &touched) {
@@ -183,7 +207,7 @@ impl EditPanel {
         match self.history.apply(mask, tool) {
             Ok(t) => {
                 let n = t.brick_ids.len();
-                self.after_edit(study, t);
+                self.after_edit(study, t, true);
                 self.error = None;
                 if n == 0 {
                     self.message = Some("Nothing changed.".into());
@@ -259,9 +283,10 @@ impl EditPanel {
                         match paint_line(mask, from, at_mm, &brush, &paint, range.as_ref()) {
                             Ok(diff) => {
                                 if !diff.is_empty() {
+                                    let dirty = diff.dirty_box();
                                     self.history.record(diff);
                                     // redraw now; the journal gets the stroke when it ends
-                                    labels.key = next_key();
+                                    self.rekey(labels, dirty);
                                 }
                             }
                             Err(e) => self.error = Some(e.to_string()),
@@ -272,7 +297,8 @@ impl EditPanel {
                 if released && self.history.in_stroke() {
                     let touched = self.history.end_stroke();
                     self.stroke_last = None;
-                    self.after_edit(study, touched);
+                    // already drawn dab by dab
+                    self.after_edit(study, touched, false);
                 }
             }
             Tool::Navigate => {}
@@ -282,7 +308,7 @@ impl EditPanel {
     pub fn undo(&mut self, study: &mut Study) {
         let Some(labels) = study.labels.as_mut() else { return };
         if let Some(t) = self.history.undo(Arc::make_mut(&mut labels.mask)) {
-            self.after_edit(study, t);
+            self.after_edit(study, t, true);
             self.message = Some(format!("Undone ({} more)", self.history.undo_steps()));
         }
     }
@@ -290,7 +316,7 @@ impl EditPanel {
     pub fn redo(&mut self, study: &mut Study) {
         let Some(labels) = study.labels.as_mut() else { return };
         if let Some(t) = self.history.redo(Arc::make_mut(&mut labels.mask)) {
-            self.after_edit(study, t);
+            self.after_edit(study, t, true);
             self.message = Some("Redone".into());
         }
     }

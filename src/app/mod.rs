@@ -529,6 +529,7 @@ impl HepaviewApp {
                 opacity: self.view.label_opacity,
                 outline: self.view.label_outline,
                 palette: c.palette,
+                previous: None,
             }),
             (Some(l), true) => Some(OverlayDesc {
                 mask: Arc::clone(&l.mask),
@@ -536,6 +537,7 @@ impl HepaviewApp {
                 opacity: self.view.label_opacity,
                 outline: self.view.label_outline,
                 palette: LABEL_PALETTE,
+                previous: self.edit.gpu_previous(l.key),
             }),
             _ => None,
         };

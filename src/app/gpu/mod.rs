@@ -44,6 +44,9 @@ pub struct OverlayDesc {
     pub outline: bool,
     /// RGBA (0…1) per label value 0…15; label 0 is never drawn. Values above 15 use 15.
     pub palette: [[f32; 4]; 16],
+    /// The key of this mask before its latest edits and the voxel box `[z0, z1, y0, y1,
+    /// x0, x1]` they touched: the GPU then rewrites only that box of the old texture.
+    pub previous: Option<(VolumeKey, [usize; 6])>,
 }
 
 /// Everything needed to draw one viewport.

@@ -290,7 +290,7 @@ impl egui_wgpu::CallbackTrait for SliceCallback {
             let mask = desc
                 .overlay
                 .as_ref()
-                .and_then(|ov| cache.get_or_upload(device, queue, ov.key, &ov.mask))
+                .and_then(|ov| cache.get_or_update_mask(device, queue, ov.key, &ov.mask, ov.previous))
                 .map(|t| (t.view.clone(), t.map));
             (ct, mask)
         };

@@ -149,6 +149,33 @@ impl VolumeCache {
         Some(entry)
     }
 
+    /// The texture of an edited mask: when the texture of `previous.0` (the mask before the
+    /// edits) is held, it is taken over under `key` and only the voxel box `previous.1`
+    /// (`[z0, z1, y0, y1, x0, x1]`, end exclusive) is written, so a brush stroke costs the
+    /// bricks it touched instead of the whole volume. Otherwise a full upload.
+    pub fn get_or_update_mask(
+        &mut self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        key: VolumeKey,
+        vol: &Volume<u8>,
+        previous: Option<(VolumeKey, [usize; 6])>,
+    ) -> Option<&GpuVolume> {
+        let new_id = (VolumeKind::Mask, key);
+        if let Some((old_key, b)) = previous {
+            let old_id = (VolumeKind::Mask, old_key);
+            let reusable = !self.entries.contains_key(&new_id)
+                && self.entries.get(&old_id).is_some_and(|e| e.map.step == [1, 1, 1] && e.map.dims == [vol.geometry.shape[2] as u32, vol.geometry.shape[1] as u32, vol.geometry.shape[0] as u32]);
+            if reusable {
+                if let Some(entry) = self.entries.remove(&old_id) {
+                    write_box(queue, &entry.texture, vol, b);
+                    self.entries.insert(new_id, entry);
+                }
+            }
+        }
+        self.get_or_upload(device, queue, key, vol)
+    }
+
     /// Whether `(kind, key)` is uploaded (for tests and diagnostics).
     pub fn contains(&self, kind: VolumeKind, key: VolumeKey) -> bool {
         self.entries.contains_key(&(kind, key))
@@ -203,6 +230,29 @@ pub fn downsample_step(shape_zyx: [usize; 3], max_side: u32) -> [u32; 3] {
     let max_side = max_side.max(1) as usize;
     let [nz, ny, nx] = shape_zyx;
     [nx, ny, nz].map(|n| n.div_ceil(max_side).max(1) as u32)
+}
+
+/// Writes the voxels of `b` (`[z0, z1, y0, y1, x0, x1]`, clipped to the volume) of `vol`
+/// into its full-resolution texture.
+fn write_box(queue: &wgpu::Queue, texture: &wgpu::Texture, vol: &Volume<u8>, b: [usize; 6]) {
+    let [nz, ny, nx] = vol.geometry.shape;
+    let (z0, z1, y0, y1, x0, x1) = (b[0].min(nz), b[1].min(nz), b[2].min(ny), b[3].min(ny), b[4].min(nx), b[5].min(nx));
+    if z0 >= z1 || y0 >= y1 || x0 >= x1 {
+        return;
+    }
+    let part = vol.data.slice(ndarray::s![z0..z1, y0..y1, x0..x1]).as_standard_layout().to_owned();
+    let Some(texels) = part.as_slice() else { return };
+    queue.write_texture(
+        wgpu::TexelCopyTextureInfo {
+            texture,
+            mip_level: 0,
+            origin: wgpu::Origin3d { x: x0 as u32, y: y0 as u32, z: z0 as u32 },
+            aspect: wgpu::TextureAspect::All,
+        },
+        texels,
+        wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some((x1 - x0) as u32), rows_per_image: Some((y1 - y0) as u32) },
+        wgpu::Extent3d { width: (x1 - x0) as u32, height: (y1 - y0) as u32, depth_or_array_layers: (z1 - z0) as u32 },
+    );
 }
 
 fn upload<T: TexelType>(device: &wgpu::Device, queue: &wgpu::Queue, vol: &Volume<T>) -> Option<GpuVolume> {
