@@ -2,6 +2,7 @@
 //! No algorithm lives here.
 
 mod analysis;
+mod mask;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -235,6 +236,24 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Convert a label mask between NIfTI and DICOM SEG (either direction; by extension) on
+    /// the grid of the DICOM study it belongs to. Never overwrites.
+    MaskConvert {
+        /// The mask to convert (.nii / .nii.gz, or a DICOM SEG).
+        mask: PathBuf,
+        /// The DICOM folder of the study the mask belongs to.
+        #[arg(long)]
+        study: PathBuf,
+        /// Output: .nii.gz or .dcm.
+        #[arg(long)]
+        out: PathBuf,
+        /// Resample a mask on another grid onto the series (nearest neighbour).
+        #[arg(long)]
+        resample: bool,
+        /// Series number as `hepaview info` lists them (default: the one the mask fits or the SEG references).
+        #[arg(long)]
+        series: Option<usize>,
+    },
     /// Write the built-in tri-phase demo study (DICOM + labels + true fields) to a folder.
     Demo {
         #[arg(long)]
@@ -345,6 +364,10 @@ pub fn run(cli: Cli) -> Result<()> {
             no_register,
             out: &out,
         }),
+        Some(Command::MaskConvert { mask, study, out, resample: false, series: None }) => mask::mask_convert(&mask, &study, &out),
+        Some(Command::MaskConvert { mask, study, out, resample, series }) => {
+            mask::mask_convert_with(&mask, &study, &out, &mask::MaskConvertOptions { resample, series }).map(|_| ())
+        }
         Some(Command::Demo { out, small, follow_up }) => {
             let opts = if small { phantom::PhantomOptions::small() } else { phantom::PhantomOptions::default() };
             let opts = if follow_up { opts.follow_up() } else { opts };
