@@ -18,6 +18,8 @@ use crate::report::{self, cluster_colour, ReportInput};
 use crate::study::{next_key, Job, Study};
 use crate::volume::{Lps, Mask};
 
+use super::edit::label_name;
+
 /// Largest k the overlay can colour (its palette has 16 entries, 0 = none).
 pub const MAX_K_SHOWN: usize = 15;
 
@@ -382,14 +384,5 @@ fn short_name(n: &str) -> &str {
         "delayed" => "DL HU",
         "non-contrast" => "NC HU",
         other => other,
-    }
-}
-
-fn label_name(l: u8) -> String {
-    match l {
-        1 => "1 liver".into(),
-        2 => "2 tumour".into(),
-        3 => "3 vessel".into(),
-        n => format!("{n}"),
     }
 }

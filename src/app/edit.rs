@@ -523,7 +523,8 @@ impl EditPanel {
     }
 }
 
-fn label_name(l: u8) -> String {
+/// How a mask label is named in the panels (LiTS numbering, vessels 3).
+pub(crate) fn label_name(l: u8) -> String {
     match l {
         1 => "1 liver".into(),
         2 => "2 tumour".into(),
