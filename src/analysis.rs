@@ -273,3 +273,49 @@ pub fn compare_visits(
     let response = crate::response::assess(base_label, &baseline, follow_label, &followup, &pairs, opts);
     Ok(Comparison { transform, rigid, affine, baseline, followup, pairs, response })
 }
+
+/// Adds a follow-up visit to `study` for side-by-side reading: the follow-up's portal
+/// venous (or first) phase is aligned onto the baseline's fixed phase (rigid, then affine),
+/// and each follow-up phase is resampled through that transform onto the baseline's fixed
+/// grid, so the viewer's world-linked navigation shows the same anatomy in both visits.
+/// Each follow-up phase goes right after the baseline phase of the same kind, named
+/// "FOLLOW-UP <label> · <series>", with its phase set to Unknown so that registration,
+/// clustering and lesion measurement keep working on the baseline's phases only.
+pub fn add_follow_up(study: &mut Study, follow: &Study, label: &str, progress: ProgressFn) -> Result<crate::register::affine::AffineTransform, AnalysisError> {
+    use crate::io::phase::PhaseCall;
+    use crate::register::affine::{register_affine, resample_affine, AffineParams, Model};
+    let fixed = Arc::clone(&study.phases[study.fixed_index()].volume);
+    let reference = Arc::clone(&follow.phases[follow.fixed_index()].volume);
+    let reg_err = |source| match source {
+        RegisterError::Cancelled => AnalysisError::Cancelled,
+        source => AnalysisError::Register { phase: format!("follow-up ({label})"), fixed: "baseline".into(), source },
+    };
+    let p1 = |f: f32, m: &str| progress(0.5 * f, &format!("aligning the follow-up: {m}"));
+    let rigid = register_affine(&fixed, &reference, &AffineParams::default(), None, &p1).map_err(reg_err)?;
+    let p2 = |f: f32, m: &str| progress(0.5 + 0.4 * f, &format!("aligning the follow-up: {m}"));
+    let affine_params = AffineParams { model: Model::Affine, level_spacing_mm: vec![4.0, 2.0], ..AffineParams::default() };
+    let affine = register_affine(&fixed, &reference, &affine_params, Some(rigid.transform), &p2).map_err(reg_err)?;
+    let best = if affine.ncc_after > rigid.ncc_after { &affine } else { &rigid };
+    if best.ncc_after < MIN_VISIT_NCC {
+        return Err(AnalysisError::VisitsDoNotMatch { ncc: best.ncc_after });
+    }
+    let t = best.transform;
+    for (n, p) in follow.phases.iter().enumerate() {
+        if !progress(0.9 + 0.1 * n as f32 / follow.phases.len() as f32, "resampling the follow-up") {
+            return Err(AnalysisError::Cancelled);
+        }
+        let volume = Arc::new(resample_affine(&p.volume, &fixed.geometry, &t));
+        let image = crate::study::PhaseImage {
+            call: PhaseCall { phase: Phase::Unknown, confidence: p.call.confidence, reason: format!("follow-up {}: {}, aligned to the baseline (affine, NCC {:.3})", label, p.phase(), best.ncc_after) },
+            description: format!("FOLLOW-UP {label} · {} · {}", p.phase(), p.description),
+            source: p.source.clone(),
+            volume,
+            key: crate::study::next_key(),
+        };
+        // right after the last baseline phase of the same kind
+        let at = study.phases.iter().rposition(|b| b.phase() == p.phase() && !b.description.starts_with("FOLLOW-UP")).map(|i| i + 1).unwrap_or(study.phases.len());
+        let at = (at..study.phases.len()).find(|&i| !study.phases[i].description.starts_with("FOLLOW-UP")).unwrap_or(study.phases.len());
+        study.phases.insert(at, image);
+    }
+    Ok(t)
+}

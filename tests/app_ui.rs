@@ -370,3 +370,18 @@ fn brush_strokes_paint_the_mask_and_undo_restores_it() {
     h.run();
     assert!(!h.state().edit.is_editing());
 }
+
+#[test]
+fn a_follow_up_visit_shows_beside_each_phase_with_its_date() {
+    let opts = PhantomOptions::small();
+    let mut study = Study::demo(&opts);
+    let follow = Study::demo(&opts.follow_up());
+    hepaview::analysis::add_follow_up(&mut study, &follow, "20260316", &|_, _| true).unwrap();
+    let Some(mut h) = gpu_harness(HepaviewApp::new(study)) else { return };
+    h.run();
+    assert_eq!(h.state().view.window.len(), 6, "window/level per phase, follow-up included");
+    // the study panel lists the three follow-up series by visit
+    assert_eq!(h.query_all_by_label_contains("FOLLOW-UP 20260316").count(), 3);
+    let img = h.render().expect("render");
+    img.save(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("follow_up_row.png")).unwrap();
+}

@@ -211,3 +211,30 @@ fn treated_hcc_parts_on_the_phantom_pair_are_within_five_percent() {
         assert!(d < 1.5, "{:?} centre off by {d:.2} mm", l.kind);
     }
 }
+
+/// The follow-up added to the viewer's study lands on the baseline's anatomy: the cyst,
+/// unchanged between the visits, reads as water at its baseline position in the aligned
+/// follow-up, and each follow-up phase sits next to its baseline phase.
+#[test]
+fn a_follow_up_added_for_reading_is_aligned_to_the_baseline() {
+    use hepaview::phantom::{make_phantom, LesionKind, PhantomOptions};
+    use hepaview::study::Study;
+    use hepaview::volume::Interp;
+    let opts = PhantomOptions::small();
+    let mut base = Study::demo(&opts);
+    let follow = Study::demo(&opts.follow_up());
+    hepaview::analysis::add_follow_up(&mut base, &follow, "20260316", &|_, _| true).unwrap();
+    let names: Vec<String> = base.phases.iter().map(|p| p.description.clone()).collect();
+    assert_eq!(base.phases.len(), 6, "{names:?}");
+    assert!(names[1].starts_with("FOLLOW-UP 20260316 · arterial"), "{names:?}");
+    assert!(names[3].starts_with("FOLLOW-UP 20260316 · portal venous"), "{names:?}");
+    assert_eq!(base.phases[base.fixed_index()].description, names[2], "the baseline portal venous phase stays the fixed one");
+    let truth = make_phantom(&opts);
+    let cyst = truth.lesions.iter().find(|l| l.kind == LesionKind::Cyst).unwrap();
+    let fu_pv = &base.phases[3].volume;
+    let hu = fu_pv.sample_world(cyst.centre_mm, Interp::Linear).unwrap();
+    assert!(hu.abs() < 40.0, "the cyst's centre reads {hu} HU in the aligned follow-up");
+    // and without alignment it would not: the patient moved by centimetres
+    let raw = follow.phases[follow.fixed_index()].volume.sample_world(cyst.centre_mm, Interp::Linear).unwrap_or(-1000.0);
+    assert!(raw.abs() > 40.0, "the unaligned follow-up has something else there ({raw} HU)");
+}

@@ -522,7 +522,10 @@ impl HepaviewApp {
         let p = &self.study.phases[phase];
         let wl = self.view.window[phase];
         let clusters = self.analysis.clusters.as_ref().filter(|_| self.analysis.show_clusters && self.view.show_labels);
-        let overlay = match (&self.study.labels, self.view.show_labels) {
+        // the mask belongs to the baseline visit: drawn over a follow-up it would mislead
+        let follow_up = p.description.starts_with("FOLLOW-UP");
+        let overlay = match (&self.study.labels, self.view.show_labels && !follow_up) {
+            _ if follow_up => None,
             _ if clusters.is_some() => clusters.map(|c| OverlayDesc {
                 mask: Arc::clone(&c.mask),
                 key: c.key,
@@ -567,7 +570,9 @@ impl HepaviewApp {
         let font = FontId::proportional(13.0);
         let (_, _, normal) = o.axes();
         let pos_mm = crate::volume::dot(self.view.crosshair_mm, normal);
-        painter.text(rect.left_top() + Vec2::new(6.0, 4.0), Align2::LEFT_TOP, format!("{} · {}", p.phase(), o.name()), FontId::proportional(15.0), Color32::from_rgb(255, 210, 120));
+        // a follow-up visit's phase is named in its description ("FOLLOW-UP date · phase · …")
+        let title = if p.description.starts_with("FOLLOW-UP") { p.description.split(" · ").take(2).collect::<Vec<_>>().join(" · ") } else { p.phase().to_string() };
+        painter.text(rect.left_top() + Vec2::new(6.0, 4.0), Align2::LEFT_TOP, format!("{title} · {}", o.name()), FontId::proportional(15.0), Color32::from_rgb(255, 210, 120));
         painter.text(rect.left_top() + Vec2::new(6.0, 22.0), Align2::LEFT_TOP, &p.description, font.clone(), text);
         painter.text(rect.left_bottom() + Vec2::new(6.0, -4.0), Align2::LEFT_BOTTOM, format!("{} {:.1} mm   W {:.0} L {:.0}", ["z", "y", "x"][o as usize], pos_mm, wl.width_hu, wl.level_hu), font.clone(), text);
         let [l, r, t, b] = edge_letters(o);

@@ -38,6 +38,10 @@ pub enum Command {
         /// Set a phase by hand: N=PHASE (phases numbered in display order from 0), e.g. 0=arterial. Repeatable.
         #[arg(long = "phase", value_name = "N=PHASE")]
         phase_overrides: Vec<String>,
+        /// A follow-up study of the same patient (DICOM folder or NIfTI files), aligned to
+        /// this one and shown beside each phase. Repeat for more visits.
+        #[arg(long = "follow-up", num_args = 1..)]
+        follow_up: Vec<PathBuf>,
     },
     /// List the studies and series under a DICOM folder (or a NIfTI file): phase, size, spacing, problems.
     Info {
@@ -289,8 +293,23 @@ pub fn run(cli: Cli) -> Result<()> {
             let study = Study::demo(&phantom::PhantomOptions::default());
             app::run(study).map_err(|e| anyhow::anyhow!("the viewer could not start: {e}"))
         }
-        Some(Command::Open { paths, phase_overrides }) => {
-            let study = open_study(&paths, &phase_overrides)?;
+        Some(Command::Open { paths, phase_overrides, follow_up }) => {
+            let mut study = open_study(&paths, &phase_overrides)?;
+            if !follow_up.is_empty() {
+                let follow = open_study(&follow_up, &[])?;
+                // the last word of a DICOM study title is its date
+                let label = follow.title.split_whitespace().rev().find(|w| w.len() == 8 && w.chars().all(|c| c.is_ascii_digit())).unwrap_or("visit 2").to_string();
+                let pb = progress_bar_1000();
+                let report = |f: f32, m: &str| {
+                    pb.set_position((f.clamp(0.0, 1.0) * 1000.0) as u64);
+                    pb.set_message(m.to_string());
+                    true
+                };
+                let added = hepaview::analysis::add_follow_up(&mut study, &follow, &label, &report);
+                pb.finish_and_clear();
+                let t = added.context("adding the follow-up study")?;
+                println!("follow-up {label} aligned: rotation {:.1} deg, translation ({:.1}, {:.1}, {:.1}) mm", t.rotation_deg(), t.translation_mm[0], t.translation_mm[1], t.translation_mm[2]);
+            }
             app::run(study).map_err(|e| anyhow::anyhow!("the viewer could not start: {e}"))
         }
         Some(Command::Screenshot { paths, out, layout, slice_mm, window, size }) => {
