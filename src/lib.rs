@@ -20,6 +20,7 @@ pub mod register;
 pub mod render;
 pub mod report;
 pub mod response;
+pub mod segment;
 pub mod study;
 pub mod volume;
 

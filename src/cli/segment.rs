@@ -1,0 +1,213 @@
+//! `hepaview segment` and `hepaview train`: the U-Net from the command line. All the work
+//! is in `hepaview::segment`; here only arguments, progress bars and files.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
+
+use hepaview::io::nifti;
+use hepaview::phantom::{make_phantom, PhantomOptions};
+use hepaview::segment::synth::{self, PhantomStyle, TrainCase};
+use hepaview::segment::{self, InferOptions, TrainOptions, UNetConfig};
+use hepaview::study::Study;
+
+use super::{open_study, progress_bar_1000};
+
+/// What `hepaview segment` was asked.
+pub(crate) struct SegmentArgs {
+    pub paths: Vec<PathBuf>,
+    pub out: Option<PathBuf>,
+    pub model: Option<PathBuf>,
+    pub truth: Option<PathBuf>,
+    pub phantom_seed: Option<u64>,
+    pub phantom_small: bool,
+    pub phase_overrides: Vec<String>,
+}
+
+/// Segments a study (or a phantom, for measuring) and writes the mask; with a truth mask
+/// prints liver and tumour Dice.
+pub(crate) fn segment_cmd(a: SegmentArgs) -> Result<()> {
+    if let Some(out) = &a.out {
+        if out.exists() {
+            bail!("{} already exists; choose another output name (Hepaview never overwrites files)", out.display());
+        }
+    }
+    let model_path = a.model.clone().unwrap_or_else(segment::default_model_path);
+    let model = segment::load_unet(&model_path)?;
+    let (study, mut truth) = match a.phantom_seed {
+        Some(seed) => {
+            let base = if a.phantom_small { PhantomOptions::small() } else { PhantomOptions::default() };
+            let opts = PhantomOptions { seed, ..base };
+            let p = make_phantom(&opts);
+            let labels = p.labels.clone();
+            let mut s = Study::demo(&opts);
+            s.labels = None;
+            (s, Some(labels))
+        }
+        None => {
+            if a.paths.is_empty() {
+                bail!("give a study to segment (a DICOM folder or NIfTI files), or --phantom-seed N");
+            }
+            (open_study(&a.paths, &a.phase_overrides)?, None)
+        }
+    };
+    if let Some(t) = &a.truth {
+        truth = Some(nifti::read_mask(t).with_context(|| format!("reading the truth mask {}", t.display()))?.0);
+    }
+    let names: Vec<_> = study.phases.iter().map(|p| p.phase().as_str().to_string()).collect();
+    eprintln!("Model {} (U-Net {:?}, {} mm pixels); phases: {}", model_path.display(), model.config.features, model.config.spacing_mm, names.join(", "));
+    let pb = progress_bar_1000();
+    let report = |f: f32, m: &str| {
+        pb.set_position((f.clamp(0.0, 1.0) * 1000.0) as u64);
+        pb.set_message(m.to_string());
+        true
+    };
+    let t0 = Instant::now();
+    let mask = segment::segment_phases(&model, &study, &InferOptions::default(), &report);
+    pb.finish_and_clear();
+    let mask = mask?;
+    let secs = t0.elapsed().as_secs_f64();
+    let voxel_ml = mask.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
+    let count = |l: u8| mask.data.iter().filter(|&&v| v == l).count() as f64 * voxel_ml;
+    println!("Segmented in {secs:.2} s: liver {:.1} mL, tumour {:.1} mL (grid {:?})", count(1) + count(2), count(2), mask.geometry.shape);
+    if let Some(t) = truth {
+        let t = if t.geometry.shape == mask.geometry.shape { t } else { t.resample_to(&mask.geometry, hepaview::volume::Interp::Nearest, 0) };
+        println!(
+            "Dice vs truth: liver (1+2) {:.4}, tumour (2) {:.4}",
+            segment::dice_liver(&mask, &t),
+            segment::dice(&mask, &t, 2)
+        );
+    }
+    if let Some(out) = &a.out {
+        nifti::write_volume(&mask, out).with_context(|| format!("writing {}", out.display()))?;
+        println!("Wrote {}", out.display());
+    }
+    Ok(())
+}
+
+/// What `hepaview train` was asked.
+pub(crate) struct TrainArgs {
+    pub data: Option<PathBuf>,
+    pub lits: bool,
+    pub out: PathBuf,
+    pub epochs: usize,
+    pub steps_per_epoch: usize,
+    pub synthetic: usize,
+    pub features: String,
+    pub spacing_mm: f64,
+    pub batch: usize,
+    pub patch: usize,
+    pub minutes: Option<f64>,
+    pub seed: u64,
+    pub force: bool,
+}
+
+/// Makes the training cases, trains with a progress bar, writes the best checkpoint to
+/// `--out` (and `<stem>.last.safetensors`, `<stem>.train.json` beside it).
+pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
+    if a.out.exists() && !a.force {
+        bail!("{} already exists; choose another output name, or --force to replace it (Hepaview never overwrites files unasked)", a.out.display());
+    }
+    let features: Vec<usize> = a.features.split(',').map(|f| f.trim().parse().with_context(|| format!("--features: {f:?} is not a whole number"))).collect::<Result<_>>()?;
+    let config = UNetConfig { features, spacing_mm: a.spacing_mm, ..UNetConfig::default() };
+    let multiple = config.size_multiple();
+    let t0 = Instant::now();
+    let mut cases: Vec<TrainCase> = Vec::new();
+    if let Some(dir) = &a.data {
+        let pairs = synth::find_pairs(dir, a.lits)?;
+        eprintln!("Reading {} image/label pairs from {}…", pairs.len(), dir.display());
+        cases.extend(synth::cases_from_pairs(&pairs, config.spacing_mm, multiple)?);
+    }
+    if a.synthetic > 0 {
+        eprintln!("Making {} synthetic phantom cases (half own contrast, half randomised per-label intensities)…", a.synthetic);
+        // Seeds from 1000 up: the demo (seed 48) and the evaluation seeds (below 1000) stay out.
+        let made: Vec<TrainCase> = (0..a.synthetic)
+            .into_par_iter()
+            .map(|i| {
+                let style = if i % 2 == 0 { PhantomStyle::Realistic } else { PhantomStyle::SynthSeg };
+                synth::phantom_case(1000 + a.seed * 10_000 + i as u64, style, config.spacing_mm, a.patch)
+            })
+            .collect();
+        cases.extend(made);
+    }
+    if cases.is_empty() {
+        bail!("no training data: give --data DIR and/or --synthetic N");
+    }
+    // Every fifth case validates (at least one), the rest train: deterministic.
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for (i, c) in cases.into_iter().enumerate() {
+        if i % 5 == 4 {
+            val.push(c);
+        } else {
+            train.push(c);
+        }
+    }
+    if val.is_empty() && train.len() > 1 {
+        val.push(train.pop().expect("len > 1"));
+    }
+    eprintln!(
+        "{} training / {} validation cases ready in {:.1} s",
+        train.len(),
+        val.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    let opts = TrainOptions {
+        config,
+        batch: a.batch,
+        patch: a.patch,
+        epochs: a.epochs,
+        steps_per_epoch: a.steps_per_epoch,
+        max_minutes: a.minutes,
+        seed: a.seed,
+        out: Some(a.out.clone()),
+        ..TrainOptions::default()
+    };
+    let total = (opts.epochs * opts.steps_per_epoch) as u64;
+    let pb = indicatif::ProgressBar::new(total);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{msg:50} [{bar:30}] {pos}/{len} steps ({elapsed}, eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let progress = |s: &segment::TrainStatus| {
+        pb.set_position(s.step as u64);
+        match (s.val_dice_liver, s.val_dice_tumour) {
+            (Some(l), t) => {
+                let line = format!(
+                    "epoch {} step {} loss {:.4} val Dice liver {:.4} tumour {} ({:.0} s)",
+                    s.epoch,
+                    s.step,
+                    s.loss,
+                    l,
+                    t.map(|t| format!("{t:.4}")).unwrap_or_else(|| "-".into()),
+                    s.elapsed_s
+                );
+                // the bar draws nothing when stderr is not a terminal (nohup, CI): print the line
+                if pb.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    pb.println(&line);
+                }
+                pb.set_message(line);
+            }
+            _ => pb.set_message(format!("epoch {} loss {:.4}", s.epoch, s.loss)),
+        }
+        true
+    };
+    let (_, report) = segment::train(&train, &val, &opts, &progress)?;
+    pb.finish_and_clear();
+    let json = a.out.with_file_name(format!("{}.train.json", a.out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()));
+    std::fs::write(&json, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", json.display()))?;
+    println!(
+        "Trained {} steps in {:.1} min; best validation liver Dice {:.4} (epoch {}) → {}; history in {}",
+        report.steps,
+        report.seconds / 60.0,
+        report.best_val_dice_liver,
+        report.best_epoch,
+        a.out.display(),
+        json.display()
+    );
+    Ok(())
+}

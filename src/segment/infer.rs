@@ -1,0 +1,237 @@
+//! Whole-study inference: phases onto the model grid, the network over batches of slices
+//! (candle's CPU kernels use every core), probabilities back onto the portal venous grid,
+//! then post-processing that encodes what a liver is: one connected organ without holes,
+//! with the tumours inside it.
+
+use std::collections::VecDeque;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use ndarray::{s, Array3, Array4, Axis};
+
+use super::model::UNet;
+use super::preprocess::{self, CHANNELS};
+use super::weights::load_unet;
+use super::SegmentError;
+use crate::analysis::{align_phases, Alignment};
+use crate::io::phase::Phase;
+use crate::study::{ProgressFn, Study};
+use crate::volume::{CtVolume, Geometry, Mask};
+
+/// Knobs of inference.
+#[derive(Clone, Debug)]
+pub struct InferOptions {
+    /// Slices per forward pass: bigger uses the cores better, costs memory.
+    pub batch: usize,
+    /// Keep the largest liver component, fill holes, drop tumour outside the liver.
+    pub postprocess: bool,
+}
+
+impl Default for InferOptions {
+    fn default() -> Self {
+        InferOptions { batch: 8, postprocess: true }
+    }
+}
+
+/// Segments a study with the model at `model_path` (the viewer's Segment button and
+/// `hepaview segment`): labels 0 background, 1 liver, 2 tumour on the grid of the study's
+/// portal venous phase (its fixed phase). Phases are taken as they are (already
+/// registered, or close enough); progress goes 0→1 and returning false cancels.
+pub fn segment_study(study: &Study, model_path: &Path, progress: ProgressFn) -> Result<Mask, SegmentError> {
+    let model = load_unet(model_path)?;
+    segment_phases(&model, study, &InferOptions::default(), progress)
+}
+
+/// [`segment_study`] with a loaded model and options.
+pub fn segment_phases(model: &UNet, study: &Study, opts: &InferOptions, progress: ProgressFn) -> Result<Mask, SegmentError> {
+    if study.phases.is_empty() {
+        return Err(SegmentError::NoPhase);
+    }
+    let target = study.phases[study.fixed_index()].volume.geometry.clone();
+    let grid = preprocess::model_grid(&target, model.config.spacing_mm, model.config.size_multiple());
+    // align_phases does the world-coordinate resampling (straight onto the model grid: one
+    // interpolation, not two) and leaves out phases of unknown name.
+    let report = |f: f32, m: &str| progress(0.1 * f, m);
+    let aligned = align_phases(study, &grid, &Alignment::Resample, None, &report).map_err(|e| match e {
+        crate::analysis::AnalysisError::Cancelled => SegmentError::Cancelled,
+        e => SegmentError::Align(e.to_string()),
+    })?;
+    let mut slots: [Option<&CtVolume>; CHANNELS] = [None, None, None];
+    for a in &aligned {
+        let slot = match a.phase {
+            Phase::Arterial => 0,
+            Phase::PortalVenous => 1,
+            Phase::Delayed => 2,
+            _ => continue,
+        };
+        slots[slot].get_or_insert(&a.volume);
+    }
+    // A study of one unnamed series (a NIfTI called ct.nii.gz): treat it as portal venous,
+    // the phase liver segmentation is usually done on.
+    if slots.iter().all(|s| s.is_none()) {
+        slots[preprocess::PV] = aligned.first().map(|a| a.volume.as_ref());
+    }
+    run_on_grid(model, &slots, &grid, &target, opts, &|f, m| progress(0.1 + 0.9 * f, m))
+}
+
+/// Segments phases given as volumes (any grids; `None` = missing) onto `target`; for
+/// training-time validation and tests that have no `Study`.
+pub fn segment_volumes(model: &UNet, phases: [Option<&CtVolume>; CHANNELS], target: &Geometry, opts: &InferOptions, progress: ProgressFn) -> Result<Mask, SegmentError> {
+    let grid = preprocess::model_grid(target, model.config.spacing_mm, model.config.size_multiple());
+    let on: Vec<Option<CtVolume>> = phases.iter().map(|p| p.map(|v| preprocess::onto_grid(v, &grid))).collect();
+    let slots: [Option<&CtVolume>; CHANNELS] = [on[0].as_ref(), on[1].as_ref(), on[2].as_ref()];
+    run_on_grid(model, &slots, &grid, target, opts, progress)
+}
+
+fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geometry, target: &Geometry, opts: &InferOptions, progress: ProgressFn) -> Result<Mask, SegmentError> {
+    let input = preprocess::input_channels(slots, grid);
+    let probs = predict_slices(model, &input, opts.batch, progress)?;
+    if !progress(0.97, "resampling the mask onto the study grid") {
+        return Err(SegmentError::Cancelled);
+    }
+    let mut mask = preprocess::probabilities_to_labels(&probs, grid, target);
+    if opts.postprocess {
+        postprocess(&mut mask);
+    }
+    progress(1.0, "segmented");
+    Ok(mask)
+}
+
+/// Softmax probabilities `[nz, classes, h, w]` for windowed input `[nz, 3, h, w]`, in
+/// batches of `batch` slices, reporting after each batch.
+pub fn predict_slices(model: &UNet, input: &Array4<f32>, batch: usize, progress: ProgressFn) -> Result<Array4<f32>, SegmentError> {
+    let (nz, c, h, w) = input.dim();
+    let classes = model.config.classes;
+    let mut out = Array4::<f32>::zeros((nz, classes, h, w));
+    let batch = batch.max(1);
+    let mut k = 0;
+    while k < nz {
+        let n = batch.min(nz - k);
+        let chunk = input.slice(s![k..k + n, .., .., ..]);
+        let data: Vec<f32> = chunk.iter().copied().collect();
+        let x = Tensor::from_vec(data, (n, c, h, w), &Device::Cpu)?;
+        let p = candle_nn::ops::softmax(&model.forward(&x, false)?, 1)?;
+        let v: Vec<f32> = p.flatten_all()?.to_vec1()?;
+        out.slice_mut(s![k..k + n, .., .., ..]).assign(&ndarray::ArrayView4::from_shape((n, classes, h, w), &v).map_err(|e| SegmentError::Model(e.to_string()))?);
+        k += n;
+        if !progress(0.95 * k as f32 / nz as f32, &format!("U-Net: slice {k}/{nz}")) {
+            return Err(SegmentError::Cancelled);
+        }
+    }
+    Ok(out)
+}
+
+/// What a liver mask must look like: the largest 6-connected liver+tumour component only;
+/// holes filled (in each axial slice, then in 3-D) as liver; tumour only inside that liver.
+pub fn postprocess(mask: &mut Mask) {
+    let fg = mask.data.mapv(|v| v > 0);
+    let keep = largest_component(&fg);
+    for (v, &k) in mask.data.iter_mut().zip(keep.iter()) {
+        if !k {
+            *v = 0;
+        }
+    }
+    let inside = fill_holes_slices(&keep);
+    let inside = fill_holes_3d(&inside);
+    for (v, &k) in mask.data.iter_mut().zip(inside.iter()) {
+        if k && *v == 0 {
+            *v = 1;
+        }
+    }
+}
+
+const N6: [[isize; 3]; 6] = [[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]];
+
+fn largest_component(fg: &Array3<bool>) -> Array3<bool> {
+    let (nz, ny, nx) = fg.dim();
+    let mut comp = Array3::<u32>::zeros((nz, ny, nx));
+    let mut sizes = vec![0usize];
+    let mut queue = VecDeque::new();
+    for ((k, j, i), &f) in fg.indexed_iter() {
+        if !f || comp[[k, j, i]] != 0 {
+            continue;
+        }
+        let id = sizes.len() as u32;
+        let mut n = 0;
+        comp[[k, j, i]] = id;
+        queue.push_back([k, j, i]);
+        while let Some(p) = queue.pop_front() {
+            n += 1;
+            for d in N6 {
+                let q = [p[0] as isize + d[0], p[1] as isize + d[1], p[2] as isize + d[2]];
+                if q[0] < 0 || q[1] < 0 || q[2] < 0 || q[0] >= nz as isize || q[1] >= ny as isize || q[2] >= nx as isize {
+                    continue;
+                }
+                let q = [q[0] as usize, q[1] as usize, q[2] as usize];
+                if fg[q] && comp[q] == 0 {
+                    comp[q] = id;
+                    queue.push_back(q);
+                }
+            }
+        }
+        sizes.push(n);
+    }
+    let best = (1..sizes.len()).max_by_key(|&i| sizes[i]).unwrap_or(0) as u32;
+    comp.mapv(|c| best != 0 && c == best)
+}
+
+/// Background not reachable from the border within its own axial slice becomes inside.
+fn fill_holes_slices(fg: &Array3<bool>) -> Array3<bool> {
+    let mut out = fg.clone();
+    for (k, mut slab) in out.axis_iter_mut(Axis(0)).enumerate() {
+        let src = fg.index_axis(Axis(0), k);
+        let (ny, nx) = src.dim();
+        let mut outside = ndarray::Array2::<bool>::from_elem((ny, nx), false);
+        let mut queue = VecDeque::new();
+        for j in 0..ny {
+            for i in 0..nx {
+                if (j == 0 || i == 0 || j == ny - 1 || i == nx - 1) && !src[[j, i]] {
+                    outside[[j, i]] = true;
+                    queue.push_back((j, i));
+                }
+            }
+        }
+        while let Some((j, i)) = queue.pop_front() {
+            for (dj, di) in [(1isize, 0isize), (-1, 0), (0, 1), (0, -1)] {
+                let (q, r) = (j as isize + dj, i as isize + di);
+                if q < 0 || r < 0 || q >= ny as isize || r >= nx as isize {
+                    continue;
+                }
+                let (q, r) = (q as usize, r as usize);
+                if !src[[q, r]] && !outside[[q, r]] {
+                    outside[[q, r]] = true;
+                    queue.push_back((q, r));
+                }
+            }
+        }
+        slab.zip_mut_with(&outside, |v, &o| *v = !o);
+    }
+    out
+}
+
+/// Background not 6-connected to the volume's border becomes inside.
+fn fill_holes_3d(fg: &Array3<bool>) -> Array3<bool> {
+    let (nz, ny, nx) = fg.dim();
+    let mut outside = Array3::<bool>::from_elem((nz, ny, nx), false);
+    let mut queue = VecDeque::new();
+    for ((k, j, i), &f) in fg.indexed_iter() {
+        if !f && (k == 0 || j == 0 || i == 0 || k == nz - 1 || j == ny - 1 || i == nx - 1) {
+            outside[[k, j, i]] = true;
+            queue.push_back([k, j, i]);
+        }
+    }
+    while let Some(p) = queue.pop_front() {
+        for d in N6 {
+            let q = [p[0] as isize + d[0], p[1] as isize + d[1], p[2] as isize + d[2]];
+            if q[0] < 0 || q[1] < 0 || q[2] < 0 || q[0] >= nz as isize || q[1] >= ny as isize || q[2] >= nx as isize {
+                continue;
+            }
+            let q = [q[0] as usize, q[1] as usize, q[2] as usize];
+            if !fg[q] && !outside[q] {
+                outside[q] = true;
+                queue.push_back(q);
+            }
+        }
+    }
+    outside.mapv(|o| !o)
+}

@@ -1,0 +1,121 @@
+//! On-device liver and tumour segmentation: a small 2-D U-Net in candle (CPU), fed the
+//! study's contrast phases as channels (arterial, portal venous, delayed; missing phases
+//! marked, so portal venous alone works), trained here on synthetic and user data.
+//!
+//! - `model`: the network (`UNet::new(vb, &cfg)`, `forward(x, train)`).
+//! - `weights`: the safetensors file with its config; refuses missing or mismatched files.
+//! - `preprocess`: model grid, HU window, channels; probabilities back to the study grid.
+//! - `infer`: whole-study inference in batches with progress/cancel, post-processing.
+//! - `synth`: training cases made from the phantom (realistic and SynthSeg-style random
+//!   intensities, random tumours) and from NIfTI pairs.
+//! - `train`: AdamW on Dice + cross-entropy, augmentation, validation, checkpoints.
+
+pub mod infer;
+pub mod model;
+pub mod preprocess;
+pub mod synth;
+pub mod train;
+pub mod weights;
+
+use std::path::PathBuf;
+
+pub use infer::{postprocess, segment_phases, segment_study, segment_volumes, InferOptions};
+pub use model::{UNet, UNetConfig};
+pub use train::{train, TrainOptions, TrainReport, TrainStatus};
+pub use weights::{default_model_path, load_unet, save_unet, DEFAULT_MODEL};
+
+use crate::volume::Mask;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    #[error("{path}: model weights not found; run `hepaview train --out {path}` to make them, or pass --model with the shipped models/unet.safetensors")]
+    WeightsMissing { path: PathBuf },
+    #[error("{path}: these weights do not fit the U-Net: {detail}; use a file written by `hepaview train` (or retrain)")]
+    WeightsMismatch { path: PathBuf, detail: String },
+    #[error("{path}: could not write the weights: {detail}; check the folder exists and is writable")]
+    WeightsWrite { path: PathBuf, detail: String },
+    #[error("U-Net: {0}")]
+    Model(String),
+    #[error("the study has no phase to segment; open a CT study first")]
+    NoPhase,
+    #[error("{path}: {detail}")]
+    Data { path: PathBuf, detail: String },
+    #[error("analysis: {0}")]
+    Align(String),
+    #[error("no training data: {0}")]
+    NoTrainingData(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl From<candle_core::Error> for SegmentError {
+    fn from(e: candle_core::Error) -> Self {
+        SegmentError::Model(e.to_string())
+    }
+}
+
+/// Dice of `label` between two masks on the same grid (1.0 when both lack it).
+pub fn dice(a: &Mask, b: &Mask, label: u8) -> f64 {
+    let (mut inter, mut na, mut nb) = (0u64, 0u64, 0u64);
+    for (&x, &y) in a.data.iter().zip(b.data.iter()) {
+        let (p, q) = (x == label, y == label);
+        inter += (p && q) as u64;
+        na += p as u64;
+        nb += q as u64;
+    }
+    if na + nb == 0 {
+        1.0
+    } else {
+        2.0 * inter as f64 / (na + nb) as f64
+    }
+}
+
+/// Dice of the whole liver (liver and tumour labels together, as LiTS scores the liver).
+pub fn dice_liver(a: &Mask, b: &Mask) -> f64 {
+    let (mut inter, mut na, mut nb) = (0u64, 0u64, 0u64);
+    for (&x, &y) in a.data.iter().zip(b.data.iter()) {
+        let (p, q) = (x > 0, y > 0);
+        inter += (p && q) as u64;
+        na += p as u64;
+        nb += q as u64;
+    }
+    if na + nb == 0 {
+        1.0
+    } else {
+        2.0 * inter as f64 / (na + nb) as f64
+    }
+}
+
+/// SplitMix64: every random choice in training and synthesis draws from one of these,
+/// seeded, so a run is reproducible (rand's thread RNG is not).
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub fn f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    pub fn range(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * self.f32()
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+    /// Standard normal (Box–Muller).
+    pub fn normal(&mut self) -> f32 {
+        let u = self.f32().max(1e-7);
+        let v = self.f32();
+        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+    }
+}

@@ -1,0 +1,229 @@
+//! Training cases. No large labelled set can be downloaded here, so most cases are made:
+//! the phantom rendered on randomly rotated and placed grids (its own contrast model), and
+//! the same label maps with randomised per-label, per-phase intensity offsets (the SynthSeg
+//! idea: the network should learn shape and context, not one set of HU values), both with
+//! random extra tumours (number, size, enhancement per phase) placed inside the liver.
+//! NIfTI pairs (LiTS layout or any image + mask) are read onto the model grid as cases too.
+
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array3, Array4, Axis, Zip};
+use rayon::prelude::*;
+
+use super::preprocess::{self, window, CHANNELS};
+use super::{Rng, SegmentError};
+use crate::io::nifti;
+use crate::phantom::{self, PhantomOptions, ANATOMY_LESION, ANATOMY_LIVER};
+use crate::volume::{CtVolume, Geometry, Interp, Lps, Mask};
+
+/// One training case on the model grid: windowed input quantised to u8 (a 500 HU window in
+/// 2 HU steps; keeps a few dozen cases in tens of MB) and LiTS labels.
+#[derive(Clone)]
+pub struct TrainCase {
+    pub name: String,
+    /// `[nz, 3, h, w]`, `window(hu) * 255`.
+    pub image: Array4<u8>,
+    /// Which of arterial / portal venous / delayed the case has.
+    pub present: [bool; CHANNELS],
+    /// `[nz, h, w]`: 0 background, 1 liver, 2 tumour.
+    pub labels: Array3<u8>,
+}
+
+impl TrainCase {
+    /// Slices with some liver (what most batches are drawn from).
+    pub fn liver_slices(&self) -> Vec<usize> {
+        (0..self.labels.dim().0).filter(|&k| self.labels.index_axis(Axis(0), k).iter().any(|&v| v > 0)).collect()
+    }
+}
+
+/// A case from phases and labels on any grids: everything resampled onto the model grid of
+/// the labels' grid (phases trilinear, labels nearest).
+pub fn case_from_volumes(name: &str, phases: [Option<&CtVolume>; CHANNELS], labels: &Mask, spacing_mm: f64, multiple: usize) -> TrainCase {
+    let grid = preprocess::model_grid(&labels.geometry, spacing_mm, multiple);
+    let lab = labels.resample_to(&grid, Interp::Nearest, 0).data.mapv(|v| v.min(2));
+    let [nz, ny, nx] = grid.shape;
+    let mut image = Array4::<u8>::zeros((nz, CHANNELS, ny, nx));
+    let mut present = [false; CHANNELS];
+    for (c, p) in phases.iter().enumerate() {
+        if let Some(v) = p {
+            present[c] = true;
+            let on = preprocess::onto_grid(v, &grid);
+            Zip::from(image.index_axis_mut(Axis(1), c)).and(&on.data).for_each(|o, &hu| *o = quantise(hu as f32));
+        }
+    }
+    TrainCase { name: name.to_string(), image, present, labels: lab }
+}
+
+fn quantise(hu: f32) -> u8 {
+    (window(hu) * 255.0).round() as u8
+}
+
+/// How a phantom case is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PhantomStyle {
+    /// The phantom's own contrast model (plus random tumours).
+    Realistic,
+    /// Per-label, per-phase random intensity offsets (plus random tumours).
+    SynthSeg,
+}
+
+/// A phantom case for `seed`: a grid of `side`² pixels of `spacing_mm` rotated in-plane by up
+/// to ±15°, shifted ±20 mm, 2.5–5 mm slices over the upper abdomen; random breathing and
+/// noise; then extra tumours and (SynthSeg) intensity offsets.
+pub fn phantom_case(seed: u64, style: PhantomStyle, spacing_mm: f64, side: usize) -> TrainCase {
+    let mut rng = Rng::new(seed.wrapping_mul(7919).wrapping_add(style as u64));
+    let angle = rng.range(-15.0, 15.0).to_radians() as f64;
+    let (c, s) = (angle.cos(), angle.sin());
+    let dz = rng.range(2.5, 5.0) as f64;
+    let z0 = rng.range(-320.0, -280.0) as f64;
+    let z1 = rng.range(-120.0, -90.0) as f64;
+    let nz = ((z1 - z0) / dz).ceil() as usize;
+    let half = (side as f64 - 1.0) / 2.0 * spacing_mm;
+    let centre = [rng.range(-20.0, 20.0) as f64, rng.range(-20.0, 20.0) as f64];
+    let dx: Lps = [c, s, 0.0];
+    let dy: Lps = [-s, c, 0.0];
+    let origin = [centre[0] - dx[0] * half - dy[0] * half, centre[1] - dx[1] * half - dy[1] * half, z0];
+    let grid = Geometry { shape: [nz, side, side], spacing_mm: [dz, spacing_mm, spacing_mm], origin_mm: origin, direction: [dx, dy, [0.0, 0.0, 1.0]] };
+    let opts = PhantomOptions {
+        portal_venous_grid: grid.clone(),
+        arterial_grid: grid.clone(),
+        delayed_grid: grid.clone(),
+        seed,
+        noise_sigma_hu: rng.range(3.0, 20.0),
+        breathing_scale: rng.range(0.0, 1.0) as f64,
+        supersample: [2, 1, 1],
+        visit: if rng.f32() < 0.2 { phantom::Visit::FollowUp } else { phantom::Visit::Baseline },
+    };
+    let ph = phantom::make_phantom(&opts);
+    let mut hu: Vec<Array3<f32>> = ph.phases.iter().map(|p| p.volume.data.mapv(|v| v as f32)).collect();
+    let mut labels = ph.labels.data.clone();
+    let anatomy = &ph.anatomy.data;
+    if style == PhantomStyle::SynthSeg {
+        // Offsets per anatomy label (0 air … 11 body) and phase; the liver's offset is shared
+        // by its lesions so lesion-to-liver contrast keeps its sign.
+        let mut off = [[0f32; CHANNELS]; 12];
+        for row in off.iter_mut().skip(1) {
+            for v in row.iter_mut() {
+                *v = rng.range(-60.0, 60.0);
+            }
+        }
+        off[ANATOMY_LESION as usize] = off[ANATOMY_LIVER as usize];
+        for (c, h) in hu.iter_mut().enumerate() {
+            Zip::from(h).and(anatomy).for_each(|v, &a| {
+                if *v > -900.0 {
+                    *v += off[(a as usize).min(11)][c];
+                }
+            });
+        }
+    }
+    add_tumours(&mut rng, &grid, &mut hu, &mut labels, anatomy);
+    let mut image = Array4::<u8>::zeros((nz, CHANNELS, side, side));
+    for (c, h) in hu.iter().enumerate() {
+        Zip::from(image.index_axis_mut(Axis(1), c)).and(h).for_each(|o, &v| *o = quantise(v));
+    }
+    TrainCase { name: format!("phantom-{style:?}-{seed}"), image, present: [true; CHANNELS], labels }
+}
+
+/// 0–4 ellipsoids inside the liver, 4–25 mm radius, each with its own enhancement pattern:
+/// hypodense in all phases, arterial-enhancing with washout, cyst-like (near water), or
+/// hyperdense; labelled tumour (2) where they fall in liver.
+fn add_tumours(rng: &mut Rng, grid: &Geometry, hu: &mut [Array3<f32>], labels: &mut Array3<u8>, anatomy: &Array3<u8>) {
+    let liver: Vec<[usize; 3]> = anatomy.indexed_iter().filter(|(_, &a)| a == ANATOMY_LIVER).map(|((k, j, i), _)| [k, j, i]).collect();
+    if liver.is_empty() {
+        return;
+    }
+    let n = rng.below(5);
+    for _ in 0..n {
+        let c = liver[rng.below(liver.len())];
+        let centre = grid.index_to_world([c[2] as f64, c[1] as f64, c[0] as f64]);
+        let r = rng.range(4.0, 25.0) as f64;
+        let radii = [r * rng.range(0.75, 1.3) as f64, r * rng.range(0.75, 1.3) as f64, r * rng.range(0.75, 1.3) as f64];
+        let pattern = rng.below(4);
+        let delta: [f32; CHANNELS] = match pattern {
+            0 => {
+                let d = rng.range(-90.0, -25.0);
+                [d * rng.range(0.6, 1.0), d, d * rng.range(0.8, 1.2)]
+            }
+            1 => [rng.range(30.0, 110.0), rng.range(-45.0, 5.0), rng.range(-50.0, -10.0)],
+            2 => [f32::NAN; CHANNELS], // cyst: set to water below
+            _ => [rng.range(20.0, 70.0), rng.range(15.0, 60.0), rng.range(10.0, 50.0)],
+        };
+        let water = rng.range(0.0, 20.0);
+        let [nz, ny, nx] = grid.shape;
+        for k in 0..nz {
+            for j in 0..ny {
+                for i in 0..nx {
+                    let a = anatomy[[k, j, i]];
+                    if a != ANATOMY_LIVER && a != ANATOMY_LESION {
+                        continue;
+                    }
+                    let p = grid.index_to_world([i as f64, j as f64, k as f64]);
+                    let q = [(p[0] - centre[0]) / radii[0], (p[1] - centre[1]) / radii[1], (p[2] - centre[2]) / radii[2]];
+                    let d2 = q[0] * q[0] + q[1] * q[1] + q[2] * q[2];
+                    if d2 > 1.0 {
+                        continue;
+                    }
+                    labels[[k, j, i]] = 2;
+                    for (ch, h) in hu.iter_mut().enumerate() {
+                        let v = &mut h[[k, j, i]];
+                        if delta[ch].is_nan() {
+                            *v = water + rng.normal() * 8.0;
+                        } else {
+                            *v += delta[ch];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Image/label NIfTI pairs in `dir`: LiTS names (`volume-N.nii[.gz]` with
+/// `segmentation-N.nii[.gz]`) when `lits`, else any `X.nii[.gz]` with `X_seg`, `X_label`,
+/// `X_mask`, `X-seg` or `labels/X` beside it. Sorted, so splits are reproducible.
+pub fn find_pairs(dir: &Path, lits: bool) -> Result<Vec<(PathBuf, PathBuf)>, SegmentError> {
+    let rd = std::fs::read_dir(dir).map_err(|e| SegmentError::Data { path: dir.to_path_buf(), detail: format!("cannot list: {e}") })?;
+    let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
+    files.sort();
+    let stem = |p: &Path| {
+        let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        n.strip_suffix(".nii.gz").or_else(|| n.strip_suffix(".nii")).map(str::to_string)
+    };
+    let find = |want: &str| files.iter().find(|p| stem(p).as_deref() == Some(want)).cloned();
+    let mut pairs = Vec::new();
+    for f in &files {
+        let Some(s) = stem(f) else { continue };
+        if lits {
+            if let Some(n) = s.strip_prefix("volume-") {
+                if let Some(seg) = find(&format!("segmentation-{n}")) {
+                    pairs.push((f.clone(), seg));
+                }
+            }
+        } else if !["seg", "label", "mask", "segmentation", "liver"].iter().any(|w| s.to_lowercase().contains(w)) {
+            for suffix in ["_seg", "_label", "_labels", "_mask", "-seg", "_segmentation"] {
+                if let Some(seg) = find(&format!("{s}{suffix}")) {
+                    pairs.push((f.clone(), seg));
+                    break;
+                }
+            }
+        }
+    }
+    if pairs.is_empty() {
+        let how = if lits { "volume-N.nii / segmentation-N.nii" } else { "X.nii.gz with X_seg.nii.gz (or --lits for volume-N / segmentation-N)" };
+        return Err(SegmentError::Data { path: dir.to_path_buf(), detail: format!("no image/label pairs found; expected {how}") });
+    }
+    Ok(pairs)
+}
+
+/// Reads NIfTI pairs as portal-venous-only cases (LiTS is portal venous), in parallel.
+pub fn cases_from_pairs(pairs: &[(PathBuf, PathBuf)], spacing_mm: f64, multiple: usize) -> Result<Vec<TrainCase>, SegmentError> {
+    pairs
+        .par_iter()
+        .map(|(img, seg)| {
+            let (ct, _) = nifti::read_ct(img).map_err(|e| SegmentError::Data { path: img.clone(), detail: e.to_string() })?;
+            let (mask, _) = nifti::read_mask(seg).map_err(|e| SegmentError::Data { path: seg.clone(), detail: e.to_string() })?;
+            let name = img.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            Ok(case_from_volumes(&name, [None, Some(&ct), None], &mask, spacing_mm, multiple))
+        })
+        .collect()
+}

@@ -1,0 +1,399 @@
+//! Training: AdamW on cross-entropy + soft Dice (liver, tumour), batches of augmented 2-D
+//! slices (small rotations and scales, rare left-right flips, per-phase intensity shifts and
+//! gains, noise, phase dropout so portal venous alone works), a validation split scored by
+//! Dice, and checkpoints (best validation → the output file, last → `<out>.last`).
+//! Everything random draws from seeded generators, so a run is reproducible given the same
+//! thread count (candle's reductions may round differently on another).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use rayon::prelude::*;
+
+use super::model::{UNet, UNetConfig};
+use super::preprocess::{CHANNELS, MISSING};
+use super::synth::TrainCase;
+use super::weights::save_unet;
+use super::{Rng, SegmentError};
+
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    pub config: UNetConfig,
+    /// Side of the square training patches, pixels (multiple of the config's size multiple).
+    pub patch: usize,
+    pub batch: usize,
+    pub epochs: usize,
+    pub steps_per_epoch: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    /// Probability that a sample keeps only the portal venous phase.
+    pub pv_only_prob: f32,
+    /// Stop (keeping the best checkpoint) after this long.
+    pub max_minutes: Option<f64>,
+    pub seed: u64,
+    /// Best checkpoint; `<stem>.last.safetensors` beside it gets the latest.
+    pub out: Option<PathBuf>,
+    /// Validation slices per case (evenly spaced through its liver).
+    pub val_slices_per_case: usize,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            config: UNetConfig::default(),
+            patch: 96,
+            batch: 8,
+            epochs: 10,
+            steps_per_epoch: 100,
+            learning_rate: 2e-3,
+            weight_decay: 1e-4,
+            pv_only_prob: 0.35,
+            max_minutes: None,
+            seed: 1,
+            out: None,
+            val_slices_per_case: 6,
+        }
+    }
+}
+
+/// What the progress callback sees.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TrainStatus {
+    pub epoch: usize,
+    pub step: usize,
+    pub total_steps: usize,
+    /// Mean training loss over the last steps.
+    pub loss: f32,
+    pub val_dice_liver: Option<f64>,
+    pub val_dice_tumour: Option<f64>,
+    pub elapsed_s: f64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TrainReport {
+    pub history: Vec<TrainStatus>,
+    pub best_val_dice_liver: f64,
+    pub best_epoch: usize,
+    pub steps: usize,
+    pub seconds: f64,
+    /// Loss of the first and last steps (a quick check that learning happened).
+    pub first_losses: Vec<f32>,
+    pub last_losses: Vec<f32>,
+}
+
+/// Trains a fresh network on `train` cases, validating on `val`. `progress(status)` is
+/// called every few steps and after each epoch; returning false stops (the best so far
+/// is kept). Returns the trained model's variables and the report.
+pub fn train(train: &[TrainCase], val: &[TrainCase], opts: &TrainOptions, progress: &(dyn Fn(&TrainStatus) -> bool + Sync)) -> Result<(VarMap, TrainReport), SegmentError> {
+    let pools: Vec<(usize, Vec<usize>)> = train.iter().enumerate().map(|(i, c)| (i, c.liver_slices())).collect();
+    if train.is_empty() || pools.iter().all(|(_, s)| s.is_empty()) {
+        return Err(SegmentError::NoTrainingData("no training slice contains liver".into()));
+    }
+    if opts.patch % opts.config.size_multiple() != 0 {
+        return Err(SegmentError::Model(format!("patch {} is not a multiple of {}", opts.patch, opts.config.size_multiple())));
+    }
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let model = UNet::new(vb, &opts.config)?;
+    seeded_init(&varmap, opts.seed)?;
+    let params = ParamsAdamW { lr: opts.learning_rate, weight_decay: opts.weight_decay, ..Default::default() };
+    let mut opt = AdamW::new(trainable_vars(&varmap)?, params)?;
+    let mut rng = Rng::new(opts.seed);
+    let total = opts.epochs * opts.steps_per_epoch;
+    let start = Instant::now();
+    let val_set = validation_set(val, opts);
+    let mut report = TrainReport { history: Vec::new(), best_val_dice_liver: -1.0, best_epoch: 0, steps: 0, seconds: 0.0, first_losses: Vec::new(), last_losses: Vec::new() };
+    let mut recent = Vec::new();
+    let mut step = 0;
+    let mut best_score = f64::MIN;
+    'epochs: for epoch in 1..=opts.epochs {
+        for _ in 0..opts.steps_per_epoch {
+            // cosine decay to a tenth over the planned steps, after a short warm-up
+            // (by steps, or by the clock when a time limit will end the run first)
+            let by_time = opts.max_minutes.map_or(0.0, |m| start.elapsed().as_secs_f64() / (m * 60.0));
+            let t = (step as f64 / total.max(1) as f64).max(by_time).min(1.0);
+            let warm = ((step + 1) as f64 / 30.0).min(1.0);
+            opt.set_learning_rate(opts.learning_rate * warm * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())));
+            let seeds: Vec<u64> = (0..opts.batch).map(|_| rng.next_u64()).collect();
+            let (x, y) = make_batch(train, &pools, &seeds, opts)?;
+            let logits = model.forward(&x, true)?;
+            let loss = loss_fn(&logits, &y, opts.config.classes)?;
+            opt.backward_step(&loss)?;
+            let l = loss.to_scalar::<f32>()?;
+            if report.first_losses.len() < 5 {
+                report.first_losses.push(l);
+            }
+            recent.push(l);
+            step += 1;
+            let elapsed = start.elapsed().as_secs_f64();
+            let over = opts.max_minutes.is_some_and(|m| elapsed > m * 60.0);
+            if step % 5 == 0 {
+                let st = TrainStatus { epoch, step, total_steps: total, loss: mean(&recent[recent.len().saturating_sub(20)..]), val_dice_liver: None, val_dice_tumour: None, elapsed_s: elapsed };
+                if !progress(&st) {
+                    break 'epochs;
+                }
+            }
+            if over {
+                break;
+            }
+        }
+        let (dl, dt) = evaluate(&model, &val_set, opts)?;
+        let elapsed = start.elapsed().as_secs_f64();
+        let st = TrainStatus {
+            epoch,
+            step,
+            total_steps: total,
+            loss: mean(&recent[recent.len().saturating_sub(opts.steps_per_epoch)..]),
+            val_dice_liver: dl,
+            val_dice_tumour: dt,
+            elapsed_s: elapsed,
+        };
+        report.history.push(st.clone());
+        // the liver matters most; tumour Dice breaks ties and counts half
+        let score = dl.unwrap_or(0.0) + 0.5 * dt.unwrap_or(0.0);
+        let improved = score > best_score;
+        if let Some(out) = &opts.out {
+            save_unet(&varmap, &opts.config, &last_path(out))?;
+            if improved {
+                save_unet(&varmap, &opts.config, out)?;
+            }
+        }
+        if improved {
+            best_score = score;
+            report.best_val_dice_liver = dl.unwrap_or(0.0);
+            report.best_epoch = epoch;
+        }
+        if !progress(&st) || opts.max_minutes.is_some_and(|m| elapsed > m * 60.0) {
+            break;
+        }
+    }
+    report.steps = step;
+    report.seconds = start.elapsed().as_secs_f64();
+    report.last_losses = recent[recent.len().saturating_sub(5)..].to_vec();
+    Ok((varmap, report))
+}
+
+/// `<stem>.last.safetensors` beside `out`.
+pub fn last_path(out: &Path) -> PathBuf {
+    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "unet".into());
+    out.with_file_name(format!("{stem}.last.safetensors"))
+}
+
+fn mean(v: &[f32]) -> f32 {
+    if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f32>() / v.len() as f32
+    }
+}
+
+/// Everything the optimiser should move: not BatchNorm's running statistics, which candle
+/// keeps as variables too.
+fn trainable_vars(varmap: &VarMap) -> Result<Vec<Var>, SegmentError> {
+    let data = varmap.data().lock().map_err(|_| SegmentError::Model("variable map poisoned".into()))?;
+    let mut named: Vec<(&String, &Var)> = data.iter().filter(|(k, _)| !k.ends_with("running_mean") && !k.ends_with("running_var")).collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    Ok(named.into_iter().map(|(_, v)| v.clone()).collect())
+}
+
+/// Re-initialises every weight from `seed` (He-normal for convs, zero biases, BatchNorm at
+/// identity): candle's CPU initialiser cannot be seeded, and the golden test and
+/// reproducible training need the same start every time.
+pub fn seeded_init(varmap: &VarMap, seed: u64) -> Result<(), SegmentError> {
+    let data = varmap.data().lock().map_err(|_| SegmentError::Model("variable map poisoned".into()))?;
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for (n, name) in names.into_iter().enumerate() {
+        let var = &data[name];
+        let dims = var.dims().to_vec();
+        let count: usize = dims.iter().product();
+        let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(n as u64));
+        let values: Vec<f32> = if name.ends_with("running_var") || (name.contains(".bn") && name.ends_with("weight")) {
+            vec![1.0; count]
+        } else if name.ends_with("bias") || name.ends_with("running_mean") {
+            vec![0.0; count]
+        } else {
+            // fan-in: conv [out, in, kh, kw] → in·kh·kw; transposed conv [in, out, kh, kw] → in·kh·kw / 4 per output… use in·kh·kw for both
+            let fan_in: usize = dims[1..].iter().product::<usize>().max(1);
+            let std = (2.0 / fan_in as f32).sqrt();
+            (0..count).map(|_| rng.normal() * std).collect()
+        };
+        var.set(&Tensor::from_vec(values, dims, &Device::Cpu)?)?;
+    }
+    Ok(())
+}
+
+/// One batch: each sample from its own seed (so a batch is made in parallel yet the same
+/// for any thread count): a case, a slice (liver slices nine times in ten), augmentation.
+pub fn make_batch(cases: &[TrainCase], pools: &[(usize, Vec<usize>)], seeds: &[u64], opts: &TrainOptions) -> Result<(Tensor, Tensor), SegmentError> {
+    let p = opts.patch;
+    let samples: Vec<(Vec<f32>, Vec<u32>)> = seeds
+        .par_iter()
+        .map(|&s| {
+            let mut rng = Rng::new(s);
+            let with_liver: Vec<&(usize, Vec<usize>)> = pools.iter().filter(|(_, v)| !v.is_empty()).collect();
+            let (ci, slices) = with_liver[rng.below(with_liver.len())];
+            let case = &cases[*ci];
+            let k = if rng.f32() < 0.9 { slices[rng.below(slices.len())] } else { rng.below(case.labels.dim().0) };
+            augment_slice(case, k, p, &mut rng, opts.pv_only_prob, true)
+        })
+        .collect();
+    let b = seeds.len();
+    let mut xs = Vec::with_capacity(b * CHANNELS * p * p);
+    let mut ys = Vec::with_capacity(b * p * p);
+    for (x, y) in samples {
+        xs.extend(x);
+        ys.extend(y);
+    }
+    Ok((Tensor::from_vec(xs, (b, CHANNELS, p, p), &Device::Cpu)?, Tensor::from_vec(ys, (b, p, p), &Device::Cpu)?))
+}
+
+/// A `patch`² sample of slice `k`: with `augment`, a random rotation (±12°), scale
+/// (0.85–1.2 per axis), shift (±12 px), left-right flip (5 %), per-phase gain/offset, noise
+/// and phase dropout; without, the centre crop/pad as is.
+pub fn augment_slice(case: &TrainCase, k: usize, patch: usize, rng: &mut Rng, pv_only_prob: f32, augment: bool) -> (Vec<f32>, Vec<u32>) {
+    let (_, _, h, w) = case.image.dim();
+    let (mut a, mut tx, mut ty) = ([[1.0f32, 0.0], [0.0, 1.0]], 0.0f32, 0.0f32);
+    let mut present = case.present;
+    let mut gain = [1.0f32; CHANNELS];
+    let mut offset = [0.0f32; CHANNELS];
+    let mut noise = 0.0f32;
+    if augment {
+        let th = rng.range(-12.0, 12.0).to_radians();
+        let (sx, sy) = (rng.range(0.85, 1.2), rng.range(0.85, 1.2));
+        let flip = if rng.f32() < 0.05 { -1.0 } else { 1.0 };
+        let (c, s) = (th.cos(), th.sin());
+        // source offset = R · diag(1/s) · F · (output offset)
+        a = [[c * flip / sx, -s / sy], [s * flip / sx, c / sy]];
+        tx = rng.range(-12.0, 12.0);
+        ty = rng.range(-12.0, 12.0);
+        for ch in 0..CHANNELS {
+            gain[ch] = rng.range(0.9, 1.1);
+            offset[ch] = rng.range(-0.06, 0.06);
+        }
+        noise = rng.range(0.0, 0.03);
+        if rng.f32() < pv_only_prob {
+            present[0] = false;
+            present[2] = false;
+        } else {
+            for ch in [0, 2] {
+                if rng.f32() < 0.1 {
+                    present[ch] = false;
+                }
+            }
+        }
+        if !present[1] {
+            // a case without portal venous (should not happen) still trains as given
+            present = case.present;
+        }
+    }
+    let (cy, cx) = ((h as f32 - 1.0) / 2.0 + ty, (w as f32 - 1.0) / 2.0 + tx);
+    let pc = (patch as f32 - 1.0) / 2.0;
+    let mut x = vec![0f32; CHANNELS * patch * patch];
+    let mut y = vec![0u32; patch * patch];
+    let img = case.image.index_axis(ndarray::Axis(0), k);
+    let lab = case.labels.index_axis(ndarray::Axis(0), k);
+    for r in 0..patch {
+        for q in 0..patch {
+            let (ox, oy) = (q as f32 - pc, r as f32 - pc);
+            let sx = cx + a[0][0] * ox + a[0][1] * oy;
+            let sy = cy + a[1][0] * ox + a[1][1] * oy;
+            let (ni, nj) = (sx.round(), sy.round());
+            if ni >= 0.0 && nj >= 0.0 && (ni as usize) < w && (nj as usize) < h {
+                y[r * patch + q] = lab[[nj as usize, ni as usize]] as u32;
+            }
+            let (i0, j0) = (sx.floor(), sy.floor());
+            let (fx, fy) = (sx - i0, sy - j0);
+            for ch in 0..CHANNELS {
+                let o = &mut x[ch * patch * patch + r * patch + q];
+                if !present[ch] {
+                    *o = MISSING;
+                    continue;
+                }
+                let at = |jj: f32, ii: f32| -> f32 {
+                    if ii < 0.0 || jj < 0.0 || ii as usize >= w || jj as usize >= h {
+                        0.0
+                    } else {
+                        img[[ch, jj as usize, ii as usize]] as f32 / 255.0
+                    }
+                };
+                let v = (1.0 - fy) * ((1.0 - fx) * at(j0, i0) + fx * at(j0, i0 + 1.0)) + fy * ((1.0 - fx) * at(j0 + 1.0, i0) + fx * at(j0 + 1.0, i0 + 1.0));
+                *o = if augment { v * gain[ch] + offset[ch] + noise * rng.normal() } else { v };
+            }
+        }
+    }
+    (x, y)
+}
+
+/// Cross-entropy + mean soft Dice of the foreground classes.
+pub fn loss_fn(logits: &Tensor, y: &Tensor, classes: usize) -> Result<Tensor, SegmentError> {
+    let (b, c, h, w) = logits.dims4()?;
+    let flat = logits.permute((0, 2, 3, 1))?.reshape((b * h * w, c))?;
+    let ce = candle_nn::loss::cross_entropy(&flat, &y.flatten_all()?)?;
+    let probs = candle_nn::ops::softmax(logits, 1)?;
+    let onehot = one_hot(y, classes)?;
+    let mut dice_loss = Tensor::new(0f32, &Device::Cpu)?;
+    for cls in 1..classes {
+        let p = probs.narrow(1, cls, 1)?;
+        let t = onehot.narrow(1, cls, 1)?;
+        let inter = (&p * &t)?.sum_all()?;
+        let denom = (p.sum_all()? + t.sum_all()?)?;
+        let d = ((inter * 2.0)? + 1.0)?.div(&(denom + 1.0)?)?;
+        dice_loss = (dice_loss + (1.0 - d)?)?;
+    }
+    Ok((ce + (dice_loss / (classes - 1) as f64)?)?)
+}
+
+fn one_hot(y: &Tensor, classes: usize) -> Result<Tensor, SegmentError> {
+    let (b, h, w) = y.dims3()?;
+    let v: Vec<u32> = y.flatten_all()?.to_vec1()?;
+    let mut out = vec![0f32; b * classes * h * w];
+    for (idx, &lbl) in v.iter().enumerate() {
+        let (n, rest) = (idx / (h * w), idx % (h * w));
+        out[(n * classes + (lbl as usize).min(classes - 1)) * h * w + rest] = 1.0;
+    }
+    Ok(Tensor::from_vec(out, (b, classes, h, w), &Device::Cpu)?)
+}
+
+/// Fixed validation slices: per case, evenly spaced through its liver, centre crops.
+fn validation_set(val: &[TrainCase], opts: &TrainOptions) -> Vec<(Vec<f32>, Vec<u32>)> {
+    let mut out = Vec::new();
+    for case in val {
+        let s = case.liver_slices();
+        let n = opts.val_slices_per_case.min(s.len());
+        for t in 0..n {
+            let k = s[(t * s.len()) / n.max(1) + s.len() / (2 * n.max(1))];
+            let mut rng = Rng::new(0);
+            out.push(augment_slice(case, k.min(case.labels.dim().0 - 1), opts.patch, &mut rng, 0.0, false));
+        }
+    }
+    out
+}
+
+/// Voxel Dice (liver = labels 1+2, tumour = 2) over the validation slices, eval mode.
+fn evaluate(model: &UNet, set: &[(Vec<f32>, Vec<u32>)], opts: &TrainOptions) -> Result<(Option<f64>, Option<f64>), SegmentError> {
+    if set.is_empty() {
+        return Ok((None, None));
+    }
+    let p = opts.patch;
+    let (mut li, mut la, mut lb, mut ti, mut ta, mut tb) = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    for chunk in set.chunks(opts.batch.max(1)) {
+        let xs: Vec<f32> = chunk.iter().flat_map(|(x, _)| x.iter().copied()).collect();
+        let x = Tensor::from_vec(xs, (chunk.len(), CHANNELS, p, p), &Device::Cpu)?;
+        let pred: Vec<u32> = model.forward(&x, false)?.argmax(1)?.flatten_all()?.to_vec1()?;
+        for (pr, gt) in pred.iter().zip(chunk.iter().flat_map(|(_, y)| y.iter())) {
+            let (a, b) = (*pr > 0, *gt > 0);
+            li += (a && b) as u64;
+            la += a as u64;
+            lb += b as u64;
+            let (a, b) = (*pr == 2, *gt == 2);
+            ti += (a && b) as u64;
+            ta += a as u64;
+            tb += b as u64;
+        }
+    }
+    let d = |i: u64, a: u64, b: u64| if a + b == 0 { None } else { Some(2.0 * i as f64 / (a + b) as f64) };
+    Ok((d(li, la, lb), if tb == 0 { None } else { d(ti, ta, tb) }))
+}
