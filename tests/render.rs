@@ -12,7 +12,7 @@ use hepaview::app::HepaviewApp;
 use hepaview::mesh::{self, MeshObject, MeshOptions, ObjectKind};
 use hepaview::phantom::PhantomOptions;
 use hepaview::render::gpu::{GpuScene, Renderer3d, BACKGROUND};
-use hepaview::render::{render_image, render_turntable, Camera, FrameDesc, Scene, StandardView};
+use hepaview::render::{render_image, render_turntable, Camera, Drawing, FrameDesc, Scene, StandardView};
 use hepaview::study::Study;
 use hepaview::volume::{Geometry, Lps, Volume};
 use ndarray::Array3;
@@ -40,9 +40,14 @@ fn render_state() -> Option<egui_wgpu::RenderState> {
 
 /// A ball of `radius_mm` around `centre` on a 1 mm grid, meshed as a tumour object.
 fn sphere_scene(centre: Lps, radius_mm: f64) -> Scene {
-    let n = (2.0 * radius_mm + 8.0) as usize;
-    let origin = [centre[0] - n as f64 / 2.0, centre[1] - n as f64 / 2.0, centre[2] - n as f64 / 2.0];
-    let g = Geometry::axis_aligned([n, n, n], [1.0; 3], origin);
+    sphere_scene_spacing(centre, radius_mm, 1.0)
+}
+
+fn sphere_scene_spacing(centre: Lps, radius_mm: f64, spacing_mm: f64) -> Scene {
+    let n = ((2.0 * radius_mm + 8.0) / spacing_mm) as usize;
+    let half = n as f64 * spacing_mm / 2.0;
+    let origin = [centre[0] - half, centre[1] - half, centre[2] - half];
+    let g = Geometry::axis_aligned([n, n, n], [spacing_mm; 3], origin);
     let data = Array3::from_shape_fn(g.shape, |(k, j, i)| (dist(g.index_to_world([i as f64, j as f64, k as f64]), centre) <= radius_mm) as u8);
     let mask = Volume::new(data, g);
     let mut m = mesh::surface(&mask, &[1]).expect("sphere surface");
@@ -211,6 +216,27 @@ fn orbit_pan_zoom_with_the_mouse() {
         h.run();
     }
     assert!(h.state().view3d.camera.distance_mm < c2.distance_mm, "wheel up zooms in");
+    // while the camera moves the view draws the decimated surfaces; at rest the full ones
+    drag(&mut h, PointerButton::Primary, Modifiers::NONE);
+    let app = h.state();
+    assert!(app.view3d.frame_desc(&app.view).interactive, "moving");
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    h.run();
+    let app = h.state();
+    assert!(!app.view3d.frame_desc(&app.view).interactive, "at rest again");
+}
+
+#[test]
+fn large_surfaces_get_a_decimated_copy_for_motion() {
+    let big = sphere_scene_spacing([0.0; 3], 45.0, 0.5);
+    let o = &big.objects[0];
+    let full = o.full.index_count as usize / 3;
+    assert!(full > hepaview::render::scene::LOD_TRIANGLES * 3 / 2, "{full} triangles");
+    let lod = o.lod.expect("a decimated copy");
+    assert!(lod.index_count as usize / 3 <= hepaview::render::scene::LOD_TRIANGLES);
+    assert_eq!(big.triangle_count(), full, "still frames count the full surface only");
+    // small objects draw the same triangles either way
+    assert!(sphere_scene([0.0; 3], 10.0).objects[0].lod.is_none());
 }
 
 #[test]
@@ -338,9 +364,10 @@ fn offscreen_turntable_of_a_sphere_is_round_from_every_side() {
     let renderer = Renderer3d::new(&rs.device);
     let gpu = GpuScene::upload(&rs.device, &scene);
     let frame = FrameDesc::new(Camera::fit(scene.bounds_mm, StandardView::Anterior), [128, 128]);
-    let strip = render_turntable(&rs.device, &rs.queue, &renderer, &gpu, &scene, &frame, 4, 1).expect("turntable");
+    let d = Drawing { renderer: &renderer, gpu: &gpu, scene: &scene };
+    let strip = render_turntable(&rs.device, &rs.queue, &d, &frame, 4, 1).expect("turntable");
     assert_eq!(strip.dimensions(), (512, 128));
-    let one = render_image(&rs.device, &rs.queue, &renderer, &gpu, &scene, &frame, 1).unwrap();
+    let one = render_image(&rs.device, &rs.queue, &d, &frame, 1).unwrap();
     let bg = BACKGROUND.map(|c| (c * 255.0).round() as u8);
     let count = |img: &image::RgbaImage, x0: u32| (x0..x0 + 128).flat_map(|x| (0..128).map(move |y| (x, y))).filter(|&(x, y)| img.get_pixel(x, y).0[..3] != bg).count();
     let area = count(&one, 0);

@@ -20,6 +20,9 @@ use crate::volume::Lps;
 /// A mask must stay unchanged this long before its surfaces are rebuilt.
 pub const REBUILD_DEBOUNCE: Duration = Duration::from_millis(400);
 
+/// How long after the last camera move the view still draws the decimated surfaces.
+const MOVING_GRACE: Duration = Duration::from_millis(250);
+
 /// Height of the toolbar above the picture, points.
 const TOOLBAR: f32 = 24.0;
 
@@ -62,6 +65,10 @@ pub struct View3d {
     /// Last export or build outcome, for the status line.
     pub message: Option<String>,
     pub error: Option<String>,
+    /// The camera moved recently: frames until then draw the decimated surfaces.
+    moving_until: Option<Instant>,
+    /// The last frame's settings, to notice motion.
+    last_still: Option<FrameDesc>,
     /// Where the picture was last laid out (points), for tests and tools.
     pub picture_rect: Option<Rect>,
     /// The mask key whose build failed (shown, not retried until the mask changes).
@@ -94,6 +101,8 @@ impl Default for View3d {
             last_pick: None,
             message: None,
             error: None,
+            moving_until: None,
+            last_still: None,
             picture_rect: None,
             failed_key: None,
             fitted: false,
@@ -219,6 +228,7 @@ impl View3d {
             show_liver: self.show_liver,
             show_tumours: self.show_tumours,
             show_vessels: self.show_vessels,
+            interactive: self.moving_until.is_some_and(|t| Instant::now() < t),
         }
     }
 
@@ -366,6 +376,16 @@ impl View3d {
                 self.click(pos - pic.min, pic.size(), view);
             }
         }
+        // Coarse surfaces while anything moves (camera, crosshair dragged in a slice view,
+        // opacity slider), the full ones once it rests: a full redraw of a 300k-triangle
+        // liver costs lavapipe ~55 ms, which would also slow the slice views down.
+        let still = self.frame_desc(view);
+        let still = FrameDesc { interactive: false, ..still };
+        if self.last_still.is_some_and(|l| l != still) {
+            self.moving_until = Some(Instant::now() + MOVING_GRACE);
+            ui.ctx().request_repaint_after(MOVING_GRACE + Duration::from_millis(20));
+        }
+        self.last_still = Some(still);
         let painter = ui.painter_at(pic);
         painter.rect_filled(pic, 0.0, Color32::from_rgb(18, 19, 23));
         if let Some(scene) = &self.scene {

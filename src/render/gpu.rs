@@ -74,11 +74,13 @@ pub struct FrameDesc {
     pub show_liver: bool,
     pub show_tumours: bool,
     pub show_vessels: bool,
+    /// The camera is moving: draw the decimated copies of large objects.
+    pub interactive: bool,
 }
 
 impl FrameDesc {
     pub fn new(camera: Camera, size_px: [u32; 2]) -> FrameDesc {
-        FrameDesc { camera, size_px, planes_at_mm: None, liver_opacity: 0.3, show_liver: true, show_tumours: true, show_vessels: true }
+        FrameDesc { camera, size_px, planes_at_mm: None, liver_opacity: 0.3, show_liver: true, show_tumours: true, show_vessels: true, interactive: false }
     }
 }
 
@@ -358,16 +360,18 @@ fn plane_geometry(at: Lps, bounds: [Lps; 2], origin: Lps) -> (Vec<FlatVertex>, V
     (fills, lines)
 }
 
-/// Records the passes of one frame of `scene` into `target`.
-pub fn encode_frame(
-    device: &wgpu::Device,
-    renderer: &Renderer3d,
-    gpu: &GpuScene,
-    scene: &Scene,
-    frame: &FrameDesc,
-    target: &Target,
-    encoder: &mut wgpu::CommandEncoder,
-) {
+/// A scene ready to draw: the pipelines, its buffers, and the scene itself (draw ranges,
+/// origin, bounds).
+#[derive(Clone, Copy)]
+pub struct Drawing<'a> {
+    pub renderer: &'a Renderer3d,
+    pub gpu: &'a GpuScene,
+    pub scene: &'a Scene,
+}
+
+/// Records the passes of one frame of the drawing's scene into `target`.
+pub fn encode_frame(device: &wgpu::Device, d: &Drawing, frame: &FrameDesc, target: &Target, encoder: &mut wgpu::CommandEncoder) {
+    let Drawing { renderer, gpu, scene } = *d;
     let u = frame_uniforms(frame, scene.origin_mm);
     // a fresh buffer per frame (contents set at creation), so several frames recorded
     // before one submit (a turntable) each keep their own camera
@@ -427,8 +431,9 @@ pub fn encode_frame(
     };
     let draw = |pass: &mut wgpu::RenderPass<'_>, liver: bool| {
         for (i, o) in scene.objects.iter().enumerate() {
-            if (o.kind == ObjectKind::Liver) == liver && shown(o.kind) && o.index_count > 0 {
-                pass.draw_indexed(o.first_index..o.first_index + o.index_count, o.base_vertex, i as u32..i as u32 + 1);
+            let r = if frame.interactive { o.lod.unwrap_or(o.full) } else { o.full };
+            if (o.kind == ObjectKind::Liver) == liver && shown(o.kind) && r.index_count > 0 {
+                pass.draw_indexed(r.first_index..r.first_index + r.index_count, r.base_vertex, i as u32..i as u32 + 1);
             }
         }
     };
@@ -493,7 +498,7 @@ pub fn read_back(device: &wgpu::Device, queue: &wgpu::Queue, target: &Target) ->
 
 /// Renders `frame` at `supersample`× its size and scales it down (smooth edges for a
 /// picture that goes into a report).
-pub fn render_image(device: &wgpu::Device, queue: &wgpu::Queue, renderer: &Renderer3d, gpu: &GpuScene, scene: &Scene, frame: &FrameDesc, supersample: u32) -> Result<image::RgbaImage, String> {
+pub fn render_image(device: &wgpu::Device, queue: &wgpu::Queue, d: &Drawing, frame: &FrameDesc, supersample: u32) -> Result<image::RgbaImage, String> {
     let s = supersample.clamp(1, 4);
     let big = FrameDesc { size_px: [frame.size_px[0] * s, frame.size_px[1] * s], ..*frame };
     let max = device.limits().max_texture_dimension_2d;
@@ -502,7 +507,7 @@ pub fn render_image(device: &wgpu::Device, queue: &wgpu::Queue, renderer: &Rende
     }
     let target = Target::new(device, big.size_px);
     let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("hepaview 3d snapshot") });
-    encode_frame(device, renderer, gpu, scene, &big, &target, &mut encoder);
+    encode_frame(device, d, &big, &target, &mut encoder);
     queue.submit(std::iter::once(encoder.finish()));
     let img = read_back(device, queue, &target)?;
     Ok(if s == 1 { img } else { image::imageops::resize(&img, frame.size_px[0], frame.size_px[1], image::imageops::FilterType::Triangle) })
@@ -510,13 +515,13 @@ pub fn render_image(device: &wgpu::Device, queue: &wgpu::Queue, renderer: &Rende
 
 /// `views` pictures of `frame`'s size side by side, the camera turned about the patient's
 /// superior axis by a full circle in equal steps, starting from `frame`'s camera.
-pub fn render_turntable(device: &wgpu::Device, queue: &wgpu::Queue, renderer: &Renderer3d, gpu: &GpuScene, scene: &Scene, frame: &FrameDesc, views: usize, supersample: u32) -> Result<image::RgbaImage, String> {
+pub fn render_turntable(device: &wgpu::Device, queue: &wgpu::Queue, d: &Drawing, frame: &FrameDesc, views: usize, supersample: u32) -> Result<image::RgbaImage, String> {
     let views = views.clamp(1, 72);
     let [w, h] = frame.size_px;
     let mut strip = image::RgbaImage::new(w * views as u32, h);
     let mut f = *frame;
     for n in 0..views {
-        let img = render_image(device, queue, renderer, gpu, scene, &f, supersample)?;
+        let img = render_image(device, queue, d, &f, supersample)?;
         image::imageops::replace(&mut strip, &img, (n as u32 * w) as i64, 0);
         f.camera.turn(std::f64::consts::TAU / views as f64);
     }
@@ -631,12 +636,12 @@ impl egui_wgpu::CallbackTrait for View3dCallback {
         let Some(mut views) = resources.remove::<ViewResources>() else { return Vec::new() };
         if let (Some(renderer), Some(blit)) = (resources.get::<Renderer3d>(), resources.get::<Blit>()) {
             views.scene(device, &self.scene);
-            let gpu = &views.scenes[&self.scene.key].0;
+            let d = Drawing { renderer, gpu: &views.scenes[&self.scene.key].0, scene: &self.scene };
             if let Some(cap) = &self.capture {
                 if !cap.started.swap(true, Ordering::SeqCst) {
                     let result = match cap.kind {
-                        CaptureKind::Snapshot { size_px } => render_image(device, queue, renderer, gpu, &self.scene, &FrameDesc { size_px, ..frame }, 2),
-                        CaptureKind::Turntable { views: n, size_px } => render_turntable(device, queue, renderer, gpu, &self.scene, &FrameDesc { size_px, ..frame }, n, 2),
+                        CaptureKind::Snapshot { size_px } => render_image(device, queue, &d, &FrameDesc { size_px, interactive: false, ..frame }, 2),
+                        CaptureKind::Turntable { views: n, size_px } => render_turntable(device, queue, &d, &FrameDesc { size_px, interactive: false, ..frame }, n, 2),
                     };
                     if let Ok(mut slot) = cap.result.lock() {
                         *slot = Some(result);
@@ -656,7 +661,7 @@ impl egui_wgpu::CallbackTrait for View3dCallback {
             if let Some(v) = views.targets.get_mut(&self.view_id) {
                 let now = Some((self.scene.key, frame));
                 if v.drawn != now {
-                    encode_frame(device, renderer, gpu, &self.scene, &frame, &v.target, encoder);
+                    encode_frame(device, &d, &frame, &v.target, encoder);
                     v.drawn = now;
                 }
             }

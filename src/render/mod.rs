@@ -16,5 +16,5 @@ pub mod pick;
 pub mod scene;
 
 pub use camera::{Camera, Ray, StandardView};
-pub use gpu::{install, render_image, render_turntable, CaptureKind, CaptureRequest, FrameDesc, GpuScene, Renderer3d};
+pub use gpu::{install, render_image, render_turntable, CaptureKind, CaptureRequest, Drawing, FrameDesc, GpuScene, Renderer3d};
 pub use scene::{Hit, Scene, SceneObject, TumourInfo};

@@ -6,6 +6,8 @@
 //! Vertices are stored relative to the scene's centre (`origin_mm`): the GPU gets f32
 //! offsets of at most a few hundred mm, and the view matrix carries the translation in f64.
 
+use rayon::prelude::*;
+
 use crate::lesion::{connected_components, measure_voxels};
 use crate::mesh::{build_objects_with_progress, MeshError, MeshObject, MeshOptions, ObjectKind, Progress};
 use crate::volume::{det3, Lps, Mask};
@@ -48,16 +50,30 @@ pub struct TumourInfo {
     pub vessel_mm: Option<f64>,
 }
 
-/// One drawn object: a range of the packed index data.
+/// Objects above this many triangles also get a copy decimated to it, drawn while the
+/// camera moves: lavapipe's cost is per triangle (a 300k-triangle liver drawn as back and
+/// front faces takes ~55 ms a frame on 2 cores, its 60k copy a fifth of that), and a
+/// coarser surface in motion is hard to see.
+pub const LOD_TRIANGLES: usize = 60_000;
+
+/// A range of the packed index data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DrawRange {
+    pub first_index: u32,
+    pub index_count: u32,
+    pub base_vertex: i32,
+}
+
+/// One drawn object.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SceneObject {
     pub name: String,
     pub kind: ObjectKind,
     /// sRGB colour; alpha 1 (the liver's opacity is a view setting).
     pub rgb: [f32; 3],
-    pub first_index: u32,
-    pub index_count: u32,
-    pub base_vertex: i32,
+    pub full: DrawRange,
+    /// The decimated copy drawn while the camera moves, for large objects.
+    pub lod: Option<DrawRange>,
     pub tumour: Option<TumourInfo>,
 }
 
@@ -123,15 +139,24 @@ impl Scene {
         let mut vertices = Vec::with_capacity(meshes.iter().map(|m| m.mesh.vertex_count()).sum());
         let mut indices = Vec::with_capacity(meshes.iter().map(|m| m.mesh.triangle_count() * 3).sum());
         let mut objects = Vec::with_capacity(meshes.len());
-        for (m, tumour) in meshes.iter().zip(tumours) {
+        let mut pack = |m: &crate::mesh::TriMesh| {
             let base_vertex = vertices.len() as i32;
             let first_index = indices.len() as u32;
-            let normals = if m.mesh.normals.len() == m.mesh.positions_mm.len() { None } else { Some(vertex_normals(&m.mesh)) };
-            for (i, p) in m.mesh.positions_mm.iter().enumerate() {
-                let n = normals.as_ref().map_or(m.mesh.normals[i], |n| n[i]);
+            let normals = if m.normals.len() == m.positions_mm.len() { None } else { Some(vertex_normals(m)) };
+            for (i, p) in m.positions_mm.iter().enumerate() {
+                let n = normals.as_ref().map_or(m.normals[i], |n| n[i]);
                 vertices.push(Vertex { position: [0, 1, 2].map(|a| (p[a] as f64 - origin[a]) as f32), normal: n });
             }
-            indices.extend(m.mesh.triangles.iter().flatten());
+            indices.extend(m.triangles.iter().flatten());
+            DrawRange { first_index, index_count: indices.len() as u32 - first_index, base_vertex }
+        };
+        let lods: Vec<Option<crate::mesh::TriMesh>> = meshes
+            .par_iter()
+            .map(|m| (m.mesh.triangle_count() > LOD_TRIANGLES * 3 / 2).then(|| crate::mesh::decimate(&m.mesh, LOD_TRIANGLES)))
+            .collect();
+        for ((m, tumour), lod) in meshes.iter().zip(tumours).zip(&lods) {
+            let full = pack(&m.mesh);
+            let lod = lod.as_ref().map(&mut pack);
             let rgb = match m.kind {
                 ObjectKind::Liver => LIVER_RGB,
                 ObjectKind::Tumour => TUMOUR_RGB,
@@ -141,9 +166,8 @@ impl Scene {
                 name: m.name.clone(),
                 kind: m.kind,
                 rgb,
-                first_index,
-                index_count: (indices.len() as u32) - first_index,
-                base_vertex,
+                full,
+                lod,
                 tumour,
             });
         }
@@ -169,8 +193,9 @@ impl Scene {
         [[0, 1, 2].map(|a| (lo[a] - MARGIN_MM).max(glo[a])), [0, 1, 2].map(|a| (hi[a] + MARGIN_MM).min(ghi[a]))]
     }
 
+    /// Triangles drawn in a still frame (decimated copies not counted).
     pub fn triangle_count(&self) -> usize {
-        self.indices.len() / 3
+        self.objects.iter().map(|o| o.full.index_count as usize / 3).sum()
     }
 
     /// The surface point a click on `ray` means. Opaque objects (tumours, vessels) win over
