@@ -385,3 +385,34 @@ fn a_follow_up_visit_shows_beside_each_phase_with_its_date() {
     let img = h.render().expect("render");
     img.save(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("follow_up_row.png")).unwrap();
 }
+
+#[test]
+fn segment_button_fills_the_label_layer_or_names_the_missing_model() {
+    let mut h = harness(app());
+    h.run();
+    h.get_by_label("Segment liver and tumours").scroll_to_me();
+    h.run();
+    h.get_by_label("Segment liver and tumours").click();
+    h.run();
+    if hepaview::app::segment::model_path().is_none() {
+        let e = h.state().segment.error.clone().unwrap_or_default();
+        assert!(e.contains("unet.safetensors"), "{e}");
+        return;
+    }
+    for _ in 0..1200 {
+        h.step();
+        if !h.state().segment.is_running() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    h.run();
+    let app = h.state();
+    assert!(app.segment.error.is_none(), "{:?}", app.segment.error);
+    let labels = app.study.labels.as_ref().unwrap();
+    assert_eq!(labels.source.to_string_lossy(), "U-Net segmentation");
+    assert!(labels.mask.data.iter().any(|&v| v == 1), "the model finds liver in the demo");
+    h.get_by_label("Undo segmentation").click();
+    h.run();
+    assert_ne!(h.state().study.labels.as_ref().unwrap().source.to_string_lossy(), "U-Net segmentation");
+}

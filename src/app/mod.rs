@@ -7,6 +7,7 @@ pub mod edit;
 pub mod gpu;
 pub mod registration;
 pub mod screenshot;
+pub mod segment;
 pub mod view;
 pub mod view3d;
 
@@ -62,6 +63,8 @@ pub struct HepaviewApp {
     pub analysis: analysis::AnalysisPanel,
     /// Mask editing tools, undo, autosave.
     pub edit: edit::EditPanel,
+    /// The U-Net segmentation button.
+    pub segment: segment::SegmentPanel,
     /// The 3D view of the label mask's surfaces (V shows it beside the slice views).
     pub view3d: view3d::View3d,
     frame_times_ms: std::collections::VecDeque<f32>,
@@ -87,6 +90,7 @@ impl HepaviewApp {
             registration: registration::RegistrationPanel::new(),
             analysis: analysis::AnalysisPanel::default(),
             edit: edit::EditPanel::default(),
+            segment: segment::SegmentPanel::default(),
             view3d: view3d::View3d::default(),
             frame_times_ms: std::collections::VecDeque::with_capacity(120),
             last_frame: None,
@@ -129,6 +133,7 @@ impl HepaviewApp {
     pub fn set_study(&mut self, study: Study) {
         self.registration.cancel();
         self.analysis.cancel();
+        self.segment.cancel();
         self.view3d.cancel();
         let (layout, show_3d) = (self.view.layout, self.view3d.visible);
         *self = HepaviewApp { show_timing: self.show_timing, ..HepaviewApp::new(study) };
@@ -217,6 +222,7 @@ impl HepaviewApp {
         self.loading_ui(&ctx);
         self.registration.poll(&mut self.study, &ctx);
         self.analysis.poll(&self.study, &ctx);
+        self.segment.poll(&mut self.study, &ctx);
         self.edit.open_session(&self.study);
         if self.edit.save_path.is_empty() {
             self.edit.save_path = edit::default_save_path(&self.study);
@@ -373,6 +379,8 @@ impl HepaviewApp {
                 ui.add(egui::Slider::new(&mut self.view.label_opacity, 0.0..=1.0).text("opacity"));
                 ui.checkbox(&mut self.view.label_outline, "outline only");
             });
+            ui.separator();
+            self.segment.ui(ui, &mut self.study);
             ui.separator();
             self.edit.ui(ui, &mut self.study);
             ui.separator();
