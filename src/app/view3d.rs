@@ -73,6 +73,11 @@ pub struct View3d {
     pub picture_rect: Option<Rect>,
     /// The mask key whose build failed (shown, not retried until the mask changes).
     failed_key: Option<u64>,
+    /// Width / height of the picture last laid out.
+    aspect: f64,
+    /// Re-frame the scene whenever the picture's shape changes (after a standard view,
+    /// until the user orbits, pans or zooms).
+    auto_frame: bool,
     /// The camera has been fitted to a scene (the first build fits; later builds keep the
     /// user's camera).
     fitted: bool,
@@ -87,7 +92,7 @@ impl Default for View3d {
             job: None,
             pending: None,
             mesh_options: MeshOptions::default(),
-            liver_opacity: 0.3,
+            liver_opacity: 0.25,
             show_liver: true,
             show_tumours: true,
             show_vessels: true,
@@ -105,6 +110,8 @@ impl Default for View3d {
             last_still: None,
             picture_rect: None,
             failed_key: None,
+            aspect: 1.0,
+            auto_frame: false,
             fitted: false,
         }
     }
@@ -129,11 +136,13 @@ impl View3d {
         self.pending = None;
     }
 
-    /// Turns the camera to a standard view of the scene, framing it.
+    /// Turns the camera to a standard view of the scene, framing it (and keeps framing it
+    /// as the viewport's shape changes, until the user moves the camera).
     pub fn set_view(&mut self, v: StandardView) {
         self.camera.set_view(v);
+        self.auto_frame = true;
         if let Some(s) = &self.scene {
-            self.camera.frame(s.bounds_mm);
+            self.camera.frame_aspect(s.bounds_mm, self.aspect);
         }
     }
 
@@ -153,8 +162,9 @@ impl View3d {
                 match result {
                     Ok(scene) if k == key => {
                         if !self.fitted {
-                            self.camera = Camera::fit(scene.bounds_mm, StandardView::Anterior);
+                            self.camera = Camera::fit_aspect(scene.bounds_mm, StandardView::Anterior, self.aspect);
                             self.fitted = true;
+                            self.auto_frame = true;
                         } else {
                             // keep the user's view; only the depth range follows the scene
                             self.camera.scene_radius_mm = Camera::fit(scene.bounds_mm, StandardView::Anterior).scene_radius_mm;
@@ -258,7 +268,9 @@ impl View3d {
     }
 
     fn toolbar(&mut self, ui: &mut egui::Ui, pic: Rect) {
-        ui.label("3D");
+        // fits a 3D cell a quarter of a small window wide
+        ui.spacing_mut().item_spacing.x = 3.0;
+        ui.spacing_mut().button_padding.x = 4.0;
         for v in StandardView::ALL {
             if ui.small_button(v.letter()).on_hover_text(format!("{} view", v.name())).clicked() {
                 self.set_view(v);
@@ -359,6 +371,13 @@ impl View3d {
         let resp = ui.interact(pic, ui.make_persistent_id("hepaview view3d picture"), Sense::click_and_drag());
         let (shift, scroll, zoom) = ui.input(|i| (i.modifiers.shift, i.smooth_scroll_delta.y, i.zoom_delta()));
         let d = resp.drag_delta();
+        self.aspect = (pic.width() / pic.height().max(1.0)) as f64;
+        if self.auto_frame {
+            if let Some(s) = &self.scene {
+                self.camera.frame_aspect(s.bounds_mm, self.aspect);
+            }
+        }
+        let framed = self.camera;
         if resp.dragged_by(PointerButton::Middle) || (resp.dragged_by(PointerButton::Primary) && shift) {
             self.camera.pan(d.x as f64, d.y as f64, pic.height() as f64);
         } else if resp.dragged_by(PointerButton::Primary) {
@@ -370,6 +389,9 @@ impl View3d {
             } else if scroll != 0.0 {
                 self.camera.zoom((scroll as f64 * 0.002).exp());
             }
+        }
+        if self.camera != framed {
+            self.auto_frame = false;
         }
         if resp.clicked_by(PointerButton::Primary) && !shift {
             if let Some(pos) = resp.interact_pointer_pos() {
@@ -423,13 +445,18 @@ impl View3d {
             }
             let galley = painter.layout_no_wrap(text, font.clone(), Color32::from_rgb(235, 255, 200));
             let mut r = Rect::from_min_size(at + Vec2::new(14.0, -galley.size().y * 0.5), galley.size()).expand(3.0);
+            if r.max.x > pic.max.x {
+                // no room on the right: put it on the left of the tumour
+                r = r.translate(Vec2::new(-r.width() - 28.0, 0.0));
+            }
             // keep labels apart: move down past any label already placed
             while let Some(o) = placed.iter().find(|o| o.intersects(r)) {
                 r = r.translate(Vec2::new(0.0, o.max.y - r.min.y + 2.0));
             }
             placed.push(r);
             painter.circle_filled(at, 2.5, Color32::from_rgb(235, 255, 200));
-            painter.line_segment([at, Pos2::new(r.min.x, r.center().y)], Stroke::new(1.0, Color32::from_rgba_unmultiplied(235, 255, 200, 160)));
+            let edge = if r.min.x > at.x { r.min.x } else { r.max.x };
+            painter.line_segment([at, Pos2::new(edge, r.center().y)], Stroke::new(1.0, Color32::from_rgba_unmultiplied(235, 255, 200, 160)));
             painter.rect_filled(r, 3.0, Color32::from_rgba_unmultiplied(0, 0, 0, 170));
             painter.galley(r.min + Vec2::splat(3.0), galley, Color32::WHITE);
         }

@@ -165,24 +165,46 @@ pub fn to_gpu(m: &Mat4) -> [[f32; 4]; 4] {
 
 impl Camera {
     /// Looks at `bounds` (`[min, max]` LPS mm) from `view`, far enough that the whole box
-    /// fits a viewport of any aspect ratio.
+    /// fits a viewport at least as wide as it is tall.
     pub fn fit(bounds: [Lps; 2], view: StandardView) -> Camera {
+        Camera::fit_aspect(bounds, view, 1.0)
+    }
+
+    /// [`Camera::fit`] for a viewport of `aspect` = width / height.
+    pub fn fit_aspect(bounds: [Lps; 2], view: StandardView, aspect: f64) -> Camera {
         let mut c = Camera::default();
         c.set_view(view);
-        c.frame(bounds);
+        c.frame_aspect(bounds, aspect);
         c
     }
 
-    /// Centres on `bounds` and backs off until its bounding sphere fits the field of view;
-    /// keeps the direction.
+    /// Centres on `bounds` and backs off until the box fits the field of view of a viewport
+    /// at least as wide as tall; keeps the direction.
     pub fn frame(&mut self, bounds: [Lps; 2]) {
+        self.frame_aspect(bounds, 1.0);
+    }
+
+    /// [`Camera::frame`] for a viewport of `aspect` = width / height (a tall viewport's
+    /// narrower horizontal field may decide).
+    pub fn frame_aspect(&mut self, bounds: [Lps; 2], aspect: f64) {
         let [lo, hi] = bounds;
         self.target_mm = scale(add(lo, hi), 0.5);
         let r = (norm(sub(hi, lo)) * 0.5).max(1.0);
         self.scene_radius_mm = r;
-        // the sphere fits the vertical field; a wide viewport only has more room
-        let half = (self.fov_y_deg.to_radians() * 0.5).min(1.5);
-        self.distance_mm = r / half.sin() * 1.05;
+        // the nearest eye distance at which every corner of the box lies inside the field:
+        // a corner at (x, y, z) in camera axes needs |x| ≤ tan(half_x)·(d − z), same for y
+        let tan_y = (self.fov_y_deg.to_radians() * 0.5).tan();
+        let tan_x = tan_y * aspect.clamp(0.05, 20.0);
+        let back = self.back();
+        let mut d: f64 = 0.0;
+        for i in 0..8 {
+            let corner = [[lo, hi][i & 1][0], [lo, hi][(i >> 1) & 1][1], [lo, hi][(i >> 2) & 1][2]];
+            let p = sub(corner, self.target_mm);
+            let (x, y, z) = (dot(p, self.right), dot(p, self.up), dot(p, back));
+            d = d.max(z + x.abs() / tan_x).max(z + y.abs() / tan_y);
+        }
+        // a small margin, and never inside the box
+        self.distance_mm = (d * 1.08).max(r * 1.1);
     }
 
     /// Turns to a standard view, keeping target and distance.
@@ -378,6 +400,21 @@ mod tests {
         e.pan(30.0, -12.0, size[1]);
         let after = e.project(t, size).unwrap().0;
         assert!((after[0] - before[0] - 30.0).abs() < 1e-6 && (after[1] - before[1] + 12.0).abs() < 1e-6, "{before:?} -> {after:?}");
+    }
+
+    #[test]
+    fn framing_fits_the_box_in_tall_and_wide_viewports() {
+        let bounds = [[-120.0, -80.0, -60.0], [120.0, 80.0, 60.0]];
+        for (aspect, size) in [(0.4, [200.0, 500.0]), (1.0, [400.0, 400.0]), (2.5, [1000.0, 400.0])] {
+            for v in StandardView::ALL {
+                let c = Camera::fit_aspect(bounds, v, aspect);
+                for i in 0..8 {
+                    let p = [bounds[i & 1][0], bounds[(i >> 1) & 1][1], bounds[(i >> 2) & 1][2]];
+                    let (px, _) = c.project(p, size).unwrap();
+                    assert!((0.0..=size[0]).contains(&px[0]) && (0.0..=size[1]).contains(&px[1]), "{v:?} aspect {aspect}: corner at {px:?}");
+                }
+            }
+        }
     }
 
     #[test]

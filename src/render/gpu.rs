@@ -80,7 +80,7 @@ pub struct FrameDesc {
 
 impl FrameDesc {
     pub fn new(camera: Camera, size_px: [u32; 2]) -> FrameDesc {
-        FrameDesc { camera, size_px, planes_at_mm: None, liver_opacity: 0.3, show_liver: true, show_tumours: true, show_vessels: true, interactive: false }
+        FrameDesc { camera, size_px, planes_at_mm: None, liver_opacity: 0.25, show_liver: true, show_tumours: true, show_vessels: true, interactive: false }
     }
 }
 
@@ -641,7 +641,12 @@ impl egui_wgpu::CallbackTrait for View3dCallback {
                 if !cap.started.swap(true, Ordering::SeqCst) {
                     let result = match cap.kind {
                         CaptureKind::Snapshot { size_px } => render_image(device, queue, &d, &FrameDesc { size_px, interactive: false, ..frame }, 2),
-                        CaptureKind::Turntable { views: n, size_px } => render_turntable(device, queue, &d, &FrameDesc { size_px, interactive: false, ..frame }, n, 2),
+                        CaptureKind::Turntable { views: n, size_px } => {
+                            // each picture shows the whole scene, from the current direction on
+                            let mut f = FrameDesc { size_px, interactive: false, ..frame };
+                            f.camera.frame_aspect(self.scene.bounds_mm, size_px[0] as f64 / size_px[1].max(1) as f64);
+                            render_turntable(device, queue, &d, &f, n, 2)
+                        }
                     };
                     if let Ok(mut slot) = cap.result.lock() {
                         *slot = Some(result);
