@@ -10,9 +10,10 @@
 //!    the 3D cell beside three slice views in a 1500 × 900 window at 1×; and 1280 × 960),
 //!    the camera turning 9° per frame so no frame is skipped as unchanged; each frame is
 //!    recorded, submitted and waited for (the GPU's whole work, no read-back). Median and
-//!    95th percentile reported: still frames with and without the slice planes, and the
+//!    95th percentile reported: still frames (with and without the slice planes), the
 //!    frames drawn while the camera moves (the liver's decimated copy,
-//!    `render::scene::LOD_TRIANGLES`).
+//!    `render::scene::LOD_TRIANGLES`), and the tumours alone (what the liver costs). The
+//!    variants take turns frame by frame.
 //! 3. A click: the CPU pick of a ray through the middle of the view.
 //!
 //! Ends with one JSON line. Without `--bench` (as `cargo test --all-targets` runs it) it
@@ -82,32 +83,51 @@ fn main() {
     let upload_ms = t.elapsed().as_secs_f64() * 1000.0;
     println!("upload: {upload_ms:.1} ms");
 
+    // Variants take turns frame by frame, so a load change on a shared machine hits all
+    // of them alike and their ratios stay meaningful.
+    struct Variant {
+        name: &'static str,
+        planes: bool,
+        interactive: bool,
+        liver: bool,
+    }
+    let variants = [
+        Variant { name: "still, full surfaces", planes: true, interactive: false, liver: true },
+        Variant { name: "still, no slice planes", planes: false, interactive: false, liver: true },
+        Variant { name: "moving (decimated copies)", planes: true, interactive: true, liver: true },
+        Variant { name: "still, liver hidden (tumours only)", planes: true, interactive: false, liver: false },
+    ];
+    let drawing = Drawing { renderer: &renderer, gpu: &gpu, scene: &scene };
     let mut results = Vec::new();
     for size in &sizes {
         let target = Target::new(device, *size);
-        for (planes, interactive) in [(false, false), (true, false), (true, true)] {
-            let mut frame = FrameDesc::new(Camera::fit(scene.bounds_mm, StandardView::Anterior), *size);
-            frame.planes_at_mm = planes.then(|| mask.geometry.centre_mm());
-            frame.interactive = interactive;
-            let mut times = Vec::with_capacity(frames);
-            for n in 0..frames + 2 {
-                frame.camera.turn(9f64.to_radians());
+        let mut times = vec![Vec::with_capacity(frames); variants.len()];
+        let mut camera = Camera::fit_aspect(scene.bounds_mm, StandardView::Anterior, size[0] as f64 / size[1] as f64);
+        for n in 0..frames + 2 {
+            camera.turn(9f64.to_radians());
+            for (v, t_v) in variants.iter().zip(times.iter_mut()) {
+                let mut frame = FrameDesc::new(camera, *size);
+                frame.planes_at_mm = v.planes.then(|| mask.geometry.centre_mm());
+                frame.interactive = v.interactive;
+                frame.show_liver = v.liver;
+                frame.liver_opacity = if v.liver { 0.25 } else { 0.0 };
                 let t = Instant::now();
                 let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bench") });
-                encode_frame(device, &Drawing { renderer: &renderer, gpu: &gpu, scene: &scene }, &frame, &target, &mut encoder);
+                encode_frame(device, &drawing, &frame, &target, &mut encoder);
                 let index = queue.submit(std::iter::once(encoder.finish()));
                 let _ = device.poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None });
-                // the first two frames compile shaders and fault in memory
+                // the first two rounds compile shaders and fault in memory
                 if n >= 2 {
-                    times.push(t.elapsed().as_secs_f64() * 1000.0);
+                    t_v.push(t.elapsed().as_secs_f64() * 1000.0);
                 }
             }
-            times.sort_by(f64::total_cmp);
-            let median = times[times.len() / 2];
-            let p95 = times[((times.len() * 95) / 100).min(times.len() - 1)];
-            let what = if interactive { "moving (decimated copies)" } else { "still (full surfaces)" };
-            println!("{}x{} px, planes {}, {what}: median {median:.1} ms, p95 {p95:.1} ms ({:.0} fps)", size[0], size[1], if planes { "on" } else { "off" }, 1000.0 / median);
-            results.push(serde_json::json!({"width": size[0], "height": size[1], "planes": planes, "interactive": interactive, "median_ms": median, "p95_ms": p95}));
+        }
+        for (v, t) in variants.iter().zip(times.iter_mut()) {
+            t.sort_by(f64::total_cmp);
+            let median = t[t.len() / 2];
+            let p95 = t[((t.len() * 95) / 100).min(t.len() - 1)];
+            println!("{}x{} px, {}: median {median:.1} ms, p95 {p95:.1} ms ({:.0} fps)", size[0], size[1], v.name, 1000.0 / median);
+            results.push(serde_json::json!({"width": size[0], "height": size[1], "variant": v.name, "median_ms": median, "p95_ms": p95}));
         }
     }
 

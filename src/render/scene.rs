@@ -239,6 +239,46 @@ fn vertex_normals(m: &crate::mesh::TriMesh) -> Vec<[f32; 3]> {
     n
 }
 
+/// The connected piece of a closed surface that encloses the largest volume: the outer
+/// wall, without the walls of cavities inside it (or of separate small islands).
+pub fn outer_shell(m: &crate::mesh::TriMesh) -> crate::mesh::TriMesh {
+    let n = m.positions_mm.len();
+    let mut parent: Vec<u32> = (0..n as u32).collect();
+    fn find(p: &mut [u32], mut x: u32) -> u32 {
+        while p[x as usize] != x {
+            p[x as usize] = p[p[x as usize] as usize];
+            x = p[x as usize];
+        }
+        x
+    }
+    for t in &m.triangles {
+        for e in [(t[0], t[1]), (t[1], t[2])] {
+            let (a, b) = (find(&mut parent, e.0), find(&mut parent, e.1));
+            if a != b {
+                parent[a.max(b) as usize] = a.min(b);
+            }
+        }
+    }
+    // signed volume per piece (divergence theorem about the first vertex, in f64)
+    let Some(o) = m.positions_mm.first().map(|p| p.map(|v| v as f64)) else { return m.clone() };
+    let mut volume: std::collections::HashMap<u32, f64> = std::collections::HashMap::new();
+    for t in &m.triangles {
+        let r = |i: u32| {
+            let p = m.positions_mm[i as usize];
+            [p[0] as f64 - o[0], p[1] as f64 - o[1], p[2] as f64 - o[2]]
+        };
+        let (a, b, c) = (r(t[0]), r(t[1]), r(t[2]));
+        let six_v = a[0] * (b[1] * c[2] - b[2] * c[1]) - a[1] * (b[0] * c[2] - b[2] * c[0]) + a[2] * (b[0] * c[1] - b[1] * c[0]);
+        *volume.entry(find(&mut parent, t[0])).or_default() += six_v;
+    }
+    let Some((&outer, _)) = volume.iter().max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(a.0))) else { return m.clone() };
+    if volume.len() == 1 {
+        return m.clone();
+    }
+    let triangles: Vec<[u32; 3]> = m.triangles.iter().filter(|t| find(&mut parent, t[0]) == outer).copied().collect();
+    crate::mesh::TriMesh { positions_mm: m.positions_mm.clone(), triangles, normals: Vec::new() }
+}
+
 /// Bounds of the voxels of `mask`'s grid (corners ± half a voxel), LPS mm.
 pub fn grid_bounds(mask: &Mask) -> [Lps; 2] {
     let g = &mask.geometry;
@@ -269,7 +309,9 @@ fn measure_tumours(mask: &Mask, opts: &MeshOptions, meshes: &[MeshObject]) -> Ve
     let voxel_ml = det3(&mask.geometry.index_to_world_matrix()).abs() / 1000.0;
     let min_voxels = if voxel_ml > 0.0 { (opts.min_tumour_ml / voxel_ml).ceil() as usize } else { 1 };
     let (comps, _) = connected_components(mask, label, min_voxels.max(1));
-    let liver = meshes.iter().find(|m| m.kind == ObjectKind::Liver).and_then(|m| SurfaceGrid::new(&m.mesh));
+    // the capsule only: a vessel label enclosed by the liver leaves a cavity in the liver
+    // object's surface, and a tumour's depth is not its distance to that cavity
+    let liver = meshes.iter().find(|m| m.kind == ObjectKind::Liver).and_then(|m| SurfaceGrid::new(&outer_shell(&m.mesh)));
     let vessels = meshes.iter().find(|m| m.kind == ObjectKind::Vessels).and_then(|m| SurfaceGrid::new(&m.mesh));
     let [_, ny, nx] = mask.geometry.shape;
     let tumour_objects = meshes.iter().enumerate().filter(|(_, m)| m.kind == ObjectKind::Tumour);
