@@ -63,15 +63,34 @@ fn fs_opaque(in: MeshOut, @builtin(front_facing) front: bool) -> @location(0) ve
     return vec4<f32>(lit(in, front).rgb, 1.0);
 }
 
-// The liver: more opaque where the surface turns away from the viewer, so its outline
-// reads clearly while the middle stays clear enough to see the tumours through it.
+// The liver is lit per vertex: it is the one large surface (300k triangles), lavapipe
+// pays per triangle for every value passed to the fragment stage, and a see-through
+// surface hides the difference. Lit from both sides alike (|n·v|), since the back faces
+// seen through the front are drawn too.
+struct LiverOut {
+    @builtin(position) clip: vec4<f32>,
+    // lit rgb, and 1 − |n·v| (how far the surface turns away from the viewer)
+    @location(0) colour: vec4<f32>,
+};
+
+@vertex
+fn vs_liver(v: MeshIn, @builtin(instance_index) object: u32) -> LiverOut {
+    var out: LiverOut;
+    out.clip = frame.view_proj * vec4<f32>(v.position, 1.0);
+    let ndv = abs(dot(normalize(v.normal), normalize(frame.eye.xyz - v.position)));
+    let rgb = objects[object].rgb * (frame.params.y + frame.params.z * ndv) + vec3<f32>(frame.params.w * pow(ndv, 32.0));
+    out.colour = vec4<f32>(min(rgb, vec3<f32>(1.0)), 1.0 - ndv);
+    return out;
+}
+
+// More opaque where the surface turns away from the viewer, so the liver's outline reads
+// clearly while its middle stays clear enough to see the tumours through it.
 @fragment
-fn fs_liver(in: MeshOut, @builtin(front_facing) front: bool) -> @location(0) vec4<f32> {
-    let c = lit(in, front);
+fn fs_liver(in: LiverOut) -> @location(0) vec4<f32> {
     let a = frame.params.x;
-    let edge = 1.0 - c.a;
+    let edge = in.colour.a;
     let alpha = mix(a, min(1.0, a * 2.5 + 0.1), edge * edge);
-    return vec4<f32>(c.rgb, clamp(alpha, 0.0, 1.0));
+    return vec4<f32>(in.colour.rgb, clamp(alpha, 0.0, 1.0));
 }
 
 struct FlatIn {

@@ -233,8 +233,8 @@ impl Renderer3d {
             // Closed surfaces: their back faces are hidden behind their front faces, so
             // culling them halves the fragment work.
             opaque: make(Spec { label: "hepaview 3d opaque", vs: "vs_mesh", fs: "fs_opaque", flat: false, topology: TriangleList, cull: Some(wgpu::Face::Back), depth_write: true, compare: Less, blend: None }),
-            liver_back: make(Spec { label: "hepaview 3d liver back", vs: "vs_mesh", fs: "fs_liver", flat: false, topology: TriangleList, cull: Some(wgpu::Face::Front), depth_write: false, compare: Less, blend: alpha_blend }),
-            liver_front: make(Spec { label: "hepaview 3d liver front", vs: "vs_mesh", fs: "fs_liver", flat: false, topology: TriangleList, cull: Some(wgpu::Face::Back), depth_write: false, compare: Less, blend: alpha_blend }),
+            liver_back: make(Spec { label: "hepaview 3d liver back", vs: "vs_liver", fs: "fs_liver", flat: false, topology: TriangleList, cull: Some(wgpu::Face::Front), depth_write: false, compare: Less, blend: alpha_blend }),
+            liver_front: make(Spec { label: "hepaview 3d liver front", vs: "vs_liver", fs: "fs_liver", flat: false, topology: TriangleList, cull: Some(wgpu::Face::Back), depth_write: false, compare: Less, blend: alpha_blend }),
             fills: make(Spec { label: "hepaview 3d plane fills", vs: "vs_flat", fs: "fs_flat", flat: true, topology: TriangleList, cull: None, depth_write: false, compare: Less, blend: alpha_blend }),
             lines: make(Spec { label: "hepaview 3d plane lines", vs: "vs_flat", fs: "fs_flat", flat: true, topology: LineList, cull: None, depth_write: false, compare: LessEqual, blend: alpha_blend }),
             layout,
