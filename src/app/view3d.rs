@@ -526,7 +526,7 @@ impl View3d {
             line.push(m.clone());
         }
         if !line.is_empty() {
-            painter.text(Pos2::new(pic.max.x - 6.0, pic.max.y - 22.0), Align2::RIGHT_BOTTOM, line.join("   "), font, Color32::from_gray(200));
+            painter.text(Pos2::new(pic.max.x - 6.0, pic.max.y - 22.0), Align2::RIGHT_BOTTOM, line.join("\n"), font, Color32::from_gray(200));
         }
         let legend = [("axial", PLANE_RGB[0]), ("coronal", PLANE_RGB[1]), ("sagittal", PLANE_RGB[2])];
         if self.show_planes && self.scene.is_some() {
