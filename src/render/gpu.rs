@@ -633,7 +633,10 @@ impl egui_wgpu::CallbackTrait for View3dCallback {
         let t = (self.rect.min.y * ppp).round();
         let size_px = [((self.rect.max.x * ppp).round() - l).max(1.0) as u32, ((self.rect.max.y * ppp).round() - t).max(1.0) as u32];
         let frame = FrameDesc { size_px, ..self.frame };
-        let Some(mut views) = resources.remove::<ViewResources>() else { return Vec::new() };
+        let Some(mut views) = resources.remove::<ViewResources>() else {
+            log_missing_install();
+            return Vec::new();
+        };
         if let (Some(renderer), Some(blit)) = (resources.get::<Renderer3d>(), resources.get::<Blit>()) {
             views.scene(device, &self.scene);
             let d = Drawing { renderer, gpu: &views.scenes[&self.scene.key].0, scene: &self.scene };
