@@ -26,6 +26,7 @@ fn phantom_on(g: Geometry) -> Phantom {
         noise_sigma_hu: 8.0,
         breathing_scale: 0.0,
         supersample: [2, 1, 1],
+        visit: hepaview::phantom::Visit::Baseline,
     };
     make_phantom(&opts)
 }
