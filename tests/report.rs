@@ -57,10 +57,13 @@ fn cluster_writes_ordered_deterministic_labels_and_never_overwrites() {
     let pv = json["clusters"]["feature_names"].as_array().unwrap().iter().position(|n| n == "portal venous").unwrap();
     let means: Vec<f64> = clusters.iter().map(|c| c["mean"][pv].as_f64().unwrap()).collect();
     assert!(means.windows(2).all(|w| w[0] <= w[1]), "clusters numbered by portal venous HU: {means:?}");
-    // Every cluster is tissue: no cluster made of the air filled in outside a phase's slab.
+    // No cluster of filled-in values: outside a phase's slab the resampled phase reads
+    // −1024, so a cluster made of such voxels would average near it (partial-volume
+    // voxels at the lung edge of the 8 mm demo may legitimately average a few hundred HU
+    // below zero, so the bound is close to the fill value).
     for c in clusters {
         for m in c["mean"].as_array().unwrap() {
-            assert!(m.as_f64().unwrap() > -200.0, "a cluster of filled-in values: {c}");
+            assert!(m.as_f64().unwrap() > -900.0, "a cluster of filled-in values: {c}");
         }
     }
 
