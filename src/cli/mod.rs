@@ -279,6 +279,9 @@ pub enum Command {
         /// With --phantom-seed: the small 64 × 64 × 24 phantom.
         #[arg(long)]
         phantom_small: bool,
+        /// Use the portal venous phase only (the others left out, as for a single-phase study).
+        #[arg(long)]
+        pv_only: bool,
         /// Set a phase by hand: N=PHASE, as for `open`. Repeatable.
         #[arg(long = "phase", value_name = "N=PHASE")]
         phase_overrides: Vec<String>,
@@ -450,8 +453,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::MaskConvert { mask, study, out, resample, series }) => {
             mask::mask_convert_with(&mask, &study, &out, &mask::MaskConvertOptions { resample, series }).map(|_| ())
         }
-        Some(Command::Segment { paths, out, model, truth, phantom_seed, phantom_small, phase_overrides }) => {
-            segment::segment_cmd(segment::SegmentArgs { paths, out, model, truth, phantom_seed, phantom_small, phase_overrides })
+        Some(Command::Segment { paths, out, model, truth, phantom_seed, phantom_small, pv_only, phase_overrides }) => {
+            segment::segment_cmd(segment::SegmentArgs { paths, out, model, truth, phantom_seed, phantom_small, pv_only, phase_overrides })
         }
         Some(Command::Train { data, lits, out, epochs, steps_per_epoch, synthetic, features, spacing_mm, batch, patch, minutes, seed, force }) => {
             segment::train_cmd(segment::TrainArgs { data, lits, out, epochs, steps_per_epoch, synthetic, features, spacing_mm, batch, patch, minutes, seed, force })

@@ -23,6 +23,7 @@ pub(crate) struct SegmentArgs {
     pub truth: Option<PathBuf>,
     pub phantom_seed: Option<u64>,
     pub phantom_small: bool,
+    pub pv_only: bool,
     pub phase_overrides: Vec<String>,
 }
 
@@ -36,23 +37,28 @@ pub(crate) fn segment_cmd(a: SegmentArgs) -> Result<()> {
     }
     let model_path = a.model.clone().unwrap_or_else(segment::default_model_path);
     let model = segment::load_unet(&model_path)?;
-    let (study, mut truth) = match a.phantom_seed {
+    let (mut study, mut truth, lesions) = match a.phantom_seed {
         Some(seed) => {
             let base = if a.phantom_small { PhantomOptions::small() } else { PhantomOptions::default() };
             let opts = PhantomOptions { seed, ..base };
             let p = make_phantom(&opts);
-            let labels = p.labels.clone();
             let mut s = Study::demo(&opts);
             s.labels = None;
-            (s, Some(labels))
+            (s, Some(p.labels), p.lesions)
         }
         None => {
             if a.paths.is_empty() {
                 bail!("give a study to segment (a DICOM folder or NIfTI files), or --phantom-seed N");
             }
-            (open_study(&a.paths, &a.phase_overrides)?, None)
+            (open_study(&a.paths, &a.phase_overrides)?, None, Vec::new())
         }
     };
+    if a.pv_only {
+        study.phases.retain(|p| p.phase() == hepaview::io::phase::Phase::PortalVenous);
+        if study.phases.is_empty() {
+            bail!("--pv-only: the study has no phase named portal venous");
+        }
+    }
     if let Some(t) = &a.truth {
         truth = Some(nifti::read_mask(t).with_context(|| format!("reading the truth mask {}", t.display()))?.0);
     }
@@ -74,11 +80,21 @@ pub(crate) fn segment_cmd(a: SegmentArgs) -> Result<()> {
     println!("Segmented in {secs:.2} s: liver {:.1} mL, tumour {:.1} mL (grid {:?})", count(1) + count(2), count(2), mask.geometry.shape);
     if let Some(t) = truth {
         let t = if t.geometry.shape == mask.geometry.shape { t } else { t.resample_to(&mask.geometry, hepaview::volume::Interp::Nearest, 0) };
-        println!(
-            "Dice vs truth: liver (1+2) {:.4}, tumour (2) {:.4}",
-            segment::dice_liver(&mask, &t),
-            segment::dice(&mask, &t, 2)
-        );
+        let tumour = if t.data.iter().any(|&v| v == 2) { format!("{:.4}", segment::dice(&mask, &t, 2)) } else { "n/a (the truth has no tumour)".into() };
+        println!("Dice vs truth: liver (1+2) {:.4}, tumour (2) {tumour}", segment::dice_liver(&mask, &t));
+    }
+    // Detection per known lesion (phantom): found when any tumour voxel lies within its radius.
+    for l in &lesions {
+        let g = &mask.geometry;
+        let mut hit = 0usize;
+        for ((k, j, i), &v) in mask.data.indexed_iter() {
+            if v == 2 {
+                let p = g.index_to_world([i as f64, j as f64, k as f64]);
+                let d2: f64 = (0..3).map(|c| (p[c] - l.centre_mm[c]).powi(2)).sum();
+                hit += (d2 <= l.radius_mm * l.radius_mm) as usize;
+            }
+        }
+        println!("lesion {:?} Ø {:.0} mm: {} ({hit} tumour voxels inside its sphere)", l.kind, 2.0 * l.radius_mm, if hit > 0 { "found" } else { "MISSED" });
     }
     if let Some(out) = &a.out {
         nifti::write_volume(&mask, out).with_context(|| format!("writing {}", out.display()))?;

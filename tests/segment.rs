@@ -1,0 +1,203 @@
+//! The segmentation U-Net: shapes, weight files (missing, mismatched, golden output), the
+//! whole pipeline on the small phantom with the shipped weights, and a few training steps.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use hepaview::phantom::PhantomOptions;
+use hepaview::segment::synth::{self, PhantomStyle};
+use hepaview::segment::train::seeded_init;
+use hepaview::segment::{self, SegmentError, TrainOptions, UNet, UNetConfig};
+use hepaview::study::Study;
+
+fn tiny_config() -> UNetConfig {
+    UNetConfig { features: vec![4, 8, 16], in_channels: 3, classes: 3, spacing_mm: 3.0 }
+}
+
+fn seeded_model(cfg: &UNetConfig, seed: u64) -> (VarMap, UNet) {
+    let vm = VarMap::new();
+    let model = UNet::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu), cfg).expect("build");
+    seeded_init(&vm, seed).expect("init");
+    (vm, model)
+}
+
+/// A smooth fixed input: no RNG, so it is the same everywhere.
+fn fixed_input(n: usize, side: usize) -> Tensor {
+    let mut v = Vec::with_capacity(n * 3 * side * side);
+    for b in 0..n {
+        for c in 0..3 {
+            for y in 0..side {
+                for x in 0..side {
+                    v.push(((x as f32 * 0.37 + y as f32 * 0.21 + c as f32 * 1.3 + b as f32).sin() + 1.0) * 0.5);
+                }
+            }
+        }
+    }
+    Tensor::from_vec(v, (n, 3, side, side), &Device::Cpu).expect("tensor")
+}
+
+#[test]
+fn forward_has_the_right_shapes() {
+    let cfg = tiny_config();
+    let (_, model) = seeded_model(&cfg, 1);
+    let y = model.forward(&fixed_input(2, 32), false).expect("forward");
+    assert_eq!(y.dims(), &[2, 3, 32, 32]);
+    let y = model.forward(&fixed_input(1, 16), true).expect("forward train");
+    assert_eq!(y.dims(), &[1, 3, 16, 16]);
+    // sides must be multiples of 4 for three levels
+    assert!(model.forward(&fixed_input(1, 18), false).is_err());
+    assert_eq!(UNetConfig::default().size_multiple(), 8);
+}
+
+#[test]
+fn missing_weights_file_is_a_clear_error() {
+    let path = Path::new("/nonexistent/hepaview/unet.safetensors");
+    match segment::load_unet(path) {
+        Err(e @ SegmentError::WeightsMissing { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("/nonexistent/hepaview/unet.safetensors"), "{msg}");
+            assert!(msg.contains("hepaview train"), "{msg}");
+        }
+        other => panic!("expected WeightsMissing, got {:?}", other.err()),
+    }
+    let study = Study::demo(&PhantomOptions::small());
+    let err = segment::segment_study(&study, path, &|_, _| true).expect_err("no weights, no mask");
+    assert!(err.to_string().contains("not found"), "{err}");
+}
+
+#[test]
+fn mismatched_weights_are_refused_naming_the_tensor() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = tiny_config();
+    let (vm, _) = seeded_model(&cfg, 3);
+    let good = dir.path().join("good.safetensors");
+    segment::save_unet(&vm, &cfg, &good).expect("save");
+    assert!(segment::load_unet(&good).is_ok());
+
+    let mut tensors: HashMap<String, Tensor> = candle_core::safetensors::load(&good, &Device::Cpu).expect("read");
+    // a wrong shape
+    let mut bad = tensors.clone();
+    bad.insert("down.1.conv1.weight".into(), Tensor::zeros((8, 5, 3, 3), DType::F32, &Device::Cpu).expect("t"));
+    let p = dir.path().join("shape.safetensors");
+    candle_core::safetensors::save(&bad, &p).expect("save");
+    let msg = segment::load_unet(&p).expect_err("wrong shape").to_string();
+    assert!(msg.contains("down.1.conv1.weight") && msg.contains("shape.safetensors"), "{msg}");
+
+    // a missing tensor
+    let mut bad = tensors.clone();
+    bad.remove("head.weight");
+    let p = dir.path().join("missing.safetensors");
+    candle_core::safetensors::save(&bad, &p).expect("save");
+    let msg = segment::load_unet(&p).expect_err("missing tensor").to_string();
+    assert!(msg.contains("missing head.weight"), "{msg}");
+
+    // no config: not a hepaview file
+    tensors.remove(segment::weights::CONFIG_TENSOR);
+    let p = dir.path().join("noconfig.safetensors");
+    candle_core::safetensors::save(&tensors, &p).expect("save");
+    let msg = segment::load_unet(&p).expect_err("no config").to_string();
+    assert!(msg.contains(segment::weights::CONFIG_TENSOR), "{msg}");
+
+    // not safetensors at all
+    let p = dir.path().join("junk.safetensors");
+    std::fs::write(&p, b"not a model").expect("write");
+    assert!(matches!(segment::load_unet(&p), Err(SegmentError::WeightsMismatch { .. })));
+}
+
+/// Stored output of the seeded tiny network (seed 7) on the fixed input, after a save/load
+/// round trip: sum of logits per class and four sample logits.
+const GOLDEN_CLASS_SUMS: [f32; 3] = [625.44604, 285.7459, -195.36926];
+const GOLDEN_SAMPLES: [f32; 4] = [1.1448774, 1.2875788, 0.8056351, -1.5485897];
+
+#[test]
+fn golden_output_of_seeded_weights() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = tiny_config();
+    let (vm, _) = seeded_model(&cfg, 7);
+    let path = dir.path().join("golden.safetensors");
+    segment::save_unet(&vm, &cfg, &path).expect("save");
+    let model = segment::load_unet(&path).expect("load");
+    let y = model.forward(&fixed_input(1, 16), false).expect("forward");
+    let sums: Vec<f32> = y.sum((0, 2, 3)).expect("sum").to_vec1().expect("vec");
+    let flat: Vec<f32> = y.flatten_all().expect("flat").to_vec1().expect("vec");
+    let samples = [flat[0], flat[100], flat[300], flat[700]];
+    eprintln!("class sums {sums:?} samples {samples:?}");
+    for (a, b) in sums.iter().zip(GOLDEN_CLASS_SUMS) {
+        assert!((a - b).abs() <= 1e-3 * b.abs().max(1.0), "class sums {sums:?} vs stored {GOLDEN_CLASS_SUMS:?}");
+    }
+    for (a, b) in samples.iter().zip(GOLDEN_SAMPLES) {
+        assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "samples {samples:?} vs stored {GOLDEN_SAMPLES:?}");
+    }
+}
+
+fn shipped_model() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(segment::DEFAULT_MODEL)
+}
+
+/// Liver Dice the shipped model reaches on the small phantom (seed 48, the demo's noise; the
+/// phantom's anatomy is what training cases were drawn from, on other grids and seeds).
+const PHANTOM_LIVER_DICE_MIN: f64 = 0.9;
+
+#[test]
+fn shipped_model_segments_the_small_phantom() {
+    let model = shipped_model();
+    assert!(model.is_file(), "{} is shipped with the repository", model.display());
+    let study = Study::demo(&PhantomOptions::small());
+    let truth = study.labels.as_ref().expect("demo has labels").mask.clone();
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let mask = segment::segment_study(&study, &model, &|f, _| {
+        assert!((0.0..=1.0).contains(&f));
+        calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        true
+    })
+    .expect("segment");
+    assert_eq!(mask.geometry.shape, truth.geometry.shape, "mask on the portal venous grid");
+    assert!(mask.data.iter().all(|&v| v <= 2));
+    let d = segment::dice_liver(&mask, &truth);
+    eprintln!("small phantom: liver Dice {d:.4}, tumour Dice {:.4}", segment::dice(&mask, &truth, 2));
+    assert!(d >= PHANTOM_LIVER_DICE_MIN, "liver Dice {d:.4} < {PHANTOM_LIVER_DICE_MIN}");
+    assert!(calls.load(std::sync::atomic::Ordering::Relaxed) > 2, "progress reported");
+
+    // cancel stops it
+    let err = segment::segment_study(&study, &model, &|_, _| false).expect_err("cancelled");
+    assert!(matches!(err, SegmentError::Cancelled));
+}
+
+#[test]
+fn postprocess_keeps_one_liver_without_holes_and_tumour_inside() {
+    use hepaview::volume::{Geometry, Mask};
+    let g = Geometry::axis_aligned([5, 12, 12], [1.0; 3], [0.0; 3]);
+    let mut m: Mask = hepaview::volume::Volume::filled(g, 0u8);
+    for k in 1..4 {
+        for j in 2..9 {
+            for i in 2..9 {
+                m.data[[k, j, i]] = 1;
+            }
+        }
+    }
+    m.data[[2, 5, 5]] = 0; // a hole
+    m.data[[2, 4, 4]] = 2; // tumour inside
+    m.data[[2, 10, 10]] = 2; // a stray island outside
+    m.data[[0, 0, 0]] = 1;
+    segment::postprocess(&mut m);
+    assert_eq!(m.data[[2, 5, 5]], 1, "hole filled as liver");
+    assert_eq!(m.data[[2, 4, 4]], 2, "tumour inside kept");
+    assert_eq!(m.data[[2, 10, 10]], 0, "island removed");
+    assert_eq!(m.data[[0, 0, 0]], 0, "island removed");
+}
+
+#[test]
+fn a_few_training_steps_lower_the_loss() {
+    let case = synth::phantom_case(5, PhantomStyle::Realistic, 12.0, 32);
+    assert!(!case.liver_slices().is_empty());
+    let cfg = UNetConfig { features: vec![8, 16], in_channels: 3, classes: 3, spacing_mm: 12.0 };
+    let opts = TrainOptions { config: cfg, patch: 32, batch: 4, epochs: 1, steps_per_epoch: 40, learning_rate: 1e-2, seed: 3, out: None, val_slices_per_case: 2, ..TrainOptions::default() };
+    let (_, report) = segment::train(std::slice::from_ref(&case), std::slice::from_ref(&case), &opts, &|_| true).expect("train");
+    let first: f32 = report.first_losses.iter().sum::<f32>() / report.first_losses.len() as f32;
+    let last: f32 = report.last_losses.iter().sum::<f32>() / report.last_losses.len() as f32;
+    eprintln!("loss {first:.4} → {last:.4}, val liver Dice {:.3}", report.best_val_dice_liver);
+    assert_eq!(report.steps, 40);
+    assert!(last < 0.8 * first, "loss should fall: {first} → {last}");
+}
