@@ -5,12 +5,13 @@
 //!   1. `../shared/data/triphase-hcc048/dicom` (3 × 512 × 512 × 89): opening (DICOM decode)
 //!      and segmentation with the shipped `models/unet.safetensors` (resampling onto the model
 //!      grid, the network, probabilities back, post-processing), seconds and peak RSS;
-//!   2. the shipped architecture (`--repeats` passes) and the anchor's (32-64-128-256-512, one
-//!      pass: it takes a minute) on 89 random 256²
-//!      slices, 3 channels, batch 8, eval mode, as `../shared/anchors/unet_torch.py` times
-//!      them (one warm-up batch, then `--repeats` passes, min and median);
+//!   2. the shipped architecture (`--repeats` passes) and the anchor's (32-64-128-256-512,
+//!      one pass: over two minutes in candle) on 89 random 256² slices, 3 channels, batch 8,
+//!      eval mode, as `../shared/anchors/unet_torch.py` times them (one warm-up batch, then
+//!      the passes, min and median);
 //!   3. `python3 ../shared/anchors/unet_torch.py --features <shipped>` right after, when
 //!      torch is importable (else says so; the anchor's stored figure is in results.md §5).
+//!
 //! Flags: `--repeats N` (default 2), `--no-anchor-arch` skips the 32…512 network in candle,
 //! `--no-torch` skips the Python anchor. Threads: candle uses all cores (set
 //! `RAYON_NUM_THREADS` to pin); the anchor runs with `--threads` = that count.
@@ -84,7 +85,7 @@ fn main() {
     let features = model.config.features.clone();
     if study_dir.is_dir() {
         let t = Instant::now();
-        let study = Study::open(&[study_dir.clone()]).expect("open the tri-phase study");
+        let study = Study::open(std::slice::from_ref(&study_dir)).expect("open the tri-phase study");
         let open_s = t.elapsed().as_secs_f64();
         let rss_open = peak_rss_mib();
         let t = Instant::now();

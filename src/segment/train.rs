@@ -91,7 +91,7 @@ pub fn train(train: &[TrainCase], val: &[TrainCase], opts: &TrainOptions, progre
     if train.is_empty() || pools.iter().all(|(_, s)| s.is_empty()) {
         return Err(SegmentError::NoTrainingData("no training slice contains liver".into()));
     }
-    if opts.patch % opts.config.size_multiple() != 0 {
+    if !opts.patch.is_multiple_of(opts.config.size_multiple()) {
         return Err(SegmentError::Model(format!("patch {} is not a multiple of {}", opts.patch, opts.config.size_multiple())));
     }
     let varmap = VarMap::new();
