@@ -201,3 +201,25 @@ fn a_few_training_steps_lower_the_loss() {
     assert_eq!(report.steps, 40);
     assert!(last < 0.8 * first, "loss should fall: {first} → {last}");
 }
+
+/// Not a check: times candle's conv2d against the shifted-copies + matmul path on one
+/// layer of the anchor's size (`cargo test --release --test segment conv_paths -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn conv_paths_timing() {
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    for (cin, cout, side) in [(32usize, 32usize, 256usize), (128, 128, 64)] {
+        let conv = hepaview::segment::model::Conv::new(vb.pp(format!("c{cin}")), cin, cout, 3, false).expect("conv");
+        let x = Tensor::randn(0f32, 1.0, (8, cin, side, side), &Device::Cpu).expect("x");
+        let _ = conv.forward(&x, false).expect("warm");
+        let t = std::time::Instant::now();
+        let a = conv.forward(&x, false).expect("conv2d");
+        let t_conv = t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        let b = conv.forward_matmul(&x).expect("matmul");
+        let t_mm = t.elapsed().as_secs_f64();
+        let d: f32 = (a - b).expect("d").abs().expect("a").max_all().expect("m").to_scalar().expect("s");
+        eprintln!("{cin}→{cout} at {side}², batch 8: conv2d {t_conv:.3} s, matmul {t_mm:.3} s (max diff {d:.1e})");
+    }
+}

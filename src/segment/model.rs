@@ -49,7 +49,7 @@ pub struct Conv {
 }
 
 impl Conv {
-    fn new(vb: VarBuilder, cin: usize, cout: usize, k: usize, bias: bool) -> Result<Self> {
+    pub fn new(vb: VarBuilder, cin: usize, cout: usize, k: usize, bias: bool) -> Result<Self> {
         let weight = vb.get_with_hints((cout, cin, k, k), "weight", init::DEFAULT_KAIMING_NORMAL)?;
         let bias = if bias { Some(vb.get_with_hints(cout, "bias", init::ZERO)?) } else { None };
         Ok(Conv { weight, bias, k })
