@@ -69,9 +69,14 @@ pub fn ncc(a: &[f32], b: &[f32], mask: Option<&[u8]>) -> f64 {
 
 /// Dice overlap of `label` in two masks on the same grid (1 when both are empty).
 pub fn dice(a: &Mask, b: &Mask, label: u8) -> f64 {
+    dice_where(a, b, |v| v == label)
+}
+
+/// Dice overlap of the voxels whose label satisfies `inside` (e.g. any non-zero label).
+pub fn dice_where(a: &Mask, b: &Mask, inside: impl Fn(u8) -> bool) -> f64 {
     let (mut both, mut na, mut nb) = (0u64, 0u64, 0u64);
     for (&x, &y) in a.data.iter().zip(b.data.iter()) {
-        let (x, y) = (x == label, y == label);
+        let (x, y) = (inside(x), inside(y));
         both += (x && y) as u64;
         na += x as u64;
         nb += y as u64;

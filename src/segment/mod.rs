@@ -56,34 +56,12 @@ impl From<candle_core::Error> for SegmentError {
 
 /// Dice of `label` between two masks on the same grid (1.0 when both lack it).
 pub fn dice(a: &Mask, b: &Mask, label: u8) -> f64 {
-    let (mut inter, mut na, mut nb) = (0u64, 0u64, 0u64);
-    for (&x, &y) in a.data.iter().zip(b.data.iter()) {
-        let (p, q) = (x == label, y == label);
-        inter += (p && q) as u64;
-        na += p as u64;
-        nb += q as u64;
-    }
-    if na + nb == 0 {
-        1.0
-    } else {
-        2.0 * inter as f64 / (na + nb) as f64
-    }
+    crate::register::metrics::dice(a, b, label)
 }
 
 /// Dice of the whole liver (liver and tumour labels together, as LiTS scores the liver).
 pub fn dice_liver(a: &Mask, b: &Mask) -> f64 {
-    let (mut inter, mut na, mut nb) = (0u64, 0u64, 0u64);
-    for (&x, &y) in a.data.iter().zip(b.data.iter()) {
-        let (p, q) = (x > 0, y > 0);
-        inter += (p && q) as u64;
-        na += p as u64;
-        nb += q as u64;
-    }
-    if na + nb == 0 {
-        1.0
-    } else {
-        2.0 * inter as f64 / (na + nb) as f64
-    }
+    crate::register::metrics::dice_where(a, b, |v| v > 0)
 }
 
 /// SplitMix64: every random choice in training and synthesis draws from one of these,
