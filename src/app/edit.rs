@@ -19,6 +19,14 @@ use crate::volume::{CtVolume, Interp, Lps, Mask};
 
 use super::view::Orientation;
 
+/// The primary button this frame: went down, moved while down, came up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Button {
+    pub pressed: bool,
+    pub dragged: bool,
+    pub released: bool,
+}
+
 /// What a left click or drag in a viewport does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tool {
@@ -237,7 +245,8 @@ impl EditPanel {
 
     /// Mouse input in a viewport: `pressed` starts a stroke, `dragged` continues it,
     /// `released` ends it (one undo step per stroke).
-    pub fn pointer(&mut self, study: &mut Study, phase: usize, o: Orientation, at_mm: Lps, pressed: bool, dragged: bool, released: bool) {
+    pub fn pointer(&mut self, study: &mut Study, phase: usize, o: Orientation, at_mm: Lps, button: Button) {
+        let Button { pressed, dragged, released } = button;
         if !self.is_editing() {
             return;
         }

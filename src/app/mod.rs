@@ -232,7 +232,7 @@ impl HepaviewApp {
         // a stroke ends when the button is let go, wherever the pointer is by then
         if self.edit.history.in_stroke() && ctx.input(|i| !i.pointer.primary_down()) {
             let c = self.view.crosshair_mm;
-            self.edit.pointer(&mut self.study, 0, view::Orientation::Axial, c, false, false, true);
+            self.edit.pointer(&mut self.study, 0, view::Orientation::Axial, c, edit::Button { released: true, ..Default::default() });
         }
         self.dialogs(&ctx);
         self.keyboard(ui.ctx());
@@ -507,7 +507,7 @@ impl HepaviewApp {
                 let dragged = resp.dragged_by(PointerButton::Primary);
                 if pressed || dragged || released {
                     let at = to_world(&self.view, pos);
-                    self.edit.pointer(&mut self.study, phase, o, at, pressed, dragged && !pressed, released);
+                    self.edit.pointer(&mut self.study, phase, o, at, edit::Button { pressed, dragged: dragged && !pressed, released });
                 }
             } else if resp.clicked_by(PointerButton::Primary) && !shift {
                 self.view.crosshair_mm = to_world(&self.view, pos);
