@@ -420,13 +420,14 @@ fn flatten_error(e: &dyn std::error::Error) -> String {
     s
 }
 
-fn get_str(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+/// A string value with padding (spaces, NUL) trimmed; `None` when absent or empty.
+pub(crate) fn get_str(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
     let s = obj.get(tag)?.to_str().ok()?;
     let s = s.trim_matches(|c: char| c.is_whitespace() || c == '\0');
     (!s.is_empty()).then(|| s.to_string())
 }
 
-fn get_f64s(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
+pub(crate) fn get_f64s(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
     obj.get(tag)?.to_multi_float64().ok()
 }
 

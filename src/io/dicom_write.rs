@@ -283,7 +283,7 @@ fn common_elements(vol: &CtVolume, meta: &SeriesMeta, step_mm: f64) -> Vec<DataE
 }
 
 /// A DS value: at most 16 characters, as many decimals as fit, no `-0`.
-fn ds(v: f64) -> String {
+pub(crate) fn ds(v: f64) -> String {
     for prec in (0..=10).rev() {
         let mut s = format!("{v:.prec$}");
         if s.contains('.') {

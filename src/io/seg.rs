@@ -24,8 +24,8 @@ use dicom_core::{DataElement, Tag, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
 
-use super::dicom::{transfer_syntax_name, SeriesInfo};
-use super::dicom_write::{uid_from, write_new_file, WriteError};
+use super::dicom::{get_f64s, get_str, transfer_syntax_name, SeriesInfo};
+use super::dicom_write::{ds, uid_from, write_new_file, WriteError};
 use super::Warning;
 use crate::volume::{cross, dot, norm, Geometry, Interp, Lps, Mask, Volume};
 
@@ -187,28 +187,6 @@ fn ds_multi(tag: Tag, vs: &[f64]) -> El {
     DataElement::new(tag, VR::DS, PrimitiveValue::Strs(vs.iter().map(|&v| ds(v)).collect()))
 }
 
-/// A DS value of at most 16 characters.
-fn ds(v: f64) -> String {
-    for prec in (0..=10).rev() {
-        let mut s = format!("{v:.prec$}");
-        if s.contains('.') {
-            while s.ends_with('0') {
-                s.pop();
-            }
-            if s.ends_with('.') {
-                s.pop();
-            }
-        }
-        if s == "-0" {
-            s = "0".into();
-        }
-        if s.len() <= 16 {
-            return s;
-        }
-    }
-    format!("{v:.6e}")
-}
-
 fn code_item(c: &Code) -> InMemDicomObject {
     InMemDicomObject::from_element_iter([
         st(tags::CODE_VALUE, VR::SH, &c.value),
@@ -305,16 +283,6 @@ fn open_header(path: &Path) -> Result<dicom_object::DefaultDicomObject, SegError
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
         .map_err(|e| SegError::Source { path: path.to_path_buf(), message: e.to_string() })
-}
-
-fn get_str(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
-    let s = obj.get(tag)?.to_str().ok()?;
-    let s = s.trim_matches(|c: char| c.is_whitespace() || c == '\0');
-    (!s.is_empty()).then(|| s.to_string())
-}
-
-fn get_f64s(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
-    obj.get(tag)?.to_multi_float64().ok()
 }
 
 fn get_int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
