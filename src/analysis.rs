@@ -210,6 +210,34 @@ pub fn measure_lesions(phases: &[AlignedPhase], mask: &Mask, opts: &LesionOption
     Ok(lesion::analyse_lesions(mask, &named, opts)?)
 }
 
+/// The follow-up's reference image aligned onto the baseline's: rigid from the centres of
+/// mass, then affine from the rigid result; the better of the two by NCC is the transform
+/// (affine can lose on few structures or noise). Refuses when even that correlates below
+/// [`MIN_VISIT_NCC`]. `progress` sees fractions 0..1 of this step.
+fn align_visits(
+    fixed: &CtVolume,
+    moving: &CtVolume,
+    fixed_name: &str,
+    follow_label: &str,
+    progress: ProgressFn,
+) -> Result<(crate::register::affine::AffineResult, crate::register::affine::AffineResult, crate::register::affine::AffineTransform), AnalysisError> {
+    use crate::register::affine::{register_affine, AffineParams, Model};
+    let reg_err = |source| match source {
+        RegisterError::Cancelled => AnalysisError::Cancelled,
+        source => AnalysisError::Register { phase: format!("follow-up ({follow_label})"), fixed: fixed_name.into(), source },
+    };
+    let p1 = |f: f32, m: &str| progress(0.55 * f, &format!("aligning the visits: {m}"));
+    let rigid = register_affine(fixed, moving, &AffineParams::default(), None, &p1).map_err(reg_err)?;
+    let affine_params = AffineParams { model: Model::Affine, level_spacing_mm: vec![4.0, 2.0], ..AffineParams::default() };
+    let p2 = |f: f32, m: &str| progress(0.55 + 0.45 * f, &format!("aligning the visits: {m}"));
+    let affine = register_affine(fixed, moving, &affine_params, Some(rigid.transform), &p2).map_err(reg_err)?;
+    let (best_ncc, transform) = if affine.ncc_after > rigid.ncc_after { (affine.ncc_after, affine.transform) } else { (rigid.ncc_after, rigid.transform) };
+    if best_ncc < MIN_VISIT_NCC {
+        return Err(AnalysisError::VisitsDoNotMatch { ncc: best_ncc });
+    }
+    Ok((rigid, affine, transform))
+}
+
 /// Two visits compared: the cross-visit alignment and the response.
 pub struct Comparison {
     /// Baseline world point → follow-up world point.
@@ -239,23 +267,10 @@ pub fn compare_visits(
     opts: &crate::response::ResponseOptions,
     progress: ProgressFn,
 ) -> Result<Comparison, AnalysisError> {
-    use crate::register::affine::{register_affine, AffineParams, Model};
     let reference = |ps: &[AlignedPhase]| ps.iter().find(|p| p.phase == Phase::PortalVenous).or(ps.first()).map(|p| Arc::clone(&p.volume));
     let (Some(fixed), Some(moving)) = (reference(base_phases), reference(follow_phases)) else { return Err(AnalysisError::NoPhaseOnGrid) };
-    let reg_err = |source| match source {
-        RegisterError::Cancelled => AnalysisError::Cancelled,
-        source => AnalysisError::Register { phase: format!("follow-up ({follow_label})"), fixed: format!("baseline ({base_label})"), source },
-    };
-    let rigid_progress = |f: f32, m: &str| progress(0.4 * f, &format!("aligning the visits: {m}"));
-    let rigid = register_affine(&fixed, &moving, &AffineParams::default(), None, &rigid_progress).map_err(reg_err)?;
-    let affine_params = AffineParams { model: Model::Affine, level_spacing_mm: vec![4.0, 2.0], ..AffineParams::default() };
-    let affine_progress = |f: f32, m: &str| progress(0.4 + 0.3 * f, &format!("aligning the visits: {m}"));
-    let affine = register_affine(&fixed, &moving, &affine_params, Some(rigid.transform), &affine_progress).map_err(reg_err)?;
-    // Keep the rigid result when the affine one is no better (few structures, noise).
-    let transform = if affine.ncc_after > rigid.ncc_after { affine.transform } else { rigid.transform };
-    if affine.ncc_after.max(rigid.ncc_after) < MIN_VISIT_NCC {
-        return Err(AnalysisError::VisitsDoNotMatch { ncc: affine.ncc_after.max(rigid.ncc_after) });
-    }
+    let aligning = |f: f32, m: &str| progress(0.7 * f, m);
+    let (rigid, affine, transform) = align_visits(&fixed, &moving, &format!("baseline ({base_label})"), follow_label, &aligning)?;
     if !progress(0.75, "measuring lesions") {
         return Err(AnalysisError::Cancelled);
     }
@@ -283,30 +298,19 @@ pub fn compare_visits(
 /// clustering and lesion measurement keep working on the baseline's phases only.
 pub fn add_follow_up(study: &mut Study, follow: &Study, label: &str, progress: ProgressFn) -> Result<crate::register::affine::AffineTransform, AnalysisError> {
     use crate::io::phase::PhaseCall;
-    use crate::register::affine::{register_affine, resample_affine, AffineParams, Model};
+    use crate::register::affine::resample_affine;
     let fixed = Arc::clone(&study.phases[study.fixed_index()].volume);
     let reference = Arc::clone(&follow.phases[follow.fixed_index()].volume);
-    let reg_err = |source| match source {
-        RegisterError::Cancelled => AnalysisError::Cancelled,
-        source => AnalysisError::Register { phase: format!("follow-up ({label})"), fixed: "baseline".into(), source },
-    };
-    let p1 = |f: f32, m: &str| progress(0.5 * f, &format!("aligning the follow-up: {m}"));
-    let rigid = register_affine(&fixed, &reference, &AffineParams::default(), None, &p1).map_err(reg_err)?;
-    let p2 = |f: f32, m: &str| progress(0.5 + 0.4 * f, &format!("aligning the follow-up: {m}"));
-    let affine_params = AffineParams { model: Model::Affine, level_spacing_mm: vec![4.0, 2.0], ..AffineParams::default() };
-    let affine = register_affine(&fixed, &reference, &affine_params, Some(rigid.transform), &p2).map_err(reg_err)?;
-    let best = if affine.ncc_after > rigid.ncc_after { &affine } else { &rigid };
-    if best.ncc_after < MIN_VISIT_NCC {
-        return Err(AnalysisError::VisitsDoNotMatch { ncc: best.ncc_after });
-    }
-    let t = best.transform;
+    let aligning = |f: f32, m: &str| progress(0.9 * f, m);
+    let (rigid, affine, t) = align_visits(&fixed, &reference, "baseline", label, &aligning)?;
+    let ncc = affine.ncc_after.max(rigid.ncc_after);
     for (n, p) in follow.phases.iter().enumerate() {
         if !progress(0.9 + 0.1 * n as f32 / follow.phases.len() as f32, "resampling the follow-up") {
             return Err(AnalysisError::Cancelled);
         }
         let volume = Arc::new(resample_affine(&p.volume, &fixed.geometry, &t));
         let image = crate::study::PhaseImage {
-            call: PhaseCall { phase: Phase::Unknown, confidence: p.call.confidence, reason: format!("follow-up {}: {}, aligned to the baseline (affine, NCC {:.3})", label, p.phase(), best.ncc_after) },
+            call: PhaseCall { phase: Phase::Unknown, confidence: p.call.confidence, reason: format!("follow-up {}: {}, aligned to the baseline (affine, NCC {:.3})", label, p.phase(), ncc) },
             description: format!("FOLLOW-UP {label} · {} · {}", p.phase(), p.description),
             source: p.source.clone(),
             volume,
