@@ -2,7 +2,7 @@
 //! change the shared view state as documented, and a wgpu render (Mesa lavapipe without a
 //! GPU) draws the three phases side by side.
 
-use egui::{Event, Key, Modifiers, PointerButton, Pos2};
+use egui::{Event, Key, Modifiers, PointerButton, Pos2, Role};
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use hepaview::app::view::{Layout, Orientation, WindowLevel};
@@ -415,4 +415,166 @@ fn segment_button_fills_the_label_layer_or_names_the_missing_model() {
     h.get_by_label("Undo segmentation").click();
     h.run();
     assert_ne!(h.state().study.labels.as_ref().unwrap().source.to_string_lossy(), "U-Net segmentation");
+}
+
+/// Presses the left button at `path[0]`, moves through the rest of `path` one frame per
+/// point, and lets go at the last point.
+fn left_drag(h: &mut Harness<'static, HepaviewApp>, path: &[Pos2]) {
+    h.hover_at(path[0]);
+    h.event(Event::PointerButton { pos: path[0], button: PointerButton::Primary, pressed: true, modifiers: Modifiers::NONE });
+    h.run();
+    for &p in &path[1..] {
+        h.event(Event::PointerMoved(p));
+        h.run();
+    }
+    let end = *path.last().unwrap();
+    h.event(Event::PointerButton { pos: end, button: PointerButton::Primary, pressed: false, modifiers: Modifiers::NONE });
+    h.run();
+}
+
+fn mask_data(h: &Harness<'static, HepaviewApp>) -> ndarray::Array3<u8> {
+    h.state().study.labels.as_ref().unwrap().mask.data.clone()
+}
+
+/// Pixels of the portal venous viewport (middle of three, away from the side panel)
+/// for which `pred(r, g, b)` holds.
+fn count_pixels(img: &image::RgbaImage, pred: impl Fn(i32, i32, i32) -> bool) -> usize {
+    let (w, h) = img.dimensions();
+    let (x0, x1) = ((w as f32 * 0.50) as u32, (w as f32 * 0.72) as u32);
+    let (y0, y1) = (h / 4, 3 * h / 4);
+    (x0..x1).flat_map(|x| (y0..y1).map(move |y| (x, y))).filter(|&(x, y)| {
+        let p = img.get_pixel(x, y);
+        pred(p[0] as i32, p[1] as i32, p[2] as i32)
+    }).count()
+}
+
+#[test]
+fn label_table_renames_recolours_and_hides_labels() {
+    let Some(mut h) = gpu_harness(app()) else { return };
+    h.run();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let img = h.render().expect("render");
+    img.save(dir.join("labels_shown.png")).unwrap();
+    // the liver (label 1) tints the CT with its colour (0.85, 0.45, 0.35)
+    let reddish = |r: i32, g: i32, b: i32| r - g > 15 && r - b > 15 && (g - b).abs() < 30; // not the yellow crosshair
+    let liver_before = count_pixels(&img, reddish);
+    assert!(liver_before > 2000, "{liver_before} liver-tinted pixels");
+
+    // rename label 2 in its name field; the paint-over list follows
+    h.get_by(|n| n.role() == Role::TextInput && n.value().as_deref() == Some("tumour")).set_text_value_accesskit("HCC");
+    h.run();
+    assert_eq!(h.state().edit.labels.name_of(2), "HCC");
+    h.get_by_label("paint").click();
+    h.run();
+    assert!(h.query_by_label("over HCC only").is_some(), "the paint-over list names the renamed label");
+    h.key_press(Key::Escape);
+    h.run();
+
+    // hide the liver: its pixels are no longer tinted
+    h.get_by_label("show 1").click();
+    h.run();
+    assert!(!h.state().edit.labels.get(1).unwrap().visible);
+    let img = h.render().expect("render");
+    img.save(dir.join("liver_hidden.png")).unwrap();
+    let liver_hidden = count_pixels(&img, reddish);
+    assert!(liver_hidden * 20 < liver_before, "{liver_hidden} of {liver_before} pixels still liver-tinted; see {}", dir.display());
+    h.get_by_label("show 1").click();
+    h.run();
+    assert!(h.state().edit.labels.get(1).unwrap().visible);
+
+    // recolour the liver blue (what the colour picker's edit does to the table)
+    let bluish = |r: i32, g: i32, b: i32| b - r > 15 && b - g > 15;
+    let blue_before = count_pixels(&h.render().expect("render"), bluish);
+    h.state_mut().edit.labels.recolour(1, [0, 0, 255, 255]).unwrap();
+    h.run();
+    let img = h.render().expect("render");
+    img.save(dir.join("liver_blue.png")).unwrap();
+    let blue_after = count_pixels(&img, bluish);
+    assert!(blue_after > blue_before + liver_before / 2, "{blue_before} -> {blue_after} blue pixels");
+    assert_eq!(h.state().edit.palette()[1], [0.0, 0.0, 1.0, 1.0]);
+}
+
+#[test]
+fn lasso_fills_the_outline_as_one_undoable_edit() {
+    let mut h = harness(app());
+    h.run();
+    // a new label, so every voxel the lasso fills is counted
+    h.get_by_label("Add label").scroll_to_me();
+    h.run();
+    h.get_by_label("Add label").click();
+    h.run();
+    assert_eq!(h.state().edit.label, 4, "the added label becomes the active one");
+    h.key_press(Key::P);
+    h.run();
+    assert_eq!(h.state().edit.tool, hepaview::app::edit::Tool::Lasso);
+    let before = mask_data(&h);
+    assert!(!before.iter().any(|&v| v == 4));
+    // a 60-point square in the middle of the portal venous viewport, drawn edge by edge
+    let (x0, y0, side) = (800.0f32, 370.0f32, 60.0f32);
+    let corners = [Pos2::new(x0, y0), Pos2::new(x0 + side, y0), Pos2::new(x0 + side, y0 + side), Pos2::new(x0, y0 + side), Pos2::new(x0, y0)];
+    let path: Vec<Pos2> = corners.windows(2).flat_map(|w| (0..15).map(move |t| w[0] + (w[1] - w[0]) * (t as f32 / 15.0))).chain([corners[0]]).collect();
+    left_drag(&mut h, &path);
+    let after = mask_data(&h);
+    let filled = after.iter().filter(|&&v| v == 4).count();
+    assert!(after.iter().zip(before.iter()).all(|(a, b)| a == b || *a == 4), "only the active label is written");
+    let g = &h.state().study.labels.as_ref().unwrap().mask.geometry;
+    let side_mm = side as f64 * h.state().view.mm_per_point;
+    let (w, hh) = (side_mm / g.spacing_mm[2], side_mm / g.spacing_mm[1]);
+    let expected = w * hh;
+    // voxel centres inside a square: its area give or take one row and one column
+    assert!((filled as f64 - expected).abs() <= w + hh + 2.0, "filled {filled} voxels, the square covers {expected:.1}");
+    assert_eq!(h.state().edit.history.undo_steps(), 1, "one lasso, one undo step");
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.run();
+    assert_eq!(mask_data(&h), before, "Ctrl+Z restores the exact mask");
+}
+
+#[test]
+fn locked_labels_are_not_painted_over() {
+    let mut h = harness(app());
+    h.run();
+    h.key_press(Key::B);
+    h.run();
+    let before = mask_data(&h);
+    let stroke: Vec<Pos2> = (0..=8).map(|t| Pos2::new(760.0 + 15.0 * t as f32, 410.0)).collect();
+    left_drag(&mut h, &stroke);
+    let liver_painted = mask_data(&h).iter().zip(before.iter()).filter(|(a, b)| a != b && **b == 1).count();
+    assert!(liver_painted > 10, "unlocked, the tumour brush paints over liver ({liver_painted} voxels)");
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.run();
+    assert_eq!(mask_data(&h), before);
+
+    h.get_by_label("lock 1").scroll_to_me();
+    h.run();
+    h.get_by_label("lock 1").click();
+    h.run();
+    assert!(h.state().edit.labels.get(1).unwrap().locked);
+    left_drag(&mut h, &stroke);
+    let after = mask_data(&h);
+    let changed: Vec<(u8, u8)> = after.iter().zip(before.iter()).filter(|(a, b)| a != b).map(|(a, b)| (*b, *a)).collect();
+    assert!(changed.iter().all(|&(b, _)| b != 1), "a locked liver voxel was painted");
+    assert!(!changed.is_empty(), "the stroke still paints where it may (background)");
+}
+
+#[test]
+fn saving_the_mask_writes_its_label_descriptions_beside_it() {
+    let mut a = app();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edited.nii.gz");
+    a.edit.labels.rename(2, "HCC").unwrap();
+    a.edit.labels.set_locked(1, true).unwrap();
+    a.edit.save_path = path.display().to_string();
+    a.edit.save(&a.study);
+    assert!(a.edit.error.is_none(), "{:?}", a.edit.error);
+    assert!(path.is_file());
+    let side = dir.path().join("edited.labels.txt");
+    let t = hepaview::edit::LabelTable::from_itksnap(&std::fs::read_to_string(&side).unwrap(), "sidecar").unwrap();
+    assert_eq!(t, a.edit.labels, "names, colours, opacity, visibility and locks come back");
+    // a second study opened from that mask would read it; saving again elsewhere never
+    // overwrites someone else's file
+    a.edit.save_path = dir.path().join("other.nii.gz").display().to_string();
+    std::fs::write(dir.path().join("other.labels.txt"), "not ours").unwrap();
+    a.edit.save(&a.study);
+    assert!(a.edit.error.as_deref().unwrap_or("").contains("other.labels.txt"), "{:?}", a.edit.error);
+    assert!(!dir.path().join("other.nii.gz").exists());
 }

@@ -1007,3 +1007,33 @@ fn edited_mask_round_trips_through_nifti() {
     assert_eq!(back.data, m.data);
     assert!(back.geometry.max_corner_distance_mm(&m.geometry) < 1e-4);
 }
+
+#[test]
+fn label_table_is_kept_with_the_session_and_beside_a_saved_mask() {
+    let study = tempfile::tempdir().unwrap();
+    let mut m = empty([20, 30, 30], [2.0, 0.8, 0.8]);
+    let mut h = History::default();
+    let mut s = Session::open_for(study.path()).unwrap();
+    edit(&mut m, &mut h, &mut s, [10, 10, 10], 2);
+    let mut t = LabelTable::lits();
+    t.rename(2, "HCC").unwrap();
+    t.recolour(3, [1, 2, 3, 255]).unwrap();
+    t.set_visible(1, false).unwrap();
+    t.set_locked(1, true).unwrap();
+    let added = t.add("cyst", None).unwrap();
+    s.save_labels(&t).unwrap();
+    drop(s);
+    // a new process restores the table with the mask
+    let s = Session::open_for(study.path()).unwrap();
+    let r = s.restore().unwrap();
+    assert_eq!(r.labels.as_ref(), Some(&t));
+    assert_eq!(r.mask.data, m.data);
+    // the ITK-SNAP description written beside a saved mask reads back the same table
+    let side = LabelTable::sidecar_path(&study.path().join("mask.nii.gz"));
+    std::fs::write(&side, t.to_itksnap()).unwrap();
+    let back = LabelTable::from_itksnap(&std::fs::read_to_string(&side).unwrap(), "sidecar").unwrap();
+    assert_eq!(back.name_of(2), "HCC");
+    assert_eq!(back.name_of(added), "cyst");
+    assert_eq!(back.get(3).unwrap().rgba, [1, 2, 3, 255]);
+    assert!(!back.get(1).unwrap().visible && back.get(1).unwrap().locked);
+}

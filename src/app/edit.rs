@@ -1,19 +1,26 @@
 //! The mask editing tools of the viewer: a tool chooser (navigate, brush, eraser, threshold
-//! brush, region growing), the active label and paint-over rule, whole-mask operations
-//! (interpolate between slices, fill holes, keep largest, remove islands, smooth), undo and
+//! brush, region growing, lasso fill), the label table (colour, name, opacity, shown,
+//! locked; the active label) and paint-over rule, whole-mask operations (interpolate
+//! between slices, fill holes, keep largest, remove islands, open, close, smooth), undo and
 //! redo of every edit, and the session that never loses work (every completed edit
 //! journaled and fsync'd, a snapshot every few seconds, an offer to restore on start).
 //! The tools themselves live in `crate::edit`; this file only routes mouse and keys.
+//!
+//! The label table decides how the overlay draws each label ([`EditPanel::palette`]: hidden
+//! labels are transparent, opacity multiplies the Layers opacity) and which voxels a tool
+//! may change (locked labels never). It is stored in the session's manifest, restored with
+//! the mask, and written beside a saved mask as an ITK-SNAP label description file
+//! (`NAME.labels.txt`), which is also read back when a study's mask has one beside it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use egui::{Color32, RichText};
+use egui::{Color32, RichText, Stroke};
 
-use crate::edit::tools::{close_label, fill_holes, interpolate_slices, keep_largest_component, open_label, paint_line, region_grow, remove_islands};
-use crate::edit::tools::{Brush, BrushExtent, BrushShape, Grow, GrowCriterion, HuRange, Reach};
-use crate::edit::{EditDiff, EditError, History, Orientation as EditOrientation, Paint, PaintOver, RestoreInfo, Session, Touched, VoxelBox};
+use crate::edit::tools::{close_label, fill_holes, interpolate_slices, keep_largest_component, open_label, paint_line, polygon_fill_mm, region_grow, remove_islands, smooth_label};
+use crate::edit::tools::{Brush, BrushExtent, BrushShape, Grow, GrowCriterion, HuRange, Reach, Smoothing};
+use crate::edit::{EditDiff, EditError, History, LabelTable, Orientation as EditOrientation, Paint, PaintOver, RestoreInfo, Session, Touched, VoxelBox};
 use crate::study::{next_key, Labels, Study};
 use crate::volume::{CtVolume, Interp, Lps, Mask};
 
@@ -38,10 +45,12 @@ pub enum Tool {
     ThresholdBrush,
     /// Flood fill / region growing from the clicked voxel with an HU tolerance.
     Grow,
+    /// Press and drag draws a freehand outline on the slice; letting go fills it.
+    Lasso,
 }
 
 impl Tool {
-    pub const ALL: [Tool; 5] = [Tool::Navigate, Tool::Brush, Tool::Eraser, Tool::ThresholdBrush, Tool::Grow];
+    pub const ALL: [Tool; 6] = [Tool::Navigate, Tool::Brush, Tool::Eraser, Tool::ThresholdBrush, Tool::Grow, Tool::Lasso];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -50,6 +59,7 @@ impl Tool {
             Tool::Eraser => "Eraser (E)",
             Tool::ThresholdBrush => "Threshold brush (T)",
             Tool::Grow => "Region grow (G)",
+            Tool::Lasso => "Lasso fill (P)",
         }
     }
 }
@@ -58,6 +68,29 @@ impl Tool {
 const AUTOSAVE_EVERY: Duration = Duration::from_secs(5);
 /// Undo memory budget.
 const UNDO_BUDGET_BYTES: usize = 512 << 20;
+/// Label table changes reach the session's manifest at most this often (an opacity drag
+/// changes it every frame).
+const LABELS_SAVE_EVERY: Duration = Duration::from_secs(1);
+/// The overlay palette has slots for label values 0…15 (see `gpu::OverlayDesc`).
+pub const MAX_SHOWN_LABEL: u8 = 15;
+
+/// A freehand outline being drawn, in the viewport it was started in.
+#[derive(Clone, Debug)]
+struct Lasso {
+    phase: usize,
+    o: Orientation,
+    points_mm: Vec<Lps>,
+}
+
+/// The viewer's starting label table: LiTS (1 liver, 2 tumour, 3 vessel) at full opacity,
+/// so that the Layers opacity slider alone sets how strongly labels tint the CT.
+pub fn viewer_labels() -> LabelTable {
+    let mut t = LabelTable::lits();
+    for v in 1..=3 {
+        let _ = t.set_opacity(v, 1.0);
+    }
+    t
+}
 
 pub struct EditPanel {
     pub tool: Tool,
@@ -70,6 +103,14 @@ pub struct EditPanel {
     pub hi_hu: f32,
     pub tolerance_hu: f32,
     pub grow_3d: bool,
+    /// Gaussian σ (mm) of the Smooth button.
+    pub smooth_mm: f32,
+    /// Names, colours, visibility and locks of the mask's labels.
+    pub labels: LabelTable,
+    /// The table as last stored in the session (to notice changes).
+    labels_stored: Option<LabelTable>,
+    last_labels_save: Instant,
+    lasso: Option<Lasso>,
     pub history: History,
     session: Option<Session>,
     /// Tried to open the session for this study already (once per study).
@@ -104,6 +145,11 @@ impl Default for EditPanel {
             hi_hu: 200.0,
             tolerance_hu: 40.0,
             grow_3d: false,
+            smooth_mm: 1.5,
+            labels: viewer_labels(),
+            labels_stored: None,
+            last_labels_save: Instant::now(),
+            lasso: None,
             history: History::new(UNDO_BUDGET_BYTES),
             session: None,
             session_tried: false,
@@ -141,10 +187,48 @@ impl EditPanel {
         self.tool != Tool::Navigate
     }
 
+    /// True while a stroke or a lasso outline is in progress (it ends when the button is
+    /// let go, wherever the pointer is by then).
+    pub fn in_gesture(&self) -> bool {
+        self.history.in_stroke() || self.lasso.is_some()
+    }
+
+    /// What the current tool writes and where, with the table's locked labels kept.
     fn paint(&self) -> Paint {
         match self.tool {
-            Tool::Eraser => Paint::eraser(self.over),
-            _ => Paint::new(self.label, self.over),
+            Tool::Eraser => self.labels.eraser(self.over),
+            _ => self.labels.paint(self.label, self.over),
+        }
+    }
+
+    /// The overlay colours per label value 0…15 from the label table: a hidden label is
+    /// transparent, opacity scales alpha. Values the table lacks keep the default colours.
+    pub fn palette(&self) -> [[f32; 4]; 16] {
+        let mut p = super::LABEL_PALETTE;
+        for (v, slot) in p.iter_mut().enumerate().skip(1) {
+            if let Some(c) = self.labels.display_rgba(v as u8) {
+                *slot = c;
+            }
+        }
+        p
+    }
+
+    /// How the panels name label `v`: "2 tumour".
+    pub fn label_text(&self, v: u8) -> String {
+        format!("{v} {}", self.labels.name_of(v))
+    }
+
+    /// Draws the lasso outline being drawn into the viewport showing `phase` in `o`;
+    /// `to_screen` maps LPS mm to that viewport's points.
+    pub fn paint_lasso(&self, painter: &egui::Painter, phase: usize, o: Orientation, to_screen: impl Fn(Lps) -> egui::Pos2) {
+        let Some(l) = self.lasso.as_ref().filter(|l| l.phase == phase && l.o == o) else { return };
+        let c = self.labels.display_rgba(self.label).unwrap_or([1.0, 1.0, 0.0, 1.0]);
+        let colour = Color32::from_rgb((c[0] * 255.0) as u8, (c[1] * 255.0) as u8, (c[2] * 255.0) as u8);
+        let pts: Vec<egui::Pos2> = l.points_mm.iter().map(|p| to_screen(*p)).collect();
+        painter.add(egui::Shape::line(pts.clone(), Stroke::new(2.0, colour)));
+        if let (Some(&first), Some(&last)) = (pts.first(), pts.last()) {
+            // where the outline will close when the button is let go
+            painter.extend(egui::Shape::dashed_line(&[last, first], Stroke::new(1.0, colour), 4.0, 4.0));
         }
     }
 
@@ -154,13 +238,32 @@ impl EditPanel {
             return;
         }
         self.session_tried = true;
+        self.load_sidecar(study);
         let Some(path) = study_path(study) else { return };
         match Session::open_for(&path) {
             Ok(s) => {
                 self.restore_offer = s.pending_restore();
+                self.labels_stored = s.manifest().labels.clone();
                 self.session = Some(s);
             }
             Err(e) => self.error = Some(format!("Autosave is off: {e}")),
+        }
+    }
+
+    /// Takes the label table from an ITK-SNAP label description beside the study's mask
+    /// (`NAME.labels.txt`, as [`EditPanel::save`] writes), when there is one.
+    fn load_sidecar(&mut self, study: &Study) {
+        let Some(l) = &study.labels else { return };
+        let side = LabelTable::sidecar_path(&l.source);
+        if !l.source.is_file() || !side.is_file() {
+            return;
+        }
+        match std::fs::read_to_string(&side).map_err(|e| e.to_string()).and_then(|t| LabelTable::from_itksnap(&t, &side.display().to_string()).map_err(|e| e.to_string())) {
+            Ok(t) => {
+                self.labels = t;
+                self.message = Some(format!("Labels from {}", side.display()));
+            }
+            Err(e) => self.error = Some(format!("Could not read the label descriptions {}: {e}", side.display())),
         }
     }
 
@@ -310,6 +413,29 @@ impl EditPanel {
                     self.after_edit(study, touched, false);
                 }
             }
+            Tool::Lasso => {
+                if pressed {
+                    self.lasso = Some(Lasso { phase, o, points_mm: vec![at_mm] });
+                } else if dragged {
+                    let step_mm = study.labels.as_ref().map_or(0.5, |l| 0.3 * l.mask.geometry.spacing_mm.iter().fold(f64::INFINITY, |m, &s| m.min(s)));
+                    if let Some(l) = self.lasso.as_mut().filter(|l| l.phase == phase && l.o == o) {
+                        let last = *l.points_mm.last().expect("a lasso starts with a point");
+                        if crate::volume::norm(crate::volume::sub(at_mm, last)) >= step_mm {
+                            l.points_mm.push(at_mm);
+                        }
+                    }
+                }
+                if released {
+                    // the outline's own viewport and points, not where the button came up
+                    if let Some(l) = self.lasso.take() {
+                        if l.points_mm.len() >= 3 {
+                            let paint = self.paint();
+                            let eo = edit_orientation(l.o);
+                            self.apply(study, |m| polygon_fill_mm(m, eo, &l.points_mm, &paint));
+                        }
+                    }
+                }
+            }
             Tool::Navigate => {}
         }
     }
@@ -332,6 +458,15 @@ impl EditPanel {
 
     /// Called every frame: a snapshot every few seconds while there are new edits.
     pub fn tick(&mut self, study: &Study) {
+        if self.session.is_some() && self.labels_stored.as_ref() != Some(&self.labels) && self.last_labels_save.elapsed() >= LABELS_SAVE_EVERY {
+            self.last_labels_save = Instant::now();
+            self.labels_stored = Some(self.labels.clone());
+            if let Some(s) = self.session.as_mut() {
+                if let Err(e) = s.save_labels(&self.labels) {
+                    self.error = Some(format!("Could not store the label table in the session: {e}"));
+                }
+            }
+        }
         if !self.dirty || self.history.in_stroke() || self.last_autosave.elapsed() < AUTOSAVE_EVERY {
             return;
         }
@@ -355,6 +490,10 @@ impl EditPanel {
                     return;
                 }
                 study.labels = Some(Labels { mask: Arc::new(r.mask), key: next_key(), source: s.dir().to_path_buf() });
+                if let Some(t) = r.labels {
+                    self.labels = t;
+                    self.labels_stored = Some(self.labels.clone());
+                }
                 self.history.clear();
                 self.message = Some(format!("Restored {} edit(s) from {}", r.info.edit_counter, s.dir().display()));
             }
@@ -383,25 +522,33 @@ impl EditPanel {
             return;
         }
         let ours = self.session.as_ref().and_then(|s| s.manifest().saved_to.clone()).is_some_and(|p| p == path);
-        if path.exists() && !ours {
-            self.error = Some(format!("{} already exists; choose another name (Hepaview never overwrites files)", path.display()));
-            return;
+        let sidecar = LabelTable::sidecar_path(&path);
+        for p in [&path, &sidecar] {
+            if p.exists() && !ours {
+                self.error = Some(format!("{} already exists; choose another name (Hepaview never overwrites files)", p.display()));
+                return;
+            }
         }
+        let part = |p: &Path| p.with_file_name(format!(".{}.part", p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
         let tmp = path.with_file_name(format!(".{}.part.nii.gz", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
-        let result = crate::io::nifti::write_volume(&l.mask, &tmp).map_err(|e| e.to_string()).and_then(|_| std::fs::rename(&tmp, &path).map_err(|e| e.to_string()));
+        let result = crate::io::nifti::write_volume(&l.mask, &tmp)
+            .map_err(|e| e.to_string())
+            .and_then(|_| std::fs::rename(&tmp, &path).map_err(|e| e.to_string()))
+            .and_then(|_| std::fs::write(part(&sidecar), self.labels.to_itksnap()).map_err(|e| format!("{}: {e}", sidecar.display())))
+            .and_then(|_| std::fs::rename(part(&sidecar), &sidecar).map_err(|e| format!("{}: {e}", sidecar.display())));
         match result {
             Ok(()) => {
                 if let Some(s) = self.session.as_mut() {
                     let _ = s.mark_saved(&path);
                 }
-                self.message = Some(format!("Saved {}", path.display()));
+                self.message = Some(format!("Saved {} and its labels {}", path.display(), sidecar.display()));
                 self.error = None;
             }
             Err(e) => self.error = Some(format!("Saving {} failed: {e}", path.display())),
         }
     }
 
-    /// Keys: B E T G Esc choose tools, [ ] brush size, Ctrl+Z / Ctrl+Shift+Z undo / redo.
+    /// Keys: B E T G P Esc choose tools, [ ] brush size, Ctrl+Z / Ctrl+Shift+Z undo / redo.
     pub fn keyboard(&mut self, ctx: &egui::Context, study: &mut Study) {
         if ctx.egui_wants_keyboard_input() {
             return;
@@ -419,7 +566,7 @@ impl EditPanel {
             if i.modifiers.command {
                 return;
             }
-            for (k, t) in [(egui::Key::B, Tool::Brush), (egui::Key::E, Tool::Eraser), (egui::Key::T, Tool::ThresholdBrush), (egui::Key::G, Tool::Grow), (egui::Key::Escape, Tool::Navigate)] {
+            for (k, t) in [(egui::Key::B, Tool::Brush), (egui::Key::E, Tool::Eraser), (egui::Key::T, Tool::ThresholdBrush), (egui::Key::G, Tool::Grow), (egui::Key::P, Tool::Lasso), (egui::Key::Escape, Tool::Navigate)] {
                 if i.key_pressed(k) {
                     self.tool = t;
                 }
@@ -431,6 +578,67 @@ impl EditPanel {
                 self.diameter_mm = (self.diameter_mm * 1.25).min(200.0);
             }
         });
+    }
+
+    /// One row per label, as ITK-SNAP's label editor: the active label (radio), colour
+    /// (egui's colour picker), name, opacity, shown and locked; then "Add label".
+    fn label_table_ui(&mut self, ui: &mut egui::Ui) {
+        let rows: Vec<crate::edit::Label> = self.labels.labels().to_vec();
+        egui::Grid::new("label_table").num_columns(6).min_col_width(0.0).spacing([6.0, 2.0]).show(ui, |ui| {
+            // narrow cells (checkboxes and numbers otherwise take 40 points each): the
+            // side panel is only ~270 points wide
+            ui.spacing_mut().interact_size.x = 20.0;
+            for h in ["label", "", "name", "opacity", "show", "lock"] {
+                ui.label(RichText::new(h).small());
+            }
+            ui.end_row();
+            for l in rows {
+                let v = l.value;
+                let active = ui.radio_value(&mut self.label, v, format!("{v}")).on_hover_text("paint this label");
+                let mut c = Color32::from_rgb(l.rgba[0], l.rgba[1], l.rgba[2]);
+                let swatch = ui.scope(|ui| {
+                    ui.spacing_mut().interact_size.x = 24.0;
+                    egui::color_picker::color_edit_button_srgba(ui, &mut c, egui::color_picker::Alpha::Opaque)
+                });
+                if swatch.inner.changed() {
+                    let _ = self.labels.recolour(v, [c.r(), c.g(), c.b(), l.rgba[3]]);
+                }
+                let mut name = l.name.clone();
+                if ui.add(egui::TextEdit::singleline(&mut name).desired_width(76.0).min_size(egui::vec2(76.0, 0.0))).labelled_by(active.id).changed() {
+                    let _ = self.labels.rename(v, &name);
+                }
+                let mut opacity = l.opacity;
+                if ui.add(egui::DragValue::new(&mut opacity).range(0.0..=1.0).speed(0.01).fixed_decimals(2)).on_hover_text("opacity of this label (times the Layers opacity)").changed() {
+                    let _ = self.labels.set_opacity(v, opacity.clamp(0.0, 1.0));
+                }
+                // no visible text (the header names the column); screen readers and tests
+                // get "show N" / "lock N"
+                let mut visible = l.visible;
+                let r = ui.add(egui::Checkbox::without_text(&mut visible)).on_hover_text("draw this label over the images");
+                r.widget_info(|| egui::WidgetInfo::selected(egui::Role::CheckBox, true, visible, format!("show {v}")));
+                if r.changed() {
+                    let _ = self.labels.set_visible(v, visible);
+                }
+                let mut locked = l.locked;
+                let r = ui.add(egui::Checkbox::without_text(&mut locked)).on_hover_text("no tool changes this label's voxels");
+                r.widget_info(|| egui::WidgetInfo::selected(egui::Role::CheckBox, true, locked, format!("lock {v}")));
+                if r.changed() {
+                    let _ = self.labels.set_locked(v, locked);
+                }
+                ui.end_row();
+            }
+        });
+        let next = (1..=255u8).find(|v| self.labels.get(*v).is_none());
+        let can_add = next.is_some_and(|v| v <= MAX_SHOWN_LABEL);
+        let add = ui.add_enabled(can_add, egui::Button::new("Add label")).on_disabled_hover_text(format!("the overlay shows labels 1 to {MAX_SHOWN_LABEL}"));
+        if add.clicked() {
+            if let Some(v) = next {
+                match self.labels.add(&format!("label {v}"), None) {
+                    Ok(v) => self.label = v,
+                    Err(e) => self.error = Some(e.to_string()),
+                }
+            }
+        }
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, study: &mut Study) {
@@ -451,23 +659,21 @@ impl EditPanel {
                 ui.selectable_value(&mut self.tool, t, t.name());
             }
         });
-        egui::ComboBox::new("edit_label", "label").selected_text(label_name(self.label)).show_ui(ui, |ui| {
-            for l in 1..=4u8 {
-                ui.selectable_value(&mut self.label, l, label_name(l));
-            }
-        });
-        let over_text = match self.over {
-            PaintOver::Everything => "paint over everything".to_string(),
-            PaintOver::Background => "paint over background only".to_string(),
-            PaintOver::Label(l) => format!("paint over {} only", label_name(l)),
+        self.label_table_ui(ui);
+        let over_text = |over: PaintOver| match over {
+            PaintOver::Everything => "over everything".to_string(),
+            PaintOver::Background => "over background only".to_string(),
+            PaintOver::Label(l) => format!("over {} only", self.labels.name_of(l)),
         };
-        egui::ComboBox::new("edit_over", "rule").selected_text(over_text).show_ui(ui, |ui| {
-            ui.selectable_value(&mut self.over, PaintOver::Everything, "paint over everything");
-            ui.selectable_value(&mut self.over, PaintOver::Background, "paint over background only");
-            for l in 1..=3u8 {
-                ui.selectable_value(&mut self.over, PaintOver::Label(l), format!("paint over {} only", label_name(l)));
+        let mut over = self.over;
+        egui::ComboBox::new("edit_over", "paint").selected_text(over_text(over)).show_ui(ui, |ui| {
+            ui.selectable_value(&mut over, PaintOver::Everything, over_text(PaintOver::Everything));
+            ui.selectable_value(&mut over, PaintOver::Background, over_text(PaintOver::Background));
+            for l in self.labels.labels() {
+                ui.selectable_value(&mut over, PaintOver::Label(l.value), over_text(PaintOver::Label(l.value)));
             }
         });
+        self.over = over;
         match self.tool {
             Tool::Brush | Tool::Eraser | Tool::ThresholdBrush => {
                 ui.add(egui::Slider::new(&mut self.diameter_mm, 0.5..=100.0).logarithmic(true).text("size mm ([ ])"));
@@ -483,6 +689,9 @@ impl EditPanel {
             Tool::Grow => {
                 ui.add(egui::Slider::new(&mut self.tolerance_hu, 1.0..=300.0).text("tolerance HU"));
                 ui.checkbox(&mut self.grow_3d, "grow in 3D (else this slice)");
+            }
+            Tool::Lasso => {
+                ui.label(RichText::new("Drag an outline on a slice; letting go fills it.").small());
             }
             Tool::Navigate => {}
         }
@@ -514,6 +723,15 @@ impl EditPanel {
             if ui.button("Open 2 mm").clicked() {
                 self.apply(study, |m| open_label(m, 2.0, &paint));
             }
+        });
+        ui.horizontal(|ui| {
+            let paint = self.paint();
+            let sigma_mm = self.smooth_mm as f64;
+            if ui.button("Smooth").on_hover_text("Gaussian smoothing of the active label's outline (3-D), kept where the blurred label is at least 0.5; grows only where the paint rule allows").clicked() {
+                self.apply(study, |m| smooth_label(m, Smoothing::Gaussian { sigma_mm }, &paint));
+            }
+            let sigma = ui.label("σ");
+            ui.add(egui::DragValue::new(&mut self.smooth_mm).range(0.3..=10.0).speed(0.05).fixed_decimals(1).suffix(" mm")).labelled_by(sigma.id);
         });
         let save = ui.label("save mask as");
         ui.text_edit_singleline(&mut self.save_path).labelled_by(save.id);

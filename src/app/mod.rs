@@ -230,7 +230,7 @@ impl HepaviewApp {
         self.edit.tick(&self.study);
         self.edit.keyboard(&ctx, &mut self.study);
         // a stroke ends when the button is let go, wherever the pointer is by then
-        if self.edit.history.in_stroke() && ctx.input(|i| !i.pointer.primary_down()) {
+        if self.edit.in_gesture() && ctx.input(|i| !i.pointer.primary_down()) {
             let c = self.view.crosshair_mm;
             self.edit.pointer(&mut self.study, 0, view::Orientation::Axial, c, edit::Button { released: true, ..Default::default() });
         }
@@ -547,7 +547,7 @@ impl HepaviewApp {
                 key: l.key,
                 opacity: self.view.label_opacity,
                 outline: self.view.label_outline,
-                palette: LABEL_PALETTE,
+                palette: self.edit.palette(),
                 previous: self.edit.gpu_previous(l.key),
             }),
             _ => None,
@@ -570,6 +570,10 @@ impl HepaviewApp {
         let stroke = Stroke::new(1.0, Color32::from_rgba_unmultiplied(255, 220, 0, 150));
         painter.line_segment([egui::pos2(rect.min.x, c.y), egui::pos2(rect.max.x, c.y)], stroke);
         painter.line_segment([egui::pos2(c.x, rect.min.y), egui::pos2(c.x, rect.max.y)], stroke);
+        self.edit.paint_lasso(&painter, phase, o, |p| {
+            let q = world_to_pixel(&plane, size_px, p);
+            egui::pos2(rect.min.x + (q[0] / ppp) as f32, rect.min.y + (q[1] / ppp) as f32)
+        });
         painter.rect_stroke(rect, 0.0, Stroke::new(1.0, Color32::from_gray(60)), egui::StrokeKind::Inside);
         if !self.view.annotations {
             return;
@@ -613,6 +617,7 @@ const SHORTCUTS: &[(&str, &str)] = &[
     ("R", "reset view"),
     ("D", "frame-time overlay"),
     ("V", "3D view on / off (drag: turn, shift/middle-drag: pan, wheel: zoom, click: crosshair)"),
+    ("B E T G P Esc", "edit: brush, eraser, threshold brush, region grow, lasso fill, navigate; [ ] brush size; Ctrl+Z / Ctrl+Shift+Z undo / redo"),
     ("Ctrl+O", "open a study (or drop a folder or files on the window)"),
     ("F1", "this help"),
 ];

@@ -178,6 +178,105 @@ impl LabelTable {
     }
 }
 
+impl LabelTable {
+    /// The colour a label is drawn with over the CT, as RGBA 0…1: the label's colour with
+    /// alpha × opacity, fully transparent when hidden; `None` for a value not in the table.
+    pub fn display_rgba(&self, value: u8) -> Option<[f32; 4]> {
+        let l = self.get(value)?;
+        let c = |x: u8| x as f32 / 255.0;
+        let a = if l.visible { c(l.rgba[3]) * l.opacity } else { 0.0 };
+        Some([c(l.rgba[0]), c(l.rgba[1]), c(l.rgba[2]), a])
+    }
+
+    /// The table as an ITK-SNAP label description file (`IDX R G B A VIS MSH "LABEL"`,
+    /// A = colour alpha × opacity), so ITK-SNAP shows a saved mask with the same names
+    /// and colours. Locks have no column there: they go in a trailing comment line that
+    /// [`LabelTable::from_itksnap`] reads back and ITK-SNAP ignores.
+    pub fn to_itksnap(&self) -> String {
+        let mut s = String::from(
+            "################################################\n\
+             # ITK-SnAP Label Description File (written by Hepaview)\n\
+             # File format:\n\
+             # IDX   -R-  -G-  -B-  -A--  VIS MSH  LABEL\n\
+             ################################################\n\
+             \x20   0     0    0    0        0  0  0    \"Clear Label\"\n",
+        );
+        for l in &self.labels {
+            let a = l.rgba[3] as f32 / 255.0 * l.opacity;
+            let name = l.name.replace('"', "'");
+            s.push_str(&format!("{:5} {:5} {:4} {:4} {:8.4} {:2} {:2}    \"{}\"\n", l.value, l.rgba[0], l.rgba[1], l.rgba[2], a, l.visible as u8, l.visible as u8, name));
+        }
+        let locked: Vec<String> = self.labels.iter().filter(|l| l.locked).map(|l| l.value.to_string()).collect();
+        if !locked.is_empty() {
+            s.push_str(&format!("{LOCKED_PREFIX}{}\n", locked.join(" ")));
+        }
+        s
+    }
+
+    /// Reads an ITK-SNAP label description file (see [`LabelTable::to_itksnap`]). Label 0
+    /// ("Clear Label") is skipped; colours get alpha 255 and the file's A as opacity.
+    /// `what` names the file in errors.
+    pub fn from_itksnap(text: &str, what: &str) -> Result<LabelTable, EditError> {
+        let mut t = LabelTable::empty();
+        let mut locked = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if let Some(rest) = line.strip_prefix(LOCKED_PREFIX.trim_end()) {
+                locked.extend(rest.split_whitespace().filter_map(|v| v.parse::<u8>().ok()));
+                continue;
+            }
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad_line = |hint: &str| super::bad("label description line", format!("{what}:{}: {line}", n + 1), hint.to_string());
+            let (fields, name) = match line.find('"') {
+                Some(q) => (&line[..q], line[q + 1..].trim_end().trim_end_matches('"')),
+                None => return Err(bad_line("expected IDX R G B A VIS MSH \"name\"")),
+            };
+            let f: Vec<&str> = fields.split_whitespace().collect();
+            if f.len() != 7 {
+                return Err(bad_line("expected 7 numbers before the quoted name"));
+            }
+            let int = |s: &str| s.parse::<u8>().map_err(|_| bad_line("IDX, R, G, B, VIS and MSH are whole numbers 0…255"));
+            let value = int(f[0])?;
+            if value == 0 {
+                continue;
+            }
+            let opacity: f32 = f[4].parse().map_err(|_| bad_line("A is a number from 0 to 1"))?;
+            t.insert(Label {
+                value,
+                name: name.to_string(),
+                rgba: [int(f[1])?, int(f[2])?, int(f[3])?, 255],
+                opacity: opacity.clamp(0.0, 1.0),
+                visible: int(f[5])? != 0,
+                locked: false,
+            })
+            .map_err(|_| bad_line("each label value may appear once"))?;
+        }
+        for v in locked {
+            let _ = t.set_locked(v, true);
+        }
+        Ok(t)
+    }
+
+    /// Where the label description of a mask saved at `mask_path` goes: beside it, with
+    /// `.nii.gz`/`.nii` replaced by `.labels.txt`.
+    pub fn sidecar_path(mask_path: &std::path::Path) -> std::path::PathBuf {
+        let name = mask_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let lower = name.to_lowercase();
+        let stem = if lower.ends_with(".nii.gz") {
+            &name[..name.len() - 7]
+        } else if lower.ends_with(".nii") {
+            &name[..name.len() - 4]
+        } else {
+            &name[..]
+        };
+        mask_path.with_file_name(format!("{stem}.labels.txt"))
+    }
+}
+
+const LOCKED_PREFIX: &str = "# hepaview locked labels: ";
+
 fn check_opacity(o: f32) -> Result<(), EditError> {
     if !(0.0..=1.0).contains(&o) {
         return Err(super::bad("opacity", o, "give a value from 0 (invisible) to 1 (opaque)"));
@@ -279,6 +378,32 @@ mod tests {
         assert_eq!(t.add("tumour again", None).unwrap(), 2);
         let values: Vec<u8> = t.labels().iter().map(|l| l.value).collect();
         assert_eq!(values, vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn itksnap_round_trip_and_display_colours() {
+        let mut t = LabelTable::lits();
+        t.rename(2, "HCC \"main\"").unwrap();
+        t.recolour(3, [10, 20, 30, 255]).unwrap();
+        t.set_opacity(3, 0.25).unwrap();
+        t.set_visible(1, false).unwrap();
+        t.set_locked(1, true).unwrap();
+        let text = t.to_itksnap();
+        assert!(text.contains("    3    10   20   30   0.2500  1  1    \"vessel\""), "{text}");
+        let back = LabelTable::from_itksnap(&text, "t.txt").unwrap();
+        assert_eq!(back.name_of(2), "HCC 'main'");
+        assert_eq!(back.get(3).unwrap().rgba, [10, 20, 30, 255]);
+        assert_eq!(back.get(3).unwrap().opacity, 0.25);
+        assert!(!back.get(1).unwrap().visible && back.get(1).unwrap().locked);
+        assert!(!back.get(2).unwrap().locked);
+        assert_eq!(back.display_rgba(1).unwrap()[3], 0.0, "hidden: not drawn");
+        let c = back.display_rgba(3).unwrap();
+        assert!((c[0] - 10.0 / 255.0).abs() < 1e-6 && (c[3] - 0.25).abs() < 1e-6);
+        assert_eq!(back.display_rgba(9), None);
+        let err = LabelTable::from_itksnap("1 2 3\n", "bad.txt").unwrap_err().to_string();
+        assert!(err.contains("bad.txt:1"), "{err}");
+        let p = LabelTable::sidecar_path(std::path::Path::new("/a/mask-edited.nii.gz"));
+        assert_eq!(p, std::path::Path::new("/a/mask-edited.labels.txt"));
     }
 
     #[test]
