@@ -1,5 +1,6 @@
 // One viewport of an MPR plane: samples the CT 3D texture along the screen plane, applies
-// window/level, and blends a label mask over it in the same pass.
+// window/level, and blends a label mask and optionally a second image (the registration
+// overlays: colour fusion, displacement heat map, deformation grid) over it in one pass.
 //
 // The plane arrives already in texel space (the CPU composes world→texel with the screen
 // plane in f64), so the shader never handles LPS millimetres: world positions of several
@@ -27,6 +28,17 @@ struct Uniforms {
     // two choose the pipeline (see the overrides below); only sRGB is read here.
     flags: vec4<u32>,
     palette: array<vec4<f32>, 16>,
+    // The second image (layer), like the CT; w of layer_dims = 1 when one is drawn.
+    layer_centre: vec4<f32>,
+    layer_right: vec4<f32>,
+    layer_down: vec4<f32>,
+    layer_dims: vec4<f32>,
+    // Fusion: CT colour (rgb); heat: min, max, opacity; grid: line colour (rgb).
+    layer_a: vec4<f32>,
+    // Fusion: layer colour (rgb).
+    layer_b: vec4<f32>,
+    // Mode (1 fusion, 2 heat, 3 grid), grid bits of the view's in-plane axes, unused ×2.
+    layer_mode: vec4<u32>,
 };
 
 // Pipeline-overridable: one pipeline per drawing mode. llvmpipe (lavapipe) runs both sides
@@ -38,10 +50,12 @@ override OVERLAY: bool = true;
 override OUTLINE: bool = false;
 // The target stores sRGB: re-encode display values (pow per channel: costly on llvmpipe).
 override SRGB: bool = false;
+override LAYER: bool = false;
 
 @group(0) @binding(0) var<uniform> u: Uniforms;
 @group(0) @binding(1) var ct_tex: texture_3d<i32>;
 @group(0) @binding(2) var mask_tex: texture_3d<u32>;
+@group(0) @binding(3) var layer_tex: texture_3d<i32>;
 
 // A triangle that covers the whole viewport (vertices at (-1, 1), (3, 1), (-1, -3)).
 @vertex
@@ -90,6 +104,63 @@ fn sample_ct(t: vec3<f32>) -> f32 {
     return mix(mix(c00, c01, f.y), mix(c10, c11, f.y), f.z);
 }
 
+fn load_layer(p: vec3<i32>) -> f32 {
+    let hi = vec3<i32>(u.layer_dims.xyz) - vec3<i32>(1);
+    return f32(textureLoad(layer_tex, clamp(p, vec3<i32>(0), hi), 0).r);
+}
+
+fn sample_layer(t: vec3<f32>) -> f32 {
+    if (!LINEAR) {
+        return load_layer(nearest_index(t));
+    }
+    let tc = clamp(t, vec3<f32>(0.0), u.layer_dims.xyz - vec3<f32>(1.0));
+    let f0 = floor(tc);
+    let f = tc - f0;
+    let p = vec3<i32>(f0);
+    let c00 = mix(load_layer(p), load_layer(p + vec3<i32>(1, 0, 0)), f.x);
+    let c01 = mix(load_layer(p + vec3<i32>(0, 1, 0)), load_layer(p + vec3<i32>(1, 1, 0)), f.x);
+    let c10 = mix(load_layer(p + vec3<i32>(0, 0, 1)), load_layer(p + vec3<i32>(1, 0, 1)), f.x);
+    let c11 = mix(load_layer(p + vec3<i32>(0, 1, 1)), load_layer(p + vec3<i32>(1, 1, 1)), f.x);
+    return mix(mix(c00, c01, f.y), mix(c10, c11, f.y), f.z);
+}
+
+fn windowed(hu: f32) -> f32 {
+    let width = max(u.window.y, 1.0);
+    return clamp((hu - (u.window.x - 0.5 * width)) / width, 0.0, 1.0);
+}
+
+// Black, red, yellow, white: brightness rises with the value, readable in grey too.
+fn heat(t: f32) -> vec3<f32> {
+    return clamp(vec3<f32>(3.0 * t, 3.0 * t - 1.0, 3.0 * t - 2.0), vec3<f32>(0.0), vec3<f32>(1.0));
+}
+
+fn apply_layer(rgb_in: vec3<f32>, grey: f32, d: vec2<f32>) -> vec3<f32> {
+    var rgb = rgb_in;
+    let t = u.layer_centre.xyz + d.x * u.layer_right.xyz + d.y * u.layer_down.xyz;
+    let mode = u.layer_mode.x;
+    if (mode == 1u) {
+        // fusion: outside the layer only the CT's colour remains
+        var g2 = 0.0;
+        if (inside(t, u.layer_dims.xyz)) {
+            g2 = windowed(sample_layer(t));
+        }
+        rgb = clamp(grey * u.layer_a.rgb + g2 * u.layer_b.rgb, vec3<f32>(0.0), vec3<f32>(1.0));
+    } else if (inside(t, u.layer_dims.xyz)) {
+        if (mode == 2u) {
+            let v = (sample_layer(t) - u.layer_a.x) / max(u.layer_a.y - u.layer_a.x, 1e-3);
+            if (v > 0.0) {
+                rgb = mix(rgb, heat(min(v, 1.0)), u.layer_a.z);
+            }
+        } else if (mode == 3u) {
+            let bits = u32(load_layer(nearest_index(t)));
+            if ((bits & u.layer_mode.y) != 0u) {
+                rgb = mix(rgb, u.layer_a.rgb, 0.85);
+            }
+        }
+    }
+    return rgb;
+}
+
 // Label under a texel position, 0 outside the mask.
 fn label_at(t: vec3<f32>) -> u32 {
     if (!inside(t, u.mask_dims.xyz)) {
@@ -111,12 +182,14 @@ fn fs_main(@builtin(position) frag: vec4<f32>) -> @location(0) vec4<f32> {
     let d = frag.xy - u.viewport_px.xy - 0.5 * u.viewport_px.zw;
 
     var rgb = vec3<f32>(0.0);
+    var grey = 0.0;
     let t = u.ct_centre.xyz + d.x * u.ct_right.xyz + d.y * u.ct_down.xyz;
     if (u.ct_dims.w > 0.5 && inside(t, u.ct_dims.xyz)) {
-        let hu = sample_ct(t);
-        let width = max(u.window.y, 1.0);
-        let grey = clamp((hu - (u.window.x - 0.5 * width)) / width, 0.0, 1.0);
+        grey = windowed(sample_ct(t));
         rgb = vec3<f32>(grey);
+    }
+    if (LAYER && u.layer_dims.w > 0.5) {
+        rgb = apply_layer(rgb, grey, d);
     }
 
     if (OVERLAY && u.mask_dims.w > 0.5) {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use egui_kittest::wgpu::{default_wgpu_setup, WgpuTestRenderer};
 use egui_kittest::Harness;
 use egui_wgpu::wgpu;
-use hepaview::app::gpu::{self, OverlayDesc, ScreenPlane, SliceViewDesc};
+use hepaview::app::gpu::{self, LayerDesc, LayerKind, OverlayDesc, ScreenPlane, SliceViewDesc};
 use hepaview::volume::{CtVolume, Geometry, Interp, Lps, Mask};
 use ndarray::Array3;
 
@@ -51,7 +51,7 @@ fn window(lo: f32, per_grey: f32) -> (f32, f32) {
 }
 
 fn desc(plane: ScreenPlane, (level_hu, width_hu): (f32, f32), interp: Interp) -> SliceViewDesc {
-    SliceViewDesc { volume: ct(), volume_key: 1, plane, level_hu, width_hu, interp, overlay: None }
+    SliceViewDesc { volume: ct(), volume_key: 1, plane, level_hu, width_hu, interp, overlay: None, layer: None }
 }
 
 /// A fresh render state with the slice pipeline installed, or `None` (after saying why)
@@ -472,4 +472,69 @@ fn only_the_given_box_is_rewritten() {
     let Some((before, incremental, whole)) = render_edit([0, 4, 6, 8, 6, 8]) else { return };
     assert_eq!(before, incremental, "voxels outside the box keep their old texels");
     assert_ne!(incremental, whole);
+}
+
+/// A layer on the CT's grid whose voxel `(i, j, k)` holds `f(i, j)` on every slice.
+fn layer(key: u64, kind: LayerKind, f: impl Fn(usize, usize) -> i16) -> LayerDesc {
+    let data = Array3::from_shape_fn((NZ, NY, NX), |(_, j, i)| f(i, j));
+    LayerDesc { volume: Arc::new(CtVolume::new(data, Geometry::axis_aligned([NZ, NY, NX], SPACING, ORIGIN))), key, kind }
+}
+
+/// The ramp's slice 3 through `window(lo, 10)`: pixel (u, v) has grey u + 16 v.
+fn layered(kind: LayerKind, f: impl Fn(usize, usize) -> i16) -> SliceViewDesc {
+    let lo = (2560 * 3 - 500) as f32;
+    let mut d = desc(axial(3.0, 0.0), window(lo, 10.0), Interp::Nearest);
+    d.layer = Some(layer(11, kind, f));
+    d
+}
+
+#[test]
+fn fusion_layer_colours_each_image_through_the_window() {
+    let size = [16.0, 16.0];
+    let lo = 2560 * 3 - 500;
+    // the layer's grey is 100 on the left half, 0 (below the window) on the right
+    let kind = LayerKind::Fusion { ct_rgb: [1.0, 0.0, 0.0], layer_rgb: [0.0, 1.0, 0.0] };
+    let d = layered(kind, |i, _| if i < 8 { (lo + 1000) as i16 } else { -1000 });
+    let Some(img) = render(vec![(full(size), d)], size) else { return };
+    for v in 0..16 {
+        for u in 0..16 {
+            let want = [(u + 16 * v) as f32, if u < 8 { 100.0 } else { 0.0 }, 0.0];
+            assert_near(px(&img, u, v), want, 1.0, &format!("fusion ({u}, {v})"));
+        }
+    }
+}
+
+#[test]
+fn heat_layer_blends_a_ramp_above_its_minimum_only() {
+    let size = [16.0, 16.0];
+    // 150 of 0..300 is t = 0.5: heat (1, 0.5, 0); below the minimum the CT shows alone
+    let kind = LayerKind::Heat { min: 0.0, max: 300.0, opacity: 0.5 };
+    let d = layered(kind, |i, _| if i < 8 { 150 } else { -10 });
+    let Some(img) = render(vec![(full(size), d)], size) else { return };
+    for v in 0..16 {
+        for u in 0..16 {
+            let g = (u + 16 * v) as f32;
+            let want = if u < 8 { [0.5 * g + 127.5, 0.5 * g + 63.75, 0.5 * g] } else { [g; 3] };
+            assert_near(px(&img, u, v), want, 1.5, &format!("heat ({u}, {v})"));
+        }
+    }
+}
+
+#[test]
+fn grid_layer_draws_only_the_planes_that_cut_the_view() {
+    use hepaview::register::compare::{GRID_X, GRID_Y, GRID_Z};
+    let size = [16.0, 16.0];
+    let kind = LayerKind::Grid { rgb: [1.0, 1.0, 0.0] };
+    // x planes at i = 5, y planes at j = 3; a z plane at j = 9 lies in the axial view's own
+    // plane direction and must not draw
+    let d = layered(kind, |i, j| (if i == 5 { GRID_X } else { 0 }) | (if j == 3 { GRID_Y } else { 0 }) | (if j == 9 { GRID_Z } else { 0 }));
+    let Some(img) = render(vec![(full(size), d)], size) else { return };
+    for v in 0..16 {
+        for u in 0..16 {
+            let g = (u + 16 * v) as f32;
+            let line = u == 5 || v == 3;
+            let want = if line { [0.15 * g + 216.75, 0.15 * g + 216.75, 0.15 * g] } else { [g; 3] };
+            assert_near(px(&img, u, v), want, 1.5, &format!("grid ({u}, {v})"));
+        }
+    }
 }

@@ -561,6 +561,7 @@ impl HepaviewApp {
             width_hu: wl.width_hu,
             interp: if self.view.linear { Interp::Linear } else { Interp::Nearest },
             overlay,
+            layer: self.registration.layer_for(p.key),
         };
         let painter = ui.painter_at(rect);
         painter.add(gpu::slice_callback(rect, desc));

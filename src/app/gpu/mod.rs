@@ -49,6 +49,29 @@ pub struct OverlayDesc {
     pub previous: Option<(VolumeKey, [usize; 6])>,
 }
 
+/// How a [`LayerDesc`] combines with the CT under it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LayerKind {
+    /// Both images through the view's window/level, the CT in `ct_rgb` and the layer in
+    /// `layer_rgb` (complementary colours: where they agree the sum is grey or white).
+    Fusion { ct_rgb: [f32; 3], layer_rgb: [f32; 3] },
+    /// Layer values from `min` (transparent) to `max` on a black-red-yellow-white ramp,
+    /// blended over the CT by `opacity`.
+    Heat { min: f32, max: f32, opacity: f32 },
+    /// The layer holds the bits of `register::compare::deformation_grid`; the planes of the
+    /// view's two in-plane axes are drawn as lines in `rgb`.
+    Grid { rgb: [f32; 3] },
+}
+
+/// A second image drawn with the CT in the same pass (registration overlays). Its own
+/// geometry, so it need not share the CT's grid.
+#[derive(Clone)]
+pub struct LayerDesc {
+    pub volume: Arc<CtVolume>,
+    pub key: VolumeKey,
+    pub kind: LayerKind,
+}
+
 /// Everything needed to draw one viewport.
 #[derive(Clone)]
 pub struct SliceViewDesc {
@@ -59,6 +82,7 @@ pub struct SliceViewDesc {
     pub width_hu: f32,
     pub interp: Interp,
     pub overlay: Option<OverlayDesc>,
+    pub layer: Option<LayerDesc>,
 }
 
 /// The egui shape that draws `desc` into `rect` (points). Add it with `ui.painter().add(..)`.

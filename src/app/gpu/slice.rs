@@ -13,7 +13,7 @@ use egui_wgpu::wgpu;
 use egui_wgpu::wgpu::util::DeviceExt as _;
 
 use super::volumes::{TexelMap, VolumeCache};
-use super::SliceViewDesc;
+use super::{LayerKind, SliceViewDesc};
 use crate::volume::Interp;
 
 const SHADER: &str = include_str!("../../../shaders/slice.wgsl");
@@ -42,13 +42,31 @@ pub struct SliceUniforms {
     /// Interp (0 nearest, 1 linear), outline, sRGB target, unused.
     pub flags: [u32; 4],
     pub palette: [[f32; 4]; 16],
+    pub layer_centre: [f32; 4],
+    pub layer_right: [f32; 4],
+    pub layer_down: [f32; 4],
+    /// Texture size `(x, y, z)`; `w` = 1 when the layer is drawn.
+    pub layer_dims: [f32; 4],
+    /// Fusion: CT colour; heat: min, max, opacity; grid: line colour.
+    pub layer_a: [f32; 4],
+    /// Fusion: layer colour.
+    pub layer_b: [f32; 4],
+    /// Mode (1 fusion, 2 heat, 3 grid), grid bits of the in-plane axes, unused ×2.
+    pub layer_mode: [u32; 4],
 }
 
 /// The pipeline and its fixed resources, kept in `CallbackResources`.
 pub struct SliceRenderer {
-    /// One per drawing mode, indexed by [`variant`]: linear ×1, overlay ×2, outline ×4.
-    pipelines: Vec<wgpu::RenderPipeline>,
+    /// One per drawing mode, indexed by [`variant`]: linear ×1, overlay ×2, outline ×4,
+    /// layer ×8. Those with a layer are made on first use: most sessions never need them,
+    /// and each costs lavapipe a shader compile at startup.
+    pipelines: Vec<Option<wgpu::RenderPipeline>>,
     layout: wgpu::BindGroupLayout,
+    shader: wgpu::ShaderModule,
+    pipeline_layout: wgpu::PipelineLayout,
+    target_format: wgpu::TextureFormat,
+    msaa_samples: u32,
+    depth_stencil_format: Option<wgpu::TextureFormat>,
     /// Bound when there is no overlay (or no CT): a bind group needs every slot filled.
     empty_ct: wgpu::TextureView,
     empty_mask: wgpu::TextureView,
@@ -120,6 +138,7 @@ impl SliceRenderer {
                 },
                 texture_entry(1, wgpu::TextureSampleType::Sint),
                 texture_entry(2, wgpu::TextureSampleType::Uint),
+                texture_entry(3, wgpu::TextureSampleType::Sint),
             ],
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -127,47 +146,6 @@ impl SliceRenderer {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
-        let make = |v: usize| {
-            let constants = [
-                ("LINEAR", (v & 1) as f64),
-                ("OVERLAY", ((v >> 1) & 1) as f64),
-                ("OUTLINE", ((v >> 2) & 1) as f64),
-                ("SRGB", target_format.is_srgb() as u8 as f64),
-            ];
-            device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
-                label: Some("hepaview slice pipeline"),
-                layout: Some(&pipeline_layout),
-                vertex: wgpu::VertexState {
-                    module: &shader,
-                    entry_point: Some("vs_main"),
-                    compilation_options: Default::default(),
-                    buffers: &[],
-                },
-                fragment: Some(wgpu::FragmentState {
-                    module: &shader,
-                    entry_point: Some("fs_main"),
-                    compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, ..Default::default() },
-                    targets: &[Some(wgpu::ColorTargetState {
-                        format: target_format,
-                        blend: None,
-                        write_mask: wgpu::ColorWrites::ALL,
-                    })],
-                }),
-                primitive: wgpu::PrimitiveState::default(),
-                // Slices are flat 2D views: present in a depth pass, they neither test nor write.
-                depth_stencil: depth_stencil_format.map(|format| wgpu::DepthStencilState {
-                    format,
-                    depth_write_enabled: Some(false),
-                    depth_compare: Some(wgpu::CompareFunction::Always),
-                    stencil: wgpu::StencilState::default(),
-                    bias: wgpu::DepthBiasState::default(),
-                }),
-                multisample: wgpu::MultisampleState { count: msaa_samples, ..Default::default() },
-                multiview_mask: None,
-                cache: None,
-            })
-        };
-        let pipelines = (0..8).map(make).collect();
         let empty = |format, label| {
             device
                 .create_texture(&wgpu::TextureDescriptor {
@@ -182,13 +160,65 @@ impl SliceRenderer {
                 })
                 .create_view(&wgpu::TextureViewDescriptor::default())
         };
-        SliceRenderer {
-            pipelines,
+        let mut renderer = SliceRenderer {
+            pipelines: (0..16).map(|_| None).collect(),
             layout,
+            shader,
+            pipeline_layout,
+            target_format,
+            msaa_samples,
+            depth_stencil_format,
             empty_ct: empty(wgpu::TextureFormat::R16Sint, "hepaview empty ct"),
             empty_mask: empty(wgpu::TextureFormat::R8Uint, "hepaview empty mask"),
             srgb_target: target_format.is_srgb(),
+        };
+        for v in 0..8 {
+            renderer.ensure_pipeline(device, v);
         }
+        renderer
+    }
+
+    /// Makes the pipeline of variant `v` (see [`variant`]) unless it exists.
+    fn ensure_pipeline(&mut self, device: &wgpu::Device, v: usize) {
+        if self.pipelines.get(v).is_none_or(|p| p.is_some()) {
+            return;
+        }
+        let constants = [
+            ("LINEAR", (v & 1) as f64),
+            ("OVERLAY", ((v >> 1) & 1) as f64),
+            ("OUTLINE", ((v >> 2) & 1) as f64),
+            ("LAYER", ((v >> 3) & 1) as f64),
+            ("SRGB", self.target_format.is_srgb() as u8 as f64),
+        ];
+        let pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+            label: Some("hepaview slice pipeline"),
+            layout: Some(&self.pipeline_layout),
+            vertex: wgpu::VertexState {
+                module: &self.shader,
+                entry_point: Some("vs_main"),
+                compilation_options: Default::default(),
+                buffers: &[],
+            },
+            fragment: Some(wgpu::FragmentState {
+                module: &self.shader,
+                entry_point: Some("fs_main"),
+                compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, ..Default::default() },
+                targets: &[Some(wgpu::ColorTargetState { format: self.target_format, blend: None, write_mask: wgpu::ColorWrites::ALL })],
+            }),
+            primitive: wgpu::PrimitiveState::default(),
+            // Slices are flat 2D views: present in a depth pass, they neither test nor write.
+            depth_stencil: self.depth_stencil_format.map(|format| wgpu::DepthStencilState {
+                format,
+                depth_write_enabled: Some(false),
+                depth_compare: Some(wgpu::CompareFunction::Always),
+                stencil: wgpu::StencilState::default(),
+                bias: wgpu::DepthBiasState::default(),
+            }),
+            multisample: wgpu::MultisampleState { count: self.msaa_samples, ..Default::default() },
+            multiview_mask: None,
+            cache: None,
+        });
+        self.pipelines[v] = Some(pipeline);
     }
 }
 
@@ -231,10 +261,19 @@ fn dims4(tex: &TexelMap) -> [f32; 4] {
     [tex.dims[0] as f32, tex.dims[1] as f32, tex.dims[2] as f32, 1.0]
 }
 
-/// Index of the pipeline for these uniforms: bit 0 linear, bit 1 overlay, bit 2 outline.
+/// Index of the pipeline for these uniforms: bit 0 linear, bit 1 overlay, bit 2 outline,
+/// bit 3 layer.
 pub fn variant(u: &SliceUniforms) -> usize {
     let overlay = u.mask_dims[3] > 0.5;
-    (u.flags[0] != 0) as usize | (overlay as usize) << 1 | ((overlay && u.flags[1] != 0) as usize) << 2
+    let layer = u.layer_dims[3] > 0.5;
+    (u.flags[0] != 0) as usize | (overlay as usize) << 1 | ((overlay && u.flags[1] != 0) as usize) << 2 | (layer as usize) << 3
+}
+
+/// Grid bits ([`crate::register::compare::GRID_X`] …) of the two LPS axes closest to the
+/// screen's right and down: the planes that cut the view along lines.
+pub fn in_plane_grid_bits(right: [f64; 3], down: [f64; 3]) -> u32 {
+    let axis = |v: [f64; 3]| (0..3).max_by(|&a, &b| v[a].abs().total_cmp(&v[b].abs())).unwrap_or(0);
+    (1u32 << axis(right)) | (1u32 << axis(down))
 }
 
 /// Uniforms for `desc` drawn at `viewport` (px), given the textures found for it.
@@ -243,6 +282,7 @@ pub fn uniforms(
     viewport: [f32; 4],
     ct: Option<&TexelMap>,
     mask: Option<&TexelMap>,
+    layer: Option<&TexelMap>,
     srgb_target: bool,
 ) -> SliceUniforms {
     let mut u = SliceUniforms { viewport_px: viewport, ..Default::default() };
@@ -256,6 +296,27 @@ pub fn uniforms(
         u.window[2] = ov.opacity.clamp(0.0, 1.0);
         u.flags[1] = ov.outline as u32;
         u.palette = ov.palette;
+    }
+    if let (Some(tex), Some(l)) = (layer, &desc.layer) {
+        [u.layer_centre, u.layer_right, u.layer_down] = plane_in_texels(tex, desc);
+        u.layer_dims = dims4(tex);
+        let rgb = |c: [f32; 3]| [c[0], c[1], c[2], 1.0];
+        match l.kind {
+            LayerKind::Fusion { ct_rgb, layer_rgb } => {
+                u.layer_mode[0] = 1;
+                u.layer_a = rgb(ct_rgb);
+                u.layer_b = rgb(layer_rgb);
+            }
+            LayerKind::Heat { min, max, opacity } => {
+                u.layer_mode[0] = 2;
+                u.layer_a = [min, max, opacity.clamp(0.0, 1.0), 0.0];
+            }
+            LayerKind::Grid { rgb: c } => {
+                u.layer_mode[0] = 3;
+                u.layer_mode[1] = in_plane_grid_bits(desc.plane.right, desc.plane.down);
+                u.layer_a = rgb(c);
+            }
+        }
     }
     u.window[0] = desc.level_hu;
     u.window[1] = desc.width_hu;
@@ -277,7 +338,7 @@ impl egui_wgpu::CallbackTrait for SliceCallback {
         resources: &mut egui_wgpu::CallbackResources,
     ) -> Vec<wgpu::CommandBuffer> {
         let desc = &self.desc;
-        let (ct, mask) = {
+        let (ct, mask, layer) = {
             if resources.get::<VolumeCache>().is_none() {
                 resources.insert(VolumeCache::default());
             }
@@ -292,9 +353,14 @@ impl egui_wgpu::CallbackTrait for SliceCallback {
                 .as_ref()
                 .and_then(|ov| cache.get_or_update_mask(device, queue, ov.key, &ov.mask, ov.previous))
                 .map(|t| (t.view.clone(), t.map));
-            (ct, mask)
+            let layer = desc
+                .layer
+                .as_ref()
+                .and_then(|l| cache.get_or_upload(device, queue, l.key, &l.volume))
+                .map(|t| (t.view.clone(), t.map));
+            (ct, mask, layer)
         };
-        let Some(renderer) = resources.get::<SliceRenderer>() else {
+        let Some(renderer) = resources.get_mut::<SliceRenderer>() else {
             log_missing_install();
             return Vec::new();
         };
@@ -304,8 +370,10 @@ impl egui_wgpu::CallbackTrait for SliceCallback {
             viewport,
             ct.as_ref().map(|(_, m)| m),
             mask.as_ref().map(|(_, m)| m),
+            layer.as_ref().map(|(_, m)| m),
             renderer.srgb_target,
         );
+        renderer.ensure_pipeline(device, variant(&u));
 
         let buffer = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("hepaview slice uniforms"),
@@ -314,6 +382,7 @@ impl egui_wgpu::CallbackTrait for SliceCallback {
         });
         let ct_view = ct.as_ref().map_or(&renderer.empty_ct, |(v, _)| v);
         let mask_view = mask.as_ref().map_or(&renderer.empty_mask, |(v, _)| v);
+        let layer_view = layer.as_ref().map_or(&renderer.empty_ct, |(v, _)| v);
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("hepaview slice bind group"),
             layout: &renderer.layout,
@@ -321,6 +390,7 @@ impl egui_wgpu::CallbackTrait for SliceCallback {
                 wgpu::BindGroupEntry { binding: 0, resource: buffer.as_entire_binding() },
                 wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::TextureView(ct_view) },
                 wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::TextureView(mask_view) },
+                wgpu::BindGroupEntry { binding: 3, resource: wgpu::BindingResource::TextureView(layer_view) },
             ],
         });
         if let Ok(mut slot) = self.bind_group.lock() {
@@ -344,7 +414,7 @@ impl egui_wgpu::CallbackTrait for SliceCallback {
         let Some((bind_group, variant)) = slot.as_ref() else {
             return;
         };
-        let Some(pipeline) = renderer.pipelines.get(*variant) else {
+        let Some(Some(pipeline)) = renderer.pipelines.get(*variant) else {
             return;
         };
         // egui has already set the viewport to our rect and the scissor to the clip rect.
