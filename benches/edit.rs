@@ -13,6 +13,16 @@
 //!    The per-dab time is what one mouse-move event costs before the overlay upload.
 //! 4. **Whole-label tools** on the liver: closing 2 mm, fill holes, keep largest
 //!    component; and an autosave snapshot of the whole mask.
+//! 5. **The viewer while painting** (`--viewer-only` runs just this): the app on this
+//!    study (one 512² axial viewport, 1600 × 900 points, 1 pixel per point) in an
+//!    egui_kittest harness on the wgpu renderer (Mesa lavapipe without a GPU), set up as the
+//!    window is (`gpu::WINDOW_RENDERER`). A 10 mm brush stroke of `--dabs` mouse moves
+//!    (default 60) across the liver, one move per frame; each frame is one UI pass (the
+//!    edit, new overlay key, dirty box) and one render up to the GPU finishing (the
+//!    overlay's dirty box written into the mask texture, the slice drawn), without reading
+//!    the image back and without the full-window background egui_kittest paints around a
+//!    test UI (neither exists in the window; as `benches/viewer_frames.rs` loop 2). Frames
+//!    with the pointer still are timed the same way for comparison.
 //!
 //! Ends with one JSON line. Without `--bench` (as `cargo test --all-targets` runs it) it
 //! only says how to run it.
@@ -44,8 +54,170 @@ fn main() {
         }
     };
     println!("edit bench: {}×{}×{} voxels, {threads} threads, {runs} runs", SHAPE[0], SHAPE[1], SHAPE[2]);
-    let json = pool.install(|| run(runs));
+    let dabs = arg_value(&args, "--dabs", 60).max(2);
+    let mut json = if args.iter().any(|a| a == "--viewer-only") { serde_json::json!({ "bench": "edit" }) } else { pool.install(|| run(runs)) };
+    match pool.install(|| viewer_stroke(dabs)) {
+        Ok(v) => json["viewer_stroke"] = v,
+        Err(e) => println!("viewer stroke not measured: {e}"),
+    }
     println!("{json}");
+}
+
+/// Median and 95th percentile (nearest rank) of milliseconds.
+fn median_p95(ms: &[f64]) -> (f64, f64) {
+    let mut v = ms.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    (v[n / 2], v[((0.95 * n as f64).ceil() as usize).clamp(1, n) - 1])
+}
+
+/// Draws one frame's output as the window does, up to the GPU finishing, without reading
+/// the image back; consumes the output, so no paint callback (and no `Arc` of the mask)
+/// outlives the frame, as in eframe.
+fn render_frame(rs: &egui_wgpu::RenderState, ctx: &egui::Context, output: egui::FullOutput) {
+    use egui_wgpu::wgpu;
+    let ppp = output.pixels_per_point;
+    let size = ctx.content_rect().size() * ppp;
+    let screen = egui_wgpu::ScreenDescriptor { pixels_per_point: ppp, size_in_pixels: [size.x.round() as u32, size.y.round() as u32] };
+    let tessellated = ctx.tessellate(output.shapes, ppp);
+    let mut renderer = rs.renderer.write();
+    for (id, deltas) in &output.textures_delta.set {
+        for delta in deltas {
+            renderer.update_texture(&rs.device, &rs.queue, *id, delta);
+        }
+    }
+    let mut encoder = rs.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("edit bench encoder") });
+    let user_buffers = renderer.update_buffers(&rs.device, &rs.queue, &mut encoder, &tessellated, &screen);
+    let texture = rs.device.create_texture(&wgpu::TextureDescriptor {
+        label: Some("edit bench target"),
+        size: wgpu::Extent3d { width: screen.size_in_pixels[0], height: screen.size_in_pixels[1], depth_or_array_layers: 1 },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: rs.target_format,
+        usage: wgpu::TextureUsages::RENDER_ATTACHMENT,
+        view_formats: &[],
+    });
+    let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+    {
+        let mut pass = encoder
+            .begin_render_pass(&wgpu::RenderPassDescriptor {
+                label: Some("edit bench pass"),
+                color_attachments: &[Some(wgpu::RenderPassColorAttachment {
+                    view: &view,
+                    resolve_target: None,
+                    ops: wgpu::Operations { load: wgpu::LoadOp::Clear(wgpu::Color::TRANSPARENT), store: wgpu::StoreOp::Store },
+                    depth_slice: None,
+                })],
+                ..Default::default()
+            })
+            .forget_lifetime();
+        renderer.render(&mut pass, &tessellated, &screen);
+    }
+    for id in &output.textures_delta.free {
+        renderer.free_texture(id);
+    }
+    drop(renderer);
+    rs.queue.submit(user_buffers.into_iter().chain(std::iter::once(encoder.finish())));
+    rs.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(std::time::Duration::from_secs(30)) }).expect("poll");
+}
+
+/// 5. in the module doc: frame times of the viewer while a brush stroke paints.
+fn viewer_stroke(dabs: usize) -> Result<serde_json::Value, String> {
+    use egui::{Event, Modifiers, PointerButton, Pos2};
+    use hepaview::app::HepaviewApp;
+    use hepaview::io::phase::{Phase, PhaseCall};
+    use hepaview::study::{next_key, Labels, PhaseImage, Study};
+    use std::sync::Arc;
+
+    let rs = hepaview::app::gpu::headless_render_state()?;
+    let info = rs.adapter.get_info();
+    let (ct, truth) = synthetic();
+    let study = Study {
+        title: "edit bench".into(),
+        phases: vec![PhaseImage {
+            call: PhaseCall { phase: Phase::PortalVenous, confidence: 1.0, reason: "synthetic".into() },
+            description: "synthetic 512×512×400".into(),
+            source: "synthetic".into(),
+            volume: Arc::new(ct),
+            key: next_key(),
+        }],
+        labels: Some(Labels { mask: Arc::new(truth), key: next_key(), source: "synthetic".into() }),
+        warnings: Vec::new(),
+    };
+    // egui driven directly, as eframe does (egui_kittest keeps the last frame's output,
+    // and with it an `Arc` of the mask, alive through the next UI pass: every dab would
+    // then copy the 105 MB mask, which the window never does)
+    let ctx = egui::Context::default();
+    let mut app = HepaviewApp::new(study);
+    let screen = egui::Rect::from_min_size(Pos2::ZERO, egui::vec2(1600.0, 900.0));
+    let start = Instant::now();
+    let frame = |app: &mut HepaviewApp, events: Vec<Event>| {
+        let mut input = egui::RawInput { screen_rect: Some(screen), time: Some(start.elapsed().as_secs_f64()), events, ..Default::default() };
+        input.viewports.entry(egui::ViewportId::ROOT).or_default().native_pixels_per_point = Some(1.0);
+        let t = Instant::now();
+        let output = ctx.run_ui(input, |ui| app.ui(ui));
+        let ui_ms = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        render_frame(&rs, &ctx, output);
+        (ui_ms, t.elapsed().as_secs_f64() * 1e3)
+    };
+    // first frames upload the CT and mask textures (timed apart)
+    let t0 = Instant::now();
+    for _ in 0..3 {
+        frame(&mut app, Vec::new());
+    }
+    let first_ms = t0.elapsed().as_secs_f64() * 1e3;
+    app.edit.tool = hepaview::app::edit::Tool::Brush;
+    app.edit.diameter_mm = 10.0;
+    frame(&mut app, Vec::new());
+    let still: Vec<(f64, f64)> = (0..20).map(|_| frame(&mut app, Vec::new())).collect();
+    // the viewport fills the area right of the side panel; stroke through its middle
+    let (y, x0, x1) = (screen.center().y, screen.min.x + 0.45 * screen.width(), screen.min.x + 0.8 * screen.width());
+    let at = |t: f32| Pos2::new(x0 + (x1 - x0) * t, y + 20.0 * (t * 6.0).sin());
+    let before_key = app.study.labels.as_ref().map(|l| l.key);
+    let copies = |app: &HepaviewApp| app.study.labels.as_ref().map_or(0, |l| Arc::strong_count(&l.mask));
+    frame(&mut app, vec![Event::PointerMoved(at(0.0))]);
+    let mut painting = Vec::with_capacity(dabs);
+    let mut shared = 0;
+    painting.push(frame(&mut app, vec![Event::PointerButton { pos: at(0.0), button: PointerButton::Primary, pressed: true, modifiers: Modifiers::NONE }]));
+    for d in 1..dabs {
+        shared = shared.max(copies(&app));
+        painting.push(frame(&mut app, vec![Event::PointerMoved(at(d as f32 / (dabs - 1) as f32))]));
+    }
+    let end = frame(&mut app, vec![Event::PointerButton { pos: at(1.0), button: PointerButton::Primary, pressed: false, modifiers: Modifiers::NONE }]);
+    let changed = app.edit.history.undo_steps();
+    if app.study.labels.as_ref().map(|l| l.key) == before_key || changed != 1 {
+        return Err(format!("the stroke did not paint (undo steps {changed}); is the viewport where expected?"));
+    }
+    if shared > 1 {
+        println!("  note: the mask's Arc was shared ({shared}) between frames: each dab copied the mask");
+    }
+    let total = |v: &[(f64, f64)]| v.iter().map(|(a, b)| a + b).collect::<Vec<f64>>();
+    let (paint_med, paint_p95) = median_p95(&total(&painting));
+    let (paint_ui, _) = median_p95(&painting.iter().map(|x| x.0).collect::<Vec<_>>());
+    let (paint_render, _) = median_p95(&painting.iter().map(|x| x.1).collect::<Vec<_>>());
+    let (still_med, still_p95) = median_p95(&total(&still));
+    let (still_ui, _) = median_p95(&still.iter().map(|x| x.0).collect::<Vec<_>>());
+    let (still_render, _) = median_p95(&still.iter().map(|x| x.1).collect::<Vec<_>>());
+    println!("viewer while painting ({}, {dabs} dabs of 10 mm, one per frame; first frames with uploads {first_ms:.0} ms):", info.name);
+    println!("  painting: median {paint_med:.1} ms, p95 {paint_p95:.1} ms per frame (UI pass {paint_ui:.1}, render {paint_render:.1})");
+    println!("  still:    median {still_med:.1} ms, p95 {still_p95:.1} ms per frame (UI pass {still_ui:.1}, render {still_render:.1})");
+    println!("  end of stroke frame (compression, journal): {:.1} ms", end.0 + end.1);
+    Ok(serde_json::json!({
+        "adapter": info.name,
+        "dabs": dabs,
+        "first_frames_ms": first_ms,
+        "painting_median_ms": paint_med,
+        "painting_p95_ms": paint_p95,
+        "painting_ui_median_ms": paint_ui,
+        "painting_render_median_ms": paint_render,
+        "still_median_ms": still_med,
+        "still_p95_ms": still_p95,
+        "still_ui_median_ms": still_ui,
+        "still_render_median_ms": still_render,
+        "end_of_stroke_frame_ms": end.0 + end.1,
+    }))
 }
 
 fn arg_value(args: &[String], name: &str, default: usize) -> usize {

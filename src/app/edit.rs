@@ -130,6 +130,8 @@ pub struct EditPanel {
     /// Mask key the GPU may still hold, the current key, and the voxels changed between
     /// them: the overlay then re-uploads only that box.
     pub gpu_update: Option<(u64, u64, VoxelBox)>,
+    /// The mask key last handed to the overlay (see [`EditPanel::gpu_previous`]).
+    gpu_shown: Option<u64>,
 }
 
 impl Default for EditPanel {
@@ -162,6 +164,7 @@ impl Default for EditPanel {
             message: None,
             error: None,
             gpu_update: None,
+            gpu_shown: None,
         }
     }
 }
@@ -276,19 +279,25 @@ impl EditPanel {
     }
 
     /// Gives the mask a new key (so it is redrawn) and records which voxels changed since
-    /// the key the GPU last saw.
+    /// the key the GPU last saw: several edits between two frames add up their boxes, and
+    /// once the overlay has been given a key the next box starts from that key (the GPU's
+    /// texture then holds it).
     fn rekey(&mut self, labels: &mut Labels, changed: Option<VoxelBox>) {
         let old = labels.key;
         labels.key = next_key();
+        let gpu_has_old = self.gpu_shown == Some(old);
         self.gpu_update = match (self.gpu_update, changed) {
-            (Some((from, to, b)), Some(c)) if to == old => Some((from, labels.key, b.union(&c))),
+            (Some((from, to, b)), Some(c)) if to == old && !gpu_has_old => Some((from, labels.key, b.union(&c))),
             (_, Some(c)) => Some((old, labels.key, c)),
             (_, None) => None,
         };
     }
 
-    /// What the overlay of the mask with `key` may update from (see [`OverlayDesc`]).
-    pub fn gpu_previous(&self, key: u64) -> Option<(u64, [usize; 6])> {
+    /// What the overlay of the mask with `key` may update from (see
+    /// `gpu::OverlayDesc::previous`). The viewport calls it when it hands `key` to the
+    /// overlay, so it also notes that the GPU will hold `key` after this frame.
+    pub fn gpu_previous(&mut self, key: u64) -> Option<(u64, [usize; 6])> {
+        self.gpu_shown = Some(key);
         self.gpu_update.filter(|u| u.1 == key).map(|(from, _, b)| (from, [b.lo[0], b.hi[0], b.lo[1], b.hi[1], b.lo[2], b.hi[2]]))
     }
 
