@@ -251,9 +251,39 @@ fn register_button_runs_in_the_background_and_shows_registered_phases() {
     h.run();
     let img = h.render().expect("render");
     img.save(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("registered_checkerboard.png")).unwrap();
+    // overlays drawn with the registered phase in one pass: colour fusion, heat map, grid
+    use hepaview::app::registration::CompareMode;
     let app = h.state_mut();
-    app.registration.set_mode(&mut app.study, 0, hepaview::app::registration::CompareMode::Original);
+    app.view.show_labels = false;
+    app.registration.set_mode(&mut app.study, 0, CompareMode::Registered);
+    app.registration.set_mode(&mut app.study, 1, CompareMode::Registered);
+    h.run();
+    let plain = h.render().expect("render");
+    let count = |img: &image::RgbaImage, pred: &dyn Fn(i32, i32, i32) -> bool| {
+        img.pixels().filter(|p| pred(p[0] as i32, p[1] as i32, p[2] as i32)).count()
+    };
+    let fused = |img: &image::RgbaImage| count(img, &|r, g, b| (r - b).abs() < 12 && (g - r).abs() > 15);
+    let hot = |img: &image::RgbaImage| count(img, &|r, g, b| r > g + 30 && g > b + 30);
+    let yellow = |img: &image::RgbaImage| count(img, &|r, g, b| r > 180 && g > 150 && b < 90);
+    let app = h.state_mut();
+    app.registration.set_mode(&mut app.study, 0, CompareMode::FusionMagentaGreen);
+    app.registration.set_mode(&mut app.study, 1, CompareMode::HeatMap);
+    assert_eq!(h.state().study.phases[0].volume.geometry, fixed_geometry, "fusion shows the registered phase");
+    h.run();
+    let img = h.render().expect("render");
+    img.save(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("registered_fusion_heat.png")).unwrap();
+    assert!(fused(&img) > fused(&plain) + 2000, "magenta/green fusion: {} vs {} pixels", fused(&img), fused(&plain));
+    assert!(hot(&img) > hot(&plain) + 500, "heat map: {} vs {} pixels", hot(&img), hot(&plain));
+    let app = h.state_mut();
+    app.registration.set_mode(&mut app.study, 0, CompareMode::Grid);
+    h.run();
+    let img = h.render().expect("render");
+    img.save(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("registered_grid.png")).unwrap();
+    assert!(yellow(&img) > yellow(&plain) + 1000, "deformation grid: {} vs {} pixels", yellow(&img), yellow(&plain));
+    let app = h.state_mut();
+    app.registration.set_mode(&mut app.study, 0, CompareMode::Original);
     assert_eq!(h.state().study.phases[0].volume.geometry, arterial_before);
+    assert!(h.state().registration.layer_for(h.state().study.phases[0].key).is_none());
 }
 
 /// Steps the harness until `done` or about a minute has passed.
