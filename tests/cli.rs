@@ -130,6 +130,105 @@ fn register_writes_fields_warped_phases_and_a_report_and_never_overwrites() {
 }
 
 #[test]
+fn register_writes_dicom_series_and_carries_a_moving_mask_onto_the_fixed_grid() {
+    use hepaview::register::warp::{invert, warp_labels_linear};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    assert!(hepaview().arg("demo").arg("--small").arg("--out").arg(&dir).status().unwrap().success());
+    // a mask on the arterial grid: the truth labels (portal venous grid) carried through the
+    // inverse of the true arterial field
+    let (labels, _) = hepaview::io::nifti::read_mask(&dir.join("labels.nii.gz")).unwrap();
+    let (truth, _) = hepaview::io::nifti::read_field(&dir.join("true_field_arterial.nii.gz")).unwrap();
+    let (inverse, _) = invert(&hepaview::register::resample_field(&truth, &labels.geometry), 30);
+    let arterial = hepaview::study::Study::open(&[dir.join("dicom")]).unwrap();
+    let art = arterial.phases.iter().find(|p| p.phase() == hepaview::io::phase::Phase::Arterial).unwrap();
+    let art_mask = warp_labels_linear(&labels, &hepaview::register::resample_field(&inverse, &art.volume.geometry));
+    let art_mask_path = tmp.path().join("arterial_mask.nii.gz");
+    hepaview::io::nifti::write_volume(&art_mask, &art_mask_path).unwrap();
+
+    let out_dir = tmp.path().join("reg");
+    let out = hepaview()
+        .arg("register")
+        .arg(dir.join("dicom"))
+        .args(["--levels", "2:20,1:10", "--moving", "arterial", "--dicom", "--warp-mask"])
+        .arg(format!("arterial={}", art_mask_path.display()))
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // the carried mask lies on the fixed grid, is the moving mask sent through the written
+    // field label-wise, and matches the truth (the small demo breathes less than a voxel,
+    // so the registration's accuracy is tested on the field, not here)
+    let (carried, _) = hepaview::io::nifti::read_mask(&out_dir.join("arterial_mask_registered.nii.gz")).unwrap();
+    assert_eq!(carried.geometry.shape, labels.geometry.shape);
+    let (field, _) = hepaview::io::nifti::read_field(&out_dir.join("field_arterial.nii.gz")).unwrap();
+    assert_eq!(carried.data, warp_labels_linear(&art_mask, &field).data);
+    let dice = hepaview::register::metrics::dice_where(&carried, &labels, |l| l > 0);
+    assert!(dice > 0.95, "liver Dice {dice:.3}");
+    assert!(carried.data.iter().all(|&l| labels.data.iter().any(|&t| t == l)), "no label the input lacks");
+
+    // the DICOM series: same patient and study, a new series in the fixed frame, the
+    // registered voxels on the fixed grid
+    let scan = hepaview::io::dicom::scan(&out_dir.join("dicom"), &hepaview::io::dicom::no_progress).unwrap();
+    let src = hepaview::io::dicom::scan(&dir.join("dicom"), &hepaview::io::dicom::no_progress).unwrap();
+    let written: Vec<_> = scan.all_series().collect();
+    assert_eq!(written.len(), 1);
+    let w = written[0];
+    let pv = src.all_series().find(|s| s.description.contains("PORTAL")).unwrap();
+    let art_src = src.all_series().find(|s| s.description.contains("ARTERIAL")).unwrap();
+    assert_eq!(w.study_uid, art_src.study_uid);
+    assert_ne!(w.series_uid, art_src.series_uid);
+    assert_eq!(w.frame_of_reference, pv.frame_of_reference);
+    assert!(w.description.ends_with(" registered"), "{}", w.description);
+    assert_eq!(hepaview::io::phase::detect_study_phases(&scan.studies[0])[0].phase, hepaview::io::phase::Phase::Arterial, "still read as arterial");
+    assert_eq!(scan.studies[0].patient_id, src.studies[0].patient_id);
+    let (vol, _) = hepaview::io::dicom::load_series(w, &hepaview::io::dicom::no_progress).unwrap();
+    let (nii, _) = hepaview::io::nifti::read_volume::<i16>(&out_dir.join("arterial_registered.nii.gz")).unwrap();
+    assert!(vol.geometry.max_corner_distance_mm(&nii.geometry) < 1e-3);
+    assert_eq!(vol.data, nii.data);
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["phases"][0]["dicom"]["files"].as_u64(), Some(vol.geometry.shape[0] as u64));
+    if let Ok(o) = std::process::Command::new("dciodvfy").arg(out_dir.join("dicom/arterial_registered").join(hepaview::io::dicom_write::slice_file_name(0))).output() {
+        let text = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
+        assert!(!text.lines().any(|l| l.starts_with("Error")), "dciodvfy: {text}");
+    }
+
+    // a NIfTI study cannot become DICOM: said so before any work
+    let nii_out = hepaview()
+        .arg("register")
+        .arg(out_dir.join("portal_venous.nii.gz"))
+        .arg(out_dir.join("arterial_registered.nii.gz"))
+        .args(["--phase", "0=portal_venous", "--phase", "1=arterial", "--dicom", "--out"])
+        .arg(tmp.path().join("r2"))
+        .output()
+        .unwrap();
+    assert!(!nii_out.status.success());
+    assert!(String::from_utf8_lossy(&nii_out.stderr).contains("--dicom needs a DICOM study"), "{}", String::from_utf8_lossy(&nii_out.stderr));
+}
+
+#[test]
+fn register_refuses_a_mask_drawn_on_another_grid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    assert!(hepaview().arg("demo").arg("--small").arg("--out").arg(&dir).status().unwrap().success());
+    let out = hepaview()
+        .arg("register")
+        .arg(dir.join("dicom"))
+        .arg("--warp-mask")
+        .arg(format!("arterial={}", dir.join("labels.nii.gz").display()))
+        .arg("--out")
+        .arg(tmp.path().join("r"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not the arterial phase's") && err.contains("labels.nii.gz"), "{err}");
+    assert!(!tmp.path().join("r").exists(), "nothing written");
+}
+
+#[test]
 fn register_names_a_missing_phase() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");

@@ -125,6 +125,18 @@ pub enum Command {
         /// A mask on the fixed grid (NIfTI; non-zero = inside) where forces act and metrics are taken.
         #[arg(long)]
         mask: Option<PathBuf>,
+        /// Also write each registered phase as a DICOM series (new UIDs, same patient and
+        /// study, the fixed series' frame of reference) under OUT/dicom/. DICOM input only.
+        #[arg(long)]
+        dicom: bool,
+        /// A label mask drawn on a moving phase, carried onto the fixed grid through that
+        /// phase's field: PHASE=MASK.nii.gz (e.g. arterial=lesions_art.nii.gz). Repeatable.
+        #[arg(long = "warp-mask", value_name = "PHASE=MASK")]
+        warp_masks: Vec<String>,
+        /// How --warp-mask resamples: linear (label-wise: each label's indicator
+        /// interpolated, the strongest wins; smooth boundaries) or nearest.
+        #[arg(long, default_value = "linear", value_parser = ["linear", "nearest"])]
+        mask_interp: String,
         /// Output folder (created if missing; existing files are never overwritten).
         #[arg(long)]
         out: PathBuf,
@@ -405,7 +417,26 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Info { path, json, phase_overrides }) => info(&path, json, &phase_overrides),
         Some(Command::Convert { path, series, out }) => convert(&path, series, &out),
-        Some(Command::Register { paths, fixed, moving, variant, sigma_mm, sigma_vox, fluid_sigma_mm, levels, no_prealign, stop_relative, max_step_vox, histogram_points, mask, out, phase_overrides }) => {
+        Some(Command::Register {
+            paths,
+            fixed,
+            moving,
+            variant,
+            sigma_mm,
+            sigma_vox,
+            fluid_sigma_mm,
+            levels,
+            no_prealign,
+            stop_relative,
+            max_step_vox,
+            histogram_points,
+            mask,
+            dicom,
+            warp_masks,
+            mask_interp,
+            out,
+            phase_overrides,
+        }) => {
             let mut params = RegisterParams { variant: variant.parse().map_err(anyhow::Error::msg)?, prealign: !no_prealign, ..RegisterParams::default() };
             if let Some(s) = sigma_mm {
                 params.sigma_diffusion_mm = s;
@@ -430,7 +461,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 params.histogram_points = x;
             }
             params.validate()?;
-            register_cmd(&paths, &fixed, &moving, &params, mask.as_deref(), &out, &phase_overrides)
+            let extra = RegisterOutputs { dicom, warp_masks: parse_warp_masks(&warp_masks)?, label_linear: mask_interp == "linear" };
+            register_cmd(&paths, &fixed, &moving, &params, mask.as_deref(), &extra, &out, &phase_overrides)
         }
         Some(Command::Cluster { paths, mask, k, labels, margin_mm, majority, seed, no_register, out, phase_overrides }) => {
             let recipe = hepaview::analysis::ClusterRecipe { k, mask_labels: labels, margin_mm, majority_iterations: majority, seed };
@@ -542,7 +574,51 @@ pub(crate) fn open_study(paths: &[PathBuf], raw_overrides: &[String]) -> Result<
     Ok(study)
 }
 
-fn register_cmd(paths: &[PathBuf], fixed: &str, moving: &[String], params: &RegisterParams, mask: Option<&Path>, out: &Path, overrides: &[String]) -> Result<()> {
+/// What `register` writes besides the NIfTI phases, fields and report.
+struct RegisterOutputs {
+    dicom: bool,
+    /// Masks on moving phases' grids to carry onto the fixed grid.
+    warp_masks: Vec<(Phase, PathBuf)>,
+    /// Label-wise linear (else nearest) mask resampling.
+    label_linear: bool,
+}
+
+fn parse_warp_masks(raw: &[String]) -> Result<Vec<(Phase, PathBuf)>> {
+    raw.iter()
+        .map(|s| {
+            let (p, path) = s.split_once('=').with_context(|| format!("--warp-mask {s:?}: expected PHASE=MASK, e.g. arterial=lesions.nii.gz"))?;
+            let phase: Phase = p.trim().parse().map_err(anyhow::Error::msg)?;
+            Ok((phase, PathBuf::from(path)))
+        })
+        .collect()
+}
+
+/// The DICOM series each phase was loaded from (matched by description and grid), for
+/// writing derived series; errs when the study is not DICOM.
+fn source_series(paths: &[PathBuf], study: &Study) -> Result<Vec<Option<SeriesInfo>>> {
+    let root = paths.first().context("no input")?;
+    if is_nifti(root) {
+        bail!("--dicom needs a DICOM study: NIfTI input carries no patient or study identity to copy into new series (write NIfTI only, or register the DICOM folder)");
+    }
+    let scan = dicom::scan(root, &dicom::no_progress).with_context(|| format!("reading the DICOM headers under {}", root.display()))?;
+    Ok(study
+        .phases
+        .iter()
+        .map(|p| scan.all_series().find(|s| s.description == p.description && s.geometry == p.volume.geometry).cloned())
+        .collect())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn register_cmd(
+    paths: &[PathBuf],
+    fixed: &str,
+    moving: &[String],
+    params: &RegisterParams,
+    mask: Option<&Path>,
+    extra: &RegisterOutputs,
+    out: &Path,
+    overrides: &[String],
+) -> Result<()> {
     let t0 = std::time::Instant::now();
     let study = open_study(paths, overrides)?;
     let fixed_phase: Phase = fixed.parse().map_err(anyhow::Error::msg)?;
@@ -570,12 +646,49 @@ fn register_cmd(paths: &[PathBuf], fixed: &str, moving: &[String], params: &Regi
         None => None,
     };
     let fixed_img = &study.phases[fi];
-    // Outputs first checked, so hours of work are not lost to a name clash at the end.
     let slug = |i: usize| study.phases[i].phase().slug();
+    // masks to carry: read now, so a bad file fails before the long work
+    let mut moving_masks = Vec::new();
+    for (phase, path) in &extra.warp_masks {
+        let i = moving_idx
+            .iter()
+            .copied()
+            .find(|&i| study.phases[i].phase() == *phase)
+            .with_context(|| format!("--warp-mask {}={}: {} is not among the phases being registered", phase.slug(), path.display(), phase.slug()))?;
+        let (m, _) = nifti::read_mask(path).with_context(|| format!("reading the mask {}", path.display()))?;
+        let grid = &study.phases[i].volume.geometry;
+        let d = m.geometry.max_corner_distance_mm(grid);
+        if m.geometry.shape != grid.shape || d > 0.5 {
+            let apart = if m.geometry.shape == grid.shape { format!(", corners {d:.1} mm apart") } else { String::new() };
+            bail!(
+                "--warp-mask {}: the mask's grid ({:?} voxels) is not the {} phase's ({:?} voxels{apart}); give a mask drawn on that phase",
+                path.display(),
+                m.geometry.shape,
+                phase.slug(),
+                grid.shape,
+            );
+        }
+        moving_masks.push((i, m));
+    }
+    let series = if extra.dicom { Some(source_series(paths, &study)?) } else { None };
+    if let Some(series) = &series {
+        for &i in moving_idx.iter().chain([&fi]) {
+            if series[i].is_none() {
+                bail!("--dicom: could not find the DICOM series of the {} phase ({:?}) again under {}", slug(i), study.phases[i].description, paths[0].display());
+            }
+        }
+    }
+    // Outputs first checked, so hours of work are not lost to a name clash at the end.
     let mut targets = vec![out.join("report.json"), out.join(format!("{}.nii.gz", slug(fi)))];
     for &i in &moving_idx {
         targets.push(out.join(format!("{}_registered.nii.gz", slug(i))));
         targets.push(out.join(format!("field_{}.nii.gz", slug(i))));
+        if series.is_some() {
+            targets.push(out.join("dicom").join(format!("{}_registered", slug(i))));
+        }
+    }
+    for (i, _) in &moving_masks {
+        targets.push(out.join(format!("{}_mask_registered.nii.gz", slug(*i))));
     }
     if let Some(t) = targets.iter().find(|t| t.exists()) {
         bail!("{} already exists; choose another --out folder (Hepaview never overwrites files)", t.display());
@@ -602,13 +715,32 @@ fn register_cmd(paths: &[PathBuf], fixed: &str, moving: &[String], params: &Regi
         );
         nifti::write_volume(&reg.warped, &out.join(format!("{}_registered.nii.gz", slug(i))))?;
         nifti::write_field(&reg.field, &out.join(format!("field_{}.nii.gz", slug(i))))?;
-        reports.push(serde_json::json!({
+        let mut entry = serde_json::json!({
             "moving": slug(i),
             "moving_series": study.phases[i].description,
             "field": format!("field_{}.nii.gz", slug(i)),
             "warped": format!("{}_registered.nii.gz", slug(i)),
             "report": r,
-        }));
+        });
+        if let Some(series) = &series {
+            let (src, fixed_src) = (series[i].as_ref().context("source series")?, series[fi].as_ref().context("fixed series")?);
+            // same inputs and settings give the same UIDs; any change gives new ones
+            let seed = format!("hepaview-register/{}/{}/{params:?}", src.series_uid, fixed_src.series_uid);
+            // the fixed phase stays out of the name: phase detection reads descriptions
+            let description = format!("{} registered", study.phases[i].description);
+            let number = 1000 + src.series_number.unwrap_or(i as i64).clamp(0, 1_000_000) as u32;
+            let meta = hepaview::io::dicom_write::derived_meta(src, &fixed_src.frame_of_reference, &description, number, &seed)?;
+            let dir = out.join("dicom").join(format!("{}_registered", slug(i)));
+            let files = hepaview::io::dicom_write::write_ct_series(&reg.warped, &meta, &dir)?;
+            entry["dicom"] = serde_json::json!({ "folder": format!("dicom/{}_registered", slug(i)), "files": files.len(), "series_uid": meta.series_uid });
+        }
+        for (_, m) in moving_masks.iter().filter(|(mi, _)| *mi == i) {
+            let warped = if extra.label_linear { register::warp::warp_labels_linear(m, &reg.field) } else { register::warp::warp_volume(m, &reg.field, hepaview::volume::Interp::Nearest, 0u8) };
+            let name = format!("{}_mask_registered.nii.gz", slug(i));
+            nifti::write_volume(&warped, &out.join(&name))?;
+            entry["mask"] = serde_json::json!({ "file": name, "interpolation": if extra.label_linear { "label-wise linear" } else { "nearest" } });
+        }
+        reports.push(entry);
     }
     let json = serde_json::json!({
         "fixed": slug(fi),

@@ -55,6 +55,61 @@ fn default_kvp() -> f64 {
     120.0
 }
 
+/// The metadata of a series derived from `source` (e.g. a phase registered onto another):
+/// the same patient and study, a new series (UID from `seed`, `description`, `number`) in
+/// the frame of reference `frame_of_reference_uid` (the registered image lies in the fixed
+/// series' frame). Reads the patient and study attributes from the source's first file;
+/// values the source lacks or holds in a form our writer refuses are left empty where DICOM
+/// allows, or given a neutral value (time 000000) where it requires one.
+pub fn derived_meta(
+    source: &crate::io::dicom::SeriesInfo,
+    frame_of_reference_uid: &str,
+    description: &str,
+    number: u32,
+    seed: &str,
+) -> Result<SeriesMeta, WriteError> {
+    use crate::io::dicom::{get_f64s, get_str};
+    let path = source.frames.first().map(|f| f.path.clone()).ok_or_else(|| WriteError::InvalidMeta {
+        field: "source",
+        value: source.description.clone(),
+        hint: "the source series has no files".into(),
+    })?;
+    let obj = dicom_object::OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .open_file(&path)
+        .map_err(|e| WriteError::Encode { path: path.clone(), message: format!("reading the source header: {e}") })?;
+    let text = |tag| get_str(&obj, tag).unwrap_or_default();
+    let date = |tag| Some(text(tag)).filter(|d| d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit())).unwrap_or_default();
+    let time = |tag| {
+        let t = text(tag);
+        let hms: String = t.split('.').next().unwrap_or("").chars().take(6).collect();
+        if hms.len() == 6 && hms.bytes().all(|b| b.is_ascii_digit()) { hms } else { "000000".to_string() }
+    };
+    let sex = Some(text(tags::PATIENT_SEX)).filter(|s| matches!(s.as_str(), "M" | "F" | "O")).unwrap_or_default();
+    let study_date = Some(date(tags::STUDY_DATE)).filter(|d| !d.is_empty()).or_else(|| Some(date(tags::SERIES_DATE)).filter(|d| !d.is_empty()));
+    Ok(SeriesMeta {
+        patient_name: text(tags::PATIENT_NAME),
+        patient_id: text(tags::PATIENT_ID),
+        patient_birth_date: date(tags::PATIENT_BIRTH_DATE),
+        patient_sex: sex,
+        study_uid: source.study_uid.clone(),
+        // required by our writer; 19000101 marks "unknown" rather than inventing a day
+        study_date: study_date.unwrap_or_else(|| "19000101".into()),
+        study_time: time(tags::STUDY_TIME),
+        study_id: text(tags::STUDY_ID),
+        accession_number: text(tags::ACCESSION_NUMBER),
+        series_uid: uid_from(&format!("{seed}/series")),
+        series_number: number,
+        series_description: description.chars().take(64).collect(),
+        acquisition_time: time(tags::ACQUISITION_TIME),
+        contrast_agent: source.contrast_agent.clone(),
+        frame_of_reference_uid: frame_of_reference_uid.to_string(),
+        manufacturer: text(tags::MANUFACTURER),
+        uid_seed: seed.to_string(),
+        kvp: get_f64s(&obj, tags::KVP).and_then(|v| v.first().copied()).unwrap_or(120.0),
+    })
+}
+
 /// Why a series could not be written. Each message names the file or field and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
