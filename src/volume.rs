@@ -367,6 +367,10 @@ pub fn norm(a: Lps) -> f64 {
     dot(a, a).sqrt()
 }
 
+pub fn add(a: Lps, b: Lps) -> Lps {
+    [a[0] + b[0], a[1] + b[1], a[2] + b[2]]
+}
+
 pub fn sub(a: Lps, b: Lps) -> Lps {
     [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
 }

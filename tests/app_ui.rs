@@ -284,6 +284,18 @@ fn register_button_runs_in_the_background_and_shows_registered_phases() {
     app.registration.set_mode(&mut app.study, 0, CompareMode::Original);
     assert_eq!(h.state().study.phases[0].volume.geometry, arterial_before);
     assert!(h.state().registration.layer_for(h.state().study.phases[0].key).is_none());
+    // showing the original, the link goes through the field: the point shown for a fixed
+    // point p is p + u(p), where the registered image took its value from
+    let app = h.state();
+    // a voxel centre of the fixed grid, where the registered image holds moving(p + u(p))
+    let p = fixed_geometry.index_to_world([30.0, 28.0, 12.0]);
+    let off = app.registration.link_offset(app.study.phases[0].key, p);
+    assert!(off.iter().any(|v| v.abs() > 0.01), "u at the crosshair: {off:?}");
+    let r = &app.registration.results[0];
+    let via_field = r.original.sample_world(hepaview::volume::add(p, off), hepaview::Interp::Linear).unwrap();
+    let registered = r.registered.sample_world(p, hepaview::Interp::Linear).unwrap();
+    assert!((via_field - registered).abs() < 1.0, "{via_field} vs {registered} HU");
+    assert_eq!(app.registration.link_offset(app.study.phases[2].key, p), [0.0; 3], "a registered phase needs no offset");
 }
 
 /// Steps the harness until `done` or about a minute has passed.

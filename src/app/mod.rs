@@ -419,7 +419,8 @@ impl HepaviewApp {
                 Some(p) => {
                     ui.monospace(format!("LPS ({:.1}, {:.1}, {:.1}) mm", p[0], p[1], p[2]));
                     for ph in &self.study.phases {
-                        let hu = ph.volume.sample_world(p, Interp::Nearest);
+                        let at = crate::volume::add(p, self.registration.link_offset(ph.key, p));
+                        let hu = ph.volume.sample_world(at, Interp::Nearest);
                         ui.separator();
                         ui.monospace(match hu {
                             Some(v) => format!("{}: {:.0} HU", ph.phase(), v),
@@ -488,9 +489,15 @@ impl HepaviewApp {
         let ppp = ui.ctx().pixels_per_point() as f64;
         let resp = ui.interact(rect, ui.scope_id().with(("viewport", n)), Sense::click_and_drag());
         let size_px = [rect.width() as f64 * ppp, rect.height() as f64 * ppp];
+        // an unregistered moving phase is linked through the field: its plane is moved by
+        // u at the crosshair, and points picked in it are moved back
+        let phase_key = self.study.phases[phase].key;
+        let offset = self.registration.link_offset(phase_key, self.view.crosshair_mm);
         let to_world = |view: &ViewState, pos: egui::Pos2| {
-            let plane = view.plane(o, ppp);
-            pixel_to_world(&plane, size_px, (pos.x - rect.min.x) as f64 * ppp, (pos.y - rect.min.y) as f64 * ppp)
+            let mut plane = view.plane(o, ppp);
+            plane.centre_mm = crate::volume::add(plane.centre_mm, offset);
+            let w = pixel_to_world(&plane, size_px, (pos.x - rect.min.x) as f64 * ppp, (pos.y - rect.min.y) as f64 * ppp);
+            crate::volume::sub(w, offset)
         };
         // input
         if let Some(pos) = resp.hover_pos() {
@@ -552,7 +559,8 @@ impl HepaviewApp {
             }),
             _ => None,
         };
-        let plane = self.view.plane(o, ppp);
+        let mut plane = self.view.plane(o, ppp);
+        plane.centre_mm = crate::volume::add(plane.centre_mm, offset);
         let desc = SliceViewDesc {
             volume: Arc::clone(&p.volume),
             volume_key: p.key,
@@ -566,7 +574,7 @@ impl HepaviewApp {
         let painter = ui.painter_at(rect);
         painter.add(gpu::slice_callback(rect, desc));
         // crosshair
-        let c = world_to_pixel(&plane, size_px, self.view.crosshair_mm);
+        let c = world_to_pixel(&plane, size_px, crate::volume::add(self.view.crosshair_mm, offset));
         let c = egui::pos2(rect.min.x + (c[0] / ppp) as f32, rect.min.y + (c[1] / ppp) as f32);
         let stroke = Stroke::new(1.0, Color32::from_rgba_unmultiplied(255, 220, 0, 150));
         painter.line_segment([egui::pos2(rect.min.x, c.y), egui::pos2(rect.max.x, c.y)], stroke);

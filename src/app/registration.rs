@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::gpu::{LayerDesc, LayerKind};
 use crate::register::{self, compare, PhaseReport};
 use crate::study::{next_key, Job, Study};
-use crate::volume::{CtVolume, Field};
+use crate::volume::{CtVolume, Field, Lps};
 
 /// What a moving phase's viewports show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +109,18 @@ pub struct RegistrationPanel {
 impl RegistrationPanel {
     pub fn new() -> Self {
         RegistrationPanel { checker_mm: 20.0, blend: 0.5, grid_mm: 10.0, heat_opacity: 0.6, ..Default::default() }
+    }
+
+    /// Where the fixed phase's world point `p` lies in the phase image shown under `key`,
+    /// minus `p`: `u(p)` while that phase shows its original (unregistered) image, so the
+    /// link between viewports goes through the field; zero otherwise (registered images
+    /// already lie on the fixed grid).
+    pub fn link_offset(&self, key: u64, p: Lps) -> Lps {
+        self.results
+            .iter()
+            .find(|r| r.shown_key == key && r.mode == CompareMode::Original)
+            .and_then(|r| register::warp::displacement_at(&r.field, p))
+            .unwrap_or([0.0; 3])
     }
 
     /// What to draw over the phase image shown under `key`, if its mode has a layer.

@@ -96,6 +96,16 @@ pub fn warp_volume<T: Sample>(moving: &Volume<T>, field: &Field, interp: Interp,
     Volume { data: out, geometry: target.clone() }
 }
 
+/// `u` at the world point `p` (trilinear), or `None` outside the field's grid.
+pub fn displacement_at(field: &Field, p: crate::volume::Lps) -> Option<crate::volume::Lps> {
+    let q = field.geometry.world_to_index(p);
+    if !field.geometry.contains_index(q) {
+        return None;
+    }
+    let u = kernels::sample3(field.data.as_slice()?, field.geometry.shape, q[0] as f32, q[1] as f32, q[2] as f32);
+    Some([u[0] as f64, u[1] as f64, u[2] as f64])
+}
+
 /// A label mask warped like [`warp_volume`], but label-wise linear: each label's indicator
 /// is interpolated trilinearly and the label with the largest weight wins (background
 /// included). Boundaries come out smooth and sub-voxel placed, where nearest neighbour
@@ -306,5 +316,17 @@ mod tests {
         assert_eq!(rows, vec![4], "the line stays one voxel thick at the nearer row");
         let total = w.data.iter().filter(|&&l| l == 2).count();
         assert_eq!(total, 9);
+    }
+
+    #[test]
+    fn displacement_at_interpolates_inside_and_is_none_outside() {
+        let g = Geometry::axis_aligned([4, 4, 4], [2.0, 1.0, 1.0], [10.0, 0.0, 0.0]);
+        let mut f = Field::zeros(g.clone());
+        for ((_, _, i, c), v) in f.data.indexed_iter_mut() {
+            *v = if c == 0 { i as f32 } else { 0.0 };
+        }
+        let u = displacement_at(&f, [11.5, 1.0, 2.0]).unwrap();
+        assert!((u[0] - 1.5).abs() < 1e-6 && u[1] == 0.0 && u[2] == 0.0, "{u:?}");
+        assert!(displacement_at(&f, [0.0, 1.0, 2.0]).is_none());
     }
 }
