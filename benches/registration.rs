@@ -12,6 +12,10 @@
 //! Options: `--no-anchor`, `--anchor-variants LIST` (default fastsym,diffeo),
 //! `--evaluate OUT` (only score an existing output folder), `-- ARGS` (extra arguments for
 //! `hepaview register`, for trying settings). The last line is JSON.
+//!
+//! `--phantom` runs the same on the full-size demo phantom instead (`hepaview demo`, 3 ×
+//! 256 × 256 × 80, known breathing fields; body mask = its anatomy > 0), with the anchor's
+//! recipe through `benches/anchors/registration_sitk_phantom.py` (only the loader differs).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,6 +42,15 @@ fn evaluate(out: &Path, data: &Path, phase: &str) -> Option<serde_json::Value> {
     }))
 }
 
+/// The full-size demo study in `dir`, with `body_mask.nii.gz` (anatomy > 0) for scoring.
+fn write_phantom(dir: &Path) {
+    let status = Command::new(env!("CARGO_BIN_EXE_hepaview")).arg("demo").arg("--out").arg(dir).status().expect("hepaview demo runs");
+    assert!(status.success(), "hepaview demo failed");
+    let (anatomy, _) = nifti::read_mask(&dir.join("anatomy.nii.gz")).expect("the demo writes anatomy.nii.gz");
+    let body = hepaview::Volume::new(anatomy.data.mapv(|l| (l > 0) as u8), anatomy.geometry.clone());
+    nifti::write_volume(&body, &dir.join("body_mask.nii.gz")).expect("body mask written");
+}
+
 fn print_scores(scores: &[serde_json::Value]) {
     for s in scores {
         println!(
@@ -60,7 +73,16 @@ fn main() {
         return;
     }
     let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared");
-    let data = shared.join("data/triphase-hcc048");
+    let phantom = args.iter().any(|a| a == "--phantom");
+    let tmp = std::env::temp_dir().join(format!("hepaview-bench-register-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let phantom_dir = std::env::temp_dir().join(format!("hepaview-bench-phantom-{}", std::process::id()));
+    let (data, anchor_script) = if phantom {
+        write_phantom(&phantom_dir);
+        (phantom_dir.clone(), PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/anchors/registration_sitk_phantom.py"))
+    } else {
+        (shared.join("data/triphase-hcc048"), shared.join("anchors/registration_sitk.py"))
+    };
     if !data.is_dir() {
         eprintln!("{} not found; nothing to measure", data.display());
         return;
@@ -74,8 +96,6 @@ fn main() {
         return;
     }
     let extra: Vec<String> = args.iter().position(|a| a == "--").map(|i| args[i + 1..].to_vec()).unwrap_or_default();
-    let tmp = std::env::temp_dir().join(format!("hepaview-bench-register-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
 
     let t = Instant::now();
     let status = Command::new(env!("CARGO_BIN_EXE_hepaview"))
@@ -100,8 +120,9 @@ fn main() {
         let variants = args.iter().position(|a| a == "--anchor-variants").map(|i| args[i + 1].clone()).unwrap_or_else(|| "fastsym,diffeo".into());
         let t = Instant::now();
         let out = Command::new("python3")
-            .arg(shared.join("anchors/registration_sitk.py"))
-            .args(["--variants", &variants, "--phases", "arterial,delayed", "--sigma", "4"])
+            .arg(&anchor_script)
+            .args(["--variants", &variants, "--phases", "arterial,delayed", "--sigma", "4", "--data"])
+            .arg(&data)
             .output();
         let secs = t.elapsed().as_secs_f64();
         match out {
@@ -130,10 +151,13 @@ fn main() {
             Err(e) => eprintln!("anchor skipped: {e}"),
         }
     }
+    if phantom {
+        let _ = std::fs::remove_dir_all(&phantom_dir);
+    }
     println!(
         "{}",
         serde_json::json!({
-            "bench": "registration", "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "bench": "registration", "data": if phantom { "demo phantom 256x256x80" } else { "triphase-hcc048" }, "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             "hepaview_process_s": ours_s, "extra_args": extra, "scores": scores, "hepaview_report": report,
             "anchor_process_s": anchor_s, "anchor": anchor,
         })
