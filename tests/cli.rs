@@ -279,3 +279,37 @@ fn mesh_exports_closed_surfaces_that_admesh_accepts() {
         assert!((volume_ml / ours_ml - 1.0).abs() < 0.005, "{}: admesh volume {volume_ml} mL vs ours {ours_ml} mL", o["name"]);
     }
 }
+
+#[test]
+fn compare_without_masks_segments_both_visits_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (base, follow) = (tmp.path().join("base"), tmp.path().join("follow"));
+    assert!(hepaview().arg("demo").arg("--small").arg("--out").arg(&base).status().unwrap().success());
+    assert!(hepaview().args(["demo", "--small", "--follow-up", "--out"]).arg(&follow).status().unwrap().success());
+    let out_dir = tmp.path().join("cmp");
+    let out = hepaview()
+        .arg("compare")
+        .arg("--baseline")
+        .arg(base.join("dicom"))
+        .arg("--followup")
+        .arg(follow.join("dicom"))
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("baseline: no mask given") && err.contains("followup: no mask given"), "{err}");
+    for f in ["baseline_mask.nii.gz", "followup_mask.nii.gz", "compare.json", "compare.html", "lesions.csv"] {
+        assert!(out_dir.join(f).is_file(), "{f} missing");
+    }
+    // the written masks are the U-Net's outlines on each visit's portal venous grid, and the
+    // baseline's liver overlaps the demo's truth (the lesions are the model's weak part)
+    let (mask, _) = hepaview::io::nifti::read_mask(&out_dir.join("baseline_mask.nii.gz")).unwrap();
+    let (truth, _) = hepaview::io::nifti::read_mask(&base.join("labels.nii.gz")).unwrap();
+    assert_eq!(mask.geometry.shape, truth.geometry.shape);
+    let dice = hepaview::register::metrics::dice_where(&mask, &truth, |l| l > 0);
+    assert!(dice > 0.85, "liver Dice of the automatic baseline mask {dice:.3}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("compare.json")).unwrap()).unwrap();
+    assert!(report.get("response").is_some() || report.get("recist").is_some(), "{report}");
+}

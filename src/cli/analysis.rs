@@ -194,22 +194,45 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     use hepaview::report::compare::{write_compare_report, VisitInput};
     use hepaview::response::ResponseOptions;
     let t0 = std::time::Instant::now();
-    for name in ["compare.json", "lesions.csv", "compare.html", "baseline_parts.nii.gz", "followup_parts.nii.gz"] {
+    for name in ["compare.json", "lesions.csv", "compare.html", "baseline_parts.nii.gz", "followup_parts.nii.gz", "baseline_mask.nii.gz", "followup_mask.nii.gz"] {
         let p = a.out.join(name);
         if p.exists() {
             bail!("{} already exists; choose another --out folder (Hepaview never overwrites files)", p.display());
         }
     }
-    let open = |paths: &[PathBuf], mask: Option<&Path>, which: &str| -> Result<(Study, Mask, Vec<AlignedPhase>)> {
+    let mut segmented = Vec::new();
+    let mut open = |paths: &[PathBuf], mask: Option<&Path>, which: &str| -> Result<(Study, Mask, Vec<AlignedPhase>)> {
         let study = open_study(paths, &[])?;
-        let (mask, _) = load_mask(&study, mask).with_context(|| {
-            format!("the {which} study needs a mask (liver 1, tumour 2): give --{which}-mask (automatic segmentation is not shipped yet)")
-        })?;
+        let mask = if mask.is_some() || study.labels.is_some() {
+            load_mask(&study, mask)?.0
+        } else {
+            // no mask given: the shipped U-Net outlines liver and tumours, said so loudly,
+            // since every figure of the response rests on these outlines
+            let model_path = hepaview::segment::default_model_path();
+            let pb = progress_bar_1000();
+            let report = |f: f32, m: &str| {
+                pb.set_position((f.clamp(0.0, 1.0) * 1000.0) as u64);
+                pb.set_message(format!("segmenting the {which}: {m}"));
+                true
+            };
+            let m = hepaview::segment::segment_study(&study, &model_path, &report)
+                .with_context(|| format!("no --{which}-mask was given, and segmenting the {which} with {} failed", model_path.display()))?;
+            pb.finish_and_clear();
+            eprintln!("! {which}: no mask given; liver and tumours were outlined by the shipped U-Net ({}); check them (written as {which}_mask.nii.gz)", model_path.display());
+            segmented.push((which.to_string(), m.clone()));
+            m
+        };
         let phases = aligned(&study, &mask, a.no_register)?;
         Ok((study, mask, phases))
     };
     let (bs, bmask, bphases) = open(a.baseline, a.baseline_mask, "baseline")?;
     let (fs, fmask, fphases) = open(a.followup, a.followup_mask, "followup")?;
+    if !segmented.is_empty() {
+        std::fs::create_dir_all(a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    }
+    for (which, m) in &segmented {
+        nifti::write_volume(m, &a.out.join(format!("{which}_mask.nii.gz")))?;
+    }
     if !fphases.iter().any(|p| p.phase == hepaview::io::phase::Phase::Arterial) {
         eprintln!("! the follow-up has no arterial phase: viable tumour and mRECIST cannot be measured; RECIST 1.1 and volumes are given");
     }

@@ -240,10 +240,11 @@ pub enum Command {
         /// The follow-up study.
         #[arg(long, required = true, num_args = 1..)]
         followup: Vec<PathBuf>,
-        /// Label mask of the baseline (liver 1, tumour 2), on its grid.
+        /// Label mask of the baseline (liver 1, tumour 2), on its grid. Without one, the
+        /// shipped U-Net outlines liver and tumours (written beside the report; check it).
         #[arg(long)]
         baseline_mask: Option<PathBuf>,
-        /// Label mask of the follow-up.
+        /// Label mask of the follow-up (without one: the U-Net, as for the baseline).
         #[arg(long)]
         followup_mask: Option<PathBuf>,
         /// The phases within each visit are registered already: resample only.
