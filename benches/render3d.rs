@@ -15,6 +15,11 @@
 //!    `render::scene::LOD_TRIANGLES`), and the tumours alone (what the liver costs). The
 //!    variants take turns frame by frame.
 //! 3. A click: the CPU pick of a ray through the middle of the view.
+//! 4. Direct volume rendering (`--dvr-size`, default 512 × 512): the default demo's
+//!    arterial phase (256 × 256 × 80, uploaded as it is) marched under the tumours (liver
+//!    hidden) with the vessels/bone preset shaded and unshaded, the soft-tissue preset, the
+//!    half-resolution frames drawn while the camera moves, and with the whole 300k-triangle
+//!    liver shown too. `--only mesh` or `--only dvr` runs one part.
 //!
 //! Ends with one JSON line. Without `--bench` (as `cargo test --all-targets` runs it) it
 //! only says how to run it.
@@ -24,8 +29,10 @@ use std::time::Instant;
 use egui_wgpu::wgpu;
 use hepaview::mesh::MeshOptions;
 use hepaview::phantom::PhantomOptions;
+use hepaview::io::phase::Phase;
+use hepaview::render::dvr::GpuDvrVolume;
 use hepaview::render::gpu::{encode_frame, Drawing, GpuScene, Renderer3d, Target};
-use hepaview::render::{Camera, FrameDesc, Scene, StandardView};
+use hepaview::render::{Camera, DvrParams, DvrVolume, FrameDesc, Scene, StandardView, TransferPreset};
 use hepaview::study::Study;
 use hepaview::volume::{Mask, Volume};
 use ndarray::Array3;
@@ -97,9 +104,10 @@ fn main() {
         Variant { name: "moving (decimated copies)", planes: true, interactive: true, liver: true },
         Variant { name: "still, liver hidden (tumours only)", planes: true, interactive: false, liver: false },
     ];
-    let drawing = Drawing { renderer: &renderer, gpu: &gpu, scene: &scene };
+    let drawing = Drawing { renderer: &renderer, gpu: &gpu, scene: &scene, volume: None };
+    let only = arg(&args, "--only");
     let mut results = Vec::new();
-    for size in &sizes {
+    for size in sizes.iter().filter(|_| only != Some("dvr")) {
         let target = Target::new(device, *size);
         let mut times = vec![Vec::with_capacity(frames); variants.len()];
         let mut camera = Camera::fit_aspect(scene.bounds_mm, StandardView::Anterior, size[0] as f64 / size[1] as f64);
@@ -123,11 +131,71 @@ fn main() {
             }
         }
         for (v, t) in variants.iter().zip(times.iter_mut()) {
-            t.sort_by(f64::total_cmp);
-            let median = t[t.len() / 2];
-            let p95 = t[((t.len() * 95) / 100).min(t.len() - 1)];
+            let (median, p95) = stats(t);
             println!("{}x{} px, {}: median {median:.1} ms, p95 {p95:.1} ms ({:.0} fps)", size[0], size[1], v.name, 1000.0 / median);
             results.push(serde_json::json!({"width": size[0], "height": size[1], "variant": v.name, "median_ms": median, "p95_ms": p95}));
+        }
+    }
+
+    // direct volume rendering of the arterial phase under the surfaces
+    let mut dvr_results = Vec::new();
+    let mut dvr_prepare_ms = 0.0;
+    if let (true, Some(art)) = (only != Some("mesh"), study.phases.iter().find(|p| p.phase() == Phase::Arterial)) {
+        let size = arg(&args, "--dvr-size").and_then(parse_size).unwrap_or([512, 512]);
+        let t = Instant::now();
+        let vol = std::sync::Arc::new(DvrVolume::from_ct(&art.volume, art.key, hepaview::render::dvr::MAX_DIM));
+        dvr_prepare_ms = t.elapsed().as_secs_f64() * 1000.0;
+        let t = Instant::now();
+        let gvol = GpuDvrVolume::upload(device, queue, std::sync::Arc::clone(&vol));
+        queue.submit([]);
+        let _ = device.poll(wgpu::PollType::wait_indefinitely());
+        println!(
+            "DVR volume: {:?} (x, y, z) at {:?} mm, step {:.2} mm; prepared in {dvr_prepare_ms:.0} ms, uploaded in {:.0} ms",
+            vol.dims(),
+            vol.geometry.spacing_mm,
+            vol.step_mm(),
+            t.elapsed().as_secs_f64() * 1000.0
+        );
+        let d = Drawing { volume: Some(&gvol), ..drawing };
+        struct DvrVariant {
+            name: &'static str,
+            preset: TransferPreset,
+            shading: bool,
+            interactive: bool,
+            liver: bool,
+        }
+        let variants = [
+            DvrVariant { name: "DVR vessels/bone, shaded, tumours", preset: TransferPreset::VesselsBone, shading: true, interactive: false, liver: false },
+            DvrVariant { name: "DVR vessels/bone, unshaded, tumours", preset: TransferPreset::VesselsBone, shading: false, interactive: false, liver: false },
+            DvrVariant { name: "DVR vessels/bone, moving (half resolution)", preset: TransferPreset::VesselsBone, shading: true, interactive: true, liver: false },
+            DvrVariant { name: "DVR soft tissue, shaded, tumours", preset: TransferPreset::SoftTissue, shading: true, interactive: false, liver: false },
+            DvrVariant { name: "DVR vessels/bone, shaded, full surfaces", preset: TransferPreset::VesselsBone, shading: true, interactive: false, liver: true },
+        ];
+        let target = Target::new(device, size);
+        let mut times = vec![Vec::with_capacity(frames); variants.len()];
+        let mut camera = Camera::fit_aspect(scene.bounds_mm, StandardView::Anterior, size[0] as f64 / size[1] as f64);
+        for n in 0..frames + 2 {
+            camera.turn(9f64.to_radians());
+            for (v, t_v) in variants.iter().zip(times.iter_mut()) {
+                let mut frame = FrameDesc::new(camera, size);
+                frame.interactive = v.interactive;
+                frame.show_liver = v.liver;
+                frame.liver_opacity = if v.liver { 0.25 } else { 0.0 };
+                frame.dvr = Some(DvrParams { preset: v.preset, shading: v.shading, ..DvrParams::new(vol.key) });
+                let t = Instant::now();
+                let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bench dvr") });
+                encode_frame(device, &d, &frame, &target, &mut encoder);
+                let index = queue.submit(std::iter::once(encoder.finish()));
+                let _ = device.poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None });
+                if n >= 2 {
+                    t_v.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+        }
+        for (v, t) in variants.iter().zip(times.iter_mut()) {
+            let (median, p95) = stats(t);
+            println!("{}x{} px, {}: median {median:.1} ms, p95 {p95:.1} ms ({:.1} fps)", size[0], size[1], v.name, 1000.0 / median);
+            dvr_results.push(serde_json::json!({"width": size[0], "height": size[1], "variant": v.name, "median_ms": median, "p95_ms": p95}));
         }
     }
 
@@ -152,9 +220,20 @@ fn main() {
         "scene_build_s": build_s,
         "upload_ms": upload_ms,
         "frames": results,
+        "dvr_prepare_ms": dvr_prepare_ms,
+        "dvr_frames": dvr_results,
         "pick_ms": pick_ms[4],
     });
     println!("{json}");
+}
+
+/// Median and 95th percentile (sorts `t`).
+fn stats(t: &mut [f64]) -> (f64, f64) {
+    if t.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    t.sort_by(f64::total_cmp);
+    (t[t.len() / 2], t[((t.len() * 95) / 100).min(t.len() - 1)])
 }
 
 fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a str> {

@@ -1,8 +1,11 @@
-//! The 3D view's egui side: a toolbar (standard views, what to show, exports), mouse
-//! orbit/pan/zoom, clicking a surface to move the crosshair, tumour labels and the
-//! orientation indicator. Surfaces are built on a worker thread whenever the label mask
-//! changes (debounced, so a brush stroke does not start a build per dab); drawing is
-//! [`crate::render`]'s.
+//! The 3D view's egui side: a toolbar (standard views, what to show, volume rendering,
+//! exports), mouse orbit/pan/zoom, clicking a surface to move the crosshair, tumour labels
+//! and the orientation cube (click a face for that standard view). Surfaces are built on a
+//! worker thread whenever the label mask changes (debounced, so a brush stroke does not
+//! start a build per dab); drawing is [`crate::render`]'s.
+//!
+//! Direct volume rendering (DVR) shows a phase's CT (the arterial phase unless the user
+//! picks another) under the surfaces; it works without a label mask too, framing the CT.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,7 +16,9 @@ use egui::{Align2, Color32, FontId, PointerButton, Pos2, Rect, Sense, Stroke, Ve
 use super::view::{direction_letter, ViewState};
 use crate::mesh::MeshOptions;
 use crate::render::gpu::{view3d_callback, View3dCallback, PLANE_RGB};
-use crate::render::{Camera, CaptureKind, CaptureRequest, FrameDesc, Hit, Scene, StandardView};
+use crate::io::phase::Phase;
+use crate::render::orientation::{cube_faces, face_at};
+use crate::render::{Camera, CaptureKind, CaptureRequest, DvrParams, DvrVolume, FrameDesc, Hit, Scene, StandardView, TransferPreset};
 use crate::study::{Job, Study};
 use crate::volume::Lps;
 
@@ -25,6 +30,29 @@ const MOVING_GRACE: Duration = Duration::from_millis(250);
 
 /// Height of the toolbar above the picture, points.
 const TOOLBAR: f32 = 24.0;
+
+/// Half the orientation cube's side, points; its centre sits this far plus a margin from
+/// the picture's bottom-left corner.
+const CUBE_HALF: f32 = 22.0;
+const CUBE_MARGIN: f32 = 40.0;
+
+/// Direct volume rendering settings of the 3D view.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DvrSettings {
+    pub enabled: bool,
+    /// Index into the study's phases; `None`: the arterial phase (else the first).
+    pub phase: Option<usize>,
+    pub preset: TransferPreset,
+    pub shading: bool,
+    /// Opacity scale, 1 as the preset says.
+    pub opacity: f32,
+}
+
+impl Default for DvrSettings {
+    fn default() -> Self {
+        DvrSettings { enabled: false, phase: None, preset: TransferPreset::VesselsBone, shading: true, opacity: 1.0 }
+    }
+}
 
 /// What a finished picture is saved as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +109,12 @@ pub struct View3d {
     /// The camera has been fitted to a scene (the first build fits; later builds keep the
     /// user's camera).
     fitted: bool,
+    /// Direct volume rendering of a phase.
+    pub dvr: DvrSettings,
+    /// The prepared (downsampled) volume of the phase shown, by phase key.
+    dvr_volume: Option<Arc<DvrVolume>>,
+    /// An empty scene spanning the CT, drawn when DVR is on without a label mask.
+    ct_scene: Option<Arc<Scene>>,
 }
 
 impl Default for View3d {
@@ -113,6 +147,9 @@ impl Default for View3d {
             aspect: 1.0,
             auto_frame: false,
             fitted: false,
+            dvr: DvrSettings::default(),
+            dvr_volume: None,
+            ct_scene: None,
         }
     }
 }
@@ -141,8 +178,48 @@ impl View3d {
     pub fn set_view(&mut self, v: StandardView) {
         self.camera.set_view(v);
         self.auto_frame = true;
-        if let Some(s) = &self.scene {
+        if let Some(s) = self.shown_scene() {
             self.camera.frame_aspect(s.bounds_mm, self.aspect);
+        }
+    }
+
+    /// What is drawn: the mask's surfaces, or, with DVR on and no mask, an empty scene that
+    /// spans the CT.
+    pub fn shown_scene(&self) -> Option<Arc<Scene>> {
+        self.scene.clone().or_else(|| self.ct_scene.clone().filter(|_| self.dvr.enabled))
+    }
+
+    /// The phase DVR shows: the chosen one, else the arterial phase, else the first.
+    pub fn dvr_phase_index(&self, study: &Study) -> Option<usize> {
+        match self.dvr.phase {
+            Some(i) if i < study.phases.len() => Some(i),
+            _ => study.phases.iter().position(|p| p.phase() == Phase::Arterial).or((!study.phases.is_empty()).then_some(0)),
+        }
+    }
+
+    /// Prepares the DVR volume of the shown phase (downsampled once per phase) and, without
+    /// a label mask, a scene spanning the CT. Call every frame (the view's `ui` does).
+    pub fn prepare_dvr(&mut self, study: &Study) {
+        if !self.dvr.enabled {
+            return;
+        }
+        let Some(i) = self.dvr_phase_index(study) else {
+            self.dvr_volume = None;
+            return;
+        };
+        let phase = &study.phases[i];
+        if self.dvr_volume.as_ref().is_none_or(|v| v.key != phase.key) {
+            self.dvr_volume = Some(Arc::new(DvrVolume::from_ct(&phase.volume, phase.key, crate::render::dvr::MAX_DIM)));
+        }
+        if self.scene.is_none() {
+            let bounds = crate::render::scene::geometry_bounds(&phase.volume.geometry);
+            if self.ct_scene.as_ref().is_none_or(|s| s.grid_bounds_mm != bounds) {
+                self.ct_scene = Some(Arc::new(Scene::from_objects(Vec::new(), Vec::new(), bounds, 0)));
+                if !self.fitted {
+                    self.camera = Camera::fit_aspect(bounds, StandardView::Anterior, self.aspect);
+                    self.auto_frame = true;
+                }
+            }
         }
     }
 
@@ -239,6 +316,12 @@ impl View3d {
             show_tumours: self.show_tumours,
             show_vessels: self.show_vessels,
             interactive: self.moving_until.is_some_and(|t| Instant::now() < t),
+            dvr: self.dvr_volume.as_ref().filter(|_| self.dvr.enabled).map(|v| DvrParams {
+                volume_key: v.key,
+                preset: self.dvr.preset,
+                shading: self.dvr.shading,
+                opacity: self.dvr.opacity,
+            }),
         }
     }
 
@@ -258,16 +341,17 @@ impl View3d {
     /// The whole 3D cell: toolbar on top, picture below.
     pub fn ui(&mut self, ui: &mut egui::Ui, rect: Rect, study: &Study, view: &mut ViewState) {
         self.poll(study, ui.ctx());
+        self.prepare_dvr(study);
         self.finish_capture();
         let bar = Rect::from_min_size(rect.min, Vec2::new(rect.width(), TOOLBAR));
         let pic = Rect::from_min_max(Pos2::new(rect.min.x, rect.min.y + TOOLBAR), rect.max);
         ui.scope_builder(egui::UiBuilder::new().max_rect(bar.shrink2(Vec2::new(4.0, 1.0))).layout(egui::Layout::left_to_right(egui::Align::Center)), |ui| {
-            self.toolbar(ui, pic);
+            self.toolbar(ui, pic, study);
         });
         self.picture(ui, pic, view);
     }
 
-    fn toolbar(&mut self, ui: &mut egui::Ui, pic: Rect) {
+    fn toolbar(&mut self, ui: &mut egui::Ui, pic: Rect, study: &Study) {
         // fits a 3D cell a quarter of a small window wide
         ui.spacing_mut().item_spacing.x = 3.0;
         ui.spacing_mut().button_padding.x = 4.0;
@@ -276,7 +360,7 @@ impl View3d {
                 self.set_view(v);
             }
         }
-        let has_scene = self.scene.is_some();
+        let has_scene = self.shown_scene().is_some();
         ui.menu_button("Show", |ui| {
             ui.checkbox(&mut self.show_liver, "liver");
             ui.add(egui::Slider::new(&mut self.liver_opacity, 0.05..=1.0).text("liver opacity"));
@@ -285,6 +369,8 @@ impl View3d {
             ui.checkbox(&mut self.show_planes, "slice planes");
             ui.checkbox(&mut self.show_labels, "tumour labels");
         });
+        ui.toggle_value(&mut self.dvr.enabled, "DVR").on_hover_text("direct volume rendering of a phase's CT under the surfaces");
+        ui.menu_button("Volume", |ui| self.dvr_menu(ui, study));
         ui.menu_button("Export", |ui| {
             ui.horizontal(|ui| {
                 let l = ui.label("folder");
@@ -312,6 +398,40 @@ impl View3d {
                 }
             });
         });
+    }
+
+    fn dvr_menu(&mut self, ui: &mut egui::Ui, study: &Study) {
+        ui.checkbox(&mut self.dvr.enabled, "volume rendering (DVR)");
+        let shown = self.dvr_phase_index(study);
+        let name = |i: usize| study.phases.get(i).map_or("-".to_string(), |p| format!("{} ({})", p.phase().as_str(), p.description));
+        ui.horizontal(|ui| {
+            let l = ui.label("phase");
+            egui::ComboBox::from_id_salt("hepaview dvr phase")
+                .selected_text(shown.map_or("-".to_string(), name))
+                .show_ui(ui, |ui| {
+                    for i in 0..study.phases.len() {
+                        if ui.selectable_label(shown == Some(i), name(i)).clicked() {
+                            self.dvr.phase = Some(i);
+                        }
+                    }
+                })
+                .response
+                .labelled_by(l.id);
+        });
+        ui.horizontal(|ui| {
+            let l = ui.label("transfer function");
+            egui::ComboBox::from_id_salt("hepaview dvr preset")
+                .selected_text(self.dvr.preset.name())
+                .show_ui(ui, |ui| {
+                    for p in TransferPreset::ALL {
+                        ui.selectable_value(&mut self.dvr.preset, p, p.name());
+                    }
+                })
+                .response
+                .labelled_by(l.id);
+        });
+        ui.checkbox(&mut self.dvr.shading, "shading");
+        ui.add(egui::Slider::new(&mut self.dvr.opacity, 0.1..=4.0).logarithmic(true).text("opacity"));
     }
 
     fn request_capture(&mut self, kind: CaptureKind) {
@@ -372,8 +492,9 @@ impl View3d {
         let (shift, scroll, zoom) = ui.input(|i| (i.modifiers.shift, i.smooth_scroll_delta.y, i.zoom_delta()));
         let d = resp.drag_delta();
         self.aspect = (pic.width() / pic.height().max(1.0)) as f64;
+        let shown = self.shown_scene();
         if self.auto_frame {
-            if let Some(s) = &self.scene {
+            if let Some(s) = &shown {
                 self.camera.frame_aspect(s.bounds_mm, self.aspect);
             }
         }
@@ -395,7 +516,14 @@ impl View3d {
         }
         if resp.clicked_by(PointerButton::Primary) && !shift {
             if let Some(pos) = resp.interact_pointer_pos() {
-                self.click(pos - pic.min, pic.size(), view);
+                // the orientation cube's faces turn the camera to that side
+                let c = cube_centre(pic);
+                match face_at(&cube_faces(&self.camera, CUBE_HALF as f64), [(pos.x - c.x) as f64, (pos.y - c.y) as f64]) {
+                    Some(v) if shown.is_some() => self.set_view(v),
+                    _ => {
+                        self.click(pos - pic.min, pic.size(), view);
+                    }
+                }
             }
         }
         // Coarse surfaces while anything moves (camera, crosshair dragged in a slice view,
@@ -410,13 +538,14 @@ impl View3d {
         self.last_still = Some(still);
         let painter = ui.painter_at(pic);
         painter.rect_filled(pic, 0.0, Color32::from_rgb(18, 19, 23));
-        if let Some(scene) = &self.scene {
+        if let Some(scene) = &shown {
             painter.add(view3d_callback(View3dCallback {
                 rect: pic,
                 view_id: 0,
                 scene: Arc::clone(scene),
                 frame: self.frame_desc(view),
                 capture: self.capture.as_ref().map(|(c, _)| Arc::clone(c)),
+                volume: self.dvr_volume.clone().filter(|_| self.dvr.enabled),
             }));
             if self.show_labels && self.show_tumours {
                 self.tumour_labels(&painter, pic, scene);
@@ -462,8 +591,8 @@ impl View3d {
         }
     }
 
-    /// Patient direction letters at the picture's edges and an axis indicator in the
-    /// bottom-left corner (L/R red, A/P green, S/I blue; nearer ends drawn on top).
+    /// Patient direction letters at the picture's edges and the orientation cube in the
+    /// bottom-left corner (faces lettered A/P/L/R/S/I, turned with the camera).
     fn orientation(&self, painter: &egui::Painter, pic: Rect) {
         let c = &self.camera;
         let neg = |v: Lps| [-v[0], -v[1], -v[2]];
@@ -474,25 +603,23 @@ impl View3d {
         painter.text(Pos2::new(pic.center().x, pic.min.y + 4.0), Align2::CENTER_TOP, direction_letter(c.up), font.clone(), text);
         painter.text(Pos2::new(pic.center().x, pic.max.y - 4.0), Align2::CENTER_BOTTOM, direction_letter(neg(c.up)), font, text);
 
-        let centre = Pos2::new(pic.min.x + 48.0, pic.max.y - 48.0);
-        let len = 30.0;
-        let back = c.back();
-        let mut ends: Vec<(f64, Vec2, &str, Color32)> = Vec::new();
-        for (axis, (pos, negl), colour) in [(0, ("L", "R"), Color32::from_rgb(230, 80, 80)), (1, ("P", "A"), Color32::from_rgb(90, 210, 90)), (2, ("S", "I"), Color32::from_rgb(90, 140, 255))] {
-            let mut d = [0.0; 3];
-            d[axis] = 1.0;
-            let s = Vec2::new(crate::volume::dot(d, c.right) as f32, -crate::volume::dot(d, c.up) as f32) * len;
-            let depth = crate::volume::dot(d, back);
-            ends.push((depth, s, pos, colour));
-            ends.push((-depth, -s, negl, colour.gamma_multiply(0.6)));
-        }
-        ends.sort_by(|a, b| a.0.total_cmp(&b.0));
-        painter.circle_filled(centre, len + 10.0, Color32::from_rgba_unmultiplied(0, 0, 0, 90));
-        for (depth, s, letter, colour) in ends {
-            // ends pointing away from the viewer are drawn dimmer
-            let colour = if depth < -0.2 { colour.gamma_multiply(0.5) } else { colour };
-            painter.line_segment([centre, centre + s], Stroke::new(2.0, colour));
-            painter.text(centre + s * 1.25, Align2::CENTER_CENTER, letter, FontId::proportional(12.0), colour);
+        let centre = cube_centre(pic);
+        let at = |p: [f64; 2]| centre + Vec2::new(p[0] as f32, p[1] as f32);
+        for f in cube_faces(c, CUBE_HALF as f64) {
+            // L/R red, A/P green, S/I blue (as the slice planes' axes), brighter face-on
+            let rgb = match f.view {
+                StandardView::Left | StandardView::Right => [200, 80, 80],
+                StandardView::Anterior | StandardView::Posterior => [80, 175, 90],
+                StandardView::Superior | StandardView::Inferior => [85, 120, 215],
+            };
+            let shade = (0.45 + 0.55 * f.facing) as f32;
+            let fill = Color32::from_rgb((rgb[0] as f32 * shade) as u8, (rgb[1] as f32 * shade) as u8, (rgb[2] as f32 * shade) as u8);
+            let points: Vec<Pos2> = f.corners.iter().map(|&p| at(p)).collect();
+            painter.add(egui::Shape::convex_polygon(points, fill, Stroke::new(1.0, Color32::from_gray(20))));
+            if f.facing > 0.25 {
+                let size = 9.0 + 7.0 * f.facing as f32;
+                painter.text(at(f.centre), Align2::CENTER_CENTER, f.view.letter(), FontId::proportional(size), Color32::WHITE);
+            }
         }
     }
 
@@ -503,7 +630,7 @@ impl View3d {
             painter.rect_filled(r, 3.0, Color32::from_gray(40));
             painter.rect_filled(Rect::from_min_size(r.min, Vec2::new(r.width() * f.clamp(0.0, 1.0), r.height())), 3.0, Color32::from_rgb(70, 120, 200));
             painter.text(r.center(), Align2::CENTER_CENTER, format!("building surfaces: {msg}"), font.clone(), Color32::WHITE);
-        } else if self.scene.is_none() {
+        } else if self.shown_scene().is_none() {
             let what = match &self.error {
                 Some(e) => e.clone(),
                 None if self.pending.is_some() => "waiting for the mask edit to finish".into(),
@@ -529,7 +656,7 @@ impl View3d {
             painter.text(Pos2::new(pic.max.x - 6.0, pic.max.y - 22.0), Align2::RIGHT_BOTTOM, line.join("\n"), font, Color32::from_gray(200));
         }
         let legend = [("axial", PLANE_RGB[0]), ("coronal", PLANE_RGB[1]), ("sagittal", PLANE_RGB[2])];
-        if self.show_planes && self.scene.is_some() {
+        if self.show_planes && self.shown_scene().is_some() {
             let mut x = pic.max.x - 6.0;
             for (name, rgb) in legend.iter().rev() {
                 let c = Color32::from_rgb((rgb[0] * 255.0) as u8, (rgb[1] * 255.0) as u8, (rgb[2] * 255.0) as u8);
@@ -538,6 +665,11 @@ impl View3d {
             }
         }
     }
+}
+
+/// Where the orientation cube is drawn: near the picture's bottom-left corner.
+fn cube_centre(pic: Rect) -> Pos2 {
+    Pos2::new(pic.min.x + CUBE_MARGIN, pic.max.y - CUBE_MARGIN)
 }
 
 /// `dir/stem-N.ext` (or `dir/stem-N` for an empty `ext`) for the smallest N not yet used:

@@ -27,6 +27,7 @@ use egui_wgpu::wgpu;
 use egui_wgpu::wgpu::util::DeviceExt as _;
 
 use super::camera::{mat_mul, to_gpu, translation, Camera};
+use super::dvr::{DvrParams, DvrRenderer, DvrVolume, GpuDvrVolume};
 use super::scene::Scene;
 use crate::mesh::ObjectKind;
 use crate::volume::Lps;
@@ -74,13 +75,16 @@ pub struct FrameDesc {
     pub show_liver: bool,
     pub show_tumours: bool,
     pub show_vessels: bool,
-    /// The camera is moving: draw the decimated copies of large objects.
+    /// The camera is moving: draw the decimated copies of large objects (and march the
+    /// volume at half resolution).
     pub interactive: bool,
+    /// Direct volume rendering of the drawing's volume under the surfaces; `None`: off.
+    pub dvr: Option<DvrParams>,
 }
 
 impl FrameDesc {
     pub fn new(camera: Camera, size_px: [u32; 2]) -> FrameDesc {
-        FrameDesc { camera, size_px, planes_at_mm: None, liver_opacity: 0.25, show_liver: true, show_tumours: true, show_vessels: true, interactive: false }
+        FrameDesc { camera, size_px, planes_at_mm: None, liver_opacity: 0.25, show_liver: true, show_tumours: true, show_vessels: true, interactive: false, dvr: None }
     }
 }
 
@@ -92,6 +96,8 @@ pub struct Renderer3d {
     liver_front: wgpu::RenderPipeline,
     fills: wgpu::RenderPipeline,
     lines: wgpu::RenderPipeline,
+    /// Direct volume rendering (`shaders/dvr.wgsl`).
+    pub dvr: DvrRenderer,
 }
 
 /// The copy into egui's pass, made for egui's target format.
@@ -136,13 +142,18 @@ impl Target {
             wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_SRC,
             "hepaview 3d colour",
         );
-        let depth = make(DEPTH_FORMAT, wgpu::TextureUsages::RENDER_ATTACHMENT, "hepaview 3d depth");
+        // read by the volume rendering's rays, which stop at the opaque surfaces
+        let depth = make(DEPTH_FORMAT, wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::TEXTURE_BINDING, "hepaview 3d depth");
         Target {
             color_view: color.create_view(&wgpu::TextureViewDescriptor::default()),
             depth_view: depth.create_view(&wgpu::TextureViewDescriptor::default()),
             color,
             size_px: [size.width, size.height],
         }
+    }
+
+    pub fn depth_view(&self) -> &wgpu::TextureView {
+        &self.depth_view
     }
 }
 
@@ -238,6 +249,7 @@ impl Renderer3d {
             fills: make(Spec { label: "hepaview 3d plane fills", vs: "vs_flat", fs: "fs_flat", flat: true, topology: TriangleList, cull: None, depth_write: false, compare: Less, blend: alpha_blend }),
             lines: make(Spec { label: "hepaview 3d plane lines", vs: "vs_flat", fs: "fs_flat", flat: true, topology: LineList, cull: None, depth_write: false, compare: LessEqual, blend: alpha_blend }),
             layout,
+            dvr: DvrRenderer::new(device),
         }
     }
 }
@@ -361,17 +373,18 @@ fn plane_geometry(at: Lps, bounds: [Lps; 2], origin: Lps) -> (Vec<FlatVertex>, V
 }
 
 /// A scene ready to draw: the pipelines, its buffers, and the scene itself (draw ranges,
-/// origin, bounds).
+/// origin, bounds), and the volume for direct volume rendering, if uploaded.
 #[derive(Clone, Copy)]
 pub struct Drawing<'a> {
     pub renderer: &'a Renderer3d,
     pub gpu: &'a GpuScene,
     pub scene: &'a Scene,
+    pub volume: Option<&'a GpuDvrVolume>,
 }
 
 /// Records the passes of one frame of the drawing's scene into `target`.
 pub fn encode_frame(device: &wgpu::Device, d: &Drawing, frame: &FrameDesc, target: &Target, encoder: &mut wgpu::CommandEncoder) {
-    let Drawing { renderer, gpu, scene } = *d;
+    let Drawing { renderer, gpu, scene, volume } = *d;
     let u = frame_uniforms(frame, scene.origin_mm);
     // a fresh buffer per frame (contents set at creation), so several frames recorded
     // before one submit (a turntable) each keep their own camera
@@ -403,27 +416,33 @@ pub fn encode_frame(device: &wgpu::Device, d: &Drawing, frame: &FrameDesc, targe
     };
     let (fill_buf, line_buf) = (flat(&fills), flat(&lines));
 
-    let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
-        label: Some("hepaview 3d pass"),
-        color_attachments: &[Some(wgpu::RenderPassColorAttachment {
-            view: &target.color_view,
-            resolve_target: None,
-            ops: wgpu::Operations {
-                load: wgpu::LoadOp::Clear(wgpu::Color { r: BACKGROUND[0], g: BACKGROUND[1], b: BACKGROUND[2], a: 1.0 }),
-                store: wgpu::StoreOp::Store,
-            },
-            depth_slice: None,
-        })],
-        depth_stencil_attachment: Some(wgpu::RenderPassDepthStencilAttachment {
-            view: &target.depth_view,
-            depth_ops: Some(wgpu::Operations { load: wgpu::LoadOp::Clear(1.0), store: wgpu::StoreOp::Store }),
-            stencil_ops: None,
-        }),
-        ..Default::default()
-    });
-    pass.set_bind_group(0, &bind_group, &[]);
-    pass.set_vertex_buffer(0, gpu.vertices.slice(..));
-    pass.set_index_buffer(gpu.indices.slice(..), wgpu::IndexFormat::Uint32);
+    let begin = |encoder: &mut wgpu::CommandEncoder, clear: bool| {
+        let mut pass = encoder
+            .begin_render_pass(&wgpu::RenderPassDescriptor {
+                label: Some("hepaview 3d pass"),
+                color_attachments: &[Some(wgpu::RenderPassColorAttachment {
+                    view: &target.color_view,
+                    resolve_target: None,
+                    ops: wgpu::Operations {
+                        load: if clear { wgpu::LoadOp::Clear(wgpu::Color { r: BACKGROUND[0], g: BACKGROUND[1], b: BACKGROUND[2], a: 1.0 }) } else { wgpu::LoadOp::Load },
+                        store: wgpu::StoreOp::Store,
+                    },
+                    depth_slice: None,
+                })],
+                depth_stencil_attachment: Some(wgpu::RenderPassDepthStencilAttachment {
+                    view: &target.depth_view,
+                    depth_ops: Some(wgpu::Operations { load: if clear { wgpu::LoadOp::Clear(1.0) } else { wgpu::LoadOp::Load }, store: wgpu::StoreOp::Store }),
+                    stencil_ops: None,
+                }),
+                ..Default::default()
+            })
+            .forget_lifetime();
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.set_vertex_buffer(0, gpu.vertices.slice(..));
+        pass.set_index_buffer(gpu.indices.slice(..), wgpu::IndexFormat::Uint32);
+        pass
+    };
+    let mut pass = begin(encoder, true);
     let shown = |kind: ObjectKind| match kind {
         ObjectKind::Liver => frame.show_liver,
         ObjectKind::Tumour => frame.show_tumours,
@@ -439,6 +458,18 @@ pub fn encode_frame(device: &wgpu::Device, d: &Drawing, frame: &FrameDesc, targe
     };
     pass.set_pipeline(&renderer.opaque);
     draw(&mut pass, false);
+    // the volume: marched to the opaque surfaces' depth, laid over them, under the liver
+    let dvr = frame.dvr.zip(volume).filter(|(p, v)| p.volume_key == v.key);
+    if let Some((params, vol)) = dvr {
+        drop(pass);
+        let marched = super::dvr::encode_march(device, &renderer.dvr, vol, &params, &frame.camera, scene.origin_mm, frame.interactive, target, encoder);
+        pass = begin(encoder, false);
+        if let Some(m) = &marched {
+            super::dvr::draw_composite(&renderer.dvr, m, &mut pass);
+            // the composite has a bind group of its own; the surfaces' again for the rest
+            pass.set_bind_group(0, &bind_group, &[]);
+        }
+    }
     let liver_on = frame.liver_opacity > 0.0;
     if liver_on {
         pass.set_pipeline(&renderer.liver_back);
@@ -562,6 +593,8 @@ impl CaptureRequest {
 #[derive(Default)]
 pub struct ViewResources {
     scenes: HashMap<u64, (GpuScene, u64)>,
+    /// Volumes for direct volume rendering by key, with the request count of last use.
+    volumes: HashMap<u64, (GpuDvrVolume, u64)>,
     targets: HashMap<u64, ViewTarget>,
     requests: u64,
 }
@@ -583,6 +616,15 @@ impl ViewResources {
         let entry = self.scenes.entry(scene.key).or_insert_with(|| (GpuScene::upload(device, scene), now));
         entry.1 = now;
         &entry.0
+    }
+
+    /// The volume's texture, uploading it on first use; only the volumes used in the last
+    /// few hundred frames are kept (each is up to 32 MB).
+    fn volume(&mut self, device: &wgpu::Device, queue: &wgpu::Queue, vol: &Arc<DvrVolume>) {
+        let now = self.requests;
+        self.volumes.retain(|k, (_, used)| *k == vol.key || now.saturating_sub(*used) < 300);
+        let entry = self.volumes.entry(vol.key).or_insert_with(|| (GpuDvrVolume::upload(device, queue, Arc::clone(vol)), now));
+        entry.1 = now;
     }
 
     /// How many scenes are uploaded (tests).
@@ -612,6 +654,8 @@ pub struct View3dCallback {
     /// `size_px` is filled in from the rect.
     pub frame: FrameDesc,
     pub capture: Option<Arc<CaptureRequest>>,
+    /// The volume `frame.dvr` names, uploaded on first use.
+    pub volume: Option<Arc<DvrVolume>>,
 }
 
 /// The egui shape that draws the 3D view into `rect`.
@@ -639,7 +683,12 @@ impl egui_wgpu::CallbackTrait for View3dCallback {
         };
         if let (Some(renderer), Some(blit)) = (resources.get::<Renderer3d>(), resources.get::<Blit>()) {
             views.scene(device, &self.scene);
-            let d = Drawing { renderer, gpu: &views.scenes[&self.scene.key].0, scene: &self.scene };
+            let vol = self.volume.as_ref().filter(|_| self.frame.dvr.is_some());
+            if let Some(v) = vol {
+                views.volume(device, queue, v);
+            }
+            let volume = vol.and_then(|v| views.volumes.get(&v.key)).map(|(g, _)| g);
+            let d = Drawing { renderer, gpu: &views.scenes[&self.scene.key].0, scene: &self.scene, volume };
             if let Some(cap) = &self.capture {
                 if !cap.started.swap(true, Ordering::SeqCst) {
                     let result = match cap.kind {

@@ -279,9 +279,21 @@ pub fn outer_shell(m: &crate::mesh::TriMesh) -> crate::mesh::TriMesh {
     crate::mesh::TriMesh { positions_mm: m.positions_mm.clone(), triangles, normals: Vec::new() }
 }
 
+/// Each tumour's measurements as the 3D view labels them (volume, diameter, depth below
+/// the liver's outer surface, distance to the vessels), without packing a scene for the
+/// GPU: the lesion table shows the same figures. `progress` as [`Scene::build`]'s.
+pub fn tumour_measurements(mask: &Mask, opts: &MeshOptions, progress: Progress) -> Result<Vec<TumourInfo>, MeshError> {
+    let meshes = build_objects_with_progress(mask, opts, progress)?;
+    Ok(measure_tumours(mask, opts, &meshes).into_iter().flatten().collect())
+}
+
 /// Bounds of the voxels of `mask`'s grid (corners ± half a voxel), LPS mm.
 pub fn grid_bounds(mask: &Mask) -> [Lps; 2] {
-    let g = &mask.geometry;
+    geometry_bounds(&mask.geometry)
+}
+
+/// Bounds of the voxels of a grid (corners ± half a voxel), LPS mm.
+pub fn geometry_bounds(g: &crate::volume::Geometry) -> [Lps; 2] {
     let [nz, ny, nx] = g.shape;
     let mut lo = [f64::INFINITY; 3];
     let mut hi = [f64::NEG_INFINITY; 3];

@@ -1,0 +1,608 @@
+//! Direct volume rendering (DVR) of a CT phase in the 3D view (`shaders/dvr.wgsl`).
+//!
+//! - [`DvrVolume`]: the CT box-averaged down to at most [`MAX_DIM`] voxels per axis and
+//!   stored as half floats (HU), ready for a filterable `R16Float` 3D texture;
+//! - [`TransferPreset`] and [`transfer_table`]: HU → display colour and opacity per mm;
+//! - [`DvrRenderer`]: the march and composite pipelines; [`encode_dvr`] records both
+//!   passes of a frame.
+//!
+//! Compositing with the surfaces: the opaque surfaces (tumours, vessel meshes) are drawn
+//! first; rays stop at their depth, so they hide the volume behind them and the volume in
+//! front of them covers them, depth-correctly. The see-through liver and the slice planes
+//! are drawn after the volume, over it, as if the volume lay behind them (a translucent
+//! surface has no single depth to stop at; where vessels run inside the liver, which is
+//! what TACE planning looks at, this is also the right order).
+//!
+//! While the camera moves the rays are marched at half the view's resolution and composited
+//! scaled up (lavapipe's cost is per ray sample).
+
+use egui_wgpu::wgpu;
+use egui_wgpu::wgpu::util::DeviceExt as _;
+use ndarray::Axis;
+use rayon::prelude::*;
+
+use super::camera::{to_gpu, Camera};
+use super::gpu::{Target, COLOR_FORMAT, DEPTH_FORMAT};
+use crate::volume::{invert3, mat_vec, CtVolume, Geometry, Lps};
+
+const SHADER: &str = include_str!("../../shaders/dvr.wgsl");
+
+/// Largest texture side uploaded: more would not be interactive on a software rasteriser.
+pub const MAX_DIM: usize = 256;
+
+/// The march target's format: premultiplied display colour.
+const MARCH_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rgba8Unorm;
+
+/// HU range the transfer table spans; below and above, its end entries hold.
+pub const TABLE_HU: [f32; 2] = [-200.0, 1800.0];
+/// Entries in the transfer table (4 HU apart).
+pub const TABLE_ENTRIES: usize = 501;
+
+/// Most samples per ray (a 256³ box crossed diagonally at one voxel per step is ~450).
+const MAX_STEPS: u32 = 1024;
+
+/// Transfer functions the view offers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TransferPreset {
+    /// Soft tissue transparent; contrast-filled vessels (~150–400 HU) dark red to
+    /// red-white; bone white. For the arterial phase: the hepatic arteries and aorta.
+    #[default]
+    VesselsBone,
+    /// Fat transparent, soft tissue faint and warm, enhancing organs and vessels stronger,
+    /// bone white.
+    SoftTissue,
+}
+
+impl TransferPreset {
+    pub const ALL: [TransferPreset; 2] = [TransferPreset::VesselsBone, TransferPreset::SoftTissue];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TransferPreset::VesselsBone => "vessels/bone",
+            TransferPreset::SoftTissue => "soft tissue",
+        }
+    }
+
+    /// Control points `(HU, r, g, b, opacity per mm)`, increasing HU, linear in between.
+    pub fn points(self) -> &'static [[f32; 5]] {
+        match self {
+            TransferPreset::VesselsBone => &[
+                [-200.0, 0.0, 0.0, 0.0, 0.0],
+                [140.0, 0.55, 0.05, 0.05, 0.0],
+                [180.0, 0.75, 0.1, 0.08, 0.12],
+                [280.0, 0.92, 0.25, 0.18, 0.3],
+                [400.0, 1.0, 0.75, 0.65, 0.45],
+                [650.0, 1.0, 0.97, 0.92, 0.7],
+                [1800.0, 1.0, 1.0, 1.0, 0.85],
+            ],
+            TransferPreset::SoftTissue => &[
+                [-200.0, 0.0, 0.0, 0.0, 0.0],
+                [-60.0, 0.7, 0.55, 0.35, 0.0],
+                [20.0, 0.8, 0.45, 0.35, 0.004],
+                [70.0, 0.85, 0.42, 0.36, 0.012],
+                [130.0, 0.92, 0.52, 0.45, 0.04],
+                [250.0, 1.0, 0.7, 0.6, 0.2],
+                [500.0, 1.0, 0.95, 0.9, 0.5],
+                [1800.0, 1.0, 1.0, 1.0, 0.8],
+            ],
+        }
+    }
+}
+
+/// The transfer function as [`TABLE_ENTRIES`] `[r, g, b, opacity per mm]` entries evenly
+/// spaced over [`TABLE_HU`].
+pub fn transfer_table(preset: TransferPreset) -> Vec<[f32; 4]> {
+    let pts = preset.points();
+    (0..TABLE_ENTRIES)
+        .map(|n| {
+            let hu = TABLE_HU[0] + (TABLE_HU[1] - TABLE_HU[0]) * n as f32 / (TABLE_ENTRIES - 1) as f32;
+            classify(pts, hu)
+        })
+        .collect()
+}
+
+/// Colour and opacity per mm of `hu` under the control points `pts`.
+fn classify(pts: &[[f32; 5]], hu: f32) -> [f32; 4] {
+    let first = pts[0];
+    let last = pts[pts.len() - 1];
+    let at = |p: [f32; 5]| [p[1], p[2], p[3], p[4]];
+    if hu <= first[0] {
+        return at(first);
+    }
+    for w in pts.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        if hu <= b[0] {
+            let f = (hu - a[0]) / (b[0] - a[0]).max(1e-6);
+            return [0, 1, 2, 3].map(|c| a[c + 1] + f * (b[c + 1] - a[c + 1]));
+        }
+    }
+    at(last)
+}
+
+/// Colour and opacity per mm of `hu` under `preset` (as the shader reads the table).
+pub fn transfer(preset: TransferPreset, hu: f32) -> [f32; 4] {
+    classify(preset.points(), hu)
+}
+
+/// What the DVR pass needs from the frame's settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DvrParams {
+    /// Which uploaded [`DvrVolume`] (its `key`).
+    pub volume_key: u64,
+    pub preset: TransferPreset,
+    /// Gradient (headlight) shading; six more samples per visible sample.
+    pub shading: bool,
+    /// Multiplies every opacity's effect (1: as the preset says).
+    pub opacity: f32,
+}
+
+impl DvrParams {
+    pub fn new(volume_key: u64) -> DvrParams {
+        DvrParams { volume_key, preset: TransferPreset::default(), shading: true, opacity: 1.0 }
+    }
+}
+
+/// A CT volume prepared for the GPU: averaged over blocks of voxels until no side exceeds
+/// [`MAX_DIM`], as half floats in `[z][y][x]` order.
+#[derive(Clone, Debug)]
+pub struct DvrVolume {
+    /// The phase's key (the upload is cached by it).
+    pub key: u64,
+    /// The grid of the averaged voxels (block centres, block spacing).
+    pub geometry: Geometry,
+    /// HU as IEEE half-float bits.
+    pub texels: Vec<u16>,
+}
+
+impl DvrVolume {
+    /// `ct` averaged over `f`-voxel blocks per axis, `f = ceil(n / max_dim)`.
+    pub fn from_ct(ct: &CtVolume, key: u64, max_dim: usize) -> DvrVolume {
+        let [nz, ny, nx] = ct.geometry.shape;
+        let max_dim = max_dim.max(1);
+        let f = [nz, ny, nx].map(|n| n.div_ceil(max_dim).max(1));
+        let out = [nz.div_ceil(f[0]), ny.div_ceil(f[1]), nx.div_ceil(f[2])];
+        let plane = out[1] * out[2];
+        let mut texels = vec![0u16; out[0] * plane];
+        texels.par_chunks_mut(plane.max(1)).enumerate().for_each(|(k, slab)| {
+            let mut sums = vec![(0.0f32, 0u32); plane];
+            for z in k * f[0]..((k + 1) * f[0]).min(nz) {
+                for (y, row) in ct.data.index_axis(Axis(0), z).outer_iter().enumerate() {
+                    let base = (y / f[1]) * out[2];
+                    for (x, &v) in row.iter().enumerate() {
+                        let s = &mut sums[base + x / f[2]];
+                        s.0 += v as f32;
+                        s.1 += 1;
+                    }
+                }
+            }
+            for (t, (sum, n)) in slab.iter_mut().zip(sums) {
+                *t = f16_bits(if n > 0 { sum / n as f32 } else { -1024.0 });
+            }
+        });
+        let mut geometry = ct.geometry.clone();
+        // the first block's centre, and blocks `f` voxels apart
+        geometry.origin_mm = ct.geometry.index_to_world([(f[2] - 1) as f64 * 0.5, (f[1] - 1) as f64 * 0.5, (f[0] - 1) as f64 * 0.5]);
+        geometry.spacing_mm = [0, 1, 2].map(|a| ct.geometry.spacing_mm[a] * f[a] as f64);
+        geometry.shape = out;
+        DvrVolume { key, geometry, texels }
+    }
+
+    /// Texture size `(x, y, z)`.
+    pub fn dims(&self) -> [u32; 3] {
+        let [nz, ny, nx] = self.geometry.shape;
+        [nx as u32, ny as u32, nz as u32]
+    }
+
+    /// World (LPS mm) → texture coordinates (0…1 over the voxels' box): rows `[A | b]`.
+    /// `None` when the geometry cannot be inverted.
+    pub fn world_to_tex(&self) -> Option<[[f64; 4]; 3]> {
+        let g = &self.geometry;
+        let inv = invert3(&g.index_to_world_matrix())?;
+        let b = mat_vec(&inv, g.origin_mm);
+        let dims = self.dims();
+        let mut m = [[0.0; 4]; 3];
+        for r in 0..3 {
+            let n = dims[r].max(1) as f64;
+            m[r] = [inv[r][0] / n, inv[r][1] / n, inv[r][2] / n, (-b[r] + 0.5) / n];
+        }
+        Some(m)
+    }
+
+    /// The ray step: one voxel along the finest axis.
+    pub fn step_mm(&self) -> f64 {
+        self.geometry.spacing_mm.iter().copied().fold(f64::INFINITY, f64::min).max(0.1)
+    }
+
+    /// HU at texel `(i, j, k)` (tests).
+    pub fn hu_at(&self, i: usize, j: usize, k: usize) -> f32 {
+        let [_, ny, nx] = self.geometry.shape;
+        f16_to_f32(self.texels[(k * ny + j) * nx + i])
+    }
+}
+
+/// IEEE half-float bits of `x`, rounded to nearest (HU fit easily; no NaN expected).
+pub fn f16_bits(x: f32) -> u16 {
+    let b = x.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let exp = ((b >> 23) & 0xff) as i32 - 127 + 15;
+    let mant = b & 0x7f_ffff;
+    if x.is_nan() {
+        return 0x7e00;
+    }
+    if exp >= 31 {
+        return sign | 0x7c00;
+    }
+    if exp <= 0 {
+        if exp < -10 {
+            return sign;
+        }
+        // subnormal: the implicit bit made explicit, shifted into place
+        let m = mant | 0x80_0000;
+        let shift = (14 - exp) as u32;
+        let half = 1u32 << (shift - 1);
+        let r = (m + half - 1 + ((m >> shift) & 1)) >> shift;
+        return sign | r as u16;
+    }
+    // round to nearest even on the 13 dropped bits; a carry may bump the exponent
+    let r = mant + 0xfff + ((mant >> 13) & 1);
+    let v = ((exp as u32) << 10) + (r >> 13);
+    if v >= 0x7c00 {
+        sign | 0x7c00
+    } else {
+        sign | v as u16
+    }
+}
+
+/// The f32 value of half-float bits.
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exp = ((h >> 10) & 0x1f) as i32;
+    let mant = (h & 0x3ff) as f32;
+    sign * match exp {
+        0 => mant * 2f32.powi(-24),
+        31 => f32::INFINITY,
+        e => (1.0 + mant / 1024.0) * 2f32.powi(e - 15),
+    }
+}
+
+/// Uniforms of the march. Keep in sync with `Dvr` in shaders/dvr.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct DvrUniforms {
+    pub world_to_tex: [[f32; 4]; 4],
+    pub eye: [f32; 4],
+    pub right: [f32; 4],
+    pub up: [f32; 4],
+    pub forward: [f32; 4],
+    pub tf: [f32; 4],
+    pub size: [f32; 4],
+    pub voxel: [f32; 4],
+}
+
+/// The march's uniforms for `camera` over a view of `size_px`, marched at `march_px`, with
+/// positions relative to `origin` (the scene's centre).
+pub fn dvr_uniforms(vol: &DvrVolume, params: &DvrParams, camera: &Camera, origin: Lps, size_px: [u32; 2], march_px: [u32; 2]) -> Option<DvrUniforms> {
+    let w2t = vol.world_to_tex()?;
+    // scene-relative p: tex = A·(p + origin) + b
+    let mut m = [[0.0; 4]; 4];
+    for r in 0..3 {
+        m[r] = [w2t[r][0], w2t[r][1], w2t[r][2], w2t[r][3] + (0..3).map(|c| w2t[r][c] * origin[c]).sum::<f64>()];
+    }
+    m[3] = [0.0, 0.0, 0.0, 1.0];
+    let aspect = size_px[0] as f64 / size_px[1].max(1) as f64;
+    let tan_y = (camera.fov_y_deg.to_radians() * 0.5).tan();
+    let tan_x = tan_y * aspect;
+    let (n, fa) = camera.depth_range();
+    let (a, b) = (fa / (n - fa), n * fa / (n - fa));
+    let e = camera.eye_mm();
+    let f = camera.forward();
+    let step = vol.step_mm();
+    let dims = vol.dims();
+    let v4 = |v: Lps, s: f64, w: f64| [(v[0] * s) as f32, (v[1] * s) as f32, (v[2] * s) as f32, w as f32];
+    Some(DvrUniforms {
+        world_to_tex: to_gpu(&m),
+        eye: [(e[0] - origin[0]) as f32, (e[1] - origin[1]) as f32, (e[2] - origin[2]) as f32, step as f32],
+        right: v4(camera.right, tan_x, a),
+        up: v4(camera.up, tan_y, b),
+        forward: v4(f, 1.0, step * params.opacity.max(0.0) as f64),
+        tf: [
+            TABLE_HU[0],
+            (TABLE_ENTRIES - 1) as f32 / (TABLE_HU[1] - TABLE_HU[0]),
+            (TABLE_ENTRIES - 1) as f32,
+            if params.shading { 1.0 } else { 0.0 },
+        ],
+        size: [size_px[0] as f32, size_px[1] as f32, march_px[0] as f32, march_px[1] as f32],
+        voxel: [1.0 / dims[0].max(1) as f32, 1.0 / dims[1].max(1) as f32, 1.0 / dims[2].max(1) as f32, MAX_STEPS as f32],
+    })
+}
+
+/// The march target's size: the view's, halved while the camera moves.
+pub fn march_size(size_px: [u32; 2], interactive: bool) -> [u32; 2] {
+    if interactive {
+        size_px.map(|s| s.div_ceil(2).max(1))
+    } else {
+        size_px.map(|s| s.max(1))
+    }
+}
+
+/// A volume's texture on the GPU.
+pub struct GpuDvrVolume {
+    pub key: u64,
+    view: wgpu::TextureView,
+    volume: std::sync::Arc<DvrVolume>,
+}
+
+impl GpuDvrVolume {
+    /// Uploads `vol` as an `R16Float` 3D texture (filterable without device features).
+    pub fn upload(device: &wgpu::Device, queue: &wgpu::Queue, vol: std::sync::Arc<DvrVolume>) -> GpuDvrVolume {
+        let [w, h, d] = vol.dims().map(|n| n.max(1));
+        let size = wgpu::Extent3d { width: w, height: h, depth_or_array_layers: d };
+        let texture = device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("hepaview dvr volume"),
+            size,
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D3,
+            format: wgpu::TextureFormat::R16Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        if vol.texels.len() == (w * h * d) as usize {
+            queue.write_texture(
+                texture.as_image_copy(),
+                bytemuck::cast_slice(&vol.texels),
+                wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(w * 2), rows_per_image: Some(h) },
+                size,
+            );
+        }
+        GpuDvrVolume { key: vol.key, view: texture.create_view(&wgpu::TextureViewDescriptor::default()), volume: vol }
+    }
+
+    pub fn volume(&self) -> &DvrVolume {
+        &self.volume
+    }
+}
+
+/// The DVR pipelines and transfer tables, made once per device.
+pub struct DvrRenderer {
+    march_layout: wgpu::BindGroupLayout,
+    composite_layout: wgpu::BindGroupLayout,
+    march: wgpu::RenderPipeline,
+    composite: wgpu::RenderPipeline,
+    sampler: wgpu::Sampler,
+    tables: Vec<(TransferPreset, wgpu::Buffer)>,
+}
+
+impl DvrRenderer {
+    pub fn new(device: &wgpu::Device) -> DvrRenderer {
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("hepaview dvr.wgsl"), source: wgpu::ShaderSource::Wgsl(SHADER.into()) });
+        let entry = |binding, visibility, ty| wgpu::BindGroupLayoutEntry { binding, visibility, ty, count: None };
+        let frag = wgpu::ShaderStages::FRAGMENT;
+        let sampler_entry = entry(2, frag, wgpu::BindingType::Sampler(wgpu::SamplerBindingType::Filtering));
+        let march_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("hepaview dvr march layout"),
+            entries: &[
+                entry(
+                    0,
+                    frag,
+                    wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: wgpu::BufferSize::new(std::mem::size_of::<DvrUniforms>() as u64),
+                    },
+                ),
+                entry(1, frag, wgpu::BindingType::Texture { sample_type: wgpu::TextureSampleType::Float { filterable: true }, view_dimension: wgpu::TextureViewDimension::D3, multisampled: false }),
+                sampler_entry,
+                entry(3, frag, wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Storage { read_only: true }, has_dynamic_offset: false, min_binding_size: None }),
+                entry(4, frag, wgpu::BindingType::Texture { sample_type: wgpu::TextureSampleType::Depth, view_dimension: wgpu::TextureViewDimension::D2, multisampled: false }),
+            ],
+        });
+        let composite_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("hepaview dvr composite layout"),
+            entries: &[
+                sampler_entry,
+                entry(5, frag, wgpu::BindingType::Texture { sample_type: wgpu::TextureSampleType::Float { filterable: true }, view_dimension: wgpu::TextureViewDimension::D2, multisampled: false }),
+            ],
+        });
+        let pipeline = |label, layout: &wgpu::BindGroupLayout, fs, format, blend, depth: bool| {
+            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor { label: Some(label), bind_group_layouts: &[Some(layout)], immediate_size: 0 });
+            device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+                label: Some(label),
+                layout: Some(&pl),
+                vertex: wgpu::VertexState { module: &module, entry_point: Some("vs_full"), compilation_options: Default::default(), buffers: &[] },
+                fragment: Some(wgpu::FragmentState {
+                    module: &module,
+                    entry_point: Some(fs),
+                    compilation_options: Default::default(),
+                    targets: &[Some(wgpu::ColorTargetState { format, blend, write_mask: wgpu::ColorWrites::ALL })],
+                }),
+                primitive: wgpu::PrimitiveState::default(),
+                // the composite runs inside the surfaces' second pass, which has their depth
+                depth_stencil: depth.then(|| wgpu::DepthStencilState {
+                    format: DEPTH_FORMAT,
+                    depth_write_enabled: Some(false),
+                    depth_compare: Some(wgpu::CompareFunction::Always),
+                    stencil: wgpu::StencilState::default(),
+                    bias: wgpu::DepthBiasState::default(),
+                }),
+                multisample: wgpu::MultisampleState::default(),
+                multiview_mask: None,
+                cache: None,
+            })
+        };
+        // premultiplied "over"; the view's alpha stays 1
+        let over = wgpu::BlendState {
+            color: wgpu::BlendComponent { src_factor: wgpu::BlendFactor::One, dst_factor: wgpu::BlendFactor::OneMinusSrcAlpha, operation: wgpu::BlendOperation::Add },
+            alpha: wgpu::BlendComponent { src_factor: wgpu::BlendFactor::Zero, dst_factor: wgpu::BlendFactor::One, operation: wgpu::BlendOperation::Add },
+        };
+        let march = pipeline("hepaview dvr march", &march_layout, "fs_march", MARCH_FORMAT, None, false);
+        let composite = pipeline("hepaview dvr composite", &composite_layout, "fs_composite", COLOR_FORMAT, Some(over), true);
+        let sampler = device.create_sampler(&wgpu::SamplerDescriptor {
+            label: Some("hepaview dvr linear"),
+            address_mode_u: wgpu::AddressMode::ClampToEdge,
+            address_mode_v: wgpu::AddressMode::ClampToEdge,
+            address_mode_w: wgpu::AddressMode::ClampToEdge,
+            mag_filter: wgpu::FilterMode::Linear,
+            min_filter: wgpu::FilterMode::Linear,
+            ..Default::default()
+        });
+        let tables = TransferPreset::ALL
+            .iter()
+            .map(|&p| {
+                let t = transfer_table(p);
+                (p, device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("hepaview dvr transfer table"), contents: bytemuck::cast_slice(&t), usage: wgpu::BufferUsages::STORAGE }))
+            })
+            .collect();
+        DvrRenderer { march_layout, composite_layout, march, composite, sampler, tables }
+    }
+}
+
+/// A recorded march, ready to be composited into the surfaces' second pass.
+pub struct Marched {
+    bind_group: wgpu::BindGroup,
+}
+
+/// Records the march of `vol` for `camera` into a fresh target (its size from
+/// [`march_size`]), reading `target`'s depth. `None` when the volume's geometry is
+/// degenerate (nothing to draw).
+#[allow(clippy::too_many_arguments)]
+pub fn encode_march(
+    device: &wgpu::Device,
+    r: &DvrRenderer,
+    vol: &GpuDvrVolume,
+    params: &DvrParams,
+    camera: &Camera,
+    origin: Lps,
+    interactive: bool,
+    target: &Target,
+    encoder: &mut wgpu::CommandEncoder,
+) -> Option<Marched> {
+    let march_px = march_size(target.size_px, interactive);
+    let u = dvr_uniforms(vol.volume(), params, camera, origin, target.size_px, march_px)?;
+    let uniforms = device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("hepaview dvr frame"), contents: bytemuck::bytes_of(&u), usage: wgpu::BufferUsages::UNIFORM });
+    let table = &r.tables.iter().find(|(p, _)| *p == params.preset).unwrap_or(&r.tables[0]).1;
+    let out = device.create_texture(&wgpu::TextureDescriptor {
+        label: Some("hepaview dvr march target"),
+        size: wgpu::Extent3d { width: march_px[0], height: march_px[1], depth_or_array_layers: 1 },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: MARCH_FORMAT,
+        usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::TEXTURE_BINDING,
+        view_formats: &[],
+    });
+    let out_view = out.create_view(&wgpu::TextureViewDescriptor::default());
+    let march_bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("hepaview dvr march"),
+        layout: &r.march_layout,
+        entries: &[
+            wgpu::BindGroupEntry { binding: 0, resource: uniforms.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::TextureView(&vol.view) },
+            wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::Sampler(&r.sampler) },
+            wgpu::BindGroupEntry { binding: 3, resource: table.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: 4, resource: wgpu::BindingResource::TextureView(target.depth_view()) },
+        ],
+    });
+    {
+        let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
+            label: Some("hepaview dvr march"),
+            color_attachments: &[Some(wgpu::RenderPassColorAttachment {
+                view: &out_view,
+                resolve_target: None,
+                ops: wgpu::Operations { load: wgpu::LoadOp::Clear(wgpu::Color::TRANSPARENT), store: wgpu::StoreOp::Store },
+                depth_slice: None,
+            })],
+            ..Default::default()
+        });
+        pass.set_pipeline(&r.march);
+        pass.set_bind_group(0, &march_bind, &[]);
+        pass.draw(0..3, 0..1);
+    }
+    let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("hepaview dvr composite"),
+        layout: &r.composite_layout,
+        entries: &[
+            wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::Sampler(&r.sampler) },
+            wgpu::BindGroupEntry { binding: 5, resource: wgpu::BindingResource::TextureView(&out_view) },
+        ],
+    });
+    Some(Marched { bind_group })
+}
+
+/// Lays a march over the view, inside a pass on the view's colour and depth.
+pub fn draw_composite(r: &DvrRenderer, marched: &Marched, pass: &mut wgpu::RenderPass<'_>) {
+    pass.set_pipeline(&r.composite);
+    pass.set_bind_group(0, &marched.bind_group, &[]);
+    pass.draw(0..3, 0..1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::volume::Volume;
+    use ndarray::Array3;
+
+    #[test]
+    fn half_floats_round_trip_hu() {
+        for hu in [-1024.0f32, -1000.0, -0.5, 0.0, 0.25, 1.0, 57.0, 300.0, 1500.5, 3071.0] {
+            let back = f16_to_f32(f16_bits(hu));
+            // 11 significant bits: within half a unit in the last place
+            assert!((back - hu).abs() <= hu.abs() / 2048.0 + 1e-6, "{hu} -> {back}");
+        }
+        assert_eq!(f16_bits(1.0), 0x3c00);
+        assert_eq!(f16_bits(-2.0), 0xc000);
+        assert_eq!(f16_bits(65504.0), 0x7bff);
+        assert_eq!(f16_bits(1e6), 0x7c00);
+        assert!((f16_to_f32(f16_bits(1e-5)) - 1e-5).abs() < 1e-7, "subnormal");
+    }
+
+    #[test]
+    fn presets_hide_soft_tissue_and_show_vessels_and_bone() {
+        let p = TransferPreset::VesselsBone;
+        for hu in [-1000.0, -100.0, 40.0, 110.0] {
+            assert_eq!(transfer(p, hu)[3], 0.0, "{hu} HU must be transparent");
+        }
+        let vessel = transfer(p, 300.0);
+        assert!(vessel[3] > 0.2 && vessel[0] > vessel[1] + 0.3, "contrast is red and visible: {vessel:?}");
+        let bone = transfer(p, 1000.0);
+        assert!(bone[3] > vessel[3] && bone[1] > 0.9 && bone[2] > 0.9, "bone white: {bone:?}");
+        let s = TransferPreset::SoftTissue;
+        assert_eq!(transfer(s, -100.0)[3], 0.0, "fat transparent");
+        assert!(transfer(s, 60.0)[3] > 0.0 && transfer(s, 60.0)[3] < transfer(s, 200.0)[3]);
+        // the table samples the same function
+        let t = transfer_table(p);
+        let at = |hu: f32| ((hu - TABLE_HU[0]) / (TABLE_HU[1] - TABLE_HU[0]) * (TABLE_ENTRIES - 1) as f32).round() as usize;
+        assert_eq!(t[at(300.0)], vessel);
+        assert_eq!(t[at(1000.0)], bone);
+    }
+
+    #[test]
+    fn downsampling_averages_blocks_and_keeps_the_box() {
+        // 10 x 6 x 4 (x, y, z) at 1 x 2 x 3 mm; max side 4 -> blocks of 3 x 2 x 1
+        let g = Geometry::axis_aligned([4, 6, 10], [3.0, 2.0, 1.0], [10.0, 20.0, 30.0]);
+        let data = Array3::from_shape_fn(g.shape, |(k, j, i)| (100 * k + 10 * j + i) as i16);
+        let ct = Volume::new(data, g.clone());
+        let v = DvrVolume::from_ct(&ct, 5, 4);
+        assert_eq!(v.geometry.shape, [4, 3, 4]);
+        assert_eq!(v.dims(), [4, 3, 4]);
+        assert_eq!(v.geometry.spacing_mm, [3.0, 4.0, 3.0]);
+        // block (0, 0, 0) = x 0..3, y 0..2, z 0: mean of i 0..2 and j 0..1
+        assert!((v.hu_at(0, 0, 0) - (1.0 + 5.0)).abs() < 0.01, "{}", v.hu_at(0, 0, 0));
+        // the last block in x holds one voxel (i = 9)
+        assert!((v.hu_at(3, 2, 1) - (100.0 + 45.0 + 9.0)).abs() < 0.1, "{}", v.hu_at(3, 2, 1));
+        // block centres: texture coordinate of the first voxel centre of the original grid
+        // edge is 0, of the far edge 1 (same box up to the partial last block)
+        let m = v.world_to_tex().unwrap();
+        let tex = |p: Lps| [0, 1, 2].map(|r| m[r][0] * p[0] + m[r][1] * p[1] + m[r][2] * p[2] + m[r][3]);
+        let corner = g.index_to_world([-0.5, -0.5, -0.5]);
+        let t = tex(corner);
+        assert!(t.iter().all(|c| c.abs() < 1e-9), "{t:?}");
+        let c = tex(v.geometry.index_to_world([1.0, 1.0, 1.0]));
+        assert!((c[0] - 1.5 / 4.0).abs() < 1e-9 && (c[1] - 1.5 / 3.0).abs() < 1e-9 && (c[2] - 1.5 / 4.0).abs() < 1e-9, "{c:?}");
+        assert_eq!(v.step_mm(), 3.0);
+        // a small volume is not touched
+        let same = DvrVolume::from_ct(&ct, 5, 256);
+        assert_eq!(same.geometry, g);
+        assert_eq!(same.hu_at(7, 3, 2), 237.0);
+    }
+}
