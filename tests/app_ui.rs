@@ -353,6 +353,11 @@ fn cluster_and_lesion_panel_runs_in_the_background_and_edits_the_mask() {
     let t = h.state().analysis.lesions.as_ref().expect("lesion table");
     assert_eq!(t.report.lesions.len(), 4);
     let centroid = t.report.lesions[1].centroid_mm;
+    // each lesion's depth below the liver surface, as the 3D view labels it, in the table
+    let depths: Vec<f64> = t.report.lesions.iter().map(|l| t.distances.iter().find(|d| d.number == l.id).and_then(|d| d.depth_mm).expect("a depth per lesion")).collect();
+    assert!(depths.iter().all(|d| (0.0..80.0).contains(d)), "{depths:?}");
+    h.run();
+    assert!(h.query_by_label(&format!("{:.1}", depths[1])).is_some(), "depth {:.1} shown in the table", depths[1]);
     // the table sits below the fold of the side panel at this window size
     h.get_by_label("#2").scroll_to_me();
     h.run();

@@ -38,10 +38,13 @@ pub struct LesionTable {
     pub phases: Vec<AlignedPhase>,
     pub mask: Arc<Mask>,
     pub mask_source: String,
+    /// Each tumour's depth below the liver surface and distance to the vessels, as the 3D
+    /// view measures them (empty when the surfaces could not be built).
+    pub distances: Vec<crate::render::TumourInfo>,
 }
 
 type ClusterOutcome = (crate::cluster::Clustering, Vec<AlignedPhase>);
-type LesionOutcome = (LesionReport, Vec<AlignedPhase>);
+type LesionOutcome = (LesionReport, Vec<AlignedPhase>, Vec<crate::render::TumourInfo>);
 
 pub struct AnalysisPanel {
     pub k: usize,
@@ -158,7 +161,9 @@ impl AnalysisPanel {
             let phases = analysis::align_phases(&s, &mask.geometry, &alignment, None, &align).map_err(|e| e.to_string())?;
             progress(0.9, "measuring");
             let r = analysis::measure_lesions(&phases, &mask, &LesionOptions::default()).map_err(|e| e.to_string())?;
-            Ok((r, phases))
+            let surfaces = |f: f32, m: &str| progress(0.95 + 0.05 * f, m);
+            let distances = crate::render::scene::tumour_measurements(&mask, &crate::mesh::MeshOptions::default(), &surfaces).unwrap_or_default();
+            Ok((r, phases, distances))
         }));
     }
 
@@ -189,9 +194,9 @@ impl AnalysisPanel {
                 let cancelled = job.is_cancelled();
                 self.lesion_job = None;
                 match result {
-                    Ok((report, phases)) => {
+                    Ok((report, phases, distances)) => {
                         if let Some(l) = &study.labels {
-                            self.lesions = Some(LesionTable { report, phases, mask: Arc::clone(&l.mask), mask_source: l.source.display().to_string() });
+                            self.lesions = Some(LesionTable { report, phases, mask: Arc::clone(&l.mask), mask_source: l.source.display().to_string(), distances });
                         }
                     }
                     Err(_) if cancelled => {}
@@ -341,9 +346,21 @@ impl AnalysisPanel {
             self.start_lesions(study, reg);
         }
         if let Some(t) = &self.lesions {
+            // depth below the liver surface (and gap to the vessels), as the 3D view's labels
+            let distance = |l: &crate::lesion::Lesion| t.distances.iter().find(|d| d.number == l.id && (d.volume_ml - l.volume_ml).abs() < 1e-6);
+            let vessels = t.distances.iter().any(|d| d.vessel_mm.is_some());
+            let mm = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
             egui::Grid::new("lesion_table").striped(true).show(ui, |ui| {
-                for h in ["#", "mL", "RECIST mm", "hint"] {
-                    ui.label(RichText::new(h).small().strong());
+                let depth_tip = "shortest distance from the tumour to the liver's outer surface";
+                let vessel_tip = "shortest distance from the tumour to the vessel label's surface";
+                for (h, tip) in [("#", None), ("mL", None), ("RECIST mm", None), ("depth mm", Some(depth_tip)), ("vessel mm", Some(vessel_tip)), ("hint", None)] {
+                    if h == "vessel mm" && !vessels {
+                        continue;
+                    }
+                    let r = ui.label(RichText::new(h).small().strong());
+                    if let Some(tip) = tip {
+                        r.on_hover_text(tip);
+                    }
                 }
                 ui.end_row();
                 for l in &t.report.lesions {
@@ -353,6 +370,11 @@ impl AnalysisPanel {
                     }
                     ui.label(format!("{:.2}", l.volume_ml));
                     ui.label(format!("{:.0} x {:.0}{}", l.recist.long_axis_mm, l.recist.short_axis_mm, if l.touches_edge { " (edge)" } else { "" }));
+                    let d = distance(l);
+                    ui.label(mm(d.and_then(|d| d.depth_mm)));
+                    if vessels {
+                        ui.label(mm(d.and_then(|d| d.vessel_mm)));
+                    }
                     ui.label(RichText::new(l.pattern.summary.split(':').next().unwrap_or("")).small()).on_hover_text(l.pattern.findings.join("\n"));
                     ui.end_row();
                 }
