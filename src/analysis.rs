@@ -323,3 +323,74 @@ pub fn add_follow_up(study: &mut Study, follow: &Study, label: &str, progress: P
     }
     Ok(t)
 }
+
+/// `mask` (on its own grid) resampled onto `grid` through `t` (a point of `grid` → a point
+/// of the mask's world), nearest neighbour, 0 outside: a follow-up's own mask carried onto
+/// the baseline's grid the way [`add_follow_up`] carries its phases.
+pub fn resample_mask_affine(mask: &Mask, grid: &Geometry, t: &crate::register::affine::AffineTransform) -> Mask {
+    let [nz, ny, nx] = grid.shape;
+    let mut out = Array3::<u8>::zeros((nz, ny, nx));
+    out.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(k, mut slab)| {
+        for j in 0..ny {
+            for i in 0..nx {
+                let y = t.apply(grid.index_to_world([i as f64, j as f64, k as f64]));
+                if let Some(v) = mask.sample_world(y, Interp::Nearest) {
+                    slab[[j, i]] = v as u8;
+                }
+            }
+        }
+    });
+    Volume::new(out, grid.clone())
+}
+
+/// The visit transform with the follow-up image moved by `shift_mm` (baseline LPS mm) by
+/// hand: the image resampled through the result is the old one shifted by `shift_mm`
+/// (`T'(x) = T(x − shift)`).
+pub fn shift_visit_transform(t: &crate::register::affine::AffineTransform, shift_mm: crate::volume::Lps) -> crate::register::affine::AffineTransform {
+    let ad = crate::volume::mat_vec(&t.matrix, shift_mm);
+    crate::register::affine::AffineTransform { translation_mm: [0, 1, 2].map(|a| t.translation_mm[a] - ad[a]), ..*t }
+}
+
+/// What [`compare_aligned_visits`] gives: both visits measured, their lesions paired and
+/// the response assessed.
+pub struct AlignedComparison {
+    pub baseline: crate::response::VisitMeasure,
+    pub followup: crate::response::VisitMeasure,
+    pub pairs: Vec<crate::response::Pairing>,
+    pub response: crate::response::Response,
+}
+
+/// [`compare_visits`] for a follow-up already resampled onto the baseline's grid (the
+/// viewer's follow-up phases, through the visit transform and any nudge by hand): no
+/// second alignment, lesions paired in the shared world coordinates. Both masks and every
+/// phase are on the same grid.
+#[allow(clippy::too_many_arguments)]
+pub fn compare_aligned_visits(
+    base_label: &str,
+    base_phases: &[AlignedPhase],
+    base_mask: &Mask,
+    follow_label: &str,
+    follow_phases: &[AlignedPhase],
+    follow_mask: &Mask,
+    opts: &crate::response::ResponseOptions,
+    progress: ProgressFn,
+) -> Result<AlignedComparison, AnalysisError> {
+    let visit = |label: &str, ps: &[AlignedPhase], mask: &Mask| -> Result<crate::response::VisitMeasure, AnalysisError> {
+        let v = crate::response::Visit { label: label.into(), mask, phases: ps.iter().map(|p| (p.phase, p.volume.as_ref())).collect() };
+        crate::response::measure_visit(&v, opts).map_err(|e| match e {
+            crate::response::ResponseError::Lesion(l) => AnalysisError::Lesion(l),
+            other => AnalysisError::Response(other.to_string()),
+        })
+    };
+    if !progress(0.0, &format!("measuring the lesions of {base_label}")) {
+        return Err(AnalysisError::Cancelled);
+    }
+    let baseline = visit(base_label, base_phases, base_mask)?;
+    if !progress(0.5, &format!("measuring the lesions of {follow_label}")) {
+        return Err(AnalysisError::Cancelled);
+    }
+    let followup = visit(follow_label, follow_phases, follow_mask)?;
+    let pairs = crate::response::match_lesions(&baseline, &base_mask.geometry, &followup, &follow_mask.geometry, &|p| p, opts);
+    let response = crate::response::assess(base_label, &baseline, follow_label, &followup, &pairs, opts);
+    Ok(AlignedComparison { baseline, followup, pairs, response })
+}

@@ -653,3 +653,128 @@ fn each_frame_of_a_stroke_uploads_only_what_changed_since_the_last_frame() {
     h.event(Event::PointerButton { pos: a, button: PointerButton::Primary, pressed: false, modifiers: Modifiers::NONE });
     h.run();
 }
+
+/// The Follow-up panel on the demo pair: Compare visits measures both visits (the
+/// follow-up's own mask carried through the visit alignment), the table follows each
+/// baseline lesion (the hemangioma gone, a new HCC), RECIST 1.1 and mRECIST are shown
+/// with their reasons; a re-pair by hand changes the assessment, a row click moves the
+/// crosshair, and a nudge moves the follow-up images by exactly the shift asked for.
+#[test]
+fn follow_up_panel_compares_visits_repairs_and_nudges() {
+    let opts = PhantomOptions::small();
+    let mut app = HepaviewApp::new(Study::demo(&opts));
+    let follow = Study::demo(&opts.follow_up());
+    let label = "20260316";
+    let a = &mut app;
+    a.follow_up.add_visit(&mut a.study, follow, label, &|_, _| true).unwrap();
+    let Some(mut h) = gpu_harness(app) else { return };
+    h.run();
+    assert_eq!(h.state().view.window.len(), 6, "the visit's phases get a window each");
+    let v = &h.state().follow_up.visits[0];
+    let (ncc_auto, keys) = (v.ncc_auto.expect("residual NCC of the automatic alignment"), v.keys.clone());
+    assert!(ncc_auto > 0.5, "{ncc_auto}");
+
+    h.get_by_label("Compare visits").scroll_to_me();
+    h.run();
+    h.get_by_label("Compare visits").click();
+    h.step();
+    assert!(h.state().follow_up.is_running(), "the comparison runs on a worker thread");
+    wait_for(&mut h, |a| !a.follow_up.is_running());
+    let f = &h.state().follow_up;
+    assert!(f.error.is_none(), "{:?}", f.error);
+    let c = f.comparison.as_ref().expect("a comparison");
+    assert_eq!(c.time_points().len(), 2);
+    let rows = c.rows();
+    let names: Vec<String> = rows.iter().map(|r| format!("{} {}", r.name, r.status)).collect();
+    assert_eq!(c.baseline.report.lesions.len(), 4, "{names:?}");
+    assert_eq!(rows.iter().filter(|r| r.status.contains("NEW")).count(), 1, "{names:?}");
+    assert_eq!(rows.iter().filter(|r| r.status.contains("GONE")).count(), 1, "{names:?}");
+    assert_eq!(rows.iter().filter(|r| r.cells.iter().all(|c| c.is_some())).count(), 3, "three lesions followed: {names:?}");
+    let r = &c.visits[0].response;
+    assert_eq!(r.recist.category, hepaview::response::Category::PD, "{}", r.recist.reason);
+    assert!(r.recist.reason.contains("new lesion"), "{}", r.recist.reason);
+    assert!(r.mrecist.is_some(), "both visits have an arterial phase");
+    assert!(c.visits[0].mask_note.contains("own mask"), "{}", c.visits[0].mask_note);
+    let gone = c.visits[0].pairs.iter().find(|p| p.followup.is_none()).and_then(|p| p.baseline).unwrap();
+    let new = c.visits[0].pairs.iter().find(|p| p.baseline.is_none()).and_then(|p| p.followup).unwrap();
+    let b1 = c.baseline.report.lesions[0].centroid_mm;
+    h.run();
+    assert!(h.query_by_label("RECIST 1.1: PD (computed, to confirm)").is_some(), "the category is shown as an aid to confirm");
+    assert!(h.query_by_label_contains("mRECIST: ").is_some());
+    assert!(h.query_by_label(hepaview::response::RESPONSE_DISCLAIMER).is_some());
+    assert!(h.query_by_label("NEW").is_some() && h.query_by_label("GONE").is_some(), "new and gone flagged in the table");
+
+    // a row click moves the crosshair to the lesion
+    h.get_by_label("B1").scroll_to_me();
+    h.run();
+    h.get_by_label("B1").click();
+    h.run();
+    let x = h.state().view.crosshair_mm;
+    assert!((0..3).all(|i| (x[i] - b1[i]).abs() < 1e-6), "crosshair {x:?} vs lesion {b1:?}");
+    let img = h.render().expect("render");
+    img.save(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("follow_up_panel.png")).unwrap();
+    h.get_by_label("Timeline").scroll_to_me();
+    h.run();
+    let img = h.render().expect("render");
+    img.save(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("follow_up_timeline.png")).unwrap();
+
+    // re-pair the lesion that was gone with the new one: no new lesion, no PD for it
+    let combo = format!("pair B{gone} in {label}");
+    h.get_by_label(&combo).scroll_to_me();
+    h.run();
+    h.get_by_label(&combo).click();
+    h.run();
+    h.get_by_label(&format!("F{new}")).click();
+    h.run();
+    let v = &h.state().follow_up.comparison.as_ref().unwrap().visits[0];
+    assert!(v.pairs.iter().any(|p| p.baseline == Some(gone) && p.followup == Some(new)), "{:?}", v.pairs);
+    assert_eq!(v.response.recist.new_lesions, 0);
+    assert_ne!(v.response.recist.category, hepaview::response::Category::PD, "{}", v.response.recist.reason);
+    let rows = h.state().follow_up.comparison.as_ref().unwrap().rows();
+    assert!(rows.iter().all(|r| !r.status.contains("NEW")), "the new lesion is now the re-paired one's follow-up");
+    assert!(rows.iter().any(|r| r.status.contains("paired by hand")));
+
+    // the radiologist overrides the computed category
+    let over = format!("RECIST 1.1 read {label}");
+    h.get_by_label(&over).scroll_to_me();
+    h.run();
+    h.get_by_label(&over).click();
+    h.run();
+    h.get_by_label("CR").click();
+    h.run();
+    assert_eq!(h.state().follow_up.comparison.as_ref().unwrap().visits[0].recist_override, Some(hepaview::response::Category::CR));
+    assert!(h.query_by_label("RECIST 1.1: CR (read by the radiologist)").is_some());
+
+    // nudge the follow-up one voxel (6 mm) to the patient's left: every phase moves by it
+    let pv_key = keys.iter().copied().find(|k| h.state().study.phases.iter().any(|p| p.key == *k && p.description.contains("portal venous"))).unwrap();
+    let before = std::sync::Arc::clone(&h.state().study.phases.iter().find(|p| p.key == pv_key).unwrap().volume);
+    h.state_mut().follow_up.visits[0].pending_mm = [before.geometry.spacing_mm[2], 0.0, 0.0];
+    let apply = format!("Apply nudge {label}");
+    h.get_by_label(&apply).scroll_to_me();
+    h.run();
+    h.get_by_label(&apply).click();
+    h.step();
+    wait_for(&mut h, |a| !a.follow_up.is_running());
+    let a = h.state();
+    assert!(a.follow_up.error.is_none(), "{:?}", a.follow_up.error);
+    let v = &a.follow_up.visits[0];
+    assert_eq!(v.nudge_mm, [before.geometry.spacing_mm[2], 0.0, 0.0]);
+    let new_pv = v.keys.iter().find_map(|k| a.study.phases.iter().find(|p| p.key == *k && p.description.contains("portal venous"))).expect("the nudged phase, under a new key");
+    assert_ne!(new_pv.key, pv_key, "new data, new key (the GPU uploads it again)");
+    let [nz, ny, nx] = before.geometry.shape;
+    let (mut same, mut n) = (0usize, 0usize);
+    for k in 0..nz {
+        for j in 0..ny {
+            for i in 0..nx - 1 {
+                n += 1;
+                same += ((new_pv.volume.data[[k, j, i + 1]] as i32 - before.data[[k, j, i]] as i32).abs() <= 1) as usize;
+            }
+        }
+    }
+    assert!(same as f64 > 0.999 * n as f64, "{same} of {n} voxels moved by one column");
+    let (auto, now) = (v.ncc_auto.unwrap(), v.ncc_now.unwrap());
+    assert!(now < auto, "a 6 mm nudge off the automatic alignment lowers the NCC: {auto:.3} -> {now:.3}");
+    assert!(a.follow_up.comparison.as_ref().unwrap().stale);
+    h.run();
+    assert!(h.query_by_label_contains("residual NCC: automatic").is_some());
+}

@@ -4,6 +4,7 @@
 
 pub mod analysis;
 pub mod edit;
+pub mod follow_up;
 pub mod gpu;
 pub mod registration;
 pub mod screenshot;
@@ -67,6 +68,8 @@ pub struct HepaviewApp {
     pub segment: segment::SegmentPanel,
     /// The 3D view of the label mask's surfaces (V shows it beside the slice views).
     pub view3d: view3d::View3d,
+    /// Follow-up visits: response against the baseline, nudges, re-pairing.
+    pub follow_up: follow_up::FollowUpPanel,
     frame_times_ms: std::collections::VecDeque<f32>,
     last_frame: Option<std::time::Instant>,
     /// CPU time of the last frame as eframe measured it (not available off-screen).
@@ -92,6 +95,7 @@ impl HepaviewApp {
             edit: edit::EditPanel::default(),
             segment: segment::SegmentPanel::default(),
             view3d: view3d::View3d::default(),
+            follow_up: follow_up::FollowUpPanel::default(),
             frame_times_ms: std::collections::VecDeque::with_capacity(120),
             last_frame: None,
             cpu_ms: None,
@@ -135,6 +139,7 @@ impl HepaviewApp {
         self.analysis.cancel();
         self.segment.cancel();
         self.view3d.cancel();
+        self.follow_up.cancel();
         let (layout, show_3d) = (self.view.layout, self.view3d.visible);
         *self = HepaviewApp { show_timing: self.show_timing, ..HepaviewApp::new(study) };
         self.view.layout = layout;
@@ -223,6 +228,13 @@ impl HepaviewApp {
         self.registration.poll(&mut self.study, &ctx);
         self.analysis.poll(&self.study, &ctx);
         self.segment.poll(&mut self.study, &ctx);
+        self.follow_up.poll(&mut self.study, &ctx);
+        if self.view.window.len() != self.study.phases.len() {
+            // a follow-up visit added: its phases get the fixed phase's window
+            let wl = self.view.window.get(self.study.fixed_index()).copied().unwrap_or(WindowLevel::PRESETS[0].1);
+            self.view.window.resize(self.study.phases.len(), wl);
+            self.view.hidden.resize(self.study.phases.len(), false);
+        }
         self.edit.open_session(&self.study);
         if self.edit.save_path.is_empty() {
             self.edit.save_path = edit::default_save_path(&self.study);
@@ -387,6 +399,11 @@ impl HepaviewApp {
             self.registration.ui(ui, &mut self.study);
             ui.separator();
             if let Some(p) = self.analysis.ui(ui, &mut self.study, &self.registration) {
+                self.view.crosshair_mm = p;
+                self.view.centre_mm = p;
+            }
+            ui.separator();
+            if let Some(p) = self.follow_up.ui(ui, &mut self.study) {
                 self.view.crosshair_mm = p;
                 self.view.centre_mm = p;
             }
@@ -644,6 +661,13 @@ impl eframe::App for HepaviewApp {
 
 /// Opens the viewer window on `study` (blocks until it is closed).
 pub fn run(study: Study) -> Result<(), eframe::Error> {
+    run_with_visits(study, Vec::new())
+}
+
+/// [`run`] with follow-up visits already added to `study` by
+/// [`crate::analysis::add_follow_up`], handed over with their source study and transform
+/// so the Follow-up panel can compare them and nudge their alignment.
+pub fn run_with_visits(study: Study, visits: Vec<follow_up::VisitSource>) -> Result<(), eframe::Error> {
     let options = eframe::NativeOptions {
         renderer: eframe::Renderer::Wgpu,
         // banding is invisible on CT greys, and dithering costs every pixel on lavapipe
@@ -661,6 +685,9 @@ pub fn run(study: Study) -> Result<(), eframe::Error> {
                 crate::render::install(rs, &egui_wgpu::RendererOptions::default());
             }
             let mut app = HepaviewApp::new(study);
+            for v in visits {
+                app.follow_up.adopt(&app.study, v);
+            }
             // start with the frame-time overlay on, for measuring the real window
             app.show_timing = std::env::var_os("HEPAVIEW_TIMING").is_some();
             Ok(Box::new(app))

@@ -1,0 +1,928 @@
+//! The "Follow-up" section of the side panel: treatment response of each follow-up visit
+//! against the baseline (e.g. after TACE). "Compare visits" measures the baseline (the
+//! study's label mask) and every follow-up visit (its own mask carried through the visit
+//! transform, a mask the user names, or the shipped U-Net's outline, said so) on the
+//! baseline's grid, pairs the lesions and assesses RECIST 1.1 and mRECIST, on a worker
+//! thread with progress and Cancel. The lesion table has one column group per time point;
+//! a row click moves the crosshair to the lesion; the radiologist can re-pair lesions,
+//! override each category, and nudge a visit's alignment by hand (the follow-up phases are
+//! resampled again from the study as opened, with the residual NCC before and after).
+//! The maths is in `analysis` and `response`; this file only couples widgets to it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use egui::{Color32, RichText, Stroke};
+
+use crate::analysis::{self, AlignedPhase, Alignment};
+use crate::io::phase::{Phase, PhaseCall};
+use crate::register::affine::{ncc_at, resample_affine, AffineParams, AffineTransform};
+use crate::response::{self, Category, Pairing, Response, ResponseOptions, VisitMeasure};
+use crate::study::{next_key, Job, PhaseImage, Study};
+use crate::volume::{CtVolume, Interp, Lps, Mask};
+
+/// Start of the description of a follow-up phase shown in the viewer (see
+/// [`analysis::add_follow_up`]).
+const PREFIX: &str = "FOLLOW-UP ";
+
+/// Pyramid spacing (mm) of the residual NCC shown for a visit's alignment.
+const NCC_SPACING_MM: f64 = 4.0;
+
+/// A follow-up visit added to the study by [`analysis::add_follow_up`], as the CLI hands it
+/// to the viewer: the study as opened and the transform it was resampled through.
+pub struct VisitSource {
+    pub follow: Study,
+    pub label: String,
+    pub transform: AffineTransform,
+}
+
+/// One follow-up visit shown in the study.
+pub struct FollowUpVisit {
+    pub label: String,
+    /// The visit as opened, on its own grids; for a visit found already resampled in the
+    /// study (added without its source), those resampled phases, with `auto` the identity.
+    source: Study,
+    /// Baseline world point → source world point, as the automatic alignment found it.
+    pub auto: AffineTransform,
+    /// Shift of the follow-up images by hand (baseline LPS mm) now applied.
+    pub nudge_mm: Lps,
+    /// The shift being edited, applied by "Apply nudge".
+    pub pending_mm: Lps,
+    /// Residual NCC (body voxels) of the automatic alignment and of the one applied now.
+    pub ncc_auto: Option<f64>,
+    pub ncc_now: Option<f64>,
+    /// Keys of this visit's phases in the study, in `source.phases` order.
+    pub keys: Vec<u64>,
+    /// A follow-up mask (NIfTI on the visit's own grid) the user names; empty: the visit's
+    /// own labels when it has them, else the U-Net.
+    pub mask_path: String,
+    /// The mask on the baseline mask's grid and where it came from, kept between runs until
+    /// the alignment changes.
+    mask: Option<(Arc<Mask>, String)>,
+}
+
+impl FollowUpVisit {
+    /// The transform the shown images are resampled through now.
+    pub fn transform(&self) -> AffineTransform {
+        analysis::shift_visit_transform(&self.auto, self.nudge_mm)
+    }
+}
+
+/// One visit's response against the baseline.
+pub struct VisitResult {
+    pub label: String,
+    pub followup: VisitMeasure,
+    /// Pairs as matched automatically, and as now (after re-pairing by hand).
+    pub auto_pairs: Vec<Pairing>,
+    pub pairs: Vec<Pairing>,
+    pub response: Response,
+    /// Where the follow-up mask came from.
+    pub mask_note: String,
+    /// The radiologist's reading, when it differs from the computed category.
+    pub recist_override: Option<Category>,
+    pub mrecist_override: Option<Category>,
+}
+
+/// The last comparison.
+pub struct Comparison {
+    pub baseline_label: String,
+    pub baseline: VisitMeasure,
+    pub visits: Vec<VisitResult>,
+    /// The alignment of a visit changed since: the figures describe the old one.
+    pub stale: bool,
+}
+
+/// A lesion's figures at one time point.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Cell {
+    pub volume_ml: f64,
+    pub long_axis_mm: f64,
+    pub viable_ml: Option<f64>,
+}
+
+/// One row of the lesion table: a baseline lesion followed through the visits, or a
+/// lesion new at one visit.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub name: String,
+    /// One per time point (baseline first); `None`: not there (gone, or not yet).
+    pub cells: Vec<Option<Cell>>,
+    pub status: String,
+    /// Where to put the crosshair (baseline world, which the follow-ups share).
+    pub at_mm: Lps,
+}
+
+enum MaskPlan {
+    Cached(Arc<Mask>, String),
+    File(PathBuf, AffineTransform),
+    Own(Arc<Mask>, AffineTransform),
+    UNet,
+}
+
+struct VisitInput {
+    label: String,
+    study: Study,
+    plan: MaskPlan,
+}
+
+struct CompareOutcome {
+    baseline: VisitMeasure,
+    visits: Vec<(analysis::AlignedComparison, Arc<Mask>, String, String)>,
+}
+
+struct NudgeOutcome {
+    label: String,
+    nudge_mm: Lps,
+    /// New images in `source.phases` order (`None`: only the NCC was computed).
+    volumes: Option<Vec<Arc<CtVolume>>>,
+    ncc_auto: Option<f64>,
+    ncc_now: Option<f64>,
+}
+
+struct OpenOutcome {
+    phases: Vec<PhaseImage>,
+    keys_before: Vec<u64>,
+    follow: Study,
+    label: String,
+    transform: AffineTransform,
+}
+
+pub struct FollowUpPanel {
+    pub visits: Vec<FollowUpVisit>,
+    compare_job: Option<Job<CompareOutcome>>,
+    nudge_job: Option<Job<NudgeOutcome>>,
+    open_job: Option<Job<OpenOutcome>>,
+    pub comparison: Option<Comparison>,
+    /// Row picked in the lesion table.
+    pub selected: Option<usize>,
+    /// Follow-up study to open (DICOM folder or NIfTI files separated by ';') and its label.
+    pub open_path: String,
+    pub open_label: String,
+    pub message: Option<String>,
+    pub error: Option<String>,
+    pub options: ResponseOptions,
+}
+
+impl Default for FollowUpPanel {
+    fn default() -> Self {
+        FollowUpPanel {
+            visits: Vec::new(),
+            compare_job: None,
+            nudge_job: None,
+            open_job: None,
+            comparison: None,
+            selected: None,
+            open_path: String::new(),
+            open_label: String::new(),
+            message: None,
+            error: None,
+            options: ResponseOptions::default(),
+        }
+    }
+}
+
+/// The phase a follow-up phase was before [`analysis::add_follow_up`] set it to Unknown,
+/// read back from its description ("FOLLOW-UP <label> · <phase> · …").
+fn follow_up_phase(p: &PhaseImage) -> Phase {
+    p.description.split(" · ").nth(1).and_then(|s| s.parse().ok()).unwrap_or(Phase::Unknown)
+}
+
+/// The visit label of a follow-up phase's description.
+fn follow_up_label(description: &str) -> Option<&str> {
+    description.strip_prefix(PREFIX).and_then(|s| s.split(" · ").next())
+}
+
+/// The last word of a title that reads as a date (YYYYMMDD).
+fn date_in(title: &str) -> Option<String> {
+    title.split_whitespace().rev().find(|w| w.len() == 8 && w.chars().all(|c| c.is_ascii_digit())).map(str::to_string)
+}
+
+fn category_name(c: Category) -> &'static str {
+    match c {
+        Category::CR => "CR",
+        Category::PR => "PR",
+        Category::SD => "SD",
+        Category::PD => "PD",
+    }
+}
+
+/// The study without the follow-up visits' phases: the baseline visit.
+fn baseline_of(study: &Study) -> Study {
+    let mut s = study.clone();
+    s.phases.retain(|p| !p.description.starts_with(PREFIX));
+    s
+}
+
+/// A study of the follow-up phases as shown (on the baseline's grid), with their phase
+/// names back so that registration and measurement see them.
+fn shown_visit(study: &Study, keys: &[u64], label: &str) -> Study {
+    let phases: Vec<PhaseImage> = keys
+        .iter()
+        .filter_map(|k| study.phases.iter().find(|p| p.key == *k))
+        .map(|p| {
+            let phase = follow_up_phase(p);
+            PhaseImage { call: PhaseCall { phase, confidence: 1.0, reason: format!("follow-up {label}") }, ..p.clone() }
+        })
+        .collect();
+    let mut s = Study { title: label.to_string(), phases, labels: None, warnings: Vec::new() };
+    s.sort_phases();
+    s
+}
+
+/// Re-pairs baseline lesion `b` with follow-up lesion `f` (or with none: gone); the lesion
+/// `f` was paired with becomes gone, the one `b` had becomes new.
+pub fn repair(pairs: &[Pairing], n_base: usize, n_follow: usize, b: usize, f: Option<usize>, base: &VisitMeasure, follow: &VisitMeasure) -> Vec<Pairing> {
+    let mut out: Vec<Pairing> = pairs.iter().filter(|p| p.baseline != Some(b) && !(f.is_some() && p.followup == f)).cloned().collect();
+    for b2 in 1..=n_base {
+        if b2 != b && !out.iter().any(|p| p.baseline == Some(b2)) {
+            out.push(Pairing { baseline: Some(b2), followup: None, overlap: 0.0, distance_mm: None });
+        }
+    }
+    let distance_mm = f.map(|f| crate::volume::norm(crate::volume::sub(base.report.lesions[b - 1].centroid_mm, follow.report.lesions[f - 1].centroid_mm)));
+    out.push(Pairing { baseline: Some(b), followup: f, overlap: 0.0, distance_mm });
+    for f2 in 1..=n_follow {
+        if !out.iter().any(|p| p.followup == Some(f2)) {
+            out.push(Pairing { baseline: None, followup: Some(f2), overlap: 0.0, distance_mm: None });
+        }
+    }
+    out.sort_by_key(|p| (p.baseline.unwrap_or(usize::MAX), p.followup.unwrap_or(0)));
+    out
+}
+
+fn cell(m: &VisitMeasure, id: usize) -> Option<Cell> {
+    let l = m.report.lesions.get(id.checked_sub(1)?)?;
+    Some(Cell { volume_ml: l.volume_ml, long_axis_mm: l.recist.long_axis_mm, viable_ml: m.parts.get(id - 1).and_then(|p| p.as_ref()).map(|p| p.viable_ml) })
+}
+
+impl Comparison {
+    /// Time point names: the baseline, then each visit.
+    pub fn time_points(&self) -> Vec<String> {
+        std::iter::once(self.baseline_label.clone()).chain(self.visits.iter().map(|v| v.label.clone())).collect()
+    }
+
+    /// The lesion table: baseline lesions followed through each visit, then each visit's
+    /// new lesions.
+    pub fn rows(&self) -> Vec<Row> {
+        let n = self.visits.len() + 1;
+        let mut rows = Vec::new();
+        for l in &self.baseline.report.lesions {
+            let mut cells = vec![cell(&self.baseline, l.id)];
+            let mut status = Vec::new();
+            for v in &self.visits {
+                let f = v.pairs.iter().find(|p| p.baseline == Some(l.id)).and_then(|p| p.followup);
+                cells.push(f.and_then(|f| cell(&v.followup, f)));
+                let by_hand = v.pairs.iter().find(|p| p.baseline == Some(l.id)) != v.auto_pairs.iter().find(|p| p.baseline == Some(l.id));
+                let hand = if by_hand { ", paired by hand" } else { "" };
+                status.push(match f {
+                    Some(f) => format!("F{f} at {}{hand}", v.label),
+                    None => format!("GONE at {}{hand}", v.label),
+                });
+            }
+            rows.push(Row { name: format!("B{}", l.id), cells, status: status.join("; "), at_mm: l.centroid_mm });
+        }
+        for (vi, v) in self.visits.iter().enumerate() {
+            for p in v.pairs.iter().filter(|p| p.baseline.is_none()) {
+                let Some(f) = p.followup else { continue };
+                let mut cells = vec![None; n];
+                cells[vi + 1] = cell(&v.followup, f);
+                let at_mm = v.followup.report.lesions[f - 1].centroid_mm;
+                rows.push(Row { name: format!("new F{f} ({})", v.label), cells, status: format!("NEW at {}", v.label), at_mm });
+            }
+        }
+        rows
+    }
+}
+
+impl FollowUpPanel {
+    pub fn cancel(&self) {
+        for j in [self.compare_job.as_ref().map(|j| j as &dyn Cancel), self.nudge_job.as_ref().map(|j| j as &dyn Cancel), self.open_job.as_ref().map(|j| j as &dyn Cancel)].into_iter().flatten() {
+            j.cancel_job();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.compare_job.is_some() || self.nudge_job.is_some() || self.open_job.is_some()
+    }
+
+    /// Aligns `follow` onto the baseline and adds its phases to `study` (blocking: CLI and
+    /// tests; the panel's Open follow-up runs the same on a worker thread).
+    pub fn add_visit(&mut self, study: &mut Study, follow: Study, label: &str, progress: crate::study::ProgressFn) -> Result<(), analysis::AnalysisError> {
+        let t = analysis::add_follow_up(study, &follow, label, progress)?;
+        self.adopt(study, VisitSource { follow, label: label.to_string(), transform: t });
+        if let Some(v) = self.visits.last_mut() {
+            let fixed = &study.phases[study.fixed_index()].volume;
+            let ncc = ncc_at(fixed, &v.source.phases[v.source.fixed_index()].volume, &v.auto, NCC_SPACING_MM, AffineParams::default().body_threshold_hu);
+            (v.ncc_auto, v.ncc_now) = (ncc, ncc);
+        }
+        Ok(())
+    }
+
+    /// Records a visit already added to `study` by [`analysis::add_follow_up`] (its
+    /// phases are found by label), so it can be compared and nudged.
+    pub fn adopt(&mut self, study: &Study, source: VisitSource) {
+        let prefix = format!("{PREFIX}{} · ", source.label);
+        // the shown phases in the order of the source's phases (names carry the phase)
+        let keys: Vec<u64> = source
+            .follow
+            .phases
+            .iter()
+            .filter_map(|sp| {
+                let want = format!("{prefix}{} · {}", sp.phase(), sp.description);
+                study.phases.iter().find(|p| p.description == want).map(|p| p.key)
+            })
+            .collect();
+        if keys.len() != source.follow.phases.len() {
+            self.error = Some(format!("The follow-up {} was not found complete in the study; add it again.", source.label));
+            return;
+        }
+        self.visits.retain(|v| v.label != source.label);
+        self.visits.push(FollowUpVisit {
+            label: source.label,
+            source: source.follow,
+            auto: source.transform,
+            nudge_mm: [0.0; 3],
+            pending_mm: [0.0; 3],
+            ncc_auto: None,
+            ncc_now: None,
+            keys,
+            mask_path: String::new(),
+            mask: None,
+        });
+    }
+
+    /// Follow-up phases in the study that no recorded visit owns (added without their
+    /// source): recorded as visits already on the baseline grid, so they can be compared
+    /// and nudged too.
+    fn adopt_orphans(&mut self, study: &Study) {
+        let owned: std::collections::HashSet<u64> = self.visits.iter().flat_map(|v| v.keys.iter().copied()).collect();
+        let mut found: Vec<(String, Vec<u64>)> = Vec::new();
+        for p in study.phases.iter().filter(|p| !owned.contains(&p.key)) {
+            let Some(label) = follow_up_label(&p.description) else { continue };
+            match found.iter_mut().find(|(l, _)| l == label) {
+                Some((_, keys)) => keys.push(p.key),
+                None => found.push((label.to_string(), vec![p.key])),
+            }
+        }
+        for (label, keys) in found {
+            let source = shown_visit(study, &keys, &label);
+            let keys = source.phases.iter().map(|p| p.key).collect();
+            let centre = study.phases[study.fixed_index()].volume.geometry.centre_mm();
+            self.visits.retain(|v| v.label != label);
+            self.visits.push(FollowUpVisit {
+                label,
+                source,
+                auto: AffineTransform::identity(centre),
+                nudge_mm: [0.0; 3],
+                pending_mm: [0.0; 3],
+                ncc_auto: None,
+                ncc_now: None,
+                keys,
+                mask_path: String::new(),
+                mask: None,
+            });
+        }
+        // a visit whose phases left the study (another study opened) is dropped
+        self.visits.retain(|v| v.keys.iter().all(|k| study.phases.iter().any(|p| p.key == *k)));
+    }
+
+    /// Starts opening a follow-up study and aligning it onto the baseline.
+    pub fn start_open(&mut self, study: &Study) {
+        let paths: Vec<PathBuf> = self.open_path.split(';').map(str::trim).filter(|p| !p.is_empty()).map(Into::into).collect();
+        if paths.is_empty() {
+            return;
+        }
+        let typed = self.open_label.trim().to_string();
+        let n = self.visits.len() + 1;
+        let base = study.clone();
+        self.error = None;
+        self.open_job = Some(Job::spawn("Opening the follow-up", move |progress| {
+            let opening = |f: f32, m: &str| progress(0.3 * f, &format!("opening: {m}"));
+            let follow = Study::open_with_progress(&paths, &opening).map_err(|e| e.to_string())?;
+            let label = if typed.is_empty() { date_in(&follow.title).unwrap_or_else(|| format!("visit {}", n + 1)) } else { typed };
+            let mut s = base.clone();
+            let aligning = |f: f32, m: &str| progress(0.3 + 0.7 * f, m);
+            let transform = analysis::add_follow_up(&mut s, &follow, &label, &aligning).map_err(|e| e.to_string())?;
+            let keys_before = base.phases.iter().map(|p| p.key).collect();
+            Ok(OpenOutcome { phases: s.phases, keys_before, follow, label, transform })
+        }));
+    }
+
+    /// Starts the comparison of every visit with the baseline.
+    pub fn start_compare(&mut self, study: &Study) {
+        let Some(labels) = study.labels.as_ref() else {
+            self.error = Some("The baseline has no label mask: open one or segment it first.".into());
+            return;
+        };
+        if self.visits.is_empty() {
+            self.error = Some("No follow-up visit: open one first.".into());
+            return;
+        }
+        let base_mask = Arc::clone(&labels.mask);
+        let base = baseline_of(study);
+        let base_label = self.baseline_label(study);
+        let model = super::segment::model_path();
+        let mut inputs = Vec::new();
+        for v in &self.visits {
+            let plan = if let Some((m, note)) = &v.mask {
+                MaskPlan::Cached(Arc::clone(m), note.clone())
+            } else if !v.mask_path.trim().is_empty() {
+                MaskPlan::File(PathBuf::from(v.mask_path.trim()), v.transform())
+            } else if let Some(l) = &v.source.labels {
+                MaskPlan::Own(Arc::clone(&l.mask), v.transform())
+            } else {
+                MaskPlan::UNet
+            };
+            inputs.push(VisitInput { label: v.label.clone(), study: shown_visit(study, &v.keys, &v.label), plan });
+        }
+        let opts = self.options.clone();
+        self.error = None;
+        self.message = None;
+        self.compare_job = Some(Job::spawn("Comparing visits", move |progress| {
+            let n = inputs.len() as f32 + 1.0;
+            let alignment = |s: &Study| if s.phases.len() > 1 { Alignment::Register(crate::register::Params::default()) } else { Alignment::Resample };
+            let p0 = |f: f32, m: &str| progress(f / n, &format!("baseline: {m}"));
+            let bphases: Vec<AlignedPhase> = analysis::align_phases(&base, &base_mask.geometry, &alignment(&base), None, &p0).map_err(|e| e.to_string())?;
+            let mut baseline = None;
+            let mut visits = Vec::new();
+            for (vi, input) in inputs.into_iter().enumerate() {
+                let share = |a: f32, b: f32| move |f: f32| (vi as f32 + 1.0 + a + (b - a) * f) / n;
+                let label = input.label.clone();
+                let (mask, note) = match input.plan {
+                    MaskPlan::Cached(m, note) => (m, note),
+                    MaskPlan::File(path, t) => {
+                        let (m, _) = crate::io::nifti::read_mask(&path).map_err(|e| e.to_string())?;
+                        (Arc::new(analysis::resample_mask_affine(&m, &base_mask.geometry, &t)), format!("mask {} carried through the visit alignment", path.display()))
+                    }
+                    MaskPlan::Own(m, t) => (Arc::new(analysis::resample_mask_affine(&m, &base_mask.geometry, &t)), "the visit's own mask, carried through the visit alignment".to_string()),
+                    MaskPlan::UNet => {
+                        let model = model.clone().ok_or("no follow-up mask, and the U-Net's weights (models/unet.safetensors) were not found: name a mask or set HEPAVIEW_MODEL")?;
+                        let s = share(0.0, 0.4);
+                        let seg = |f: f32, m: &str| progress(s(f), &format!("{label}: segmenting with the U-Net: {m}"));
+                        let m = crate::segment::segment_study(&input.study, &model, &seg).map_err(|e| e.to_string())?;
+                        let m = if m.geometry.shape == base_mask.geometry.shape && m.geometry.max_corner_distance_mm(&base_mask.geometry) <= 0.01 { m } else { m.resample_to(&base_mask.geometry, Interp::Nearest, 0) };
+                        (Arc::new(m), format!("outlined by the shipped U-Net ({}): check it", model.display()))
+                    }
+                };
+                let s = share(0.4, 0.8);
+                let al = |f: f32, m: &str| progress(s(f), &format!("{label}: {m}"));
+                let fphases = analysis::align_phases(&input.study, &base_mask.geometry, &alignment(&input.study), None, &al).map_err(|e| e.to_string())?;
+                let s = share(0.8, 1.0);
+                let me = |f: f32, m: &str| progress(s(f), m);
+                let c = analysis::compare_aligned_visits("baseline", &bphases, &base_mask, &label, &fphases, &mask, &opts, &me).map_err(|e| e.to_string())?;
+                let c = analysis::AlignedComparison { response: Response { baseline: base_label.clone(), ..c.response }, ..c };
+                if baseline.is_none() {
+                    // the baseline measures the same for every visit; keep one
+                    let v = response::Visit { label: base_label.clone(), mask: &base_mask, phases: bphases.iter().map(|p| (p.phase, p.volume.as_ref())).collect() };
+                    baseline = Some(response::measure_visit(&v, &opts).map_err(|e| e.to_string())?);
+                }
+                visits.push((c, mask, note, label));
+            }
+            Ok(CompareOutcome { baseline: baseline.ok_or("no visit to compare")?, visits })
+        }));
+    }
+
+    fn baseline_label(&self, study: &Study) -> String {
+        date_in(&study.title).map(|d| format!("baseline {d}")).unwrap_or_else(|| "baseline".into())
+    }
+
+    /// Starts resampling visit `vi`'s phases with its pending nudge (or, with `ncc_only`,
+    /// only measuring the residual NCC of the alignment applied now).
+    fn start_nudge(&mut self, study: &Study, vi: usize, ncc_only: bool) {
+        let Some(v) = self.visits.get(vi) else { return };
+        let fixed = Arc::clone(&study.phases[study.fixed_index()].volume);
+        let grid = fixed.geometry.clone();
+        let sources: Vec<Arc<CtVolume>> = v.source.phases.iter().map(|p| Arc::clone(&p.volume)).collect();
+        let reference = Arc::clone(&v.source.phases[v.source.fixed_index()].volume);
+        let (auto, label) = (v.auto, v.label.clone());
+        let nudge_mm = if ncc_only { v.nudge_mm } else { v.pending_mm };
+        let known_auto = v.ncc_auto;
+        self.nudge_job = Some(Job::spawn(format!("Aligning {label} by hand"), move |progress| {
+            let t = analysis::shift_visit_transform(&auto, nudge_mm);
+            let thr = AffineParams::default().body_threshold_hu;
+            let ncc_auto = known_auto.or_else(|| ncc_at(&fixed, &reference, &auto, NCC_SPACING_MM, thr));
+            let ncc_now = if nudge_mm == [0.0; 3] { ncc_auto } else { ncc_at(&fixed, &reference, &t, NCC_SPACING_MM, thr) };
+            let volumes = if ncc_only {
+                None
+            } else {
+                let mut out = Vec::new();
+                for (n, s) in sources.iter().enumerate() {
+                    if !progress(n as f32 / sources.len() as f32, "resampling the follow-up") {
+                        return Err("cancelled".into());
+                    }
+                    out.push(Arc::new(resample_affine(s, &grid, &t)));
+                }
+                Some(out)
+            };
+            Ok(NudgeOutcome { label, nudge_mm, volumes, ncc_auto, ncc_now })
+        }));
+    }
+
+    /// Polls the jobs; takes in their results.
+    pub fn poll(&mut self, study: &mut Study, ctx: &egui::Context) {
+        self.adopt_orphans(study);
+        if let Some(job) = self.open_job.as_mut() {
+            if let Some(result) = job.try_finish() {
+                let cancelled = job.is_cancelled();
+                self.open_job = None;
+                match result {
+                    Ok(o) => {
+                        let new: Vec<PhaseImage> = o.phases.iter().filter(|p| !o.keys_before.contains(&p.key)).cloned().collect();
+                        if study.phases.iter().map(|p| p.key).eq(o.keys_before.iter().copied()) {
+                            study.phases = o.phases;
+                        } else {
+                            // the study changed meanwhile: the new phases go at the end
+                            study.phases.extend(new);
+                        }
+                        self.message = Some(format!("Follow-up {} added: rotation {:.1} deg, translation ({:.1}, {:.1}, {:.1}) mm.", o.label, o.transform.rotation_deg(), o.transform.translation_mm[0], o.transform.translation_mm[1], o.transform.translation_mm[2]));
+                        let vi = self.visits.len();
+                        self.adopt(study, VisitSource { follow: o.follow, label: o.label, transform: o.transform });
+                        self.open_label.clear();
+                        self.start_nudge(study, vi.min(self.visits.len().saturating_sub(1)), true);
+                    }
+                    Err(_) if cancelled => {}
+                    Err(e) => self.error = Some(format!("Could not add the follow-up: {e}")),
+                }
+            }
+        }
+        if let Some(job) = self.nudge_job.as_mut() {
+            if let Some(result) = job.try_finish() {
+                let cancelled = job.is_cancelled();
+                self.nudge_job = None;
+                match result {
+                    Ok(o) => {
+                        if let Some(v) = self.visits.iter_mut().find(|v| v.label == o.label) {
+                            (v.ncc_auto, v.ncc_now) = (o.ncc_auto, o.ncc_now);
+                            if let Some(volumes) = o.volumes {
+                                for (key, vol) in v.keys.iter_mut().zip(volumes) {
+                                    if let Some(p) = study.phases.iter_mut().find(|p| p.key == *key) {
+                                        p.volume = vol;
+                                        p.key = next_key();
+                                        *key = p.key;
+                                    }
+                                }
+                                v.nudge_mm = o.nudge_mm;
+                                v.pending_mm = o.nudge_mm;
+                                v.mask = None;
+                                if let Some(c) = self.comparison.as_mut() {
+                                    c.stale = true;
+                                }
+                            }
+                        }
+                    }
+                    Err(_) if cancelled => {}
+                    Err(e) => self.error = Some(format!("Nudge failed: {e}")),
+                }
+            }
+        }
+        if let Some(job) = self.compare_job.as_mut() {
+            if let Some(result) = job.try_finish() {
+                let cancelled = job.is_cancelled();
+                self.compare_job = None;
+                match result {
+                    Ok(o) => {
+                        let mut visits = Vec::new();
+                        for (c, mask, note, label) in o.visits {
+                            if let Some(v) = self.visits.iter_mut().find(|v| v.label == label) {
+                                v.mask = Some((mask, note.clone()));
+                            }
+                            let old = self.comparison.as_ref().and_then(|old| old.visits.iter().find(|r| r.label == label));
+                            let (recist_override, mrecist_override) = old.map(|r| (r.recist_override, r.mrecist_override)).unwrap_or_default();
+                            visits.push(VisitResult { label, followup: c.followup, auto_pairs: c.pairs.clone(), pairs: c.pairs, response: c.response, mask_note: note, recist_override, mrecist_override });
+                        }
+                        self.comparison = Some(Comparison { baseline_label: self.baseline_label(study), baseline: o.baseline, visits, stale: false });
+                        self.selected = None;
+                    }
+                    Err(_) if cancelled => {}
+                    Err(e) => self.error = Some(format!("Comparing the visits failed: {e}")),
+                }
+            }
+        }
+        if self.is_running() {
+            ctx.request_repaint_after(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Pairs baseline lesion `b` of visit `vi` with follow-up lesion `f` (or none) and
+    /// assesses the response again.
+    pub fn repair(&mut self, vi: usize, b: usize, f: Option<usize>) {
+        let Some(c) = self.comparison.as_mut() else { return };
+        let Some(v) = c.visits.get_mut(vi) else { return };
+        let (nb, nf) = (c.baseline.report.lesions.len(), v.followup.report.lesions.len());
+        if b == 0 || b > nb || f.is_some_and(|f| f == 0 || f > nf) {
+            return;
+        }
+        v.pairs = repair(&v.pairs, nb, nf, b, f, &c.baseline, &v.followup);
+        let label = v.response.baseline.clone();
+        v.response = response::assess(&label, &c.baseline, &v.label, &v.followup, &v.pairs, &self.options);
+    }
+
+    /// Draws the section; returns a point to move the crosshair to (a lesion picked).
+    pub fn ui(&mut self, ui: &mut egui::Ui, study: &mut Study) -> Option<Lps> {
+        ui.heading("Follow-up");
+        let mut jump = None;
+        // adding a visit
+        if let Some(job) = &self.open_job {
+            let (f, m) = job.progress();
+            ui.add(egui::ProgressBar::new(f).show_percentage());
+            ui.label(m);
+            if ui.button("Cancel opening").clicked() {
+                job.cancel();
+            }
+        } else {
+            let l = ui.label("follow-up study (folder or NIfTI files; ';' between)");
+            ui.text_edit_singleline(&mut self.open_path).labelled_by(l.id);
+            ui.horizontal(|ui| {
+                let l = ui.label("visit label");
+                ui.add(egui::TextEdit::singleline(&mut self.open_label).desired_width(80.0).hint_text("date")).labelled_by(l.id);
+                if ui.add_enabled(!self.open_path.trim().is_empty(), egui::Button::new("Open follow-up")).on_hover_text("aligned onto the baseline (rigid, then affine) and shown beside it").clicked() {
+                    self.start_open(study);
+                }
+            });
+        }
+        if self.visits.is_empty() {
+            ui.label(RichText::new("No follow-up visit yet.").small());
+        }
+        // each visit: alignment, nudge, mask
+        let mut nudge = None;
+        for (vi, v) in self.visits.iter_mut().enumerate() {
+            ui.separator();
+            ui.strong(format!("Visit {}", v.label));
+            let t = v.transform();
+            ui.label(RichText::new(format!("aligned: rotation {:.1} deg, translation ({:.1}, {:.1}, {:.1}) mm", t.rotation_deg(), t.translation_mm[0], t.translation_mm[1], t.translation_mm[2])).small());
+            let ncc = |n: Option<f64>| n.map_or("-".to_string(), |n| format!("{n:.3}"));
+            ui.label(format!("residual NCC: automatic {}, now {}", ncc(v.ncc_auto), ncc(v.ncc_now))).on_hover_text("normalised cross-correlation over the body, baseline vs follow-up reference phase, at 4 mm");
+            ui.horizontal(|ui| {
+                ui.label("nudge mm");
+                for (a, name) in ["x (L)", "y (P)", "z (S)"].iter().enumerate() {
+                    ui.add(egui::DragValue::new(&mut v.pending_mm[a]).speed(0.5).range(-100.0..=100.0).prefix(format!("{name} ")));
+                }
+            })
+            .response
+            .on_hover_text("move the follow-up images by this much (baseline LPS mm), then Apply");
+            ui.horizontal(|ui| {
+                for (a, name) in ["L", "P", "S"].iter().enumerate() {
+                    if ui.small_button(format!("{name}-")).clicked() {
+                        v.pending_mm[a] -= 1.0;
+                    }
+                    if ui.small_button(format!("{name}+")).clicked() {
+                        v.pending_mm[a] += 1.0;
+                    }
+                }
+            });
+            ui.horizontal(|ui| {
+                let changed = v.pending_mm != v.nudge_mm;
+                if ui.add_enabled(changed && self.nudge_job.is_none(), egui::Button::new(format!("Apply nudge {}", v.label))).clicked() {
+                    nudge = Some((vi, false));
+                }
+                if ui.add_enabled(v.nudge_mm != [0.0; 3] && self.nudge_job.is_none(), egui::Button::new("Reset")).on_hover_text("back to the automatic alignment").clicked() {
+                    v.pending_mm = [0.0; 3];
+                    nudge = Some((vi, false));
+                }
+            });
+            let l = ui.label("follow-up mask (optional NIfTI, on the visit's own grid)");
+            if ui.text_edit_singleline(&mut v.mask_path).labelled_by(l.id).changed() {
+                v.mask = None;
+            }
+            let plan = match (&v.mask, v.mask_path.trim().is_empty(), v.source.labels.is_some()) {
+                (Some((_, note)), _, _) => format!("mask: {note}"),
+                (None, false, _) => "mask: the file above, carried through the visit alignment".into(),
+                (None, true, true) => "mask: the visit's own, carried through the visit alignment".into(),
+                (None, true, false) => "no mask for this visit: Compare visits outlines it with the shipped U-Net (check it)".into(),
+            };
+            ui.label(RichText::new(plan).small().italics());
+        }
+        if let Some(job) = &self.nudge_job {
+            ui.label(&job.title);
+            let (f, m) = job.progress();
+            ui.add(egui::ProgressBar::new(f).show_percentage());
+            ui.label(m);
+        }
+        if let Some((vi, ncc_only)) = nudge {
+            self.start_nudge(study, vi, ncc_only);
+        }
+        ui.separator();
+        // comparing
+        if let Some(job) = &self.compare_job {
+            let (f, m) = job.progress();
+            ui.add(egui::ProgressBar::new(f).show_percentage());
+            ui.label(m);
+            if ui.button("Cancel comparison").clicked() {
+                job.cancel();
+            }
+        } else if ui
+            .add_enabled(!self.visits.is_empty() && study.labels.is_some(), egui::Button::new("Compare visits"))
+            .on_hover_text("measure the baseline and each follow-up on the baseline's grid, pair their lesions, RECIST 1.1 and mRECIST")
+            .clicked()
+        {
+            self.start_compare(study);
+        }
+        if study.labels.is_none() {
+            ui.label(RichText::new("The baseline needs a label mask (open or segment one) to compare visits.").small());
+        }
+        if let Some(c) = &self.comparison {
+            if c.stale {
+                ui.colored_label(Color32::YELLOW, "The alignment changed since: Compare visits again.");
+            }
+            jump = self.table_ui(ui);
+            self.assessment_ui(ui);
+            self.timeline_ui(ui);
+        }
+        if let Some(m) = &self.message {
+            ui.label(RichText::new(m).small());
+        }
+        if let Some(e) = &self.error {
+            ui.colored_label(Color32::LIGHT_RED, e);
+        }
+        jump
+    }
+
+    fn table_ui(&mut self, ui: &mut egui::Ui) -> Option<Lps> {
+        let c = self.comparison.as_ref()?;
+        let rows = c.rows();
+        let tps = c.time_points();
+        let mut jump = None;
+        // one column per time point, each cell "mL · LD mm · viable mL": narrow enough for
+        // the side panel with a few visits
+        egui::ScrollArea::horizontal().id_salt("follow_up_table_scroll").show(ui, |ui| {
+            egui::Grid::new("follow_up_table").striped(true).show(ui, |ui| {
+                ui.label(RichText::new("lesion").small().strong());
+                for tp in &tps {
+                    ui.label(RichText::new(tp).small().strong()).on_hover_text("volume mL · longest axial diameter mm (RECIST) · viable (arterially enhancing) mL");
+                }
+                ui.label(RichText::new("status").small().strong());
+                ui.end_row();
+                ui.label("");
+                for _ in &tps {
+                    ui.label(RichText::new("mL · LD mm · viable mL").small());
+                }
+                ui.label("");
+                ui.end_row();
+                for (n, r) in rows.iter().enumerate() {
+                    if ui.selectable_label(self.selected == Some(n), &r.name).on_hover_text("go to this lesion").clicked() {
+                        self.selected = Some(n);
+                        jump = Some(r.at_mm);
+                    }
+                    for cell in &r.cells {
+                        ui.label(match cell {
+                            Some(c) => format!("{:.2} · {:.0} · {}", c.volume_ml, c.long_axis_mm, c.viable_ml.map_or("-".into(), |v| format!("{v:.2}"))),
+                            None => "-".into(),
+                        });
+                    }
+                    let (short, colour) = if r.status.contains("NEW") {
+                        ("NEW", Color32::from_rgb(255, 140, 100))
+                    } else if r.status.contains("GONE") {
+                        ("GONE", Color32::from_rgb(140, 200, 255))
+                    } else if r.status.contains("by hand") {
+                        ("paired by hand", ui.visuals().text_color())
+                    } else {
+                        ("followed", ui.visuals().text_color())
+                    };
+                    ui.label(RichText::new(short).small().color(colour)).on_hover_text(&r.status);
+                    ui.end_row();
+                }
+            });
+        });
+        jump
+    }
+
+    fn assessment_ui(&mut self, ui: &mut egui::Ui) {
+        let mut repairs = Vec::new();
+        let Some(c) = self.comparison.as_mut() else { return };
+        ui.label(RichText::new(response::RESPONSE_DISCLAIMER).small().italics());
+        for (vi, v) in c.visits.iter_mut().enumerate() {
+            ui.separator();
+            ui.strong(format!("{} vs {}", v.label, c.baseline_label));
+            ui.label(RichText::new(format!("follow-up mask: {}", v.mask_note)).small());
+            let r = &v.response;
+            let pct = |a: f64, b: f64| if a > 0.0 { format!("{:+.0} %", 100.0 * (b - a) / a) } else { "-".into() };
+            ui.label(format!("tumour volume {:.2} -> {:.2} mL ({})", r.total_baseline_ml, r.total_followup_ml, pct(r.total_baseline_ml, r.total_followup_ml)));
+            if let (Some(a), Some(b)) = (r.viable_baseline_ml, r.viable_followup_ml) {
+                ui.label(format!("viable tumour {a:.2} -> {b:.2} mL ({})", pct(a, b)));
+            }
+            let assessments = [("RECIST 1.1", Some(&r.recist), &mut v.recist_override), ("mRECIST", r.mrecist.as_ref(), &mut v.mrecist_override)];
+            for (name, a, over) in assessments {
+                let Some(a) = a else {
+                    ui.label(format!("{name}: not assessed (no arterial phase in both visits)"));
+                    continue;
+                };
+                let shown = over.unwrap_or(a.category);
+                let who = if over.is_some() { "read by the radiologist" } else { "computed, to confirm" };
+                ui.label(RichText::new(format!("{name}: {} ({who})", category_name(shown))).strong());
+                ui.label(RichText::new(format!("computed {}: {}", category_name(a.category), a.reason)).small());
+                for t in &a.targets {
+                    let f = t.followup_id.map_or("gone".to_string(), |f| format!("F{f}"));
+                    let sl = |s: Option<usize>| s.map_or("-".to_string(), |s| s.to_string());
+                    ui.label(RichText::new(format!("  B{} -> {f}: {:.1} -> {:.1} mm (slices {} / {})", t.baseline_id, t.baseline_mm, t.followup_mm, sl(t.baseline_slice), sl(t.followup_slice))).small());
+                }
+                egui::ComboBox::new(("category_override", vi, name), format!("{name} read {}", v.label))
+                    .selected_text(match over {
+                        Some(o) => category_name(*o).to_string(),
+                        None => format!("confirm {}", category_name(a.category)),
+                    })
+                    .show_ui(ui, |ui| {
+                        ui.selectable_value(over, None, format!("confirm {}", category_name(a.category)));
+                        for cat in [Category::CR, Category::PR, Category::SD, Category::PD] {
+                            ui.selectable_value(over, Some(cat), category_name(cat));
+                        }
+                    });
+            }
+            // re-pairing by hand
+            let nf = v.followup.report.lesions.len();
+            for l in &c.baseline.report.lesions {
+                let now = v.pairs.iter().find(|p| p.baseline == Some(l.id)).and_then(|p| p.followup);
+                let mut pick = now;
+                let name = |f: Option<usize>| f.map_or("none (gone)".to_string(), |f| format!("F{f}"));
+                egui::ComboBox::new(("repair", vi, l.id), format!("pair B{} in {}", l.id, v.label)).selected_text(name(pick)).show_ui(ui, |ui| {
+                    ui.selectable_value(&mut pick, None, name(None));
+                    for f in 1..=nf {
+                        let fl = &v.followup.report.lesions[f - 1];
+                        ui.selectable_value(&mut pick, Some(f), name(Some(f))).on_hover_text(format!("{:.2} mL, {:.0} mm", fl.volume_ml, fl.recist.long_axis_mm));
+                    }
+                });
+                if pick != now {
+                    repairs.push((vi, l.id, pick));
+                }
+            }
+            if v.pairs != v.auto_pairs && ui.button(format!("Automatic pairing {}", v.label)).clicked() {
+                v.pairs = v.auto_pairs.clone();
+                let label = v.response.baseline.clone();
+                v.response = response::assess(&label, &c.baseline, &v.label, &v.followup, &v.pairs, &self.options);
+            }
+        }
+        for (vi, b, f) in repairs {
+            self.repair(vi, b, f);
+        }
+    }
+
+    fn timeline_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(c) = &self.comparison else { return };
+        let tps = c.time_points();
+        let rows = c.rows();
+        ui.separator();
+        ui.strong("Timeline");
+        // the patient: total and viable tumour volume at each time point
+        let mut total = vec![Some(c.baseline.report.lesions.iter().map(|l| l.volume_ml).sum::<f64>())];
+        let mut viable = vec![c.baseline.parts.iter().map(|p| p.as_ref().map(|p| p.viable_ml)).sum::<Option<f64>>()];
+        for v in &c.visits {
+            total.push(Some(v.response.total_followup_ml));
+            viable.push(v.response.viable_followup_ml);
+        }
+        timeline_plot(ui, "patient", &tps, &[("total mL", Color32::from_rgb(230, 200, 90), total), ("viable mL", Color32::from_rgb(240, 90, 90), viable)], 90.0);
+        ui.collapsing("per lesion", |ui| {
+            for r in &rows {
+                let total: Vec<Option<f64>> = r.cells.iter().map(|c| c.map(|c| c.volume_ml)).collect();
+                let viable: Vec<Option<f64>> = r.cells.iter().map(|c| c.and_then(|c| c.viable_ml)).collect();
+                timeline_plot(ui, &r.name, &tps, &[("total mL", Color32::from_rgb(230, 200, 90), total), ("viable mL", Color32::from_rgb(240, 90, 90), viable)], 60.0);
+            }
+        });
+    }
+}
+
+/// A small line plot of values over the time points, drawn with the painter; a missing
+/// value (lesion absent) is drawn as 0 with a hollow marker.
+pub fn timeline_plot(ui: &mut egui::Ui, title: &str, time_points: &[String], series: &[(&str, Color32, Vec<Option<f64>>)], height: f32) {
+    let width = ui.available_width().clamp(160.0, 320.0);
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(width, height), egui::Sense::hover());
+    let painter = ui.painter_at(rect);
+    let text = ui.visuals().text_color();
+    painter.rect_stroke(rect, 2.0, Stroke::new(1.0, Color32::from_gray(70)), egui::StrokeKind::Inside);
+    let font = egui::FontId::proportional(10.0);
+    let plot = egui::Rect::from_min_max(rect.min + egui::vec2(34.0, 14.0), rect.max - egui::vec2(8.0, 14.0));
+    let max = series.iter().flat_map(|s| s.2.iter().flatten().copied()).fold(0.0f64, f64::max).max(1e-6);
+    painter.text(rect.min + egui::vec2(4.0, 2.0), egui::Align2::LEFT_TOP, title, font.clone(), text);
+    painter.text(egui::pos2(rect.min.x + 4.0, plot.min.y), egui::Align2::LEFT_TOP, format!("{max:.1}"), font.clone(), text);
+    painter.text(egui::pos2(rect.min.x + 4.0, plot.max.y), egui::Align2::LEFT_BOTTOM, "0", font.clone(), text);
+    let n = time_points.len().max(1);
+    let x = |i: usize| if n == 1 { plot.center().x } else { plot.min.x + plot.width() * i as f32 / (n - 1) as f32 };
+    let y = |v: f64| plot.max.y - plot.height() * (v / max) as f32;
+    painter.line_segment([plot.left_bottom(), plot.right_bottom()], Stroke::new(1.0, Color32::from_gray(90)));
+    for (i, tp) in time_points.iter().enumerate() {
+        let align = if i == 0 && n > 1 { egui::Align2::LEFT_TOP } else if i + 1 == n && n > 1 { egui::Align2::RIGHT_TOP } else { egui::Align2::CENTER_TOP };
+        painter.text(egui::pos2(x(i), plot.max.y + 1.0), align, tp, font.clone(), text);
+    }
+    for (k, (name, colour, values)) in series.iter().enumerate() {
+        let pts: Vec<egui::Pos2> = values.iter().enumerate().map(|(i, v)| egui::pos2(x(i), y(v.unwrap_or(0.0)))).collect();
+        if pts.len() > 1 {
+            painter.add(egui::Shape::line(pts.clone(), Stroke::new(1.5, *colour)));
+        }
+        for (p, v) in pts.iter().zip(values) {
+            if v.is_some() {
+                painter.circle_filled(*p, 2.5, *colour);
+            } else {
+                painter.circle_stroke(*p, 2.5, Stroke::new(1.0, *colour));
+            }
+        }
+        painter.text(egui::pos2(plot.max.x - 70.0 * (series.len() - k) as f32 + 70.0, rect.min.y + 2.0), egui::Align2::RIGHT_TOP, *name, font.clone(), *colour);
+    }
+}
+
+/// Cancelling any of the panel's jobs, whatever it yields.
+trait Cancel {
+    fn cancel_job(&self);
+}
+
+impl<T: Send + 'static> Cancel for Job<T> {
+    fn cancel_job(&self) {
+        self.cancel();
+    }
+}
