@@ -703,6 +703,7 @@ fn follow_up_panel_compares_visits_repairs_and_nudges() {
     assert!(h.query_by_label_contains("mRECIST: ").is_some());
     assert!(h.query_by_label(hepaview::response::RESPONSE_DISCLAIMER).is_some());
     assert!(h.query_by_label("NEW").is_some() && h.query_by_label("GONE").is_some(), "new and gone flagged in the table");
+    assert!(h.query_by_label(&format!("F{new}")).is_some(), "the new lesion has a row");
 
     // a row click moves the crosshair to the lesion
     h.get_by_label("B1").scroll_to_me();
@@ -724,7 +725,7 @@ fn follow_up_panel_compares_visits_repairs_and_nudges() {
     h.run();
     h.get_by_label(&combo).click();
     h.run();
-    h.get_by_label(&format!("F{new}")).click();
+    h.get_by_label(&format!("-> F{new}")).click();
     h.run();
     let v = &h.state().follow_up.comparison.as_ref().unwrap().visits[0];
     assert!(v.pairs.iter().any(|p| p.baseline == Some(gone) && p.followup == Some(new)), "{:?}", v.pairs);

@@ -147,6 +147,7 @@ struct OpenOutcome {
     transform: AffineTransform,
 }
 
+#[derive(Default)]
 pub struct FollowUpPanel {
     pub visits: Vec<FollowUpVisit>,
     compare_job: Option<Job<CompareOutcome>>,
@@ -163,23 +164,6 @@ pub struct FollowUpPanel {
     pub options: ResponseOptions,
 }
 
-impl Default for FollowUpPanel {
-    fn default() -> Self {
-        FollowUpPanel {
-            visits: Vec::new(),
-            compare_job: None,
-            nudge_job: None,
-            open_job: None,
-            comparison: None,
-            selected: None,
-            open_path: String::new(),
-            open_label: String::new(),
-            message: None,
-            error: None,
-            options: ResponseOptions::default(),
-        }
-    }
-}
 
 /// The phase a follow-up phase was before [`analysis::add_follow_up`] set it to Unknown,
 /// read back from its description ("FOLLOW-UP <label> · <phase> · …").
@@ -286,7 +270,7 @@ impl Comparison {
                 let mut cells = vec![None; n];
                 cells[vi + 1] = cell(&v.followup, f);
                 let at_mm = v.followup.report.lesions[f - 1].centroid_mm;
-                rows.push(Row { name: format!("new F{f} ({})", v.label), cells, status: format!("NEW at {}", v.label), at_mm });
+                rows.push(Row { name: format!("F{f}"), cells, status: format!("NEW at {}", v.label), at_mm });
             }
         }
         rows
@@ -749,35 +733,37 @@ impl FollowUpPanel {
                 for tp in &tps {
                     ui.label(RichText::new(tp).small().strong()).on_hover_text("volume mL · longest axial diameter mm (RECIST) · viable (arterially enhancing) mL");
                 }
-                ui.label(RichText::new("status").small().strong());
                 ui.end_row();
                 ui.label("");
                 for _ in &tps {
-                    ui.label(RichText::new("mL · LD mm · viable mL").small());
+                    ui.label(RichText::new("mL · LD mm · viable").small());
                 }
-                ui.label("");
                 ui.end_row();
                 for (n, r) in rows.iter().enumerate() {
-                    if ui.selectable_label(self.selected == Some(n), &r.name).on_hover_text("go to this lesion").clicked() {
-                        self.selected = Some(n);
-                        jump = Some(r.at_mm);
-                    }
-                    for cell in &r.cells {
-                        ui.label(match cell {
-                            Some(c) => format!("{:.2} · {:.0} · {}", c.volume_ml, c.long_axis_mm, c.viable_ml.map_or("-".into(), |v| format!("{v:.2}"))),
-                            None => "-".into(),
-                        });
-                    }
-                    let (short, colour) = if r.status.contains("NEW") {
-                        ("NEW", Color32::from_rgb(255, 140, 100))
+                    // new and gone lesions flagged in colour beside the name, the details on hover
+                    let flag = if r.status.contains("NEW") {
+                        Some(("NEW", Color32::from_rgb(255, 140, 100)))
                     } else if r.status.contains("GONE") {
-                        ("GONE", Color32::from_rgb(140, 200, 255))
-                    } else if r.status.contains("by hand") {
-                        ("paired by hand", ui.visuals().text_color())
+                        Some(("GONE", Color32::from_rgb(120, 190, 255)))
                     } else {
-                        ("followed", ui.visuals().text_color())
+                        r.status.contains("by hand").then_some(("hand", Color32::from_rgb(230, 200, 90)))
                     };
-                    ui.label(RichText::new(short).small().color(colour)).on_hover_text(&r.status);
+                    ui.horizontal(|ui| {
+                        ui.spacing_mut().item_spacing.x = 3.0;
+                        if ui.selectable_label(self.selected == Some(n), &r.name).on_hover_text(format!("go to this lesion\n{}", r.status)).clicked() {
+                            self.selected = Some(n);
+                            jump = Some(r.at_mm);
+                        }
+                        if let Some((f, colour)) = flag {
+                            ui.label(RichText::new(f).small().color(colour)).on_hover_text(&r.status);
+                        }
+                    });
+                    for cell in &r.cells {
+                        ui.label(RichText::new(match cell {
+                            Some(c) => format!("{:.1} · {:.0} · {}", c.volume_ml, c.long_axis_mm, c.viable_ml.map_or("-".into(), |v| format!("{v:.1}"))),
+                            None => "-".into(),
+                        }).small());
+                    }
                     ui.end_row();
                 }
             });
@@ -831,7 +817,7 @@ impl FollowUpPanel {
             for l in &c.baseline.report.lesions {
                 let now = v.pairs.iter().find(|p| p.baseline == Some(l.id)).and_then(|p| p.followup);
                 let mut pick = now;
-                let name = |f: Option<usize>| f.map_or("none (gone)".to_string(), |f| format!("F{f}"));
+                let name = |f: Option<usize>| f.map_or("none (gone)".to_string(), |f| format!("-> F{f}"));
                 egui::ComboBox::new(("repair", vi, l.id), format!("pair B{} in {}", l.id, v.label)).selected_text(name(pick)).show_ui(ui, |ui| {
                     ui.selectable_value(&mut pick, None, name(None));
                     for f in 1..=nf {
@@ -868,6 +854,12 @@ impl FollowUpPanel {
             viable.push(v.response.viable_followup_ml);
         }
         timeline_plot(ui, "patient", &tps, &[("total mL", Color32::from_rgb(230, 200, 90), total), ("viable mL", Color32::from_rgb(240, 90, 90), viable)], 90.0);
+        // the lesion picked in the table, then every lesion on demand
+        if let Some(r) = self.selected.and_then(|n| rows.get(n)) {
+            let total: Vec<Option<f64>> = r.cells.iter().map(|c| c.map(|c| c.volume_ml)).collect();
+            let viable: Vec<Option<f64>> = r.cells.iter().map(|c| c.and_then(|c| c.viable_ml)).collect();
+            timeline_plot(ui, &format!("lesion {}", r.name), &tps, &[("total mL", Color32::from_rgb(230, 200, 90), total), ("viable mL", Color32::from_rgb(240, 90, 90), viable)], 70.0);
+        }
         ui.collapsing("per lesion", |ui| {
             for r in &rows {
                 let total: Vec<Option<f64>> = r.cells.iter().map(|c| c.map(|c| c.volume_ml)).collect();
