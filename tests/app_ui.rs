@@ -779,3 +779,32 @@ fn follow_up_panel_compares_visits_repairs_and_nudges() {
     h.run();
     assert!(h.query_by_label_contains("residual NCC: automatic").is_some());
 }
+
+/// A follow-up added without the panel (as `hepaview open --follow-up` does) is picked up
+/// from the study; with no mask of its own, Compare visits outlines it with the shipped
+/// U-Net and says so.
+#[test]
+fn follow_up_without_a_mask_is_segmented_by_the_unet_and_says_so() {
+    if hepaview::app::segment::model_path().is_none() {
+        eprintln!("skipping: models/unet.safetensors not found");
+        return;
+    }
+    let opts = PhantomOptions::small();
+    let mut study = Study::demo(&opts);
+    hepaview::analysis::add_follow_up(&mut study, &Study::demo(&opts.follow_up()), "20260316", &|_, _| true).unwrap();
+    let mut h = harness(HepaviewApp::new(study));
+    h.run();
+    assert_eq!(h.state().follow_up.visits.len(), 1, "the visit found in the study");
+    assert!(h.query_by_label_contains("outlines it with the shipped U-Net").is_some());
+    h.get_by_label("Compare visits").scroll_to_me();
+    h.run();
+    h.get_by_label("Compare visits").click();
+    wait_for(&mut h, |a| !a.follow_up.is_running());
+    let f = &h.state().follow_up;
+    assert!(f.error.is_none(), "{:?}", f.error);
+    let c = f.comparison.as_ref().expect("a comparison");
+    assert!(c.visits[0].mask_note.contains("U-Net"), "{}", c.visits[0].mask_note);
+    assert_eq!(c.baseline.report.lesions.len(), 4);
+    h.run();
+    assert!(h.query_by_label_contains("follow-up mask: outlined by the shipped U-Net").is_some());
+}
