@@ -103,6 +103,11 @@ pub struct Params {
     pub histogram_points: usize,
     /// Start from the translation found by phase correlation.
     pub prealign: bool,
+    /// With a mask, run Demons only on the mask's box grown by this much (mm): the forces
+    /// act inside the mask alone, so the rest of the grid adds cost, not information.
+    /// Beyond the box the field continues its border values. `None`: the whole body box.
+    #[serde(default)]
+    pub mask_box_margin_mm: Option<f64>,
 }
 
 impl Default for Params {
@@ -125,6 +130,7 @@ impl Default for Params {
             stop_relative: 0.0,
             histogram_points: 7,
             prealign: true,
+            mask_box_margin_mm: Some(20.0),
         }
     }
 }
@@ -390,8 +396,22 @@ pub fn register_ct(fixed: &CtVolume, moving: &CtVolume, mask: Option<&Mask>, par
 
     let sub = |frac: f32, msg: &str| progress(0.03 + 0.9 * frac, msg);
     // Demons runs on the box holding the body (plus a margin); air around it carries no
-    // force, only cost. The field outside the box continues its border values.
-    let roi = body_box(&fixed_f, &moving_f, &valid, 15.0);
+    // force, only cost. The field outside the box continues its border values. With a mask
+    // the forces act only inside it, so the box shrinks to the mask's (plus room for the
+    // field to settle): Demons on the liver costs what the liver's box costs.
+    let mut roi = body_box(&fixed_f, &moving_f, &valid, 15.0);
+    // the field is smoothed with σ up to the coarsest level's: a box edge nearer than a
+    // few σ would bend it inside the mask
+    let coarsest = params.levels.iter().map(|l| l.factor).fold(1.0, f64::max);
+    let finest_mm = g.spacing_mm.iter().cloned().fold(f64::INFINITY, f64::min);
+    let sigma_coarse_mm = params.sigma_diffusion_vox.map_or(params.sigma_diffusion_mm, |v| v * coarsest * finest_mm);
+    let margin = params.mask_box_margin_mm.map(|m| m.max(3.0 * sigma_coarse_mm));
+    if let Some(b) = mask.zip(margin).and_then(|(m, margin)| mask_box(m, margin)) {
+        for a in 0..3 {
+            roi.lo[a] = roi.lo[a].max(b.lo[a]);
+            roi.hi[a] = roi.hi[a].min(b.hi[a]).max(roi.lo[a] + 1);
+        }
+    }
     if std::env::var_os("HEPAVIEW_PROFILE").is_some() {
         eprintln!("Demons box {roi:?} of {:?}", g.shape);
     }
@@ -467,6 +487,31 @@ impl IndexBox {
         let origin = v.geometry.index_to_world([lo[2] as f64, lo[1] as f64, lo[0] as f64]);
         Volume::new(data, Geometry { origin_mm: origin, ..v.geometry.clone() })
     }
+}
+
+/// The bounding box of a mask's non-zero voxels grown by `margin_mm`; `None` when empty.
+pub fn mask_box(mask: &Mask, margin_mm: f64) -> Option<IndexBox> {
+    let shape = mask.geometry.shape;
+    let mut lo = shape;
+    let mut hi = [0usize; 3];
+    for ((k, j, i), &v) in mask.data.indexed_iter() {
+        if v != 0 {
+            for (a, x) in [k, j, i].into_iter().enumerate() {
+                lo[a] = lo[a].min(x);
+                hi[a] = hi[a].max(x + 1);
+            }
+        }
+    }
+    if hi[0] == 0 {
+        return None;
+    }
+    let mut out = IndexBox { lo: [0; 3], hi: shape };
+    for a in 0..3 {
+        let grow = (margin_mm / mask.geometry.spacing_mm[a]).ceil() as usize;
+        out.lo[a] = lo[a].saturating_sub(grow);
+        out.hi[a] = (hi[a] + grow).min(shape[a]);
+    }
+    Some(out)
 }
 
 /// The bounding box of voxels denser than −500 HU in either image (where the moving one
