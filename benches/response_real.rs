@@ -177,7 +177,7 @@ fn main() {
     let lesions = r["lesions"].as_array().cloned().unwrap_or_default();
     let paired = lesions.iter().find(|l| !l["pairing"]["baseline"].is_null() && !l["pairing"]["followup"].is_null());
     let (mb, mf) = paired.map(|l| (l["baseline_ml"].as_f64().unwrap_or(f64::NAN), l["followup_ml"].as_f64().unwrap_or(f64::NAN))).unwrap_or((f64::NAN, f64::NAN));
-    let lip = paired.and_then(|l| l["followup_parts"]["lipiodol_ml"].as_f64()).unwrap_or(f64::NAN);
+    let lip = paired.and_then(|l| l["followup_parts"]["lipiodol_ml"].as_f64().or(l["followup_lipiodol_ml"].as_f64())).unwrap_or(f64::NAN);
     let t_est: Option<AffineTransform> = serde_json::from_value(report["baseline_to_followup"].clone()).ok();
     let centre_err = t_est.map(|t| {
         let (a, b) = (t.apply(centre), truth.apply(centre));

@@ -73,6 +73,9 @@ pub struct VisitMeasure {
     pub report: LesionReport,
     /// Per lesion (same order as `report.lesions`); `None` without an arterial phase.
     pub parts: Vec<Option<Parts>>,
+    /// Per lesion, its lipiodol (mL): measured with any phases, since dense oil needs no
+    /// arterial phase to be seen (the same figure as `parts` when those exist).
+    pub lipiodol_ml: Vec<f64>,
     /// 0 outside lesions, [`VIABLE`], [`NECROTIC`] or [`LIPIODOL`] inside.
     pub parts_mask: Mask,
     /// Voxels of each lesion (same order).
@@ -88,8 +91,24 @@ pub fn measure_visit(v: &Visit, opts: &ResponseOptions) -> Result<VisitMeasure, 
     let mut parts_mask = Mask::filled(v.mask.geometry.clone(), 0);
     let arterial = v.phases.iter().find(|(p, _)| *p == Phase::Arterial).map(|(_, c)| *c);
     let mut parts = Vec::new();
+    let mut lipiodol_ml = Vec::new();
     for (l, c) in report.lesions.iter().zip(&comps) {
         let Some(art) = arterial else {
+            // no arterial phase: viable and necrotic cannot be told apart, lipiodol can
+            let all: Vec<&CtVolume> = v.phases.iter().map(|(_, c)| *c).collect();
+            let mut n = 0usize;
+            let mut out = parts_mask.data.as_slice_mut();
+            for &i in &c.voxels {
+                let mut hus: Vec<f64> = all.iter().map(|vol| vol.data.as_slice().map(|s| s[i] as f64).unwrap_or(f64::NAN)).collect();
+                hus.sort_by(f64::total_cmp);
+                if !hus.is_empty() && hus[hus.len() / 2] >= opts.lipiodol_hu {
+                    n += 1;
+                    if let Some(o) = out.as_deref_mut() {
+                        o[i] = LIPIODOL;
+                    }
+                }
+            }
+            lipiodol_ml.push(n as f64 * voxel_ml);
             parts.push(None);
             continue;
         };
@@ -141,10 +160,11 @@ pub fn measure_visit(v: &Visit, opts: &ResponseOptions) -> Result<VisitMeasure, 
         let (recist, _) = lesion::measure_voxels(&viable, &v.mask.geometry)?;
         p.viable_long_axis_mm = recist.long_axis_mm;
         p.viable_slice = (!viable.is_empty()).then_some(recist.slice);
+        lipiodol_ml.push(p.lipiodol_ml);
         parts.push(Some(p));
     }
     let voxels = comps.into_iter().map(|c| c.voxels).collect();
-    Ok(VisitMeasure { report, parts, parts_mask, voxels })
+    Ok(VisitMeasure { report, parts, lipiodol_ml, parts_mask, voxels })
 }
 
 /// Linear indices of the up-to-6 face neighbours of voxel `i` inside a grid of `shape`.
@@ -303,6 +323,9 @@ pub struct LesionChange {
     pub change_percent: Option<f64>,
     pub baseline_parts: Option<Parts>,
     pub followup_parts: Option<Parts>,
+    /// Lipiodol of the follow-up lesion (mL), also when its parts are not measurable.
+    #[serde(default)]
+    pub followup_lipiodol_ml: Option<f64>,
 }
 
 /// The patient-level response.
@@ -379,6 +402,7 @@ pub fn assess(base_label: &str, base: &VisitMeasure, follow_label: &str, follow:
                 change_percent: (bml > 0.0).then(|| 100.0 * (fml - bml) / bml),
                 baseline_parts: p.baseline.and_then(|b| base.parts[b - 1].clone()),
                 followup_parts: p.followup.and_then(|f| follow.parts[f - 1].clone()),
+                followup_lipiodol_ml: p.followup.and_then(|f| follow.lipiodol_ml.get(f - 1).copied()),
             }
         })
         .collect();

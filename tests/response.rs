@@ -174,6 +174,28 @@ fn a_follow_up_without_arterial_phase_still_gets_recist() {
     assert_eq!(r.recist.category, Category::SD, "{}", r.recist.reason);
 }
 
+#[test]
+fn lipiodol_is_measured_without_an_arterial_phase() {
+    let opts = ResponseOptions::default();
+    let base = build(&[A], [0.0; 3]);
+    let follow = build(&[A_AFTER], [0.0; 3]);
+    let bm = measure_visit(&visit(&base, "before"), &opts).unwrap();
+    let with_art = measure_visit(&visit(&follow, "after"), &opts).unwrap();
+    let pv_only = Visit { label: "after".into(), mask: &follow.mask, phases: vec![(Phase::PortalVenous, &follow.portal)] };
+    let fm = measure_visit(&pv_only, &opts).unwrap();
+    assert!(fm.parts.iter().all(|p| p.is_none()), "viable and necrotic need the arterial phase");
+    // the dense core: the truth's voxel count, and what the full measurement finds
+    let voxel_ml = 2.5e-3;
+    assert!((fm.lipiodol_ml[0] - follow.counts[2] as f64 * voxel_ml).abs() < 1e-9, "{} vs {}", fm.lipiodol_ml[0], follow.counts[2] as f64 * voxel_ml);
+    assert!((fm.lipiodol_ml[0] - with_art.parts[0].as_ref().unwrap().lipiodol_ml).abs() < 1e-9);
+    assert_eq!(fm.parts_mask.data.iter().filter(|&&l| l == hepaview::response::LIPIODOL).count(), follow.counts[2]);
+    let same = |p: Lps| p;
+    let pairs = match_lesions(&bm, &base.mask.geometry, &fm, &follow.mask.geometry, &same, &opts);
+    let r = assess("before", &bm, "after", &fm, &pairs, &opts);
+    assert_eq!(r.lesions[0].followup_lipiodol_ml, Some(fm.lipiodol_ml[0]));
+    assert!(r.mrecist.is_none());
+}
+
 /// The full-size phantom pair end to end in memory: the treated HCC's parts against the
 /// phantom's truth (the demo's default grid: 1.5 × 1.5 × 2.5 mm).
 #[test]

@@ -270,7 +270,11 @@ pub fn compare(a: CompareArgs) -> Result<()> {
             (None, Some(f)) => format!("NEW lesion {f}: {:.2} mL", l.followup_ml),
             (None, None) => continue,
         };
-        let parts = l.followup_parts.as_ref().map(|p| format!(" (viable {:.2}, necrotic {:.2}, lipiodol {:.2} mL)", p.viable_ml, p.necrotic_ml, p.lipiodol_ml)).unwrap_or_default();
+        let parts = match (&l.followup_parts, l.followup_lipiodol_ml) {
+            (Some(p), _) => format!(" (viable {:.2}, necrotic {:.2}, lipiodol {:.2} mL)", p.viable_ml, p.necrotic_ml, p.lipiodol_ml),
+            (None, Some(lip)) if lip > 0.0 => format!(" (lipiodol {lip:.2} mL; viable and necrotic need an arterial phase)"),
+            _ => String::new(),
+        };
         println!("{what}{parts}");
     }
     println!("RECIST 1.1: {:?} ({})", r.recist.category, r.recist.reason);

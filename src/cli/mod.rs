@@ -374,6 +374,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Open { paths, phase_overrides, follow_up }) => {
             let mut study = open_study(&paths, &phase_overrides)?;
+            let mut visits = Vec::new();
             if !follow_up.is_empty() {
                 let follow = open_study(&follow_up, &[])?;
                 // the last word of a DICOM study title is its date
@@ -388,8 +389,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 pb.finish_and_clear();
                 let t = added.context("adding the follow-up study")?;
                 println!("follow-up {label} aligned: rotation {:.1} deg, translation ({:.1}, {:.1}, {:.1}) mm", t.rotation_deg(), t.translation_mm[0], t.translation_mm[1], t.translation_mm[2]);
+                // the visit as opened, so the viewer's Follow-up panel can compare, use the
+                // visit's own mask and re-resample once when the user nudges the alignment
+                visits.push(app::follow_up::VisitSource { follow, label, transform: t });
             }
-            app::run(study).map_err(|e| anyhow::anyhow!("the viewer could not start: {e}"))
+            app::run_with_visits(study, visits).map_err(|e| anyhow::anyhow!("the viewer could not start: {e}"))
         }
         Some(Command::Screenshot { paths, out, layout, slice_mm, window, size }) => {
             if out.exists() {

@@ -66,7 +66,7 @@ fn csv(c: &Comparison) -> Result<Vec<u8>, String> {
             o(l.change_percent),
             o(fp.map(|p| p.viable_ml)),
             o(fp.map(|p| p.necrotic_ml)),
-            o(fp.map(|p| p.lipiodol_ml)),
+            o(fp.map(|p| p.lipiodol_ml).or(l.followup_lipiodol_ml)),
         ])
         .map_err(|e| e.to_string())?;
     }
@@ -211,7 +211,7 @@ fn page(c: &Comparison, base: &VisitInput, follow: &VisitInput) -> String {
             l.change_percent.map(|c| format!("{c:+.0} %")).unwrap_or_default(),
             o(fp.map(|p| p.viable_ml)),
             o(fp.map(|p| p.necrotic_ml)),
-            o(fp.map(|p| p.lipiodol_ml)),
+            o(fp.map(|p| p.lipiodol_ml).or(l.followup_lipiodol_ml)),
         );
     }
     h.push_str("</table><h2>Before / after</h2>");
