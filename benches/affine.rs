@@ -42,7 +42,7 @@ fn main() {
         return;
     }
     let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/hcc048-pv");
-    let study = Study::open(&[data.clone()]).expect("hcc048-pv opens");
+    let study = Study::open(std::slice::from_ref(&data)).expect("hcc048-pv opens");
     let base = study.phases[0].volume.clone();
     let centre = base.geometry.centre_mm();
     let mut truth = AffineTransform::rigid([1.5f64.to_radians(), 0.0, 4f64.to_radians()], [18.0, -12.0, 10.0], centre);

@@ -104,7 +104,7 @@ fn main() {
         eprintln!("{} not found; nothing to measure", data.display());
         return;
     }
-    let study = Study::open(&[data.clone()]).expect("hcc048-pv opens");
+    let study = Study::open(std::slice::from_ref(&data)).expect("hcc048-pv opens");
     let ct = study.phases[0].volume.as_ref().clone();
     // a point in the right lobe (slice z −281 mm), well inside the liver on this study
     let liver = liver_mask(&ct, [-82.0, -40.0, -281.0]);

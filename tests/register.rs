@@ -40,8 +40,8 @@ fn a_known_shift_is_recovered() {
     let moving = render(&g, |x| body([x[0] - t[0], x[1] - t[1], x[2] - t[2]]));
     let reg = register::register_ct(&fixed, &moving, None, &small_params(), &no_progress).expect("registers");
     let mut truth = Field::zeros(g.clone());
-    for c in 0..3 {
-        truth.data.index_axis_mut(ndarray::Axis(3), c).fill(t[c] as f32);
+    for (c, &tc) in t.iter().enumerate() {
+        truth.data.index_axis_mut(ndarray::Axis(3), c).fill(tc as f32);
     }
     // judged inside the body, away from the top and bottom slices where the shift leaves no data
     let mut inner = body_mask(&fixed);
@@ -62,12 +62,14 @@ fn a_known_shift_is_recovered() {
 }
 
 fn phantom_case() -> (hepaview::phantom::Phantom, PhantomOptions) {
-    let mut o = PhantomOptions::default();
     // a 3 mm version of the clinical phantom keeps the test quick but the warp several voxels
-    o.portal_venous_grid = Geometry::axis_aligned([40, 96, 96], [5.0, 4.0, 4.0], [-190.0, -190.0, -300.0]);
-    o.arterial_grid = Geometry::axis_aligned([38, 96, 96], [5.0, 4.0, 4.0], [-190.0, -190.0, -295.0]);
-    o.delayed_grid = Geometry::axis_aligned([40, 90, 90], [5.0, 4.2, 4.2], [-189.0, -189.0, -300.0]);
-    o.supersample = [2, 2, 2];
+    let o = PhantomOptions {
+        portal_venous_grid: Geometry::axis_aligned([40, 96, 96], [5.0, 4.0, 4.0], [-190.0, -190.0, -300.0]),
+        arterial_grid: Geometry::axis_aligned([38, 96, 96], [5.0, 4.0, 4.0], [-190.0, -190.0, -295.0]),
+        delayed_grid: Geometry::axis_aligned([40, 90, 90], [5.0, 4.2, 4.2], [-189.0, -189.0, -300.0]),
+        supersample: [2, 2, 2],
+        ..PhantomOptions::default()
+    };
     (make_phantom(&o), o)
 }
 
