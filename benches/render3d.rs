@@ -163,13 +163,15 @@ fn main() {
             shading: bool,
             interactive: bool,
             liver: bool,
+            skip: bool,
         }
         let variants = [
-            DvrVariant { name: "DVR vessels/bone, shaded, tumours", preset: TransferPreset::VesselsBone, shading: true, interactive: false, liver: false },
-            DvrVariant { name: "DVR vessels/bone, unshaded, tumours", preset: TransferPreset::VesselsBone, shading: false, interactive: false, liver: false },
-            DvrVariant { name: "DVR vessels/bone, moving (half resolution)", preset: TransferPreset::VesselsBone, shading: true, interactive: true, liver: false },
-            DvrVariant { name: "DVR soft tissue, shaded, tumours", preset: TransferPreset::SoftTissue, shading: true, interactive: false, liver: false },
-            DvrVariant { name: "DVR vessels/bone, shaded, full surfaces", preset: TransferPreset::VesselsBone, shading: true, interactive: false, liver: true },
+            DvrVariant { name: "DVR vessels/bone, shaded, tumours", preset: TransferPreset::VesselsBone, shading: true, interactive: false, liver: false, skip: true },
+            DvrVariant { name: "DVR vessels/bone, shaded, tumours, no empty-space skipping", preset: TransferPreset::VesselsBone, shading: true, interactive: false, liver: false, skip: false },
+            DvrVariant { name: "DVR vessels/bone, unshaded, tumours", preset: TransferPreset::VesselsBone, shading: false, interactive: false, liver: false, skip: true },
+            DvrVariant { name: "DVR vessels/bone, moving (half resolution)", preset: TransferPreset::VesselsBone, shading: true, interactive: true, liver: false, skip: true },
+            DvrVariant { name: "DVR soft tissue, shaded, tumours", preset: TransferPreset::SoftTissue, shading: true, interactive: false, liver: false, skip: true },
+            DvrVariant { name: "DVR vessels/bone, shaded, full surfaces", preset: TransferPreset::VesselsBone, shading: true, interactive: false, liver: true, skip: true },
         ];
         let target = Target::new(device, size);
         let mut times = vec![Vec::with_capacity(frames); variants.len()];
@@ -181,7 +183,7 @@ fn main() {
                 frame.interactive = v.interactive;
                 frame.show_liver = v.liver;
                 frame.liver_opacity = if v.liver { 0.25 } else { 0.0 };
-                frame.dvr = Some(DvrParams { preset: v.preset, shading: v.shading, ..DvrParams::new(vol.key) });
+                frame.dvr = Some(DvrParams { preset: v.preset, shading: v.shading, skip_empty: v.skip, ..DvrParams::new(vol.key) });
                 let t = Instant::now();
                 let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bench dvr") });
                 encode_frame(device, &d, &frame, &target, &mut encoder);

@@ -30,6 +30,8 @@ struct Dvr {
     size: vec4<f32>,
     // one voxel in texture coordinates (for gradients); w: most steps per ray
     voxel: vec4<f32>,
+    // HU at and below which the transfer function is transparent, brick side (voxels)
+    skip: vec4<f32>,
 };
 
 @group(0) @binding(0) var<uniform> u: Dvr;
@@ -38,6 +40,8 @@ struct Dvr {
 // the transfer function: rgb (display) and opacity per mm, evenly spaced in HU
 @group(0) @binding(3) var<storage, read> table: array<vec4<f32>>;
 @group(0) @binding(4) var mesh_depth: texture_depth_2d;
+// largest HU per brick of voxels (with a one-voxel border): bricks below `skip.x` are empty
+@group(0) @binding(6) var bricks: texture_3d<f32>;
 
 struct FullOut {
     @builtin(position) clip: vec4<f32>,
@@ -100,11 +104,24 @@ fn fs_march(in: FullOut) -> @location(0) vec4<f32> {
     var t = t0 + jitter * step;
     var acc = vec4<f32>(0.0);
     let max_steps = i32(u.voxel.w);
+    let bdims = vec3<i32>(textureDimensions(bricks));
+    // texture coordinates → brick coordinates
+    let to_brick = 1.0 / (u.voxel.xyz * u.skip.y);
     for (var n = 0; n < max_steps; n++) {
         if (t >= t1) {
             break;
         }
         let p = o + v * t;
+        // empty-space skipping: leave a transparent brick in one go, on the step lattice
+        let bp = p * to_brick;
+        let b = clamp(vec3<i32>(floor(bp)), vec3<i32>(0), bdims - 1);
+        if (textureLoad(bricks, b, 0).r <= u.skip.x) {
+            let lo = (vec3<f32>(b) / to_brick - o) / v;
+            let hi = ((vec3<f32>(b) + 1.0) / to_brick - o) / v;
+            let exit = min(min(max(lo.x, hi.x), max(lo.y, hi.y)), max(lo.z, hi.z));
+            t += max(ceil((exit - t) / step), 1.0) * step;
+            continue;
+        }
         let c = classify(sample_hu(p));
         if (c.a > 0.0) {
             let alpha = 1.0 - pow(max(1.0 - c.a, 0.0), u.forward.w);

@@ -321,6 +321,7 @@ impl View3d {
                 preset: self.dvr.preset,
                 shading: self.dvr.shading,
                 opacity: self.dvr.opacity,
+                skip_empty: true,
             }),
         }
     }
