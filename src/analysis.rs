@@ -238,6 +238,15 @@ fn align_visits(
     Ok((rigid, affine, transform))
 }
 
+/// One visit's lesions measured and split into parts, from its phases on its mask's grid.
+fn measure_visit_phases(label: &str, ps: &[AlignedPhase], mask: &Mask, opts: &crate::response::ResponseOptions) -> Result<crate::response::VisitMeasure, AnalysisError> {
+    let v = crate::response::Visit { label: label.into(), mask, phases: ps.iter().map(|p| (p.phase, p.volume.as_ref())).collect() };
+    crate::response::measure_visit(&v, opts).map_err(|e| match e {
+        crate::response::ResponseError::Lesion(l) => AnalysisError::Lesion(l),
+        other => AnalysisError::Response(other.to_string()),
+    })
+}
+
 /// Two visits compared: the cross-visit alignment and the response.
 pub struct Comparison {
     /// Baseline world point → follow-up world point.
@@ -274,13 +283,7 @@ pub fn compare_visits(
     if !progress(0.75, "measuring lesions") {
         return Err(AnalysisError::Cancelled);
     }
-    let visit = |label: &str, ps: &[AlignedPhase], mask: &Mask| -> Result<crate::response::VisitMeasure, AnalysisError> {
-        let v = crate::response::Visit { label: label.into(), mask, phases: ps.iter().map(|p| (p.phase, p.volume.as_ref())).collect() };
-        crate::response::measure_visit(&v, opts).map_err(|e| match e {
-            crate::response::ResponseError::Lesion(l) => AnalysisError::Lesion(l),
-            other => AnalysisError::Response(other.to_string()),
-        })
-    };
+    let visit = |label: &str, ps: &[AlignedPhase], mask: &Mask| measure_visit_phases(label, ps, mask, opts);
     let baseline = visit(base_label, base_phases, base_mask)?;
     let followup = visit(follow_label, follow_phases, follow_mask)?;
     let to_followup = |p: crate::volume::Lps| transform.apply(p);
@@ -375,13 +378,7 @@ pub fn compare_aligned_visits(
     opts: &crate::response::ResponseOptions,
     progress: ProgressFn,
 ) -> Result<AlignedComparison, AnalysisError> {
-    let visit = |label: &str, ps: &[AlignedPhase], mask: &Mask| -> Result<crate::response::VisitMeasure, AnalysisError> {
-        let v = crate::response::Visit { label: label.into(), mask, phases: ps.iter().map(|p| (p.phase, p.volume.as_ref())).collect() };
-        crate::response::measure_visit(&v, opts).map_err(|e| match e {
-            crate::response::ResponseError::Lesion(l) => AnalysisError::Lesion(l),
-            other => AnalysisError::Response(other.to_string()),
-        })
-    };
+    let visit = |label: &str, ps: &[AlignedPhase], mask: &Mask| measure_visit_phases(label, ps, mask, opts);
     if !progress(0.0, &format!("measuring the lesions of {base_label}")) {
         return Err(AnalysisError::Cancelled);
     }
