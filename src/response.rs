@@ -274,7 +274,12 @@ pub enum Category {
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Target {
     pub baseline_id: usize,
+    /// The follow-up lesion; the first fragment when the lesion split.
     pub followup_id: Option<usize>,
+    /// Every follow-up fragment of a lesion split by hand (RECIST 1.1: their longest
+    /// diameters are added); empty or one id otherwise.
+    #[serde(default)]
+    pub followup_fragments: Vec<usize>,
     pub baseline_mm: f64,
     pub followup_mm: f64,
     pub baseline_slice: Option<usize>,
@@ -328,6 +333,33 @@ pub struct LesionChange {
     pub followup_lipiodol_ml: Option<f64>,
 }
 
+/// `pairs` with baseline lesion `b` split into the follow-up lesions `fragments` (a
+/// treated tumour breaking into parts, as the radiologist reads it): each fragment pairs
+/// with `b`; a fragment's former partner and `b`'s former partners that are not fragments
+/// lose their pairing (gone / new). `n_base` / `n_follow`: lesion counts, so every lesion
+/// keeps a row.
+pub fn split_lesion(pairs: &[Pairing], b: usize, fragments: &[usize], n_base: usize, n_follow: usize) -> Vec<Pairing> {
+    let mut out: Vec<Pairing> = pairs.iter().filter(|p| p.baseline != Some(b) && !p.followup.is_some_and(|f| fragments.contains(&f))).cloned().collect();
+    for &f in fragments {
+        out.push(Pairing { baseline: Some(b), followup: Some(f), overlap: 0.0, distance_mm: None });
+    }
+    if fragments.is_empty() {
+        out.push(Pairing { baseline: Some(b), followup: None, overlap: 0.0, distance_mm: None });
+    }
+    for b2 in 1..=n_base {
+        if !out.iter().any(|p| p.baseline == Some(b2)) {
+            out.push(Pairing { baseline: Some(b2), followup: None, overlap: 0.0, distance_mm: None });
+        }
+    }
+    for f2 in 1..=n_follow {
+        if !out.iter().any(|p| p.followup == Some(f2)) {
+            out.push(Pairing { baseline: None, followup: Some(f2), overlap: 0.0, distance_mm: None });
+        }
+    }
+    out.sort_by_key(|p| (p.baseline.unwrap_or(usize::MAX), p.followup.unwrap_or(0)));
+    out
+}
+
 /// The patient-level response.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Response {
@@ -347,20 +379,24 @@ pub struct Response {
 /// RECIST 1.1, mRECIST and volumes from two measured visits and their pairing.
 pub fn assess(base_label: &str, base: &VisitMeasure, follow_label: &str, follow: &VisitMeasure, pairs: &[Pairing], opts: &ResponseOptions) -> Response {
     let new_lesions = pairs.iter().filter(|p| p.baseline.is_none()).count();
-    let follow_of = |b: usize| pairs.iter().find(|p| p.baseline == Some(b)).and_then(|p| p.followup);
+    // a lesion split by hand pairs with several follow-up fragments
+    let fragments_of = |b: usize| -> Vec<usize> { pairs.iter().filter(|p| p.baseline == Some(b)).filter_map(|p| p.followup).collect() };
+    let follow_of = |b: usize| fragments_of(b).first().copied();
     // Targets: the largest measurable baseline lesions (ids are ordered by size).
     let measurable: Vec<usize> = base.report.lesions.iter().filter(|l| l.recist.long_axis_mm >= opts.min_target_mm).map(|l| l.id).take(opts.max_targets).collect();
     let recist_targets = measurable
         .iter()
         .map(|&b| {
             let f = follow_of(b);
+            let frags = fragments_of(b);
             let bl = &base.report.lesions[b - 1];
             let fl = f.map(|f| &follow.report.lesions[f - 1]);
             Target {
                 baseline_id: b,
                 followup_id: f,
                 baseline_mm: bl.recist.long_axis_mm,
-                followup_mm: fl.map(|l| l.recist.long_axis_mm).unwrap_or(0.0),
+                followup_mm: frags.iter().map(|&f| follow.report.lesions[f - 1].recist.long_axis_mm).sum(),
+                followup_fragments: frags,
                 baseline_slice: Some(bl.recist.slice),
                 followup_slice: fl.map(|l| l.recist.slice),
             }
@@ -376,12 +412,14 @@ pub fn assess(base_label: &str, base: &VisitMeasure, follow_label: &str, follow:
                 // mRECIST measures only lesions with a viable part at baseline
                 (bp.viable_long_axis_mm >= opts.min_target_mm).then(|| {
                     let f = follow_of(b);
+                    let frags = fragments_of(b);
                     let fp = f.and_then(|f| follow.parts[f - 1].as_ref());
                     Target {
                         baseline_id: b,
                         followup_id: f,
                         baseline_mm: bp.viable_long_axis_mm,
-                        followup_mm: fp.map(|p| p.viable_long_axis_mm).unwrap_or(0.0),
+                        followup_mm: frags.iter().filter_map(|&f| follow.parts[f - 1].as_ref()).map(|p| p.viable_long_axis_mm).sum(),
+                        followup_fragments: frags,
                         baseline_slice: bp.viable_slice,
                         followup_slice: fp.and_then(|p| p.viable_slice),
                     }
@@ -395,11 +433,16 @@ pub fn assess(base_label: &str, base: &VisitMeasure, follow_label: &str, follow:
         .map(|p| {
             let bml = p.baseline.map(|b| base.report.lesions[b - 1].volume_ml).unwrap_or(0.0);
             let fml = p.followup.map(|f| follow.report.lesions[f - 1].volume_ml).unwrap_or(0.0);
+            // a split lesion's change is that of all its fragments together
+            let all_fml: f64 = match p.baseline {
+                Some(b) => fragments_of(b).iter().map(|&f| follow.report.lesions[f - 1].volume_ml).sum(),
+                None => fml,
+            };
             LesionChange {
                 pairing: p.clone(),
                 baseline_ml: bml,
                 followup_ml: fml,
-                change_percent: (bml > 0.0).then(|| 100.0 * (fml - bml) / bml),
+                change_percent: (bml > 0.0).then(|| 100.0 * (all_fml - bml) / bml),
                 baseline_parts: p.baseline.and_then(|b| base.parts[b - 1].clone()),
                 followup_parts: p.followup.and_then(|f| follow.parts[f - 1].clone()),
                 followup_lipiodol_ml: p.followup.and_then(|f| follow.lipiodol_ml.get(f - 1).copied()),

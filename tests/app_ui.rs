@@ -746,6 +746,31 @@ fn follow_up_panel_compares_visits_repairs_and_nudges() {
     assert_eq!(h.state().follow_up.comparison.as_ref().unwrap().visits[0].recist_override, Some(hepaview::response::Category::CR));
     assert!(h.query_by_label("RECIST 1.1: CR (read by the radiologist)").is_some());
 
+    // split a followed lesion into its own follow-up lesion and the re-paired one: its row
+    // and its RECIST target add both fragments; the lesion they were taken from is gone again
+    let b = {
+        let v = &h.state().follow_up.comparison.as_ref().unwrap().visits[0];
+        (1..).find(|&b| b != gone && v.pairs.iter().filter(|p| p.baseline == Some(b) && p.followup.is_some()).count() == 1).unwrap()
+    };
+    let split = format!("split B{b} in {label}");
+    h.get_by_label(&split).scroll_to_me();
+    h.run();
+    h.get_by_label(&split).click();
+    h.run();
+    h.get_by_label(&format!("+ F{new}")).click();
+    h.run();
+    let c = h.state().follow_up.comparison.as_ref().unwrap();
+    let v = &c.visits[0];
+    assert_eq!(v.pairs.iter().filter(|p| p.baseline == Some(b)).count(), 2, "{:?}", v.pairs);
+    assert!(v.pairs.iter().any(|p| p.baseline == Some(gone) && p.followup.is_none()), "{:?}", v.pairs);
+    let row = c.rows().into_iter().find(|r| r.name == format!("B{b}")).unwrap();
+    assert!(row.status.contains("split into"), "{}", row.status);
+    let frag_ml: f64 = v.pairs.iter().filter(|p| p.baseline == Some(b)).filter_map(|p| p.followup).map(|f| v.followup.report.lesions[f - 1].volume_ml).sum();
+    assert!((row.cells[1].unwrap().volume_ml - frag_ml).abs() < 1e-9, "the row adds the fragments' volumes");
+    if let Some(t) = v.response.recist.targets.iter().find(|t| t.baseline_id == b) {
+        assert_eq!(t.followup_fragments.len(), 2);
+    }
+
     // nudge the follow-up one voxel (6 mm) to the patient's left: every phase moves by it
     let pv_key = keys.iter().copied().find(|k| h.state().study.phases.iter().any(|p| p.key == *k && p.description.contains("portal venous"))).unwrap();
     let before = std::sync::Arc::clone(&h.state().study.phases.iter().find(|p| p.key == pv_key).unwrap().volume);

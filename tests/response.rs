@@ -260,3 +260,38 @@ fn a_follow_up_added_for_reading_is_aligned_to_the_baseline() {
     let raw = follow.phases[follow.fixed_index()].volume.sample_world(cyst.centre_mm, Interp::Linear).unwrap_or(-1000.0);
     assert!(raw.abs() > 40.0, "the unaligned follow-up has something else there ({raw} HU)");
 }
+
+#[test]
+fn a_lesion_split_by_hand_adds_its_fragments() {
+    let opts = ResponseOptions::default();
+    let base = build(&[A], [0.0; 3]);
+    // after treatment A broke into two parts, 7 mm either side of its old centre
+    let left = Lesion { centre: [A.centre[0] - 7.0, A.centre[1], A.centre[2]], radius: 4.5, ..A };
+    let right = Lesion { centre: [A.centre[0] + 7.0, A.centre[1], A.centre[2]], radius: 4.5, ..A };
+    let follow = build(&[left, right], [0.0; 3]);
+    let bm = measure_visit(&visit(&base, "before"), &opts).unwrap();
+    let fm = measure_visit(&visit(&follow, "after"), &opts).unwrap();
+    assert_eq!(fm.report.lesions.len(), 2);
+    let same = |p: Lps| p;
+    let auto = match_lesions(&bm, &base.mask.geometry, &fm, &follow.mask.geometry, &same, &opts);
+    let r = assess("before", &bm, "after", &fm, &auto, &opts);
+    assert_eq!(r.recist.category, Category::PD, "one matched, the other counted new: {}", r.recist.reason);
+
+    let split = hepaview::response::split_lesion(&auto, 1, &[1, 2], 1, 2);
+    assert_eq!(split.len(), 2);
+    assert!(split.iter().all(|p| p.baseline == Some(1)));
+    let r = assess("before", &bm, "after", &fm, &split, &opts);
+    let t = &r.recist.targets[0];
+    assert_eq!(t.followup_fragments, vec![1, 2]);
+    let sum: f64 = fm.report.lesions.iter().map(|l| l.recist.long_axis_mm).sum();
+    assert!((t.followup_mm - sum).abs() < 1e-9, "RECIST adds the fragments' diameters: {} vs {sum}", t.followup_mm);
+    assert_eq!(r.recist.new_lesions, 0);
+    assert_ne!(r.recist.category, Category::PD, "{}", r.recist.reason);
+    // each row's change is that of both fragments together
+    let both: f64 = fm.report.lesions.iter().map(|l| l.volume_ml).sum();
+    let want = 100.0 * (both - r.lesions[0].baseline_ml) / r.lesions[0].baseline_ml;
+    assert!(r.lesions.iter().all(|l| (l.change_percent.unwrap() - want).abs() < 1e-9));
+    // splitting back into one part restores a one-to-one pairing, the other part new
+    let one = hepaview::response::split_lesion(&split, 1, &[1], 1, 2);
+    assert_eq!(assess("before", &bm, "after", &fm, &one, &opts).recist.new_lesions, 1);
+}

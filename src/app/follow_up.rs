@@ -253,13 +253,22 @@ impl Comparison {
             let mut cells = vec![cell(&self.baseline, l.id)];
             let mut status = Vec::new();
             for v in &self.visits {
-                let f = v.pairs.iter().find(|p| p.baseline == Some(l.id)).and_then(|p| p.followup);
-                cells.push(f.and_then(|f| cell(&v.followup, f)));
-                let by_hand = v.pairs.iter().find(|p| p.baseline == Some(l.id)) != v.auto_pairs.iter().find(|p| p.baseline == Some(l.id));
-                let hand = if by_hand { ", paired by hand" } else { "" };
-                status.push(match f {
-                    Some(f) => format!("F{f} at {}{hand}", v.label),
-                    None => format!("GONE at {}{hand}", v.label),
+                // a lesion split by hand has several fragments: volumes add, diameters add
+                // (RECIST 1.1), viable volumes add
+                let frags: Vec<usize> = v.pairs.iter().filter(|p| p.baseline == Some(l.id)).filter_map(|p| p.followup).collect();
+                let parts: Vec<Cell> = frags.iter().filter_map(|&f| cell(&v.followup, f)).collect();
+                cells.push((!parts.is_empty()).then(|| Cell {
+                    volume_ml: parts.iter().map(|c| c.volume_ml).sum(),
+                    long_axis_mm: parts.iter().map(|c| c.long_axis_mm).sum(),
+                    viable_ml: parts.iter().map(|c| c.viable_ml).sum(),
+                }));
+                let mine = |ps: &[Pairing]| ps.iter().filter(|p| p.baseline == Some(l.id)).cloned().collect::<Vec<_>>();
+                let hand = if mine(&v.pairs) != mine(&v.auto_pairs) { ", paired by hand" } else { "" };
+                let names: Vec<String> = frags.iter().map(|f| format!("F{f}")).collect();
+                status.push(match frags.len() {
+                    0 => format!("GONE at {}{hand}", v.label),
+                    1 => format!("{} at {}{hand}", names[0], v.label),
+                    _ => format!("split into {} at {}{hand}", names.join(" + "), v.label),
                 });
             }
             rows.push(Row { name: format!("B{}", l.id), cells, status: status.join("; "), at_mm: l.centroid_mm });
@@ -600,6 +609,20 @@ impl FollowUpPanel {
         v.response = response::assess(&label, &c.baseline, &v.label, &v.followup, &v.pairs, &self.options);
     }
 
+    /// Splits baseline lesion `b` of visit `vi` into the follow-up lesions `fragments` and
+    /// assesses the response again.
+    pub fn split(&mut self, vi: usize, b: usize, fragments: &[usize]) {
+        let Some(c) = self.comparison.as_mut() else { return };
+        let Some(v) = c.visits.get_mut(vi) else { return };
+        let (nb, nf) = (c.baseline.report.lesions.len(), v.followup.report.lesions.len());
+        if b == 0 || b > nb || fragments.iter().any(|&f| f == 0 || f > nf) {
+            return;
+        }
+        v.pairs = response::split_lesion(&v.pairs, b, fragments, nb, nf);
+        let label = v.response.baseline.clone();
+        v.response = response::assess(&label, &c.baseline, &v.label, &v.followup, &v.pairs, &self.options);
+    }
+
     /// Draws the section; returns a point to move the crosshair to (a lesion picked).
     pub fn ui(&mut self, ui: &mut egui::Ui, study: &mut Study) -> Option<Lps> {
         ui.heading("Follow-up");
@@ -773,6 +796,7 @@ impl FollowUpPanel {
 
     fn assessment_ui(&mut self, ui: &mut egui::Ui) {
         let mut repairs = Vec::new();
+        let mut splits = Vec::new();
         let Some(c) = self.comparison.as_mut() else { return };
         ui.label(RichText::new(response::RESPONSE_DISCLAIMER).small().italics());
         for (vi, v) in c.visits.iter_mut().enumerate() {
@@ -796,7 +820,11 @@ impl FollowUpPanel {
                 ui.label(RichText::new(format!("{name}: {} ({who})", category_name(shown))).strong());
                 ui.label(RichText::new(format!("computed {}: {}", category_name(a.category), a.reason)).small());
                 for t in &a.targets {
-                    let f = t.followup_id.map_or("gone".to_string(), |f| format!("F{f}"));
+                    let f = match (t.followup_fragments.len(), t.followup_id) {
+                        (n, _) if n > 1 => t.followup_fragments.iter().map(|f| format!("F{f}")).collect::<Vec<_>>().join(" + "),
+                        (_, Some(f)) => format!("F{f}"),
+                        (_, None) => "gone".to_string(),
+                    };
                     let sl = |s: Option<usize>| s.map_or("-".to_string(), |s| s.to_string());
                     ui.label(RichText::new(format!("  B{} -> {f}: {:.1} -> {:.1} mm (slices {} / {})", t.baseline_id, t.baseline_mm, t.followup_mm, sl(t.baseline_slice), sl(t.followup_slice))).small());
                 }
@@ -828,6 +856,21 @@ impl FollowUpPanel {
                 if pick != now {
                     repairs.push((vi, l.id, pick));
                 }
+                // splitting: a treated tumour that broke into parts pairs with each of them
+                let frags: Vec<usize> = v.pairs.iter().filter(|p| p.baseline == Some(l.id)).filter_map(|p| p.followup).collect();
+                if !frags.is_empty() && nf > frags.len() {
+                    let mut add: Option<usize> = None;
+                    egui::ComboBox::new(("split", vi, l.id), format!("split B{} in {}", l.id, v.label)).selected_text("add a fragment").show_ui(ui, |ui| {
+                        for f in (1..=nf).filter(|f| !frags.contains(f)) {
+                            ui.selectable_value(&mut add, Some(f), format!("+ F{f}"));
+                        }
+                    });
+                    if let Some(f) = add {
+                        let mut all = frags.clone();
+                        all.push(f);
+                        splits.push((vi, l.id, all));
+                    }
+                }
             }
             if v.pairs != v.auto_pairs && ui.button(format!("Automatic pairing {}", v.label)).clicked() {
                 v.pairs = v.auto_pairs.clone();
@@ -837,6 +880,9 @@ impl FollowUpPanel {
         }
         for (vi, b, f) in repairs {
             self.repair(vi, b, f);
+        }
+        for (vi, b, fragments) in splits {
+            self.split(vi, b, &fragments);
         }
     }
 
