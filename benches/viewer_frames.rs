@@ -192,14 +192,14 @@ fn sums(a: &[f64], b: &[f64]) -> Vec<f64> {
     a.iter().zip(b).map(|(x, y)| x + y).collect()
 }
 
-fn bench_study(name: &str, study: Study, load_s: Option<f64>) -> Result<serde_json::Value, String> {
+fn bench_study(name: &str, study: Study, load_s: Option<f64>, size: [f32; 2]) -> Result<serde_json::Value, String> {
     let shapes: Vec<[usize; 3]> = study.phases.iter().map(|p| p.volume.geometry.shape).collect();
     let rs = hepaview::app::gpu::headless_render_state()?;
     let info = rs.adapter.get_info();
     let adapter = format!("{} ({:?}, {})", info.name, info.backend, info.driver_info);
     let t_build = Instant::now();
     let mut h: H = Harness::builder()
-        .with_size(SIZE)
+        .with_size(size)
         .with_pixels_per_point(1.0)
         .renderer(egui_kittest::wgpu::WgpuTestRenderer::from_render_state(rs.clone()))
         .build_ui_state(|ui, app: &mut HepaviewApp| app.ui(ui), HepaviewApp::new(study));
@@ -276,8 +276,9 @@ fn bench_study(name: &str, study: Study, load_s: Option<f64>) -> Result<serde_js
     h.state_mut().view.linear = true;
     h.state_mut().view.show_labels = true;
 
+    let cell = h.state().last_cell_points;
     println!();
-    println!("{name}: phases {shapes:?} (z, y, x); image {w}×{hpx} px; adapter {adapter}");
+    println!("{name}: phases {shapes:?} (z, y, x); image {w}×{hpx} px, viewports {:.0}×{:.0} px (cell less a 1 px border); adapter {adapter}", cell.x - 2.0, cell.y - 2.0);
     if let Some(s) = load_s {
         println!("  study open (not part of frames)     {:>9.1} ms", s * 1e3);
     }
@@ -309,6 +310,7 @@ fn bench_study(name: &str, study: Study, load_s: Option<f64>) -> Result<serde_js
         "study": name,
         "phase_shapes_zyx": shapes,
         "image_px": [w, hpx],
+        "viewport_px": [cell.x - 2.0, cell.y - 2.0],
         "adapter": adapter,
         "study_open_ms": load_s.map(|s| s * 1e3),
         "harness_build_ms": build_s * 1e3,
@@ -332,13 +334,27 @@ fn main() {
         return;
     }
     let mut results = Vec::new();
+    // `--viewports-512`: size the window so that each of the three axial viewports is
+    // 512 × 512 px, the issue's own wording of the goal, instead of 1600 × 900 points
+    let exact = std::env::args().any(|a| a == "--viewports-512");
+    let size_for = |study: &Study| -> [f32; 2] {
+        if !exact {
+            return SIZE;
+        }
+        let mut h: H = Harness::builder().with_size(SIZE).with_pixels_per_point(1.0).build_ui_state(|ui, app: &mut HepaviewApp| app.ui(ui), HepaviewApp::new(study.clone()));
+        h.step();
+        let cell = h.state().last_cell_points;
+        // the viewport is the cell less 1 px each side
+        [SIZE[0] + 3.0 * (514.0 - cell.x), SIZE[1] + (514.0 - cell.y)]
+    };
     let real = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/triphase-hcc048/dicom");
     if real.is_dir() {
         let t = Instant::now();
         match Study::open(std::slice::from_ref(&real)) {
             Ok(study) => {
                 let load = t.elapsed().as_secs_f64();
-                match bench_study("triphase-hcc048", study, Some(load)) {
+                let size = size_for(&study);
+                match bench_study("triphase-hcc048", study, Some(load), size) {
                     Ok(r) => results.push(r),
                     Err(e) => {
                         println!("viewer_frames: no wgpu adapter ({e}); install mesa-vulkan-drivers");
@@ -354,7 +370,8 @@ fn main() {
     let t = Instant::now();
     let demo = Study::demo(&PhantomOptions::default());
     let load = t.elapsed().as_secs_f64();
-    match bench_study("demo", demo, Some(load)) {
+    let size = size_for(&demo);
+    match bench_study("demo", demo, Some(load), size) {
         Ok(r) => results.push(r),
         Err(e) => {
             println!("viewer_frames: no wgpu adapter ({e}); install mesa-vulkan-drivers");
@@ -362,5 +379,5 @@ fn main() {
         }
     }
     println!();
-    println!("{}", serde_json::json!({ "bench": "viewer_frames", "size_points": SIZE, "pixels_per_point": 1.0, "results": results }));
+    println!("{}", serde_json::json!({ "bench": "viewer_frames", "viewports_512": exact, "pixels_per_point": 1.0, "results": results }));
 }

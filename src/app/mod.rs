@@ -58,6 +58,9 @@ pub struct HepaviewApp {
     pub error: Option<String>,
     /// Debug overlay (D): frame interval and UI CPU time.
     pub show_timing: bool,
+    /// Size (points) of one slice viewport's cell at the last frame; benches size the
+    /// window from it to measure a given viewport size.
+    pub last_cell_points: Vec2,
     /// Register button, progress, per-phase results and comparison views.
     pub registration: registration::RegistrationPanel,
     /// Clustering, lesion table and report export.
@@ -86,6 +89,7 @@ impl HepaviewApp {
             hover_mm: None,
             show_help: false,
             fit_pending: true,
+            last_cell_points: Vec2::ZERO,
             loading: None,
             open_dialog: None,
             error: None,
@@ -475,6 +479,7 @@ impl HepaviewApp {
             self.view3d.ui(ui, cell3d.shrink(1.0), &self.study, &mut self.view);
         }
         let cell = Vec2::new(full.width() / cols as f32, full.height() / rows.max(1) as f32);
+        self.last_cell_points = cell;
         if self.fit_pending && cell.x > 10.0 && cell.y > 10.0 {
             let g = &self.study.phases[self.study.fixed_index()].volume.geometry;
             let fov_mm = (g.shape[2] as f64 * g.spacing_mm[2]).max(g.shape[1] as f64 * g.spacing_mm[1]);
