@@ -253,6 +253,10 @@ pub struct Comparison {
     pub transform: crate::register::affine::AffineTransform,
     pub rigid: crate::register::affine::AffineResult,
     pub affine: crate::register::affine::AffineResult,
+    /// Demons on the baseline's liver after the affine alignment (the residual motion of a
+    /// liver that lies differently); `None` when it could not run (no liver in the mask,
+    /// or it failed), in which case lesions are paired through the affine alone.
+    pub liver_demons: Option<crate::register::PhaseReport>,
     pub baseline: crate::response::VisitMeasure,
     pub followup: crate::response::VisitMeasure,
     pub pairs: Vec<crate::response::Pairing>,
@@ -278,18 +282,40 @@ pub fn compare_visits(
 ) -> Result<Comparison, AnalysisError> {
     let reference = |ps: &[AlignedPhase]| ps.iter().find(|p| p.phase == Phase::PortalVenous).or(ps.first()).map(|p| Arc::clone(&p.volume));
     let (Some(fixed), Some(moving)) = (reference(base_phases), reference(follow_phases)) else { return Err(AnalysisError::NoPhaseOnGrid) };
-    let aligning = |f: f32, m: &str| progress(0.7 * f, m);
+    let aligning = |f: f32, m: &str| progress(0.5 * f, m);
     let (rigid, affine, transform) = align_visits(&fixed, &moving, &format!("baseline ({base_label})"), follow_label, &aligning)?;
+    // then Demons on the liver: the follow-up brought onto the baseline's grid through the
+    // affine, and the liver's own deformation found where the forces act (the mask's box)
+    let liver: Mask = Volume::new(base_mask.data.mapv(|l| (l > 0) as u8), base_mask.geometry.clone());
+    let mut field = None;
+    let mut liver_demons = None;
+    if liver.data.iter().any(|&l| l != 0) && fixed.geometry == base_mask.geometry {
+        let aligned = crate::register::affine::resample_affine(&moving, &fixed.geometry, &transform);
+        let demons = |f: f32, m: &str| progress(0.5 + 0.25 * f, &format!("Demons on the liver: {m}"));
+        match crate::register::register_ct(&fixed, &aligned, Some(&liver), &crate::register::Params::default(), &demons) {
+            Ok(r) => {
+                liver_demons = Some(r.report);
+                field = Some(r.field);
+            }
+            Err(crate::register::RegisterError::Cancelled) => return Err(AnalysisError::Cancelled),
+            // the affine pairing still holds; the report says Demons did not run
+            Err(_) => {}
+        }
+    }
     if !progress(0.75, "measuring lesions") {
         return Err(AnalysisError::Cancelled);
     }
     let visit = |label: &str, ps: &[AlignedPhase], mask: &Mask| measure_visit_phases(label, ps, mask, opts);
     let baseline = visit(base_label, base_phases, base_mask)?;
     let followup = visit(follow_label, follow_phases, follow_mask)?;
-    let to_followup = |p: crate::volume::Lps| transform.apply(p);
+    // a baseline point x lies at x + u(x) in the affinely aligned follow-up, so at T(x + u(x))
+    let to_followup = |p: crate::volume::Lps| {
+        let u = field.as_ref().and_then(|f| crate::register::warp::displacement_at(f, p)).unwrap_or([0.0; 3]);
+        transform.apply(crate::volume::add(p, u))
+    };
     let pairs = crate::response::match_lesions(&baseline, &base_mask.geometry, &followup, &follow_mask.geometry, &to_followup, opts);
     let response = crate::response::assess(base_label, &baseline, follow_label, &followup, &pairs, opts);
-    Ok(Comparison { transform, rigid, affine, baseline, followup, pairs, response })
+    Ok(Comparison { transform, rigid, affine, liver_demons, baseline, followup, pairs, response })
 }
 
 /// Adds a follow-up visit to `study` for side-by-side reading: the follow-up's portal

@@ -216,6 +216,9 @@ fn treated_hcc_parts_on_the_phantom_pair_are_within_five_percent() {
     let (bm, bp) = aligned(&base);
     let (fm, fp) = aligned(&follow);
     let c = compare_visits("baseline", &bp, &bm, "follow-up", &fp, &fm, &ResponseOptions::default(), &|_, _| true).unwrap();
+    // after the affine, Demons on the liver refines the mapping without folding it
+    let d = c.liver_demons.as_ref().expect("Demons on the liver ran");
+    assert!(d.folding.min_jacobian > 0.0 && d.rmsd_after_hu <= d.rmsd_before_hu, "{d:?}");
     let hcc = c.response.lesions.iter().find(|l| l.pairing.baseline == Some(1)).unwrap();
     assert_eq!(hcc.pairing.followup, Some(1));
     let p = hcc.followup_parts.as_ref().unwrap();

@@ -262,6 +262,10 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         c.rigid.ncc_before,
         c.affine.ncc_after.max(c.rigid.ncc_after)
     );
+    match &c.liver_demons {
+        Some(d) => println!("then Demons on the liver: RMSD {:.1} -> {:.1} HU, max displacement {:.1} mm, {:.1} s", d.rmsd_before_hu, d.rmsd_after_hu, d.max_displacement_mm, d.seconds),
+        None => eprintln!("! Demons on the liver did not run (no liver in the baseline mask, or it failed): lesions paired through the affine alignment alone"),
+    }
     for l in &r.lesions {
         let p = &l.pairing;
         let what = match (p.baseline, p.followup) {

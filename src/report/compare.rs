@@ -37,7 +37,7 @@ pub fn write_compare_report(c: &Comparison, base: &VisitInput, follow: &VisitInp
     let json = serde_json::json!({
         "software": format!("Hepaview {}", env!("CARGO_PKG_VERSION")),
         "baseline_to_followup": c.transform,
-        "alignment": {"rigid": c.rigid, "affine": c.affine},
+        "alignment": {"rigid": c.rigid, "affine": c.affine, "liver_demons": c.liver_demons},
         "response": c.response,
     });
     let bytes = serde_json::to_vec_pretty(&json).map_err(|e| ReportError::Encode { path: files.json.clone(), detail: e.to_string() })?;
