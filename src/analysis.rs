@@ -247,6 +247,23 @@ fn measure_visit_phases(label: &str, ps: &[AlignedPhase], mask: &Mask, opts: &cr
     })
 }
 
+/// Demons of `moving` onto `fixed` (both on `base_mask`'s grid) where the baseline mask
+/// has liver or lesion: the residual motion of a liver that lies differently on another
+/// day. `(None, None)` when there is no liver or it failed (pairing then rests on the
+/// alignment alone, and callers say so); only a cancel is an error.
+fn demons_on_liver(fixed: &CtVolume, moving: &CtVolume, base_mask: &Mask, progress: ProgressFn) -> Result<(Option<Field>, Option<crate::register::PhaseReport>), AnalysisError> {
+    let liver: Mask = Volume::new(base_mask.data.mapv(|l| (l > 0) as u8), base_mask.geometry.clone());
+    if !liver.data.iter().any(|&l| l != 0) || fixed.geometry != base_mask.geometry || moving.geometry != base_mask.geometry {
+        return Ok((None, None));
+    }
+    let sub = |f: f32, m: &str| progress(f, &format!("Demons on the liver: {m}"));
+    match crate::register::register_ct(fixed, moving, Some(&liver), &crate::register::Params::default(), &sub) {
+        Ok(r) => Ok((Some(r.field), Some(r.report))),
+        Err(crate::register::RegisterError::Cancelled) => Err(AnalysisError::Cancelled),
+        Err(_) => Ok((None, None)),
+    }
+}
+
 /// Two visits compared: the cross-visit alignment and the response.
 pub struct Comparison {
     /// Baseline world point → follow-up world point.
@@ -284,24 +301,10 @@ pub fn compare_visits(
     let (Some(fixed), Some(moving)) = (reference(base_phases), reference(follow_phases)) else { return Err(AnalysisError::NoPhaseOnGrid) };
     let aligning = |f: f32, m: &str| progress(0.5 * f, m);
     let (rigid, affine, transform) = align_visits(&fixed, &moving, &format!("baseline ({base_label})"), follow_label, &aligning)?;
-    // then Demons on the liver: the follow-up brought onto the baseline's grid through the
-    // affine, and the liver's own deformation found where the forces act (the mask's box)
-    let liver: Mask = Volume::new(base_mask.data.mapv(|l| (l > 0) as u8), base_mask.geometry.clone());
-    let mut field = None;
-    let mut liver_demons = None;
-    if liver.data.iter().any(|&l| l != 0) && fixed.geometry == base_mask.geometry {
-        let aligned = crate::register::affine::resample_affine(&moving, &fixed.geometry, &transform);
-        let demons = |f: f32, m: &str| progress(0.5 + 0.25 * f, &format!("Demons on the liver: {m}"));
-        match crate::register::register_ct(&fixed, &aligned, Some(&liver), &crate::register::Params::default(), &demons) {
-            Ok(r) => {
-                liver_demons = Some(r.report);
-                field = Some(r.field);
-            }
-            Err(crate::register::RegisterError::Cancelled) => return Err(AnalysisError::Cancelled),
-            // the affine pairing still holds; the report says Demons did not run
-            Err(_) => {}
-        }
-    }
+    // then Demons on the liver, on the follow-up brought onto the baseline's grid
+    let aligned = crate::register::affine::resample_affine(&moving, &fixed.geometry, &transform);
+    let demons = |f: f32, m: &str| progress(0.5 + 0.25 * f, m);
+    let (field, liver_demons) = demons_on_liver(&fixed, &aligned, base_mask, &demons)?;
     if !progress(0.75, "measuring lesions") {
         return Err(AnalysisError::Cancelled);
     }
@@ -383,6 +386,8 @@ pub fn shift_visit_transform(t: &crate::register::affine::AffineTransform, shift
 /// What [`compare_aligned_visits`] gives: both visits measured, their lesions paired and
 /// the response assessed.
 pub struct AlignedComparison {
+    /// As [`Comparison::liver_demons`]: the follow-up's residual motion within the liver.
+    pub liver_demons: Option<crate::register::PhaseReport>,
     pub baseline: crate::response::VisitMeasure,
     pub followup: crate::response::VisitMeasure,
     pub pairs: Vec<crate::response::Pairing>,
@@ -405,15 +410,25 @@ pub fn compare_aligned_visits(
     progress: ProgressFn,
 ) -> Result<AlignedComparison, AnalysisError> {
     let visit = |label: &str, ps: &[AlignedPhase], mask: &Mask| measure_visit_phases(label, ps, mask, opts);
-    if !progress(0.0, &format!("measuring the lesions of {base_label}")) {
+    // the visit alignment put both on one grid; Demons on the liver finds what it left
+    let reference = |ps: &[AlignedPhase]| ps.iter().find(|p| p.phase == Phase::PortalVenous).or(ps.first()).map(|p| Arc::clone(&p.volume));
+    let (field, liver_demons) = match (reference(base_phases), reference(follow_phases)) {
+        (Some(f), Some(m)) => demons_on_liver(&f, &m, base_mask, &|x: f32, msg: &str| progress(0.4 * x, msg))?,
+        _ => (None, None),
+    };
+    if !progress(0.4, &format!("measuring the lesions of {base_label}")) {
         return Err(AnalysisError::Cancelled);
     }
     let baseline = visit(base_label, base_phases, base_mask)?;
-    if !progress(0.5, &format!("measuring the lesions of {follow_label}")) {
+    if !progress(0.7, &format!("measuring the lesions of {follow_label}")) {
         return Err(AnalysisError::Cancelled);
     }
     let followup = visit(follow_label, follow_phases, follow_mask)?;
-    let pairs = crate::response::match_lesions(&baseline, &base_mask.geometry, &followup, &follow_mask.geometry, &|p| p, opts);
+    let to_followup = |p: crate::volume::Lps| match field.as_ref().and_then(|f| crate::register::warp::displacement_at(f, p)) {
+        Some(u) => crate::volume::add(p, u),
+        None => p,
+    };
+    let pairs = crate::response::match_lesions(&baseline, &base_mask.geometry, &followup, &follow_mask.geometry, &to_followup, opts);
     let response = crate::response::assess(base_label, &baseline, follow_label, &followup, &pairs, opts);
-    Ok(AlignedComparison { baseline, followup, pairs, response })
+    Ok(AlignedComparison { liver_demons, baseline, followup, pairs, response })
 }

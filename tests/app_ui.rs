@@ -761,6 +761,7 @@ fn follow_up_panel_compares_visits_repairs_and_nudges() {
     h.run();
     let c = h.state().follow_up.comparison.as_ref().unwrap();
     let v = &c.visits[0];
+    assert!(v.liver_note.starts_with("Demons on the liver: RMSD"), "{}", v.liver_note);
     assert_eq!(v.pairs.iter().filter(|p| p.baseline == Some(b)).count(), 2, "{:?}", v.pairs);
     assert!(v.pairs.iter().any(|p| p.baseline == Some(gone) && p.followup.is_none()), "{:?}", v.pairs);
     let row = c.rows().into_iter().find(|r| r.name == format!("B{b}")).unwrap();

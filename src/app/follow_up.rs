@@ -78,6 +78,9 @@ pub struct VisitResult {
     pub response: Response,
     /// Where the follow-up mask came from.
     pub mask_note: String,
+    /// What Demons on the liver found after the visit alignment (lesions are paired
+    /// through it), or why it did not run.
+    pub liver_note: String,
     /// The radiologist's reading, when it differs from the computed category.
     pub recist_override: Option<Category>,
     pub mrecist_override: Option<Category>,
@@ -580,7 +583,11 @@ impl FollowUpPanel {
                             }
                             let old = self.comparison.as_ref().and_then(|old| old.visits.iter().find(|r| r.label == label));
                             let (recist_override, mrecist_override) = old.map(|r| (r.recist_override, r.mrecist_override)).unwrap_or_default();
-                            visits.push(VisitResult { label, followup: c.followup, auto_pairs: c.pairs.clone(), pairs: c.pairs, response: c.response, mask_note: note, recist_override, mrecist_override });
+                            let liver_note = match &c.liver_demons {
+                                Some(d) => format!("Demons on the liver: RMSD {:.0} -> {:.0} HU, up to {:.1} mm; lesions paired through it", d.rmsd_before_hu, d.rmsd_after_hu, d.max_displacement_mm),
+                                None => "Demons on the liver did not run: lesions paired through the visit alignment alone".into(),
+                            };
+                            visits.push(VisitResult { label, followup: c.followup, auto_pairs: c.pairs.clone(), pairs: c.pairs, response: c.response, mask_note: note, liver_note, recist_override, mrecist_override });
                         }
                         self.comparison = Some(Comparison { baseline_label: self.baseline_label(study), baseline: o.baseline, visits, stale: false });
                         self.selected = None;
@@ -803,6 +810,7 @@ impl FollowUpPanel {
             ui.separator();
             ui.strong(format!("{} vs {}", v.label, c.baseline_label));
             ui.label(RichText::new(format!("follow-up mask: {}", v.mask_note)).small());
+            ui.label(RichText::new(&v.liver_note).small());
             let r = &v.response;
             let pct = |a: f64, b: f64| if a > 0.0 { format!("{:+.0} %", 100.0 * (b - a) / a) } else { "-".into() };
             ui.label(format!("tumour volume {:.2} -> {:.2} mL ({})", r.total_baseline_ml, r.total_followup_ml, pct(r.total_baseline_ml, r.total_followup_ml)));
