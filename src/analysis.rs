@@ -247,6 +247,20 @@ fn measure_visit_phases(label: &str, ps: &[AlignedPhase], mask: &Mask, opts: &cr
     })
 }
 
+/// A visit's reference image: its portal venous phase, else its first.
+fn reference_phase(ps: &[AlignedPhase]) -> Option<Arc<CtVolume>> {
+    ps.iter().find(|p| p.phase == Phase::PortalVenous).or(ps.first()).map(|p| Arc::clone(&p.volume))
+}
+
+/// `p + u(p)`: where a point lies in the image the field was found for (`p` itself
+/// without a field, or outside its grid).
+fn through_field(field: Option<&Field>, p: crate::volume::Lps) -> crate::volume::Lps {
+    match field.and_then(|f| crate::register::warp::displacement_at(f, p)) {
+        Some(u) => crate::volume::add(p, u),
+        None => p,
+    }
+}
+
 /// Demons of `moving` onto `fixed` (both on `base_mask`'s grid) where the baseline mask
 /// has liver or lesion: the residual motion of a liver that lies differently on another
 /// day. `(None, None)` when there is no liver or it failed (pairing then rests on the
@@ -297,8 +311,7 @@ pub fn compare_visits(
     opts: &crate::response::ResponseOptions,
     progress: ProgressFn,
 ) -> Result<Comparison, AnalysisError> {
-    let reference = |ps: &[AlignedPhase]| ps.iter().find(|p| p.phase == Phase::PortalVenous).or(ps.first()).map(|p| Arc::clone(&p.volume));
-    let (Some(fixed), Some(moving)) = (reference(base_phases), reference(follow_phases)) else { return Err(AnalysisError::NoPhaseOnGrid) };
+    let (Some(fixed), Some(moving)) = (reference_phase(base_phases), reference_phase(follow_phases)) else { return Err(AnalysisError::NoPhaseOnGrid) };
     let aligning = |f: f32, m: &str| progress(0.5 * f, m);
     let (rigid, affine, transform) = align_visits(&fixed, &moving, &format!("baseline ({base_label})"), follow_label, &aligning)?;
     // then Demons on the liver, on the follow-up brought onto the baseline's grid
@@ -312,10 +325,7 @@ pub fn compare_visits(
     let baseline = visit(base_label, base_phases, base_mask)?;
     let followup = visit(follow_label, follow_phases, follow_mask)?;
     // a baseline point x lies at x + u(x) in the affinely aligned follow-up, so at T(x + u(x))
-    let to_followup = |p: crate::volume::Lps| {
-        let u = field.as_ref().and_then(|f| crate::register::warp::displacement_at(f, p)).unwrap_or([0.0; 3]);
-        transform.apply(crate::volume::add(p, u))
-    };
+    let to_followup = |p: crate::volume::Lps| transform.apply(through_field(field.as_ref(), p));
     let pairs = crate::response::match_lesions(&baseline, &base_mask.geometry, &followup, &follow_mask.geometry, &to_followup, opts);
     let response = crate::response::assess(base_label, &baseline, follow_label, &followup, &pairs, opts);
     Ok(Comparison { transform, rigid, affine, liver_demons, baseline, followup, pairs, response })
@@ -411,8 +421,7 @@ pub fn compare_aligned_visits(
 ) -> Result<AlignedComparison, AnalysisError> {
     let visit = |label: &str, ps: &[AlignedPhase], mask: &Mask| measure_visit_phases(label, ps, mask, opts);
     // the visit alignment put both on one grid; Demons on the liver finds what it left
-    let reference = |ps: &[AlignedPhase]| ps.iter().find(|p| p.phase == Phase::PortalVenous).or(ps.first()).map(|p| Arc::clone(&p.volume));
-    let (field, liver_demons) = match (reference(base_phases), reference(follow_phases)) {
+    let (field, liver_demons) = match (reference_phase(base_phases), reference_phase(follow_phases)) {
         (Some(f), Some(m)) => demons_on_liver(&f, &m, base_mask, &|x: f32, msg: &str| progress(0.4 * x, msg))?,
         _ => (None, None),
     };
@@ -424,10 +433,7 @@ pub fn compare_aligned_visits(
         return Err(AnalysisError::Cancelled);
     }
     let followup = visit(follow_label, follow_phases, follow_mask)?;
-    let to_followup = |p: crate::volume::Lps| match field.as_ref().and_then(|f| crate::register::warp::displacement_at(f, p)) {
-        Some(u) => crate::volume::add(p, u),
-        None => p,
-    };
+    let to_followup = |p: crate::volume::Lps| through_field(field.as_ref(), p);
     let pairs = crate::response::match_lesions(&baseline, &base_mask.geometry, &followup, &follow_mask.geometry, &to_followup, opts);
     let response = crate::response::assess(base_label, &baseline, follow_label, &followup, &pairs, opts);
     Ok(AlignedComparison { liver_demons, baseline, followup, pairs, response })

@@ -219,20 +219,11 @@ fn shown_visit(study: &Study, keys: &[u64], label: &str) -> Study {
 /// Re-pairs baseline lesion `b` with follow-up lesion `f` (or with none: gone); the lesion
 /// `f` was paired with becomes gone, the one `b` had becomes new.
 pub fn repair(pairs: &[Pairing], n_base: usize, n_follow: usize, b: usize, f: Option<usize>, base: &VisitMeasure, follow: &VisitMeasure) -> Vec<Pairing> {
-    let mut out: Vec<Pairing> = pairs.iter().filter(|p| p.baseline != Some(b) && !(f.is_some() && p.followup == f)).cloned().collect();
-    for b2 in 1..=n_base {
-        if b2 != b && !out.iter().any(|p| p.baseline == Some(b2)) {
-            out.push(Pairing { baseline: Some(b2), followup: None, overlap: 0.0, distance_mm: None });
-        }
+    // a one-fragment split is exactly this re-pairing; only the distance is added here
+    let mut out = response::split_lesion(pairs, b, f.as_slice(), n_base, n_follow);
+    if let (Some(f), Some(p)) = (f, out.iter_mut().find(|p| p.baseline == Some(b))) {
+        p.distance_mm = Some(crate::volume::norm(crate::volume::sub(base.report.lesions[b - 1].centroid_mm, follow.report.lesions[f - 1].centroid_mm)));
     }
-    let distance_mm = f.map(|f| crate::volume::norm(crate::volume::sub(base.report.lesions[b - 1].centroid_mm, follow.report.lesions[f - 1].centroid_mm)));
-    out.push(Pairing { baseline: Some(b), followup: f, overlap: 0.0, distance_mm });
-    for f2 in 1..=n_follow {
-        if !out.iter().any(|p| p.followup == Some(f2)) {
-            out.push(Pairing { baseline: None, followup: Some(f2), overlap: 0.0, distance_mm: None });
-        }
-    }
-    out.sort_by_key(|p| (p.baseline.unwrap_or(usize::MAX), p.followup.unwrap_or(0)));
     out
 }
 
