@@ -33,6 +33,28 @@ pub struct Job<T> {
     pub title: String,
 }
 
+/// How a job taken out of its slot by [`take_ended`] ended.
+pub enum Ended<T> {
+    Done(T),
+    Failed(String),
+    /// The user cancelled it (whatever error the work returned on the way out).
+    Cancelled,
+}
+
+/// The job in `slot` once it has ended, taken out of the slot so a panel can start
+/// another; `None` while it runs or when there is none.
+pub fn take_ended<T: Send + 'static>(slot: &mut Option<Job<T>>) -> Option<Ended<T>> {
+    let job = slot.as_mut()?;
+    let result = job.try_finish()?;
+    let cancelled = job.is_cancelled();
+    *slot = None;
+    Some(match result {
+        Ok(v) => Ended::Done(v),
+        Err(_) if cancelled => Ended::Cancelled,
+        Err(e) => Ended::Failed(e),
+    })
+}
+
 impl<T: Send + 'static> Job<T> {
     /// Runs `work` on a new thread; it gets a progress function to call often.
     pub fn spawn(title: impl Into<String>, work: impl FnOnce(ProgressFn) -> Result<T, String> + Send + 'static) -> Job<T> {

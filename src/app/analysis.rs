@@ -15,7 +15,7 @@ use crate::cluster::ClusterReport;
 use crate::lesion::{LesionOptions, LesionReport};
 use crate::register;
 use crate::report::{self, cluster_colour, ReportInput};
-use crate::study::{next_key, Job, Study};
+use crate::study::{next_key, take_ended, Ended, Job, Study};
 use crate::volume::{Lps, Mask};
 
 use super::edit::label_name;
@@ -169,39 +169,31 @@ impl AnalysisPanel {
 
     /// Polls the jobs; returns true while one runs (the caller keeps repainting).
     pub fn poll(&mut self, study: &Study, ctx: &egui::Context) {
-        if let Some(job) = self.cluster_job.as_mut() {
-            if let Some(result) = job.try_finish() {
-                let cancelled = job.is_cancelled();
-                self.cluster_job = None;
-                match result {
-                    Ok((c, _)) => {
-                        let k = c.report.k;
-                        let mut palette = [[0.0f32; 4]; 16];
-                        for (l, p) in palette.iter_mut().enumerate().skip(1).take(k) {
-                            let [r, g, b] = cluster_colour(l as u8, k);
-                            *p = [r as f32 / 255.0, g as f32 / 255.0, b as f32 / 255.0, 1.0];
-                        }
-                        self.clusters = Some(ClusterLayer { mask: Arc::new(c.labels), key: next_key(), report: c.report, palette });
-                        self.show_clusters = true;
+        if let Some(ended) = take_ended(&mut self.cluster_job) {
+            match ended {
+                Ended::Done((c, _)) => {
+                    let k = c.report.k;
+                    let mut palette = [[0.0f32; 4]; 16];
+                    for (l, p) in palette.iter_mut().enumerate().skip(1).take(k) {
+                        let [r, g, b] = cluster_colour(l as u8, k);
+                        *p = [r as f32 / 255.0, g as f32 / 255.0, b as f32 / 255.0, 1.0];
                     }
-                    Err(_) if cancelled => {}
-                    Err(e) => self.error = Some(format!("Clustering failed: {e}")),
+                    self.clusters = Some(ClusterLayer { mask: Arc::new(c.labels), key: next_key(), report: c.report, palette });
+                    self.show_clusters = true;
                 }
+                Ended::Cancelled => {}
+                Ended::Failed(e) => self.error = Some(format!("Clustering failed: {e}")),
             }
         }
-        if let Some(job) = self.lesion_job.as_mut() {
-            if let Some(result) = job.try_finish() {
-                let cancelled = job.is_cancelled();
-                self.lesion_job = None;
-                match result {
-                    Ok((report, phases, distances)) => {
-                        if let Some(l) = &study.labels {
-                            self.lesions = Some(LesionTable { report, phases, mask: Arc::clone(&l.mask), mask_source: l.source.display().to_string(), distances });
-                        }
+        if let Some(ended) = take_ended(&mut self.lesion_job) {
+            match ended {
+                Ended::Done((report, phases, distances)) => {
+                    if let Some(l) = &study.labels {
+                        self.lesions = Some(LesionTable { report, phases, mask: Arc::clone(&l.mask), mask_source: l.source.display().to_string(), distances });
                     }
-                    Err(_) if cancelled => {}
-                    Err(e) => self.error = Some(format!("Lesion measurement failed: {e}")),
                 }
+                Ended::Cancelled => {}
+                Ended::Failed(e) => self.error = Some(format!("Lesion measurement failed: {e}")),
             }
         }
         if self.is_running() {

@@ -18,7 +18,7 @@ use crate::analysis::{self, AlignedPhase, Alignment};
 use crate::io::phase::{Phase, PhaseCall};
 use crate::register::affine::{ncc_at, resample_affine, AffineParams, AffineTransform};
 use crate::response::{self, Category, Pairing, Response, ResponseOptions, VisitMeasure};
-use crate::study::{next_key, Job, PhaseImage, Study};
+use crate::study::{next_key, take_ended, Ended, Job, PhaseImage, Study};
 use crate::volume::{CtVolume, Interp, Lps, Mask};
 
 /// Start of the description of a follow-up phase shown in the viewer (see
@@ -507,85 +507,73 @@ impl FollowUpPanel {
     /// Polls the jobs; takes in their results.
     pub fn poll(&mut self, study: &mut Study, ctx: &egui::Context) {
         self.adopt_orphans(study);
-        if let Some(job) = self.open_job.as_mut() {
-            if let Some(result) = job.try_finish() {
-                let cancelled = job.is_cancelled();
-                self.open_job = None;
-                match result {
-                    Ok(o) => {
-                        let new: Vec<PhaseImage> = o.phases.iter().filter(|p| !o.keys_before.contains(&p.key)).cloned().collect();
-                        if study.phases.iter().map(|p| p.key).eq(o.keys_before.iter().copied()) {
-                            study.phases = o.phases;
-                        } else {
-                            // the study changed meanwhile: the new phases go at the end
-                            study.phases.extend(new);
-                        }
-                        self.message = Some(format!("Follow-up {} added: rotation {:.1} deg, translation ({:.1}, {:.1}, {:.1}) mm.", o.label, o.transform.rotation_deg(), o.transform.translation_mm[0], o.transform.translation_mm[1], o.transform.translation_mm[2]));
-                        let vi = self.visits.len();
-                        self.adopt(study, VisitSource { follow: o.follow, label: o.label, transform: o.transform });
-                        self.open_label.clear();
-                        self.start_nudge(study, vi.min(self.visits.len().saturating_sub(1)), true);
+        if let Some(ended) = take_ended(&mut self.open_job) {
+            match ended {
+                Ended::Done(o) => {
+                    let new: Vec<PhaseImage> = o.phases.iter().filter(|p| !o.keys_before.contains(&p.key)).cloned().collect();
+                    if study.phases.iter().map(|p| p.key).eq(o.keys_before.iter().copied()) {
+                        study.phases = o.phases;
+                    } else {
+                        // the study changed meanwhile: the new phases go at the end
+                        study.phases.extend(new);
                     }
-                    Err(_) if cancelled => {}
-                    Err(e) => self.error = Some(format!("Could not add the follow-up: {e}")),
+                    self.message = Some(format!("Follow-up {} added: rotation {:.1} deg, translation ({:.1}, {:.1}, {:.1}) mm.", o.label, o.transform.rotation_deg(), o.transform.translation_mm[0], o.transform.translation_mm[1], o.transform.translation_mm[2]));
+                    let vi = self.visits.len();
+                    self.adopt(study, VisitSource { follow: o.follow, label: o.label, transform: o.transform });
+                    self.open_label.clear();
+                    self.start_nudge(study, vi.min(self.visits.len().saturating_sub(1)), true);
                 }
+                Ended::Cancelled => {}
+                Ended::Failed(e) => self.error = Some(format!("Could not add the follow-up: {e}")),
             }
         }
-        if let Some(job) = self.nudge_job.as_mut() {
-            if let Some(result) = job.try_finish() {
-                let cancelled = job.is_cancelled();
-                self.nudge_job = None;
-                match result {
-                    Ok(o) => {
-                        if let Some(v) = self.visits.iter_mut().find(|v| v.label == o.label) {
-                            (v.ncc_auto, v.ncc_now) = (o.ncc_auto, o.ncc_now);
-                            if let Some(volumes) = o.volumes {
-                                for (key, vol) in v.keys.iter_mut().zip(volumes) {
-                                    if let Some(p) = study.phases.iter_mut().find(|p| p.key == *key) {
-                                        p.volume = vol;
-                                        p.key = next_key();
-                                        *key = p.key;
-                                    }
+        if let Some(ended) = take_ended(&mut self.nudge_job) {
+            match ended {
+                Ended::Done(o) => {
+                    if let Some(v) = self.visits.iter_mut().find(|v| v.label == o.label) {
+                        (v.ncc_auto, v.ncc_now) = (o.ncc_auto, o.ncc_now);
+                        if let Some(volumes) = o.volumes {
+                            for (key, vol) in v.keys.iter_mut().zip(volumes) {
+                                if let Some(p) = study.phases.iter_mut().find(|p| p.key == *key) {
+                                    p.volume = vol;
+                                    p.key = next_key();
+                                    *key = p.key;
                                 }
-                                v.nudge_mm = o.nudge_mm;
-                                v.pending_mm = o.nudge_mm;
-                                v.mask = None;
-                                if let Some(c) = self.comparison.as_mut() {
-                                    c.stale = true;
-                                }
+                            }
+                            v.nudge_mm = o.nudge_mm;
+                            v.pending_mm = o.nudge_mm;
+                            v.mask = None;
+                            if let Some(c) = self.comparison.as_mut() {
+                                c.stale = true;
                             }
                         }
                     }
-                    Err(_) if cancelled => {}
-                    Err(e) => self.error = Some(format!("Nudge failed: {e}")),
                 }
+                Ended::Cancelled => {}
+                Ended::Failed(e) => self.error = Some(format!("Nudge failed: {e}")),
             }
         }
-        if let Some(job) = self.compare_job.as_mut() {
-            if let Some(result) = job.try_finish() {
-                let cancelled = job.is_cancelled();
-                self.compare_job = None;
-                match result {
-                    Ok(o) => {
-                        let mut visits = Vec::new();
-                        for (c, mask, note, label) in o.visits {
-                            if let Some(v) = self.visits.iter_mut().find(|v| v.label == label) {
-                                v.mask = Some((mask, note.clone()));
-                            }
-                            let old = self.comparison.as_ref().and_then(|old| old.visits.iter().find(|r| r.label == label));
-                            let (recist_override, mrecist_override) = old.map(|r| (r.recist_override, r.mrecist_override)).unwrap_or_default();
-                            let liver_note = match &c.liver_demons {
-                                Some(d) => format!("Demons on the liver: RMSD {:.0} -> {:.0} HU, up to {:.1} mm; lesions paired through it", d.rmsd_before_hu, d.rmsd_after_hu, d.max_displacement_mm),
-                                None => "Demons on the liver did not run: lesions paired through the visit alignment alone".into(),
-                            };
-                            visits.push(VisitResult { label, followup: c.followup, auto_pairs: c.pairs.clone(), pairs: c.pairs, response: c.response, mask_note: note, liver_note, recist_override, mrecist_override });
+        if let Some(ended) = take_ended(&mut self.compare_job) {
+            match ended {
+                Ended::Done(o) => {
+                    let mut visits = Vec::new();
+                    for (c, mask, note, label) in o.visits {
+                        if let Some(v) = self.visits.iter_mut().find(|v| v.label == label) {
+                            v.mask = Some((mask, note.clone()));
                         }
-                        self.comparison = Some(Comparison { baseline_label: self.baseline_label(study), baseline: o.baseline, visits, stale: false });
-                        self.selected = None;
+                        let old = self.comparison.as_ref().and_then(|old| old.visits.iter().find(|r| r.label == label));
+                        let (recist_override, mrecist_override) = old.map(|r| (r.recist_override, r.mrecist_override)).unwrap_or_default();
+                        let liver_note = match &c.liver_demons {
+                            Some(d) => format!("Demons on the liver: RMSD {:.0} -> {:.0} HU, up to {:.1} mm; lesions paired through it", d.rmsd_before_hu, d.rmsd_after_hu, d.max_displacement_mm),
+                            None => "Demons on the liver did not run: lesions paired through the visit alignment alone".into(),
+                        };
+                        visits.push(VisitResult { label, followup: c.followup, auto_pairs: c.pairs.clone(), pairs: c.pairs, response: c.response, mask_note: note, liver_note, recist_override, mrecist_override });
                     }
-                    Err(_) if cancelled => {}
-                    Err(e) => self.error = Some(format!("Comparing the visits failed: {e}")),
+                    self.comparison = Some(Comparison { baseline_label: self.baseline_label(study), baseline: o.baseline, visits, stale: false });
+                    self.selected = None;
                 }
+                Ended::Cancelled => {}
+                Ended::Failed(e) => self.error = Some(format!("Comparing the visits failed: {e}")),
             }
         }
         if self.is_running() {

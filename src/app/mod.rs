@@ -17,7 +17,7 @@ use std::sync::Arc;
 use egui::{Align2, Color32, FontId, Key, PointerButton, Rect, Sense, Stroke, Vec2};
 
 use crate::io::phase::Phase;
-use crate::study::{Job, Study};
+use crate::study::{take_ended, Ended, Job, Study};
 use crate::volume::{Interp, Lps};
 use gpu::{OverlayDesc, SliceViewDesc};
 use view::{edge_letters, pixel_to_world, scale_bar_mm, world_to_pixel, Layout, Orientation, ViewState, WindowLevel};
@@ -152,17 +152,15 @@ impl HepaviewApp {
 
     /// Polls the loading job; shows its progress with a Cancel button.
     fn loading_ui(&mut self, ctx: &egui::Context) {
-        let Some(job) = self.loading.as_mut() else { return };
-        if let Some(result) = job.try_finish() {
-            let cancelled = job.is_cancelled();
-            self.loading = None;
-            match result {
-                Ok(study) => self.set_study(study),
-                Err(_) if cancelled => {}
-                Err(e) => self.error = Some(e),
+        if let Some(ended) = take_ended(&mut self.loading) {
+            match ended {
+                Ended::Done(study) => self.set_study(study),
+                Ended::Cancelled => {}
+                Ended::Failed(e) => self.error = Some(e),
             }
             return;
         }
+        let Some(job) = self.loading.as_ref() else { return };
         let (fraction, message) = job.progress();
         let title = job.title.clone();
         let mut cancel = false;

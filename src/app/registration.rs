@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::gpu::{LayerDesc, LayerKind};
 use crate::register::{self, compare, PhaseReport};
-use crate::study::{next_key, Job, Study};
+use crate::study::{next_key, take_ended, Ended, Job, Study};
 use crate::volume::{CtVolume, Field, Lps};
 
 /// What a moving phase's viewports show.
@@ -184,45 +184,43 @@ impl RegistrationPanel {
 
     /// Polls the job; a finished registration shows the registered phases at once.
     pub fn poll(&mut self, study: &mut Study, ctx: &egui::Context) {
-        let Some(job) = self.job.as_mut() else { return };
-        match job.try_finish() {
-            None => ctx.request_repaint_after(std::time::Duration::from_millis(100)),
-            Some(result) => {
-                let cancelled = job.is_cancelled();
-                self.job = None;
-                match result {
-                    Ok(out) => {
-                        let fixed_key = study.phases[study.fixed_index()].key;
-                        // grid lines are a voxel thick: keep at least six voxels between them
-                        let sp = study.phases[study.fixed_index()].volume.geometry.spacing_mm;
-                        let coarse = (6.0 * sp[1].max(sp[2]) as f32 / 5.0).ceil() * 5.0;
-                        self.grid_mm = self.grid_mm.max(coarse).min(40.0);
-                        for (key, reg, fixed, original) in out {
-                            let description = study.phases.iter().find(|p| p.key == key).map(|p| p.description.clone()).unwrap_or_default();
-                            self.results.push(RegisteredPhase {
-                                description,
-                                shown_key: key,
-                                original,
-                                registered: Arc::new(reg.warped),
-                                fixed,
-                                field: Arc::new(reg.field),
-                                report: reg.report,
-                                mode: CompareMode::Original,
-                                original_key: key,
-                                registered_key: next_key(),
-                                fixed_key,
-                                heat: None,
-                                grid: None,
-                            });
-                        }
-                        for r in 0..self.results.len() {
-                            self.set_mode(study, r, CompareMode::Registered);
-                        }
-                    }
-                    Err(_) if cancelled => {}
-                    Err(e) => self.error = Some(format!("Registration failed: {e}")),
+        let Some(ended) = take_ended(&mut self.job) else {
+            if self.job.is_some() {
+                ctx.request_repaint_after(std::time::Duration::from_millis(100));
+            }
+            return;
+        };
+        match ended {
+            Ended::Done(out) => {
+                let fixed_key = study.phases[study.fixed_index()].key;
+                // grid lines are a voxel thick: keep at least six voxels between them
+                let sp = study.phases[study.fixed_index()].volume.geometry.spacing_mm;
+                let coarse = (6.0 * sp[1].max(sp[2]) as f32 / 5.0).ceil() * 5.0;
+                self.grid_mm = self.grid_mm.max(coarse).min(40.0);
+                for (key, reg, fixed, original) in out {
+                    let description = study.phases.iter().find(|p| p.key == key).map(|p| p.description.clone()).unwrap_or_default();
+                    self.results.push(RegisteredPhase {
+                        description,
+                        shown_key: key,
+                        original,
+                        registered: Arc::new(reg.warped),
+                        fixed,
+                        field: Arc::new(reg.field),
+                        report: reg.report,
+                        mode: CompareMode::Original,
+                        original_key: key,
+                        registered_key: next_key(),
+                        fixed_key,
+                        heat: None,
+                        grid: None,
+                    });
+                }
+                for r in 0..self.results.len() {
+                    self.set_mode(study, r, CompareMode::Registered);
                 }
             }
+            Ended::Cancelled => {}
+            Ended::Failed(e) => self.error = Some(format!("Registration failed: {e}")),
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use egui::Color32;
 
-use crate::study::{next_key, Job, Labels, Study};
+use crate::study::{next_key, take_ended, Ended, Job, Labels, Study};
 use crate::volume::Mask;
 
 #[derive(Default)]
@@ -55,24 +55,22 @@ impl SegmentPanel {
     }
 
     pub fn poll(&mut self, study: &mut Study, ctx: &egui::Context) {
-        let Some(job) = self.job.as_mut() else { return };
-        match job.try_finish() {
-            None => ctx.request_repaint_after(std::time::Duration::from_millis(100)),
-            Some(result) => {
-                let cancelled = job.is_cancelled();
-                self.job = None;
-                match result {
-                    Ok(mask) => {
-                        let liver = mask.data.iter().filter(|&&v| v == 1).count();
-                        let tumour = mask.data.iter().filter(|&&v| v == 2).count();
-                        self.replaced = Some(study.labels.take());
-                        study.labels = Some(Labels { mask: Arc::new(mask), key: next_key(), source: PathBuf::from("U-Net segmentation") });
-                        self.message = Some(format!("Segmented: {liver} liver and {tumour} tumour voxels. Check and correct it with the editing tools."));
-                    }
-                    Err(_) if cancelled => {}
-                    Err(e) => self.error = Some(format!("Segmentation failed: {e}")),
-                }
+        let Some(ended) = take_ended(&mut self.job) else {
+            if self.job.is_some() {
+                ctx.request_repaint_after(std::time::Duration::from_millis(100));
             }
+            return;
+        };
+        match ended {
+            Ended::Done(mask) => {
+                let liver = mask.data.iter().filter(|&&v| v == 1).count();
+                let tumour = mask.data.iter().filter(|&&v| v == 2).count();
+                self.replaced = Some(study.labels.take());
+                study.labels = Some(Labels { mask: Arc::new(mask), key: next_key(), source: PathBuf::from("U-Net segmentation") });
+                self.message = Some(format!("Segmented: {liver} liver and {tumour} tumour voxels. Check and correct it with the editing tools."));
+            }
+            Ended::Cancelled => {}
+            Ended::Failed(e) => self.error = Some(format!("Segmentation failed: {e}")),
         }
     }
 
