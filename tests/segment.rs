@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use hepaview::phantom::PhantomOptions;
-use hepaview::segment::synth::{self, PhantomStyle};
+use hepaview::segment::synth::{self, LabelMapStyle, PhantomStyle};
 use hepaview::segment::train::seeded_init;
 use hepaview::segment::{self, SegmentError, TrainOptions, UNet, UNetConfig};
 use hepaview::study::Study;
+
+mod common;
 
 fn tiny_config() -> UNetConfig {
     UNetConfig { features: vec![4, 8, 16], in_channels: 3, classes: 3, spacing_mm: 3.0 }
@@ -200,6 +202,43 @@ fn a_few_training_steps_lower_the_loss() {
     eprintln!("loss {first:.4} → {last:.4}, val liver Dice {:.3}", report.best_val_dice_liver);
     assert_eq!(report.steps, 40);
     assert!(last < 0.8 * first, "loss should fall: {first} → {last}");
+}
+
+/// Cases made from a real CT and its organ label map: the liver label is the liver class
+/// of the map, tumours fall only inside it, the real style keeps the CT as portal venous,
+/// and the synthetic styles change organ intensities but not air.
+#[test]
+fn label_map_cases_follow_the_real_labels() {
+    let Some(data) = common::shared_data() else { return };
+    let ts = data.join("ts-abdomen");
+    let (ct, _) = hepaview::io::nifti::read_ct(&ts.join("ct.nii.gz")).expect("ct");
+    let (labels, _) = hepaview::io::nifti::read_mask(&ts.join("seg_total_multilabel.nii.gz")).expect("labels");
+    let grid = segment::preprocess::model_grid(&labels.geometry, 4.0, 8);
+    let on_grid = labels.resample_to(&grid, hepaview::volume::Interp::Nearest, 0);
+    let liver_truth: Vec<bool> = on_grid.data.iter().map(|&c| c == 5).collect();
+    let mut tumour_cases = 0;
+    for (i, style) in [LabelMapStyle::Real, LabelMapStyle::Offsets, LabelMapStyle::Means].into_iter().cycle().take(9).enumerate() {
+        let case = synth::label_map_case("ts", &ct, &labels, &[5], style, i as u64, 4.0, 8);
+        let (nz, c, ny, nx) = case.image.dim();
+        assert_eq!([nz, ny, nx], grid.shape);
+        assert_eq!(c, 3);
+        assert_eq!(case.present, if style == LabelMapStyle::Real { [false, true, false] } else { [true; 3] });
+        let lab: Vec<u8> = case.labels.iter().copied().collect();
+        for (v, &liver) in lab.iter().zip(&liver_truth) {
+            assert_eq!(*v > 0, liver, "labelled liver+tumour must be exactly the map's liver class");
+        }
+        tumour_cases += lab.contains(&2) as usize;
+        // air (the CT below -500 HU, window 0) stays at the bottom of the window in every phase
+        let real = segment::preprocess::onto_grid(&ct, &grid);
+        for ((k, j, i), &hu) in real.data.indexed_iter() {
+            if hu < -600 && lab[(k * ny + j) * nx + i] == 0 {
+                for ch in 0..3 {
+                    assert!(case.image[[k, ch, j, i]] <= 20, "air moved in {style:?} phase {ch}");
+                }
+            }
+        }
+    }
+    assert!(tumour_cases >= 3, "random tumours should appear in most cases ({tumour_cases} of 9)");
 }
 
 /// Not a check: times candle's conv2d against the shifted-copies + matmul path on one

@@ -283,7 +283,7 @@ pub enum Command {
         /// Weights file (default models/unet.safetensors).
         #[arg(long)]
         model: Option<PathBuf>,
-        /// A reference mask: print liver and tumour Dice against it.
+        /// A reference mask (NIfTI with LiTS labels, or a DICOM SEG of the study): print liver and tumour Dice against it.
         #[arg(long)]
         truth: Option<PathBuf>,
         /// Segment the built-in phantom with this noise seed instead of a study, and print Dice against its labels.
@@ -333,6 +333,18 @@ pub enum Command {
         minutes: Option<f64>,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// A real CT and its organ label map, `CT.nii.gz,LABELS.nii.gz` (TotalSegmentator's
+        /// multilabel output, say): cases are synthesised from it (real CT, per-organ HU
+        /// offsets, per-organ random means), each with random tumours. Repeatable.
+        #[arg(long = "label-map", value_name = "CT,LABELS")]
+        label_maps: Vec<String>,
+        /// Classes of --label-map that are liver (comma-separated; 5 is liver in
+        /// TotalSegmentator v2's "total" task).
+        #[arg(long, default_value = "5")]
+        liver_class: String,
+        /// Cases synthesised per --label-map.
+        #[arg(long, default_value_t = 12)]
+        label_map_cases: usize,
         /// Replace --out if it exists.
         #[arg(long)]
         force: bool,
@@ -493,8 +505,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Segment { paths, out, model, truth, phantom_seed, phantom_small, pv_only, phase_overrides }) => {
             segment::segment_cmd(segment::SegmentArgs { paths, out, model, truth, phantom_seed, phantom_small, pv_only, phase_overrides })
         }
-        Some(Command::Train { data, lits, out, epochs, steps_per_epoch, synthetic, features, spacing_mm, batch, patch, minutes, seed, force }) => {
-            segment::train_cmd(segment::TrainArgs { data, lits, out, epochs, steps_per_epoch, synthetic, features, spacing_mm, batch, patch, minutes, seed, force })
+        Some(Command::Train { data, lits, out, epochs, steps_per_epoch, synthetic, features, spacing_mm, batch, patch, minutes, seed, label_maps, liver_class, label_map_cases, force }) => {
+            segment::train_cmd(segment::TrainArgs { data, lits, out, epochs, steps_per_epoch, synthetic, features, spacing_mm, batch, patch, minutes, seed, label_maps, liver_class, label_map_cases, force })
         }
         Some(Command::Demo { out, small, follow_up }) => {
             let opts = if small { phantom::PhantomOptions::small() } else { phantom::PhantomOptions::default() };

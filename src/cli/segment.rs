@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use hepaview::io::nifti;
 use hepaview::phantom::{make_phantom, PhantomOptions};
-use hepaview::segment::synth::{self, PhantomStyle, TrainCase};
+use hepaview::segment::synth::{self, LabelMapStyle, PhantomStyle, TrainCase};
 use hepaview::segment::{self, InferOptions, TrainOptions, UNetConfig};
 use hepaview::study::Study;
 
@@ -59,9 +59,6 @@ pub(crate) fn segment_cmd(a: SegmentArgs) -> Result<()> {
             bail!("--pv-only: the study has no phase named portal venous");
         }
     }
-    if let Some(t) = &a.truth {
-        truth = Some(nifti::read_mask(t).with_context(|| format!("reading the truth mask {}", t.display()))?.0);
-    }
     let names: Vec<_> = study.phases.iter().map(|p| p.phase().as_str().to_string()).collect();
     eprintln!("Model {} (U-Net {:?}, {} mm pixels); phases: {}", model_path.display(), model.config.features, model.config.spacing_mm, names.join(", "));
     let pb = progress_bar_1000();
@@ -78,6 +75,9 @@ pub(crate) fn segment_cmd(a: SegmentArgs) -> Result<()> {
     let voxel_ml = mask.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
     let count = |l: u8| mask.data.iter().filter(|&&v| v == l).count() as f64 * voxel_ml;
     println!("Segmented in {secs:.2} s: liver {:.1} mL, tumour {:.1} mL (grid {:?})", count(1) + count(2), count(2), mask.geometry.shape);
+    if let Some(t) = &a.truth {
+        truth = Some(read_truth(t, &mask.geometry)?);
+    }
     if let Some(t) = truth {
         let t = if t.geometry.shape == mask.geometry.shape { t } else { t.resample_to(&mask.geometry, hepaview::volume::Interp::Nearest, 0) };
         let tumour = if t.data.iter().any(|&v| v == 2) { format!("{:.4}", segment::dice(&mask, &t, 2)) } else { "n/a (the truth has no tumour)".into() };
@@ -103,6 +103,21 @@ pub(crate) fn segment_cmd(a: SegmentArgs) -> Result<()> {
     Ok(())
 }
 
+/// A reference mask for scoring: NIfTI (LiTS labels), or a DICOM SEG placed onto the
+/// study's grid by its frame positions (liver and tumour segments by their codes).
+fn read_truth(path: &std::path::Path, grid: &hepaview::volume::Geometry) -> Result<hepaview::volume::Mask> {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    if name.ends_with(".nii") || name.ends_with(".nii.gz") {
+        return Ok(nifti::read_mask(path).with_context(|| format!("reading the truth mask {}", path.display()))?.0);
+    }
+    let seg = hepaview::io::seg::read_seg(path, Some(grid)).with_context(|| format!("reading the truth mask {} (neither .nii nor .nii.gz, so read as DICOM SEG)", path.display()))?;
+    let (mask, overlaps) = seg.label_mask();
+    if overlaps > 0 {
+        eprintln!("! {}: {overlaps} voxels claimed by more than one segment; the later segment wins", path.display());
+    }
+    Ok(mask)
+}
+
 /// What `hepaview train` was asked.
 pub(crate) struct TrainArgs {
     pub data: Option<PathBuf>,
@@ -117,6 +132,9 @@ pub(crate) struct TrainArgs {
     pub patch: usize,
     pub minutes: Option<f64>,
     pub seed: u64,
+    pub label_maps: Vec<String>,
+    pub liver_class: String,
+    pub label_map_cases: usize,
     pub force: bool,
 }
 
@@ -136,6 +154,29 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
         eprintln!("Reading {} image/label pairs from {}…", pairs.len(), dir.display());
         cases.extend(synth::cases_from_pairs(&pairs, config.spacing_mm, multiple)?);
     }
+    if !a.label_maps.is_empty() {
+        let liver: Vec<u8> = a.liver_class.split(',').map(|c| c.trim().parse().with_context(|| format!("--liver-class: {c:?} is not a label number 0-255"))).collect::<Result<_>>()?;
+        for (m, spec) in a.label_maps.iter().enumerate() {
+            let Some((ct_path, lab_path)) = spec.split_once(',') else {
+                bail!("--label-map {spec:?}: give the CT and its label map as CT.nii.gz,LABELS.nii.gz");
+            };
+            let (ct, _) = nifti::read_ct(std::path::Path::new(ct_path)).with_context(|| format!("reading the --label-map CT {ct_path}"))?;
+            let (labels, _) = nifti::read_mask(std::path::Path::new(lab_path)).with_context(|| format!("reading the --label-map labels {lab_path}"))?;
+            if !labels.data.iter().any(|c| liver.contains(c)) {
+                bail!("--label-map {lab_path}: no voxel has a liver class {:?}; set --liver-class", liver);
+            }
+            let name = std::path::Path::new(ct_path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            eprintln!("Synthesising {} cases from {ct_path} and {lab_path}…", a.label_map_cases);
+            let made: Vec<TrainCase> = (0..a.label_map_cases)
+                .into_par_iter()
+                .map(|i| {
+                    let style = [LabelMapStyle::Real, LabelMapStyle::Offsets, LabelMapStyle::Means][i % 3];
+                    synth::label_map_case(&name, &ct, &labels, &liver, style, 5000 + a.seed * 10_000 + (m * 1000 + i) as u64, config.spacing_mm, multiple)
+                })
+                .collect();
+            cases.extend(made);
+        }
+    }
     if a.synthetic > 0 {
         eprintln!("Making {} synthetic phantom cases (half own contrast, half randomised per-label intensities)…", a.synthetic);
         // Seeds from 1000 up: the demo (seed 48) and the evaluation seeds (below 1000) stay out.
@@ -149,7 +190,7 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
         cases.extend(made);
     }
     if cases.is_empty() {
-        bail!("no training data: give --data DIR and/or --synthetic N");
+        bail!("no training data: give --data DIR, --label-map CT,LABELS and/or --synthetic N");
     }
     // Every fifth case validates (at least one), the rest train: deterministic.
     let (mut train, mut val) = (Vec::new(), Vec::new());

@@ -26,21 +26,33 @@ pub fn window(hu: f32) -> f32 {
     ((hu - WINDOW_LO_HU) / (WINDOW_HI_HU - WINDOW_LO_HU)).clamp(0.0, 1.0)
 }
 
-/// The grid the network runs on for a study whose masks live on `grid`: the same slices
-/// (positions and orientation), in-plane pixels of `spacing_mm`, the in-plane field of view
-/// covered and rounded up to a multiple of `multiple` pixels, centred on the study's.
+/// The grid the network runs on for a study whose masks live on `grid`: the same slices,
+/// in-plane pixels of `spacing_mm`, the in-plane field of view covered and rounded up to a
+/// multiple of `multiple` pixels, centred on the study's, and the in-plane axes turned to
+/// the radiological view (columns towards the patient's left, rows towards posterior)
+/// whatever order the file stores its pixels in: a NIfTI written RAS would otherwise reach
+/// a 2-D network upside down and mirrored compared with DICOM.
 pub fn model_grid(grid: &Geometry, spacing_mm: f64, multiple: usize) -> Geometry {
     let [nz, ny, nx] = grid.shape;
     let round_up = |extent_mm: f64| {
         let n = (extent_mm / spacing_mm).ceil().max(1.0) as usize;
         n.div_ceil(multiple) * multiple
     };
-    let (tx, ty) = (round_up(nx as f64 * grid.spacing_mm[2]), round_up(ny as f64 * grid.spacing_mm[1]));
     let centre = grid.index_to_world([(nx as f64 - 1.0) / 2.0, (ny as f64 - 1.0) / 2.0, 0.0]);
-    let [dx, dy, _] = grid.direction;
+    let [gx, gy, gz] = grid.direction;
+    let (ex, ey) = (nx as f64 * grid.spacing_mm[2], ny as f64 * grid.spacing_mm[1]);
+    // the in-plane axis nearest the patient's left-right becomes the columns
+    let (mut dx, mut dy, wx, wy) = if gx[0].abs() >= gy[0].abs() { (gx, gy, ex, ey) } else { (gy, gx, ey, ex) };
+    if dx[0] < 0.0 {
+        dx = dx.map(|v| -v);
+    }
+    if dy[1] < 0.0 {
+        dy = dy.map(|v| -v);
+    }
+    let (tx, ty) = (round_up(wx), round_up(wy));
     let (hx, hy) = ((tx as f64 - 1.0) / 2.0 * spacing_mm, (ty as f64 - 1.0) / 2.0 * spacing_mm);
     let origin = [0, 1, 2].map(|c| centre[c] - dx[c] * hx - dy[c] * hy);
-    Geometry { shape: [nz, ty, tx], spacing_mm: [grid.spacing_mm[0], spacing_mm, spacing_mm], origin_mm: origin, direction: grid.direction }
+    Geometry { shape: [nz, ty, tx], spacing_mm: [grid.spacing_mm[0], spacing_mm, spacing_mm], origin_mm: origin, direction: [dx, dy, gz] }
 }
 
 /// Windowed input `[nz, 3, h, w]` from the phases already on the model grid (`None`: the

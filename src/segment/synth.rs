@@ -125,8 +125,8 @@ pub fn phantom_case(seed: u64, style: PhantomStyle, spacing_mm: f64, side: usize
 }
 
 /// 0–4 ellipsoids inside the liver, 4–25 mm radius, each with its own enhancement pattern:
-/// hypodense in all phases, arterial-enhancing with washout, cyst-like (near water), or
-/// hyperdense; labelled tumour (2) where they fall in liver.
+/// hypodense in all phases, arterial-enhancing with washout, cyst-like (near water),
+/// hyperdense, or hemangioma-like (peripheral enhancement filling in); labelled tumour (2) where they fall in liver.
 fn add_tumours(rng: &mut Rng, grid: &Geometry, hu: &mut [Array3<f32>], labels: &mut Array3<u8>, anatomy: &Array3<u8>) {
     let liver: Vec<[usize; 3]> = anatomy.indexed_iter().filter(|(_, &a)| a == ANATOMY_LIVER).map(|((k, j, i), _)| [k, j, i]).collect();
     if liver.is_empty() {
@@ -138,16 +138,21 @@ fn add_tumours(rng: &mut Rng, grid: &Geometry, hu: &mut [Array3<f32>], labels: &
         let centre = grid.index_to_world([c[2] as f64, c[1] as f64, c[0] as f64]);
         let r = rng.range(4.0, 25.0) as f64;
         let radii = [r * rng.range(0.75, 1.3) as f64, r * rng.range(0.75, 1.3) as f64, r * rng.range(0.75, 1.3) as f64];
-        let pattern = rng.below(4);
+        let pattern = rng.below(5);
         let delta: [f32; CHANNELS] = match pattern {
             0 => {
                 let d = rng.range(-90.0, -25.0);
                 [d * rng.range(0.6, 1.0), d, d * rng.range(0.8, 1.2)]
             }
             1 => [rng.range(30.0, 110.0), rng.range(-45.0, 5.0), rng.range(-50.0, -10.0)],
-            2 => [f32::NAN; CHANNELS], // cyst: set to water below
+            2 | 4 => [f32::NAN; CHANNELS], // cyst: water; hemangioma: by radius, below
             _ => [rng.range(20.0, 70.0), rng.range(15.0, 60.0), rng.range(10.0, 50.0)],
         };
+        // Hemangioma: bright peripheral nodules in the arterial phase that fill in towards
+        // the centre later (the phantom's own hemangioma was the lesion the first model missed).
+        let rim = [rng.range(60.0, 160.0), rng.range(30.0, 90.0), rng.range(10.0, 50.0)];
+        let core = [rng.range(-70.0, -20.0), rng.range(-50.0, 0.0), rng.range(-20.0, 30.0)];
+        let reach = [rng.range(0.6, 0.85), rng.range(0.25, 0.6), rng.range(0.0, 0.3)];
         let water = rng.range(0.0, 20.0);
         let [nz, ny, nx] = grid.shape;
         for k in 0..nz {
@@ -166,7 +171,9 @@ fn add_tumours(rng: &mut Rng, grid: &Geometry, hu: &mut [Array3<f32>], labels: &
                     labels[[k, j, i]] = 2;
                     for (ch, h) in hu.iter_mut().enumerate() {
                         let v = &mut h[[k, j, i]];
-                        if delta[ch].is_nan() {
+                        if pattern == 4 {
+                            *v += if d2.sqrt() as f32 >= reach[ch] { rim[ch] } else { core[ch] };
+                        } else if delta[ch].is_nan() {
                             *v = water + rng.normal() * 8.0;
                         } else {
                             *v += delta[ch];
@@ -176,6 +183,81 @@ fn add_tumours(rng: &mut Rng, grid: &Geometry, hu: &mut [Array3<f32>], labels: &
             }
         }
     }
+}
+
+/// How a case made from a real CT and its organ label map looks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabelMapStyle {
+    /// The real CT as the portal venous phase (the others missing), plus random tumours.
+    Real,
+    /// Three phases: the real CT with a random HU offset per organ label and phase.
+    Offsets,
+    /// Three phases: each organ label given a random mean HU per phase, keeping the real
+    /// texture around it (SynthSeg: the network must go by shape and context).
+    Means,
+}
+
+/// A training case synthesised from a real CT and its organ label map (TotalSegmentator's
+/// multilabel output, say): the liver is every voxel whose class is in `liver_classes`;
+/// intensities per `style`; then random tumours and noise. Everything on the model grid of
+/// the label map's grid.
+pub fn label_map_case(name: &str, ct: &CtVolume, label_map: &Mask, liver_classes: &[u8], style: LabelMapStyle, seed: u64, spacing_mm: f64, multiple: usize) -> TrainCase {
+    let mut rng = Rng::new(seed.wrapping_mul(104_729).wrapping_add(style as u64));
+    let grid = preprocess::model_grid(&label_map.geometry, spacing_mm, multiple);
+    let classes = label_map.resample_to(&grid, Interp::Nearest, 0).data;
+    let real = preprocess::onto_grid(ct, &grid).data.mapv(|v| v as f32);
+    let is_liver = |c: u8| liver_classes.contains(&c);
+    // Per class and phase: an offset (Offsets) or a target mean (Means); the liver classes
+    // share one so a liver split into segments stays one organ.
+    let mut class_mean = [0f64; 256];
+    let mut class_n = [0usize; 256];
+    for (&c, &v) in classes.iter().zip(real.iter()) {
+        class_mean[c as usize] += v as f64;
+        class_n[c as usize] += 1;
+    }
+    for c in 0..256 {
+        class_mean[c] /= class_n[c].max(1) as f64;
+    }
+    let mut shift = [[0f32; CHANNELS]; 256];
+    let liver_draw: [f32; CHANNELS] = std::array::from_fn(|_| rng.f32());
+    for (c, row) in shift.iter_mut().enumerate() {
+        for (ch, v) in row.iter_mut().enumerate() {
+            let u = if is_liver(c as u8) { liver_draw[ch] } else { rng.f32() };
+            *v = match style {
+                LabelMapStyle::Real => 0.0,
+                // unlabelled tissue (class 0: fat, muscle, air) moves less than organs
+                LabelMapStyle::Offsets => (u * 2.0 - 1.0) * if c == 0 { 25.0 } else { 70.0 },
+                LabelMapStyle::Means if c == 0 => (u * 2.0 - 1.0) * 25.0,
+                LabelMapStyle::Means => {
+                    let target = if is_liver(c as u8) { 30.0 + u * 140.0 } else { -40.0 + u * 260.0 };
+                    target - class_mean[c] as f32
+                }
+            };
+        }
+    }
+    let noise = rng.range(0.0, 15.0);
+    let mut hu: Vec<Array3<f32>> = (0..CHANNELS)
+        .map(|ch| {
+            let mut h = real.clone();
+            Zip::from(&mut h).and(&classes).for_each(|v, &c| {
+                // air stays air: offsets would make lungs and bowel gas look like tissue
+                if *v > -500.0 {
+                    *v += shift[c as usize][ch];
+                }
+            });
+            h
+        })
+        .collect();
+    let anatomy = classes.mapv(|c| if is_liver(c) { ANATOMY_LIVER } else { 0 });
+    let mut labels = anatomy.mapv(|a| (a == ANATOMY_LIVER) as u8);
+    add_tumours(&mut rng, &grid, &mut hu, &mut labels, &anatomy);
+    let [nz, ny, nx] = grid.shape;
+    let mut image = Array4::<u8>::zeros((nz, CHANNELS, ny, nx));
+    for (c, h) in hu.iter().enumerate() {
+        Zip::from(image.index_axis_mut(Axis(1), c)).and(h).for_each(|o, &v| *o = quantise(v + noise * rng.normal()));
+    }
+    let present = if style == LabelMapStyle::Real { [false, true, false] } else { [true; CHANNELS] };
+    TrainCase { name: format!("{name}-{style:?}-{seed}"), image, present, labels }
 }
 
 /// Image/label NIfTI pairs in `dir`: LiTS names (`volume-N.nii[.gz]` with

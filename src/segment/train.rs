@@ -250,8 +250,8 @@ pub fn make_batch(cases: &[TrainCase], pools: &[(usize, Vec<usize>)], seeds: &[u
     Ok((Tensor::from_vec(xs, (b, CHANNELS, p, p), &Device::Cpu)?, Tensor::from_vec(ys, (b, p, p), &Device::Cpu)?))
 }
 
-/// A `patch`² sample of slice `k`: with `augment`, a random rotation (±12°), scale
-/// (0.85–1.2 per axis), shift (±12 px), left-right flip (5 %), per-phase gain/offset, noise
+/// A `patch`² sample of slice `k`: with `augment`, a smooth random warp (70 %, up to ~5 px
+/// per coarse node), a random rotation (±12°), scale (0.85–1.2 per axis), shift (±12 px), left-right flip (5 %), per-phase gain/offset, noise
 /// and phase dropout; without, the centre crop/pad as is.
 pub fn augment_slice(case: &TrainCase, k: usize, patch: usize, rng: &mut Rng, pv_only_prob: f32, augment: bool) -> (Vec<f32>, Vec<u32>) {
     let (_, _, h, w) = case.image.dim();
@@ -260,7 +260,16 @@ pub fn augment_slice(case: &TrainCase, k: usize, patch: usize, rng: &mut Rng, pv
     let mut gain = [1.0f32; CHANNELS];
     let mut offset = [0.0f32; CHANNELS];
     let mut noise = 0.0f32;
+    // A smooth random warp (displacements on a coarse grid, bilinear between): one body's
+    // label map gives many liver shapes.
+    let mut warp = [[[0f32; 2]; WARP_NODES]; WARP_NODES];
     if augment {
+        if rng.f32() < 0.7 {
+            let amp = rng.range(0.0, 5.0);
+            for node in warp.iter_mut().flatten() {
+                *node = [amp * rng.normal(), amp * rng.normal()];
+            }
+        }
         let th = rng.range(-12.0, 12.0).to_radians();
         let (sx, sy) = (rng.range(0.85, 1.2), rng.range(0.85, 1.2));
         let flip = if rng.f32() < 0.05 { -1.0 } else { 1.0 };
@@ -297,7 +306,8 @@ pub fn augment_slice(case: &TrainCase, k: usize, patch: usize, rng: &mut Rng, pv
     let lab = case.labels.index_axis(ndarray::Axis(0), k);
     for r in 0..patch {
         for q in 0..patch {
-            let (ox, oy) = (q as f32 - pc, r as f32 - pc);
+            let [wx, wy] = warp_at(&warp, q as f32 / (patch - 1).max(1) as f32, r as f32 / (patch - 1).max(1) as f32);
+            let (ox, oy) = (q as f32 - pc + wx, r as f32 - pc + wy);
             let sx = cx + a[0][0] * ox + a[0][1] * oy;
             let sy = cy + a[1][0] * ox + a[1][1] * oy;
             let (ni, nj) = (sx.round(), sy.round());
@@ -325,6 +335,20 @@ pub fn augment_slice(case: &TrainCase, k: usize, patch: usize, rng: &mut Rng, pv
         }
     }
     (x, y)
+}
+
+/// Nodes per side of the augmentation's warp grid.
+const WARP_NODES: usize = 5;
+
+/// The warp's displacement (pixels) at `(u, v)` in 0…1 across the patch.
+fn warp_at(warp: &[[[f32; 2]; WARP_NODES]; WARP_NODES], u: f32, v: f32) -> [f32; 2] {
+    let last = (WARP_NODES - 1) as f32;
+    let (gx, gy) = (u.clamp(0.0, 1.0) * last, v.clamp(0.0, 1.0) * last);
+    let (i0, j0) = ((gx.floor() as usize).min(WARP_NODES - 2), (gy.floor() as usize).min(WARP_NODES - 2));
+    let (fx, fy) = (gx - i0 as f32, gy - j0 as f32);
+    std::array::from_fn(|c| {
+        (1.0 - fy) * ((1.0 - fx) * warp[j0][i0][c] + fx * warp[j0][i0 + 1][c]) + fy * ((1.0 - fx) * warp[j0 + 1][i0][c] + fx * warp[j0 + 1][i0 + 1][c])
+    })
 }
 
 /// Cross-entropy + mean soft Dice of the foreground classes.
