@@ -5,14 +5,15 @@
 //!   1. `../shared/data/triphase-hcc048/dicom` (3 × 512 × 512 × 89): opening (DICOM decode)
 //!      and segmentation with the shipped `models/unet.safetensors` (resampling onto the model
 //!      grid, the network, probabilities back, post-processing), seconds and peak RSS;
-//!   2. the shipped architecture (`--repeats` passes) and the anchor's (32-64-128-256-512,
-//!      one pass: over two minutes in candle) on 89 random 256² slices, 3 channels, batch 8,
-//!      eval mode, as `../shared/anchors/unet_torch.py` times them (one warm-up batch, then
-//!      the passes, min and median);
+//!   2. the shipped architecture (`--repeats` passes) and the anchor's (32-64-128-256-512)
+//!      on 89 random 256² slices, 3 channels, batch 8, eval mode, as
+//!      `../shared/anchors/unet_torch.py` times them (one warm-up batch, then the passes, min
+//!      and median), each by the folded kernels `segment` uses and by candle's own ops (the
+//!      anchor architecture through candle's ops: one pass, over a minute);
 //!   3. `python3 ../shared/anchors/unet_torch.py --features <shipped>` right after, when
 //!      torch is importable (else says so; the anchor's stored figure is in results.md §5).
 //!
-//! Flags: `--repeats N` (default 2), `--no-anchor-arch` skips the 32…512 network in candle,
+//! Flags: `--repeats N` (default 2), `--no-anchor-arch` skips the 32…512 network through candle's ops,
 //! `--no-torch` skips the Python anchor. Threads: candle uses all cores (set
 //! `RAYON_NUM_THREADS` to pin); the anchor runs with `--threads` = that count.
 
@@ -22,6 +23,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use hepaview::segment::folded::FoldedUNet;
 use hepaview::segment::{self, InferOptions, UNet, UNetConfig};
 use hepaview::study::Study;
 
@@ -33,16 +35,36 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn time_network(features: &[usize], repeats: usize) -> (f64, f64) {
+/// Which implementation runs the network.
+#[derive(Clone, Copy, Debug)]
+enum Path {
+    /// `UNet::forward(x, false)`: candle's ops (im2col conv2d, separate BatchNorm, ReLU…).
+    CandleOps,
+    /// `FoldedUNet`: BatchNorm folded into the convolutions, hand-written kernels (what
+    /// `segment` runs).
+    Folded,
+}
+
+fn time_network(features: &[usize], repeats: usize, path: Path) -> (f64, f64) {
     let cfg = UNetConfig { features: features.to_vec(), ..UNetConfig::default() };
     let vm = VarMap::new();
     let model = UNet::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu), &cfg).expect("build");
     hepaview::segment::train::seeded_init(&vm, 0).expect("init");
+    let folded = FoldedUNet::new(&model).expect("fold");
     let (n, side, batch) = (89usize, 256usize, 8usize);
     let mut rng = hepaview::segment::Rng::new(0);
     let data: Vec<f32> = (0..n * 3 * side * side).map(|_| rng.normal()).collect();
     let x = Tensor::from_vec(data, (n, 3, side, side), &Device::Cpu).expect("input");
-    let run = |k: usize, m: usize| model.forward(&x.narrow(0, k, m).expect("narrow"), false).expect("forward").sum_all().expect("sum").to_scalar::<f32>().expect("scalar");
+    let run = |k: usize, m: usize| -> f32 {
+        let xs = x.narrow(0, k, m).expect("narrow");
+        match path {
+            Path::CandleOps => model.forward(&xs, false).expect("forward").sum_all().expect("sum").to_scalar::<f32>().expect("scalar"),
+            Path::Folded => {
+                let v: Vec<f32> = xs.flatten_all().expect("flatten").to_vec1().expect("vec");
+                folded.logits(&v, m, side, side).iter().sum()
+            }
+        }
+    };
     let t = Instant::now();
     run(0, batch);
     let warm = t.elapsed().as_secs_f64();
@@ -59,7 +81,7 @@ fn time_network(features: &[usize], repeats: usize) -> (f64, f64) {
     }
     times.sort_by(|a, b| a.total_cmp(b));
     let (min, med) = (times[0], times[times.len() / 2]);
-    println!("candle U-Net {features:?}: 89 × 256² × 3, batch 8: warm-up batch {warm:.2} s, min {min:.2} s, median {med:.2} s ({:.0} ms/slice)", min / n as f64 * 1e3);
+    println!("{path:?} U-Net {features:?}: 89 × 256² × 3, batch 8: warm-up batch {warm:.2} s, min {min:.2} s, median {med:.2} s ({:.0} ms/slice)", min / n as f64 * 1e3);
     (min, med)
 }
 
@@ -108,13 +130,16 @@ fn main() {
     } else {
         println!("{} not found: study timing skipped", study_dir.display());
     }
-    let (min, med) = time_network(&features, repeats);
-    json.insert("candle_shipped_min_s".into(), min.into());
-    json.insert("candle_shipped_median_s".into(), med.into());
-    if !args.iter().any(|a| a == "--no-anchor-arch") {
-        let (min, med) = time_network(&[32, 64, 128, 256, 512], 1);
-        json.insert("candle_anchor_arch_min_s".into(), min.into());
-        json.insert("candle_anchor_arch_median_s".into(), med.into());
+    let anchor_arch = [32, 64, 128, 256, 512];
+    for (label, feats, reps) in [("shipped", &features[..], repeats), ("anchor_arch", &anchor_arch[..], repeats.min(2))] {
+        let (min, med) = time_network(feats, reps, Path::Folded);
+        json.insert(format!("folded_{label}_min_s"), min.into());
+        json.insert(format!("folded_{label}_median_s"), med.into());
+        if label == "shipped" || !args.iter().any(|a| a == "--no-anchor-arch") {
+            let (min, med) = time_network(feats, if label == "shipped" { repeats } else { 1 }, Path::CandleOps);
+            json.insert(format!("candle_{label}_min_s"), min.into());
+            json.insert(format!("candle_{label}_median_s"), med.into());
+        }
     }
     if !args.iter().any(|a| a == "--no-torch") {
         let anchor = root.join("../shared/anchors/unet_torch.py");

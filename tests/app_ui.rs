@@ -772,6 +772,29 @@ fn follow_up_panel_compares_visits_repairs_and_nudges() {
         assert_eq!(t.followup_fragments.len(), 2);
     }
 
+    // Save report: the HTML and JSON carry the reader's CR beside the computed category,
+    // and the pairs as edited here; a second save refuses to overwrite
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("follow_up_report_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    h.state_mut().follow_up.report_dir = dir.display().to_string();
+    let save = "Save report (HTML, JSON, CSV)";
+    h.get_by_label(save).scroll_to_me();
+    h.run();
+    h.get_by_label(save).click();
+    h.run();
+    assert!(h.state().follow_up.error.is_none(), "{:?}", h.state().follow_up.error);
+    let html = std::fs::read_to_string(dir.join("compare.html")).expect("compare.html");
+    assert!(html.contains("Read by the radiologist as CR (complete response)"), "the reader's category is in the report");
+    assert!(html.contains("data:image/png;base64,"), "key images");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("compare.json")).unwrap()).unwrap();
+    assert_eq!(json["reader"]["recist"], "CR");
+    assert_eq!(json["reader"]["recist_overridden"], true);
+    let saved_pairs = json["response"]["lesions"].as_array().unwrap().iter().filter(|l| l["pairing"]["baseline"] == b as u64 && !l["pairing"]["followup"].is_null()).count();
+    assert_eq!(saved_pairs, 2, "the split as made by hand");
+    h.get_by_label(save).click();
+    h.run();
+    assert!(h.state().follow_up.error.as_deref().is_some_and(|e| e.contains("exists")), "{:?}", h.state().follow_up.error);
+
     // nudge the follow-up one voxel (6 mm) to the patient's left: every phase moves by it
     let pv_key = keys.iter().copied().find(|k| h.state().study.phases.iter().any(|p| p.key == *k && p.description.contains("portal venous"))).unwrap();
     let before = std::sync::Arc::clone(&h.state().study.phases.iter().find(|p| p.key == pv_key).unwrap().volume);

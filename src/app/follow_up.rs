@@ -84,12 +84,18 @@ pub struct VisitResult {
     /// The radiologist's reading, when it differs from the computed category.
     pub recist_override: Option<Category>,
     pub mrecist_override: Option<Category>,
+    /// The follow-up's phases and mask on the baseline mask's grid (for the report's key
+    /// images).
+    pub phases: Vec<AlignedPhase>,
+    pub mask: Arc<Mask>,
 }
 
 /// The last comparison.
 pub struct Comparison {
     pub baseline_label: String,
     pub baseline: VisitMeasure,
+    pub baseline_phases: Vec<AlignedPhase>,
+    pub baseline_mask: Arc<Mask>,
     pub visits: Vec<VisitResult>,
     /// The alignment of a visit changed since: the figures describe the old one.
     pub stale: bool,
@@ -130,7 +136,9 @@ struct VisitInput {
 
 struct CompareOutcome {
     baseline: VisitMeasure,
-    visits: Vec<(analysis::AlignedComparison, Arc<Mask>, String, String)>,
+    baseline_phases: Vec<AlignedPhase>,
+    baseline_mask: Arc<Mask>,
+    visits: Vec<(analysis::AlignedComparison, Arc<Mask>, String, String, Vec<AlignedPhase>)>,
 }
 
 struct NudgeOutcome {
@@ -165,6 +173,8 @@ pub struct FollowUpPanel {
     pub message: Option<String>,
     pub error: Option<String>,
     pub options: ResponseOptions,
+    /// Where "Save report" writes.
+    pub report_dir: String,
 }
 
 
@@ -462,9 +472,9 @@ impl FollowUpPanel {
                     let v = response::Visit { label: base_label.clone(), mask: &base_mask, phases: bphases.iter().map(|p| (p.phase, p.volume.as_ref())).collect() };
                     baseline = Some(response::measure_visit(&v, &opts).map_err(|e| e.to_string())?);
                 }
-                visits.push((c, mask, note, label));
+                visits.push((c, mask, note, label, fphases));
             }
-            Ok(CompareOutcome { baseline: baseline.ok_or("no visit to compare")?, visits })
+            Ok(CompareOutcome { baseline: baseline.ok_or("no visit to compare")?, baseline_phases: bphases, baseline_mask: base_mask, visits })
         }));
     }
 
@@ -483,6 +493,9 @@ impl FollowUpPanel {
         let (auto, label) = (v.auto, v.label.clone());
         let nudge_mm = if ncc_only { v.nudge_mm } else { v.pending_mm };
         let known_auto = v.ncc_auto;
+        // a new action: what the last one said no longer applies
+        self.error = None;
+        self.message = None;
         self.nudge_job = Some(Job::spawn(format!("Aligning {label} by hand"), move |progress| {
             let t = analysis::shift_visit_transform(&auto, nudge_mm);
             let thr = AffineParams::default().body_threshold_hu;
@@ -557,9 +570,9 @@ impl FollowUpPanel {
             match ended {
                 Ended::Done(o) => {
                     let mut visits = Vec::new();
-                    for (c, mask, note, label) in o.visits {
+                    for (c, mask, note, label, phases) in o.visits {
                         if let Some(v) = self.visits.iter_mut().find(|v| v.label == label) {
-                            v.mask = Some((mask, note.clone()));
+                            v.mask = Some((Arc::clone(&mask), note.clone()));
                         }
                         let old = self.comparison.as_ref().and_then(|old| old.visits.iter().find(|r| r.label == label));
                         let (recist_override, mrecist_override) = old.map(|r| (r.recist_override, r.mrecist_override)).unwrap_or_default();
@@ -567,9 +580,9 @@ impl FollowUpPanel {
                             Some(d) => format!("Demons on the liver: RMSD {:.0} -> {:.0} HU, up to {:.1} mm; lesions paired through it", d.rmsd_before_hu, d.rmsd_after_hu, d.max_displacement_mm),
                             None => "Demons on the liver did not run: lesions paired through the visit alignment alone".into(),
                         };
-                        visits.push(VisitResult { label, followup: c.followup, auto_pairs: c.pairs.clone(), pairs: c.pairs, response: c.response, mask_note: note, liver_note, recist_override, mrecist_override });
+                        visits.push(VisitResult { label, followup: c.followup, auto_pairs: c.pairs.clone(), pairs: c.pairs, response: c.response, mask_note: note, liver_note, recist_override, mrecist_override, phases, mask });
                     }
-                    self.comparison = Some(Comparison { baseline_label: self.baseline_label(study), baseline: o.baseline, visits, stale: false });
+                    self.comparison = Some(Comparison { baseline_label: self.baseline_label(study), baseline: o.baseline, baseline_phases: o.baseline_phases, baseline_mask: o.baseline_mask, visits, stale: false });
                     self.selected = None;
                 }
                 Ended::Cancelled => {}
@@ -719,6 +732,7 @@ impl FollowUpPanel {
             jump = self.table_ui(ui);
             self.assessment_ui(ui);
             self.timeline_ui(ui);
+            self.report_ui(ui);
         }
         if let Some(m) = &self.message {
             ui.label(RichText::new(m).small());
@@ -871,6 +885,77 @@ impl FollowUpPanel {
         for (vi, b, fragments) in splits {
             self.split(vi, b, &fragments);
         }
+    }
+
+    fn report_ui(&mut self, ui: &mut egui::Ui) {
+        ui.separator();
+        ui.horizontal(|ui| {
+            let l = ui.label("Report folder");
+            ui.add(egui::TextEdit::singleline(&mut self.report_dir).desired_width(220.0).hint_text("/path/to/folder")).labelled_by(l.id);
+        });
+        if ui.button("Save report (HTML, JSON, CSV)").on_hover_text("one report per follow-up visit, with the categories as read here, the lesion pairs, viable / necrotic / lipiodol parts, the timeline and key images").clicked() {
+            match self.save_report() {
+                Ok(files) => {
+                    self.error = None;
+                    self.message = Some(format!("Report written: {}", files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")));
+                }
+                Err(e) => self.error = Some(e),
+            }
+        }
+    }
+
+    /// Writes one report per visit into the report folder (a sub-folder per visit when
+    /// there are several), with the categories as read in the panel; never over a file.
+    pub fn save_report(&self) -> Result<Vec<PathBuf>, String> {
+        let c = self.comparison.as_ref().ok_or("compare the visits first")?;
+        let dir = PathBuf::from(self.report_dir.trim());
+        if self.report_dir.trim().is_empty() {
+            return Err("name a folder for the report".into());
+        }
+        if c.stale {
+            return Err("the alignment changed since the comparison: Compare visits again before saving the report".into());
+        }
+        let base = crate::report::compare::VisitInput { label: c.baseline_label.clone(), phases: &c.baseline_phases, mask: &c.baseline_mask };
+        let mut written = Vec::new();
+        for (i, v) in c.visits.iter().enumerate() {
+            let sub = if c.visits.len() > 1 {
+                let safe: String = v.label.chars().map(|ch| if ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' { ch } else { '_' }).collect();
+                dir.join(format!("{:02}-{safe}", i + 1))
+            } else {
+                dir.clone()
+            };
+            let visit = self.visits.iter().find(|fv| fv.label == v.label);
+            let alignment_note = match visit {
+                Some(fv) => format!(
+                    "Follow-up aligned to the baseline by the viewer (rotation {:.1}°, translation ({:.1}, {:.1}, {:.1}) mm{}); {}.",
+                    fv.auto.rotation_deg(),
+                    fv.auto.translation_mm[0],
+                    fv.auto.translation_mm[1],
+                    fv.auto.translation_mm[2],
+                    if fv.nudge_mm == [0.0; 3] { String::new() } else { format!(", then shifted by hand ({:.1}, {:.1}, {:.1}) mm", fv.nudge_mm[0], fv.nudge_mm[1], fv.nudge_mm[2]) },
+                    v.liver_note
+                ),
+                None => v.liver_note.clone(),
+            };
+            let report = crate::report::compare::ResponseReport {
+                alignment_note,
+                alignment_json: serde_json::json!({
+                    "baseline_to_followup": visit.map(|fv| fv.transform()),
+                    "nudge_mm": visit.map(|fv| fv.nudge_mm),
+                    "liver_demons": v.liver_note,
+                    "follow_up_mask": v.mask_note,
+                }),
+                baseline: &c.baseline,
+                followup: &v.followup,
+                response: &v.response,
+                recist_read: v.recist_override,
+                mrecist_read: v.mrecist_override,
+            };
+            let follow = crate::report::compare::VisitInput { label: v.label.clone(), phases: &v.phases, mask: &v.mask };
+            let files = crate::report::compare::write_response_report(&report, &base, &follow, &sub).map_err(|e| e.to_string())?;
+            written.push(files.html);
+        }
+        Ok(written)
     }
 
     fn timeline_ui(&mut self, ui: &mut egui::Ui) {

@@ -10,7 +10,7 @@ use base64::Engine;
 use super::{esc, images, write_atomic, ReportError};
 use crate::analysis::{AlignedPhase, Comparison};
 use crate::io::phase::Phase;
-use crate::response::{Assessment, Category};
+use crate::response::{Assessment, Category, Response, VisitMeasure};
 use crate::volume::Mask;
 
 /// One visit as the report shows it.
@@ -26,35 +26,89 @@ pub struct CompareFiles {
     pub html: PathBuf,
 }
 
+/// What a follow-up report says about one visit against the baseline, wherever the
+/// comparison was made (`hepaview compare`, or the viewer's Follow-up panel).
+pub struct ResponseReport<'a> {
+    /// How the visits were aligned: one sentence for the page, and the figures for the JSON.
+    pub alignment_note: String,
+    pub alignment_json: serde_json::Value,
+    pub baseline: &'a VisitMeasure,
+    pub followup: &'a VisitMeasure,
+    pub response: &'a Response,
+    /// The radiologist's reading where it differs from the computed category (the
+    /// categories are a measurement aid; the reader has the last word, and the report
+    /// says both).
+    pub recist_read: Option<Category>,
+    pub mrecist_read: Option<Category>,
+}
+
+impl<'a> ResponseReport<'a> {
+    /// The report of `hepaview compare`'s comparison (no reading by hand yet).
+    pub fn of(c: &'a Comparison) -> Self {
+        let t = &c.rigid.transform;
+        ResponseReport {
+            alignment_note: format!(
+                "Visits aligned rigid then affine (NCC {:.3} → {:.3}); rigid part: rotation {:.1}°, translation ({:.1}, {:.1}, {:.1}) mm.",
+                c.rigid.ncc_before,
+                c.affine.ncc_after.max(c.rigid.ncc_after),
+                t.rotation_deg(),
+                t.translation_mm[0],
+                t.translation_mm[1],
+                t.translation_mm[2]
+            ),
+            alignment_json: serde_json::json!({"baseline_to_followup": c.transform, "rigid": c.rigid, "affine": c.affine, "liver_demons": c.liver_demons}),
+            baseline: &c.baseline,
+            followup: &c.followup,
+            response: &c.response,
+            recist_read: None,
+            mrecist_read: None,
+        }
+    }
+}
+
 /// Writes `compare.json`, `lesions.csv` and `compare.html` into `dir`, refusing to
 /// overwrite any of them.
 pub fn write_compare_report(c: &Comparison, base: &VisitInput, follow: &VisitInput, dir: &Path) -> Result<CompareFiles, ReportError> {
+    write_response_report(&ResponseReport::of(c), base, follow, dir)
+}
+
+/// As [`write_compare_report`] for any comparison.
+pub fn write_response_report(r: &ResponseReport, base: &VisitInput, follow: &VisitInput, dir: &Path) -> Result<CompareFiles, ReportError> {
     let files = CompareFiles { json: dir.join("compare.json"), csv: dir.join("lesions.csv"), html: dir.join("compare.html") };
     if let Some(p) = [&files.json, &files.csv, &files.html].into_iter().find(|p| p.exists()) {
         return Err(ReportError::Exists(p.clone()));
     }
     std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { path: dir.to_path_buf(), source })?;
-    let json = serde_json::json!({
+    let mut json = serde_json::json!({
         "software": format!("Hepaview {}", env!("CARGO_PKG_VERSION")),
-        "baseline_to_followup": c.transform,
-        "alignment": {"rigid": c.rigid, "affine": c.affine, "liver_demons": c.liver_demons},
-        "response": c.response,
+        "alignment": r.alignment_json,
+        "response": r.response,
+        "reader": {
+            "recist": r.recist_read.unwrap_or(r.response.recist.category),
+            "recist_overridden": r.recist_read.is_some_and(|c| c != r.response.recist.category),
+            "mrecist": r.mrecist_read.or(r.response.mrecist.as_ref().map(|m| m.category)),
+            "mrecist_overridden": r.mrecist_read.is_some_and(|c| Some(c) != r.response.mrecist.as_ref().map(|m| m.category)),
+        },
     });
+    // `hepaview compare` has always put the transform at the top level; keep it there
+    if let Some(t) = r.alignment_json.get("baseline_to_followup") {
+        json["baseline_to_followup"] = t.clone();
+    }
     let bytes = serde_json::to_vec_pretty(&json).map_err(|e| ReportError::Encode { path: files.json.clone(), detail: e.to_string() })?;
     write_atomic(&files.json, &bytes)?;
-    write_atomic(&files.csv, &csv(c).map_err(|detail| ReportError::Encode { path: files.csv.clone(), detail })?)?;
-    write_atomic(&files.html, page(c, base, follow).as_bytes())?;
+    write_atomic(&files.csv, &csv(r.response).map_err(|detail| ReportError::Encode { path: files.csv.clone(), detail })?)?;
+    write_atomic(&files.html, page(r, base, follow).as_bytes())?;
     Ok(files)
 }
 
-fn csv(c: &Comparison) -> Result<Vec<u8>, String> {
+fn csv(r: &Response) -> Result<Vec<u8>, String> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
         "baseline_lesion", "followup_lesion", "status", "baseline_ml", "followup_ml", "change_percent", "followup_viable_ml", "followup_necrotic_ml", "followup_lipiodol_ml",
     ])
     .map_err(|e| e.to_string())?;
     let o = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
-    for l in &c.response.lesions {
+    for l in &r.lesions {
         let p = &l.pairing;
         let fp = l.followup_parts.as_ref();
         w.write_record([
@@ -91,8 +145,15 @@ fn category_name(c: Category) -> &'static str {
     }
 }
 
-fn assessment(h: &mut String, name: &str, a: &Assessment) {
-    let _ = write!(h, "<h3>{name}: {}</h3><p>{}</p>", category_name(a.category), esc(&a.reason));
+fn assessment(h: &mut String, name: &str, a: &Assessment, read: Option<Category>) {
+    match read.filter(|&c| c != a.category) {
+        Some(c) => {
+            let _ = write!(h, "<h3>{name}: {} (reader)</h3><p><b>Read by the radiologist as {}; the measurement aid computed {}:</b> {}</p>", category_name(c), category_name(c), category_name(a.category), esc(&a.reason));
+        }
+        None => {
+            let _ = write!(h, "<h3>{name}: {}</h3><p>{}</p>", category_name(a.category), esc(&a.reason));
+        }
+    }
     if a.targets.is_empty() {
         return;
     }
@@ -114,8 +175,7 @@ fn assessment(h: &mut String, name: &str, a: &Assessment) {
 }
 
 /// Total and viable volume at the two visits.
-fn timeline(c: &Comparison) -> String {
-    let r = &c.response;
+fn timeline(r: &Response) -> String {
     let series: Vec<(&str, &str, [f64; 2])> = [Some(("total", "#e0662b", [r.total_baseline_ml, r.total_followup_ml])), r.viable_baseline_ml.zip(r.viable_followup_ml).map(|(a, b)| ("viable", "#2a9d4b", [a, b]))]
         .into_iter()
         .flatten()
@@ -165,27 +225,17 @@ fn key_image(v: &VisitInput, m: &crate::response::VisitMeasure, id: usize, lesio
     ))
 }
 
-fn page(c: &Comparison, base: &VisitInput, follow: &VisitInput) -> String {
-    let r = &c.response;
+fn page(rep: &ResponseReport, base: &VisitInput, follow: &VisitInput) -> String {
+    let r = rep.response;
     let mut h = String::new();
     let _ = write!(h, "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Follow-up: {} vs {}</title><style>{}</style></head><body>", esc(&r.baseline), esc(&r.followup), super::html::STYLE);
     let _ = write!(h, "<h1>Treatment response</h1><div class=\"meta\">Baseline {} &middot; follow-up {} &middot; Hepaview {}</div>", esc(&r.baseline), esc(&r.followup), env!("CARGO_PKG_VERSION"));
     let _ = write!(h, "<div class=\"warn\"><b>Measurement aid, not a verdict.</b> {}</div>", esc(&r.disclaimer));
-    let t = &c.rigid.transform;
-    let _ = write!(
-        h,
-        "<div class=\"meta\">Visits aligned rigid then affine (NCC {:.3} &rarr; {:.3}); rigid part: rotation {:.1}&deg;, translation ({:.1}, {:.1}, {:.1}) mm.</div>",
-        c.rigid.ncc_before,
-        c.affine.ncc_after.max(c.rigid.ncc_after),
-        t.rotation_deg(),
-        t.translation_mm[0],
-        t.translation_mm[1],
-        t.translation_mm[2]
-    );
+    let _ = write!(h, "<div class=\"meta\">{}</div>", esc(&rep.alignment_note));
     h.push_str("<h2>Response</h2>");
-    assessment(&mut h, "RECIST 1.1", &r.recist);
+    assessment(&mut h, "RECIST 1.1", &r.recist, rep.recist_read);
     match &r.mrecist {
-        Some(m) => assessment(&mut h, "mRECIST (viable tumour)", m),
+        Some(m) => assessment(&mut h, "mRECIST (viable tumour)", m, rep.mrecist_read),
         None => h.push_str("<h3>mRECIST: not assessed</h3><p>A visit has no arterial phase, so viable tumour cannot be told from necrosis.</p>"),
     }
     let pct = |a: f64, b: f64| if a > 0.0 { format!("{:+.0} %", 100.0 * (b - a) / a) } else { String::new() };
@@ -194,7 +244,7 @@ fn page(c: &Comparison, base: &VisitInput, follow: &VisitInput) -> String {
         let _ = write!(h, "; viable {a:.2} &rarr; {b:.2} mL ({})", pct(a, b));
     }
     h.push_str("</p>");
-    h.push_str(&timeline(c));
+    h.push_str(&timeline(r));
     h.push_str("<h2>Lesions</h2><table><tr><th>baseline #</th><th>follow-up #</th><th class=\"l\">status</th><th>baseline mL</th><th>follow-up mL</th><th>change</th><th>viable mL</th><th>necrotic mL</th><th>lipiodol mL</th></tr>");
     for l in &r.lesions {
         let p = &l.pairing;
@@ -215,14 +265,14 @@ fn page(c: &Comparison, base: &VisitInput, follow: &VisitInput) -> String {
         );
     }
     h.push_str("</table><h2>Before / after</h2>");
-    let label = c.baseline.report.options.lesion_label;
+    let label = rep.baseline.report.options.lesion_label;
     for l in &r.lesions {
         let p = &l.pairing;
         h.push_str("<div class=\"imgs\">");
-        if let Some(img) = p.baseline.and_then(|b| key_image(base, &c.baseline, b, label)) {
+        if let Some(img) = p.baseline.and_then(|b| key_image(base, rep.baseline, b, label)) {
             h.push_str(&img);
         }
-        if let Some(img) = p.followup.and_then(|f| key_image(follow, &c.followup, f, label)) {
+        if let Some(img) = p.followup.and_then(|f| key_image(follow, rep.followup, f, label)) {
             h.push_str(&img);
         }
         let _ = write!(h, "<div class=\"meta\">{}</div></div>", status(p.baseline, p.followup));

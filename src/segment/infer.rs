@@ -9,6 +9,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use ndarray::{s, Array3, Array4, Axis};
 
+use super::folded::FoldedUNet;
 use super::model::UNet;
 use super::preprocess::{self, CHANNELS};
 use super::weights::load_unet;
@@ -98,20 +99,21 @@ fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geome
 }
 
 /// Softmax probabilities `[nz, classes, h, w]` for windowed input `[nz, 3, h, w]`, in
-/// batches of `batch` slices, reporting after each batch.
+/// batches of `batch` slices, reporting after each batch. Runs the hand-written kernels of
+/// [`FoldedUNet`], not candle's ops (same numbers, several times faster on the CPU).
 pub fn predict_slices(model: &UNet, input: &Array4<f32>, batch: usize, progress: ProgressFn) -> Result<Array4<f32>, SegmentError> {
     let (nz, c, h, w) = input.dim();
     let classes = model.config.classes;
     let mut out = Array4::<f32>::zeros((nz, classes, h, w));
     let batch = batch.max(1);
+    let folded = FoldedUNet::new(model)?;
     let mut k = 0;
     while k < nz {
         let n = batch.min(nz - k);
         let chunk = input.slice(s![k..k + n, .., .., ..]);
         let data: Vec<f32> = chunk.iter().copied().collect();
         let x = Tensor::from_vec(data, (n, c, h, w), &Device::Cpu)?;
-        let p = candle_nn::ops::softmax(&model.forward(&x, false)?, 1)?;
-        let v: Vec<f32> = p.flatten_all()?.to_vec1()?;
+        let v: Vec<f32> = folded.probabilities(&x)?.flatten_all()?.to_vec1()?;
         out.slice_mut(s![k..k + n, .., .., ..]).assign(&ndarray::ArrayView4::from_shape((n, classes, h, w), &v).map_err(|e| SegmentError::Model(e.to_string()))?);
         k += n;
         if !progress(0.95 * k as f32 / nz as f32, &format!("U-Net: slice {k}/{nz}")) {

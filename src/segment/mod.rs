@@ -10,6 +10,7 @@
 //!   intensities, random tumours) and from NIfTI pairs.
 //! - `train`: AdamW on Dice + cross-entropy, augmentation, validation, checkpoints.
 
+pub mod folded;
 pub mod infer;
 pub mod model;
 pub mod preprocess;

@@ -43,8 +43,8 @@ impl UNetConfig {
 /// the matrix product whose backward is two more matrix products.
 #[derive(Debug)]
 pub struct Conv {
-    weight: Tensor,
-    bias: Option<Tensor>,
+    pub(super) weight: Tensor,
+    pub(super) bias: Option<Tensor>,
     k: usize,
 }
 
@@ -91,8 +91,8 @@ impl Conv {
 /// reshuffle (fast backward, see [`Conv`]).
 #[derive(Debug)]
 pub struct Up {
-    weight: Tensor,
-    bias: Tensor,
+    pub(super) weight: Tensor,
+    pub(super) bias: Tensor,
 }
 
 impl Up {
@@ -115,11 +115,11 @@ impl Up {
 
 /// [conv3×3 → BN → ReLU] × 2.
 #[derive(Debug)]
-struct DoubleConv {
-    c1: Conv,
-    b1: BatchNorm,
-    c2: Conv,
-    b2: BatchNorm,
+pub(super) struct DoubleConv {
+    pub(super) c1: Conv,
+    pub(super) b1: BatchNorm,
+    pub(super) c2: Conv,
+    pub(super) b2: BatchNorm,
 }
 
 impl DoubleConv {
@@ -143,10 +143,10 @@ impl DoubleConv {
 /// [`UNetConfig::size_multiple`]) and gives logits `[batch, classes, h, w]`.
 #[derive(Debug)]
 pub struct UNet {
-    down: Vec<DoubleConv>,
-    up: Vec<Up>,
-    dec: Vec<DoubleConv>,
-    head: Conv,
+    pub(super) down: Vec<DoubleConv>,
+    pub(super) up: Vec<Up>,
+    pub(super) dec: Vec<DoubleConv>,
+    pub(super) head: Conv,
     pub config: UNetConfig,
 }
 
