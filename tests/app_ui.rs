@@ -654,6 +654,38 @@ fn each_frame_of_a_stroke_uploads_only_what_changed_since_the_last_frame() {
     h.run();
 }
 
+/// Three time points: a lesion new at the first follow-up is followed into the second (the
+/// same follow-up study, as if nothing changed between them), in one row with both cells,
+/// instead of a second "new" row.
+#[test]
+fn a_lesion_new_at_one_follow_up_is_followed_into_the_next() {
+    let opts = PhantomOptions::small();
+    let mut app = HepaviewApp::new(Study::demo(&opts));
+    let a = &mut app;
+    for label in ["20260316", "20260615"] {
+        a.follow_up.add_visit(&mut a.study, Study::demo(&opts.follow_up()), label, &|_, _| true).unwrap();
+    }
+    let Some(mut h) = gpu_harness(app) else { return };
+    h.run();
+    h.get_by_label("Compare visits").scroll_to_me();
+    h.run();
+    h.get_by_label("Compare visits").click();
+    h.step();
+    wait_for(&mut h, |a| !a.follow_up.is_running());
+    let f = &h.state().follow_up;
+    assert!(f.error.is_none(), "{:?}", f.error);
+    let c = f.comparison.as_ref().expect("a comparison");
+    assert_eq!(c.time_points().len(), 3);
+    let rows = c.rows();
+    let names: Vec<String> = rows.iter().map(|r| format!("{} {}", r.name, r.status)).collect();
+    let new: Vec<_> = rows.iter().filter(|r| r.status.contains("NEW")).collect();
+    assert_eq!(new.len(), 1, "one new lesion, one row: {names:?}");
+    assert!(new[0].cells[0].is_none() && new[0].cells[1].is_some() && new[0].cells[2].is_some(), "{names:?}");
+    assert!(new[0].status.starts_with("NEW at 20260316; F"), "{}", new[0].status);
+    let (a1, a2) = (new[0].cells[1].unwrap().volume_ml, new[0].cells[2].unwrap().volume_ml);
+    assert!((a1 - a2).abs() < 0.05 * a1, "the same study twice: the same volume ({a1} vs {a2} mL)");
+}
+
 /// The Follow-up panel on the demo pair: Compare visits measures both visits (the
 /// follow-up's own mask carried through the visit alignment), the table follows each
 /// baseline lesion (the hemangioma gone, a new HCC), RECIST 1.1 and mRECIST are shown

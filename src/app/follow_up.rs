@@ -189,6 +189,14 @@ fn follow_up_label(description: &str) -> Option<&str> {
     description.strip_prefix(PREFIX).and_then(|s| s.split(" · ").next())
 }
 
+/// How far past its own radius (of a sphere of its volume) a new lesion may have moved
+/// between two follow-ups and still be taken for the same lesion.
+const NEW_LESION_REACH_MM: f64 = 10.0;
+
+fn dist_mm(a: Lps, b: Lps) -> f64 {
+    ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
+}
+
 /// The last word of a title that reads as a date (YYYYMMDD).
 fn date_in(title: &str) -> Option<String> {
     title.split_whitespace().rev().find(|w| w.len() == 8 && w.chars().all(|c| c.is_ascii_digit())).map(str::to_string)
@@ -277,13 +285,45 @@ impl Comparison {
             }
             rows.push(Row { name: format!("B{}", l.id), cells, status: status.join("; "), at_mm: l.centroid_mm });
         }
-        for (vi, v) in self.visits.iter().enumerate() {
-            for p in v.pairs.iter().filter(|p| p.baseline.is_none()) {
-                let Some(f) = p.followup else { continue };
+        // A lesion new at one visit is followed into the later ones: every visit lies on the
+        // baseline's grid, so the same lesion is a new lesion there too, at about the same
+        // place. Each later new lesion joins at most one row.
+        let news: Vec<Vec<usize>> = self.visits.iter().map(|v| v.pairs.iter().filter(|p| p.baseline.is_none()).filter_map(|p| p.followup).collect()).collect();
+        let mut claimed: Vec<Vec<bool>> = news.iter().map(|n| vec![false; n.len()]).collect();
+        for vi in 0..self.visits.len() {
+            for (ni, &f) in news[vi].iter().enumerate() {
+                if claimed[vi][ni] {
+                    continue;
+                }
+                claimed[vi][ni] = true;
+                let v = &self.visits[vi];
                 let mut cells = vec![None; n];
                 cells[vi + 1] = cell(&v.followup, f);
-                let at_mm = v.followup.report.lesions[f - 1].centroid_mm;
-                rows.push(Row { name: format!("F{f}"), cells, status: format!("NEW at {}", v.label), at_mm });
+                let first = &v.followup.report.lesions[f - 1];
+                let mut status = vec![format!("NEW at {}", v.label)];
+                let mut last = (first.centroid_mm, first.volume_ml);
+                for vj in vi + 1..self.visits.len() {
+                    let w = &self.visits[vj];
+                    let reach_mm = (3.0 * last.1 * 1000.0 / (4.0 * std::f64::consts::PI)).cbrt() + NEW_LESION_REACH_MM;
+                    let near = news[vj]
+                        .iter()
+                        .enumerate()
+                        .filter(|(nj, _)| !claimed[vj][*nj])
+                        .map(|(nj, &g)| (nj, g, dist_mm(w.followup.report.lesions[g - 1].centroid_mm, last.0)))
+                        .filter(|(_, _, d)| *d <= reach_mm)
+                        .min_by(|a, b| a.2.total_cmp(&b.2));
+                    match near {
+                        Some((nj, g, _)) => {
+                            claimed[vj][nj] = true;
+                            cells[vj + 1] = cell(&w.followup, g);
+                            let l = &w.followup.report.lesions[g - 1];
+                            last = (l.centroid_mm, l.volume_ml);
+                            status.push(format!("F{g} at {}", w.label));
+                        }
+                        None => status.push(format!("not found at {}", w.label)),
+                    }
+                }
+                rows.push(Row { name: format!("F{f}"), cells, status: status.join("; "), at_mm: first.centroid_mm });
             }
         }
         rows
