@@ -385,12 +385,20 @@ pub fn resample_mask_affine(mask: &Mask, grid: &Geometry, t: &crate::register::a
     Volume::new(out, grid.clone())
 }
 
-/// The visit transform with the follow-up image moved by `shift_mm` (baseline LPS mm) by
-/// hand: the image resampled through the result is the old one shifted by `shift_mm`
-/// (`T'(x) = T(x − shift)`).
-pub fn shift_visit_transform(t: &crate::register::affine::AffineTransform, shift_mm: crate::volume::Lps) -> crate::register::affine::AffineTransform {
-    let ad = crate::volume::mat_vec(&t.matrix, shift_mm);
-    crate::register::affine::AffineTransform { translation_mm: [0, 1, 2].map(|a| t.translation_mm[a] - ad[a]), ..*t }
+/// The visit transform with the follow-up image turned by `turn_deg` about the head-foot
+/// axis through `pivot_mm` (positive: from patient left towards posterior, clockwise on an
+/// axial view seen from the feet) and then shifted by `shift_mm` (baseline LPS mm), by hand:
+/// `T'(x) = T(R⁻¹(x − pivot − shift) + pivot)`, so the image resampled through `T'` is the
+/// old one turned, then shifted.
+pub fn nudge_visit_transform(t: &crate::register::affine::AffineTransform, shift_mm: crate::volume::Lps, turn_deg: f64, pivot_mm: crate::volume::Lps) -> crate::register::affine::AffineTransform {
+    use crate::volume::{mat_mul, mat_vec};
+    let (c, s) = (turn_deg.to_radians().cos(), turn_deg.to_radians().sin());
+    let r_inv = [[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]];
+    let a = mat_mul(&t.matrix, &r_inv);
+    // T'(x) = A R⁻¹ (x − p − s) + A (p − c) + c + t, written as A'(x − c) + c + t'
+    let u = mat_vec(&a, [0, 1, 2].map(|i| t.centre_mm[i] - pivot_mm[i] - shift_mm[i]));
+    let v = mat_vec(&t.matrix, [0, 1, 2].map(|i| pivot_mm[i] - t.centre_mm[i]));
+    crate::register::affine::AffineTransform { matrix: a, translation_mm: [0, 1, 2].map(|i| u[i] + v[i] + t.translation_mm[i]), centre_mm: t.centre_mm }
 }
 
 /// What [`compare_aligned_visits`] gives: both visits measured, their lesions paired and

@@ -110,3 +110,28 @@ fn a_study_without_body_is_a_clear_error() {
     assert!(e.contains("moving study has no voxels above"), "{e}");
 }
 
+
+/// A nudge by hand (turn about the head-foot axis through a pivot, then shift) composes
+/// with the visit transform so that the point the turned-and-shifted image shows at
+/// `R(x - p) + p + s` is the one the old image showed at `x` (R: a positive turn takes the
+/// patient's left towards posterior).
+#[test]
+fn a_nudge_turns_then_shifts_the_follow_up_image() {
+    let t = AffineTransform::rigid([0.03, -0.02, 0.08], [12.0, -7.0, 4.0], [5.0, -3.0, -200.0]);
+    let (pivot, shift, deg) = ([20.0, -10.0, -180.0], [3.0, -2.0, 1.5], 7.0f64);
+    let n = hepaview::analysis::nudge_visit_transform(&t, shift, deg, pivot);
+    let (c, s) = (deg.to_radians().cos(), deg.to_radians().sin());
+    for x in [[0.0, 0.0, -200.0], [40.0, -25.0, -150.0], [-60.0, 30.0, -260.0]] {
+        let d = [x[0] - pivot[0], x[1] - pivot[1], x[2] - pivot[2]];
+        let y = [c * d[0] - s * d[1] + pivot[0] + shift[0], s * d[0] + c * d[1] + pivot[1] + shift[1], d[2] + pivot[2] + shift[2]];
+        let (a, b) = (n.apply(y), t.apply(x));
+        let err = ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt();
+        assert!(err < 1e-9, "{x:?}: {a:?} vs {b:?}");
+    }
+    // a pure shift leaves the matrix alone and moves the image by the shift
+    let m = hepaview::analysis::nudge_visit_transform(&t, shift, 0.0, pivot);
+    assert_eq!(m.matrix, t.matrix);
+    let x = [10.0, 20.0, -190.0];
+    let (a, b) = (m.apply([x[0] + shift[0], x[1] + shift[1], x[2] + shift[2]]), t.apply(x));
+    assert!((0..3).all(|i| (a[i] - b[i]).abs() < 1e-9));
+}

@@ -48,6 +48,12 @@ pub struct FollowUpVisit {
     pub nudge_mm: Lps,
     /// The shift being edited, applied by "Apply nudge".
     pub pending_mm: Lps,
+    /// Turn of the follow-up images by hand about the patient's head-foot axis through
+    /// `pivot_mm` (degrees, clockwise on the axial view), and the one edited.
+    pub nudge_deg: f64,
+    pub pending_deg: f64,
+    /// The centre of the baseline's reference phase: what a turn by hand turns about.
+    pub pivot_mm: Lps,
     /// Residual NCC (body voxels) of the automatic alignment and of the one applied now.
     pub ncc_auto: Option<f64>,
     pub ncc_now: Option<f64>,
@@ -64,7 +70,7 @@ pub struct FollowUpVisit {
 impl FollowUpVisit {
     /// The transform the shown images are resampled through now.
     pub fn transform(&self) -> AffineTransform {
-        analysis::shift_visit_transform(&self.auto, self.nudge_mm)
+        analysis::nudge_visit_transform(&self.auto, self.nudge_mm, self.nudge_deg, self.pivot_mm)
     }
 }
 
@@ -144,6 +150,7 @@ struct CompareOutcome {
 struct NudgeOutcome {
     label: String,
     nudge_mm: Lps,
+    nudge_deg: f64,
     /// New images in `source.phases` order (`None`: only the NCC was computed).
     volumes: Option<Vec<Arc<CtVolume>>>,
     ncc_auto: Option<f64>,
@@ -379,6 +386,9 @@ impl FollowUpPanel {
             auto: source.transform,
             nudge_mm: [0.0; 3],
             pending_mm: [0.0; 3],
+            nudge_deg: 0.0,
+            pending_deg: 0.0,
+            pivot_mm: study.phases[study.fixed_index()].volume.geometry.centre_mm(),
             ncc_auto: None,
             ncc_now: None,
             keys,
@@ -411,6 +421,9 @@ impl FollowUpPanel {
                 auto: AffineTransform::identity(centre),
                 nudge_mm: [0.0; 3],
                 pending_mm: [0.0; 3],
+                nudge_deg: 0.0,
+                pending_deg: 0.0,
+                pivot_mm: centre,
                 ncc_auto: None,
                 ncc_now: None,
                 keys,
@@ -531,16 +544,18 @@ impl FollowUpPanel {
         let sources: Vec<Arc<CtVolume>> = v.source.phases.iter().map(|p| Arc::clone(&p.volume)).collect();
         let reference = Arc::clone(&v.source.phases[v.source.fixed_index()].volume);
         let (auto, label) = (v.auto, v.label.clone());
-        let nudge_mm = if ncc_only { v.nudge_mm } else { v.pending_mm };
-        let known_auto = v.ncc_auto;
-        // a new action: what the last one said no longer applies
-        self.error = None;
-        self.message = None;
+        let (nudge_mm, nudge_deg) = if ncc_only { (v.nudge_mm, v.nudge_deg) } else { (v.pending_mm, v.pending_deg) };
+        let (known_auto, pivot) = (v.ncc_auto, v.pivot_mm);
+        if !ncc_only {
+            // a new action by hand: what the last one said no longer applies
+            self.error = None;
+            self.message = None;
+        }
         self.nudge_job = Some(Job::spawn(format!("Aligning {label} by hand"), move |progress| {
-            let t = analysis::shift_visit_transform(&auto, nudge_mm);
+            let t = analysis::nudge_visit_transform(&auto, nudge_mm, nudge_deg, pivot);
             let thr = AffineParams::default().body_threshold_hu;
             let ncc_auto = known_auto.or_else(|| ncc_at(&fixed, &reference, &auto, NCC_SPACING_MM, thr));
-            let ncc_now = if nudge_mm == [0.0; 3] { ncc_auto } else { ncc_at(&fixed, &reference, &t, NCC_SPACING_MM, thr) };
+            let ncc_now = if nudge_mm == [0.0; 3] && nudge_deg == 0.0 { ncc_auto } else { ncc_at(&fixed, &reference, &t, NCC_SPACING_MM, thr) };
             let volumes = if ncc_only {
                 None
             } else {
@@ -553,7 +568,7 @@ impl FollowUpPanel {
                 }
                 Some(out)
             };
-            Ok(NudgeOutcome { label, nudge_mm, volumes, ncc_auto, ncc_now })
+            Ok(NudgeOutcome { label, nudge_mm, nudge_deg, volumes, ncc_auto, ncc_now })
         }));
     }
 
@@ -595,6 +610,8 @@ impl FollowUpPanel {
                             }
                             v.nudge_mm = o.nudge_mm;
                             v.pending_mm = o.nudge_mm;
+                            v.nudge_deg = o.nudge_deg;
+                            v.pending_deg = o.nudge_deg;
                             v.mask = None;
                             if let Some(c) = self.comparison.as_mut() {
                                 c.stale = true;
@@ -716,12 +733,24 @@ impl FollowUpPanel {
                 }
             });
             ui.horizontal(|ui| {
-                let changed = v.pending_mm != v.nudge_mm;
+                let l = ui.label("turn deg");
+                ui.add(egui::DragValue::new(&mut v.pending_deg).speed(0.2).range(-30.0..=30.0)).labelled_by(l.id).on_hover_text("turn the follow-up images about the head-foot axis through the centre of the baseline (positive: clockwise on the axial view), then Apply");
+                if ui.small_button("turn -0.5").clicked() {
+                    v.pending_deg -= 0.5;
+                }
+                if ui.small_button("turn +0.5").clicked() {
+                    v.pending_deg += 0.5;
+                }
+            });
+            ui.horizontal(|ui| {
+                let changed = v.pending_mm != v.nudge_mm || v.pending_deg != v.nudge_deg;
                 if ui.add_enabled(changed && self.nudge_job.is_none(), egui::Button::new(format!("Apply nudge {}", v.label))).clicked() {
                     nudge = Some((vi, false));
                 }
-                if ui.add_enabled(v.nudge_mm != [0.0; 3] && self.nudge_job.is_none(), egui::Button::new("Reset")).on_hover_text("back to the automatic alignment").clicked() {
+                let nudged = v.nudge_mm != [0.0; 3] || v.nudge_deg != 0.0;
+                if ui.add_enabled(nudged && self.nudge_job.is_none(), egui::Button::new("Reset")).on_hover_text("back to the automatic alignment").clicked() {
                     v.pending_mm = [0.0; 3];
+                    v.pending_deg = 0.0;
                     nudge = Some((vi, false));
                 }
             });
@@ -972,7 +1001,11 @@ impl FollowUpPanel {
                     fv.auto.translation_mm[0],
                     fv.auto.translation_mm[1],
                     fv.auto.translation_mm[2],
-                    if fv.nudge_mm == [0.0; 3] { String::new() } else { format!(", then shifted by hand ({:.1}, {:.1}, {:.1}) mm", fv.nudge_mm[0], fv.nudge_mm[1], fv.nudge_mm[2]) },
+                    if fv.nudge_mm == [0.0; 3] && fv.nudge_deg == 0.0 {
+                        String::new()
+                    } else {
+                        format!(", then moved by hand: shift ({:.1}, {:.1}, {:.1}) mm, turn {:.1}°", fv.nudge_mm[0], fv.nudge_mm[1], fv.nudge_mm[2], fv.nudge_deg)
+                    },
                     v.liver_note
                 ),
                 None => v.liver_note.clone(),
@@ -982,6 +1015,7 @@ impl FollowUpPanel {
                 alignment_json: serde_json::json!({
                     "baseline_to_followup": visit.map(|fv| fv.transform()),
                     "nudge_mm": visit.map(|fv| fv.nudge_mm),
+                    "nudge_turn_deg": visit.map(|fv| fv.nudge_deg),
                     "liver_demons": v.liver_note,
                     "follow_up_mask": v.mask_note,
                 }),
