@@ -152,7 +152,7 @@ fn main() {
                 Err(e) => println!("PyTorch anchor could not run: {e}"),
             }
         } else {
-            println!("PyTorch anchor not run: `import torch` fails here (no torch installed, no PyPI/pytorch.org access); see ../shared/anchors/results.md §5 for its stored figure (32…512: 13.26 s)");
+            println!("PyTorch anchor not run: `import torch` fails on this machine (torch is not installed); see ../shared/anchors/results.md §5 for its stored figure (32…512: 13.26 s) and docs/benchmarks.md for a same-run comparison on another machine");
         }
     }
     json.insert("peak_rss_mib".into(), peak_rss_mib().into());
