@@ -119,14 +119,10 @@ fn main() {
                 frame.interactive = v.interactive;
                 frame.show_liver = v.liver;
                 frame.liver_opacity = if v.liver { 0.25 } else { 0.0 };
-                let t = Instant::now();
-                let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bench") });
-                encode_frame(device, &drawing, &frame, &target, &mut encoder);
-                let index = queue.submit(std::iter::once(encoder.finish()));
-                let _ = device.poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None });
+                let ms = timed_frame(device, queue, &drawing, &frame, &target);
                 // the first two rounds compile shaders and fault in memory
                 if n >= 2 {
-                    t_v.push(t.elapsed().as_secs_f64() * 1000.0);
+                    t_v.push(ms);
                 }
             }
         }
@@ -184,13 +180,9 @@ fn main() {
                 frame.show_liver = v.liver;
                 frame.liver_opacity = if v.liver { 0.25 } else { 0.0 };
                 frame.dvr = Some(DvrParams { preset: v.preset, shading: v.shading, skip_empty: v.skip, ..DvrParams::new(vol.key) });
-                let t = Instant::now();
-                let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bench dvr") });
-                encode_frame(device, &d, &frame, &target, &mut encoder);
-                let index = queue.submit(std::iter::once(encoder.finish()));
-                let _ = device.poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None });
+                let ms = timed_frame(device, queue, &d, &frame, &target);
                 if n >= 2 {
-                    t_v.push(t.elapsed().as_secs_f64() * 1000.0);
+                    t_v.push(ms);
                 }
             }
         }
@@ -230,6 +222,16 @@ fn main() {
 }
 
 /// Median and 95th percentile (sorts `t`).
+/// Milliseconds to encode, submit and finish one frame on the GPU.
+fn timed_frame(device: &wgpu::Device, queue: &wgpu::Queue, drawing: &Drawing, frame: &FrameDesc, target: &Target) -> f64 {
+    let t = Instant::now();
+    let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bench") });
+    encode_frame(device, drawing, frame, target, &mut encoder);
+    let index = queue.submit(std::iter::once(encoder.finish()));
+    let _ = device.poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None });
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
 fn stats(t: &mut [f64]) -> (f64, f64) {
     if t.is_empty() {
         return (f64::NAN, f64::NAN);

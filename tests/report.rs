@@ -128,10 +128,7 @@ fn report_measures_the_demo_lesions_and_renders_in_chromium() {
 
 /// Where an affine transform from compare.json / follow_up_truth.json sends `x`.
 fn apply(t: &serde_json::Value, x: [f64; 3]) -> [f64; 3] {
-    let m = |r: usize, c: usize| t["matrix"][r][c].as_f64().unwrap();
-    let v = |k: &str, a: usize| t[k][a].as_f64().unwrap();
-    let r = [0, 1, 2].map(|a| x[a] - v("centre_mm", a));
-    [0, 1, 2].map(|a| m(a, 0) * r[0] + m(a, 1) * r[1] + m(a, 2) * r[2] + v("centre_mm", a) + v("translation_mm", a))
+    serde_json::from_value::<hepaview::register::affine::AffineTransform>(t.clone()).expect("an affine transform").apply(x)
 }
 
 #[test]

@@ -10,7 +10,7 @@
 //! channel blocks run in parallel. Layout NCHW, f32, the same numbers as
 //! `UNet::forward(x, false)` up to rounding (checked by a test).
 
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 use rayon::prelude::*;
 
 use super::model::{Conv, DoubleConv, UNet, Up};
@@ -123,24 +123,44 @@ impl FoldedUNet {
         Ok(FoldedUNet { down, up, dec, head, in_channels: model.config.in_channels, multiple: model.config.size_multiple() })
     }
 
-    /// Class probabilities (softmax over the classes) for `x`, `[batch, in_channels, h, w]`.
-    pub fn probabilities(&self, x: &Tensor) -> Result<Tensor, SegmentError> {
-        let (n, c, h, w) = x.dims4()?;
-        if c != self.in_channels || h % self.multiple != 0 || w % self.multiple != 0 {
-            return Err(SegmentError::Model(format!("U-Net input {:?}: needs {} channels and sides that are multiples of {}", x.dims(), self.in_channels, self.multiple)));
+    /// Class probabilities `[n, classes, h, w]` (softmax over the classes) for NCHW input
+    /// `x` of `n` slices of `h` × `w`.
+    pub fn probabilities(&self, x: &[f32], n: usize, h: usize, w: usize) -> Result<Vec<f32>, SegmentError> {
+        if x.len() != n * self.in_channels * h * w || h % self.multiple != 0 || w % self.multiple != 0 {
+            return Err(SegmentError::Model(format!(
+                "U-Net input of {} values for {n} slices of {h} × {w}: needs {} channels and sides that are multiples of {}",
+                x.len(),
+                self.in_channels,
+                self.multiple
+            )));
         }
-        let logits = self.logits(&values(x)?, n, h, w);
-        let t = Tensor::from_vec(logits, (n, self.head.cout, h, w), x.device())?;
-        Ok(candle_nn::ops::softmax(&t, D::Minus(3))?)
+        let mut p = self.logits(x, n, h, w);
+        let (classes, hw) = (self.head.cout, h * w);
+        p.par_chunks_mut(classes * hw).for_each(|img| {
+            for i in 0..hw {
+                let max = (0..classes).map(|c| img[c * hw + i]).fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0.0;
+                for c in 0..classes {
+                    let e = (img[c * hw + i] - max).exp();
+                    img[c * hw + i] = e;
+                    sum += e;
+                }
+                for c in 0..classes {
+                    img[c * hw + i] /= sum;
+                }
+            }
+        });
+        Ok(p)
     }
 
     /// Logits `[n, classes, h, w]` for NCHW input `x`.
     pub fn logits(&self, x: &[f32], n: usize, h: usize, w: usize) -> Vec<f32> {
         let mut skips = Vec::with_capacity(self.down.len());
-        let (mut act, mut hh, mut ww) = (x.to_vec(), h, w);
+        let (mut act, mut hh, mut ww) = (Vec::new(), h, w);
         let last = self.down.len() - 1;
         for (i, [c1, c2]) in self.down.iter().enumerate() {
-            act = conv3_relu(&conv3_relu(&act, n, hh, ww, c1), n, hh, ww, c2);
+            let input: &[f32] = if i == 0 { x } else { &act };
+            act = conv3_relu(&conv3_relu(input, n, hh, ww, c1), n, hh, ww, c2);
             if i < last {
                 skips.push((act.clone(), c2.cout));
                 act = max_pool2(&act, n, c2.cout, hh, ww);
@@ -374,9 +394,10 @@ mod tests {
         let mut rng = crate::segment::Rng::new(2);
         let (n, h, w) = (3, 24, 44);
         let x = Tensor::from_vec((0..n * 3 * h * w).map(|_| rng.f32()).collect::<Vec<f32>>(), (n, 3, h, w), &Device::Cpu).unwrap();
-        let a = candle_nn::ops::softmax(&model.forward(&x, false).unwrap(), 1).unwrap();
-        let b = FoldedUNet::new(&model).unwrap().probabilities(&x).unwrap();
-        let d: f32 = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        let a: Vec<f32> = candle_nn::ops::softmax(&model.forward(&x, false).unwrap(), 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let b = FoldedUNet::new(&model).unwrap().probabilities(&values(&x).unwrap(), n, h, w).unwrap();
+        assert_eq!(a.len(), b.len());
+        let d = a.iter().zip(&b).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(d < 1e-4, "max probability difference {d}");
     }
 

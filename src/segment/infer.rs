@@ -6,7 +6,6 @@
 use std::collections::VecDeque;
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
 use ndarray::{s, Array3, Array4, Axis};
 
 use super::folded::FoldedUNet;
@@ -102,7 +101,7 @@ fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geome
 /// batches of `batch` slices, reporting after each batch. Runs the hand-written kernels of
 /// [`FoldedUNet`], not candle's ops (same numbers, several times faster on the CPU).
 pub fn predict_slices(model: &UNet, input: &Array4<f32>, batch: usize, progress: ProgressFn) -> Result<Array4<f32>, SegmentError> {
-    let (nz, c, h, w) = input.dim();
+    let (nz, _, h, w) = input.dim();
     let classes = model.config.classes;
     let mut out = Array4::<f32>::zeros((nz, classes, h, w));
     let batch = batch.max(1);
@@ -112,8 +111,7 @@ pub fn predict_slices(model: &UNet, input: &Array4<f32>, batch: usize, progress:
         let n = batch.min(nz - k);
         let chunk = input.slice(s![k..k + n, .., .., ..]);
         let data: Vec<f32> = chunk.iter().copied().collect();
-        let x = Tensor::from_vec(data, (n, c, h, w), &Device::Cpu)?;
-        let v: Vec<f32> = folded.probabilities(&x)?.flatten_all()?.to_vec1()?;
+        let v = folded.probabilities(&data, n, h, w)?;
         out.slice_mut(s![k..k + n, .., .., ..]).assign(&ndarray::ArrayView4::from_shape((n, classes, h, w), &v).map_err(|e| SegmentError::Model(e.to_string()))?);
         k += n;
         if !progress(0.95 * k as f32 / nz as f32, &format!("U-Net: slice {k}/{nz}")) {
