@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod app;
 pub mod cluster;
 pub mod edit;
+pub mod follow_up_sim;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod io;

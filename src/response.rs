@@ -299,13 +299,19 @@ pub struct Assessment {
     pub reason: String,
 }
 
-fn categorise(targets: Vec<Target>, new_lesions: usize, what: &str) -> Assessment {
-    let b: f64 = targets.iter().map(|t| t.baseline_mm).sum();
-    let f: f64 = targets.iter().map(|t| t.followup_mm).sum();
+/// The RECIST 1.1 rule on sums of diameters (mm), with its reason: PD on any new lesion or
+/// a rise of ≥ 20 % and ≥ 5 mm, CR when every target is gone, PR on a fall of ≥ 30 %, SD
+/// otherwise (and when there is no target at baseline). mRECIST applies the same rule to
+/// the viable parts' diameters.
+pub fn recist_category(baseline_sum_mm: f64, followup_sum_mm: f64, new_lesions: usize) -> Category {
+    categorise_sums(baseline_sum_mm, followup_sum_mm, new_lesions, baseline_sum_mm > 0.0, "diameters").0
+}
+
+fn categorise_sums(b: f64, f: f64, new_lesions: usize, has_targets: bool, what: &str) -> (Category, String) {
     let change = if b > 0.0 { 100.0 * (f - b) / b } else { 0.0 };
-    let (category, reason) = if new_lesions > 0 {
+    if new_lesions > 0 {
         (Category::PD, format!("{new_lesions} new lesion(s)"))
-    } else if targets.is_empty() {
+    } else if !has_targets {
         (Category::SD, format!("no measurable target lesion (≥ 10 mm {what}) at baseline"))
     } else if f == 0.0 {
         (Category::CR, format!("every target's {what} is gone"))
@@ -315,7 +321,14 @@ fn categorise(targets: Vec<Target>, new_lesions: usize, what: &str) -> Assessmen
         (Category::PR, format!("sum of {what} fell {:.0} %", -change))
     } else {
         (Category::SD, format!("sum of {what} changed {change:+.0} %, between -30 % and +20 %"))
-    };
+    }
+}
+
+fn categorise(targets: Vec<Target>, new_lesions: usize, what: &str) -> Assessment {
+    let b: f64 = targets.iter().map(|t| t.baseline_mm).sum();
+    let f: f64 = targets.iter().map(|t| t.followup_mm).sum();
+    let change = if b > 0.0 { 100.0 * (f - b) / b } else { 0.0 };
+    let (category, reason) = categorise_sums(b, f, new_lesions, !targets.is_empty(), what);
     Assessment { category, targets, baseline_sum_mm: b, followup_sum_mm: f, change_percent: change, new_lesions, reason }
 }
 

@@ -147,6 +147,8 @@ pub enum StudyError {
     Nifti(#[from] NiftiError),
     #[error("{path}: no CT volume found to open; `hepaview info {path}` lists what is there")]
     NothingToOpen { path: PathBuf },
+    #[error("{}: {why}", path.display())]
+    Mixed { path: PathBuf, why: String },
 }
 
 fn is_nifti(p: &Path) -> bool {
@@ -198,7 +200,29 @@ impl Study {
         if !paths.is_empty() && paths.iter().all(|p| is_nifti(p)) {
             return Self::open_nifti(paths);
         }
-        Self::open_dicom(&first, progress)
+        // A DICOM study plus its label mask; anything else beside a DICOM folder would be
+        // dropped without a word, so it is refused instead.
+        let (dicom_roots, rest): (Vec<&PathBuf>, Vec<&PathBuf>) = paths.iter().partition(|p| !is_nifti(p));
+        if dicom_roots.len() > 1 {
+            return Err(StudyError::Mixed { path: dicom_roots[1].clone(), why: "only one DICOM folder makes a study; open the other one on its own or as a follow-up".into() });
+        }
+        if let Some(p) = rest.iter().find(|p| !looks_like_mask(p)) {
+            return Err(StudyError::Mixed {
+                path: (*p).clone(),
+                why: "a NIfTI image cannot join a DICOM study; beside a DICOM folder only a label mask (a file named like mask, labels or seg) is read".into(),
+            });
+        }
+        if rest.len() > 1 {
+            return Err(StudyError::Mixed { path: rest[1].clone(), why: "one label mask per study; merge the masks first".into() });
+        }
+        let root = dicom_roots.first().map(|p| (*p).clone()).unwrap_or(first);
+        let mut study = Self::open_dicom(&root, progress)?;
+        if let Some(p) = rest.first() {
+            let (mask, w) = nifti::read_mask(p)?;
+            study.warnings.extend(w);
+            study.labels = Some(Labels { mask: Arc::new(mask), key: next_key(), source: (*p).clone() });
+        }
+        Ok(study)
     }
 
     fn open_dicom(path: &Path, progress: ProgressFn) -> Result<Study, StudyError> {
@@ -258,7 +282,10 @@ impl Study {
         let mut labels = None;
         let mut warnings = Vec::new();
         for p in paths {
-            if looks_like_mask(p) && labels.is_none() {
+            if looks_like_mask(p) && labels.is_some() {
+                return Err(StudyError::Mixed { path: p.clone(), why: "one label mask per study; merge the masks first".into() });
+            }
+            if looks_like_mask(p) {
                 let (mask, w) = nifti::read_mask(p)?;
                 warnings.extend(w);
                 labels = Some(Labels { mask: Arc::new(mask), key: next_key(), source: p.clone() });

@@ -313,3 +313,84 @@ fn compare_without_masks_segments_both_visits_and_says_so() {
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("compare.json")).unwrap()).unwrap();
     assert!(report.get("response").is_some() || report.get("recist").is_some(), "{report}");
 }
+
+#[test]
+fn demo_from_study_simulates_a_follow_up_that_compare_reads_as_built() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    assert!(hepaview().arg("demo").arg("--small").arg("--out").arg(&src).status().unwrap().success());
+    let pair = tmp.path().join("pair");
+    let make = |out: &std::path::Path| {
+        hepaview()
+            .args(["demo", "--from-study"])
+            .arg(src.join("dicom"))
+            .arg("--true-field")
+            .arg(format!("arterial={}", src.join("true_field_arterial.nii.gz").display()))
+            .arg("--true-field")
+            .arg(format!("delayed={}", src.join("true_field_delayed.nii.gz").display()))
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    // without --liver-seed the U-Net finds the liver to start from
+    let out = make(&pair);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let again = make(&pair);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("not empty"), "never writes into a used folder");
+    let truth: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(pair.join("truth.json")).unwrap()).unwrap();
+    let t = &truth["truth"];
+
+    // a new study, two months later, DICOM like its source, phases found again
+    let follow = hepaview::study::Study::open(&[pair.join("followup/dicom"), pair.join("followup/mask.nii.gz")]).unwrap();
+    let base = hepaview::study::Study::open(&[pair.join("baseline/dicom")]).unwrap();
+    assert_eq!(follow.phases.len(), 3);
+    assert!(follow.labels.is_some(), "the mask beside the DICOM folder is read");
+    assert_ne!(base.title, follow.title, "{} vs {}", base.title, follow.title);
+
+    let cmp = pair.join("compare");
+    let out = hepaview()
+        .arg("compare")
+        .arg("--baseline")
+        .arg(pair.join("baseline/dicom"))
+        .arg("--baseline-mask")
+        .arg(pair.join("baseline/mask.nii.gz"))
+        .arg("--followup")
+        .arg(pair.join("followup/dicom"))
+        .arg("--followup-mask")
+        .arg(pair.join("followup/mask.nii.gz"))
+        .arg("--out")
+        .arg(&cmp)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(cmp.join("compare.json")).unwrap()).unwrap();
+    let r = &report["response"];
+    let lesions = r["lesions"].as_array().unwrap();
+    assert_eq!(lesions.len(), 1, "one lesion, paired: {lesions:?}");
+    let l = &lesions[0];
+    let close = |a: &serde_json::Value, b: &serde_json::Value, tol: f64| (a.as_f64().unwrap() / b.as_f64().unwrap() - 1.0).abs() < tol;
+    assert!(close(&l["baseline_ml"], &t["baseline_ml"], 0.02) && close(&l["followup_ml"], &t["followup_ml"], 0.05), "{l} vs {t}");
+    assert_eq!(r["recist"]["category"], t["recist"], "{r}");
+    assert_eq!(r["mrecist"]["category"], t["mrecist"], "{r}");
+    // the alignment found the pose the follow-up was made with
+    let est: hepaview::register::affine::AffineTransform = serde_json::from_value(report["baseline_to_followup"].clone()).unwrap();
+    let truth_t: hepaview::register::affine::AffineTransform = serde_json::from_value(t["baseline_to_followup"].clone()).unwrap();
+    let c: [f64; 3] = serde_json::from_value(t["lesion_centre_mm"].clone()).unwrap();
+    let (a, b) = (est.apply(c), truth_t.apply(c));
+    let err = ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt();
+    assert!(err < 2.0, "lesion centre mapped {err:.2} mm from where the pose put it");
+}
+
+#[test]
+fn open_reads_a_mask_beside_a_dicom_folder_and_refuses_what_it_cannot_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    assert!(hepaview().arg("demo").arg("--small").arg("--out").arg(&dir).status().unwrap().success());
+    let s = hepaview::study::Study::open(&[dir.join("dicom"), dir.join("labels.nii.gz")]).unwrap();
+    assert!(s.labels.is_some());
+    let e = hepaview::study::Study::open(&[dir.join("dicom"), dir.join("anatomy.nii.gz")]).err().expect("an image NIfTI beside DICOM is refused").to_string();
+    assert!(e.contains("anatomy.nii.gz") && e.contains("cannot join a DICOM study"), "{e}");
+    let e = hepaview::study::Study::open(&[dir.join("dicom"), dir.join("labels.nii.gz"), dir.join("labels.nii.gz")]).err().expect("two masks are refused").to_string();
+    assert!(e.contains("one label mask"), "{e}");
+}

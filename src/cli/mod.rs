@@ -2,6 +2,7 @@
 //! No algorithm lives here.
 
 mod analysis;
+mod demo;
 mod mask;
 mod segment;
 
@@ -360,6 +361,25 @@ pub enum Command {
         /// treated, hemangioma gone, a new HCC); adds parts.nii.gz and follow_up_truth.json.
         #[arg(long)]
         follow_up: bool,
+        /// Instead of the phantom: a real study (DICOM folder or NIfTI phases). A lesion is
+        /// implanted deep in its liver, and a follow-up is simulated from it (lesion treated:
+        /// shrunk to a lipiodol core, necrosis and a viable rim; patient moved by a known
+        /// rigid transform). Writes baseline/, followup/ (DICOM when the source is DICOM),
+        /// their masks, followup/parts.nii.gz and truth.json.
+        #[arg(long = "from-study", num_args = 1.., conflicts_with_all = ["small", "follow_up"])]
+        from_study: Vec<PathBuf>,
+        /// With --from-study: a phase's true displacement onto the portal venous phase
+        /// (ITK convention), so the lesion sits at the same anatomy in that phase, e.g.
+        /// arterial=true_field_arterial.nii.gz. Repeatable.
+        #[arg(long = "true-field", value_name = "PHASE=FILE", requires = "from_study")]
+        true_field: Vec<String>,
+        /// With --from-study: a point in the liver parenchyma (LPS mm, X,Y,Z) to grow the
+        /// liver from; without it the U-Net finds one.
+        #[arg(long = "liver-seed", value_name = "X,Y,Z", requires = "from_study", allow_hyphen_values = true)]
+        liver_seed: Option<String>,
+        /// With --from-study: the follow-up lesion's size over the baseline's.
+        #[arg(long, default_value_t = 0.65, requires = "from_study")]
+        shrink: f64,
     },
 }
 
@@ -508,7 +528,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Train { data, lits, out, epochs, steps_per_epoch, synthetic, features, spacing_mm, batch, patch, minutes, seed, label_maps, liver_class, label_map_cases, force }) => {
             segment::train_cmd(segment::TrainArgs { data, lits, out, epochs, steps_per_epoch, synthetic, features, spacing_mm, batch, patch, minutes, seed, label_maps, liver_class, label_map_cases, force })
         }
-        Some(Command::Demo { out, small, follow_up }) => {
+        Some(Command::Demo { out, from_study, true_field, liver_seed, shrink, .. }) if !from_study.is_empty() => {
+            demo::demo_from_study(demo::FromStudyArgs { paths: from_study, true_fields: true_field, liver_seed, shrink, out })
+        }
+        Some(Command::Demo { out, small, follow_up, .. }) => {
             let opts = if small { phantom::PhantomOptions::small() } else { phantom::PhantomOptions::default() };
             let opts = if follow_up { opts.follow_up() } else { opts };
             phantom::write_demo_study(&out, &opts).with_context(|| format!("writing the demo study to {}", out.display()))?;
@@ -612,7 +635,7 @@ fn parse_warp_masks(raw: &[String]) -> Result<Vec<(Phase, PathBuf)>> {
 
 /// The DICOM series each phase was loaded from (matched by description and grid), for
 /// writing derived series; errs when the study is not DICOM.
-fn source_series(paths: &[PathBuf], study: &Study) -> Result<Vec<Option<SeriesInfo>>> {
+pub(crate) fn source_series(paths: &[PathBuf], study: &Study) -> Result<Vec<Option<SeriesInfo>>> {
     let root = paths.first().context("no input")?;
     if is_nifti(root) {
         bail!("--dicom needs a DICOM study: NIfTI input carries no patient or study identity to copy into new series (write NIfTI only, or register the DICOM folder)");

@@ -227,7 +227,7 @@ pub fn write_ct_series(vol: &CtVolume, meta: &SeriesMeta, dir: &Path) -> Result<
 /// Writes `bytes` to `path` without ever replacing an existing file: the data goes to a
 /// temporary sibling first, so a crash leaves no half-written `.dcm`, and is then
 /// hard-linked into place, which fails atomically if the target appeared meanwhile.
-pub(crate) fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     let io_err = |source| WriteError::Io { path: path.to_path_buf(), source };
     if path.exists() {
         return Err(WriteError::Exists { path: path.to_path_buf() });

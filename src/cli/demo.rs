@@ -1,0 +1,185 @@
+//! `hepaview demo --from-study`: a baseline and a simulated follow-up made from a real
+//! study, with known truth. The simulation is `hepaview::follow_up_sim`; here only
+//! arguments, the liver seed, progress and files.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use hepaview::follow_up_sim::{self, SimOptions, SimPhase, SimulatedPair};
+use hepaview::io::dicom_write::{self, uid_from};
+use hepaview::io::nifti;
+use hepaview::io::phase::Phase;
+use hepaview::segment::{self, InferOptions};
+use hepaview::volume::{Field, Lps};
+
+use super::{open_study, progress_bar_1000, source_series};
+
+pub(crate) struct FromStudyArgs {
+    pub paths: Vec<PathBuf>,
+    pub true_fields: Vec<String>,
+    pub liver_seed: Option<String>,
+    pub shrink: f64,
+    pub out: PathBuf,
+}
+
+fn parse_point(s: &str) -> Result<Lps> {
+    let v: Vec<f64> = s.split(',').map(|x| x.trim().parse::<f64>()).collect::<Result<_, _>>().with_context(|| format!("--liver-seed {s:?}: expected X,Y,Z in LPS mm, e.g. -82,-40,-281"))?;
+    match v.as_slice() {
+        [x, y, z] => Ok([*x, *y, *z]),
+        _ => bail!("--liver-seed {s:?}: expected three numbers X,Y,Z (LPS mm)"),
+    }
+}
+
+/// `YYYYMMDD` plus `days`, through days since 1970 (H. Hinnant's civil-date algorithm), so
+/// the follow-up's date is a real calendar date.
+fn add_days(date: &str, days: i64) -> Option<String> {
+    let (y, m, d): (i64, i64, i64) = (date.get(0..4)?.parse().ok()?, date.get(4..6)?.parse().ok()?, date.get(6..8)?.parse().ok()?);
+    let yy = if m <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let z = era * 146097 + doe - 719468 + days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    Some(format!("{y:04}{m:02}{d:02}"))
+}
+
+/// Days between the visits: two months, a usual first check after TACE.
+const FOLLOW_UP_DAYS: i64 = 61;
+
+pub(crate) fn demo_from_study(a: FromStudyArgs) -> Result<()> {
+    let out = &a.out;
+    if let Ok(mut entries) = std::fs::read_dir(out) {
+        if entries.next().is_some() {
+            bail!("{}: folder is not empty; the simulated pair is only written into a new or empty folder (Hepaview never overwrites files)", out.display());
+        }
+    }
+    let study = open_study(&a.paths, &[])?;
+    let fields: Vec<(Phase, Field)> = a
+        .true_fields
+        .iter()
+        .map(|s| {
+            let (p, path) = s.split_once('=').with_context(|| format!("--true-field {s:?}: expected PHASE=FILE, e.g. arterial=true_field_arterial.nii.gz"))?;
+            let phase: Phase = p.trim().parse().map_err(anyhow::Error::msg)?;
+            if !study.phases.iter().any(|x| x.phase() == phase) {
+                bail!("--true-field {s:?}: the study has no {} phase", phase.slug());
+            }
+            let (f, _) = nifti::read_field(Path::new(path)).with_context(|| format!("reading the true field {path}"))?;
+            Ok((phase, f))
+        })
+        .collect::<Result<_>>()?;
+    let reference = study.phases[study.fixed_index()].volume.clone();
+
+    let seed = match &a.liver_seed {
+        Some(s) => parse_point(s)?,
+        None => {
+            let model_path = segment::default_model_path();
+            let model = segment::load_unet(&model_path).context("finding the liver for the lesion needs the U-Net, or give --liver-seed X,Y,Z")?;
+            let pb = progress_bar_1000();
+            let report = |f: f32, m: &str| {
+                pb.set_position((f.clamp(0.0, 1.0) * 1000.0) as u64);
+                pb.set_message(format!("finding the liver: {m}"));
+                true
+            };
+            let rough = segment::segment_phases(&model, &study, &InferOptions::default(), &report);
+            pb.finish_and_clear();
+            let rough = rough?;
+            follow_up_sim::liver_seed(&reference, &rough).context("the U-Net found no liver parenchyma to start from; give --liver-seed X,Y,Z (LPS mm)")?
+        }
+    };
+    eprintln!("Growing the liver from {seed:.1?} mm…");
+    let liver = follow_up_sim::grow_liver(&reference, seed)?;
+    let phases: Vec<SimPhase> = study
+        .phases
+        .iter()
+        .map(|p| SimPhase { phase: p.phase(), volume: p.volume.as_ref(), true_field: fields.iter().find(|(f, _)| *f == p.phase()).map(|(_, f)| f) })
+        .collect();
+    let opts = SimOptions { shrink: a.shrink, ..SimOptions::new(reference.geometry.centre_mm()) };
+    eprintln!("Implanting the lesion and simulating the follow-up…");
+    let pair = follow_up_sim::simulate_follow_up(&phases, &liver, &opts)?;
+    write_pair(&a, &study, &pair)?;
+    let t = &pair.truth;
+    println!(
+        "Liver {:.0} mL; lesion at {:.1?} mm: {:.2} mL → {:.2} mL (viable {:.2}, necrotic {:.2}, lipiodol {:.2}); longest axial diameter {:.1} → {:.1} mm (viable {:.1}): RECIST 1.1 {:?}, mRECIST {:?}",
+        t.liver_ml, t.lesion_centre_mm, t.baseline_ml, t.followup_ml, t.viable_ml, t.necrotic_ml, t.lipiodol_ml, t.baseline_long_axis_mm, t.followup_long_axis_mm, t.followup_viable_long_axis_mm, t.recist, t.mrecist
+    );
+    println!("Written to {}; truth in truth.json. Next:", out.display());
+    let (b, f) = (visit_input(out, "baseline", &study), visit_input(out, "followup", &study));
+    println!("  hepaview compare --baseline {b} --baseline-mask {0}/baseline/mask.nii.gz --followup {f} --followup-mask {0}/followup/mask.nii.gz --out {0}/compare", out.display());
+    println!("  hepaview open {b} {0}/baseline/mask.nii.gz --follow-up {f} {0}/followup/mask.nii.gz", out.display());
+    Ok(())
+}
+
+fn is_dicom_study(study: &hepaview::study::Study) -> bool {
+    !study.phases.iter().all(|p| p.source.to_string_lossy().to_lowercase().contains(".nii"))
+}
+
+/// What to give `compare` or `open` for one visit: its DICOM folder, or its NIfTI phases.
+fn visit_input(out: &Path, visit: &str, study: &hepaview::study::Study) -> String {
+    if is_dicom_study(study) {
+        out.join(visit).join("dicom").display().to_string()
+    } else {
+        study.phases.iter().map(|p| out.join(visit).join(format!("{}.nii.gz", p.phase().slug())).display().to_string()).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// Each visit as the source came (DICOM series of a new study, or NIfTI phases), its mask,
+/// the follow-up's parts and the truth.
+fn write_pair(a: &FromStudyArgs, study: &hepaview::study::Study, pair: &SimulatedPair) -> Result<()> {
+    let out = &a.out;
+    let series = if is_dicom_study(study) { Some(source_series(&a.paths, study)?) } else { None };
+    let source_uid = series.as_ref().and_then(|s| s.iter().flatten().next()).map(|s| s.study_uid.clone()).unwrap_or_default();
+    for (visit, phases, days) in [("baseline", &pair.baseline, 0), ("followup", &pair.followup, FOLLOW_UP_DAYS)] {
+        let dir = out.join(visit);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let seed = format!("hepaview-demo-from-study/{source_uid}/{visit}");
+        for (i, (phase, vol)) in phases.iter().enumerate() {
+            match series.as_ref().and_then(|s| s.get(i).cloned().flatten()) {
+                Some(src) => {
+                    let mut meta = dicom_write::derived_meta(&src, &uid_from(&format!("{seed}/frame-of-reference")), &src.description, src.series_number.unwrap_or(i as i64).clamp(0, 1_000_000) as u32, &format!("{seed}/{}", phase.slug()))?;
+                    // another visit: a study of its own, days later, a frame of reference of its own
+                    meta.study_uid = uid_from(&format!("{seed}/study"));
+                    meta.study_date = add_days(&meta.study_date, days).unwrap_or(meta.study_date.clone());
+                    meta.study_id = if days == 0 { "SIM1".into() } else { "SIM2".into() };
+                    dicom_write::write_ct_series(vol, &meta, &dir.join("dicom").join(phase.slug()))?;
+                }
+                None if series.is_some() => bail!("could not find the DICOM series of the {} phase again under {}", phase.slug(), a.paths[0].display()),
+                None => nifti::write_volume(vol, &dir.join(format!("{}.nii.gz", phase.slug())))?,
+            }
+        }
+    }
+    nifti::write_volume(&pair.baseline_mask, &out.join("baseline").join("mask.nii.gz"))?;
+    nifti::write_volume(&pair.followup_mask, &out.join("followup").join("mask.nii.gz"))?;
+    nifti::write_volume(&pair.followup_parts, &out.join("followup").join("parts.nii.gz"))?;
+    let truth = serde_json::json!({
+        "what": "a lesion implanted in the real liver of every phase, and a follow-up simulated from the same study: lesion shrunk to a lipiodol core, necrosis and a viable rim, patient moved by a known rigid transform",
+        "masks": "mask.nii.gz: 1 liver, 2 lesion (reference phase's grid); followup/parts.nii.gz: 4 viable, 5 necrotic, 6 lipiodol",
+        "source": a.paths,
+        "truth": pair.truth,
+    });
+    let bytes = serde_json::to_vec_pretty(&truth)?;
+    dicom_write::write_new_file(&out.join("truth.json"), &bytes)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::add_days;
+
+    #[test]
+    fn dates_cross_months_years_and_leap_days() {
+        assert_eq!(add_days("20010812", 61).as_deref(), Some("20011012"));
+        assert_eq!(add_days("20241215", 61).as_deref(), Some("20250214"));
+        assert_eq!(add_days("20240130", 30).as_deref(), Some("20240229"));
+        assert_eq!(add_days("20230130", 30).as_deref(), Some("20230301"));
+        assert_eq!(add_days("bad", 1), None);
+    }
+}
