@@ -746,6 +746,35 @@ fn follow_up_panel_compares_visits_repairs_and_nudges() {
     assert!((0..3).all(|i| (x[i] - b1[i]).abs() < 1e-6), "crosshair {x:?} vs lesion {b1:?}");
     let img = h.render().expect("render");
     img.save(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("follow_up_panel.png")).unwrap();
+
+    // the follow-up viewports show the visit's own lesion parts, the baseline's its mask
+    {
+        use hepaview::response::{LIPIODOL, NECROTIC, VIABLE};
+        let a = h.state();
+        let c = a.follow_up.comparison.as_ref().unwrap();
+        let fu = a.study.phases.iter().find(|p| p.description.starts_with("FOLLOW-UP")).unwrap();
+        let (m, _) = a.follow_up.overlay_for(&fu.description).expect("a compared follow-up has its overlay");
+        let count = |mask: &hepaview::volume::Mask, l: u8| mask.data.iter().filter(|&&v| v == l).count();
+        for l in [VIABLE, NECROTIC, LIPIODOL] {
+            assert_eq!(count(m, l), count(&c.visits[0].followup.parts_mask, l), "label {l}");
+        }
+        // (the small phantom's 5 mm lipiodol core is smaller than its 6 × 6 × 8 mm voxels)
+        assert!(count(m, VIABLE) > 0 && count(m, NECROTIC) > 0);
+        assert!(a.follow_up.overlay_for(&a.study.phases[0].description).is_none(), "not over the baseline");
+    }
+    assert!(h.query_by_label_contains("necrotic 0.").is_some() || h.query_by_label_contains("necrotic 1.").is_some(), "parts per follow-up lesion listed");
+    h.get_by_label("lesion parts on the follow-up:").scroll_to_me();
+    h.run();
+    let with_parts = h.render().expect("render");
+    h.get_by_label("lesion parts on the follow-up:").click();
+    h.run();
+    assert!(h.state().follow_up.hide_parts);
+    let without = h.render().expect("render");
+    let x0 = with_parts.width() / 3;
+    let changed = (0..with_parts.height()).flat_map(|y| (x0..with_parts.width()).map(move |x| (x, y))).filter(|&(x, y)| with_parts.get_pixel(x, y) != without.get_pixel(x, y)).count();
+    assert!(changed > 100, "hiding the parts changes the follow-up viewports ({changed} px)");
+    h.get_by_label("lesion parts on the follow-up:").click();
+    h.run();
     h.get_by_label("Timeline").scroll_to_me();
     h.run();
     let img = h.render().expect("render");

@@ -94,6 +94,30 @@ pub struct VisitResult {
     /// images).
     pub phases: Vec<AlignedPhase>,
     pub mask: Arc<Mask>,
+    /// What the visit's viewports show once compared: its liver, and each lesion split into
+    /// viable, necrotic and lipiodol parts ([`response::VIABLE`] …), on the baseline grid;
+    /// with its GPU cache key.
+    pub parts_overlay: Arc<Mask>,
+    pub parts_key: u64,
+}
+
+/// Colours of the parts in the follow-up viewports (the baseline's palette for the rest):
+/// viable red (still enhancing: what TACE left), necrotic blue, lipiodol pale yellow (dense).
+pub const PARTS_COLOURS: [(u8, [f32; 4], &str); 3] =
+    [(response::VIABLE, [0.95, 0.15, 0.15, 1.0], "viable"), (response::NECROTIC, [0.3, 0.55, 1.0, 1.0], "necrotic"), (response::LIPIODOL, [1.0, 0.95, 0.55, 1.0], "lipiodol")];
+
+/// The visit's mask with each lesion voxel relabelled by its part (parts outside lesions
+/// cannot occur: they come from the same mask).
+fn parts_overlay(mask: &Mask, parts: &Mask) -> Mask {
+    let mut out = mask.clone();
+    if parts.geometry.shape == mask.geometry.shape {
+        out.data.zip_mut_with(&parts.data, |m, &p| {
+            if p != 0 {
+                *m = p;
+            }
+        });
+    }
+    out
 }
 
 /// The last comparison.
@@ -182,6 +206,8 @@ pub struct FollowUpPanel {
     pub options: ResponseOptions,
     /// Where "Save report" writes.
     pub report_dir: String,
+    /// Hide the lesion parts in the follow-up viewports (shown once compared).
+    pub hide_parts: bool,
 }
 
 
@@ -338,6 +364,24 @@ impl Comparison {
 }
 
 impl FollowUpPanel {
+    /// The overlay of a follow-up viewport (by its phase's description): the compared
+    /// visit's liver and lesion parts, and its key; `None` before a comparison, for the
+    /// baseline's phases, or when the user hid the parts.
+    pub fn overlay_for(&self, description: &str) -> Option<(&Arc<Mask>, u64)> {
+        let label = follow_up_label(description)?;
+        let c = self.comparison.as_ref().filter(|_| !self.hide_parts)?;
+        c.visits.iter().find(|v| v.label == label).map(|v| (&v.parts_overlay, v.parts_key))
+    }
+
+    /// `base` (the baseline's label palette) with the parts' colours.
+    pub fn parts_palette(base: [[f32; 4]; 16]) -> [[f32; 4]; 16] {
+        let mut p = base;
+        for (label, rgba, _) in PARTS_COLOURS {
+            p[label as usize] = rgba;
+        }
+        p
+    }
+
     pub fn cancel(&self) {
         for j in [self.compare_job.as_ref().map(|j| j as &dyn Cancel), self.nudge_job.as_ref().map(|j| j as &dyn Cancel), self.open_job.as_ref().map(|j| j as &dyn Cancel)].into_iter().flatten() {
             j.cancel_job();
@@ -637,7 +681,22 @@ impl FollowUpPanel {
                             Some(d) => format!("Demons on the liver: RMSD {:.0} -> {:.0} HU, up to {:.1} mm; lesions paired through it", d.rmsd_before_hu, d.rmsd_after_hu, d.max_displacement_mm),
                             None => "Demons on the liver did not run: lesions paired through the visit alignment alone".into(),
                         };
-                        visits.push(VisitResult { label, followup: c.followup, auto_pairs: c.pairs.clone(), pairs: c.pairs, response: c.response, mask_note: note, liver_note, recist_override, mrecist_override, phases, mask });
+                        let parts_overlay = Arc::new(parts_overlay(&mask, &c.followup.parts_mask));
+                        visits.push(VisitResult {
+                            label,
+                            followup: c.followup,
+                            auto_pairs: c.pairs.clone(),
+                            pairs: c.pairs,
+                            response: c.response,
+                            mask_note: note,
+                            liver_note,
+                            recist_override,
+                            mrecist_override,
+                            phases,
+                            mask,
+                            parts_overlay,
+                            parts_key: crate::study::next_key(),
+                        });
                     }
                     self.comparison = Some(Comparison { baseline_label: self.baseline_label(study), baseline: o.baseline, baseline_phases: o.baseline_phases, baseline_mask: o.baseline_mask, visits, stale: false });
                     self.selected = None;
@@ -798,6 +857,15 @@ impl FollowUpPanel {
             if c.stale {
                 ui.colored_label(Color32::YELLOW, "The alignment changed since: Compare visits again.");
             }
+            let mut show = !self.hide_parts;
+            ui.horizontal_wrapped(|ui| {
+                ui.checkbox(&mut show, "lesion parts on the follow-up:").on_hover_text("the follow-up viewports show the visit's liver and each lesion's parts (labels on, M)");
+                for (_, rgba, name) in PARTS_COLOURS {
+                    let c = Color32::from_rgb((rgba[0] * 255.0) as u8, (rgba[1] * 255.0) as u8, (rgba[2] * 255.0) as u8);
+                    ui.label(RichText::new(name).color(c).strong());
+                }
+            });
+            self.hide_parts = !show;
             jump = self.table_ui(ui);
             self.assessment_ui(ui);
             self.timeline_ui(ui);
@@ -878,6 +946,13 @@ impl FollowUpPanel {
             ui.label(format!("tumour volume {:.2} -> {:.2} mL ({})", r.total_baseline_ml, r.total_followup_ml, pct(r.total_baseline_ml, r.total_followup_ml)));
             if let (Some(a), Some(b)) = (r.viable_baseline_ml, r.viable_followup_ml) {
                 ui.label(format!("viable tumour {a:.2} -> {b:.2} mL ({})", pct(a, b)));
+            }
+            for (id, (p, lip)) in v.followup.parts.iter().zip(&v.followup.lipiodol_ml).enumerate() {
+                let text = match p {
+                    Some(p) => format!("  F{}: viable {:.2}, necrotic {:.2}, lipiodol {:.2} mL", id + 1, p.viable_ml, p.necrotic_ml, p.lipiodol_ml),
+                    None => format!("  F{}: lipiodol {lip:.2} mL (viable and necrotic need an arterial phase)", id + 1),
+                };
+                ui.label(RichText::new(text).small());
             }
             let assessments = [("RECIST 1.1", Some(&r.recist), &mut v.recist_override), ("mRECIST", r.mrecist.as_ref(), &mut v.mrecist_override)];
             for (name, a, over) in assessments {

@@ -560,7 +560,15 @@ impl HepaviewApp {
         // the mask belongs to the baseline visit: drawn over a follow-up it would mislead
         let follow_up = p.description.starts_with("FOLLOW-UP");
         let overlay = match (&self.study.labels, self.view.show_labels && !follow_up) {
-            _ if follow_up => None,
+            // a compared follow-up shows its own liver and lesion parts instead
+            _ if follow_up => self.follow_up.overlay_for(&p.description).filter(|_| self.view.show_labels).map(|(mask, key)| OverlayDesc {
+                mask: Arc::clone(mask),
+                key,
+                opacity: self.view.label_opacity,
+                outline: self.view.label_outline,
+                palette: follow_up::FollowUpPanel::parts_palette(self.edit.palette()),
+                previous: None,
+            }),
             _ if clusters.is_some() => clusters.map(|c| OverlayDesc {
                 mask: Arc::clone(&c.mask),
                 key: c.key,
