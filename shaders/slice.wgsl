@@ -53,9 +53,14 @@ override SRGB: bool = false;
 override LAYER: bool = false;
 
 @group(0) @binding(0) var<uniform> u: Uniforms;
-@group(0) @binding(1) var ct_tex: texture_3d<i32>;
-@group(0) @binding(2) var mask_tex: texture_3d<u32>;
-@group(0) @binding(3) var layer_tex: texture_3d<i32>;
+// CT and layer as R16Float (HU exact to ±2048), so a sampler can filter them; labels as
+// R8Unorm (label / 255). Every read is a sampler fetch: on lavapipe one filtered fetch costs
+// less than one bounds-checked textureLoad, let alone the eight of a trilinear by hand.
+@group(0) @binding(1) var ct_tex: texture_3d<f32>;
+@group(0) @binding(2) var mask_tex: texture_3d<f32>;
+@group(0) @binding(3) var layer_tex: texture_3d<f32>;
+@group(0) @binding(4) var trilinear: sampler;
+@group(0) @binding(5) var nearest: sampler;
 
 // A triangle that covers the whole viewport (vertices at (-1, 1), (3, 1), (-1, -3)).
 @vertex
@@ -69,59 +74,34 @@ fn inside(t: vec3<f32>, dims: vec3<f32>) -> bool {
     return all(t >= vec3<f32>(-0.5)) && all(t <= dims - vec3<f32>(0.5));
 }
 
-fn load_ct(p: vec3<i32>) -> f32 {
-    let hi = vec3<i32>(u.ct_dims.xyz) - vec3<i32>(1);
-    return f32(textureLoad(ct_tex, clamp(p, vec3<i32>(0), hi), 0).r);
-}
-
-// floor(t + 0.5) rounds halves up like the CPU reslicer; WGSL's round() goes to even.
-fn nearest_index(t: vec3<f32>) -> vec3<i32> {
-    return vec3<i32>(floor(t + vec3<f32>(0.5)));
+// The centre of the texel nearest to `t`, as a sampler coordinate: floor(t + 0.5) rounds
+// halves up like the CPU reslicer (WGSL's round() goes to even, and a sampler's own nearest
+// rounding is not pinned down at halves). Out of range, the edge mode clamps to the border
+// texel, as a clamped index would.
+fn texel_centre(t: vec3<f32>, dims: vec3<f32>) -> vec3<f32> {
+    return (floor(t + vec3<f32>(0.5)) + vec3<f32>(0.5)) / dims;
 }
 
 fn sample_ct(t: vec3<f32>) -> f32 {
     if (!LINEAR) {
-        return load_ct(nearest_index(t));
+        return textureSampleLevel(ct_tex, nearest, texel_centre(t, u.ct_dims.xyz), 0.0).r;
     }
-    // Trilinear by hand: R16Sint cannot be filtered by a sampler. Clamping the position
-    // first matches volume::trilinear at the half-voxel border.
+    // One filtered fetch. Clamping the position to the outer texel centres first matches
+    // volume::trilinear at the half-voxel border (and leaves the edge mode no say).
     let tc = clamp(t, vec3<f32>(0.0), u.ct_dims.xyz - vec3<f32>(1.0));
-    let f0 = floor(tc);
-    let f = tc - f0;
-    let p = vec3<i32>(f0);
-    let c000 = load_ct(p);
-    let c100 = load_ct(p + vec3<i32>(1, 0, 0));
-    let c010 = load_ct(p + vec3<i32>(0, 1, 0));
-    let c110 = load_ct(p + vec3<i32>(1, 1, 0));
-    let c001 = load_ct(p + vec3<i32>(0, 0, 1));
-    let c101 = load_ct(p + vec3<i32>(1, 0, 1));
-    let c011 = load_ct(p + vec3<i32>(0, 1, 1));
-    let c111 = load_ct(p + vec3<i32>(1, 1, 1));
-    let c00 = mix(c000, c100, f.x);
-    let c01 = mix(c010, c110, f.x);
-    let c10 = mix(c001, c101, f.x);
-    let c11 = mix(c011, c111, f.x);
-    return mix(mix(c00, c01, f.y), mix(c10, c11, f.y), f.z);
+    return textureSampleLevel(ct_tex, trilinear, (tc + vec3<f32>(0.5)) / u.ct_dims.xyz, 0.0).r;
 }
 
-fn load_layer(p: vec3<i32>) -> f32 {
-    let hi = vec3<i32>(u.layer_dims.xyz) - vec3<i32>(1);
-    return f32(textureLoad(layer_tex, clamp(p, vec3<i32>(0), hi), 0).r);
+fn load_layer(t: vec3<f32>) -> f32 {
+    return textureSampleLevel(layer_tex, nearest, texel_centre(t, u.layer_dims.xyz), 0.0).r;
 }
 
 fn sample_layer(t: vec3<f32>) -> f32 {
     if (!LINEAR) {
-        return load_layer(nearest_index(t));
+        return load_layer(t);
     }
     let tc = clamp(t, vec3<f32>(0.0), u.layer_dims.xyz - vec3<f32>(1.0));
-    let f0 = floor(tc);
-    let f = tc - f0;
-    let p = vec3<i32>(f0);
-    let c00 = mix(load_layer(p), load_layer(p + vec3<i32>(1, 0, 0)), f.x);
-    let c01 = mix(load_layer(p + vec3<i32>(0, 1, 0)), load_layer(p + vec3<i32>(1, 1, 0)), f.x);
-    let c10 = mix(load_layer(p + vec3<i32>(0, 0, 1)), load_layer(p + vec3<i32>(1, 0, 1)), f.x);
-    let c11 = mix(load_layer(p + vec3<i32>(0, 1, 1)), load_layer(p + vec3<i32>(1, 1, 1)), f.x);
-    return mix(mix(c00, c01, f.y), mix(c10, c11, f.y), f.z);
+    return textureSampleLevel(layer_tex, trilinear, (tc + vec3<f32>(0.5)) / u.layer_dims.xyz, 0.0).r;
 }
 
 fn windowed(hu: f32) -> f32 {
@@ -152,7 +132,7 @@ fn apply_layer(rgb_in: vec3<f32>, grey: f32, d: vec2<f32>) -> vec3<f32> {
                 rgb = mix(rgb, heat(min(v, 1.0)), u.layer_a.z);
             }
         } else if (mode == 3u) {
-            let bits = u32(load_layer(nearest_index(t)));
+            let bits = u32(load_layer(t));
             if ((bits & u.layer_mode.y) != 0u) {
                 rgb = mix(rgb, u.layer_a.rgb, 0.85);
             }
@@ -166,8 +146,7 @@ fn label_at(t: vec3<f32>) -> u32 {
     if (!inside(t, u.mask_dims.xyz)) {
         return 0u;
     }
-    let hi = vec3<i32>(u.mask_dims.xyz) - vec3<i32>(1);
-    return textureLoad(mask_tex, clamp(nearest_index(t), vec3<i32>(0), hi), 0).r;
+    return u32(textureSampleLevel(mask_tex, nearest, texel_centre(t, u.mask_dims.xyz), 0.0).r * 255.0 + 0.5);
 }
 
 fn linear_from_gamma(c: vec3<f32>) -> vec3<f32> {

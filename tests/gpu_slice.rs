@@ -167,19 +167,21 @@ fn axial_nearest_shows_each_voxel_with_window_level() {
 #[test]
 fn linear_interpolates_between_voxels_and_slices() {
     let size = [16.0, 16.0];
-    // 0.4 voxel right of the centres in x and a quarter of the way from slice 3 to 4.
-    // Row j = 2, window from the value of (0, 2, 3.25), 1 HU per grey level:
+    // 0.4 voxel right of the centres in x and a quarter of the way from slice 0 to 1.
+    // Row j = 2, window from the value of (0, 2, 0.25), 1 HU per grey level:
     // linear gives 10·(u + 0.4) = 10 u + 4; nearest would give 10 u − 640 → 0.
-    let lo = 160.0 * 2.0 + 2560.0 * 3.25 - 500.0;
-    let plane = axial(3.25, 0.4);
+    // (Slices 0 and 1 hold −500…2060 HU: exact in the GPU's half-float CT texture, which
+    // steps by 2 HU above 2048 and by 8 HU near slice 3's 8000.)
+    let lo = 160.0 * 2.0 + 2560.0 * 0.25 - 500.0;
+    let plane = axial(0.25, 0.4);
     let Some(img) = render(vec![(full(size), desc(plane, window(lo, 1.0), Interp::Linear))], size) else { return };
     for u in 0..15 {
         assert_grey(&img, u, 2, (10 * u + 4) as f32);
     }
     // i = 15.4 is still inside (≤ 15.5) and reads the last column, as volume::trilinear does.
     assert_grey(&img, 15, 2, 150.0);
-    // Same plane, nearest: slice 3 (3.25 rounds down), x rounds down.
-    let lo = 160.0 * 2.0 + 2560.0 * 3.0 - 500.0;
+    // Same plane, nearest: slice 0 (0.25 rounds down), x rounds down.
+    let lo = 160.0 * 2.0 - 500.0;
     let Some(img) = render(vec![(full(size), desc(plane, window(lo, 1.0), Interp::Nearest))], size) else { return };
     for u in 0..16 {
         assert_grey(&img, u, 2, (10 * u) as f32);

@@ -70,6 +70,10 @@ pub struct SliceRenderer {
     /// Bound when there is no overlay (or no CT): a bind group needs every slot filled.
     empty_ct: wgpu::TextureView,
     empty_mask: wgpu::TextureView,
+    /// Filters the CT and layer textures (`R16Float`).
+    linear: wgpu::Sampler,
+    /// Fetches single texels (nearest CT, labels).
+    nearest: wgpu::Sampler,
     srgb_target: bool,
 }
 
@@ -136,9 +140,21 @@ impl SliceRenderer {
                     },
                     count: None,
                 },
-                texture_entry(1, wgpu::TextureSampleType::Sint),
-                texture_entry(2, wgpu::TextureSampleType::Uint),
-                texture_entry(3, wgpu::TextureSampleType::Sint),
+                texture_entry(1, wgpu::TextureSampleType::Float { filterable: true }),
+                texture_entry(2, wgpu::TextureSampleType::Float { filterable: true }),
+                texture_entry(3, wgpu::TextureSampleType::Float { filterable: true }),
+                wgpu::BindGroupLayoutEntry {
+                    binding: 4,
+                    visibility: wgpu::ShaderStages::FRAGMENT,
+                    ty: wgpu::BindingType::Sampler(wgpu::SamplerBindingType::Filtering),
+                    count: None,
+                },
+                wgpu::BindGroupLayoutEntry {
+                    binding: 5,
+                    visibility: wgpu::ShaderStages::FRAGMENT,
+                    ty: wgpu::BindingType::Sampler(wgpu::SamplerBindingType::Filtering),
+                    count: None,
+                },
             ],
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -168,8 +184,28 @@ impl SliceRenderer {
             target_format,
             msaa_samples,
             depth_stencil_format,
-            empty_ct: empty(wgpu::TextureFormat::R16Sint, "hepaview empty ct"),
-            empty_mask: empty(wgpu::TextureFormat::R8Uint, "hepaview empty mask"),
+            empty_ct: empty(wgpu::TextureFormat::R16Float, "hepaview empty ct"),
+            // trilinear within a level; the shader clamps positions to texel centres first,
+            // so the edge mode never decides a value
+            linear: device.create_sampler(&wgpu::SamplerDescriptor {
+                label: Some("hepaview slice trilinear"),
+                address_mode_u: wgpu::AddressMode::ClampToEdge,
+                address_mode_v: wgpu::AddressMode::ClampToEdge,
+                address_mode_w: wgpu::AddressMode::ClampToEdge,
+                mag_filter: wgpu::FilterMode::Linear,
+                min_filter: wgpu::FilterMode::Linear,
+                ..Default::default()
+            }),
+            // the shader rounds positions to texel centres itself (halves up, as the CPU
+            // reslicer does), so this only fetches
+            nearest: device.create_sampler(&wgpu::SamplerDescriptor {
+                label: Some("hepaview slice nearest"),
+                address_mode_u: wgpu::AddressMode::ClampToEdge,
+                address_mode_v: wgpu::AddressMode::ClampToEdge,
+                address_mode_w: wgpu::AddressMode::ClampToEdge,
+                ..Default::default()
+            }),
+            empty_mask: empty(wgpu::TextureFormat::R8Unorm, "hepaview empty mask"),
             srgb_target: target_format.is_srgb(),
         };
         for v in 0..8 {
@@ -391,6 +427,8 @@ impl egui_wgpu::CallbackTrait for SliceCallback {
                 wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::TextureView(ct_view) },
                 wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::TextureView(mask_view) },
                 wgpu::BindGroupEntry { binding: 3, resource: wgpu::BindingResource::TextureView(layer_view) },
+                wgpu::BindGroupEntry { binding: 4, resource: wgpu::BindingResource::Sampler(&renderer.linear) },
+                wgpu::BindGroupEntry { binding: 5, resource: wgpu::BindingResource::Sampler(&renderer.nearest) },
             ],
         });
         if let Ok(mut slot) = self.bind_group.lock() {
