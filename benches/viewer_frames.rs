@@ -14,7 +14,8 @@
 //! 2. `no readback`: `step` + the same render done here on the harness's render state, up to
 //!    the GPU finishing the draw (`device.poll(Wait)`), without copying the image back.
 //! 3. `split`: as 2, then the readback as egui_kittest does it, timed apart.
-//! 4. shader variants, as 2.
+//! 4. shader variants (nearest / linear, with / without the label overlay), as 2, and the
+//!    UI alone (the slices' paint callbacks left out).
 //!
 //! Loops 2–4 leave out the full-window background egui_kittest paints around every test UI
 //! (the real window has none); loop 1 includes it.
@@ -47,6 +48,12 @@ struct DirectTimes {
 /// What `WgpuTestRenderer::render` does (egui_kittest 0.37), timed in parts; the readback
 /// (copy to a mappable buffer, map, wait, copy out) only when `readback`.
 fn render_direct(rs: &RenderState, ctx: &egui::Context, output: &egui::FullOutput, readback: bool) -> DirectTimes {
+    render_direct_with(rs, ctx, output, readback, false)
+}
+
+/// [`render_direct`], with the slice viewports' paint callbacks left out when
+/// `without_slices` (what the rest of the UI costs).
+fn render_direct_with(rs: &RenderState, ctx: &egui::Context, output: &egui::FullOutput, readback: bool, without_slices: bool) -> DirectTimes {
     let mut t = DirectTimes::default();
     let t0 = Instant::now();
     let ppp = ctx.pixels_per_point();
@@ -61,6 +68,7 @@ fn render_direct(rs: &RenderState, ctx: &egui::Context, output: &egui::FullOutpu
         .iter()
         .enumerate()
         .filter(|(i, s)| !(*i == 0 && matches!(&s.shape, egui::Shape::Rect(r) if r.rect.area() > 0.9 * screen_area && r.fill.a() == 255)))
+        .filter(|(_, s)| !(without_slices && matches!(&s.shape, egui::Shape::Callback(_))))
         .map(|(_, s)| s.clone())
         .collect();
     let tessellated = ctx.tessellate(shapes, ppp);
@@ -260,15 +268,22 @@ fn bench_study(name: &str, study: Study, load_s: Option<f64>, size: [f32; 2]) ->
         c_frame.push(ts + d.tessellate + d.prepare + d.draw + d.readback);
     }
 
-    // 4. what the slice shader costs: no readback, nearest sampling, no label overlay
+    // 4. what the slice shader costs: no readback; nearest or linear, with or without the label overlay
     let mut variants = Vec::new();
-    for (label, linear, labels) in [("nearest, overlay", false, true), ("nearest, no overlay", false, false), ("linear, no overlay", true, false)] {
+    // (the last: everything but the slices, i.e. what the rest of the UI costs)
+    for (label, linear, labels, no_slices) in [
+        ("nearest, no overlay", false, false, false),
+        ("nearest, overlay", false, true, false),
+        ("linear, no overlay", true, false, false),
+        ("linear, overlay", true, true, false),
+        ("UI only (slices left out)", true, true, true),
+    ] {
         h.state_mut().view.linear = linear;
         h.state_mut().view.show_labels = labels;
         go_to_start(&mut h, start);
-        render_direct(&rs, &h.ctx, h.output(), false);
+        render_direct_with(&rs, &h.ctx, h.output(), false, no_slices);
         let (step, render) = scroll_frames(&mut h, |h| {
-            render_direct(&rs, &h.ctx, h.output(), false);
+            render_direct_with(&rs, &h.ctx, h.output(), false, no_slices);
             Ok(())
         })?;
         variants.push((label, sums(&step, &render)));
@@ -347,8 +362,12 @@ fn main() {
         // the viewport is the cell less 1 px each side
         [SIZE[0] + 3.0 * (514.0 - cell.x), SIZE[1] + (514.0 - cell.y)]
     };
+    // `--demo-only`: skip the real study (quicker turns when trying shader changes)
+    let demo_only = std::env::args().any(|a| a == "--demo-only");
     let real = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/triphase-hcc048/dicom");
-    if real.is_dir() {
+    if demo_only {
+        println!("triphase-hcc048: skipped (--demo-only)");
+    } else if real.is_dir() {
         let t = Instant::now();
         match Study::open(std::slice::from_ref(&real)) {
             Ok(study) => {
