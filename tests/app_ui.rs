@@ -918,3 +918,22 @@ fn follow_up_without_a_mask_is_segmented_by_the_unet_and_says_so() {
     h.run();
     assert!(h.query_by_label_contains("follow-up mask: outlined by the shipped U-Net").is_some());
 }
+
+#[test]
+fn viewing_a_study_without_editing_writes_nothing_beside_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    hepaview::phantom::write_demo_study(&dir, &PhantomOptions::small()).unwrap();
+    let study = Study::open(&[dir.join("dicom"), dir.join("labels.nii.gz")]).unwrap();
+    let before: Vec<_> = std::fs::read_dir(dir.join("dicom")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let mut h = harness(HepaviewApp::new(study));
+    // longer than the label table's save interval (1 s): an untouched table is not "changed"
+    let t = std::time::Instant::now();
+    while t.elapsed() < std::time::Duration::from_millis(1600) {
+        h.step();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(h.state().edit.error.is_none(), "{:?}", h.state().edit.error);
+    let after: Vec<_> = std::fs::read_dir(dir.join("dicom")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(before, after, "the study folder is as it was");
+}

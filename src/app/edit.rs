@@ -246,7 +246,10 @@ impl EditPanel {
         match Session::open_for(&path) {
             Ok(s) => {
                 self.restore_offer = s.pending_restore();
-                self.labels_stored = s.manifest().labels.clone();
+                // with no table in the session yet, the one in use (defaults or a sidecar)
+                // counts as stored: only the user's changes to it are worth writing, and
+                // viewing a study must leave its folder as it was
+                self.labels_stored = s.manifest().labels.clone().or_else(|| Some(self.labels.clone()));
                 self.session = Some(s);
             }
             Err(e) => self.error = Some(format!("Autosave is off: {e}")),
