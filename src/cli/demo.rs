@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use hepaview::follow_up_sim::{self, SimOptions, SimPhase, SimulatedPair};
-use hepaview::io::dicom_write::{self, uid_from};
+use hepaview::io::dicom_write::{self, add_days, uid_from};
 use hepaview::io::nifti;
 use hepaview::io::phase::Phase;
 use hepaview::segment::{self, InferOptions};
@@ -29,27 +29,6 @@ fn parse_point(s: &str) -> Result<Lps> {
         [x, y, z] => Ok([*x, *y, *z]),
         _ => bail!("--liver-seed {s:?}: expected three numbers X,Y,Z (LPS mm)"),
     }
-}
-
-/// `YYYYMMDD` plus `days`, through days since 1970 (H. Hinnant's civil-date algorithm), so
-/// the follow-up's date is a real calendar date.
-fn add_days(date: &str, days: i64) -> Option<String> {
-    let (y, m, d): (i64, i64, i64) = (date.get(0..4)?.parse().ok()?, date.get(4..6)?.parse().ok()?, date.get(6..8)?.parse().ok()?);
-    let yy = if m <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let z = era * 146097 + doe - 719468 + days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + (m <= 2) as i64;
-    Some(format!("{y:04}{m:02}{d:02}"))
 }
 
 /// Days between the visits: two months, a usual first check after TACE.
@@ -168,18 +147,4 @@ fn write_pair(a: &FromStudyArgs, study: &hepaview::study::Study, pair: &Simulate
     let bytes = serde_json::to_vec_pretty(&truth)?;
     dicom_write::write_new_file(&out.join("truth.json"), &bytes)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::add_days;
-
-    #[test]
-    fn dates_cross_months_years_and_leap_days() {
-        assert_eq!(add_days("20010812", 61).as_deref(), Some("20011012"));
-        assert_eq!(add_days("20241215", 61).as_deref(), Some("20250214"));
-        assert_eq!(add_days("20240130", 30).as_deref(), Some("20240229"));
-        assert_eq!(add_days("20230130", 30).as_deref(), Some("20230301"));
-        assert_eq!(add_days("bad", 1), None);
-    }
 }

@@ -110,6 +110,41 @@ pub fn derived_meta(
     })
 }
 
+/// `(year, month, day)` of `days` since 1970-01-01 (H. Hinnant's civil-from-days), so DICOM
+/// dates are real calendar dates without a date crate.
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + (m <= 2) as i64, m, d)
+}
+
+/// Days since 1970-01-01 of a calendar date (the inverse of [`civil_from_days`]).
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let yy = if m <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A DICOM date (`YYYYMMDD`) moved by `days`; `None` when `date` is not one.
+pub fn add_days(date: &str, days: i64) -> Option<String> {
+    let field = |r: std::ops::Range<usize>| date.get(r).filter(|s| s.bytes().all(|b| b.is_ascii_digit())).and_then(|s| s.parse::<i64>().ok());
+    let (y, m, d) = (field(0..4)?, field(4..6)?, field(6..8)?);
+    if date.len() != 8 || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let (y, m, d) = civil_from_days(days_from_civil(y, m, d) + days);
+    Some(format!("{y:04}{m:02}{d:02}"))
+}
+
 /// Why a series could not be written. Each message names the file or field and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -423,6 +458,20 @@ fn validate_meta(m: &SeriesMeta) -> Result<(), WriteError> {
 mod tests {
     use super::*;
     use crate::volume::{Geometry, Volume};
+
+    #[test]
+    fn dates_cross_months_years_and_leap_days() {
+        assert_eq!(add_days("20010812", 61).as_deref(), Some("20011012"));
+        assert_eq!(add_days("20241215", 61).as_deref(), Some("20250214"));
+        assert_eq!(add_days("20240130", 30).as_deref(), Some("20240229"));
+        assert_eq!(add_days("20230130", 30).as_deref(), Some("20230301"));
+        assert_eq!(add_days("19700101", 0).as_deref(), Some("19700101"));
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        for bad in ["bad", "2001081", "20011312", "2001-08-12", "+0010812"] {
+            assert_eq!(add_days(bad, 1), None, "{bad}");
+        }
+    }
 
     pub(crate) fn meta() -> SeriesMeta {
         SeriesMeta {

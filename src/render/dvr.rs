@@ -519,15 +519,7 @@ impl DvrRenderer {
         };
         let march = pipeline("hepaview dvr march", &march_layout, "fs_march", MARCH_FORMAT, None, false);
         let composite = pipeline("hepaview dvr composite", &composite_layout, "fs_composite", COLOR_FORMAT, Some(over), true);
-        let sampler = device.create_sampler(&wgpu::SamplerDescriptor {
-            label: Some("hepaview dvr linear"),
-            address_mode_u: wgpu::AddressMode::ClampToEdge,
-            address_mode_v: wgpu::AddressMode::ClampToEdge,
-            address_mode_w: wgpu::AddressMode::ClampToEdge,
-            mag_filter: wgpu::FilterMode::Linear,
-            min_filter: wgpu::FilterMode::Linear,
-            ..Default::default()
-        });
+        let sampler = super::gpu::clamped_sampler(device, "hepaview dvr linear", wgpu::FilterMode::Linear);
         let tables = TransferPreset::ALL
             .iter()
             .map(|&p| {

@@ -27,6 +27,20 @@ use egui_wgpu::wgpu;
 use egui_wgpu::wgpu::util::DeviceExt as _;
 
 use super::camera::{mat_mul, to_gpu, translation, Camera};
+
+/// A sampler that clamps to the edge on every axis and filters with `filter` within one
+/// mip level: what the slice and volume shaders sample their 3D textures with.
+pub fn clamped_sampler(device: &wgpu::Device, label: &str, filter: wgpu::FilterMode) -> wgpu::Sampler {
+    device.create_sampler(&wgpu::SamplerDescriptor {
+        label: Some(label),
+        address_mode_u: wgpu::AddressMode::ClampToEdge,
+        address_mode_v: wgpu::AddressMode::ClampToEdge,
+        address_mode_w: wgpu::AddressMode::ClampToEdge,
+        mag_filter: filter,
+        min_filter: filter,
+        ..Default::default()
+    })
+}
 use super::dvr::{DvrParams, DvrRenderer, DvrVolume, GpuDvrVolume};
 use super::scene::Scene;
 use crate::mesh::ObjectKind;

@@ -187,24 +187,10 @@ impl SliceRenderer {
             empty_ct: empty(wgpu::TextureFormat::R16Float, "hepaview empty ct"),
             // trilinear within a level; the shader clamps positions to texel centres first,
             // so the edge mode never decides a value
-            linear: device.create_sampler(&wgpu::SamplerDescriptor {
-                label: Some("hepaview slice trilinear"),
-                address_mode_u: wgpu::AddressMode::ClampToEdge,
-                address_mode_v: wgpu::AddressMode::ClampToEdge,
-                address_mode_w: wgpu::AddressMode::ClampToEdge,
-                mag_filter: wgpu::FilterMode::Linear,
-                min_filter: wgpu::FilterMode::Linear,
-                ..Default::default()
-            }),
+            linear: crate::render::gpu::clamped_sampler(device, "hepaview slice trilinear", wgpu::FilterMode::Linear),
             // the shader rounds positions to texel centres itself (halves up, as the CPU
             // reslicer does), so this only fetches
-            nearest: device.create_sampler(&wgpu::SamplerDescriptor {
-                label: Some("hepaview slice nearest"),
-                address_mode_u: wgpu::AddressMode::ClampToEdge,
-                address_mode_v: wgpu::AddressMode::ClampToEdge,
-                address_mode_w: wgpu::AddressMode::ClampToEdge,
-                ..Default::default()
-            }),
+            nearest: crate::render::gpu::clamped_sampler(device, "hepaview slice nearest", wgpu::FilterMode::Nearest),
             empty_mask: empty(wgpu::TextureFormat::R8Unorm, "hepaview empty mask"),
             srgb_target: target_format.is_srgb(),
         };
