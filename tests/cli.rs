@@ -387,8 +387,12 @@ fn open_reads_a_mask_beside_a_dicom_folder_and_refuses_what_it_cannot_use() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
     assert!(hepaview().arg("demo").arg("--small").arg("--out").arg(&dir).status().unwrap().success());
+    // the viewer's autosave folder inside the study is not a problem to report
+    std::fs::create_dir_all(dir.join("dicom/.hepaview-session")).unwrap();
+    std::fs::write(dir.join("dicom/.hepaview-session/manifest.json"), b"{}").unwrap();
     let s = hepaview::study::Study::open(&[dir.join("dicom"), dir.join("labels.nii.gz")]).unwrap();
     assert!(s.labels.is_some());
+    assert!(s.warnings.iter().all(|w| !w.to_string().contains("hepaview-session")), "{:?}", s.warnings);
     let e = hepaview::study::Study::open(&[dir.join("dicom"), dir.join("anatomy.nii.gz")]).err().expect("an image NIfTI beside DICOM is refused").to_string();
     assert!(e.contains("anatomy.nii.gz") && e.contains("cannot join a DICOM study"), "{e}");
     let e = hepaview::study::Study::open(&[dir.join("dicom"), dir.join("labels.nii.gz"), dir.join("labels.nii.gz")]).err().expect("two masks are refused").to_string();

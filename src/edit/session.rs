@@ -153,13 +153,15 @@ pub fn user_data_home() -> Option<PathBuf> {
     }
 }
 
+use crate::io::SESSION_DIR_NAME;
+
 /// The session folder beside a study, whether or not it can be written.
 pub fn beside_study_dir(study: &Path) -> PathBuf {
     if study.is_dir() {
-        study.join(".hepaview-session")
+        study.join(SESSION_DIR_NAME)
     } else {
         let name = study.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "study".into());
-        study.parent().unwrap_or(Path::new(".")).join(".hepaview-session").join(name)
+        study.parent().unwrap_or(Path::new(".")).join(SESSION_DIR_NAME).join(name)
     }
 }
 

@@ -228,6 +228,8 @@ fn list_files(root: &Path) -> Result<Vec<PathBuf>, DicomError> {
     let mut files: Vec<PathBuf> = walkdir::WalkDir::new(root)
         .follow_links(true)
         .into_iter()
+        // the viewer's own autosave folder beside a study holds no images: not a problem to report
+        .filter_entry(|e| !(e.depth() > 0 && e.file_type().is_dir() && e.file_name() == super::SESSION_DIR_NAME))
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_file())
         .map(|e| e.into_path())

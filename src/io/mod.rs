@@ -12,6 +12,10 @@ pub mod seg;
 use std::fmt;
 use std::path::PathBuf;
 
+/// The folder the viewer keeps its autosave in beside a study (`edit::session`). It holds no
+/// images, so study scans skip it rather than report its files as problems.
+pub const SESSION_DIR_NAME: &str = ".hepaview-session";
+
 /// A soft problem found while reading: the data still loads, but the user should know.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Warning {
