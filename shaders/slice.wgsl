@@ -82,26 +82,28 @@ fn texel_centre(t: vec3<f32>, dims: vec3<f32>) -> vec3<f32> {
     return (floor(t + vec3<f32>(0.5)) + vec3<f32>(0.5)) / dims;
 }
 
-fn sample_ct(t: vec3<f32>) -> f32 {
-    if (!LINEAR) {
-        return textureSampleLevel(ct_tex, nearest, texel_centre(t, u.ct_dims.xyz), 0.0).r;
-    }
-    // One filtered fetch. Clamping the position to the outer texel centres first matches
-    // volume::trilinear at the half-voxel border (and leaves the edge mode no say).
-    let tc = clamp(t, vec3<f32>(0.0), u.ct_dims.xyz - vec3<f32>(1.0));
-    return textureSampleLevel(ct_tex, trilinear, (tc + vec3<f32>(0.5)) / u.ct_dims.xyz, 0.0).r;
+// `tex` (of size `dims`) at texel position `t`, nearest.
+fn fetch_nearest(tex: texture_3d<f32>, dims: vec3<f32>, t: vec3<f32>) -> f32 {
+    return textureSampleLevel(tex, nearest, texel_centre(t, dims), 0.0).r;
 }
 
-fn load_layer(t: vec3<f32>) -> f32 {
-    return textureSampleLevel(layer_tex, nearest, texel_centre(t, u.layer_dims.xyz), 0.0).r;
+// `tex` at `t` as the pipeline samples: nearest, or one filtered fetch. Clamping the position
+// to the outer texel centres first matches volume::trilinear at the half-voxel border (and
+// leaves the edge mode no say).
+fn fetch(tex: texture_3d<f32>, dims: vec3<f32>, t: vec3<f32>) -> f32 {
+    if (!LINEAR) {
+        return fetch_nearest(tex, dims, t);
+    }
+    let tc = clamp(t, vec3<f32>(0.0), dims - vec3<f32>(1.0));
+    return textureSampleLevel(tex, trilinear, (tc + vec3<f32>(0.5)) / dims, 0.0).r;
+}
+
+fn sample_ct(t: vec3<f32>) -> f32 {
+    return fetch(ct_tex, u.ct_dims.xyz, t);
 }
 
 fn sample_layer(t: vec3<f32>) -> f32 {
-    if (!LINEAR) {
-        return load_layer(t);
-    }
-    let tc = clamp(t, vec3<f32>(0.0), u.layer_dims.xyz - vec3<f32>(1.0));
-    return textureSampleLevel(layer_tex, trilinear, (tc + vec3<f32>(0.5)) / u.layer_dims.xyz, 0.0).r;
+    return fetch(layer_tex, u.layer_dims.xyz, t);
 }
 
 fn windowed(hu: f32) -> f32 {
@@ -132,7 +134,7 @@ fn apply_layer(rgb_in: vec3<f32>, grey: f32, d: vec2<f32>) -> vec3<f32> {
                 rgb = mix(rgb, heat(min(v, 1.0)), u.layer_a.z);
             }
         } else if (mode == 3u) {
-            let bits = u32(load_layer(t));
+            let bits = u32(fetch_nearest(layer_tex, u.layer_dims.xyz, t));
             if ((bits & u.layer_mode.y) != 0u) {
                 rgb = mix(rgb, u.layer_a.rgb, 0.85);
             }
@@ -146,7 +148,7 @@ fn label_at(t: vec3<f32>) -> u32 {
     if (!inside(t, u.mask_dims.xyz)) {
         return 0u;
     }
-    return u32(textureSampleLevel(mask_tex, nearest, texel_centre(t, u.mask_dims.xyz), 0.0).r * 255.0 + 0.5);
+    return u32(fetch_nearest(mask_tex, u.mask_dims.xyz, t) * 255.0 + 0.5);
 }
 
 fn linear_from_gamma(c: vec3<f32>) -> vec3<f32> {

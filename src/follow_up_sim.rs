@@ -138,25 +138,20 @@ pub fn liver_seed(reference: &CtVolume, rough_liver: &Mask) -> Option<Lps> {
     if rough_liver.geometry.shape != reference.geometry.shape {
         return None;
     }
-    let outside = rough_liver.data.mapv(|l| l != LIVER);
-    let d2 = crate::cluster::squared_distance_mm2(&outside, rough_liver.geometry.spacing_mm);
-    let ((k, j, i), _) = d2
-        .indexed_iter()
-        .filter(|&(idx, &d)| d > 0.0 && (80..=180).contains(&reference.data[idx]))
-        .max_by(|a, b| a.1.total_cmp(b.1))?;
-    Some(reference.geometry.index_to_world([i as f64, j as f64, k as f64]))
+    deepest_where(rough_liver, |l| l == LIVER, |idx| (80..=180).contains(&reference.data[idx])).map(|(p, _)| p)
 }
 
 fn count_ml(mask: &Mask, pred: impl Fn(u8) -> bool) -> f64 {
     mask.data.iter().filter(|&&l| pred(l)).count() as f64 * crate::cluster::voxel_volume_ml(&mask.geometry)
 }
 
-/// The deepest liver point (largest distance to the outside) and that depth (mm).
-fn deepest(liver: &Mask) -> (Lps, f64) {
-    let outside = liver.data.mapv(|l| l == 0);
-    let d2 = crate::cluster::squared_distance_mm2(&outside, liver.geometry.spacing_mm);
-    let ((k, j, i), &best) = d2.indexed_iter().max_by(|a, b| a.1.total_cmp(b.1)).unwrap_or(((0, 0, 0), &0.0));
-    (liver.geometry.index_to_world([i as f64, j as f64, k as f64]), (best as f64).sqrt())
+/// The voxel of `mask` deepest inside the labels `inside` picks (largest distance to any
+/// other voxel) among those `accept` takes, and that depth (mm).
+fn deepest_where(mask: &Mask, inside: impl Fn(u8) -> bool, accept: impl Fn((usize, usize, usize)) -> bool) -> Option<(Lps, f64)> {
+    let outside = mask.data.mapv(|l| !inside(l));
+    let d2 = crate::cluster::squared_distance_mm2(&outside, mask.geometry.spacing_mm);
+    let ((k, j, i), &best) = d2.indexed_iter().filter(|&(idx, &d)| d > 0.0 && accept(idx)).max_by(|a, b| a.1.total_cmp(b.1))?;
+    Some((mask.geometry.index_to_world([i as f64, j as f64, k as f64]), (best as f64).sqrt()))
 }
 
 /// The lesion: an ellipsoid, and after treatment its parts.
@@ -341,7 +336,7 @@ pub fn simulate_follow_up(phases: &[SimPhase], liver: &Mask, opts: &SimOptions) 
     if !phases.iter().any(|p| p.volume.geometry.shape == liver.geometry.shape && p.volume.geometry.max_corner_distance_mm(&liver.geometry) <= 0.01) {
         return Err(SimError::GridMismatch);
     }
-    let (centre, depth) = deepest(liver);
+    let (centre, depth) = deepest_where(liver, |l| l != 0, |_| true).ok_or(SimError::TooThin { depth_mm: 0.0 })?;
     if depth < 12.0 {
         return Err(SimError::TooThin { depth_mm: depth });
     }

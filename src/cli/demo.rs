@@ -13,7 +13,7 @@ use hepaview::io::phase::Phase;
 use hepaview::segment::{self, InferOptions};
 use hepaview::volume::{Field, Lps};
 
-use super::{open_study, progress_bar_1000, source_series};
+use super::{is_nifti, open_study, progress_bar_1000, source_series};
 
 pub(crate) struct FromStudyArgs {
     pub paths: Vec<PathBuf>,
@@ -84,26 +84,24 @@ pub(crate) fn demo_from_study(a: FromStudyArgs) -> Result<()> {
     let opts = SimOptions { shrink: a.shrink, ..SimOptions::new(reference.geometry.centre_mm()) };
     eprintln!("Implanting the lesion and simulating the follow-up…");
     let pair = follow_up_sim::simulate_follow_up(&phases, &liver, &opts)?;
-    write_pair(&a, &study, &pair)?;
+    // as `Study::open` decides: DICOM unless every path is NIfTI
+    let dicom = !a.paths.iter().all(|p| is_nifti(p));
+    write_pair(&a, &study, &pair, dicom)?;
     let t = &pair.truth;
     println!(
         "Liver {:.0} mL; lesion at {:.1?} mm: {:.2} mL → {:.2} mL (viable {:.2}, necrotic {:.2}, lipiodol {:.2}); longest axial diameter {:.1} → {:.1} mm (viable {:.1}): RECIST 1.1 {:?}, mRECIST {:?}",
         t.liver_ml, t.lesion_centre_mm, t.baseline_ml, t.followup_ml, t.viable_ml, t.necrotic_ml, t.lipiodol_ml, t.baseline_long_axis_mm, t.followup_long_axis_mm, t.followup_viable_long_axis_mm, t.recist, t.mrecist
     );
     println!("Written to {}; truth in truth.json. Next:", out.display());
-    let (b, f) = (visit_input(out, "baseline", &study), visit_input(out, "followup", &study));
+    let (b, f) = (visit_input(out, "baseline", &study, dicom), visit_input(out, "followup", &study, dicom));
     println!("  hepaview compare --baseline {b} --baseline-mask {0}/baseline/mask.nii.gz --followup {f} --followup-mask {0}/followup/mask.nii.gz --out {0}/compare", out.display());
     println!("  hepaview open {b} {0}/baseline/mask.nii.gz --follow-up {f} {0}/followup/mask.nii.gz", out.display());
     Ok(())
 }
 
-fn is_dicom_study(study: &hepaview::study::Study) -> bool {
-    !study.phases.iter().all(|p| p.source.to_string_lossy().to_lowercase().contains(".nii"))
-}
-
 /// What to give `compare` or `open` for one visit: its DICOM folder, or its NIfTI phases.
-fn visit_input(out: &Path, visit: &str, study: &hepaview::study::Study) -> String {
-    if is_dicom_study(study) {
+fn visit_input(out: &Path, visit: &str, study: &hepaview::study::Study, dicom: bool) -> String {
+    if dicom {
         out.join(visit).join("dicom").display().to_string()
     } else {
         study.phases.iter().map(|p| out.join(visit).join(format!("{}.nii.gz", p.phase().slug())).display().to_string()).collect::<Vec<_>>().join(" ")
@@ -112,9 +110,9 @@ fn visit_input(out: &Path, visit: &str, study: &hepaview::study::Study) -> Strin
 
 /// Each visit as the source came (DICOM series of a new study, or NIfTI phases), its mask,
 /// the follow-up's parts and the truth.
-fn write_pair(a: &FromStudyArgs, study: &hepaview::study::Study, pair: &SimulatedPair) -> Result<()> {
+fn write_pair(a: &FromStudyArgs, study: &hepaview::study::Study, pair: &SimulatedPair, dicom: bool) -> Result<()> {
     let out = &a.out;
-    let series = if is_dicom_study(study) { Some(source_series(&a.paths, study)?) } else { None };
+    let series = if dicom { Some(source_series(&a.paths, study)?) } else { None };
     let source_uid = series.as_ref().and_then(|s| s.iter().flatten().next()).map(|s| s.study_uid.clone()).unwrap_or_default();
     for (visit, phases, days) in [("baseline", &pair.baseline, 0), ("followup", &pair.followup, FOLLOW_UP_DAYS)] {
         let dir = out.join(visit);

@@ -796,7 +796,7 @@ fn register_cmd(
     Ok(())
 }
 
-fn is_nifti(p: &Path) -> bool {
+pub(crate) fn is_nifti(p: &Path) -> bool {
     let s = p.to_string_lossy().to_lowercase();
     s.ends_with(".nii") || s.ends_with(".nii.gz")
 }

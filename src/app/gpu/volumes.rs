@@ -1,8 +1,8 @@
 //! 3D textures of CT volumes (`R16Float`) and label masks (`R8Unorm`), uploaded once per
 //! [`VolumeKey`] and kept in egui_wgpu's `CallbackResources` as a [`VolumeCache`].
 //!
-//! Neither format is filterable, so the slice shader reads texels with `textureLoad` and
-//! interpolates itself; in exchange HU and labels reach the shader exactly.
+//! Both are float formats so the slice shader reads them through samplers (one filtered
+//! fetch for trilinear); labels reach the shader exactly, HU exactly within ±2048.
 //!
 //! The cache only hears about volumes when a paint callback asks for one, so it cannot know
 //! when the app dropped a volume. It forgets textures by disuse instead: every request is
