@@ -1,6 +1,7 @@
-// One viewport of an MPR plane: samples the CT 3D texture along the screen plane, applies
-// window/level, and blends a label mask and optionally a second image (the registration
-// overlays: colour fusion, displacement heat map, deformation grid) over it in one pass.
+// One viewport of an MPR plane: `fs_main` samples the CT 3D texture along the screen plane,
+// applies window/level and blends optionally a second image (the registration overlays:
+// colour fusion, displacement heat map, deformation grid) in one pass; `fs_overlay` then
+// blends the label mask over it in a second, alpha-blended draw.
 //
 // The plane arrives already in texel space (the CPU composes world→texel with the screen
 // plane in f64), so the shader never handles LPS millimetres: world positions of several
@@ -24,8 +25,8 @@ struct Uniforms {
     mask_dims: vec4<f32>,
     // level (HU), width (HU), overlay opacity, unused.
     window: vec4<f32>,
-    // interp (0 nearest, 1 linear), outline (0/1), sRGB target (0/1), unused. The first
-    // two choose the pipeline (see the overrides below); only sRGB is read here.
+    // interp (0 nearest, 1 linear), outline (0/1), sRGB target (0/1), unused. They choose
+    // the pipeline (see the overrides below) and are not read here.
     flags: vec4<u32>,
     palette: array<vec4<f32>, 16>,
     // The second image (layer), like the CT; w of layer_dims = 1 when one is drawn.
@@ -46,7 +47,6 @@ struct Uniforms {
 // every fragment pay for trilinear sampling and the outline test; constants let the
 // compiler drop the unused code instead.
 override LINEAR: bool = true;
-override OVERLAY: bool = true;
 override OUTLINE: bool = false;
 // The target stores sRGB: re-encode display values (pow per channel: costly on llvmpipe).
 override SRGB: bool = false;
@@ -173,29 +173,39 @@ fn fs_main(@builtin(position) frag: vec4<f32>) -> @location(0) vec4<f32> {
         rgb = apply_layer(rgb, grey, d);
     }
 
-    if (OVERLAY && u.mask_dims.w > 0.5) {
-        let m = u.mask_centre.xyz + d.x * u.mask_right.xyz + d.y * u.mask_down.xyz;
-        let label = label_at(m);
-        if (label > 0u) {
-            var show = true;
-            if (OUTLINE) {
-                // Boundary in screen space: some 4-neighbour pixel shows another label.
-                let l = label_at(m - u.mask_right.xyz);
-                let r = label_at(m + u.mask_right.xyz);
-                let up = label_at(m - u.mask_down.xyz);
-                let dn = label_at(m + u.mask_down.xyz);
-                show = l != label || r != label || up != label || dn != label;
-            }
-            if (show) {
-                let c = u.palette[min(label, 15u)];
-                rgb = mix(rgb, c.rgb, c.a * u.window.z);
-            }
-        }
-    }
-
     // Colours above are display (gamma) values; an sRGB target re-encodes on store.
     if (SRGB) {
         rgb = linear_from_gamma(rgb);
     }
     return vec4<f32>(rgb, 1.0);
+}
+
+// The label mask over what `fs_main` drew, through alpha blending (for a non-sRGB target the
+// same as mixing in the shader). A second draw rather than a branch of `fs_main`: on lavapipe
+// the overlay code inside the CT shader slowed every fragment of the viewport by about twice
+// the cost of this pass, which the caller also limits (scissor) to where labels can be.
+@fragment
+fn fs_overlay(@builtin(position) frag: vec4<f32>) -> @location(0) vec4<f32> {
+    let d = frag.xy - u.viewport_px.xy - 0.5 * u.viewport_px.zw;
+    let m = u.mask_centre.xyz + d.x * u.mask_right.xyz + d.y * u.mask_down.xyz;
+    let label = label_at(m);
+    if (label == 0u) {
+        discard;
+    }
+    if (OUTLINE) {
+        // Boundary in screen space: some 4-neighbour pixel shows another label.
+        let l = label_at(m - u.mask_right.xyz);
+        let r = label_at(m + u.mask_right.xyz);
+        let up = label_at(m - u.mask_down.xyz);
+        let dn = label_at(m + u.mask_down.xyz);
+        if (l == label && r == label && up == label && dn == label) {
+            discard;
+        }
+    }
+    let c = u.palette[min(label, 15u)];
+    var rgb = c.rgb;
+    if (SRGB) {
+        rgb = linear_from_gamma(rgb);
+    }
+    return vec4<f32>(rgb, c.a * u.window.z);
 }

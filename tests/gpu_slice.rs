@@ -361,6 +361,47 @@ fn outline_overlay_colours_only_the_boundary() {
     }
 }
 
+/// The overlay is a second draw limited to the labels' projected box: on an oblique plane, in
+/// a viewport that does not start at the framebuffer's origin, exactly the pixels whose
+/// point the CPU finds labelled change colour, and the rest equal the same view drawn
+/// without an overlay.
+#[test]
+fn oblique_overlay_colours_exactly_the_labelled_pixels() {
+    let (w, h) = (24u32, 22u32);
+    let size = [2.0 * w as f32, h as f32];
+    let left = egui::Rect::from_min_size(egui::pos2(0.0, 0.0), egui::vec2(w as f32, h as f32));
+    let right = egui::Rect::from_min_size(egui::pos2(w as f32, 0.0), egui::vec2(w as f32, h as f32));
+    let s = std::f64::consts::FRAC_1_SQRT_2;
+    let (c, sn) = (0.8f64, 0.6f64);
+    let plane = ScreenPlane { centre_mm: world(9.3, 5.9, 3.6), right: [s, s, 0.0], down: [-s * c, s * c, -sn], mm_per_px: 0.6 };
+    let plain = desc(plane, window(-500.0, 80.0), Interp::Linear);
+    let mut labelled = plain.clone();
+    labelled.overlay = Some(OverlayDesc { mask: mask(), key: 7, opacity: 0.6, outline: false, palette: palette(), previous: None });
+    let Some(img) = render(vec![(left, plain), (right, labelled)], size) else { return };
+    let m = mask();
+    let (mut shown, mut hidden) = (0, 0);
+    for v in 0..h {
+        for u in 0..w {
+            let p = pixel_world(&plane, [w as f32, h as f32], u, v);
+            // pixels within a hair of a mask voxel's edge may round either way in f32
+            let ijk = m.geometry.world_to_index(p);
+            if ijk.iter().any(|&x| ((x + 0.5) - (x + 0.5).round()).abs() < 1e-3) {
+                continue;
+            }
+            let label = m.sample_world(p, Interp::Nearest).unwrap_or(0.0);
+            let (base, over) = (px(&img, u, v), px(&img, w + u, v));
+            if label > 0.0 {
+                shown += 1;
+                assert_ne!(base, over, "labelled pixel ({u}, {v}) shows its label");
+            } else {
+                hidden += 1;
+                assert_eq!(base, over, "unlabelled pixel ({u}, {v}) keeps the CT");
+            }
+        }
+    }
+    assert!(shown > 20 && hidden > 20, "the plane should cross labels and background ({shown} / {hidden})");
+}
+
 #[test]
 fn volume_over_the_device_limit_is_downsampled_not_dropped() {
     let size = [16.0, 16.0];

@@ -122,6 +122,35 @@ impl VoxelBox {
     pub fn shape(&self) -> [usize; 3] {
         [self.hi[0] - self.lo[0], self.hi[1] - self.lo[1], self.hi[2] - self.lo[2]]
     }
+
+    /// The smallest box holding every voxel of `data` that `keep` accepts, or `None`.
+    /// Scans slabs in parallel and each row from both ends, so a mostly empty mask costs
+    /// little more than reading it.
+    pub fn enclosing(data: ndarray::ArrayView3<'_, u8>, keep: impl Fn(u8) -> bool + Sync) -> Option<VoxelBox> {
+        use ndarray::Axis;
+        use rayon::prelude::*;
+        let per_slab: Vec<Option<VoxelBox>> = data
+            .axis_iter(Axis(0))
+            .into_par_iter()
+            .enumerate()
+            .map(|(k, slab)| {
+                let mut b: Option<VoxelBox> = None;
+                for (j, row) in slab.outer_iter().enumerate() {
+                    let Some(i0) = row.iter().position(|&v| keep(v)) else { continue };
+                    let i1 = row.len() - row.iter().rev().position(|&v| keep(v)).unwrap_or(0);
+                    let one = VoxelBox { lo: [k, j, i0], hi: [k + 1, j + 1, i1] };
+                    b = Some(b.map_or(one, |x| x.union(&one)));
+                }
+                b
+            })
+            .collect();
+        per_slab.into_iter().flatten().reduce(|a, b| a.union(&b))
+    }
+
+    /// This box moved by `by` voxels (`[z, y, x]`).
+    pub fn offset(&self, by: [usize; 3]) -> VoxelBox {
+        VoxelBox { lo: [0, 1, 2].map(|a| self.lo[a] + by[a]), hi: [0, 1, 2].map(|a| self.hi[a] + by[a]) }
+    }
 }
 
 /// The bricks of a grid: brick `(bz, by, bx)` holds voxels `[16·b, 16·b + 16)` clipped to

@@ -1,5 +1,6 @@
 //! The slice pipeline: draws one [`SliceViewDesc`] into its viewport straight from the 3D
-//! textures of [`super::volumes`], with window/level and the label overlay in one pass.
+//! textures of [`super::volumes`]: the CT with window/level (and any registration layer) in
+//! one draw, the label overlay in a second, alpha-blended draw limited to where labels lie.
 //!
 //! The pipeline ([`SliceRenderer`]) is made once by [`install`], because egui_wgpu tells
 //! the callbacks neither the target format nor anything else about the render pass before
@@ -13,8 +14,9 @@ use egui_wgpu::wgpu;
 use egui_wgpu::wgpu::util::DeviceExt as _;
 
 use super::volumes::{TexelMap, VolumeCache};
-use super::{LayerKind, SliceViewDesc};
-use crate::volume::Interp;
+use super::{LayerKind, ScreenPlane, SliceViewDesc};
+use crate::edit::VoxelBox;
+use crate::volume::{dot, sub, Geometry, Interp};
 
 const SHADER: &str = include_str!("../../../shaders/slice.wgsl");
 
@@ -57,9 +59,10 @@ pub struct SliceUniforms {
 
 /// The pipeline and its fixed resources, kept in `CallbackResources`.
 pub struct SliceRenderer {
-    /// One per drawing mode, indexed by [`variant`]: linear ×1, overlay ×2, outline ×4,
-    /// layer ×8. Those with a layer are made on first use: most sessions never need them,
-    /// and each costs lavapipe a shader compile at startup.
+    /// One per drawing mode: the CT draw indexed by [`variant`] (linear ×1, layer ×2), then
+    /// the overlay draw at [`OVERLAY_PIPELINES`] + outline. Those with a layer are made on
+    /// first use: most sessions never need them, and each costs lavapipe a shader compile
+    /// at startup.
     pipelines: Vec<Option<wgpu::RenderPipeline>>,
     layout: wgpu::BindGroupLayout,
     shader: wgpu::ShaderModule,
@@ -177,7 +180,7 @@ impl SliceRenderer {
                 .create_view(&wgpu::TextureViewDescriptor::default())
         };
         let mut renderer = SliceRenderer {
-            pipelines: (0..16).map(|_| None).collect(),
+            pipelines: (0..OVERLAY_PIPELINES + 2).map(|_| None).collect(),
             layout,
             shader,
             pipeline_layout,
@@ -194,24 +197,24 @@ impl SliceRenderer {
             empty_mask: empty(wgpu::TextureFormat::R8Unorm, "hepaview empty mask"),
             srgb_target: target_format.is_srgb(),
         };
-        for v in 0..8 {
+        for v in [0, 1, OVERLAY_PIPELINES, OVERLAY_PIPELINES + 1] {
             renderer.ensure_pipeline(device, v);
         }
         renderer
     }
 
-    /// Makes the pipeline of variant `v` (see [`variant`]) unless it exists.
+    /// Makes pipeline `v` (see [`variant`] and [`overlay_variant`]) unless it exists.
     fn ensure_pipeline(&mut self, device: &wgpu::Device, v: usize) {
         if self.pipelines.get(v).is_none_or(|p| p.is_some()) {
             return;
         }
-        let constants = [
-            ("LINEAR", (v & 1) as f64),
-            ("OVERLAY", ((v >> 1) & 1) as f64),
-            ("OUTLINE", ((v >> 2) & 1) as f64),
-            ("LAYER", ((v >> 3) & 1) as f64),
-            ("SRGB", self.target_format.is_srgb() as u8 as f64),
-        ];
+        let overlay = v >= OVERLAY_PIPELINES;
+        let srgb = self.target_format.is_srgb() as u8 as f64;
+        let constants: Vec<(&str, f64)> = if overlay {
+            vec![("OUTLINE", (v - OVERLAY_PIPELINES) as f64), ("SRGB", srgb)]
+        } else {
+            vec![("LINEAR", (v & 1) as f64), ("LAYER", ((v >> 1) & 1) as f64), ("SRGB", srgb)]
+        };
         let pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
             label: Some("hepaview slice pipeline"),
             layout: Some(&self.pipeline_layout),
@@ -223,9 +226,13 @@ impl SliceRenderer {
             },
             fragment: Some(wgpu::FragmentState {
                 module: &self.shader,
-                entry_point: Some("fs_main"),
+                entry_point: Some(if overlay { "fs_overlay" } else { "fs_main" }),
                 compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, ..Default::default() },
-                targets: &[Some(wgpu::ColorTargetState { format: self.target_format, blend: None, write_mask: wgpu::ColorWrites::ALL })],
+                targets: &[Some(wgpu::ColorTargetState {
+                    format: self.target_format,
+                    blend: overlay.then_some(wgpu::BlendState::ALPHA_BLENDING),
+                    write_mask: wgpu::ColorWrites::ALL,
+                })],
             }),
             primitive: wgpu::PrimitiveState::default(),
             // Slices are flat 2D views: present in a depth pass, they neither test nor write.
@@ -250,8 +257,9 @@ pub struct SliceCallback {
     pub rect: egui::Rect,
     pub desc: SliceViewDesc,
     /// Made in `prepare`, used in `paint`: the only hand-over egui_wgpu offers per callback.
-    /// With it, the pipeline variant the uniforms were made for.
-    bind_group: Mutex<Option<(wgpu::BindGroup, usize)>>,
+    /// With it, the pipelines the uniforms were made for: the CT draw's, and the overlay
+    /// draw's with the framebuffer pixels it may touch.
+    bind_group: Mutex<Option<(wgpu::BindGroup, usize, Option<(usize, PxRect)>)>>,
 }
 
 impl SliceCallback {
@@ -283,12 +291,50 @@ fn dims4(tex: &TexelMap) -> [f32; 4] {
     [tex.dims[0] as f32, tex.dims[1] as f32, tex.dims[2] as f32, 1.0]
 }
 
-/// Index of the pipeline for these uniforms: bit 0 linear, bit 1 overlay, bit 2 outline,
-/// bit 3 layer.
+/// Framebuffer pixels `[x0, y0, x1, y1]`, end exclusive.
+pub type PxRect = [i64; 4];
+
+/// The framebuffer pixels of a viewport (`viewport`, px) showing `plane` where labels of
+/// `labelled` (a voxel box of a mask on `geometry`, drawn from every `step`-th voxel) can
+/// appear: the projection of the box, grown by each texel's half extent and a pixel, onto
+/// the screen. The plane's cut through the box lies inside that projection, so nothing
+/// outside it can show a label.
+pub fn overlay_rect_px(plane: &ScreenPlane, viewport: [f32; 4], geometry: &Geometry, labelled: &VoxelBox, step: [u32; 3]) -> PxRect {
+    // (x, y, z) index bounds of the box, out to the edges of its outer texels
+    let half = step.map(|s| 0.5 * s as f64);
+    let lo = [labelled.lo[2] as f64 - half[0], labelled.lo[1] as f64 - half[1], labelled.lo[0] as f64 - half[2]];
+    let hi = [labelled.hi[2] as f64 - 1.0 + half[0], labelled.hi[1] as f64 - 1.0 + half[1], labelled.hi[0] as f64 - 1.0 + half[2]];
+    let (mut x0, mut y0, mut x1, mut y1) = (f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY);
+    for c in 0..8 {
+        let ijk = [0, 1, 2].map(|a| if c >> a & 1 == 0 { lo[a] } else { hi[a] });
+        let rel = sub(geometry.index_to_world(ijk), plane.centre_mm);
+        // continuous framebuffer position: pixel x is centred at x + 0.5 (see the shader)
+        let x = viewport[0] as f64 + 0.5 * viewport[2] as f64 + dot(rel, plane.right) / plane.mm_per_px;
+        let y = viewport[1] as f64 + 0.5 * viewport[3] as f64 + dot(rel, plane.down) / plane.mm_per_px;
+        (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+    }
+    let to_px = |v: f64| v.clamp(-1e9, 1e9) as i64;
+    [to_px(x0.floor()) - 1, to_px(y0.floor()) - 1, to_px(x1.ceil()) + 1, to_px(y1.ceil()) + 1]
+}
+
+/// `a ∩ b`, or `None` when empty.
+fn intersect(a: PxRect, b: PxRect) -> Option<PxRect> {
+    let r = [a[0].max(b[0]), a[1].max(b[1]), a[2].min(b[2]), a[3].min(b[3])];
+    (r[0] < r[2] && r[1] < r[3]).then_some(r)
+}
+
+/// Where the overlay draw's pipelines start in [`SliceRenderer`]'s list.
+const OVERLAY_PIPELINES: usize = 4;
+
+/// Index of the CT draw's pipeline for these uniforms: bit 0 linear, bit 1 layer.
 pub fn variant(u: &SliceUniforms) -> usize {
-    let overlay = u.mask_dims[3] > 0.5;
     let layer = u.layer_dims[3] > 0.5;
-    (u.flags[0] != 0) as usize | (overlay as usize) << 1 | ((overlay && u.flags[1] != 0) as usize) << 2 | (layer as usize) << 3
+    (u.flags[0] != 0) as usize | (layer as usize) << 1
+}
+
+/// Index of the overlay draw's pipeline (filled or outline), or none without an overlay.
+pub fn overlay_variant(u: &SliceUniforms) -> Option<usize> {
+    (u.mask_dims[3] > 0.5).then_some(OVERLAY_PIPELINES + (u.flags[1] != 0) as usize)
 }
 
 /// Grid bits ([`crate::register::compare::GRID_X`] …) of the two LPS axes closest to the
@@ -360,7 +406,7 @@ impl egui_wgpu::CallbackTrait for SliceCallback {
         resources: &mut egui_wgpu::CallbackResources,
     ) -> Vec<wgpu::CommandBuffer> {
         let desc = &self.desc;
-        let (ct, mask, layer) = {
+        let (ct, mask, layer, labelled) = {
             if resources.get::<VolumeCache>().is_none() {
                 resources.insert(VolumeCache::default());
             }
@@ -374,13 +420,15 @@ impl egui_wgpu::CallbackTrait for SliceCallback {
                 .overlay
                 .as_ref()
                 .and_then(|ov| cache.get_or_update_mask(device, queue, ov.key, &ov.mask, ov.previous))
-                .map(|t| (t.view.clone(), t.map));
+                .map(|t| (t.view.clone(), t.map, t.labelled));
+            let labelled = mask.as_ref().and_then(|m| m.2);
+            let mask = mask.map(|(v, m, _)| (v, m));
             let layer = desc
                 .layer
                 .as_ref()
                 .and_then(|l| cache.get_or_upload(device, queue, l.key, &l.volume))
                 .map(|t| (t.view.clone(), t.map));
-            (ct, mask, layer)
+            (ct, mask, layer, labelled)
         };
         let Some(renderer) = resources.get_mut::<SliceRenderer>() else {
             log_missing_install();
@@ -396,6 +444,14 @@ impl egui_wgpu::CallbackTrait for SliceCallback {
             renderer.srgb_target,
         );
         renderer.ensure_pipeline(device, variant(&u));
+        // no labels, no overlay draw
+        let overlay = overlay_variant(&u).zip(labelled.zip(desc.overlay.as_ref())).map(|(v, (b, ov))| {
+            let step = mask.as_ref().map_or([1; 3], |(_, m)| m.step);
+            (v, overlay_rect_px(&desc.plane, viewport, &ov.mask.geometry, &b, step))
+        });
+        if let Some((v, _)) = overlay {
+            renderer.ensure_pipeline(device, v);
+        }
 
         let buffer = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("hepaview slice uniforms"),
@@ -418,14 +474,14 @@ impl egui_wgpu::CallbackTrait for SliceCallback {
             ],
         });
         if let Ok(mut slot) = self.bind_group.lock() {
-            *slot = Some((bind_group, variant(&u)));
+            *slot = Some((bind_group, variant(&u), overlay));
         }
         Vec::new()
     }
 
     fn paint(
         &self,
-        _info: egui::PaintCallbackInfo,
+        info: egui::PaintCallbackInfo,
         render_pass: &mut wgpu::RenderPass<'static>,
         resources: &egui_wgpu::CallbackResources,
     ) {
@@ -435,7 +491,7 @@ impl egui_wgpu::CallbackTrait for SliceCallback {
         let Ok(slot) = self.bind_group.lock() else {
             return;
         };
-        let Some((bind_group, variant)) = slot.as_ref() else {
+        let Some((bind_group, variant, overlay)) = slot.as_ref() else {
             return;
         };
         let Some(Some(pipeline)) = renderer.pipelines.get(*variant) else {
@@ -445,6 +501,21 @@ impl egui_wgpu::CallbackTrait for SliceCallback {
         render_pass.set_pipeline(pipeline);
         render_pass.set_bind_group(0, bind_group, &[]);
         render_pass.draw(0..3, 0..1);
+        let Some((v, labels_px)) = overlay else {
+            return;
+        };
+        let Some(Some(pipeline)) = renderer.pipelines.get(*v) else {
+            return;
+        };
+        let clip = info.clip_rect_in_pixels();
+        let clip_px = [clip.left_px, clip.top_px, clip.left_px + clip.width_px, clip.top_px + clip.height_px].map(i64::from);
+        if let Some(r) = intersect(*labels_px, clip_px) {
+            // pixels within the clip rect, which lies within the framebuffer
+            render_pass.set_scissor_rect(r[0] as u32, r[1] as u32, (r[2] - r[0]) as u32, (r[3] - r[1]) as u32);
+            render_pass.set_pipeline(pipeline);
+            render_pass.draw(0..3, 0..1);
+            render_pass.set_scissor_rect(clip_px[0] as u32, clip_px[1] as u32, clip.width_px as u32, clip.height_px as u32);
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use egui_wgpu::wgpu;
 use ndarray::Array3;
 
 use super::VolumeKey;
+use crate::edit::VoxelBox;
 use crate::volume::{invert3, mat_vec, Geometry, Volume};
 
 /// Requests (one per drawn viewport) after which an unused texture is dropped: a few hundred
@@ -50,6 +51,10 @@ pub trait TexelType: Copy + bytemuck::Pod + Send + Sync + 'static {
     const KIND: VolumeKind;
     /// The texture's bytes for `texels`.
     fn texture_bytes(texels: &[Self]) -> Cow<'_, [u8]>;
+    /// For masks, the voxel box holding every label (see [`GpuVolume::labelled`]).
+    fn labelled_box(_data: &Array3<Self>) -> Option<VoxelBox> {
+        None
+    }
 }
 
 /// HU as half floats: a filterable format, so the slice shader's trilinear sampling is one
@@ -81,6 +86,9 @@ impl TexelType for u8 {
     fn texture_bytes(texels: &[u8]) -> Cow<'_, [u8]> {
         Cow::Borrowed(texels)
     }
+    fn labelled_box(data: &Array3<u8>) -> Option<VoxelBox> {
+        VoxelBox::enclosing(data.view(), |v| v != 0)
+    }
 }
 
 /// One uploaded volume.
@@ -88,6 +96,10 @@ pub struct GpuVolume {
     pub texture: wgpu::Texture,
     pub view: wgpu::TextureView,
     pub map: TexelMap,
+    /// Masks only: the voxel box (of the volume, not the texture) outside which every label
+    /// is 0, or `None` when there are none. The overlay draw is limited to it. After edits
+    /// it may be larger than the labels (erasing does not shrink it), never smaller.
+    pub labelled: Option<VoxelBox>,
     bytes: u64,
     last_used: u64,
 }
@@ -190,8 +202,9 @@ impl VolumeCache {
             let reusable = !self.entries.contains_key(&new_id)
                 && self.entries.get(&old_id).is_some_and(|e| e.map.step == [1, 1, 1] && e.map.dims == [vol.geometry.shape[2] as u32, vol.geometry.shape[1] as u32, vol.geometry.shape[0] as u32]);
             if reusable {
-                if let Some(entry) = self.entries.remove(&old_id) {
+                if let Some(mut entry) = self.entries.remove(&old_id) {
                     write_box(queue, &entry.texture, vol, b);
+                    entry.labelled = union_box(entry.labelled, labelled_in(vol, b));
                     self.entries.insert(new_id, entry);
                 }
             }
@@ -253,6 +266,23 @@ pub fn downsample_step(shape_zyx: [usize; 3], max_side: u32) -> [u32; 3] {
     let max_side = max_side.max(1) as usize;
     let [nz, ny, nx] = shape_zyx;
     [nx, ny, nz].map(|n| n.div_ceil(max_side).max(1) as u32)
+}
+
+fn union_box(a: Option<VoxelBox>, b: Option<VoxelBox>) -> Option<VoxelBox> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.union(&b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The labels' box within `b` (`[z0, z1, y0, y1, x0, x1]`, clipped to the volume).
+fn labelled_in(vol: &Volume<u8>, b: [usize; 6]) -> Option<VoxelBox> {
+    let [nz, ny, nx] = vol.geometry.shape;
+    let (z0, z1, y0, y1, x0, x1) = (b[0].min(nz), b[1].min(nz), b[2].min(ny), b[3].min(ny), b[4].min(nx), b[5].min(nx));
+    if z0 >= z1 || y0 >= y1 || x0 >= x1 {
+        return None;
+    }
+    VoxelBox::enclosing(vol.data.slice(ndarray::s![z0..z1, y0..y1, x0..x1]), |v| v != 0).map(|x| x.offset([z0, y0, x0]))
 }
 
 /// Writes the voxels of `b` (`[z0, z1, y0, y1, x0, x1]`, clipped to the volume) of `vol`
@@ -344,6 +374,7 @@ fn upload<T: TexelType>(device: &wgpu::Device, queue: &wgpu::Queue, vol: &Volume
         texture,
         view,
         map,
+        labelled: T::labelled_box(&vol.data),
         bytes: std::mem::size_of_val(texels) as u64,
         last_used: 0,
     })

@@ -180,23 +180,7 @@ fn check_radius(radius_mm: f64) -> Result<f32, EditError> {
 /// per axis and clipped to the grid. `None` when the label is absent.
 fn label_box(mask: &Mask, label: u8, margin: [usize; 3]) -> Option<VoxelBox> {
     let shape = mask.shape();
-    let per_slab: Vec<Option<VoxelBox>> = mask
-        .data
-        .axis_iter(Axis(0))
-        .into_par_iter()
-        .enumerate()
-        .map(|(k, slab)| {
-            let mut b: Option<VoxelBox> = None;
-            for ((j, i), &v) in slab.indexed_iter() {
-                if v == label {
-                    let one = VoxelBox { lo: [k, j, i], hi: [k + 1, j + 1, i + 1] };
-                    b = Some(b.map_or(one, |x| x.union(&one)));
-                }
-            }
-            b
-        })
-        .collect();
-    let b = per_slab.into_iter().flatten().reduce(|a, b| a.union(&b))?;
+    let b = VoxelBox::enclosing(mask.data.view(), |v| v == label)?;
     Some(VoxelBox {
         lo: [0, 1, 2].map(|a| b.lo[a].saturating_sub(margin[a])),
         hi: [0, 1, 2].map(|a| (b.hi[a] + margin[a]).min(shape[a])),
