@@ -679,8 +679,16 @@ pub fn run(study: Study) -> Result<(), eframe::Error> {
 /// [`crate::analysis::add_follow_up`], handed over with their source study and transform
 /// so the Follow-up panel can compare them and nudge their alignment.
 pub fn run_with_visits(study: Study, visits: Vec<follow_up::VisitSource>) -> Result<(), eframe::Error> {
+    let timing = std::env::var_os("HEPAVIEW_TIMING").is_some();
+    let mut wgpu_options = egui_wgpu::WgpuConfiguration::default();
+    if timing {
+        // measure what a frame costs, not the display's refresh: with vsync every frame a
+        // little over 16.7 ms would count as 33.3
+        wgpu_options.surface.present_mode = egui_wgpu::wgpu::PresentMode::AutoNoVsync;
+    }
     let options = eframe::NativeOptions {
         renderer: eframe::Renderer::Wgpu,
+        wgpu_options,
         // banding is invisible on CT greys, and dithering costs every pixel on lavapipe
         dithering: false,
         viewport: egui::ViewportBuilder::default().with_inner_size([1500.0, 900.0]).with_title("Hepaview"),
@@ -700,7 +708,7 @@ pub fn run_with_visits(study: Study, visits: Vec<follow_up::VisitSource>) -> Res
                 app.follow_up.adopt(&app.study, v);
             }
             // start with the frame-time overlay on, for measuring the real window
-            app.show_timing = std::env::var_os("HEPAVIEW_TIMING").is_some();
+            app.show_timing = timing;
             Ok(Box::new(app))
         }),
     )
