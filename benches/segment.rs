@@ -14,7 +14,9 @@
 //!      torch is importable (else says so; the anchor's stored figure is in results.md §5).
 //!
 //! Flags: `--repeats N` (default 2), `--no-anchor-arch` skips the 32…512 network through candle's ops,
-//! `--no-torch` skips the Python anchor. Threads: candle uses all cores (set
+//! `--no-torch` skips the Python anchor, `--folded-only` times only the folded kernels (no
+//! study, no candle ops; for working on the kernels), `--shipped-only` leaves out the
+//! anchor's architecture. Threads: candle uses all cores (set
 //! `RAYON_NUM_THREADS` to pin); the anchor runs with `--threads` = that count.
 
 use std::path::PathBuf;
@@ -105,7 +107,8 @@ fn main() {
         }
     };
     let features = model.config.features.clone();
-    if study_dir.is_dir() {
+    let folded_only = args.iter().any(|a| a == "--folded-only");
+    if study_dir.is_dir() && !folded_only {
         let t = Instant::now();
         let study = Study::open(std::slice::from_ref(&study_dir)).expect("open the tri-phase study");
         let open_s = t.elapsed().as_secs_f64();
@@ -131,11 +134,15 @@ fn main() {
         println!("{} not found: study timing skipped", study_dir.display());
     }
     let anchor_arch = [32, 64, 128, 256, 512];
+    let shipped_only = args.iter().any(|a| a == "--shipped-only");
     for (label, feats, reps) in [("shipped", &features[..], repeats), ("anchor_arch", &anchor_arch[..], repeats.min(2))] {
+        if shipped_only && label != "shipped" {
+            continue;
+        }
         let (min, med) = time_network(feats, reps, Path::Folded);
         json.insert(format!("folded_{label}_min_s"), min.into());
         json.insert(format!("folded_{label}_median_s"), med.into());
-        if label == "shipped" || !args.iter().any(|a| a == "--no-anchor-arch") {
+        if !folded_only && (label == "shipped" || !args.iter().any(|a| a == "--no-anchor-arch")) {
             let (min, med) = time_network(feats, if label == "shipped" { repeats } else { 1 }, Path::CandleOps);
             json.insert(format!("candle_{label}_min_s"), min.into());
             json.insert(format!("candle_{label}_median_s"), med.into());

@@ -154,73 +154,130 @@ impl FoldedUNet {
     }
 
     /// Logits `[n, classes, h, w]` for NCHW input `x`.
+    ///
+    /// Activations stay in [`Act`]'s zero-bordered layout from the input to the head, and
+    /// each level's skip connection is written straight into the first channels of the
+    /// buffer its decoder level concatenates into, so no layer copies, pads or
+    /// concatenates (those passes took over half the time of the kernels themselves).
     pub fn logits(&self, x: &[f32], n: usize, h: usize, w: usize) -> Vec<f32> {
-        let mut skips = Vec::with_capacity(self.down.len());
-        let (mut act, mut hh, mut ww) = (Vec::new(), h, w);
+        let isa = Isa::detect();
         let last = self.down.len() - 1;
+        // decoder level i concatenates [skip of encoder level i; up-convolution]
+        let mut cats: Vec<Act> = Vec::with_capacity(last);
+        let mut act = Act::from_nchw(x, n, self.in_channels, h, w);
         for (i, [c1, c2]) in self.down.iter().enumerate() {
-            let input: &[f32] = if i == 0 { x } else { &act };
-            act = conv3_relu(&conv3_relu(input, n, hh, ww, c1), n, hh, ww, c2);
+            let (hh, ww) = (act.h, act.w);
+            let mut mid = Act::zeros(n, c1.cout, hh, ww);
+            conv3_relu(isa, &act, c1, &mut mid, 0);
             if i < last {
-                skips.push((act.clone(), c2.cout));
-                act = max_pool2(&act, n, c2.cout, hh, ww);
-                hh /= 2;
-                ww /= 2;
+                let mut cat = Act::zeros(n, c2.cout + self.up[last - 1 - i].cout, hh, ww);
+                conv3_relu(isa, &mid, c2, &mut cat, 0);
+                act = max_pool2(&cat, c2.cout);
+                cats.push(cat);
+            } else {
+                let mut out = Act::zeros(n, c2.cout, hh, ww);
+                conv3_relu(isa, &mid, c2, &mut out, 0);
+                act = out;
             }
         }
-        for ((up, [c1, c2]), (skip, skip_c)) in self.up.iter().zip(&self.dec).zip(skips.iter().rev()) {
-            let u = up2(&act, n, hh, ww, up);
-            hh *= 2;
-            ww *= 2;
-            let cat = concat(skip, *skip_c, &u, up.cout, n, hh * ww);
-            act = conv3_relu(&conv3_relu(&cat, n, hh, ww, c1), n, hh, ww, c2);
+        for (up, [c1, c2]) in self.up.iter().zip(&self.dec) {
+            let Some(mut cat) = cats.pop() else { break };
+            let skip_c = cat.c - up.cout;
+            up2(isa, &act, up, &mut cat, skip_c);
+            let mut mid = Act::zeros(n, c1.cout, cat.h, cat.w);
+            conv3_relu(isa, &cat, c1, &mut mid, 0);
+            let mut out = Act::zeros(n, c2.cout, cat.h, cat.w);
+            conv3_relu(isa, &mid, c2, &mut out, 0);
+            act = out;
         }
-        head(&act, n, hh * ww, &self.head)
+        head(&act, &self.head)
     }
 }
 
-/// 3×3 "same" convolution + bias + ReLU over `n` images.
-fn conv3_relu(x: &[f32], n: usize, h: usize, w: usize, conv: &Conv3) -> Vec<f32> {
-    conv3_relu_isa(Isa::detect(), x, n, h, w, conv)
+/// Activations of `n` images × `c` channels of `h` × `w`, each plane with a zero border:
+/// `ph` = h + 2 rows of `pw` = (w rounded up to whole registers) + 2 columns, pixel
+/// `(y, x)` at `(y + 1) · pw + x + 1`. The border is the 3×3 convolution's zero padding, and
+/// the columns past `w` let the kernel read whole registers.
+struct Act {
+    data: Vec<f32>,
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    ph: usize,
+    pw: usize,
 }
 
-fn conv3_relu_isa(isa: Isa, x: &[f32], n: usize, h: usize, w: usize, conv: &Conv3) -> Vec<f32> {
-    let (cin, cout) = (conv.cin, conv.cout);
-    // Zero border of one pixel, and the width rounded up so every row is whole registers.
-    let wr = w.div_ceil(LANES) * LANES;
-    let (ph, pw) = (h + 2, wr + 2);
-    let mut padded = vec![0f32; n * cin * ph * pw];
-    padded.par_chunks_mut(ph * pw).zip(x.par_chunks(h * w)).for_each(|(p, plane)| {
-        for y in 0..h {
-            p[(y + 1) * pw + 1..(y + 1) * pw + 1 + w].copy_from_slice(&plane[y * w..(y + 1) * w]);
-        }
-    });
-    let blocks = cout.div_ceil(CO_BLOCK);
-    // Rows of accumulators, one per (image, block of output channels, row), each
-    // `[CO_BLOCK][wr]`; then bias, ReLU and the NCHW layout in a second parallel pass.
-    let mut blocked = vec![0f32; n * blocks * h * CO_BLOCK * wr];
-    blocked.par_chunks_mut(CO_BLOCK * wr).enumerate().for_each(|(t, row)| {
-        let (i, b, y) = (t / (blocks * h), (t / h) % blocks, t % h);
-        let img = &padded[i * cin * ph * pw..(i + 1) * cin * ph * pw];
-        let wb = &conv.weight[b * cin * 9 * CO_BLOCK..(b + 1) * cin * 9 * CO_BLOCK];
-        conv3_row(isa, img, wb, cin, pw, ph, y, wr, row);
-    });
-    let mut out = vec![0f32; n * cout * h * w];
-    out.par_chunks_mut(h * w).enumerate().for_each(|(ic, plane)| {
-        let (i, co) = (ic / cout, ic % cout);
-        let (b, c) = (co / CO_BLOCK, co % CO_BLOCK);
-        let bias = conv.bias[co];
-        for y in 0..h {
-            let src = &blocked[(((i * blocks + b) * h + y) * CO_BLOCK + c) * wr..][..w];
-            for (d, &v) in plane[y * w..(y + 1) * w].iter_mut().zip(src) {
-                *d = (v + bias).max(0.0);
+impl Act {
+    fn zeros(n: usize, c: usize, h: usize, w: usize) -> Act {
+        let (ph, pw) = (h + 2, w.div_ceil(LANES) * LANES + 2);
+        Act { data: vec![0f32; n * c * ph * pw], n, c, h, w, ph, pw }
+    }
+
+    fn plane_len(&self) -> usize {
+        self.ph * self.pw
+    }
+
+    fn from_nchw(x: &[f32], n: usize, c: usize, h: usize, w: usize) -> Act {
+        let mut a = Act::zeros(n, c, h, w);
+        let (pw, len) = (a.pw, a.plane_len());
+        a.data.par_chunks_mut(len).zip(x.par_chunks(h * w)).for_each(|(p, plane)| {
+            for y in 0..h {
+                p[(y + 1) * pw + 1..(y + 1) * pw + 1 + w].copy_from_slice(&plane[y * w..(y + 1) * w]);
+            }
+        });
+        a
+    }
+
+    #[cfg(test)]
+    fn to_nchw(&self) -> Vec<f32> {
+        let (h, w, pw) = (self.h, self.w, self.pw);
+        let mut out = vec![0f32; self.n * self.c * h * w];
+        for (o, p) in out.chunks_mut(h * w).zip(self.data.chunks(self.plane_len())) {
+            for y in 0..h {
+                o[y * w..(y + 1) * w].copy_from_slice(&p[(y + 1) * pw + 1..(y + 1) * pw + 1 + w]);
             }
         }
-    });
-    out
+        out
+    }
 }
 
-/// Which vector instructions the kernel runs with, checked at run time.
+/// 3×3 "same" convolution + bias + ReLU of every channel of `src`, written into channels
+/// `c0 ..` of `dst` (same image size). Tasks are (image, block of 8 output channels), whose
+/// planes are contiguous in `dst`.
+fn conv3_relu(isa: Isa, src: &Act, conv: &Conv3, dst: &mut Act, c0: usize) {
+    debug_assert_eq!((src.c, src.h, src.w, src.n), (conv.cin, dst.h, dst.w, dst.n));
+    let len = dst.plane_len();
+    let (cin, cout, dst_c) = (conv.cin, conv.cout, dst.c);
+    let tasks: Vec<(usize, usize, &mut [f32])> = dst
+        .data
+        .chunks_mut(dst_c * len)
+        .enumerate()
+        .flat_map(|(i, img)| {
+            let mine = &mut img[c0 * len..(c0 + cout) * len];
+            mine.chunks_mut(CO_BLOCK * len).enumerate().map(move |(b, planes)| (i, b, planes))
+        })
+        .collect();
+    tasks.into_par_iter().for_each(|(i, b, planes)| {
+        let img = &src.data[i * cin * src.plane_len()..(i + 1) * cin * src.plane_len()];
+        let wb = &conv.weight[b * cin * 9 * CO_BLOCK..(b + 1) * cin * 9 * CO_BLOCK];
+        let bias = &conv.bias[b * CO_BLOCK..(b * CO_BLOCK + CO_BLOCK).min(cout)];
+        let geo = Geo { cin, ph: src.ph, pw: src.pw, h: src.h, w: src.w };
+        conv3_planes(isa, img, wb, bias, geo, planes);
+    });
+}
+
+/// Sizes the kernel needs: input channels and the [`Act`] plane geometry.
+#[derive(Clone, Copy)]
+struct Geo {
+    cin: usize,
+    ph: usize,
+    pw: usize,
+    h: usize,
+    w: usize,
+}
+
+/// Which vector instructions the kernels run with, checked at run time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Isa {
     Avx2,
@@ -239,119 +296,153 @@ impl Isa {
     }
 }
 
-/// One output row `y` of one block of output channels: `row[c * wr + x]`, before bias and
-/// ReLU.
-#[allow(clippy::too_many_arguments)]
-fn conv3_row(isa: Isa, img: &[f32], wb: &[f32], cin: usize, pw: usize, ph: usize, y: usize, wr: usize, row: &mut [f32]) {
+/// Output planes (`bias.len()` of them, in `planes`) of one image and one block of output
+/// channels, bias and ReLU applied.
+fn conv3_planes(isa: Isa, img: &[f32], wb: &[f32], bias: &[f32], geo: Geo, planes: &mut [f32]) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::detect` found AVX2 and FMA on this CPU.
-        Isa::Avx2 => unsafe { conv3_row_avx2(img, wb, cin, pw, ph, y, wr, row) },
-        _ => conv3_row_body(img, wb, cin, pw, ph, y, wr, row),
+        Isa::Avx2 => unsafe { conv3_planes_avx2(img, wb, bias, geo, planes) },
+        _ => conv3_planes_body(img, wb, bias, geo, planes),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn conv3_row_avx2(img: &[f32], wb: &[f32], cin: usize, pw: usize, ph: usize, y: usize, wr: usize, row: &mut [f32]) {
-    conv3_row_body(img, wb, cin, pw, ph, y, wr, row);
+unsafe fn conv3_planes_avx2(img: &[f32], wb: &[f32], bias: &[f32], geo: Geo, planes: &mut [f32]) {
+    conv3_planes_body(img, wb, bias, geo, planes);
 }
 
 /// The micro-kernel: 8 channels × 8 pixels of accumulators, fed by one load of 8 input
-/// pixels per (input channel, tap); written so the compiler keeps `acc` in registers.
-/// (A variant with 16-pixel AVX-512 accumulators and direct NCHW writes measured 7× slower
-/// on the same machine; not investigated further, so this one stays.)
+/// pixels per (input channel, tap); written so the compiler keeps `acc` in registers. Only
+/// pixels inside the image are stored, so the borders stay zero for the next layer.
+/// (A variant with 16-pixel AVX-512 accumulators measured 7× slower on the same machine;
+/// not investigated further, so this one stays.)
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn conv3_row_body(img: &[f32], wb: &[f32], cin: usize, pw: usize, ph: usize, y: usize, wr: usize, row: &mut [f32]) {
-    let mut x0 = 0;
-    while x0 < wr {
-        let mut acc = [[0f32; LANES]; CO_BLOCK];
-        for ci in 0..cin {
-            let plane = &img[ci * ph * pw..(ci + 1) * ph * pw];
-            let wc = &wb[ci * 9 * CO_BLOCK..(ci + 1) * 9 * CO_BLOCK];
-            for ky in 0..3 {
-                let src = &plane[(y + ky) * pw + x0..(y + ky) * pw + x0 + LANES + 2];
-                for kx in 0..3 {
-                    let v: [f32; LANES] = std::array::from_fn(|l| src[kx + l]);
-                    let wt = &wc[(ky * 3 + kx) * CO_BLOCK..(ky * 3 + kx + 1) * CO_BLOCK];
-                    for c in 0..CO_BLOCK {
-                        for l in 0..LANES {
-                            acc[c][l] = wt[c].mul_add(v[l], acc[c][l]);
+fn conv3_planes_body(img: &[f32], wb: &[f32], bias: &[f32], geo: Geo, planes: &mut [f32]) {
+    let Geo { cin, ph, pw, h, w } = geo;
+    let len = ph * pw;
+    for y in 0..h {
+        let mut x0 = 0;
+        while x0 < w {
+            let mut acc = [[0f32; LANES]; CO_BLOCK];
+            for ci in 0..cin {
+                let plane = &img[ci * len..(ci + 1) * len];
+                let wc = &wb[ci * 9 * CO_BLOCK..(ci + 1) * 9 * CO_BLOCK];
+                for ky in 0..3 {
+                    let src = &plane[(y + ky) * pw + x0..(y + ky) * pw + x0 + LANES + 2];
+                    for kx in 0..3 {
+                        let v: [f32; LANES] = std::array::from_fn(|l| src[kx + l]);
+                        let wt = &wc[(ky * 3 + kx) * CO_BLOCK..(ky * 3 + kx + 1) * CO_BLOCK];
+                        for c in 0..CO_BLOCK {
+                            for l in 0..LANES {
+                                acc[c][l] = wt[c].mul_add(v[l], acc[c][l]);
+                            }
                         }
                     }
                 }
             }
+            let lanes = LANES.min(w - x0);
+            let at = (y + 1) * pw + 1 + x0;
+            for (c, &b) in bias.iter().enumerate() {
+                let out = &mut planes[c * len + at..c * len + at + lanes];
+                for (o, &a) in out.iter_mut().zip(&acc[c]) {
+                    *o = (a + b).max(0.0);
+                }
+            }
+            x0 += LANES;
         }
-        for c in 0..CO_BLOCK {
-            row[c * wr + x0..c * wr + x0 + LANES].copy_from_slice(&acc[c]);
-        }
-        x0 += LANES;
     }
 }
 
-fn max_pool2(x: &[f32], n: usize, c: usize, h: usize, w: usize) -> Vec<f32> {
-    let (oh, ow) = (h / 2, w / 2);
-    let mut out = vec![0f32; n * c * oh * ow];
-    out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).for_each(|(o, p)| {
+/// 2×2 max-pooling of channels `0..c` of `x`.
+fn max_pool2(x: &Act, c: usize) -> Act {
+    let (oh, ow) = (x.h / 2, x.w / 2);
+    let mut out = Act::zeros(x.n, c, oh, ow);
+    let (len, olen, pw, opw, xc) = (x.plane_len(), out.plane_len(), x.pw, out.pw, x.c);
+    out.data.par_chunks_mut(olen).enumerate().for_each(|(ic, o)| {
+        let (i, ch) = (ic / c, ic % c);
+        let p = &x.data[(i * xc + ch) * len..(i * xc + ch + 1) * len];
         for y in 0..oh {
+            let (r0, r1) = ((2 * y + 1) * pw + 1, (2 * y + 2) * pw + 1);
             for xx in 0..ow {
-                let a = p[2 * y * w + 2 * xx].max(p[2 * y * w + 2 * xx + 1]);
-                let b = p[(2 * y + 1) * w + 2 * xx].max(p[(2 * y + 1) * w + 2 * xx + 1]);
-                o[y * ow + xx] = a.max(b);
+                let a = p[r0 + 2 * xx].max(p[r0 + 2 * xx + 1]);
+                let b = p[r1 + 2 * xx].max(p[r1 + 2 * xx + 1]);
+                o[(y + 1) * opw + 1 + xx] = a.max(b);
             }
         }
     });
     out
 }
 
-/// Transposed 2×2 stride-2 convolution: each input pixel spreads to a 2×2 block.
-fn up2(x: &[f32], n: usize, h: usize, w: usize, up: &Up2) -> Vec<f32> {
-    let (cin, cout) = (up.cin, up.cout);
-    let (oh, ow) = (2 * h, 2 * w);
-    let mut out = vec![0f32; n * cout * oh * ow];
-    out.par_chunks_mut(oh * ow).enumerate().for_each(|(ic, o)| {
-        let (i, co) = (ic / cout, ic % cout);
-        o.fill(up.bias[co]);
+/// Transposed 2×2 stride-2 convolution of `x` into channels `c0 ..` of `dst` (twice the
+/// size): each input pixel spreads to a 2×2 block.
+fn up2(isa: Isa, x: &Act, up: &Up2, dst: &mut Act, c0: usize) {
+    let (cout, len, dst_c) = (up.cout, dst.plane_len(), dst.c);
+    let planes: Vec<(usize, usize, &mut [f32])> = dst
+        .data
+        .chunks_mut(dst_c * len)
+        .enumerate()
+        .flat_map(|(i, img)| img[c0 * len..(c0 + cout) * len].chunks_mut(len).enumerate().map(move |(co, p)| (i, co, p)))
+        .collect();
+    planes.into_par_iter().for_each(|(i, co, o)| match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::detect` found AVX2 and FMA on this CPU.
+        Isa::Avx2 => unsafe { up2_plane_avx2(x, up, i, co, o, dst.pw) },
+        _ => up2_plane(x, up, i, co, o, dst.pw),
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn up2_plane_avx2(x: &Act, up: &Up2, i: usize, co: usize, o: &mut [f32], opw: usize) {
+    up2_plane(x, up, i, co, o, opw);
+}
+
+/// One output plane of [`up2`]: the four taps are summed over the input channels in
+/// contiguous rows (so they vectorise) and interleaved once per row.
+#[inline(always)]
+fn up2_plane(x: &Act, up: &Up2, i: usize, co: usize, o: &mut [f32], opw: usize) {
+    let (cin, cout, w, len, pw) = (up.cin, up.cout, x.w, x.plane_len(), x.pw);
+    let mut taps = vec![0f32; 4 * w];
+    for y in 0..x.h {
+        taps.fill(up.bias[co]);
         for ci in 0..cin {
-            let p = &x[(i * cin + ci) * h * w..(i * cin + ci + 1) * h * w];
+            let row = &x.data[(i * x.c + ci) * len + (y + 1) * pw + 1..][..w];
             let k = &up.weight[(ci * cout + co) * 4..(ci * cout + co + 1) * 4];
-            for y in 0..h {
-                for a in 0..2 {
-                    let dst = &mut o[(2 * y + a) * ow..(2 * y + a + 1) * ow];
-                    let (k0, k1) = (k[a * 2], k[a * 2 + 1]);
-                    for (xx, &v) in p[y * w..(y + 1) * w].iter().enumerate() {
-                        dst[2 * xx] += k0 * v;
-                        dst[2 * xx + 1] += k1 * v;
-                    }
+            for (t, tap) in taps.chunks_exact_mut(w).enumerate() {
+                let kt = k[t];
+                for (d, &v) in tap.iter_mut().zip(row) {
+                    *d = kt.mul_add(v, *d);
                 }
             }
         }
-    });
-    out
-}
-
-/// `[skip; up]` along the channels, per image.
-fn concat(a: &[f32], ca: usize, b: &[f32], cb: usize, n: usize, hw: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(n * (ca + cb) * hw);
-    for i in 0..n {
-        out.extend_from_slice(&a[i * ca * hw..(i + 1) * ca * hw]);
-        out.extend_from_slice(&b[i * cb * hw..(i + 1) * cb * hw]);
+        // tap t = 2a + b goes to output row 2y + a, column 2x + b
+        for a in 0..2 {
+            let dst = &mut o[(2 * y + a + 1) * opw + 1..][..2 * w];
+            let (t0, t1) = (&taps[2 * a * w..(2 * a + 1) * w], &taps[(2 * a + 1) * w..(2 * a + 2) * w]);
+            for (xx, pair) in dst.chunks_exact_mut(2).enumerate() {
+                pair[0] = t0[xx];
+                pair[1] = t1[xx];
+            }
+        }
     }
-    out
 }
 
-fn head(x: &[f32], n: usize, hw: usize, head: &Head) -> Vec<f32> {
-    let (cin, cout) = (head.cin, head.cout);
-    let mut out = vec![0f32; n * cout * hw];
-    out.par_chunks_mut(hw).enumerate().for_each(|(ic, o)| {
+/// The 1×1 head: logits `[n, classes, h, w]` without borders.
+fn head(x: &Act, head: &Head) -> Vec<f32> {
+    let (cin, cout, h, w, len, pw) = (head.cin, head.cout, x.h, x.w, x.plane_len(), x.pw);
+    let mut out = vec![0f32; x.n * cout * h * w];
+    out.par_chunks_mut(h * w).enumerate().for_each(|(ic, o)| {
         let (i, co) = (ic / cout, ic % cout);
         o.fill(head.bias[co]);
         for ci in 0..cin {
             let wv = head.weight[co * cin + ci];
-            for (d, &v) in o.iter_mut().zip(&x[(i * cin + ci) * hw..(i * cin + ci + 1) * hw]) {
-                *d += wv * v;
+            let p = &x.data[(i * x.c + ci) * len..(i * x.c + ci + 1) * len];
+            for y in 0..h {
+                for (d, &v) in o[y * w..(y + 1) * w].iter_mut().zip(&p[(y + 1) * pw + 1..(y + 1) * pw + 1 + w]) {
+                    *d += wv * v;
+                }
             }
         }
     });
@@ -399,6 +490,13 @@ mod tests {
         assert_eq!(a.len(), b.len());
         let d = a.iter().zip(&b).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(d < 1e-4, "max probability difference {d}");
+    }
+
+    fn conv3_relu_isa(isa: Isa, x: &[f32], n: usize, h: usize, w: usize, conv: &Conv3) -> Vec<f32> {
+        let src = Act::from_nchw(x, n, conv.cin, h, w);
+        let mut dst = Act::zeros(n, conv.cout, h, w);
+        conv3_relu(isa, &src, conv, &mut dst, 0);
+        dst.to_nchw()
     }
 
     /// Every instruction-set variant of the 3×3 kernel this CPU can run gives the portable
