@@ -262,3 +262,29 @@ fn conv_paths_timing() {
         eprintln!("{cin}→{cout} at {side}², batch 8: conv2d {t_conv:.3} s, matmul {t_mm:.3} s (max diff {d:.1e})");
     }
 }
+
+/// `init` starts training from saved weights: a second run from the first one's checkpoint
+/// begins near the loss the first ended at, not at a random network's; a file of another
+/// network is refused, naming it.
+#[test]
+fn training_can_start_from_saved_weights() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let case = synth::phantom_case(5, PhantomStyle::Realistic, 12.0, 32);
+    let cfg = UNetConfig { features: vec![8, 16], in_channels: 3, classes: 3, spacing_mm: 12.0 };
+    let first_out = dir.path().join("first.safetensors");
+    let opts = TrainOptions { config: cfg.clone(), patch: 32, batch: 4, epochs: 1, steps_per_epoch: 40, learning_rate: 1e-2, seed: 3, out: Some(first_out.clone()), val_slices_per_case: 2, ..TrainOptions::default() };
+    let (_, first) = segment::train(std::slice::from_ref(&case), std::slice::from_ref(&case), &opts, &|_| true).expect("train");
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+    let again = TrainOptions { steps_per_epoch: 5, learning_rate: 1e-4, seed: 4, out: None, init: Some(first_out.clone()), ..opts.clone() };
+    let (_, resumed) = segment::train(std::slice::from_ref(&case), std::slice::from_ref(&case), &again, &|_| true).expect("fine-tune");
+    let scratch = TrainOptions { init: None, ..again.clone() };
+    let (_, fresh) = segment::train(std::slice::from_ref(&case), std::slice::from_ref(&case), &scratch, &|_| true).expect("from scratch");
+    eprintln!("first run {:.4} → {:.4}; resumed starts at {:.4}; from scratch at {:.4}", mean(&first.first_losses), mean(&first.last_losses), mean(&resumed.first_losses), mean(&fresh.first_losses));
+    assert!(mean(&resumed.first_losses) < 0.8 * mean(&fresh.first_losses), "resumed training starts from the saved weights");
+
+    let other = TrainOptions { config: UNetConfig { features: vec![4, 8], ..cfg }, ..again };
+    let Err(err) = segment::train(std::slice::from_ref(&case), std::slice::from_ref(&case), &other, &|_| true) else {
+        panic!("weights of another network were accepted");
+    };
+    assert!(err.to_string().contains("first.safetensors"), "{err}");
+}

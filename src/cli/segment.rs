@@ -136,6 +136,8 @@ pub(crate) struct TrainArgs {
     pub liver_class: String,
     pub label_map_cases: usize,
     pub force: bool,
+    pub init: Option<PathBuf>,
+    pub learning_rate: f64,
 }
 
 /// Makes the training cases, trains with a progress bar, writes the best checkpoint to
@@ -144,8 +146,24 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
     if a.out.exists() && !a.force {
         bail!("{} already exists; choose another output name, or --force to replace it (Hepaview never overwrites files unasked)", a.out.display());
     }
-    let features: Vec<usize> = a.features.split(',').map(|f| f.trim().parse().with_context(|| format!("--features: {f:?} is not a whole number"))).collect::<Result<_>>()?;
-    let config = UNetConfig { features, spacing_mm: a.spacing_mm, ..UNetConfig::default() };
+    if !(a.learning_rate.is_finite() && a.learning_rate > 0.0) {
+        bail!("--learning-rate {}: give a positive number (2e-3 from scratch, about 5e-4 to fine-tune)", a.learning_rate);
+    }
+    let config = match &a.init {
+        Some(init) => {
+            if init.canonicalize().ok().is_some_and(|i| a.out.canonicalize().ok() == Some(i)) {
+                bail!("--out {} is the --init file; write the fine-tuned weights to another file", a.out.display());
+            }
+            // the network is the file's: --features and --spacing-mm do not apply
+            let (config, _) = segment::read_checkpoint(init).with_context(|| format!("reading the --init weights {}", init.display()))?;
+            eprintln!("Starting from {} (U-Net {:?}, {} mm pixels)", init.display(), config.features, config.spacing_mm);
+            config
+        }
+        None => {
+            let features: Vec<usize> = a.features.split(',').map(|f| f.trim().parse().with_context(|| format!("--features: {f:?} is not a whole number"))).collect::<Result<_>>()?;
+            UNetConfig { features, spacing_mm: a.spacing_mm, ..UNetConfig::default() }
+        }
+    };
     let multiple = config.size_multiple();
     let t0 = Instant::now();
     let mut cases: Vec<TrainCase> = Vec::new();
@@ -219,6 +237,8 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
         max_minutes: a.minutes,
         seed: a.seed,
         out: Some(a.out.clone()),
+        init: a.init.clone(),
+        learning_rate: a.learning_rate,
         ..TrainOptions::default()
     };
     let total = (opts.epochs * opts.steps_per_epoch) as u64;

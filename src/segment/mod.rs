@@ -23,7 +23,7 @@ use std::path::PathBuf;
 pub use infer::{postprocess, segment_phases, segment_study, segment_volumes, InferOptions};
 pub use model::{UNet, UNetConfig};
 pub use train::{train, TrainOptions, TrainReport, TrainStatus};
-pub use weights::{default_model_path, load_unet, save_unet, DEFAULT_MODEL};
+pub use weights::{default_model_path, load_unet, read_checkpoint, save_unet, DEFAULT_MODEL};
 
 use crate::volume::Mask;
 

@@ -37,6 +37,9 @@ pub struct TrainOptions {
     pub out: Option<PathBuf>,
     /// Validation slices per case (evenly spaced through its liver).
     pub val_slices_per_case: usize,
+    /// Start from these weights instead of random ones (fine-tuning); the file's network
+    /// must be `config`'s.
+    pub init: Option<PathBuf>,
 }
 
 impl Default for TrainOptions {
@@ -54,6 +57,7 @@ impl Default for TrainOptions {
             seed: 1,
             out: None,
             val_slices_per_case: 6,
+            init: None,
         }
     }
 }
@@ -98,6 +102,9 @@ pub fn train(train: &[TrainCase], val: &[TrainCase], opts: &TrainOptions, progre
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let model = UNet::new(vb, &opts.config)?;
     seeded_init(&varmap, opts.seed)?;
+    if let Some(path) = &opts.init {
+        start_from(&varmap, &opts.config, path)?;
+    }
     let params = ParamsAdamW { lr: opts.learning_rate, weight_decay: opts.weight_decay, ..Default::default() };
     let mut opt = AdamW::new(trainable_vars(&varmap)?, params)?;
     let mut rng = Rng::new(opts.seed);
@@ -173,6 +180,23 @@ pub fn train(train: &[TrainCase], val: &[TrainCase], opts: &TrainOptions, progre
     report.seconds = start.elapsed().as_secs_f64();
     report.last_losses = recent[recent.len().saturating_sub(5)..].to_vec();
     Ok((varmap, report))
+}
+
+/// Sets every variable (BatchNorm statistics included) to the weights in `path`.
+fn start_from(varmap: &VarMap, config: &UNetConfig, path: &Path) -> Result<(), SegmentError> {
+    let (cfg, tensors) = super::weights::read_checkpoint(path)?;
+    if &cfg != config {
+        return Err(SegmentError::WeightsMismatch {
+            path: path.to_path_buf(),
+            detail: format!("it holds a U-Net {:?} at {} mm, not the {:?} at {} mm being trained; train with its --features and --spacing-mm", cfg.features, cfg.spacing_mm, config.features, config.spacing_mm),
+        });
+    }
+    let data = varmap.data().lock().map_err(|_| SegmentError::Model("variable map poisoned".into()))?;
+    for (name, var) in data.iter() {
+        let t = tensors.get(name).ok_or_else(|| SegmentError::WeightsMismatch { path: path.to_path_buf(), detail: format!("missing {name}") })?;
+        var.set(t)?;
+    }
+    Ok(())
 }
 
 /// `<stem>.last.safetensors` beside `out`.

@@ -72,6 +72,14 @@ pub fn expected_tensors(cfg: &UNetConfig) -> Result<Vec<(String, Vec<usize>)>, S
 /// network needs is there with the right shape and nothing else is (a file from another
 /// network); any difference is an error naming the file and the tensors.
 pub fn load_unet(path: &Path) -> Result<UNet, SegmentError> {
+    let (cfg, tensors) = read_checkpoint(path)?;
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+    UNet::new(vb, &cfg).map_err(|e| SegmentError::WeightsMismatch { path: path.to_path_buf(), detail: e.to_string() })
+}
+
+/// A model file's configuration and tensors (by variable name), checked as [`load_unet`]
+/// checks them; for loading, and for training that starts from saved weights.
+pub fn read_checkpoint(path: &Path) -> Result<(UNetConfig, HashMap<String, Tensor>), SegmentError> {
     if !path.is_file() {
         return Err(SegmentError::WeightsMissing { path: path.to_path_buf() });
     }
@@ -99,8 +107,7 @@ pub fn load_unet(path: &Path) -> Result<UNet, SegmentError> {
         problems.truncate(6);
         return Err(mismatch(format!("{n} tensor(s) do not fit a U-Net {:?}: {}", cfg.features, problems.join("; "))));
     }
-    let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
-    UNet::new(vb, &cfg).map_err(|e| mismatch(e.to_string()))
+    Ok((cfg, tensors))
 }
 
 /// `models/unet.safetensors` next to the executable's repository, else relative to the
