@@ -525,3 +525,27 @@ fn log_missing_install() {
         eprintln!("hepaview: slice views need app::gpu::install(render_state) at startup; drawing nothing");
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An axial view at 1 mm per pixel of a 1 mm grid: the overlay's rectangle is the
+    /// labelled columns and rows, out to the voxels' edges, plus a pixel; clipping keeps
+    /// what overlaps and drops what does not.
+    #[test]
+    fn overlay_rect_is_the_labelled_box_on_screen() {
+        let g = Geometry::axis_aligned([10, 40, 40], [2.0, 1.0, 1.0], [0.0; 3]);
+        // a 40 × 40 viewport at (100, 50) px centred on world (19.5, 19.5): pixel (x, y)
+        // shows voxel (x − 100, y − 50)
+        let plane = ScreenPlane { centre_mm: [19.5, 19.5, 4.0], right: [1.0, 0.0, 0.0], down: [0.0, 1.0, 0.0], mm_per_px: 1.0 };
+        // voxels x 5..9, y 10..12 (on slices 2..4): pixels x 105..109, y 60..62
+        let b = VoxelBox { lo: [2, 10, 5], hi: [4, 12, 9] };
+        let r = overlay_rect_px(&plane, [100.0, 50.0, 40.0, 40.0], &g, &b, [1; 3]);
+        assert_eq!(r, [104, 59, 110, 63]);
+        // a texture of every 2nd voxel shows each texel 2 voxels wide: half a texel more
+        assert_eq!(overlay_rect_px(&plane, [100.0, 50.0, 40.0, 40.0], &g, &b, [2; 3]), [103, 58, 111, 64]);
+        assert_eq!(intersect(r, [0, 0, 105, 60]), Some([104, 59, 105, 60]));
+        assert_eq!(intersect(r, [110, 0, 200, 200]), None);
+    }
+}
