@@ -157,10 +157,15 @@ fn linear_from_gamma(c: vec3<f32>) -> vec3<f32> {
     return select(higher, lower, c < vec3<f32>(0.04045));
 }
 
+// A fragment's offset in pixels from the viewport's centre; pixel centres sit at +0.5, as in
+// ScreenPlane.
+fn from_centre(frag: vec4<f32>) -> vec2<f32> {
+    return frag.xy - u.viewport_px.xy - 0.5 * u.viewport_px.zw;
+}
+
 @fragment
 fn fs_main(@builtin(position) frag: vec4<f32>) -> @location(0) vec4<f32> {
-    // Pixel centres sit at +0.5, as in ScreenPlane.
-    let d = frag.xy - u.viewport_px.xy - 0.5 * u.viewport_px.zw;
+    let d = from_centre(frag);
 
     var rgb = vec3<f32>(0.0);
     var grey = 0.0;
@@ -186,7 +191,7 @@ fn fs_main(@builtin(position) frag: vec4<f32>) -> @location(0) vec4<f32> {
 // the cost of this pass, which the caller also limits (scissor) to where labels can be.
 @fragment
 fn fs_overlay(@builtin(position) frag: vec4<f32>) -> @location(0) vec4<f32> {
-    let d = frag.xy - u.viewport_px.xy - 0.5 * u.viewport_px.zw;
+    let d = from_centre(frag);
     let m = u.mask_centre.xyz + d.x * u.mask_right.xyz + d.y * u.mask_down.xyz;
     let label = label_at(m);
     if (label == 0u) {

@@ -275,24 +275,24 @@ fn union_box(a: Option<VoxelBox>, b: Option<VoxelBox>) -> Option<VoxelBox> {
     }
 }
 
+/// `b` (`[z0, z1, y0, y1, x0, x1]`, end exclusive) clipped to `vol`'s grid, or `None` when
+/// nothing is left.
+fn clip_box(vol: &Volume<u8>, b: [usize; 6]) -> Option<[usize; 6]> {
+    let [nz, ny, nx] = vol.geometry.shape;
+    let c = [b[0].min(nz), b[1].min(nz), b[2].min(ny), b[3].min(ny), b[4].min(nx), b[5].min(nx)];
+    (c[0] < c[1] && c[2] < c[3] && c[4] < c[5]).then_some(c)
+}
+
 /// The labels' box within `b` (`[z0, z1, y0, y1, x0, x1]`, clipped to the volume).
 fn labelled_in(vol: &Volume<u8>, b: [usize; 6]) -> Option<VoxelBox> {
-    let [nz, ny, nx] = vol.geometry.shape;
-    let (z0, z1, y0, y1, x0, x1) = (b[0].min(nz), b[1].min(nz), b[2].min(ny), b[3].min(ny), b[4].min(nx), b[5].min(nx));
-    if z0 >= z1 || y0 >= y1 || x0 >= x1 {
-        return None;
-    }
+    let [z0, z1, y0, y1, x0, x1] = clip_box(vol, b)?;
     VoxelBox::enclosing(vol.data.slice(ndarray::s![z0..z1, y0..y1, x0..x1]), |v| v != 0).map(|x| x.offset([z0, y0, x0]))
 }
 
 /// Writes the voxels of `b` (`[z0, z1, y0, y1, x0, x1]`, clipped to the volume) of `vol`
 /// into its full-resolution texture.
 fn write_box(queue: &wgpu::Queue, texture: &wgpu::Texture, vol: &Volume<u8>, b: [usize; 6]) {
-    let [nz, ny, nx] = vol.geometry.shape;
-    let (z0, z1, y0, y1, x0, x1) = (b[0].min(nz), b[1].min(nz), b[2].min(ny), b[3].min(ny), b[4].min(nx), b[5].min(nx));
-    if z0 >= z1 || y0 >= y1 || x0 >= x1 {
-        return;
-    }
+    let Some([z0, z1, y0, y1, x0, x1]) = clip_box(vol, b) else { return };
     let part = vol.data.slice(ndarray::s![z0..z1, y0..y1, x0..x1]).as_standard_layout().to_owned();
     let Some(texels) = part.as_slice() else { return };
     queue.write_texture(
