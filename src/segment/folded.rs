@@ -165,33 +165,34 @@ impl FoldedUNet {
         // decoder level i concatenates [skip of encoder level i; up-convolution]
         let mut cats: Vec<Act> = Vec::with_capacity(last);
         let mut act = Act::from_nchw(x, n, self.in_channels, h, w);
-        for (i, [c1, c2]) in self.down.iter().enumerate() {
-            let (hh, ww) = (act.h, act.w);
-            let mut mid = Act::zeros(n, c1.cout, hh, ww);
-            conv3_relu(isa, &act, c1, &mut mid, 0);
+        for (i, pair) in self.down.iter().enumerate() {
             if i < last {
-                let mut cat = Act::zeros(n, c2.cout + self.up[last - 1 - i].cout, hh, ww);
-                conv3_relu(isa, &mid, c2, &mut cat, 0);
-                act = max_pool2(&cat, c2.cout);
+                // room after the skip for the up-convolution of the matching decoder level
+                let cat = double_conv(isa, &act, pair, self.up[last - 1 - i].cout);
+                act = max_pool2(&cat, pair[1].cout);
                 cats.push(cat);
             } else {
-                let mut out = Act::zeros(n, c2.cout, hh, ww);
-                conv3_relu(isa, &mid, c2, &mut out, 0);
-                act = out;
+                act = double_conv(isa, &act, pair, 0);
             }
         }
-        for (up, [c1, c2]) in self.up.iter().zip(&self.dec) {
+        for (up, pair) in self.up.iter().zip(&self.dec) {
             let Some(mut cat) = cats.pop() else { break };
             let skip_c = cat.c - up.cout;
             up2(isa, &act, up, &mut cat, skip_c);
-            let mut mid = Act::zeros(n, c1.cout, cat.h, cat.w);
-            conv3_relu(isa, &cat, c1, &mut mid, 0);
-            let mut out = Act::zeros(n, c2.cout, cat.h, cat.w);
-            conv3_relu(isa, &mid, c2, &mut out, 0);
-            act = out;
+            act = double_conv(isa, &cat, pair, 0);
         }
         head(&act, &self.head)
     }
+}
+
+/// Two 3×3 convolutions + ReLU of `src`; the result has `spare` more channels after the
+/// second one's, left zero for the caller to fill.
+fn double_conv(isa: Isa, src: &Act, [c1, c2]: &[Conv3; 2], spare: usize) -> Act {
+    let mut mid = Act::zeros(src.n, c1.cout, src.h, src.w);
+    conv3_relu(isa, src, c1, &mut mid);
+    let mut out = Act::zeros(src.n, c2.cout + spare, src.h, src.w);
+    conv3_relu(isa, &mid, c2, &mut out);
+    out
 }
 
 /// Activations of `n` images × `c` channels of `h` × `w`, each plane with a zero border:
@@ -242,10 +243,10 @@ impl Act {
     }
 }
 
-/// 3×3 "same" convolution + bias + ReLU of every channel of `src`, written into channels
-/// `c0 ..` of `dst` (same image size). Tasks are (image, block of 8 output channels), whose
+/// 3×3 "same" convolution + bias + ReLU of every channel of `src`, written into the first
+/// channels of `dst` (same image size). Tasks are (image, block of 8 output channels), whose
 /// planes are contiguous in `dst`.
-fn conv3_relu(isa: Isa, src: &Act, conv: &Conv3, dst: &mut Act, c0: usize) {
+fn conv3_relu(isa: Isa, src: &Act, conv: &Conv3, dst: &mut Act) {
     debug_assert_eq!((src.c, src.h, src.w, src.n), (conv.cin, dst.h, dst.w, dst.n));
     let len = dst.plane_len();
     let (cin, cout, dst_c) = (conv.cin, conv.cout, dst.c);
@@ -254,7 +255,7 @@ fn conv3_relu(isa: Isa, src: &Act, conv: &Conv3, dst: &mut Act, c0: usize) {
         .chunks_mut(dst_c * len)
         .enumerate()
         .flat_map(|(i, img)| {
-            let mine = &mut img[c0 * len..(c0 + cout) * len];
+            let mine = &mut img[..cout * len];
             mine.chunks_mut(CO_BLOCK * len).enumerate().map(move |(b, planes)| (i, b, planes))
         })
         .collect();
@@ -495,7 +496,7 @@ mod tests {
     fn conv3_relu_isa(isa: Isa, x: &[f32], n: usize, h: usize, w: usize, conv: &Conv3) -> Vec<f32> {
         let src = Act::from_nchw(x, n, conv.cin, h, w);
         let mut dst = Act::zeros(n, conv.cout, h, w);
-        conv3_relu(isa, &src, conv, &mut dst, 0);
+        conv3_relu(isa, &src, conv, &mut dst);
         dst.to_nchw()
     }
 
