@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use hepaview::phantom::PhantomOptions;
-use hepaview::segment::synth::{self, LabelMapStyle, PhantomStyle};
+use hepaview::segment::synth::{self, LabelMapStyle, PhantomStyle, SynthRecipe};
 use hepaview::segment::train::seeded_init;
 use hepaview::segment::{self, SegmentError, TrainOptions, UNet, UNetConfig};
 use hepaview::study::Study;
@@ -192,7 +192,7 @@ fn postprocess_keeps_one_liver_without_holes_and_tumour_inside() {
 
 #[test]
 fn a_few_training_steps_lower_the_loss() {
-    let case = synth::phantom_case(5, PhantomStyle::Realistic, 12.0, 32);
+    let case = synth::phantom_case(5, PhantomStyle::Realistic, 12.0, 32, SynthRecipe::default());
     assert!(!case.liver_slices().is_empty());
     let cfg = UNetConfig { features: vec![8, 16], in_channels: 3, classes: 3, spacing_mm: 12.0 };
     let opts = TrainOptions { config: cfg, patch: 32, batch: 4, epochs: 1, steps_per_epoch: 40, learning_rate: 1e-2, seed: 3, out: None, val_slices_per_case: 2, ..TrainOptions::default() };
@@ -218,7 +218,9 @@ fn label_map_cases_follow_the_real_labels() {
     let liver_truth: Vec<bool> = on_grid.data.iter().map(|&c| c == 5).collect();
     let mut tumour_cases = 0;
     for (i, style) in [LabelMapStyle::Real, LabelMapStyle::Offsets, LabelMapStyle::Means].into_iter().cycle().take(9).enumerate() {
-        let case = synth::label_map_case("ts", &ct, &labels, &[5], style, i as u64, 4.0, 8);
+        // odd cases with the large tumours: still only inside the map's liver
+        let recipe = SynthRecipe { mimics: 0.0, large_tumours: i % 2 == 1 };
+        let case = synth::label_map_case("ts", &ct, &labels, &[5], style, i as u64, 4.0, 8, recipe);
         let (nz, c, ny, nx) = case.image.dim();
         assert_eq!([nz, ny, nx], grid.shape);
         assert_eq!(c, 3);
@@ -239,6 +241,43 @@ fn label_map_cases_follow_the_real_labels() {
         }
     }
     assert!(tumour_cases >= 3, "random tumours should appear in most cases ({tumour_cases} of 9)");
+}
+
+/// Liver mimics (heart, stomach, bowel) change only voxels outside the liver and tumours,
+/// leave the labels alone (they are background), and put soft-tissue intensity right
+/// against the liver in most cases: what the network must learn not to call liver.
+#[test]
+fn liver_mimics_are_background_beside_the_liver() {
+    let mut with_mimics = 0;
+    for seed in 21..25 {
+        let base = synth::phantom_case(seed, PhantomStyle::SynthSeg, 4.0, 96, SynthRecipe::default());
+        let with = synth::phantom_case(seed, PhantomStyle::SynthSeg, 4.0, 96, SynthRecipe { mimics: 1.0, large_tumours: false });
+        assert_eq!(base.labels, with.labels, "mimics must not change the labels");
+        let (nz, _, ny, nx) = base.image.dim();
+        let mut changed = 0;
+        let mut touching = 0;
+        for k in 0..nz {
+            for j in 0..ny {
+                for i in 0..nx {
+                    let differs = (0..3).any(|c| base.image[[k, c, j, i]] != with.image[[k, c, j, i]]);
+                    if !differs {
+                        continue;
+                    }
+                    assert_eq!(base.labels[[k, j, i]], 0, "a mimic replaced liver or tumour at {k},{j},{i}");
+                    changed += 1;
+                    let near_liver = [(0i64, 1i64), (0, -1), (1, 0), (-1, 0)].iter().any(|&(dj, di)| {
+                        let (jj, ii) = (j as i64 + dj, i as i64 + di);
+                        jj >= 0 && ii >= 0 && (jj as usize) < ny && (ii as usize) < nx && base.labels[[k, jj as usize, ii as usize]] > 0
+                    });
+                    // soft tissue (0…300 HU is window 0.4…1) right beside the liver
+                    touching += (near_liver && with.image[[k, 1, j, i]] > 100) as usize;
+                }
+            }
+        }
+        eprintln!("seed {seed}: {changed} voxels changed, {touching} beside the liver");
+        with_mimics += (touching > 0) as usize;
+    }
+    assert!(with_mimics >= 2, "mimics should touch the liver in most cases ({with_mimics} of 4)");
 }
 
 /// Not a check: times candle's conv2d against the shifted-copies + matmul path on one
@@ -269,7 +308,7 @@ fn conv_paths_timing() {
 #[test]
 fn training_can_start_from_saved_weights() {
     let dir = tempfile::tempdir().expect("tmp");
-    let case = synth::phantom_case(5, PhantomStyle::Realistic, 12.0, 32);
+    let case = synth::phantom_case(5, PhantomStyle::Realistic, 12.0, 32, SynthRecipe::default());
     let cfg = UNetConfig { features: vec![8, 16], in_channels: 3, classes: 3, spacing_mm: 12.0 };
     let first_out = dir.path().join("first.safetensors");
     let opts = TrainOptions { config: cfg.clone(), patch: 32, batch: 4, epochs: 1, steps_per_epoch: 40, learning_rate: 1e-2, seed: 3, out: Some(first_out.clone()), val_slices_per_case: 2, ..TrainOptions::default() };

@@ -296,6 +296,10 @@ pub enum Command {
         /// Use the portal venous phase only (the others left out, as for a single-phase study).
         #[arg(long)]
         pv_only: bool,
+        /// Keep the network's liver edge as it is (no refinement to the study's own
+        /// parenchyma at full resolution).
+        #[arg(long)]
+        no_refine: bool,
         /// Set a phase by hand: N=PHASE, as for `open`. Repeatable.
         #[arg(long = "phase", value_name = "N=PHASE")]
         phase_overrides: Vec<String>,
@@ -358,6 +362,15 @@ pub enum Command {
         /// about 5e-4 suits fine-tuning.
         #[arg(long, default_value_t = 2e-3)]
         learning_rate: f64,
+        /// Fraction (0–1) of synthetic cases given liver mimics: heart-, stomach- and
+        /// bowel-like structures with liver-like or blood-pool intensity against the liver,
+        /// labelled background.
+        #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
+        mimics: f32,
+        /// Make a quarter of the synthetic tumours large (25–45 mm radius) and give
+        /// arterial-enhancing ones a mottled interior.
+        #[arg(long)]
+        large_tumours: bool,
     },
     /// Write the built-in tri-phase demo study (DICOM + labels + true fields) to a folder.
     Demo {
@@ -531,11 +544,15 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::MaskConvert { mask, study, out, resample, series }) => {
             mask::mask_convert_with(&mask, &study, &out, &mask::MaskConvertOptions { resample, series }).map(|_| ())
         }
-        Some(Command::Segment { paths, out, model, truth, phantom_seed, phantom_small, pv_only, phase_overrides }) => {
-            segment::segment_cmd(segment::SegmentArgs { paths, out, model, truth, phantom_seed, phantom_small, pv_only, phase_overrides })
+        Some(Command::Segment { paths, out, model, truth, phantom_seed, phantom_small, pv_only, no_refine, phase_overrides }) => {
+            segment::segment_cmd(segment::SegmentArgs { paths, out, model, truth, phantom_seed, phantom_small, pv_only, no_refine, phase_overrides })
         }
-        Some(Command::Train { data, lits, out, epochs, steps_per_epoch, synthetic, features, spacing_mm, batch, patch, minutes, seed, label_maps, liver_class, label_map_cases, force, init, learning_rate }) => {
-            segment::train_cmd(segment::TrainArgs { data, lits, out, epochs, steps_per_epoch, synthetic, features, spacing_mm, batch, patch, minutes, seed, label_maps, liver_class, label_map_cases, force, init, learning_rate })
+        Some(Command::Train { data, lits, out, epochs, steps_per_epoch, synthetic, features, spacing_mm, batch, patch, minutes, seed, label_maps, liver_class, label_map_cases, force, init, learning_rate, mimics, large_tumours }) => {
+            if !(0.0..=1.0).contains(&mimics) {
+                return Err(anyhow::anyhow!("--mimics {mimics}: give a fraction of cases from 0 to 1"));
+            }
+            let recipe = hepaview::segment::synth::SynthRecipe { mimics, large_tumours };
+            segment::train_cmd(segment::TrainArgs { data, lits, out, epochs, steps_per_epoch, synthetic, features, spacing_mm, batch, patch, minutes, seed, label_maps, liver_class, label_map_cases, force, init, learning_rate, recipe })
         }
         Some(Command::Demo { out, from_study, true_field, liver_seed, shrink, .. }) if !from_study.is_empty() => {
             demo::demo_from_study(demo::FromStudyArgs { paths: from_study, true_fields: true_field, liver_seed, shrink, out })

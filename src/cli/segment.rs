@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use hepaview::io::nifti;
 use hepaview::phantom::{make_phantom, PhantomOptions};
-use hepaview::segment::synth::{self, LabelMapStyle, PhantomStyle, TrainCase};
+use hepaview::segment::synth::{self, LabelMapStyle, PhantomStyle, SynthRecipe, TrainCase};
 use hepaview::segment::{self, InferOptions, TrainOptions, UNetConfig};
 use hepaview::study::Study;
 
@@ -24,6 +24,7 @@ pub(crate) struct SegmentArgs {
     pub phantom_seed: Option<u64>,
     pub phantom_small: bool,
     pub pv_only: bool,
+    pub no_refine: bool,
     pub phase_overrides: Vec<String>,
 }
 
@@ -68,7 +69,8 @@ pub(crate) fn segment_cmd(a: SegmentArgs) -> Result<()> {
         true
     };
     let t0 = Instant::now();
-    let mask = segment::segment_phases(&model, &study, &InferOptions::default(), &report);
+    let opts = InferOptions { refine_edges: !a.no_refine, ..InferOptions::default() };
+    let mask = segment::segment_phases(&model, &study, &opts, &report);
     pb.finish_and_clear();
     let mask = mask?;
     let secs = t0.elapsed().as_secs_f64();
@@ -138,6 +140,7 @@ pub(crate) struct TrainArgs {
     pub force: bool,
     pub init: Option<PathBuf>,
     pub learning_rate: f64,
+    pub recipe: SynthRecipe,
 }
 
 /// Makes the training cases, trains with a progress bar, writes the best checkpoint to
@@ -189,7 +192,7 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
                 .into_par_iter()
                 .map(|i| {
                     let style = [LabelMapStyle::Real, LabelMapStyle::Offsets, LabelMapStyle::Means][i % 3];
-                    synth::label_map_case(&name, &ct, &labels, &liver, style, 5000 + a.seed * 10_000 + (m * 1000 + i) as u64, config.spacing_mm, multiple)
+                    synth::label_map_case(&name, &ct, &labels, &liver, style, 5000 + a.seed * 10_000 + (m * 1000 + i) as u64, config.spacing_mm, multiple, a.recipe)
                 })
                 .collect();
             cases.extend(made);
@@ -202,7 +205,7 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
             .into_par_iter()
             .map(|i| {
                 let style = if i % 2 == 0 { PhantomStyle::Realistic } else { PhantomStyle::SynthSeg };
-                synth::phantom_case(1000 + a.seed * 10_000 + i as u64, style, config.spacing_mm, a.patch)
+                synth::phantom_case(1000 + a.seed * 10_000 + i as u64, style, config.spacing_mm, a.patch, a.recipe)
             })
             .collect();
         cases.extend(made);

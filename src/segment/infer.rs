@@ -11,6 +11,7 @@ use ndarray::{s, Array3, Array4, Axis};
 use super::folded::FoldedUNet;
 use super::model::UNet;
 use super::preprocess::{self, CHANNELS};
+use super::refine::{refine_liver_edge, RefineOptions};
 use super::weights::load_unet;
 use super::SegmentError;
 use crate::analysis::{align_phases, Alignment};
@@ -25,11 +26,14 @@ pub struct InferOptions {
     pub batch: usize,
     /// Keep the largest liver component, fill holes, drop tumour outside the liver.
     pub postprocess: bool,
+    /// Then move the liver's edge, by up to half a model pixel, to the study's own
+    /// parenchyma at its own resolution (`refine::refine_liver_edge`).
+    pub refine_edges: bool,
 }
 
 impl Default for InferOptions {
     fn default() -> Self {
-        InferOptions { batch: 8, postprocess: true }
+        InferOptions { batch: 8, postprocess: true, refine_edges: true }
     }
 }
 
@@ -71,7 +75,8 @@ pub fn segment_phases(model: &UNet, study: &Study, opts: &InferOptions, progress
     if slots.iter().all(|s| s.is_none()) {
         slots[preprocess::PV] = aligned.first().map(|a| a.volume.as_ref());
     }
-    run_on_grid(model, &slots, &grid, &target, opts, &|f, m| progress(0.1 + 0.9 * f, m))
+    let reference = &study.phases[study.fixed_index()].volume;
+    run_on_grid(model, &slots, &grid, (&target, reference), opts, &|f, m| progress(0.1 + 0.9 * f, m))
 }
 
 /// Segments phases given as volumes (any grids; `None` = missing) onto `target`; for
@@ -80,10 +85,14 @@ pub fn segment_volumes(model: &UNet, phases: [Option<&CtVolume>; CHANNELS], targ
     let grid = preprocess::model_grid(target, model.config.spacing_mm, model.config.size_multiple());
     let on: Vec<Option<CtVolume>> = phases.iter().map(|p| p.map(|v| preprocess::onto_grid(v, &grid))).collect();
     let slots: [Option<&CtVolume>; CHANNELS] = [on[0].as_ref(), on[1].as_ref(), on[2].as_ref()];
-    run_on_grid(model, &slots, &grid, target, opts, progress)
+    // the edge is refined against portal venous, else the first phase given, on `target`
+    let reference = phases[preprocess::PV].or_else(|| phases.iter().flatten().next().copied()).map(|v| preprocess::onto_grid(v, target));
+    let Some(reference) = reference else { return Err(SegmentError::NoPhase) };
+    run_on_grid(model, &slots, &grid, (target, &reference), opts, progress)
 }
 
-fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geometry, target: &Geometry, opts: &InferOptions, progress: ProgressFn) -> Result<Mask, SegmentError> {
+/// `target`: the grid of the result and the study's volume on it (for edge refinement).
+fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geometry, (target, reference): (&Geometry, &CtVolume), opts: &InferOptions, progress: ProgressFn) -> Result<Mask, SegmentError> {
     let input = preprocess::input_channels(slots, grid);
     let probs = predict_slices(model, &input, opts.batch, progress)?;
     if !progress(0.97, "resampling the mask onto the study grid") {
@@ -92,6 +101,10 @@ fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geome
     let mut mask = preprocess::probabilities_to_labels(&probs, grid, target);
     if opts.postprocess {
         postprocess(&mut mask);
+    }
+    if opts.refine_edges {
+        let ropts = RefineOptions { reach_mm: 0.5 * model.config.spacing_mm, ..RefineOptions::default() };
+        refine_liver_edge(&mut mask, reference, &ropts);
     }
     progress(1.0, "segmented");
     Ok(mask)

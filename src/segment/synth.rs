@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array3, Array4, Axis, Zip};
 use rayon::prelude::*;
 
+use super::mimics::{add_mimics, Texture};
 use super::preprocess::{self, window, CHANNELS};
 use super::{Rng, SegmentError};
 use crate::io::nifti;
@@ -58,6 +59,24 @@ fn quantise(hu: f32) -> u8 {
     (window(hu) * 255.0).round() as u8
 }
 
+/// Additions to the first model's recipe (both off reproduces its cases bit for bit: they
+/// draw from their own generator).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SynthRecipe {
+    /// Fraction of cases (0–1) given liver mimics (heart, stomach, bowel) labelled
+    /// background: `mimics::add_mimics`.
+    pub mimics: f32,
+    /// A quarter of the random tumours 25–45 mm in radius (large HCC), and the
+    /// arterial-enhancing ones with a mottled (mosaic) interior.
+    pub large_tumours: bool,
+}
+
+impl SynthRecipe {
+    fn rng(seed: u64) -> Rng {
+        Rng::new(seed.wrapping_mul(0x2545_F491_4F6C_DD1D).wrapping_add(0x5EED))
+    }
+}
+
 /// How a phantom case is made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PhantomStyle {
@@ -70,8 +89,9 @@ pub enum PhantomStyle {
 /// A phantom case for `seed`: a grid of `side`² pixels of `spacing_mm` rotated in-plane by up
 /// to ±15°, shifted ±20 mm, 2.5–5 mm slices over the upper abdomen; random breathing and
 /// noise; then extra tumours and (SynthSeg) intensity offsets.
-pub fn phantom_case(seed: u64, style: PhantomStyle, spacing_mm: f64, side: usize) -> TrainCase {
+pub fn phantom_case(seed: u64, style: PhantomStyle, spacing_mm: f64, side: usize, recipe: SynthRecipe) -> TrainCase {
     let mut rng = Rng::new(seed.wrapping_mul(7919).wrapping_add(style as u64));
+    let mut xrng = SynthRecipe::rng(seed.wrapping_mul(7919).wrapping_add(style as u64));
     let angle = rng.range(-15.0, 15.0).to_radians() as f64;
     let (c, s) = (angle.cos(), angle.sin());
     let dz = rng.range(2.5, 5.0) as f64;
@@ -116,7 +136,11 @@ pub fn phantom_case(seed: u64, style: PhantomStyle, spacing_mm: f64, side: usize
             });
         }
     }
-    add_tumours(&mut rng, &grid, &mut hu, &mut labels, anatomy);
+    add_tumours(&mut rng, &grid, &mut hu, &mut labels, anatomy, recipe, &mut xrng);
+    if xrng.f32() < recipe.mimics {
+        let body = anatomy.mapv(|a| a != 0);
+        add_mimics(&mut xrng, &grid, &mut hu, &labels, &body);
+    }
     let mut image = Array4::<u8>::zeros((nz, CHANNELS, side, side));
     for (c, h) in hu.iter().enumerate() {
         Zip::from(image.index_axis_mut(Axis(1), c)).and(h).for_each(|o, &v| *o = quantise(v));
@@ -127,7 +151,8 @@ pub fn phantom_case(seed: u64, style: PhantomStyle, spacing_mm: f64, side: usize
 /// 0–4 ellipsoids inside the liver, 4–25 mm radius, each with its own enhancement pattern:
 /// hypodense in all phases, arterial-enhancing with washout, cyst-like (near water),
 /// hyperdense, or hemangioma-like (peripheral enhancement filling in); labelled tumour (2) where they fall in liver.
-fn add_tumours(rng: &mut Rng, grid: &Geometry, hu: &mut [Array3<f32>], labels: &mut Array3<u8>, anatomy: &Array3<u8>) {
+/// `recipe.large_tumours` draws from `xrng` only, so without it the cases are the first recipe's.
+fn add_tumours(rng: &mut Rng, grid: &Geometry, hu: &mut [Array3<f32>], labels: &mut Array3<u8>, anatomy: &Array3<u8>, recipe: SynthRecipe, xrng: &mut Rng) {
     let liver: Vec<[usize; 3]> = anatomy.indexed_iter().filter(|(_, &a)| a == ANATOMY_LIVER).map(|((k, j, i), _)| [k, j, i]).collect();
     if liver.is_empty() {
         return;
@@ -136,7 +161,10 @@ fn add_tumours(rng: &mut Rng, grid: &Geometry, hu: &mut [Array3<f32>], labels: &
     for _ in 0..n {
         let c = liver[rng.below(liver.len())];
         let centre = grid.index_to_world([c[2] as f64, c[1] as f64, c[0] as f64]);
-        let r = rng.range(4.0, 25.0) as f64;
+        let mut r = rng.range(4.0, 25.0) as f64;
+        if recipe.large_tumours && xrng.f32() < 0.25 {
+            r = xrng.range(25.0, 45.0) as f64;
+        }
         let radii = [r * rng.range(0.75, 1.3) as f64, r * rng.range(0.75, 1.3) as f64, r * rng.range(0.75, 1.3) as f64];
         let pattern = rng.below(5);
         let delta: [f32; CHANNELS] = match pattern {
@@ -154,6 +182,8 @@ fn add_tumours(rng: &mut Rng, grid: &Geometry, hu: &mut [Array3<f32>], labels: &
         let core = [rng.range(-70.0, -20.0), rng.range(-50.0, 0.0), rng.range(-20.0, 30.0)];
         let reach = [rng.range(0.6, 0.85), rng.range(0.25, 0.6), rng.range(0.0, 0.3)];
         let water = rng.range(0.0, 20.0);
+        // mosaic: HCC's interior is rarely uniform
+        let mosaic = (recipe.large_tumours && pattern == 1).then(|| Texture::new(xrng, 3, 50.0));
         let [nz, ny, nx] = grid.shape;
         for k in 0..nz {
             for j in 0..ny {
@@ -169,6 +199,7 @@ fn add_tumours(rng: &mut Rng, grid: &Geometry, hu: &mut [Array3<f32>], labels: &
                         continue;
                     }
                     labels[[k, j, i]] = 2;
+                    let t = mosaic.as_ref().map_or(0.0, |m| m.at(p));
                     for (ch, h) in hu.iter_mut().enumerate() {
                         let v = &mut h[[k, j, i]];
                         if pattern == 4 {
@@ -176,7 +207,7 @@ fn add_tumours(rng: &mut Rng, grid: &Geometry, hu: &mut [Array3<f32>], labels: &
                         } else if delta[ch].is_nan() {
                             *v = water + rng.normal() * 8.0;
                         } else {
-                            *v += delta[ch];
+                            *v += delta[ch] + t;
                         }
                     }
                 }
@@ -201,8 +232,10 @@ pub enum LabelMapStyle {
 /// multilabel output, say): the liver is every voxel whose class is in `liver_classes`;
 /// intensities per `style`; then random tumours and noise. Everything on the model grid of
 /// the label map's grid.
-pub fn label_map_case(name: &str, ct: &CtVolume, label_map: &Mask, liver_classes: &[u8], style: LabelMapStyle, seed: u64, spacing_mm: f64, multiple: usize) -> TrainCase {
+#[allow(clippy::too_many_arguments)]
+pub fn label_map_case(name: &str, ct: &CtVolume, label_map: &Mask, liver_classes: &[u8], style: LabelMapStyle, seed: u64, spacing_mm: f64, multiple: usize, recipe: SynthRecipe) -> TrainCase {
     let mut rng = Rng::new(seed.wrapping_mul(104_729).wrapping_add(style as u64));
+    let mut xrng = SynthRecipe::rng(seed.wrapping_mul(104_729).wrapping_add(style as u64));
     let grid = preprocess::model_grid(&label_map.geometry, spacing_mm, multiple);
     let classes = label_map.resample_to(&grid, Interp::Nearest, 0).data;
     let real = preprocess::onto_grid(ct, &grid).data.mapv(|v| v as f32);
@@ -250,7 +283,12 @@ pub fn label_map_case(name: &str, ct: &CtVolume, label_map: &Mask, liver_classes
         .collect();
     let anatomy = classes.mapv(|c| if is_liver(c) { ANATOMY_LIVER } else { 0 });
     let mut labels = anatomy.mapv(|a| (a == ANATOMY_LIVER) as u8);
-    add_tumours(&mut rng, &grid, &mut hu, &mut labels, &anatomy);
+    add_tumours(&mut rng, &grid, &mut hu, &mut labels, &anatomy, recipe, &mut xrng);
+    if xrng.f32() < recipe.mimics {
+        // inside the body: any organ class, or unlabelled tissue that is not air
+        let body = Zip::from(&classes).and(&real).map_collect(|&c, &v| c != 0 || v > -500.0);
+        add_mimics(&mut xrng, &grid, &mut hu, &labels, &body);
+    }
     let [nz, ny, nx] = grid.shape;
     let mut image = Array4::<u8>::zeros((nz, CHANNELS, ny, nx));
     for (c, h) in hu.iter().enumerate() {
