@@ -398,3 +398,13 @@ fn open_reads_a_mask_beside_a_dicom_folder_and_refuses_what_it_cannot_use() {
     let e = hepaview::study::Study::open(&[dir.join("dicom"), dir.join("labels.nii.gz"), dir.join("labels.nii.gz")]).err().expect("two masks are refused").to_string();
     assert!(e.contains("one label mask"), "{e}");
 }
+
+#[test]
+fn train_refuses_a_mimic_fraction_outside_0_to_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = hepaview().args(["train", "--synthetic", "1", "--mimics", "1.5", "--out"]).arg(tmp.path().join("m.safetensors")).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--mimics 1.5"), "{err}");
+    assert!(!tmp.path().join("m.safetensors").exists());
+}
