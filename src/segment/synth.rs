@@ -59,8 +59,8 @@ fn quantise(hu: f32) -> u8 {
     (window(hu) * 255.0).round() as u8
 }
 
-/// Additions to the first model's recipe (both off reproduces its cases bit for bit: they
-/// draw from their own generator).
+/// Additions to the first model's recipe. The default (no mimics, no large tumours) makes
+/// its cases bit for bit: the additions draw from their own generator.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct SynthRecipe {
     /// Fraction of cases (0–1) given liver mimics (heart, stomach, bowel) labelled
