@@ -44,6 +44,13 @@ impl Geometry {
         self.shape.iter().product()
     }
 
+    /// Slices `k0..k0 + n` as a grid of their own (same voxels, same world positions).
+    pub fn slab(&self, k0: usize, n: usize) -> Geometry {
+        let shift = k0 as f64 * self.spacing_mm[0];
+        let origin_mm = [0, 1, 2].map(|c| self.origin_mm[c] + self.direction[2][c] * shift);
+        Geometry { shape: [n, self.shape[1], self.shape[2]], origin_mm, ..self.clone() }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -138,6 +138,37 @@ fn shipped_model() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(segment::DEFAULT_MODEL)
 }
 
+/// The viewer's live preview: the slices handed out while the network runs cover the
+/// study's grid once, in order, in batches, with the network's labels there; the result is
+/// the same as without the preview.
+#[test]
+fn live_slices_cover_the_study_once_and_leave_the_result_alone() {
+    let study = Study::demo(&PhantomOptions::small());
+    let model = shipped_model();
+    let grid = study.phases[study.fixed_index()].volume.geometry.clone();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let live = segment::segment_study_live(&study, &model, &|_, _| true, Some(&|k0: usize, labels: ndarray::Array3<u8>| {
+        seen.lock().unwrap().push((k0, labels));
+    }))
+    .expect("segment");
+    let seen = seen.into_inner().unwrap();
+    assert!(seen.len() > 1, "more than one batch for {} slices", grid.shape[0]);
+    let mut next = 0;
+    let mut liver = 0;
+    for (k0, labels) in &seen {
+        assert_eq!(*k0, next, "batches in order, none skipped");
+        assert_eq!([labels.dim().1, labels.dim().2], [grid.shape[1], grid.shape[2]], "on the study's grid");
+        assert!(labels.iter().all(|&v| v <= 2));
+        liver += labels.iter().filter(|&&v| v > 0).count();
+        next += labels.dim().0;
+    }
+    assert_eq!(next, grid.shape[0], "every slice once");
+    let final_liver = live.data.iter().filter(|&&v| v > 0).count();
+    assert!(liver as f64 > 0.8 * final_liver as f64, "the preview shows the liver: {liver} vs {final_liver} voxels");
+    let plain = segment::segment_study(&study, &model, &|_, _| true).expect("segment");
+    assert_eq!(plain.data, live.data, "the preview must not change the result");
+}
+
 /// Liver Dice the shipped model reaches on the small phantom (seed 48, the demo's noise; the
 /// phantom's anatomy is what training cases were drawn from, on other grids and seeds).
 const PHANTOM_LIVER_DICE_MIN: f64 = 0.9;

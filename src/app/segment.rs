@@ -1,9 +1,10 @@
 //! The "AI segmentation" section: runs the shipped U-Net on the study in the background
-//! (progress, Cancel) and puts its liver + tumour mask in as the label layer; the mask it
-//! replaces is kept for one Undo.
+//! (progress, Cancel), shows its mask filling in batch by batch of slices as the label
+//! layer, and puts the finished (post-processed) mask in its place; the mask it replaces
+//! is kept for one Undo, and comes back at once if the run is cancelled or fails.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use egui::Color32;
 
@@ -14,6 +15,10 @@ use crate::volume::Mask;
 pub struct SegmentPanel {
     job: Option<Job<Mask>>,
     replaced: Option<Option<Labels>>,
+    /// The mask so far, written by the running job, with a count of the batches in it.
+    live: Option<Arc<Mutex<(Mask, u64)>>>,
+    /// The live mask's count now shown as the label layer.
+    shown: u64,
     pub message: Option<String>,
     pub error: Option<String>,
 }
@@ -31,6 +36,13 @@ pub fn model_path() -> Option<PathBuf> {
     }
     candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(name));
     candidates.into_iter().find(|p| p.is_file())
+}
+
+/// The label layer's source while the U-Net is still running.
+const LIVE_SOURCE: &str = "U-Net segmentation (running)";
+
+fn is_live(study: &Study) -> bool {
+    study.labels.as_ref().is_some_and(|l| l.source == std::path::Path::new(LIVE_SOURCE))
 }
 
 impl SegmentPanel {
@@ -51,26 +63,76 @@ impl SegmentPanel {
         };
         let s = study.clone();
         self.error = None;
-        self.job = Some(Job::spawn("Segmenting liver and tumours", move |progress| crate::segment::segment_study(&s, &model, progress).map_err(|e| e.to_string())));
+        let Some(fixed) = study.phases.get(study.fixed_index()) else {
+            self.error = Some("No image to segment.".into());
+            return;
+        };
+        let live = Arc::new(Mutex::new((Mask::filled(fixed.volume.geometry.clone(), 0), 0u64)));
+        self.live = Some(live.clone());
+        self.shown = 0;
+        self.job = Some(Job::spawn("Segmenting liver and tumours", move |progress| {
+            let on_slices = |k0: usize, labels: ndarray::Array3<u8>| {
+                if let Ok(mut l) = live.lock() {
+                    let n = labels.dim().0;
+                    l.0.data.slice_mut(ndarray::s![k0..k0 + n, .., ..]).assign(&labels);
+                    l.1 += 1;
+                }
+            };
+            crate::segment::segment_study_live(&s, &model, progress, Some(&on_slices)).map_err(|e| e.to_string())
+        }));
+    }
+
+    /// Shows the live mask as the label layer when new slices came in (the first time
+    /// keeping the study's own labels for Undo and for a cancelled run).
+    fn show_live(&mut self, study: &mut Study) {
+        let Some(live) = &self.live else { return };
+        let Ok(l) = live.lock() else { return };
+        if l.1 == self.shown {
+            return;
+        }
+        self.shown = l.1;
+        let mask = l.0.clone();
+        drop(l);
+        if !is_live(study) {
+            self.replaced = Some(study.labels.take());
+        }
+        study.labels = Some(Labels { mask: Arc::new(mask), key: next_key(), source: PathBuf::from(LIVE_SOURCE) });
+    }
+
+    /// After a cancelled or failed run: the labels from before it, if the live mask had
+    /// replaced them.
+    fn restore(&mut self, study: &mut Study) {
+        if is_live(study) {
+            if let Some(previous) = self.replaced.take() {
+                study.labels = previous;
+            }
+        }
     }
 
     pub fn poll(&mut self, study: &mut Study, ctx: &egui::Context) {
         let Some(ended) = take_ended(&mut self.job) else {
             if self.job.is_some() {
+                self.show_live(study);
                 ctx.request_repaint_after(std::time::Duration::from_millis(100));
             }
             return;
         };
+        self.live = None;
         match ended {
             Ended::Done(mask) => {
                 let liver = mask.data.iter().filter(|&&v| v == 1).count();
                 let tumour = mask.data.iter().filter(|&&v| v == 2).count();
-                self.replaced = Some(study.labels.take());
+                if !is_live(study) {
+                    self.replaced = Some(study.labels.take());
+                }
                 study.labels = Some(Labels { mask: Arc::new(mask), key: next_key(), source: PathBuf::from("U-Net segmentation") });
                 self.message = Some(format!("Segmented: {liver} liver and {tumour} tumour voxels. Check and correct it with the editing tools."));
             }
-            Ended::Cancelled => {}
-            Ended::Failed(e) => self.error = Some(format!("Segmentation failed: {e}")),
+            Ended::Cancelled => self.restore(study),
+            Ended::Failed(e) => {
+                self.restore(study);
+                self.error = Some(format!("Segmentation failed: {e}"));
+            }
         }
     }
 
@@ -99,5 +161,37 @@ impl SegmentPanel {
         if let Some(e) = &self.error {
             ui.colored_label(Color32::LIGHT_RED, e);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::phantom::PhantomOptions;
+
+    /// The live mask replaces the label layer only when new slices came in, keeps the
+    /// study's own labels for later, and a cancelled run puts them back.
+    #[test]
+    fn live_mask_is_shown_and_a_cancelled_run_restores_the_labels() {
+        let mut study = Study::demo(&PhantomOptions::small());
+        let own_key = study.labels.as_ref().expect("demo labels").key;
+        let grid = study.phases[study.fixed_index()].volume.geometry.clone();
+        let mut mask = Mask::filled(grid, 0);
+        mask.data[[0, 0, 0]] = 1;
+        let live = Arc::new(Mutex::new((mask, 1u64)));
+        let mut panel = SegmentPanel { live: Some(live.clone()), ..SegmentPanel::default() };
+        panel.show_live(&mut study);
+        let shown = study.labels.as_ref().expect("live labels");
+        assert!(is_live(&study));
+        assert_eq!(shown.mask.data[[0, 0, 0]], 1);
+        let key = shown.key;
+        panel.show_live(&mut study);
+        assert_eq!(study.labels.as_ref().unwrap().key, key, "nothing new, nothing re-uploaded");
+        live.lock().unwrap().1 = 2;
+        panel.show_live(&mut study);
+        assert_ne!(study.labels.as_ref().unwrap().key, key, "new slices shown");
+        panel.restore(&mut study);
+        assert!(!is_live(&study));
+        assert_eq!(study.labels.as_ref().expect("own labels back").key, own_key);
     }
 }

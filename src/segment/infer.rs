@@ -37,17 +37,33 @@ impl Default for InferOptions {
     }
 }
 
+/// Labels of slices the network has just finished, while it runs: `(k0, labels)` for the
+/// slices `k0..k0 + labels.dim().0` of the result's grid, straight from the network (before
+/// post-processing and refinement, which need the whole volume). The viewer paints them as
+/// they come.
+pub type SlicesFn<'a> = &'a (dyn Fn(usize, Array3<u8>) + Sync);
+
 /// Segments a study with the model at `model_path` (the viewer's Segment button and
 /// `hepaview segment`): labels 0 background, 1 liver, 2 tumour on the grid of the study's
 /// portal venous phase (its fixed phase). Phases are taken as they are (already
 /// registered, or close enough); progress goes 0→1 and returning false cancels.
 pub fn segment_study(study: &Study, model_path: &Path, progress: ProgressFn) -> Result<Mask, SegmentError> {
+    segment_study_live(study, model_path, progress, None)
+}
+
+/// [`segment_study`], also handing each finished batch of slices to `on_slices`.
+pub fn segment_study_live(study: &Study, model_path: &Path, progress: ProgressFn, on_slices: Option<SlicesFn>) -> Result<Mask, SegmentError> {
     let model = load_unet(model_path)?;
-    segment_phases(&model, study, &InferOptions::default(), progress)
+    segment_phases_live(&model, study, &InferOptions::default(), progress, on_slices)
 }
 
 /// [`segment_study`] with a loaded model and options.
 pub fn segment_phases(model: &UNet, study: &Study, opts: &InferOptions, progress: ProgressFn) -> Result<Mask, SegmentError> {
+    segment_phases_live(model, study, opts, progress, None)
+}
+
+/// [`segment_phases`], also handing each finished batch of slices to `on_slices`.
+pub fn segment_phases_live(model: &UNet, study: &Study, opts: &InferOptions, progress: ProgressFn, on_slices: Option<SlicesFn>) -> Result<Mask, SegmentError> {
     if study.phases.is_empty() {
         return Err(SegmentError::NoPhase);
     }
@@ -76,7 +92,7 @@ pub fn segment_phases(model: &UNet, study: &Study, opts: &InferOptions, progress
         slots[preprocess::PV] = aligned.first().map(|a| a.volume.as_ref());
     }
     let reference = &study.phases[study.fixed_index()].volume;
-    run_on_grid(model, &slots, &grid, (&target, reference), opts, &|f, m| progress(0.1 + 0.9 * f, m))
+    run_on_grid(model, &slots, &grid, (&target, reference), opts, &|f, m| progress(0.1 + 0.9 * f, m), on_slices)
 }
 
 /// Segments phases given as volumes (any grids; `None` = missing) onto `target`; for
@@ -88,13 +104,20 @@ pub fn segment_volumes(model: &UNet, phases: [Option<&CtVolume>; CHANNELS], targ
     // the edge is refined against portal venous, else the first phase given, on `target`
     let reference = phases[preprocess::PV].or_else(|| phases.iter().flatten().next().copied()).map(|v| preprocess::onto_grid(v, target));
     let Some(reference) = reference else { return Err(SegmentError::NoPhase) };
-    run_on_grid(model, &slots, &grid, (target, &reference), opts, progress)
+    run_on_grid(model, &slots, &grid, (target, &reference), opts, progress, None)
 }
 
 /// `target`: the grid of the result and the study's volume on it (for edge refinement).
-fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geometry, (target, reference): (&Geometry, &CtVolume), opts: &InferOptions, progress: ProgressFn) -> Result<Mask, SegmentError> {
+fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geometry, (target, reference): (&Geometry, &CtVolume), opts: &InferOptions, progress: ProgressFn, on_slices: Option<SlicesFn>) -> Result<Mask, SegmentError> {
     let input = preprocess::input_channels(slots, grid);
-    let probs = predict_slices(model, &input, opts.batch, progress)?;
+    // the model grid keeps the study's slices, so model slice k lies on target slice k
+    let live = |k0: usize, p: &Array4<f32>| {
+        if let Some(f) = on_slices {
+            let n = p.dim().0;
+            f(k0, preprocess::probabilities_to_labels(p, &grid.slab(k0, n), &target.slab(k0, n)).data);
+        }
+    };
+    let probs = predict_slices_each(model, &input, opts.batch, progress, &live)?;
     if !progress(0.97, "resampling the mask onto the study grid") {
         return Err(SegmentError::Cancelled);
     }
@@ -114,6 +137,12 @@ fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geome
 /// batches of `batch` slices, reporting after each batch. Runs the hand-written kernels of
 /// [`FoldedUNet`], not candle's ops (same numbers, several times faster on the CPU).
 pub fn predict_slices(model: &UNet, input: &Array4<f32>, batch: usize, progress: ProgressFn) -> Result<Array4<f32>, SegmentError> {
+    predict_slices_each(model, input, batch, progress, &|_, _| {})
+}
+
+/// [`predict_slices`], handing each batch's probabilities `[n, classes, h, w]` and its first
+/// slice to `each` as soon as they are ready.
+fn predict_slices_each(model: &UNet, input: &Array4<f32>, batch: usize, progress: ProgressFn, each: &dyn Fn(usize, &Array4<f32>)) -> Result<Array4<f32>, SegmentError> {
     let (nz, _, h, w) = input.dim();
     let classes = model.config.classes;
     let mut out = Array4::<f32>::zeros((nz, classes, h, w));
@@ -125,7 +154,9 @@ pub fn predict_slices(model: &UNet, input: &Array4<f32>, batch: usize, progress:
         let chunk = input.slice(s![k..k + n, .., .., ..]);
         let data: Vec<f32> = chunk.iter().copied().collect();
         let v = folded.probabilities(&data, n, h, w)?;
-        out.slice_mut(s![k..k + n, .., .., ..]).assign(&ndarray::ArrayView4::from_shape((n, classes, h, w), &v).map_err(|e| SegmentError::Model(e.to_string()))?);
+        let p = Array4::from_shape_vec((n, classes, h, w), v).map_err(|e| SegmentError::Model(e.to_string()))?;
+        each(k, &p);
+        out.slice_mut(s![k..k + n, .., .., ..]).assign(&p);
         k += n;
         if !progress(0.95 * k as f32 / nz as f32, &format!("U-Net: slice {k}/{nz}")) {
             return Err(SegmentError::Cancelled);
