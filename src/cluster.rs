@@ -1352,33 +1352,17 @@ fn edt_1d(f: &[f64], s: f64, out: &mut [f64], v: &mut [usize], z: &mut [f64]) {
     }
 }
 
-/// Bounding box `[lo, hi)` per axis of the true voxels, or `None` when there are none.
-pub(crate) fn bounding_box(a: &Array3<bool>) -> Option<[(usize, usize); 3]> {
-    let (nz, ny, nx) = a.dim();
-    let mut lo = [nz, ny, nx];
-    let mut hi = [0usize; 3];
-    for ((k, j, i), &b) in a.indexed_iter() {
-        if b {
-            for (ax, v) in [k, j, i].into_iter().enumerate() {
-                lo[ax] = lo[ax].min(v);
-                hi[ax] = hi[ax].max(v + 1);
-            }
-        }
-    }
-    (hi[0] > 0).then(|| [(lo[0], hi[0]), (lo[1], hi[1]), (lo[2], hi[2])])
-}
-
 /// Grows `region` by `margin_mm` (Euclidean, in mm with voxel size `spacing_mm`). Works on
 /// the region's bounding box plus the margin, so small regions in big volumes are cheap.
 pub fn dilate_mm(region: &Array3<bool>, spacing_mm: [f64; 3], margin_mm: f64) -> Array3<bool> {
-    let Some(bb) = bounding_box(region) else {
+    let Some(bb) = crate::edit::VoxelBox::enclosing(region.view(), |b| b) else {
         return region.clone();
     };
     let shape = region.dim();
     let n = [shape.0, shape.1, shape.2];
     let r: [usize; 3] = std::array::from_fn(|a| (margin_mm / spacing_mm[a]).ceil() as usize);
-    let lo: [usize; 3] = std::array::from_fn(|a| bb[a].0.saturating_sub(r[a]));
-    let hi: [usize; 3] = std::array::from_fn(|a| (bb[a].1 + r[a]).min(n[a]));
+    let lo: [usize; 3] = std::array::from_fn(|a| bb.lo[a].saturating_sub(r[a]));
+    let hi: [usize; 3] = std::array::from_fn(|a| (bb.hi[a] + r[a]).min(n[a]));
     let sub = region.slice(ndarray::s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]).to_owned();
     let d2 = squared_distance_mm2(&sub, spacing_mm);
     let m2 = (margin_mm * margin_mm) as f32 * (1.0 + 1e-6);

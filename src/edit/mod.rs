@@ -126,7 +126,7 @@ impl VoxelBox {
     /// The smallest box holding every voxel of `data` that `keep` accepts, or `None`.
     /// Scans slabs in parallel and each row from both ends, so a mostly empty mask costs
     /// little more than reading it.
-    pub fn enclosing(data: ndarray::ArrayView3<'_, u8>, keep: impl Fn(u8) -> bool + Sync) -> Option<VoxelBox> {
+    pub fn enclosing<T: Copy + Sync>(data: ndarray::ArrayView3<'_, T>, keep: impl Fn(T) -> bool + Sync) -> Option<VoxelBox> {
         use ndarray::Axis;
         use rayon::prelude::*;
         let per_slab: Vec<Option<VoxelBox>> = data
