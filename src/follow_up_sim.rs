@@ -19,7 +19,7 @@ use crate::edit::{EditError, Paint, PaintOver};
 use crate::io::phase::Phase;
 use crate::register::affine::{resample_affine, AffineTransform};
 use crate::response::{recist_category, Category, LIPIODOL, NECROTIC, VIABLE};
-use crate::volume::{CtVolume, Field, Lps, Mask, Volume};
+use crate::volume::{norm, CtVolume, Field, Lps, Mask, Volume};
 
 /// Liver label (1) and lesion label (2) of the masks written beside the images.
 pub const LIVER: u8 = 1;
@@ -224,10 +224,6 @@ impl Lesion {
         let m = EDGE_MM + margin_mm;
         ([0, 1, 2].map(|a| self.centre[a] - self.semi_axes[a] - m), [0, 1, 2].map(|a| self.centre[a] + self.semi_axes[a] + m))
     }
-}
-
-fn norm(v: [f64; 3]) -> f64 {
-    (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt()
 }
 
 /// The reference point a phase voxel at `y` shows: `x` with `x + u(x) = y` (fixed point;

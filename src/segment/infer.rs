@@ -117,7 +117,7 @@ fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geome
             f(k0, preprocess::probabilities_to_labels(p, &grid.slab(k0, n), &target.slab(k0, n)).data);
         }
     };
-    let probs = predict_slices_each(model, &input, opts.batch, progress, &live)?;
+    let probs = predict_slices(model, &input, opts.batch, progress, &live)?;
     if !progress(0.97, "resampling the mask onto the study grid") {
         return Err(SegmentError::Cancelled);
     }
@@ -134,15 +134,11 @@ fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geome
 }
 
 /// Softmax probabilities `[nz, classes, h, w]` for windowed input `[nz, 3, h, w]`, in
-/// batches of `batch` slices, reporting after each batch. Runs the hand-written kernels of
-/// [`FoldedUNet`], not candle's ops (same numbers, several times faster on the CPU).
-pub fn predict_slices(model: &UNet, input: &Array4<f32>, batch: usize, progress: ProgressFn) -> Result<Array4<f32>, SegmentError> {
-    predict_slices_each(model, input, batch, progress, &|_, _| {})
-}
-
-/// [`predict_slices`], handing each batch's probabilities `[n, classes, h, w]` and its first
-/// slice to `each` as soon as they are ready.
-fn predict_slices_each(model: &UNet, input: &Array4<f32>, batch: usize, progress: ProgressFn, each: &dyn Fn(usize, &Array4<f32>)) -> Result<Array4<f32>, SegmentError> {
+/// batches of `batch` slices, reporting after each batch and handing each batch's
+/// probabilities `[n, classes, h, w]` and its first slice to `each` as soon as they are
+/// ready. Runs the hand-written kernels of [`FoldedUNet`], not candle's ops (same numbers,
+/// several times faster on the CPU).
+pub fn predict_slices(model: &UNet, input: &Array4<f32>, batch: usize, progress: ProgressFn, each: &dyn Fn(usize, &Array4<f32>)) -> Result<Array4<f32>, SegmentError> {
     let (nz, _, h, w) = input.dim();
     let classes = model.config.classes;
     let mut out = Array4::<f32>::zeros((nz, classes, h, w));

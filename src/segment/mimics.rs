@@ -11,7 +11,7 @@ use ndarray::Array3;
 
 use super::preprocess::CHANNELS;
 use super::Rng;
-use crate::volume::{Geometry, Lps};
+use crate::volume::{norm, Geometry, Lps};
 
 /// A few random plane waves: cheap, smooth, grid-independent texture (food, mottled
 /// tumour interiors) in HU.
@@ -40,7 +40,7 @@ impl Texture {
 
 fn unit(rng: &mut Rng) -> [f64; 3] {
     let v = [rng.normal() as f64, rng.normal() as f64, rng.normal() as f64];
-    let n = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt().max(1e-9);
+    let n = norm(v).max(1e-9);
     [v[0] / n, v[1] / n, v[2] / n]
 }
 

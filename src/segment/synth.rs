@@ -90,8 +90,9 @@ pub enum PhantomStyle {
 /// to ±15°, shifted ±20 mm, 2.5–5 mm slices over the upper abdomen; random breathing and
 /// noise; then extra tumours and (SynthSeg) intensity offsets.
 pub fn phantom_case(seed: u64, style: PhantomStyle, spacing_mm: f64, side: usize, recipe: SynthRecipe) -> TrainCase {
-    let mut rng = Rng::new(seed.wrapping_mul(7919).wrapping_add(style as u64));
-    let mut xrng = SynthRecipe::rng(seed.wrapping_mul(7919).wrapping_add(style as u64));
+    let case_seed = seed.wrapping_mul(7919).wrapping_add(style as u64);
+    let mut rng = Rng::new(case_seed);
+    let mut xrng = SynthRecipe::rng(case_seed);
     let angle = rng.range(-15.0, 15.0).to_radians() as f64;
     let (c, s) = (angle.cos(), angle.sin());
     let dz = rng.range(2.5, 5.0) as f64;
@@ -234,8 +235,9 @@ pub enum LabelMapStyle {
 /// the label map's grid.
 #[allow(clippy::too_many_arguments)]
 pub fn label_map_case(name: &str, ct: &CtVolume, label_map: &Mask, liver_classes: &[u8], style: LabelMapStyle, seed: u64, spacing_mm: f64, multiple: usize, recipe: SynthRecipe) -> TrainCase {
-    let mut rng = Rng::new(seed.wrapping_mul(104_729).wrapping_add(style as u64));
-    let mut xrng = SynthRecipe::rng(seed.wrapping_mul(104_729).wrapping_add(style as u64));
+    let case_seed = seed.wrapping_mul(104_729).wrapping_add(style as u64);
+    let mut rng = Rng::new(case_seed);
+    let mut xrng = SynthRecipe::rng(case_seed);
     let grid = preprocess::model_grid(&label_map.geometry, spacing_mm, multiple);
     let classes = label_map.resample_to(&grid, Interp::Nearest, 0).data;
     let real = preprocess::onto_grid(ct, &grid).data.mapv(|v| v as f32);
