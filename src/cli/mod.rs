@@ -296,10 +296,14 @@ pub enum Command {
         /// Use the portal venous phase only (the others left out, as for a single-phase study).
         #[arg(long)]
         pv_only: bool,
-        /// Keep the network's liver edge as it is (no refinement to the study's own
-        /// parenchyma at full resolution).
+        /// Keep the network's liver and tumour edges as they are (no refinement to the
+        /// study's own parenchyma at full resolution).
         #[arg(long)]
         no_refine: bool,
+        /// Take the phases as they are: no quick registration onto the portal venous
+        /// phase first (for phases already registered, e.g. by `hepaview register`)
+        #[arg(long)]
+        no_register: bool,
         /// Set a phase by hand: N=PHASE, as for `open`. Repeatable.
         #[arg(long = "phase", value_name = "N=PHASE")]
         phase_overrides: Vec<String>,
@@ -544,8 +548,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::MaskConvert { mask, study, out, resample, series }) => {
             mask::mask_convert_with(&mask, &study, &out, &mask::MaskConvertOptions { resample, series }).map(|_| ())
         }
-        Some(Command::Segment { paths, out, model, truth, phantom_seed, phantom_small, pv_only, no_refine, phase_overrides }) => {
-            segment::segment_cmd(segment::SegmentArgs { paths, out, model, truth, phantom_seed, phantom_small, pv_only, no_refine, phase_overrides })
+        Some(Command::Segment { paths, out, model, truth, phantom_seed, phantom_small, pv_only, no_refine, no_register, phase_overrides }) => {
+            segment::segment_cmd(segment::SegmentArgs { paths, out, model, truth, phantom_seed, phantom_small, pv_only, no_refine, no_register, phase_overrides })
         }
         Some(Command::Train { data, lits, out, epochs, steps_per_epoch, synthetic, features, spacing_mm, batch, patch, minutes, seed, label_maps, liver_class, label_map_cases, force, init, learning_rate, mimics, large_tumours }) => {
             if !(0.0..=1.0).contains(&mimics) {

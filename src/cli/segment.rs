@@ -25,6 +25,7 @@ pub(crate) struct SegmentArgs {
     pub phantom_small: bool,
     pub pv_only: bool,
     pub no_refine: bool,
+    pub no_register: bool,
     pub phase_overrides: Vec<String>,
 }
 
@@ -69,7 +70,7 @@ pub(crate) fn segment_cmd(a: SegmentArgs) -> Result<()> {
         true
     };
     let t0 = Instant::now();
-    let opts = InferOptions { refine_edges: !a.no_refine, ..InferOptions::default() };
+    let opts = InferOptions { refine_edges: !a.no_refine, register: !a.no_register, ..InferOptions::default() };
     let mask = segment::segment_phases(&model, &study, &opts, &report);
     pb.finish_and_clear();
     let mask = mask?;

@@ -11,7 +11,7 @@ use ndarray::{s, Array3, Array4, Axis};
 use super::folded::FoldedUNet;
 use super::model::UNet;
 use super::preprocess::{self, CHANNELS};
-use super::refine::{refine_liver_edge, RefineOptions};
+use super::refine::{refine_liver_edge, refine_tumour_edges, RefineOptions, TumourRefineOptions};
 use super::weights::load_unet;
 use super::SegmentError;
 use crate::analysis::{align_phases, Alignment};
@@ -26,14 +26,20 @@ pub struct InferOptions {
     pub batch: usize,
     /// Keep the largest liver component, fill holes, drop tumour outside the liver.
     pub postprocess: bool,
-    /// Then move the liver's edge, by up to half a model pixel, to the study's own
-    /// parenchyma at its own resolution (`refine::refine_liver_edge`).
+    /// Then move the liver's edge, by up to half a model pixel, and the tumours' edges, by
+    /// up to one, to the study's own parenchyma at its own resolution
+    /// (`refine::refine_liver_edge`, `refine::refine_tumour_edges`).
     pub refine_edges: bool,
+    /// Register the other contrast phases onto the portal venous one first (a quick, coarse
+    /// Demons, `fast_registration`): the network and the tumour edges read the phases
+    /// voxel by voxel, and the patient breathes between them. Off for phases already
+    /// registered (the output of `hepaview register`).
+    pub register: bool,
 }
 
 impl Default for InferOptions {
     fn default() -> Self {
-        InferOptions { batch: 8, postprocess: true, refine_edges: true }
+        InferOptions { batch: 8, postprocess: true, refine_edges: true, register: true }
     }
 }
 
@@ -69,13 +75,31 @@ pub fn segment_phases_live(model: &UNet, study: &Study, opts: &InferOptions, pro
     }
     let target = study.phases[study.fixed_index()].volume.geometry.clone();
     let grid = preprocess::model_grid(&target, model.config.spacing_mm, model.config.size_multiple());
-    // align_phases does the world-coordinate resampling (straight onto the model grid: one
-    // interpolation, not two) and leaves out phases of unknown name.
-    let report = |f: f32, m: &str| progress(0.1 * f, m);
-    let aligned = align_phases(study, &grid, &Alignment::Resample, None, &report).map_err(|e| match e {
+    let contrast = study.phases.iter().filter(|p| matches!(p.phase(), Phase::Arterial | Phase::PortalVenous | Phase::Delayed)).count();
+    let register = opts.register && contrast > 1;
+    let share = if register { 0.5 } else { 0.1 };
+    let report = |f: f32, m: &str| progress(share * f, m);
+    let map_err = |e| match e {
         crate::analysis::AnalysisError::Cancelled => SegmentError::Cancelled,
         e => SegmentError::Align(e.to_string()),
-    })?;
+    };
+    // Registered phases land on the study's grid (the edges are refined there) and then on
+    // the model's; otherwise align_phases resamples straight onto the model grid (one
+    // interpolation, not two) and the edges are refined against the phases as they are.
+    // align_phases leaves out phases of unknown name.
+    let (aligned, on_target) = if register {
+        // only the phases the network reads: a non-contrast series would cost a registration
+        let mut contrast_only = study.clone();
+        contrast_only.phases.retain(|p| matches!(p.phase(), Phase::Arterial | Phase::PortalVenous | Phase::Delayed));
+        let on_target = align_phases(&contrast_only, &target, &Alignment::Register(fast_registration(&target)), None, &report).map_err(map_err)?;
+        let on_grid = on_target
+            .iter()
+            .map(|a| crate::analysis::AlignedPhase { volume: std::sync::Arc::new(preprocess::onto_grid(&a.volume, &grid)), ..a.clone() })
+            .collect();
+        (on_grid, on_target)
+    } else {
+        (align_phases(study, &grid, &Alignment::Resample, None, &report).map_err(map_err)?, Vec::new())
+    };
     let mut slots: [Option<&CtVolume>; CHANNELS] = [None, None, None];
     for a in &aligned {
         let slot = match a.phase {
@@ -91,24 +115,31 @@ pub fn segment_phases_live(model: &UNet, study: &Study, opts: &InferOptions, pro
     if slots.iter().all(|s| s.is_none()) {
         slots[preprocess::PV] = aligned.first().map(|a| a.volume.as_ref());
     }
-    let reference = &study.phases[study.fixed_index()].volume;
-    run_on_grid(model, &slots, &grid, (&target, reference), opts, &|f, m| progress(0.1 + 0.9 * f, m), on_slices)
+    // the edges are refined against the study's own phases at its resolution, the fixed one first
+    let fixed = study.fixed_index();
+    let mut refs: Vec<&CtVolume> = vec![study.phases[fixed].volume.as_ref()];
+    if register {
+        refs.extend(on_target.iter().filter(|a| a.registered && matches!(a.phase, Phase::Arterial | Phase::Delayed)).map(|a| a.volume.as_ref()));
+    } else {
+        refs.extend(study.phases.iter().enumerate().filter(|&(i, p)| i != fixed && matches!(p.phase(), Phase::Arterial | Phase::Delayed)).map(|(_, p)| p.volume.as_ref()));
+    }
+    run_on_grid(model, &slots, &grid, (&target, &refs), opts, &|f, m| progress(share + (1.0 - share) * f, m), on_slices)
 }
 
-/// Segments phases given as volumes (any grids; `None` = missing) onto `target`; for
-/// training-time validation and tests that have no `Study`.
-pub fn segment_volumes(model: &UNet, phases: [Option<&CtVolume>; CHANNELS], target: &Geometry, opts: &InferOptions, progress: ProgressFn) -> Result<Mask, SegmentError> {
-    let grid = preprocess::model_grid(target, model.config.spacing_mm, model.config.size_multiple());
-    let on: Vec<Option<CtVolume>> = phases.iter().map(|p| p.map(|v| preprocess::onto_grid(v, &grid))).collect();
-    let slots: [Option<&CtVolume>; CHANNELS] = [on[0].as_ref(), on[1].as_ref(), on[2].as_ref()];
-    // the edge is refined against portal venous, else the first phase given, on `target`
-    let reference = phases[preprocess::PV].or_else(|| phases.iter().flatten().next().copied()).map(|v| preprocess::onto_grid(v, target));
-    let Some(reference) = reference else { return Err(SegmentError::NoPhase) };
-    run_on_grid(model, &slots, &grid, (target, &reference), opts, progress, None)
+/// The registration inference runs before the network: Demons as the user's default but
+/// on two coarse levels only, about 6 mm and 3 mm voxels whatever the study's spacing (the
+/// network sees 4 mm pixels; the tumour edges want the phases within a pixel or two), so
+/// it takes seconds, not the minute a full-resolution registration of a 512² study takes.
+pub fn fast_registration(fixed: &Geometry) -> crate::register::Params {
+    use crate::register::{LevelPlan, Params};
+    let finest_mm = fixed.spacing_mm.iter().cloned().fold(f64::INFINITY, f64::min).max(1e-3);
+    let factor = |mm: f64| (mm / finest_mm).clamp(1.0, 64.0);
+    Params { levels: vec![LevelPlan { factor: factor(6.0), iterations: 50 }, LevelPlan { factor: factor(3.0), iterations: 25 }], ..Params::default() }
 }
 
-/// `target`: the grid of the result and the study's volume on it (for edge refinement).
-fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geometry, (target, reference): (&Geometry, &CtVolume), opts: &InferOptions, progress: ProgressFn, on_slices: Option<SlicesFn>) -> Result<Mask, SegmentError> {
+/// `target`: the grid of the result; `refs`: the study's phases for edge refinement, the
+/// first on `target` (portal venous), the others on any grid.
+fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geometry, (target, refs): (&Geometry, &[&CtVolume]), opts: &InferOptions, progress: ProgressFn, on_slices: Option<SlicesFn>) -> Result<Mask, SegmentError> {
     let input = preprocess::input_channels(slots, grid);
     // the model grid keeps the study's slices, so model slice k lies on target slice k
     let live = |k0: usize, p: &Array4<f32>| {
@@ -127,7 +158,9 @@ fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geome
     }
     if opts.refine_edges {
         let ropts = RefineOptions { reach_mm: 0.5 * model.config.spacing_mm, ..RefineOptions::default() };
-        refine_liver_edge(&mut mask, reference, &ropts);
+        refine_liver_edge(&mut mask, refs[0], &ropts);
+        let topts = TumourRefineOptions { peel_mm: model.config.spacing_mm, grow_mm: 0.5 * model.config.spacing_mm, ..TumourRefineOptions::default() };
+        refine_tumour_edges(&mut mask, refs, &topts);
     }
     progress(1.0, "segmented");
     Ok(mask)

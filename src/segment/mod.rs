@@ -24,7 +24,7 @@ pub mod weights;
 
 use std::path::PathBuf;
 
-pub use infer::{postprocess, segment_phases, segment_phases_live, segment_study, segment_study_live, segment_volumes, InferOptions, SlicesFn};
+pub use infer::{postprocess, segment_phases, segment_phases_live, segment_study, segment_study_live, fast_registration, InferOptions, SlicesFn};
 pub use model::{UNet, UNetConfig};
 pub use train::{train, TrainOptions, TrainReport, TrainStatus};
 pub use weights::{default_model_path, load_unet, read_checkpoint, save_unet, DEFAULT_MODEL};
