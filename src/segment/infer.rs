@@ -11,13 +11,15 @@ use ndarray::{s, Array3, Array4, Axis};
 use super::folded::FoldedUNet;
 use super::model::UNet;
 use super::preprocess::{self, CHANNELS};
-use super::refine::{refine_liver_edge, refine_tumour_edges, RefineOptions, TumourRefineOptions};
+use super::refine::{refine_liver_edge, refine_tumour_edges, OtherPhase, RefineOptions, TumourRefineOptions};
 use super::weights::load_unet;
 use super::SegmentError;
 use crate::analysis::{align_phases, Alignment};
 use crate::io::phase::Phase;
 use crate::study::{ProgressFn, Study};
-use crate::volume::{CtVolume, Geometry, Mask};
+use crate::register::pyramid::coarsened;
+use crate::register::{register_ct, resample_field, warp_volume, RegisterError};
+use crate::volume::{CtVolume, Field, Geometry, Interp, Mask};
 
 /// Knobs of inference.
 #[derive(Clone, Debug)]
@@ -73,63 +75,94 @@ pub fn segment_phases_live(model: &UNet, study: &Study, opts: &InferOptions, pro
     if study.phases.is_empty() {
         return Err(SegmentError::NoPhase);
     }
-    let target = study.phases[study.fixed_index()].volume.geometry.clone();
+    let fixed = study.fixed_index();
+    let reference = study.phases[fixed].volume.as_ref();
+    let target = reference.geometry.clone();
     let grid = preprocess::model_grid(&target, model.config.spacing_mm, model.config.size_multiple());
-    let contrast = study.phases.iter().filter(|p| matches!(p.phase(), Phase::Arterial | Phase::PortalVenous | Phase::Delayed)).count();
-    let register = opts.register && contrast > 1;
-    let share = if register { 0.5 } else { 0.1 };
-    let report = |f: f32, m: &str| progress(share * f, m);
-    let map_err = |e| match e {
-        crate::analysis::AnalysisError::Cancelled => SegmentError::Cancelled,
-        e => SegmentError::Align(e.to_string()),
+    let is_contrast = |p: Phase| matches!(p, Phase::Arterial | Phase::PortalVenous | Phase::Delayed);
+    let moving: Vec<usize> = (0..study.phases.len()).filter(|&i| i != fixed && is_contrast(study.phases[i].phase())).collect();
+    let register = opts.register && is_contrast(study.phases[fixed].phase()) && !moving.is_empty();
+    let share = if register { 0.3 } else { 0.1 };
+    let slot_of = |p: Phase| match p {
+        Phase::Arterial => Some(0),
+        Phase::PortalVenous => Some(1),
+        Phase::Delayed => Some(2),
+        _ => None,
     };
-    // Registered phases land on the study's grid (the edges are refined there) and then on
-    // the model's; otherwise align_phases resamples straight onto the model grid (one
-    // interpolation, not two) and the edges are refined against the phases as they are.
-    // align_phases leaves out phases of unknown name.
-    let (aligned, on_target) = if register {
-        // only the phases the network reads: a non-contrast series would cost a registration
-        let mut contrast_only = study.clone();
-        contrast_only.phases.retain(|p| matches!(p.phase(), Phase::Arterial | Phase::PortalVenous | Phase::Delayed));
-        let on_target = align_phases(&contrast_only, &target, &Alignment::Register(fast_registration(&target)), None, &report).map_err(map_err)?;
-        let on_grid = on_target
-            .iter()
-            .map(|a| crate::analysis::AlignedPhase { volume: std::sync::Arc::new(preprocess::onto_grid(&a.volume, &grid)), ..a.clone() })
-            .collect();
-        (on_grid, on_target)
+    let mut on_grid: Vec<(Phase, CtVolume)> = Vec::new();
+    let mut fields: Vec<(&CtVolume, Field)> = Vec::new();
+    let mut as_they_are: Vec<&CtVolume> = Vec::new();
+    if register {
+        on_grid.push((study.phases[fixed].phase(), preprocess::onto_grid(reference, &grid)));
+        for (phase, volume, field) in register_phases(study, fixed, &moving, &|f, m| progress(share * f, m))? {
+            let Some(field) = field else { continue };
+            on_grid.push((phase, warp_volume(volume, &resample_field(&field, &grid), Interp::Linear, -1024)));
+            fields.push((volume, field));
+        }
     } else {
-        (align_phases(study, &grid, &Alignment::Resample, None, &report).map_err(map_err)?, Vec::new())
-    };
+        // align_phases resamples in world coordinates straight onto the model grid (one
+        // interpolation, not two) and leaves out phases of unknown name
+        let report = |f: f32, m: &str| progress(share * f, m);
+        let aligned = align_phases(study, &grid, &Alignment::Resample, None, &report).map_err(|e| match e {
+            crate::analysis::AnalysisError::Cancelled => SegmentError::Cancelled,
+            e => SegmentError::Align(e.to_string()),
+        })?;
+        on_grid.extend(aligned.into_iter().map(|a| (a.phase, std::sync::Arc::unwrap_or_clone(a.volume))));
+        as_they_are.extend(moving.iter().map(|&i| study.phases[i].volume.as_ref()));
+    }
     let mut slots: [Option<&CtVolume>; CHANNELS] = [None, None, None];
-    for a in &aligned {
-        let slot = match a.phase {
-            Phase::Arterial => 0,
-            Phase::PortalVenous => 1,
-            Phase::Delayed => 2,
-            _ => continue,
-        };
-        slots[slot].get_or_insert(&a.volume);
+    for (phase, volume) in &on_grid {
+        if let Some(slot) = slot_of(*phase) {
+            slots[slot].get_or_insert(volume);
+        }
     }
     // A study of one unnamed series (a NIfTI called ct.nii.gz): treat it as portal venous,
     // the phase liver segmentation is usually done on.
     if slots.iter().all(|s| s.is_none()) {
-        slots[preprocess::PV] = aligned.first().map(|a| a.volume.as_ref());
+        slots[preprocess::PV] = on_grid.first().map(|(_, v)| v);
     }
-    // the edges are refined against the study's own phases at its resolution, the fixed one first
-    let fixed = study.fixed_index();
-    let mut refs: Vec<&CtVolume> = vec![study.phases[fixed].volume.as_ref()];
-    if register {
-        refs.extend(on_target.iter().filter(|a| a.registered && matches!(a.phase, Phase::Arterial | Phase::Delayed)).map(|a| a.volume.as_ref()));
-    } else {
-        refs.extend(study.phases.iter().enumerate().filter(|&(i, p)| i != fixed && matches!(p.phase(), Phase::Arterial | Phase::Delayed)).map(|(_, p)| p.volume.as_ref()));
+    // the edges are refined against the study's own phases at its resolution
+    let mut others: Vec<OtherPhase> = fields.iter().map(|(v, f)| OtherPhase::Warped(v, f)).collect();
+    others.extend(as_they_are.into_iter().map(OtherPhase::Registered));
+    run_on_grid(model, &slots, &grid, (&target, reference, &others), opts, &|f, m| progress(share + (1.0 - share) * f, m), on_slices)
+}
+
+/// Voxel size (mm) of the grids the phases are registered on before the network: the
+/// network sees 4 mm pixels, and the tumour edges want the phases within a pixel or two.
+const REGISTRATION_VOXEL_MM: f64 = 3.0;
+
+/// Registers each `moving` phase of `study` onto phase `fixed`, on coarse copies of both
+/// (`REGISTRATION_VOXEL_MM`, smoothed against aliasing) with [`fast_registration`]:
+/// `(phase, volume as acquired, field)`, the field `None` where the registration failed
+/// (no overlap, a constant image): that phase is then left out rather than fed misaligned.
+#[allow(clippy::type_complexity)]
+fn register_phases<'a>(study: &'a Study, fixed: usize, moving: &[usize], progress: ProgressFn) -> Result<Vec<(Phase, &'a CtVolume, Option<Field>)>, SegmentError> {
+    let fixed_small = coarsened(&study.phases[fixed].volume, REGISTRATION_VOXEL_MM);
+    let params = fast_registration(&fixed_small.geometry);
+    let mut out = Vec::new();
+    for (n, &i) in moving.iter().enumerate() {
+        let p = &study.phases[i];
+        let share = 1.0 / moving.len() as f32;
+        let name = p.phase().to_string();
+        let report = |f: f32, m: &str| progress(share * (n as f32 + f), &format!("registering {name}: {m}"));
+        if !report(0.0, "coarse copy") {
+            return Err(SegmentError::Cancelled);
+        }
+        let moving_small = coarsened(&p.volume, REGISTRATION_VOXEL_MM);
+        let field = match register_ct(&fixed_small, &moving_small, None, &params, &report) {
+            Ok(r) => Some(r.field),
+            Err(RegisterError::Cancelled) => return Err(SegmentError::Cancelled),
+            Err(_) => None,
+        };
+        out.push((p.phase(), p.volume.as_ref(), field));
     }
-    run_on_grid(model, &slots, &grid, (&target, &refs), opts, &|f, m| progress(share + (1.0 - share) * f, m), on_slices)
+    Ok(out)
 }
 
 /// The registration inference runs before the network: Demons as the user's default but
-/// on two coarse levels only, about 6 mm and 3 mm voxels whatever the study's spacing (the
-/// network sees 4 mm pixels; the tumour edges want the phases within a pixel or two), so
-/// it takes seconds, not the minute a full-resolution registration of a 512² study takes.
+/// on two coarse levels only, about 6 mm and 3 mm voxels whatever the grid's spacing, so
+/// it takes a second or two, not the minute a full-resolution registration of a 512²
+/// study takes.
 pub fn fast_registration(fixed: &Geometry) -> crate::register::Params {
     use crate::register::{LevelPlan, Params};
     let finest_mm = fixed.spacing_mm.iter().cloned().fold(f64::INFINITY, f64::min).max(1e-3);
@@ -137,9 +170,9 @@ pub fn fast_registration(fixed: &Geometry) -> crate::register::Params {
     Params { levels: vec![LevelPlan { factor: factor(6.0), iterations: 50 }, LevelPlan { factor: factor(3.0), iterations: 25 }], ..Params::default() }
 }
 
-/// `target`: the grid of the result; `refs`: the study's phases for edge refinement, the
-/// first on `target` (portal venous), the others on any grid.
-fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geometry, (target, refs): (&Geometry, &[&CtVolume]), opts: &InferOptions, progress: ProgressFn, on_slices: Option<SlicesFn>) -> Result<Mask, SegmentError> {
+/// `target`: the grid of the result; `reference`: the study's phase on it and `others` its
+/// other phases, for edge refinement.
+fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geometry, (target, reference, others): (&Geometry, &CtVolume, &[OtherPhase]), opts: &InferOptions, progress: ProgressFn, on_slices: Option<SlicesFn>) -> Result<Mask, SegmentError> {
     let input = preprocess::input_channels(slots, grid);
     // the model grid keeps the study's slices, so model slice k lies on target slice k
     let live = |k0: usize, p: &Array4<f32>| {
@@ -158,9 +191,9 @@ fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geome
     }
     if opts.refine_edges {
         let ropts = RefineOptions { reach_mm: 0.5 * model.config.spacing_mm, ..RefineOptions::default() };
-        refine_liver_edge(&mut mask, refs[0], &ropts);
+        refine_liver_edge(&mut mask, reference, &ropts);
         let topts = TumourRefineOptions { peel_mm: model.config.spacing_mm, grow_mm: 0.5 * model.config.spacing_mm, ..TumourRefineOptions::default() };
-        refine_tumour_edges(&mut mask, refs, &topts);
+        refine_tumour_edges(&mut mask, reference, others, &topts);
     }
     progress(1.0, "segmented");
     Ok(mask)

@@ -12,7 +12,8 @@ use ndarray::{s, Array3};
 
 use crate::edit::VoxelBox;
 use crate::lesion::connected_components;
-use crate::volume::{CtVolume, Geometry, Interp, Mask};
+use crate::register::{resample_field, warp_volume};
+use crate::volume::{CtVolume, Field, Geometry, Interp, Mask};
 
 /// How far and how strictly edges move.
 #[derive(Clone, Copy, Debug)]
@@ -109,10 +110,9 @@ pub struct TumourRefineReport {
     pub dropped: usize,
 }
 
-/// Refines label 2 (tumour) of `mask` within axial slices, against `phases`: the first on
-/// the mask's grid (portal venous), the others on any grid of the same patient space
-/// (sampled there in world coordinates), registered to the first: a phase that lies
-/// millimetres off moves the edges wrongly. From the edge inwards, tumour voxels that look
+/// Refines label 2 (tumour) of `mask` within axial slices, against `reference` (portal
+/// venous, on the mask's grid) and the `others` phases, registered to it: a phase that
+/// lies millimetres off moves the edges wrongly. From the edge inwards, tumour voxels that look
 /// like the liver's parenchyma in every phase become liver; then liver voxels beside a
 /// tumour voxel that differ from the parenchyma on the same side as it in some phase
 /// (darker beside a dark lesion, brighter beside a bright one, by at least half its core's
@@ -123,8 +123,7 @@ pub struct TumourRefineReport {
 /// than one model pixel by one slice, left where a call was peeled away, become liver.
 /// Returns `None` (changing nothing) when the grids differ, the pixels are coarser than
 /// the reach, or the liver is too small to measure.
-pub fn refine_tumour_edges(mask: &mut Mask, phases: &[&CtVolume], opts: &TumourRefineOptions) -> Option<TumourRefineReport> {
-    let reference = phases.first()?;
+pub fn refine_tumour_edges(mask: &mut Mask, reference: &CtVolume, others: &[OtherPhase], opts: &TumourRefineOptions) -> Option<TumourRefineReport> {
     let peel_steps = steps_within(reference, opts.peel_mm);
     let grow_steps = steps_within(reference, opts.grow_mm);
     if mask.data.dim() != reference.data.dim() || peel_steps + grow_steps == 0 {
@@ -143,11 +142,8 @@ pub fn refine_tumour_edges(mask: &mut Mask, phases: &[&CtVolume], opts: &TumourR
         origin_mm: mask.geometry.index_to_world([lo[2] as f64, lo[1] as f64, lo[0] as f64]),
         ..mask.geometry.clone()
     };
-    let values: Vec<Array3<i16>> = phases
-        .iter()
-        .enumerate()
-        .map(|(n, p)| if n == 0 { p.data.slice(region).to_owned() } else { p.resample_to(&local_grid, Interp::Linear, NO_DATA).data })
-        .collect();
+    let mut values: Vec<Array3<i16>> = vec![reference.data.slice(region).to_owned()];
+    values.extend(others.iter().map(|p| p.onto(&local_grid)));
     let mut lab = mask.data.slice(region).to_owned();
     let bands: Vec<Parenchyma> = values.iter().map(|v| Parenchyma::measure(&lab, v, opts.band_sigmas)).collect::<Option<_>>()?;
     let mut report = TumourRefineReport { median_hu: bands[0].median_hu, sigma_hu: bands[0].sigma_hu, ..Default::default() };
@@ -247,6 +243,24 @@ pub fn refine_tumour_edges(mask: &mut Mask, phases: &[&CtVolume], opts: &TumourR
     }
     mask.data.slice_mut(region).assign(&lab);
     Some(report)
+}
+
+/// Another phase for the tumour refinement, brought onto the refinement's grid as needed.
+pub enum OtherPhase<'a> {
+    /// Already registered to the reference, on any grid (resampled in world coordinates).
+    Registered(&'a CtVolume),
+    /// A phase as acquired and the displacement field (LPS mm, on any grid) that maps the
+    /// reference's points into it, as `register::register_ct` finds.
+    Warped(&'a CtVolume, &'a Field),
+}
+
+impl OtherPhase<'_> {
+    fn onto(&self, grid: &Geometry) -> Array3<i16> {
+        match self {
+            OtherPhase::Registered(v) => v.resample_to(grid, Interp::Linear, NO_DATA).data,
+            OtherPhase::Warped(v, field) => warp_volume(v, &resample_field(field, grid), Interp::Linear, NO_DATA).data,
+        }
+    }
 }
 
 /// Outside a resampled phase's own coverage.
@@ -460,7 +474,7 @@ mod tests {
                 }
             }
             let mut mask = Mask::new(data.clone(), pv.geometry.clone());
-            let r = refine_tumour_edges(&mut mask, &[&pv, &art], &TumourRefineOptions::default()).expect("refined");
+            let r = refine_tumour_edges(&mut mask, &pv, &[OtherPhase::Registered(&art)], &TumourRefineOptions::default()).expect("refined");
             let (before, after) = (dice_of(&data, &truth, 2), dice_of(&mask.data, &truth, 2));
             assert!(after > before + 0.05 && after > 0.93, "radius {radius}: tumour Dice {before:.3} → {after:.3} ({r:?})");
             assert_eq!(r.grown > 0, grows, "{r:?}");
@@ -473,7 +487,7 @@ mod tests {
         }
         // with the first phase alone the rim looks like liver: it is the second phase that keeps it
         let mut mask = Mask::new(truth.clone(), pv.geometry.clone());
-        refine_tumour_edges(&mut mask, &[&pv], &TumourRefineOptions::default()).expect("refined");
+        refine_tumour_edges(&mut mask, &pv, &[], &TumourRefineOptions::default()).expect("refined");
         assert_eq!(mask.data[[1, 60, 37]], 1, "single phase: the liver-like rim is peeled");
         assert_eq!(mask.data[[1, 60, 50]], 2, "the dark core stays");
     }
@@ -489,8 +503,35 @@ mod tests {
             }
         }
         let mut mask = Mask::new(data, pv.geometry.clone());
-        let r = refine_tumour_edges(&mut mask, &[&pv, &art], &TumourRefineOptions::default()).expect("refined");
+        let r = refine_tumour_edges(&mut mask, &pv, &[OtherPhase::Registered(&art)], &TumourRefineOptions::default()).expect("refined");
         assert!(r.peeled > 0);
         assert!(mask.data.iter().all(|&v| v != 2), "{} tumour voxels left", mask.data.iter().filter(|&&v| v == 2).count());
+    }
+
+    #[test]
+    fn a_phase_and_its_field_refine_as_the_registered_phase_does() {
+        let (pv, art, truth) = lesion_scene();
+        // the arterial phase as acquired: everything 4 px (3.2 mm) further along x; the
+        // field maps the reference's points there
+        let mut moved = art.clone();
+        for ((k, j, i), v) in moved.data.indexed_iter_mut() {
+            *v = if i >= 4 { art.data[[k, j, i - 4]] } else { -100 };
+        }
+        let mut field = Field::zeros(pv.geometry.clone());
+        field.data.index_axis_mut(ndarray::Axis(3), 0).fill(3.2);
+        let mut start = truth.mapv(|t| (t > 0) as u8);
+        for ((_, j, i), v) in start.indexed_iter_mut() {
+            if *v > 0 && ((j as f32 - 60.0).powi(2) + (i as f32 - 50.0).powi(2)).sqrt() <= 17.0 {
+                *v = 2;
+            }
+        }
+        let refine = |other: OtherPhase| {
+            let mut m = Mask::new(start.clone(), pv.geometry.clone());
+            refine_tumour_edges(&mut m, &pv, &[other], &TumourRefineOptions::default()).expect("refined");
+            m.data
+        };
+        let registered = refine(OtherPhase::Registered(&art));
+        assert_eq!(refine(OtherPhase::Warped(&moved, &field)), registered, "the field brings the phase back");
+        assert_ne!(refine(OtherPhase::Registered(&moved)), registered, "the misaligned phase moves the edges");
     }
 }
