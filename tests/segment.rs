@@ -216,6 +216,26 @@ fn registering_the_phases_first_sharpens_the_tumours_on_the_small_phantom() {
     assert!(segment::dice_liver(&registered, &truth) >= PHANTOM_LIVER_DICE_MIN);
 }
 
+/// A phase that cannot be registered (here: blank) is left out, as if the study lacked
+/// it, instead of being fed to the network unaligned or failing the whole segmentation.
+#[test]
+fn a_phase_that_fails_to_register_is_left_out() {
+    use hepaview::io::phase::Phase;
+    let model = segment::load_unet(&shipped_model()).expect("weights");
+    let study = Study::demo(&PhantomOptions::small());
+    let mut blank = study.clone();
+    let art = blank.phases.iter_mut().find(|p| p.phase() == Phase::Arterial).expect("demo has an arterial phase");
+    let mut flat = (*art.volume).clone();
+    flat.data.fill(40);
+    art.volume = std::sync::Arc::new(flat);
+    let mut without = study.clone();
+    without.phases.retain(|p| p.phase() != Phase::Arterial);
+    let run = |s: &Study| segment::segment_phases(&model, s, &segment::InferOptions::default(), &|_, _| true).expect("segment");
+    let (a, b) = (run(&blank), run(&without));
+    assert_eq!(a.data, b.data, "the blank arterial phase must be left out");
+    assert_ne!(run(&study).data, b.data, "the arterial phase counts when it registers");
+}
+
 #[test]
 fn postprocess_keeps_one_liver_without_holes_and_tumour_inside() {
     use hepaview::volume::{Geometry, Mask};
