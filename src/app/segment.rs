@@ -120,13 +120,12 @@ impl SegmentPanel {
         self.live = None;
         match ended {
             Ended::Done(mask) => {
-                let liver = mask.data.iter().filter(|&&v| v == 1).count();
-                let tumour = mask.data.iter().filter(|&&v| v == 2).count();
+                let summary = summary(&mask);
                 if !is_live(study) {
                     self.replaced = Some(study.labels.take());
                 }
                 study.labels = Some(Labels { mask: Arc::new(mask), key: next_key(), source: PathBuf::from("U-Net segmentation") });
-                self.message = Some(format!("Segmented: {liver} liver and {tumour} tumour voxels. Check and correct it with the editing tools."));
+                self.message = Some(format!("Segmented: {summary}. Check and correct it with the editing tools."));
             }
             Ended::Cancelled => self.restore(study),
             Ended::Failed(e) => {
@@ -164,6 +163,20 @@ impl SegmentPanel {
     }
 }
 
+/// What a radiologist reads first: the liver's volume (tumours included, as LiTS counts
+/// it) and the tumours as separate lesions, in mL.
+fn summary(mask: &Mask) -> String {
+    let ml = mask.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
+    let liver = mask.data.iter().filter(|&&v| v > 0).count() as f64 * ml;
+    let (lesions, _) = crate::lesion::connected_components(mask, 2, 1);
+    let tumour: usize = lesions.iter().map(|c| c.voxels.len()).sum();
+    match lesions.len() {
+        0 => format!("liver {liver:.0} mL, no tumour"),
+        1 => format!("liver {liver:.0} mL, 1 tumour ({:.1} mL)", tumour as f64 * ml),
+        n => format!("liver {liver:.0} mL, {n} tumours ({:.1} mL in all)", tumour as f64 * ml),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +206,17 @@ mod tests {
         panel.restore(&mut study);
         assert!(!is_live(&study));
         assert_eq!(study.labels.as_ref().expect("own labels back").key, own_key);
+    }
+
+    #[test]
+    fn the_summary_counts_lesions_and_millilitres() {
+        let g = crate::volume::Geometry::axis_aligned([10, 10, 10], [2.0, 5.0, 5.0], [0.0; 3]);
+        let mut mask = Mask::filled(g, 1u8);
+        assert_eq!(summary(&mask), "liver 50 mL, no tumour");
+        mask.data[[1, 1, 1]] = 2;
+        mask.data[[1, 1, 2]] = 2;
+        assert_eq!(summary(&mask), "liver 50 mL, 1 tumour (0.1 mL)");
+        mask.data[[8, 8, 8]] = 2;
+        assert_eq!(summary(&mask), "liver 50 mL, 2 tumours (0.2 mL in all)");
     }
 }
