@@ -467,6 +467,42 @@ fn segment_button_fills_the_label_layer_or_names_the_missing_model() {
     assert!(back == own, "Undo must restore the labels from before the run");
 }
 
+/// After the user registered the phases in the Registration panel, Segment reads those
+/// registered phases (the full registration they looked at) and does not register again.
+#[test]
+fn segment_after_registration_reads_the_registered_phases() {
+    let mut h = harness(app());
+    h.run();
+    let Some(model) = hepaview::app::segment::model_path() else { return };
+    let wait = |h: &mut Harness<'static, HepaviewApp>, busy: fn(&HepaviewApp) -> bool| {
+        for _ in 0..1200 {
+            h.step();
+            if !busy(h.state()) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        h.run();
+    };
+    h.get_by_label("Register onto portal venous").click();
+    h.step();
+    wait(&mut h, |a| a.registration.is_running());
+    assert_eq!(h.state().registration.results.len(), 2, "{:?}", h.state().registration.error);
+    h.get_by_label("Segment liver and tumours").scroll_to_me();
+    h.run();
+    h.get_by_label("Segment liver and tumours").click();
+    h.step();
+    wait(&mut h, |a| a.segment.is_running());
+    let app = h.state();
+    assert!(app.segment.error.is_none(), "{:?}", app.segment.error);
+    let shown = app.study.labels.as_ref().expect("segmented").mask.data.clone();
+    let registered = app.registration.registered_study(&app.study).expect("registered phases");
+    let net = hepaview::segment::load_unet(&model).expect("weights");
+    let opts = hepaview::segment::InferOptions { register: false, ..Default::default() };
+    let expected = hepaview::segment::segment_phases(&net, &registered, &opts, &|_, _| true).expect("segment");
+    assert!(shown == expected.data, "the mask must come from the panel's registered phases");
+}
+
 /// Presses the left button at `path[0]`, moves through the rest of `path` one frame per
 /// point, and lets go at the last point.
 fn left_drag(h: &mut Harness<'static, HepaviewApp>, path: &[Pos2]) {

@@ -95,25 +95,6 @@ fn default_export_dir() -> PathBuf {
     home.join("hepaview-reports").join(format!("report-{secs}"))
 }
 
-/// The study with each moving phase replaced by its registered image, when the
-/// registration panel has results for every moving phase.
-fn registered_study(study: &Study, reg: &super::registration::RegistrationPanel) -> Option<Study> {
-    if reg.results.is_empty() {
-        return None;
-    }
-    let mut s = study.clone();
-    let fi = s.fixed_index();
-    for (i, p) in s.phases.iter_mut().enumerate() {
-        if i == fi {
-            continue;
-        }
-        let r = reg.results.iter().find(|r| r.shown_key == p.key)?;
-        p.volume = Arc::clone(&r.registered);
-        p.description = r.description.clone();
-    }
-    Some(s)
-}
-
 impl AnalysisPanel {
     pub fn cancel(&self) {
         if let Some(j) = &self.cluster_job {
@@ -132,7 +113,7 @@ impl AnalysisPanel {
     /// how to align it, and the label mask.
     fn inputs(&self, study: &Study, reg: &super::registration::RegistrationPanel) -> Option<(Study, Alignment, Arc<Mask>)> {
         let labels = study.labels.as_ref()?;
-        let (s, alignment) = match registered_study(study, reg) {
+        let (s, alignment) = match reg.registered_study(study) {
             Some(s) => (s, Alignment::Resample),
             None if study.phases.len() > 1 => (study.clone(), Alignment::Register(register::Params::default())),
             None => (study.clone(), Alignment::Resample),

@@ -394,7 +394,7 @@ impl HepaviewApp {
                 ui.checkbox(&mut self.view.label_outline, "outline only");
             });
             ui.separator();
-            self.segment.ui(ui, &mut self.study);
+            self.segment.ui(ui, &mut self.study, &self.registration);
             ui.separator();
             self.edit.ui(ui, &mut self.study);
             ui.separator();

@@ -115,6 +115,25 @@ impl RegistrationPanel {
     /// minus `p`: `u(p)` while that phase shows its original (unregistered) image, so the
     /// link between viewports goes through the field; zero otherwise (registered images
     /// already lie on the fixed grid).
+    /// The study with each moving phase replaced by its registered image, when this panel
+    /// has results for every moving phase.
+    pub fn registered_study(&self, study: &Study) -> Option<Study> {
+        if self.results.is_empty() {
+            return None;
+        }
+        let mut s = study.clone();
+        let fi = s.fixed_index();
+        for (i, p) in s.phases.iter_mut().enumerate() {
+            if i == fi {
+                continue;
+            }
+            let r = self.results.iter().find(|r| r.shown_key == p.key)?;
+            p.volume = Arc::clone(&r.registered);
+            p.description = r.description.clone();
+        }
+        Some(s)
+    }
+
     pub fn link_offset(&self, key: u64, p: Lps) -> Lps {
         self.results
             .iter()

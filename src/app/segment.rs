@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use egui::Color32;
 
+use super::registration::RegistrationPanel;
 use crate::study::{next_key, take_ended, Ended, Job, Labels, Study};
 use crate::volume::Mask;
 
@@ -56,12 +57,17 @@ impl SegmentPanel {
         }
     }
 
-    pub fn start(&mut self, study: &Study) {
+    /// Segments `study`; with the registration panel's results for every moving phase, on
+    /// those (the full registration the user looked at), else after the quick one.
+    pub fn start(&mut self, study: &Study, reg: &RegistrationPanel) {
         let Some(model) = model_path() else {
             self.error = Some("No model: models/unet.safetensors was not found (set HEPAVIEW_MODEL to its path).".into());
             return;
         };
-        let s = study.clone();
+        let (s, register) = match reg.registered_study(study) {
+            Some(s) => (s, false),
+            None => (study.clone(), true),
+        };
         self.error = None;
         let Some(fixed) = study.phases.get(study.fixed_index()) else {
             self.error = Some("No image to segment.".into());
@@ -78,7 +84,9 @@ impl SegmentPanel {
                     l.1 += 1;
                 }
             };
-            crate::segment::segment_study_live(&s, &model, progress, Some(&on_slices)).map_err(|e| e.to_string())
+            let net = crate::segment::load_unet(&model).map_err(|e| e.to_string())?;
+            let opts = crate::segment::InferOptions { register, ..Default::default() };
+            crate::segment::segment_phases_live(&net, &s, &opts, progress, Some(&on_slices)).map_err(|e| e.to_string())
         }));
     }
 
@@ -135,7 +143,7 @@ impl SegmentPanel {
         }
     }
 
-    pub fn ui(&mut self, ui: &mut egui::Ui, study: &mut Study) {
+    pub fn ui(&mut self, ui: &mut egui::Ui, study: &mut Study, reg: &RegistrationPanel) {
         ui.heading("AI segmentation");
         if let Some(job) = &self.job {
             let (f, m) = job.progress();
@@ -146,7 +154,7 @@ impl SegmentPanel {
             }
         } else {
             if ui.button("Segment liver and tumours").on_hover_text("U-Net on this machine; replaces the label layer (Undo below)").clicked() {
-                self.start(study);
+                self.start(study, reg);
             }
             if self.replaced.is_some() && ui.button("Undo segmentation").clicked() {
                 if let Some(previous) = self.replaced.take() {
