@@ -142,10 +142,17 @@ pub fn refine_tumour_edges(mask: &mut Mask, reference: &CtVolume, others: &[Othe
         origin_mm: mask.geometry.index_to_world([lo[2] as f64, lo[1] as f64, lo[0] as f64]),
         ..mask.geometry.clone()
     };
-    let mut values: Vec<Array3<i16>> = vec![reference.data.slice(region).to_owned()];
-    values.extend(others.iter().map(|p| p.onto(&local_grid)));
     let mut lab = mask.data.slice(region).to_owned();
-    let bands: Vec<Parenchyma> = values.iter().map(|v| Parenchyma::measure(&lab, v, opts.band_sigmas)).collect::<Option<_>>()?;
+    let reference = reference.data.slice(region).to_owned();
+    let mut bands = vec![Parenchyma::measure(&lab, &reference, opts.band_sigmas)?];
+    let mut values = vec![reference];
+    // another phase that does not cover enough of the liver to measure is left out
+    for v in others.iter().map(|p| p.onto(&local_grid)) {
+        if let Some(b) = Parenchyma::measure(&lab, &v, opts.band_sigmas) {
+            bands.push(b);
+            values.push(v);
+        }
+    }
     let mut report = TumourRefineReport { median_hu: bands[0].median_hu, sigma_hu: bands[0].sigma_hu, ..Default::default() };
     // each lesion (as the lesion report counts them) with its core's contrast per phase:
     // the median deviation of its voxels from the parenchyma
@@ -533,5 +540,25 @@ mod tests {
         let registered = refine(OtherPhase::Registered(&art));
         assert_eq!(refine(OtherPhase::Warped(&moved, &field)), registered, "the field brings the phase back");
         assert_ne!(refine(OtherPhase::Registered(&moved)), registered, "the misaligned phase moves the edges");
+    }
+
+    #[test]
+    fn a_phase_that_misses_the_liver_is_left_out() {
+        let (pv, art, truth) = lesion_scene();
+        let mut start = truth.mapv(|t| (t > 0) as u8);
+        for ((_, j, i), v) in start.indexed_iter_mut() {
+            if *v > 0 && ((j as f32 - 60.0).powi(2) + (i as f32 - 50.0).powi(2)).sqrt() <= 17.0 {
+                *v = 2;
+            }
+        }
+        // a phase acquired 200 mm away: nothing of it lies on the liver
+        let mut far = art.clone();
+        far.geometry.origin_mm[2] += 200.0;
+        let refine = |others: &[OtherPhase]| {
+            let mut m = Mask::new(start.clone(), pv.geometry.clone());
+            refine_tumour_edges(&mut m, &pv, others, &TumourRefineOptions::default()).expect("refined without it");
+            m.data
+        };
+        assert_eq!(refine(&[OtherPhase::Registered(&far)]), refine(&[]));
     }
 }
