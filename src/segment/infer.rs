@@ -51,10 +51,11 @@ impl Default for InferOptions {
 /// they come.
 pub type SlicesFn<'a> = &'a (dyn Fn(usize, Array3<u8>) + Sync);
 
-/// Segments a study with the model at `model_path` (the viewer's Segment button and
-/// `hepaview segment`): labels 0 background, 1 liver, 2 tumour on the grid of the study's
-/// portal venous phase (its fixed phase). Phases are taken as they are (already
-/// registered, or close enough); progress goes 0→1 and returning false cancels.
+/// Segments a study with the model at `model_path` (`hepaview compare` and the follow-up
+/// panel, for a visit without a mask): labels 0
+/// background, 1 liver, 2 tumour on the grid of the study's portal venous phase (its fixed
+/// phase), with the default options (the other contrast phases registered onto it first);
+/// progress goes 0→1 and returning false cancels.
 pub fn segment_study(study: &Study, model_path: &Path, progress: ProgressFn) -> Result<Mask, SegmentError> {
     segment_study_live(study, model_path, progress, None)
 }

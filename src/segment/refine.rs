@@ -131,11 +131,10 @@ pub fn refine_tumour_edges(mask: &mut Mask, reference: &CtVolume, others: &[Othe
     }
     // work inside the liver's box: other phases are resampled there only
     let margin = peel_steps.max(grow_steps) + 1;
-    let (nz, ny, nx) = mask.data.dim();
+    let (_, ny, nx) = mask.data.dim();
     let b = VoxelBox::enclosing(mask.data.view(), |v| v > 0)?;
     let lo = [b.lo[0], b.lo[1].saturating_sub(margin), b.lo[2].saturating_sub(margin)];
     let hi = [b.hi[0], (b.hi[1] + margin).min(ny), (b.hi[2] + margin).min(nx)];
-    let _ = nz;
     let region = s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]];
     let local_grid = Geometry {
         shape: [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]],
@@ -232,9 +231,8 @@ pub fn refine_tumour_edges(mask: &mut Mask, reference: &CtVolume, others: &[Othe
     }
     let voxel_mm3: f64 = local_grid.spacing_mm.iter().product();
     let least_mm3 = opts.peel_mm * opts.peel_mm * local_grid.spacing_mm[0];
-    let (_, fragments) = connected_components(&Mask::new(lab.clone(), local_grid.clone()), 2, (least_mm3 / voxel_mm3).ceil() as usize);
+    let (kept, fragments) = connected_components(&Mask::new(lab.clone(), local_grid), 2, (least_mm3 / voxel_mm3).ceil() as usize);
     if fragments > 0 {
-        let (kept, _) = connected_components(&Mask::new(lab.clone(), local_grid), 2, (least_mm3 / voxel_mm3).ceil() as usize);
         let mut keep = Array3::<bool>::from_elem(lab.dim(), false);
         for c in &kept {
             for &v in &c.voxels {
