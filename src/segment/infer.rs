@@ -9,6 +9,7 @@ use std::path::Path;
 use ndarray::{s, Array3, Array4, Axis};
 
 use super::folded::FoldedUNet;
+use super::lumen::remove_gas_lumens;
 use super::model::UNet;
 use super::preprocess::{self, CHANNELS};
 use super::refine::{refine_liver_edge, refine_tumour_edges, OtherPhase, RefineOptions, TumourRefineOptions};
@@ -26,7 +27,8 @@ use crate::volume::{CtVolume, Field, Geometry, Interp, Mask};
 pub struct InferOptions {
     /// Slices per forward pass: bigger uses the cores better, costs memory.
     pub batch: usize,
-    /// Keep the largest liver component, fill holes, drop tumour outside the liver.
+    /// Keep the largest liver component, fill holes, drop tumour outside the liver, and
+    /// take out gas-filled organs labelled liver (`lumen::remove_gas_lumens`).
     pub postprocess: bool,
     /// Then move the liver's edge, by up to half a model pixel, and the tumours' edges, by
     /// up to one, to the study's own parenchyma at its own resolution
@@ -189,6 +191,7 @@ fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geome
     let mut mask = preprocess::probabilities_to_labels(&probs, grid, target);
     if opts.postprocess {
         postprocess(&mut mask);
+        remove_gas_lumens(&mut mask, reference);
     }
     if opts.refine_edges {
         let ropts = RefineOptions { reach_mm: 0.5 * model.config.spacing_mm, ..RefineOptions::default() };

@@ -6,7 +6,9 @@
 //! - `weights`: the safetensors file with its config; refuses missing or mismatched files.
 //! - `preprocess`: model grid, HU window, channels; probabilities back to the study grid.
 //! - `infer`: whole-study inference in batches with progress/cancel, post-processing.
-//! - `refine`: the liver's edge moved to the study's own parenchyma at its own resolution.
+//! - `lumen`: gas-filled organs (stomach, bowel) the network took for liver, taken out.
+//! - `refine`: the liver's and tumours' edges moved to the study's own intensities at its
+//!   own resolution.
 //! - `synth`: training cases made from the phantom (realistic and SynthSeg-style random
 //!   intensities, random tumours) and from NIfTI pairs.
 //! - `mimics`: heart-, stomach- and bowel-like structures beside the liver, as background.
@@ -14,6 +16,7 @@
 
 pub mod folded;
 pub mod infer;
+pub mod lumen;
 pub mod mimics;
 pub mod model;
 pub mod preprocess;

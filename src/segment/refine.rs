@@ -271,13 +271,13 @@ impl OtherPhase<'_> {
 /// Outside a resampled phase's own coverage.
 const NO_DATA: i16 = i16::MIN;
 
-type Voxel = (usize, usize, usize);
+pub(super) type Voxel = (usize, usize, usize);
 
 /// The liver's parenchyma in one phase: median and robust SD of the 3 × 3-smoothed HU of
 /// the liver's interior (label 1 with every in-plane neighbour labelled too), and the band
 /// around the median that counts as parenchyma.
 #[derive(Clone, Copy, Debug)]
-struct Parenchyma {
+pub(super) struct Parenchyma {
     median_hu: f32,
     sigma_hu: f32,
     lo: f32,
@@ -286,7 +286,7 @@ struct Parenchyma {
 
 impl Parenchyma {
     /// `None` when the liver has too few interior voxels to measure.
-    fn measure(lab: &Array3<u8>, hu: &Array3<i16>, band_sigmas: f32) -> Option<Self> {
+    pub(super) fn measure(lab: &Array3<u8>, hu: &Array3<i16>, band_sigmas: f32) -> Option<Self> {
         let (nz, ny, nx) = lab.dim();
         // sampled for speed: a couple of million voxels are plenty for a median
         let stride = ((nz * ny * nx) / 2_000_000).max(1);
@@ -305,7 +305,7 @@ impl Parenchyma {
         Some(Parenchyma { median_hu: median, sigma_hu: sigma, lo: median - band_sigmas * sigma, hi: median + band_sigmas * sigma })
     }
 
-    fn contains(&self, hu: f32) -> bool {
+    pub(super) fn contains(&self, hu: f32) -> bool {
         hu >= self.lo && hu <= self.hi
     }
 }
@@ -318,7 +318,7 @@ fn steps_within(ct: &CtVolume, reach_mm: f64) -> usize {
 
 /// 3 × 3 in-plane mean (thin-slice CT is noisy voxel by voxel); `None` where a sample
 /// lies outside a resampled phase's coverage.
-fn smooth3(hu: &Array3<i16>, (k, j, i): Voxel) -> Option<f32> {
+pub(super) fn smooth3(hu: &Array3<i16>, (k, j, i): Voxel) -> Option<f32> {
     let (_, ny, nx) = hu.dim();
     let (j0, j1, i0, i1) = (j.saturating_sub(1), (j + 1).min(ny - 1), i.saturating_sub(1), (i + 1).min(nx - 1));
     let mut s = 0f32;
