@@ -111,10 +111,6 @@ impl RegistrationPanel {
         RegistrationPanel { checker_mm: 20.0, blend: 0.5, grid_mm: 10.0, heat_opacity: 0.6, ..Default::default() }
     }
 
-    /// Where the fixed phase's world point `p` lies in the phase image shown under `key`,
-    /// minus `p`: `u(p)` while that phase shows its original (unregistered) image, so the
-    /// link between viewports goes through the field; zero otherwise (registered images
-    /// already lie on the fixed grid).
     /// The study with each moving phase replaced by its registered image, when this panel
     /// has results for every moving phase.
     pub fn registered_study(&self, study: &Study) -> Option<Study> {
@@ -134,6 +130,10 @@ impl RegistrationPanel {
         Some(s)
     }
 
+    /// Where the fixed phase's world point `p` lies in the phase image shown under `key`,
+    /// minus `p`: `u(p)` while that phase shows its original (unregistered) image, so the
+    /// link between viewports goes through the field; zero otherwise (registered images
+    /// already lie on the fixed grid).
     pub fn link_offset(&self, key: u64, p: Lps) -> Lps {
         self.results
             .iter()
