@@ -322,12 +322,19 @@ fn fill_holes_slices(fg: &Array3<bool>) -> Array3<bool> {
 /// Background not 6-connected to the volume's border becomes inside.
 fn fill_holes_3d(fg: &Array3<bool>) -> Array3<bool> {
     let (nz, ny, nx) = fg.dim();
-    let mut outside = Array3::<bool>::from_elem((nz, ny, nx), false);
+    let on_border = |(k, j, i): (usize, usize, usize)| k == 0 || j == 0 || i == 0 || k == nz - 1 || j == ny - 1 || i == nx - 1;
+    flood6(&fg.mapv(|f| !f), on_border).mapv(|o| !o)
+}
+
+/// The voxels of `passable` 6-connected (within it) to one where `seed` holds.
+pub(super) fn flood6(passable: &Array3<bool>, seed: impl Fn((usize, usize, usize)) -> bool) -> Array3<bool> {
+    let (nz, ny, nx) = passable.dim();
+    let mut reached = Array3::<bool>::from_elem((nz, ny, nx), false);
     let mut queue = VecDeque::new();
-    for ((k, j, i), &f) in fg.indexed_iter() {
-        if !f && (k == 0 || j == 0 || i == 0 || k == nz - 1 || j == ny - 1 || i == nx - 1) {
-            outside[[k, j, i]] = true;
-            queue.push_back([k, j, i]);
+    for (p, &ok) in passable.indexed_iter() {
+        if ok && seed(p) {
+            reached[p] = true;
+            queue.push_back([p.0, p.1, p.2]);
         }
     }
     while let Some(p) = queue.pop_front() {
@@ -337,11 +344,11 @@ fn fill_holes_3d(fg: &Array3<bool>) -> Array3<bool> {
                 continue;
             }
             let q = [q[0] as usize, q[1] as usize, q[2] as usize];
-            if !fg[q] && !outside[q] {
-                outside[q] = true;
+            if passable[q] && !reached[q] {
+                reached[q] = true;
                 queue.push_back(q);
             }
         }
     }
-    outside.mapv(|o| !o)
+    reached
 }

@@ -5,14 +5,11 @@
 //! the mask is tidied again (largest component, holes filled), so anything enclosed by
 //! liver (gas in bile ducts, in a treated tumour) goes back in.
 
-use std::collections::VecDeque;
-
 use ndarray::{s, Array3};
 
-use super::infer::postprocess;
-use super::refine::{smooth3, Parenchyma};
+use super::infer::{flood6, postprocess};
+use super::refine::{liver_box, smooth3, Parenchyma};
 use crate::cluster::squared_distance_mm2;
-use crate::edit::VoxelBox;
 use crate::volume::{CtVolume, Mask};
 
 /// Below this a voxel is gas, not fat (about −100 HU) or fluid.
@@ -32,10 +29,8 @@ pub fn remove_gas_lumens(mask: &mut Mask, ct: &CtVolume) -> usize {
         return 0;
     }
     let sp = ct.geometry.spacing_mm;
-    let (_, ny, nx) = mask.data.dim();
-    let Some(b) = VoxelBox::enclosing(mask.data.view(), |v| v > 0) else { return 0 };
     let margin = (2.0 * OPENING_MM / sp[1].min(sp[2]).max(1e-3)).ceil() as usize + 1;
-    let (lo, hi) = ([b.lo[0], b.lo[1].saturating_sub(margin), b.lo[2].saturating_sub(margin)], [b.hi[0], (b.hi[1] + margin).min(ny), (b.hi[2] + margin).min(nx)]);
+    let Some((lo, hi)) = liver_box(mask, margin) else { return 0 };
     let region = s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]];
     let lab = mask.data.slice(region).to_owned();
     let hu = ct.data.slice(region).to_owned();
@@ -51,25 +46,8 @@ pub fn remove_gas_lumens(mask: &mut Mask, ct: &CtVolume) -> usize {
     let core = squared_distance_mm2(&unlike.mapv(|u| !u), in_plane).mapv(|d| d > r2);
     let opened = ndarray::Zip::from(&squared_distance_mm2(&core, in_plane)).and(&unlike).map_collect(|&d, &u| u && d <= r2);
     let near_gas = squared_distance_mm2(&gas, in_plane).mapv(|d| d <= 4.0 * r2);
-    // flood the opened region (6-connected, in 3-D) from where it comes near gas
-    let (dz, dy, dx) = opened.dim();
-    let mut lumen = Array3::<bool>::from_elem(opened.dim(), false);
-    let mut queue: VecDeque<(usize, usize, usize)> = VecDeque::new();
-    for (p, &o) in opened.indexed_iter() {
-        if o && near_gas[p] {
-            lumen[p] = true;
-            queue.push_back(p);
-        }
-    }
-    while let Some((k, j, i)) = queue.pop_front() {
-        let steps = [(k.wrapping_sub(1), j, i), (k + 1, j, i), (k, j.wrapping_sub(1), i), (k, j + 1, i), (k, j, i.wrapping_sub(1)), (k, j, i + 1)];
-        for q in steps {
-            if q.0 < dz && q.1 < dy && q.2 < dx && opened[q] && !lumen[q] {
-                lumen[q] = true;
-                queue.push_back(q);
-            }
-        }
-    }
+    // the opened region (6-connected, in 3-D) from where it comes near gas
+    let lumen = flood6(&opened, |p| near_gas[p]);
     let mut removed = 0;
     let mut out = lab;
     for (v, &l) in out.iter_mut().zip(lumen.iter()) {

@@ -130,11 +130,7 @@ pub fn refine_tumour_edges(mask: &mut Mask, reference: &CtVolume, others: &[Othe
         return None;
     }
     // work inside the liver's box: other phases are resampled there only
-    let margin = peel_steps.max(grow_steps) + 1;
-    let (_, ny, nx) = mask.data.dim();
-    let b = VoxelBox::enclosing(mask.data.view(), |v| v > 0)?;
-    let lo = [b.lo[0], b.lo[1].saturating_sub(margin), b.lo[2].saturating_sub(margin)];
-    let hi = [b.hi[0], (b.hi[1] + margin).min(ny), (b.hi[2] + margin).min(nx)];
+    let (lo, hi) = liver_box(mask, peel_steps.max(grow_steps) + 1)?;
     let region = s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]];
     let local_grid = Geometry {
         shape: [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]],
@@ -308,6 +304,14 @@ impl Parenchyma {
     pub(super) fn contains(&self, hu: f32) -> bool {
         hu >= self.lo && hu <= self.hi
     }
+}
+
+/// The box `[lo, hi)` (`[z, y, x]`) of the mask's labelled voxels, grown by `margin` pixels
+/// within slices (clipped to the grid): where the refinements and the lumen removal work.
+pub(super) fn liver_box(mask: &Mask, margin: usize) -> Option<([usize; 3], [usize; 3])> {
+    let (_, ny, nx) = mask.data.dim();
+    let b = VoxelBox::enclosing(mask.data.view(), |v| v > 0)?;
+    Some(([b.lo[0], b.lo[1].saturating_sub(margin), b.lo[2].saturating_sub(margin)], [b.hi[0], (b.hi[1] + margin).min(ny), (b.hi[2] + margin).min(nx)]))
 }
 
 /// How many in-plane pixel steps fit in `reach_mm` (0: the pixels are coarser than that).
