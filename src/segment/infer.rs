@@ -82,16 +82,16 @@ pub fn segment_phases_live(model: &UNet, study: &Study, opts: &InferOptions, pro
     let reference = study.phases[fixed].volume.as_ref();
     let target = reference.geometry.clone();
     let grid = preprocess::model_grid(&target, model.config.spacing_mm, model.config.size_multiple());
-    let is_contrast = |p: Phase| matches!(p, Phase::Arterial | Phase::PortalVenous | Phase::Delayed);
-    let moving: Vec<usize> = (0..study.phases.len()).filter(|&i| i != fixed && is_contrast(study.phases[i].phase())).collect();
-    let register = opts.register && is_contrast(study.phases[fixed].phase()) && !moving.is_empty();
-    let share = if register { 0.3 } else { 0.1 };
+    // the network's input channel of each contrast phase
     let slot_of = |p: Phase| match p {
         Phase::Arterial => Some(0),
         Phase::PortalVenous => Some(1),
         Phase::Delayed => Some(2),
         _ => None,
     };
+    let moving: Vec<usize> = (0..study.phases.len()).filter(|&i| i != fixed && slot_of(study.phases[i].phase()).is_some()).collect();
+    let register = opts.register && slot_of(study.phases[fixed].phase()).is_some() && !moving.is_empty();
+    let share = if register { 0.3 } else { 0.1 };
     let mut on_grid: Vec<(Phase, CtVolume)> = Vec::new();
     let mut fields: Vec<(&CtVolume, Field)> = Vec::new();
     let mut as_they_are: Vec<&CtVolume> = Vec::new();
