@@ -14,7 +14,7 @@ use crate::volume::Mask;
 
 #[derive(Default)]
 pub struct SegmentPanel {
-    job: Option<Job<Mask>>,
+    job: Option<Job<crate::segment::Segmentation>>,
     replaced: Option<Option<Labels>>,
     /// The mask so far, written by the running job, with a count of the batches in it.
     live: Option<Arc<Mutex<(Mask, u64)>>>,
@@ -127,8 +127,8 @@ impl SegmentPanel {
         };
         self.live = None;
         match ended {
-            Ended::Done(mask) => {
-                let summary = summary(&mask);
+            Ended::Done(crate::segment::Segmentation { mask, searched }) => {
+                let summary = summary(&mask, searched.map_or(0, |r| r.added.len()));
                 if !is_live(study) {
                     self.replaced = Some(study.labels.take());
                 }
@@ -173,15 +173,22 @@ impl SegmentPanel {
 
 /// What a radiologist reads first: the liver's volume (tumours included, as LiTS counts
 /// it) and the tumours as separate lesions, in mL.
-fn summary(mask: &Mask) -> String {
+/// Volumes and lesions, saying how many lesions the lesion search added (`searched`), so
+/// the user looks at those first: the network did not call them.
+fn summary(mask: &Mask, searched: usize) -> String {
     let ml = mask.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
     let liver = mask.data.iter().filter(|&&v| v > 0).count() as f64 * ml;
     let (lesions, _) = crate::lesion::connected_components(mask, 2, 1);
     let tumour: usize = lesions.iter().map(|c| c.voxels.len()).sum();
-    match lesions.len() {
+    let counted = match lesions.len() {
         0 => format!("liver {liver:.0} mL, no tumour"),
         1 => format!("liver {liver:.0} mL, 1 tumour ({:.1} mL)", tumour as f64 * ml),
         n => format!("liver {liver:.0} mL, {n} tumours ({:.1} mL in all)", tumour as f64 * ml),
+    };
+    match searched {
+        0 => counted,
+        1 => format!("{counted}; 1 of them found by the lesion search, not the network"),
+        n => format!("{counted}; {n} of them found by the lesion search, not the network"),
     }
 }
 
@@ -220,11 +227,12 @@ mod tests {
     fn the_summary_counts_lesions_and_millilitres() {
         let g = crate::volume::Geometry::axis_aligned([10, 10, 10], [2.0, 5.0, 5.0], [0.0; 3]);
         let mut mask = Mask::filled(g, 1u8);
-        assert_eq!(summary(&mask), "liver 50 mL, no tumour");
+        assert_eq!(summary(&mask, 0), "liver 50 mL, no tumour");
         mask.data[[1, 1, 1]] = 2;
         mask.data[[1, 1, 2]] = 2;
-        assert_eq!(summary(&mask), "liver 50 mL, 1 tumour (0.1 mL)");
+        assert_eq!(summary(&mask, 0), "liver 50 mL, 1 tumour (0.1 mL)");
         mask.data[[8, 8, 8]] = 2;
-        assert_eq!(summary(&mask), "liver 50 mL, 2 tumours (0.2 mL in all)");
+        assert_eq!(summary(&mask, 0), "liver 50 mL, 2 tumours (0.2 mL in all)");
+        assert_eq!(summary(&mask, 1), "liver 50 mL, 2 tumours (0.2 mL in all); 1 of them found by the lesion search, not the network");
     }
 }

@@ -304,6 +304,10 @@ pub enum Command {
         /// phase first (for phases already registered, e.g. by `hepaview register`)
         #[arg(long)]
         no_register: bool,
+        /// Only the network's lesions: no search for round patches of liver, 10 mm or
+        /// more, that differ from its parenchyma and that the network left as liver
+        #[arg(long)]
+        no_lesion_search: bool,
         /// Set a phase by hand: N=PHASE, as for `open`. Repeatable.
         #[arg(long = "phase", value_name = "N=PHASE")]
         phase_overrides: Vec<String>,
@@ -548,8 +552,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::MaskConvert { mask, study, out, resample, series }) => {
             mask::mask_convert_with(&mask, &study, &out, &mask::MaskConvertOptions { resample, series }).map(|_| ())
         }
-        Some(Command::Segment { paths, out, model, truth, phantom_seed, phantom_small, pv_only, no_refine, no_register, phase_overrides }) => {
-            segment::segment_cmd(segment::SegmentArgs { paths, out, model, truth, phantom_seed, phantom_small, pv_only, no_refine, no_register, phase_overrides })
+        Some(Command::Segment { paths, out, model, truth, phantom_seed, phantom_small, pv_only, no_refine, no_register, no_lesion_search, phase_overrides }) => {
+            segment::segment_cmd(segment::SegmentArgs { paths, out, model, truth, phantom_seed, phantom_small, pv_only, no_refine, no_register, no_lesion_search, phase_overrides })
         }
         Some(Command::Train { data, lits, out, epochs, steps_per_epoch, synthetic, features, spacing_mm, batch, patch, minutes, seed, label_maps, liver_class, label_map_cases, force, init, learning_rate, mimics, large_tumours }) => {
             if !(0.0..=1.0).contains(&mimics) {

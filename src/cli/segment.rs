@@ -26,6 +26,7 @@ pub(crate) struct SegmentArgs {
     pub pv_only: bool,
     pub no_refine: bool,
     pub no_register: bool,
+    pub no_lesion_search: bool,
     pub phase_overrides: Vec<String>,
 }
 
@@ -70,14 +71,17 @@ pub(crate) fn segment_cmd(a: SegmentArgs) -> Result<()> {
         true
     };
     let t0 = Instant::now();
-    let opts = InferOptions { refine_edges: !a.no_refine, register: !a.no_register, ..InferOptions::default() };
-    let mask = segment::segment_phases(&model, &study, &opts, &report);
+    let opts = InferOptions { refine_edges: !a.no_refine, register: !a.no_register, search_lesions: !a.no_lesion_search, ..InferOptions::default() };
+    let result = segment::segment_phases_live(&model, &study, &opts, &report, None);
     pb.finish_and_clear();
-    let mask = mask?;
+    let segment::Segmentation { mask, searched } = result?;
     let secs = t0.elapsed().as_secs_f64();
     let voxel_ml = mask.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
     let count = |l: u8| mask.data.iter().filter(|&&v| v == l).count() as f64 * voxel_ml;
     println!("Segmented in {secs:.2} s: liver {:.1} mL, tumour {:.1} mL (grid {:?})", count(1) + count(2), count(2), mask.geometry.shape);
+    for (voxels, c) in searched.iter().flat_map(|r| &r.added) {
+        println!("  added by the lesion search, not the network: {:.1} mL at [{:.0}, {:.0}, {:.0}] mm (LPS); check it", *voxels as f64 * voxel_ml, c[0], c[1], c[2]);
+    }
     if let Some(t) = &a.truth {
         truth = Some(read_truth(t, &mask.geometry)?);
     }

@@ -9,6 +9,7 @@ use std::path::Path;
 use ndarray::{s, Array3, Array4, Axis};
 
 use super::folded::FoldedUNet;
+use super::lesion_search::{add_missed_lesions, LesionSearchOptions, LesionSearchReport};
 use super::lumen::remove_gas_lumens;
 use super::model::UNet;
 use super::preprocess::{self, CHANNELS};
@@ -39,11 +40,15 @@ pub struct InferOptions {
     /// voxel by voxel, and the patient breathes between them. Off for phases already
     /// registered (the output of `hepaview register`).
     pub register: bool,
+    /// Last, label as tumour the round patches of liver, at least 10 mm across and
+    /// surrounded by liver, that differ from its parenchyma in some phase and that the
+    /// network left as liver (`lesion_search::add_missed_lesions`).
+    pub search_lesions: bool,
 }
 
 impl Default for InferOptions {
     fn default() -> Self {
-        InferOptions { batch: 8, postprocess: true, refine_edges: true, register: true }
+        InferOptions { batch: 8, postprocess: true, refine_edges: true, register: true, search_lesions: true }
     }
 }
 
@@ -65,16 +70,27 @@ pub fn segment_study(study: &Study, model_path: &Path, progress: ProgressFn) -> 
 /// [`segment_study`], also handing each finished batch of slices to `on_slices`.
 pub fn segment_study_live(study: &Study, model_path: &Path, progress: ProgressFn, on_slices: Option<SlicesFn>) -> Result<Mask, SegmentError> {
     let model = load_unet(model_path)?;
-    segment_phases_live(&model, study, &InferOptions::default(), progress, on_slices)
+    Ok(segment_phases_live(&model, study, &InferOptions::default(), progress, on_slices)?.mask)
 }
 
 /// [`segment_study`] with a loaded model and options.
 pub fn segment_phases(model: &UNet, study: &Study, opts: &InferOptions, progress: ProgressFn) -> Result<Mask, SegmentError> {
-    segment_phases_live(model, study, opts, progress, None)
+    Ok(segment_phases_live(model, study, opts, progress, None)?.mask)
 }
 
-/// [`segment_phases`], also handing each finished batch of slices to `on_slices`.
-pub fn segment_phases_live(model: &UNet, study: &Study, opts: &InferOptions, progress: ProgressFn, on_slices: Option<SlicesFn>) -> Result<Mask, SegmentError> {
+/// A segmentation and where its lesions came from.
+#[derive(Clone, Debug)]
+pub struct Segmentation {
+    /// 0 background, 1 liver, 2 tumour, on the grid of the study's fixed phase.
+    pub mask: Mask,
+    /// The lesions the lesion search added (not the network's), when it ran: the user
+    /// should be told, so they look at those first.
+    pub searched: Option<LesionSearchReport>,
+}
+
+/// [`segment_phases`], also handing each finished batch of slices to `on_slices`, and
+/// saying which lesions the lesion search added.
+pub fn segment_phases_live(model: &UNet, study: &Study, opts: &InferOptions, progress: ProgressFn, on_slices: Option<SlicesFn>) -> Result<Segmentation, SegmentError> {
     if study.phases.is_empty() {
         return Err(SegmentError::NoPhase);
     }
@@ -175,7 +191,7 @@ pub fn fast_registration(fixed: &Geometry) -> crate::register::Params {
 
 /// `target`: the grid of the result; `reference`: the study's phase on it and `others` its
 /// other phases, for edge refinement.
-fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geometry, (target, reference, others): (&Geometry, &CtVolume, &[OtherPhase]), opts: &InferOptions, progress: ProgressFn, on_slices: Option<SlicesFn>) -> Result<Mask, SegmentError> {
+fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geometry, (target, reference, others): (&Geometry, &CtVolume, &[OtherPhase]), opts: &InferOptions, progress: ProgressFn, on_slices: Option<SlicesFn>) -> Result<Segmentation, SegmentError> {
     let input = preprocess::input_channels(slots, grid);
     // the model grid keeps the study's slices, so model slice k lies on target slice k
     let live = |k0: usize, p: &Array4<f32>| {
@@ -199,8 +215,10 @@ fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geome
         let topts = TumourRefineOptions { peel_mm: model.config.spacing_mm, grow_mm: 0.5 * model.config.spacing_mm, ..TumourRefineOptions::default() };
         refine_tumour_edges(&mut mask, reference, others, &topts);
     }
+    // after the refinements, so the lesions it adds are reported as they stay
+    let searched = if opts.search_lesions { add_missed_lesions(&mut mask, reference, others, &LesionSearchOptions::default()) } else { None };
     progress(1.0, "segmented");
-    Ok(mask)
+    Ok(Segmentation { mask, searched })
 }
 
 /// Softmax probabilities `[nz, classes, h, w]` for windowed input `[nz, 3, h, w]`, in

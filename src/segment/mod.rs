@@ -7,6 +7,8 @@
 //! - `preprocess`: model grid, HU window, channels; probabilities back to the study grid.
 //! - `infer`: whole-study inference in batches with progress/cancel, post-processing.
 //! - `lumen`: gas-filled organs (stomach, bowel) the network took for liver, taken out.
+//! - `lesion_search`: round patches of liver unlike its parenchyma, that the network
+//!   left as liver, added as lesions.
 //! - `refine`: the liver's and tumours' edges moved to the study's own intensities at its
 //!   own resolution.
 //! - `synth`: training cases made from the phantom (realistic and SynthSeg-style random
@@ -16,6 +18,7 @@
 
 pub mod folded;
 pub mod infer;
+pub mod lesion_search;
 pub mod lumen;
 pub mod mimics;
 pub mod model;
@@ -27,7 +30,7 @@ pub mod weights;
 
 use std::path::PathBuf;
 
-pub use infer::{postprocess, segment_phases, segment_phases_live, segment_study, segment_study_live, fast_registration, InferOptions, SlicesFn};
+pub use infer::{postprocess, segment_phases, segment_phases_live, segment_study, segment_study_live, fast_registration, InferOptions, Segmentation, SlicesFn};
 pub use model::{UNet, UNetConfig};
 pub use train::{train, TrainOptions, TrainReport, TrainStatus};
 pub use weights::{default_model_path, load_unet, read_checkpoint, save_unet, DEFAULT_MODEL};

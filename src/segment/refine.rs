@@ -132,11 +132,7 @@ pub fn refine_tumour_edges(mask: &mut Mask, reference: &CtVolume, others: &[Othe
     // work inside the liver's box: other phases are resampled there only
     let (lo, hi) = liver_box(mask, peel_steps.max(grow_steps) + 1)?;
     let region = s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]];
-    let local_grid = Geometry {
-        shape: [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]],
-        origin_mm: mask.geometry.index_to_world([lo[2] as f64, lo[1] as f64, lo[0] as f64]),
-        ..mask.geometry.clone()
-    };
+    let local_grid = local_grid(&mask.geometry, lo, hi);
     let mut lab = mask.data.slice(region).to_owned();
     let reference = reference.data.slice(region).to_owned();
     let mut bands = vec![Parenchyma::measure(&lab, &reference, opts.band_sigmas)?];
@@ -256,7 +252,8 @@ pub enum OtherPhase<'a> {
 }
 
 impl OtherPhase<'_> {
-    fn onto(&self, grid: &Geometry) -> Array3<i16> {
+    /// Its HU on `grid`, `NO_DATA` outside its coverage.
+    pub(super) fn onto(&self, grid: &Geometry) -> Array3<i16> {
         match self {
             OtherPhase::Registered(v) => v.resample_to(grid, Interp::Linear, NO_DATA).data,
             OtherPhase::Warped(v, field) => warp_volume(v, &resample_field(field, grid), Interp::Linear, NO_DATA).data,
@@ -312,6 +309,15 @@ pub(super) fn liver_box(mask: &Mask, margin: usize) -> Option<([usize; 3], [usiz
     let (_, ny, nx) = mask.data.dim();
     let b = VoxelBox::enclosing(mask.data.view(), |v| v > 0)?;
     Some(([b.lo[0], b.lo[1].saturating_sub(margin), b.lo[2].saturating_sub(margin)], [b.hi[0], (b.hi[1] + margin).min(ny), (b.hi[2] + margin).min(nx)]))
+}
+
+/// The sub-grid `[lo, hi)` (`[z, y, x]`) of `geometry`, same spacing and axes.
+pub(super) fn local_grid(geometry: &Geometry, lo: [usize; 3], hi: [usize; 3]) -> Geometry {
+    Geometry {
+        shape: [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]],
+        origin_mm: geometry.index_to_world([lo[2] as f64, lo[1] as f64, lo[0] as f64]),
+        ..geometry.clone()
+    }
 }
 
 /// How many in-plane pixel steps fit in `reach_mm` (0: the pixels are coarser than that).
