@@ -8,6 +8,7 @@ use std::path::Path;
 
 use ndarray::{s, Array3, Array4, Axis};
 
+use super::bridges::cut_thin_bridges;
 use super::folded::FoldedUNet;
 use super::lesion_search::{add_missed_lesions, LesionSearchOptions, LesionSearchReport};
 use super::lumen::remove_gas_lumens;
@@ -28,8 +29,9 @@ use crate::volume::{CtVolume, Field, Geometry, Interp, Mask};
 pub struct InferOptions {
     /// Slices per forward pass: bigger uses the cores better, costs memory.
     pub batch: usize,
-    /// Keep the largest liver component, fill holes, drop tumour outside the liver, and
-    /// take out gas-filled organs labelled liver (`lumen::remove_gas_lumens`).
+    /// Keep the largest liver component, fill holes, drop tumour outside the liver, take
+    /// out gas-filled organs labelled liver (`lumen::remove_gas_lumens`) and organs joined
+    /// to the liver by a thin bridge (`bridges::cut_thin_bridges`).
     pub postprocess: bool,
     /// Then move the liver's edge, by up to half a model pixel, and the tumours' edges, by
     /// up to one, to the study's own parenchyma at its own resolution
@@ -189,6 +191,14 @@ pub fn fast_registration(fixed: &Geometry) -> crate::register::Params {
     Params { levels: vec![LevelPlan { factor: factor(6.0), iterations: 50 }, LevelPlan { factor: factor(3.0), iterations: 25 }], ..Params::default() }
 }
 
+/// Necks narrower than this many model pixels split the mask (`bridges::cut_thin_bridges`):
+/// within about a pixel of the network's blur on either side of a gap. A liver's lobes are
+/// joined by parenchyma several times as thick.
+const BRIDGE_MODEL_PIXELS: f64 = 3.0;
+/// A part cut off must be thicker than the neck over at least this volume; smaller parts
+/// stay with the liver.
+const BRIDGE_MIN_CORE_ML: f64 = 1.0;
+
 /// `target`: the grid of the result; `reference`: the study's phase on it and `others` its
 /// other phases, for edge refinement.
 fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geometry, (target, reference, others): (&Geometry, &CtVolume, &[OtherPhase]), opts: &InferOptions, progress: ProgressFn, on_slices: Option<SlicesFn>) -> Result<Segmentation, SegmentError> {
@@ -208,6 +218,7 @@ fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geome
     if opts.postprocess {
         postprocess(&mut mask);
         remove_gas_lumens(&mut mask, reference);
+        cut_thin_bridges(&mut mask, BRIDGE_MODEL_PIXELS * model.config.spacing_mm, BRIDGE_MIN_CORE_ML);
     }
     if opts.refine_edges {
         let ropts = RefineOptions { reach_mm: 0.5 * model.config.spacing_mm, ..RefineOptions::default() };

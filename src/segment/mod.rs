@@ -6,6 +6,7 @@
 //! - `weights`: the safetensors file with its config; refuses missing or mismatched files.
 //! - `preprocess`: model grid, HU window, channels; probabilities back to the study grid.
 //! - `infer`: whole-study inference in batches with progress/cancel, post-processing.
+//! - `bridges`: organs joined to the liver by a thin bridge (heart, stomach), cut off.
 //! - `lumen`: gas-filled organs (stomach, bowel) the network took for liver, taken out.
 //! - `lesion_search`: round patches of liver unlike its parenchyma, that the network
 //!   left as liver, added as lesions.
@@ -16,6 +17,7 @@
 //! - `mimics`: heart-, stomach- and bowel-like structures beside the liver, as background.
 //! - `train`: AdamW on Dice + cross-entropy, augmentation, validation, checkpoints.
 
+pub mod bridges;
 pub mod folded;
 pub mod infer;
 pub mod lesion_search;

@@ -1,0 +1,165 @@
+//! Organs joined to the liver by a thin bridge. The network labels, slice by slice, what
+//! looks like liver at 4 mm pixels; the heart above the dome and the stomach's wall and
+//! food below the left lobe can look so, and the largest connected component keeps them
+//! when a few voxels join them to the liver (on `hcc048-pv`: the stomach below the liver
+//! through a neck of a few slices, the back of the heart through one slice at the dome).
+//! A liver's lobes are joined broadly, by parenchyma centimetres thick. So the mask is
+//! split where it narrows below `neck_mm`: its parts at least that thick (the *cores*, an
+//! erosion) are found, every voxel of the mask goes to the core nearest along the mask
+//! (geodesic distance in mm), and what belongs to a core other than the largest comes out,
+//! unless it is mostly tumour (a lesion may bulge from the liver on a stalk).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use ndarray::{s, Array3};
+
+use super::infer::postprocess;
+use super::refine::{liver_box, local_grid};
+use crate::cluster::squared_distance_mm2;
+use crate::lesion::connected_components;
+use crate::volume::Mask;
+
+/// Splits off and removes the parts of `mask` joined to the main body only through necks
+/// thinner than `neck_mm` whose own thick part (core) holds at least `min_core_ml`; a part
+/// at least half tumour stays (a lesion on a stalk), and tumour labels are never removed
+/// (those left apart from the liver go with the tidying). Then the mask is tidied
+/// again (largest component, holes filled). Returns how many voxels left the liver.
+pub fn cut_thin_bridges(mask: &mut Mask, neck_mm: f64, min_core_ml: f64) -> usize {
+    let Some((lo, hi)) = liver_box(mask, 1) else { return 0 };
+    let region = s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]];
+    let grid = local_grid(&mask.geometry, lo, hi);
+    let sp = grid.spacing_mm;
+    let lab = mask.data.slice(region).to_owned();
+    let (nz, ny, nx) = lab.dim();
+    // depth below the mask's surface, beyond the box's faces counting as outside
+    let to_background = squared_distance_mm2(&lab.mapv(|l| l == 0), sp);
+    let r = 0.5 * neck_mm;
+    let dims = [nz, ny, nx];
+    let core = Array3::from_shape_fn(lab.dim(), |p| {
+        let at = [p.0, p.1, p.2];
+        let to_face = (0..3).map(|a| (at[a].min(dims[a] - 1 - at[a]) + 1) as f64 * sp[a]).fold(f64::INFINITY, f64::min);
+        to_background[p] as f64 > r * r && to_face > r
+    });
+    let voxel_ml = sp.iter().product::<f64>() / 1000.0;
+    let (cores, _) = connected_components(&Mask::new(core.mapv(|c| c as u8), grid.clone()), 1, (min_core_ml / voxel_ml).ceil().max(1.0) as usize);
+    if cores.len() < 2 {
+        return 0;
+    }
+    // each voxel of the mask to its nearest core along the mask (cores[0] is the largest)
+    let mut owner = vec![u32::MAX; lab.len()];
+    let mut dist = vec![f32::INFINITY; lab.len()];
+    let mut heap = BinaryHeap::new();
+    for (n, c) in cores.iter().enumerate() {
+        for &v in &c.voxels {
+            owner[v] = n as u32;
+            dist[v] = 0.0;
+            heap.push(Reverse((0u32, v)));
+        }
+    }
+    let labels = lab.as_slice().expect("an owned array is in standard layout");
+    let steps = [(ny * nx, sp[0] as f32, 0usize), (nx, sp[1] as f32, 1), (1, sp[2] as f32, 2)];
+    while let Some(Reverse((d_bits, v))) = heap.pop() {
+        let d = f32::from_bits(d_bits);
+        if d > dist[v] {
+            continue;
+        }
+        let at = [v / (ny * nx), (v / nx) % ny, v % nx];
+        for &(stride, cost, axis) in &steps {
+            for forward in [true, false] {
+                let q = match forward {
+                    true if at[axis] + 1 < dims[axis] => v + stride,
+                    false if at[axis] > 0 => v - stride,
+                    _ => continue,
+                };
+                let nd = d + cost;
+                if labels[q] > 0 && nd < dist[q] {
+                    dist[q] = nd;
+                    owner[q] = owner[v];
+                    // non-negative floats order as their bits do
+                    heap.push(Reverse((nd.to_bits(), q)));
+                }
+            }
+        }
+    }
+    // a part mostly tumour is a lesion on a stalk; a few tumour voxels in a part are more
+    // likely the network's stray calls in the organ it mistook for liver
+    let mut voxels = vec![0usize; cores.len()];
+    let mut tumour = vec![0usize; cores.len()];
+    for (v, &o) in owner.iter().enumerate() {
+        if o != u32::MAX {
+            voxels[o as usize] += 1;
+            tumour[o as usize] += (labels[v] == 2) as usize;
+        }
+    }
+    let lesion_on_a_stalk: Vec<bool> = voxels.iter().zip(&tumour).map(|(&n, &t)| 2 * t >= n).collect();
+    let mut out = lab.clone();
+    let mut removed = 0;
+    for (v, x) in out.as_slice_mut().expect("standard layout").iter_mut().enumerate() {
+        let o = owner[v];
+        if *x == 1 && o != u32::MAX && o != 0 && !lesion_on_a_stalk[o as usize] {
+            *x = 0;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        mask.data.slice_mut(region).assign(&out);
+        postprocess(mask);
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::volume::Geometry;
+
+    /// A liver (an ellipsoid, 1 mm pixels, 2 mm slices) with a second ball joined to it by
+    /// a bar `bar_mm` wide; the ball labelled tumour where `tumour`.
+    fn scene(bar_mm: f64, tumour: bool) -> (Mask, Array3<bool>) {
+        let (nz, ny, nx) = (30, 80, 130);
+        let g = Geometry { shape: [nz, ny, nx], spacing_mm: [2.0, 1.0, 1.0], origin_mm: [0.0; 3], direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]] };
+        let mut other = Array3::from_elem((nz, ny, nx), false);
+        let data = Array3::from_shape_fn((nz, ny, nx), |(k, j, i)| {
+            let (z, y, x) = (2.0 * k as f64 - 30.0, j as f64 - 40.0, i as f64);
+            let liver = (z / 24.0).powi(2) + (y / 34.0).powi(2) + ((x - 45.0) / 42.0).powi(2) <= 1.0;
+            let ball = z * z + y * y + (x - 108.0).powi(2) <= 15.0f64.powi(2);
+            let bar = z.abs() <= 0.5 * bar_mm && y.abs() <= 0.5 * bar_mm && (80.0..100.0).contains(&x);
+            if ball {
+                other[[k, j, i]] = true;
+            }
+            if liver || bar {
+                1
+            } else if ball {
+                if tumour { 2 } else { 1 }
+            } else {
+                0
+            }
+        });
+        (Mask::new(data, g), other)
+    }
+
+    #[test]
+    fn an_organ_on_a_thin_bridge_comes_out_and_a_broad_lobe_stays() {
+        let (mut mask, other) = scene(6.0, false);
+        let liver: usize = mask.data.iter().zip(other.iter()).filter(|&(&m, &o)| m > 0 && !o).count();
+        let removed = cut_thin_bridges(&mut mask, 12.0, 1.0);
+        assert!(removed > 0);
+        let left = mask.data.iter().zip(other.iter()).filter(|&(&m, &o)| m > 0 && o).count();
+        assert_eq!(left, 0, "the organ on the bridge is gone");
+        let kept = mask.data.iter().zip(other.iter()).filter(|&(&m, &o)| m > 0 && !o).count();
+        assert!(kept as f64 > 0.99 * liver as f64, "the liver stays: {kept} of {liver}");
+
+        // joined broadly (a bar 24 mm thick), it is one organ
+        let (mut broad, _) = scene(24.0, false);
+        assert_eq!(cut_thin_bridges(&mut broad, 12.0, 1.0), 0);
+    }
+
+    #[test]
+    fn a_tumour_on_a_stalk_stays() {
+        let (mut mask, _) = scene(6.0, true);
+        let before = mask.data.clone();
+        cut_thin_bridges(&mut mask, 12.0, 1.0);
+        assert_eq!(mask.data, before);
+    }
+}
