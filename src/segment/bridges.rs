@@ -14,7 +14,7 @@ use std::collections::BinaryHeap;
 
 use ndarray::{s, Array3};
 
-use super::infer::postprocess;
+use super::infer::take_out_of_liver;
 use super::refine::{liver_box, local_grid};
 use crate::cluster::squared_distance_mm2;
 use crate::lesion::connected_components;
@@ -93,20 +93,8 @@ pub fn cut_thin_bridges(mask: &mut Mask, neck_mm: f64, min_core_ml: f64) -> usiz
         }
     }
     let lesion_on_a_stalk: Vec<bool> = voxels.iter().zip(&tumour).map(|(&n, &t)| 2 * t >= n).collect();
-    let mut out = lab.clone();
-    let mut removed = 0;
-    for (v, x) in out.as_slice_mut().expect("standard layout").iter_mut().enumerate() {
-        let o = owner[v];
-        if *x == 1 && o != u32::MAX && o != 0 && !lesion_on_a_stalk[o as usize] {
-            *x = 0;
-            removed += 1;
-        }
-    }
-    if removed > 0 {
-        mask.data.slice_mut(region).assign(&out);
-        postprocess(mask);
-    }
-    removed
+    let cut_off = |i: usize| owner[i] != u32::MAX && owner[i] != 0 && !lesion_on_a_stalk[owner[i] as usize];
+    take_out_of_liver(mask, region, lab, cut_off)
 }
 
 #[cfg(test)]

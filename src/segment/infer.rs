@@ -279,6 +279,25 @@ pub fn postprocess(mask: &mut Mask) {
     }
 }
 
+/// Makes background the liver-labelled (1) voxels of the box `region` where `remove(i)`
+/// holds for its linear index `i` (`lab`: the box's labels, as `mask` holds them), then
+/// tidies the mask again ([`postprocess`]) so what the liver encloses goes back. Tumour
+/// labels are never removed. Returns how many voxels left the liver.
+pub(super) fn take_out_of_liver(mask: &mut Mask, region: ndarray::SliceInfo<[ndarray::SliceInfoElem; 3], ndarray::Ix3, ndarray::Ix3>, mut lab: Array3<u8>, remove: impl Fn(usize) -> bool) -> usize {
+    let mut removed = 0;
+    for (i, v) in lab.iter_mut().enumerate() {
+        if *v == 1 && remove(i) {
+            *v = 0;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        mask.data.slice_mut(region).assign(&lab);
+        postprocess(mask);
+    }
+    removed
+}
+
 const N6: [[isize; 3]; 6] = [[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]];
 
 fn largest_component(fg: &Array3<bool>) -> Array3<bool> {

@@ -7,7 +7,7 @@
 
 use ndarray::{s, Array3};
 
-use super::infer::{flood6, postprocess};
+use super::infer::{flood6, take_out_of_liver};
 use super::refine::{liver_box, smooth3, Parenchyma};
 use crate::cluster::squared_distance_mm2;
 use crate::volume::{CtVolume, Mask};
@@ -48,19 +48,8 @@ pub fn remove_gas_lumens(mask: &mut Mask, ct: &CtVolume) -> usize {
     let near_gas = squared_distance_mm2(&gas, in_plane).mapv(|d| d <= 4.0 * r2);
     // the opened region (6-connected, in 3-D) from where it comes near gas
     let lumen = flood6(&opened, |p| near_gas[p]);
-    let mut removed = 0;
-    let mut out = lab;
-    for (v, &l) in out.iter_mut().zip(lumen.iter()) {
-        if l && *v == 1 {
-            *v = 0;
-            removed += 1;
-        }
-    }
-    if removed > 0 {
-        mask.data.slice_mut(region).assign(&out);
-        postprocess(mask);
-    }
-    removed
+    let lumen = lumen.as_slice().expect("an owned array is in standard layout");
+    take_out_of_liver(mask, region, lab, |i| lumen[i])
 }
 
 #[cfg(test)]
