@@ -172,9 +172,8 @@ impl SegmentPanel {
 }
 
 /// What a radiologist reads first: the liver's volume (tumours included, as LiTS counts
-/// it) and the tumours as separate lesions, in mL.
-/// Volumes and lesions, saying how many lesions the lesion search added (`searched`), so
-/// the user looks at those first: the network did not call them.
+/// it) and the tumours as separate lesions, in mL; and how many of those the lesion
+/// search added (`searched`), to be looked at first: the network did not call them.
 fn summary(mask: &Mask, searched: usize) -> String {
     let ml = mask.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
     let liver = mask.data.iter().filter(|&&v| v > 0).count() as f64 * ml;

@@ -215,11 +215,15 @@ fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geome
         return Err(SegmentError::Cancelled);
     }
     let mut mask = preprocess::probabilities_to_labels(&probs, grid, target);
+    let step = |f: f32, m: &str| if progress(f, m) { Ok(()) } else { Err(SegmentError::Cancelled) };
     if opts.postprocess {
         postprocess(&mut mask);
+        step(0.975, "taking out gas-filled organs")?;
         remove_gas_lumens(&mut mask, reference);
+        step(0.98, "cutting off organs joined by thin bridges")?;
         cut_thin_bridges(&mut mask, BRIDGE_MODEL_PIXELS * model.config.spacing_mm, BRIDGE_MIN_CORE_ML);
     }
+    step(0.985, "refining the edges")?;
     if opts.refine_edges {
         let ropts = RefineOptions { reach_mm: 0.5 * model.config.spacing_mm, ..RefineOptions::default() };
         refine_liver_edge(&mut mask, reference, &ropts);
@@ -227,6 +231,7 @@ fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geome
         refine_tumour_edges(&mut mask, reference, others, &topts);
     }
     // after the refinements, so the lesions it adds are reported as they stay
+    step(0.99, "searching for lesions the network missed")?;
     let searched = if opts.search_lesions { add_missed_lesions(&mut mask, reference, others, &LesionSearchOptions::default()) } else { None };
     progress(1.0, "segmented");
     Ok(Segmentation { mask, searched })
