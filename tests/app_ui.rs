@@ -503,6 +503,26 @@ fn segment_after_registration_reads_the_registered_phases() {
     assert!(shown == expected.data, "the mask must come from the panel's registered phases");
 }
 
+/// A lesion the lesion search added is listed under the segmentation with its volume, and
+/// its button centres the views on it (the radiologist checks what the network did not call).
+#[test]
+fn a_lesion_from_the_search_is_one_click_away() {
+    let mut h = harness(app());
+    h.run();
+    let grid = h.state().study.phases[h.state().study.fixed_index()].volume.geometry.clone();
+    let target = grid.index_to_world([grid.shape[2] as f64 / 3.0, grid.shape[1] as f64 / 2.0, grid.shape[0] as f64 / 4.0]);
+    assert!(h.state().view.crosshair_mm != target);
+    h.state_mut().segment.searched = vec![(11.62, target)];
+    h.run();
+    let label = format!("Check: 11.6 mL at ({:.0}, {:.0}, {:.0}) mm, from the lesion search", target[0], target[1], target[2]);
+    h.get_by_label(&label).scroll_to_me();
+    h.run();
+    h.get_by_label(&label).click();
+    h.run();
+    assert_eq!(h.state().view.crosshair_mm, target);
+    assert_eq!(h.state().view.centre_mm, target);
+}
+
 /// Presses the left button at `path[0]`, moves through the rest of `path` one frame per
 /// point, and lets go at the last point.
 fn left_drag(h: &mut Harness<'static, HepaviewApp>, path: &[Pos2]) {

@@ -394,7 +394,10 @@ impl HepaviewApp {
                 ui.checkbox(&mut self.view.label_outline, "outline only");
             });
             ui.separator();
-            self.segment.ui(ui, &mut self.study, &self.registration);
+            if let Some(p) = self.segment.ui(ui, &mut self.study, &self.registration) {
+                self.view.crosshair_mm = p;
+                self.view.centre_mm = p;
+            }
             ui.separator();
             self.edit.ui(ui, &mut self.study);
             ui.separator();

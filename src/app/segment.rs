@@ -10,7 +10,7 @@ use egui::Color32;
 
 use super::registration::RegistrationPanel;
 use crate::study::{next_key, take_ended, Ended, Job, Labels, Study};
-use crate::volume::Mask;
+use crate::volume::{Lps, Mask};
 
 #[derive(Default)]
 pub struct SegmentPanel {
@@ -22,6 +22,9 @@ pub struct SegmentPanel {
     shown: u64,
     pub message: Option<String>,
     pub error: Option<String>,
+    /// The lesions the last run's lesion search added (not the network's): volume (mL) and
+    /// centre, listed so the user can go to each and check it.
+    pub searched: Vec<(f64, Lps)>,
 }
 
 /// Where the shipped weights are: `HEPAVIEW_MODEL`, then `models/` beside the current
@@ -69,6 +72,7 @@ impl SegmentPanel {
             None => (study.clone(), true),
         };
         self.error = None;
+        self.searched.clear();
         let Some(fixed) = study.phases.get(study.fixed_index()) else {
             self.error = Some("No image to segment.".into());
             return;
@@ -128,7 +132,9 @@ impl SegmentPanel {
         self.live = None;
         match ended {
             Ended::Done(crate::segment::Segmentation { mask, searched }) => {
-                let summary = summary(&mask, searched.map_or(0, |r| r.added.len()));
+                let summary = summary(&mask, searched.as_ref().map_or(0, |r| r.added.len()));
+                let voxel_ml = mask.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
+                self.searched = searched.into_iter().flat_map(|r| r.added).map(|(n, c)| (n as f64 * voxel_ml, c)).collect();
                 if !is_live(study) {
                     self.replaced = Some(study.labels.take());
                 }
@@ -143,7 +149,10 @@ impl SegmentPanel {
         }
     }
 
-    pub fn ui(&mut self, ui: &mut egui::Ui, study: &mut Study, reg: &RegistrationPanel) {
+    /// The panel; returns a point to centre the views on when the user asks to go to a
+    /// lesion the search added.
+    pub fn ui(&mut self, ui: &mut egui::Ui, study: &mut Study, reg: &RegistrationPanel) -> Option<Lps> {
+        let mut jump = None;
         ui.heading("AI segmentation");
         if let Some(job) = &self.job {
             let (f, m) = job.progress();
@@ -160,15 +169,27 @@ impl SegmentPanel {
                 if let Some(previous) = self.replaced.take() {
                     study.labels = previous.map(|l| Labels { key: next_key(), ..l });
                 }
+                self.searched.clear();
             }
         }
         if let Some(m) = &self.message {
             ui.label(egui::RichText::new(m).small());
         }
+        for &(ml, c) in &self.searched {
+            if ui.button(searched_label(ml, c)).on_hover_text("found by the lesion search, not the network: a round patch unlike the liver around it; go to it and check").clicked() {
+                jump = Some(c);
+            }
+        }
         if let Some(e) = &self.error {
             ui.colored_label(Color32::LIGHT_RED, e);
         }
+        jump
     }
+}
+
+/// The button of a lesion the search added.
+fn searched_label(ml: f64, c: Lps) -> String {
+    format!("Check: {ml:.1} mL at ({:.0}, {:.0}, {:.0}) mm, from the lesion search", c[0], c[1], c[2])
 }
 
 /// What a radiologist reads first: the liver's volume (tumours included, as LiTS counts
@@ -233,5 +254,6 @@ mod tests {
         mask.data[[8, 8, 8]] = 2;
         assert_eq!(summary(&mask, 0), "liver 50 mL, 2 tumours (0.2 mL in all)");
         assert_eq!(summary(&mask, 1), "liver 50 mL, 2 tumours (0.2 mL in all); 1 of them found by the lesion search, not the network");
+        assert_eq!(searched_label(11.62, [-80.2, -30.0, -160.4]), "Check: 11.6 mL at (-80, -30, -160) mm, from the lesion search");
     }
 }
