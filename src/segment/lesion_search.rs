@@ -76,7 +76,6 @@ pub fn add_missed_lesions(mask: &mut Mask, reference: &CtVolume, others: &[Other
         }
     }
     let unlike = Array3::from_shape_fn(lab.dim(), |p| lab[p] > 0 && phases.iter().any(|(band, hu)| smooth3(hu, p).is_some_and(|v| !band.contains(v))));
-    // opening by the ball: the patches that hold it, and only the parts of them it reaches
     let r = 0.5 * opts.min_diameter_mm;
     let r2 = (r * r) as f32;
     // closing: a lesion's layers (a rim that has filled in, a centre that has not) meet at
@@ -89,6 +88,7 @@ pub fn add_missed_lesions(mask: &mut Mask, reference: &CtVolume, others: &[Other
     } else {
         unlike
     };
+    // opening by the ball: the patches that hold it, and only the parts of them it reaches
     let core = squared_distance_mm2(&unlike.mapv(|u| !u), sp).mapv(|d| d > r2);
     if !core.iter().any(|&c| c) {
         return Some(LesionSearchReport::default());
