@@ -12,11 +12,10 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use ndarray::{s, Array3};
+use ndarray::s;
 
 use super::infer::take_out_of_liver;
-use super::refine::{liver_box, local_grid};
-use crate::cluster::squared_distance_mm2;
+use super::refine::{depth_mm2, liver_box, local_grid};
 use crate::lesion::connected_components;
 use crate::volume::Mask;
 
@@ -37,15 +36,8 @@ pub fn cut_thin_bridges(mask: &mut Mask, neck_mm: f64, min_core_ml: f64) -> usiz
     let sp = grid.spacing_mm;
     let lab = mask.data.slice(region).to_owned();
     let (nz, ny, nx) = lab.dim();
-    // depth below the mask's surface, beyond the box's faces counting as outside
-    let to_background = squared_distance_mm2(&lab.mapv(|l| l == 0), sp);
     let r = 0.5 * neck_mm;
-    let dims = [nz, ny, nx];
-    let core = Array3::from_shape_fn(lab.dim(), |p| {
-        let at = [p.0, p.1, p.2];
-        let to_face = (0..3).map(|a| (at[a].min(dims[a] - 1 - at[a]) + 1) as f64 * sp[a]).fold(f64::INFINITY, f64::min);
-        to_background[p] as f64 > r * r && to_face > r
-    });
+    let core = depth_mm2(&lab, sp).mapv(|d| d as f64 > r * r);
     let voxel_ml = sp.iter().product::<f64>() / 1000.0;
     let (cores, _) = connected_components(&Mask::new(core.mapv(|c| c as u8), grid.clone()), 1, (min_core_ml / voxel_ml).ceil().max(1.0) as usize);
     if cores.len() < 2 {
@@ -63,6 +55,7 @@ pub fn cut_thin_bridges(mask: &mut Mask, neck_mm: f64, min_core_ml: f64) -> usiz
         }
     }
     let labels = lab.as_slice().expect("an owned array is in standard layout");
+    let dims = [nz, ny, nx];
     let steps = [(ny * nx, sp[0] as f32, 0usize), (nx, sp[1] as f32, 1), (1, sp[2] as f32, 2)];
     while let Some(Reverse((d_bits, v))) = heap.pop() {
         let d = f32::from_bits(d_bits);
@@ -110,6 +103,7 @@ pub fn cut_thin_bridges(mask: &mut Mask, neck_mm: f64, min_core_ml: f64) -> usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ndarray::Array3;
     use crate::volume::Geometry;
 
     /// A liver (an ellipsoid, 1 mm pixels, 2 mm slices) with a second ball joined to it by

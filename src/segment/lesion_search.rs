@@ -19,7 +19,7 @@
 
 use ndarray::{s, Array3};
 
-use super::refine::{liver_box, local_grid, smooth3, OtherPhase, Parenchyma};
+use super::refine::{depth_mm2, liver_box, local_grid, smooth3, OtherPhase, Parenchyma};
 use crate::cluster::squared_distance_mm2;
 use crate::lesion::connected_components;
 use crate::volume::{CtVolume, Mask};
@@ -95,19 +95,13 @@ pub fn add_missed_lesions(mask: &mut Mask, reference: &CtVolume, others: &[Other
     }
     let opened = ndarray::Zip::from(&squared_distance_mm2(&core, sp)).and(&unlike).map_collect(|&d, &u| u && d <= r2);
     let (patches, _) = connected_components(&Mask::new(opened.mapv(|o| o as u8), grid.clone()), 1, 1);
-    let to_background = squared_distance_mm2(&lab.mapv(|l| l == 0), sp);
-    let (nz, ny, nx) = lab.dim();
+    let depth = depth_mm2(&lab, sp);
+    let (_, ny, nx) = lab.dim();
     let at = |v: usize| (v / (ny * nx), (v / nx) % ny, v % nx);
     // at least one voxel of liver between the patch and whatever is not liver, the scan's
     // first and last slices included
     let thickness = sp.iter().cloned().fold(0.0, f64::max);
-    let enclosed = |voxels: &[usize]| {
-        voxels.iter().all(|&v| {
-            let (k, j, i) = at(v);
-            let to_face = (k.min(nz - 1 - k) + 1) as f64 * sp[0];
-            to_background[(k, j, i)] as f64 > thickness * thickness && to_face > thickness
-        })
-    };
+    let enclosed = |voxels: &[usize]| voxels.iter().all(|&v| depth[at(v)] as f64 > thickness * thickness);
     let mut report = LesionSearchReport::default();
     for patch in &patches {
         if patch.voxels.iter().any(|&v| lab[at(v)] == 2) {

@@ -11,6 +11,7 @@
 use ndarray::{s, Array3};
 
 use crate::edit::VoxelBox;
+use crate::cluster::squared_distance_mm2;
 use crate::lesion::connected_components;
 use crate::register::{resample_field, warp_volume};
 use crate::volume::{CtVolume, Field, Geometry, Interp, Mask};
@@ -264,7 +265,7 @@ impl OtherPhase<'_> {
 /// Outside a resampled phase's own coverage.
 const NO_DATA: i16 = i16::MIN;
 
-pub(super) type Voxel = (usize, usize, usize);
+type Voxel = (usize, usize, usize);
 
 /// The liver's parenchyma in one phase: median and robust SD of the 3 × 3-smoothed HU of
 /// the liver's interior (label 1 with every in-plane neighbour labelled too), and the band
@@ -304,11 +305,29 @@ impl Parenchyma {
 }
 
 /// The box `[lo, hi)` (`[z, y, x]`) of the mask's labelled voxels, grown by `margin` pixels
-/// within slices (clipped to the grid): where the refinements and the lumen removal work.
+/// within slices (clipped to the grid): where the refinements, the lumen removal, the
+/// thin-bridge cut and the lesion search work.
 pub(super) fn liver_box(mask: &Mask, margin: usize) -> Option<([usize; 3], [usize; 3])> {
     let (_, ny, nx) = mask.data.dim();
     let b = VoxelBox::enclosing(mask.data.view(), |v| v > 0)?;
     Some(([b.lo[0], b.lo[1].saturating_sub(margin), b.lo[2].saturating_sub(margin)], [b.hi[0], (b.hi[1] + margin).min(ny), (b.hi[2] + margin).min(nx)]))
+}
+
+/// Squared depth (mm²) of each voxel of a box below the surface of the labelled region:
+/// to the nearest unlabelled voxel, or to just beyond the box's faces (what lies past them
+/// is not known to be labelled: the scan's first and last slices count as outside).
+pub(super) fn depth_mm2(lab: &Array3<u8>, spacing_mm: [f64; 3]) -> Array3<f32> {
+    let dims = lab.dim();
+    let dims = [dims.0, dims.1, dims.2];
+    let mut d = squared_distance_mm2(&lab.mapv(|l| l == 0), spacing_mm);
+    for ((k, j, i), v) in d.indexed_iter_mut() {
+        let at = [k, j, i];
+        for a in 0..3 {
+            let face = (at[a].min(dims[a] - 1 - at[a]) + 1) as f64 * spacing_mm[a];
+            *v = v.min((face * face) as f32);
+        }
+    }
+    d
 }
 
 /// The sub-grid `[lo, hi)` (`[z, y, x]`) of `geometry`, same spacing and axes.
