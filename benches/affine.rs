@@ -54,12 +54,18 @@ fn main() {
     hepaview::io::nifti::write_volume(&base, &bp).expect("write baseline");
     hepaview::io::nifti::write_volume(&follow, &fp).expect("write follow-up");
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("pair: {:?} voxels, truth rotation {:.1} deg + 3 % in-plane scale; load average {}", base.geometry.shape, truth.rotation_deg(), load.trim());
+    println!(
+        "pair: {:?} voxels, truth rotation {:.1} deg + 3 % in-plane scale; load average {}",
+        base.geometry.shape,
+        truth.rotation_deg(),
+        load.trim()
+    );
 
     let t = Instant::now();
     let rigid = register_affine(&base, &follow, &AffineParams::default(), None, &no_progress).expect("rigid");
     let t_rigid = t.elapsed().as_secs_f64();
-    let affine_params = AffineParams { model: Model::Affine, level_spacing_mm: vec![4.0, 2.0], ..AffineParams::default() };
+    let affine_params =
+        AffineParams { model: Model::Affine, level_spacing_mm: vec![4.0, 2.0], ..AffineParams::default() };
     let affine = register_affine(&base, &follow, &affine_params, Some(rigid.transform), &no_progress).expect("affine");
     let t_affine = t.elapsed().as_secs_f64();
     let ours = affine.transform;
@@ -68,9 +74,15 @@ fn main() {
     // then Demons on the affinely aligned follow-up, as `hepaview compare` would for the liver
     let aligned = resample_affine(&follow, &base.geometry, &ours);
     let t2 = Instant::now();
-    let demons = register::register_ct(&base, &aligned, None, &register::Params::default(), &no_progress).expect("demons");
+    let demons =
+        register::register_ct(&base, &aligned, None, &register::Params::default(), &no_progress).expect("demons");
     let t_demons = t2.elapsed().as_secs_f64();
-    println!("hepaview Demons after affine {t_demons:.2} s (RMSD {:.1} -> {:.1} HU); affine + Demons {:.1} s (goal < 30 s)", demons.report.rmsd_before_hu, demons.report.rmsd_after_hu, t_affine + t_demons);
+    println!(
+        "hepaview Demons after affine {t_demons:.2} s (RMSD {:.1} -> {:.1} HU); affine + Demons {:.1} s (goal < 30 s)",
+        demons.report.rmsd_before_hu,
+        demons.report.rmsd_after_hu,
+        t_affine + t_demons
+    );
 
     let mut anchor = serde_json::Value::Null;
     if !args.iter().any(|a| a == "--no-anchor") {
@@ -78,13 +90,29 @@ fn main() {
         match Command::new("python3").arg(&script).arg(&bp).arg(&fp).output() {
             Ok(o) if o.status.success() => {
                 let text = String::from_utf8_lossy(&o.stdout);
-                anchor = text.lines().rev().find(|l| l.starts_with('{')).and_then(|l| serde_json::from_str(l).ok()).unwrap_or_default();
-                let m: Vec<f64> = anchor["matrix"].as_array().map(|a| a.iter().filter_map(|v| v.as_f64()).collect()).unwrap_or_default();
-                let tr: Vec<f64> = anchor["translation"].as_array().map(|a| a.iter().filter_map(|v| v.as_f64()).collect()).unwrap_or_default();
-                let c: Vec<f64> = anchor["center"].as_array().map(|a| a.iter().filter_map(|v| v.as_f64()).collect()).unwrap_or_default();
+                anchor = text
+                    .lines()
+                    .rev()
+                    .find(|l| l.starts_with('{'))
+                    .and_then(|l| serde_json::from_str(l).ok())
+                    .unwrap_or_default();
+                let m: Vec<f64> = anchor["matrix"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+                    .unwrap_or_default();
+                let tr: Vec<f64> = anchor["translation"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+                    .unwrap_or_default();
+                let c: Vec<f64> = anchor["center"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+                    .unwrap_or_default();
                 if m.len() == 9 && tr.len() == 3 && c.len() == 3 {
                     // ITK: y = M (x − c) + c + t, the same convention as ours
-                    let sitk_map = |x: Lps| [0, 1, 2].map(|a| (0..3).map(|b| m[3 * a + b] * (x[b] - c[b])).sum::<f64>() + c[a] + tr[a]);
+                    let sitk_map = |x: Lps| {
+                        [0, 1, 2].map(|a| (0..3).map(|b| m[3 * a + b] * (x[b] - c[b])).sum::<f64>() + c[a] + tr[a])
+                    };
                     let (sm, sx) = disagreement(&sitk_map, &|x| truth.apply(x), &base);
                     let secs = anchor["seconds"].as_f64().unwrap_or(f64::NAN);
                     println!("SimpleITK affine (Mattes MI, 3 levels) {secs:.2} s, {} iterations; error mean {sm:.2} mm, max {sx:.2} mm", anchor["iterations"]);

@@ -57,7 +57,8 @@ fn run_child(folder: &Path) -> serde_json::Value {
 
 fn anchor(folder: &Path, anchors: &Path) -> Option<serde_json::Value> {
     let script = anchors.join("dicom_load.py");
-    let out = Command::new("python3").arg(&script).arg(folder).args(["--method", "both", "--runs", "3"]).output().ok()?;
+    let out =
+        Command::new("python3").arg(&script).arg(folder).args(["--method", "both", "--runs", "3"]).output().ok()?;
     if !out.status.success() {
         eprintln!("anchor skipped: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
         return None;
@@ -120,5 +121,8 @@ fn main() {
         }
         report.push(serde_json::json!({ "data": name, "hepaview_s": ours, "hepaview_runs_s": secs, "peak_rss_mb": peak, "baseline_rss_mb": base, "voxel_mb": voxel_mb, "pydicom_s": pyd, "sitk_s": sitk, "ratio_to_faster_peer": best_peer.map(|b| ours / b) }));
     }
-    println!("{}", serde_json::json!({ "bench": "dicom_load", "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "results": report }));
+    println!(
+        "{}",
+        serde_json::json!({ "bench": "dicom_load", "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "results": report })
+    );
 }

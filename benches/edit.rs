@@ -29,7 +29,10 @@
 
 use std::time::Instant;
 
-use hepaview::edit::tools::{close_label, fill_holes, interpolate_slices, keep_largest_component, paint_line, region_grow, Brush, Grow, GrowCriterion, Reach};
+use hepaview::edit::tools::{
+    close_label, fill_holes, interpolate_slices, keep_largest_component, paint_line, region_grow, Brush, Grow,
+    GrowCriterion, Reach,
+};
 use hepaview::edit::{History, Orientation, Paint, PaintOver, Session};
 use hepaview::volume::{CtVolume, Geometry, Mask, Volume};
 use ndarray::{Array3, Axis};
@@ -55,7 +58,11 @@ fn main() {
     };
     println!("edit bench: {}×{}×{} voxels, {threads} threads, {runs} runs", SHAPE[0], SHAPE[1], SHAPE[2]);
     let dabs = arg_value(&args, "--dabs", 60).max(2);
-    let mut json = if args.iter().any(|a| a == "--viewer-only") { serde_json::json!({ "bench": "edit" }) } else { pool.install(|| run(runs)) };
+    let mut json = if args.iter().any(|a| a == "--viewer-only") {
+        serde_json::json!({ "bench": "edit" })
+    } else {
+        pool.install(|| run(runs))
+    };
     match pool.install(|| viewer_stroke(dabs)) {
         Ok(v) => json["viewer_stroke"] = v,
         Err(e) => println!("viewer stroke not measured: {e}"),
@@ -78,7 +85,10 @@ fn render_frame(rs: &egui_wgpu::RenderState, ctx: &egui::Context, output: egui::
     use egui_wgpu::wgpu;
     let ppp = output.pixels_per_point;
     let size = ctx.content_rect().size() * ppp;
-    let screen = egui_wgpu::ScreenDescriptor { pixels_per_point: ppp, size_in_pixels: [size.x.round() as u32, size.y.round() as u32] };
+    let screen = egui_wgpu::ScreenDescriptor {
+        pixels_per_point: ppp,
+        size_in_pixels: [size.x.round() as u32, size.y.round() as u32],
+    };
     let tessellated = ctx.tessellate(output.shapes, ppp);
     let mut renderer = rs.renderer.write();
     for (id, deltas) in &output.textures_delta.set {
@@ -86,11 +96,16 @@ fn render_frame(rs: &egui_wgpu::RenderState, ctx: &egui::Context, output: egui::
             renderer.update_texture(&rs.device, &rs.queue, *id, delta);
         }
     }
-    let mut encoder = rs.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("edit bench encoder") });
+    let mut encoder =
+        rs.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("edit bench encoder") });
     let user_buffers = renderer.update_buffers(&rs.device, &rs.queue, &mut encoder, &tessellated, &screen);
     let texture = rs.device.create_texture(&wgpu::TextureDescriptor {
         label: Some("edit bench target"),
-        size: wgpu::Extent3d { width: screen.size_in_pixels[0], height: screen.size_in_pixels[1], depth_or_array_layers: 1 },
+        size: wgpu::Extent3d {
+            width: screen.size_in_pixels[0],
+            height: screen.size_in_pixels[1],
+            depth_or_array_layers: 1,
+        },
         mip_level_count: 1,
         sample_count: 1,
         dimension: wgpu::TextureDimension::D2,
@@ -106,7 +121,10 @@ fn render_frame(rs: &egui_wgpu::RenderState, ctx: &egui::Context, output: egui::
                 color_attachments: &[Some(wgpu::RenderPassColorAttachment {
                     view: &view,
                     resolve_target: None,
-                    ops: wgpu::Operations { load: wgpu::LoadOp::Clear(wgpu::Color::TRANSPARENT), store: wgpu::StoreOp::Store },
+                    ops: wgpu::Operations {
+                        load: wgpu::LoadOp::Clear(wgpu::Color::TRANSPARENT),
+                        store: wgpu::StoreOp::Store,
+                    },
                     depth_slice: None,
                 })],
                 ..Default::default()
@@ -119,7 +137,9 @@ fn render_frame(rs: &egui_wgpu::RenderState, ctx: &egui::Context, output: egui::
     }
     drop(renderer);
     rs.queue.submit(user_buffers.into_iter().chain(std::iter::once(encoder.finish())));
-    rs.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(std::time::Duration::from_secs(30)) }).expect("poll");
+    rs.device
+        .poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(std::time::Duration::from_secs(30)) })
+        .expect("poll");
 }
 
 /// 5. in the module doc: frame times of the viewer while a brush stroke paints.
@@ -153,7 +173,12 @@ fn viewer_stroke(dabs: usize) -> Result<serde_json::Value, String> {
     let screen = egui::Rect::from_min_size(Pos2::ZERO, egui::vec2(1600.0, 900.0));
     let start = Instant::now();
     let frame = |app: &mut HepaviewApp, events: Vec<Event>| {
-        let mut input = egui::RawInput { screen_rect: Some(screen), time: Some(start.elapsed().as_secs_f64()), events, ..Default::default() };
+        let mut input = egui::RawInput {
+            screen_rect: Some(screen),
+            time: Some(start.elapsed().as_secs_f64()),
+            events,
+            ..Default::default()
+        };
         input.viewports.entry(egui::ViewportId::ROOT).or_default().native_pixels_per_point = Some(1.0);
         let t = Instant::now();
         let output = ctx.run_ui(input, |ui| app.ui(ui));
@@ -180,12 +205,28 @@ fn viewer_stroke(dabs: usize) -> Result<serde_json::Value, String> {
     frame(&mut app, vec![Event::PointerMoved(at(0.0))]);
     let mut painting = Vec::with_capacity(dabs);
     let mut shared = 0;
-    painting.push(frame(&mut app, vec![Event::PointerButton { pos: at(0.0), button: PointerButton::Primary, pressed: true, modifiers: Modifiers::NONE }]));
+    painting.push(frame(
+        &mut app,
+        vec![Event::PointerButton {
+            pos: at(0.0),
+            button: PointerButton::Primary,
+            pressed: true,
+            modifiers: Modifiers::NONE,
+        }],
+    ));
     for d in 1..dabs {
         shared = shared.max(copies(&app));
         painting.push(frame(&mut app, vec![Event::PointerMoved(at(d as f32 / (dabs - 1) as f32))]));
     }
-    let end = frame(&mut app, vec![Event::PointerButton { pos: at(1.0), button: PointerButton::Primary, pressed: false, modifiers: Modifiers::NONE }]);
+    let end = frame(
+        &mut app,
+        vec![Event::PointerButton {
+            pos: at(1.0),
+            button: PointerButton::Primary,
+            pressed: false,
+            modifiers: Modifiers::NONE,
+        }],
+    );
     let changed = app.edit.history.undo_steps();
     if app.study.labels.as_ref().map(|l| l.key) == before_key || changed != 1 {
         return Err(format!("the stroke did not paint (undo steps {changed}); is the viewport where expected?"));
@@ -200,7 +241,10 @@ fn viewer_stroke(dabs: usize) -> Result<serde_json::Value, String> {
     let (still_med, still_p95) = median_p95(&total(&still));
     let (still_ui, _) = median_p95(&still.iter().map(|x| x.0).collect::<Vec<_>>());
     let (still_render, _) = median_p95(&still.iter().map(|x| x.1).collect::<Vec<_>>());
-    println!("viewer while painting ({}, {dabs} dabs of 10 mm, one per frame; first frames with uploads {first_ms:.0} ms):", info.name);
+    println!(
+        "viewer while painting ({}, {dabs} dabs of 10 mm, one per frame; first frames with uploads {first_ms:.0} ms):",
+        info.name
+    );
     println!("  painting: median {paint_med:.1} ms, p95 {paint_p95:.1} ms per frame (UI pass {paint_ui:.1}, render {paint_render:.1})");
     println!("  still:    median {still_med:.1} ms, p95 {still_p95:.1} ms per frame (UI pass {still_ui:.1}, render {still_render:.1})");
     println!("  end of stroke frame (compression, journal): {:.1} ms", end.0 + end.1);
@@ -265,30 +309,32 @@ fn synthetic() -> (CtVolume, Mask) {
     let [nz, ny, nx] = SHAPE;
     let mut ct = Array3::<i16>::zeros(SHAPE);
     let mut mask = Array3::<u8>::zeros(SHAPE);
-    ct.axis_iter_mut(Axis(0)).into_par_iter().zip(mask.axis_iter_mut(Axis(0))).enumerate().for_each(|(k, (mut c, mut m))| {
-        let z = k as f64 * SPACING[0] - nz as f64 * SPACING[0] / 2.0;
-        for j in 0..ny {
-            let y = (j as f64 - ny as f64 / 2.0) * SPACING[1];
-            for i in 0..nx {
-                let x = (i as f64 - nx as f64 / 2.0) * SPACING[2];
-                let n = noise(((k * ny + j) * nx + i) as u64) * 26.0; // σ ≈ 15 HU
-                let body = (x / 170.0).powi(2) + (y / 130.0).powi(2) <= 1.0;
-                let liver = in_liver(x, y, z);
-                let tumour = (x + 30.0).powi(2) + (y - 10.0).powi(2) + (z - 10.0).powi(2) <= 20.0 * 20.0;
-                let hu = if liver && tumour {
-                    40.0 + n
-                } else if liver {
-                    110.0 + n
-                } else if body {
-                    40.0 + n
-                } else {
-                    -1000.0 + n
-                };
-                c[[j, i]] = hu.round() as i16;
-                m[[j, i]] = if liver && tumour { 2 } else { liver as u8 };
+    ct.axis_iter_mut(Axis(0)).into_par_iter().zip(mask.axis_iter_mut(Axis(0))).enumerate().for_each(
+        |(k, (mut c, mut m))| {
+            let z = k as f64 * SPACING[0] - nz as f64 * SPACING[0] / 2.0;
+            for j in 0..ny {
+                let y = (j as f64 - ny as f64 / 2.0) * SPACING[1];
+                for i in 0..nx {
+                    let x = (i as f64 - nx as f64 / 2.0) * SPACING[2];
+                    let n = noise(((k * ny + j) * nx + i) as u64) * 26.0; // σ ≈ 15 HU
+                    let body = (x / 170.0).powi(2) + (y / 130.0).powi(2) <= 1.0;
+                    let liver = in_liver(x, y, z);
+                    let tumour = (x + 30.0).powi(2) + (y - 10.0).powi(2) + (z - 10.0).powi(2) <= 20.0 * 20.0;
+                    let hu = if liver && tumour {
+                        40.0 + n
+                    } else if liver {
+                        110.0 + n
+                    } else if body {
+                        40.0 + n
+                    } else {
+                        -1000.0 + n
+                    };
+                    c[[j, i]] = hu.round() as i16;
+                    m[[j, i]] = if liver && tumour { 2 } else { liver as u8 };
+                }
             }
-        }
-    });
+        },
+    );
     (Volume::new(ct, g.clone()), Volume::new(mask, g))
 }
 
@@ -299,20 +345,39 @@ fn count(m: &Mask, label: u8) -> usize {
 fn run(runs: usize) -> serde_json::Value {
     let t = Instant::now();
     let (ct, truth) = synthetic();
-    println!("synthetic study made in {:.1} s (liver {} voxels, tumour {})", t.elapsed().as_secs_f64(), count(&truth, 1), count(&truth, 2));
+    println!(
+        "synthetic study made in {:.1} s (liver {} voxels, tumour {})",
+        t.elapsed().as_secs_f64(),
+        count(&truth, 1),
+        count(&truth, 2)
+    );
     let g = truth.geometry.clone();
     let w = |k: usize, j: usize, i: usize| g.index_to_world([i as f64, j as f64, k as f64]);
 
     // 1. region growing of the liver from a click (25 mm right of the middle: liver, not tumour)
     let seed = w(200, 256, 290);
-    let grow = Grow { criterion: GrowCriterion::HuAroundSeed { tolerance_hu: 45.0 }, reach: Reach::Volume, max_voxels: 50_000_000 };
+    let grow = Grow {
+        criterion: GrowCriterion::HuAroundSeed { tolerance_hu: 45.0 },
+        reach: Reach::Volume,
+        max_voxels: 50_000_000,
+    };
     let empty: Mask = Volume::filled(g.clone(), 0);
-    let (grow_ms, grown, res) =
-        median_ms(runs, || empty.clone(), |m| region_grow(m, Some(&ct), seed, &grow, &Paint::new(1, PaintOver::Everything)).expect("grow"));
-    println!("region growing, 3-D: {grow_ms:.0} ms, {} voxels (liver without tumour: {})", res.region_voxels, count(&truth, 1));
+    let (grow_ms, grown, res) = median_ms(
+        runs,
+        || empty.clone(),
+        |m| region_grow(m, Some(&ct), seed, &grow, &Paint::new(1, PaintOver::Everything)).expect("grow"),
+    );
+    println!(
+        "region growing, 3-D: {grow_ms:.0} ms, {} voxels (liver without tumour: {})",
+        res.region_voxels,
+        count(&truth, 1)
+    );
     let slice_grow = Grow { reach: Reach::Slice(Orientation::Axial), ..grow };
-    let (grow2d_ms, _, res2d) =
-        median_ms(runs, || empty.clone(), |m| region_grow(m, Some(&ct), seed, &slice_grow, &Paint::new(1, PaintOver::Everything)).expect("grow"));
+    let (grow2d_ms, _, res2d) = median_ms(
+        runs,
+        || empty.clone(),
+        |m| region_grow(m, Some(&ct), seed, &slice_grow, &Paint::new(1, PaintOver::Everything)).expect("grow"),
+    );
     println!("region growing, one axial slice: {grow2d_ms:.1} ms, {} voxels", res2d.region_voxels);
 
     // 2. interpolation between every 5th slice
@@ -323,8 +388,11 @@ fn run(runs: usize) -> serde_json::Value {
         }
     });
     let drawn = count(&sparse, 1);
-    let (interp_ms, interp, diff) =
-        median_ms(runs, || sparse.clone(), |m| interpolate_slices(m, Orientation::Axial, &Paint::new(1, PaintOver::Background)).expect("interpolate"));
+    let (interp_ms, interp, diff) = median_ms(
+        runs,
+        || sparse.clone(),
+        |m| interpolate_slices(m, Orientation::Axial, &Paint::new(1, PaintOver::Background)).expect("interpolate"),
+    );
     let liver = count(&truth, 1);
     let wrong = interp.data.iter().zip(truth.data.iter()).filter(|(a, b)| (**a == 1) != (**b == 1)).count();
     println!(
@@ -366,7 +434,17 @@ fn run(runs: usize) -> serde_json::Value {
         let undone = h.undo(&mut mask).expect("undo");
         let undo_ms = t_u.elapsed().as_secs_f64() * 1e3;
         dab_ms.sort_by(f64::total_cmp);
-        stroke_runs.push((total_ms, dab_ms[25], dab_ms[49], end_ms, journal_ms, undo_ms, touched.brick_ids.len(), h.memory_used(), undone.brick_ids.len()));
+        stroke_runs.push((
+            total_ms,
+            dab_ms[25],
+            dab_ms[49],
+            end_ms,
+            journal_ms,
+            undo_ms,
+            touched.brick_ids.len(),
+            h.memory_used(),
+            undone.brick_ids.len(),
+        ));
     }
     stroke_runs.sort_by(|a, b| a.0.total_cmp(&b.0));
     let s = stroke_runs[stroke_runs.len() / 2];
@@ -381,7 +459,8 @@ fn run(runs: usize) -> serde_json::Value {
     println!("closing 2 mm: {close_ms:.0} ms ({} voxels changed)", d.changed_voxels());
     let (holes_ms, _, d) = median_ms(runs, || grown.clone(), |m| fill_holes(m, Reach::Volume, &paint1).expect("holes"));
     println!("fill holes 3-D: {holes_ms:.0} ms ({} voxels filled)", d.changed_voxels());
-    let (largest_ms, _, d) = median_ms(runs, || grown.clone(), |m| keep_largest_component(m, &paint1).expect("largest"));
+    let (largest_ms, _, d) =
+        median_ms(runs, || grown.clone(), |m| keep_largest_component(m, &paint1).expect("largest"));
     println!("keep largest component: {largest_ms:.0} ms ({} voxels removed)", d.changed_voxels());
     let (autosave_ms, _, _) = median_ms(runs, || (), |_| session.autosave(&truth).expect("autosave"));
     let snap = std::fs::metadata(session.snapshot_path()).map(|m| m.len()).unwrap_or(0);

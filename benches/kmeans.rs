@@ -43,12 +43,17 @@ fn read_npy_f32(path: &Path) -> Result<(usize, usize, Vec<f32>), String> {
         _ if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
         _ => return Err(format!("{}: truncated header", path.display())),
     };
-    let header = std::str::from_utf8(bytes.get(start..start + hlen).ok_or("truncated header")?).map_err(|e| e.to_string())?;
+    let header =
+        std::str::from_utf8(bytes.get(start..start + hlen).ok_or("truncated header")?).map_err(|e| e.to_string())?;
     if !header.contains("'descr': '<f4'") || !header.contains("'fortran_order': False") {
         return Err(format!("{}: need C-order little-endian float32, header {header}", path.display()));
     }
     let shape = header.split("'shape': (").nth(1).and_then(|s| s.split(')').next()).ok_or("no shape")?;
-    let dims: Vec<usize> = shape.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().map_err(|_| "bad shape")).collect::<Result<_, _>>()?;
+    let dims: Vec<usize> = shape
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().map_err(|_| "bad shape"))
+        .collect::<Result<_, _>>()?;
     let [rows, cols] = dims[..] else {
         return Err(format!("{}: not 2-D: {dims:?}", path.display()));
     };
@@ -61,7 +66,12 @@ fn read_npy_f32(path: &Path) -> Result<(usize, usize, Vec<f32>), String> {
 }
 
 fn python(code: &str, anchors: &Path) -> Result<(), String> {
-    let out = Command::new("python3").arg("-c").arg(code).current_dir(anchors).output().map_err(|e| format!("python3: {e}"))?;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(code)
+        .current_dir(anchors)
+        .output()
+        .map_err(|e| format!("python3: {e}"))?;
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("python3 failed").to_string());
     }
@@ -75,7 +85,9 @@ fn make_input(name: &str, path: &Path, anchors: &Path, data: &Path) -> Result<()
     }
     let p = path.display();
     let code = match name {
-        "random" => format!("import numpy as np; np.save('{p}', np.random.default_rng(0).random((5_000_000, 3), dtype=np.float32))"),
+        "random" => format!(
+            "import numpy as np; np.save('{p}', np.random.default_rng(0).random((5_000_000, 3), dtype=np.float32))"
+        ),
         _ => format!(
             "import numpy as np, kmeans_sklearn as m; X, info = m.build_features('{}'); np.save('{p}', X); print(info)",
             data.join("triphase-hcc048/dicom").display()
@@ -134,7 +146,10 @@ fn sklearn_start(npy: &Path, anchors: &Path, threads: usize, opts: &KMeansOption
 
 /// The 1-minute load average, to show whether something else ran beside the bench.
 fn loadavg() -> f64 {
-    std::fs::read_to_string("/proc/loadavg").ok().and_then(|s| s.split_whitespace().next()?.parse().ok()).unwrap_or(f64::NAN)
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 fn arg_value(args: &[String], name: &str, default: usize) -> usize {
@@ -170,7 +185,12 @@ fn main() {
     };
     // k 7, seed 0, max_iter 300, tol 1e-4 unless given (`--tol`, `--max-iter`, for both)
     let defaults = KMeansOptions::default();
-    let tol = args.iter().position(|a| a == "--tol").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(defaults.tol);
+    let tol = args
+        .iter()
+        .position(|a| a == "--tol")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(defaults.tol);
     let opts = KMeansOptions { tol, max_iter: arg_value(&args, "--max-iter", defaults.max_iter), ..defaults };
     let mut report = Vec::new();
     for name in inputs {
@@ -256,7 +276,11 @@ fn main() {
         });
         // how much the optimum depends on the seed (ours)
         let sweep: Vec<(u64, usize, f64)> = (0..arg_value(&args, "--seed-sweep", 0) as u64)
-            .filter_map(|seed| pool.install(|| kmeans(&x, &KMeansOptions { seed, ..opts.clone() })).ok().map(|r| (seed, r.iterations, r.inertia)))
+            .filter_map(|seed| {
+                pool.install(|| kmeans(&x, &KMeansOptions { seed, ..opts.clone() }))
+                    .ok()
+                    .map(|r| (seed, r.iterations, r.inertia))
+            })
             .collect();
         let mut sizes = fit.sizes.clone();
         sizes.sort_unstable();
@@ -331,5 +355,8 @@ fn main() {
             "seed_sweep": sweep.iter().map(|(s, it, i)| serde_json::json!({ "seed": s, "iterations": it, "inertia": i })).collect::<Vec<_>>(),
         }));
     }
-    println!("{}", serde_json::json!({ "bench": "kmeans", "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "results": report }));
+    println!(
+        "{}",
+        serde_json::json!({ "bench": "kmeans", "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "results": report })
+    );
 }

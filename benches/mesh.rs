@@ -44,7 +44,10 @@ fn main() {
             return;
         }
     };
-    println!("mesh bench: {threads} threads, {runs} runs, {} CPUs", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "mesh bench: {threads} threads, {runs} runs, {} CPUs",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     let extraction = pool.install(|| extraction_bench(&shared, runs));
     let anchor = match (&extraction, skip_anchor) {
         (Some(_), false) => run_anchor(&shared.join("anchors"), runs),
@@ -137,7 +140,8 @@ fn extraction_bench(shared: &Path, runs: usize) -> Option<Extraction> {
         }
     };
     let up = upsample_and_pad(&liver, 4);
-    let voxel_ml = up.data.iter().filter(|&&v| v == 1).count() as f64 * up.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
+    let voxel_ml =
+        up.data.iter().filter(|&&v| v == 1).count() as f64 * up.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
     let (seconds_min, seconds_all, m) = min_time(runs, || mesh::surface(&up, &[1]));
     let m = match m {
         Ok(m) => m,
@@ -217,7 +221,8 @@ fn print_side_by_side(ours: &Extraction, theirs: Option<&serde_json::Value>) {
 fn seg_dist(p: [f64; 3], a: [f64; 3], b: [f64; 3]) -> f64 {
     let ab = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
     let ap = [p[0] - a[0], p[1] - a[1], p[2] - a[2]];
-    let t = ((ap[0] * ab[0] + ap[1] * ab[1] + ap[2] * ab[2]) / (ab[0] * ab[0] + ab[1] * ab[1] + ab[2] * ab[2])).clamp(0.0, 1.0);
+    let t = ((ap[0] * ab[0] + ap[1] * ab[1] + ap[2] * ab[2]) / (ab[0] * ab[0] + ab[1] * ab[1] + ab[2] * ab[2]))
+        .clamp(0.0, 1.0);
     let d = [ap[0] - t * ab[0], ap[1] - t * ab[1], ap[2] - t * ab[2]];
     (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt()
 }
@@ -229,8 +234,13 @@ fn synthetic_mask() -> Mask {
     let g = Geometry::axis_aligned([400, 512, 512], [0.8, 0.7, 0.7], [-180.0, -180.0, -160.0]);
     let [nz, ny, nx] = g.shape;
     let [sz, sy, sx] = g.spacing_mm;
-    let tumours: [([f64; 3], f64); 5] =
-        [([150.0, 170.0, 160.0], 25.0), ([220.0, 150.0, 170.0], 12.0), ([120.0, 210.0, 140.0], 8.0), ([260.0, 180.0, 150.0], 5.0), ([170.0, 130.0, 185.0], 15.0)];
+    let tumours: [([f64; 3], f64); 5] = [
+        ([150.0, 170.0, 160.0], 25.0),
+        ([220.0, 150.0, 170.0], 12.0),
+        ([120.0, 210.0, 140.0], 8.0),
+        ([260.0, 180.0, 150.0], 5.0),
+        ([170.0, 130.0, 185.0], 15.0),
+    ];
     let vessels: [([f64; 3], [f64; 3], f64); 6] = [
         ([180.0, 250.0, 60.0], [180.0, 190.0, 150.0], 6.0),
         ([180.0, 190.0, 150.0], [120.0, 170.0, 170.0], 4.0),
@@ -247,9 +257,12 @@ fn synthetic_mask() -> Mask {
             for i in 0..nx {
                 let x = i as f64 * sx;
                 let p = [x, y, z];
-                let e = |c: [f64; 3], r: [f64; 3]| ((x - c[0]) / r[0]).powi(2) + ((y - c[1]) / r[1]).powi(2) + ((z - c[2]) / r[2]).powi(2);
+                let e = |c: [f64; 3], r: [f64; 3]| {
+                    ((x - c[0]) / r[0]).powi(2) + ((y - c[1]) / r[1]).powi(2) + ((z - c[2]) / r[2]).powi(2)
+                };
                 let wave = 1.0 + 0.04 * (x / 9.0).sin() * (y / 11.0).cos() + 0.03 * (z / 7.0).sin();
-                let liver = e([150.0, 175.0, 160.0], [85.0, 70.0, 75.0]) < wave || e([225.0, 160.0, 170.0], [60.0, 40.0, 45.0]) < wave;
+                let liver = e([150.0, 175.0, 160.0], [85.0, 70.0, 75.0]) < wave
+                    || e([225.0, 160.0, 170.0], [60.0, 40.0, 45.0]) < wave;
                 if !liver {
                     continue;
                 }

@@ -44,7 +44,12 @@ fn evaluate(out: &Path, data: &Path, phase: &str) -> Option<serde_json::Value> {
 
 /// The full-size demo study in `dir`, with `body_mask.nii.gz` (anatomy > 0) for scoring.
 fn write_phantom(dir: &Path) {
-    let status = Command::new(env!("CARGO_BIN_EXE_hepaview")).arg("demo").arg("--out").arg(dir).status().expect("hepaview demo runs");
+    let status = Command::new(env!("CARGO_BIN_EXE_hepaview"))
+        .arg("demo")
+        .arg("--out")
+        .arg(dir)
+        .status()
+        .expect("hepaview demo runs");
     assert!(status.success(), "hepaview demo failed");
     let (anatomy, _) = nifti::read_mask(&dir.join("anatomy.nii.gz")).expect("the demo writes anatomy.nii.gz");
     let body = hepaview::Volume::new(anatomy.data.mapv(|l| (l > 0) as u8), anatomy.geometry.clone());
@@ -79,7 +84,10 @@ fn main() {
     let phantom_dir = std::env::temp_dir().join(format!("hepaview-bench-phantom-{}", std::process::id()));
     let (data, anchor_script) = if phantom {
         write_phantom(&phantom_dir);
-        (phantom_dir.clone(), PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/anchors/registration_sitk_phantom.py"))
+        (
+            phantom_dir.clone(),
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/anchors/registration_sitk_phantom.py"),
+        )
     } else {
         (shared.join("data/triphase-hcc048"), shared.join("anchors/registration_sitk.py"))
     };
@@ -108,16 +116,25 @@ fn main() {
         .expect("hepaview runs");
     let ours_s = t.elapsed().as_secs_f64();
     assert!(status.success(), "hepaview register failed");
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tmp.join("report.json")).unwrap_or_default()).unwrap_or_default();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.join("report.json")).unwrap_or_default()).unwrap_or_default();
     let scores: Vec<_> = phases.iter().filter_map(|p| evaluate(&tmp, &data, p)).collect();
-    println!("hepaview register (whole process, {} extra args {:?}): {ours_s:.1} s", if extra.is_empty() { "default settings," } else { "" }, extra);
+    println!(
+        "hepaview register (whole process, {} extra args {:?}): {ours_s:.1} s",
+        if extra.is_empty() { "default settings," } else { "" },
+        extra
+    );
     print_scores(&scores);
     let _ = std::fs::remove_dir_all(&tmp);
 
     let mut anchor = serde_json::Value::Null;
     let mut anchor_s = None;
     if !args.iter().any(|a| a == "--no-anchor") {
-        let variants = args.iter().position(|a| a == "--anchor-variants").map(|i| args[i + 1].clone()).unwrap_or_else(|| "fastsym,diffeo".into());
+        let variants = args
+            .iter()
+            .position(|a| a == "--anchor-variants")
+            .map(|i| args[i + 1].clone())
+            .unwrap_or_else(|| "fastsym,diffeo".into());
         let t = Instant::now();
         let out = Command::new("python3")
             .arg(&anchor_script)
@@ -131,14 +148,21 @@ fn main() {
                 for l in text.lines().filter(|l| !l.starts_with('{')) {
                     println!("  sitk: {l}");
                 }
-                anchor = text.lines().rev().find(|l| l.starts_with('{')).and_then(|l| serde_json::from_str(l).ok()).unwrap_or_default();
+                anchor = text
+                    .lines()
+                    .rev()
+                    .find(|l| l.starts_with('{'))
+                    .and_then(|l| serde_json::from_str(l).ok())
+                    .unwrap_or_default();
                 anchor_s = Some(secs);
                 println!("SimpleITK script ({variants}, whole process): {secs:.1} s");
                 // the goal compares with the FastSymmetricForces run alone: its filter seconds
                 // plus the script's shared load, as a separate `--variants fastsym` process would take
                 if let Some(rows) = anchor["results"].as_array() {
-                    let fastsym: f64 = rows.iter().filter(|r| r["variant"] == "fastsym").filter_map(|r| r["seconds"].as_f64()).sum();
-                    let diffeo: f64 = rows.iter().filter(|r| r["variant"] == "diffeo").filter_map(|r| r["seconds"].as_f64()).sum();
+                    let fastsym: f64 =
+                        rows.iter().filter(|r| r["variant"] == "fastsym").filter_map(|r| r["seconds"].as_f64()).sum();
+                    let diffeo: f64 =
+                        rows.iter().filter(|r| r["variant"] == "diffeo").filter_map(|r| r["seconds"].as_f64()).sum();
                     println!("  hepaview whole process / SimpleITK whole process: {:.2}", ours_s / secs);
                     for (name, t) in [("FastSymmetricForces", fastsym), ("Diffeomorphic", diffeo)] {
                         if t > 0.0 {

@@ -27,9 +27,9 @@
 use std::time::Instant;
 
 use egui_wgpu::wgpu;
+use hepaview::io::phase::Phase;
 use hepaview::mesh::MeshOptions;
 use hepaview::phantom::PhantomOptions;
-use hepaview::io::phase::Phase;
 use hepaview::render::dvr::GpuDvrVolume;
 use hepaview::render::gpu::{encode_frame, Drawing, GpuScene, Renderer3d, Target};
 use hepaview::render::{Camera, DvrParams, DvrVolume, FrameDesc, Scene, StandardView, TransferPreset};
@@ -62,7 +62,12 @@ fn main() {
     let study = Study::demo(&PhantomOptions::default());
     let Some(labels) = study.labels.as_ref() else { return };
     let mask = upsample2(&labels.mask);
-    println!("mask {:?} at {:?} mm (phantom + upsampling {:.1} s)", mask.geometry.shape, mask.geometry.spacing_mm, t.elapsed().as_secs_f64());
+    println!(
+        "mask {:?} at {:?} mm (phantom + upsampling {:.1} s)",
+        mask.geometry.shape,
+        mask.geometry.spacing_mm,
+        t.elapsed().as_secs_f64()
+    );
     let t = Instant::now();
     let scene = match Scene::build(&mask, 1, &MeshOptions::default(), &|_, _| true) {
         Ok(s) => s,
@@ -72,11 +77,25 @@ fn main() {
         }
     };
     let build_s = t.elapsed().as_secs_f64();
-    let liver_tris = scene.objects.iter().find(|o| o.kind == hepaview::mesh::ObjectKind::Liver).map_or(0, |o| o.full.index_count / 3);
-    println!("scene: {} objects, {} triangles (liver {liver_tris}), built in {build_s:.2} s (surfaces + measurements)", scene.objects.len(), scene.triangle_count());
+    let liver_tris = scene
+        .objects
+        .iter()
+        .find(|o| o.kind == hepaview::mesh::ObjectKind::Liver)
+        .map_or(0, |o| o.full.index_count / 3);
+    println!(
+        "scene: {} objects, {} triangles (liver {liver_tris}), built in {build_s:.2} s (surfaces + measurements)",
+        scene.objects.len(),
+        scene.triangle_count()
+    );
     for o in &scene.objects {
         if let Some(t) = &o.tumour {
-            println!("  {}: {:.1} mL, {:.0} mm, {:.1} mm to the liver surface", o.name, t.volume_ml, t.longest_diameter_mm, t.depth_mm.unwrap_or(f64::NAN));
+            println!(
+                "  {}: {:.1} mL, {:.0} mm, {:.1} mm to the liver surface",
+                o.name,
+                t.volume_ml,
+                t.longest_diameter_mm,
+                t.depth_mm.unwrap_or(f64::NAN)
+            );
         }
     }
 
@@ -128,7 +147,13 @@ fn main() {
         }
         for (v, t) in variants.iter().zip(times.iter_mut()) {
             let (median, p95) = stats(t);
-            println!("{}x{} px, {}: median {median:.1} ms, p95 {p95:.1} ms ({:.0} fps)", size[0], size[1], v.name, 1000.0 / median);
+            println!(
+                "{}x{} px, {}: median {median:.1} ms, p95 {p95:.1} ms ({:.0} fps)",
+                size[0],
+                size[1],
+                v.name,
+                1000.0 / median
+            );
             results.push(serde_json::json!({"width": size[0], "height": size[1], "variant": v.name, "median_ms": median, "p95_ms": p95}));
         }
     }
@@ -162,12 +187,54 @@ fn main() {
             skip: bool,
         }
         let variants = [
-            DvrVariant { name: "DVR vessels/bone, shaded, tumours", preset: TransferPreset::VesselsBone, shading: true, interactive: false, liver: false, skip: true },
-            DvrVariant { name: "DVR vessels/bone, shaded, tumours, no empty-space skipping", preset: TransferPreset::VesselsBone, shading: true, interactive: false, liver: false, skip: false },
-            DvrVariant { name: "DVR vessels/bone, unshaded, tumours", preset: TransferPreset::VesselsBone, shading: false, interactive: false, liver: false, skip: true },
-            DvrVariant { name: "DVR vessels/bone, moving (half resolution)", preset: TransferPreset::VesselsBone, shading: true, interactive: true, liver: false, skip: true },
-            DvrVariant { name: "DVR soft tissue, shaded, tumours", preset: TransferPreset::SoftTissue, shading: true, interactive: false, liver: false, skip: true },
-            DvrVariant { name: "DVR vessels/bone, shaded, full surfaces", preset: TransferPreset::VesselsBone, shading: true, interactive: false, liver: true, skip: true },
+            DvrVariant {
+                name: "DVR vessels/bone, shaded, tumours",
+                preset: TransferPreset::VesselsBone,
+                shading: true,
+                interactive: false,
+                liver: false,
+                skip: true,
+            },
+            DvrVariant {
+                name: "DVR vessels/bone, shaded, tumours, no empty-space skipping",
+                preset: TransferPreset::VesselsBone,
+                shading: true,
+                interactive: false,
+                liver: false,
+                skip: false,
+            },
+            DvrVariant {
+                name: "DVR vessels/bone, unshaded, tumours",
+                preset: TransferPreset::VesselsBone,
+                shading: false,
+                interactive: false,
+                liver: false,
+                skip: true,
+            },
+            DvrVariant {
+                name: "DVR vessels/bone, moving (half resolution)",
+                preset: TransferPreset::VesselsBone,
+                shading: true,
+                interactive: true,
+                liver: false,
+                skip: true,
+            },
+            DvrVariant {
+                name: "DVR soft tissue, shaded, tumours",
+                preset: TransferPreset::SoftTissue,
+                shading: true,
+                interactive: false,
+                liver: false,
+                skip: true,
+            },
+            DvrVariant {
+                name: "DVR vessels/bone, shaded, full surfaces",
+                preset: TransferPreset::VesselsBone,
+                shading: true,
+                interactive: false,
+                liver: true,
+                skip: true,
+            },
         ];
         let target = Target::new(device, size);
         let mut times = vec![Vec::with_capacity(frames); variants.len()];
@@ -179,7 +246,12 @@ fn main() {
                 frame.interactive = v.interactive;
                 frame.show_liver = v.liver;
                 frame.liver_opacity = if v.liver { 0.25 } else { 0.0 };
-                frame.dvr = Some(DvrParams { preset: v.preset, shading: v.shading, skip_empty: v.skip, ..DvrParams::new(vol.key) });
+                frame.dvr = Some(DvrParams {
+                    preset: v.preset,
+                    shading: v.shading,
+                    skip_empty: v.skip,
+                    ..DvrParams::new(vol.key)
+                });
                 let ms = timed_frame(device, queue, &d, &frame, &target);
                 if n >= 2 {
                     t_v.push(ms);
@@ -188,7 +260,13 @@ fn main() {
         }
         for (v, t) in variants.iter().zip(times.iter_mut()) {
             let (median, p95) = stats(t);
-            println!("{}x{} px, {}: median {median:.1} ms, p95 {p95:.1} ms ({:.1} fps)", size[0], size[1], v.name, 1000.0 / median);
+            println!(
+                "{}x{} px, {}: median {median:.1} ms, p95 {p95:.1} ms ({:.1} fps)",
+                size[0],
+                size[1],
+                v.name,
+                1000.0 / median
+            );
             dvr_results.push(serde_json::json!({"width": size[0], "height": size[1], "variant": v.name, "median_ms": median, "p95_ms": p95}));
         }
     }
@@ -223,7 +301,13 @@ fn main() {
 
 /// Median and 95th percentile (sorts `t`).
 /// Milliseconds to encode, submit and finish one frame on the GPU.
-fn timed_frame(device: &wgpu::Device, queue: &wgpu::Queue, drawing: &Drawing, frame: &FrameDesc, target: &Target) -> f64 {
+fn timed_frame(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    drawing: &Drawing,
+    frame: &FrameDesc,
+    target: &Target,
+) -> f64 {
     let t = Instant::now();
     let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bench") });
     encode_frame(device, drawing, frame, target, &mut encoder);

@@ -57,12 +57,18 @@ fn measure(name: &str, source: &[String], tmp: &Path) -> serde_json::Value {
         s(&cmp),
     ]);
     print!("{out}");
-    let truth: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(pair.join("truth.json")).expect("truth.json")).expect("json");
+    let truth: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pair.join("truth.json")).expect("truth.json")).expect("json");
     let t = &truth["truth"];
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(cmp.join("compare.json")).expect("compare.json")).expect("json");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cmp.join("compare.json")).expect("compare.json")).expect("json");
     let r = &report["response"];
     let lesions = r["lesions"].as_array().cloned().unwrap_or_default();
-    let l = lesions.iter().find(|l| !l["pairing"]["baseline"].is_null() && !l["pairing"]["followup"].is_null()).cloned().unwrap_or_default();
+    let l = lesions
+        .iter()
+        .find(|l| !l["pairing"]["baseline"].is_null() && !l["pairing"]["followup"].is_null())
+        .cloned()
+        .unwrap_or_default();
     let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
     let pct = |m: f64, t: f64| 100.0 * (m / t - 1.0);
     let parts = &l["followup_parts"];
@@ -114,7 +120,13 @@ fn main() {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let triphase = measure(
         "triphase-hcc048",
-        &[s(&tri.join("dicom")), "--true-field".into(), format!("arterial={}", s(&tri.join("true_field_arterial.nii.gz"))), "--true-field".into(), format!("delayed={}", s(&tri.join("true_field_delayed.nii.gz")))],
+        &[
+            s(&tri.join("dicom")),
+            "--true-field".into(),
+            format!("arterial={}", s(&tri.join("true_field_arterial.nii.gz"))),
+            "--true-field".into(),
+            format!("delayed={}", s(&tri.join("true_field_delayed.nii.gz"))),
+        ],
         &tmp,
     );
     let pv_only = measure("hcc048-pv", &[s(&data.join("hcc048-pv"))], &tmp);
@@ -130,13 +142,21 @@ fn main() {
     let none = |_: f32, _: &str| true;
     let t = Instant::now();
     let rigid = register_affine(&base, &follow, &AffineParams::default(), None, &none).expect("rigid");
-    let affine_params = AffineParams { model: Model::Affine, level_spacing_mm: vec![4.0, 2.0], ..AffineParams::default() };
+    let affine_params =
+        AffineParams { model: Model::Affine, level_spacing_mm: vec![4.0, 2.0], ..AffineParams::default() };
     let affine = register_affine(&base, &follow, &affine_params, Some(rigid.transform), &none).expect("affine");
     let t_affine = t.elapsed().as_secs_f64();
     let aligned = resample_affine(&follow, &base.geometry, &affine.transform);
     let liver_only: Mask = Volume::new(base_mask.data.mapv(|l| (l > 0) as u8), base_mask.geometry.clone());
     let t2 = Instant::now();
-    let demons = hepaview::register::register_ct(&base, &aligned, Some(&liver_only), &hepaview::register::Params::default(), &none).expect("demons");
+    let demons = hepaview::register::register_ct(
+        &base,
+        &aligned,
+        Some(&liver_only),
+        &hepaview::register::Params::default(),
+        &none,
+    )
+    .expect("demons");
     let t_demons = t2.elapsed().as_secs_f64();
     println!(
         "rigid + affine {t_affine:.1} s, then Demons on the liver {t_demons:.1} s (RMSD in the liver {:.1} -> {:.1} HU): {:.1} s in all (goal < 30 s); load average before: {}",
@@ -146,5 +166,8 @@ fn main() {
         load.trim()
     );
     let _ = std::fs::remove_dir_all(&tmp);
-    println!("{}", serde_json::json!({"bench": "response_real", "triphase": triphase, "pv_only": pv_only, "affine_s": t_affine, "liver_demons_s": t_demons}));
+    println!(
+        "{}",
+        serde_json::json!({"bench": "response_real", "triphase": triphase, "pv_only": pv_only, "affine_s": t_affine, "liver_demons_s": t_demons})
+    );
 }

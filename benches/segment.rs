@@ -32,7 +32,9 @@ use hepaview::study::Study;
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .map(|kib| kib / 1024.0)
         .unwrap_or(f64::NAN)
 }
@@ -60,7 +62,9 @@ fn time_network(features: &[usize], repeats: usize, path: Path) -> (f64, f64) {
     let run = |k: usize, m: usize| -> f32 {
         let xs = x.narrow(0, k, m).expect("narrow");
         match path {
-            Path::CandleOps => model.forward(&xs, false).expect("forward").sum_all().expect("sum").to_scalar::<f32>().expect("scalar"),
+            Path::CandleOps => {
+                model.forward(&xs, false).expect("forward").sum_all().expect("sum").to_scalar::<f32>().expect("scalar")
+            }
             Path::Folded => {
                 let v: Vec<f32> = xs.flatten_all().expect("flatten").to_vec1().expect("vec");
                 folded.logits(&v, m, side, side).iter().sum()
@@ -92,8 +96,12 @@ fn main() {
     if !args.iter().any(|a| a == "--bench") {
         return;
     }
-    let repeats = args.iter().position(|a| a == "--repeats").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(2usize);
-    let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let repeats =
+        args.iter().position(|a| a == "--repeats").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(2usize);
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let model_path = root.join(segment::DEFAULT_MODEL);
     let study_dir = root.join("../shared/data/triphase-hcc048/dicom");
@@ -135,7 +143,8 @@ fn main() {
     }
     let anchor_arch = [32, 64, 128, 256, 512];
     let shipped_only = args.iter().any(|a| a == "--shipped-only");
-    for (label, feats, reps) in [("shipped", &features[..], repeats), ("anchor_arch", &anchor_arch[..], repeats.min(2))] {
+    for (label, feats, reps) in [("shipped", &features[..], repeats), ("anchor_arch", &anchor_arch[..], repeats.min(2))]
+    {
         if shipped_only && label != "shipped" {
             continue;
         }
@@ -150,10 +159,14 @@ fn main() {
     }
     if !args.iter().any(|a| a == "--no-torch") {
         let anchor = root.join("../shared/anchors/unet_torch.py");
-        let has_torch = Command::new("python3").args(["-c", "import torch"]).status().map(|s| s.success()).unwrap_or(false);
+        let has_torch =
+            Command::new("python3").args(["-c", "import torch"]).status().map(|s| s.success()).unwrap_or(false);
         if has_torch {
             let feats = features.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(",");
-            let out = Command::new("python3").arg(&anchor).args(["--features", &feats, "--threads", &threads.to_string(), "--repeats", &repeats.to_string()]).output();
+            let out = Command::new("python3")
+                .arg(&anchor)
+                .args(["--features", &feats, "--threads", &threads.to_string(), "--repeats", &repeats.to_string()])
+                .output();
             match out {
                 Ok(o) => println!("PyTorch anchor (same network):\n{}", String::from_utf8_lossy(&o.stdout)),
                 Err(e) => println!("PyTorch anchor could not run: {e}"),

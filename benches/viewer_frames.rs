@@ -53,12 +53,19 @@ fn render_direct(rs: &RenderState, ctx: &egui::Context, output: &egui::FullOutpu
 
 /// [`render_direct`], with the slice viewports' paint callbacks left out when
 /// `without_slices` (what the rest of the UI costs).
-fn render_direct_with(rs: &RenderState, ctx: &egui::Context, output: &egui::FullOutput, readback: bool, without_slices: bool) -> DirectTimes {
+fn render_direct_with(
+    rs: &RenderState,
+    ctx: &egui::Context,
+    output: &egui::FullOutput,
+    readback: bool,
+    without_slices: bool,
+) -> DirectTimes {
     let mut t = DirectTimes::default();
     let t0 = Instant::now();
     let ppp = ctx.pixels_per_point();
     let size = ctx.content_rect().size() * ppp;
-    let screen = ScreenDescriptor { pixels_per_point: ppp, size_in_pixels: [size.x.round() as u32, size.y.round() as u32] };
+    let screen =
+        ScreenDescriptor { pixels_per_point: ppp, size_in_pixels: [size.x.round() as u32, size.y.round() as u32] };
     // egui_kittest wraps every test UI in a frame filled with the panel colour; with a
     // full-window app that is a 1.4-Mpx opaque quad (~36 ms on lavapipe) the real window
     // never draws. Leave it out so these loops measure what the window draws.
@@ -67,7 +74,10 @@ fn render_direct_with(rs: &RenderState, ctx: &egui::Context, output: &egui::Full
         .shapes
         .iter()
         .enumerate()
-        .filter(|(i, s)| !(*i == 0 && matches!(&s.shape, egui::Shape::Rect(r) if r.rect.area() > 0.9 * screen_area && r.fill.a() == 255)))
+        .filter(|(i, s)| {
+            !(*i == 0
+                && matches!(&s.shape, egui::Shape::Rect(r) if r.rect.area() > 0.9 * screen_area && r.fill.a() == 255))
+        })
         .filter(|(_, s)| !(without_slices && matches!(&s.shape, egui::Shape::Callback(_))))
         .map(|(_, s)| s.clone())
         .collect();
@@ -76,14 +86,19 @@ fn render_direct_with(rs: &RenderState, ctx: &egui::Context, output: &egui::Full
 
     let t1 = Instant::now();
     let mut renderer = rs.renderer.write();
-    let mut encoder = rs.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bench encoder") });
+    let mut encoder =
+        rs.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bench encoder") });
     let user_buffers = renderer.update_buffers(&rs.device, &rs.queue, &mut encoder, &tessellated, &screen);
     t.prepare = t1.elapsed().as_secs_f64();
 
     let t2 = Instant::now();
     let texture = rs.device.create_texture(&wgpu::TextureDescriptor {
         label: Some("bench target"),
-        size: wgpu::Extent3d { width: screen.size_in_pixels[0], height: screen.size_in_pixels[1], depth_or_array_layers: 1 },
+        size: wgpu::Extent3d {
+            width: screen.size_in_pixels[0],
+            height: screen.size_in_pixels[1],
+            depth_or_array_layers: 1,
+        },
         mip_level_count: 1,
         sample_count: 1,
         dimension: wgpu::TextureDimension::D2,
@@ -99,7 +114,10 @@ fn render_direct_with(rs: &RenderState, ctx: &egui::Context, output: &egui::Full
                 color_attachments: &[Some(wgpu::RenderPassColorAttachment {
                     view: &view,
                     resolve_target: None,
-                    ops: wgpu::Operations { load: wgpu::LoadOp::Clear(wgpu::Color::TRANSPARENT), store: wgpu::StoreOp::Store },
+                    ops: wgpu::Operations {
+                        load: wgpu::LoadOp::Clear(wgpu::Color::TRANSPARENT),
+                        store: wgpu::StoreOp::Store,
+                    },
                     depth_slice: None,
                 })],
                 ..Default::default()
@@ -109,7 +127,9 @@ fn render_direct_with(rs: &RenderState, ctx: &egui::Context, output: &egui::Full
     }
     drop(renderer);
     rs.queue.submit(user_buffers.into_iter().chain(std::iter::once(encoder.finish())));
-    rs.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(std::time::Duration::from_secs(30)) }).expect("poll");
+    rs.device
+        .poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(std::time::Duration::from_secs(30)) })
+        .expect("poll");
     t.draw = t2.elapsed().as_secs_f64();
 
     if readback {
@@ -129,14 +149,23 @@ fn render_direct_with(rs: &RenderState, ctx: &egui::Context, output: &egui::Full
             texture.as_image_copy(),
             wgpu::TexelCopyBufferInfo {
                 buffer: &buffer,
-                layout: wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(padded as u32), rows_per_image: None },
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some(padded as u32),
+                    rows_per_image: None,
+                },
             },
             wgpu::Extent3d { width: w as u32, height: h as u32, depth_or_array_layers: 1 },
         );
         let idx = rs.queue.submit(std::iter::once(enc.finish()));
         let (tx, rx) = std::sync::mpsc::channel();
         buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
-        rs.device.poll(wgpu::PollType::Wait { submission_index: Some(idx), timeout: Some(std::time::Duration::from_secs(30)) }).expect("poll");
+        rs.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(idx),
+                timeout: Some(std::time::Duration::from_secs(30)),
+            })
+            .expect("poll");
         rx.recv().unwrap().expect("map");
         let data = buffer.slice(..).get_mapped_range().expect("mapped range");
         let pixels: Vec<u8> = data.chunks_exact(padded).flat_map(|row| row[..unpadded].iter().copied()).collect();
@@ -182,7 +211,10 @@ fn go_to_start(h: &mut H, start: [f64; 3]) {
 
 /// N frames, each scrolling one axial slice, one UI pass and `render`: (pass, render)
 /// seconds per frame.
-fn scroll_frames(h: &mut H, mut render: impl FnMut(&mut H) -> Result<(), String>) -> Result<(Vec<f64>, Vec<f64>), String> {
+fn scroll_frames(
+    h: &mut H,
+    mut render: impl FnMut(&mut H) -> Result<(), String>,
+) -> Result<(Vec<f64>, Vec<f64>), String> {
     let (mut step, mut draw) = (Vec::with_capacity(N), Vec::with_capacity(N));
     for _ in 0..N {
         h.state_mut().view.scroll(Orientation::Axial, 1.0);
@@ -254,7 +286,8 @@ fn bench_study(name: &str, study: Study, load_s: Option<f64>, size: [f32; 2]) ->
     // 3. the same render with readback, in parts
     go_to_start(&mut h, start);
     render_direct(&rs, &h.ctx, h.output(), true);
-    let (mut c_tess, mut c_prep, mut c_draw, mut c_read, mut c_frame) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut c_tess, mut c_prep, mut c_draw, mut c_read, mut c_frame) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..N {
         h.state_mut().view.scroll(Orientation::Axial, 1.0);
         let t = Instant::now();
@@ -300,7 +333,10 @@ fn bench_study(name: &str, study: Study, load_s: Option<f64>, size: [f32; 2]) ->
     println!("  harness build (initial UI passes)   {:>9.1} ms", build_s * 1e3);
     println!("  first frame: step                   {:>9.1} ms", first_step * 1e3);
     println!("  first frame: render (3D uploads)    {:>9.1} ms", first_render * 1e3);
-    println!("  N = {N} frames, one axial slice each; UI passes in loop 1: {passes} ({} per frame)", passes as f64 / N as f64);
+    println!(
+        "  N = {N} frames, one axial slice each; UI passes in loop 1: {passes} ({} per frame)",
+        passes as f64 / N as f64
+    );
     println!("  {:<34} {:>9} {:>9} {:>9} {:>9}", "ms per frame", "median", "p95", "max", "mean");
     println!("  1. step + Harness::render()");
     row("frame (step + render)", &a_frame);
@@ -356,7 +392,10 @@ fn main() {
         if !exact {
             return SIZE;
         }
-        let mut h: H = Harness::builder().with_size(SIZE).with_pixels_per_point(1.0).build_ui_state(|ui, app: &mut HepaviewApp| app.ui(ui), HepaviewApp::new(study.clone()));
+        let mut h: H = Harness::builder()
+            .with_size(SIZE)
+            .with_pixels_per_point(1.0)
+            .build_ui_state(|ui, app: &mut HepaviewApp| app.ui(ui), HepaviewApp::new(study.clone()));
         h.step();
         let cell = h.state().last_cell_points;
         // the viewport is the cell less 1 px each side
@@ -398,5 +437,8 @@ fn main() {
         }
     }
     println!();
-    println!("{}", serde_json::json!({ "bench": "viewer_frames", "viewports_512": exact, "pixels_per_point": 1.0, "results": results }));
+    println!(
+        "{}",
+        serde_json::json!({ "bench": "viewer_frames", "viewports_512": exact, "pixels_per_point": 1.0, "results": results })
+    );
 }

@@ -26,7 +26,9 @@ pub enum AnalysisError {
     Lesion(#[from] LesionError),
     #[error("the study has no phase that overlaps the mask's grid; check that the mask belongs to this study")]
     NoPhaseOnGrid,
-    #[error("no voxel of the region to cluster lies where every phase has data; check that the phases cover the liver")]
+    #[error(
+        "no voxel of the region to cluster lies where every phase has data; check that the phases cover the liver"
+    )]
     NotCovered,
     #[error("after alignment the two visits correlate only {ncc:.2} (NCC; need {MIN_VISIT_NCC}): they may be different patients or body regions, or the alignment failed")]
     VisitsDoNotMatch { ncc: f64 },
@@ -88,7 +90,9 @@ fn coverage(grid: &Geometry, src: &Geometry, field: Option<&Field>) -> Option<Ma
 /// Coverage of `src` on `grid`, through `field` (on its own grid) when given.
 fn coverage_on(grid: &Geometry, src: &Geometry, field: Option<&Field>) -> Option<Arc<Mask>> {
     match field {
-        Some(f) if !same_grid(&f.geometry, grid) => coverage(&f.geometry, src, Some(f)).map(|c| Arc::new(c.resample_to(grid, Interp::Nearest, 0))),
+        Some(f) if !same_grid(&f.geometry, grid) => {
+            coverage(&f.geometry, src, Some(f)).map(|c| Arc::new(c.resample_to(grid, Interp::Nearest, 0)))
+        }
         f => coverage(grid, src, f).map(Arc::new),
     }
 }
@@ -112,10 +116,17 @@ fn onto_grid(v: &Arc<CtVolume>, grid: &Geometry) -> Arc<CtVolume> {
 /// [`Alignment::Register`], the phases other than the fixed one are registered onto it
 /// first (`mask`, on the fixed grid, focuses the registration). Unknown phases are left
 /// out: a feature without a name means nothing to a radiologist.
-pub fn align_phases(study: &Study, grid: &Geometry, alignment: &Alignment, mask: Option<&Mask>, progress: ProgressFn) -> Result<Vec<AlignedPhase>, AnalysisError> {
+pub fn align_phases(
+    study: &Study,
+    grid: &Geometry,
+    alignment: &Alignment,
+    mask: Option<&Mask>,
+    progress: ProgressFn,
+) -> Result<Vec<AlignedPhase>, AnalysisError> {
     let fixed_i = study.fixed_index();
     let fixed = &study.phases[fixed_i];
-    let todo: Vec<usize> = (0..study.phases.len()).filter(|&i| study.phases[i].phase() != Phase::Unknown || i == fixed_i).collect();
+    let todo: Vec<usize> =
+        (0..study.phases.len()).filter(|&i| study.phases[i].phase() != Phase::Unknown || i == fixed_i).collect();
     let moving: Vec<usize> = todo.iter().copied().filter(|&i| i != fixed_i).collect();
     let mut out = Vec::new();
     let mut done = 0usize;
@@ -128,10 +139,16 @@ pub fn align_phases(study: &Study, grid: &Geometry, alignment: &Alignment, mask:
                 let name = p.phase().as_str().to_string();
                 let report = |f: f32, m: &str| progress(base + share * f, &format!("registering {name}: {m}"));
                 let mask_on_fixed = mask.filter(|m| same_grid(&m.geometry, &fixed.volume.geometry));
-                let reg = register::register_ct(&fixed.volume, &p.volume, mask_on_fixed, params, &report).map_err(|e| match e {
-                    RegisterError::Cancelled => AnalysisError::Cancelled,
-                    source => AnalysisError::Register { phase: name.clone(), fixed: fixed.phase().as_str().into(), source },
-                })?;
+                let reg = register::register_ct(&fixed.volume, &p.volume, mask_on_fixed, params, &report).map_err(
+                    |e| match e {
+                        RegisterError::Cancelled => AnalysisError::Cancelled,
+                        source => AnalysisError::Register {
+                            phase: name.clone(),
+                            fixed: fixed.phase().as_str().into(),
+                            source,
+                        },
+                    },
+                )?;
                 done += 1;
                 (onto_grid(&Arc::new(reg.warped), grid), coverage_on(grid, &p.volume.geometry, Some(&reg.field)))
             }
@@ -167,14 +184,25 @@ pub struct ClusterRecipe {
 
 impl Default for ClusterRecipe {
     fn default() -> Self {
-        ClusterRecipe { k: cluster::DEFAULT_K, mask_labels: vec![1, 2], margin_mm: 0.0, majority_iterations: 0, seed: 0 }
+        ClusterRecipe {
+            k: cluster::DEFAULT_K,
+            mask_labels: vec![1, 2],
+            margin_mm: 0.0,
+            majority_iterations: 0,
+            seed: 0,
+        }
     }
 }
 
 /// k-means of the region's voxels with one HU feature per phase; clusters numbered by
 /// increasing portal-venous HU (the first phase's when there is none) so colours are
 /// stable from run to run.
-pub fn cluster_phases(phases: &[AlignedPhase], mask: &Mask, recipe: &ClusterRecipe, progress: ProgressFn) -> Result<Clustering, AnalysisError> {
+pub fn cluster_phases(
+    phases: &[AlignedPhase],
+    mask: &Mask,
+    recipe: &ClusterRecipe,
+    progress: ProgressFn,
+) -> Result<Clustering, AnalysisError> {
     let region = cluster_region(phases, mask, recipe)?;
     let named: Vec<(&str, &CtVolume)> = phases.iter().map(|p| (p.phase.as_str(), p.volume.as_ref())).collect();
     let features = cluster::build_features(&named, &region, &FeatureOptions { mask_labels: vec![1], margin_mm: 0.0 })?;
@@ -205,7 +233,11 @@ pub fn cluster_region(phases: &[AlignedPhase], mask: &Mask, recipe: &ClusterReci
 }
 
 /// Lesion measurements of `mask` in every aligned phase.
-pub fn measure_lesions(phases: &[AlignedPhase], mask: &Mask, opts: &LesionOptions) -> Result<LesionReport, AnalysisError> {
+pub fn measure_lesions(
+    phases: &[AlignedPhase],
+    mask: &Mask,
+    opts: &LesionOptions,
+) -> Result<LesionReport, AnalysisError> {
     let named: Vec<(Phase, &CtVolume)> = phases.iter().map(|p| (p.phase, p.volume.as_ref())).collect();
     Ok(lesion::analyse_lesions(mask, &named, opts)?)
 }
@@ -220,18 +252,32 @@ fn align_visits(
     fixed_name: &str,
     follow_label: &str,
     progress: ProgressFn,
-) -> Result<(crate::register::affine::AffineResult, crate::register::affine::AffineResult, crate::register::affine::AffineTransform), AnalysisError> {
+) -> Result<
+    (
+        crate::register::affine::AffineResult,
+        crate::register::affine::AffineResult,
+        crate::register::affine::AffineTransform,
+    ),
+    AnalysisError,
+> {
     use crate::register::affine::{register_affine, AffineParams, Model};
     let reg_err = |source| match source {
         RegisterError::Cancelled => AnalysisError::Cancelled,
-        source => AnalysisError::Register { phase: format!("follow-up ({follow_label})"), fixed: fixed_name.into(), source },
+        source => {
+            AnalysisError::Register { phase: format!("follow-up ({follow_label})"), fixed: fixed_name.into(), source }
+        }
     };
     let p1 = |f: f32, m: &str| progress(0.55 * f, &format!("aligning the visits: {m}"));
     let rigid = register_affine(fixed, moving, &AffineParams::default(), None, &p1).map_err(reg_err)?;
-    let affine_params = AffineParams { model: Model::Affine, level_spacing_mm: vec![4.0, 2.0], ..AffineParams::default() };
+    let affine_params =
+        AffineParams { model: Model::Affine, level_spacing_mm: vec![4.0, 2.0], ..AffineParams::default() };
     let p2 = |f: f32, m: &str| progress(0.55 + 0.45 * f, &format!("aligning the visits: {m}"));
     let affine = register_affine(fixed, moving, &affine_params, Some(rigid.transform), &p2).map_err(reg_err)?;
-    let (best_ncc, transform) = if affine.ncc_after > rigid.ncc_after { (affine.ncc_after, affine.transform) } else { (rigid.ncc_after, rigid.transform) };
+    let (best_ncc, transform) = if affine.ncc_after > rigid.ncc_after {
+        (affine.ncc_after, affine.transform)
+    } else {
+        (rigid.ncc_after, rigid.transform)
+    };
     if best_ncc < MIN_VISIT_NCC {
         return Err(AnalysisError::VisitsDoNotMatch { ncc: best_ncc });
     }
@@ -239,8 +285,17 @@ fn align_visits(
 }
 
 /// One visit's lesions measured and split into parts, from its phases on its mask's grid.
-fn measure_visit_phases(label: &str, ps: &[AlignedPhase], mask: &Mask, opts: &crate::response::ResponseOptions) -> Result<crate::response::VisitMeasure, AnalysisError> {
-    let v = crate::response::Visit { label: label.into(), mask, phases: ps.iter().map(|p| (p.phase, p.volume.as_ref())).collect() };
+fn measure_visit_phases(
+    label: &str,
+    ps: &[AlignedPhase],
+    mask: &Mask,
+    opts: &crate::response::ResponseOptions,
+) -> Result<crate::response::VisitMeasure, AnalysisError> {
+    let v = crate::response::Visit {
+        label: label.into(),
+        mask,
+        phases: ps.iter().map(|p| (p.phase, p.volume.as_ref())).collect(),
+    };
     crate::response::measure_visit(&v, opts).map_err(|e| match e {
         crate::response::ResponseError::Lesion(l) => AnalysisError::Lesion(l),
         other => AnalysisError::Response(other.to_string()),
@@ -265,9 +320,17 @@ fn through_field(field: Option<&Field>, p: crate::volume::Lps) -> crate::volume:
 /// has liver or lesion: the residual motion of a liver that lies differently on another
 /// day. `(None, None)` when there is no liver or it failed (pairing then rests on the
 /// alignment alone, and callers say so); only a cancel is an error.
-fn demons_on_liver(fixed: &CtVolume, moving: &CtVolume, base_mask: &Mask, progress: ProgressFn) -> Result<(Option<Field>, Option<crate::register::PhaseReport>), AnalysisError> {
+fn demons_on_liver(
+    fixed: &CtVolume,
+    moving: &CtVolume,
+    base_mask: &Mask,
+    progress: ProgressFn,
+) -> Result<(Option<Field>, Option<crate::register::PhaseReport>), AnalysisError> {
     let liver: Mask = Volume::new(base_mask.data.mapv(|l| (l > 0) as u8), base_mask.geometry.clone());
-    if !liver.data.iter().any(|&l| l != 0) || fixed.geometry != base_mask.geometry || moving.geometry != base_mask.geometry {
+    if !liver.data.iter().any(|&l| l != 0)
+        || fixed.geometry != base_mask.geometry
+        || moving.geometry != base_mask.geometry
+    {
         return Ok((None, None));
     }
     let sub = |f: f32, m: &str| progress(f, &format!("Demons on the liver: {m}"));
@@ -311,9 +374,12 @@ pub fn compare_visits(
     opts: &crate::response::ResponseOptions,
     progress: ProgressFn,
 ) -> Result<Comparison, AnalysisError> {
-    let (Some(fixed), Some(moving)) = (reference_phase(base_phases), reference_phase(follow_phases)) else { return Err(AnalysisError::NoPhaseOnGrid) };
+    let (Some(fixed), Some(moving)) = (reference_phase(base_phases), reference_phase(follow_phases)) else {
+        return Err(AnalysisError::NoPhaseOnGrid);
+    };
     let aligning = |f: f32, m: &str| progress(0.5 * f, m);
-    let (rigid, affine, transform) = align_visits(&fixed, &moving, &format!("baseline ({base_label})"), follow_label, &aligning)?;
+    let (rigid, affine, transform) =
+        align_visits(&fixed, &moving, &format!("baseline ({base_label})"), follow_label, &aligning)?;
     // then Demons on the liver, on the follow-up brought onto the baseline's grid
     let aligned = crate::register::affine::resample_affine(&moving, &fixed.geometry, &transform);
     let demons = |f: f32, m: &str| progress(0.5 + 0.25 * f, m);
@@ -326,7 +392,14 @@ pub fn compare_visits(
     let followup = visit(follow_label, follow_phases, follow_mask)?;
     // a baseline point x lies at x + u(x) in the affinely aligned follow-up, so at T(x + u(x))
     let to_followup = |p: crate::volume::Lps| transform.apply(through_field(field.as_ref(), p));
-    let pairs = crate::response::match_lesions(&baseline, &base_mask.geometry, &followup, &follow_mask.geometry, &to_followup, opts);
+    let pairs = crate::response::match_lesions(
+        &baseline,
+        &base_mask.geometry,
+        &followup,
+        &follow_mask.geometry,
+        &to_followup,
+        opts,
+    );
     let response = crate::response::assess(base_label, &baseline, follow_label, &followup, &pairs, opts);
     Ok(Comparison { transform, rigid, affine, liver_demons, baseline, followup, pairs, response })
 }
@@ -338,7 +411,12 @@ pub fn compare_visits(
 /// Each follow-up phase goes right after the baseline phase of the same kind, named
 /// "FOLLOW-UP <label> · <series>", with its phase set to Unknown so that registration,
 /// clustering and lesion measurement keep working on the baseline's phases only.
-pub fn add_follow_up(study: &mut Study, follow: &Study, label: &str, progress: ProgressFn) -> Result<crate::register::affine::AffineTransform, AnalysisError> {
+pub fn add_follow_up(
+    study: &mut Study,
+    follow: &Study,
+    label: &str,
+    progress: ProgressFn,
+) -> Result<crate::register::affine::AffineTransform, AnalysisError> {
     use crate::io::phase::PhaseCall;
     use crate::register::affine::resample_affine;
     let fixed = Arc::clone(&study.phases[study.fixed_index()].volume);
@@ -352,15 +430,26 @@ pub fn add_follow_up(study: &mut Study, follow: &Study, label: &str, progress: P
         }
         let volume = Arc::new(resample_affine(&p.volume, &fixed.geometry, &t));
         let image = crate::study::PhaseImage {
-            call: PhaseCall { phase: Phase::Unknown, confidence: p.call.confidence, reason: format!("follow-up {}: {}, aligned to the baseline (affine, NCC {:.3})", label, p.phase(), ncc) },
+            call: PhaseCall {
+                phase: Phase::Unknown,
+                confidence: p.call.confidence,
+                reason: format!("follow-up {}: {}, aligned to the baseline (affine, NCC {:.3})", label, p.phase(), ncc),
+            },
             description: format!("FOLLOW-UP {label} · {} · {}", p.phase(), p.description),
             source: p.source.clone(),
             volume,
             key: crate::study::next_key(),
         };
         // right after the last baseline phase of the same kind
-        let at = study.phases.iter().rposition(|b| b.phase() == p.phase() && !b.description.starts_with("FOLLOW-UP")).map(|i| i + 1).unwrap_or(study.phases.len());
-        let at = (at..study.phases.len()).find(|&i| !study.phases[i].description.starts_with("FOLLOW-UP")).unwrap_or(study.phases.len());
+        let at = study
+            .phases
+            .iter()
+            .rposition(|b| b.phase() == p.phase() && !b.description.starts_with("FOLLOW-UP"))
+            .map(|i| i + 1)
+            .unwrap_or(study.phases.len());
+        let at = (at..study.phases.len())
+            .find(|&i| !study.phases[i].description.starts_with("FOLLOW-UP"))
+            .unwrap_or(study.phases.len());
         study.phases.insert(at, image);
     }
     Ok(t)
@@ -390,7 +479,12 @@ pub fn resample_mask_affine(mask: &Mask, grid: &Geometry, t: &crate::register::a
 /// axial view seen from the feet) and then shifted by `shift_mm` (baseline LPS mm), by hand:
 /// `T'(x) = T(R⁻¹(x − pivot − shift) + pivot)`, so the image resampled through `T'` is the
 /// old one turned, then shifted.
-pub fn nudge_visit_transform(t: &crate::register::affine::AffineTransform, shift_mm: crate::volume::Lps, turn_deg: f64, pivot_mm: crate::volume::Lps) -> crate::register::affine::AffineTransform {
+pub fn nudge_visit_transform(
+    t: &crate::register::affine::AffineTransform,
+    shift_mm: crate::volume::Lps,
+    turn_deg: f64,
+    pivot_mm: crate::volume::Lps,
+) -> crate::register::affine::AffineTransform {
     use crate::volume::{mat_mul, mat_vec};
     let (c, s) = (turn_deg.to_radians().cos(), turn_deg.to_radians().sin());
     let r_inv = [[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]];
@@ -398,7 +492,11 @@ pub fn nudge_visit_transform(t: &crate::register::affine::AffineTransform, shift
     // T'(x) = A R⁻¹ (x − p − s) + A (p − c) + c + t, written as A'(x − c) + c + t'
     let u = mat_vec(&a, [0, 1, 2].map(|i| t.centre_mm[i] - pivot_mm[i] - shift_mm[i]));
     let v = mat_vec(&t.matrix, [0, 1, 2].map(|i| pivot_mm[i] - t.centre_mm[i]));
-    crate::register::affine::AffineTransform { matrix: a, translation_mm: [0, 1, 2].map(|i| u[i] + v[i] + t.translation_mm[i]), centre_mm: t.centre_mm }
+    crate::register::affine::AffineTransform {
+        matrix: a,
+        translation_mm: [0, 1, 2].map(|i| u[i] + v[i] + t.translation_mm[i]),
+        centre_mm: t.centre_mm,
+    }
 }
 
 /// What [`compare_aligned_visits`] gives: both visits measured, their lesions paired and
@@ -442,7 +540,14 @@ pub fn compare_aligned_visits(
     }
     let followup = visit(follow_label, follow_phases, follow_mask)?;
     let to_followup = |p: crate::volume::Lps| through_field(field.as_ref(), p);
-    let pairs = crate::response::match_lesions(&baseline, &base_mask.geometry, &followup, &follow_mask.geometry, &to_followup, opts);
+    let pairs = crate::response::match_lesions(
+        &baseline,
+        &base_mask.geometry,
+        &followup,
+        &follow_mask.geometry,
+        &to_followup,
+        opts,
+    );
     let response = crate::response::assess(base_label, &baseline, follow_label, &followup, &pairs, opts);
     Ok(AlignedComparison { liver_demons, baseline, followup, pairs, response })
 }

@@ -125,7 +125,9 @@ impl FeatureMatrix {
         }
         let n = columns[0].len();
         if let Some((d, c)) = columns.iter().enumerate().find(|(_, c)| c.len() != n) {
-            return Err(ClusterError::BadShape { detail: format!("column 0 has {n} values but column {d} has {}", c.len()) });
+            return Err(ClusterError::BadShape {
+                detail: format!("column 0 has {n} values but column {d} has {}", c.len()),
+            });
         }
         let mut data = Vec::with_capacity(n * dims);
         for c in columns {
@@ -143,7 +145,9 @@ impl FeatureMatrix {
             return Err(ClusterError::TooManyFeatures { dims });
         }
         if !rows.len().is_multiple_of(dims) {
-            return Err(ClusterError::BadShape { detail: format!("{} values is not a multiple of {dims} features", rows.len()) });
+            return Err(ClusterError::BadShape {
+                detail: format!("{} values is not a multiple of {dims} features", rows.len()),
+            });
         }
         let n = rows.len() / dims;
         let mut data = vec![0f32; n * dims];
@@ -262,7 +266,11 @@ pub fn kmeans(x: &FeatureMatrix, opts: &KMeansOptions) -> Result<KMeansResult, C
 
 /// [`kmeans`] reporting after each iteration; stops with [`ClusterError::Cancelled`] when
 /// `progress` returns false.
-pub fn kmeans_with_progress(x: &FeatureMatrix, opts: &KMeansOptions, progress: Progress) -> Result<KMeansResult, ClusterError> {
+pub fn kmeans_with_progress(
+    x: &FeatureMatrix,
+    opts: &KMeansOptions,
+    progress: Progress,
+) -> Result<KMeansResult, ClusterError> {
     let k = opts.k;
     if k == 0 {
         return Err(ClusterError::ZeroClusters);
@@ -287,7 +295,9 @@ pub fn kmeans_with_progress(x: &FeatureMatrix, opts: &KMeansOptions, progress: P
     }
     if let Some(init) = &opts.init {
         if init.len() != k * x.dims {
-            return Err(ClusterError::BadInit { detail: format!("{} values for k = {k} centres of {} features", init.len(), x.dims) });
+            return Err(ClusterError::BadInit {
+                detail: format!("{} values for k = {k} centres of {} features", init.len(), x.dims),
+            });
         }
         if let Some(i) = init.iter().position(|v| !v.is_finite()) {
             return Err(ClusterError::BadInit { detail: format!("value {i} is {}", init[i]) });
@@ -495,9 +505,19 @@ fn assign_block<const D: usize>(xb: &[[f32; LANES]; D], centres: &[[f32; D]]) ->
 }
 
 /// closest[i] = d²(x_i, c) (or its minimum with the old value), and each chunk's sum.
-fn update_closest<const D: usize>(cols: &[&[f32]; D], c: &[f32; D], closest: &mut [f32], chunk_pot: &mut [f64], first: bool) {
+fn update_closest<const D: usize>(
+    cols: &[&[f32]; D],
+    c: &[f32; D],
+    closest: &mut [f32],
+    chunk_pot: &mut [f64],
+    first: bool,
+) {
     closest.par_chunks_mut(CHUNK).zip(chunk_pot.par_iter_mut()).enumerate().for_each(|(ci, (cl, pot))| {
-        *pot = if first { closest_chunk::<D, true>(cols, c, ci * CHUNK, cl) } else { closest_chunk::<D, false>(cols, c, ci * CHUNK, cl) };
+        *pot = if first {
+            closest_chunk::<D, true>(cols, c, ci * CHUNK, cl)
+        } else {
+            closest_chunk::<D, false>(cols, c, ci * CHUNK, cl)
+        };
     });
 }
 
@@ -506,10 +526,21 @@ simd_dispatch! {
 }
 
 #[inline(always)]
-fn closest_chunk_impl<const D: usize, const FIRST: bool>(cols: &[&[f32]; D], c: &[f32; D], base: usize, cl: &mut [f32]) -> f64 {
+fn closest_chunk_impl<const D: usize, const FIRST: bool>(
+    cols: &[&[f32]; D],
+    c: &[f32; D],
+    base: usize,
+    cl: &mut [f32],
+) -> f64 {
     /// `m` lanes are points; the rest is padding (kept out of the sums).
     #[inline(always)]
-    fn step<const D: usize, const FIRST: bool>(xb: &[[f32; LANES]; D], c: &[f32; D], out: &mut [f32; LANES], m: usize, acc: &mut [f32; LANES]) {
+    fn step<const D: usize, const FIRST: bool>(
+        xb: &[[f32; LANES]; D],
+        c: &[f32; D],
+        out: &mut [f32; LANES],
+        m: usize,
+        acc: &mut [f32; LANES],
+    ) {
         let dist = block_dist(xb, c);
         for l in 0..LANES {
             let v = if FIRST || dist[l] < out[l] { dist[l] } else { out[l] };
@@ -560,7 +591,13 @@ fn block_ref<T>(s: &[T]) -> &[T; LANES] {
 /// min(closest, d²(x, candidate)) for each candidate. One candidate at a time per chunk
 /// (the chunk stays in cache), which keeps the kernel vectorised over points; one pass
 /// over memory per k-means++ step.
-fn candidate_pots<const D: usize>(cols: &[&[f32]; D], cands: &[[f32; D]], pending: Option<&[f32; D]>, closest: &mut [f32], pots: &mut [f64]) {
+fn candidate_pots<const D: usize>(
+    cols: &[&[f32]; D],
+    cands: &[[f32; D]],
+    pending: Option<&[f32; D]>,
+    closest: &mut [f32],
+    pots: &mut [f64],
+) {
     let t = cands.len();
     closest.par_chunks_mut(CHUNK).zip(pots.par_chunks_mut(t)).enumerate().for_each(|(ci, (cl, pot))| {
         if let Some(p) = pending {
@@ -579,7 +616,13 @@ simd_dispatch! {
 #[inline(always)]
 fn candidate_chunk_impl<const D: usize>(cols: &[&[f32]; D], cand: &[f32; D], base: usize, cl: &[f32]) -> f64 {
     #[inline(always)]
-    fn step<const D: usize>(xb: &[[f32; LANES]; D], cand: &[f32; D], old: &[f32; LANES], m: usize, acc: &mut [f32; LANES]) {
+    fn step<const D: usize>(
+        xb: &[[f32; LANES]; D],
+        cand: &[f32; D],
+        old: &[f32; LANES],
+        m: usize,
+        acc: &mut [f32; LANES],
+    ) {
         let dist = block_dist(xb, cand);
         for l in 0..LANES {
             let v = if dist[l] < old[l] { dist[l] } else { old[l] };
@@ -636,7 +679,13 @@ fn weight<const D: usize>(cols: &[&[f32]; D], closest: &[f32], pending: Option<&
 }
 
 /// The point where the running sum of the weights first exceeds `r` (sampling ∝ D²).
-fn sample_point<const D: usize>(cols: &[&[f32]; D], closest: &[f32], pending: Option<&[f32; D]>, chunk_pot: &[f64], r: f64) -> usize {
+fn sample_point<const D: usize>(
+    cols: &[&[f32]; D],
+    closest: &[f32],
+    pending: Option<&[f32; D]>,
+    chunk_pot: &[f64],
+    r: f64,
+) -> usize {
     let mut cum = 0.0;
     let mut last_positive_chunk = 0;
     for (ci, &p) in chunk_pot.iter().enumerate() {
@@ -652,7 +701,13 @@ fn sample_point<const D: usize>(cols: &[&[f32]; D], closest: &[f32], pending: Op
     sample_in_chunk(cols, closest, pending, last_positive_chunk, f64::INFINITY)
 }
 
-fn sample_in_chunk<const D: usize>(cols: &[&[f32]; D], closest: &[f32], pending: Option<&[f32; D]>, ci: usize, rem: f64) -> usize {
+fn sample_in_chunk<const D: usize>(
+    cols: &[&[f32]; D],
+    closest: &[f32],
+    pending: Option<&[f32; D]>,
+    ci: usize,
+    rem: f64,
+) -> usize {
     let base = ci * CHUNK;
     let end = (base + CHUNK).min(closest.len());
     let mut acc = 0.0;
@@ -693,7 +748,11 @@ fn kmeanspp<const D: usize>(cols: &[&[f32]; D], n: usize, k: usize, seed: u64) -
         let total: f64 = chunk_pot.iter().sum();
         let mut cands = [[0f32; D]; MAX_TRIALS];
         for c in cands.iter_mut().take(trials) {
-            let i = if total > 0.0 { sample_point(cols, &closest, pending.as_ref(), &chunk_pot, rng.unit() * total) } else { rng.below(n) };
+            let i = if total > 0.0 {
+                sample_point(cols, &closest, pending.as_ref(), &chunk_pot, rng.unit() * total)
+            } else {
+                rng.below(n)
+            };
             *c = point(i);
         }
         candidate_pots(cols, &cands[..trials], pending.as_ref(), &mut closest, &mut pots);
@@ -834,7 +893,8 @@ fn assign_chunk_impl<const D: usize, const INERTIA: bool>(
         let end = (s + GROUP * LANES).min(len);
         while s + LANES <= end {
             let xb = load_block(cols, base + s, LANES);
-            changed += step::<D, INERTIA>(&xb, centres, block_mut(&mut lab[s..s + LANES]), LANES, dsum, dcount, &mut group);
+            changed +=
+                step::<D, INERTIA>(&xb, centres, block_mut(&mut lab[s..s + LANES]), LANES, dsum, dcount, &mut group);
             s += LANES;
         }
         if s < end {
@@ -858,7 +918,14 @@ fn assign_chunk_impl<const D: usize, const INERTIA: bool>(
 /// scikit-learn's `_relocate_empty_clusters_dense`: each empty cluster takes the point
 /// farthest from its (old) centre, which leaves its own cluster. Here the point's label
 /// moves too, so the running sums keep matching the labels.
-fn relocate_empty<const D: usize>(cols: &[&[f32]; D], centres: &[[f32; D]], labels: &mut [u8], sums: &mut [f64], counts: &mut [f64], empty: &[usize]) {
+fn relocate_empty<const D: usize>(
+    cols: &[&[f32]; D],
+    centres: &[[f32; D]],
+    labels: &mut [u8],
+    sums: &mut [f64],
+    counts: &mut [f64],
+    empty: &[usize],
+) {
     let m = empty.len();
     // top-m farthest per chunk, then overall; ordered by distance (desc), then index (asc)
     let per_chunk: Vec<Vec<(f32, usize)>> = labels
@@ -901,7 +968,12 @@ fn relocate_empty<const D: usize>(cols: &[&[f32]; D], centres: &[[f32; D]], labe
     }
 }
 
-fn fit<const D: usize>(x: &FeatureMatrix, opts: &KMeansOptions, tol_abs: f64, progress: Progress) -> Result<KMeansResult, ClusterError> {
+fn fit<const D: usize>(
+    x: &FeatureMatrix,
+    opts: &KMeansOptions,
+    tol_abs: f64,
+    progress: Progress,
+) -> Result<KMeansResult, ClusterError> {
     let n = x.n;
     let k = opts.k;
     let cols: [&[f32]; D] = std::array::from_fn(|d| x.column(d));
@@ -1013,14 +1085,23 @@ const SAME_GRID_MM: f64 = 0.01;
 fn check_grid(name: &str, data: (usize, usize, usize), g: &Geometry, mask: &Geometry) -> Result<(), ClusterError> {
     let dims = [data.0, data.1, data.2];
     if dims != g.shape {
-        return Err(ClusterError::GridMismatch { name: name.into(), detail: format!("its voxel array is {dims:?} but its geometry says {:?}", g.shape) });
+        return Err(ClusterError::GridMismatch {
+            name: name.into(),
+            detail: format!("its voxel array is {dims:?} but its geometry says {:?}", g.shape),
+        });
     }
     if g.shape != mask.shape {
-        return Err(ClusterError::GridMismatch { name: name.into(), detail: format!("shape {:?} vs mask {:?} ([z, y, x])", g.shape, mask.shape) });
+        return Err(ClusterError::GridMismatch {
+            name: name.into(),
+            detail: format!("shape {:?} vs mask {:?} ([z, y, x])", g.shape, mask.shape),
+        });
     }
     let d = g.max_corner_distance_mm(mask);
     if d.is_nan() || d > SAME_GRID_MM {
-        return Err(ClusterError::GridMismatch { name: name.into(), detail: format!("corners differ by up to {d:.3} mm") });
+        return Err(ClusterError::GridMismatch {
+            name: name.into(),
+            detail: format!("corners differ by up to {d:.3} mm"),
+        });
     }
     Ok(())
 }
@@ -1057,7 +1138,11 @@ pub fn region_mask(mask: &Mask, labels: &[u8], margin_mm: f64) -> Result<Array3<
 
 /// Builds one feature per phase (HU as f32) for the voxels of the region of `mask`.
 /// Every phase must be on the mask's grid (resample or register first).
-pub fn build_features(phases: &[(&str, &CtVolume)], mask: &Mask, opts: &FeatureOptions) -> Result<VoxelFeatures, ClusterError> {
+pub fn build_features(
+    phases: &[(&str, &CtVolume)],
+    mask: &Mask,
+    opts: &FeatureOptions,
+) -> Result<VoxelFeatures, ClusterError> {
     if phases.is_empty() {
         return Err(ClusterError::NoFeatures);
     }
@@ -1143,7 +1228,11 @@ pub struct Clustering {
 
 /// k-means of the voxel features, clusters ordered, written as a label volume and
 /// optionally majority-filtered; cluster means and counts describe the final labels.
-pub fn cluster_voxels(features: &VoxelFeatures, opts: &ClusterOptions, progress: Progress) -> Result<Clustering, ClusterError> {
+pub fn cluster_voxels(
+    features: &VoxelFeatures,
+    opts: &ClusterOptions,
+    progress: Progress,
+) -> Result<Clustering, ClusterError> {
     let mut fit = kmeans_with_progress(&features.matrix, &opts.kmeans, progress)?;
     if let Some(f) = opts.order_by_feature {
         fit.order_by_feature(f)?;
@@ -1173,7 +1262,9 @@ pub fn label_volume(features: &VoxelFeatures, labels: &[u8]) -> Result<Mask, Clu
     }
     let n = features.geometry.len();
     if let Some(&v) = features.voxels.iter().find(|&&v| v >= n) {
-        return Err(ClusterError::BadShape { detail: format!("voxel index {v} is outside the {:?} grid", features.geometry.shape) });
+        return Err(ClusterError::BadShape {
+            detail: format!("voxel index {v} is outside the {:?} grid", features.geometry.shape),
+        });
     }
     let mut out = Volume::filled(features.geometry.clone(), 0u8);
     if let Some(data) = out.data.as_slice_mut() {
@@ -1203,7 +1294,9 @@ fn summarise(features: &VoxelFeatures, labels: &Mask, k: usize) -> Vec<ClusterSu
     (0..k)
         .map(|c| ClusterSummary {
             label: (c + 1) as u8,
-            mean: (0..dims).map(|d| if counts[c] > 0 { (sums[c * dims + d] / counts[c] as f64) as f32 } else { f32::NAN }).collect(),
+            mean: (0..dims)
+                .map(|d| if counts[c] > 0 { (sums[c * dims + d] / counts[c] as f64) as f32 } else { f32::NAN })
+                .collect(),
             voxel_count: counts[c],
             volume_ml: counts[c] as f64 * voxel_ml,
         })
@@ -1291,7 +1384,8 @@ pub fn squared_distance_mm2(inside: &Array3<bool>, spacing_mm: [f64; 3]) -> Arra
         let outer = if axis == 0 { 1 } else { 0 };
         let inner = if axis > outer { axis - 1 } else { axis };
         dist.axis_iter_mut(Axis(outer)).into_par_iter().for_each(|mut slab| {
-            let (mut f, mut out, mut v, mut z) = (vec![0f64; len], vec![0f64; len], vec![0usize; len], vec![0f64; len + 1]);
+            let (mut f, mut out, mut v, mut z) =
+                (vec![0f64; len], vec![0f64; len], vec![0usize; len], vec![0f64; len + 1]);
             for mut lane in slab.lanes_mut(Axis(inner)) {
                 for (fi, &x) in f.iter_mut().zip(lane.iter()) {
                     *fi = x as f64;
@@ -1487,8 +1581,10 @@ mod tests {
         xs.sort_by(f32::total_cmp);
         assert!(xs[0].abs() < 0.5 && (xs[1] - 50.0).abs() < 0.5, "{xs:?}");
         // the same start gives the same result whatever the seed
-        let a = kmeans(&x, &KMeansOptions { k: 2, seed: 1, init: Some(r.centres.clone()), ..Default::default() }).unwrap();
-        let b = kmeans(&x, &KMeansOptions { k: 2, seed: 2, init: Some(r.centres.clone()), ..Default::default() }).unwrap();
+        let a =
+            kmeans(&x, &KMeansOptions { k: 2, seed: 1, init: Some(r.centres.clone()), ..Default::default() }).unwrap();
+        let b =
+            kmeans(&x, &KMeansOptions { k: 2, seed: 2, init: Some(r.centres.clone()), ..Default::default() }).unwrap();
         assert_eq!(a, b);
         let bad = |init: Vec<f32>| kmeans(&x, &KMeansOptions { k: 2, init: Some(init), ..Default::default() });
         assert!(matches!(bad(vec![0.0; 5]), Err(ClusterError::BadInit { .. })));
@@ -1523,7 +1619,10 @@ mod tests {
         let good = Volume::filled(g.clone(), 7i16);
         let broken = Volume { data: Array3::<i16>::zeros((2, 3, 3)), geometry: g.clone() };
         let o = FeatureOptions::default();
-        assert!(matches!(build_features(&[("a", &good), ("b", &broken)], &mask, &o), Err(ClusterError::GridMismatch { .. })));
+        assert!(matches!(
+            build_features(&[("a", &good), ("b", &broken)], &mask, &o),
+            Err(ClusterError::GridMismatch { .. })
+        ));
         let broken_mask = Volume { data: Array3::<u8>::ones((3, 3, 2)), geometry: g.clone() };
         assert!(matches!(build_features(&[("a", &good)], &broken_mask, &o), Err(ClusterError::GridMismatch { .. })));
         let mut f = build_features(&[("a", &good)], &mask, &o).unwrap();

@@ -52,7 +52,11 @@ impl SimOptions {
     pub fn new(centre_mm: Lps) -> Self {
         SimOptions {
             shrink: 0.65,
-            baseline_to_followup: AffineTransform::rigid([2f64.to_radians(), -1f64.to_radians(), 5f64.to_radians()], [22.0, -15.0, 12.0], centre_mm),
+            baseline_to_followup: AffineTransform::rigid(
+                [2f64.to_radians(), -1f64.to_radians(), 5f64.to_radians()],
+                [22.0, -15.0, 12.0],
+                centre_mm,
+            ),
             viable_towards: [0.6, -0.8, 0.0],
         }
     }
@@ -119,7 +123,11 @@ pub fn grow_liver(reference: &CtVolume, seed_mm: Lps) -> Result<Mask, SimError> 
     let err = |source| SimError::Grow { seed_mm, source };
     let mut mask: Mask = Volume::filled(reference.geometry.clone(), 0u8);
     let paint = Paint::new(LIVER, PaintOver::Everything);
-    let grow = Grow { criterion: GrowCriterion::HuRange { lo_hu: 60.0, hi_hu: 200.0 }, reach: Reach::Volume, max_voxels: 20_000_000 };
+    let grow = Grow {
+        criterion: GrowCriterion::HuRange { lo_hu: 60.0, hi_hu: 200.0 },
+        reach: Reach::Volume,
+        max_voxels: 20_000_000,
+    };
     region_grow(&mut mask, Some(reference), seed_mm, &grow, &paint).map_err(err)?;
     open_label(&mut mask, 4.0, &paint).map_err(err)?;
     keep_largest_component(&mut mask, &paint).map_err(err)?;
@@ -147,10 +155,15 @@ fn count_ml(mask: &Mask, pred: impl Fn(u8) -> bool) -> f64 {
 
 /// The voxel of `mask` deepest inside the labels `inside` picks (largest distance to any
 /// other voxel) among those `accept` takes, and that depth (mm).
-fn deepest_where(mask: &Mask, inside: impl Fn(u8) -> bool, accept: impl Fn((usize, usize, usize)) -> bool) -> Option<(Lps, f64)> {
+fn deepest_where(
+    mask: &Mask,
+    inside: impl Fn(u8) -> bool,
+    accept: impl Fn((usize, usize, usize)) -> bool,
+) -> Option<(Lps, f64)> {
     let outside = mask.data.mapv(|l| !inside(l));
     let d2 = crate::cluster::squared_distance_mm2(&outside, mask.geometry.spacing_mm);
-    let ((k, j, i), &best) = d2.indexed_iter().filter(|&(idx, &d)| d > 0.0 && accept(idx)).max_by(|a, b| a.1.total_cmp(b.1))?;
+    let ((k, j, i), &best) =
+        d2.indexed_iter().filter(|&(idx, &d)| d > 0.0 && accept(idx)).max_by(|a, b| a.1.total_cmp(b.1))?;
     Some((mask.geometry.index_to_world([i as f64, j as f64, k as f64]), (best as f64).sqrt()))
 }
 
@@ -222,7 +235,10 @@ impl Lesion {
     /// A box (LPS mm, min and max corners) holding the lesion and its soft edge.
     fn bounds(&self, margin_mm: f64) -> (Lps, Lps) {
         let m = EDGE_MM + margin_mm;
-        ([0, 1, 2].map(|a| self.centre[a] - self.semi_axes[a] - m), [0, 1, 2].map(|a| self.centre[a] + self.semi_axes[a] + m))
+        (
+            [0, 1, 2].map(|a| self.centre[a] - self.semi_axes[a] - m),
+            [0, 1, 2].map(|a| self.centre[a] + self.semi_axes[a] + m),
+        )
     }
 }
 
@@ -249,7 +265,9 @@ fn liver_stats(phase: &SimPhase, liver: &Mask) -> (f64, f64) {
         }
         let x = g.index_to_world([i as f64, j as f64, k as f64]);
         let u = phase.true_field.and_then(|f| crate::register::warp::displacement_at(f, x)).unwrap_or([0.0; 3]);
-        if let Some(v) = phase.volume.sample_world([x[0] + u[0], x[1] + u[1], x[2] + u[2]], crate::volume::Interp::Nearest) {
+        if let Some(v) =
+            phase.volume.sample_world([x[0] + u[0], x[1] + u[1], x[2] + u[2]], crate::volume::Interp::Nearest)
+        {
             vals.push(v as f64);
         }
     }
@@ -272,7 +290,11 @@ fn implant(p: &SimPhase, lesion: &Lesion, liver_hu: f64, liver_sd: f64) -> CtVol
     let mut imin = [usize::MAX; 3];
     let mut imax = [0usize; 3];
     for c in 0..8 {
-        let corner = [if c & 1 == 0 { lo[0] } else { hi[0] }, if c & 2 == 0 { lo[1] } else { hi[1] }, if c & 4 == 0 { lo[2] } else { hi[2] }];
+        let corner = [
+            if c & 1 == 0 { lo[0] } else { hi[0] },
+            if c & 2 == 0 { lo[1] } else { hi[1] },
+            if c & 4 == 0 { lo[2] } else { hi[2] },
+        ];
         let q = g.world_to_index(corner);
         for a in 0..3 {
             let n = g.shape[2 - a];
@@ -329,7 +351,10 @@ pub fn simulate_follow_up(phases: &[SimPhase], liver: &Mask, opts: &SimOptions) 
     if !(0.2..=1.0).contains(&opts.shrink) {
         return Err(SimError::Shrink(opts.shrink));
     }
-    if !phases.iter().any(|p| p.volume.geometry.shape == liver.geometry.shape && p.volume.geometry.max_corner_distance_mm(&liver.geometry) <= 0.01) {
+    if !phases.iter().any(|p| {
+        p.volume.geometry.shape == liver.geometry.shape
+            && p.volume.geometry.max_corner_distance_mm(&liver.geometry) <= 0.01
+    }) {
         return Err(SimError::GridMismatch);
     }
     let (centre, depth) = deepest_where(liver, |l| l != 0, |_| true).ok_or(SimError::TooThin { depth_mm: 0.0 })?;
@@ -417,7 +442,10 @@ mod tests {
         let liver = grow_liver(&pv, [10.0, 10.0, 0.0]).unwrap();
         let liver_ml = count_ml(&liver, |l| l == LIVER);
         assert!((liver_ml / ellipsoid_ml([65.0, 60.0, 45.0]) - 1.0).abs() < 0.03, "{liver_ml}");
-        let phases = [SimPhase { phase: Phase::Arterial, volume: &art, true_field: None }, SimPhase { phase: Phase::PortalVenous, volume: &pv, true_field: None }];
+        let phases = [
+            SimPhase { phase: Phase::Arterial, volume: &art, true_field: None },
+            SimPhase { phase: Phase::PortalVenous, volume: &pv, true_field: None },
+        ];
         let opts = SimOptions::new(pv.geometry.centre_mm());
         let pair = simulate_follow_up(&phases, &liver, &opts).unwrap();
         let t = &pair.truth;
@@ -425,7 +453,11 @@ mod tests {
         assert!((t.baseline_ml / ellipsoid_ml(t.baseline_semi_axes_mm) - 1.0).abs() < 0.03, "{t:?}");
         assert!((t.followup_ml / ellipsoid_ml(t.followup_semi_axes_mm) - 1.0).abs() < 0.03, "{t:?}");
         assert!((t.viable_ml + t.necrotic_ml + t.lipiodol_ml - t.followup_ml).abs() < 1e-9);
-        assert!((t.lipiodol_ml / (4.0 / 3.0 * std::f64::consts::PI * t.lipiodol_radius_mm.powi(3) / 1000.0) - 1.0).abs() < 0.15, "{t:?}");
+        assert!(
+            (t.lipiodol_ml / (4.0 / 3.0 * std::f64::consts::PI * t.lipiodol_radius_mm.powi(3) / 1000.0) - 1.0).abs()
+                < 0.15,
+            "{t:?}"
+        );
         assert!(t.viable_ml > 0.2 * t.followup_ml && t.necrotic_ml > 0.2 * t.followup_ml, "{t:?}");
         assert_eq!((t.recist, t.mrecist), (Category::PR, Category::PR), "{t:?}");
         assert!(t.followup_viable_long_axis_mm < t.followup_long_axis_mm, "the rim covers one margin only: {t:?}");
@@ -435,21 +467,35 @@ mod tests {
         let c = t.lesion_centre_mm;
         let (base_art, base_pv) = (&pair.baseline[0].1, &pair.baseline[1].1);
         assert!((at(base_art, c) - (75.0 + 55.0)).abs() <= 17.0 && (at(base_pv, c) - (100.0 - 20.0)).abs() <= 17.0);
-        assert_eq!(at(base_pv, [50.0, -30.0, 0.0]), at(&pv, [50.0, -30.0, 0.0]), "liver away from the lesion untouched");
+        assert_eq!(
+            at(base_pv, [50.0, -30.0, 0.0]),
+            at(&pv, [50.0, -30.0, 0.0]),
+            "liver away from the lesion untouched"
+        );
         let moved_c = opts.baseline_to_followup.apply(c);
         assert!(pair.followup.iter().all(|(_, v)| at(v, moved_c) >= 300.0), "lipiodol at the moved centre");
 
         // measured back on the baseline grid (the true pose undone), the parts come out as made
         let back = |v: &CtVolume| resample_affine(v, &v.geometry, &opts.baseline_to_followup);
         let (fa, fp) = (back(&pair.followup[0].1), back(&pair.followup[1].1));
-        let fmask = crate::analysis::resample_mask_affine(&pair.followup_mask, &liver.geometry, &opts.baseline_to_followup);
-        let visit = crate::response::Visit { label: "follow-up".into(), mask: &fmask, phases: vec![(Phase::Arterial, &fa), (Phase::PortalVenous, &fp)] };
+        let fmask =
+            crate::analysis::resample_mask_affine(&pair.followup_mask, &liver.geometry, &opts.baseline_to_followup);
+        let visit = crate::response::Visit {
+            label: "follow-up".into(),
+            mask: &fmask,
+            phases: vec![(Phase::Arterial, &fa), (Phase::PortalVenous, &fp)],
+        };
         let m = crate::response::measure_visit(&visit, &crate::response::ResponseOptions::default()).unwrap();
         assert_eq!(m.report.lesions.len(), 1);
         let p = m.parts[0].clone().unwrap();
         let close = |a: f64, b: f64, tol: f64| (a / b - 1.0).abs() < tol;
         assert!(close(p.viable_ml + p.necrotic_ml + p.lipiodol_ml, t.followup_ml, 0.05), "{p:?} vs {t:?}");
-        assert!(close(p.viable_ml, t.viable_ml, 0.05) && close(p.necrotic_ml, t.necrotic_ml, 0.05) && close(p.lipiodol_ml, t.lipiodol_ml, 0.1), "{p:?} vs {t:?}");
+        assert!(
+            close(p.viable_ml, t.viable_ml, 0.05)
+                && close(p.necrotic_ml, t.necrotic_ml, 0.05)
+                && close(p.lipiodol_ml, t.lipiodol_ml, 0.1),
+            "{p:?} vs {t:?}"
+        );
     }
 
     #[test]
@@ -459,8 +505,19 @@ mod tests {
         let phases = [SimPhase { phase: Phase::PortalVenous, volume: &pv, true_field: None }];
         let opts = SimOptions { shrink: 1.5, ..SimOptions::new(pv.geometry.centre_mm()) };
         assert!(matches!(simulate_follow_up(&phases, &liver, &opts), Err(SimError::Shrink(_))));
-        let wrong_grid = [SimPhase { phase: Phase::Arterial, volume: &art.resample_to(&Geometry::axis_aligned([20, 70, 70], [5.0, 2.0, 2.0], [-70.0, -70.0, -50.0]), crate::volume::Interp::Linear, -100), true_field: None }];
-        assert!(matches!(simulate_follow_up(&wrong_grid, &liver, &SimOptions::new([0.0; 3])), Err(SimError::GridMismatch)));
+        let wrong_grid = [SimPhase {
+            phase: Phase::Arterial,
+            volume: &art.resample_to(
+                &Geometry::axis_aligned([20, 70, 70], [5.0, 2.0, 2.0], [-70.0, -70.0, -50.0]),
+                crate::volume::Interp::Linear,
+                -100,
+            ),
+            true_field: None,
+        }];
+        assert!(matches!(
+            simulate_follow_up(&wrong_grid, &liver, &SimOptions::new([0.0; 3])),
+            Err(SimError::GridMismatch)
+        ));
         // a seed in the fat grows nothing liver-like
         let e = grow_liver(&pv, [-68.0, -68.0, -48.0]).unwrap_err();
         assert!(e.to_string().contains("--liver-seed"), "{e}");
@@ -471,6 +528,9 @@ mod tests {
                 *l = 0;
             }
         }
-        assert!(matches!(simulate_follow_up(&phases, &thin, &SimOptions::new([0.0; 3])), Err(SimError::TooThin { .. })));
+        assert!(matches!(
+            simulate_follow_up(&phases, &thin, &SimOptions::new([0.0; 3])),
+            Err(SimError::TooThin { .. })
+        ));
     }
 }

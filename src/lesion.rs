@@ -57,7 +57,14 @@ pub struct LesionOptions {
 
 impl Default for LesionOptions {
     fn default() -> Self {
-        LesionOptions { lesion_label: 2, liver_labels: vec![1], min_volume_ml: 0.05, ring_gap_mm: 1.0, ring_width_mm: 5.0, rim_depth_mm: 3.0 }
+        LesionOptions {
+            lesion_label: 2,
+            liver_labels: vec![1],
+            min_volume_ml: 0.05,
+            ring_gap_mm: 1.0,
+            ring_width_mm: 5.0,
+            rim_depth_mm: 3.0,
+        }
     }
 }
 
@@ -404,11 +411,19 @@ fn measure_shape(comp: &Component, shape: [usize; 3], frame: &Frame) -> Shape {
         // short axis: the longest chord perpendicular to the long axis, among the slice's
         // boundary pixels (a pixel with an in-slice 4-neighbour outside the lesion)
         let set: std::collections::HashSet<(i64, i64)> = pts.iter().copied().collect();
-        let boundary: Vec<(i64, i64)> =
-            pts.iter().copied().filter(|&(i, j)| [(1, 0), (-1, 0), (0, 1), (0, -1)].iter().any(|(di, dj)| !set.contains(&(i + di, j + dj)))).collect();
+        let boundary: Vec<(i64, i64)> = pts
+            .iter()
+            .copied()
+            .filter(|&(i, j)| {
+                [(1, 0), (-1, 0), (0, 1), (0, -1)].iter().any(|(di, dj)| !set.contains(&(i + di, j + dj)))
+            })
+            .collect();
         let bw: Vec<Lps> = boundary.iter().map(|&(i, j)| frame.world(*k, j as usize, i as usize)).collect();
         // in-plane perpendicular: slice normal × u
-        let normal = unit(crate::volume::cross(sub(frame.world(0, 1, 0), frame.world(0, 0, 0)), sub(frame.world(0, 0, 1), frame.world(0, 0, 0))));
+        let normal = unit(crate::volume::cross(
+            sub(frame.world(0, 1, 0), frame.world(0, 0, 0)),
+            sub(frame.world(0, 0, 1), frame.world(0, 0, 0)),
+        ));
         let w = unit(crate::volume::cross(normal, u));
         let tol = 0.5 * frame.voxel_extent(u);
         let mut short = (0.0, a, a);
@@ -424,11 +439,27 @@ fn measure_shape(comp: &Component, shape: [usize; 3], frame: &Frame) -> Shape {
             }
         }
         let short_mm = short.0 + frame.voxel_extent(w);
-        best = Some(Recist { long_axis_mm: long, short_axis_mm: short_mm.min(long), slice: *k, long_axis_ends_mm: [a, b], short_axis_ends_mm: [short.1, short.2] });
+        best = Some(Recist {
+            long_axis_mm: long,
+            short_axis_mm: short_mm.min(long),
+            slice: *k,
+            long_axis_ends_mm: [a, b],
+            short_axis_ends_mm: [short.1, short.2],
+        });
     }
     let (d, a, b) = farthest_pair(&hull_points_3d);
-    let longest = if hull_points_3d.len() > 1 { d + frame.voxel_extent(unit(sub(b, a))) } else { frame.voxel_extent([1.0, 0.0, 0.0]) };
-    let recist = best.unwrap_or(Recist { long_axis_mm: 0.0, short_axis_mm: 0.0, slice: 0, long_axis_ends_mm: [a, b], short_axis_ends_mm: [a, b] });
+    let longest = if hull_points_3d.len() > 1 {
+        d + frame.voxel_extent(unit(sub(b, a)))
+    } else {
+        frame.voxel_extent([1.0, 0.0, 0.0])
+    };
+    let recist = best.unwrap_or(Recist {
+        long_axis_mm: 0.0,
+        short_axis_mm: 0.0,
+        slice: 0,
+        long_axis_ends_mm: [a, b],
+        short_axis_ends_mm: [a, b],
+    });
     Shape { recist, longest_3d: (longest, a, b) }
 }
 
@@ -438,7 +469,16 @@ pub fn measure_voxels(voxels: &[usize], geometry: &Geometry) -> Result<(Recist, 
     let frame = Frame::new(geometry)?;
     if voxels.is_empty() {
         let o = geometry.origin_mm;
-        return Ok((Recist { long_axis_mm: 0.0, short_axis_mm: 0.0, slice: 0, long_axis_ends_mm: [o, o], short_axis_ends_mm: [o, o] }, 0.0));
+        return Ok((
+            Recist {
+                long_axis_mm: 0.0,
+                short_axis_mm: 0.0,
+                slice: 0,
+                long_axis_ends_mm: [o, o],
+                short_axis_ends_mm: [o, o],
+            },
+            0.0,
+        ));
     }
     let s = measure_shape(&Component { voxels: voxels.to_vec() }, geometry.shape, &frame);
     Ok((s.recist, s.longest_3d.0))
@@ -451,9 +491,12 @@ pub fn measure_voxels(voxels: &[usize], geometry: &Geometry) -> Result<(Recist, 
 const SAME_GRID_MM: f64 = 0.01;
 
 fn check_options(o: &LesionOptions) -> Result<(), LesionError> {
-    for (what, value) in
-        [("min_volume_ml", o.min_volume_ml), ("ring_gap_mm", o.ring_gap_mm), ("ring_width_mm", o.ring_width_mm), ("rim_depth_mm", o.rim_depth_mm)]
-    {
+    for (what, value) in [
+        ("min_volume_ml", o.min_volume_ml),
+        ("ring_gap_mm", o.ring_gap_mm),
+        ("ring_width_mm", o.ring_width_mm),
+        ("rim_depth_mm", o.rim_depth_mm),
+    ] {
         if !(value.is_finite() && value >= 0.0) {
             return Err(LesionError::BadOption { what, value });
         }
@@ -463,20 +506,34 @@ fn check_options(o: &LesionOptions) -> Result<(), LesionError> {
 
 /// Finds, measures and describes every lesion of `mask` (label `opts.lesion_label`), with
 /// HU statistics from each of `phases` (all on the mask's grid).
-pub fn analyse_lesions(mask: &Mask, phases: &[(Phase, &CtVolume)], opts: &LesionOptions) -> Result<LesionReport, LesionError> {
+pub fn analyse_lesions(
+    mask: &Mask,
+    phases: &[(Phase, &CtVolume)],
+    opts: &LesionOptions,
+) -> Result<LesionReport, LesionError> {
     check_options(opts)?;
     let frame = Frame::new(&mask.geometry)?;
     let dims = |d: (usize, usize, usize)| [d.0, d.1, d.2];
     if dims(mask.data.dim()) != mask.geometry.shape {
-        return Err(LesionError::BadGeometry(format!("the mask's voxel array is {:?} but its geometry says {:?}", dims(mask.data.dim()), mask.geometry.shape)));
+        return Err(LesionError::BadGeometry(format!(
+            "the mask's voxel array is {:?} but its geometry says {:?}",
+            dims(mask.data.dim()),
+            mask.geometry.shape
+        )));
     }
     for (n, (p, v)) in phases.iter().enumerate() {
         if v.geometry.shape != mask.geometry.shape || dims(v.data.dim()) != mask.geometry.shape {
-            return Err(LesionError::GridMismatch { name: p.as_str().into(), detail: format!("shape {:?} vs mask {:?} ([z, y, x])", v.geometry.shape, mask.geometry.shape) });
+            return Err(LesionError::GridMismatch {
+                name: p.as_str().into(),
+                detail: format!("shape {:?} vs mask {:?} ([z, y, x])", v.geometry.shape, mask.geometry.shape),
+            });
         }
         let d = v.geometry.max_corner_distance_mm(&mask.geometry);
         if d.is_nan() || d > SAME_GRID_MM {
-            return Err(LesionError::GridMismatch { name: p.as_str().into(), detail: format!("corners differ by up to {d:.3} mm") });
+            return Err(LesionError::GridMismatch {
+                name: p.as_str().into(),
+                detail: format!("corners differ by up to {d:.3} mm"),
+            });
         }
         if phases[..n].iter().any(|(q, _)| q == p) {
             return Err(LesionError::DuplicatePhase(p.as_str().into()));
@@ -660,7 +717,8 @@ pub fn pattern_hint(phases: &[PhaseStats]) -> PatternHint {
         let (lo, hi) = meds.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &m| (a.min(m), b.max(m)));
         let water = lo >= WATER_LOW_HU && hi <= WATER_HIGH_HU;
         let flat = hi - lo <= NO_ENHANCEMENT_RANGE_HU;
-        let per: Vec<String> = contrast.iter().map(|s| format!("{} {:.0}", s.phase.as_str(), s.lesion.median_hu)).collect();
+        let per: Vec<String> =
+            contrast.iter().map(|s| format!("{} {:.0}", s.phase.as_str(), s.lesion.median_hu)).collect();
         findings.push(format!("lesion median HU by phase: {}", per.join(", ")));
         ev.near_water_no_enhancement = Some(water && flat && contrast.len() >= 2);
         if water && flat && contrast.len() >= 2 {
@@ -675,12 +733,19 @@ pub fn pattern_hint(phases: &[PhaseStats]) -> PatternHint {
             let c = core(a);
             let aphe = c - la >= APHE_HU;
             ev.arterial_hyperenhancement = Some(aphe);
-            findings.push(format!("arterial: core median {c:.0} HU vs liver {la:.0} HU ({:+.0} HU){}", c - la, if aphe { ": arterial phase hyper-enhancement (APHE)" } else { "" }));
+            findings.push(format!(
+                "arterial: core median {c:.0} HU vs liver {la:.0} HU ({:+.0} HU){}",
+                c - la,
+                if aphe { ": arterial phase hyper-enhancement (APHE)" } else { "" }
+            ));
             let rim = a.rim.median_hu;
-            let rim_enh = a.core.is_some() && rim - c >= RIM_OVER_CORE_ARTERIAL_HU && rim - la >= RIM_OVER_LIVER_ARTERIAL_HU;
+            let rim_enh =
+                a.core.is_some() && rim - c >= RIM_OVER_CORE_ARTERIAL_HU && rim - la >= RIM_OVER_LIVER_ARTERIAL_HU;
             ev.arterial_rim_enhancement = Some(rim_enh);
             if rim_enh {
-                findings.push(format!("arterial: rim median {rim:.0} HU over core {c:.0} HU and liver {la:.0} HU: rim enhancement"));
+                findings.push(format!(
+                    "arterial: rim median {rim:.0} HU over core {c:.0} HU and liver {la:.0} HU: rim enhancement"
+                ));
             }
             // discontinuous peripheral nodules: a bright tail in the rim, rim median low
             let nodular = a.rim.p90_hu - la >= NODULE_P90_OVER_LIVER_HU && rim - la <= RIM_OVER_LIVER_ARTERIAL_HU;
@@ -710,7 +775,13 @@ pub fn pattern_hint(phases: &[PhaseStats]) -> PatternHint {
                 if let Some(l) = liver(s) {
                     let w = core(s) <= l - WASHOUT_HU && c >= la - WASHOUT_HU;
                     wash = Some(wash.unwrap_or(false) || w);
-                    findings.push(format!("{}: core median {:.0} HU vs liver {l:.0} HU ({:+.0} HU){}", s.phase.as_str(), core(s), core(s) - l, if w && aphe { ": washout" } else { "" }));
+                    findings.push(format!(
+                        "{}: core median {:.0} HU vs liver {l:.0} HU ({:+.0} HU){}",
+                        s.phase.as_str(),
+                        core(s),
+                        core(s) - l,
+                        if w && aphe { ": washout" } else { "" }
+                    ));
                 }
             }
             ev.washout = wash;
@@ -720,11 +791,17 @@ pub fn pattern_hint(phases: &[PhaseStats]) -> PatternHint {
                 let late_rim = late.iter().find(|s| s.rim.median_hu - core(s) >= CAPSULE_RIM_OVER_CORE_HU);
                 ev.capsule_like_rim = Some(late_rim.is_some() && !early_rim);
                 if let (Some(s), false) = (late_rim, early_rim) {
-                    findings.push(format!("{}: rim median {:.0} HU over core {:.0} HU, not so in the arterial phase: capsule-like rim", s.phase.as_str(), s.rim.median_hu, core(s)));
+                    findings.push(format!(
+                        "{}: rim median {:.0} HU over core {:.0} HU, not so in the arterial phase: capsule-like rim",
+                        s.phase.as_str(),
+                        s.rim.median_hu,
+                        core(s)
+                    ));
                 }
             }
             // a centre that stays below liver in every phase
-            let all: Vec<(f64, f64)> = std::iter::once(a).chain(late.iter().copied()).filter_map(|s| liver(s).map(|l| (core(s), l))).collect();
+            let all: Vec<(f64, f64)> =
+                std::iter::once(a).chain(late.iter().copied()).filter_map(|s| liver(s).map(|l| (core(s), l))).collect();
             ev.core_hypo_in_every_phase = Some(all.len() >= 2 && all.iter().all(|(c, l)| *c <= l - HYPO_CORE_HU));
         } else {
             findings.push("no liver around the lesion in the mask: no liver reference for enhancement".into());
@@ -742,11 +819,20 @@ pub fn pattern_hint(phases: &[PhaseStats]) -> PatternHint {
     } else if yes(ev.peripheral_nodular_fill_in) {
         (PatternKind::HemangiomaLike, "hemangioma-like: peripheral nodular enhancement, fills in".to_string())
     } else if yes(ev.arterial_rim_enhancement) && yes(ev.core_hypo_in_every_phase) {
-        (PatternKind::MetastasisLike, "metastasis-like: rim enhancement around a centre that stays hypo-enhancing".to_string())
+        (
+            PatternKind::MetastasisLike,
+            "metastasis-like: rim enhancement around a centre that stays hypo-enhancing".to_string(),
+        )
     } else {
         (PatternKind::Indeterminate, "indeterminate: the HU pattern matches none of the hints".to_string())
     };
-    PatternHint { kind, summary: format!("{summary} (hint, not a diagnosis)"), evidence: ev, findings, disclaimer: HINT_DISCLAIMER.into() }
+    PatternHint {
+        kind,
+        summary: format!("{summary} (hint, not a diagnosis)"),
+        evidence: ev,
+        findings,
+        disclaimer: HINT_DISCLAIMER.into(),
+    }
 }
 
 #[cfg(test)]
@@ -853,9 +939,15 @@ mod tests {
         let g = Geometry::axis_aligned([4, 4, 4], [1.0; 3], [0.0; 3]);
         let m = Volume::filled(g.clone(), 0u8);
         let other = Volume::filled(Geometry::axis_aligned([4, 4, 5], [1.0; 3], [0.0; 3]), 0i16);
-        assert!(matches!(analyse_lesions(&m, &[(Phase::Arterial, &other)], &LesionOptions::default()), Err(LesionError::GridMismatch { .. })));
+        assert!(matches!(
+            analyse_lesions(&m, &[(Phase::Arterial, &other)], &LesionOptions::default()),
+            Err(LesionError::GridMismatch { .. })
+        ));
         let shifted = Volume::filled(Geometry::axis_aligned([4, 4, 4], [1.0; 3], [0.0, 0.0, 3.0]), 0i16);
-        assert!(matches!(analyse_lesions(&m, &[(Phase::Arterial, &shifted)], &LesionOptions::default()), Err(LesionError::GridMismatch { .. })));
+        assert!(matches!(
+            analyse_lesions(&m, &[(Phase::Arterial, &shifted)], &LesionOptions::default()),
+            Err(LesionError::GridMismatch { .. })
+        ));
         let same = Volume::filled(g.clone(), 0i16);
         assert!(matches!(
             analyse_lesions(&m, &[(Phase::Arterial, &same), (Phase::Arterial, &same)], &LesionOptions::default()),
@@ -870,8 +962,14 @@ mod tests {
         let broken = Volume { data: Array3::<u8>::zeros((2, 2, 2)), geometry: g.clone() };
         assert!(matches!(analyse_lesions(&broken, &[], &LesionOptions::default()), Err(LesionError::BadGeometry(_))));
         let broken_phase = Volume { data: Array3::<i16>::zeros((2, 2, 2)), geometry: g.clone() };
-        assert!(matches!(analyse_lesions(&m, &[(Phase::Delayed, &broken_phase)], &LesionOptions::default()), Err(LesionError::GridMismatch { .. })));
+        assert!(matches!(
+            analyse_lesions(&m, &[(Phase::Delayed, &broken_phase)], &LesionOptions::default()),
+            Err(LesionError::GridMismatch { .. })
+        ));
         // no lesion at all is not an error: an empty report
-        assert!(analyse_lesions(&m, &[(Phase::Arterial, &same)], &LesionOptions::default()).unwrap().lesions.is_empty());
+        assert!(analyse_lesions(&m, &[(Phase::Arterial, &same)], &LesionOptions::default())
+            .unwrap()
+            .lesions
+            .is_empty());
     }
 }

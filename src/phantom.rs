@@ -136,7 +136,12 @@ impl PhantomOptions {
     /// The follow-up visit of the same patient on the same grids as `self`, with its own
     /// noise and shallower breathing.
     pub fn follow_up(&self) -> Self {
-        PhantomOptions { visit: Visit::FollowUp, seed: self.seed + 1, breathing_scale: self.breathing_scale * 0.6, ..self.clone() }
+        PhantomOptions {
+            visit: Visit::FollowUp,
+            seed: self.seed + 1,
+            breathing_scale: self.breathing_scale * 0.6,
+            ..self.clone()
+        }
     }
 
     fn lesions(&self) -> &'static [LesionSpec] {
@@ -300,7 +305,11 @@ const FOLLOW_UP_LESIONS: [LesionSpec; 4] = [
 /// (turned 4° about the body axis and 2° about left-right, shifted 15, −10, 20 mm). The
 /// truth a registration of the follow-up onto the baseline should find is its inverse.
 pub fn follow_up_pose() -> crate::register::affine::AffineTransform {
-    crate::register::affine::AffineTransform::rigid([2f64.to_radians(), 0.0, 4f64.to_radians()], [15.0, -10.0, 20.0], [-40.0, 0.0, -190.0])
+    crate::register::affine::AffineTransform::rigid(
+        [2f64.to_radians(), 0.0, 4f64.to_radians()],
+        [15.0, -10.0, 20.0],
+        [-40.0, 0.0, -190.0],
+    )
 }
 
 /// A tube between two points with linearly varying radius.
@@ -347,16 +356,28 @@ enum Tissue {
     Portal,
     Hepatic,
     Liver,
-    Spleen { arc: f32 },
-    KidneyCortex { right: bool },
-    KidneyMedulla { right: bool },
-    RenalSinus { right: bool },
+    Spleen {
+        arc: f32,
+    },
+    KidneyCortex {
+        right: bool,
+    },
+    KidneyMedulla {
+        right: bool,
+    },
+    RenalSinus {
+        right: bool,
+    },
     StomachWall,
     StomachFluid,
     Gas,
     Lung,
     /// `rel` = distance from the centre / radius; `nodule` ∈ [0, 1] angular pattern.
-    Lesion { index: usize, rel: f32, nodule: f32 },
+    Lesion {
+        index: usize,
+        rel: f32,
+        nodule: f32,
+    },
 }
 
 #[inline]
@@ -591,7 +612,9 @@ fn hu(t: Tissue, phase: Phase, lesions: &[LesionSpec]) -> f32 {
         Tissue::RenalSinus { .. } => -60.0,
         Tissue::StomachWall => p(70.0, 95.0, 80.0),
         Tissue::StomachFluid => 10.0,
-        Tissue::Lesion { index, rel, nodule } => lesion_hu(lesions[index].kind, lesions[index].radius as f32, rel, nodule, phase),
+        Tissue::Lesion { index, rel, nodule } => {
+            lesion_hu(lesions[index].kind, lesions[index].radius as f32, rel, nodule, phase)
+        }
     }
 }
 
@@ -662,12 +685,12 @@ fn anatomy_label(t: Tissue) -> u8 {
         Tissue::Liver => ANATOMY_LIVER,
         Tissue::Lesion { .. } => ANATOMY_LESION,
         Tissue::Spleen { .. } => ANATOMY_SPLEEN,
-        Tissue::KidneyCortex { right: true } | Tissue::KidneyMedulla { right: true } | Tissue::RenalSinus { right: true } => {
-            ANATOMY_RIGHT_KIDNEY
-        }
-        Tissue::KidneyCortex { right: false } | Tissue::KidneyMedulla { right: false } | Tissue::RenalSinus { right: false } => {
-            ANATOMY_LEFT_KIDNEY
-        }
+        Tissue::KidneyCortex { right: true }
+        | Tissue::KidneyMedulla { right: true }
+        | Tissue::RenalSinus { right: true } => ANATOMY_RIGHT_KIDNEY,
+        Tissue::KidneyCortex { right: false }
+        | Tissue::KidneyMedulla { right: false }
+        | Tissue::RenalSinus { right: false } => ANATOMY_LEFT_KIDNEY,
         Tissue::Aorta => ANATOMY_AORTA,
         Tissue::Ivc => ANATOMY_IVC,
         Tissue::Portal => ANATOMY_PORTAL_VEIN,
@@ -832,9 +855,17 @@ fn render_labels(opts: &PhantomOptions) -> (Mask, Mask, Mask, Vec<usize>, Vec<[u
                             counts[index] += 1;
                             if lesions[index].kind == LesionKind::TreatedHcc {
                                 let r = rel as f64 * lesions[index].radius;
-                                let part = if r < TREATED_LIPIODOL_R { 2 } else if r < TREATED_NECROTIC_R { 1 } else { 0 };
+                                let part = if r < TREATED_LIPIODOL_R {
+                                    2
+                                } else if r < TREATED_NECROTIC_R {
+                                    1
+                                } else {
+                                    0
+                                };
                                 part_counts[index][part] += 1;
-                                par[[j, i]] = [crate::response::VIABLE, crate::response::NECROTIC, crate::response::LIPIODOL][part];
+                                par[[j, i]] =
+                                    [crate::response::VIABLE, crate::response::NECROTIC, crate::response::LIPIODOL]
+                                        [part];
                             }
                             2
                         }
@@ -857,7 +888,13 @@ fn render_labels(opts: &PhantomOptions) -> (Mask, Mask, Mask, Vec<usize>, Vec<[u
             }
         }
     }
-    (Volume::new(labels, grid.clone()), Volume::new(anatomy, grid.clone()), Volume::new(parts, grid.clone()), total, part_total)
+    (
+        Volume::new(labels, grid.clone()),
+        Volume::new(anatomy, grid.clone()),
+        Volume::new(parts, grid.clone()),
+        total,
+        part_total,
+    )
 }
 
 fn render_field(grid: &Geometry, phase: Phase, scale: f64) -> Field {
@@ -907,10 +944,8 @@ pub fn make_phantom(opts: &PhantomOptions) -> Phantom {
             parts_ml: (l.kind == LesionKind::TreatedHcc).then(|| pc.map(|c| c as f64 * voxel_ml)),
         })
         .collect();
-    let true_fields = [Phase::Arterial, Phase::Delayed]
-        .iter()
-        .map(|&p| (p, render_field(grid, p, opts.breathing_scale)))
-        .collect();
+    let true_fields =
+        [Phase::Arterial, Phase::Delayed].iter().map(|&p| (p, render_field(grid, p, opts.breathing_scale))).collect();
     let parts = (opts.visit == Visit::FollowUp).then_some(parts);
     Phantom { phases, labels, anatomy, lesions, true_fields, parts }
 }
@@ -1013,7 +1048,8 @@ pub fn write_demo_study(out: &Path, opts: &PhantomOptions) -> Result<DemoFiles, 
             "note": "rigid pose of the follow-up (points in LPS mm); parts.nii.gz labels 4 viable, 5 necrotic, 6 lipiodol",
         });
         let path = out.join("follow_up_truth.json");
-        let bytes = serde_json::to_vec_pretty(&truth).map_err(|e| DemoError::Io { path: path.clone(), source: std::io::Error::other(e) })?;
+        let bytes = serde_json::to_vec_pretty(&truth)
+            .map_err(|e| DemoError::Io { path: path.clone(), source: std::io::Error::other(e) })?;
         dicom_write::write_new_file(&path, &bytes).map_err(|e| match e {
             WriteError::Exists { path } => DemoError::Exists { path },
             WriteError::Io { path, source } => DemoError::Io { path, source },
@@ -1060,7 +1096,13 @@ mod tests {
     #[test]
     fn true_field_inverts_the_breathing() {
         for phase in [Phase::Arterial, Phase::Delayed] {
-            for x in [[-60.0, 0.0, -130.0], [-95.0, 10.0, -210.0], [30.0, -40.0, -162.0], [0.0, 0.0, -300.0], [150.0, 100.0, -110.0]] {
+            for x in [
+                [-60.0, 0.0, -130.0],
+                [-95.0, 10.0, -210.0],
+                [30.0, -40.0, -162.0],
+                [0.0, 0.0, -300.0],
+                [150.0, 100.0, -110.0],
+            ] {
                 let u = true_u(phase, 1.0, x);
                 let y = [x[0] + u[0], x[1] + u[1], x[2] + u[2]];
                 let v = breathing_v(phase, 1.0, y);
@@ -1124,14 +1166,20 @@ mod tests {
 
     #[test]
     fn lesions_sit_in_parenchyma() {
-        for (set, l) in LESIONS.iter().map(|l| (&LESIONS, l)).chain(FOLLOW_UP_LESIONS.iter().map(|l| (&FOLLOW_UP_LESIONS, l))) {
+        for (set, l) in
+            LESIONS.iter().map(|l| (&LESIONS, l)).chain(FOLLOW_UP_LESIONS.iter().map(|l| (&FOLLOW_UP_LESIONS, l)))
+        {
             // sample the sphere's surface, with a 2 mm margin
             for a in 0..12 {
                 for b in 0..7 {
                     let th = std::f64::consts::PI * (b as f64 + 0.5) / 7.0;
                     let ph = std::f64::consts::TAU * a as f64 / 12.0;
                     let r = l.radius + 2.0;
-                    let q = [l.centre[0] + r * th.sin() * ph.cos(), l.centre[1] + r * th.sin() * ph.sin(), l.centre[2] + r * th.cos()];
+                    let q = [
+                        l.centre[0] + r * th.sin() * ph.cos(),
+                        l.centre[1] + r * th.sin() * ph.sin(),
+                        l.centre[2] + r * th.cos(),
+                    ];
                     assert!(liver_sdf(q) < 0.0, "{:?}: surface point {q:?} outside the liver", l.kind);
                     for t in AORTA.iter().chain(&IVC).chain(&PORTAL).chain(&HEPATIC) {
                         assert!(tube_sdf(q, t) > 0.0, "{:?} touches a vessel at {q:?}", l.kind);
@@ -1149,10 +1197,17 @@ mod tests {
         assert_eq!(p.lesions.len(), 4);
         for l in &p.lesions {
             let ijk = p.labels.geometry.world_to_index(l.centre_mm);
-            let at = |ijk: [f64; 3]| p.labels.data[[ijk[2].round() as usize, ijk[1].round() as usize, ijk[0].round() as usize]];
+            let at = |ijk: [f64; 3]| {
+                p.labels.data[[ijk[2].round() as usize, ijk[1].round() as usize, ijk[0].round() as usize]]
+            };
             assert_eq!(at(ijk), 2, "{:?} centre not labelled tumour", l.kind);
             let sphere_ml = 4.0 / 3.0 * std::f64::consts::PI * l.radius_mm.powi(3) / 1000.0;
-            assert!((l.volume_ml / sphere_ml - 1.0).abs() < 0.5, "{:?}: {} ml vs sphere {sphere_ml} ml", l.kind, l.volume_ml);
+            assert!(
+                (l.volume_ml / sphere_ml - 1.0).abs() < 0.5,
+                "{:?}: {} ml vs sphere {sphere_ml} ml",
+                l.kind,
+                l.volume_ml
+            );
         }
         let count = |m: &Mask, v: u8| m.data.iter().filter(|&&x| x == v).count();
         let liver_ml = count(&p.labels, 1) as f64 * 6.0 * 6.0 * 8.0 / 1000.0;

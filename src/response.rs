@@ -13,7 +13,8 @@ pub const VIABLE: u8 = 4;
 pub const NECROTIC: u8 = 5;
 pub const LIPIODOL: u8 = 6;
 
-pub const RESPONSE_DISCLAIMER: &str = "Response category computed from the masks as a measurement aid; the radiologist confirms or overrides it.";
+pub const RESPONSE_DISCLAIMER: &str =
+    "Response category computed from the masks as a measurement aid; the radiologist confirms or overrides it.";
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ResponseOptions {
@@ -35,7 +36,15 @@ pub struct ResponseOptions {
 
 impl Default for ResponseOptions {
     fn default() -> Self {
-        ResponseOptions { lesion: LesionOptions::default(), viable_margin_hu: 10.0, lipiodol_hu: 300.0, match_distance_mm: 20.0, min_overlap: 0.1, min_target_mm: 10.0, max_targets: 2 }
+        ResponseOptions {
+            lesion: LesionOptions::default(),
+            viable_margin_hu: 10.0,
+            lipiodol_hu: 300.0,
+            match_distance_mm: 20.0,
+            min_overlap: 0.1,
+            min_target_mm: 10.0,
+            max_targets: 2,
+        }
     }
 }
 
@@ -99,7 +108,8 @@ pub fn measure_visit(v: &Visit, opts: &ResponseOptions) -> Result<VisitMeasure, 
             let mut n = 0usize;
             let mut out = parts_mask.data.as_slice_mut();
             for &i in &c.voxels {
-                let mut hus: Vec<f64> = all.iter().map(|vol| vol.data.as_slice().map(|s| s[i] as f64).unwrap_or(f64::NAN)).collect();
+                let mut hus: Vec<f64> =
+                    all.iter().map(|vol| vol.data.as_slice().map(|s| s[i] as f64).unwrap_or(f64::NAN)).collect();
                 hus.sort_by(f64::total_cmp);
                 if !hus.is_empty() && hus[hus.len() / 2] >= opts.lipiodol_hu {
                     n += 1;
@@ -112,7 +122,12 @@ pub fn measure_visit(v: &Visit, opts: &ResponseOptions) -> Result<VisitMeasure, 
             parts.push(None);
             continue;
         };
-        let liver = l.phases.iter().find(|s| s.phase == Phase::Arterial).and_then(|s| s.liver_ring.as_ref()).map(|r| r.median_hu);
+        let liver = l
+            .phases
+            .iter()
+            .find(|s| s.phase == Phase::Arterial)
+            .and_then(|s| s.liver_ring.as_ref())
+            .map(|r| r.median_hu);
         let flat_art = art.data.as_slice();
         let others: Vec<&CtVolume> = v.phases.iter().map(|(_, c)| *c).collect();
         let mut p = Parts { liver_arterial_median_hu: liver, ..Default::default() };
@@ -122,7 +137,8 @@ pub fn measure_visit(v: &Visit, opts: &ResponseOptions) -> Result<VisitMeasure, 
             .voxels
             .iter()
             .map(|&i| {
-                let mut hus: Vec<f64> = others.iter().map(|vol| vol.data.as_slice().map(|s| s[i] as f64).unwrap_or(f64::NAN)).collect();
+                let mut hus: Vec<f64> =
+                    others.iter().map(|vol| vol.data.as_slice().map(|s| s[i] as f64).unwrap_or(f64::NAN)).collect();
                 hus.sort_by(f64::total_cmp);
                 let a = flat_art.map(|s| s[i] as f64).unwrap_or(f64::NAN);
                 if hus[hus.len() / 2] >= opts.lipiodol_hu {
@@ -136,7 +152,8 @@ pub fn measure_visit(v: &Visit, opts: &ResponseOptions) -> Result<VisitMeasure, 
             .collect();
         // Touching lipiodol (a shared voxel face), its blooming (and the blur of resampling) lifts every phase, so
         // arterial enhancement there cannot be judged: count it as treated, not viable.
-        let lipiodol: std::collections::HashSet<usize> = c.voxels.iter().zip(&labels).filter(|(_, &l)| l == LIPIODOL).map(|(&i, _)| i).collect();
+        let lipiodol: std::collections::HashSet<usize> =
+            c.voxels.iter().zip(&labels).filter(|(_, &l)| l == LIPIODOL).map(|(&i, _)| i).collect();
         if !lipiodol.is_empty() {
             for (n, &i) in c.voxels.iter().enumerate() {
                 if labels[n] == VIABLE && face_neighbours(i, v.mask.geometry.shape).any(|j| lipiodol.contains(&j)) {
@@ -198,7 +215,14 @@ pub struct Pairing {
 /// Pairs lesions: each baseline lesion's voxels are carried into the follow-up through
 /// `to_followup` (baseline world point → follow-up world point); pairs by overlap first,
 /// then by centroid distance, one to one.
-pub fn match_lesions(base: &VisitMeasure, base_geometry: &Geometry, follow: &VisitMeasure, follow_geometry: &Geometry, to_followup: &dyn Fn(Lps) -> Lps, opts: &ResponseOptions) -> Vec<Pairing> {
+pub fn match_lesions(
+    base: &VisitMeasure,
+    base_geometry: &Geometry,
+    follow: &VisitMeasure,
+    follow_geometry: &Geometry,
+    to_followup: &dyn Fn(Lps) -> Lps,
+    opts: &ResponseOptions,
+) -> Vec<Pairing> {
     let [_, ny, nx] = base_geometry.shape;
     let [fz, fy, fx] = follow_geometry.shape;
     // follow-up lesion id of each voxel
@@ -329,7 +353,15 @@ fn categorise(targets: Vec<Target>, new_lesions: usize, what: &str) -> Assessmen
     let f: f64 = targets.iter().map(|t| t.followup_mm).sum();
     let change = if b > 0.0 { 100.0 * (f - b) / b } else { 0.0 };
     let (category, reason) = categorise_sums(b, f, new_lesions, !targets.is_empty(), what);
-    Assessment { category, targets, baseline_sum_mm: b, followup_sum_mm: f, change_percent: change, new_lesions, reason }
+    Assessment {
+        category,
+        targets,
+        baseline_sum_mm: b,
+        followup_sum_mm: f,
+        change_percent: change,
+        new_lesions,
+        reason,
+    }
 }
 
 /// Per-lesion change.
@@ -352,7 +384,11 @@ pub struct LesionChange {
 /// lose their pairing (gone / new). `n_base` / `n_follow`: lesion counts, so every lesion
 /// keeps a row.
 pub fn split_lesion(pairs: &[Pairing], b: usize, fragments: &[usize], n_base: usize, n_follow: usize) -> Vec<Pairing> {
-    let mut out: Vec<Pairing> = pairs.iter().filter(|p| p.baseline != Some(b) && !p.followup.is_some_and(|f| fragments.contains(&f))).cloned().collect();
+    let mut out: Vec<Pairing> = pairs
+        .iter()
+        .filter(|p| p.baseline != Some(b) && !p.followup.is_some_and(|f| fragments.contains(&f)))
+        .cloned()
+        .collect();
     for &f in fragments {
         out.push(Pairing { baseline: Some(b), followup: Some(f), overlap: 0.0, distance_mm: None });
     }
@@ -390,13 +426,29 @@ pub struct Response {
 }
 
 /// RECIST 1.1, mRECIST and volumes from two measured visits and their pairing.
-pub fn assess(base_label: &str, base: &VisitMeasure, follow_label: &str, follow: &VisitMeasure, pairs: &[Pairing], opts: &ResponseOptions) -> Response {
+pub fn assess(
+    base_label: &str,
+    base: &VisitMeasure,
+    follow_label: &str,
+    follow: &VisitMeasure,
+    pairs: &[Pairing],
+    opts: &ResponseOptions,
+) -> Response {
     let new_lesions = pairs.iter().filter(|p| p.baseline.is_none()).count();
     // a lesion split by hand pairs with several follow-up fragments
-    let fragments_of = |b: usize| -> Vec<usize> { pairs.iter().filter(|p| p.baseline == Some(b)).filter_map(|p| p.followup).collect() };
+    let fragments_of = |b: usize| -> Vec<usize> {
+        pairs.iter().filter(|p| p.baseline == Some(b)).filter_map(|p| p.followup).collect()
+    };
     let follow_of = |b: usize| fragments_of(b).first().copied();
     // Targets: the largest measurable baseline lesions (ids are ordered by size).
-    let measurable: Vec<usize> = base.report.lesions.iter().filter(|l| l.recist.long_axis_mm >= opts.min_target_mm).map(|l| l.id).take(opts.max_targets).collect();
+    let measurable: Vec<usize> = base
+        .report
+        .lesions
+        .iter()
+        .filter(|l| l.recist.long_axis_mm >= opts.min_target_mm)
+        .map(|l| l.id)
+        .take(opts.max_targets)
+        .collect();
     let recist_targets = measurable
         .iter()
         .map(|&b| {
@@ -431,7 +483,11 @@ pub fn assess(base_label: &str, base: &VisitMeasure, follow_label: &str, follow:
                         baseline_id: b,
                         followup_id: f,
                         baseline_mm: bp.viable_long_axis_mm,
-                        followup_mm: frags.iter().filter_map(|&f| follow.parts[f - 1].as_ref()).map(|p| p.viable_long_axis_mm).sum(),
+                        followup_mm: frags
+                            .iter()
+                            .filter_map(|&f| follow.parts[f - 1].as_ref())
+                            .map(|p| p.viable_long_axis_mm)
+                            .sum(),
                         followup_fragments: frags,
                         baseline_slice: bp.viable_slice,
                         followup_slice: fp.and_then(|p| p.viable_slice),

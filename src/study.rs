@@ -57,7 +57,10 @@ pub fn take_ended<T: Send + 'static>(slot: &mut Option<Job<T>>) -> Option<Ended<
 
 impl<T: Send + 'static> Job<T> {
     /// Runs `work` on a new thread; it gets a progress function to call often.
-    pub fn spawn(title: impl Into<String>, work: impl FnOnce(ProgressFn) -> Result<T, String> + Send + 'static) -> Job<T> {
+    pub fn spawn(
+        title: impl Into<String>,
+        work: impl FnOnce(ProgressFn) -> Result<T, String> + Send + 'static,
+    ) -> Job<T> {
         let state = Arc::new(Mutex::new((0.0, String::from("starting…"))));
         let cancel = Arc::new(AtomicBool::new(false));
         let (st, ca) = (Arc::clone(&state), Arc::clone(&cancel));
@@ -92,7 +95,11 @@ impl<T: Send + 'static> Job<T> {
             return None;
         }
         let handle = self.handle.take()?;
-        Some(handle.join().unwrap_or_else(|_| Err("the loading thread crashed; please report this with the study".into())))
+        Some(
+            handle
+                .join()
+                .unwrap_or_else(|_| Err("the loading thread crashed; please report this with the study".into())),
+        )
     }
 
     /// Blocks until the work ends (CLI, tests).
@@ -204,7 +211,10 @@ impl Study {
         // dropped without a word, so it is refused instead.
         let (dicom_roots, rest): (Vec<&PathBuf>, Vec<&PathBuf>) = paths.iter().partition(|p| !is_nifti(p));
         if dicom_roots.len() > 1 {
-            return Err(StudyError::Mixed { path: dicom_roots[1].clone(), why: "only one DICOM folder makes a study; open the other one on its own or as a follow-up".into() });
+            return Err(StudyError::Mixed {
+                path: dicom_roots[1].clone(),
+                why: "only one DICOM folder makes a study; open the other one on its own or as a follow-up".into(),
+            });
         }
         if let Some(p) = rest.iter().find(|p| !looks_like_mask(p)) {
             return Err(StudyError::Mixed {
@@ -213,7 +223,10 @@ impl Study {
             });
         }
         if rest.len() > 1 {
-            return Err(StudyError::Mixed { path: rest[1].clone(), why: "one label mask per study; merge the masks first".into() });
+            return Err(StudyError::Mixed {
+                path: rest[1].clone(),
+                why: "one label mask per study; merge the masks first".into(),
+            });
         }
         let root = dicom_roots.first().map(|p| (*p).clone()).unwrap_or(first);
         let mut study = Self::open_dicom(&root, progress)?;
@@ -226,18 +239,27 @@ impl Study {
     }
 
     fn open_dicom(path: &Path, progress: ProgressFn) -> Result<Study, StudyError> {
-        let scan = dicom::scan(path, &|done, total| progress(0.1 * done as f32 / total.max(1) as f32, &format!("reading headers {done}/{total}")))?;
+        let scan = dicom::scan(path, &|done, total| {
+            progress(0.1 * done as f32 / total.max(1) as f32, &format!("reading headers {done}/{total}"))
+        })?;
         let mut warnings = scan.warnings.clone();
         // The study with most CT series is the multi-phase one a user means to read.
         let study = scan
             .studies
             .iter()
-            .max_by_key(|s| (s.series.iter().filter(|x| x.modality == "CT" || x.modality.is_empty()).count(), s.series.len()))
+            .max_by_key(|s| {
+                (s.series.iter().filter(|x| x.modality == "CT" || x.modality.is_empty()).count(), s.series.len())
+            })
             .ok_or_else(|| StudyError::NothingToOpen { path: path.to_path_buf() })?;
         if scan.studies.len() > 1 {
             warnings.push(Warning::new(
                 path,
-                format!("{} studies in this folder; showing {} ({})", scan.studies.len(), study.patient_name, study.study_date),
+                format!(
+                    "{} studies in this folder; showing {} ({})",
+                    scan.studies.len(),
+                    study.patient_name,
+                    study.study_date
+                ),
                 "open the other study's folder on its own to see it",
             ));
         }
@@ -246,7 +268,11 @@ impl Study {
         let n_series = study.series.len();
         for (si, (s, call)) in study.series.iter().zip(calls).enumerate() {
             if s.geometry.shape[0] < 2 {
-                warnings.push(Warning::new(&s.frames[0].path, format!("series {:?} has a single slice", s.description), "not shown as a phase"));
+                warnings.push(Warning::new(
+                    &s.frames[0].path,
+                    format!("series {:?} has a single slice", s.description),
+                    "not shown as a phase",
+                ));
                 continue;
             }
             let report = |done: usize, total: usize| {
@@ -265,7 +291,11 @@ impl Study {
                         key: next_key(),
                     });
                 }
-                Err(e) => warnings.push(Warning::new(&s.frames[0].path, format!("series {:?} not loaded: {e}", s.description), "")),
+                Err(e) => warnings.push(Warning::new(
+                    &s.frames[0].path,
+                    format!("series {:?} not loaded: {e}", s.description),
+                    "",
+                )),
             }
         }
         if phases.is_empty() {
@@ -283,7 +313,10 @@ impl Study {
         let mut warnings = Vec::new();
         for p in paths {
             if looks_like_mask(p) && labels.is_some() {
-                return Err(StudyError::Mixed { path: p.clone(), why: "one label mask per study; merge the masks first".into() });
+                return Err(StudyError::Mixed {
+                    path: p.clone(),
+                    why: "one label mask per study; merge the masks first".into(),
+                });
             }
             if looks_like_mask(p) {
                 let (mask, w) = nifti::read_mask(p)?;
@@ -296,9 +329,19 @@ impl Study {
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let call = match phase_from_description(&name.replace(['_', '.'], " ")) {
                 Some((phase, reason)) => PhaseCall { phase, confidence: 0.7, reason: format!("file name: {reason}") },
-                None => PhaseCall { phase: Phase::Unknown, confidence: 0.0, reason: "file name names no phase; set it in the study panel".into() },
+                None => PhaseCall {
+                    phase: Phase::Unknown,
+                    confidence: 0.0,
+                    reason: "file name names no phase; set it in the study panel".into(),
+                },
             };
-            phases.push(PhaseImage { call, description: name, source: p.clone(), volume: Arc::new(vol), key: next_key() });
+            phases.push(PhaseImage {
+                call,
+                description: name,
+                source: p.clone(),
+                volume: Arc::new(vol),
+                key: next_key(),
+            });
         }
         if phases.is_empty() {
             return Err(StudyError::NothingToOpen { path: paths.first().cloned().unwrap_or_default() });

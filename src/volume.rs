@@ -32,12 +32,7 @@ pub struct Geometry {
 impl Geometry {
     /// An axis-aligned grid (identity direction).
     pub fn axis_aligned(shape: [usize; 3], spacing_mm: [f64; 3], origin_mm: Lps) -> Self {
-        Geometry {
-            shape,
-            spacing_mm,
-            origin_mm,
-            direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
-        }
+        Geometry { shape, spacing_mm, origin_mm, direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]] }
     }
 
     pub fn len(&self) -> usize {
@@ -294,7 +289,8 @@ impl<T: Sample> Volume<T> {
                     b[2] + a[2][1] * j as f64 + a[2][2] * k as f64,
                 ];
                 for i in 0..nx {
-                    let ijk = [base[0] + a[0][0] * i as f64, base[1] + a[1][0] * i as f64, base[2] + a[2][0] * i as f64];
+                    let ijk =
+                        [base[0] + a[0][0] * i as f64, base[1] + a[1][0] * i as f64, base[2] + a[2][0] * i as f64];
                     if let Some(v) = self.sample_index(ijk, interp) {
                         slab[[j, i]] = T::from_f32(v);
                     }

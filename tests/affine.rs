@@ -62,7 +62,8 @@ fn rigid_recovers_a_known_shift_and_rotation() {
     let whole = pv();
     let fixed = crop(&whole, [8, 16, 16]);
     let centre = fixed.geometry.centre_mm();
-    let truth = AffineTransform::rigid([3f64.to_radians(), -2f64.to_radians(), 4f64.to_radians()], [25.0, -15.0, 12.0], centre);
+    let truth =
+        AffineTransform::rigid([3f64.to_radians(), -2f64.to_radians(), 4f64.to_radians()], [25.0, -15.0, 12.0], centre);
     // the second visit: the whole volume seen through the inverse, on a grid of its own
     let moving_grid = Geometry::axis_aligned([60, 124, 124], [4.0, 3.2, 3.2], [-200.0, -210.0, -310.0]);
     let moving = resample_affine(&whole, &moving_grid, &truth.inverse().unwrap());
@@ -110,7 +111,6 @@ fn a_study_without_body_is_a_clear_error() {
     assert!(e.contains("moving study has no voxels above"), "{e}");
 }
 
-
 /// A nudge by hand (turn about the head-foot axis through a pivot, then shift) composes
 /// with the visit transform so that the point the turned-and-shifted image shows at
 /// `R(x - p) + p + s` is the one the old image showed at `x` (R: a positive turn takes the
@@ -123,7 +123,11 @@ fn a_nudge_turns_then_shifts_the_follow_up_image() {
     let (c, s) = (deg.to_radians().cos(), deg.to_radians().sin());
     for x in [[0.0, 0.0, -200.0], [40.0, -25.0, -150.0], [-60.0, 30.0, -260.0]] {
         let d = [x[0] - pivot[0], x[1] - pivot[1], x[2] - pivot[2]];
-        let y = [c * d[0] - s * d[1] + pivot[0] + shift[0], s * d[0] + c * d[1] + pivot[1] + shift[1], d[2] + pivot[2] + shift[2]];
+        let y = [
+            c * d[0] - s * d[1] + pivot[0] + shift[0],
+            s * d[0] + c * d[1] + pivot[1] + shift[1],
+            d[2] + pivot[2] + shift[2],
+        ];
         let (a, b) = (n.apply(y), t.apply(x));
         let err = ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt();
         assert!(err < 1e-9, "{x:?}: {a:?} vs {b:?}");

@@ -82,8 +82,18 @@ fn clicking_sets_the_crosshair_in_world_coordinates_for_every_phase() {
     // somewhere inside the middle (portal venous) viewport of the 1×3 row
     let at = Pos2::new(800.0, 300.0);
     h.hover_at(at);
-    h.event(Event::PointerButton { pos: at, button: PointerButton::Primary, pressed: true, modifiers: Modifiers::NONE });
-    h.event(Event::PointerButton { pos: at, button: PointerButton::Primary, pressed: false, modifiers: Modifiers::NONE });
+    h.event(Event::PointerButton {
+        pos: at,
+        button: PointerButton::Primary,
+        pressed: true,
+        modifiers: Modifiers::NONE,
+    });
+    h.event(Event::PointerButton {
+        pos: at,
+        button: PointerButton::Primary,
+        pressed: false,
+        modifiers: Modifiers::NONE,
+    });
     h.run();
     let after = h.state().view.crosshair_mm;
     // an axial click moves x and y, never z
@@ -104,14 +114,24 @@ fn right_drag_changes_window_level() {
     let a = Pos2::new(300.0, 300.0);
     let b = Pos2::new(360.0, 280.0);
     h.hover_at(a);
-    h.event(Event::PointerButton { pos: a, button: PointerButton::Secondary, pressed: true, modifiers: Modifiers::NONE });
+    h.event(Event::PointerButton {
+        pos: a,
+        button: PointerButton::Secondary,
+        pressed: true,
+        modifiers: Modifiers::NONE,
+    });
     h.run();
     for t in 1..=4 {
         let f = t as f32 / 4.0;
         h.event(Event::PointerMoved(a + (b - a) * f));
         h.run();
     }
-    h.event(Event::PointerButton { pos: b, button: PointerButton::Secondary, pressed: false, modifiers: Modifiers::NONE });
+    h.event(Event::PointerButton {
+        pos: b,
+        button: PointerButton::Secondary,
+        pressed: false,
+        modifiers: Modifiers::NONE,
+    });
     h.run();
     let after = h.state().view.window[0];
     assert!(after.width_hu > before.width_hu && after.level_hu > before.level_hu, "{before:?} → {after:?}");
@@ -133,7 +153,11 @@ fn renders_three_phases_side_by_side_on_the_gpu() {
     for k in 0..3 {
         let x0 = (side + usable * (k as f32 + 0.3) / 3.0) as u32;
         let x1 = (side + usable * (k as f32 + 0.7) / 3.0) as u32;
-        let lit = (x0..x1).step_by(4).flat_map(|x| (h_px / 3..2 * h_px / 3).step_by(4).map(move |y| (x, y))).filter(|&(x, y)| img.get_pixel(x, y)[0] > 60).count();
+        let lit = (x0..x1)
+            .step_by(4)
+            .flat_map(|x| (h_px / 3..2 * h_px / 3).step_by(4).map(move |y| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y)[0] > 60)
+            .count();
         assert!(lit > 50, "viewport {k} looks empty ({lit} lit samples); see {}", out.display());
     }
 }
@@ -151,7 +175,11 @@ fn wait_loaded(h: &mut Harness<'static, HepaviewApp>) {
 
 #[test]
 fn opening_a_study_runs_in_the_background_and_replaces_the_demo() {
-    let Some(data) = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/triphase-hcc048/dicom").canonicalize().ok() else {
+    let Some(data) = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/triphase-hcc048/dicom")
+        .canonicalize()
+        .ok()
+    else {
         assert!(std::env::var_os("CI").is_none(), "shared data missing under CI");
         return;
     };
@@ -193,7 +221,10 @@ fn grid_layout_matches_its_snapshot() {
         .renderer(egui_kittest::wgpu::WgpuTestRenderer::from_render_state(rs))
         .build_ui_state(|ui, app: &mut HepaviewApp| app.ui(ui), a);
     h.run();
-    h.snapshot_options("viewer_grid_demo_small", &egui_kittest::SnapshotOptions::new().threshold(2.0).max_failed_pixels(200));
+    h.snapshot_options(
+        "viewer_grid_demo_small",
+        &egui_kittest::SnapshotOptions::new().threshold(2.0).max_failed_pixels(200),
+    );
 }
 
 #[test]
@@ -295,7 +326,11 @@ fn register_button_runs_in_the_background_and_shows_registered_phases() {
     let via_field = r.original.sample_world(hepaview::volume::add(p, off), hepaview::Interp::Linear).unwrap();
     let registered = r.registered.sample_world(p, hepaview::Interp::Linear).unwrap();
     assert!((via_field - registered).abs() < 1.0, "{via_field} vs {registered} HU");
-    assert_eq!(app.registration.link_offset(app.study.phases[2].key, p), [0.0; 3], "a registered phase needs no offset");
+    assert_eq!(
+        app.registration.link_offset(app.study.phases[2].key, p),
+        [0.0; 3],
+        "a registered phase needs no offset"
+    );
 }
 
 /// Steps the harness until `done` or about a minute has passed.
@@ -328,7 +363,14 @@ fn cluster_and_lesion_panel_runs_in_the_background_and_edits_the_mask() {
     assert_eq!(layer.mask.geometry.shape, labels.mask.geometry.shape);
     // the region clustered is the liver + tumour of the mask where every phase has data
     let region = labels.mask.data.iter().filter(|&&l| l == 1 || l == 2).count();
-    let clustered = layer.mask.data.iter().zip(labels.mask.data.iter()).filter(|(&c, _)| c > 0).inspect(|(_, &l)| assert!(l == 1 || l == 2)).count();
+    let clustered = layer
+        .mask
+        .data
+        .iter()
+        .zip(labels.mask.data.iter())
+        .filter(|(&c, _)| c > 0)
+        .inspect(|(_, &l)| assert!(l == 1 || l == 2))
+        .count();
     assert!(clustered as f64 > 0.8 * region as f64 && clustered <= region, "{clustered} of {region}");
     let img = h.render().expect("render");
     img.save(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("clusters_overlay.png")).unwrap();
@@ -340,7 +382,14 @@ fn cluster_and_lesion_panel_runs_in_the_background_and_edits_the_mask() {
     app.analysis.cluster_to_label(&mut app.study, top);
     let after = &h.state().study.labels.as_ref().unwrap().mask;
     let changed = after.data.iter().zip(before.iter()).filter(|(a, b)| a != b).count();
-    assert!(changed > 0 && after.data.iter().zip(h.state().analysis.clusters.as_ref().unwrap().mask.data.iter()).all(|(&l, &c)| c != top || l == 2));
+    assert!(
+        changed > 0
+            && after
+                .data
+                .iter()
+                .zip(h.state().analysis.clusters.as_ref().unwrap().mask.data.iter())
+                .all(|(&l, &c)| c != top || l == 2)
+    );
     let app = h.state_mut();
     app.analysis.undo(&mut app.study);
     assert_eq!(h.state().study.labels.as_ref().unwrap().mask.data, before, "undo restores the mask");
@@ -354,7 +403,12 @@ fn cluster_and_lesion_panel_runs_in_the_background_and_edits_the_mask() {
     assert_eq!(t.report.lesions.len(), 4);
     let centroid = t.report.lesions[1].centroid_mm;
     // each lesion's depth below the liver surface, as the 3D view labels it, in the table
-    let depths: Vec<f64> = t.report.lesions.iter().map(|l| t.distances.iter().find(|d| d.number == l.id).and_then(|d| d.depth_mm).expect("a depth per lesion")).collect();
+    let depths: Vec<f64> = t
+        .report
+        .lesions
+        .iter()
+        .map(|l| t.distances.iter().find(|d| d.number == l.id).and_then(|d| d.depth_mm).expect("a depth per lesion"))
+        .collect();
     assert!(depths.iter().all(|d| (0.0..80.0).contains(d)), "{depths:?}");
     h.run();
     assert!(h.query_by_label(&format!("{:.1}", depths[1])).is_some(), "depth {:.1} shown in the table", depths[1]);
@@ -396,13 +450,21 @@ fn brush_strokes_paint_the_mask_and_undo_restores_it() {
         h.event(Event::PointerMoved(a + (b - a) * (t as f32 / 5.0)));
         h.run();
     }
-    h.event(Event::PointerButton { pos: b, button: PointerButton::Primary, pressed: false, modifiers: Modifiers::NONE });
+    h.event(Event::PointerButton {
+        pos: b,
+        button: PointerButton::Primary,
+        pressed: false,
+        modifiers: Modifiers::NONE,
+    });
     h.run();
     let app = h.state();
     let after = &app.study.labels.as_ref().unwrap().mask.data;
     let changed = after.iter().zip(before.iter()).filter(|(x, y)| x != y).count();
     assert!(changed > 10, "the stroke painted {changed} voxels");
-    assert!(after.iter().zip(before.iter()).all(|(x, y)| x == y || *x == 2), "the brush paints label 2 (tumour) by default");
+    assert!(
+        after.iter().zip(before.iter()).all(|(x, y)| x == y || *x == 2),
+        "the brush paints label 2 (tumour) by default"
+    );
     assert_ne!(app.study.labels.as_ref().unwrap().key, key_before, "the overlay is redrawn");
     assert_eq!(app.view.crosshair_mm, crosshair, "painting does not move the crosshair");
     assert_eq!(app.edit.history.undo_steps(), 1, "one stroke, one undo step");
@@ -412,7 +474,11 @@ fn brush_strokes_paint_the_mask_and_undo_restores_it() {
     assert_eq!(h.state().study.labels.as_ref().unwrap().mask.data, before, "Ctrl+Z restores the exact mask");
     h.key_press_modifiers(Modifiers::COMMAND | Modifiers::SHIFT, Key::Z);
     h.run();
-    assert_eq!(h.state().study.labels.as_ref().unwrap().mask.data.iter().zip(before.iter()).filter(|(x, y)| x != y).count(), changed, "Ctrl+Shift+Z redoes it");
+    assert_eq!(
+        h.state().study.labels.as_ref().unwrap().mask.data.iter().zip(before.iter()).filter(|(x, y)| x != y).count(),
+        changed,
+        "Ctrl+Shift+Z redoes it"
+    );
     h.key_press(Key::Escape);
     h.run();
     assert!(!h.state().edit.is_editing());
@@ -510,11 +576,13 @@ fn a_lesion_from_the_search_is_one_click_away() {
     let mut h = harness(app());
     h.run();
     let grid = h.state().study.phases[h.state().study.fixed_index()].volume.geometry.clone();
-    let target = grid.index_to_world([grid.shape[2] as f64 / 3.0, grid.shape[1] as f64 / 2.0, grid.shape[0] as f64 / 4.0]);
+    let target =
+        grid.index_to_world([grid.shape[2] as f64 / 3.0, grid.shape[1] as f64 / 2.0, grid.shape[0] as f64 / 4.0]);
     assert!(h.state().view.crosshair_mm != target);
     h.state_mut().segment.searched = vec![(11.62, target)];
     h.run();
-    let label = format!("Check: 11.6 mL at ({:.0}, {:.0}, {:.0}) mm, from the lesion search", target[0], target[1], target[2]);
+    let label =
+        format!("Check: 11.6 mL at ({:.0}, {:.0}, {:.0}) mm, from the lesion search", target[0], target[1], target[2]);
     h.get_by_label(&label).scroll_to_me();
     h.run();
     h.get_by_label(&label).click();
@@ -527,14 +595,24 @@ fn a_lesion_from_the_search_is_one_click_away() {
 /// point, and lets go at the last point.
 fn left_drag(h: &mut Harness<'static, HepaviewApp>, path: &[Pos2]) {
     h.hover_at(path[0]);
-    h.event(Event::PointerButton { pos: path[0], button: PointerButton::Primary, pressed: true, modifiers: Modifiers::NONE });
+    h.event(Event::PointerButton {
+        pos: path[0],
+        button: PointerButton::Primary,
+        pressed: true,
+        modifiers: Modifiers::NONE,
+    });
     h.run();
     for &p in &path[1..] {
         h.event(Event::PointerMoved(p));
         h.run();
     }
     let end = *path.last().unwrap();
-    h.event(Event::PointerButton { pos: end, button: PointerButton::Primary, pressed: false, modifiers: Modifiers::NONE });
+    h.event(Event::PointerButton {
+        pos: end,
+        button: PointerButton::Primary,
+        pressed: false,
+        modifiers: Modifiers::NONE,
+    });
     h.run();
 }
 
@@ -548,10 +626,13 @@ fn count_pixels(img: &image::RgbaImage, pred: impl Fn(i32, i32, i32) -> bool) ->
     let (w, h) = img.dimensions();
     let (x0, x1) = ((w as f32 * 0.50) as u32, (w as f32 * 0.72) as u32);
     let (y0, y1) = (h / 4, 3 * h / 4);
-    (x0..x1).flat_map(|x| (y0..y1).map(move |y| (x, y))).filter(|&(x, y)| {
-        let p = img.get_pixel(x, y);
-        pred(p[0] as i32, p[1] as i32, p[2] as i32)
-    }).count()
+    (x0..x1)
+        .flat_map(|x| (y0..y1).map(move |y| (x, y)))
+        .filter(|&(x, y)| {
+            let p = img.get_pixel(x, y);
+            pred(p[0] as i32, p[1] as i32, p[2] as i32)
+        })
+        .count()
 }
 
 #[test]
@@ -583,7 +664,11 @@ fn label_table_renames_recolours_and_hides_labels() {
     let img = h.render().expect("render");
     img.save(dir.join("liver_hidden.png")).unwrap();
     let liver_hidden = count_pixels(&img, reddish);
-    assert!(liver_hidden * 20 < liver_before, "{liver_hidden} of {liver_before} pixels still liver-tinted; see {}", dir.display());
+    assert!(
+        liver_hidden * 20 < liver_before,
+        "{liver_hidden} of {liver_before} pixels still liver-tinted; see {}",
+        dir.display()
+    );
     h.get_by_label("show 1").click();
     h.run();
     assert!(h.state().edit.labels.get(1).unwrap().visible);
@@ -617,8 +702,18 @@ fn lasso_fills_the_outline_as_one_undoable_edit() {
     assert!(!before.iter().any(|&v| v == 4));
     // a 60-point square in the middle of the portal venous viewport, drawn edge by edge
     let (x0, y0, side) = (800.0f32, 370.0f32, 60.0f32);
-    let corners = [Pos2::new(x0, y0), Pos2::new(x0 + side, y0), Pos2::new(x0 + side, y0 + side), Pos2::new(x0, y0 + side), Pos2::new(x0, y0)];
-    let path: Vec<Pos2> = corners.windows(2).flat_map(|w| (0..15).map(move |t| w[0] + (w[1] - w[0]) * (t as f32 / 15.0))).chain([corners[0]]).collect();
+    let corners = [
+        Pos2::new(x0, y0),
+        Pos2::new(x0 + side, y0),
+        Pos2::new(x0 + side, y0 + side),
+        Pos2::new(x0, y0 + side),
+        Pos2::new(x0, y0),
+    ];
+    let path: Vec<Pos2> = corners
+        .windows(2)
+        .flat_map(|w| (0..15).map(move |t| w[0] + (w[1] - w[0]) * (t as f32 / 15.0)))
+        .chain([corners[0]])
+        .collect();
     left_drag(&mut h, &path);
     let after = mask_data(&h);
     let filled = after.iter().filter(|&&v| v == 4).count();
@@ -628,7 +723,10 @@ fn lasso_fills_the_outline_as_one_undoable_edit() {
     let (w, hh) = (side_mm / g.spacing_mm[2], side_mm / g.spacing_mm[1]);
     let expected = w * hh;
     // voxel centres inside a square: its area give or take one row and one column
-    assert!((filled as f64 - expected).abs() <= w + hh + 2.0, "filled {filled} voxels, the square covers {expected:.1}");
+    assert!(
+        (filled as f64 - expected).abs() <= w + hh + 2.0,
+        "filled {filled} voxels, the square covers {expected:.1}"
+    );
     assert_eq!(h.state().edit.history.undo_steps(), 1, "one lasso, one undo step");
     h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
     h.run();
@@ -657,7 +755,8 @@ fn locked_labels_are_not_painted_over() {
     assert!(h.state().edit.labels.get(1).unwrap().locked);
     left_drag(&mut h, &stroke);
     let after = mask_data(&h);
-    let changed: Vec<(u8, u8)> = after.iter().zip(before.iter()).filter(|(a, b)| a != b).map(|(a, b)| (*b, *a)).collect();
+    let changed: Vec<(u8, u8)> =
+        after.iter().zip(before.iter()).filter(|(a, b)| a != b).map(|(a, b)| (*b, *a)).collect();
     assert!(changed.iter().all(|&(b, _)| b != 1), "a locked liver voxel was painted");
     assert!(!changed.is_empty(), "the stroke still paints where it may (background)");
 }
@@ -709,7 +808,12 @@ fn each_frame_of_a_stroke_uploads_only_what_changed_since_the_last_frame() {
             assert_eq!((from, to), (shown, key), "frame {t}: update from the key drawn last frame");
         }
     }
-    h.event(Event::PointerButton { pos: a, button: PointerButton::Primary, pressed: false, modifiers: Modifiers::NONE });
+    h.event(Event::PointerButton {
+        pos: a,
+        button: PointerButton::Primary,
+        pressed: false,
+        modifiers: Modifiers::NONE,
+    });
     h.run();
 }
 
@@ -780,7 +884,11 @@ fn follow_up_panel_compares_visits_repairs_and_nudges() {
     assert_eq!(c.baseline.report.lesions.len(), 4, "{names:?}");
     assert_eq!(rows.iter().filter(|r| r.status.contains("NEW")).count(), 1, "{names:?}");
     assert_eq!(rows.iter().filter(|r| r.status.contains("GONE")).count(), 1, "{names:?}");
-    assert_eq!(rows.iter().filter(|r| r.cells.iter().all(|c| c.is_some())).count(), 3, "three lesions followed: {names:?}");
+    assert_eq!(
+        rows.iter().filter(|r| r.cells.iter().all(|c| c.is_some())).count(),
+        3,
+        "three lesions followed: {names:?}"
+    );
     let r = &c.visits[0].response;
     assert_eq!(r.recist.category, hepaview::response::Category::PD, "{}", r.recist.reason);
     assert!(r.recist.reason.contains("new lesion"), "{}", r.recist.reason);
@@ -790,10 +898,16 @@ fn follow_up_panel_compares_visits_repairs_and_nudges() {
     let new = c.visits[0].pairs.iter().find(|p| p.baseline.is_none()).and_then(|p| p.followup).unwrap();
     let b1 = c.baseline.report.lesions[0].centroid_mm;
     h.run();
-    assert!(h.query_by_label("RECIST 1.1: PD (computed, to confirm)").is_some(), "the category is shown as an aid to confirm");
+    assert!(
+        h.query_by_label("RECIST 1.1: PD (computed, to confirm)").is_some(),
+        "the category is shown as an aid to confirm"
+    );
     assert!(h.query_by_label_contains("mRECIST: ").is_some());
     assert!(h.query_by_label(hepaview::response::RESPONSE_DISCLAIMER).is_some());
-    assert!(h.query_by_label("NEW").is_some() && h.query_by_label("GONE").is_some(), "new and gone flagged in the table");
+    assert!(
+        h.query_by_label("NEW").is_some() && h.query_by_label("GONE").is_some(),
+        "new and gone flagged in the table"
+    );
     assert!(h.query_by_label(&format!("F{new}")).is_some(), "the new lesion has a row");
 
     // a row click moves the crosshair to the lesion
@@ -821,7 +935,10 @@ fn follow_up_panel_compares_visits_repairs_and_nudges() {
         assert!(count(m, VIABLE) > 0 && count(m, NECROTIC) > 0);
         assert!(a.follow_up.overlay_for(&a.study.phases[0].description).is_none(), "not over the baseline");
     }
-    assert!(h.query_by_label_contains("necrotic 0.").is_some() || h.query_by_label_contains("necrotic 1.").is_some(), "parts per follow-up lesion listed");
+    assert!(
+        h.query_by_label_contains("necrotic 0.").is_some() || h.query_by_label_contains("necrotic 1.").is_some(),
+        "parts per follow-up lesion listed"
+    );
     h.get_by_label("lesion parts on the follow-up:").scroll_to_me();
     h.run();
     let with_parts = h.render().expect("render");
@@ -830,7 +947,10 @@ fn follow_up_panel_compares_visits_repairs_and_nudges() {
     assert!(h.state().follow_up.hide_parts);
     let without = h.render().expect("render");
     let x0 = with_parts.width() / 3;
-    let changed = (0..with_parts.height()).flat_map(|y| (x0..with_parts.width()).map(move |x| (x, y))).filter(|&(x, y)| with_parts.get_pixel(x, y) != without.get_pixel(x, y)).count();
+    let changed = (0..with_parts.height())
+        .flat_map(|y| (x0..with_parts.width()).map(move |x| (x, y)))
+        .filter(|&(x, y)| with_parts.get_pixel(x, y) != without.get_pixel(x, y))
+        .count();
     assert!(changed > 100, "hiding the parts changes the follow-up viewports ({changed} px)");
     h.get_by_label("lesion parts on the follow-up:").click();
     h.run();
@@ -863,14 +983,21 @@ fn follow_up_panel_compares_visits_repairs_and_nudges() {
     h.run();
     h.get_by_label("CR").click();
     h.run();
-    assert_eq!(h.state().follow_up.comparison.as_ref().unwrap().visits[0].recist_override, Some(hepaview::response::Category::CR));
+    assert_eq!(
+        h.state().follow_up.comparison.as_ref().unwrap().visits[0].recist_override,
+        Some(hepaview::response::Category::CR)
+    );
     assert!(h.query_by_label("RECIST 1.1: CR (read by the radiologist)").is_some());
 
     // split a followed lesion into its own follow-up lesion and the re-paired one: its row
     // and its RECIST target add both fragments; the lesion they were taken from is gone again
     let b = {
         let v = &h.state().follow_up.comparison.as_ref().unwrap().visits[0];
-        (1..).find(|&b| b != gone && v.pairs.iter().filter(|p| p.baseline == Some(b) && p.followup.is_some()).count() == 1).unwrap()
+        (1..)
+            .find(|&b| {
+                b != gone && v.pairs.iter().filter(|p| p.baseline == Some(b) && p.followup.is_some()).count() == 1
+            })
+            .unwrap()
     };
     let split = format!("split B{b} in {label}");
     h.get_by_label(&split).scroll_to_me();
@@ -886,7 +1013,13 @@ fn follow_up_panel_compares_visits_repairs_and_nudges() {
     assert!(v.pairs.iter().any(|p| p.baseline == Some(gone) && p.followup.is_none()), "{:?}", v.pairs);
     let row = c.rows().into_iter().find(|r| r.name == format!("B{b}")).unwrap();
     assert!(row.status.contains("split into"), "{}", row.status);
-    let frag_ml: f64 = v.pairs.iter().filter(|p| p.baseline == Some(b)).filter_map(|p| p.followup).map(|f| v.followup.report.lesions[f - 1].volume_ml).sum();
+    let frag_ml: f64 = v
+        .pairs
+        .iter()
+        .filter(|p| p.baseline == Some(b))
+        .filter_map(|p| p.followup)
+        .map(|f| v.followup.report.lesions[f - 1].volume_ml)
+        .sum();
     assert!((row.cells[1].unwrap().volume_ml - frag_ml).abs() < 1e-9, "the row adds the fragments' volumes");
     if let Some(t) = v.response.recist.targets.iter().find(|t| t.baseline_id == b) {
         assert_eq!(t.followup_fragments.len(), 2);
@@ -894,7 +1027,8 @@ fn follow_up_panel_compares_visits_repairs_and_nudges() {
 
     // Save report: the HTML and JSON carry the reader's CR beside the computed category,
     // and the pairs as edited here; a second save refuses to overwrite
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("follow_up_report_{}", std::process::id()));
+    let dir =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("follow_up_report_{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     h.state_mut().follow_up.report_dir = dir.display().to_string();
     let save = "Save report (HTML, JSON, CSV)";
@@ -904,19 +1038,36 @@ fn follow_up_panel_compares_visits_repairs_and_nudges() {
     h.run();
     assert!(h.state().follow_up.error.is_none(), "{:?}", h.state().follow_up.error);
     let html = std::fs::read_to_string(dir.join("compare.html")).expect("compare.html");
-    assert!(html.contains("Read by the radiologist as CR (complete response)"), "the reader's category is in the report");
+    assert!(
+        html.contains("Read by the radiologist as CR (complete response)"),
+        "the reader's category is in the report"
+    );
     assert!(html.contains("data:image/png;base64,"), "key images");
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("compare.json")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("compare.json")).unwrap()).unwrap();
     assert_eq!(json["reader"]["recist"], "CR");
     assert_eq!(json["reader"]["recist_overridden"], true);
-    let saved_pairs = json["response"]["lesions"].as_array().unwrap().iter().filter(|l| l["pairing"]["baseline"] == b as u64 && !l["pairing"]["followup"].is_null()).count();
+    let saved_pairs = json["response"]["lesions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["pairing"]["baseline"] == b as u64 && !l["pairing"]["followup"].is_null())
+        .count();
     assert_eq!(saved_pairs, 2, "the split as made by hand");
     h.get_by_label(save).click();
     h.run();
-    assert!(h.state().follow_up.error.as_deref().is_some_and(|e| e.contains("exists")), "{:?}", h.state().follow_up.error);
+    assert!(
+        h.state().follow_up.error.as_deref().is_some_and(|e| e.contains("exists")),
+        "{:?}",
+        h.state().follow_up.error
+    );
 
     // nudge the follow-up one voxel (6 mm) to the patient's left: every phase moves by it
-    let pv_key = keys.iter().copied().find(|k| h.state().study.phases.iter().any(|p| p.key == *k && p.description.contains("portal venous"))).unwrap();
+    let pv_key = keys
+        .iter()
+        .copied()
+        .find(|k| h.state().study.phases.iter().any(|p| p.key == *k && p.description.contains("portal venous")))
+        .unwrap();
     let before = std::sync::Arc::clone(&h.state().study.phases.iter().find(|p| p.key == pv_key).unwrap().volume);
     h.state_mut().follow_up.visits[0].pending_mm = [before.geometry.spacing_mm[2], 0.0, 0.0];
     let apply = format!("Apply nudge {label}");
@@ -929,7 +1080,11 @@ fn follow_up_panel_compares_visits_repairs_and_nudges() {
     assert!(a.follow_up.error.is_none(), "{:?}", a.follow_up.error);
     let v = &a.follow_up.visits[0];
     assert_eq!(v.nudge_mm, [before.geometry.spacing_mm[2], 0.0, 0.0]);
-    let new_pv = v.keys.iter().find_map(|k| a.study.phases.iter().find(|p| p.key == *k && p.description.contains("portal venous"))).expect("the nudged phase, under a new key");
+    let new_pv = v
+        .keys
+        .iter()
+        .find_map(|k| a.study.phases.iter().find(|p| p.key == *k && p.description.contains("portal venous")))
+        .expect("the nudged phase, under a new key");
     assert_ne!(new_pv.key, pv_key, "new data, new key (the GPU uploads it again)");
     let [nz, ny, nx] = before.geometry.shape;
     let (mut same, mut n) = (0usize, 0usize);
@@ -937,7 +1092,8 @@ fn follow_up_panel_compares_visits_repairs_and_nudges() {
         for j in 0..ny {
             for i in 0..nx - 1 {
                 n += 1;
-                same += ((new_pv.volume.data[[k, j, i + 1]] as i32 - before.data[[k, j, i]] as i32).abs() <= 1) as usize;
+                same +=
+                    ((new_pv.volume.data[[k, j, i + 1]] as i32 - before.data[[k, j, i]] as i32).abs() <= 1) as usize;
             }
         }
     }

@@ -19,7 +19,8 @@ fn copy_into(dir: &Path, files: &[PathBuf]) {
 }
 
 fn series_ok(odd: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(odd.join("broken/series_ok")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(odd.join("broken/series_ok")).unwrap().map(|e| e.unwrap().path()).collect();
     v.sort();
     v
 }
@@ -39,7 +40,11 @@ fn truncated_dicom_is_a_clear_error() {
     let scan = dicom::scan(dir.path(), &no_progress).unwrap();
     // (it belongs to another series, which has nothing left once it is set aside)
     assert_eq!(scan.all_series().count(), 1);
-    assert!(scan.warnings.iter().any(|w| w.path.ends_with("truncated_pixeldata.dcm") && w.what.contains("truncated")), "{:?}", scan.warnings);
+    assert!(
+        scan.warnings.iter().any(|w| w.path.ends_with("truncated_pixeldata.dcm") && w.what.contains("truncated")),
+        "{:?}",
+        scan.warnings
+    );
     assert!(dicom::load_series(scan.all_series().next().unwrap(), &no_progress).is_ok());
     // the same for a cut-short JPEG 2000 stream that dicom-rs itself accepts
     let path = odd.join("pydicom/emri_small_jpeg_2k_lossless_too_short.dcm");
@@ -136,7 +141,8 @@ fn non_dicom_files_are_skipped_and_named() {
     let Some(odd) = odd() else { return };
     let dir = tempfile::tempdir().unwrap();
     copy_into(dir.path(), &series_ok(&odd));
-    let junk = ["empty.dcm", "not_dicom.dcm", "bad_magic.dcm", "short_preamble.dcm"].map(|f| odd.join("broken").join(f));
+    let junk =
+        ["empty.dcm", "not_dicom.dcm", "bad_magic.dcm", "short_preamble.dcm"].map(|f| odd.join("broken").join(f));
     copy_into(dir.path(), &junk);
     let scan = dicom::scan(dir.path(), &no_progress).unwrap();
     assert_eq!(scan.all_series().next().unwrap().frames.len(), 5);

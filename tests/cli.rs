@@ -24,14 +24,24 @@ fn info_names_the_triphase_phases() {
 #[test]
 fn info_json_and_phase_override() {
     let Some(data) = common::shared_data() else { return };
-    let out = hepaview().arg("info").arg(data.join("triphase-hcc048/dicom")).args(["--json", "--phase", "0=delayed"]).output().unwrap();
+    let out = hepaview()
+        .arg("info")
+        .arg(data.join("triphase-hcc048/dicom"))
+        .args(["--json", "--phase", "0=delayed"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["series"][0]["phase"]["phase"], "Delayed");
     assert_eq!(v["series"][0]["phase"]["reason"], "set by the user");
     assert_eq!(v["series"][1]["phase"]["phase"], "PortalVenous");
 
-    let bad = hepaview().arg("info").arg(data.join("triphase-hcc048/dicom")).args(["--phase", "7=arterial"]).output().unwrap();
+    let bad = hepaview()
+        .arg("info")
+        .arg(data.join("triphase-hcc048/dicom"))
+        .args(["--phase", "7=arterial"])
+        .output()
+        .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("only 3 series"));
 }
@@ -42,7 +52,18 @@ fn info_on_all_shared_data_names_every_problem() {
     let out = hepaview().arg("info").arg(&data).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    for want in ["LIVER ART", "arterial (90%)", "portal venous (90%)", "delayed (90%)", "truncated", "rtstruct.dcm", "empty file", "gap", "duplicate slice position", "64×48"] {
+    for want in [
+        "LIVER ART",
+        "arterial (90%)",
+        "portal venous (90%)",
+        "delayed (90%)",
+        "truncated",
+        "rtstruct.dcm",
+        "empty file",
+        "gap",
+        "duplicate slice position",
+        "64×48",
+    ] {
         assert!(text.contains(want), "{want:?} missing from info output");
     }
 }
@@ -52,7 +73,8 @@ fn convert_writes_nifti_and_never_overwrites() {
     let Some(data) = common::shared_data() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("pv.nii.gz");
-    let run = || hepaview().arg("convert").arg(data.join("odd/broken/series_ok")).arg("--out").arg(&out).output().unwrap();
+    let run =
+        || hepaview().arg("convert").arg(data.join("odd/broken/series_ok")).arg("--out").arg(&out).output().unwrap();
     let first = run();
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let (v, _) = hepaview::io::nifti::read_ct(&out).unwrap();
@@ -68,7 +90,13 @@ fn convert_writes_nifti_and_never_overwrites() {
 fn convert_asks_which_series_when_there_are_several() {
     let Some(data) = common::shared_data() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let out = hepaview().arg("convert").arg(data.join("triphase-hcc048/dicom")).arg("--out").arg(tmp.path().join("x.nii.gz")).output().unwrap();
+    let out = hepaview()
+        .arg("convert")
+        .arg(data.join("triphase-hcc048/dicom"))
+        .arg("--out")
+        .arg(tmp.path().join("x.nii.gz"))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--series"), "{}", String::from_utf8_lossy(&out.stderr));
 }
@@ -88,7 +116,10 @@ fn demo_small_writes_a_loadable_study() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let info = hepaview().arg("info").arg(dir.join("dicom")).output().unwrap();
     let text = String::from_utf8_lossy(&info.stdout);
-    assert!(text.contains("arterial (90%)") && text.contains("portal venous (90%)") && text.contains("delayed (90%)"), "{text}");
+    assert!(
+        text.contains("arterial (90%)") && text.contains("portal venous (90%)") && text.contains("delayed (90%)"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -97,15 +128,31 @@ fn register_writes_fields_warped_phases_and_a_report_and_never_overwrites() {
     let dir = tmp.path().join("demo");
     assert!(hepaview().arg("demo").arg("--small").arg("--out").arg(&dir).status().unwrap().success());
     let out_dir = tmp.path().join("reg");
-    let run = || hepaview().arg("register").arg(dir.join("dicom")).args(["--levels", "2:20,1:10", "--out"]).arg(&out_dir).output().unwrap();
+    let run = || {
+        hepaview()
+            .arg("register")
+            .arg(dir.join("dicom"))
+            .args(["--levels", "2:20,1:10", "--out"])
+            .arg(&out_dir)
+            .output()
+            .unwrap()
+    };
     let out = run();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("arterial → portal_venous") && text.contains("delayed → portal_venous"), "{text}");
-    for f in ["report.json", "portal_venous.nii.gz", "arterial_registered.nii.gz", "field_arterial.nii.gz", "delayed_registered.nii.gz", "field_delayed.nii.gz"] {
+    for f in [
+        "report.json",
+        "portal_venous.nii.gz",
+        "arterial_registered.nii.gz",
+        "field_arterial.nii.gz",
+        "delayed_registered.nii.gz",
+        "field_delayed.nii.gz",
+    ] {
         assert!(out_dir.join(f).is_file(), "{f} missing");
     }
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap()).unwrap();
     let phases = report["phases"].as_array().unwrap();
     assert_eq!(phases.len(), 2);
     for p in phases {
@@ -182,15 +229,23 @@ fn register_writes_dicom_series_and_carries_a_moving_mask_onto_the_fixed_grid() 
     assert_ne!(w.series_uid, art_src.series_uid);
     assert_eq!(w.frame_of_reference, pv.frame_of_reference);
     assert!(w.description.ends_with(" registered"), "{}", w.description);
-    assert_eq!(hepaview::io::phase::detect_study_phases(&scan.studies[0])[0].phase, hepaview::io::phase::Phase::Arterial, "still read as arterial");
+    assert_eq!(
+        hepaview::io::phase::detect_study_phases(&scan.studies[0])[0].phase,
+        hepaview::io::phase::Phase::Arterial,
+        "still read as arterial"
+    );
     assert_eq!(scan.studies[0].patient_id, src.studies[0].patient_id);
     let (vol, _) = hepaview::io::dicom::load_series(w, &hepaview::io::dicom::no_progress).unwrap();
     let (nii, _) = hepaview::io::nifti::read_volume::<i16>(&out_dir.join("arterial_registered.nii.gz")).unwrap();
     assert!(vol.geometry.max_corner_distance_mm(&nii.geometry) < 1e-3);
     assert_eq!(vol.data, nii.data);
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["phases"][0]["dicom"]["files"].as_u64(), Some(vol.geometry.shape[0] as u64));
-    if let Ok(o) = std::process::Command::new("dciodvfy").arg(out_dir.join("dicom/arterial_registered").join(hepaview::io::dicom_write::slice_file_name(0))).output() {
+    if let Ok(o) = std::process::Command::new("dciodvfy")
+        .arg(out_dir.join("dicom/arterial_registered").join(hepaview::io::dicom_write::slice_file_name(0)))
+        .output()
+    {
         let text = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
         assert!(!text.lines().any(|l| l.starts_with("Error")), "dciodvfy: {text}");
     }
@@ -205,7 +260,11 @@ fn register_writes_dicom_series_and_carries_a_moving_mask_onto_the_fixed_grid() 
         .output()
         .unwrap();
     assert!(!nii_out.status.success());
-    assert!(String::from_utf8_lossy(&nii_out.stderr).contains("--dicom needs a DICOM study"), "{}", String::from_utf8_lossy(&nii_out.stderr));
+    assert!(
+        String::from_utf8_lossy(&nii_out.stderr).contains("--dicom needs a DICOM study"),
+        "{}",
+        String::from_utf8_lossy(&nii_out.stderr)
+    );
 }
 
 #[test]
@@ -233,7 +292,13 @@ fn register_names_a_missing_phase() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
     assert!(hepaview().arg("demo").arg("--small").arg("--out").arg(&dir).status().unwrap().success());
-    let out = hepaview().arg("register").arg(dir.join("dicom/arterial")).args(["--out"]).arg(tmp.path().join("r")).output().unwrap();
+    let out = hepaview()
+        .arg("register")
+        .arg(dir.join("dicom/arterial"))
+        .args(["--out"])
+        .arg(tmp.path().join("r"))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no portal_venous phase"), "{err}");
@@ -241,8 +306,14 @@ fn register_names_a_missing_phase() {
 
 /// Numbers admesh prints after `label :` (both columns for the facet table).
 fn admesh_numbers(report: &str, label: &str) -> Vec<f64> {
-    let line = report.lines().find(|l| l.trim_start().starts_with(label)).unwrap_or_else(|| panic!("admesh printed no {label:?}:\n{report}"));
-    line.split(':').skip(1).flat_map(|s| s.split_whitespace().filter_map(|w| w.parse::<f64>().ok()).collect::<Vec<_>>()).collect()
+    let line = report
+        .lines()
+        .find(|l| l.trim_start().starts_with(label))
+        .unwrap_or_else(|| panic!("admesh printed no {label:?}:\n{report}"));
+    line.split(':')
+        .skip(1)
+        .flat_map(|s| s.split_whitespace().filter_map(|w| w.parse::<f64>().ok()).collect::<Vec<_>>())
+        .collect()
 }
 
 #[test]
@@ -253,7 +324,8 @@ fn mesh_exports_closed_surfaces_that_admesh_accepts() {
     let out_dir = tmp.path().join("meshes");
     let out = hepaview().arg("mesh").arg(dir.join("labels.nii.gz")).arg("--out").arg(&out_dir).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("objects.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("objects.json")).unwrap()).unwrap();
     let objects = summary["objects"].as_array().unwrap();
     let truth: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("lesions.json")).unwrap()).unwrap();
     let n_lesions = truth.as_array().or_else(|| truth["lesions"].as_array()).unwrap().len();
@@ -276,7 +348,11 @@ fn mesh_exports_closed_surfaces_that_admesh_accepts() {
         // with the voxel count; tests/mesh.rs does that on fine grids)
         let volume_ml = admesh_numbers(&text, "Number of parts")[1] / 1000.0;
         let ours_ml = o["mesh_volume_ml"].as_f64().unwrap();
-        assert!((volume_ml / ours_ml - 1.0).abs() < 0.005, "{}: admesh volume {volume_ml} mL vs ours {ours_ml} mL", o["name"]);
+        assert!(
+            (volume_ml / ours_ml - 1.0).abs() < 0.005,
+            "{}: admesh volume {volume_ml} mL vs ours {ours_ml} mL",
+            o["name"]
+        );
     }
 }
 
@@ -310,7 +386,8 @@ fn compare_without_masks_segments_both_visits_and_says_so() {
     assert_eq!(mask.geometry.shape, truth.geometry.shape);
     let dice = hepaview::register::metrics::dice_where(&mask, &truth, |l| l > 0);
     assert!(dice > 0.85, "liver Dice of the automatic baseline mask {dice:.3}");
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("compare.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("compare.json")).unwrap()).unwrap();
     assert!(report.get("response").is_some() || report.get("recist").is_some(), "{report}");
 }
 
@@ -337,12 +414,17 @@ fn demo_from_study_simulates_a_follow_up_that_compare_reads_as_built() {
     let out = make(&pair);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let again = make(&pair);
-    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("not empty"), "never writes into a used folder");
-    let truth: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(pair.join("truth.json")).unwrap()).unwrap();
+    assert!(
+        !again.status.success() && String::from_utf8_lossy(&again.stderr).contains("not empty"),
+        "never writes into a used folder"
+    );
+    let truth: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pair.join("truth.json")).unwrap()).unwrap();
     let t = &truth["truth"];
 
     // a new study, two months later, DICOM like its source, phases found again
-    let follow = hepaview::study::Study::open(&[pair.join("followup/dicom"), pair.join("followup/mask.nii.gz")]).unwrap();
+    let follow =
+        hepaview::study::Study::open(&[pair.join("followup/dicom"), pair.join("followup/mask.nii.gz")]).unwrap();
     let base = hepaview::study::Study::open(&[pair.join("baseline/dicom")]).unwrap();
     assert_eq!(follow.phases.len(), 3);
     assert!(follow.labels.is_some(), "the mask beside the DICOM folder is read");
@@ -364,18 +446,26 @@ fn demo_from_study_simulates_a_follow_up_that_compare_reads_as_built() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(cmp.join("compare.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cmp.join("compare.json")).unwrap()).unwrap();
     let r = &report["response"];
     let lesions = r["lesions"].as_array().unwrap();
     assert_eq!(lesions.len(), 1, "one lesion, paired: {lesions:?}");
     let l = &lesions[0];
-    let close = |a: &serde_json::Value, b: &serde_json::Value, tol: f64| (a.as_f64().unwrap() / b.as_f64().unwrap() - 1.0).abs() < tol;
-    assert!(close(&l["baseline_ml"], &t["baseline_ml"], 0.02) && close(&l["followup_ml"], &t["followup_ml"], 0.05), "{l} vs {t}");
+    let close = |a: &serde_json::Value, b: &serde_json::Value, tol: f64| {
+        (a.as_f64().unwrap() / b.as_f64().unwrap() - 1.0).abs() < tol
+    };
+    assert!(
+        close(&l["baseline_ml"], &t["baseline_ml"], 0.02) && close(&l["followup_ml"], &t["followup_ml"], 0.05),
+        "{l} vs {t}"
+    );
     assert_eq!(r["recist"]["category"], t["recist"], "{r}");
     assert_eq!(r["mrecist"]["category"], t["mrecist"], "{r}");
     // the alignment found the pose the follow-up was made with
-    let est: hepaview::register::affine::AffineTransform = serde_json::from_value(report["baseline_to_followup"].clone()).unwrap();
-    let truth_t: hepaview::register::affine::AffineTransform = serde_json::from_value(t["baseline_to_followup"].clone()).unwrap();
+    let est: hepaview::register::affine::AffineTransform =
+        serde_json::from_value(report["baseline_to_followup"].clone()).unwrap();
+    let truth_t: hepaview::register::affine::AffineTransform =
+        serde_json::from_value(t["baseline_to_followup"].clone()).unwrap();
     let c: [f64; 3] = serde_json::from_value(t["lesion_centre_mm"].clone()).unwrap();
     let (a, b) = (est.apply(c), truth_t.apply(c));
     let err = ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt();
@@ -393,16 +483,26 @@ fn open_reads_a_mask_beside_a_dicom_folder_and_refuses_what_it_cannot_use() {
     let s = hepaview::study::Study::open(&[dir.join("dicom"), dir.join("labels.nii.gz")]).unwrap();
     assert!(s.labels.is_some());
     assert!(s.warnings.iter().all(|w| !w.to_string().contains("hepaview-session")), "{:?}", s.warnings);
-    let e = hepaview::study::Study::open(&[dir.join("dicom"), dir.join("anatomy.nii.gz")]).err().expect("an image NIfTI beside DICOM is refused").to_string();
+    let e = hepaview::study::Study::open(&[dir.join("dicom"), dir.join("anatomy.nii.gz")])
+        .err()
+        .expect("an image NIfTI beside DICOM is refused")
+        .to_string();
     assert!(e.contains("anatomy.nii.gz") && e.contains("cannot join a DICOM study"), "{e}");
-    let e = hepaview::study::Study::open(&[dir.join("dicom"), dir.join("labels.nii.gz"), dir.join("labels.nii.gz")]).err().expect("two masks are refused").to_string();
+    let e = hepaview::study::Study::open(&[dir.join("dicom"), dir.join("labels.nii.gz"), dir.join("labels.nii.gz")])
+        .err()
+        .expect("two masks are refused")
+        .to_string();
     assert!(e.contains("one label mask"), "{e}");
 }
 
 #[test]
 fn train_refuses_a_mimic_fraction_outside_0_to_1() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = hepaview().args(["train", "--synthetic", "1", "--mimics", "1.5", "--out"]).arg(tmp.path().join("m.safetensors")).output().unwrap();
+    let out = hepaview()
+        .args(["train", "--synthetic", "1", "--mimics", "1.5", "--out"])
+        .arg(tmp.path().join("m.safetensors"))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--mimics 1.5"), "{err}");

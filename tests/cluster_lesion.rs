@@ -6,9 +6,13 @@
 
 use std::sync::OnceLock;
 
-use hepaview::cluster::{self, build_features, cluster_voxels, ClusterError, ClusterOptions, FeatureOptions, KMeansOptions};
+use hepaview::cluster::{
+    self, build_features, cluster_voxels, ClusterError, ClusterOptions, FeatureOptions, KMeansOptions,
+};
 use hepaview::io::phase::Phase;
-use hepaview::lesion::{analyse_lesions, Lesion, LesionError, LesionOptions, LesionReport, PatternKind, HINT_DISCLAIMER};
+use hepaview::lesion::{
+    analyse_lesions, Lesion, LesionError, LesionOptions, LesionReport, PatternKind, HINT_DISCLAIMER,
+};
 use hepaview::phantom::{make_phantom, LesionKind, Phantom, PhantomOptions};
 use hepaview::volume::{norm, sub, Geometry, Volume};
 
@@ -60,7 +64,12 @@ fn nearest(lesions: &[Lesion], centre: [f64; 3]) -> &Lesion {
 fn phantom_lesions_measure_within_one_voxel() {
     let p = phantom();
     let rep = report();
-    assert_eq!(rep.lesions.len(), 4, "{:#?}", rep.lesions.iter().map(|l| (l.id, l.volume_ml, l.centroid_mm)).collect::<Vec<_>>());
+    assert_eq!(
+        rep.lesions.len(),
+        4,
+        "{:#?}",
+        rep.lesions.iter().map(|l| (l.id, l.volume_ml, l.centroid_mm)).collect::<Vec<_>>()
+    );
     let [sz, sy, sx] = grid().spacing_mm;
     let voxel = sz.max(sy).max(sx);
     let in_plane = sy.max(sx);
@@ -68,16 +77,29 @@ fn phantom_lesions_measure_within_one_voxel() {
         let l = nearest(&rep.lesions, truth.centre_mm);
         let d = 2.0 * truth.radius_mm;
         let kind = truth.kind;
-        assert!(norm(sub(l.centroid_mm, truth.centre_mm)) <= in_plane, "{kind:?}: centroid {:?} vs {:?}", l.centroid_mm, truth.centre_mm);
+        assert!(
+            norm(sub(l.centroid_mm, truth.centre_mm)) <= in_plane,
+            "{kind:?}: centroid {:?} vs {:?}",
+            l.centroid_mm,
+            truth.centre_mm
+        );
         // same voxels as the phantom counted
         assert!((l.volume_ml - truth.volume_ml).abs() < 1e-9, "{kind:?}: {} vs {} ml", l.volume_ml, truth.volume_ml);
         // the sphere's volume within a one-voxel shell
         let sphere = 4.0 / 3.0 * std::f64::consts::PI * truth.radius_mm.powi(3) / 1000.0;
         let shell = 4.0 * std::f64::consts::PI * truth.radius_mm.powi(2) * voxel / 2.0 / 1000.0;
         assert!((l.volume_ml - sphere).abs() <= shell, "{kind:?}: {} ml vs sphere {sphere} ml", l.volume_ml);
-        assert!((l.longest_diameter_3d_mm - d).abs() <= voxel, "{kind:?}: 3-D diameter {} vs {d}", l.longest_diameter_3d_mm);
+        assert!(
+            (l.longest_diameter_3d_mm - d).abs() <= voxel,
+            "{kind:?}: 3-D diameter {} vs {d}",
+            l.longest_diameter_3d_mm
+        );
         assert!((l.recist.long_axis_mm - d).abs() <= in_plane, "{kind:?}: long axis {} vs {d}", l.recist.long_axis_mm);
-        assert!((l.recist.short_axis_mm - d).abs() <= in_plane, "{kind:?}: short axis {} vs {d}", l.recist.short_axis_mm);
+        assert!(
+            (l.recist.short_axis_mm - d).abs() <= in_plane,
+            "{kind:?}: short axis {} vs {d}",
+            l.recist.short_axis_mm
+        );
         assert!(l.recist.short_axis_mm <= l.recist.long_axis_mm);
         assert!(!l.touches_edge, "{kind:?} flagged as touching the edge");
         assert_eq!(l.phases.len(), 3);
@@ -142,7 +164,8 @@ fn phantom_clusters_are_deterministic_ordered_and_separate_the_cyst() {
     let p = phantom();
     let names = ["arterial", "portal venous", "delayed"];
     let ph: Vec<(&str, &hepaview::CtVolume)> = p.phases.iter().zip(names).map(|(ph, n)| (n, &ph.volume)).collect();
-    let feats = build_features(&ph, &p.labels, &FeatureOptions { mask_labels: vec![1, 2], margin_mm: 0.0 }).expect("features");
+    let feats =
+        build_features(&ph, &p.labels, &FeatureOptions { mask_labels: vec![1, 2], margin_mm: 0.0 }).expect("features");
     let pv = feats.feature_index("portal venous").expect("pv feature");
     let opts = ClusterOptions { kmeans: KMeansOptions::default(), order_by_feature: Some(pv), majority_iterations: 0 };
     let run = |threads: usize| {
@@ -172,13 +195,19 @@ fn phantom_clusters_are_deterministic_ordered_and_separate_the_cyst() {
     let g = &p.labels.geometry;
     let c = g.world_to_index(cyst.centre_mm);
     let at = |di: f64| one.labels.data[[c[2].round() as usize, c[1].round() as usize, (c[0] + di).round() as usize]];
-    assert!((-3..=3).all(|d| at(d as f64) == 1), "cyst centre labels {:?}", (-3..=3).map(|d| at(d as f64)).collect::<Vec<_>>());
+    assert!(
+        (-3..=3).all(|d| at(d as f64) == 1),
+        "cyst centre labels {:?}",
+        (-3..=3).map(|d| at(d as f64)).collect::<Vec<_>>()
+    );
     assert!(means[0] < 30.0, "lowest cluster mean {}", means[0]);
 
     // the majority filter keeps the region and makes the labels smoother (fewer
     // neighbouring voxels of different clusters); k = 7 on a noisy, mostly uniform liver
     // splits parenchyma by noise, so it has plenty to smooth
-    let filtered = cluster_voxels(&feats, &ClusterOptions { majority_iterations: 2, ..opts.clone() }, &cluster::no_progress).expect("filtered");
+    let filtered =
+        cluster_voxels(&feats, &ClusterOptions { majority_iterations: 2, ..opts.clone() }, &cluster::no_progress)
+            .expect("filtered");
     for (l, m) in filtered.labels.data.iter().zip(p.labels.data.iter()) {
         assert_eq!(*l == 0, *m == 0);
     }
@@ -210,8 +239,10 @@ fn phantom_clusters_are_deterministic_ordered_and_separate_the_cyst() {
 fn dilated_region_grows_by_the_margin() {
     let p = phantom();
     let ph = [("pv", &p.phases[1].volume)];
-    let tight = build_features(&ph, &p.labels, &FeatureOptions { mask_labels: vec![2], margin_mm: 0.0 }).expect("tight");
-    let grown = build_features(&ph, &p.labels, &FeatureOptions { mask_labels: vec![2], margin_mm: 3.0 }).expect("grown");
+    let tight =
+        build_features(&ph, &p.labels, &FeatureOptions { mask_labels: vec![2], margin_mm: 0.0 }).expect("tight");
+    let grown =
+        build_features(&ph, &p.labels, &FeatureOptions { mask_labels: vec![2], margin_mm: 3.0 }).expect("grown");
     assert!(grown.voxels.len() > tight.voxels.len());
     // every voxel of the tight region is still there, and new ones lie within 3 mm of it
     let g = &p.labels.geometry;
@@ -238,12 +269,19 @@ fn bad_input_gives_errors_not_panics() {
     assert!(e.to_string().contains("other"));
     // an empty mask
     let empty = Volume::filled(p.labels.geometry.clone(), 0u8);
-    assert!(matches!(build_features(&[("pv", pv)], &empty, &FeatureOptions::default()), Err(ClusterError::EmptyMask { .. })));
+    assert!(matches!(
+        build_features(&[("pv", pv)], &empty, &FeatureOptions::default()),
+        Err(ClusterError::EmptyMask { .. })
+    ));
     // labels not in the mask
-    let e = build_features(&[("pv", pv)], &p.labels, &FeatureOptions { mask_labels: vec![9], margin_mm: 0.0 }).unwrap_err();
+    let e =
+        build_features(&[("pv", pv)], &p.labels, &FeatureOptions { mask_labels: vec![9], margin_mm: 0.0 }).unwrap_err();
     assert!(matches!(e, ClusterError::EmptyMask { .. }), "{e}");
     // negative margin, no phases
-    assert!(matches!(build_features(&[("pv", pv)], &p.labels, &FeatureOptions { mask_labels: vec![], margin_mm: -1.0 }), Err(ClusterError::BadMargin { .. })));
+    assert!(matches!(
+        build_features(&[("pv", pv)], &p.labels, &FeatureOptions { mask_labels: vec![], margin_mm: -1.0 }),
+        Err(ClusterError::BadMargin { .. })
+    ));
     assert!(matches!(build_features(&[], &p.labels, &FeatureOptions::default()), Err(ClusterError::NoFeatures)));
     // more clusters than voxels: a 5-voxel mask
     let mut tiny = empty.clone();
@@ -257,7 +295,17 @@ fn bad_input_gives_errors_not_panics() {
     assert!(matches!(cluster_voxels(&f, &zero, &cluster::no_progress), Err(ClusterError::ZeroClusters)));
     // cancelling
     let cancel = |_: f32, _: &str| false;
-    assert!(matches!(cluster_voxels(&f, &ClusterOptions { kmeans: KMeansOptions { k: 2, ..Default::default() }, ..Default::default() }, &cancel), Err(ClusterError::Cancelled)));
+    assert!(matches!(
+        cluster_voxels(
+            &f,
+            &ClusterOptions { kmeans: KMeansOptions { k: 2, ..Default::default() }, ..Default::default() },
+            &cancel
+        ),
+        Err(ClusterError::Cancelled)
+    ));
     // lesion analysis with a phase on another grid
-    assert!(matches!(analyse_lesions(&p.labels, &[(Phase::Arterial, &other)], &LesionOptions::default()), Err(LesionError::GridMismatch { .. })));
+    assert!(matches!(
+        analyse_lesions(&p.labels, &[(Phase::Arterial, &other)], &LesionOptions::default()),
+        Err(LesionError::GridMismatch { .. })
+    ));
 }

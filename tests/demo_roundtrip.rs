@@ -25,7 +25,12 @@ fn demo_study_round_trips_through_dicom_and_nifti() {
         let (vol, warnings) = dicom::load_series(s, &no_progress).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         let t = truth.phase(phase).unwrap();
-        assert!(vol.geometry.max_corner_distance_mm(&t.volume.geometry) < 1e-3, "{:?} vs {:?}", vol.geometry, t.volume.geometry);
+        assert!(
+            vol.geometry.max_corner_distance_mm(&t.volume.geometry) < 1e-3,
+            "{:?} vs {:?}",
+            vol.geometry,
+            t.volume.geometry
+        );
         assert_eq!(vol.data, t.volume.data, "{}", s.description);
     }
 
@@ -43,7 +48,11 @@ fn demo_study_round_trips_through_dicom_and_nifti() {
 fn measured_hu_names_demo_phases_when_tags_are_silent() {
     use hepaview::io::phase::measure_enhancement;
     let truth = phantom::make_phantom(&PhantomOptions::small());
-    let clues: Vec<SeriesClues> = truth.phases.iter().map(|p| SeriesClues { hu: Some(measure_enhancement(&p.volume)), ..Default::default() }).collect();
+    let clues: Vec<SeriesClues> = truth
+        .phases
+        .iter()
+        .map(|p| SeriesClues { hu: Some(measure_enhancement(&p.volume)), ..Default::default() })
+        .collect();
     let calls = detect_phases(&clues);
     let got: Vec<Phase> = calls.iter().map(|c| c.phase).collect();
     assert_eq!(got, vec![Phase::Arterial, Phase::PortalVenous, Phase::Delayed], "{calls:?}");
@@ -61,11 +70,19 @@ fn a_world_point_is_the_same_anatomy_in_phases_on_different_grids() {
     let hu = |name: Phase, at| truth.phase(name).unwrap().volume.sample_world(at, Interp::Nearest).unwrap();
     for lesion in &truth.lesions {
         let c = lesion.centre_mm;
-        assert_eq!(truth.labels.sample_world(c, Interp::Nearest), Some(2.0), "{:?} centre is labelled tumour", lesion.kind);
+        assert_eq!(
+            truth.labels.sample_world(c, Interp::Nearest),
+            Some(2.0),
+            "{:?} centre is labelled tumour",
+            lesion.kind
+        );
         let (a, pv, d) = (hu(Phase::Arterial, c), hu(Phase::PortalVenous, c), hu(Phase::Delayed, c));
         match lesion.kind {
             LesionKind::Hcc => assert!(a > pv + 20.0 && a > d + 20.0, "HCC washes in then out: {a} {pv} {d}"),
-            LesionKind::Cyst => assert!(a.abs() < 40.0 && pv.abs() < 40.0 && d.abs() < 40.0, "cyst is water in every phase: {a} {pv} {d}"),
+            LesionKind::Cyst => assert!(
+                a.abs() < 40.0 && pv.abs() < 40.0 && d.abs() < 40.0,
+                "cyst is water in every phase: {a} {pv} {d}"
+            ),
             LesionKind::Hemangioma => assert!(d > a, "hemangioma fills in towards delayed: {a} {pv} {d}"),
             LesionKind::Metastasis => assert!(pv < 90.0, "metastasis centre stays hypodense: {a} {pv} {d}"),
             LesionKind::TreatedHcc => unreachable!("the baseline has no treated lesion"),

@@ -41,7 +41,9 @@ fn demo_study_is_valid_dicom_with_consistent_truth() {
 
     // DICOM validity
     match dciodvfy(&files.dicom[0].1[0]) {
-        None if std::env::var_os("CI").is_some() => panic!("dciodvfy is not installed; CI needs it (apt-get install dicom3tools)"),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("dciodvfy is not installed; CI needs it (apt-get install dicom3tools)")
+        }
         None => eprintln!("SKIPPED the DICOM validation: dciodvfy not found (apt-get install dicom3tools to run it)"),
         Some(_) => {
             for (phase, paths) in &files.dicom {
@@ -80,7 +82,8 @@ fn demo_study_is_valid_dicom_with_consistent_truth() {
     // ground truth: every lesion lies inside the liver of the written label mask
     let (labels, _warnings) = hepaview::io::nifti::read_mask(&files.labels).expect("labels readable");
     let lesions: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&files.lesions_json).expect("lesions.json readable")).expect("lesions.json is JSON");
+        serde_json::from_slice(&std::fs::read(&files.lesions_json).expect("lesions.json readable"))
+            .expect("lesions.json is JSON");
     let lesions = lesions.as_array().expect("a list of lesions");
     assert_eq!(lesions.len(), 4);
     let g = &labels.geometry;
@@ -90,7 +93,8 @@ fn demo_study_is_valid_dicom_with_consistent_truth() {
         labels.data[idx]
     };
     for l in lesions {
-        let c: Vec<f64> = l["centre_mm"].as_array().expect("centre").iter().map(|v| v.as_f64().expect("number")).collect();
+        let c: Vec<f64> =
+            l["centre_mm"].as_array().expect("centre").iter().map(|v| v.as_f64().expect("number")).collect();
         let r = l["radius_mm"].as_f64().expect("radius");
         assert!(l["volume_ml"].as_f64().expect("volume") > 0.0);
         assert_eq!(at([c[0], c[1], c[2]]), 2, "lesion {l} centre is not tumour");

@@ -70,7 +70,11 @@ fn dcm2niix(folder: &Path, out: &Path) -> Vec<std::path::PathBuf> {
         .output()
         .expect("dcm2niix runs");
     assert!(status.status.success(), "dcm2niix failed: {}", String::from_utf8_lossy(&status.stderr));
-    let mut files: Vec<_> = std::fs::read_dir(out).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().ends_with(".nii.gz")).collect();
+    let mut files: Vec<_> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".nii.gz"))
+        .collect();
     files.sort();
     files
 }
@@ -98,7 +102,10 @@ fn geometry_agrees_with_dcm2niix() {
         for s in ours {
             // dcm2niix names files by series number
             let n = s.series_number.unwrap();
-            let file = theirs.iter().find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("{n}_"))).expect("dcm2niix file for series");
+            let file = theirs
+                .iter()
+                .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("{n}_")))
+                .expect("dcm2niix file for series");
             let (their_vol, _) = nifti::read_ct(file).unwrap();
             let a = corner_set(&s.geometry);
             let b = corner_set(&their_vol.geometry);
@@ -133,7 +140,13 @@ fn info_lists_every_series_in_shared_data() {
         assert!(descs.contains(&want), "{want} missing from {descs:?}");
     }
     // every broken file is named among the warnings
-    let warned: String = scan.warnings.iter().chain(scan.all_series().flat_map(|s| s.warnings.iter())).map(|w| w.to_string()).collect::<Vec<_>>().join("\n");
+    let warned: String = scan
+        .warnings
+        .iter()
+        .chain(scan.all_series().flat_map(|s| s.warnings.iter()))
+        .map(|w| w.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
     for f in ["empty.dcm", "not_dicom.dcm", "bad_magic.dcm", "rtstruct.dcm", "test-SR.dcm", "slice3.dcm"] {
         assert!(warned.contains(f), "{f} not reported:\n{warned}");
     }

@@ -10,10 +10,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hepaview::edit::tools::{
-    close_label, fill_holes, interpolate_slices, keep_largest_component, open_label, paint_dab, paint_line, polygon_fill, polygon_fill_mm, region_grow,
-    remove_islands, smooth_label, Brush, BrushExtent, BrushShape, Grow, GrowCriterion, HuRange, Reach, Smoothing,
+    close_label, fill_holes, interpolate_slices, keep_largest_component, open_label, paint_dab, paint_line,
+    polygon_fill, polygon_fill_mm, region_grow, remove_islands, smooth_label, Brush, BrushExtent, BrushShape, Grow,
+    GrowCriterion, HuRange, Reach, Smoothing,
 };
-use hepaview::edit::{session, BrickGrid, EditDiff, EditError, History, LabelTable, Orientation, Paint, PaintOver, Session};
+use hepaview::edit::{
+    session, BrickGrid, EditDiff, EditError, History, LabelTable, Orientation, Paint, PaintOver, Session,
+};
 use hepaview::io::nifti;
 use hepaview::volume::{CtVolume, Geometry, Mask, Volume};
 use ndarray::Array3;
@@ -81,7 +84,7 @@ fn sphere_brush_counts_on_an_isotropic_grid() {
 #[test]
 fn brushes_on_an_anisotropic_grid() {
     let sp = [3.0, 0.5, 1.0]; // [z, y, x] mm
-    // 3-D ball of 4 mm radius: a hand count through the spacing
+                              // 3-D ball of 4 mm radius: a hand count through the spacing
     let mut m = empty([9, 41, 21], sp);
     let c = at(&m, [4, 20, 10]);
     paint_dab(&mut m, c, &Brush::ball(8.0), &paint(1), None).unwrap();
@@ -137,7 +140,10 @@ fn brush_clips_at_the_edge_and_rejects_nonsense() {
     assert_eq!(count(&m, 1), want);
     let far = [1000.0, 1000.0, 1000.0];
     assert!(paint_dab(&mut m, far, &Brush::ball(4.0), &paint(1), None).unwrap().is_empty());
-    assert!(matches!(paint_dab(&mut m, [f64::NAN, 0.0, 0.0], &Brush::ball(4.0), &paint(1), None), Err(EditError::BadParameter { .. })));
+    assert!(matches!(
+        paint_dab(&mut m, [f64::NAN, 0.0, 0.0], &Brush::ball(4.0), &paint(1), None),
+        Err(EditError::BadParameter { .. })
+    ));
     assert!(paint_dab(&mut m, corner, &Brush::ball(-1.0), &paint(1), None).is_err());
 }
 
@@ -212,7 +218,10 @@ fn threshold_brush_paints_only_the_hu_window() {
     // a CT on another grid is refused
     let other: CtVolume = Volume::filled(grid([7, 15, 14], [2.0, 1.0, 1.0]), 0);
     let hu = HuRange { ct: &other, lo_hu: 0, hi_hu: 1 };
-    assert!(matches!(paint_dab(&mut m, c, &Brush::ball(8.0), &paint(1), Some(&hu)), Err(EditError::GridMismatch { .. })));
+    assert!(matches!(
+        paint_dab(&mut m, c, &Brush::ball(8.0), &paint(1), Some(&hu)),
+        Err(EditError::GridMismatch { .. })
+    ));
 }
 
 #[test]
@@ -227,7 +236,8 @@ fn a_drag_paints_a_band_without_gaps() {
     for j in 0..40 {
         for i in 0..60 {
             let p = at(&m, [1, j, i]);
-            let t = (((p[0] - ax) * (bx - ax) + (p[1] - ay) * (by - ay)) / ((bx - ax).powi(2) + (by - ay).powi(2))).clamp(0.0, 1.0);
+            let t = (((p[0] - ax) * (bx - ax) + (p[1] - ay) * (by - ay)) / ((bx - ax).powi(2) + (by - ay).powi(2)))
+                .clamp(0.0, 1.0);
             let d = ((p[0] - ax - t * (bx - ax)).powi(2) + (p[1] - ay - t * (by - ay)).powi(2)).sqrt();
             let v = m.data[[1, j, i]];
             if d <= r - 0.35 {
@@ -307,7 +317,11 @@ fn region_growing_by_hu() {
     ct.data[[5, 8, 12]] = 150;
     let mut m: Mask = Volume::filled(g, 0);
     let seed = at(&m, [4, 7, 6]);
-    let grow = Grow { criterion: GrowCriterion::HuAroundSeed { tolerance_hu: 5.0 }, reach: Reach::Volume, max_voxels: 1 << 20 };
+    let grow = Grow {
+        criterion: GrowCriterion::HuAroundSeed { tolerance_hu: 5.0 },
+        reach: Reach::Volume,
+        max_voxels: 1 << 20,
+    };
     let r = region_grow(&mut m, Some(&ct), seed, &grow, &paint(1)).unwrap();
     assert_eq!(r.region_voxels, 4 * 6 * 8);
     let grow = Grow { criterion: GrowCriterion::HuRange { lo_hu: 90.0, hi_hu: 200.0 }, ..grow };
@@ -316,7 +330,8 @@ fn region_growing_by_hu() {
     assert_eq!(r.region_voxels, 4 * 6 * 8 + 1);
     // within one axial slice
     let mut m3: Mask = Volume::filled(m.geometry.clone(), 0);
-    let r = region_grow(&mut m3, Some(&ct), seed, &Grow { reach: Reach::Slice(Orientation::Axial), ..grow }, &paint(1)).unwrap();
+    let r = region_grow(&mut m3, Some(&ct), seed, &Grow { reach: Reach::Slice(Orientation::Axial), ..grow }, &paint(1))
+        .unwrap();
     assert_eq!(r.region_voxels, 6 * 8);
     // HU growing without a CT is refused
     assert!(region_grow(&mut m3, None, seed, &grow, &paint(1)).is_err());
@@ -327,7 +342,14 @@ fn region_growing_by_hu() {
             m4.data[[5, j, i]] = 7;
         }
     }
-    let r = region_grow(&mut m4, Some(&ct), seed, &Grow { criterion: GrowCriterion::HuRange { lo_hu: 90.0, hi_hu: 200.0 }, ..grow }, &Paint::new(1, PaintOver::Background)).unwrap();
+    let r = region_grow(
+        &mut m4,
+        Some(&ct),
+        seed,
+        &Grow { criterion: GrowCriterion::HuRange { lo_hu: 90.0, hi_hu: 200.0 }, ..grow },
+        &Paint::new(1, PaintOver::Background),
+    )
+    .unwrap();
     assert_eq!(r.region_voxels, 2 * 6 * 8, "slices 3 and 4 only: slice 5 is label 7");
 }
 
@@ -420,7 +442,8 @@ fn interpolation_between_drawn_slices() {
     disc(&mut m, 0, (20.0, 20.0), 6.0, 1);
     disc(&mut m, 8, (20.0, 36.0), 6.0, 1);
     interpolate_slices(&mut m, Orientation::Axial, &paint(1)).unwrap();
-    let cols: Vec<usize> = m.data.index_axis(ndarray::Axis(0), 4).indexed_iter().filter(|(_, &v)| v == 1).map(|((_, i), _)| i).collect();
+    let cols: Vec<usize> =
+        m.data.index_axis(ndarray::Axis(0), 4).indexed_iter().filter(|(_, &v)| v == 1).map(|((_, i), _)| i).collect();
     let mean = cols.iter().sum::<usize>() as f64 / cols.len() as f64;
     assert!((mean - 28.0).abs() < 0.5, "the shape is halfway at the middle slice (centre column {mean:.2})");
     assert_eq!(m.data[[4, 20, 14]], 0, "and no longer where it started");
@@ -595,7 +618,8 @@ fn touched_bricks_cover_exactly_the_changes() {
     let c = at(&m, [20, 15, 16]);
     let t = h.apply(&mut m, |m| paint_dab(m, c, &Brush::ball(20.0), &paint(1), None)).unwrap();
     let grid = BrickGrid::new(m.shape());
-    let mut want: Vec<u32> = m.data.indexed_iter().filter(|(_, &v)| v == 1).map(|((k, j, i), _)| grid.id_of(k, j, i)).collect();
+    let mut want: Vec<u32> =
+        m.data.indexed_iter().filter(|(_, &v)| v == 1).map(|((k, j, i), _)| grid.id_of(k, j, i)).collect();
     want.sort_unstable();
     want.dedup();
     assert_eq!(t.brick_ids, want);
@@ -680,7 +704,12 @@ const PSHAPE: [usize; 3] = [12, 20, 24];
 
 fn op() -> impl Strategy<Value = Op> {
     let voxel = (0..PSHAPE[0], 0..PSHAPE[1], 0..PSHAPE[2]).prop_map(|(k, j, i)| [k, j, i]);
-    let plane = prop_oneof![Just(None), Just(Some(Orientation::Axial)), Just(Some(Orientation::Coronal)), Just(Some(Orientation::Sagittal))];
+    let plane = prop_oneof![
+        Just(None),
+        Just(Some(Orientation::Axial)),
+        Just(Some(Orientation::Coronal)),
+        Just(Some(Orientation::Sagittal))
+    ];
     prop_oneof![
         4 => (voxel.clone(), 0.5f64..9.0, 1u8..4, any::<bool>(), plane, any::<bool>())
             .prop_map(|(at, diameter, label, square, plane, over_bg)| Op::Dab { at, diameter, label, square, plane, over_bg }),
@@ -718,7 +747,11 @@ fn run_op(m: &mut Mask, h: &mut History, op: &Op) {
             Some(paint_dab(m, c, &Brush::ball(*diameter), &Paint::eraser(PaintOver::Everything), None))
         }
         Op::Fill { at, label, slice } => {
-            let g = Grow { criterion: GrowCriterion::SameLabel, reach: if *slice { Reach::Slice(Orientation::Axial) } else { Reach::Volume }, max_voxels: 2000 };
+            let g = Grow {
+                criterion: GrowCriterion::SameLabel,
+                reach: if *slice { Reach::Slice(Orientation::Axial) } else { Reach::Volume },
+                max_voxels: 2000,
+            };
             let c = w(m, *at);
             Some(region_grow(m, None, c, &g, &paint(*label)).map(|r| r.diff))
         }
@@ -804,7 +837,11 @@ fn autosave_restore_and_saved_state() {
     let mut s = Session::open_for(study.path()).unwrap();
     assert_eq!(s.dir(), study.path().join(".hepaview-session"));
     assert!(s.pending_restore().is_none(), "a fresh session has nothing to offer");
-    assert_eq!(std::fs::read_dir(study.path()).unwrap().count(), 0, "opening a study without editing leaves its folder untouched");
+    assert_eq!(
+        std::fs::read_dir(study.path()).unwrap().count(),
+        0,
+        "opening a study without editing leaves its folder untouched"
+    );
     edit(&mut m, &mut h, &mut s, [10, 10, 10], 2); // first edit: a full snapshot
     edit(&mut m, &mut h, &mut s, [12, 20, 20], 3); // journaled
     assert!(s.needs_autosave());
@@ -982,7 +1019,11 @@ fn sigkill_mid_stroke_loses_no_completed_edit() {
     assert_eq!(info.edit_counter, CRASH_EDITS as u64, "every completed edit, not the torn one");
     assert!(info.torn_tail);
     let r = s.restore().unwrap();
-    assert_eq!(r.mask.data.as_slice().unwrap(), &expected[..], "restored mask differs from the one after the completed edits");
+    assert_eq!(
+        r.mask.data.as_slice().unwrap(),
+        &expected[..],
+        "restored mask differs from the one after the completed edits"
+    );
     assert_eq!(r.mask.geometry, crash_mask().geometry);
     // nothing of the torn record or the unfinished stroke
     assert_eq!(r.mask.data[[20, 40, 5]], 0);

@@ -35,7 +35,11 @@ fn every_regression_input_ends_cleanly() {
         // reaching here without a panic is the test; errors must name a file
         for r in replay(&data) {
             if let Err(e) = r {
-                assert!(e.to_string().contains(".dcm") || matches!(e, DicomError::NoImages { .. }), "{}: {e}", p.display());
+                assert!(
+                    e.to_string().contains(".dcm") || matches!(e, DicomError::NoImages { .. }),
+                    "{}: {e}",
+                    p.display()
+                );
             }
         }
     }

@@ -210,7 +210,8 @@ fn coronal_plane_puts_superior_at_the_top() {
     let size = [16.0, 16.0];
     // right = +x (patient left), down = −z (inferior); j = 5; 1 mm per pixel over 2.5 mm
     // slices: pixel (u, v) shows i = u, k = round(6.4 − 0.4 v) (no ties).
-    let plane = ScreenPlane { centre_mm: world(7.5, 5.0, 3.4), right: [1.0, 0.0, 0.0], down: [0.0, 0.0, -1.0], mm_per_px: 1.0 };
+    let plane =
+        ScreenPlane { centre_mm: world(7.5, 5.0, 3.4), right: [1.0, 0.0, 0.0], down: [0.0, 0.0, -1.0], mm_per_px: 1.0 };
     let w = window(0.0, 80.0);
     let Some(img) = render(vec![(full(size), desc(plane, w, Interp::Nearest))], size) else { return };
     // By hand: (4, 3) → voxel (4, 5, 5): 40 + 800 + 12800 − 500 = 13140 HU → 164.25.
@@ -373,10 +374,12 @@ fn oblique_overlay_colours_exactly_the_labelled_pixels() {
     let right = egui::Rect::from_min_size(egui::pos2(w as f32, 0.0), egui::vec2(w as f32, h as f32));
     let s = std::f64::consts::FRAC_1_SQRT_2;
     let (c, sn) = (0.8f64, 0.6f64);
-    let plane = ScreenPlane { centre_mm: world(9.3, 5.9, 3.6), right: [s, s, 0.0], down: [-s * c, s * c, -sn], mm_per_px: 0.6 };
+    let plane =
+        ScreenPlane { centre_mm: world(9.3, 5.9, 3.6), right: [s, s, 0.0], down: [-s * c, s * c, -sn], mm_per_px: 0.6 };
     let plain = desc(plane, window(-500.0, 80.0), Interp::Linear);
     let mut labelled = plain.clone();
-    labelled.overlay = Some(OverlayDesc { mask: mask(), key: 7, opacity: 0.6, outline: false, palette: palette(), previous: None });
+    labelled.overlay =
+        Some(OverlayDesc { mask: mask(), key: 7, opacity: 0.6, outline: false, palette: palette(), previous: None });
     let Some(img) = render(vec![(left, plain), (right, labelled)], size) else { return };
     let m = mask();
     let (mut shown, mut hidden) = (0, 0);
@@ -520,7 +523,11 @@ fn only_the_given_box_is_rewritten() {
 /// A layer on the CT's grid whose voxel `(i, j, k)` holds `f(i, j)` on every slice.
 fn layer(key: u64, kind: LayerKind, f: impl Fn(usize, usize) -> i16) -> LayerDesc {
     let data = Array3::from_shape_fn((NZ, NY, NX), |(_, j, i)| f(i, j));
-    LayerDesc { volume: Arc::new(CtVolume::new(data, Geometry::axis_aligned([NZ, NY, NX], SPACING, ORIGIN))), key, kind }
+    LayerDesc {
+        volume: Arc::new(CtVolume::new(data, Geometry::axis_aligned([NZ, NY, NX], SPACING, ORIGIN))),
+        key,
+        kind,
+    }
 }
 
 /// The ramp's slice 3 through `window(lo, 10)`: pixel (u, v) has grey u + 16 v.
@@ -570,7 +577,9 @@ fn grid_layer_draws_only_the_planes_that_cut_the_view() {
     let kind = LayerKind::Grid { rgb: [1.0, 1.0, 0.0] };
     // x planes at i = 5, y planes at j = 3; a z plane at j = 9 lies in the axial view's own
     // plane direction and must not draw
-    let d = layered(kind, |i, j| (if i == 5 { GRID_X } else { 0 }) | (if j == 3 { GRID_Y } else { 0 }) | (if j == 9 { GRID_Z } else { 0 }));
+    let d = layered(kind, |i, j| {
+        (if i == 5 { GRID_X } else { 0 }) | (if j == 3 { GRID_Y } else { 0 }) | (if j == 9 { GRID_Z } else { 0 })
+    });
     let Some(img) = render(vec![(full(size), d)], size) else { return };
     for v in 0..16 {
         for u in 0..16 {

@@ -27,7 +27,9 @@ fn oblique_left_handed(shape: [usize; 3], spacing_mm: [f64; 3], origin_mm: Lps) 
 
 /// `label` where `inside(world position of the voxel centre)`.
 fn mask_from(g: &Geometry, inside: impl Fn(Lps) -> Option<u8>) -> Mask {
-    let data = Array3::from_shape_fn(g.shape, |(k, j, i)| inside(g.index_to_world([i as f64, j as f64, k as f64])).unwrap_or(0));
+    let data = Array3::from_shape_fn(g.shape, |(k, j, i)| {
+        inside(g.index_to_world([i as f64, j as f64, k as f64])).unwrap_or(0)
+    });
     Volume::new(data, g.clone())
 }
 
@@ -94,7 +96,10 @@ fn sphere_on_an_anisotropic_oblique_left_handed_grid() {
     let analytic_ml = 4.0 / 3.0 * PI * s.r.powi(3) / 1000.0;
     let voxel_vol = voxels(&s.mask, 1) as f64 * voxel_ml(&s.mask.geometry);
     let v = m.volume_ml();
-    println!("sphere: mesh {v:.3} mL, voxels {voxel_vol:.3} mL, analytic {analytic_ml:.3} mL, area {:.0} mm²", m.area_mm2());
+    println!(
+        "sphere: mesh {v:.3} mL, voxels {voxel_vol:.3} mL, analytic {analytic_ml:.3} mL, area {:.0} mm²",
+        m.area_mm2()
+    );
     assert!(v > 0.0, "left-handed grid: triangles must still face out");
     assert!(rel(v, analytic_ml) < 0.03, "mesh {v} vs analytic {analytic_ml}");
     assert!(rel(v, voxel_vol) < 0.03, "mesh {v} vs voxels {voxel_vol}");
@@ -291,7 +296,12 @@ fn parse_obj(text: &str) -> Vec<ObjGroup> {
         let mut it = line.split_whitespace();
         let Some(tag) = it.next() else { continue };
         match tag {
-            "o" => objs.push(ObjGroup { name: it.next().unwrap().to_string(), vertices: vec![], normals: 0, faces: vec![] }),
+            "o" => objs.push(ObjGroup {
+                name: it.next().unwrap().to_string(),
+                vertices: vec![],
+                normals: 0,
+                faces: vec![],
+            }),
             "v" => {
                 let v: Vec<f32> = it.map(|x| x.parse().unwrap()).collect();
                 objs.last_mut().unwrap().vertices.push([v[0], v[1], v[2]]);
@@ -365,7 +375,11 @@ fn stl_obj_and_json_read_back_in_ras() {
         assert_eq!(g.vertices.len(), o.mesh.vertex_count());
         assert_eq!(g.normals, o.mesh.vertex_count());
         assert_eq!(g.faces.len(), o.mesh.triangle_count());
-        assert!(g.faces.iter().flatten().all(|&i| i >= first && i < first + g.vertices.len()), "{}: face outside its object", g.name);
+        assert!(
+            g.faces.iter().flatten().all(|&i| i >= first && i < first + g.vertices.len()),
+            "{}: face outside its object",
+            g.name
+        );
         let vol = signed_volume_ml(g.faces.iter().map(|t| t.map(|i| g.vertices[i - first])));
         assert!(rel(vol, o.mesh.volume_ml()) < 1e-3, "{}: OBJ volume {vol}", g.name);
         first += g.vertices.len();
@@ -398,13 +412,20 @@ fn export_never_overwrites() {
     // written when it is in the way.
     let other = tempfile::tempdir().unwrap();
     std::fs::write(other.path().join("objects.json"), b"mine").unwrap();
-    assert!(matches!(export_objects(&mask, &opts, other.path(), Format::Obj, Frame::Lps), Err(MeshError::Exists { .. })));
+    assert!(matches!(
+        export_objects(&mask, &opts, other.path(), Format::Obj, Frame::Lps),
+        Err(MeshError::Exists { .. })
+    ));
     assert_eq!(listing(other.path()).len(), 1);
     assert_eq!(std::fs::read(other.path().join("objects.json")).unwrap(), b"mine");
 }
 
 fn listing(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut v: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).map(|p| (p.clone(), std::fs::read(&p).unwrap())).collect();
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect();
     v.sort();
     v
 }
@@ -440,7 +461,12 @@ fn real_liver_mask_is_closed_and_keeps_its_volume() {
     // Native 3 mm grid; the liver touches the first and last slice.
     let m = mesh::surface(&liver, &[1]).unwrap();
     assert_closed(&m, "ts-abdomen liver");
-    println!("native: {} vertices, {} triangles, mesh/voxel {:.5}", m.vertex_count(), m.triangle_count(), m.volume_ml() / voxel_vol);
+    println!(
+        "native: {} vertices, {} triangles, mesh/voxel {:.5}",
+        m.vertex_count(),
+        m.triangle_count(),
+        m.volume_ml() / voxel_vol
+    );
     assert!(rel(m.volume_ml(), voxel_vol) < 0.03);
 
     // The anchor's ×2 volume: scikit-image puts one vertex on every crossed edge as we do,

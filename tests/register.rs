@@ -13,19 +13,31 @@ fn body(x: [f64; 3]) -> f64 {
     if r > 1.0 {
         return -1000.0;
     }
-    let blob = |c: [f64; 3], s: f64, a: f64| a * (-((x[0] - c[0]).powi(2) + (x[1] - c[1]).powi(2) + (x[2] - c[2]).powi(2)) / (2.0 * s * s)).exp();
-    40.0 + blob([20.0, -10.0, 0.0], 12.0, 120.0) + blob([-30.0, 15.0, 10.0], 8.0, 200.0) + blob([5.0, 25.0, -15.0], 10.0, -90.0)
+    let blob = |c: [f64; 3], s: f64, a: f64| {
+        a * (-((x[0] - c[0]).powi(2) + (x[1] - c[1]).powi(2) + (x[2] - c[2]).powi(2)) / (2.0 * s * s)).exp()
+    };
+    40.0 + blob([20.0, -10.0, 0.0], 12.0, 120.0)
+        + blob([-30.0, 15.0, 10.0], 8.0, 200.0)
+        + blob([5.0, 25.0, -15.0], 10.0, -90.0)
         + blob([-10.0, -25.0, 20.0], 6.0, 300.0)
-        + 30.0 * (x[0] / 9.0).sin() * (x[1] / 11.0).cos() + 25.0 * (x[2] / 8.0 + x[0] / 15.0).sin()
+        + 30.0 * (x[0] / 9.0).sin() * (x[1] / 11.0).cos()
+        + 25.0 * (x[2] / 8.0 + x[0] / 15.0).sin()
 }
 
 fn render(g: &Geometry, f: impl Fn([f64; 3]) -> f64 + Sync) -> CtVolume {
-    let data = Array3::from_shape_fn(g.shape, |(k, j, i)| f(g.index_to_world([i as f64, j as f64, k as f64])).round() as i16);
+    let data =
+        Array3::from_shape_fn(g.shape, |(k, j, i)| f(g.index_to_world([i as f64, j as f64, k as f64])).round() as i16);
     Volume::new(data, g.clone())
 }
 
 fn small_params() -> Params {
-    Params { levels: vec![register::LevelPlan { factor: 2.0, iterations: 40 }, register::LevelPlan { factor: 1.0, iterations: 20 }], ..Params::default() }
+    Params {
+        levels: vec![
+            register::LevelPlan { factor: 2.0, iterations: 40 },
+            register::LevelPlan { factor: 1.0, iterations: 20 },
+        ],
+        ..Params::default()
+    }
 }
 
 fn body_mask(v: &CtVolume) -> Mask {
@@ -51,8 +63,18 @@ fn a_known_shift_is_recovered() {
     let before = metrics::endpoint_error(&Field::zeros(g.clone()), &truth, Some(&inner));
     let after = metrics::endpoint_error(&reg.field, &truth, Some(&inner));
     assert!(before.median > 4.0);
-    assert!(after.median < 0.5, "median error {:.3} mm after, {:.3} before; {:?}", after.median, before.median, reg.report);
-    assert!(reg.report.rmsd_after_hu < 0.5 * reg.report.rmsd_before_hu, "{:?}", (reg.report.rmsd_before_hu, reg.report.rmsd_after_hu));
+    assert!(
+        after.median < 0.5,
+        "median error {:.3} mm after, {:.3} before; {:?}",
+        after.median,
+        before.median,
+        reg.report
+    );
+    assert!(
+        reg.report.rmsd_after_hu < 0.5 * reg.report.rmsd_before_hu,
+        "{:?}",
+        (reg.report.rmsd_before_hu, reg.report.rmsd_after_hu)
+    );
     assert!(reg.report.folding.min_jacobian > 0.0);
     // the global step found the shift on its own (to within a coarse voxel)
     let pre = reg.report.prealign_mm.expect("phase correlation trusted here");
@@ -144,7 +166,14 @@ fn a_mask_confines_the_forces() {
     // smoothing): inside the mask the answer stays within a tenth of the 3 mm shift (the
     // pyramid's coarse grids fall differently on the smaller box; a box that cut the field
     // off would be wrong by the whole shift)
-    let boxed = register::register_ct(&fixed, &moving, Some(&mask), &Params { prealign: false, ..small_params() }, &no_progress).unwrap();
+    let boxed = register::register_ct(
+        &fixed,
+        &moving,
+        Some(&mask),
+        &Params { prealign: false, ..small_params() },
+        &no_progress,
+    )
+    .unwrap();
     let mut worst = 0f32;
     for ((k, j, i), &m) in mask.data.indexed_iter() {
         if m != 0 {
@@ -176,10 +205,17 @@ fn bad_inputs_are_refused_with_reasons() {
     assert!(matches!(e, RegisterError::Constant { which: "moving", .. }), "{e}");
 
     let bad = Params { levels: vec![], ..Params::default() };
-    assert!(matches!(register::register_ct(&fixed, &fixed, None, &bad, &no_progress), Err(RegisterError::BadParams(_))));
+    assert!(matches!(
+        register::register_ct(&fixed, &fixed, None, &bad, &no_progress),
+        Err(RegisterError::BadParams(_))
+    ));
 
-    let wrong_mask = Volume::new(Array3::from_elem([3, 3, 3], 1u8), Geometry::axis_aligned([3, 3, 3], [1.0; 3], [0.0; 3]));
-    assert!(matches!(register::register_ct(&fixed, &fixed, Some(&wrong_mask), &p, &no_progress), Err(RegisterError::BadParams(_))));
+    let wrong_mask =
+        Volume::new(Array3::from_elem([3, 3, 3], 1u8), Geometry::axis_aligned([3, 3, 3], [1.0; 3], [0.0; 3]));
+    assert!(matches!(
+        register::register_ct(&fixed, &fixed, Some(&wrong_mask), &p, &no_progress),
+        Err(RegisterError::BadParams(_))
+    ));
 
     // cancelling stops with Cancelled, not a half-done field
     let e = register::register_ct(&fixed, &fixed, None, &p, &|_, _| false).err().expect("cancelled");

@@ -11,12 +11,15 @@ use egui_kittest::Harness;
 use hepaview::app::view::ViewState;
 use hepaview::app::view3d::View3d;
 use hepaview::app::HepaviewApp;
+use hepaview::io::phase::Phase;
 use hepaview::mesh::{self, MeshObject, MeshOptions, ObjectKind};
 use hepaview::phantom::PhantomOptions;
-use hepaview::io::phase::Phase;
 use hepaview::render::dvr::GpuDvrVolume;
 use hepaview::render::gpu::{GpuScene, Renderer3d, BACKGROUND};
-use hepaview::render::{render_image, render_turntable, Camera, Drawing, DvrParams, DvrVolume, FrameDesc, Scene, StandardView, TransferPreset};
+use hepaview::render::{
+    render_image, render_turntable, Camera, Drawing, DvrParams, DvrVolume, FrameDesc, Scene, StandardView,
+    TransferPreset,
+};
 use hepaview::study::Study;
 use hepaview::volume::{Geometry, Lps, Volume};
 use ndarray::Array3;
@@ -52,11 +55,20 @@ fn sphere_scene_spacing(centre: Lps, radius_mm: f64, spacing_mm: f64) -> Scene {
     let half = n as f64 * spacing_mm / 2.0;
     let origin = [centre[0] - half, centre[1] - half, centre[2] - half];
     let g = Geometry::axis_aligned([n, n, n], [spacing_mm; 3], origin);
-    let data = Array3::from_shape_fn(g.shape, |(k, j, i)| (dist(g.index_to_world([i as f64, j as f64, k as f64]), centre) <= radius_mm) as u8);
+    let data = Array3::from_shape_fn(g.shape, |(k, j, i)| {
+        (dist(g.index_to_world([i as f64, j as f64, k as f64]), centre) <= radius_mm) as u8
+    });
     let mask = Volume::new(data, g);
     let mut m = mesh::surface(&mask, &[1]).expect("sphere surface");
     m.compute_normals();
-    let obj = MeshObject { name: "tumour_1".into(), kind: ObjectKind::Tumour, labels: vec![1], voxels: 0, voxel_volume_ml: 0.0, mesh: m };
+    let obj = MeshObject {
+        name: "tumour_1".into(),
+        kind: ObjectKind::Tumour,
+        labels: vec![1],
+        voxels: 0,
+        voxel_volume_ml: 0.0,
+        mesh: m,
+    };
     Scene::from_objects(vec![obj], vec![], hepaview::render::scene::grid_bounds(&mask), 1)
 }
 
@@ -79,14 +91,23 @@ fn anterior_view_looks_at_the_patients_face() {
     let p = Camera::fit([[-100.0; 3], [100.0; 3]], StandardView::Posterior);
     assert!(p.project([50.0, 0.0, 0.0], size).unwrap().0[0] < 400.0);
     let s = Camera::fit([[-100.0; 3], [100.0; 3]], StandardView::Superior);
-    assert!(s.project([0.0, -50.0, 0.0], size).unwrap().0[1] < 300.0 && s.project([-50.0, 0.0, 0.0], size).unwrap().0[0] > 400.0);
+    assert!(
+        s.project([0.0, -50.0, 0.0], size).unwrap().0[1] < 300.0
+            && s.project([-50.0, 0.0, 0.0], size).unwrap().0[0] > 400.0
+    );
     let i = Camera::fit([[-100.0; 3], [100.0; 3]], StandardView::Inferior);
     assert!(i.project([-50.0, 0.0, 0.0], size).unwrap().0[0] < 400.0, "inferior: patient right on screen left");
-    assert!(i.project([0.0, 0.0, -50.0], size).unwrap().1 < i.project([0.0, 0.0, 50.0], size).unwrap().1, "inferior: feet nearer");
+    assert!(
+        i.project([0.0, 0.0, -50.0], size).unwrap().1 < i.project([0.0, 0.0, 50.0], size).unwrap().1,
+        "inferior: feet nearer"
+    );
     // left view: anterior on screen left, as the sagittal slices
     let l = Camera::fit([[-100.0; 3], [100.0; 3]], StandardView::Left);
     assert!(l.project([0.0, -50.0, 0.0], size).unwrap().0[0] < 400.0);
-    assert!(l.project([50.0, 0.0, 0.0], size).unwrap().1 < l.project([-50.0, 0.0, 0.0], size).unwrap().1, "left side nearer");
+    assert!(
+        l.project([50.0, 0.0, 0.0], size).unwrap().1 < l.project([-50.0, 0.0, 0.0], size).unwrap().1,
+        "left side nearer"
+    );
 }
 
 #[test]
@@ -135,7 +156,8 @@ fn demo_surfaces_and_tumour_measurements() {
     assert_eq!(tumours.len(), 4, "four phantom lesions");
     // the same numbers as the lesion table (same components, same measures)
     let mask = &study.labels.as_ref().unwrap().mask;
-    let lesions = hepaview::lesion::analyse_lesions(mask, &[], &hepaview::lesion::LesionOptions::default()).expect("lesions");
+    let lesions =
+        hepaview::lesion::analyse_lesions(mask, &[], &hepaview::lesion::LesionOptions::default()).expect("lesions");
     for (t, l) in tumours.iter().zip(&lesions.lesions) {
         assert!((t.volume_ml - l.volume_ml).abs() < 1e-9, "#{}: {} vs {} mL", t.number, t.volume_ml, l.volume_ml);
         assert!((t.longest_diameter_mm - l.longest_diameter_3d_mm).abs() < 1e-9);
@@ -189,7 +211,8 @@ fn v_key_shows_the_3d_view_and_clicking_a_tumour_moves_the_crosshair() {
     let v = built(&app.study);
     app.view3d = v;
     app.view3d.visible = false;
-    let mut h = Harness::builder().with_size([1400.0, 800.0]).build_ui_state(|ui, app: &mut HepaviewApp| app.ui(ui), app);
+    let mut h =
+        Harness::builder().with_size([1400.0, 800.0]).build_ui_state(|ui, app: &mut HepaviewApp| app.ui(ui), app);
     h.run();
     h.key_press(Key::V);
     h.run();
@@ -197,14 +220,25 @@ fn v_key_shows_the_3d_view_and_clicking_a_tumour_moves_the_crosshair() {
     let pic = h.state().view3d.picture_rect.expect("3D picture laid out");
     let (cam, scene) = (h.state().view3d.camera, Arc::clone(h.state().view3d.scene.as_ref().unwrap()));
     // the largest tumour's centroid, where it appears on screen
-    let (ti, t) = scene.objects.iter().enumerate().find_map(|(i, o)| o.tumour.as_ref().map(|t| (i, t.clone()))).unwrap();
+    let (ti, t) =
+        scene.objects.iter().enumerate().find_map(|(i, o)| o.tumour.as_ref().map(|t| (i, t.clone()))).unwrap();
     let (p, _) = cam.project(t.centroid_mm, [pic.width() as f64, pic.height() as f64]).expect("in front of the camera");
     let at = pic.min + Vec2::new(p[0] as f32, p[1] as f32);
     assert!(pic.contains(at), "tumour at {at:?} outside the picture {pic:?}");
     let before = h.state().view.crosshair_mm;
     h.hover_at(at);
-    h.event(Event::PointerButton { pos: at, button: PointerButton::Primary, pressed: true, modifiers: Modifiers::NONE });
-    h.event(Event::PointerButton { pos: at, button: PointerButton::Primary, pressed: false, modifiers: Modifiers::NONE });
+    h.event(Event::PointerButton {
+        pos: at,
+        button: PointerButton::Primary,
+        pressed: true,
+        modifiers: Modifiers::NONE,
+    });
+    h.event(Event::PointerButton {
+        pos: at,
+        button: PointerButton::Primary,
+        pressed: false,
+        modifiers: Modifiers::NONE,
+    });
     h.run();
     let after = h.state().view.crosshair_mm;
     assert!(dist(before, after) > 1.0, "crosshair moved: {before:?} -> {after:?}");
@@ -225,7 +259,8 @@ fn orbit_pan_zoom_with_the_mouse() {
     let study = demo();
     let mut app = HepaviewApp::new(study);
     app.view3d = built(&app.study);
-    let mut h = Harness::builder().with_size([1400.0, 800.0]).build_ui_state(|ui, app: &mut HepaviewApp| app.ui(ui), app);
+    let mut h =
+        Harness::builder().with_size([1400.0, 800.0]).build_ui_state(|ui, app: &mut HepaviewApp| app.ui(ui), app);
     h.run();
     let pic = h.state().view3d.picture_rect.unwrap();
     let c0 = h.state().view3d.camera;
@@ -249,7 +284,13 @@ fn orbit_pan_zoom_with_the_mouse() {
     let c2 = h.state().view3d.camera;
     assert!(c2.target_mm != c1.target_mm && c2.right == c1.right, "middle-drag pans");
     h.hover_at(pic.center());
-    h.event(Event::MouseWheel { unit: egui::MouseWheelUnit::Point, delta: Vec2::new(0.0, 120.0), phase: egui::TouchPhase::Move, modifiers: Modifiers::NONE, source: egui::MouseWheelSource::Wheel });
+    h.event(Event::MouseWheel {
+        unit: egui::MouseWheelUnit::Point,
+        delta: Vec2::new(0.0, 120.0),
+        phase: egui::TouchPhase::Move,
+        modifiers: Modifiers::NONE,
+        source: egui::MouseWheelSource::Wheel,
+    });
     for _ in 0..10 {
         h.run();
     }
@@ -345,7 +386,10 @@ fn demo_3d_view_matches_its_snapshot_with_tumours_seen_through_the_liver() {
     // and the liver is drawn (reddish pixels around them), not just the background
     let reddish = img.pixels().filter(|p| p[0] as i32 > p[1] as i32 + 30 && p[0] > 60).count();
     assert!(reddish > 5000, "{reddish} liver pixels");
-    h.snapshot_options("view3d_demo_anterior", &egui_kittest::SnapshotOptions::new().threshold(2.0).max_failed_pixels(400));
+    h.snapshot_options(
+        "view3d_demo_anterior",
+        &egui_kittest::SnapshotOptions::new().threshold(2.0).max_failed_pixels(400),
+    );
 }
 
 #[test]
@@ -409,7 +453,12 @@ fn offscreen_turntable_of_a_sphere_is_round_from_every_side() {
     assert_eq!(strip.dimensions(), (512, 128));
     let one = render_image(&rs.device, &rs.queue, &d, &frame, 1).unwrap();
     let bg = BACKGROUND.map(|c| (c * 255.0).round() as u8);
-    let count = |img: &image::RgbaImage, x0: u32| (x0..x0 + 128).flat_map(|x| (0..128).map(move |y| (x, y))).filter(|&(x, y)| img.get_pixel(x, y).0[..3] != bg).count();
+    let count = |img: &image::RgbaImage, x0: u32| {
+        (x0..x0 + 128)
+            .flat_map(|x| (0..128).map(move |y| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y).0[..3] != bg)
+            .count()
+    };
     let area = count(&one, 0);
     // a sphere fills the same disc from every side
     for n in 0..4 {
@@ -485,7 +534,11 @@ fn dvr_of_the_arterial_phase_shows_the_aorta_red_and_the_spine_white() {
     frame.dvr = Some(DvrParams::new(vol.key));
     frame.interactive = true;
     let moving = render_image(&rs.device, &rs.queue, &d, &frame, 1).unwrap();
-    let diff = moving.pixels().zip(img.pixels()).filter(|(a, b)| (0..3).map(|c| (a[c] as i32 - b[c] as i32).abs()).sum::<i32>() > 90).count();
+    let diff = moving
+        .pixels()
+        .zip(img.pixels())
+        .filter(|(a, b)| (0..3).map(|c| (a[c] as i32 - b[c] as i32).abs()).sum::<i32>() > 90)
+        .count();
     assert!(diff < img.len() / 4 / 10, "{diff} pixels differ much at half resolution");
 }
 
@@ -538,7 +591,11 @@ fn dvr_colours_follow_the_transfer_function() {
     let soft = render_image(&rs.device, &rs.queue, &d, &frame, 1).unwrap();
     soft.save(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dvr_synthetic_soft.png")).unwrap();
     let (q, _) = camera.project([-24.0, -34.0, 16.0], [96.0, 96.0]).unwrap();
-    assert!(off_background(soft.get_pixel(q[0] as u32, q[1] as u32), 40), "soft tissue shown: {:?}", soft.get_pixel(q[0] as u32, q[1] as u32));
+    assert!(
+        off_background(soft.get_pixel(q[0] as u32, q[1] as u32), 40),
+        "soft tissue shown: {:?}",
+        soft.get_pixel(q[0] as u32, q[1] as u32)
+    );
 }
 
 #[test]
@@ -606,8 +663,18 @@ fn dvr_toggle_and_orientation_cube_in_the_3d_view() {
     let l = faces.iter().find(|f| f.view == StandardView::Left).expect("L face in view");
     let at = centre + Vec2::new(l.centre[0] as f32, l.centre[1] as f32);
     h.hover_at(at);
-    h.event(Event::PointerButton { pos: at, button: PointerButton::Primary, pressed: true, modifiers: Modifiers::NONE });
-    h.event(Event::PointerButton { pos: at, button: PointerButton::Primary, pressed: false, modifiers: Modifiers::NONE });
+    h.event(Event::PointerButton {
+        pos: at,
+        button: PointerButton::Primary,
+        pressed: true,
+        modifiers: Modifiers::NONE,
+    });
+    h.event(Event::PointerButton {
+        pos: at,
+        button: PointerButton::Primary,
+        pressed: false,
+        modifiers: Modifiers::NONE,
+    });
     h.run();
     let c = h.state().0.camera;
     assert_eq!((c.right, c.up), StandardView::Left.axes(), "the L face gives the left view");

@@ -13,7 +13,13 @@ fn hepaview() -> Command {
 
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{:?} failed:\n{}\n{}", cmd, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{:?} failed:\n{}\n{}",
+        cmd,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -30,7 +36,12 @@ fn cluster_writes_ordered_deterministic_labels_and_never_overwrites() {
     let out = |name: &str| tmp.path().join(name);
     let args = |o: &Path| {
         let mut c = hepaview();
-        c.arg("cluster").arg(demo.join("dicom")).arg("--mask").arg(demo.join("labels.nii.gz")).args(["--k", "5", "--out"]).arg(o);
+        c.arg("cluster")
+            .arg(demo.join("dicom"))
+            .arg("--mask")
+            .arg(demo.join("labels.nii.gz"))
+            .args(["--k", "5", "--out"])
+            .arg(o);
         c
     };
     let text = run_ok(&mut args(&out("c1.nii.gz")));
@@ -77,7 +88,15 @@ fn report_measures_the_demo_lesions_and_renders_in_chromium() {
     let tmp = tempfile::tempdir().unwrap();
     let demo = small_demo(tmp.path());
     let dir = tmp.path().join("report");
-    run_ok(hepaview().arg("report").arg(demo.join("dicom")).arg("--mask").arg(demo.join("labels.nii.gz")).args(["--clusters", "7", "--out"]).arg(&dir));
+    run_ok(
+        hepaview()
+            .arg("report")
+            .arg(demo.join("dicom"))
+            .arg("--mask")
+            .arg(demo.join("labels.nii.gz"))
+            .args(["--clusters", "7", "--out"])
+            .arg(&dir),
+    );
 
     let truth: serde_json::Value = serde_json::from_slice(&std::fs::read(demo.join("lesions.json")).unwrap()).unwrap();
     let truth = truth.as_array().or_else(|| truth["lesions"].as_array()).unwrap().clone();
@@ -86,22 +105,41 @@ fn report_measures_the_demo_lesions_and_renders_in_chromium() {
     assert_eq!(lesions.len(), truth.len(), "one report entry per phantom lesion");
     for t in &truth {
         let v = t["volume_ml"].as_f64().unwrap();
-        assert!(lesions.iter().any(|l| (l["volume_ml"].as_f64().unwrap() - v).abs() < 0.01 * v + 0.01), "no lesion of {v} mL in the report");
+        assert!(
+            lesions.iter().any(|l| (l["volume_ml"].as_f64().unwrap() - v).abs() < 0.01 * v + 0.01),
+            "no lesion of {v} mL in the report"
+        );
     }
     assert_eq!(json["clusters"]["k"], 7);
 
     let csv = std::fs::read_to_string(dir.join("lesions.csv")).unwrap();
     let rows: Vec<&str> = csv.lines().collect();
     assert_eq!(rows.len(), truth.len() + 1, "{csv}");
-    assert!(rows[0].starts_with("lesion,volume_ml,recist_long_mm") && rows[0].contains("arterial_mean_hu") && rows[0].contains("delayed_lesion_minus_liver_hu"));
+    assert!(
+        rows[0].starts_with("lesion,volume_ml,recist_long_mm")
+            && rows[0].contains("arterial_mean_hu")
+            && rows[0].contains("delayed_lesion_minus_liver_hu")
+    );
 
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert_eq!(html.matches("data:image/png;base64,").count(), truth.len() * 3, "a key image per lesion and phase");
     assert_eq!(html.matches("<svg").count(), truth.len(), "an enhancement curve per lesion");
     assert!(html.contains("not a diagnosis"));
-    assert!(!html.contains("http://") || html.matches("http://").count() == html.matches("http://www.w3.org/2000/svg").count(), "no external resources");
+    assert!(
+        !html.contains("http://")
+            || html.matches("http://").count() == html.matches("http://www.w3.org/2000/svg").count(),
+        "no external resources"
+    );
 
-    let again = hepaview().arg("report").arg(demo.join("dicom")).arg("--mask").arg(demo.join("labels.nii.gz")).arg("--out").arg(&dir).output().unwrap();
+    let again = hepaview()
+        .arg("report")
+        .arg(demo.join("dicom"))
+        .arg("--mask")
+        .arg(demo.join("labels.nii.gz"))
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .unwrap();
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("already exists"));
 
     let Some(chromium) = common::tool("chromium") else { return };
@@ -128,7 +166,9 @@ fn report_measures_the_demo_lesions_and_renders_in_chromium() {
 
 /// Where an affine transform from compare.json / follow_up_truth.json sends `x`.
 fn apply(t: &serde_json::Value, x: [f64; 3]) -> [f64; 3] {
-    serde_json::from_value::<hepaview::register::affine::AffineTransform>(t.clone()).expect("an affine transform").apply(x)
+    serde_json::from_value::<hepaview::register::affine::AffineTransform>(t.clone())
+        .expect("an affine transform")
+        .apply(x)
 }
 
 #[test]
@@ -153,9 +193,11 @@ fn compare_pairs_the_follow_up_lesions_and_flags_the_new_one() {
             .arg(&out),
     );
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("compare.json")).unwrap()).unwrap();
-    let truth: serde_json::Value = serde_json::from_slice(&std::fs::read(follow.join("follow_up_truth.json")).unwrap()).unwrap();
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(follow.join("follow_up_truth.json")).unwrap()).unwrap();
     // the visits are aligned: lesion centres land within a voxel of the truth (6-8 mm voxels)
-    let base_lesions: serde_json::Value = serde_json::from_slice(&std::fs::read(base.join("lesions.json")).unwrap()).unwrap();
+    let base_lesions: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(base.join("lesions.json")).unwrap()).unwrap();
     for l in base_lesions.as_array().unwrap() {
         let c = [0, 1, 2].map(|a| l["centre_mm"][a].as_f64().unwrap());
         let (got, want) = (apply(&json["baseline_to_followup"], c), apply(&truth["baseline_to_follow_up"], c));

@@ -2,7 +2,9 @@
 //! lipiodol parts, RECIST 1.1 and mRECIST categories.
 
 use hepaview::io::phase::Phase;
-use hepaview::response::{assess, match_lesions, measure_visit, Category, ResponseOptions, Visit, LIPIODOL, NECROTIC, VIABLE};
+use hepaview::response::{
+    assess, match_lesions, measure_visit, Category, ResponseOptions, Visit, LIPIODOL, NECROTIC, VIABLE,
+};
 use hepaview::volume::{CtVolume, Geometry, Lps, Mask};
 
 /// What a lesion looks like: radius, and the radii inside which it is lipiodol / necrotic.
@@ -45,7 +47,9 @@ fn build(lesions: &[Lesion], shift: Lps) -> Built {
                 }
                 let (mut m, mut a, mut v) = (1u8, 80i16, 100i16);
                 for l in lesions {
-                    let r = ((q[0] - l.centre[0]).powi(2) + (q[1] - l.centre[1]).powi(2) + (q[2] - l.centre[2]).powi(2)).sqrt();
+                    let r =
+                        ((q[0] - l.centre[0]).powi(2) + (q[1] - l.centre[1]).powi(2) + (q[2] - l.centre[2]).powi(2))
+                            .sqrt();
                     if r <= l.radius {
                         m = 2;
                         if r < l.lipiodol_r {
@@ -70,7 +74,11 @@ fn build(lesions: &[Lesion], shift: Lps) -> Built {
 }
 
 fn visit<'a>(b: &'a Built, label: &str) -> Visit<'a> {
-    Visit { label: label.into(), mask: &b.mask, phases: vec![(Phase::Arterial, &b.arterial), (Phase::PortalVenous, &b.portal)] }
+    Visit {
+        label: label.into(),
+        mask: &b.mask,
+        phases: vec![(Phase::Arterial, &b.arterial), (Phase::PortalVenous, &b.portal)],
+    }
 }
 
 const A: Lesion = Lesion { centre: [-18.0, -10.0, 5.0], radius: 12.0, lipiodol_r: 0.0, necrotic_r: 0.0 };
@@ -107,7 +115,9 @@ fn parts_match_lesions_and_categories_come_out_as_built() {
     let to_follow = |p: Lps| [p[0] + shift[0], p[1] + shift[1], p[2] + shift[2]];
     let pairs = match_lesions(&bm, &base.mask.geometry, &fm, &follow.mask.geometry, &to_follow, &opts);
     let id_b = |l: &Lesion| bm.report.lesions.iter().find(|x| (x.centroid_mm[0] - l.centre[0]).abs() < 1.0).unwrap().id;
-    let id_f = |l: &Lesion| fm.report.lesions.iter().find(|x| (x.centroid_mm[0] - l.centre[0] - shift[0]).abs() < 1.0).unwrap().id;
+    let id_f = |l: &Lesion| {
+        fm.report.lesions.iter().find(|x| (x.centroid_mm[0] - l.centre[0] - shift[0]).abs() < 1.0).unwrap().id
+    };
     let partner = |b: usize| pairs.iter().find(|p| p.baseline == Some(b)).unwrap().followup;
     assert_eq!(partner(id_b(&A)), Some(id_f(&A_AFTER)));
     assert_eq!(partner(id_b(&C)), Some(id_f(&C)));
@@ -163,7 +173,8 @@ fn a_follow_up_without_arterial_phase_still_gets_recist() {
     let base = build(&[A, B], [0.0; 3]);
     let follow = build(&[Lesion { radius: 8.0, ..A }, B], [0.0; 3]);
     let bm = measure_visit(&visit(&base, "before"), &opts).unwrap();
-    let pv_only = Visit { label: "after".into(), mask: &follow.mask, phases: vec![(Phase::PortalVenous, &follow.portal)] };
+    let pv_only =
+        Visit { label: "after".into(), mask: &follow.mask, phases: vec![(Phase::PortalVenous, &follow.portal)] };
     let fm = measure_visit(&pv_only, &opts).unwrap();
     assert!(fm.parts.iter().all(|p| p.is_none()));
     let same = |p: Lps| p;
@@ -181,12 +192,18 @@ fn lipiodol_is_measured_without_an_arterial_phase() {
     let follow = build(&[A_AFTER], [0.0; 3]);
     let bm = measure_visit(&visit(&base, "before"), &opts).unwrap();
     let with_art = measure_visit(&visit(&follow, "after"), &opts).unwrap();
-    let pv_only = Visit { label: "after".into(), mask: &follow.mask, phases: vec![(Phase::PortalVenous, &follow.portal)] };
+    let pv_only =
+        Visit { label: "after".into(), mask: &follow.mask, phases: vec![(Phase::PortalVenous, &follow.portal)] };
     let fm = measure_visit(&pv_only, &opts).unwrap();
     assert!(fm.parts.iter().all(|p| p.is_none()), "viable and necrotic need the arterial phase");
     // the dense core: the truth's voxel count, and what the full measurement finds
     let voxel_ml = 2.5e-3;
-    assert!((fm.lipiodol_ml[0] - follow.counts[2] as f64 * voxel_ml).abs() < 1e-9, "{} vs {}", fm.lipiodol_ml[0], follow.counts[2] as f64 * voxel_ml);
+    assert!(
+        (fm.lipiodol_ml[0] - follow.counts[2] as f64 * voxel_ml).abs() < 1e-9,
+        "{} vs {}",
+        fm.lipiodol_ml[0],
+        follow.counts[2] as f64 * voxel_ml
+    );
     assert!((fm.lipiodol_ml[0] - with_art.parts[0].as_ref().unwrap().lipiodol_ml).abs() < 1e-9);
     assert_eq!(fm.parts_mask.data.iter().filter(|&&l| l == hepaview::response::LIPIODOL).count(), follow.counts[2]);
     let same = |p: Lps| p;
@@ -210,12 +227,20 @@ fn treated_hcc_parts_on_the_phantom_pair_are_within_five_percent() {
     let follow = Study::demo(&opts.follow_up());
     let aligned = |s: &Study| {
         let mask = s.labels.as_ref().unwrap().mask.clone();
-        let phases = align_phases(s, &mask.geometry, &Alignment::Register(hepaview::register::Params::default()), None, &|_, _| true).unwrap();
+        let phases = align_phases(
+            s,
+            &mask.geometry,
+            &Alignment::Register(hepaview::register::Params::default()),
+            None,
+            &|_, _| true,
+        )
+        .unwrap();
         (mask, phases)
     };
     let (bm, bp) = aligned(&base);
     let (fm, fp) = aligned(&follow);
-    let c = compare_visits("baseline", &bp, &bm, "follow-up", &fp, &fm, &ResponseOptions::default(), &|_, _| true).unwrap();
+    let c =
+        compare_visits("baseline", &bp, &bm, "follow-up", &fp, &fm, &ResponseOptions::default(), &|_, _| true).unwrap();
     // after the affine, Demons on the liver refines the mapping without folding it
     let d = c.liver_demons.as_ref().expect("Demons on the liver ran");
     assert!(d.folding.min_jacobian > 0.0 && d.rmsd_after_hu <= d.rmsd_before_hu, "{d:?}");
@@ -253,14 +278,19 @@ fn a_follow_up_added_for_reading_is_aligned_to_the_baseline() {
     assert_eq!(base.phases.len(), 6, "{names:?}");
     assert!(names[1].starts_with("FOLLOW-UP 20260316 · arterial"), "{names:?}");
     assert!(names[3].starts_with("FOLLOW-UP 20260316 · portal venous"), "{names:?}");
-    assert_eq!(base.phases[base.fixed_index()].description, names[2], "the baseline portal venous phase stays the fixed one");
+    assert_eq!(
+        base.phases[base.fixed_index()].description,
+        names[2],
+        "the baseline portal venous phase stays the fixed one"
+    );
     let truth = make_phantom(&opts);
     let cyst = truth.lesions.iter().find(|l| l.kind == LesionKind::Cyst).unwrap();
     let fu_pv = &base.phases[3].volume;
     let hu = fu_pv.sample_world(cyst.centre_mm, Interp::Linear).unwrap();
     assert!(hu.abs() < 40.0, "the cyst's centre reads {hu} HU in the aligned follow-up");
     // and without alignment it would not: the patient moved by centimetres
-    let raw = follow.phases[follow.fixed_index()].volume.sample_world(cyst.centre_mm, Interp::Linear).unwrap_or(-1000.0);
+    let raw =
+        follow.phases[follow.fixed_index()].volume.sample_world(cyst.centre_mm, Interp::Linear).unwrap_or(-1000.0);
     assert!(raw.abs() > 40.0, "the unaligned follow-up has something else there ({raw} HU)");
 }
 

@@ -56,7 +56,9 @@ fn demo_mask_round_trips_through_seg_and_passes_dciodvfy() {
     assert_eq!(w.segments.iter().map(|s| s.0).collect::<Vec<_>>(), vec![1, 2]);
     assert_eq!(w.warnings.len(), 1, "{:?}", w.warnings);
     // only frames with the segment: fewer than 2 × slices
-    let slices_with = |l: u8| (0..mask.shape()[0]).filter(|&k| mask.data.index_axis(ndarray::Axis(0), k).iter().any(|&v| v == l)).count();
+    let slices_with = |l: u8| {
+        (0..mask.shape()[0]).filter(|&k| mask.data.index_axis(ndarray::Axis(0), k).iter().any(|&v| v == l)).count()
+    };
     assert_eq!(w.frames, slices_with(1) + slices_with(2));
 
     let back = seg::read_seg(&out, Some(&series.geometry)).unwrap();
@@ -74,7 +76,9 @@ fn demo_mask_round_trips_through_seg_and_passes_dciodvfy() {
     // its own grid (no reference): same voxel counts, frames at the same world positions
     let own = seg::read_seg(&out, None).unwrap();
     assert_eq!(own.voxel_counts(), vec![n[1], n[2]]);
-    let first_liver_k = (0..mask.shape()[0]).find(|&k| mask.data.index_axis(ndarray::Axis(0), k).iter().any(|&v| v == 1 || v == 2)).unwrap();
+    let first_liver_k = (0..mask.shape()[0])
+        .find(|&k| mask.data.index_axis(ndarray::Axis(0), k).iter().any(|&v| v == 1 || v == 2))
+        .unwrap();
     let p = mask.geometry.index_to_world([0.0, 0.0, first_liver_k as f64]);
     for (a, b) in own.geometry.origin_mm.iter().zip(p) {
         assert!((a - b).abs() < 1e-3, "{:?} vs {p:?}", own.geometry.origin_mm);
@@ -145,13 +149,17 @@ fn seg_refuses_a_mask_on_another_grid() {
     let mut g = mask.geometry.clone();
     g.origin_mm[0] += 3.0;
     let moved = Volume::new(mask.data.clone(), g);
-    let err = seg::write_seg(&moved, &series, &SegmentDef::lits(), &dir.path().join("x.dcm"), &fixed_time()).unwrap_err();
+    let err =
+        seg::write_seg(&moved, &series, &SegmentDef::lits(), &dir.path().join("x.dcm"), &fixed_time()).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, SegError::GridMismatch { .. }), "{msg}");
     assert!(msg.contains("--resample") && msg.contains("3.000 mm"), "{msg}");
     assert!(!dir.path().join("x.dcm").exists());
     let empty: Mask = Volume::filled(mask.geometry.clone(), 0);
-    assert!(matches!(seg::write_seg(&empty, &series, &SegmentDef::lits(), &dir.path().join("y.dcm"), &fixed_time()), Err(SegError::Empty { .. })));
+    assert!(matches!(
+        seg::write_seg(&empty, &series, &SegmentDef::lits(), &dir.path().join("y.dcm"), &fixed_time()),
+        Err(SegError::Empty { .. })
+    ));
 }
 
 /// A tiny NRRD reader for dcmqi's baseline (gzip, short, 3-D, axis-aligned).
@@ -160,7 +168,13 @@ fn read_nrrd_short(path: &Path) -> (Vec<usize>, Vec<i16>) {
     let split = bytes.windows(2).position(|w| w == b"\n\n").unwrap();
     let header = String::from_utf8_lossy(&bytes[..split]).to_string();
     assert!(header.contains("type: short") && header.contains("encoding: gzip"), "{header}");
-    let sizes: Vec<usize> = header.lines().find_map(|l| l.strip_prefix("sizes: ")).unwrap().split_whitespace().map(|s| s.parse().unwrap()).collect();
+    let sizes: Vec<usize> = header
+        .lines()
+        .find_map(|l| l.strip_prefix("sizes: "))
+        .unwrap()
+        .split_whitespace()
+        .map(|s| s.parse().unwrap())
+        .collect();
     let mut raw = Vec::new();
     flate2::read::GzDecoder::new(&bytes[split + 2..]).read_to_end(&mut raw).unwrap();
     (sizes, raw.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect())
@@ -182,7 +196,8 @@ fn reads_dcmqi_liver_onto_its_ct_and_matches_the_baseline() {
     assert_eq!(r.referenced_series_uid.as_deref(), Some(ct.series_uid.as_str()));
     let (m, _) = r.label_mask();
     // frames are stored in descending z; placed by position they land ascending
-    let per_slice: Vec<usize> = (0..3).map(|k| m.data.index_axis(ndarray::Axis(0), k).iter().filter(|&&v| v == 1).count()).collect();
+    let per_slice: Vec<usize> =
+        (0..3).map(|k| m.data.index_axis(ndarray::Axis(0), k).iter().filter(|&&v| v == 1).count()).collect();
     assert_eq!(per_slice, vec![36233, 35645, 35220]);
     let (sizes, base) = read_nrrd_short(&data.join("dcmqi-liver/liver_seg.nrrd"));
     assert_eq!(sizes, vec![512, 512, 3]);
@@ -223,7 +238,8 @@ fn reads_overlapping_and_labelmap_segs() {
     assert_eq!(lm.geometry.shape, [3, 38, 24]);
     assert!((lm.geometry.spacing_mm[0] - 2.5).abs() < 1e-9 && (lm.geometry.spacing_mm[1] - 0.7).abs() < 1e-9);
     let (m, _) = lm.label_mask();
-    let per_slice: Vec<usize> = (0..3).map(|k| m.data.index_axis(ndarray::Axis(0), k).iter().filter(|&&v| v == 1).count()).collect();
+    let per_slice: Vec<usize> =
+        (0..3).map(|k| m.data.index_axis(ndarray::Axis(0), k).iter().filter(|&&v| v == 1).count()).collect();
     assert_eq!(per_slice, vec![315, 0, 315]);
     assert!(m.data.iter().all(|&v| v <= 1), "background segment 0 is not a label");
 }
@@ -287,9 +303,13 @@ fn mask_convert_both_ways_and_refuses_other_grids() {
 
     // a mask on another grid: a clear error that says how to resample, then --resample
     let shifted_path = dir.path().join("shifted.nii.gz");
-    let g = Geometry { origin_mm: [mask.geometry.origin_mm[0] + 6.0, mask.geometry.origin_mm[1], mask.geometry.origin_mm[2]], ..mask.geometry.clone() };
+    let g = Geometry {
+        origin_mm: [mask.geometry.origin_mm[0] + 6.0, mask.geometry.origin_mm[1], mask.geometry.origin_mm[2]],
+        ..mask.geometry.clone()
+    };
     nifti::write_volume(&Volume::new(mask.data.clone(), g), &shifted_path).unwrap();
-    let err = mask_cli::mask_convert(&shifted_path, &study.join("portal_venous"), &dir.path().join("s.dcm")).unwrap_err();
+    let err =
+        mask_cli::mask_convert(&shifted_path, &study.join("portal_venous"), &dir.path().join("s.dcm")).unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("--resample") && msg.contains("does not match"), "{msg}");
     let err = mask_cli::mask_convert(&shifted_path, &study, &dir.path().join("s.dcm")).unwrap_err();

@@ -147,9 +147,14 @@ fn live_slices_cover_the_study_once_and_leave_the_result_alone() {
     let model = shipped_model();
     let grid = study.phases[study.fixed_index()].volume.geometry.clone();
     let seen = std::sync::Mutex::new(Vec::new());
-    let live = segment::segment_study_live(&study, &model, &|_, _| true, Some(&|k0: usize, labels: ndarray::Array3<u8>| {
-        seen.lock().unwrap().push((k0, labels));
-    }))
+    let live = segment::segment_study_live(
+        &study,
+        &model,
+        &|_, _| true,
+        Some(&|k0: usize, labels: ndarray::Array3<u8>| {
+            seen.lock().unwrap().push((k0, labels));
+        }),
+    )
     .expect("segment");
     let seen = seen.into_inner().unwrap();
     assert!(seen.len() > 1, "more than one batch for {} slices", grid.shape[0]);
@@ -230,7 +235,9 @@ fn a_phase_that_fails_to_register_is_left_out() {
     art.volume = std::sync::Arc::new(flat);
     let mut without = study.clone();
     without.phases.retain(|p| p.phase() != Phase::Arterial);
-    let run = |s: &Study| segment::segment_phases(&model, s, &segment::InferOptions::default(), &|_, _| true).expect("segment");
+    let run = |s: &Study| {
+        segment::segment_phases(&model, s, &segment::InferOptions::default(), &|_, _| true).expect("segment")
+    };
     let (a, b) = (run(&blank), run(&without));
     assert_eq!(a.data, b.data, "the blank arterial phase must be left out");
     assert_ne!(run(&study).data, b.data, "the arterial phase counts when it registers");
@@ -259,7 +266,11 @@ fn every_lesion_of_the_full_size_phantom_is_found() {
     let (network, searched) = (run(false), run(true));
     let added = searched.searched.as_ref().expect("the search ran").added.len();
     let dice = segment::dice(&searched.mask, &truth, 2);
-    eprintln!("phantom seed 9: network alone finds {} of 4 (tumour Dice {:.4}); the search adds {added} (Dice {dice:.4})", found(&network.mask), segment::dice(&network.mask, &truth, 2));
+    eprintln!(
+        "phantom seed 9: network alone finds {} of 4 (tumour Dice {:.4}); the search adds {added} (Dice {dice:.4})",
+        found(&network.mask),
+        segment::dice(&network.mask, &truth, 2)
+    );
     assert_eq!(found(&searched.mask), 4, "every lesion found");
     assert_eq!(added, 4 - found(&network.mask), "the search adds the missed lesions and nothing else");
     assert!(dice >= 0.80, "tumour Dice {dice:.4} < 0.80");
@@ -282,9 +293,12 @@ fn on_hcc048_the_stomach_and_the_heart_on_thin_bridges_are_not_liver() {
     let Some(data) = common::shared_data() else { return };
     let model = segment::load_unet(&shipped_model()).expect("weights");
     let study = Study::open(&[data.join("hcc048-pv")]).expect("hcc048-pv opens");
-    let mask = segment::segment_phases(&model, &study, &segment::InferOptions::default(), &|_, _| true).expect("segment");
+    let mask =
+        segment::segment_phases(&model, &study, &segment::InferOptions::default(), &|_, _| true).expect("segment");
     let voxel_ml = mask.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
-    let ml = |k0: usize, k1: usize| mask.data.slice(ndarray::s![k0..k1, .., ..]).iter().filter(|&&v| v > 0).count() as f64 * voxel_ml;
+    let ml = |k0: usize, k1: usize| {
+        mask.data.slice(ndarray::s![k0..k1, .., ..]).iter().filter(|&&v| v > 0).count() as f64 * voxel_ml
+    };
     let (below, heart, liver) = (ml(0, 16), ml(80, 89), ml(30, 66));
     eprintln!("hcc048-pv: labelled liver in slices 0–15 {below:.1} mL, 80–88 {heart:.1} mL, 30–65 {liver:.1} mL");
     assert!(below < 10.0, "stomach below the liver labelled liver: {below:.1} mL");
@@ -320,8 +334,20 @@ fn a_few_training_steps_lower_the_loss() {
     let case = synth::phantom_case(5, PhantomStyle::Realistic, 12.0, 32, SynthRecipe::default());
     assert!(!case.liver_slices().is_empty());
     let cfg = UNetConfig { features: vec![8, 16], in_channels: 3, classes: 3, spacing_mm: 12.0 };
-    let opts = TrainOptions { config: cfg, patch: 32, batch: 4, epochs: 1, steps_per_epoch: 40, learning_rate: 1e-2, seed: 3, out: None, val_slices_per_case: 2, ..TrainOptions::default() };
-    let (_, report) = segment::train(std::slice::from_ref(&case), std::slice::from_ref(&case), &opts, &|_| true).expect("train");
+    let opts = TrainOptions {
+        config: cfg,
+        patch: 32,
+        batch: 4,
+        epochs: 1,
+        steps_per_epoch: 40,
+        learning_rate: 1e-2,
+        seed: 3,
+        out: None,
+        val_slices_per_case: 2,
+        ..TrainOptions::default()
+    };
+    let (_, report) =
+        segment::train(std::slice::from_ref(&case), std::slice::from_ref(&case), &opts, &|_| true).expect("train");
     let first: f32 = report.first_losses.iter().sum::<f32>() / report.first_losses.len() as f32;
     let last: f32 = report.last_losses.iter().sum::<f32>() / report.last_losses.len() as f32;
     eprintln!("loss {first:.4} → {last:.4}, val liver Dice {:.3}", report.best_val_dice_liver);
@@ -342,7 +368,9 @@ fn label_map_cases_follow_the_real_labels() {
     let on_grid = labels.resample_to(&grid, hepaview::volume::Interp::Nearest, 0);
     let liver_truth: Vec<bool> = on_grid.data.iter().map(|&c| c == 5).collect();
     let mut tumour_cases = 0;
-    for (i, style) in [LabelMapStyle::Real, LabelMapStyle::Offsets, LabelMapStyle::Means].into_iter().cycle().take(9).enumerate() {
+    for (i, style) in
+        [LabelMapStyle::Real, LabelMapStyle::Offsets, LabelMapStyle::Means].into_iter().cycle().take(9).enumerate()
+    {
         // odd cases with the large tumours: still only inside the map's liver
         let recipe = SynthRecipe { mimics: 0.0, large_tumours: i % 2 == 1 };
         let case = synth::label_map_case("ts", &ct, &labels, &[5], style, i as u64, 4.0, 8, recipe);
@@ -376,7 +404,13 @@ fn liver_mimics_are_background_beside_the_liver() {
     let mut with_mimics = 0;
     for seed in 21..25 {
         let base = synth::phantom_case(seed, PhantomStyle::SynthSeg, 4.0, 96, SynthRecipe::default());
-        let with = synth::phantom_case(seed, PhantomStyle::SynthSeg, 4.0, 96, SynthRecipe { mimics: 1.0, large_tumours: false });
+        let with = synth::phantom_case(
+            seed,
+            PhantomStyle::SynthSeg,
+            4.0,
+            96,
+            SynthRecipe { mimics: 1.0, large_tumours: false },
+        );
         assert_eq!(base.labels, with.labels, "mimics must not change the labels");
         let (nz, _, ny, nx) = base.image.dim();
         let mut changed = 0;
@@ -392,7 +426,11 @@ fn liver_mimics_are_background_beside_the_liver() {
                     changed += 1;
                     let near_liver = [(0i64, 1i64), (0, -1), (1, 0), (-1, 0)].iter().any(|&(dj, di)| {
                         let (jj, ii) = (j as i64 + dj, i as i64 + di);
-                        jj >= 0 && ii >= 0 && (jj as usize) < ny && (ii as usize) < nx && base.labels[[k, jj as usize, ii as usize]] > 0
+                        jj >= 0
+                            && ii >= 0
+                            && (jj as usize) < ny
+                            && (ii as usize) < nx
+                            && base.labels[[k, jj as usize, ii as usize]] > 0
                     });
                     // soft tissue (0…300 HU is window 0.4…1) right beside the liver
                     touching += (near_liver && with.image[[k, 1, j, i]] > 100) as usize;
@@ -436,15 +474,45 @@ fn training_can_start_from_saved_weights() {
     let case = synth::phantom_case(5, PhantomStyle::Realistic, 12.0, 32, SynthRecipe::default());
     let cfg = UNetConfig { features: vec![8, 16], in_channels: 3, classes: 3, spacing_mm: 12.0 };
     let first_out = dir.path().join("first.safetensors");
-    let opts = TrainOptions { config: cfg.clone(), patch: 32, batch: 4, epochs: 1, steps_per_epoch: 40, learning_rate: 1e-2, seed: 3, out: Some(first_out.clone()), val_slices_per_case: 2, ..TrainOptions::default() };
-    let (_, first) = segment::train(std::slice::from_ref(&case), std::slice::from_ref(&case), &opts, &|_| true).expect("train");
+    let opts = TrainOptions {
+        config: cfg.clone(),
+        patch: 32,
+        batch: 4,
+        epochs: 1,
+        steps_per_epoch: 40,
+        learning_rate: 1e-2,
+        seed: 3,
+        out: Some(first_out.clone()),
+        val_slices_per_case: 2,
+        ..TrainOptions::default()
+    };
+    let (_, first) =
+        segment::train(std::slice::from_ref(&case), std::slice::from_ref(&case), &opts, &|_| true).expect("train");
     let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
-    let again = TrainOptions { steps_per_epoch: 5, learning_rate: 1e-4, seed: 4, out: None, init: Some(first_out.clone()), ..opts.clone() };
-    let (_, resumed) = segment::train(std::slice::from_ref(&case), std::slice::from_ref(&case), &again, &|_| true).expect("fine-tune");
+    let again = TrainOptions {
+        steps_per_epoch: 5,
+        learning_rate: 1e-4,
+        seed: 4,
+        out: None,
+        init: Some(first_out.clone()),
+        ..opts.clone()
+    };
+    let (_, resumed) =
+        segment::train(std::slice::from_ref(&case), std::slice::from_ref(&case), &again, &|_| true).expect("fine-tune");
     let scratch = TrainOptions { init: None, ..again.clone() };
-    let (_, fresh) = segment::train(std::slice::from_ref(&case), std::slice::from_ref(&case), &scratch, &|_| true).expect("from scratch");
-    eprintln!("first run {:.4} → {:.4}; resumed starts at {:.4}; from scratch at {:.4}", mean(&first.first_losses), mean(&first.last_losses), mean(&resumed.first_losses), mean(&fresh.first_losses));
-    assert!(mean(&resumed.first_losses) < 0.8 * mean(&fresh.first_losses), "resumed training starts from the saved weights");
+    let (_, fresh) = segment::train(std::slice::from_ref(&case), std::slice::from_ref(&case), &scratch, &|_| true)
+        .expect("from scratch");
+    eprintln!(
+        "first run {:.4} → {:.4}; resumed starts at {:.4}; from scratch at {:.4}",
+        mean(&first.first_losses),
+        mean(&first.last_losses),
+        mean(&resumed.first_losses),
+        mean(&fresh.first_losses)
+    );
+    assert!(
+        mean(&resumed.first_losses) < 0.8 * mean(&fresh.first_losses),
+        "resumed training starts from the saved weights"
+    );
 
     let other = TrainOptions { config: UNetConfig { features: vec![4, 8], ..cfg }, ..again };
     let Err(err) = segment::train(std::slice::from_ref(&case), std::slice::from_ref(&case), &other, &|_| true) else {

@@ -111,7 +111,11 @@ impl AnalysisPanel {
 
     /// What the jobs work on: a snapshot of the study (registered phases when available),
     /// how to align it, and the label mask.
-    fn inputs(&self, study: &Study, reg: &super::registration::RegistrationPanel) -> Option<(Study, Alignment, Arc<Mask>)> {
+    fn inputs(
+        &self,
+        study: &Study,
+        reg: &super::registration::RegistrationPanel,
+    ) -> Option<(Study, Alignment, Arc<Mask>)> {
         let labels = study.labels.as_ref()?;
         let (s, alignment) = match reg.registered_study(study) {
             Some(s) => (s, Alignment::Resample),
@@ -123,11 +127,17 @@ impl AnalysisPanel {
 
     pub fn start_clustering(&mut self, study: &Study, reg: &super::registration::RegistrationPanel) {
         let Some((s, alignment, mask)) = self.inputs(study, reg) else { return };
-        let recipe = ClusterRecipe { k: self.k.clamp(2, MAX_K_SHOWN), margin_mm: self.margin_mm as f64, majority_iterations: if self.majority { 2 } else { 0 }, ..Default::default() };
+        let recipe = ClusterRecipe {
+            k: self.k.clamp(2, MAX_K_SHOWN),
+            margin_mm: self.margin_mm as f64,
+            majority_iterations: if self.majority { 2 } else { 0 },
+            ..Default::default()
+        };
         self.error = None;
         self.cluster_job = Some(Job::spawn(format!("k-means, k = {}", recipe.k), move |progress| {
             let align = |f: f32, m: &str| progress(0.8 * f, m);
-            let phases = analysis::align_phases(&s, &mask.geometry, &alignment, None, &align).map_err(|e| e.to_string())?;
+            let phases =
+                analysis::align_phases(&s, &mask.geometry, &alignment, None, &align).map_err(|e| e.to_string())?;
             let fit = |f: f32, m: &str| progress(0.8 + 0.2 * f, &format!("k-means: {m}"));
             let c = analysis::cluster_phases(&phases, &mask, &recipe, &fit).map_err(|e| e.to_string())?;
             Ok((c, phases))
@@ -139,11 +149,14 @@ impl AnalysisPanel {
         self.error = None;
         self.lesion_job = Some(Job::spawn("Measuring lesions", move |progress| {
             let align = |f: f32, m: &str| progress(0.9 * f, m);
-            let phases = analysis::align_phases(&s, &mask.geometry, &alignment, None, &align).map_err(|e| e.to_string())?;
+            let phases =
+                analysis::align_phases(&s, &mask.geometry, &alignment, None, &align).map_err(|e| e.to_string())?;
             progress(0.9, "measuring");
             let r = analysis::measure_lesions(&phases, &mask, &LesionOptions::default()).map_err(|e| e.to_string())?;
             let surfaces = |f: f32, m: &str| progress(0.95 + 0.05 * f, m);
-            let distances = crate::render::scene::tumour_measurements(&mask, &crate::mesh::MeshOptions::default(), &surfaces).unwrap_or_default();
+            let distances =
+                crate::render::scene::tumour_measurements(&mask, &crate::mesh::MeshOptions::default(), &surfaces)
+                    .unwrap_or_default();
             Ok((r, phases, distances))
         }));
     }
@@ -159,7 +172,8 @@ impl AnalysisPanel {
                         let [r, g, b] = cluster_colour(l as u8, k);
                         *p = [r as f32 / 255.0, g as f32 / 255.0, b as f32 / 255.0, 1.0];
                     }
-                    self.clusters = Some(ClusterLayer { mask: Arc::new(c.labels), key: next_key(), report: c.report, palette });
+                    self.clusters =
+                        Some(ClusterLayer { mask: Arc::new(c.labels), key: next_key(), report: c.report, palette });
                     self.show_clusters = true;
                 }
                 Ended::Cancelled => {}
@@ -170,7 +184,13 @@ impl AnalysisPanel {
             match ended {
                 Ended::Done((report, phases, distances)) => {
                     if let Some(l) = &study.labels {
-                        self.lesions = Some(LesionTable { report, phases, mask: Arc::clone(&l.mask), mask_source: l.source.display().to_string(), distances });
+                        self.lesions = Some(LesionTable {
+                            report,
+                            phases,
+                            mask: Arc::clone(&l.mask),
+                            mask_source: l.source.display().to_string(),
+                            distances,
+                        });
                     }
                 }
                 Ended::Cancelled => {}
@@ -236,7 +256,12 @@ impl AnalysisPanel {
     }
 
     /// Draws the section; returns a point to move the crosshair to (a lesion picked).
-    pub fn ui(&mut self, ui: &mut egui::Ui, study: &mut Study, reg: &super::registration::RegistrationPanel) -> Option<Lps> {
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        study: &mut Study,
+        reg: &super::registration::RegistrationPanel,
+    ) -> Option<Lps> {
         ui.heading("Clusters & lesions");
         if study.labels.is_none() {
             ui.label("Open a label mask with the study (liver 1, tumour 2) to cluster the liver and measure lesions.");
@@ -258,9 +283,14 @@ impl AnalysisPanel {
         } else {
             ui.spacing_mut().slider_width = 110.0;
             ui.add(egui::Slider::new(&mut self.k, 2..=MAX_K_SHOWN).text("k"));
-            ui.add(egui::Slider::new(&mut self.margin_mm, 0.0..=20.0).text("margin mm")).on_hover_text("grow the liver region by this much");
+            ui.add(egui::Slider::new(&mut self.margin_mm, 0.0..=20.0).text("margin mm"))
+                .on_hover_text("grow the liver region by this much");
             ui.checkbox(&mut self.majority, "smooth clusters").on_hover_text("two passes of a 3x3x3 majority filter");
-            if ui.button("Cluster").on_hover_text("k-means of liver + tumour voxels on their HU in every phase").clicked() {
+            if ui
+                .button("Cluster")
+                .on_hover_text("k-means of liver + tumour voxels on their HU in every phase")
+                .clicked()
+            {
                 self.start_clustering(study, reg);
             }
         }
@@ -286,18 +316,24 @@ impl AnalysisPanel {
                         ui.label(format!("{m:.0}"));
                     }
                     ui.label(s.voxel_count.to_string());
-                    if ui.small_button("to label").on_hover_text("set these voxels to the target label in the mask").clicked() {
+                    if ui
+                        .small_button("to label")
+                        .on_hover_text("set these voxels to the target label in the mask")
+                        .clicked()
+                    {
                         to_label = Some(s.label);
                     }
                     ui.end_row();
                 }
             });
             ui.horizontal(|ui| {
-                egui::ComboBox::new("target_label", "target label").selected_text(label_name(self.target_label)).show_ui(ui, |ui| {
-                    for l in 1..=4u8 {
-                        ui.selectable_value(&mut self.target_label, l, label_name(l));
-                    }
-                });
+                egui::ComboBox::new("target_label", "target label")
+                    .selected_text(label_name(self.target_label))
+                    .show_ui(ui, |ui| {
+                        for l in 1..=4u8 {
+                            ui.selectable_value(&mut self.target_label, l, label_name(l));
+                        }
+                    });
                 if ui.add_enabled(self.undo_labels.is_some(), egui::Button::new("Undo")).clicked() {
                     self.undo(study);
                 }
@@ -315,18 +351,28 @@ impl AnalysisPanel {
             if ui.button("Cancel").clicked() {
                 job.cancel();
             }
-        } else if ui.button(if self.lesions.is_some() { "Measure lesions again" } else { "Measure lesions" }).clicked() {
+        } else if ui.button(if self.lesions.is_some() { "Measure lesions again" } else { "Measure lesions" }).clicked()
+        {
             self.start_lesions(study, reg);
         }
         if let Some(t) = &self.lesions {
             // depth below the liver surface (and gap to the vessels), as the 3D view's labels
-            let distance = |l: &crate::lesion::Lesion| t.distances.iter().find(|d| d.number == l.id && (d.volume_ml - l.volume_ml).abs() < 1e-6);
+            let distance = |l: &crate::lesion::Lesion| {
+                t.distances.iter().find(|d| d.number == l.id && (d.volume_ml - l.volume_ml).abs() < 1e-6)
+            };
             let vessels = t.distances.iter().any(|d| d.vessel_mm.is_some());
             let mm = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
             egui::Grid::new("lesion_table").striped(true).show(ui, |ui| {
                 let depth_tip = "shortest distance from the tumour to the liver's outer surface";
                 let vessel_tip = "shortest distance from the tumour to the vessel label's surface";
-                for (h, tip) in [("#", None), ("mL", None), ("RECIST mm", None), ("depth mm", Some(depth_tip)), ("vessel mm", Some(vessel_tip)), ("hint", None)] {
+                for (h, tip) in [
+                    ("#", None),
+                    ("mL", None),
+                    ("RECIST mm", None),
+                    ("depth mm", Some(depth_tip)),
+                    ("vessel mm", Some(vessel_tip)),
+                    ("hint", None),
+                ] {
                     if h == "vessel mm" && !vessels {
                         continue;
                     }
@@ -337,18 +383,28 @@ impl AnalysisPanel {
                 }
                 ui.end_row();
                 for l in &t.report.lesions {
-                    if ui.selectable_label(self.selected == Some(l.id), format!("#{}", l.id)).on_hover_text("go to this lesion").clicked() {
+                    if ui
+                        .selectable_label(self.selected == Some(l.id), format!("#{}", l.id))
+                        .on_hover_text("go to this lesion")
+                        .clicked()
+                    {
                         self.selected = Some(l.id);
                         jump = Some(l.centroid_mm);
                     }
                     ui.label(format!("{:.2}", l.volume_ml));
-                    ui.label(format!("{:.0} x {:.0}{}", l.recist.long_axis_mm, l.recist.short_axis_mm, if l.touches_edge { " (edge)" } else { "" }));
+                    ui.label(format!(
+                        "{:.0} x {:.0}{}",
+                        l.recist.long_axis_mm,
+                        l.recist.short_axis_mm,
+                        if l.touches_edge { " (edge)" } else { "" }
+                    ));
                     let d = distance(l);
                     ui.label(mm(d.and_then(|d| d.depth_mm)));
                     if vessels {
                         ui.label(mm(d.and_then(|d| d.vessel_mm)));
                     }
-                    ui.label(RichText::new(l.pattern.summary.split(':').next().unwrap_or("")).small()).on_hover_text(l.pattern.findings.join("\n"));
+                    ui.label(RichText::new(l.pattern.summary.split(':').next().unwrap_or("")).small())
+                        .on_hover_text(l.pattern.findings.join("\n"));
                     ui.end_row();
                 }
             });
@@ -358,7 +414,11 @@ impl AnalysisPanel {
             ui.label(RichText::new(crate::lesion::HINT_DISCLAIMER).small().italics());
             let folder = ui.label("report folder");
             ui.text_edit_singleline(&mut self.export_dir).labelled_by(folder.id);
-            if ui.button("Export report").on_hover_text("HTML page with key images and curves, CSV and JSON, in this folder").clicked() {
+            if ui
+                .button("Export report")
+                .on_hover_text("HTML page with key images and curves, CSV and JSON, in this folder")
+                .clicked()
+            {
                 self.export(study);
             }
         }

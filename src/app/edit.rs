@@ -18,9 +18,15 @@ use std::time::{Duration, Instant};
 
 use egui::{Color32, RichText, Stroke};
 
-use crate::edit::tools::{close_label, fill_holes, interpolate_slices, keep_largest_component, open_label, paint_line, polygon_fill_mm, region_grow, remove_islands, smooth_label};
+use crate::edit::tools::{
+    close_label, fill_holes, interpolate_slices, keep_largest_component, open_label, paint_line, polygon_fill_mm,
+    region_grow, remove_islands, smooth_label,
+};
 use crate::edit::tools::{Brush, BrushExtent, BrushShape, Grow, GrowCriterion, HuRange, Reach, Smoothing};
-use crate::edit::{EditDiff, EditError, History, LabelTable, Orientation as EditOrientation, Paint, PaintOver, RestoreInfo, Session, Touched, VoxelBox};
+use crate::edit::{
+    EditDiff, EditError, History, LabelTable, Orientation as EditOrientation, Paint, PaintOver, RestoreInfo, Session,
+    Touched, VoxelBox,
+};
 use crate::study::{next_key, Labels, Study};
 use crate::volume::{CtVolume, Interp, Lps, Mask};
 
@@ -50,7 +56,8 @@ pub enum Tool {
 }
 
 impl Tool {
-    pub const ALL: [Tool; 6] = [Tool::Navigate, Tool::Brush, Tool::Eraser, Tool::ThresholdBrush, Tool::Grow, Tool::Lasso];
+    pub const ALL: [Tool; 6] =
+        [Tool::Navigate, Tool::Brush, Tool::Eraser, Tool::ThresholdBrush, Tool::Grow, Tool::Lasso];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -223,7 +230,13 @@ impl EditPanel {
 
     /// Draws the lasso outline being drawn into the viewport showing `phase` in `o`;
     /// `to_screen` maps LPS mm to that viewport's points.
-    pub fn paint_lasso(&self, painter: &egui::Painter, phase: usize, o: Orientation, to_screen: impl Fn(Lps) -> egui::Pos2) {
+    pub fn paint_lasso(
+        &self,
+        painter: &egui::Painter,
+        phase: usize,
+        o: Orientation,
+        to_screen: impl Fn(Lps) -> egui::Pos2,
+    ) {
         let Some(l) = self.lasso.as_ref().filter(|l| l.phase == phase && l.o == o) else { return };
         let c = self.labels.display_rgba(self.label).unwrap_or([1.0, 1.0, 0.0, 1.0]);
         let colour = Color32::from_rgb((c[0] * 255.0) as u8, (c[1] * 255.0) as u8, (c[2] * 255.0) as u8);
@@ -264,7 +277,10 @@ impl EditPanel {
         if !l.source.is_file() || !side.is_file() {
             return;
         }
-        match std::fs::read_to_string(&side).map_err(|e| e.to_string()).and_then(|t| LabelTable::from_itksnap(&t, &side.display().to_string()).map_err(|e| e.to_string())) {
+        match std::fs::read_to_string(&side)
+            .map_err(|e| e.to_string())
+            .and_then(|t| LabelTable::from_itksnap(&t, &side.display().to_string()).map_err(|e| e.to_string()))
+        {
             Ok(t) => {
                 self.labels = t;
                 self.message = Some(format!("Labels from {}", side.display()));
@@ -277,7 +293,8 @@ impl EditPanel {
     fn ensure_mask(study: &mut Study) {
         if study.labels.is_none() {
             let g = study.phases[study.fixed_index()].volume.geometry.clone();
-            study.labels = Some(Labels { mask: Arc::new(Mask::filled(g, 0)), key: next_key(), source: PathBuf::from("new mask") });
+            study.labels =
+                Some(Labels { mask: Arc::new(Mask::filled(g, 0)), key: next_key(), source: PathBuf::from("new mask") });
         }
     }
 
@@ -301,7 +318,9 @@ impl EditPanel {
     /// overlay, so it also notes that the GPU will hold `key` after this frame.
     pub fn gpu_previous(&mut self, key: u64) -> Option<(u64, [usize; 6])> {
         self.gpu_shown = Some(key);
-        self.gpu_update.filter(|u| u.1 == key).map(|(from, _, b)| (from, [b.lo[0], b.hi[0], b.lo[1], b.hi[1], b.lo[2], b.hi[2]]))
+        self.gpu_update
+            .filter(|u| u.1 == key)
+            .map(|(from, _, b)| (from, [b.lo[0], b.hi[0], b.lo[1], b.hi[1], b.lo[2], b.hi[2]]))
     }
 
     /// After an edit: new overlay key, journal it, remember to snapshot.
@@ -396,12 +415,20 @@ impl EditPanel {
                     let from = self.stroke_last.unwrap_or(at_mm);
                     let brush = Brush {
                         shape: if self.square { BrushShape::Square } else { BrushShape::Round },
-                        extent: if self.brush_3d { BrushExtent::Volume } else { BrushExtent::Plane(edit_orientation(o)) },
+                        extent: if self.brush_3d {
+                            BrushExtent::Volume
+                        } else {
+                            BrushExtent::Plane(edit_orientation(o))
+                        },
                         diameter_mm: self.diameter_mm as f64,
                     };
                     let paint = self.paint();
                     let ct = if self.tool == Tool::ThresholdBrush { self.hu_volume(study, phase) } else { None };
-                    let range = ct.as_deref().map(|ct| HuRange { ct, lo_hu: self.lo_hu.round() as i16, hi_hu: self.hi_hu.round() as i16 });
+                    let range = ct.as_deref().map(|ct| HuRange {
+                        ct,
+                        lo_hu: self.lo_hu.round() as i16,
+                        hi_hu: self.hi_hu.round() as i16,
+                    });
                     if let Some(labels) = study.labels.as_mut() {
                         let mask = Arc::make_mut(&mut labels.mask);
                         match paint_line(mask, from, at_mm, &brush, &paint, range.as_ref()) {
@@ -429,7 +456,10 @@ impl EditPanel {
                 if pressed {
                     self.lasso = Some(Lasso { phase, o, points_mm: vec![at_mm] });
                 } else if dragged {
-                    let step_mm = study.labels.as_ref().map_or(0.5, |l| 0.3 * l.mask.geometry.spacing_mm.iter().fold(f64::INFINITY, |m, &s| m.min(s)));
+                    let step_mm = study
+                        .labels
+                        .as_ref()
+                        .map_or(0.5, |l| 0.3 * l.mask.geometry.spacing_mm.iter().fold(f64::INFINITY, |m, &s| m.min(s)));
                     if let Some(l) = self.lasso.as_mut().filter(|l| l.phase == phase && l.o == o) {
                         let last = *l.points_mm.last().expect("a lasso starts with a point");
                         if crate::volume::norm(crate::volume::sub(at_mm, last)) >= step_mm {
@@ -470,7 +500,10 @@ impl EditPanel {
 
     /// Called every frame: a snapshot every few seconds while there are new edits.
     pub fn tick(&mut self, study: &Study) {
-        if self.session.is_some() && self.labels_stored.as_ref() != Some(&self.labels) && self.last_labels_save.elapsed() >= LABELS_SAVE_EVERY {
+        if self.session.is_some()
+            && self.labels_stored.as_ref() != Some(&self.labels)
+            && self.last_labels_save.elapsed() >= LABELS_SAVE_EVERY
+        {
             self.last_labels_save = Instant::now();
             self.labels_stored = Some(self.labels.clone());
             if let Some(s) = self.session.as_mut() {
@@ -498,7 +531,10 @@ impl EditPanel {
             Ok(r) => {
                 let shape = study.phases[study.fixed_index()].volume.geometry.shape;
                 if r.mask.geometry.shape != shape {
-                    self.error = Some(format!("The session's mask is {:?}, the study {:?}: not restored.", r.mask.geometry.shape, shape));
+                    self.error = Some(format!(
+                        "The session's mask is {:?}, the study {:?}: not restored.",
+                        r.mask.geometry.shape, shape
+                    ));
                     return;
                 }
                 study.labels = Some(Labels { mask: Arc::new(r.mask), key: next_key(), source: s.dir().to_path_buf() });
@@ -537,16 +573,30 @@ impl EditPanel {
         let sidecar = LabelTable::sidecar_path(&path);
         for p in [&path, &sidecar] {
             if p.exists() && !ours {
-                self.error = Some(format!("{} already exists; choose another name (Hepaview never overwrites files)", p.display()));
+                self.error = Some(format!(
+                    "{} already exists; choose another name (Hepaview never overwrites files)",
+                    p.display()
+                ));
                 return;
             }
         }
-        let part = |p: &Path| p.with_file_name(format!(".{}.part", p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
-        let tmp = path.with_file_name(format!(".{}.part.nii.gz", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
+        let part = |p: &Path| {
+            p.with_file_name(format!(
+                ".{}.part",
+                p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            ))
+        };
+        let tmp = path.with_file_name(format!(
+            ".{}.part.nii.gz",
+            path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        ));
         let result = crate::io::nifti::write_volume(&l.mask, &tmp)
             .map_err(|e| e.to_string())
             .and_then(|_| std::fs::rename(&tmp, &path).map_err(|e| e.to_string()))
-            .and_then(|_| std::fs::write(part(&sidecar), self.labels.to_itksnap()).map_err(|e| format!("{}: {e}", sidecar.display())))
+            .and_then(|_| {
+                std::fs::write(part(&sidecar), self.labels.to_itksnap())
+                    .map_err(|e| format!("{}: {e}", sidecar.display()))
+            })
             .and_then(|_| std::fs::rename(part(&sidecar), &sidecar).map_err(|e| format!("{}: {e}", sidecar.display())));
         match result {
             Ok(()) => {
@@ -578,7 +628,14 @@ impl EditPanel {
             if i.modifiers.command {
                 return;
             }
-            for (k, t) in [(egui::Key::B, Tool::Brush), (egui::Key::E, Tool::Eraser), (egui::Key::T, Tool::ThresholdBrush), (egui::Key::G, Tool::Grow), (egui::Key::P, Tool::Lasso), (egui::Key::Escape, Tool::Navigate)] {
+            for (k, t) in [
+                (egui::Key::B, Tool::Brush),
+                (egui::Key::E, Tool::Eraser),
+                (egui::Key::T, Tool::ThresholdBrush),
+                (egui::Key::G, Tool::Grow),
+                (egui::Key::P, Tool::Lasso),
+                (egui::Key::Escape, Tool::Navigate),
+            ] {
                 if i.key_pressed(k) {
                     self.tool = t;
                 }
@@ -616,23 +673,34 @@ impl EditPanel {
                     let _ = self.labels.recolour(v, [c.r(), c.g(), c.b(), l.rgba[3]]);
                 }
                 let mut name = l.name.clone();
-                if ui.add(egui::TextEdit::singleline(&mut name).desired_width(76.0).min_size(egui::vec2(76.0, 0.0))).labelled_by(active.id).changed() {
+                if ui
+                    .add(egui::TextEdit::singleline(&mut name).desired_width(76.0).min_size(egui::vec2(76.0, 0.0)))
+                    .labelled_by(active.id)
+                    .changed()
+                {
                     let _ = self.labels.rename(v, &name);
                 }
                 let mut opacity = l.opacity;
-                if ui.add(egui::DragValue::new(&mut opacity).range(0.0..=1.0).speed(0.01).fixed_decimals(2)).on_hover_text("opacity of this label (times the Layers opacity)").changed() {
+                if ui
+                    .add(egui::DragValue::new(&mut opacity).range(0.0..=1.0).speed(0.01).fixed_decimals(2))
+                    .on_hover_text("opacity of this label (times the Layers opacity)")
+                    .changed()
+                {
                     let _ = self.labels.set_opacity(v, opacity.clamp(0.0, 1.0));
                 }
                 // no visible text (the header names the column); screen readers and tests
                 // get "show N" / "lock N"
                 let mut visible = l.visible;
-                let r = ui.add(egui::Checkbox::without_text(&mut visible)).on_hover_text("draw this label over the images");
+                let r =
+                    ui.add(egui::Checkbox::without_text(&mut visible)).on_hover_text("draw this label over the images");
                 r.widget_info(|| egui::WidgetInfo::selected(egui::Role::CheckBox, true, visible, format!("show {v}")));
                 if r.changed() {
                     let _ = self.labels.set_visible(v, visible);
                 }
                 let mut locked = l.locked;
-                let r = ui.add(egui::Checkbox::without_text(&mut locked)).on_hover_text("no tool changes this label's voxels");
+                let r = ui
+                    .add(egui::Checkbox::without_text(&mut locked))
+                    .on_hover_text("no tool changes this label's voxels");
                 r.widget_info(|| egui::WidgetInfo::selected(egui::Role::CheckBox, true, locked, format!("lock {v}")));
                 if r.changed() {
                     let _ = self.labels.set_locked(v, locked);
@@ -642,7 +710,9 @@ impl EditPanel {
         });
         let next = (1..=255u8).find(|v| self.labels.get(*v).is_none());
         let can_add = next.is_some_and(|v| v <= MAX_SHOWN_LABEL);
-        let add = ui.add_enabled(can_add, egui::Button::new("Add label")).on_disabled_hover_text(format!("the overlay shows labels 1 to {MAX_SHOWN_LABEL}"));
+        let add = ui
+            .add_enabled(can_add, egui::Button::new("Add label"))
+            .on_disabled_hover_text(format!("the overlay shows labels 1 to {MAX_SHOWN_LABEL}"));
         if add.clicked() {
             if let Some(v) = next {
                 match self.labels.add(&format!("label {v}"), None) {
@@ -656,7 +726,10 @@ impl EditPanel {
     pub fn ui(&mut self, ui: &mut egui::Ui, study: &mut Study) {
         ui.heading("Edit mask");
         if let Some(info) = self.restore_offer.clone() {
-            ui.label(RichText::new(format!("{} unsaved edit(s) from an earlier session were found.", info.edit_counter)).color(Color32::YELLOW));
+            ui.label(
+                RichText::new(format!("{} unsaved edit(s) from an earlier session were found.", info.edit_counter))
+                    .color(Color32::YELLOW),
+            );
             ui.horizontal(|ui| {
                 if ui.button("Restore them").clicked() {
                     self.restore(study);
@@ -711,13 +784,21 @@ impl EditPanel {
             if ui.add_enabled(self.history.can_undo(), egui::Button::new("Undo")).on_hover_text("Ctrl+Z").clicked() {
                 self.undo(study);
             }
-            if ui.add_enabled(self.history.can_redo(), egui::Button::new("Redo")).on_hover_text("Ctrl+Shift+Z").clicked() {
+            if ui
+                .add_enabled(self.history.can_redo(), egui::Button::new("Redo"))
+                .on_hover_text("Ctrl+Shift+Z")
+                .clicked()
+            {
                 self.redo(study);
             }
         });
         ui.horizontal_wrapped(|ui| {
             let paint = self.paint();
-            if ui.button("Fill between slices").on_hover_text("interpolate the label between the axial slices drawn").clicked() {
+            if ui
+                .button("Fill between slices")
+                .on_hover_text("interpolate the label between the axial slices drawn")
+                .clicked()
+            {
                 self.apply(study, |m| interpolate_slices(m, EditOrientation::Axial, &paint));
             }
             if ui.button("Fill holes").clicked() {
@@ -775,6 +856,10 @@ pub(crate) fn label_name(l: u8) -> String {
 /// The default file name offered for saving: beside the study, never over it.
 pub fn default_save_path(study: &Study) -> String {
     let base = study_path(study).unwrap_or_else(|| PathBuf::from("."));
-    let dir = if base.is_dir() { base.parent().map(Path::to_path_buf).unwrap_or(base) } else { base.parent().map(Path::to_path_buf).unwrap_or_default() };
+    let dir = if base.is_dir() {
+        base.parent().map(Path::to_path_buf).unwrap_or(base)
+    } else {
+        base.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
     dir.join("mask-edited.nii.gz").display().to_string()
 }

@@ -103,8 +103,11 @@ pub struct VisitResult {
 
 /// Colours of the parts in the follow-up viewports (the baseline's palette for the rest):
 /// viable red (still enhancing: what TACE left), necrotic blue, lipiodol pale yellow (dense).
-pub const PARTS_COLOURS: [(u8, [f32; 4], &str); 3] =
-    [(response::VIABLE, [0.95, 0.15, 0.15, 1.0], "viable"), (response::NECROTIC, [0.3, 0.55, 1.0, 1.0], "necrotic"), (response::LIPIODOL, [1.0, 0.95, 0.55, 1.0], "lipiodol")];
+pub const PARTS_COLOURS: [(u8, [f32; 4], &str); 3] = [
+    (response::VIABLE, [0.95, 0.15, 0.15, 1.0], "viable"),
+    (response::NECROTIC, [0.3, 0.55, 1.0, 1.0], "necrotic"),
+    (response::LIPIODOL, [1.0, 0.95, 0.55, 1.0], "lipiodol"),
+];
 
 /// The visit's mask with each lesion voxel relabelled by its part (parts outside lesions
 /// cannot occur: they come from the same mask).
@@ -210,7 +213,6 @@ pub struct FollowUpPanel {
     pub hide_parts: bool,
 }
 
-
 /// The phase a follow-up phase was before [`analysis::add_follow_up`] set it to Unknown,
 /// read back from its description ("FOLLOW-UP <label> · <phase> · …").
 fn follow_up_phase(p: &PhaseImage) -> Phase {
@@ -269,18 +271,33 @@ fn shown_visit(study: &Study, keys: &[u64], label: &str) -> Study {
 
 /// Re-pairs baseline lesion `b` with follow-up lesion `f` (or with none: gone); the lesion
 /// `f` was paired with becomes gone, the one `b` had becomes new.
-pub fn repair(pairs: &[Pairing], n_base: usize, n_follow: usize, b: usize, f: Option<usize>, base: &VisitMeasure, follow: &VisitMeasure) -> Vec<Pairing> {
+pub fn repair(
+    pairs: &[Pairing],
+    n_base: usize,
+    n_follow: usize,
+    b: usize,
+    f: Option<usize>,
+    base: &VisitMeasure,
+    follow: &VisitMeasure,
+) -> Vec<Pairing> {
     // a one-fragment split is exactly this re-pairing; only the distance is added here
     let mut out = response::split_lesion(pairs, b, f.as_slice(), n_base, n_follow);
     if let (Some(f), Some(p)) = (f, out.iter_mut().find(|p| p.baseline == Some(b))) {
-        p.distance_mm = Some(crate::volume::norm(crate::volume::sub(base.report.lesions[b - 1].centroid_mm, follow.report.lesions[f - 1].centroid_mm)));
+        p.distance_mm = Some(crate::volume::norm(crate::volume::sub(
+            base.report.lesions[b - 1].centroid_mm,
+            follow.report.lesions[f - 1].centroid_mm,
+        )));
     }
     out
 }
 
 fn cell(m: &VisitMeasure, id: usize) -> Option<Cell> {
     let l = m.report.lesions.get(id.checked_sub(1)?)?;
-    Some(Cell { volume_ml: l.volume_ml, long_axis_mm: l.recist.long_axis_mm, viable_ml: m.parts.get(id - 1).and_then(|p| p.as_ref()).map(|p| p.viable_ml) })
+    Some(Cell {
+        volume_ml: l.volume_ml,
+        long_axis_mm: l.recist.long_axis_mm,
+        viable_ml: m.parts.get(id - 1).and_then(|p| p.as_ref()).map(|p| p.viable_ml),
+    })
 }
 
 impl Comparison {
@@ -300,7 +317,8 @@ impl Comparison {
             for v in &self.visits {
                 // a lesion split by hand has several fragments: volumes add, diameters add
                 // (RECIST 1.1), viable volumes add
-                let frags: Vec<usize> = v.pairs.iter().filter(|p| p.baseline == Some(l.id)).filter_map(|p| p.followup).collect();
+                let frags: Vec<usize> =
+                    v.pairs.iter().filter(|p| p.baseline == Some(l.id)).filter_map(|p| p.followup).collect();
                 let parts: Vec<Cell> = frags.iter().filter_map(|&f| cell(&v.followup, f)).collect();
                 cells.push((!parts.is_empty()).then(|| Cell {
                     volume_ml: parts.iter().map(|c| c.volume_ml).sum(),
@@ -321,7 +339,11 @@ impl Comparison {
         // A lesion new at one visit is followed into the later ones: every visit lies on the
         // baseline's grid, so the same lesion is a new lesion there too, at about the same
         // place. Each later new lesion joins at most one row.
-        let news: Vec<Vec<usize>> = self.visits.iter().map(|v| v.pairs.iter().filter(|p| p.baseline.is_none()).filter_map(|p| p.followup).collect()).collect();
+        let news: Vec<Vec<usize>> = self
+            .visits
+            .iter()
+            .map(|v| v.pairs.iter().filter(|p| p.baseline.is_none()).filter_map(|p| p.followup).collect())
+            .collect();
         let mut claimed: Vec<Vec<bool>> = news.iter().map(|n| vec![false; n.len()]).collect();
         for vi in 0..self.visits.len() {
             for (ni, &f) in news[vi].iter().enumerate() {
@@ -383,7 +405,14 @@ impl FollowUpPanel {
     }
 
     pub fn cancel(&self) {
-        for j in [self.compare_job.as_ref().map(|j| j as &dyn Cancel), self.nudge_job.as_ref().map(|j| j as &dyn Cancel), self.open_job.as_ref().map(|j| j as &dyn Cancel)].into_iter().flatten() {
+        for j in [
+            self.compare_job.as_ref().map(|j| j as &dyn Cancel),
+            self.nudge_job.as_ref().map(|j| j as &dyn Cancel),
+            self.open_job.as_ref().map(|j| j as &dyn Cancel),
+        ]
+        .into_iter()
+        .flatten()
+        {
             j.cancel_job();
         }
     }
@@ -394,12 +423,24 @@ impl FollowUpPanel {
 
     /// Aligns `follow` onto the baseline and adds its phases to `study` (blocking: CLI and
     /// tests; the panel's Open follow-up runs the same on a worker thread).
-    pub fn add_visit(&mut self, study: &mut Study, follow: Study, label: &str, progress: crate::study::ProgressFn) -> Result<(), analysis::AnalysisError> {
+    pub fn add_visit(
+        &mut self,
+        study: &mut Study,
+        follow: Study,
+        label: &str,
+        progress: crate::study::ProgressFn,
+    ) -> Result<(), analysis::AnalysisError> {
         let t = analysis::add_follow_up(study, &follow, label, progress)?;
         self.adopt(study, VisitSource { follow, label: label.to_string(), transform: t });
         if let Some(v) = self.visits.last_mut() {
             let fixed = &study.phases[study.fixed_index()].volume;
-            let ncc = ncc_at(fixed, &v.source.phases[v.source.fixed_index()].volume, &v.auto, NCC_SPACING_MM, AffineParams::default().body_threshold_hu);
+            let ncc = ncc_at(
+                fixed,
+                &v.source.phases[v.source.fixed_index()].volume,
+                &v.auto,
+                NCC_SPACING_MM,
+                AffineParams::default().body_threshold_hu,
+            );
             (v.ncc_auto, v.ncc_now) = (ncc, ncc);
         }
         Ok(())
@@ -420,7 +461,8 @@ impl FollowUpPanel {
             })
             .collect();
         if keys.len() != source.follow.phases.len() {
-            self.error = Some(format!("The follow-up {} was not found complete in the study; add it again.", source.label));
+            self.error =
+                Some(format!("The follow-up {} was not found complete in the study; add it again.", source.label));
             return;
         }
         self.visits.retain(|v| v.label != source.label);
@@ -481,7 +523,8 @@ impl FollowUpPanel {
 
     /// Starts opening a follow-up study and aligning it onto the baseline.
     pub fn start_open(&mut self, study: &Study) {
-        let paths: Vec<PathBuf> = self.open_path.split(';').map(str::trim).filter(|p| !p.is_empty()).map(Into::into).collect();
+        let paths: Vec<PathBuf> =
+            self.open_path.split(';').map(str::trim).filter(|p| !p.is_empty()).map(Into::into).collect();
         if paths.is_empty() {
             return;
         }
@@ -492,7 +535,11 @@ impl FollowUpPanel {
         self.open_job = Some(Job::spawn("Opening the follow-up", move |progress| {
             let opening = |f: f32, m: &str| progress(0.3 * f, &format!("opening: {m}"));
             let follow = Study::open_with_progress(&paths, &opening).map_err(|e| e.to_string())?;
-            let label = if typed.is_empty() { date_in(&follow.title).unwrap_or_else(|| format!("visit {}", n + 1)) } else { typed };
+            let label = if typed.is_empty() {
+                date_in(&follow.title).unwrap_or_else(|| format!("visit {}", n + 1))
+            } else {
+                typed
+            };
             let mut s = base.clone();
             let aligning = |f: f32, m: &str| progress(0.3 + 0.7 * f, m);
             let transform = analysis::add_follow_up(&mut s, &follow, &label, &aligning).map_err(|e| e.to_string())?;
@@ -533,9 +580,17 @@ impl FollowUpPanel {
         self.message = None;
         self.compare_job = Some(Job::spawn("Comparing visits", move |progress| {
             let n = inputs.len() as f32 + 1.0;
-            let alignment = |s: &Study| if s.phases.len() > 1 { Alignment::Register(crate::register::Params::default()) } else { Alignment::Resample };
+            let alignment = |s: &Study| {
+                if s.phases.len() > 1 {
+                    Alignment::Register(crate::register::Params::default())
+                } else {
+                    Alignment::Resample
+                }
+            };
             let p0 = |f: f32, m: &str| progress(f / n, &format!("baseline: {m}"));
-            let bphases: Vec<AlignedPhase> = analysis::align_phases(&base, &base_mask.geometry, &alignment(&base), None, &p0).map_err(|e| e.to_string())?;
+            let bphases: Vec<AlignedPhase> =
+                analysis::align_phases(&base, &base_mask.geometry, &alignment(&base), None, &p0)
+                    .map_err(|e| e.to_string())?;
             let mut baseline = None;
             let mut visits = Vec::new();
             for (vi, input) in inputs.into_iter().enumerate() {
@@ -545,33 +600,62 @@ impl FollowUpPanel {
                     MaskPlan::Cached(m, note) => (m, note),
                     MaskPlan::File(path, t) => {
                         let (m, _) = crate::io::nifti::read_mask(&path).map_err(|e| e.to_string())?;
-                        (Arc::new(analysis::resample_mask_affine(&m, &base_mask.geometry, &t)), format!("mask {} carried through the visit alignment", path.display()))
+                        (
+                            Arc::new(analysis::resample_mask_affine(&m, &base_mask.geometry, &t)),
+                            format!("mask {} carried through the visit alignment", path.display()),
+                        )
                     }
-                    MaskPlan::Own(m, t) => (Arc::new(analysis::resample_mask_affine(&m, &base_mask.geometry, &t)), "the visit's own mask, carried through the visit alignment".to_string()),
+                    MaskPlan::Own(m, t) => (
+                        Arc::new(analysis::resample_mask_affine(&m, &base_mask.geometry, &t)),
+                        "the visit's own mask, carried through the visit alignment".to_string(),
+                    ),
                     MaskPlan::UNet => {
                         let model = model.clone().ok_or("no follow-up mask, and the U-Net's weights (models/unet.safetensors) were not found: name a mask or set HEPAVIEW_MODEL")?;
                         let s = share(0.0, 0.4);
                         let seg = |f: f32, m: &str| progress(s(f), &format!("{label}: segmenting with the U-Net: {m}"));
                         let m = crate::segment::segment_study(&input.study, &model, &seg).map_err(|e| e.to_string())?;
-                        let m = if m.geometry.shape == base_mask.geometry.shape && m.geometry.max_corner_distance_mm(&base_mask.geometry) <= 0.01 { m } else { m.resample_to(&base_mask.geometry, Interp::Nearest, 0) };
+                        let m = if m.geometry.shape == base_mask.geometry.shape
+                            && m.geometry.max_corner_distance_mm(&base_mask.geometry) <= 0.01
+                        {
+                            m
+                        } else {
+                            m.resample_to(&base_mask.geometry, Interp::Nearest, 0)
+                        };
                         (Arc::new(m), format!("outlined by the shipped U-Net ({}): check it", model.display()))
                     }
                 };
                 let s = share(0.4, 0.8);
                 let al = |f: f32, m: &str| progress(s(f), &format!("{label}: {m}"));
-                let fphases = analysis::align_phases(&input.study, &base_mask.geometry, &alignment(&input.study), None, &al).map_err(|e| e.to_string())?;
+                let fphases =
+                    analysis::align_phases(&input.study, &base_mask.geometry, &alignment(&input.study), None, &al)
+                        .map_err(|e| e.to_string())?;
                 let s = share(0.8, 1.0);
                 let me = |f: f32, m: &str| progress(s(f), m);
-                let c = analysis::compare_aligned_visits("baseline", &bphases, &base_mask, &label, &fphases, &mask, &opts, &me).map_err(|e| e.to_string())?;
-                let c = analysis::AlignedComparison { response: Response { baseline: base_label.clone(), ..c.response }, ..c };
+                let c = analysis::compare_aligned_visits(
+                    "baseline", &bphases, &base_mask, &label, &fphases, &mask, &opts, &me,
+                )
+                .map_err(|e| e.to_string())?;
+                let c = analysis::AlignedComparison {
+                    response: Response { baseline: base_label.clone(), ..c.response },
+                    ..c
+                };
                 if baseline.is_none() {
                     // the baseline measures the same for every visit; keep one
-                    let v = response::Visit { label: base_label.clone(), mask: &base_mask, phases: bphases.iter().map(|p| (p.phase, p.volume.as_ref())).collect() };
+                    let v = response::Visit {
+                        label: base_label.clone(),
+                        mask: &base_mask,
+                        phases: bphases.iter().map(|p| (p.phase, p.volume.as_ref())).collect(),
+                    };
                     baseline = Some(response::measure_visit(&v, &opts).map_err(|e| e.to_string())?);
                 }
                 visits.push((c, mask, note, label, fphases));
             }
-            Ok(CompareOutcome { baseline: baseline.ok_or("no visit to compare")?, baseline_phases: bphases, baseline_mask: base_mask, visits })
+            Ok(CompareOutcome {
+                baseline: baseline.ok_or("no visit to compare")?,
+                baseline_phases: bphases,
+                baseline_mask: base_mask,
+                visits,
+            })
         }));
     }
 
@@ -599,7 +683,11 @@ impl FollowUpPanel {
             let t = analysis::nudge_visit_transform(&auto, nudge_mm, nudge_deg, pivot);
             let thr = AffineParams::default().body_threshold_hu;
             let ncc_auto = known_auto.or_else(|| ncc_at(&fixed, &reference, &auto, NCC_SPACING_MM, thr));
-            let ncc_now = if nudge_mm == [0.0; 3] && nudge_deg == 0.0 { ncc_auto } else { ncc_at(&fixed, &reference, &t, NCC_SPACING_MM, thr) };
+            let ncc_now = if nudge_mm == [0.0; 3] && nudge_deg == 0.0 {
+                ncc_auto
+            } else {
+                ncc_at(&fixed, &reference, &t, NCC_SPACING_MM, thr)
+            };
             let volumes = if ncc_only {
                 None
             } else {
@@ -622,14 +710,22 @@ impl FollowUpPanel {
         if let Some(ended) = take_ended(&mut self.open_job) {
             match ended {
                 Ended::Done(o) => {
-                    let new: Vec<PhaseImage> = o.phases.iter().filter(|p| !o.keys_before.contains(&p.key)).cloned().collect();
+                    let new: Vec<PhaseImage> =
+                        o.phases.iter().filter(|p| !o.keys_before.contains(&p.key)).cloned().collect();
                     if study.phases.iter().map(|p| p.key).eq(o.keys_before.iter().copied()) {
                         study.phases = o.phases;
                     } else {
                         // the study changed meanwhile: the new phases go at the end
                         study.phases.extend(new);
                     }
-                    self.message = Some(format!("Follow-up {} added: rotation {:.1} deg, translation ({:.1}, {:.1}, {:.1}) mm.", o.label, o.transform.rotation_deg(), o.transform.translation_mm[0], o.transform.translation_mm[1], o.transform.translation_mm[2]));
+                    self.message = Some(format!(
+                        "Follow-up {} added: rotation {:.1} deg, translation ({:.1}, {:.1}, {:.1}) mm.",
+                        o.label,
+                        o.transform.rotation_deg(),
+                        o.transform.translation_mm[0],
+                        o.transform.translation_mm[1],
+                        o.transform.translation_mm[2]
+                    ));
                     let vi = self.visits.len();
                     self.adopt(study, VisitSource { follow: o.follow, label: o.label, transform: o.transform });
                     self.open_label.clear();
@@ -676,7 +772,8 @@ impl FollowUpPanel {
                             v.mask = Some((Arc::clone(&mask), note.clone()));
                         }
                         let old = self.comparison.as_ref().and_then(|old| old.visits.iter().find(|r| r.label == label));
-                        let (recist_override, mrecist_override) = old.map(|r| (r.recist_override, r.mrecist_override)).unwrap_or_default();
+                        let (recist_override, mrecist_override) =
+                            old.map(|r| (r.recist_override, r.mrecist_override)).unwrap_or_default();
                         let liver_note = match &c.liver_demons {
                             Some(d) => format!("Demons on the liver: RMSD {:.0} -> {:.0} HU, up to {:.1} mm; lesions paired through it", d.rmsd_before_hu, d.rmsd_after_hu, d.max_displacement_mm),
                             None => "Demons on the liver did not run: lesions paired through the visit alignment alone".into(),
@@ -698,7 +795,14 @@ impl FollowUpPanel {
                             parts_key: crate::study::next_key(),
                         });
                     }
-                    self.comparison = Some(Comparison { baseline_label: self.baseline_label(study), baseline: o.baseline, baseline_phases: o.baseline_phases, baseline_mask: o.baseline_mask, visits, stale: false });
+                    self.comparison = Some(Comparison {
+                        baseline_label: self.baseline_label(study),
+                        baseline: o.baseline,
+                        baseline_phases: o.baseline_phases,
+                        baseline_mask: o.baseline_mask,
+                        visits,
+                        stale: false,
+                    });
                     self.selected = None;
                 }
                 Ended::Cancelled => {}
@@ -755,8 +859,13 @@ impl FollowUpPanel {
             ui.text_edit_singleline(&mut self.open_path).labelled_by(l.id);
             ui.horizontal(|ui| {
                 let l = ui.label("visit label");
-                ui.add(egui::TextEdit::singleline(&mut self.open_label).desired_width(80.0).hint_text("date")).labelled_by(l.id);
-                if ui.add_enabled(!self.open_path.trim().is_empty(), egui::Button::new("Open follow-up")).on_hover_text("aligned onto the baseline (rigid, then affine) and shown beside it").clicked() {
+                ui.add(egui::TextEdit::singleline(&mut self.open_label).desired_width(80.0).hint_text("date"))
+                    .labelled_by(l.id);
+                if ui
+                    .add_enabled(!self.open_path.trim().is_empty(), egui::Button::new("Open follow-up"))
+                    .on_hover_text("aligned onto the baseline (rigid, then affine) and shown beside it")
+                    .clicked()
+                {
                     self.start_open(study);
                 }
             });
@@ -770,13 +879,29 @@ impl FollowUpPanel {
             ui.separator();
             ui.strong(format!("Visit {}", v.label));
             let t = v.transform();
-            ui.label(RichText::new(format!("aligned: rotation {:.1} deg, translation ({:.1}, {:.1}, {:.1}) mm", t.rotation_deg(), t.translation_mm[0], t.translation_mm[1], t.translation_mm[2])).small());
+            ui.label(
+                RichText::new(format!(
+                    "aligned: rotation {:.1} deg, translation ({:.1}, {:.1}, {:.1}) mm",
+                    t.rotation_deg(),
+                    t.translation_mm[0],
+                    t.translation_mm[1],
+                    t.translation_mm[2]
+                ))
+                .small(),
+            );
             let ncc = |n: Option<f64>| n.map_or("-".to_string(), |n| format!("{n:.3}"));
-            ui.label(format!("residual NCC: automatic {}, now {}", ncc(v.ncc_auto), ncc(v.ncc_now))).on_hover_text("normalised cross-correlation over the body, baseline vs follow-up reference phase, at 4 mm");
+            ui.label(format!("residual NCC: automatic {}, now {}", ncc(v.ncc_auto), ncc(v.ncc_now))).on_hover_text(
+                "normalised cross-correlation over the body, baseline vs follow-up reference phase, at 4 mm",
+            );
             ui.horizontal(|ui| {
                 ui.label("nudge mm");
                 for (a, name) in ["x (L)", "y (P)", "z (S)"].iter().enumerate() {
-                    ui.add(egui::DragValue::new(&mut v.pending_mm[a]).speed(0.5).range(-100.0..=100.0).prefix(format!("{name} ")));
+                    ui.add(
+                        egui::DragValue::new(&mut v.pending_mm[a])
+                            .speed(0.5)
+                            .range(-100.0..=100.0)
+                            .prefix(format!("{name} ")),
+                    );
                 }
             })
             .response
@@ -803,11 +928,21 @@ impl FollowUpPanel {
             });
             ui.horizontal(|ui| {
                 let changed = v.pending_mm != v.nudge_mm || v.pending_deg != v.nudge_deg;
-                if ui.add_enabled(changed && self.nudge_job.is_none(), egui::Button::new(format!("Apply nudge {}", v.label))).clicked() {
+                if ui
+                    .add_enabled(
+                        changed && self.nudge_job.is_none(),
+                        egui::Button::new(format!("Apply nudge {}", v.label)),
+                    )
+                    .clicked()
+                {
                     nudge = Some((vi, false));
                 }
                 let nudged = v.nudge_mm != [0.0; 3] || v.nudge_deg != 0.0;
-                if ui.add_enabled(nudged && self.nudge_job.is_none(), egui::Button::new("Reset")).on_hover_text("back to the automatic alignment").clicked() {
+                if ui
+                    .add_enabled(nudged && self.nudge_job.is_none(), egui::Button::new("Reset"))
+                    .on_hover_text("back to the automatic alignment")
+                    .clicked()
+                {
                     v.pending_mm = [0.0; 3];
                     v.pending_deg = 0.0;
                     nudge = Some((vi, false));
@@ -821,7 +956,9 @@ impl FollowUpPanel {
                 (Some((_, note)), _, _) => format!("mask: {note}"),
                 (None, false, _) => "mask: the file above, carried through the visit alignment".into(),
                 (None, true, true) => "mask: the visit's own, carried through the visit alignment".into(),
-                (None, true, false) => "no mask for this visit: Compare visits outlines it with the shipped U-Net (check it)".into(),
+                (None, true, false) => {
+                    "no mask for this visit: Compare visits outlines it with the shipped U-Net (check it)".into()
+                }
             };
             ui.label(RichText::new(plan).small().italics());
         }
@@ -859,9 +996,12 @@ impl FollowUpPanel {
             }
             let mut show = !self.hide_parts;
             ui.horizontal_wrapped(|ui| {
-                ui.checkbox(&mut show, "lesion parts on the follow-up:").on_hover_text("the follow-up viewports show the visit's liver and each lesion's parts (labels on, M)");
+                ui.checkbox(&mut show, "lesion parts on the follow-up:").on_hover_text(
+                    "the follow-up viewports show the visit's liver and each lesion's parts (labels on, M)",
+                );
                 for (_, rgba, name) in PARTS_COLOURS {
-                    let c = Color32::from_rgb((rgba[0] * 255.0) as u8, (rgba[1] * 255.0) as u8, (rgba[2] * 255.0) as u8);
+                    let c =
+                        Color32::from_rgb((rgba[0] * 255.0) as u8, (rgba[1] * 255.0) as u8, (rgba[2] * 255.0) as u8);
                     ui.label(RichText::new(name).color(c).strong());
                 }
             });
@@ -891,7 +1031,9 @@ impl FollowUpPanel {
             egui::Grid::new("follow_up_table").striped(true).show(ui, |ui| {
                 ui.label(RichText::new("lesion").small().strong());
                 for tp in &tps {
-                    ui.label(RichText::new(tp).small().strong()).on_hover_text("volume mL · longest axial diameter mm (RECIST) · viable (arterially enhancing) mL");
+                    ui.label(RichText::new(tp).small().strong()).on_hover_text(
+                        "volume mL · longest axial diameter mm (RECIST) · viable (arterially enhancing) mL",
+                    );
                 }
                 ui.end_row();
                 ui.label("");
@@ -910,7 +1052,11 @@ impl FollowUpPanel {
                     };
                     ui.horizontal(|ui| {
                         ui.spacing_mut().item_spacing.x = 3.0;
-                        if ui.selectable_label(self.selected == Some(n), &r.name).on_hover_text(format!("go to this lesion\n{}", r.status)).clicked() {
+                        if ui
+                            .selectable_label(self.selected == Some(n), &r.name)
+                            .on_hover_text(format!("go to this lesion\n{}", r.status))
+                            .clicked()
+                        {
                             self.selected = Some(n);
                             jump = Some(r.at_mm);
                         }
@@ -919,10 +1065,18 @@ impl FollowUpPanel {
                         }
                     });
                     for cell in &r.cells {
-                        ui.label(RichText::new(match cell {
-                            Some(c) => format!("{:.1} · {:.0} · {}", c.volume_ml, c.long_axis_mm, c.viable_ml.map_or("-".into(), |v| format!("{v:.1}"))),
-                            None => "-".into(),
-                        }).small());
+                        ui.label(
+                            RichText::new(match cell {
+                                Some(c) => format!(
+                                    "{:.1} · {:.0} · {}",
+                                    c.volume_ml,
+                                    c.long_axis_mm,
+                                    c.viable_ml.map_or("-".into(), |v| format!("{v:.1}"))
+                                ),
+                                None => "-".into(),
+                            })
+                            .small(),
+                        );
                     }
                     ui.end_row();
                 }
@@ -943,18 +1097,32 @@ impl FollowUpPanel {
             ui.label(RichText::new(&v.liver_note).small());
             let r = &v.response;
             let pct = |a: f64, b: f64| if a > 0.0 { format!("{:+.0} %", 100.0 * (b - a) / a) } else { "-".into() };
-            ui.label(format!("tumour volume {:.2} -> {:.2} mL ({})", r.total_baseline_ml, r.total_followup_ml, pct(r.total_baseline_ml, r.total_followup_ml)));
+            ui.label(format!(
+                "tumour volume {:.2} -> {:.2} mL ({})",
+                r.total_baseline_ml,
+                r.total_followup_ml,
+                pct(r.total_baseline_ml, r.total_followup_ml)
+            ));
             if let (Some(a), Some(b)) = (r.viable_baseline_ml, r.viable_followup_ml) {
                 ui.label(format!("viable tumour {a:.2} -> {b:.2} mL ({})", pct(a, b)));
             }
             for (id, (p, lip)) in v.followup.parts.iter().zip(&v.followup.lipiodol_ml).enumerate() {
                 let text = match p {
-                    Some(p) => format!("  F{}: viable {:.2}, necrotic {:.2}, lipiodol {:.2} mL", id + 1, p.viable_ml, p.necrotic_ml, p.lipiodol_ml),
+                    Some(p) => format!(
+                        "  F{}: viable {:.2}, necrotic {:.2}, lipiodol {:.2} mL",
+                        id + 1,
+                        p.viable_ml,
+                        p.necrotic_ml,
+                        p.lipiodol_ml
+                    ),
                     None => format!("  F{}: lipiodol {lip:.2} mL (viable and necrotic need an arterial phase)", id + 1),
                 };
                 ui.label(RichText::new(text).small());
             }
-            let assessments = [("RECIST 1.1", Some(&r.recist), &mut v.recist_override), ("mRECIST", r.mrecist.as_ref(), &mut v.mrecist_override)];
+            let assessments = [
+                ("RECIST 1.1", Some(&r.recist), &mut v.recist_override),
+                ("mRECIST", r.mrecist.as_ref(), &mut v.mrecist_override),
+            ];
             for (name, a, over) in assessments {
                 let Some(a) = a else {
                     ui.label(format!("{name}: not assessed (no arterial phase in both visits)"));
@@ -966,12 +1134,24 @@ impl FollowUpPanel {
                 ui.label(RichText::new(format!("computed {}: {}", category_name(a.category), a.reason)).small());
                 for t in &a.targets {
                     let f = match (t.followup_fragments.len(), t.followup_id) {
-                        (n, _) if n > 1 => t.followup_fragments.iter().map(|f| format!("F{f}")).collect::<Vec<_>>().join(" + "),
+                        (n, _) if n > 1 => {
+                            t.followup_fragments.iter().map(|f| format!("F{f}")).collect::<Vec<_>>().join(" + ")
+                        }
                         (_, Some(f)) => format!("F{f}"),
                         (_, None) => "gone".to_string(),
                     };
                     let sl = |s: Option<usize>| s.map_or("-".to_string(), |s| s.to_string());
-                    ui.label(RichText::new(format!("  B{} -> {f}: {:.1} -> {:.1} mm (slices {} / {})", t.baseline_id, t.baseline_mm, t.followup_mm, sl(t.baseline_slice), sl(t.followup_slice))).small());
+                    ui.label(
+                        RichText::new(format!(
+                            "  B{} -> {f}: {:.1} -> {:.1} mm (slices {} / {})",
+                            t.baseline_id,
+                            t.baseline_mm,
+                            t.followup_mm,
+                            sl(t.baseline_slice),
+                            sl(t.followup_slice)
+                        ))
+                        .small(),
+                    );
                 }
                 egui::ComboBox::new(("category_override", vi, name), format!("{name} read {}", v.label))
                     .selected_text(match over {
@@ -991,25 +1171,31 @@ impl FollowUpPanel {
                 let now = v.pairs.iter().find(|p| p.baseline == Some(l.id)).and_then(|p| p.followup);
                 let mut pick = now;
                 let name = |f: Option<usize>| f.map_or("none (gone)".to_string(), |f| format!("-> F{f}"));
-                egui::ComboBox::new(("repair", vi, l.id), format!("pair B{} in {}", l.id, v.label)).selected_text(name(pick)).show_ui(ui, |ui| {
-                    ui.selectable_value(&mut pick, None, name(None));
-                    for f in 1..=nf {
-                        let fl = &v.followup.report.lesions[f - 1];
-                        ui.selectable_value(&mut pick, Some(f), name(Some(f))).on_hover_text(format!("{:.2} mL, {:.0} mm", fl.volume_ml, fl.recist.long_axis_mm));
-                    }
-                });
+                egui::ComboBox::new(("repair", vi, l.id), format!("pair B{} in {}", l.id, v.label))
+                    .selected_text(name(pick))
+                    .show_ui(ui, |ui| {
+                        ui.selectable_value(&mut pick, None, name(None));
+                        for f in 1..=nf {
+                            let fl = &v.followup.report.lesions[f - 1];
+                            ui.selectable_value(&mut pick, Some(f), name(Some(f)))
+                                .on_hover_text(format!("{:.2} mL, {:.0} mm", fl.volume_ml, fl.recist.long_axis_mm));
+                        }
+                    });
                 if pick != now {
                     repairs.push((vi, l.id, pick));
                 }
                 // splitting: a treated tumour that broke into parts pairs with each of them
-                let frags: Vec<usize> = v.pairs.iter().filter(|p| p.baseline == Some(l.id)).filter_map(|p| p.followup).collect();
+                let frags: Vec<usize> =
+                    v.pairs.iter().filter(|p| p.baseline == Some(l.id)).filter_map(|p| p.followup).collect();
                 if !frags.is_empty() && nf > frags.len() {
                     let mut add: Option<usize> = None;
-                    egui::ComboBox::new(("split", vi, l.id), format!("split B{} in {}", l.id, v.label)).selected_text("add a fragment").show_ui(ui, |ui| {
-                        for f in (1..=nf).filter(|f| !frags.contains(f)) {
-                            ui.selectable_value(&mut add, Some(f), format!("+ F{f}"));
-                        }
-                    });
+                    egui::ComboBox::new(("split", vi, l.id), format!("split B{} in {}", l.id, v.label))
+                        .selected_text("add a fragment")
+                        .show_ui(ui, |ui| {
+                            for f in (1..=nf).filter(|f| !frags.contains(f)) {
+                                ui.selectable_value(&mut add, Some(f), format!("+ F{f}"));
+                            }
+                        });
                     if let Some(f) = add {
                         let mut all = frags.clone();
                         all.push(f);
@@ -1035,7 +1221,8 @@ impl FollowUpPanel {
         ui.separator();
         ui.horizontal(|ui| {
             let l = ui.label("Report folder");
-            ui.add(egui::TextEdit::singleline(&mut self.report_dir).desired_width(220.0).hint_text("/path/to/folder")).labelled_by(l.id);
+            ui.add(egui::TextEdit::singleline(&mut self.report_dir).desired_width(220.0).hint_text("/path/to/folder"))
+                .labelled_by(l.id);
         });
         if ui.button("Save report (HTML, JSON, CSV)").on_hover_text("one report per follow-up visit, with the categories as read here, the lesion pairs, viable / necrotic / lipiodol parts, the timeline and key images").clicked() {
             match self.save_report() {
@@ -1057,13 +1244,23 @@ impl FollowUpPanel {
             return Err("name a folder for the report".into());
         }
         if c.stale {
-            return Err("the alignment changed since the comparison: Compare visits again before saving the report".into());
+            return Err(
+                "the alignment changed since the comparison: Compare visits again before saving the report".into()
+            );
         }
-        let base = crate::report::compare::VisitInput { label: c.baseline_label.clone(), phases: &c.baseline_phases, mask: &c.baseline_mask };
+        let base = crate::report::compare::VisitInput {
+            label: c.baseline_label.clone(),
+            phases: &c.baseline_phases,
+            mask: &c.baseline_mask,
+        };
         let mut written = Vec::new();
         for (i, v) in c.visits.iter().enumerate() {
             let sub = if c.visits.len() > 1 {
-                let safe: String = v.label.chars().map(|ch| if ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' { ch } else { '_' }).collect();
+                let safe: String = v
+                    .label
+                    .chars()
+                    .map(|ch| if ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' { ch } else { '_' })
+                    .collect();
                 dir.join(format!("{:02}-{safe}", i + 1))
             } else {
                 dir.clone()
@@ -1100,8 +1297,10 @@ impl FollowUpPanel {
                 recist_read: v.recist_override,
                 mrecist_read: v.mrecist_override,
             };
-            let follow = crate::report::compare::VisitInput { label: v.label.clone(), phases: &v.phases, mask: &v.mask };
-            let files = crate::report::compare::write_response_report(&report, &base, &follow, &sub).map_err(|e| e.to_string())?;
+            let follow =
+                crate::report::compare::VisitInput { label: v.label.clone(), phases: &v.phases, mask: &v.mask };
+            let files = crate::report::compare::write_response_report(&report, &base, &follow, &sub)
+                .map_err(|e| e.to_string())?;
             written.push(files.html);
         }
         Ok(written)
@@ -1120,18 +1319,45 @@ impl FollowUpPanel {
             total.push(Some(v.response.total_followup_ml));
             viable.push(v.response.viable_followup_ml);
         }
-        timeline_plot(ui, "patient", &tps, &[("total mL", Color32::from_rgb(230, 200, 90), total), ("viable mL", Color32::from_rgb(240, 90, 90), viable)], 90.0);
+        timeline_plot(
+            ui,
+            "patient",
+            &tps,
+            &[
+                ("total mL", Color32::from_rgb(230, 200, 90), total),
+                ("viable mL", Color32::from_rgb(240, 90, 90), viable),
+            ],
+            90.0,
+        );
         // the lesion picked in the table, then every lesion on demand
         if let Some(r) = self.selected.and_then(|n| rows.get(n)) {
             let total: Vec<Option<f64>> = r.cells.iter().map(|c| c.map(|c| c.volume_ml)).collect();
             let viable: Vec<Option<f64>> = r.cells.iter().map(|c| c.and_then(|c| c.viable_ml)).collect();
-            timeline_plot(ui, &format!("lesion {}", r.name), &tps, &[("total mL", Color32::from_rgb(230, 200, 90), total), ("viable mL", Color32::from_rgb(240, 90, 90), viable)], 70.0);
+            timeline_plot(
+                ui,
+                &format!("lesion {}", r.name),
+                &tps,
+                &[
+                    ("total mL", Color32::from_rgb(230, 200, 90), total),
+                    ("viable mL", Color32::from_rgb(240, 90, 90), viable),
+                ],
+                70.0,
+            );
         }
         ui.collapsing("per lesion", |ui| {
             for r in &rows {
                 let total: Vec<Option<f64>> = r.cells.iter().map(|c| c.map(|c| c.volume_ml)).collect();
                 let viable: Vec<Option<f64>> = r.cells.iter().map(|c| c.and_then(|c| c.viable_ml)).collect();
-                timeline_plot(ui, &r.name, &tps, &[("total mL", Color32::from_rgb(230, 200, 90), total), ("viable mL", Color32::from_rgb(240, 90, 90), viable)], 60.0);
+                timeline_plot(
+                    ui,
+                    &r.name,
+                    &tps,
+                    &[
+                        ("total mL", Color32::from_rgb(230, 200, 90), total),
+                        ("viable mL", Color32::from_rgb(240, 90, 90), viable),
+                    ],
+                    60.0,
+                );
             }
         });
     }
@@ -1139,7 +1365,13 @@ impl FollowUpPanel {
 
 /// A small line plot of values over the time points, drawn with the painter; a missing
 /// value (lesion absent) is drawn as 0 with a hollow marker.
-pub fn timeline_plot(ui: &mut egui::Ui, title: &str, time_points: &[String], series: &[(&str, Color32, Vec<Option<f64>>)], height: f32) {
+pub fn timeline_plot(
+    ui: &mut egui::Ui,
+    title: &str,
+    time_points: &[String],
+    series: &[(&str, Color32, Vec<Option<f64>>)],
+    height: f32,
+) {
     let width = ui.available_width().clamp(160.0, 320.0);
     let (rect, _) = ui.allocate_exact_size(egui::vec2(width, height), egui::Sense::hover());
     let painter = ui.painter_at(rect);
@@ -1149,18 +1381,31 @@ pub fn timeline_plot(ui: &mut egui::Ui, title: &str, time_points: &[String], ser
     let plot = egui::Rect::from_min_max(rect.min + egui::vec2(34.0, 14.0), rect.max - egui::vec2(8.0, 14.0));
     let max = series.iter().flat_map(|s| s.2.iter().flatten().copied()).fold(0.0f64, f64::max).max(1e-6);
     painter.text(rect.min + egui::vec2(4.0, 2.0), egui::Align2::LEFT_TOP, title, font.clone(), text);
-    painter.text(egui::pos2(rect.min.x + 4.0, plot.min.y), egui::Align2::LEFT_TOP, format!("{max:.1}"), font.clone(), text);
+    painter.text(
+        egui::pos2(rect.min.x + 4.0, plot.min.y),
+        egui::Align2::LEFT_TOP,
+        format!("{max:.1}"),
+        font.clone(),
+        text,
+    );
     painter.text(egui::pos2(rect.min.x + 4.0, plot.max.y), egui::Align2::LEFT_BOTTOM, "0", font.clone(), text);
     let n = time_points.len().max(1);
     let x = |i: usize| if n == 1 { plot.center().x } else { plot.min.x + plot.width() * i as f32 / (n - 1) as f32 };
     let y = |v: f64| plot.max.y - plot.height() * (v / max) as f32;
     painter.line_segment([plot.left_bottom(), plot.right_bottom()], Stroke::new(1.0, Color32::from_gray(90)));
     for (i, tp) in time_points.iter().enumerate() {
-        let align = if i == 0 && n > 1 { egui::Align2::LEFT_TOP } else if i + 1 == n && n > 1 { egui::Align2::RIGHT_TOP } else { egui::Align2::CENTER_TOP };
+        let align = if i == 0 && n > 1 {
+            egui::Align2::LEFT_TOP
+        } else if i + 1 == n && n > 1 {
+            egui::Align2::RIGHT_TOP
+        } else {
+            egui::Align2::CENTER_TOP
+        };
         painter.text(egui::pos2(x(i), plot.max.y + 1.0), align, tp, font.clone(), text);
     }
     for (k, (name, colour, values)) in series.iter().enumerate() {
-        let pts: Vec<egui::Pos2> = values.iter().enumerate().map(|(i, v)| egui::pos2(x(i), y(v.unwrap_or(0.0)))).collect();
+        let pts: Vec<egui::Pos2> =
+            values.iter().enumerate().map(|(i, v)| egui::pos2(x(i), y(v.unwrap_or(0.0)))).collect();
         if pts.len() > 1 {
             painter.add(egui::Shape::line(pts.clone(), Stroke::new(1.5, *colour)));
         }
@@ -1171,7 +1416,13 @@ pub fn timeline_plot(ui: &mut egui::Ui, title: &str, time_points: &[String], ser
                 painter.circle_stroke(*p, 2.5, Stroke::new(1.0, *colour));
             }
         }
-        painter.text(egui::pos2(plot.max.x - 70.0 * (series.len() - k) as f32 + 70.0, rect.min.y + 2.0), egui::Align2::RIGHT_TOP, *name, font.clone(), *colour);
+        painter.text(
+            egui::pos2(plot.max.x - 70.0 * (series.len() - k) as f32 + 70.0, rect.min.y + 2.0),
+            egui::Align2::RIGHT_TOP,
+            *name,
+            font.clone(),
+            *colour,
+        );
     }
 }
 

@@ -112,7 +112,9 @@ impl HepaviewApp {
             old.cancel();
         }
         let title = paths.first().map(|p| p.display().to_string()).unwrap_or_default();
-        self.loading = Some(Job::spawn(title, move |progress| Study::open_with_progress(&paths, progress).map_err(|e| e.to_string())));
+        self.loading = Some(Job::spawn(title, move |progress| {
+            Study::open_with_progress(&paths, progress).map_err(|e| e.to_string())
+        }));
     }
 
     /// Moves phase `i` one place earlier in the layouts (`later` = one place later),
@@ -164,12 +166,16 @@ impl HepaviewApp {
         let (fraction, message) = job.progress();
         let title = job.title.clone();
         let mut cancel = false;
-        egui::Window::new("Opening study").collapsible(false).resizable(false).anchor(Align2::CENTER_CENTER, Vec2::ZERO).show(ctx, |ui| {
-            ui.label(&title);
-            ui.add(egui::ProgressBar::new(fraction).show_percentage());
-            ui.label(message);
-            cancel = ui.button("Cancel").clicked();
-        });
+        egui::Window::new("Opening study")
+            .collapsible(false)
+            .resizable(false)
+            .anchor(Align2::CENTER_CENTER, Vec2::ZERO)
+            .show(ctx, |ui| {
+                ui.label(&title);
+                ui.add(egui::ProgressBar::new(fraction).show_percentage());
+                ui.label(message);
+                cancel = ui.button("Cancel").clicked();
+            });
         if cancel {
             job.cancel();
         }
@@ -191,7 +197,8 @@ impl HepaviewApp {
                 });
             });
             if go {
-                let paths: Vec<std::path::PathBuf> = path.split(';').map(str::trim).filter(|p| !p.is_empty()).map(Into::into).collect();
+                let paths: Vec<std::path::PathBuf> =
+                    path.split(';').map(str::trim).filter(|p| !p.is_empty()).map(Into::into).collect();
                 self.open_dialog = None;
                 if !paths.is_empty() {
                     self.open_in_background(paths);
@@ -210,7 +217,9 @@ impl HepaviewApp {
                 self.error = None;
             }
         }
-        let dropped: Vec<std::path::PathBuf> = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).filter(|p| !p.as_os_str().is_empty()).collect());
+        let dropped: Vec<std::path::PathBuf> = ctx.input(|i| {
+            i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).filter(|p| !p.as_os_str().is_empty()).collect()
+        });
         if !dropped.is_empty() {
             self.open_in_background(dropped);
         }
@@ -246,7 +255,13 @@ impl HepaviewApp {
         // a stroke ends when the button is let go, wherever the pointer is by then
         if self.edit.in_gesture() && ctx.input(|i| !i.pointer.primary_down()) {
             let c = self.view.crosshair_mm;
-            self.edit.pointer(&mut self.study, 0, view::Orientation::Axial, c, edit::Button { released: true, ..Default::default() });
+            self.edit.pointer(
+                &mut self.study,
+                0,
+                view::Orientation::Axial,
+                c,
+                edit::Button { released: true, ..Default::default() },
+            );
         }
         self.dialogs(&ctx);
         self.keyboard(ui.ctx());
@@ -342,7 +357,8 @@ impl HepaviewApp {
                 if ui.button("Help (F1)").clicked() {
                     self.show_help = !self.show_help;
                 }
-                for (name, layout) in [("Single", Layout::Single), ("3×3", Layout::Grid), ("1×N axial", Layout::Row)] {
+                for (name, layout) in [("Single", Layout::Single), ("3×3", Layout::Grid), ("1×N axial", Layout::Row)]
+                {
                     ui.selectable_value(&mut self.view.layout, layout, name);
                 }
                 ui.label("Layout (L):");
@@ -359,16 +375,27 @@ impl HepaviewApp {
             let n = self.study.phases.len();
             for (i, p) in self.study.phases.iter().enumerate() {
                 ui.horizontal(|ui| {
-                    if ui.add_enabled(i > 0, egui::Button::new("<").small()).on_hover_text("show this phase one place earlier").clicked() {
+                    if ui
+                        .add_enabled(i > 0, egui::Button::new("<").small())
+                        .on_hover_text("show this phase one place earlier")
+                        .clicked()
+                    {
                         moved = Some((i, false));
                     }
-                    if ui.add_enabled(i + 1 < n, egui::Button::new(">").small()).on_hover_text("show this phase one place later").clicked() {
+                    if ui
+                        .add_enabled(i + 1 < n, egui::Button::new(">").small())
+                        .on_hover_text("show this phase one place later")
+                        .clicked()
+                    {
                         moved = Some((i, true));
                     }
-                    ui.checkbox(&mut self.view.hidden[i], "hide").on_hover_text("hide this phase from the side-by-side layouts");
+                    ui.checkbox(&mut self.view.hidden[i], "hide")
+                        .on_hover_text("hide this phase from the side-by-side layouts");
                     let mut phase = p.phase();
                     egui::ComboBox::new(("phase", i), "phase").selected_text(phase.as_str()).show_ui(ui, |ui| {
-                        for choice in [Phase::NonContrast, Phase::Arterial, Phase::PortalVenous, Phase::Delayed, Phase::Unknown] {
+                        for choice in
+                            [Phase::NonContrast, Phase::Arterial, Phase::PortalVenous, Phase::Delayed, Phase::Unknown]
+                        {
                             ui.selectable_value(&mut phase, choice, choice.as_str());
                         }
                     });
@@ -459,11 +486,14 @@ impl HepaviewApp {
 
     /// Which (phase, orientation) each cell shows, row by row.
     fn cells(&self) -> (usize, Vec<(usize, Orientation)>) {
-        let visible: Vec<usize> = (0..self.study.phases.len()).filter(|&i| !self.view.hidden.get(i).copied().unwrap_or(false)).collect();
+        let visible: Vec<usize> =
+            (0..self.study.phases.len()).filter(|&i| !self.view.hidden.get(i).copied().unwrap_or(false)).collect();
         let visible = if visible.is_empty() { vec![self.study.fixed_index()] } else { visible };
         match self.view.layout {
             Layout::Row => (visible.len(), visible.iter().map(|&p| (p, Orientation::Axial)).collect()),
-            Layout::Grid => (visible.len(), Orientation::ALL.iter().flat_map(|&o| visible.iter().map(move |&p| (p, o))).collect()),
+            Layout::Grid => {
+                (visible.len(), Orientation::ALL.iter().flat_map(|&o| visible.iter().map(move |&p| (p, o))).collect())
+            }
             Layout::Single => (1, vec![self.view.single]),
         }
     }
@@ -503,7 +533,13 @@ impl HepaviewApp {
                 t.len(),
                 self.cpu_ms.map(|c| format!("{c:.1} ms")).unwrap_or_else(|| "n/a".into())
             );
-            ui.painter().text(full.right_bottom() + Vec2::new(-12.0, -44.0), Align2::RIGHT_BOTTOM, text, FontId::monospace(12.0), Color32::from_rgb(120, 255, 120));
+            ui.painter().text(
+                full.right_bottom() + Vec2::new(-12.0, -44.0),
+                Align2::RIGHT_BOTTOM,
+                text,
+                FontId::monospace(12.0),
+                Color32::from_rgb(120, 255, 120),
+            );
             ui.ctx().request_repaint();
         }
     }
@@ -519,7 +555,8 @@ impl HepaviewApp {
         let to_world = |view: &ViewState, pos: egui::Pos2| {
             let mut plane = view.plane(o, ppp);
             plane.centre_mm = crate::volume::add(plane.centre_mm, offset);
-            let w = pixel_to_world(&plane, size_px, (pos.x - rect.min.x) as f64 * ppp, (pos.y - rect.min.y) as f64 * ppp);
+            let w =
+                pixel_to_world(&plane, size_px, (pos.x - rect.min.x) as f64 * ppp, (pos.y - rect.min.y) as f64 * ppp);
             crate::volume::sub(w, offset)
         };
         // input
@@ -533,11 +570,22 @@ impl HepaviewApp {
             }
             if self.edit.is_editing() && !shift {
                 // editing: the left button paints; the crosshair stays where it is
-                let (pressed, released) = ui.input(|i| (i.pointer.button_pressed(PointerButton::Primary), i.pointer.button_released(PointerButton::Primary)));
+                let (pressed, released) = ui.input(|i| {
+                    (
+                        i.pointer.button_pressed(PointerButton::Primary),
+                        i.pointer.button_released(PointerButton::Primary),
+                    )
+                });
                 let dragged = resp.dragged_by(PointerButton::Primary);
                 if pressed || dragged || released {
                     let at = to_world(&self.view, pos);
-                    self.edit.pointer(&mut self.study, phase, o, at, edit::Button { pressed, dragged: dragged && !pressed, released });
+                    self.edit.pointer(
+                        &mut self.study,
+                        phase,
+                        o,
+                        at,
+                        edit::Button { pressed, dragged: dragged && !pressed, released },
+                    );
                 }
             } else if resp.clicked_by(PointerButton::Primary) && !shift {
                 self.view.crosshair_mm = to_world(&self.view, pos);
@@ -549,7 +597,9 @@ impl HepaviewApp {
             }
         }
         let d = resp.drag_delta();
-        if resp.dragged_by(PointerButton::Middle) || (resp.dragged_by(PointerButton::Primary) && ui.input(|i| i.modifiers.shift)) {
+        if resp.dragged_by(PointerButton::Middle)
+            || (resp.dragged_by(PointerButton::Primary) && ui.input(|i| i.modifiers.shift))
+        {
             self.view.pan(o, d.x as f64, d.y as f64);
         }
         if resp.dragged_by(PointerButton::Secondary) {
@@ -564,14 +614,18 @@ impl HepaviewApp {
         let follow_up = p.description.starts_with("FOLLOW-UP");
         let overlay = match (&self.study.labels, self.view.show_labels && !follow_up) {
             // a compared follow-up shows its own liver and lesion parts instead
-            _ if follow_up => self.follow_up.overlay_for(&p.description).filter(|_| self.view.show_labels).map(|(mask, key)| OverlayDesc {
-                mask: Arc::clone(mask),
-                key,
-                opacity: self.view.label_opacity,
-                outline: self.view.label_outline,
-                palette: follow_up::FollowUpPanel::parts_palette(self.edit.palette()),
-                previous: None,
-            }),
+            _ if follow_up => {
+                self.follow_up.overlay_for(&p.description).filter(|_| self.view.show_labels).map(|(mask, key)| {
+                    OverlayDesc {
+                        mask: Arc::clone(mask),
+                        key,
+                        opacity: self.view.label_opacity,
+                        outline: self.view.label_outline,
+                        palette: follow_up::FollowUpPanel::parts_palette(self.edit.palette()),
+                        previous: None,
+                    }
+                })
+            }
             _ if clusters.is_some() => clusters.map(|c| OverlayDesc {
                 mask: Arc::clone(&c.mask),
                 key: c.key,
@@ -623,10 +677,26 @@ impl HepaviewApp {
         let (_, _, normal) = o.axes();
         let pos_mm = crate::volume::dot(self.view.crosshair_mm, normal);
         // a follow-up visit's phase is named in its description ("FOLLOW-UP date · phase · …")
-        let title = if p.description.starts_with("FOLLOW-UP") { p.description.split(" · ").take(2).collect::<Vec<_>>().join(" · ") } else { p.phase().to_string() };
-        painter.text(rect.left_top() + Vec2::new(6.0, 4.0), Align2::LEFT_TOP, format!("{title} · {}", o.name()), FontId::proportional(15.0), Color32::from_rgb(255, 210, 120));
+        let title = if p.description.starts_with("FOLLOW-UP") {
+            p.description.split(" · ").take(2).collect::<Vec<_>>().join(" · ")
+        } else {
+            p.phase().to_string()
+        };
+        painter.text(
+            rect.left_top() + Vec2::new(6.0, 4.0),
+            Align2::LEFT_TOP,
+            format!("{title} · {}", o.name()),
+            FontId::proportional(15.0),
+            Color32::from_rgb(255, 210, 120),
+        );
         painter.text(rect.left_top() + Vec2::new(6.0, 22.0), Align2::LEFT_TOP, &p.description, font.clone(), text);
-        painter.text(rect.left_bottom() + Vec2::new(6.0, -4.0), Align2::LEFT_BOTTOM, format!("{} {:.1} mm   W {:.0} L {:.0}", ["z", "y", "x"][o as usize], pos_mm, wl.width_hu, wl.level_hu), font.clone(), text);
+        painter.text(
+            rect.left_bottom() + Vec2::new(6.0, -4.0),
+            Align2::LEFT_BOTTOM,
+            format!("{} {:.1} mm   W {:.0} L {:.0}", ["z", "y", "x"][o as usize], pos_mm, wl.width_hu, wl.level_hu),
+            font.clone(),
+            text,
+        );
         let [l, r, t, b] = edge_letters(o);
         let letter = FontId::proportional(16.0);
         painter.text(egui::pos2(rect.min.x + 6.0, rect.center().y), Align2::LEFT_CENTER, l, letter.clone(), text);
@@ -638,7 +708,13 @@ impl HepaviewApp {
         let y = rect.max.y - 22.0;
         let x1 = rect.max.x - 12.0;
         painter.line_segment([egui::pos2(x1 - bar_pts, y), egui::pos2(x1, y)], Stroke::new(2.0, text));
-        painter.text(egui::pos2(x1 - bar_pts / 2.0, y - 3.0), Align2::CENTER_BOTTOM, format!("{bar_mm:.0} mm"), font, text);
+        painter.text(
+            egui::pos2(x1 - bar_pts / 2.0, y - 3.0),
+            Align2::CENTER_BOTTOM,
+            format!("{bar_mm:.0} mm"),
+            font,
+            text,
+        );
     }
 }
 

@@ -62,7 +62,14 @@ impl CompareMode {
 
     /// Modes that show the registered phase itself, with or without a layer over it.
     fn shows_registered(self) -> bool {
-        matches!(self, CompareMode::Registered | CompareMode::FusionRedGreen | CompareMode::FusionMagentaGreen | CompareMode::HeatMap | CompareMode::Grid)
+        matches!(
+            self,
+            CompareMode::Registered
+                | CompareMode::FusionRedGreen
+                | CompareMode::FusionMagentaGreen
+                | CompareMode::HeatMap
+                | CompareMode::Grid
+        )
     }
 }
 
@@ -146,12 +153,16 @@ impl RegistrationPanel {
     pub fn layer_for(&self, key: u64) -> Option<LayerDesc> {
         let res = self.results.iter().find(|r| r.shown_key == key)?;
         let (volume, key, kind) = match res.mode {
-            CompareMode::FusionRedGreen => {
-                (Arc::clone(&res.fixed), res.fixed_key, LayerKind::Fusion { ct_rgb: [1.0, 0.0, 0.0], layer_rgb: [0.0, 1.0, 0.0] })
-            }
-            CompareMode::FusionMagentaGreen => {
-                (Arc::clone(&res.fixed), res.fixed_key, LayerKind::Fusion { ct_rgb: [1.0, 0.0, 1.0], layer_rgb: [0.0, 1.0, 0.0] })
-            }
+            CompareMode::FusionRedGreen => (
+                Arc::clone(&res.fixed),
+                res.fixed_key,
+                LayerKind::Fusion { ct_rgb: [1.0, 0.0, 0.0], layer_rgb: [0.0, 1.0, 0.0] },
+            ),
+            CompareMode::FusionMagentaGreen => (
+                Arc::clone(&res.fixed),
+                res.fixed_key,
+                LayerKind::Fusion { ct_rgb: [1.0, 0.0, 1.0], layer_rgb: [0.0, 1.0, 0.0] },
+            ),
             CompareMode::HeatMap => {
                 let (v, k) = res.heat.as_ref()?;
                 let max = (10.0 * res.report.max_displacement_mm as f32).max(10.0);
@@ -182,23 +193,34 @@ impl RegistrationPanel {
     pub fn start(&mut self, study: &Study) {
         let fi = study.fixed_index();
         let fixed = Arc::clone(&study.phases[fi].volume);
-        let moving: Vec<(u64, Arc<CtVolume>)> =
-            study.phases.iter().enumerate().filter(|(i, _)| *i != fi).map(|(_, p)| (p.key, Arc::clone(&p.volume))).collect();
+        let moving: Vec<(u64, Arc<CtVolume>)> = study
+            .phases
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != fi)
+            .map(|(_, p)| (p.key, Arc::clone(&p.volume)))
+            .collect();
         if moving.is_empty() {
             self.error = Some("Only one phase: nothing to register.".into());
             return;
         }
         self.results.clear();
         let n = moving.len() as f32;
-        self.job = Some(Job::spawn(format!("Registering {} phase(s) onto {}", moving.len(), study.phases[fi].phase()), move |progress| {
-            let mut out = Vec::new();
-            for (done, (key, mv)) in moving.into_iter().enumerate() {
-                let sub = |f: f32, msg: &str| progress((done as f32 + f) / n, &format!("phase {}/{}: {msg}", done + 1, n as usize));
-                let reg = register::register_ct(&fixed, &mv, None, &register::Params::default(), &sub).map_err(|e| e.to_string())?;
-                out.push((key, reg, Arc::clone(&fixed), mv));
-            }
-            Ok(out)
-        }));
+        self.job = Some(Job::spawn(
+            format!("Registering {} phase(s) onto {}", moving.len(), study.phases[fi].phase()),
+            move |progress| {
+                let mut out = Vec::new();
+                for (done, (key, mv)) in moving.into_iter().enumerate() {
+                    let sub = |f: f32, msg: &str| {
+                        progress((done as f32 + f) / n, &format!("phase {}/{}: {msg}", done + 1, n as usize))
+                    };
+                    let reg = register::register_ct(&fixed, &mv, None, &register::Params::default(), &sub)
+                        .map_err(|e| e.to_string())?;
+                    out.push((key, reg, Arc::clone(&fixed), mv));
+                }
+                Ok(out)
+            },
+        ));
     }
 
     /// Polls the job; a finished registration shows the registered phases at once.
@@ -217,7 +239,8 @@ impl RegistrationPanel {
                 let coarse = (6.0 * sp[1].max(sp[2]) as f32 / 5.0).ceil() * 5.0;
                 self.grid_mm = self.grid_mm.max(coarse).min(40.0);
                 for (key, reg, fixed, original) in out {
-                    let description = study.phases.iter().find(|p| p.key == key).map(|p| p.description.clone()).unwrap_or_default();
+                    let description =
+                        study.phases.iter().find(|p| p.key == key).map(|p| p.description.clone()).unwrap_or_default();
                     self.results.push(RegisteredPhase {
                         description,
                         shown_key: key,
@@ -253,7 +276,8 @@ impl RegistrationPanel {
                 res.heat = Some((Arc::new(compare::displacement_tenths_mm(&res.field)), next_key()));
             }
             CompareMode::Grid if res.grid.as_ref().is_none_or(|(_, mm)| *mm != grid_mm) => {
-                res.grid = Some(((Arc::new(compare::deformation_grid(&res.field, grid_mm as f64)), next_key()), grid_mm));
+                res.grid =
+                    Some(((Arc::new(compare::deformation_grid(&res.field, grid_mm as f64)), next_key()), grid_mm));
             }
             _ => {}
         }
@@ -296,7 +320,11 @@ impl RegistrationPanel {
             }
         } else {
             let fixed = study.phases[study.fixed_index()].phase();
-            let label = if self.results.is_empty() { format!("Register onto {fixed}") } else { format!("Register again onto {fixed}") };
+            let label = if self.results.is_empty() {
+                format!("Register onto {fixed}")
+            } else {
+                format!("Register again onto {fixed}")
+            };
             if ui
                 .add_enabled(study.phases.len() > 1, egui::Button::new(label))
                 .on_hover_text("Demons (diffeomorphic, 3 levels) moves every other phase onto the fixed one; runs in the background")
@@ -310,7 +338,8 @@ impl RegistrationPanel {
         }
         let mut change: Option<(usize, CompareMode)> = None;
         for (r, res) in self.results.iter().enumerate() {
-            let name = study.phases.iter().find(|p| p.key == res.shown_key).map(|p| p.phase().to_string()).unwrap_or_default();
+            let name =
+                study.phases.iter().find(|p| p.key == res.shown_key).map(|p| p.phase().to_string()).unwrap_or_default();
             let rep = &res.report;
             ui.label(egui::RichText::new(&name).strong());
             ui.label(format!(
@@ -320,7 +349,11 @@ impl RegistrationPanel {
                 rep.ncc_before,
                 rep.ncc_after,
                 rep.folding.min_jacobian,
-                if rep.folding.folded_voxels > 0 { format!(" ({} folded voxels)", rep.folding.folded_voxels) } else { String::new() },
+                if rep.folding.folded_voxels > 0 {
+                    format!(" ({} folded voxels)", rep.folding.folded_voxels)
+                } else {
+                    String::new()
+                },
                 rep.max_displacement_mm,
                 rep.seconds
             ));
@@ -350,7 +383,10 @@ impl RegistrationPanel {
             let (redo_checker, redo_blend, redo_grid) = (settle(&c), settle(&b), settle(&g));
             for r in 0..self.results.len() {
                 let m = self.results[r].mode;
-                if (redo_checker && m == CompareMode::Checkerboard) || (redo_blend && m == CompareMode::Blend) || (redo_grid && m == CompareMode::Grid) {
+                if (redo_checker && m == CompareMode::Checkerboard)
+                    || (redo_blend && m == CompareMode::Blend)
+                    || (redo_grid && m == CompareMode::Grid)
+                {
                     self.set_mode(study, r, m);
                 }
             }

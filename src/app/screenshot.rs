@@ -20,7 +20,13 @@ pub struct ScreenshotOptions {
 
 impl Default for ScreenshotOptions {
     fn default() -> Self {
-        ScreenshotOptions { size: [1600.0, 900.0], layout: Layout::Row, z_mm: None, window: None, pixels_per_point: 1.0 }
+        ScreenshotOptions {
+            size: [1600.0, 900.0],
+            layout: Layout::Row,
+            z_mm: None,
+            window: None,
+            pixels_per_point: 1.0,
+        }
     }
 }
 

@@ -64,7 +64,8 @@ impl SegmentPanel {
     /// those (the full registration the user looked at), else after the quick one.
     pub fn start(&mut self, study: &Study, reg: &RegistrationPanel) {
         let Some(model) = model_path() else {
-            self.error = Some("No model: models/unet.safetensors was not found (set HEPAVIEW_MODEL to its path).".into());
+            self.error =
+                Some("No model: models/unet.safetensors was not found (set HEPAVIEW_MODEL to its path).".into());
             return;
         };
         let (s, register) = match reg.registered_study(study) {
@@ -134,11 +135,13 @@ impl SegmentPanel {
             Ended::Done(crate::segment::Segmentation { mask, searched }) => {
                 let summary = summary(&mask, searched.as_ref().map_or(0, |r| r.added.len()));
                 let voxel_ml = mask.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
-                self.searched = searched.into_iter().flat_map(|r| r.added).map(|(n, c)| (n as f64 * voxel_ml, c)).collect();
+                self.searched =
+                    searched.into_iter().flat_map(|r| r.added).map(|(n, c)| (n as f64 * voxel_ml, c)).collect();
                 if !is_live(study) {
                     self.replaced = Some(study.labels.take());
                 }
-                study.labels = Some(Labels { mask: Arc::new(mask), key: next_key(), source: PathBuf::from("U-Net segmentation") });
+                study.labels =
+                    Some(Labels { mask: Arc::new(mask), key: next_key(), source: PathBuf::from("U-Net segmentation") });
                 self.message = Some(format!("Segmented: {summary}. Check and correct it with the editing tools."));
             }
             Ended::Cancelled => self.restore(study),
@@ -162,7 +165,11 @@ impl SegmentPanel {
                 job.cancel();
             }
         } else {
-            if ui.button("Segment liver and tumours").on_hover_text("U-Net on this machine; replaces the label layer (Undo below)").clicked() {
+            if ui
+                .button("Segment liver and tumours")
+                .on_hover_text("U-Net on this machine; replaces the label layer (Undo below)")
+                .clicked()
+            {
                 self.start(study, reg);
             }
             if self.replaced.is_some() && ui.button("Undo segmentation").clicked() {
@@ -253,7 +260,13 @@ mod tests {
         assert_eq!(summary(&mask, 0), "liver 50 mL, 1 tumour (0.1 mL)");
         mask.data[[8, 8, 8]] = 2;
         assert_eq!(summary(&mask, 0), "liver 50 mL, 2 tumours (0.2 mL in all)");
-        assert_eq!(summary(&mask, 1), "liver 50 mL, 2 tumours (0.2 mL in all); 1 of them found by the lesion search, not the network");
-        assert_eq!(searched_label(11.62, [-80.2, -30.0, -160.4]), "Check: 11.6 mL at (-80, -30, -160) mm, from the lesion search");
+        assert_eq!(
+            summary(&mask, 1),
+            "liver 50 mL, 2 tumours (0.2 mL in all); 1 of them found by the lesion search, not the network"
+        );
+        assert_eq!(
+            searched_label(11.62, [-80.2, -30.0, -160.4]),
+            "Check: 11.6 mL at (-80, -30, -160) mm, from the lesion search"
+        );
     }
 }

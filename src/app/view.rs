@@ -42,9 +42,17 @@ impl Orientation {
 pub fn direction_letter(v: Lps) -> &'static str {
     let a = v.map(f64::abs);
     if a[0] >= a[1] && a[0] >= a[2] {
-        if v[0] > 0.0 { "L" } else { "R" }
+        if v[0] > 0.0 {
+            "L"
+        } else {
+            "R"
+        }
     } else if a[1] >= a[2] {
-        if v[1] > 0.0 { "P" } else { "A" }
+        if v[1] > 0.0 {
+            "P"
+        } else {
+            "A"
+        }
     } else if v[2] > 0.0 {
         "S"
     } else {
@@ -159,7 +167,11 @@ impl ViewState {
     pub fn plane(&self, o: Orientation, pixels_per_point: f64) -> ScreenPlane {
         let (right, down, n) = o.axes();
         let off = dot(
-            [self.crosshair_mm[0] - self.centre_mm[0], self.crosshair_mm[1] - self.centre_mm[1], self.crosshair_mm[2] - self.centre_mm[2]],
+            [
+                self.crosshair_mm[0] - self.centre_mm[0],
+                self.crosshair_mm[1] - self.centre_mm[1],
+                self.crosshair_mm[2] - self.centre_mm[2],
+            ],
             n,
         );
         let c = [self.centre_mm[0] + off * n[0], self.centre_mm[1] + off * n[1], self.centre_mm[2] + off * n[2]];
@@ -204,7 +216,8 @@ fn slice_steps(g: &Geometry) -> [f64; 3] {
     let mut out = [1.0; 3];
     for o in Orientation::ALL {
         let (_, _, n) = o.axes();
-        let axis = (0..3).max_by(|&a, &b| dot(g.direction[a], n).abs().total_cmp(&dot(g.direction[b], n).abs())).unwrap_or(2);
+        let axis =
+            (0..3).max_by(|&a, &b| dot(g.direction[a], n).abs().total_cmp(&dot(g.direction[b], n).abs())).unwrap_or(2);
         out[o as usize] = spacing_ijk[axis];
     }
     out

@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 use egui::{Align2, Color32, FontId, PointerButton, Pos2, Rect, Sense, Stroke, Vec2};
 
 use super::view::{direction_letter, ViewState};
+use crate::io::phase::Phase;
 use crate::mesh::MeshOptions;
 use crate::render::gpu::{view3d_callback, View3dCallback, PLANE_RGB};
-use crate::io::phase::Phase;
 use crate::render::orientation::{cube_faces, face_at};
-use crate::render::{Camera, CaptureKind, CaptureRequest, DvrParams, DvrVolume, FrameDesc, Hit, Scene, StandardView, TransferPreset};
+use crate::render::{
+    Camera, CaptureKind, CaptureRequest, DvrParams, DvrVolume, FrameDesc, Hit, Scene, StandardView, TransferPreset,
+};
 use crate::study::{Job, Study};
 use crate::volume::Lps;
 
@@ -193,7 +195,11 @@ impl View3d {
     pub fn dvr_phase_index(&self, study: &Study) -> Option<usize> {
         match self.dvr.phase {
             Some(i) if i < study.phases.len() => Some(i),
-            _ => study.phases.iter().position(|p| p.phase() == Phase::Arterial).or((!study.phases.is_empty()).then_some(0)),
+            _ => study
+                .phases
+                .iter()
+                .position(|p| p.phase() == Phase::Arterial)
+                .or((!study.phases.is_empty()).then_some(0)),
         }
     }
 
@@ -244,9 +250,11 @@ impl View3d {
                             self.auto_frame = true;
                         } else {
                             // keep the user's view; only the depth range follows the scene
-                            self.camera.scene_radius_mm = Camera::fit(scene.bounds_mm, StandardView::Anterior).scene_radius_mm;
+                            self.camera.scene_radius_mm =
+                                Camera::fit(scene.bounds_mm, StandardView::Anterior).scene_radius_mm;
                         }
-                        self.message = Some(format!("{} surfaces, {} triangles", scene.objects.len(), scene.triangle_count()));
+                        self.message =
+                            Some(format!("{} surfaces, {} triangles", scene.objects.len(), scene.triangle_count()));
                         self.error = None;
                         self.failed_key = None;
                         self.scene = Some(Arc::new(scene));
@@ -291,7 +299,12 @@ impl View3d {
             old.cancel();
         }
         let opts = self.mesh_options.clone();
-        self.job = Some((key, Job::spawn("3D surfaces", move |progress| Scene::build(&mask, key, &opts, progress).map_err(|e| e.to_string()))));
+        self.job = Some((
+            key,
+            Job::spawn("3D surfaces", move |progress| {
+                Scene::build(&mask, key, &opts, progress).map_err(|e| e.to_string())
+            }),
+        ));
     }
 
     /// Blocks until the running build (if any) is done and applied (tests, CLI).
@@ -346,9 +359,14 @@ impl View3d {
         self.finish_capture();
         let bar = Rect::from_min_size(rect.min, Vec2::new(rect.width(), TOOLBAR));
         let pic = Rect::from_min_max(Pos2::new(rect.min.x, rect.min.y + TOOLBAR), rect.max);
-        ui.scope_builder(egui::UiBuilder::new().max_rect(bar.shrink2(Vec2::new(4.0, 1.0))).layout(egui::Layout::left_to_right(egui::Align::Center)), |ui| {
-            self.toolbar(ui, pic, study);
-        });
+        ui.scope_builder(
+            egui::UiBuilder::new()
+                .max_rect(bar.shrink2(Vec2::new(4.0, 1.0)))
+                .layout(egui::Layout::left_to_right(egui::Align::Center)),
+            |ui| {
+                self.toolbar(ui, pic, study);
+            },
+        );
         self.picture(ui, pic, view);
     }
 
@@ -370,7 +388,8 @@ impl View3d {
             ui.checkbox(&mut self.show_planes, "slice planes");
             ui.checkbox(&mut self.show_labels, "tumour labels");
         });
-        ui.toggle_value(&mut self.dvr.enabled, "DVR").on_hover_text("direct volume rendering of a phase's CT under the surfaces");
+        ui.toggle_value(&mut self.dvr.enabled, "DVR")
+            .on_hover_text("direct volume rendering of a phase's CT under the surfaces");
         ui.menu_button("Volume", |ui| self.dvr_menu(ui, study));
         ui.menu_button("Export", |ui| {
             ui.horizontal(|ui| {
@@ -380,13 +399,17 @@ impl View3d {
             ui.add_enabled_ui(has_scene && self.capture.is_none(), |ui| {
                 if ui.button("PNG snapshot").clicked() {
                     let ppp = ui.ctx().pixels_per_point();
-                    let size = [(pic.width() * ppp).round().max(16.0) as u32, (pic.height() * ppp).round().max(16.0) as u32];
+                    let size =
+                        [(pic.width() * ppp).round().max(16.0) as u32, (pic.height() * ppp).round().max(16.0) as u32];
                     self.request_capture(CaptureKind::Snapshot { size_px: size });
                     ui.close();
                 }
                 ui.horizontal(|ui| {
                     if ui.button("Turntable strip").clicked() {
-                        self.request_capture(CaptureKind::Turntable { views: self.turntable_views, size_px: [self.turntable_size_px; 2] });
+                        self.request_capture(CaptureKind::Turntable {
+                            views: self.turntable_views,
+                            size_px: [self.turntable_size_px; 2],
+                        });
                         ui.close();
                     }
                     ui.add(egui::DragValue::new(&mut self.turntable_views).range(2..=36).suffix(" views"));
@@ -404,7 +427,9 @@ impl View3d {
     fn dvr_menu(&mut self, ui: &mut egui::Ui, study: &Study) {
         ui.checkbox(&mut self.dvr.enabled, "volume rendering (DVR)");
         let shown = self.dvr_phase_index(study);
-        let name = |i: usize| study.phases.get(i).map_or("-".to_string(), |p| format!("{} ({})", p.phase().as_str(), p.description));
+        let name = |i: usize| {
+            study.phases.get(i).map_or("-".to_string(), |p| format!("{} ({})", p.phase().as_str(), p.description))
+        };
         ui.horizontal(|ui| {
             let l = ui.label("phase");
             egui::ComboBox::from_id_salt("hepaview dvr phase")
@@ -519,7 +544,8 @@ impl View3d {
             if let Some(pos) = resp.interact_pointer_pos() {
                 // the orientation cube's faces turn the camera to that side
                 let c = cube_centre(pic);
-                match face_at(&cube_faces(&self.camera, CUBE_HALF as f64), [(pos.x - c.x) as f64, (pos.y - c.y) as f64]) {
+                match face_at(&cube_faces(&self.camera, CUBE_HALF as f64), [(pos.x - c.x) as f64, (pos.y - c.y) as f64])
+                {
                     Some(v) if shown.is_some() => self.set_view(v),
                     _ => {
                         self.click(pos - pic.min, pic.size(), view);
@@ -586,7 +612,10 @@ impl View3d {
             placed.push(r);
             painter.circle_filled(at, 2.5, Color32::from_rgb(235, 255, 200));
             let edge = if r.min.x > at.x { r.min.x } else { r.max.x };
-            painter.line_segment([at, Pos2::new(edge, r.center().y)], Stroke::new(1.0, Color32::from_rgba_unmultiplied(235, 255, 200, 160)));
+            painter.line_segment(
+                [at, Pos2::new(edge, r.center().y)],
+                Stroke::new(1.0, Color32::from_rgba_unmultiplied(235, 255, 200, 160)),
+            );
             painter.rect_filled(r, 3.0, Color32::from_rgba_unmultiplied(0, 0, 0, 170));
             painter.galley(r.min + Vec2::splat(3.0), galley, Color32::WHITE);
         }
@@ -599,10 +628,34 @@ impl View3d {
         let neg = |v: Lps| [-v[0], -v[1], -v[2]];
         let text = Color32::from_gray(220);
         let font = FontId::proportional(15.0);
-        painter.text(Pos2::new(pic.min.x + 6.0, pic.center().y), Align2::LEFT_CENTER, direction_letter(neg(c.right)), font.clone(), text);
-        painter.text(Pos2::new(pic.max.x - 6.0, pic.center().y), Align2::RIGHT_CENTER, direction_letter(c.right), font.clone(), text);
-        painter.text(Pos2::new(pic.center().x, pic.min.y + 4.0), Align2::CENTER_TOP, direction_letter(c.up), font.clone(), text);
-        painter.text(Pos2::new(pic.center().x, pic.max.y - 4.0), Align2::CENTER_BOTTOM, direction_letter(neg(c.up)), font, text);
+        painter.text(
+            Pos2::new(pic.min.x + 6.0, pic.center().y),
+            Align2::LEFT_CENTER,
+            direction_letter(neg(c.right)),
+            font.clone(),
+            text,
+        );
+        painter.text(
+            Pos2::new(pic.max.x - 6.0, pic.center().y),
+            Align2::RIGHT_CENTER,
+            direction_letter(c.right),
+            font.clone(),
+            text,
+        );
+        painter.text(
+            Pos2::new(pic.center().x, pic.min.y + 4.0),
+            Align2::CENTER_TOP,
+            direction_letter(c.up),
+            font.clone(),
+            text,
+        );
+        painter.text(
+            Pos2::new(pic.center().x, pic.max.y - 4.0),
+            Align2::CENTER_BOTTOM,
+            direction_letter(neg(c.up)),
+            font,
+            text,
+        );
 
         let centre = cube_centre(pic);
         let at = |p: [f64; 2]| centre + Vec2::new(p[0] as f32, p[1] as f32);
@@ -614,12 +667,22 @@ impl View3d {
                 StandardView::Superior | StandardView::Inferior => [85, 120, 215],
             };
             let shade = (0.45 + 0.55 * f.facing) as f32;
-            let fill = Color32::from_rgb((rgb[0] as f32 * shade) as u8, (rgb[1] as f32 * shade) as u8, (rgb[2] as f32 * shade) as u8);
+            let fill = Color32::from_rgb(
+                (rgb[0] as f32 * shade) as u8,
+                (rgb[1] as f32 * shade) as u8,
+                (rgb[2] as f32 * shade) as u8,
+            );
             let points: Vec<Pos2> = f.corners.iter().map(|&p| at(p)).collect();
             painter.add(egui::Shape::convex_polygon(points, fill, Stroke::new(1.0, Color32::from_gray(20))));
             if f.facing > 0.25 {
                 let size = 9.0 + 7.0 * f.facing as f32;
-                painter.text(at(f.centre), Align2::CENTER_CENTER, f.view.letter(), FontId::proportional(size), Color32::WHITE);
+                painter.text(
+                    at(f.centre),
+                    Align2::CENTER_CENTER,
+                    f.view.letter(),
+                    FontId::proportional(size),
+                    Color32::WHITE,
+                );
             }
         }
     }
@@ -629,8 +692,18 @@ impl View3d {
         if let Some((f, msg)) = self.progress() {
             let r = Rect::from_center_size(pic.center(), Vec2::new((pic.width() * 0.6).min(320.0), 18.0));
             painter.rect_filled(r, 3.0, Color32::from_gray(40));
-            painter.rect_filled(Rect::from_min_size(r.min, Vec2::new(r.width() * f.clamp(0.0, 1.0), r.height())), 3.0, Color32::from_rgb(70, 120, 200));
-            painter.text(r.center(), Align2::CENTER_CENTER, format!("building surfaces: {msg}"), font.clone(), Color32::WHITE);
+            painter.rect_filled(
+                Rect::from_min_size(r.min, Vec2::new(r.width() * f.clamp(0.0, 1.0), r.height())),
+                3.0,
+                Color32::from_rgb(70, 120, 200),
+            );
+            painter.text(
+                r.center(),
+                Align2::CENTER_CENTER,
+                format!("building surfaces: {msg}"),
+                font.clone(),
+                Color32::WHITE,
+            );
         } else if self.shown_scene().is_none() {
             let what = match &self.error {
                 Some(e) => e.clone(),
@@ -642,7 +715,10 @@ impl View3d {
         let mut line = Vec::new();
         if let Some(h) = &self.last_pick {
             let name = self.scene.as_ref().and_then(|s| s.objects.get(h.object)).map_or("surface", |o| o.name.as_str());
-            line.push(format!("picked {name} at ({:.1}, {:.1}, {:.1}) mm", h.point_mm[0], h.point_mm[1], h.point_mm[2]));
+            line.push(format!(
+                "picked {name} at ({:.1}, {:.1}, {:.1}) mm",
+                h.point_mm[0], h.point_mm[1], h.point_mm[2]
+            ));
         }
         if self.is_capturing() {
             line.push("rendering picture...".into());
@@ -654,14 +730,26 @@ impl View3d {
             line.push(m.clone());
         }
         if !line.is_empty() {
-            painter.text(Pos2::new(pic.max.x - 6.0, pic.max.y - 22.0), Align2::RIGHT_BOTTOM, line.join("\n"), font, Color32::from_gray(200));
+            painter.text(
+                Pos2::new(pic.max.x - 6.0, pic.max.y - 22.0),
+                Align2::RIGHT_BOTTOM,
+                line.join("\n"),
+                font,
+                Color32::from_gray(200),
+            );
         }
         let legend = [("axial", PLANE_RGB[0]), ("coronal", PLANE_RGB[1]), ("sagittal", PLANE_RGB[2])];
         if self.show_planes && self.shown_scene().is_some() {
             let mut x = pic.max.x - 6.0;
             for (name, rgb) in legend.iter().rev() {
                 let c = Color32::from_rgb((rgb[0] * 255.0) as u8, (rgb[1] * 255.0) as u8, (rgb[2] * 255.0) as u8);
-                let r = painter.text(Pos2::new(x, pic.min.y + 4.0), Align2::RIGHT_TOP, *name, FontId::proportional(11.0), c);
+                let r = painter.text(
+                    Pos2::new(x, pic.min.y + 4.0),
+                    Align2::RIGHT_TOP,
+                    *name,
+                    FontId::proportional(11.0),
+                    c,
+                );
                 x = r.min.x - 8.0;
             }
         }

@@ -35,7 +35,11 @@ fn load_mask(study: &Study, mask: Option<&Path>) -> Result<(Mask, String)> {
 
 /// The study's phases on `mask`'s grid, with a progress bar.
 fn aligned(study: &Study, mask: &Mask, no_register: bool) -> Result<Vec<AlignedPhase>> {
-    let alignment = if no_register || study.phases.len() < 2 { Alignment::Resample } else { Alignment::Register(RegisterParams::default()) };
+    let alignment = if no_register || study.phases.len() < 2 {
+        Alignment::Resample
+    } else {
+        Alignment::Register(RegisterParams::default())
+    };
     let pb = progress_bar_1000();
     let report = |f: f32, m: &str| {
         pb.set_position((f.clamp(0.0, 1.0) * 1000.0) as u64);
@@ -106,10 +110,20 @@ pub fn cluster(a: ClusterArgs) -> Result<()> {
         "note": alignment_note(&phases),
         "clusters": c.report,
     });
-    std::fs::write(&json_path, serde_json::to_string_pretty(&json)?).with_context(|| format!("writing {}", json_path.display()))?;
-    println!("cluster  {}  voxels    volume mL", c.report.feature_names.iter().map(|n| format!("{n:>14}")).collect::<String>());
+    std::fs::write(&json_path, serde_json::to_string_pretty(&json)?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    println!(
+        "cluster  {}  voxels    volume mL",
+        c.report.feature_names.iter().map(|n| format!("{n:>14}")).collect::<String>()
+    );
     for s in &c.report.clusters {
-        println!("{:>7}  {}  {:>7}  {:>10.1}", s.label, s.mean.iter().map(|m| format!("{:>11.0} HU", m)).collect::<String>(), s.voxel_count, s.volume_ml);
+        println!(
+            "{:>7}  {}  {:>7}  {:>10.1}",
+            s.label,
+            s.mean.iter().map(|m| format!("{:>11.0} HU", m)).collect::<String>(),
+            s.voxel_count,
+            s.volume_ml
+        );
     }
     println!(
         "k-means: {} iterations{}, inertia {:.4e}; written {} and {} in {:.1} s",
@@ -177,7 +191,13 @@ pub fn report(a: ReportArgs) -> Result<()> {
     if lesions.lesions.is_empty() {
         println!("no lesion (label {}) in the mask", a.lesion.lesion_label);
     }
-    println!("Written {}, {}, {} in {:.1} s", files.html.display(), files.csv.display(), files.json.display(), t0.elapsed().as_secs_f64());
+    println!(
+        "Written {}, {}, {} in {:.1} s",
+        files.html.display(),
+        files.csv.display(),
+        files.json.display(),
+        t0.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -194,7 +214,15 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     use hepaview::report::compare::{write_compare_report, VisitInput};
     use hepaview::response::ResponseOptions;
     let t0 = std::time::Instant::now();
-    for name in ["compare.json", "lesions.csv", "compare.html", "baseline_parts.nii.gz", "followup_parts.nii.gz", "baseline_mask.nii.gz", "followup_mask.nii.gz"] {
+    for name in [
+        "compare.json",
+        "lesions.csv",
+        "compare.html",
+        "baseline_parts.nii.gz",
+        "followup_parts.nii.gz",
+        "baseline_mask.nii.gz",
+        "followup_mask.nii.gz",
+    ] {
         let p = a.out.join(name);
         if p.exists() {
             bail!("{} already exists; choose another --out folder (Hepaview never overwrites files)", p.display());
@@ -215,8 +243,9 @@ pub fn compare(a: CompareArgs) -> Result<()> {
                 pb.set_message(format!("segmenting the {which}: {m}"));
                 true
             };
-            let m = hepaview::segment::segment_study(&study, &model_path, &report)
-                .with_context(|| format!("no --{which}-mask was given, and segmenting the {which} with {} failed", model_path.display()))?;
+            let m = hepaview::segment::segment_study(&study, &model_path, &report).with_context(|| {
+                format!("no --{which}-mask was given, and segmenting the {which} with {} failed", model_path.display())
+            })?;
             pb.finish_and_clear();
             eprintln!("! {which}: no mask given; liver and tumours were outlined by the shipped U-Net ({}); check them (written as {which}_mask.nii.gz)", model_path.display());
             segmented.push((which.to_string(), m.clone()));
@@ -244,7 +273,8 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         pb.set_message(m.to_string());
         true
     };
-    let c = analysis::compare_visits(&bl, &bphases, &bmask, &fl, &fphases, &fmask, &ResponseOptions::default(), &report);
+    let c =
+        analysis::compare_visits(&bl, &bphases, &bmask, &fl, &fphases, &fmask, &ResponseOptions::default(), &report);
     pb.finish_and_clear();
     let c = c?;
     let base = VisitInput { label: bl.clone(), phases: &bphases, mask: &bmask };
@@ -275,8 +305,12 @@ pub fn compare(a: CompareArgs) -> Result<()> {
             (None, None) => continue,
         };
         let parts = match (&l.followup_parts, l.followup_lipiodol_ml) {
-            (Some(p), _) => format!(" (viable {:.2}, necrotic {:.2}, lipiodol {:.2} mL)", p.viable_ml, p.necrotic_ml, p.lipiodol_ml),
-            (None, Some(lip)) if lip > 0.0 => format!(" (lipiodol {lip:.2} mL; viable and necrotic need an arterial phase)"),
+            (Some(p), _) => {
+                format!(" (viable {:.2}, necrotic {:.2}, lipiodol {:.2} mL)", p.viable_ml, p.necrotic_ml, p.lipiodol_ml)
+            }
+            (None, Some(lip)) if lip > 0.0 => {
+                format!(" (lipiodol {lip:.2} mL; viable and necrotic need an arterial phase)")
+            }
             _ => String::new(),
         };
         println!("{what}{parts}");
@@ -286,6 +320,12 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         Some(m) => println!("mRECIST: {:?} ({})", m.category, m.reason),
         None => println!("mRECIST: not assessed (no arterial phase)"),
     }
-    println!("Written {}, {}, {} in {:.1} s", files.html.display(), files.csv.display(), files.json.display(), t0.elapsed().as_secs_f64());
+    println!(
+        "Written {}, {}, {} in {:.1} s",
+        files.html.display(),
+        files.csv.display(),
+        files.json.display(),
+        t0.elapsed().as_secs_f64()
+    );
     Ok(())
 }

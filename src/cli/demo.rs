@@ -24,7 +24,11 @@ pub(crate) struct FromStudyArgs {
 }
 
 fn parse_point(s: &str) -> Result<Lps> {
-    let v: Vec<f64> = s.split(',').map(|x| x.trim().parse::<f64>()).collect::<Result<_, _>>().with_context(|| format!("--liver-seed {s:?}: expected X,Y,Z in LPS mm, e.g. -82,-40,-281"))?;
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|x| x.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("--liver-seed {s:?}: expected X,Y,Z in LPS mm, e.g. -82,-40,-281"))?;
     match v.as_slice() {
         [x, y, z] => Ok([*x, *y, *z]),
         _ => bail!("--liver-seed {s:?}: expected three numbers X,Y,Z (LPS mm)"),
@@ -46,12 +50,15 @@ pub(crate) fn demo_from_study(a: FromStudyArgs) -> Result<()> {
         .true_fields
         .iter()
         .map(|s| {
-            let (p, path) = s.split_once('=').with_context(|| format!("--true-field {s:?}: expected PHASE=FILE, e.g. arterial=true_field_arterial.nii.gz"))?;
+            let (p, path) = s.split_once('=').with_context(|| {
+                format!("--true-field {s:?}: expected PHASE=FILE, e.g. arterial=true_field_arterial.nii.gz")
+            })?;
             let phase: Phase = p.trim().parse().map_err(anyhow::Error::msg)?;
             if !study.phases.iter().any(|x| x.phase() == phase) {
                 bail!("--true-field {s:?}: the study has no {} phase", phase.slug());
             }
-            let (f, _) = nifti::read_field(Path::new(path)).with_context(|| format!("reading the true field {path}"))?;
+            let (f, _) =
+                nifti::read_field(Path::new(path)).with_context(|| format!("reading the true field {path}"))?;
             Ok((phase, f))
         })
         .collect::<Result<_>>()?;
@@ -61,7 +68,8 @@ pub(crate) fn demo_from_study(a: FromStudyArgs) -> Result<()> {
         Some(s) => parse_point(s)?,
         None => {
             let model_path = segment::default_model_path();
-            let model = segment::load_unet(&model_path).context("finding the liver for the lesion needs the U-Net, or give --liver-seed X,Y,Z")?;
+            let model = segment::load_unet(&model_path)
+                .context("finding the liver for the lesion needs the U-Net, or give --liver-seed X,Y,Z")?;
             let pb = progress_bar_1000();
             let report = |f: f32, m: &str| {
                 pb.set_position((f.clamp(0.0, 1.0) * 1000.0) as u64);
@@ -71,7 +79,8 @@ pub(crate) fn demo_from_study(a: FromStudyArgs) -> Result<()> {
             let rough = segment::segment_phases(&model, &study, &InferOptions::default(), &report);
             pb.finish_and_clear();
             let rough = rough?;
-            follow_up_sim::liver_seed(&reference, &rough).context("the U-Net found no liver parenchyma to start from; give --liver-seed X,Y,Z (LPS mm)")?
+            follow_up_sim::liver_seed(&reference, &rough)
+                .context("the U-Net found no liver parenchyma to start from; give --liver-seed X,Y,Z (LPS mm)")?
         }
     };
     eprintln!("Growing the liver from {seed:.1?} mm…");
@@ -79,7 +88,11 @@ pub(crate) fn demo_from_study(a: FromStudyArgs) -> Result<()> {
     let phases: Vec<SimPhase> = study
         .phases
         .iter()
-        .map(|p| SimPhase { phase: p.phase(), volume: p.volume.as_ref(), true_field: fields.iter().find(|(f, _)| *f == p.phase()).map(|(_, f)| f) })
+        .map(|p| SimPhase {
+            phase: p.phase(),
+            volume: p.volume.as_ref(),
+            true_field: fields.iter().find(|(f, _)| *f == p.phase()).map(|(_, f)| f),
+        })
         .collect();
     let opts = SimOptions { shrink: a.shrink, ..SimOptions::new(reference.geometry.centre_mm()) };
     eprintln!("Implanting the lesion and simulating the follow-up…");
@@ -104,7 +117,12 @@ fn visit_input(out: &Path, visit: &str, study: &hepaview::study::Study, dicom: b
     if dicom {
         out.join(visit).join("dicom").display().to_string()
     } else {
-        study.phases.iter().map(|p| out.join(visit).join(format!("{}.nii.gz", p.phase().slug())).display().to_string()).collect::<Vec<_>>().join(" ")
+        study
+            .phases
+            .iter()
+            .map(|p| out.join(visit).join(format!("{}.nii.gz", p.phase().slug())).display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -113,7 +131,8 @@ fn visit_input(out: &Path, visit: &str, study: &hepaview::study::Study, dicom: b
 fn write_pair(a: &FromStudyArgs, study: &hepaview::study::Study, pair: &SimulatedPair, dicom: bool) -> Result<()> {
     let out = &a.out;
     let series = if dicom { Some(source_series(&a.paths, study)?) } else { None };
-    let source_uid = series.as_ref().and_then(|s| s.iter().flatten().next()).map(|s| s.study_uid.clone()).unwrap_or_default();
+    let source_uid =
+        series.as_ref().and_then(|s| s.iter().flatten().next()).map(|s| s.study_uid.clone()).unwrap_or_default();
     for (visit, phases, days) in [("baseline", &pair.baseline, 0), ("followup", &pair.followup, FOLLOW_UP_DAYS)] {
         let dir = out.join(visit);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -121,14 +140,24 @@ fn write_pair(a: &FromStudyArgs, study: &hepaview::study::Study, pair: &Simulate
         for (i, (phase, vol)) in phases.iter().enumerate() {
             match series.as_ref().and_then(|s| s.get(i).cloned().flatten()) {
                 Some(src) => {
-                    let mut meta = dicom_write::derived_meta(&src, &uid_from(&format!("{seed}/frame-of-reference")), &src.description, src.series_number.unwrap_or(i as i64).clamp(0, 1_000_000) as u32, &format!("{seed}/{}", phase.slug()))?;
+                    let mut meta = dicom_write::derived_meta(
+                        &src,
+                        &uid_from(&format!("{seed}/frame-of-reference")),
+                        &src.description,
+                        src.series_number.unwrap_or(i as i64).clamp(0, 1_000_000) as u32,
+                        &format!("{seed}/{}", phase.slug()),
+                    )?;
                     // another visit: a study of its own, days later, a frame of reference of its own
                     meta.study_uid = uid_from(&format!("{seed}/study"));
                     meta.study_date = add_days(&meta.study_date, days).unwrap_or(meta.study_date.clone());
                     meta.study_id = if days == 0 { "SIM1".into() } else { "SIM2".into() };
                     dicom_write::write_ct_series(vol, &meta, &dir.join("dicom").join(phase.slug()))?;
                 }
-                None if series.is_some() => bail!("could not find the DICOM series of the {} phase again under {}", phase.slug(), a.paths[0].display()),
+                None if series.is_some() => bail!(
+                    "could not find the DICOM series of the {} phase again under {}",
+                    phase.slug(),
+                    a.paths[0].display()
+                ),
                 None => nifti::write_volume(vol, &dir.join(format!("{}.nii.gz", phase.slug())))?,
             }
         }

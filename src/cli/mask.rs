@@ -57,7 +57,8 @@ fn format_of(path: &Path, what: &str) -> Result<Format> {
 
 fn is_dicom_file(path: &Path) -> bool {
     let mut head = [0u8; 132];
-    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)).is_ok() && &head[128..132] == b"DICM"
+    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)).is_ok()
+        && &head[128..132] == b"DICM"
 }
 
 /// Converts with default options (no resampling, series chosen by grid or reference).
@@ -67,19 +68,36 @@ pub fn mask_convert(mask: &Path, study: &Path, out: &Path) -> Result<()> {
 
 /// Converts `mask` to `out` (format by extension) on a series of `study`, printing what it
 /// did. Never overwrites `out`.
-pub fn mask_convert_with(mask: &Path, study: &Path, out: &Path, opts: &MaskConvertOptions) -> Result<MaskConvertReport> {
+pub fn mask_convert_with(
+    mask: &Path,
+    study: &Path,
+    out: &Path,
+    opts: &MaskConvertOptions,
+) -> Result<MaskConvertReport> {
     let from = format_of(mask, "input")?;
     let to = format_of(out, "output")?;
     if from == to {
-        bail!("{} and {} are both {}; mask-convert converts between NIfTI and DICOM SEG", mask.display(), out.display(), if from == Format::Nifti { "NIfTI" } else { "DICOM SEG" });
+        bail!(
+            "{} and {} are both {}; mask-convert converts between NIfTI and DICOM SEG",
+            mask.display(),
+            out.display(),
+            if from == Format::Nifti { "NIfTI" } else { "DICOM SEG" }
+        );
     }
     if out.exists() {
         bail!("{}: already exists; Hepaview never overwrites files, so choose another name", out.display());
     }
-    let scan = dicom::scan(study, &dicom::no_progress).with_context(|| format!("reading the study {}", study.display()))?;
+    let scan =
+        dicom::scan(study, &dicom::no_progress).with_context(|| format!("reading the study {}", study.display()))?;
     let series: Vec<&SeriesInfo> = scan.all_series().collect();
     let by_index = |i: usize| -> Result<&SeriesInfo> {
-        series.get(i).copied().with_context(|| format!("--series {i}: the study has {} series, numbered from 0 (see `hepaview info {}`)", series.len(), study.display()))
+        series.get(i).copied().with_context(|| {
+            format!(
+                "--series {i}: the study has {} series, numbered from 0 (see `hepaview info {}`)",
+                series.len(),
+                study.display()
+            )
+        })
     };
     let mut warnings = Vec::new();
 
@@ -122,7 +140,8 @@ pub fn mask_convert_with(mask: &Path, study: &Path, out: &Path, opts: &MaskConve
                     seg::SegmentDef::for_label(l, &name, [rgba[0], rgba[1], rgba[2]])
                 })
                 .collect();
-            let written = seg::write_seg(&m, s, &defs, out, &seg::SegWriteOptions::default()).with_context(|| format!("writing {}", out.display()))?;
+            let written = seg::write_seg(&m, s, &defs, out, &seg::SegWriteOptions::default())
+                .with_context(|| format!("writing {}", out.display()))?;
             warnings.extend(written.warnings.iter().map(|w| w.to_string()));
             println!(
                 "Wrote {}: DICOM SEG, {} segment(s) in {} frame(s), referencing series {index} ({}){}",
@@ -139,7 +158,8 @@ pub fn mask_convert_with(mask: &Path, study: &Path, out: &Path, opts: &MaskConve
         }
         Format::Seg => {
             // the series the SEG references, else the one asked for, else the only one
-            let peek = seg::read_seg(mask, None).with_context(|| format!("reading the segmentation {}", mask.display()))?;
+            let peek =
+                seg::read_seg(mask, None).with_context(|| format!("reading the segmentation {}", mask.display()))?;
             let index = match (opts.series, &peek.referenced_series_uid) {
                 (Some(i), _) => {
                     by_index(i)?;
@@ -151,10 +171,19 @@ pub fn mask_convert_with(mask: &Path, study: &Path, out: &Path, opts: &MaskConve
                         warnings.push(format!("the segmentation references series {uid}, which is not in {}; placed on its only series by position", study.display()));
                         0
                     }
-                    None => bail!("{}: references series {uid}, which is not in {}; choose a series with --series N:\n{}", mask.display(), study.display(), list_series(&series)),
+                    None => bail!(
+                        "{}: references series {uid}, which is not in {}; choose a series with --series N:\n{}",
+                        mask.display(),
+                        study.display(),
+                        list_series(&series)
+                    ),
                 },
                 (None, None) if series.len() == 1 => 0,
-                (None, None) => bail!("{}: names no source series; choose one with --series N:\n{}", mask.display(), list_series(&series)),
+                (None, None) => bail!(
+                    "{}: names no source series; choose one with --series N:\n{}",
+                    mask.display(),
+                    list_series(&series)
+                ),
             };
             let s = series[index];
             if let (Some(a), b) = (&peek.frame_of_reference_uid, &s.frame_of_reference) {
@@ -162,11 +191,14 @@ pub fn mask_convert_with(mask: &Path, study: &Path, out: &Path, opts: &MaskConve
                     warnings.push(format!("the segmentation's frame of reference {a} differs from the series' {b}; positions may not correspond"));
                 }
             }
-            let read = seg::read_seg(mask, Some(&s.geometry)).with_context(|| format!("reading the segmentation {}", mask.display()))?;
+            let read = seg::read_seg(mask, Some(&s.geometry))
+                .with_context(|| format!("reading the segmentation {}", mask.display()))?;
             warnings.extend(read.warnings.iter().map(|w| w.to_string()));
             let (m, overlaps) = read.label_mask();
             if overlaps > 0 {
-                warnings.push(format!("{overlaps} voxels belong to more than one segment; the later segment's label was kept"));
+                warnings.push(format!(
+                    "{overlaps} voxels belong to more than one segment; the later segment's label was kept"
+                ));
             }
             let labels = label_counts(&m);
             nifti::write_volume(&m, out).with_context(|| format!("writing {}", out.display()))?;
@@ -192,12 +224,25 @@ fn same_grid(a: &Geometry, b: &Geometry) -> bool {
 fn describe(g: &Geometry) -> String {
     format!(
         "{}×{}×{} voxels of {:.3}×{:.3}×{:.3} mm (x, y, z), first voxel at ({:.2}, {:.2}, {:.2}) mm LPS",
-        g.shape[2], g.shape[1], g.shape[0], g.spacing_mm[2], g.spacing_mm[1], g.spacing_mm[0], g.origin_mm[0], g.origin_mm[1], g.origin_mm[2]
+        g.shape[2],
+        g.shape[1],
+        g.shape[0],
+        g.spacing_mm[2],
+        g.spacing_mm[1],
+        g.spacing_mm[0],
+        g.origin_mm[0],
+        g.origin_mm[1],
+        g.origin_mm[2]
     )
 }
 
 fn list_series(series: &[&SeriesInfo]) -> String {
-    series.iter().enumerate().map(|(i, s)| format!("  {i}: {} — {}", s.description, describe(&s.geometry))).collect::<Vec<_>>().join("\n")
+    series
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("  {i}: {} — {}", s.description, describe(&s.geometry)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The mask on the series' grid: as it is when the grids agree; resampled by nearest

@@ -13,18 +13,22 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use hepaview::app;
+use hepaview::app::screenshot::ScreenshotOptions;
+use hepaview::app::view::{Layout, WindowLevel};
 use hepaview::io::dicom::{self, DicomScan, SeriesInfo};
 use hepaview::io::nifti;
 use hepaview::io::phase::{detect_study_phases, Phase, PhaseCall};
 use hepaview::phantom;
 use hepaview::register::{self, LevelPlan, Params as RegisterParams};
 use hepaview::study::Study;
-use hepaview::app;
-use hepaview::app::screenshot::ScreenshotOptions;
-use hepaview::app::view::{Layout, WindowLevel};
 
 #[derive(Parser, Debug)]
-#[command(name = "hepaview", version, about = "Liver CT viewer with on-device AI assist. With no command: open the viewer on the demo study.")]
+#[command(
+    name = "hepaview",
+    version,
+    about = "Liver CT viewer with on-device AI assist. With no command: open the viewer on the demo study."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -420,7 +424,9 @@ fn bar(total: usize, what: &str) -> ProgressBar {
     }
     let pb = ProgressBar::new(total as u64);
     pb.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta})").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "),
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
     );
     pb.set_message(what.to_string());
     pb.enable_steady_tick(Duration::from_millis(200));
@@ -440,7 +446,13 @@ pub fn run(cli: Cli) -> Result<()> {
             if !follow_up.is_empty() {
                 let follow = open_study(&follow_up, &[])?;
                 // the last word of a DICOM study title is its date
-                let label = follow.title.split_whitespace().rev().find(|w| w.len() == 8 && w.chars().all(|c| c.is_ascii_digit())).unwrap_or("visit 2").to_string();
+                let label = follow
+                    .title
+                    .split_whitespace()
+                    .rev()
+                    .find(|w| w.len() == 8 && w.chars().all(|c| c.is_ascii_digit()))
+                    .unwrap_or("visit 2")
+                    .to_string();
                 let pb = progress_bar_1000();
                 let report = |f: f32, m: &str| {
                     pb.set_position((f.clamp(0.0, 1.0) * 1000.0) as u64);
@@ -450,7 +462,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 let added = hepaview::analysis::add_follow_up(&mut study, &follow, &label, &report);
                 pb.finish_and_clear();
                 let t = added.context("adding the follow-up study")?;
-                println!("follow-up {label} aligned: rotation {:.1} deg, translation ({:.1}, {:.1}, {:.1}) mm", t.rotation_deg(), t.translation_mm[0], t.translation_mm[1], t.translation_mm[2]);
+                println!(
+                    "follow-up {label} aligned: rotation {:.1} deg, translation ({:.1}, {:.1}, {:.1}) mm",
+                    t.rotation_deg(),
+                    t.translation_mm[0],
+                    t.translation_mm[1],
+                    t.translation_mm[2]
+                );
                 // the visit as opened, so the viewer's Follow-up panel can compare, use the
                 // visit's own mask and re-resample once when the user nudges the alignment
                 visits.push(app::follow_up::VisitSource { follow, label, transform: t });
@@ -470,14 +488,22 @@ pub fn run(cli: Cli) -> Result<()> {
             let window = match window.as_deref() {
                 None => None,
                 Some(name) => Some(
-                    WindowLevel::PRESETS.iter().find(|(n, _)| *n == name).map(|(_, wl)| *wl).with_context(|| format!("--window {name:?}: use liver, abdomen, bone or lung"))?,
+                    WindowLevel::PRESETS
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, wl)| *wl)
+                        .with_context(|| format!("--window {name:?}: use liver, abdomen, bone or lung"))?,
                 ),
             };
-            let (w, h) = size.split_once('x').with_context(|| format!("--size {size:?}: expected WIDTHxHEIGHT, e.g. 1600x900"))?;
+            let (w, h) = size
+                .split_once('x')
+                .with_context(|| format!("--size {size:?}: expected WIDTHxHEIGHT, e.g. 1600x900"))?;
             let size = [w.parse::<f32>().context("--size width")?, h.parse::<f32>().context("--size height")?];
-            let study = if paths.is_empty() { Study::demo(&phantom::PhantomOptions::default()) } else { Study::open(&paths)? };
+            let study =
+                if paths.is_empty() { Study::demo(&phantom::PhantomOptions::default()) } else { Study::open(&paths)? };
             let opts = ScreenshotOptions { size, layout, z_mm: slice_mm, window, ..Default::default() };
-            let img = app::screenshot::render(study, &opts).map_err(|e| anyhow::anyhow!("off-screen rendering failed: {e}"))?;
+            let img = app::screenshot::render(study, &opts)
+                .map_err(|e| anyhow::anyhow!("off-screen rendering failed: {e}"))?;
             img.save(&out).with_context(|| format!("writing {}", out.display()))?;
             println!("{} ({}×{})", out.display(), img.width(), img.height());
             Ok(())
@@ -504,7 +530,11 @@ pub fn run(cli: Cli) -> Result<()> {
             out,
             phase_overrides,
         }) => {
-            let mut params = RegisterParams { variant: variant.parse().map_err(anyhow::Error::msg)?, prealign: !no_prealign, ..RegisterParams::default() };
+            let mut params = RegisterParams {
+                variant: variant.parse().map_err(anyhow::Error::msg)?,
+                prealign: !no_prealign,
+                ..RegisterParams::default()
+            };
             if let Some(s) = sigma_mm {
                 params.sigma_diffusion_mm = s;
                 params.sigma_diffusion_vox = None;
@@ -528,54 +558,184 @@ pub fn run(cli: Cli) -> Result<()> {
                 params.histogram_points = x;
             }
             params.validate()?;
-            let extra = RegisterOutputs { dicom, warp_masks: parse_warp_masks(&warp_masks)?, label_linear: mask_interp == "linear" };
+            let extra = RegisterOutputs {
+                dicom,
+                warp_masks: parse_warp_masks(&warp_masks)?,
+                label_linear: mask_interp == "linear",
+            };
             register_cmd(&paths, &fixed, &moving, &params, mask.as_deref(), &extra, &out, &phase_overrides)
         }
-        Some(Command::Cluster { paths, mask, k, labels, margin_mm, majority, seed, no_register, out, phase_overrides }) => {
-            let recipe = hepaview::analysis::ClusterRecipe { k, mask_labels: labels, margin_mm, majority_iterations: majority, seed };
-            analysis::cluster(analysis::ClusterArgs { paths: &paths, overrides: &phase_overrides, mask: mask.as_deref(), recipe, no_register, out: &out })
-        }
-        Some(Command::Report { paths, mask, lesion_label, liver_labels, min_volume_ml, clusters, no_register, out, phase_overrides }) => {
-            let lesion = hepaview::lesion::LesionOptions { lesion_label, liver_labels, min_volume_ml, ..Default::default() };
-            analysis::report(analysis::ReportArgs { paths: &paths, overrides: &phase_overrides, mask: mask.as_deref(), lesion, clusters, no_register, out: &out })
-        }
-        Some(Command::Mesh { mask, out, format, ras, min_tumour_ml, max_triangles_liver }) => mesh_cmd(&mask, &out, &format, ras, min_tumour_ml, max_triangles_liver),
-        Some(Command::Compare { baseline, followup, baseline_mask, followup_mask, no_register, out }) => analysis::compare(analysis::CompareArgs {
-            baseline: &baseline,
-            followup: &followup,
-            baseline_mask: baseline_mask.as_deref(),
-            followup_mask: followup_mask.as_deref(),
+        Some(Command::Cluster {
+            paths,
+            mask,
+            k,
+            labels,
+            margin_mm,
+            majority,
+            seed,
             no_register,
-            out: &out,
-        }),
-        Some(Command::MaskConvert { mask, study, out, resample: false, series: None }) => mask::mask_convert(&mask, &study, &out),
+            out,
+            phase_overrides,
+        }) => {
+            let recipe = hepaview::analysis::ClusterRecipe {
+                k,
+                mask_labels: labels,
+                margin_mm,
+                majority_iterations: majority,
+                seed,
+            };
+            analysis::cluster(analysis::ClusterArgs {
+                paths: &paths,
+                overrides: &phase_overrides,
+                mask: mask.as_deref(),
+                recipe,
+                no_register,
+                out: &out,
+            })
+        }
+        Some(Command::Report {
+            paths,
+            mask,
+            lesion_label,
+            liver_labels,
+            min_volume_ml,
+            clusters,
+            no_register,
+            out,
+            phase_overrides,
+        }) => {
+            let lesion =
+                hepaview::lesion::LesionOptions { lesion_label, liver_labels, min_volume_ml, ..Default::default() };
+            analysis::report(analysis::ReportArgs {
+                paths: &paths,
+                overrides: &phase_overrides,
+                mask: mask.as_deref(),
+                lesion,
+                clusters,
+                no_register,
+                out: &out,
+            })
+        }
+        Some(Command::Mesh { mask, out, format, ras, min_tumour_ml, max_triangles_liver }) => {
+            mesh_cmd(&mask, &out, &format, ras, min_tumour_ml, max_triangles_liver)
+        }
+        Some(Command::Compare { baseline, followup, baseline_mask, followup_mask, no_register, out }) => {
+            analysis::compare(analysis::CompareArgs {
+                baseline: &baseline,
+                followup: &followup,
+                baseline_mask: baseline_mask.as_deref(),
+                followup_mask: followup_mask.as_deref(),
+                no_register,
+                out: &out,
+            })
+        }
+        Some(Command::MaskConvert { mask, study, out, resample: false, series: None }) => {
+            mask::mask_convert(&mask, &study, &out)
+        }
         Some(Command::MaskConvert { mask, study, out, resample, series }) => {
             mask::mask_convert_with(&mask, &study, &out, &mask::MaskConvertOptions { resample, series }).map(|_| ())
         }
-        Some(Command::Segment { paths, out, model, truth, phantom_seed, phantom_small, pv_only, no_refine, no_register, no_lesion_search, phase_overrides }) => {
-            segment::segment_cmd(segment::SegmentArgs { paths, out, model, truth, phantom_seed, phantom_small, pv_only, no_refine, no_register, no_lesion_search, phase_overrides })
-        }
-        Some(Command::Train { data, lits, out, epochs, steps_per_epoch, synthetic, features, spacing_mm, batch, patch, minutes, seed, label_maps, liver_class, label_map_cases, force, init, learning_rate, mimics, large_tumours }) => {
+        Some(Command::Segment {
+            paths,
+            out,
+            model,
+            truth,
+            phantom_seed,
+            phantom_small,
+            pv_only,
+            no_refine,
+            no_register,
+            no_lesion_search,
+            phase_overrides,
+        }) => segment::segment_cmd(segment::SegmentArgs {
+            paths,
+            out,
+            model,
+            truth,
+            phantom_seed,
+            phantom_small,
+            pv_only,
+            no_refine,
+            no_register,
+            no_lesion_search,
+            phase_overrides,
+        }),
+        Some(Command::Train {
+            data,
+            lits,
+            out,
+            epochs,
+            steps_per_epoch,
+            synthetic,
+            features,
+            spacing_mm,
+            batch,
+            patch,
+            minutes,
+            seed,
+            label_maps,
+            liver_class,
+            label_map_cases,
+            force,
+            init,
+            learning_rate,
+            mimics,
+            large_tumours,
+        }) => {
             if !(0.0..=1.0).contains(&mimics) {
                 return Err(anyhow::anyhow!("--mimics {mimics}: give a fraction of cases from 0 to 1"));
             }
             let recipe = hepaview::segment::synth::SynthRecipe { mimics, large_tumours };
-            segment::train_cmd(segment::TrainArgs { data, lits, out, epochs, steps_per_epoch, synthetic, features, spacing_mm, batch, patch, minutes, seed, label_maps, liver_class, label_map_cases, force, init, learning_rate, recipe })
+            segment::train_cmd(segment::TrainArgs {
+                data,
+                lits,
+                out,
+                epochs,
+                steps_per_epoch,
+                synthetic,
+                features,
+                spacing_mm,
+                batch,
+                patch,
+                minutes,
+                seed,
+                label_maps,
+                liver_class,
+                label_map_cases,
+                force,
+                init,
+                learning_rate,
+                recipe,
+            })
         }
         Some(Command::Demo { out, from_study, true_field, liver_seed, shrink, .. }) if !from_study.is_empty() => {
-            demo::demo_from_study(demo::FromStudyArgs { paths: from_study, true_fields: true_field, liver_seed, shrink, out })
+            demo::demo_from_study(demo::FromStudyArgs {
+                paths: from_study,
+                true_fields: true_field,
+                liver_seed,
+                shrink,
+                out,
+            })
         }
         Some(Command::Demo { out, small, follow_up, .. }) => {
             let opts = if small { phantom::PhantomOptions::small() } else { phantom::PhantomOptions::default() };
             let opts = if follow_up { opts.follow_up() } else { opts };
-            phantom::write_demo_study(&out, &opts).with_context(|| format!("writing the demo study to {}", out.display()))?;
+            phantom::write_demo_study(&out, &opts)
+                .with_context(|| format!("writing the demo study to {}", out.display()))?;
             println!("Demo study written to {}", out.display());
             Ok(())
         }
     }
 }
 
-fn mesh_cmd(mask: &Path, out: &Path, format: &str, ras: bool, min_tumour_ml: f64, max_triangles_liver: usize) -> Result<()> {
+fn mesh_cmd(
+    mask: &Path,
+    out: &Path,
+    format: &str,
+    ras: bool,
+    min_tumour_ml: f64,
+    max_triangles_liver: usize,
+) -> Result<()> {
     use hepaview::mesh::{export, MeshOptions};
     let t0 = std::time::Instant::now();
     let format = match format {
@@ -609,10 +769,14 @@ fn mesh_cmd(mask: &Path, out: &Path, format: &str, ras: bool, min_tumour_ml: f64
 fn parse_levels(raw: &str) -> Result<Vec<LevelPlan>> {
     raw.split(',')
         .map(|l| {
-            let (f, n) = l.split_once(':').with_context(|| format!("--levels: {l:?} should be FACTOR:ITERATIONS, e.g. 4:50"))?;
+            let (f, n) =
+                l.split_once(':').with_context(|| format!("--levels: {l:?} should be FACTOR:ITERATIONS, e.g. 4:50"))?;
             Ok(LevelPlan {
                 factor: f.trim().parse().with_context(|| format!("--levels: {f:?} is not a number"))?,
-                iterations: n.trim().parse().with_context(|| format!("--levels: {n:?} is not a whole number of iterations"))?,
+                iterations: n
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("--levels: {n:?} is not a whole number of iterations"))?,
             })
         })
         .collect()
@@ -620,7 +784,11 @@ fn parse_levels(raw: &str) -> Result<Vec<LevelPlan>> {
 
 pub(crate) fn progress_bar_1000() -> ProgressBar {
     let pb = ProgressBar::new(1000);
-    pb.set_style(ProgressStyle::with_template("{msg:40} [{bar:30}] {percent}% ({elapsed})").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+    pb.set_style(
+        ProgressStyle::with_template("{msg:40} [{bar:30}] {percent}% ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
     pb
 }
 
@@ -660,7 +828,9 @@ struct RegisterOutputs {
 fn parse_warp_masks(raw: &[String]) -> Result<Vec<(Phase, PathBuf)>> {
     raw.iter()
         .map(|s| {
-            let (p, path) = s.split_once('=').with_context(|| format!("--warp-mask {s:?}: expected PHASE=MASK, e.g. arterial=lesions.nii.gz"))?;
+            let (p, path) = s
+                .split_once('=')
+                .with_context(|| format!("--warp-mask {s:?}: expected PHASE=MASK, e.g. arterial=lesions.nii.gz"))?;
             let phase: Phase = p.trim().parse().map_err(anyhow::Error::msg)?;
             Ok((phase, PathBuf::from(path)))
         })
@@ -674,7 +844,8 @@ pub(crate) fn source_series(paths: &[PathBuf], study: &Study) -> Result<Vec<Opti
     if is_nifti(root) {
         bail!("--dicom needs a DICOM study: NIfTI input carries no patient or study identity to copy into new series (write NIfTI only, or register the DICOM folder)");
     }
-    let scan = dicom::scan(root, &dicom::no_progress).with_context(|| format!("reading the DICOM headers under {}", root.display()))?;
+    let scan = dicom::scan(root, &dicom::no_progress)
+        .with_context(|| format!("reading the DICOM headers under {}", root.display()))?;
     Ok(study
         .phases
         .iter()
@@ -699,7 +870,11 @@ fn register_cmd(
     let find = |p: Phase| study.phases.iter().position(|x| x.phase() == p);
     let fi = find(fixed_phase).with_context(|| {
         let have: Vec<_> = study.phases.iter().map(|p| p.phase().slug()).collect();
-        format!("the study has no {} phase (it has: {}); choose --fixed or set phases with --phase N=PHASE", fixed_phase.slug(), have.join(", "))
+        format!(
+            "the study has no {} phase (it has: {}); choose --fixed or set phases with --phase N=PHASE",
+            fixed_phase.slug(),
+            have.join(", ")
+        )
     })?;
     let moving_idx: Vec<usize> = if moving.is_empty() {
         (0..study.phases.len()).filter(|&i| i != fi).collect()
@@ -724,16 +899,20 @@ fn register_cmd(
     // masks to carry: read now, so a bad file fails before the long work
     let mut moving_masks = Vec::new();
     for (phase, path) in &extra.warp_masks {
-        let i = moving_idx
-            .iter()
-            .copied()
-            .find(|&i| study.phases[i].phase() == *phase)
-            .with_context(|| format!("--warp-mask {}={}: {} is not among the phases being registered", phase.slug(), path.display(), phase.slug()))?;
+        let i = moving_idx.iter().copied().find(|&i| study.phases[i].phase() == *phase).with_context(|| {
+            format!(
+                "--warp-mask {}={}: {} is not among the phases being registered",
+                phase.slug(),
+                path.display(),
+                phase.slug()
+            )
+        })?;
         let (m, _) = nifti::read_mask(path).with_context(|| format!("reading the mask {}", path.display()))?;
         let grid = &study.phases[i].volume.geometry;
         let d = m.geometry.max_corner_distance_mm(grid);
         if m.geometry.shape != grid.shape || d > 0.5 {
-            let apart = if m.geometry.shape == grid.shape { format!(", corners {d:.1} mm apart") } else { String::new() };
+            let apart =
+                if m.geometry.shape == grid.shape { format!(", corners {d:.1} mm apart") } else { String::new() };
             bail!(
                 "--warp-mask {}: the mask's grid ({:?} voxels) is not the {} phase's ({:?} voxels{apart}); give a mask drawn on that phase",
                 path.display(),
@@ -748,7 +927,12 @@ fn register_cmd(
     if let Some(series) = &series {
         for &i in moving_idx.iter().chain([&fi]) {
             if series[i].is_none() {
-                bail!("--dicom: could not find the DICOM series of the {} phase ({:?}) again under {}", slug(i), study.phases[i].description, paths[0].display());
+                bail!(
+                    "--dicom: could not find the DICOM series of the {} phase ({:?}) again under {}",
+                    slug(i),
+                    study.phases[i].description,
+                    paths[0].display()
+                );
             }
         }
     }
@@ -797,19 +981,30 @@ fn register_cmd(
             "report": r,
         });
         if let Some(series) = &series {
-            let (src, fixed_src) = (series[i].as_ref().context("source series")?, series[fi].as_ref().context("fixed series")?);
+            let (src, fixed_src) =
+                (series[i].as_ref().context("source series")?, series[fi].as_ref().context("fixed series")?);
             // same inputs and settings give the same UIDs; any change gives new ones
             let seed = format!("hepaview-register/{}/{}/{params:?}", src.series_uid, fixed_src.series_uid);
             // the fixed phase stays out of the name: phase detection reads descriptions
             let description = format!("{} registered", study.phases[i].description);
             let number = 1000 + src.series_number.unwrap_or(i as i64).clamp(0, 1_000_000) as u32;
-            let meta = hepaview::io::dicom_write::derived_meta(src, &fixed_src.frame_of_reference, &description, number, &seed)?;
+            let meta = hepaview::io::dicom_write::derived_meta(
+                src,
+                &fixed_src.frame_of_reference,
+                &description,
+                number,
+                &seed,
+            )?;
             let dir = out.join("dicom").join(format!("{}_registered", slug(i)));
             let files = hepaview::io::dicom_write::write_ct_series(&reg.warped, &meta, &dir)?;
             entry["dicom"] = serde_json::json!({ "folder": format!("dicom/{}_registered", slug(i)), "files": files.len(), "series_uid": meta.series_uid });
         }
         for (_, m) in moving_masks.iter().filter(|(mi, _)| *mi == i) {
-            let warped = if extra.label_linear { register::warp::warp_labels_linear(m, &reg.field) } else { register::warp::warp_volume(m, &reg.field, hepaview::volume::Interp::Nearest, 0u8) };
+            let warped = if extra.label_linear {
+                register::warp::warp_labels_linear(m, &reg.field)
+            } else {
+                register::warp::warp_volume(m, &reg.field, hepaview::volume::Interp::Nearest, 0u8)
+            };
             let name = format!("{}_mask_registered.nii.gz", slug(i));
             nifti::write_volume(&warped, &out.join(&name))?;
             entry["mask"] = serde_json::json!({ "file": name, "interpolation": if extra.label_linear { "label-wise linear" } else { "nearest" } });
@@ -867,7 +1062,8 @@ pub fn phases_for(scan: &DicomScan, overrides: &[(usize, Phase)]) -> Vec<PhaseCa
 fn parse_overrides(raw: &[String]) -> Result<Vec<(usize, Phase)>> {
     raw.iter()
         .map(|s| {
-            let (n, p) = s.split_once('=').with_context(|| format!("--phase {s:?}: expected SERIES=PHASE, e.g. 2=arterial"))?;
+            let (n, p) =
+                s.split_once('=').with_context(|| format!("--phase {s:?}: expected SERIES=PHASE, e.g. 2=arterial"))?;
             let n: usize = n.trim().parse().with_context(|| format!("--phase {s:?}: {n:?} is not a series number"))?;
             let p: Phase = p.parse().map_err(anyhow::Error::msg)?;
             Ok((n, p))
@@ -880,9 +1076,24 @@ fn info(path: &Path, json: bool, raw_overrides: &[String]) -> Result<()> {
         let (vol, warnings) = nifti::read_volume::<f32>(path)?;
         let g = &vol.geometry;
         if json {
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "path": path, "geometry": g, "warnings": warnings }))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({ "path": path, "geometry": g, "warnings": warnings })
+                )?
+            );
         } else {
-            println!("{}: NIfTI {}×{}×{} voxels, spacing {:.3}×{:.3}×{:.3} mm (x×y×z), origin LPS {:?}", path.display(), g.shape[2], g.shape[1], g.shape[0], g.spacing_mm[2], g.spacing_mm[1], g.spacing_mm[0], g.origin_mm);
+            println!(
+                "{}: NIfTI {}×{}×{} voxels, spacing {:.3}×{:.3}×{:.3} mm (x×y×z), origin LPS {:?}",
+                path.display(),
+                g.shape[2],
+                g.shape[1],
+                g.shape[0],
+                g.spacing_mm[2],
+                g.spacing_mm[1],
+                g.spacing_mm[0],
+                g.origin_mm
+            );
             for w in warnings {
                 println!("  ! {w}");
             }
@@ -903,15 +1114,26 @@ fn info(path: &Path, json: bool, raw_overrides: &[String]) -> Result<()> {
             .enumerate()
             .map(|(i, (s, p))| serde_json::json!({ "index": i, "series": series_summary(s), "phase": p }))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "root": scan.root, "files_seen": scan.files_seen, "series": series, "warnings": scan.warnings }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "root": scan.root, "files_seen": scan.files_seen, "series": series, "warnings": scan.warnings })
+            )?
+        );
         return Ok(());
     }
     println!("{}: {} files, {} studies, {} series", scan.root.display(), scan.files_seen, scan.studies.len(), n_series);
     let mut idx = 0;
     for study in &scan.studies {
         println!();
-        println!("Study {}  patient {:?} ({})  date {}  {}", study.study_uid, study.patient_name, study.patient_id, study.study_date, study.description);
-        println!("  {:>3} {:>4}  {:<28} {:<22} {:>13}  {:<22} encoding", "#", "ser", "description", "phase (confidence)", "size x·y·z", "spacing mm");
+        println!(
+            "Study {}  patient {:?} ({})  date {}  {}",
+            study.study_uid, study.patient_name, study.patient_id, study.study_date, study.description
+        );
+        println!(
+            "  {:>3} {:>4}  {:<28} {:<22} {:>13}  {:<22} encoding",
+            "#", "ser", "description", "phase (confidence)", "size x·y·z", "spacing mm"
+        );
         for s in &study.series {
             let p = &phases[idx];
             let g = &s.geometry;
@@ -980,7 +1202,9 @@ fn convert(path: &Path, series: Option<usize>, out: &Path) -> Result<()> {
     let chosen = match (series, all.len()) {
         (Some(i), n) if i < n => all[i],
         (None, 1) => all[0],
-        (Some(i), n) => bail!("series {i} asked for, but {} has {n} series (numbered from 0; see `hepaview info`)", path.display()),
+        (Some(i), n) => {
+            bail!("series {i} asked for, but {} has {n} series (numbered from 0; see `hepaview info`)", path.display())
+        }
         (None, n) => bail!("{} has {n} series; choose one with --series N (see `hepaview info`)", path.display()),
     };
     let pb = std::sync::Mutex::new(None::<ProgressBar>);

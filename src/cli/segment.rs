@@ -63,7 +63,13 @@ pub(crate) fn segment_cmd(a: SegmentArgs) -> Result<()> {
         }
     }
     let names: Vec<_> = study.phases.iter().map(|p| p.phase().as_str().to_string()).collect();
-    eprintln!("Model {} (U-Net {:?}, {} mm pixels); phases: {}", model_path.display(), model.config.features, model.config.spacing_mm, names.join(", "));
+    eprintln!(
+        "Model {} (U-Net {:?}, {} mm pixels); phases: {}",
+        model_path.display(),
+        model.config.features,
+        model.config.spacing_mm,
+        names.join(", ")
+    );
     let pb = progress_bar_1000();
     let report = |f: f32, m: &str| {
         pb.set_position((f.clamp(0.0, 1.0) * 1000.0) as u64);
@@ -71,23 +77,47 @@ pub(crate) fn segment_cmd(a: SegmentArgs) -> Result<()> {
         true
     };
     let t0 = Instant::now();
-    let opts = InferOptions { refine_edges: !a.no_refine, register: !a.no_register, search_lesions: !a.no_lesion_search, ..InferOptions::default() };
+    let opts = InferOptions {
+        refine_edges: !a.no_refine,
+        register: !a.no_register,
+        search_lesions: !a.no_lesion_search,
+        ..InferOptions::default()
+    };
     let result = segment::segment_phases_live(&model, &study, &opts, &report, None);
     pb.finish_and_clear();
     let segment::Segmentation { mask, searched } = result?;
     let secs = t0.elapsed().as_secs_f64();
     let voxel_ml = mask.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
     let count = |l: u8| mask.data.iter().filter(|&&v| v == l).count() as f64 * voxel_ml;
-    println!("Segmented in {secs:.2} s: liver {:.1} mL, tumour {:.1} mL (grid {:?})", count(1) + count(2), count(2), mask.geometry.shape);
+    println!(
+        "Segmented in {secs:.2} s: liver {:.1} mL, tumour {:.1} mL (grid {:?})",
+        count(1) + count(2),
+        count(2),
+        mask.geometry.shape
+    );
     for (voxels, c) in searched.iter().flat_map(|r| &r.added) {
-        println!("  added by the lesion search, not the network: {:.1} mL at [{:.0}, {:.0}, {:.0}] mm (LPS); check it", *voxels as f64 * voxel_ml, c[0], c[1], c[2]);
+        println!(
+            "  added by the lesion search, not the network: {:.1} mL at [{:.0}, {:.0}, {:.0}] mm (LPS); check it",
+            *voxels as f64 * voxel_ml,
+            c[0],
+            c[1],
+            c[2]
+        );
     }
     if let Some(t) = &a.truth {
         truth = Some(read_truth(t, &mask.geometry)?);
     }
     if let Some(t) = truth {
-        let t = if t.geometry.shape == mask.geometry.shape { t } else { t.resample_to(&mask.geometry, hepaview::volume::Interp::Nearest, 0) };
-        let tumour = if t.data.iter().any(|&v| v == 2) { format!("{:.4}", segment::dice(&mask, &t, 2)) } else { "n/a (the truth has no tumour)".into() };
+        let t = if t.geometry.shape == mask.geometry.shape {
+            t
+        } else {
+            t.resample_to(&mask.geometry, hepaview::volume::Interp::Nearest, 0)
+        };
+        let tumour = if t.data.iter().any(|&v| v == 2) {
+            format!("{:.4}", segment::dice(&mask, &t, 2))
+        } else {
+            "n/a (the truth has no tumour)".into()
+        };
         println!("Dice vs truth: liver (1+2) {:.4}, tumour (2) {tumour}", segment::dice_liver(&mask, &t));
     }
     // Detection per known lesion (phantom): found when any tumour voxel lies within its radius.
@@ -101,7 +131,12 @@ pub(crate) fn segment_cmd(a: SegmentArgs) -> Result<()> {
                 hit += (d2 <= l.radius_mm * l.radius_mm) as usize;
             }
         }
-        println!("lesion {:?} Ø {:.0} mm: {} ({hit} tumour voxels inside its sphere)", l.kind, 2.0 * l.radius_mm, if hit > 0 { "found" } else { "MISSED" });
+        println!(
+            "lesion {:?} Ø {:.0} mm: {} ({hit} tumour voxels inside its sphere)",
+            l.kind,
+            2.0 * l.radius_mm,
+            if hit > 0 { "found" } else { "MISSED" }
+        );
     }
     if let Some(out) = &a.out {
         nifti::write_volume(&mask, out).with_context(|| format!("writing {}", out.display()))?;
@@ -117,7 +152,9 @@ fn read_truth(path: &std::path::Path, grid: &hepaview::volume::Geometry) -> Resu
     if name.ends_with(".nii") || name.ends_with(".nii.gz") {
         return Ok(nifti::read_mask(path).with_context(|| format!("reading the truth mask {}", path.display()))?.0);
     }
-    let seg = hepaview::io::seg::read_seg(path, Some(grid)).with_context(|| format!("reading the truth mask {} (neither .nii nor .nii.gz, so read as DICOM SEG)", path.display()))?;
+    let seg = hepaview::io::seg::read_seg(path, Some(grid)).with_context(|| {
+        format!("reading the truth mask {} (neither .nii nor .nii.gz, so read as DICOM SEG)", path.display())
+    })?;
     let (mask, overlaps) = seg.label_mask();
     if overlaps > 0 {
         eprintln!("! {}: {overlaps} voxels claimed by more than one segment; the later segment wins", path.display());
@@ -155,7 +192,10 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
         bail!("{} already exists; choose another output name, or --force to replace it (Hepaview never overwrites files unasked)", a.out.display());
     }
     if !(a.learning_rate.is_finite() && a.learning_rate > 0.0) {
-        bail!("--learning-rate {}: give a positive number (2e-3 from scratch, about 5e-4 to fine-tune)", a.learning_rate);
+        bail!(
+            "--learning-rate {}: give a positive number (2e-3 from scratch, about 5e-4 to fine-tune)",
+            a.learning_rate
+        );
     }
     let config = match &a.init {
         Some(init) => {
@@ -163,12 +203,22 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
                 bail!("--out {} is the --init file; write the fine-tuned weights to another file", a.out.display());
             }
             // the network is the file's: --features and --spacing-mm do not apply
-            let (config, _) = segment::read_checkpoint(init).with_context(|| format!("reading the --init weights {}", init.display()))?;
-            eprintln!("Starting from {} (U-Net {:?}, {} mm pixels)", init.display(), config.features, config.spacing_mm);
+            let (config, _) = segment::read_checkpoint(init)
+                .with_context(|| format!("reading the --init weights {}", init.display()))?;
+            eprintln!(
+                "Starting from {} (U-Net {:?}, {} mm pixels)",
+                init.display(),
+                config.features,
+                config.spacing_mm
+            );
             config
         }
         None => {
-            let features: Vec<usize> = a.features.split(',').map(|f| f.trim().parse().with_context(|| format!("--features: {f:?} is not a whole number"))).collect::<Result<_>>()?;
+            let features: Vec<usize> = a
+                .features
+                .split(',')
+                .map(|f| f.trim().parse().with_context(|| format!("--features: {f:?} is not a whole number")))
+                .collect::<Result<_>>()?;
             UNetConfig { features, spacing_mm: a.spacing_mm, ..UNetConfig::default() }
         }
     };
@@ -181,30 +231,50 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
         cases.extend(synth::cases_from_pairs(&pairs, config.spacing_mm, multiple)?);
     }
     if !a.label_maps.is_empty() {
-        let liver: Vec<u8> = a.liver_class.split(',').map(|c| c.trim().parse().with_context(|| format!("--liver-class: {c:?} is not a label number 0-255"))).collect::<Result<_>>()?;
+        let liver: Vec<u8> = a
+            .liver_class
+            .split(',')
+            .map(|c| c.trim().parse().with_context(|| format!("--liver-class: {c:?} is not a label number 0-255")))
+            .collect::<Result<_>>()?;
         for (m, spec) in a.label_maps.iter().enumerate() {
             let Some((ct_path, lab_path)) = spec.split_once(',') else {
                 bail!("--label-map {spec:?}: give the CT and its label map as CT.nii.gz,LABELS.nii.gz");
             };
-            let (ct, _) = nifti::read_ct(std::path::Path::new(ct_path)).with_context(|| format!("reading the --label-map CT {ct_path}"))?;
-            let (labels, _) = nifti::read_mask(std::path::Path::new(lab_path)).with_context(|| format!("reading the --label-map labels {lab_path}"))?;
+            let (ct, _) = nifti::read_ct(std::path::Path::new(ct_path))
+                .with_context(|| format!("reading the --label-map CT {ct_path}"))?;
+            let (labels, _) = nifti::read_mask(std::path::Path::new(lab_path))
+                .with_context(|| format!("reading the --label-map labels {lab_path}"))?;
             if !labels.data.iter().any(|c| liver.contains(c)) {
                 bail!("--label-map {lab_path}: no voxel has a liver class {:?}; set --liver-class", liver);
             }
-            let name = std::path::Path::new(ct_path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name =
+                std::path::Path::new(ct_path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             eprintln!("Synthesising {} cases from {ct_path} and {lab_path}…", a.label_map_cases);
             let made: Vec<TrainCase> = (0..a.label_map_cases)
                 .into_par_iter()
                 .map(|i| {
                     let style = [LabelMapStyle::Real, LabelMapStyle::Offsets, LabelMapStyle::Means][i % 3];
-                    synth::label_map_case(&name, &ct, &labels, &liver, style, 5000 + a.seed * 10_000 + (m * 1000 + i) as u64, config.spacing_mm, multiple, a.recipe)
+                    synth::label_map_case(
+                        &name,
+                        &ct,
+                        &labels,
+                        &liver,
+                        style,
+                        5000 + a.seed * 10_000 + (m * 1000 + i) as u64,
+                        config.spacing_mm,
+                        multiple,
+                        a.recipe,
+                    )
                 })
                 .collect();
             cases.extend(made);
         }
     }
     if a.synthetic > 0 {
-        eprintln!("Making {} synthetic phantom cases (half own contrast, half randomised per-label intensities)…", a.synthetic);
+        eprintln!(
+            "Making {} synthetic phantom cases (half own contrast, half randomised per-label intensities)…",
+            a.synthetic
+        );
         // Seeds from 1000 up: the demo (seed 48) and the evaluation seeds (below 1000) stay out.
         let made: Vec<TrainCase> = (0..a.synthetic)
             .into_par_iter()
@@ -230,12 +300,7 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
     if val.is_empty() && train.len() > 1 {
         val.push(train.pop().expect("len > 1"));
     }
-    eprintln!(
-        "{} training / {} validation cases ready in {:.1} s",
-        train.len(),
-        val.len(),
-        t0.elapsed().as_secs_f64()
-    );
+    eprintln!("{} training / {} validation cases ready in {:.1} s", train.len(), val.len(), t0.elapsed().as_secs_f64());
     let opts = TrainOptions {
         config,
         batch: a.batch,
@@ -283,8 +348,12 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
     };
     let (_, report) = segment::train(&train, &val, &opts, &progress)?;
     pb.finish_and_clear();
-    let json = a.out.with_file_name(format!("{}.train.json", a.out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()));
-    std::fs::write(&json, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", json.display()))?;
+    let json = a.out.with_file_name(format!(
+        "{}.train.json",
+        a.out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    ));
+    std::fs::write(&json, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", json.display()))?;
     println!(
         "Trained {} steps in {:.1} min; best validation liver Dice {:.4} (epoch {}) → {}; history in {}",
         report.steps,

@@ -86,7 +86,8 @@ impl Step {
                 StoredBrick { id, len: d.before.len() as u32, deflated }
             })
             .collect();
-        let bytes = bricks.iter().map(|b| b.deflated.len() + std::mem::size_of::<StoredBrick>()).sum::<usize>() + std::mem::size_of::<Step>();
+        let bytes = bricks.iter().map(|b| b.deflated.len() + std::mem::size_of::<StoredBrick>()).sum::<usize>()
+            + std::mem::size_of::<Step>();
         Step { shape, bricks, bytes, changed }
     }
 
@@ -200,7 +201,11 @@ impl History {
     }
 
     /// Runs a tool on `mask` and records its diff: `history.apply(&mut mask, |m| tool(m, …))`.
-    pub fn apply<E>(&mut self, mask: &mut Mask, tool: impl FnOnce(&mut Mask) -> Result<EditDiff, E>) -> Result<Touched, E> {
+    pub fn apply<E>(
+        &mut self,
+        mask: &mut Mask,
+        tool: impl FnOnce(&mut Mask) -> Result<EditDiff, E>,
+    ) -> Result<Touched, E> {
         let diff = tool(mask)?;
         Ok(self.record(diff))
     }

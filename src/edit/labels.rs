@@ -204,7 +204,10 @@ impl LabelTable {
         for l in &self.labels {
             let a = l.rgba[3] as f32 / 255.0 * l.opacity;
             let name = l.name.replace('"', "'");
-            s.push_str(&format!("{:5} {:5} {:4} {:4} {:8.4} {:2} {:2}    \"{}\"\n", l.value, l.rgba[0], l.rgba[1], l.rgba[2], a, l.visible as u8, l.visible as u8, name));
+            s.push_str(&format!(
+                "{:5} {:5} {:4} {:4} {:8.4} {:2} {:2}    \"{}\"\n",
+                l.value, l.rgba[0], l.rgba[1], l.rgba[2], a, l.visible as u8, l.visible as u8, name
+            ));
         }
         let locked: Vec<String> = self.labels.iter().filter(|l| l.locked).map(|l| l.value.to_string()).collect();
         if !locked.is_empty() {
@@ -228,7 +231,9 @@ impl LabelTable {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let bad_line = |hint: &str| super::bad("label description line", format!("{what}:{}: {line}", n + 1), hint.to_string());
+            let bad_line = |hint: &str| {
+                super::bad("label description line", format!("{what}:{}: {line}", n + 1), hint.to_string())
+            };
             let (fields, name) = match line.find('"') {
                 Some(q) => (&line[..q], line[q + 1..].trim_end().trim_end_matches('"')),
                 None => return Err(bad_line("expected IDX R G B A VIS MSH \"name\"")),
@@ -237,7 +242,8 @@ impl LabelTable {
             if f.len() != 7 {
                 return Err(bad_line("expected 7 numbers before the quoted name"));
             }
-            let int = |s: &str| s.parse::<u8>().map_err(|_| bad_line("IDX, R, G, B, VIS and MSH are whole numbers 0…255"));
+            let int =
+                |s: &str| s.parse::<u8>().map_err(|_| bad_line("IDX, R, G, B, VIS and MSH are whole numbers 0…255"));
             let value = int(f[0])?;
             if value == 0 {
                 continue;
@@ -373,7 +379,9 @@ mod tests {
         assert_eq!(t.get(4).unwrap().rgba, [1, 2, 3, 255]);
         assert!(t.rename(9, "x").is_err());
         assert!(t.set_opacity(1, 1.5).is_err());
-        assert!(t.insert(Label { value: 0, name: "bg".into(), rgba: [0; 4], opacity: 1.0, visible: true, locked: false }).is_err());
+        assert!(t
+            .insert(Label { value: 0, name: "bg".into(), rgba: [0; 4], opacity: 1.0, visible: true, locked: false })
+            .is_err());
         t.remove(2);
         assert_eq!(t.add("tumour again", None).unwrap(), 2);
         let values: Vec<u8> = t.labels().iter().map(|l| l.value).collect();

@@ -126,7 +126,10 @@ impl VoxelBox {
     /// The smallest box holding every voxel of `data` that `keep` accepts, or `None`.
     /// Scans slabs in parallel and each row from both ends, so a mostly empty mask costs
     /// little more than reading it.
-    pub fn enclosing<T: Copy + Sync>(data: ndarray::ArrayView3<'_, T>, keep: impl Fn(T) -> bool + Sync) -> Option<VoxelBox> {
+    pub fn enclosing<T: Copy + Sync>(
+        data: ndarray::ArrayView3<'_, T>,
+        keep: impl Fn(T) -> bool + Sync,
+    ) -> Option<VoxelBox> {
         use ndarray::Axis;
         use rayon::prelude::*;
         let per_slab: Vec<Option<VoxelBox>> = data
@@ -188,7 +191,14 @@ impl BrickGrid {
         let by = (id / self.counts[2]) % self.counts[1];
         let bz = id / (self.counts[2] * self.counts[1]);
         let lo = [bz * BRICK, by * BRICK, bx * BRICK];
-        VoxelBox { lo, hi: [(lo[0] + BRICK).min(self.shape[0]), (lo[1] + BRICK).min(self.shape[1]), (lo[2] + BRICK).min(self.shape[2])] }
+        VoxelBox {
+            lo,
+            hi: [
+                (lo[0] + BRICK).min(self.shape[0]),
+                (lo[1] + BRICK).min(self.shape[1]),
+                (lo[2] + BRICK).min(self.shape[2]),
+            ],
+        }
     }
 }
 

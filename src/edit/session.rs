@@ -239,7 +239,8 @@ impl Session {
             },
             Err(source) => return Err(SessionError::Io { path: manifest_path, dir: dir.to_path_buf(), source }),
         };
-        let mut s = Session { dir: dir.to_path_buf(), manifest, snapshot: None, seq: 0, journal_records: 0, torn_tail: false };
+        let mut s =
+            Session { dir: dir.to_path_buf(), manifest, snapshot: None, seq: 0, journal_records: 0, torn_tail: false };
         s.manifest.study_path = study.to_path_buf();
         if let Some(h) = s.read_snapshot_header()? {
             s.snapshot = Some((h.geometry.shape, h.last_seq));
@@ -322,7 +323,8 @@ impl Session {
     }
 
     fn write_manifest(&self) -> Result<(), SessionError> {
-        let bytes = serde_json::to_vec_pretty(&self.manifest).map_err(|e| self.io(&self.dir.join(MANIFEST), io::Error::other(e)))?;
+        let bytes = serde_json::to_vec_pretty(&self.manifest)
+            .map_err(|e| self.io(&self.dir.join(MANIFEST), io::Error::other(e)))?;
         self.write_atomic(MANIFEST, &bytes)
     }
 
@@ -380,7 +382,8 @@ impl Session {
     }
 
     fn start_journal(&mut self, shape: [usize; 3]) -> Result<(), SessionError> {
-        let json = serde_json::to_vec(&JournalHeader { shape, base_seq: self.seq }).map_err(|e| self.io(&self.journal_path(), io::Error::other(e)))?;
+        let json = serde_json::to_vec(&JournalHeader { shape, base_seq: self.seq })
+            .map_err(|e| self.io(&self.journal_path(), io::Error::other(e)))?;
         let mut bytes = Vec::new();
         bytes.extend_from_slice(JOURNAL_MAGIC);
         bytes.extend_from_slice(&(json.len() as u32).to_le_bytes());
@@ -484,7 +487,9 @@ impl Session {
         let path = self.snapshot_path();
         let bytes = match fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(SessionError::NothingToRestore { dir: self.dir.clone() }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(SessionError::NothingToRestore { dir: self.dir.clone() })
+            }
             Err(e) => return Err(self.io(&path, e)),
         };
         let (header, body) = self.parse_snapshot(&path, &bytes)?;
@@ -604,7 +609,8 @@ impl Session {
         let mut scan = JournalScan { shape: None, records: Vec::new(), last: None, newer: 0, good_len: 0, torn: false };
         // header
         let hlen = bytes.get(8..12).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
-        let header_ok = bytes.len() >= 16 && &bytes[..8] == JOURNAL_MAGIC && hlen.is_some_and(|h| bytes.len() >= 16 + h);
+        let header_ok =
+            bytes.len() >= 16 && &bytes[..8] == JOURNAL_MAGIC && hlen.is_some_and(|h| bytes.len() >= 16 + h);
         if !header_ok {
             // a journal whose header never made it to disk holds no records
             scan.torn = !bytes.is_empty();
@@ -616,7 +622,8 @@ impl Session {
             scan.torn = true;
             return Ok(Some(scan));
         }
-        let jh: JournalHeader = serde_json::from_slice(&bytes[12..12 + hlen]).map_err(|e| self.corrupt(&path, e.to_string()))?;
+        let jh: JournalHeader =
+            serde_json::from_slice(&bytes[12..12 + hlen]).map_err(|e| self.corrupt(&path, e.to_string()))?;
         scan.shape = Some(jh.shape);
         let mut at = 16 + hlen;
         scan.good_len = at as u64;

@@ -75,7 +75,10 @@ pub fn transfer_syntax_name(uid: &str) -> (&'static str, bool) {
 }
 
 fn is_lossy(uid: &str) -> bool {
-    matches!(uid.trim_end_matches('\0'), "1.2.840.10008.1.2.4.50" | "1.2.840.10008.1.2.4.51" | "1.2.840.10008.1.2.4.81" | "1.2.840.10008.1.2.4.91")
+    matches!(
+        uid.trim_end_matches('\0'),
+        "1.2.840.10008.1.2.4.50" | "1.2.840.10008.1.2.4.51" | "1.2.840.10008.1.2.4.81" | "1.2.840.10008.1.2.4.91"
+    )
 }
 
 /// What a non-image SOP class is, in words.
@@ -289,7 +292,10 @@ pub fn scan(root: &Path, progress: Progress) -> Result<DicomScan, DicomError> {
     if studies.is_empty() {
         let mut hint = String::new();
         if !skipped_reasons.is_empty() {
-            hint = format!("; skipped: {}", skipped_reasons.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", "));
+            hint = format!(
+                "; skipped: {}",
+                skipped_reasons.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ")
+            );
         }
         if let Some(w) = warnings.first() {
             hint.push_str(&format!("; first problem: {w}"));
@@ -364,16 +370,23 @@ fn sniff(path: &Path) -> Result<Layout, DicomError> {
     if n >= 132 && &head[128..132] != b"DICM" && head[..128].iter().all(|&b| b == 0) {
         return Err(DicomError::NotDicom {
             path: path.to_path_buf(),
-            why: format!("a 128-byte preamble is followed by {:?} instead of \"DICM\"", String::from_utf8_lossy(&head[128..132])),
+            why: format!(
+                "a 128-byte preamble is followed by {:?} instead of \"DICM\"",
+                String::from_utf8_lossy(&head[128..132])
+            ),
         });
     }
-    Err(DicomError::NotDicom { path: path.to_path_buf(), why: "no DICM marker and no recognisable DICOM dataset at the start".into() })
+    Err(DicomError::NotDicom {
+        path: path.to_path_buf(),
+        why: "no DICM marker and no recognisable DICOM dataset at the start".into(),
+    })
 }
 
 /// Opens a file fully (`until_pixels = false`) or up to its pixel data.
 fn open(path: &Path, until_pixels: bool) -> Result<DefaultDicomObject, DicomError> {
     let layout = sniff(path)?;
-    let read_err = |e: dicom_object::ReadError| DicomError::Read { path: path.to_path_buf(), message: flatten_error(&e) };
+    let read_err =
+        |e: dicom_object::ReadError| DicomError::Read { path: path.to_path_buf(), message: flatten_error(&e) };
     match layout {
         Layout::Part10 | Layout::MetaNoPreamble => {
             let mut opts = OpenFileOptions::new();
@@ -393,8 +406,10 @@ fn open(path: &Path, until_pixels: bool) -> Result<DefaultDicomObject, DicomErro
             } else {
                 dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN.erased()
             };
-            let mut file = std::fs::File::open(path).map_err(|source| DicomError::Io { path: path.to_path_buf(), source })?;
-            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset)).map_err(|source| DicomError::Io { path: path.to_path_buf(), source })?;
+            let mut file =
+                std::fs::File::open(path).map_err(|source| DicomError::Io { path: path.to_path_buf(), source })?;
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))
+                .map_err(|source| DicomError::Io { path: path.to_path_buf(), source })?;
             let obj = InMemDicomObject::read_dataset_with_ts(std::io::BufReader::new(file), &ts).map_err(read_err)?;
             let sop_class = get_str(&obj, tags::SOP_CLASS_UID).unwrap_or_else(|| "1.2.840.10008.5.1.4.1.1.2".into());
             let sop_inst = get_str(&obj, tags::SOP_INSTANCE_UID).unwrap_or_else(|| "2.25.0".into());
@@ -464,21 +479,26 @@ fn frame_attr<T>(
 fn read_header(path: &Path) -> Result<FileHeader, DicomError> {
     let obj = open(path, true)?;
     let transfer_syntax = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
-    let sop_class = get_str(&obj, tags::SOP_CLASS_UID).unwrap_or_else(|| obj.meta().media_storage_sop_class_uid().trim_end_matches('\0').to_string());
+    let sop_class = get_str(&obj, tags::SOP_CLASS_UID)
+        .unwrap_or_else(|| obj.meta().media_storage_sop_class_uid().trim_end_matches('\0').to_string());
     if let Some(what) = non_image_sop_class(&sop_class) {
         return Err(DicomError::NotAnImage { path: path.to_path_buf(), what: what.into() });
     }
     let (rows, columns) = match (get_int(&obj, tags::ROWS), get_int(&obj, tags::COLUMNS)) {
         (Some(r), Some(c)) if r > 0 && c > 0 => (r as usize, c as usize),
         _ => {
-            return Err(DicomError::NotAnImage { path: path.to_path_buf(), what: "no Rows/Columns, so no pixel data to show".into() })
+            return Err(DicomError::NotAnImage {
+                path: path.to_path_buf(),
+                what: "no Rows/Columns, so no pixel data to show".into(),
+            })
         }
     };
     let pixel = PixelFormat {
         rows,
         columns,
         bits_allocated: get_int(&obj, tags::BITS_ALLOCATED).unwrap_or(16) as u16,
-        bits_stored: get_int(&obj, tags::BITS_STORED).or_else(|| get_int(&obj, tags::BITS_ALLOCATED)).unwrap_or(16) as u16,
+        bits_stored: get_int(&obj, tags::BITS_STORED).or_else(|| get_int(&obj, tags::BITS_ALLOCATED)).unwrap_or(16)
+            as u16,
         signed: get_int(&obj, tags::PIXEL_REPRESENTATION).unwrap_or(0) == 1,
         samples_per_pixel: get_int(&obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1) as u16,
     };
@@ -488,16 +508,27 @@ fn read_header(path: &Path) -> Result<FileHeader, DicomError> {
     let mut frames = Vec::with_capacity(n_frames);
     for f in 0..n_frames {
         let pf = per_frame_items.and_then(|items| items.get(f));
-        let ipp = frame_attr(&obj, pf, shared, tags::PLANE_POSITION_SEQUENCE, |o| get_f64s(o, tags::IMAGE_POSITION_PATIENT));
-        let iop = frame_attr(&obj, pf, shared, tags::PLANE_ORIENTATION_SEQUENCE, |o| get_f64s(o, tags::IMAGE_ORIENTATION_PATIENT));
+        let ipp =
+            frame_attr(&obj, pf, shared, tags::PLANE_POSITION_SEQUENCE, |o| get_f64s(o, tags::IMAGE_POSITION_PATIENT));
+        let iop = frame_attr(&obj, pf, shared, tags::PLANE_ORIENTATION_SEQUENCE, |o| {
+            get_f64s(o, tags::IMAGE_ORIENTATION_PATIENT)
+        });
         let spacing = frame_attr(&obj, pf, shared, tags::PIXEL_MEASURES_SEQUENCE, |o| get_f64s(o, tags::PIXEL_SPACING))
             .or_else(|| get_f64s(&obj, tags::IMAGER_PIXEL_SPACING));
-        let thickness = frame_attr(&obj, pf, shared, tags::PIXEL_MEASURES_SEQUENCE, |o| get_f64(o, tags::SLICE_THICKNESS));
-        let slope = frame_attr(&obj, pf, shared, tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, |o| get_f64(o, tags::RESCALE_SLOPE));
-        let intercept =
-            frame_attr(&obj, pf, shared, tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, |o| get_f64(o, tags::RESCALE_INTERCEPT));
+        let thickness =
+            frame_attr(&obj, pf, shared, tags::PIXEL_MEASURES_SEQUENCE, |o| get_f64(o, tags::SLICE_THICKNESS));
+        let slope = frame_attr(&obj, pf, shared, tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, |o| {
+            get_f64(o, tags::RESCALE_SLOPE)
+        });
+        let intercept = frame_attr(&obj, pf, shared, tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, |o| {
+            get_f64(o, tags::RESCALE_INTERCEPT)
+        });
         let ipp = ipp.filter(|v| v.len() >= 3 && v.iter().all(|x| x.is_finite()));
-        let iop = iop.filter(|v| v.len() >= 6 && v.iter().all(|x| x.is_finite()) && norm(cross([v[0], v[1], v[2]], [v[3], v[4], v[5]])) > 1e-3);
+        let iop = iop.filter(|v| {
+            v.len() >= 6
+                && v.iter().all(|x| x.is_finite())
+                && norm(cross([v[0], v[1], v[2]], [v[3], v[4], v[5]])) > 1e-3
+        });
         let placed = ipp.is_some() && iop.is_some();
         // Without a position the slice can still be shown, but not placed in the patient:
         // stack such slices by InstanceNumber (or frame) and say so.
@@ -616,14 +647,20 @@ fn is_native(ts: &str) -> bool {
 
 /// Bytes the uncompressed pixels of a file take.
 fn pixel_bytes(h: &FileHeader) -> u64 {
-    (h.pixel.rows as u64) * (h.pixel.columns as u64) * (h.pixel.samples_per_pixel.max(1) as u64) * (h.pixel.bits_allocated.max(8) as u64 / 8) * h.frames.len() as u64
+    (h.pixel.rows as u64)
+        * (h.pixel.columns as u64)
+        * (h.pixel.samples_per_pixel.max(1) as u64)
+        * (h.pixel.bits_allocated.max(8) as u64 / 8)
+        * h.frames.len() as u64
 }
 
 fn plan_series(files: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Option<SeriesInfo> {
     let mut series_warnings = Vec::new();
     let mut set_aside = Vec::new();
     let mut kept = Vec::new();
-    let is_sc = |h: &FileHeader| h.sop_class == "1.2.840.10008.5.1.4.1.1.7" || h.sop_class.starts_with("1.2.840.10008.5.1.4.1.1.7.");
+    let is_sc = |h: &FileHeader| {
+        h.sop_class == "1.2.840.10008.5.1.4.1.1.7" || h.sop_class.starts_with("1.2.840.10008.5.1.4.1.1.7.")
+    };
     // Screenshots mixed into a scan are set aside; a series made only of them is shown.
     let has_acquired = files.iter().any(|h| !is_sc(h));
     for h in files {
@@ -632,12 +669,19 @@ fn plan_series(files: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Option<Se
         } else if has_acquired && is_sc(&h) {
             Some("secondary capture (a screenshot, not a slice of the scan)".to_string())
         } else if h.pixel.samples_per_pixel != 1 {
-            Some(format!("colour image ({}, {} samples per pixel), not a CT slice", h.photometric, h.pixel.samples_per_pixel))
+            Some(format!(
+                "colour image ({}, {} samples per pixel), not a CT slice",
+                h.photometric, h.pixel.samples_per_pixel
+            ))
         } else if !matches!(h.pixel.bits_allocated, 8 | 16 | 32) {
             Some(format!("{} bits allocated per pixel is not a CT image layout", h.pixel.bits_allocated))
         } else if is_native(&h.transfer_syntax) && h.file_len < pixel_bytes(&h) {
             // uncompressed pixels must all be in the file: caught here without decoding
-            Some(format!("PixelData missing or truncated (the file is {} bytes; its pixels need {})", h.file_len, pixel_bytes(&h)))
+            Some(format!(
+                "PixelData missing or truncated (the file is {} bytes; its pixels need {})",
+                h.file_len,
+                pixel_bytes(&h)
+            ))
         } else {
             None
         };
@@ -654,7 +698,11 @@ fn plan_series(files: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Option<Se
         return None;
     }
     if !has_acquired {
-        series_warnings.push(Warning::new(&kept[0].path, "secondary capture series (derived images, not an acquisition)", "shown as stored; positions may be unknown"));
+        series_warnings.push(Warning::new(
+            &kept[0].path,
+            "secondary capture series (derived images, not an acquisition)",
+            "shown as stored; positions may be unknown",
+        ));
     }
     // Largest stack of compatible frames forms the volume; the rest are set aside by name.
     let mut stacks: HashMap<StackKey, Vec<(usize, usize)>> = HashMap::new();
@@ -687,7 +735,11 @@ fn plan_series(files: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Option<Se
     let normal = cross(row, col);
     let nn = norm(normal);
     if nn < 1e-6 {
-        warnings.push(Warning::new(&lead.path, "ImageOrientationPatient rows and columns are parallel", "series skipped"));
+        warnings.push(Warning::new(
+            &lead.path,
+            "ImageOrientationPatient rows and columns are parallel",
+            "series skipped",
+        ));
         return None;
     }
     let normal = [normal[0] / nn, normal[1] / nn, normal[2] / nn];
@@ -712,7 +764,11 @@ fn plan_series(files: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Option<Se
         unique.push(f);
     }
     for (path, (count, first)) in duplicates {
-        let frames_note = if count > 1 { format!("{count} frames at positions already taken by") } else { "same ImagePositionPatient as".into() };
+        let frames_note = if count > 1 {
+            format!("{count} frames at positions already taken by")
+        } else {
+            "same ImagePositionPatient as".into()
+        };
         series_warnings.push(Warning::new(
             &path,
             format!("duplicate slice position ({frames_note} {})", first.display()),
@@ -731,7 +787,11 @@ fn plan_series(files: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Option<Se
         ));
     }
     if frames.iter().any(|f| !f.spacing_known) {
-        series_warnings.push(Warning::new(&lead.path, "no PixelSpacing: 1 mm assumed", "distances and volumes are not in real millimetres"));
+        series_warnings.push(Warning::new(
+            &lead.path,
+            "no PixelSpacing: 1 mm assumed",
+            "distances and volumes are not in real millimetres",
+        ));
     }
     let origin = frames[0].position_mm;
     let offsets: Vec<f64> = frames.iter().map(|f| dot(normal, sub(f.position_mm, origin))).collect();
@@ -748,19 +808,28 @@ fn plan_series(files: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Option<Se
             *counts.entry(round_key(*s, 0.01)).or_default() += 1;
         }
         let common_key = counts.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))).map(|(k, _)| *k).unwrap_or(0);
-        let common = steps.iter().filter(|s| round_key(**s, 0.01) == common_key).sum::<f64>()
-            / counts[&common_key] as f64;
+        let common =
+            steps.iter().filter(|s| round_key(**s, 0.01) == common_key).sum::<f64>() / counts[&common_key] as f64;
         sz = common;
         let tol = (0.01 * common).max(0.005);
-        let uneven: Vec<usize> = steps.iter().enumerate().filter(|(_, s)| (**s - common).abs() > tol).map(|(i, _)| i).collect();
+        let uneven: Vec<usize> =
+            steps.iter().enumerate().filter(|(_, s)| (**s - common).abs() > tol).map(|(i, _)| i).collect();
         if !uneven.is_empty() {
             let gaps: Vec<String> = uneven
                 .iter()
                 .take(5)
-                .map(|&i| format!("{:.2} mm after {}", steps[i], frames[i].path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()))
+                .map(|&i| {
+                    format!(
+                        "{:.2} mm after {}",
+                        steps[i],
+                        frames[i].path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+                    )
+                })
                 .collect();
             let missing: f64 = uneven.iter().map(|&i| (steps[i] / common).round() - 1.0).filter(|m| *m > 0.0).sum();
-            let what = if missing > 0.0 && uneven.iter().all(|&i| ((steps[i] / common) - (steps[i] / common).round()).abs() < 0.05) {
+            let what = if missing > 0.0
+                && uneven.iter().all(|&i| ((steps[i] / common) - (steps[i] / common).round()).abs() < 0.05)
+            {
                 format!("gap: about {} slice(s) missing ({})", missing as usize, gaps.join("; "))
             } else {
                 format!("uneven slice steps ({})", gaps.join("; "))
@@ -794,7 +863,11 @@ fn plan_series(files: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Option<Se
         series_warnings.push(Warning::new(&lead.path, format!("gantry tilt {t:.2}° (single slice)"), ""));
     }
     if frames.len() == 1 {
-        series_warnings.push(Warning::new(&lead.path, "series has a single slice", "slice thickness used as the z voxel size"));
+        series_warnings.push(Warning::new(
+            &lead.path,
+            "series has a single slice",
+            "slice thickness used as the z voxel size",
+        ));
     }
     let mut tss: Vec<String> = kept.iter().map(|h| h.transfer_syntax.clone()).collect();
     tss.sort();
@@ -802,15 +875,32 @@ fn plan_series(files: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Option<Se
     for ts in &tss {
         let (name, ok) = transfer_syntax_name(ts);
         if !ok {
-            series_warnings.push(Warning::new(&lead.path, format!("pixel data in {name} ({ts}), which Hepaview cannot decode"), "convert it to an uncompressed or JPEG 2000 series (e.g. dcmdjpeg / gdcmconv) and load that"));
+            series_warnings.push(Warning::new(
+                &lead.path,
+                format!("pixel data in {name} ({ts}), which Hepaview cannot decode"),
+                "convert it to an uncompressed or JPEG 2000 series (e.g. dcmdjpeg / gdcmconv) and load that",
+            ));
         } else if is_lossy(ts) {
-            series_warnings.push(Warning::new(&lead.path, format!("lossy compression ({name}): HU values are approximate"), ""));
+            series_warnings.push(Warning::new(
+                &lead.path,
+                format!("lossy compression ({name}): HU values are approximate"),
+                "",
+            ));
         }
     }
     if lead.pixel.samples_per_pixel == 1 && lead.modality != "CT" && !lead.modality.is_empty() {
-        series_warnings.push(Warning::new(&lead.path, format!("modality {} is not CT; values are shown as stored × slope + intercept, not HU", lead.modality), ""));
+        series_warnings.push(Warning::new(
+            &lead.path,
+            format!("modality {} is not CT; values are shown as stored × slope + intercept, not HU", lead.modality),
+            "",
+        ));
     }
-    let geometry = Geometry { shape: [nz, lead.pixel.rows, lead.pixel.columns], spacing_mm: [sz.abs().max(1e-6), sy, sx], origin_mm: origin, direction: [row, col, direction_k] };
+    let geometry = Geometry {
+        shape: [nz, lead.pixel.rows, lead.pixel.columns],
+        spacing_mm: [sz.abs().max(1e-6), sy, sx],
+        origin_mm: origin,
+        direction: [row, col, direction_k],
+    };
     Some(SeriesInfo {
         study_uid: lead.study_uid.clone(),
         series_uid: lead.series_uid.clone(),
@@ -844,64 +934,90 @@ pub fn load_series(series: &SeriesInfo, progress: Progress) -> Result<(CtVolume,
     }
     let done = AtomicUsize::new(0);
     let clipped = AtomicUsize::new(0);
-    by_file.into_iter().collect::<Vec<_>>().into_par_iter().try_for_each(|(path, slabs)| -> Result<(), DicomError> {
-        let obj = open(path, false).map_err(|e| match e {
-            // the header was read in the scan, so a read failure now is in the pixel data
-            DicomError::Read { path, message } if message.contains("(7FE0,0010)") => {
-                let expected = rows * cols * (series.pixel.bits_allocated as usize / 8);
-                let file_len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                DicomError::PixelDataTruncated { path, detail: format!("the file is {file_len} bytes; one frame alone needs {expected}") }
-            }
-            other => other,
-        })?;
-        let ts = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
-        let (ts_name, supported) = transfer_syntax_name(&ts);
-        let decode_err = |message: String| DicomError::Decode { path: path.to_path_buf(), transfer_syntax: format!("{ts_name} ({ts})"), message };
-        if obj.get(tags::PIXEL_DATA).is_none() {
-            return Err(DicomError::NotAnImage { path: path.to_path_buf(), what: "no PixelData element".into() });
-        }
-        if !supported {
-            return Err(decode_err("this transfer syntax is not supported; convert the series to an uncompressed one".into()));
-        }
-        let pixel = file_pixel_format(&obj, series.pixel);
-        let frame_bytes = rows * cols * (pixel.bits_allocated as usize / 8);
-        let n_frames = get_int(&obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
-        check_encapsulated_length(&obj, path)?;
-        // dicom-rs 0.10's codecs can panic on corrupt streams (an RLE segment shorter than
-        // its header says, found by fuzzing); a bad file must give an error, not a crash.
-        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
-            .map_err(|_| decode_err("the decoder failed on corrupt compressed data".into()))?
-            .map_err(|e| {
-            let msg = flatten_error(&e);
-            if msg.contains("fewer bytes") || msg.contains("too short") || msg.contains("nsufficient") || msg.contains("out of bounds") {
-                DicomError::PixelDataTruncated { path: path.to_path_buf(), detail: format!("{} of {} bytes", raw_pixel_len(&obj), frame_bytes * n_frames) }
-            } else {
-                decode_err(msg)
-            }
-        })?;
-        let bytes = decoded.data();
-        let big_endian = ts == "1.2.840.10008.1.2.2" && pixel_data_is_raw_bytes(&obj);
-        for (z, mut slab) in slabs {
-            let frame = &series.frames[z];
-            let start = frame.frame as usize * frame_bytes;
-            let Some(src) = bytes.get(start..start + frame_bytes) else {
-                return Err(DicomError::PixelDataTruncated { path: path.to_path_buf(), detail: format!("{} of {} bytes", bytes.len(), frame_bytes * n_frames) });
+    by_file.into_iter().collect::<Vec<_>>().into_par_iter().try_for_each(
+        |(path, slabs)| -> Result<(), DicomError> {
+            let obj = open(path, false).map_err(|e| match e {
+                // the header was read in the scan, so a read failure now is in the pixel data
+                DicomError::Read { path, message } if message.contains("(7FE0,0010)") => {
+                    let expected = rows * cols * (series.pixel.bits_allocated as usize / 8);
+                    let file_len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                    DicomError::PixelDataTruncated {
+                        path,
+                        detail: format!("the file is {file_len} bytes; one frame alone needs {expected}"),
+                    }
+                }
+                other => other,
+            })?;
+            let ts = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
+            let (ts_name, supported) = transfer_syntax_name(&ts);
+            let decode_err = |message: String| DicomError::Decode {
+                path: path.to_path_buf(),
+                transfer_syntax: format!("{ts_name} ({ts})"),
+                message,
             };
-            let c = convert_frame(src, &pixel, big_endian, frame.rescale_slope, frame.rescale_intercept, &mut slab);
-            clipped.fetch_add(c, Ordering::Relaxed);
-            let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-            if !progress(d, n) {
-                return Err(DicomError::Cancelled);
+            if obj.get(tags::PIXEL_DATA).is_none() {
+                return Err(DicomError::NotAnImage { path: path.to_path_buf(), what: "no PixelData element".into() });
             }
-        }
-        Ok(())
-    })?;
+            if !supported {
+                return Err(decode_err(
+                    "this transfer syntax is not supported; convert the series to an uncompressed one".into(),
+                ));
+            }
+            let pixel = file_pixel_format(&obj, series.pixel);
+            let frame_bytes = rows * cols * (pixel.bits_allocated as usize / 8);
+            let n_frames = get_int(&obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
+            check_encapsulated_length(&obj, path)?;
+            // dicom-rs 0.10's codecs can panic on corrupt streams (an RLE segment shorter than
+            // its header says, found by fuzzing); a bad file must give an error, not a crash.
+            let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
+                .map_err(|_| decode_err("the decoder failed on corrupt compressed data".into()))?
+                .map_err(|e| {
+                    let msg = flatten_error(&e);
+                    if msg.contains("fewer bytes")
+                        || msg.contains("too short")
+                        || msg.contains("nsufficient")
+                        || msg.contains("out of bounds")
+                    {
+                        DicomError::PixelDataTruncated {
+                            path: path.to_path_buf(),
+                            detail: format!("{} of {} bytes", raw_pixel_len(&obj), frame_bytes * n_frames),
+                        }
+                    } else {
+                        decode_err(msg)
+                    }
+                })?;
+            let bytes = decoded.data();
+            let big_endian = ts == "1.2.840.10008.1.2.2" && pixel_data_is_raw_bytes(&obj);
+            for (z, mut slab) in slabs {
+                let frame = &series.frames[z];
+                let start = frame.frame as usize * frame_bytes;
+                let Some(src) = bytes.get(start..start + frame_bytes) else {
+                    return Err(DicomError::PixelDataTruncated {
+                        path: path.to_path_buf(),
+                        detail: format!("{} of {} bytes", bytes.len(), frame_bytes * n_frames),
+                    });
+                };
+                let c = convert_frame(src, &pixel, big_endian, frame.rescale_slope, frame.rescale_intercept, &mut slab);
+                clipped.fetch_add(c, Ordering::Relaxed);
+                let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                if !progress(d, n) {
+                    return Err(DicomError::Cancelled);
+                }
+            }
+            Ok(())
+        },
+    )?;
     let mut warnings = series.warnings.clone();
     let clipped = clipped.into_inner();
     if clipped > 0 {
-        warnings.push(Warning::new(&series.frames[0].path, format!("{clipped} voxels outside the 16-bit HU range"), "clamped to −32768…32767"));
+        warnings.push(Warning::new(
+            &series.frames[0].path,
+            format!("{clipped} voxels outside the 16-bit HU range"),
+            "clamped to −32768…32767",
+        ));
     }
-    let data = if series.resampled { resample_slices(&stack, &series.slice_offsets_mm, &series.geometry) } else { stack };
+    let data =
+        if series.resampled { resample_slices(&stack, &series.slice_offsets_mm, &series.geometry) } else { stack };
     Ok((Volume::new(data, series.geometry.clone()), warnings))
 }
 
@@ -955,7 +1071,10 @@ fn check_encapsulated_length(obj: &DefaultDicomObject, path: &Path) -> Result<()
     if let Some(dicom_core::value::Value::PixelSequence(seq)) = obj.get(tags::PIXEL_DATA).map(|e| e.value()) {
         let total: usize = seq.fragments().iter().map(|f| f.len()).sum();
         if total == 0 {
-            return Err(DicomError::PixelDataTruncated { path: path.to_path_buf(), detail: "no compressed fragments".into() });
+            return Err(DicomError::PixelDataTruncated {
+                path: path.to_path_buf(),
+                detail: "no compressed fragments".into(),
+            });
         }
         // A complete encapsulated PixelData ends with a sequence delimitation item
         // (FFFE,E0DD); a file cut inside its last fragment has none.
@@ -973,7 +1092,14 @@ fn check_encapsulated_length(obj: &DefaultDicomObject, path: &Path) -> Result<()
 }
 
 /// Stored values → HU, written into `out`. Returns how many voxels were clamped.
-fn convert_frame(src: &[u8], px: &PixelFormat, big_endian: bool, slope: f64, intercept: f64, out: &mut ArrayViewMut2<i16>) -> usize {
+fn convert_frame(
+    src: &[u8],
+    px: &PixelFormat,
+    big_endian: bool,
+    slope: f64,
+    intercept: f64,
+    out: &mut ArrayViewMut2<i16>,
+) -> usize {
     let bits = px.bits_stored.clamp(1, px.bits_allocated.max(1));
     let mask: u32 = if bits >= 32 { u32::MAX } else { (1u32 << bits) - 1 };
     let shift = 32 - bits as u32;
@@ -1014,7 +1140,11 @@ fn convert_frame(src: &[u8], px: &PixelFormat, big_endian: bool, slope: f64, int
         }
         _ => {
             for (o, c) in out.iter_mut().zip(src.chunks_exact(4)) {
-                let v = if big_endian { u32::from_be_bytes([c[0], c[1], c[2], c[3]]) } else { u32::from_le_bytes([c[0], c[1], c[2], c[3]]) };
+                let v = if big_endian {
+                    u32::from_be_bytes([c[0], c[1], c[2], c[3]])
+                } else {
+                    u32::from_le_bytes([c[0], c[1], c[2], c[3]])
+                };
                 put(o, raw(v));
             }
         }
@@ -1046,17 +1176,26 @@ fn resample_slices(stack: &Array3<i16>, offsets_mm: &[f64], g: &Geometry) -> Arr
 
 /// Scans `path` and loads its one series (or the series numbered `series_index` in scan
 /// order when there are several). Convenience for tests and the CLI.
-pub fn load_folder(path: &Path, series_index: Option<usize>) -> Result<(CtVolume, SeriesInfo, Vec<Warning>), DicomError> {
+pub fn load_folder(
+    path: &Path,
+    series_index: Option<usize>,
+) -> Result<(CtVolume, SeriesInfo, Vec<Warning>), DicomError> {
     let scan = scan(path, &no_progress)?;
     let all: Vec<&SeriesInfo> = scan.all_series().collect();
     let chosen = match (series_index, all.len()) {
         (Some(i), _) if i < all.len() => all[i],
         (None, 1) => all[0],
         (Some(i), n) => {
-            return Err(DicomError::Unsupported { path: path.to_path_buf(), what: format!("series {i} requested but only {n} found (numbered from 0)") })
+            return Err(DicomError::Unsupported {
+                path: path.to_path_buf(),
+                what: format!("series {i} requested but only {n} found (numbered from 0)"),
+            })
         }
         (None, n) => {
-            return Err(DicomError::Unsupported { path: path.to_path_buf(), what: format!("{n} series found; choose one with --series N (see `hepaview info`)") })
+            return Err(DicomError::Unsupported {
+                path: path.to_path_buf(),
+                what: format!("{n} series found; choose one with --series N (see `hepaview info`)"),
+            })
         }
     };
     let (vol, mut warnings) = load_series(chosen, &no_progress)?;

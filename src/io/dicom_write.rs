@@ -79,14 +79,21 @@ pub fn derived_meta(
         .open_file(&path)
         .map_err(|e| WriteError::Encode { path: path.clone(), message: format!("reading the source header: {e}") })?;
     let text = |tag| get_str(&obj, tag).unwrap_or_default();
-    let date = |tag| Some(text(tag)).filter(|d| d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit())).unwrap_or_default();
+    let date =
+        |tag| Some(text(tag)).filter(|d| d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit())).unwrap_or_default();
     let time = |tag| {
         let t = text(tag);
         let hms: String = t.split('.').next().unwrap_or("").chars().take(6).collect();
-        if hms.len() == 6 && hms.bytes().all(|b| b.is_ascii_digit()) { hms } else { "000000".to_string() }
+        if hms.len() == 6 && hms.bytes().all(|b| b.is_ascii_digit()) {
+            hms
+        } else {
+            "000000".to_string()
+        }
     };
     let sex = Some(text(tags::PATIENT_SEX)).filter(|s| matches!(s.as_str(), "M" | "F" | "O")).unwrap_or_default();
-    let study_date = Some(date(tags::STUDY_DATE)).filter(|d| !d.is_empty()).or_else(|| Some(date(tags::SERIES_DATE)).filter(|d| !d.is_empty()));
+    let study_date = Some(date(tags::STUDY_DATE))
+        .filter(|d| !d.is_empty())
+        .or_else(|| Some(date(tags::SERIES_DATE)).filter(|d| !d.is_empty()));
     Ok(SeriesMeta {
         patient_name: text(tags::PATIENT_NAME),
         patient_id: text(tags::PATIENT_ID),
@@ -136,7 +143,9 @@ pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 
 /// A DICOM date (`YYYYMMDD`) moved by `days`; `None` when `date` is not one.
 pub fn add_days(date: &str, days: i64) -> Option<String> {
-    let field = |r: std::ops::Range<usize>| date.get(r).filter(|s| s.bytes().all(|b| b.is_ascii_digit())).and_then(|s| s.parse::<i64>().ok());
+    let field = |r: std::ops::Range<usize>| {
+        date.get(r).filter(|s| s.bytes().all(|b| b.is_ascii_digit())).and_then(|s| s.parse::<i64>().ok())
+    };
     let (y, m, d) = (field(0..4)?, field(4..6)?, field(6..8)?);
     if date.len() != 8 || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
@@ -207,12 +216,15 @@ pub fn write_ct_series(vol: &CtVolume, meta: &SeriesMeta, dir: &Path) -> Result<
     g.validate().map_err(|reason| WriteError::InvalidVolume { reason })?;
     let [nz, ny, nx] = g.shape;
     if ny > u16::MAX as usize || nx > u16::MAX as usize {
-        return Err(WriteError::InvalidVolume { reason: format!("slices of {ny}×{nx} exceed DICOM's 65535 rows/columns") });
+        return Err(WriteError::InvalidVolume {
+            reason: format!("slices of {ny}×{nx} exceed DICOM's 65535 rows/columns"),
+        });
     }
     let (row, col) = (g.direction[0], g.direction[1]);
     if dot(row, col).abs() > 1e-4 {
         return Err(WriteError::InvalidVolume {
-            reason: "row and column directions are not perpendicular, which ImageOrientationPatient cannot express".into(),
+            reason: "row and column directions are not perpendicular, which ImageOrientationPatient cannot express"
+                .into(),
         });
     }
     let normal = cross(row, col);
@@ -297,7 +309,14 @@ pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
 fn common_elements(vol: &CtVolume, meta: &SeriesMeta, step_mm: f64) -> Vec<DataElement<InMemDicomObject>> {
     let g = &vol.geometry;
     let [_, ny, nx] = g.shape;
-    let iop = [g.direction[0][0], g.direction[0][1], g.direction[0][2], g.direction[1][0], g.direction[1][1], g.direction[1][2]];
+    let iop = [
+        g.direction[0][0],
+        g.direction[0][1],
+        g.direction[0][2],
+        g.direction[1][0],
+        g.direction[1][1],
+        g.direction[1][2],
+    ];
     let s = |tag: Tag, vr: VR, v: &str| DataElement::new(tag, vr, PrimitiveValue::from(v));
     let us = |tag: Tag, v: u16| DataElement::new(tag, VR::US, PrimitiveValue::from(v));
     let strs = |tag: Tag, vr: VR, vs: &[&str]| {
@@ -410,12 +429,16 @@ fn validate_meta(m: &SeriesMeta) -> Result<(), WriteError> {
     ] {
         let ok = !uid.is_empty()
             && uid.len() <= 64
-            && uid.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) && (c == "0" || !c.starts_with('0')));
+            && uid
+                .split('.')
+                .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) && (c == "0" || !c.starts_with('0')));
         if !ok {
             return bad(field, uid, "a UID is dot-separated numbers without leading zeros, at most 64 characters; make one with uid_from(seed)");
         }
     }
-    for (field, date, required) in [("study_date", &m.study_date, true), ("patient_birth_date", &m.patient_birth_date, false)] {
+    for (field, date, required) in
+        [("study_date", &m.study_date, true), ("patient_birth_date", &m.patient_birth_date, false)]
+    {
         let ok = (date.is_empty() && !required) || (date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit()));
         if !ok {
             return bad(field, date, "dates are written YYYYMMDD");
@@ -423,7 +446,10 @@ fn validate_meta(m: &SeriesMeta) -> Result<(), WriteError> {
     }
     for (field, time) in [("study_time", &m.study_time), ("acquisition_time", &m.acquisition_time)] {
         let (hms, frac) = time.split_once('.').unwrap_or((time.as_str(), ""));
-        let ok = hms.len() == 6 && hms.bytes().all(|b| b.is_ascii_digit()) && frac.len() <= 6 && frac.bytes().all(|b| b.is_ascii_digit());
+        let ok = hms.len() == 6
+            && hms.bytes().all(|b| b.is_ascii_digit())
+            && frac.len() <= 6
+            && frac.bytes().all(|b| b.is_ascii_digit());
         if !ok {
             return bad(field, time, "times are written HHMMSS or HHMMSS.FFFFFF");
         }
@@ -519,7 +545,8 @@ mod tests {
     #[test]
     fn writes_readable_slices_and_refuses_overwrite() {
         let g = Geometry::axis_aligned([3, 4, 5], [2.5, 1.5, 1.2], [-10.0, 20.0, -300.0]);
-        let data = ndarray::Array3::from_shape_fn(g.shape, |(k, j, i)| (k as i16 * 100 - j as i16 * 10 + i as i16) - 50);
+        let data =
+            ndarray::Array3::from_shape_fn(g.shape, |(k, j, i)| (k as i16 * 100 - j as i16 * 10 + i as i16) - 50);
         let vol = Volume::new(data.clone(), g.clone());
         let dir = tempfile::tempdir().unwrap();
         let paths = write_ct_series(&vol, &meta(), dir.path()).unwrap();

@@ -68,7 +68,8 @@ fn check_size_plausible(path: &Path) -> Result<(), NiftiError> {
     let dims = h.dim().map_err(|e| NiftiError::Read { path: path.to_path_buf(), source: e })?;
     let voxels = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
     let bytes = voxels.and_then(|v| v.checked_mul((h.bitpix.max(8) as u64) / 8));
-    let file_len = std::fs::metadata(path).map_err(|source| NiftiError::Open { path: path.to_path_buf(), source })?.len();
+    let file_len =
+        std::fs::metadata(path).map_err(|source| NiftiError::Open { path: path.to_path_buf(), source })?.len();
     let capacity = if is_gz(path) { file_len.saturating_mul(1100) } else { file_len };
     match bytes {
         Some(b) if b <= capacity => Ok(()),
@@ -83,7 +84,9 @@ fn classify_read_error(path: &Path, e: nifti::NiftiError) -> NiftiError {
         }
         nifti::NiftiError::IncompatibleLength(..) => NiftiError::Truncated { path: path.to_path_buf() },
         // flate2 reports a gzip stream cut short as "invalid gzip header"/"corrupt deflate" too
-        nifti::NiftiError::Io(io) if io.kind() == std::io::ErrorKind::InvalidInput || io.kind() == std::io::ErrorKind::InvalidData => {
+        nifti::NiftiError::Io(io)
+            if io.kind() == std::io::ErrorKind::InvalidInput || io.kind() == std::io::ErrorKind::InvalidData =>
+        {
             NiftiError::Truncated { path: path.to_path_buf() }
         }
         _ => NiftiError::Read { path: path.to_path_buf(), source: e },
@@ -183,14 +186,16 @@ pub fn read_volume<T: nifti::DataElement + Clone>(path: &Path) -> Result<(Volume
     let obj = read_object(path)?;
     let mut warnings = Vec::new();
     let geometry = header_geometry(obj.header(), path, &mut warnings)?;
-    let dims: Vec<u16> = obj.header().dim().map_err(|e| NiftiError::Read { path: path.to_path_buf(), source: e })?.to_vec();
+    let dims: Vec<u16> =
+        obj.header().dim().map_err(|e| NiftiError::Read { path: path.to_path_buf(), source: e })?.to_vec();
     if dims.len() > 3 && dims[3..].iter().any(|&d| d > 1) {
         return Err(NiftiError::Unsupported {
             path: path.to_path_buf(),
             what: format!("{}-D image with dims {:?}; Hepaview reads one 3-D volume per file", dims.len(), dims),
         });
     }
-    let arr = obj.into_volume().into_ndarray::<T>().map_err(|e| NiftiError::Read { path: path.to_path_buf(), source: e })?;
+    let arr =
+        obj.into_volume().into_ndarray::<T>().map_err(|e| NiftiError::Read { path: path.to_path_buf(), source: e })?;
     let shape = arr.shape().to_vec();
     let (nx, ny, nz) = (shape[0], *shape.get(1).unwrap_or(&1), *shape.get(2).unwrap_or(&1));
     let arr = arr
@@ -216,7 +221,11 @@ pub fn read_ct(path: &Path) -> Result<(Volume<i16>, Vec<Warning>), NiftiError> {
         r.clamp(-32768.0, 32767.0) as i16
     });
     if clipped > 0 {
-        warnings.push(Warning::new(path, format!("{clipped} voxels outside the 16-bit HU range"), "clamped to −32768…32767"));
+        warnings.push(Warning::new(
+            path,
+            format!("{clipped} voxels outside the 16-bit HU range"),
+            "clamped to −32768…32767",
+        ));
     }
     Ok((Volume::new(data, v.geometry), warnings))
 }
@@ -239,14 +248,18 @@ pub fn read_field(path: &Path) -> Result<(Field, Vec<Warning>), NiftiError> {
     let obj = read_object(path)?;
     let mut warnings = Vec::new();
     let geometry = header_geometry(obj.header(), path, &mut warnings)?;
-    let dims: Vec<u16> = obj.header().dim().map_err(|e| NiftiError::Read { path: path.to_path_buf(), source: e })?.to_vec();
+    let dims: Vec<u16> =
+        obj.header().dim().map_err(|e| NiftiError::Read { path: path.to_path_buf(), source: e })?.to_vec();
     if dims.len() != 5 || dims[3] != 1 || dims[4] != 3 {
         return Err(NiftiError::Unsupported {
             path: path.to_path_buf(),
             what: format!("dims {:?} are not a 3-D field of 3-vectors [nx, ny, nz, 1, 3]", dims),
         });
     }
-    let arr = obj.into_volume().into_ndarray::<f32>().map_err(|e| NiftiError::Read { path: path.to_path_buf(), source: e })?;
+    let arr = obj
+        .into_volume()
+        .into_ndarray::<f32>()
+        .map_err(|e| NiftiError::Read { path: path.to_path_buf(), source: e })?;
     let arr = arr
         .into_dimensionality::<Ix5>()
         .map_err(|e| NiftiError::Unsupported { path: path.to_path_buf(), what: e.to_string() })?;

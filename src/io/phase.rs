@@ -61,7 +61,9 @@ impl FromStr for Phase {
             "a" | "art" | "arterial" | "ap" => Phase::Arterial,
             "pv" | "portal" | "portalvenous" | "venous" => Phase::PortalVenous,
             "d" | "del" | "delayed" | "equilibrium" => Phase::Delayed,
-            _ => return Err(format!("unknown phase {s:?}; use one of: non-contrast, arterial, portal-venous, delayed")),
+            _ => {
+                return Err(format!("unknown phase {s:?}; use one of: non-contrast, arterial, portal-venous, delayed"))
+            }
         })
     }
 }
@@ -98,7 +100,11 @@ pub struct PhaseCall {
 }
 
 fn tokens(desc: &str) -> Vec<String> {
-    desc.to_lowercase().split(|c: char| !c.is_ascii_alphanumeric()).filter(|t| !t.is_empty()).map(str::to_string).collect()
+    desc.to_lowercase()
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Phase named by words in a SeriesDescription, with the words that decided it.
@@ -113,7 +119,17 @@ pub fn phase_from_description(desc: &str) -> Option<(Phase, String)> {
             return found(Phase::Arterial, phrase);
         }
     }
-    for phrase in ["non contrast", "non-contrast", "noncontrast", "non con", "w/o", "pre contrast", "pre-contrast", "precontrast", "unenhanced"] {
+    for phrase in [
+        "non contrast",
+        "non-contrast",
+        "noncontrast",
+        "non con",
+        "w/o",
+        "pre contrast",
+        "pre-contrast",
+        "precontrast",
+        "unenhanced",
+    ] {
         if lower.contains(phrase) {
             return found(Phase::NonContrast, phrase);
         }
@@ -241,7 +257,13 @@ const BONE_HU: i16 = 600;
 /// `lo..600` HU on one slice, or `None`. The blob's mean must clear `lo` well, so the
 /// threshold cut the lumen cleanly rather than through its edge, and few of its outside
 /// neighbours may be bone-bright.
-fn brightest_round_blob(slab: &ndarray::ArrayView2<i16>, lo: i16, sy: f64, sx: f64, near_midline: &dyn Fn(f64, f64) -> bool) -> Option<f32> {
+fn brightest_round_blob(
+    slab: &ndarray::ArrayView2<i16>,
+    lo: i16,
+    sy: f64,
+    sx: f64,
+    near_midline: &dyn Fn(f64, f64) -> bool,
+) -> Option<f32> {
     let (ny, nx) = slab.dim();
     let inside = |v: i16| (lo..BONE_HU).contains(&v);
     let mut seen = vec![false; ny * nx];
@@ -377,14 +399,23 @@ pub fn detect_phases(series: &[SeriesClues]) -> Vec<PhaseCall> {
         contrast.sort_by(|a, b| gap(&b.1).total_cmp(&gap(&a.1)));
         let (ai, ahu) = contrast.remove(0);
         if !claimed.contains(&Phase::Arterial) {
-            calls[ai] = Some(PhaseCall { phase: Phase::Arterial, confidence: 0.6, reason: format!("measured: largest aorta−parenchyma gap in the study ({:.0} HU)", gap(&ahu)) });
+            calls[ai] = Some(PhaseCall {
+                phase: Phase::Arterial,
+                confidence: 0.6,
+                reason: format!("measured: largest aorta−parenchyma gap in the study ({:.0} HU)", gap(&ahu)),
+            });
         } else {
             contrast.insert(0, (ai, ahu));
         }
         contrast.sort_by(|a, b| b.1.liver_hu.total_cmp(&a.1.liver_hu));
         for (rank, (i, hu)) in contrast.into_iter().enumerate() {
-            let phase = if rank == 0 && !claimed.contains(&Phase::PortalVenous) { Phase::PortalVenous } else { Phase::Delayed };
-            calls[i] = Some(PhaseCall { phase, confidence: 0.5, reason: format!("measured: parenchyma {:.0} HU, rank {} in the study", hu.liver_hu, rank + 1) });
+            let phase =
+                if rank == 0 && !claimed.contains(&Phase::PortalVenous) { Phase::PortalVenous } else { Phase::Delayed };
+            calls[i] = Some(PhaseCall {
+                phase,
+                confidence: 0.5,
+                reason: format!("measured: parenchyma {:.0} HU, rank {} in the study", hu.liver_hu, rank + 1),
+            });
         }
     } else if let Some((i, hu)) = contrast.pop() {
         let (phase, confidence, reason) = phase_from_hu(&hu);
@@ -411,7 +442,9 @@ pub fn detect_phases(series: &[SeriesClues]) -> Vec<PhaseCall> {
         let decided_times: Vec<(Phase, f64)> = series
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| Some((calls[i].as_ref()?.phase, s.acquisition_time.as_deref().and_then(parse_time_s)?)))
+            .filter_map(|(i, s)| {
+                Some((calls[i].as_ref()?.phase, s.acquisition_time.as_deref().and_then(parse_time_s)?))
+            })
             .collect();
         let mut free: Vec<Phase> = Phase::CONTRAST_ORDER.iter().copied().filter(|p| !claimed.contains(p)).collect();
         for (i, t) in undecided {
@@ -419,13 +452,26 @@ pub fn detect_phases(series: &[SeriesClues]) -> Vec<PhaseCall> {
             let pos = free.iter().position(|p| after.is_none_or(|a| *p > a));
             if let Some(pos) = pos {
                 let phase = free.remove(pos);
-                calls[i] = Some(PhaseCall { phase, confidence: 0.5, reason: format!("acquisition order ({}): next contrast phase", series[i].acquisition_time.as_deref().unwrap_or("?")) });
+                calls[i] = Some(PhaseCall {
+                    phase,
+                    confidence: 0.5,
+                    reason: format!(
+                        "acquisition order ({}): next contrast phase",
+                        series[i].acquisition_time.as_deref().unwrap_or("?")
+                    ),
+                });
             }
         }
     }
     calls
         .into_iter()
-        .map(|c| c.unwrap_or(PhaseCall { phase: Phase::Unknown, confidence: 0.0, reason: "no words, agent, time or HU to go by".into() }))
+        .map(|c| {
+            c.unwrap_or(PhaseCall {
+                phase: Phase::Unknown,
+                confidence: 0.0,
+                reason: "no words, agent, time or HU to go by".into(),
+            })
+        })
         .collect()
 }
 
@@ -470,7 +516,12 @@ mod tests {
     use super::*;
 
     fn clue(desc: &str, time: &str) -> SeriesClues {
-        SeriesClues { description: desc.into(), contrast_agent: Some("OMNIPAQUE 350".into()), acquisition_time: Some(time.into()), ..Default::default() }
+        SeriesClues {
+            description: desc.into(),
+            contrast_agent: Some("OMNIPAQUE 350".into()),
+            acquisition_time: Some(time.into()),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -498,7 +549,10 @@ mod tests {
     fn time_order_fills_unnamed_series() {
         let s = vec![clue("Abdomen 1", "100105"), clue("Abdomen 2", "100025"), clue("Abdomen 3", "100330")];
         let c = detect_phases(&s);
-        assert_eq!(c.iter().map(|c| c.phase).collect::<Vec<_>>(), vec![Phase::PortalVenous, Phase::Arterial, Phase::Delayed]);
+        assert_eq!(
+            c.iter().map(|c| c.phase).collect::<Vec<_>>(),
+            vec![Phase::PortalVenous, Phase::Arterial, Phase::Delayed]
+        );
     }
 
     #[test]
@@ -506,7 +560,10 @@ mod tests {
         // PV named; an earlier unnamed one is arterial, a later one delayed
         let s = vec![clue("PV", "100105"), clue("x", "100025"), clue("y", "100330")];
         let c = detect_phases(&s);
-        assert_eq!(c.iter().map(|c| c.phase).collect::<Vec<_>>(), vec![Phase::PortalVenous, Phase::Arterial, Phase::Delayed]);
+        assert_eq!(
+            c.iter().map(|c| c.phase).collect::<Vec<_>>(),
+            vec![Phase::PortalVenous, Phase::Arterial, Phase::Delayed]
+        );
     }
 
     #[test]
@@ -528,10 +585,11 @@ mod tests {
         assert_eq!(one(hu(Some(120.0), 90.0)), Phase::Delayed);
         // several measured series are ranked against each other: a strong PV bolus
         // (aorta 230) is still portal venous beside a stronger arterial series
-        let s: Vec<SeriesClues> = [hu(Some(230.0), 100.0), hu(Some(330.0), 72.0), hu(Some(140.0), 86.0), hu(None, 55.0)]
-            .into_iter()
-            .map(|h| SeriesClues { hu: h, ..Default::default() })
-            .collect();
+        let s: Vec<SeriesClues> =
+            [hu(Some(230.0), 100.0), hu(Some(330.0), 72.0), hu(Some(140.0), 86.0), hu(None, 55.0)]
+                .into_iter()
+                .map(|h| SeriesClues { hu: h, ..Default::default() })
+                .collect();
         let got: Vec<Phase> = detect_phases(&s).iter().map(|c| c.phase).collect();
         assert_eq!(got, vec![Phase::PortalVenous, Phase::Arterial, Phase::Delayed, Phase::NonContrast]);
     }

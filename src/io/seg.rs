@@ -46,7 +46,9 @@ pub enum SegError {
     GridMismatch { series: String, detail: String },
     #[error("{}: cannot read the source slice's header: {message}", path.display())]
     Source { path: PathBuf, message: String },
-    #[error("the mask holds no voxels of the labels to export ({labels}); a segmentation needs at least one labelled voxel")]
+    #[error(
+        "the mask holds no voxels of the labels to export ({labels}); a segmentation needs at least one labelled voxel"
+    )]
     Empty { labels: String },
     #[error("{field} = {value:?} cannot be written: {hint}")]
     Invalid { field: &'static str, value: String, hint: String },
@@ -210,7 +212,8 @@ pub fn rgb_to_dicom_lab(rgb: [u8; 3]) -> [u16; 3] {
     let x = 0.4124 * r + 0.3576 * g + 0.1805 * b;
     let y = 0.2126 * r + 0.7152 * g + 0.0722 * b;
     let z = 0.0193 * r + 0.1192 * g + 0.9505 * b;
-    let f = |t: f64| if t > (6.0f64 / 29.0).powi(3) { t.cbrt() } else { t / (3.0 * (6.0f64 / 29.0).powi(2)) + 4.0 / 29.0 };
+    let f =
+        |t: f64| if t > (6.0f64 / 29.0).powi(3) { t.cbrt() } else { t / (3.0 * (6.0f64 / 29.0).powi(2)) + 4.0 / 29.0 };
     let (fx, fy, fz) = (f(x / 0.95047), f(y), f(z / 1.08883));
     let l = 116.0 * fy - 16.0;
     let a = 500.0 * (fx - fy);
@@ -287,7 +290,13 @@ fn first_item(obj: &InMemDicomObject, tag: Tag) -> Option<&InMemDicomObject> {
 /// Writes the labels of `mask` named in `segments` as a BINARY SEG at `out`, referencing
 /// the slices of `source` (the series the mask was drawn on; the grids must match).
 /// Labels absent from the mask are left out with a warning; never overwrites `out`.
-pub fn write_seg(mask: &Mask, source: &SeriesInfo, segments: &[SegmentDef], out: &Path, opts: &SegWriteOptions) -> Result<SegWritten, SegError> {
+pub fn write_seg(
+    mask: &Mask,
+    source: &SeriesInfo,
+    segments: &[SegmentDef],
+    out: &Path,
+    opts: &SegWriteOptions,
+) -> Result<SegWritten, SegError> {
     if out.exists() {
         return Err(SegError::Write(WriteError::Exists { path: out.to_path_buf() }));
     }
@@ -311,7 +320,11 @@ pub fn write_seg(mask: &Mask, source: &SeriesInfo, segments: &[SegmentDef], out:
     for def in segments {
         let ks: Vec<usize> = (0..nz).filter(|&k| present[k][def.label as usize]).collect();
         if ks.is_empty() {
-            warnings.push(Warning::new(out, format!("label {} ({}) has no voxels", def.label, def.name), "left out of the segmentation"));
+            warnings.push(Warning::new(
+                out,
+                format!("label {} ({}) has no voxels", def.label, def.name),
+                "left out of the segmentation",
+            ));
             continue;
         }
         let number = written.len() as u16 + 1;
@@ -327,7 +340,11 @@ pub fn write_seg(mask: &Mask, source: &SeriesInfo, segments: &[SegmentDef], out:
     let first = open_header(&source.frames[0].path)?;
     for (k, r) in refs.iter().enumerate() {
         if r.is_none() && written.iter().any(|(_, _, ks)| ks.contains(&k)) {
-            warnings.push(Warning::new(out, format!("mask slice {k} has no source slice at its position (the series was resampled)"), "its frame carries no derivation reference"));
+            warnings.push(Warning::new(
+                out,
+                format!("mask slice {k} has no source slice at its position (the series was resampled)"),
+                "its frame carries no derivation reference",
+            ));
         }
     }
 
@@ -420,7 +437,11 @@ pub fn write_seg(mask: &Mask, source: &SeriesInfo, segments: &[SegmentDef], out:
     obj.put(st(tags::INSTANCE_NUMBER, VR::IS, "1"));
     obj.put(st(tags::CONTENT_DATE, VR::DA, &date));
     obj.put(st(tags::CONTENT_TIME, VR::TM, &time));
-    obj.put(DataElement::new(tags::IMAGE_TYPE, VR::CS, PrimitiveValue::Strs(C::from_vec(vec!["DERIVED".into(), "PRIMARY".into()]))));
+    obj.put(DataElement::new(
+        tags::IMAGE_TYPE,
+        VR::CS,
+        PrimitiveValue::Strs(C::from_vec(vec!["DERIVED".into(), "PRIMARY".into()])),
+    ));
     obj.put(st(tags::CONTENT_LABEL, VR::CS, &opts.content_label));
     obj.put(st(tags::CONTENT_DESCRIPTION, VR::LO, &opts.content_description));
     obj.put(st(tags::CONTENT_CREATOR_NAME, VR::PN, &opts.creator));
@@ -447,7 +468,11 @@ pub fn write_seg(mask: &Mask, source: &SeriesInfo, segments: &[SegmentDef], out:
                 st(tags::SEGMENT_ALGORITHM_TYPE, VR::CS, def.algorithm.as_cs()),
                 sq(tags::SEGMENTED_PROPERTY_CATEGORY_CODE_SEQUENCE, vec![code_item(&def.category)]),
                 sq(tags::SEGMENTED_PROPERTY_TYPE_CODE_SEQUENCE, vec![code_item(&def.property_type)]),
-                DataElement::new(tags::RECOMMENDED_DISPLAY_CIE_LAB_VALUE, VR::US, PrimitiveValue::U16(C::from_slice(&rgb_to_dicom_lab(def.rgb)))),
+                DataElement::new(
+                    tags::RECOMMENDED_DISPLAY_CIE_LAB_VALUE,
+                    VR::US,
+                    PrimitiveValue::U16(C::from_slice(&rgb_to_dicom_lab(def.rgb))),
+                ),
             ]);
             if def.algorithm != Algorithm::Manual {
                 it.put(st(tags::SEGMENT_ALGORITHM_NAME, VR::LO, &opts.algorithm_name));
@@ -458,7 +483,10 @@ pub fn write_seg(mask: &Mask, source: &SeriesInfo, segments: &[SegmentDef], out:
     obj.put(sq(tags::SEGMENT_SEQUENCE, seg_items));
 
     // Multi-frame dimensions: segment number, then position
-    obj.put(sq(tags::DIMENSION_ORGANIZATION_SEQUENCE, vec![InMemDicomObject::from_element_iter([st(tags::DIMENSION_ORGANIZATION_UID, VR::UI, &dim_uid)])]));
+    obj.put(sq(
+        tags::DIMENSION_ORGANIZATION_SEQUENCE,
+        vec![InMemDicomObject::from_element_iter([st(tags::DIMENSION_ORGANIZATION_UID, VR::UI, &dim_uid)])],
+    ));
     let dim = |pointer: Tag, group: Tag, label: &str| {
         InMemDicomObject::from_element_iter([
             st(tags::DIMENSION_ORGANIZATION_UID, VR::UI, &dim_uid),
@@ -476,7 +504,14 @@ pub fn write_seg(mask: &Mask, source: &SeriesInfo, segments: &[SegmentDef], out:
     ));
 
     // Shared functional groups: pixel measures and orientation
-    let iop = [g.direction[0][0], g.direction[0][1], g.direction[0][2], g.direction[1][0], g.direction[1][1], g.direction[1][2]];
+    let iop = [
+        g.direction[0][0],
+        g.direction[0][1],
+        g.direction[0][2],
+        g.direction[1][0],
+        g.direction[1][1],
+        g.direction[1][2],
+    ];
     let thickness = source.frames[0].slice_thickness_mm.filter(|t| *t > 0.0).unwrap_or(g.spacing_mm[0]);
     let shared = InMemDicomObject::from_element_iter([
         sq(
@@ -487,7 +522,10 @@ pub fn write_seg(mask: &Mask, source: &SeriesInfo, segments: &[SegmentDef], out:
                 ds_multi(tags::SPACING_BETWEEN_SLICES, &[slice_step(g)]),
             ])],
         ),
-        sq(tags::PLANE_ORIENTATION_SEQUENCE, vec![InMemDicomObject::from_element_iter([ds_multi(tags::IMAGE_ORIENTATION_PATIENT, &iop)])]),
+        sq(
+            tags::PLANE_ORIENTATION_SEQUENCE,
+            vec![InMemDicomObject::from_element_iter([ds_multi(tags::IMAGE_ORIENTATION_PATIENT, &iop)])],
+        ),
     ]);
     obj.put(sq(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, vec![shared]));
 
@@ -500,10 +538,17 @@ pub fn write_seg(mask: &Mask, source: &SeriesInfo, segments: &[SegmentDef], out:
                 let mut src = InMemDicomObject::from_element_iter([
                     st(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &r.sop_class),
                     st(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, &r.sop_instance),
-                    sq(tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE, vec![code_item(&dcm_code("121322", "Source image for image processing operation"))]),
+                    sq(
+                        tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
+                        vec![code_item(&dcm_code("121322", "Source image for image processing operation"))],
+                    ),
                 ]);
                 if let Some(n) = r.frame_number {
-                    src.put(DataElement::new(tags::REFERENCED_FRAME_NUMBER, VR::IS, PrimitiveValue::from(n.to_string())));
+                    src.put(DataElement::new(
+                        tags::REFERENCED_FRAME_NUMBER,
+                        VR::IS,
+                        PrimitiveValue::from(n.to_string()),
+                    ));
                 }
                 item.put(sq(
                     tags::DERIVATION_IMAGE_SEQUENCE,
@@ -523,9 +568,15 @@ pub fn write_seg(mask: &Mask, source: &SeriesInfo, segments: &[SegmentDef], out:
             ));
             item.put(sq(
                 tags::PLANE_POSITION_SEQUENCE,
-                vec![InMemDicomObject::from_element_iter([ds_multi(tags::IMAGE_POSITION_PATIENT, &g.index_to_world([0.0, 0.0, k as f64]))])],
+                vec![InMemDicomObject::from_element_iter([ds_multi(
+                    tags::IMAGE_POSITION_PATIENT,
+                    &g.index_to_world([0.0, 0.0, k as f64]),
+                )])],
             ));
-            item.put(sq(tags::SEGMENT_IDENTIFICATION_SEQUENCE, vec![InMemDicomObject::from_element_iter([us(tags::REFERENCED_SEGMENT_NUMBER, *number)])]));
+            item.put(sq(
+                tags::SEGMENT_IDENTIFICATION_SEQUENCE,
+                vec![InMemDicomObject::from_element_iter([us(tags::REFERENCED_SEGMENT_NUMBER, *number)])],
+            ));
             per_frame.push(item);
         }
     }
@@ -574,7 +625,9 @@ pub fn write_seg(mask: &Mask, source: &SeriesInfo, segments: &[SegmentDef], out:
         )
         .map_err(|e| WriteError::Encode { path: out.to_path_buf(), message: e.to_string() })?;
     let mut bytes = Vec::new();
-    file_obj.write_all(&mut bytes).map_err(|e| WriteError::Encode { path: out.to_path_buf(), message: e.to_string() })?;
+    file_obj
+        .write_all(&mut bytes)
+        .map_err(|e| WriteError::Encode { path: out.to_path_buf(), message: e.to_string() })?;
     write_new_file(out, &bytes)?;
     Ok(SegWritten {
         path: out.to_path_buf(),
@@ -601,14 +654,23 @@ fn check_grid(mask: &Mask, source: &SeriesInfo) -> Result<(), SegError> {
     let series = format!("{} ({})", source.description, source.series_uid);
     let (a, b) = (&mask.geometry, &source.geometry);
     if mask.data.dim() != (a.shape[0], a.shape[1], a.shape[2]) {
-        return Err(SegError::GridMismatch { series, detail: format!("the voxel array {:?} disagrees with the mask's own grid {:?}", mask.data.dim(), a.shape) });
+        return Err(SegError::GridMismatch {
+            series,
+            detail: format!("the voxel array {:?} disagrees with the mask's own grid {:?}", mask.data.dim(), a.shape),
+        });
     }
     if a.shape != b.shape {
-        return Err(SegError::GridMismatch { series, detail: format!("the mask has {:?} voxels [z, y, x], the series {:?}", a.shape, b.shape) });
+        return Err(SegError::GridMismatch {
+            series,
+            detail: format!("the mask has {:?} voxels [z, y, x], the series {:?}", a.shape, b.shape),
+        });
     }
     let d = a.max_corner_distance_mm(b);
     if d > 0.01 {
-        return Err(SegError::GridMismatch { series, detail: format!("same size, but the corners lie up to {d:.3} mm apart") });
+        return Err(SegError::GridMismatch {
+            series,
+            detail: format!("same size, but the corners lie up to {d:.3} mm apart"),
+        });
     }
     if a.shape[1] > u16::MAX as usize || a.shape[2] > u16::MAX as usize {
         return Err(SegError::GridMismatch { series, detail: "slices larger than 65535 pixels".into() });
@@ -620,11 +682,20 @@ fn check_grid(mask: &Mask, source: &SeriesInfo) -> Result<(), SegError> {
 }
 
 fn check_options(o: &SegWriteOptions, segments: &[SegmentDef]) -> Result<(), SegError> {
-    let bad = |field: &'static str, value: &str, hint: &str| Err(SegError::Invalid { field, value: value.into(), hint: hint.into() });
-    if o.content_label.is_empty() || o.content_label.len() > 16 || !o.content_label.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' ' || b == b'_') {
+    let bad = |field: &'static str, value: &str, hint: &str| {
+        Err(SegError::Invalid { field, value: value.into(), hint: hint.into() })
+    };
+    if o.content_label.is_empty()
+        || o.content_label.len() > 16
+        || !o.content_label.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' ' || b == b'_')
+    {
         return bad("content_label", &o.content_label, "1 to 16 characters from A-Z, 0-9, space and underscore");
     }
-    for (field, v, max) in [("series_description", &o.series_description, 64), ("content_description", &o.content_description, 64), ("algorithm_name", &o.algorithm_name, 64)] {
+    for (field, v, max) in [
+        ("series_description", &o.series_description, 64),
+        ("content_description", &o.content_description, 64),
+        ("algorithm_name", &o.algorithm_name, 64),
+    ] {
         if v.chars().count() > max || v.contains('\\') {
             return bad(field, v, "at most 64 characters and no backslash");
         }
@@ -633,7 +704,11 @@ fn check_options(o: &SegWriteOptions, segments: &[SegmentDef]) -> Result<(), Seg
         return bad("algorithm_name", "", "segments not drawn by hand need the name of the algorithm");
     }
     if let Some((d, t)) = &o.content_datetime {
-        if d.len() != 8 || !d.bytes().all(|b| b.is_ascii_digit()) || t.len() < 6 || !t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        if d.len() != 8
+            || !d.bytes().all(|b| b.is_ascii_digit())
+            || t.len() < 6
+            || !t.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        {
             return bad("content_datetime", &format!("{d} {t}"), "date YYYYMMDD and time HHMMSS");
         }
     }
@@ -666,8 +741,10 @@ fn source_refs(source: &SeriesInfo, g: &Geometry) -> Result<Vec<Option<SourceRef
         }
         if !headers.contains_key(&f.path) {
             let h = open_header(&f.path)?;
-            let class = get_str(&h, tags::SOP_CLASS_UID).unwrap_or_else(|| h.meta().media_storage_sop_class_uid().trim_end_matches('\0').to_string());
-            let inst = get_str(&h, tags::SOP_INSTANCE_UID).unwrap_or_else(|| h.meta().media_storage_sop_instance_uid().trim_end_matches('\0').to_string());
+            let class = get_str(&h, tags::SOP_CLASS_UID)
+                .unwrap_or_else(|| h.meta().media_storage_sop_class_uid().trim_end_matches('\0').to_string());
+            let inst = get_str(&h, tags::SOP_INSTANCE_UID)
+                .unwrap_or_else(|| h.meta().media_storage_sop_instance_uid().trim_end_matches('\0').to_string());
             let frames = get_int(&h, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
             headers.insert(f.path.clone(), (class, inst, frames));
         }
@@ -690,7 +767,9 @@ fn source_refs(source: &SeriesInfo, g: &Geometry) -> Result<Vec<Option<SourceRef
 pub enum SegKind {
     Binary,
     /// Probabilities or occupancies up to `max`; kept where ≥ half of `max`.
-    Fractional { max: u32 },
+    Fractional {
+        max: u32,
+    },
     /// One label value per pixel (the newer Label Map Segmentation).
     Labelmap,
 }
@@ -801,11 +880,13 @@ struct FrameInfo {
 /// are placed onto that grid by their positions; without, onto the segmentation's own
 /// grid (from its first to its last frame position, at its slice spacing).
 pub fn read_seg(path: &Path, reference: Option<&Geometry>) -> Result<SegRead, SegError> {
-    let obj = dicom_object::open_file(path).map_err(|e| SegError::Read { path: path.to_path_buf(), message: e.to_string() })?;
+    let obj = dicom_object::open_file(path)
+        .map_err(|e| SegError::Read { path: path.to_path_buf(), message: e.to_string() })?;
     let ts = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
     let (ts_name, _) = transfer_syntax_name(&ts);
     let ts_label = format!("{ts_name} ({ts})");
-    let sop_class = get_str(&obj, tags::SOP_CLASS_UID).unwrap_or_else(|| obj.meta().media_storage_sop_class_uid().trim_end_matches('\0').to_string());
+    let sop_class = get_str(&obj, tags::SOP_CLASS_UID)
+        .unwrap_or_else(|| obj.meta().media_storage_sop_class_uid().trim_end_matches('\0').to_string());
     if sop_class != SEGMENTATION_STORAGE && sop_class != LABEL_MAP_SEGMENTATION_STORAGE {
         let modality = get_str(&obj, tags::MODALITY).map(|m| format!(", modality {m}")).unwrap_or_default();
         return Err(SegError::NotSeg { path: path.to_path_buf(), sop_class, what: modality });
@@ -818,7 +899,9 @@ pub fn read_seg(path: &Path, reference: Option<&Geometry>) -> Result<SegRead, Se
     let seg_type = get_str(&obj, tags::SEGMENTATION_TYPE).unwrap_or_else(|| "BINARY".into()).to_uppercase();
     let kind = match seg_type.as_str() {
         "BINARY" => SegKind::Binary,
-        "FRACTIONAL" => SegKind::Fractional { max: get_int(&obj, tags::MAXIMUM_FRACTIONAL_VALUE).unwrap_or(255).max(1) as u32 },
+        "FRACTIONAL" => {
+            SegKind::Fractional { max: get_int(&obj, tags::MAXIMUM_FRACTIONAL_VALUE).unwrap_or(255).max(1) as u32 }
+        }
         "LABELMAP" => SegKind::Labelmap,
         other => return Err(malformed(format!("SegmentationType {other:?} is not BINARY, FRACTIONAL or LABELMAP"))),
     };
@@ -847,10 +930,18 @@ pub fn read_seg(path: &Path, reference: Option<&Geometry>) -> Result<SegRead, Se
                 let number = match (info.segment, segments.len()) {
                     (Some(n), _) => n,
                     (None, 1) => segments[0].number,
-                    (None, _) => return Err(malformed(format!("frame {} names no segment (SegmentIdentificationSequence)", f + 1))),
+                    (None, _) => {
+                        return Err(malformed(format!(
+                            "frame {} names no segment (SegmentIdentificationSequence)",
+                            f + 1
+                        )))
+                    }
                 };
                 let Some(si) = seg_index(number) else {
-                    return Err(malformed(format!("frame {} refers to segment {number}, which SegmentSequence does not define", f + 1)));
+                    return Err(malformed(format!(
+                        "frame {} refers to segment {number}, which SegmentSequence does not define",
+                        f + 1
+                    )));
                 };
                 let plane = match kind {
                     SegKind::Fractional { max } => px.iter().map(|&v| (2 * v as u32 >= max) as u8).collect(),
@@ -901,13 +992,18 @@ pub fn read_seg(path: &Path, reference: Option<&Geometry>) -> Result<SegRead, Se
                         }
                     }
                 }
-                warnings.push(Warning::new(path, "the segmentation's frames are not on the referenced series' voxel grid", "resampled onto it by nearest neighbour"));
+                warnings.push(Warning::new(
+                    path,
+                    "the segmentation's frames are not on the referenced series' voxel grid",
+                    "resampled onto it by nearest neighbour",
+                ));
             }
             r.clone()
         }
     };
 
-    let referenced_series_uid = first_item(&obj, tags::REFERENCED_SERIES_SEQUENCE).and_then(|i| get_str(i, tags::SERIES_INSTANCE_UID));
+    let referenced_series_uid =
+        first_item(&obj, tags::REFERENCED_SERIES_SEQUENCE).and_then(|i| get_str(i, tags::SERIES_INSTANCE_UID));
     Ok(SegRead {
         path: path.to_path_buf(),
         kind,
@@ -924,7 +1020,9 @@ pub fn read_seg(path: &Path, reference: Option<&Geometry>) -> Result<SegRead, Se
 fn read_code(item: &InMemDicomObject, tag: Tag) -> Option<Code> {
     let c = first_item(item, tag)?;
     Some(Code {
-        value: get_str(c, tags::CODE_VALUE).or_else(|| get_str(c, tags::LONG_CODE_VALUE)).or_else(|| get_str(c, tags::URN_CODE_VALUE))?,
+        value: get_str(c, tags::CODE_VALUE)
+            .or_else(|| get_str(c, tags::LONG_CODE_VALUE))
+            .or_else(|| get_str(c, tags::URN_CODE_VALUE))?,
         scheme: get_str(c, tags::CODING_SCHEME_DESIGNATOR).unwrap_or_default(),
         meaning: get_str(c, tags::CODE_MEANING).unwrap_or_default(),
     })
@@ -936,7 +1034,10 @@ fn read_segments(obj: &InMemDicomObject) -> Vec<SegmentInfo> {
         .iter()
         .enumerate()
         .map(|(n, it)| {
-            let lab = it.get(tags::RECOMMENDED_DISPLAY_CIE_LAB_VALUE).and_then(|e| e.to_multi_int::<u16>().ok()).filter(|v| v.len() == 3);
+            let lab = it
+                .get(tags::RECOMMENDED_DISPLAY_CIE_LAB_VALUE)
+                .and_then(|e| e.to_multi_int::<u16>().ok())
+                .filter(|v| v.len() == 3);
             SegmentInfo {
                 number: get_int(it, tags::SEGMENT_NUMBER).and_then(|v| u16::try_from(v).ok()).unwrap_or(n as u16 + 1),
                 label: get_str(it, tags::SEGMENT_LABEL).unwrap_or_else(|| format!("segment {}", n + 1)),
@@ -958,7 +1059,10 @@ fn frame_attr<T>(
     seq: Tag,
     get: impl Fn(&InMemDicomObject) -> Option<T>,
 ) -> Option<T> {
-    pf.and_then(|g| first_item(g, seq)).and_then(&get).or_else(|| shared.and_then(|g| first_item(g, seq)).and_then(&get)).or_else(|| get(obj))
+    pf.and_then(|g| first_item(g, seq))
+        .and_then(&get)
+        .or_else(|| shared.and_then(|g| first_item(g, seq)).and_then(&get))
+        .or_else(|| get(obj))
 }
 
 fn read_frames(obj: &InMemDicomObject, n: usize, path: &Path) -> Result<Vec<FrameInfo>, SegError> {
@@ -967,18 +1071,26 @@ fn read_frames(obj: &InMemDicomObject, n: usize, path: &Path) -> Result<Vec<Fram
     let mut out = Vec::with_capacity(n);
     for f in 0..n {
         let pf = per_frame.and_then(|items| items.get(f));
-        let malformed = |what: &str| SegError::Malformed { path: path.to_path_buf(), what: format!("frame {}: {what}", f + 1) };
-        let ipp = frame_attr(obj, pf, shared, tags::PLANE_POSITION_SEQUENCE, |o| get_f64s(o, tags::IMAGE_POSITION_PATIENT))
-            .filter(|v| v.len() >= 3 && v.iter().all(|x| x.is_finite()))
-            .ok_or_else(|| malformed("no ImagePositionPatient (PlanePositionSequence), so the frame cannot be placed"))?;
-        let iop = frame_attr(obj, pf, shared, tags::PLANE_ORIENTATION_SEQUENCE, |o| get_f64s(o, tags::IMAGE_ORIENTATION_PATIENT))
-            .filter(|v| v.len() >= 6 && v.iter().all(|x| x.is_finite()))
-            .ok_or_else(|| malformed("no ImageOrientationPatient (PlaneOrientationSequence)"))?;
+        let malformed =
+            |what: &str| SegError::Malformed { path: path.to_path_buf(), what: format!("frame {}: {what}", f + 1) };
+        let ipp =
+            frame_attr(obj, pf, shared, tags::PLANE_POSITION_SEQUENCE, |o| get_f64s(o, tags::IMAGE_POSITION_PATIENT))
+                .filter(|v| v.len() >= 3 && v.iter().all(|x| x.is_finite()))
+                .ok_or_else(|| {
+                    malformed("no ImagePositionPatient (PlanePositionSequence), so the frame cannot be placed")
+                })?;
+        let iop = frame_attr(obj, pf, shared, tags::PLANE_ORIENTATION_SEQUENCE, |o| {
+            get_f64s(o, tags::IMAGE_ORIENTATION_PATIENT)
+        })
+        .filter(|v| v.len() >= 6 && v.iter().all(|x| x.is_finite()))
+        .ok_or_else(|| malformed("no ImageOrientationPatient (PlaneOrientationSequence)"))?;
         let spacing = frame_attr(obj, pf, shared, tags::PIXEL_MEASURES_SEQUENCE, |o| get_f64s(o, tags::PIXEL_SPACING))
             .filter(|v| v.len() >= 2 && v[0] > 0.0 && v[1] > 0.0)
             .ok_or_else(|| malformed("no PixelSpacing (PixelMeasuresSequence)"))?;
-        let segment = frame_attr(obj, pf, shared, tags::SEGMENT_IDENTIFICATION_SEQUENCE, |o| get_int(o, tags::REFERENCED_SEGMENT_NUMBER))
-            .and_then(|v| u16::try_from(v).ok());
+        let segment = frame_attr(obj, pf, shared, tags::SEGMENT_IDENTIFICATION_SEQUENCE, |o| {
+            get_int(o, tags::REFERENCED_SEGMENT_NUMBER)
+        })
+        .and_then(|v| u16::try_from(v).ok());
         let unit = |v: Lps| {
             let n = norm(v);
             [v[0] / n, v[1] / n, v[2] / n]
@@ -987,7 +1099,13 @@ fn read_frames(obj: &InMemDicomObject, n: usize, path: &Path) -> Result<Vec<Fram
         if !(row.iter().all(|x| x.is_finite()) && col.iter().all(|x| x.is_finite()) && norm(cross(row, col)) > 1e-3) {
             return Err(malformed("degenerate ImageOrientationPatient"));
         }
-        out.push(FrameInfo { position: [ipp[0], ipp[1], ipp[2]], row, col, spacing: [spacing[0], spacing[1]], segment });
+        out.push(FrameInfo {
+            position: [ipp[0], ipp[1], ipp[2]],
+            row,
+            col,
+            spacing: [spacing[0], spacing[1]],
+            segment,
+        });
     }
     Ok(out)
 }
@@ -1005,8 +1123,11 @@ fn own_geometry(obj: &InMemDicomObject, frames: &[FrameInfo], rows: usize, cols:
     d.dedup_by(|a, b| (*a - *b).abs() < 1e-3);
     let shared = first_item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
     let measures = shared.and_then(|s| first_item(s, tags::PIXEL_MEASURES_SEQUENCE));
-    let between = measures.and_then(|m| obj_f64(m, tags::SPACING_BETWEEN_SLICES)).or_else(|| obj_f64(obj, tags::SPACING_BETWEEN_SLICES));
-    let thickness = measures.and_then(|m| obj_f64(m, tags::SLICE_THICKNESS)).or_else(|| obj_f64(obj, tags::SLICE_THICKNESS));
+    let between = measures
+        .and_then(|m| obj_f64(m, tags::SPACING_BETWEEN_SLICES))
+        .or_else(|| obj_f64(obj, tags::SPACING_BETWEEN_SLICES));
+    let thickness =
+        measures.and_then(|m| obj_f64(m, tags::SLICE_THICKNESS)).or_else(|| obj_f64(obj, tags::SLICE_THICKNESS));
     let min_step = d.windows(2).map(|w| w[1] - w[0]).fold(f64::INFINITY, f64::min);
     let step = between
         .filter(|s| *s > 1e-3)
@@ -1020,8 +1141,14 @@ fn own_geometry(obj: &InMemDicomObject, frames: &[FrameInfo], rows: usize, cols:
     }
     // origin: the first frame's in-plane origin moved to the lowest position
     let shift = d[0] - dot(normal, f0.position);
-    let origin = [f0.position[0] + normal[0] * shift, f0.position[1] + normal[1] * shift, f0.position[2] + normal[2] * shift];
-    Ok(Geometry { shape: [nz, rows, cols], spacing_mm: [step, f0.spacing[0], f0.spacing[1]], origin_mm: origin, direction: [f0.row, f0.col, normal] })
+    let origin =
+        [f0.position[0] + normal[0] * shift, f0.position[1] + normal[1] * shift, f0.position[2] + normal[2] * shift];
+    Ok(Geometry {
+        shape: [nz, rows, cols],
+        spacing_mm: [step, f0.spacing[0], f0.spacing[1]],
+        origin_mm: origin,
+        direction: [f0.row, f0.col, normal],
+    })
 }
 
 fn obj_f64(obj: &InMemDicomObject, tag: Tag) -> Option<f64> {
@@ -1033,7 +1160,8 @@ fn obj_f64(obj: &InMemDicomObject, tag: Tag) -> Option<f64> {
 fn fits_directly(g: &Geometry, frames: &[FrameInfo], _rows: usize, _cols: usize) -> bool {
     frames.iter().all(|f| {
         let same_axes = dot(f.row, g.direction[0]) > 1.0 - 1e-4 && dot(f.col, g.direction[1]) > 1.0 - 1e-4;
-        let same_spacing = (f.spacing[0] - g.spacing_mm[1]).abs() <= 1e-3 * g.spacing_mm[1] && (f.spacing[1] - g.spacing_mm[2]).abs() <= 1e-3 * g.spacing_mm[2];
+        let same_spacing = (f.spacing[0] - g.spacing_mm[1]).abs() <= 1e-3 * g.spacing_mm[1]
+            && (f.spacing[1] - g.spacing_mm[2]).abs() <= 1e-3 * g.spacing_mm[2];
         let c = g.world_to_index(f.position);
         same_axes && same_spacing && c.iter().all(|v| (v - v.round()).abs() < 0.05)
     })
@@ -1081,7 +1209,11 @@ fn place_on(
         }
     }
     if outside > 0 {
-        warnings.push(Warning::new(path, format!("{outside} frame(s) lie outside the grid they were read onto"), "left out"));
+        warnings.push(Warning::new(
+            path,
+            format!("{outside} frame(s) lie outside the grid they were read onto"),
+            "left out",
+        ));
     }
 }
 
@@ -1097,12 +1229,20 @@ fn decode_frames(
     n_frames: usize,
     bits: usize,
 ) -> Result<Vec<Vec<u16>>, SegError> {
-    let decode_err = |message: String| SegError::Decode { path: path.to_path_buf(), transfer_syntax: ts_label.to_string(), message };
+    let decode_err =
+        |message: String| SegError::Decode { path: path.to_path_buf(), transfer_syntax: ts_label.to_string(), message };
     let plane = rows * cols;
-    let value = obj.get(tags::PIXEL_DATA).ok_or_else(|| SegError::Malformed { path: path.to_path_buf(), what: "no PixelData".into() })?.value();
-    let native = matches!(ts, "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.1.99" | "1.2.840.10008.1.2.2");
+    let value = obj
+        .get(tags::PIXEL_DATA)
+        .ok_or_else(|| SegError::Malformed { path: path.to_path_buf(), what: "no PixelData".into() })?
+        .value();
+    let native =
+        matches!(ts, "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.1.99" | "1.2.840.10008.1.2.2");
     let big_endian = ts == "1.2.840.10008.1.2.2";
-    let short = |have: usize, need: usize| SegError::Malformed { path: path.to_path_buf(), what: format!("pixel data holds {have} bytes; {n_frames} frames of {rows}×{cols} need {need}") };
+    let short = |have: usize, need: usize| SegError::Malformed {
+        path: path.to_path_buf(),
+        what: format!("pixel data holds {have} bytes; {n_frames} frames of {rows}×{cols} need {need}"),
+    };
     if native {
         let bytes = match value {
             Value::Primitive(p) => {
@@ -1123,7 +1263,11 @@ fn decode_frames(
                 if bytes.len() < need {
                     return Err(short(bytes.len(), need));
                 }
-                Ok((0..n_frames).map(|f| (0..plane).map(|p| ((bytes[(f * plane + p) / 8] >> ((f * plane + p) % 8)) & 1) as u16).collect()).collect())
+                Ok((0..n_frames)
+                    .map(|f| {
+                        (0..plane).map(|p| ((bytes[(f * plane + p) / 8] >> ((f * plane + p) % 8)) & 1) as u16).collect()
+                    })
+                    .collect())
             }
             8 => {
                 let need = n_frames * plane;
@@ -1137,7 +1281,10 @@ fn decode_frames(
                 if bytes.len() < need {
                     return Err(short(bytes.len(), need));
                 }
-                Ok(bytes[..need].chunks_exact(plane * 2).map(|c| c.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect()).collect())
+                Ok(bytes[..need]
+                    .chunks_exact(plane * 2)
+                    .map(|c| c.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect())
+                    .collect())
             }
         };
     }
@@ -1148,7 +1295,10 @@ fn decode_frames(
         return Err(decode_err("RLE pixel data is not encapsulated".into()));
     };
     if fragments.len() != n_frames {
-        return Err(decode_err(format!("{} RLE fragments for {n_frames} frames; frames split over several fragments are not supported", fragments.len())));
+        return Err(decode_err(format!(
+            "{} RLE fragments for {n_frames} frames; frames split over several fragments are not supported",
+            fragments.len()
+        )));
     }
     fragments
         .iter()
@@ -1159,16 +1309,25 @@ fn decode_frames(
             match bits {
                 1 => {
                     let need = plane.div_ceil(8);
-                    let s = segs.first().filter(|s| s.len() >= need).ok_or_else(|| decode_err(format!("frame {}: RLE segment too short", f + 1)))?;
+                    let s = segs
+                        .first()
+                        .filter(|s| s.len() >= need)
+                        .ok_or_else(|| decode_err(format!("frame {}: RLE segment too short", f + 1)))?;
                     Ok((0..plane).map(|p| ((s[p / 8] >> (p % 8)) & 1) as u16).collect())
                 }
                 8 => {
-                    let s = segs.first().filter(|s| s.len() >= plane).ok_or_else(|| decode_err(format!("frame {}: RLE segment too short", f + 1)))?;
+                    let s = segs
+                        .first()
+                        .filter(|s| s.len() >= plane)
+                        .ok_or_else(|| decode_err(format!("frame {}: RLE segment too short", f + 1)))?;
                     Ok(s[..plane].iter().map(|&v| v as u16).collect())
                 }
                 _ => {
                     if segs.len() < 2 || segs[0].len() < plane || segs[1].len() < plane {
-                        return Err(decode_err(format!("frame {}: 16-bit RLE needs two segments of {plane} bytes", f + 1)));
+                        return Err(decode_err(format!(
+                            "frame {}: 16-bit RLE needs two segments of {plane} bytes",
+                            f + 1
+                        )));
                     }
                     Ok((0..plane).map(|p| ((segs[0][p] as u16) << 8) | segs[1][p] as u16).collect())
                 }

@@ -73,7 +73,14 @@ fn add(q: &Quadric, r: &Quadric) -> Quadric {
 
 fn cost_at(q: &Quadric, p: [f64; 3]) -> f64 {
     let [x, y, z] = p;
-    q[0] * x * x + 2.0 * q[1] * x * y + 2.0 * q[2] * x * z + 2.0 * q[3] * x + q[4] * y * y + 2.0 * q[5] * y * z + 2.0 * q[6] * y + q[7] * z * z
+    q[0] * x * x
+        + 2.0 * q[1] * x * y
+        + 2.0 * q[2] * x * z
+        + 2.0 * q[3] * x
+        + q[4] * y * y
+        + 2.0 * q[5] * y * z
+        + 2.0 * q[6] * y
+        + q[7] * z * z
         + 2.0 * q[8] * z
         + q[9]
 }
@@ -190,7 +197,8 @@ impl Collapser {
             Some([lo, hi]) => std::array::from_fn(|a| (lo[a] as f64 + hi[a] as f64) / 2.0),
             None => [0.0; 3],
         };
-        let pos: Vec<[f64; 3]> = mesh.positions_mm.iter().map(|p| std::array::from_fn(|a| p[a] as f64 - centre[a])).collect();
+        let pos: Vec<[f64; 3]> =
+            mesh.positions_mm.iter().map(|p| std::array::from_fn(|a| p[a] as f64 - centre[a])).collect();
         let nv = pos.len();
         let mut degree = vec![0u32; nv];
         for &v in mesh.triangles.iter().flatten() {
@@ -249,7 +257,8 @@ impl Collapser {
             .filter(|(a, b)| a < b)
             .collect();
         let this = &*self;
-        let cands: Vec<(f64, Candidate)> = edges.par_iter().with_min_len(4096).map(|&(a, b)| this.candidate(a, b)).collect();
+        let cands: Vec<(f64, Candidate)> =
+            edges.par_iter().with_min_len(4096).map(|&(a, b)| this.candidate(a, b)).collect();
         self.queue.clear();
         for (cost, c) in cands {
             self.queue.push(cost, c);
@@ -271,7 +280,13 @@ impl Collapser {
                 return (p, cost_at(&q, p).max(0.0));
             }
         }
-        [pa, pb, mid].into_iter().map(|p| (p, cost_at(&q, p).max(0.0))).fold((mid, f64::INFINITY), |best, c| if c.1 < best.1 { c } else { best })
+        [pa, pb, mid].into_iter().map(|p| (p, cost_at(&q, p).max(0.0))).fold((mid, f64::INFINITY), |best, c| {
+            if c.1 < best.1 {
+                c
+            } else {
+                best
+            }
+        })
     }
 
     fn candidate(&self, a: u32, b: u32) -> (f64, Candidate) {
@@ -360,7 +375,8 @@ impl Collapser {
                 let n1 = normal(after[0], after[1], after[2]);
                 let (l0, l1) = (dot(n0, n0).sqrt(), dot(n1, n1).sqrt());
                 // Degenerate after: area tiny against the triangle's edge lengths.
-                let e2 = dot(sub(after[1], after[0]), sub(after[1], after[0])).max(dot(sub(after[2], after[0]), sub(after[2], after[0])));
+                let e2 = dot(sub(after[1], after[0]), sub(after[1], after[0]))
+                    .max(dot(sub(after[2], after[0]), sub(after[2], after[0])));
                 if l1 <= 1e-6 * e2 || dot(n0, n1) < self.cos_limit * l0 * l1 {
                     return false;
                 }
@@ -402,7 +418,8 @@ impl Collapser {
 
     /// The live part, renumbered in the old order, back in world mm.
     fn into_mesh(self) -> TriMesh {
-        let triangles: Vec<[u32; 3]> = self.tris.iter().zip(&self.tri_alive).filter(|(_, &alive)| alive).map(|(t, _)| *t).collect();
+        let triangles: Vec<[u32; 3]> =
+            self.tris.iter().zip(&self.tri_alive).filter(|(_, &alive)| alive).map(|(t, _)| *t).collect();
         let mut new_id = vec![u32::MAX; self.pos.len()];
         for &v in triangles.iter().flatten() {
             new_id[v as usize] = 0;

@@ -111,13 +111,24 @@ pub struct ExportSummary {
 /// Errors: [`MeshError::NothingToMesh`] when the mask has none of the object labels;
 /// [`MeshError::Exists`] naming the first file that is already there (nothing is written
 /// then); [`MeshError::Io`] naming the file that could not be written.
-pub fn export_objects(mask: &Mask, opts: &MeshOptions, out_dir: &Path, format: Format, frame: Frame) -> Result<ExportSummary, MeshError> {
+pub fn export_objects(
+    mask: &Mask,
+    opts: &MeshOptions,
+    out_dir: &Path,
+    format: Format,
+    frame: Frame,
+) -> Result<ExportSummary, MeshError> {
     let objects = build_objects(mask, opts)?;
     write_objects(&objects, out_dir, format, frame)
 }
 
 /// Writes already built objects (as the viewer holds them); see [`export_objects`].
-pub fn write_objects(objects: &[MeshObject], out_dir: &Path, format: Format, frame: Frame) -> Result<ExportSummary, MeshError> {
+pub fn write_objects(
+    objects: &[MeshObject],
+    out_dir: &Path,
+    format: Format,
+    frame: Frame,
+) -> Result<ExportSummary, MeshError> {
     let stl = matches!(format, Format::Stl | Format::Both);
     let obj = matches!(format, Format::Obj | Format::Both);
     let names: Vec<String> = objects.iter().map(|o| file_stem(&o.name)).collect();
@@ -144,9 +155,14 @@ pub fn write_objects(objects: &[MeshObject], out_dir: &Path, format: Format, fra
         format,
         out_dir: out_dir.to_path_buf(),
         files: outputs.iter().map(|(n, _)| out_dir.join(n)).chain([out_dir.join(SUMMARY_FILE)]).collect(),
-        objects: objects.iter().zip(&names).map(|(o, stem)| summarise(o, frame, stl.then(|| format!("{stem}.stl")))).collect(),
+        objects: objects
+            .iter()
+            .zip(&names)
+            .map(|(o, stem)| summarise(o, frame, stl.then(|| format!("{stem}.stl"))))
+            .collect(),
     };
-    let json = serde_json::to_vec_pretty(&summary).map_err(|e| MeshError::Io { path: out_dir.join(SUMMARY_FILE), source: e.into() })?;
+    let json = serde_json::to_vec_pretty(&summary)
+        .map_err(|e| MeshError::Io { path: out_dir.join(SUMMARY_FILE), source: e.into() })?;
     outputs.push((SUMMARY_FILE.to_string(), json));
     publish(out_dir, &outputs)?;
     summary.files = outputs.iter().map(|(n, _)| out_dir.join(n)).collect();
@@ -156,7 +172,8 @@ pub fn write_objects(objects: &[MeshObject], out_dir: &Path, format: Format, fra
 /// Object names become file names: anything but ASCII letters, digits, `-` and `_` turns
 /// into `_`, so a name can never leave the output folder.
 fn file_stem(name: &str) -> String {
-    let s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let s: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
     if s.is_empty() {
         "object".into()
     } else {
@@ -216,7 +233,8 @@ pub fn write_stl(mesh: &TriMesh, name: &str, frame: Frame, out: &mut impl Write)
     let text = format!("Hepaview binary STL, object {}, {} mm", file_stem(name), frame.name());
     let n = text.len().min(80);
     header[..n].copy_from_slice(&text.as_bytes()[..n]);
-    let count = u32::try_from(mesh.triangles.len()).map_err(|_| std::io::Error::other("more than 2³² triangles do not fit STL"))?;
+    let count = u32::try_from(mesh.triangles.len())
+        .map_err(|_| std::io::Error::other("more than 2³² triangles do not fit STL"))?;
     let mut buf = Vec::with_capacity(84 + 50 * mesh.triangles.len());
     buf.extend_from_slice(&header);
     buf.extend_from_slice(&count.to_le_bytes());
@@ -241,7 +259,12 @@ pub fn write_stl(mesh: &TriMesh, name: &str, frame: Frame, out: &mut impl Write)
 /// lines, then faces `f a//a b//b c//c` (1-based, numbered across the whole file).
 pub fn write_obj(objects: &[MeshObject], frame: Frame, out: &mut impl Write) -> std::io::Result<()> {
     let mut w = std::io::BufWriter::with_capacity(1 << 20, out);
-    writeln!(w, "# Hepaview mesh export: {} objects, {} millimetres, counter-clockwise faces seen from outside", objects.len(), frame.name())?;
+    writeln!(
+        w,
+        "# Hepaview mesh export: {} objects, {} millimetres, counter-clockwise faces seen from outside",
+        objects.len(),
+        frame.name()
+    )?;
     let s = frame.signs();
     let mut base = 1usize;
     for o in objects {
@@ -280,7 +303,8 @@ fn publish(dir: &Path, outputs: &[(String, Vec<u8>)]) -> Result<(), MeshError> {
     // Process id and a per-process counter keep concurrent exports' temporaries apart.
     static EXPORTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let run = EXPORTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let temps: Vec<PathBuf> = outputs.iter().map(|(n, _)| dir.join(format!(".{n}.{}-{run}.part", std::process::id()))).collect();
+    let temps: Vec<PathBuf> =
+        outputs.iter().map(|(n, _)| dir.join(format!(".{n}.{}-{run}.part", std::process::id()))).collect();
     let cleanup = |paths: &[PathBuf]| {
         for p in paths {
             let _ = std::fs::remove_file(p);
@@ -316,7 +340,9 @@ fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 fn link_new(tmp: &Path, target: &Path) -> Result<(), MeshError> {
     match std::fs::hard_link(tmp, target) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(MeshError::Exists { path: target.to_path_buf() }),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(MeshError::Exists { path: target.to_path_buf() })
+        }
         Err(_) if target.symlink_metadata().is_ok() => Err(MeshError::Exists { path: target.to_path_buf() }),
         // No hard links here (some network and FAT file systems): rename, having checked.
         Err(_) => std::fs::rename(tmp, target).map_err(|e| MeshError::Io { path: target.to_path_buf(), source: e }),

@@ -68,7 +68,11 @@ impl MeshOptions {
     pub fn validate(&self) -> Result<(), MeshError> {
         self.smoothing.validate()?;
         if !(self.min_tumour_ml >= 0.0 && self.min_tumour_ml.is_finite()) {
-            return Err(MeshError::BadOption { what: "minimum tumour volume (mL)", value: self.min_tumour_ml, hint: "give a volume ≥ 0 mL" });
+            return Err(MeshError::BadOption {
+                what: "minimum tumour volume (mL)",
+                value: self.min_tumour_ml,
+                hint: "give a volume ≥ 0 mL",
+            });
         }
         for (what, n) in [
             ("liver triangle budget", self.max_triangles_liver),
@@ -76,7 +80,11 @@ impl MeshOptions {
             ("vessel triangle budget", self.max_triangles_vessels),
         ] {
             if n < 4 {
-                return Err(MeshError::BadOption { what, value: n as f64, hint: "a closed surface needs at least 4 triangles" });
+                return Err(MeshError::BadOption {
+                    what,
+                    value: n as f64,
+                    hint: "a closed surface needs at least 4 triangles",
+                });
             }
         }
         if self.liver_labels.contains(&0) || self.vessel_labels.contains(&0) || self.tumour_label == Some(0) {
@@ -87,7 +95,8 @@ impl MeshOptions {
 
     /// Every label some object is made of, sorted.
     pub fn all_labels(&self) -> Vec<u8> {
-        let mut l: Vec<u8> = self.liver_labels.iter().chain(&self.vessel_labels).chain(self.tumour_label.as_ref()).copied().collect();
+        let mut l: Vec<u8> =
+            self.liver_labels.iter().chain(&self.vessel_labels).chain(self.tumour_label.as_ref()).copied().collect();
         l.sort_unstable();
         l.dedup();
         l
@@ -131,7 +140,11 @@ struct Job {
 
 /// [`build_objects`] reporting each finished object; stops with [`MeshError::Cancelled`]
 /// when `progress` returns false (objects already running finish first).
-pub fn build_objects_with_progress(mask: &Mask, opts: &MeshOptions, progress: Progress) -> Result<Vec<MeshObject>, MeshError> {
+pub fn build_objects_with_progress(
+    mask: &Mask,
+    opts: &MeshOptions,
+    progress: Progress,
+) -> Result<Vec<MeshObject>, MeshError> {
     opts.validate()?;
     if mask.data.dim() != (mask.geometry.shape[0], mask.geometry.shape[1], mask.geometry.shape[2]) {
         return Err(MeshError::ShapeMismatch { voxels: mask.data.len(), shape: mask.geometry.shape });
@@ -152,7 +165,10 @@ pub fn build_objects_with_progress(mask: &Mask, opts: &MeshOptions, progress: Pr
             }
             let obj = run_job(mask, job, opts, voxel_ml)?;
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-            if !progress(n as f32 / total as f32, &format!("meshed {} ({} triangles)", obj.name, obj.mesh.triangle_count())) {
+            if !progress(
+                n as f32 / total as f32,
+                &format!("meshed {} ({} triangles)", obj.name, obj.mesh.triangle_count()),
+            ) {
                 cancelled.store(true, Ordering::Relaxed);
             }
             Ok(obj)
@@ -216,7 +232,14 @@ fn run_job(mask: &Mask, job: Job, opts: &MeshOptions, voxel_ml: f64) -> Result<M
     };
     taubin(&mut mesh, &opts.smoothing)?;
     let mesh = decimate(&mesh, job.budget);
-    Ok(MeshObject { name: job.name, kind: job.kind, labels: job.labels, voxels, voxel_volume_ml: voxels as f64 * voxel_ml, mesh })
+    Ok(MeshObject {
+        name: job.name,
+        kind: job.kind,
+        labels: job.labels,
+        voxels,
+        voxel_volume_ml: voxels as f64 * voxel_ml,
+        mesh,
+    })
 }
 
 /// A mask of the component's bounding box (1 inside the component), placed where the box

@@ -34,10 +34,18 @@ impl Default for TaubinOptions {
 impl TaubinOptions {
     pub fn validate(&self) -> Result<(), MeshError> {
         if !(self.lambda > 0.0 && self.lambda < 1.0) {
-            return Err(MeshError::BadOption { what: "smoothing lambda", value: self.lambda as f64, hint: "give 0 < λ < 1 (0.5 is usual)" });
+            return Err(MeshError::BadOption {
+                what: "smoothing lambda",
+                value: self.lambda as f64,
+                hint: "give 0 < λ < 1 (0.5 is usual)",
+            });
         }
         if !(self.pass_band > 0.0 && self.pass_band < 1.0) {
-            return Err(MeshError::BadOption { what: "smoothing pass band", value: self.pass_band as f64, hint: "give 0 < k_PB < 1 (0.05 to 0.1 is usual)" });
+            return Err(MeshError::BadOption {
+                what: "smoothing pass band",
+                value: self.pass_band as f64,
+                hint: "give 0 < k_PB < 1 (0.05 to 0.1 is usual)",
+            });
         }
         Ok(())
     }

@@ -453,7 +453,8 @@ fn cell_layer(grid: &BitGrid, num: &Numbering, table: &CaseTable, flip: bool, bk
                     let pos = t + d;
                     // The crossing's number: the row's first number in this word plus the
                     // crossings below it. Bit 64 is bit 0 of the next word.
-                    ids[e] = if pos < 64 { first[r] + (edges[r] & ((1u64 << pos) - 1)).count_ones() } else { first_next(r) };
+                    ids[e] =
+                        if pos < 64 { first[r] + (edges[r] & ((1u64 << pos) - 1)).count_ones() } else { first_next(r) };
                 }
                 for &[a, b, c] in table.triangles(case) {
                     let (a, b, c) = (ids[a as usize], ids[b as usize], ids[c as usize]);

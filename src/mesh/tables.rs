@@ -145,7 +145,11 @@ fn chain_loops(segments: &[[usize; 2]]) -> Vec<Vec<usize>> {
 
 /// Bit `f` set when cell edge `e` lies on face `f` (every edge lies on two faces).
 fn edge_faces(e: usize) -> u8 {
-    FACES.iter().enumerate().filter(|(_, (c, _))| c.contains(&EDGES[e][0]) && c.contains(&EDGES[e][1])).fold(0, |m, (f, _)| m | 1 << f)
+    FACES
+        .iter()
+        .enumerate()
+        .filter(|(_, (c, _))| c.contains(&EDGES[e][0]) && c.contains(&EDGES[e][1]))
+        .fold(0, |m, (f, _)| m | 1 << f)
 }
 
 /// Minimum-area triangulation of a closed loop of cell edges (it is not planar in general,
@@ -244,7 +248,9 @@ mod tests {
     fn every_case_uses_exactly_its_crossed_edges_and_no_degenerate_triangle() {
         let t = case_table();
         for case in 0..256usize {
-            let crossed = (0..12).filter(|&e| (case >> EDGES[e][0] & 1) != (case >> EDGES[e][1] & 1)).fold(0u16, |m, e| m | 1 << e);
+            let crossed = (0..12)
+                .filter(|&e| (case >> EDGES[e][0] & 1) != (case >> EDGES[e][1] & 1))
+                .fold(0u16, |m, e| m | 1 << e);
             assert_eq!(t.edge_mask[case], crossed, "case {case}");
             let used = t.triangles(case).iter().flatten().fold(0u16, |m, &e| m | 1 << e);
             assert_eq!(used, crossed, "case {case}");

@@ -150,7 +150,13 @@ impl LevelImage {
     fn new(v: &CtVolume, spacing_mm: f64) -> LevelImage {
         let g = &v.geometry;
         let n = |a: usize| ((g.shape[a] as f64 * g.spacing_mm[a] / spacing_mm).round() as usize).max(2);
-        let target_spacing = [0, 1, 2].map(|a| if n(a) >= g.shape[a] { g.spacing_mm[a] } else { g.shape[a] as f64 * g.spacing_mm[a] / n(a) as f64 });
+        let target_spacing = [0, 1, 2].map(|a| {
+            if n(a) >= g.shape[a] {
+                g.spacing_mm[a]
+            } else {
+                g.shape[a] as f64 * g.spacing_mm[a] / n(a) as f64
+            }
+        });
         let shape = [0, 1, 2].map(|a| n(a).min(g.shape[a]));
         // Same corner (edge of the first voxel) and direction, coarser voxels.
         let first_edge = g.index_to_world([-0.5, -0.5, -0.5]);
@@ -258,8 +264,13 @@ fn box_average(v: &CtVolume, coarse: &Geometry) -> CtVolume {
             }
         }
     }
-    let data: Vec<i16> = sum.iter().zip(&cnt).map(|(&s, &n)| if n > 0 { (s / n as f64).round() as i16 } else { -1024 }).collect();
-    Volume::new(ndarray::Array3::from_shape_vec((cz, cy, cx), data).unwrap_or_else(|_| ndarray::Array3::from_elem((cz, cy, cx), -1024)), coarse.clone())
+    let data: Vec<i16> =
+        sum.iter().zip(&cnt).map(|(&s, &n)| if n > 0 { (s / n as f64).round() as i16 } else { -1024 }).collect();
+    Volume::new(
+        ndarray::Array3::from_shape_vec((cz, cy, cx), data)
+            .unwrap_or_else(|_| ndarray::Array3::from_elem((cz, cy, cx), -1024)),
+        coarse.clone(),
+    )
 }
 
 /// Centre of mass (mm) of the voxels above `threshold_hu`, `None` when there are none.
@@ -301,7 +312,10 @@ fn fixed_points(f: &LevelImage, threshold_hu: f32, max_points: usize) -> (Vec<Lp
     let body: Vec<usize> = (0..nz * ny * nx).filter(|&i| f.data[i] > threshold_hu && inner(i)).collect();
     let stride = body.len().div_ceil(max_points.max(1)).max(1);
     let picked: Vec<usize> = body.into_iter().step_by(stride).collect();
-    let pts = picked.iter().map(|&n| f.geometry.index_to_world([(n % nx) as f64, ((n / nx) % ny) as f64, (n / (nx * ny)) as f64])).collect();
+    let pts = picked
+        .iter()
+        .map(|&n| f.geometry.index_to_world([(n % nx) as f64, ((n / nx) % ny) as f64, (n / (nx * ny)) as f64]))
+        .collect();
     let vals = picked.iter().map(|&n| f.data[n]).collect();
     (pts, vals)
 }
@@ -503,18 +517,35 @@ fn update_size_mm(d: &[f64], radius: f64) -> f64 {
 
 /// Registers `moving` onto `fixed` with a rigid or affine transform, from `init` (or the
 /// centres of mass), coarse to fine.
-pub fn register_affine(fixed: &CtVolume, moving: &CtVolume, params: &AffineParams, init: Option<AffineTransform>, progress: Progress) -> Result<AffineResult, RegisterError> {
+pub fn register_affine(
+    fixed: &CtVolume,
+    moving: &CtVolume,
+    params: &AffineParams,
+    init: Option<AffineTransform>,
+    progress: Progress,
+) -> Result<AffineResult, RegisterError> {
     let t0 = std::time::Instant::now();
-    if params.level_spacing_mm.is_empty() || params.iterations == 0 || params.max_points < 100 || params.radius_mm.is_nan() || params.radius_mm <= 0.0 || params.min_step_mm.is_nan() || params.min_step_mm <= 0.0 {
-        return Err(RegisterError::BadParams("affine: give at least one level, iterations ≥ 1, max_points ≥ 100, radius and min step > 0".into()));
+    if params.level_spacing_mm.is_empty()
+        || params.iterations == 0
+        || params.max_points < 100
+        || params.radius_mm.is_nan()
+        || params.radius_mm <= 0.0
+        || params.min_step_mm.is_nan()
+        || params.min_step_mm <= 0.0
+    {
+        return Err(RegisterError::BadParams(
+            "affine: give at least one level, iterations ≥ 1, max_points ≥ 100, radius and min step > 0".into(),
+        ));
     }
-    let cf = centre_of_mass(fixed, params.body_threshold_hu).ok_or(RegisterError::NoBody { which: "fixed", threshold_hu: params.body_threshold_hu })?;
+    let cf = centre_of_mass(fixed, params.body_threshold_hu)
+        .ok_or(RegisterError::NoBody { which: "fixed", threshold_hu: params.body_threshold_hu })?;
     let mut t = match init {
         Some(t) => t,
         None => {
             let mut t = AffineTransform::identity(cf);
             if params.init_centre_of_mass {
-                let cm = centre_of_mass(moving, params.body_threshold_hu).ok_or(RegisterError::NoBody { which: "moving", threshold_hu: params.body_threshold_hu })?;
+                let cm = centre_of_mass(moving, params.body_threshold_hu)
+                    .ok_or(RegisterError::NoBody { which: "moving", threshold_hu: params.body_threshold_hu })?;
                 t.translation_mm = [0, 1, 2].map(|a| cm[a] - cf[a]);
             }
             t
@@ -529,10 +560,16 @@ pub fn register_affine(fixed: &CtVolume, moving: &CtVolume, params: &AffineParam
         let m = LevelImage::new(moving, spacing);
         let (pts, vals) = fixed_points(&f, params.body_threshold_hu, params.max_points);
         let Some(mut cur) = normal_equations(&t, &pts, &vals, &m, params.model) else {
-            return Err(RegisterError::NoCommonPoints { model: format!("{:?}", params.model).to_lowercase(), points: 0 });
+            return Err(RegisterError::NoCommonPoints {
+                model: format!("{:?}", params.model).to_lowercase(),
+                points: 0,
+            });
         };
         if cur.points < pts.len() / 10 {
-            return Err(RegisterError::NoCommonPoints { model: format!("{:?}", params.model).to_lowercase(), points: cur.points });
+            return Err(RegisterError::NoCommonPoints {
+                model: format!("{:?}", params.model).to_lowercase(),
+                points: cur.points,
+            });
         }
         if li == 0 {
             ncc_before = cur.ncc;
@@ -542,7 +579,10 @@ pub fn register_affine(fixed: &CtVolume, moving: &CtVolume, params: &AffineParam
         let mut it = 0;
         while it < params.iterations {
             it += 1;
-            if !progress((li as f32 + it as f32 / params.iterations as f32) / n_levels as f32, &format!("{:?} level {}/{n_levels}: NCC {:.4}", params.model, li + 1, cur.ncc)) {
+            if !progress(
+                (li as f32 + it as f32 / params.iterations as f32) / n_levels as f32,
+                &format!("{:?} level {}/{n_levels}: NCC {:.4}", params.model, li + 1, cur.ncc),
+            ) {
                 return Err(RegisterError::Cancelled);
             }
             let Some(d) = solve_damped(&cur.h, &cur.g, lambda) else { break };
@@ -576,7 +616,13 @@ pub fn register_affine(fixed: &CtVolume, moving: &CtVolume, params: &AffineParam
 
 /// NCC between `fixed` and `moving` through `t` over the fixed body voxels, on a level of
 /// `spacing_mm` (the residual a report gives; 0 mm = the native grids).
-pub fn ncc_at(fixed: &CtVolume, moving: &CtVolume, t: &AffineTransform, spacing_mm: f64, body_threshold_hu: f32) -> Option<f64> {
+pub fn ncc_at(
+    fixed: &CtVolume,
+    moving: &CtVolume,
+    t: &AffineTransform,
+    spacing_mm: f64,
+    body_threshold_hu: f32,
+) -> Option<f64> {
     let f = LevelImage::new(fixed, spacing_mm);
     let m = LevelImage::new(moving, spacing_mm);
     let (pts, vals) = fixed_points(&f, body_threshold_hu, usize::MAX);
@@ -626,7 +672,10 @@ mod tests {
         let f = blob();
         let fl = LevelImage::new(&f, 2.5);
         let (pts, vals) = fixed_points(&fl, -800.0, 100_000);
-        let t = AffineTransform { translation_mm: [1.3, -0.7, 2.1], ..AffineTransform::rigid([0.05, -0.03, 0.08], [0.0; 3], [2.0, 1.0, -3.0]) };
+        let t = AffineTransform {
+            translation_mm: [1.3, -0.7, 2.1],
+            ..AffineTransform::rigid([0.05, -0.03, 0.08], [0.0; 3], [2.0, 1.0, -3.0])
+        };
         // the intensity line at t, held fixed while p moves
         let base: Vec<f64> = pts.iter().map(|&x| fl.sample_grad(t.apply(x)).unwrap().0 as f64).collect();
         let n = base.len() as f64;
@@ -643,13 +692,19 @@ mod tests {
                     let mut d = vec![0.0; np];
                     d[p] = sign * h;
                     let u = updated(&t, &d, model);
-                    pts.iter().zip(&target).map(|(&x, tg)| (tg - fl.sample_grad(u.apply(x)).unwrap().0 as f64).powi(2)).sum::<f64>()
+                    pts.iter()
+                        .zip(&target)
+                        .map(|(&x, tg)| (tg - fl.sample_grad(u.apply(x)).unwrap().0 as f64).powi(2))
+                        .sum::<f64>()
                 };
                 let fd = (ssd(1.0) - ssd(-1.0)) / (2.0 * h);
                 let analytic = -2.0 * nrm.g[p];
                 // relative to this parameter, or to the largest one for a near-zero entry
                 let scale = nrm.g.iter().map(|g| 2.0 * g.abs()).fold(0.0, f64::max);
-                assert!((fd - analytic).abs() <= 0.02 * fd.abs().max(analytic.abs()) + 1e-3 * scale, "{model:?} parameter {p}: analytic {analytic} vs numeric {fd}");
+                assert!(
+                    (fd - analytic).abs() <= 0.02 * fd.abs().max(analytic.abs()) + 1e-3 * scale,
+                    "{model:?} parameter {p}: analytic {analytic} vs numeric {fd}"
+                );
             }
         }
     }

@@ -8,7 +8,10 @@ use ndarray::{Array3, Zip};
 
 fn same_grid(a: &CtVolume, b: &CtVolume) -> Result<(), String> {
     if a.geometry != b.geometry {
-        return Err("the two images must be on the same grid (register first: the registered phase lies on the fixed grid)".into());
+        return Err(
+            "the two images must be on the same grid (register first: the registered phase lies on the fixed grid)"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -21,7 +24,9 @@ pub fn checkerboard(a: &CtVolume, b: &CtVolume, square_mm: f64) -> Result<CtVolu
     let sq = square_mm.max(1e-3);
     let mut out = a.data.clone();
     Zip::indexed(&mut out).and(&b.data).par_for_each(|(k, j, i), o, &bv| {
-        let cell = (k as f64 * s[0] / sq).floor() as i64 + (j as f64 * s[1] / sq).floor() as i64 + (i as f64 * s[2] / sq).floor() as i64;
+        let cell = (k as f64 * s[0] / sq).floor() as i64
+            + (j as f64 * s[1] / sq).floor() as i64
+            + (i as f64 * s[2] / sq).floor() as i64;
         if cell % 2 != 0 {
             *o = bv;
         }
@@ -42,7 +47,10 @@ pub fn blend(a: &CtVolume, b: &CtVolume, alpha: f32) -> Result<CtVolume, String>
     same_grid(a, b)?;
     let t = alpha.clamp(0.0, 1.0);
     let mut out = Array3::<i16>::zeros(a.data.raw_dim());
-    Zip::from(&mut out).and(&a.data).and(&b.data).par_for_each(|o, &x, &y| *o = ((1.0 - t) * x as f32 + t * y as f32).round() as i16);
+    Zip::from(&mut out)
+        .and(&a.data)
+        .and(&b.data)
+        .par_for_each(|o, &x, &y| *o = ((1.0 - t) * x as f32 + t * y as f32).round() as i16);
     Ok(Volume::new(out, a.geometry.clone()))
 }
 

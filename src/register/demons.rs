@@ -121,7 +121,13 @@ pub fn run_level(
     }
     kernels::warp_image_or_nan(moving, disp, shape, &mut ws.warped);
     let mse_end = masked_mse(fixed, &ws.warped, mask);
-    Some(LevelStats { shape_zyx: shape, iterations: done, mse_start: history.first().copied().unwrap_or(mse_end), mse_end, seconds: t0.elapsed().as_secs_f64() })
+    Some(LevelStats {
+        shape_zyx: shape,
+        iterations: done,
+        mse_start: history.first().copied().unwrap_or(mse_end),
+        mse_end,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
 }
 
 /// Writes the update (voxel units) for every voxel and returns the masked mean squared

@@ -59,7 +59,9 @@ fn stats(img: &[f32], valid: Option<&[u8]>) -> Option<Stats> {
         })
         .collect::<Vec<_>>()
         .into_iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY, 0f64, 0usize), |a, b| (a.0.min(b.0), a.1.max(b.1), a.2 + b.2, a.3 + b.3));
+        .fold((f32::INFINITY, f32::NEG_INFINITY, 0f64, 0usize), |a, b| {
+            (a.0.min(b.0), a.1.max(b.1), a.2 + b.2, a.3 + b.3)
+        });
     (n > 0).then(|| Stats { min, max, mean: (sum / n as f64) as f32 })
 }
 
@@ -86,10 +88,13 @@ impl Histogram {
                 }
                 h
             })
-            .reduce(|| vec![0u64; BINS], |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-                a
-            });
+            .reduce(
+                || vec![0u64; BINS],
+                |mut a, b| {
+                    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                    a
+                },
+            );
         let total = counts.iter().sum();
         Histogram { counts, min: st.min, width, total }
     }

@@ -99,7 +99,11 @@ pub fn warp_image_or_nan(img: &[f32], disp: &[f32], shape: Shape, out: &mut [f32
                 let p = j * nx + i;
                 let d = &disp[((k * ny) * nx + p) * 3..((k * ny) * nx + p) * 3 + 3];
                 let (x, y, z) = (i as f32 + d[0], j as f32 + d[1], k as f32 + d[2]);
-                slab[p] = if x >= -0.5 && y >= -0.5 && z >= -0.5 && x <= hx && y <= hy && z <= hz { sample(img, shape, x, y, z) } else { f32::NAN };
+                slab[p] = if x >= -0.5 && y >= -0.5 && z >= -0.5 && x <= hx && y <= hy && z <= hz {
+                    sample(img, shape, x, y, z)
+                } else {
+                    f32::NAN
+                };
             }
         }
     });
@@ -115,7 +119,11 @@ pub fn compose(d: &[f32], e: &[f32], shape: Shape, out: &mut [f32]) {
                 let q = (k * ny * nx) * 3 + p;
                 let ev = [e[q], e[q + 1], e[q + 2]];
                 // zero updates (air, outside a mask) are common: no interpolation needed
-                let dv = if ev == [0.0; 3] { [d[q], d[q + 1], d[q + 2]] } else { sample3(d, shape, i as f32 + ev[0], j as f32 + ev[1], k as f32 + ev[2]) };
+                let dv = if ev == [0.0; 3] {
+                    [d[q], d[q + 1], d[q + 2]]
+                } else {
+                    sample3(d, shape, i as f32 + ev[0], j as f32 + ev[1], k as f32 + ev[2])
+                };
                 slab[p] = ev[0] + dv[0];
                 slab[p + 1] = ev[1] + dv[1];
                 slab[p + 2] = ev[2] + dv[2];
@@ -173,7 +181,8 @@ pub fn jacobian(d: &[f32], shape: Shape) -> Vec<f32> {
                     m[c][2] = (at(k1, j, i, c) - at(k0, j, i, c)) * diff(k0, k1);
                     m[c][c] += 1.0;
                 }
-                slab[j * nx + i] = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+                slab[j * nx + i] = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+                    - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
                     + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
             }
         }
@@ -187,7 +196,9 @@ mod tests {
 
     fn ramp(shape: Shape) -> Vec<f32> {
         let [nz, ny, nx] = shape;
-        (0..nz * ny * nx).map(|n| (n % nx) as f32 * 2.0 + ((n / nx) % ny) as f32 * 3.0 + (n / (nx * ny)) as f32 * 5.0).collect()
+        (0..nz * ny * nx)
+            .map(|n| (n % nx) as f32 * 2.0 + ((n / nx) % ny) as f32 * 3.0 + (n / (nx * ny)) as f32 * 5.0)
+            .collect()
     }
 
     #[test]

@@ -163,7 +163,11 @@ impl Params {
         if self.levels.iter().any(|l| !(l.factor >= 1.0 && l.factor <= 64.0)) {
             return bad("level factors must lie in 1..=64");
         }
-        if !(self.sigma_diffusion_mm >= 0.0 && self.sigma_diffusion_mm <= 50.0 && self.sigma_fluid_mm >= 0.0 && self.sigma_fluid_mm <= 50.0) {
+        if !(self.sigma_diffusion_mm >= 0.0
+            && self.sigma_diffusion_mm <= 50.0
+            && self.sigma_fluid_mm >= 0.0
+            && self.sigma_fluid_mm <= 50.0)
+        {
             return bad("smoothing σ must lie in 0..=50 mm");
         }
         if !(self.max_step_vox > 0.0 && self.max_step_vox <= 5.0) {
@@ -192,11 +196,14 @@ pub fn register_images(
     params.validate()?;
     let g = &fixed.geometry;
     if moving.geometry.shape != g.shape {
-        return Err(RegisterError::BadParams("register_images needs both images on the same grid; resample the moving one first".into()));
+        return Err(RegisterError::BadParams(
+            "register_images needs both images on the same grid; resample the moving one first".into(),
+        ));
     }
     let full = Level::full(g);
     let f_full = fixed.data.as_slice().ok_or_else(|| RegisterError::BadParams("fixed image not contiguous".into()))?;
-    let m_full = moving.data.as_slice().ok_or_else(|| RegisterError::BadParams("moving image not contiguous".into()))?;
+    let m_full =
+        moving.data.as_slice().ok_or_else(|| RegisterError::BadParams("moving image not contiguous".into()))?;
     let mask_full = mask.map(|m| m.data.as_slice().expect("masks are contiguous"));
     let levels: Vec<Level> = params.levels.iter().map(|l| Level::shrunk(g, l.factor)).collect();
     let work: Vec<f64> = levels.iter().zip(&params.levels).map(|(l, p)| (l.len() * p.iterations) as f64).collect();
@@ -211,7 +218,8 @@ pub fn register_images(
     for (li, (level, plan)) in levels.iter().zip(&params.levels).enumerate() {
         let f_l = pyramid::downsample(f_full, &full, level, &mut scratch);
         let m_l = pyramid::downsample(m_full, &full, level, &mut scratch);
-        let mask_l = mask_full.map(|m| if *level == full { m.to_vec() } else { pyramid::downsample_mask(m, &full, level) });
+        let mask_l =
+            mask_full.map(|m| if *level == full { m.to_vec() } else { pyramid::downsample_mask(m, &full, level) });
         disp = match (&prev, init) {
             (Some(p), _) => pyramid::transfer_field(&disp, p, level),
             (None, Some(init)) => warp::to_voxels(&resample_field(init, &level.geometry(g))),
@@ -229,12 +237,20 @@ pub fn register_images(
             max_step_vox: params.max_step_vox,
             stop_relative: params.stop_relative,
         };
-        let msg = format!("Demons level {}/{} ({}×{}×{})", li + 1, levels.len(), level.shape[2], level.shape[1], level.shape[0]);
+        let msg = format!(
+            "Demons level {}/{} ({}×{}×{})",
+            li + 1,
+            levels.len(),
+            level.shape[2],
+            level.shape[1],
+            level.shape[0]
+        );
         let per_iter = (level.len() as f64) / total_work;
         let start = done_work;
         let mut on_iter = |it: usize| progress(((start + per_iter * it as f64 * 1.0) as f32).min(1.0), &msg);
-        let st = demons::run_level(&f_l, &m_l, mask_l.as_deref(), level.shape, &mut disp, &settings, &mut ws, &mut on_iter)
-            .ok_or(RegisterError::Cancelled)?;
+        let st =
+            demons::run_level(&f_l, &m_l, mask_l.as_deref(), level.shape, &mut disp, &settings, &mut ws, &mut on_iter)
+                .ok_or(RegisterError::Cancelled)?;
         stats.push(st);
         done_work += work[li] / total_work;
         prev = Some(level.clone());
@@ -283,7 +299,8 @@ const MAX_HU: f32 = 3071.0;
 fn affine_index_map(src: &Geometry, dst: &Geometry) -> ([[f64; 3]; 3], [f64; 3]) {
     let inv = invert3(&src.index_to_world_matrix()).unwrap_or([[0.0; 3]; 3]);
     let a = mat_mul(&inv, &dst.index_to_world_matrix());
-    let d0 = [dst.origin_mm[0] - src.origin_mm[0], dst.origin_mm[1] - src.origin_mm[1], dst.origin_mm[2] - src.origin_mm[2]];
+    let d0 =
+        [dst.origin_mm[0] - src.origin_mm[0], dst.origin_mm[1] - src.origin_mm[1], dst.origin_mm[2] - src.origin_mm[2]];
     (a, mat_vec(&inv, d0))
 }
 
@@ -312,23 +329,38 @@ fn moving_on_fixed(moving: &CtVolume, fixed: &Geometry) -> (Vec<f32>, Vec<u8>) {
 }
 
 fn describe(g: &Geometry) -> String {
-    format!("{}×{}×{} voxels of {:.2}×{:.2}×{:.2} mm", g.shape[2], g.shape[1], g.shape[0], g.spacing_mm[2], g.spacing_mm[1], g.spacing_mm[0])
+    format!(
+        "{}×{}×{} voxels of {:.2}×{:.2}×{:.2} mm",
+        g.shape[2], g.shape[1], g.shape[0], g.spacing_mm[2], g.spacing_mm[1], g.spacing_mm[0]
+    )
 }
 
 /// Registers a moving CT phase onto the fixed one, the whole recipe: resample onto the
 /// fixed grid, clamp air, match histograms, pre-align by phase correlation, pyramid Demons,
 /// then warp the original moving CT and measure. `mask` (fixed grid) focuses the forces and
 /// is where metrics are taken; without it the body is used for metrics.
-pub fn register_ct(fixed: &CtVolume, moving: &CtVolume, mask: Option<&Mask>, params: &Params, progress: Progress) -> Result<PhaseRegistration, RegisterError> {
+pub fn register_ct(
+    fixed: &CtVolume,
+    moving: &CtVolume,
+    mask: Option<&Mask>,
+    params: &Params,
+    progress: Progress,
+) -> Result<PhaseRegistration, RegisterError> {
     let t0 = Instant::now();
     params.validate()?;
     let g = &fixed.geometry;
     if let Some(m) = mask {
         if m.geometry.shape != g.shape {
-            return Err(RegisterError::BadParams(format!("the mask ({}) is not on the fixed grid ({})", describe(&m.geometry), describe(g))));
+            return Err(RegisterError::BadParams(format!(
+                "the mask ({}) is not on the fixed grid ({})",
+                describe(&m.geometry),
+                describe(g)
+            )));
         }
     }
-    let ratio = (0..3).map(|a| fixed.geometry.spacing_mm[a] / moving.geometry.spacing_mm[a]).fold(1.0f64, |r, x| r.max(x).max(1.0 / x));
+    let ratio = (0..3)
+        .map(|a| fixed.geometry.spacing_mm[a] / moving.geometry.spacing_mm[a])
+        .fold(1.0f64, |r, x| r.max(x).max(1.0 / x));
     if !ratio.is_finite() || ratio > 6.0 {
         return Err(RegisterError::SpacingMismatch { fixed: describe(g), moving: describe(&moving.geometry) });
     }
@@ -340,10 +372,18 @@ pub fn register_ct(fixed: &CtVolume, moving: &CtVolume, mask: Option<&Mask>, par
     let overlap = valid.iter().filter(|&&v| v != 0).count();
     let overlap_percent = 100.0 * overlap as f64 / g.len().max(1) as f64;
     if overlap_percent < 10.0 {
-        return Err(RegisterError::NoOverlap { fixed: describe(g), moving: describe(&moving.geometry), overlap_percent });
+        return Err(RegisterError::NoOverlap {
+            fixed: describe(g),
+            moving: describe(&moving.geometry),
+            overlap_percent,
+        });
     }
     for (which, img) in [("fixed", &f), ("moving", &m)] {
-        let (lo, hi) = img.iter().zip(&valid).filter(|(_, &v)| v != 0).fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), (&x, _)| (lo.min(x), hi.max(x)));
+        let (lo, hi) = img
+            .iter()
+            .zip(&valid)
+            .filter(|(_, &v)| v != 0)
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), (&x, _)| (lo.min(x), hi.max(x)));
         if hi - lo < 1.0 {
             return Err(RegisterError::Constant { which, value: lo });
         }
@@ -358,7 +398,8 @@ pub fn register_ct(fixed: &CtVolume, moving: &CtVolume, mask: Option<&Mask>, par
     // Contrast changes enhancing tissue, not air: histograms over voxels above −900 HU in
     // both images, so reconstruction-circle padding and different fields of view (which
     // differ between series of one study) do not bend the map; air stays air.
-    let tissue: Vec<u8> = valid.iter().zip(f.iter().zip(&m)).map(|(&v, (&a, &b))| (v != 0 && a > -900.0 && b > -900.0) as u8).collect();
+    let tissue: Vec<u8> =
+        valid.iter().zip(f.iter().zip(&m)).map(|(&v, (&a, &b))| (v != 0 && a > -900.0 && b > -900.0) as u8).collect();
     let hist = if params.histogram_points > 0 {
         histogram::histogram_map(&m, &f, Some(&tissue), params.histogram_points).map(|mut map| {
             if map.knots.first().is_some_and(|k| k.0 > AIR_HU) {
@@ -420,7 +461,8 @@ pub fn register_ct(fixed: &CtVolume, moving: &CtVolume, mask: Option<&Mask>, par
         (field, levels)
     } else {
         let mask_c = mask.map(|mk| roi.crop(mk));
-        let (field_c, levels) = register_images(&roi.crop(&fixed_f), &roi.crop(&moving_f), mask_c.as_ref(), init.as_ref(), params, &sub)?;
+        let (field_c, levels) =
+            register_images(&roi.crop(&fixed_f), &roi.crop(&moving_f), mask_c.as_ref(), init.as_ref(), params, &sub)?;
         (resample_field(&field_c, g), levels)
     };
     let (field, levels) = field;
@@ -538,7 +580,10 @@ pub fn body_box(fixed: &Volume<f32>, moving: &Volume<f32>, valid: &[u8], margin_
         })
         .collect();
     let Some((lo, hi)) = per_slab.into_iter().flatten().reduce(|a, b| {
-        ([a.0[0].min(b.0[0]), a.0[1].min(b.0[1]), a.0[2].min(b.0[2])], [a.1[0].max(b.1[0]), a.1[1].max(b.1[1]), a.1[2].max(b.1[2])])
+        (
+            [a.0[0].min(b.0[0]), a.0[1].min(b.0[1]), a.0[2].min(b.0[2])],
+            [a.1[0].max(b.1[0]), a.1[1].max(b.1[1]), a.1[2].max(b.1[2])],
+        )
     }) else {
         return IndexBox { lo: [0; 3], hi: shape };
     };

@@ -23,7 +23,13 @@ fn fft3(buf: &mut [Complex32], shape: Shape, inverse: bool) {
 }
 
 /// Transforms the lines of `buf` that start at each of `starts` with elements `stride` apart.
-fn fft_strided(buf: &mut [Complex32], line: &mut [Complex32], stride: usize, starts: impl Iterator<Item = usize>, fft: &dyn rustfft::Fft<f32>) {
+fn fft_strided(
+    buf: &mut [Complex32],
+    line: &mut [Complex32],
+    stride: usize,
+    starts: impl Iterator<Item = usize>,
+    fft: &dyn rustfft::Fft<f32>,
+) {
     for s in starts {
         for (t, v) in line.iter_mut().enumerate() {
             *v = buf[s + t * stride];
@@ -39,7 +45,13 @@ fn fft_strided(buf: &mut [Complex32], line: &mut [Complex32], stride: usize, sta
 fn windowed(img: &[f32], shape: Shape) -> Vec<Complex32> {
     let [nz, ny, nx] = shape;
     let mean = img.iter().map(|&v| v as f64).sum::<f64>() / img.len().max(1) as f64;
-    let hann = |t: usize, n: usize| if n < 3 { 1.0 } else { 0.5 - 0.5 * (2.0 * std::f32::consts::PI * t as f32 / (n - 1) as f32).cos() };
+    let hann = |t: usize, n: usize| {
+        if n < 3 {
+            1.0
+        } else {
+            0.5 - 0.5 * (2.0 * std::f32::consts::PI * t as f32 / (n - 1) as f32).cos()
+        }
+    };
     let wz: Vec<f32> = (0..nz).map(|k| hann(k, nz)).collect();
     let wy: Vec<f32> = (0..ny).map(|j| hann(j, ny)).collect();
     let wx: Vec<f32> = (0..nx).map(|i| hann(i, nx)).collect();
@@ -71,7 +83,10 @@ pub fn phase_correlation(fixed: &[f32], moving: &[f32], shape: Shape) -> ([f64; 
     }
     fft3(&mut f, shape, true);
     let total = f.len() as f32;
-    let (best, peak) = f.iter().enumerate().fold((0usize, f32::NEG_INFINITY), |acc, (i, c)| if c.re > acc.1 { (i, c.re) } else { acc });
+    let (best, peak) =
+        f.iter()
+            .enumerate()
+            .fold((0usize, f32::NEG_INFINITY), |acc, (i, c)| if c.re > acc.1 { (i, c.re) } else { acc });
     let (k, j, i) = (best / (ny * nx), (best / nx) % ny, best % nx);
     let at = |k: usize, j: usize, i: usize| f[(k * ny + j) * nx + i].re;
     // parabolic sub-voxel refinement along each axis (periodic neighbours)

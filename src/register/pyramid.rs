@@ -61,7 +61,8 @@ impl Level {
 
     /// Continuous index in `src` of voxel index `idx` of `self`, per axis `[z, y, x]`.
     fn map_axis(&self, src: &Level, axis: usize, idx: usize) -> f32 {
-        ((self.offset_mm[axis] + idx as f64 * self.spacing_mm[axis] - src.offset_mm[axis]) / src.spacing_mm[axis]) as f32
+        ((self.offset_mm[axis] + idx as f64 * self.spacing_mm[axis] - src.offset_mm[axis]) / src.spacing_mm[axis])
+            as f32
     }
 }
 
@@ -100,7 +101,11 @@ pub fn coarsened(vol: &CtVolume, voxel_mm: f64) -> CtVolume {
     let (full, small) = (Level::full(g), Level::shrunk(g, voxel_mm / finest));
     let img: Vec<f32> = vol.data.iter().map(|&v| v as f32).collect();
     let out = downsample(&img, &full, &small, &mut Vec::new());
-    let data = ndarray::Array3::from_shape_vec(small.shape, out.into_iter().map(|v| v.round().clamp(i16::MIN as f32, i16::MAX as f32) as i16).collect()).expect("level shape");
+    let data = ndarray::Array3::from_shape_vec(
+        small.shape,
+        out.into_iter().map(|v| v.round().clamp(i16::MIN as f32, i16::MAX as f32) as i16).collect(),
+    )
+    .expect("level shape");
     CtVolume::new(data, small.geometry(g))
 }
 
@@ -123,7 +128,8 @@ fn resample_scalar(img: &[f32], src: &Level, dst: &Level) -> Vec<f32> {
 /// Nearest-neighbour resampling of a mask.
 pub fn downsample_mask(mask: &[u8], src: &Level, dst: &Level) -> Vec<u8> {
     let [_, ny, nx] = dst.shape;
-    let near = |axis: usize, idx: usize| (dst.map_axis(src, axis, idx).round().max(0.0) as usize).min(src.shape[axis] - 1);
+    let near =
+        |axis: usize, idx: usize| (dst.map_axis(src, axis, idx).round().max(0.0) as usize).min(src.shape[axis] - 1);
     let xs: Vec<usize> = (0..nx).map(|i| near(2, i)).collect();
     let ys: Vec<usize> = (0..ny).map(|j| near(1, j)).collect();
     let mut out = vec![0u8; dst.len()];
@@ -174,7 +180,13 @@ mod tests {
     fn a_coarsened_volume_keeps_its_extent_and_its_values() {
         let g = Geometry::axis_aligned([10, 64, 64], [2.5, 0.75, 0.75], [-24.0, -24.0, -100.0]);
         // a bright block in the middle of soft tissue
-        let data = ndarray::Array3::from_shape_fn((10, 64, 64), |(_, j, i)| if (16..48).contains(&j) && (16..48).contains(&i) { 200i16 } else { 40 });
+        let data = ndarray::Array3::from_shape_fn((10, 64, 64), |(_, j, i)| {
+            if (16..48).contains(&j) && (16..48).contains(&i) {
+                200i16
+            } else {
+                40
+            }
+        });
         let v = CtVolume::new(data, g.clone());
         let c = coarsened(&v, 3.0);
         assert_eq!(c.geometry.shape, [8, 16, 16]);

@@ -16,7 +16,8 @@ pub fn gaussian_kernel(sigma_vox: f64, max_radius: usize) -> Vec<f32> {
         return vec![1.0];
     }
     let r = ((3.0 * sigma_vox).ceil() as usize).clamp(1, max_radius.max(1));
-    let w: Vec<f64> = (-(r as isize)..=r as isize).map(|t| (-(t * t) as f64 / (2.0 * sigma_vox * sigma_vox)).exp()).collect();
+    let w: Vec<f64> =
+        (-(r as isize)..=r as isize).map(|t| (-(t * t) as f64 / (2.0 * sigma_vox * sigma_vox)).exp()).collect();
     let s: f64 = w.iter().sum();
     w.iter().map(|x| (x / s) as f32).collect()
 }
@@ -166,7 +167,8 @@ mod tests {
         gaussian_smooth(&mut d, shape, 1, [1.0, 2.0, 1.5], &mut scratch);
         let (kz, ky, kx) = (gaussian_kernel(1.0, 99), gaussian_kernel(2.0, 99), gaussian_kernel(1.5, 99));
         let at = |k: usize, j: usize, i: usize| d[(k * 15 + j) * 15 + i];
-        let expect = |dz: usize, dy: usize, dx: usize| kz[kz.len() / 2 + dz] * ky[ky.len() / 2 + dy] * kx[kx.len() / 2 + dx];
+        let expect =
+            |dz: usize, dy: usize, dx: usize| kz[kz.len() / 2 + dz] * ky[ky.len() / 2 + dy] * kx[kx.len() / 2 + dx];
         assert!((at(7, 7, 7) - expect(0, 0, 0)).abs() < 1e-6);
         assert!((at(8, 10, 9) - expect(1, 3, 2)).abs() < 1e-6);
         assert!((d.iter().sum::<f32>() - 1.0).abs() < 1e-4);

@@ -125,7 +125,8 @@ pub fn warp_labels_linear(moving: &Mask, field: &Field) -> Mask {
             for i in 0..nx {
                 let p = (k * ny + j) * nx + i;
                 let w = mat_vec(&m, [i as f64, j as f64, k as f64]);
-                let d = [0, 1, 2].map(|c| w[c] + target.origin_mm[c] + u[p * 3 + c] as f64 - moving.geometry.origin_mm[c]);
+                let d =
+                    [0, 1, 2].map(|c| w[c] + target.origin_mm[c] + u[p * 3 + c] as f64 - moving.geometry.origin_mm[c]);
                 let q = mat_vec(&inv, d);
                 if !moving.geometry.contains_index(q) {
                     continue;
@@ -139,7 +140,8 @@ pub fn warp_labels_linear(moving: &Mask, field: &Field) -> Mask {
                 let mut n = 0;
                 for corner in 0..8 {
                     let off = [corner & 1, (corner >> 1) & 1, (corner >> 2) & 1];
-                    let idx = [0, 1, 2].map(|a| ((base[a] as isize + off[a] as isize).clamp(0, hi[a] as isize - 1)) as usize);
+                    let idx =
+                        [0, 1, 2].map(|a| ((base[a] as isize + off[a] as isize).clamp(0, hi[a] as isize - 1)) as usize);
                     let wgt = (0..3).map(|a| if off[a] == 1 { frac[a] } else { 1.0 - frac[a] }).product::<f64>();
                     let l = moving.data[[idx[2], idx[1], idx[0]]];
                     match labels[..n].iter().position(|&x| x == l) {
@@ -153,7 +155,9 @@ pub fn warp_labels_linear(moving: &Mask, field: &Field) -> Mask {
                 }
                 let mut best = 0;
                 for c in 1..n {
-                    if weights[c] > weights[best] + 1e-12 || ((weights[c] - weights[best]).abs() <= 1e-12 && labels[c] < labels[best]) {
+                    if weights[c] > weights[best] + 1e-12
+                        || ((weights[c] - weights[best]).abs() <= 1e-12 && labels[c] < labels[best])
+                    {
                         best = c;
                     }
                 }
@@ -229,7 +233,12 @@ mod tests {
 
     fn geometry() -> Geometry {
         let (c, s) = (0.3f64.cos(), 0.3f64.sin());
-        Geometry { shape: [8, 10, 12], spacing_mm: [2.5, 0.8, 0.7], origin_mm: [-10.0, 5.0, 30.0], direction: [[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]] }
+        Geometry {
+            shape: [8, 10, 12],
+            spacing_mm: [2.5, 0.8, 0.7],
+            origin_mm: [-10.0, 5.0, 30.0],
+            direction: [[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]],
+        }
     }
 
     fn smooth_field(g: &Geometry) -> Field {
@@ -266,7 +275,7 @@ mod tests {
         let (inv, residual) = invert(&f, 50);
         assert!(residual < 0.01, "residual {residual} mm");
         let id = compose(&f, &inv); // φ_u ∘ φ_v = id by construction
-        // away from the border (replicated samples there are not exact)
+                                    // away from the border (replicated samples there are not exact)
         for k in 2..6 {
             for j in 2..8 {
                 for i in 2..10 {

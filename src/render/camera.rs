@@ -29,8 +29,14 @@ pub enum StandardView {
 }
 
 impl StandardView {
-    pub const ALL: [StandardView; 6] =
-        [StandardView::Anterior, StandardView::Posterior, StandardView::Left, StandardView::Right, StandardView::Superior, StandardView::Inferior];
+    pub const ALL: [StandardView; 6] = [
+        StandardView::Anterior,
+        StandardView::Posterior,
+        StandardView::Left,
+        StandardView::Right,
+        StandardView::Superior,
+        StandardView::Inferior,
+    ];
 
     /// Screen right and screen up as LPS unit vectors. The camera sits on the side of
     /// `right × up` (the view's "back" axis), looking the other way.
@@ -321,7 +327,8 @@ impl Camera {
     /// `height` points tall (the point under the pointer at target depth stays under it).
     pub fn pan(&mut self, dx: f64, dy: f64, height: f64) {
         let mm_per_point = 2.0 * self.distance_mm * (self.fov_y_deg.to_radians() * 0.5).tan() / height.max(1.0);
-        self.target_mm = add(self.target_mm, add(scale(self.right, -dx * mm_per_point), scale(self.up, dy * mm_per_point)));
+        self.target_mm =
+            add(self.target_mm, add(scale(self.right, -dx * mm_per_point), scale(self.up, dy * mm_per_point)));
     }
 
     /// Zooms by `factor` (> 1 comes closer).
@@ -399,7 +406,10 @@ mod tests {
         let t = e.target_mm;
         e.pan(30.0, -12.0, size[1]);
         let after = e.project(t, size).unwrap().0;
-        assert!((after[0] - before[0] - 30.0).abs() < 1e-6 && (after[1] - before[1] + 12.0).abs() < 1e-6, "{before:?} -> {after:?}");
+        assert!(
+            (after[0] - before[0] - 30.0).abs() < 1e-6 && (after[1] - before[1] + 12.0).abs() < 1e-6,
+            "{before:?} -> {after:?}"
+        );
     }
 
     #[test]
@@ -411,7 +421,10 @@ mod tests {
                 for i in 0..8 {
                     let p = [bounds[i & 1][0], bounds[(i >> 1) & 1][1], bounds[(i >> 2) & 1][2]];
                     let (px, _) = c.project(p, size).unwrap();
-                    assert!((0.0..=size[0]).contains(&px[0]) && (0.0..=size[1]).contains(&px[1]), "{v:?} aspect {aspect}: corner at {px:?}");
+                    assert!(
+                        (0.0..=size[0]).contains(&px[0]) && (0.0..=size[1]).contains(&px[1]),
+                        "{v:?} aspect {aspect}: corner at {px:?}"
+                    );
                 }
             }
         }

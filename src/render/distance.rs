@@ -184,7 +184,11 @@ impl SurfaceGrid {
             return None;
         }
         let stride = (pts.len() / 256).max(1);
-        let probes: Vec<(V, f64)> = pts.iter().step_by(stride).map(|&s| (s, self.distance(s, f64::INFINITY).unwrap_or(f64::INFINITY))).collect();
+        let probes: Vec<(V, f64)> = pts
+            .iter()
+            .step_by(stride)
+            .map(|&s| (s, self.distance(s, f64::INFINITY).unwrap_or(f64::INFINITY)))
+            .collect();
         let mut best = probes.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
         for &p in &pts {
             let lower = probes.iter().map(|&(s, ds)| ds - dist2(p, s).sqrt()).fold(f64::NEG_INFINITY, f64::max);
@@ -214,7 +218,8 @@ mod tests {
             }
         }
         let q = |a: u32, b: u32, c: u32, d: u32| [[a, b, c], [a, c, d]];
-        let triangles = [q(0, 2, 3, 1), q(4, 5, 7, 6), q(0, 1, 5, 4), q(2, 6, 7, 3), q(0, 4, 6, 2), q(1, 3, 7, 5)].concat();
+        let triangles =
+            [q(0, 2, 3, 1), q(4, 5, 7, 6), q(0, 1, 5, 4), q(2, 6, 7, 3), q(0, 4, 6, 2), q(1, 3, 7, 5)].concat();
         TriMesh { positions_mm, triangles, normals: Vec::new() }
     }
 
@@ -238,12 +243,17 @@ mod tests {
         assert!((g.distance([53.0, 34.0, 0.0], f64::INFINITY).unwrap() - 5.0).abs() < 1e-9);
         assert!((g.distance([0.0, 0.0, 120.0], f64::INFINITY).unwrap() - 100.0).abs() < 1e-9);
         assert!(g.distance([0.0, 0.0, 0.0], 10.0).is_none(), "beyond the cutoff");
-        let pts: Vec<[f32; 3]> = (0..500).map(|i| [(i % 37) as f32 * 2.0 - 36.0, (i % 11) as f32 * 3.0 - 15.0, (i % 7) as f32 * 4.0 - 12.0]).collect();
+        let pts: Vec<[f32; 3]> = (0..500)
+            .map(|i| [(i % 37) as f32 * 2.0 - 36.0, (i % 11) as f32 * 3.0 - 15.0, (i % 7) as f32 * 4.0 - 12.0])
+            .collect();
         let brute = pts
             .iter()
             .map(|p| {
                 let p = [p[0] as f64, p[1] as f64, p[2] as f64];
-                g.tris.iter().map(|t| dist2(p, closest_point_on_triangle(p, t[0], t[1], t[2])).sqrt()).fold(f64::INFINITY, f64::min)
+                g.tris
+                    .iter()
+                    .map(|t| dist2(p, closest_point_on_triangle(p, t[0], t[1], t[2])).sqrt())
+                    .fold(f64::INFINITY, f64::min)
             })
             .fold(f64::INFINITY, f64::min);
         assert!((g.min_distance(&pts).unwrap() - brute).abs() < 1e-9);

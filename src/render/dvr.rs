@@ -201,7 +201,8 @@ impl DvrVolume {
         });
         let mut geometry = ct.geometry.clone();
         // the first block's centre, and blocks `f` voxels apart
-        geometry.origin_mm = ct.geometry.index_to_world([(f[2] - 1) as f64 * 0.5, (f[1] - 1) as f64 * 0.5, (f[0] - 1) as f64 * 0.5]);
+        geometry.origin_mm =
+            ct.geometry.index_to_world([(f[2] - 1) as f64 * 0.5, (f[1] - 1) as f64 * 0.5, (f[0] - 1) as f64 * 0.5]);
         geometry.spacing_mm = [0, 1, 2].map(|a| ct.geometry.spacing_mm[a] * f[a] as f64);
         geometry.shape = out;
         let brick_max = brick_max(&texels, out);
@@ -335,7 +336,14 @@ pub struct DvrUniforms {
 
 /// The march's uniforms for `camera` over a view of `size_px`, marched at `march_px`, with
 /// positions relative to `origin` (the scene's centre).
-pub fn dvr_uniforms(vol: &DvrVolume, params: &DvrParams, camera: &Camera, origin: Lps, size_px: [u32; 2], march_px: [u32; 2]) -> Option<DvrUniforms> {
+pub fn dvr_uniforms(
+    vol: &DvrVolume,
+    params: &DvrParams,
+    camera: &Camera,
+    origin: Lps,
+    size_px: [u32; 2],
+    march_px: [u32; 2],
+) -> Option<DvrUniforms> {
     let w2t = vol.world_to_tex()?;
     // scene-relative p: tex = A·(p + origin) + b
     let mut m = [[0.0; 4]; 4];
@@ -366,8 +374,18 @@ pub fn dvr_uniforms(vol: &DvrVolume, params: &DvrParams, camera: &Camera, origin
             if params.shading { 1.0 } else { 0.0 },
         ],
         size: [size_px[0] as f32, size_px[1] as f32, march_px[0] as f32, march_px[1] as f32],
-        voxel: [1.0 / dims[0].max(1) as f32, 1.0 / dims[1].max(1) as f32, 1.0 / dims[2].max(1) as f32, MAX_STEPS as f32],
-        skip: [if params.skip_empty { params.preset.transparent_below_hu().max(-1.0e30) } else { -1.0e30 }, BRICK as f32, 0.0, 0.0],
+        voxel: [
+            1.0 / dims[0].max(1) as f32,
+            1.0 / dims[1].max(1) as f32,
+            1.0 / dims[2].max(1) as f32,
+            MAX_STEPS as f32,
+        ],
+        skip: [
+            if params.skip_empty { params.preset.transparent_below_hu().max(-1.0e30) } else { -1.0e30 },
+            BRICK as f32,
+            0.0,
+            0.0,
+        ],
     })
 }
 
@@ -456,7 +474,10 @@ pub struct DvrRenderer {
 
 impl DvrRenderer {
     pub fn new(device: &wgpu::Device) -> DvrRenderer {
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("hepaview dvr.wgsl"), source: wgpu::ShaderSource::Wgsl(SHADER.into()) });
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("hepaview dvr.wgsl"),
+            source: wgpu::ShaderSource::Wgsl(SHADER.into()),
+        });
         let entry = |binding, visibility, ty| wgpu::BindGroupLayoutEntry { binding, visibility, ty, count: None };
         let frag = wgpu::ShaderStages::FRAGMENT;
         let sampler_entry = entry(2, frag, wgpu::BindingType::Sampler(wgpu::SamplerBindingType::Filtering));
@@ -472,26 +493,75 @@ impl DvrRenderer {
                         min_binding_size: wgpu::BufferSize::new(std::mem::size_of::<DvrUniforms>() as u64),
                     },
                 ),
-                entry(1, frag, wgpu::BindingType::Texture { sample_type: wgpu::TextureSampleType::Float { filterable: true }, view_dimension: wgpu::TextureViewDimension::D3, multisampled: false }),
+                entry(
+                    1,
+                    frag,
+                    wgpu::BindingType::Texture {
+                        sample_type: wgpu::TextureSampleType::Float { filterable: true },
+                        view_dimension: wgpu::TextureViewDimension::D3,
+                        multisampled: false,
+                    },
+                ),
                 sampler_entry,
-                entry(3, frag, wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Storage { read_only: true }, has_dynamic_offset: false, min_binding_size: None }),
-                entry(4, frag, wgpu::BindingType::Texture { sample_type: wgpu::TextureSampleType::Depth, view_dimension: wgpu::TextureViewDimension::D2, multisampled: false }),
-                entry(6, frag, wgpu::BindingType::Texture { sample_type: wgpu::TextureSampleType::Float { filterable: false }, view_dimension: wgpu::TextureViewDimension::D3, multisampled: false }),
+                entry(
+                    3,
+                    frag,
+                    wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: true },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                ),
+                entry(
+                    4,
+                    frag,
+                    wgpu::BindingType::Texture {
+                        sample_type: wgpu::TextureSampleType::Depth,
+                        view_dimension: wgpu::TextureViewDimension::D2,
+                        multisampled: false,
+                    },
+                ),
+                entry(
+                    6,
+                    frag,
+                    wgpu::BindingType::Texture {
+                        sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                        view_dimension: wgpu::TextureViewDimension::D3,
+                        multisampled: false,
+                    },
+                ),
             ],
         });
         let composite_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("hepaview dvr composite layout"),
             entries: &[
                 sampler_entry,
-                entry(5, frag, wgpu::BindingType::Texture { sample_type: wgpu::TextureSampleType::Float { filterable: true }, view_dimension: wgpu::TextureViewDimension::D2, multisampled: false }),
+                entry(
+                    5,
+                    frag,
+                    wgpu::BindingType::Texture {
+                        sample_type: wgpu::TextureSampleType::Float { filterable: true },
+                        view_dimension: wgpu::TextureViewDimension::D2,
+                        multisampled: false,
+                    },
+                ),
             ],
         });
         let pipeline = |label, layout: &wgpu::BindGroupLayout, fs, format, blend, depth: bool| {
-            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor { label: Some(label), bind_group_layouts: &[Some(layout)], immediate_size: 0 });
+            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(label),
+                bind_group_layouts: &[Some(layout)],
+                immediate_size: 0,
+            });
             device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
                 label: Some(label),
                 layout: Some(&pl),
-                vertex: wgpu::VertexState { module: &module, entry_point: Some("vs_full"), compilation_options: Default::default(), buffers: &[] },
+                vertex: wgpu::VertexState {
+                    module: &module,
+                    entry_point: Some("vs_full"),
+                    compilation_options: Default::default(),
+                    buffers: &[],
+                },
                 fragment: Some(wgpu::FragmentState {
                     module: &module,
                     entry_point: Some(fs),
@@ -514,17 +584,33 @@ impl DvrRenderer {
         };
         // premultiplied "over"; the view's alpha stays 1
         let over = wgpu::BlendState {
-            color: wgpu::BlendComponent { src_factor: wgpu::BlendFactor::One, dst_factor: wgpu::BlendFactor::OneMinusSrcAlpha, operation: wgpu::BlendOperation::Add },
-            alpha: wgpu::BlendComponent { src_factor: wgpu::BlendFactor::Zero, dst_factor: wgpu::BlendFactor::One, operation: wgpu::BlendOperation::Add },
+            color: wgpu::BlendComponent {
+                src_factor: wgpu::BlendFactor::One,
+                dst_factor: wgpu::BlendFactor::OneMinusSrcAlpha,
+                operation: wgpu::BlendOperation::Add,
+            },
+            alpha: wgpu::BlendComponent {
+                src_factor: wgpu::BlendFactor::Zero,
+                dst_factor: wgpu::BlendFactor::One,
+                operation: wgpu::BlendOperation::Add,
+            },
         };
         let march = pipeline("hepaview dvr march", &march_layout, "fs_march", MARCH_FORMAT, None, false);
-        let composite = pipeline("hepaview dvr composite", &composite_layout, "fs_composite", COLOR_FORMAT, Some(over), true);
+        let composite =
+            pipeline("hepaview dvr composite", &composite_layout, "fs_composite", COLOR_FORMAT, Some(over), true);
         let sampler = super::gpu::clamped_sampler(device, "hepaview dvr linear", wgpu::FilterMode::Linear);
         let tables = TransferPreset::ALL
             .iter()
             .map(|&p| {
                 let t = transfer_table(p);
-                (p, device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("hepaview dvr transfer table"), contents: bytemuck::cast_slice(&t), usage: wgpu::BufferUsages::STORAGE }))
+                (
+                    p,
+                    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some("hepaview dvr transfer table"),
+                        contents: bytemuck::cast_slice(&t),
+                        usage: wgpu::BufferUsages::STORAGE,
+                    }),
+                )
             })
             .collect();
         DvrRenderer { march_layout, composite_layout, march, composite, sampler, tables }
@@ -553,7 +639,11 @@ pub fn encode_march(
 ) -> Option<Marched> {
     let march_px = march_size(target.size_px, interactive);
     let u = dvr_uniforms(vol.volume(), params, camera, origin, target.size_px, march_px)?;
-    let uniforms = device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("hepaview dvr frame"), contents: bytemuck::bytes_of(&u), usage: wgpu::BufferUsages::UNIFORM });
+    let uniforms = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("hepaview dvr frame"),
+        contents: bytemuck::bytes_of(&u),
+        usage: wgpu::BufferUsages::UNIFORM,
+    });
     let table = &r.tables.iter().find(|(p, _)| *p == params.preset).unwrap_or(&r.tables[0]).1;
     let out = device.create_texture(&wgpu::TextureDescriptor {
         label: Some("hepaview dvr march target"),
@@ -584,7 +674,10 @@ pub fn encode_march(
             color_attachments: &[Some(wgpu::RenderPassColorAttachment {
                 view: &out_view,
                 resolve_target: None,
-                ops: wgpu::Operations { load: wgpu::LoadOp::Clear(wgpu::Color::TRANSPARENT), store: wgpu::StoreOp::Store },
+                ops: wgpu::Operations {
+                    load: wgpu::LoadOp::Clear(wgpu::Color::TRANSPARENT),
+                    store: wgpu::StoreOp::Store,
+                },
                 depth_slice: None,
             })],
             ..Default::default()
@@ -646,7 +739,8 @@ mod tests {
         assert!(transfer(s, 60.0)[3] > 0.0 && transfer(s, 60.0)[3] < transfer(s, 200.0)[3]);
         // the table samples the same function
         let t = transfer_table(p);
-        let at = |hu: f32| ((hu - TABLE_HU[0]) / (TABLE_HU[1] - TABLE_HU[0]) * (TABLE_ENTRIES - 1) as f32).round() as usize;
+        let at =
+            |hu: f32| ((hu - TABLE_HU[0]) / (TABLE_HU[1] - TABLE_HU[0]) * (TABLE_ENTRIES - 1) as f32).round() as usize;
         assert_eq!(t[at(300.0)], vessel);
         assert_eq!(t[at(1000.0)], bone);
     }
@@ -673,13 +767,22 @@ mod tests {
         let t = tex(corner);
         assert!(t.iter().all(|c| c.abs() < 1e-9), "{t:?}");
         let c = tex(v.geometry.index_to_world([1.0, 1.0, 1.0]));
-        assert!((c[0] - 1.5 / 4.0).abs() < 1e-9 && (c[1] - 1.5 / 3.0).abs() < 1e-9 && (c[2] - 1.5 / 4.0).abs() < 1e-9, "{c:?}");
+        assert!(
+            (c[0] - 1.5 / 4.0).abs() < 1e-9 && (c[1] - 1.5 / 3.0).abs() < 1e-9 && (c[2] - 1.5 / 4.0).abs() < 1e-9,
+            "{c:?}"
+        );
         assert_eq!(v.step_mm(), 3.0);
         // each brick's maximum covers its voxels and a one-voxel border
         assert_eq!(v.brick_dims(), [1, 1, 1]);
-        let top = (0..4).flat_map(|k| (0..3).flat_map(move |j| (0..4).map(move |i| (i, j, k)))).map(|(i, j, k)| v.hu_at(i, j, k)).fold(f32::MIN, f32::max);
+        let top = (0..4)
+            .flat_map(|k| (0..3).flat_map(move |j| (0..4).map(move |i| (i, j, k))))
+            .map(|(i, j, k)| v.hu_at(i, j, k))
+            .fold(f32::MIN, f32::max);
         assert_eq!(v.brick_max, vec![top]);
-        let wide = Volume::new(Array3::from_shape_fn((1, 1, 20), |(_, _, i)| if i == 8 { 500 } else { 0 }), Geometry::axis_aligned([1, 1, 20], [1.0; 3], [0.0; 3]));
+        let wide = Volume::new(
+            Array3::from_shape_fn((1, 1, 20), |(_, _, i)| if i == 8 { 500 } else { 0 }),
+            Geometry::axis_aligned([1, 1, 20], [1.0; 3], [0.0; 3]),
+        );
         let w = DvrVolume::from_ct(&wide, 1, 256);
         assert_eq!(w.brick_max, vec![500.0, 500.0, 0.0], "voxel 8 borders brick 0 and lies in brick 1");
         assert_eq!(TransferPreset::VesselsBone.transparent_below_hu(), 140.0);

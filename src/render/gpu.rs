@@ -98,7 +98,17 @@ pub struct FrameDesc {
 
 impl FrameDesc {
     pub fn new(camera: Camera, size_px: [u32; 2]) -> FrameDesc {
-        FrameDesc { camera, size_px, planes_at_mm: None, liver_opacity: 0.25, show_liver: true, show_tumours: true, show_vessels: true, interactive: false, dvr: None }
+        FrameDesc {
+            camera,
+            size_px,
+            planes_at_mm: None,
+            liver_opacity: 0.25,
+            show_liver: true,
+            show_tumours: true,
+            show_vessels: true,
+            interactive: false,
+            dvr: None,
+        }
     }
 }
 
@@ -153,11 +163,17 @@ impl Target {
         };
         let color = make(
             COLOR_FORMAT,
-            wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_SRC,
+            wgpu::TextureUsages::RENDER_ATTACHMENT
+                | wgpu::TextureUsages::TEXTURE_BINDING
+                | wgpu::TextureUsages::COPY_SRC,
             "hepaview 3d colour",
         );
         // read by the volume rendering's rays, which stop at the opaque surfaces
-        let depth = make(DEPTH_FORMAT, wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::TEXTURE_BINDING, "hepaview 3d depth");
+        let depth = make(
+            DEPTH_FORMAT,
+            wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::TEXTURE_BINDING,
+            "hepaview 3d depth",
+        );
         Target {
             color_view: color.create_view(&wgpu::TextureViewDescriptor::default()),
             depth_view: depth.create_view(&wgpu::TextureViewDescriptor::default()),
@@ -172,7 +188,10 @@ impl Target {
 }
 
 fn shader(device: &wgpu::Device) -> wgpu::ShaderModule {
-    device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("hepaview mesh.wgsl"), source: wgpu::ShaderSource::Wgsl(SHADER.into()) })
+    device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("hepaview mesh.wgsl"),
+        source: wgpu::ShaderSource::Wgsl(SHADER.into()),
+    })
 }
 
 impl Renderer3d {
@@ -194,7 +213,11 @@ impl Renderer3d {
                 wgpu::BindGroupLayoutEntry {
                     binding: 1,
                     visibility: wgpu::ShaderStages::VERTEX,
-                    ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Storage { read_only: true }, has_dynamic_offset: false, min_binding_size: None },
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: true },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
                     count: None,
                 },
             ],
@@ -220,19 +243,32 @@ impl Renderer3d {
         }
         let make = |s: Spec| {
             let buffers = [Some(wgpu::VertexBufferLayout {
-                array_stride: if s.flat { std::mem::size_of::<FlatVertex>() } else { std::mem::size_of::<super::scene::Vertex>() } as u64,
+                array_stride: if s.flat {
+                    std::mem::size_of::<FlatVertex>()
+                } else {
+                    std::mem::size_of::<super::scene::Vertex>()
+                } as u64,
                 step_mode: wgpu::VertexStepMode::Vertex,
                 attributes: if s.flat { &flat_attributes } else { &mesh_attributes },
             })];
             device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
                 label: Some(s.label),
                 layout: Some(&pipeline_layout),
-                vertex: wgpu::VertexState { module: &module, entry_point: Some(s.vs), compilation_options: Default::default(), buffers: &buffers },
+                vertex: wgpu::VertexState {
+                    module: &module,
+                    entry_point: Some(s.vs),
+                    compilation_options: Default::default(),
+                    buffers: &buffers,
+                },
                 fragment: Some(wgpu::FragmentState {
                     module: &module,
                     entry_point: Some(s.fs),
                     compilation_options: Default::default(),
-                    targets: &[Some(wgpu::ColorTargetState { format: COLOR_FORMAT, blend: s.blend, write_mask: wgpu::ColorWrites::ALL })],
+                    targets: &[Some(wgpu::ColorTargetState {
+                        format: COLOR_FORMAT,
+                        blend: s.blend,
+                        write_mask: wgpu::ColorWrites::ALL,
+                    })],
                 }),
                 primitive: wgpu::PrimitiveState {
                     topology: s.topology,
@@ -257,11 +293,61 @@ impl Renderer3d {
         Renderer3d {
             // Closed surfaces: their back faces are hidden behind their front faces, so
             // culling them halves the fragment work.
-            opaque: make(Spec { label: "hepaview 3d opaque", vs: "vs_mesh", fs: "fs_opaque", flat: false, topology: TriangleList, cull: Some(wgpu::Face::Back), depth_write: true, compare: Less, blend: None }),
-            liver_back: make(Spec { label: "hepaview 3d liver back", vs: "vs_liver", fs: "fs_liver", flat: false, topology: TriangleList, cull: Some(wgpu::Face::Front), depth_write: false, compare: Less, blend: alpha_blend }),
-            liver_front: make(Spec { label: "hepaview 3d liver front", vs: "vs_liver", fs: "fs_liver", flat: false, topology: TriangleList, cull: Some(wgpu::Face::Back), depth_write: false, compare: Less, blend: alpha_blend }),
-            fills: make(Spec { label: "hepaview 3d plane fills", vs: "vs_flat", fs: "fs_flat", flat: true, topology: TriangleList, cull: None, depth_write: false, compare: Less, blend: alpha_blend }),
-            lines: make(Spec { label: "hepaview 3d plane lines", vs: "vs_flat", fs: "fs_flat", flat: true, topology: LineList, cull: None, depth_write: false, compare: LessEqual, blend: alpha_blend }),
+            opaque: make(Spec {
+                label: "hepaview 3d opaque",
+                vs: "vs_mesh",
+                fs: "fs_opaque",
+                flat: false,
+                topology: TriangleList,
+                cull: Some(wgpu::Face::Back),
+                depth_write: true,
+                compare: Less,
+                blend: None,
+            }),
+            liver_back: make(Spec {
+                label: "hepaview 3d liver back",
+                vs: "vs_liver",
+                fs: "fs_liver",
+                flat: false,
+                topology: TriangleList,
+                cull: Some(wgpu::Face::Front),
+                depth_write: false,
+                compare: Less,
+                blend: alpha_blend,
+            }),
+            liver_front: make(Spec {
+                label: "hepaview 3d liver front",
+                vs: "vs_liver",
+                fs: "fs_liver",
+                flat: false,
+                topology: TriangleList,
+                cull: Some(wgpu::Face::Back),
+                depth_write: false,
+                compare: Less,
+                blend: alpha_blend,
+            }),
+            fills: make(Spec {
+                label: "hepaview 3d plane fills",
+                vs: "vs_flat",
+                fs: "fs_flat",
+                flat: true,
+                topology: TriangleList,
+                cull: None,
+                depth_write: false,
+                compare: Less,
+                blend: alpha_blend,
+            }),
+            lines: make(Spec {
+                label: "hepaview 3d plane lines",
+                vs: "vs_flat",
+                fs: "fs_flat",
+                flat: true,
+                topology: LineList,
+                cull: None,
+                depth_write: false,
+                compare: LessEqual,
+                blend: alpha_blend,
+            }),
             layout,
             dvr: DvrRenderer::new(device),
         }
@@ -270,29 +356,50 @@ impl Renderer3d {
 
 impl Blit {
     /// For egui's render pass: its target format, sample count and depth attachment.
-    pub fn new(device: &wgpu::Device, target_format: wgpu::TextureFormat, msaa_samples: u32, depth_stencil_format: Option<wgpu::TextureFormat>) -> Blit {
+    pub fn new(
+        device: &wgpu::Device,
+        target_format: wgpu::TextureFormat,
+        msaa_samples: u32,
+        depth_stencil_format: Option<wgpu::TextureFormat>,
+    ) -> Blit {
         let module = shader(device);
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("hepaview 3d blit layout"),
             entries: &[wgpu::BindGroupLayoutEntry {
                 binding: 2,
                 visibility: wgpu::ShaderStages::FRAGMENT,
-                ty: wgpu::BindingType::Texture { sample_type: wgpu::TextureSampleType::Float { filterable: false }, view_dimension: wgpu::TextureViewDimension::D2, multisampled: false },
+                ty: wgpu::BindingType::Texture {
+                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                    view_dimension: wgpu::TextureViewDimension::D2,
+                    multisampled: false,
+                },
                 count: None,
             }],
         });
-        let pipeline_layout =
-            device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor { label: Some("hepaview 3d blit pipeline layout"), bind_group_layouts: &[Some(&layout)], immediate_size: 0 });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("hepaview 3d blit pipeline layout"),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
         let constants = [("SRGB", target_format.is_srgb() as u8 as f64)];
         let pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
             label: Some("hepaview 3d blit"),
             layout: Some(&pipeline_layout),
-            vertex: wgpu::VertexState { module: &module, entry_point: Some("vs_blit"), compilation_options: Default::default(), buffers: &[] },
+            vertex: wgpu::VertexState {
+                module: &module,
+                entry_point: Some("vs_blit"),
+                compilation_options: Default::default(),
+                buffers: &[],
+            },
             fragment: Some(wgpu::FragmentState {
                 module: &module,
                 entry_point: Some("fs_blit"),
                 compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, ..Default::default() },
-                targets: &[Some(wgpu::ColorTargetState { format: target_format, blend: None, write_mask: wgpu::ColorWrites::ALL })],
+                targets: &[Some(wgpu::ColorTargetState {
+                    format: target_format,
+                    blend: None,
+                    write_mask: wgpu::ColorWrites::ALL,
+                })],
             }),
             primitive: wgpu::PrimitiveState::default(),
             // a flat picture in egui's pass: neither tests nor writes a depth buffer there
@@ -313,7 +420,9 @@ impl Blit {
 
 impl GpuScene {
     pub fn upload(device: &wgpu::Device, scene: &Scene) -> GpuScene {
-        let init = |label, contents: &[u8], usage| device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage });
+        let init = |label, contents: &[u8], usage| {
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage })
+        };
         // wgpu refuses empty buffers; an empty scene draws nothing anyway
         let pad = |b: &[u8]| if b.is_empty() { vec![0u8; 16] } else { b.to_vec() };
         let objects: Vec<[f32; 4]> = scene
@@ -330,7 +439,11 @@ impl GpuScene {
             .collect();
         GpuScene {
             key: scene.key,
-            vertices: init("hepaview 3d vertices", &pad(bytemuck::cast_slice(&scene.vertices)), wgpu::BufferUsages::VERTEX),
+            vertices: init(
+                "hepaview 3d vertices",
+                &pad(bytemuck::cast_slice(&scene.vertices)),
+                wgpu::BufferUsages::VERTEX,
+            ),
             indices: init("hepaview 3d indices", &pad(bytemuck::cast_slice(&scene.indices)), wgpu::BufferUsages::INDEX),
             objects: init("hepaview 3d objects", &pad(bytemuck::cast_slice(&objects)), wgpu::BufferUsages::STORAGE),
         }
@@ -397,7 +510,13 @@ pub struct Drawing<'a> {
 }
 
 /// Records the passes of one frame of the drawing's scene into `target`.
-pub fn encode_frame(device: &wgpu::Device, d: &Drawing, frame: &FrameDesc, target: &Target, encoder: &mut wgpu::CommandEncoder) {
+pub fn encode_frame(
+    device: &wgpu::Device,
+    d: &Drawing,
+    frame: &FrameDesc,
+    target: &Target,
+    encoder: &mut wgpu::CommandEncoder,
+) {
     let Drawing { renderer, gpu, scene, volume } = *d;
     let u = frame_uniforms(frame, scene.origin_mm);
     // a fresh buffer per frame (contents set at creation), so several frames recorded
@@ -438,14 +557,26 @@ pub fn encode_frame(device: &wgpu::Device, d: &Drawing, frame: &FrameDesc, targe
                     view: &target.color_view,
                     resolve_target: None,
                     ops: wgpu::Operations {
-                        load: if clear { wgpu::LoadOp::Clear(wgpu::Color { r: BACKGROUND[0], g: BACKGROUND[1], b: BACKGROUND[2], a: 1.0 }) } else { wgpu::LoadOp::Load },
+                        load: if clear {
+                            wgpu::LoadOp::Clear(wgpu::Color {
+                                r: BACKGROUND[0],
+                                g: BACKGROUND[1],
+                                b: BACKGROUND[2],
+                                a: 1.0,
+                            })
+                        } else {
+                            wgpu::LoadOp::Load
+                        },
                         store: wgpu::StoreOp::Store,
                     },
                     depth_slice: None,
                 })],
                 depth_stencil_attachment: Some(wgpu::RenderPassDepthStencilAttachment {
                     view: &target.depth_view,
-                    depth_ops: Some(wgpu::Operations { load: if clear { wgpu::LoadOp::Clear(1.0) } else { wgpu::LoadOp::Load }, store: wgpu::StoreOp::Store }),
+                    depth_ops: Some(wgpu::Operations {
+                        load: if clear { wgpu::LoadOp::Clear(1.0) } else { wgpu::LoadOp::Load },
+                        store: wgpu::StoreOp::Store,
+                    }),
                     stencil_ops: None,
                 }),
                 ..Default::default()
@@ -476,7 +607,17 @@ pub fn encode_frame(device: &wgpu::Device, d: &Drawing, frame: &FrameDesc, targe
     let dvr = frame.dvr.zip(volume).filter(|(p, v)| p.volume_key == v.key);
     if let Some((params, vol)) = dvr {
         drop(pass);
-        let marched = super::dvr::encode_march(device, &renderer.dvr, vol, &params, &frame.camera, scene.origin_mm, frame.interactive, target, encoder);
+        let marched = super::dvr::encode_march(
+            device,
+            &renderer.dvr,
+            vol,
+            &params,
+            &frame.camera,
+            scene.origin_mm,
+            frame.interactive,
+            target,
+            encoder,
+        );
         pass = begin(encoder, false);
         if let Some(m) = &marched {
             super::dvr::draw_composite(&renderer.dvr, m, &mut pass);
@@ -518,10 +659,14 @@ pub fn read_back(device: &wgpu::Device, queue: &wgpu::Queue, target: &Target) ->
         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
-    let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("hepaview 3d read back") });
+    let mut encoder =
+        device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("hepaview 3d read back") });
     encoder.copy_texture_to_buffer(
         target.color.as_image_copy(),
-        wgpu::TexelCopyBufferInfo { buffer: &buffer, layout: wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(padded as u32), rows_per_image: None } },
+        wgpu::TexelCopyBufferInfo {
+            buffer: &buffer,
+            layout: wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(padded as u32), rows_per_image: None },
+        },
         wgpu::Extent3d { width: w, height: h, depth_or_array_layers: 1 },
     );
     let index = queue.submit(std::iter::once(encoder.finish()));
@@ -543,24 +688,45 @@ pub fn read_back(device: &wgpu::Device, queue: &wgpu::Queue, target: &Target) ->
 
 /// Renders `frame` at `supersample`× its size and scales it down (smooth edges for a
 /// picture that goes into a report).
-pub fn render_image(device: &wgpu::Device, queue: &wgpu::Queue, d: &Drawing, frame: &FrameDesc, supersample: u32) -> Result<image::RgbaImage, String> {
+pub fn render_image(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    d: &Drawing,
+    frame: &FrameDesc,
+    supersample: u32,
+) -> Result<image::RgbaImage, String> {
     let s = supersample.clamp(1, 4);
     let big = FrameDesc { size_px: [frame.size_px[0] * s, frame.size_px[1] * s], ..*frame };
     let max = device.limits().max_texture_dimension_2d;
     if big.size_px[0] > max || big.size_px[1] > max || big.size_px.contains(&0) {
-        return Err(format!("a {}x{} picture is larger than this GPU allows ({max} per side)", big.size_px[0], big.size_px[1]));
+        return Err(format!(
+            "a {}x{} picture is larger than this GPU allows ({max} per side)",
+            big.size_px[0], big.size_px[1]
+        ));
     }
     let target = Target::new(device, big.size_px);
-    let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("hepaview 3d snapshot") });
+    let mut encoder =
+        device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("hepaview 3d snapshot") });
     encode_frame(device, d, &big, &target, &mut encoder);
     queue.submit(std::iter::once(encoder.finish()));
     let img = read_back(device, queue, &target)?;
-    Ok(if s == 1 { img } else { image::imageops::resize(&img, frame.size_px[0], frame.size_px[1], image::imageops::FilterType::Triangle) })
+    Ok(if s == 1 {
+        img
+    } else {
+        image::imageops::resize(&img, frame.size_px[0], frame.size_px[1], image::imageops::FilterType::Triangle)
+    })
 }
 
 /// `views` pictures of `frame`'s size side by side, the camera turned about the patient's
 /// superior axis by a full circle in equal steps, starting from `frame`'s camera.
-pub fn render_turntable(device: &wgpu::Device, queue: &wgpu::Queue, d: &Drawing, frame: &FrameDesc, views: usize, supersample: u32) -> Result<image::RgbaImage, String> {
+pub fn render_turntable(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    d: &Drawing,
+    frame: &FrameDesc,
+    views: usize,
+    supersample: u32,
+) -> Result<image::RgbaImage, String> {
     let views = views.clamp(1, 72);
     let [w, h] = frame.size_px;
     let mut strip = image::RgbaImage::new(w * views as u32, h);
@@ -637,7 +803,8 @@ impl ViewResources {
     fn volume(&mut self, device: &wgpu::Device, queue: &wgpu::Queue, vol: &Arc<DvrVolume>) {
         let now = self.requests;
         self.volumes.retain(|k, (_, used)| *k == vol.key || now.saturating_sub(*used) < 300);
-        let entry = self.volumes.entry(vol.key).or_insert_with(|| (GpuDvrVolume::upload(device, queue, Arc::clone(vol)), now));
+        let entry =
+            self.volumes.entry(vol.key).or_insert_with(|| (GpuDvrVolume::upload(device, queue, Arc::clone(vol)), now));
         entry.1 = now;
     }
 
@@ -689,7 +856,10 @@ impl egui_wgpu::CallbackTrait for View3dCallback {
         let ppp = screen.pixels_per_point;
         let l = (self.rect.min.x * ppp).round();
         let t = (self.rect.min.y * ppp).round();
-        let size_px = [((self.rect.max.x * ppp).round() - l).max(1.0) as u32, ((self.rect.max.y * ppp).round() - t).max(1.0) as u32];
+        let size_px = [
+            ((self.rect.max.x * ppp).round() - l).max(1.0) as u32,
+            ((self.rect.max.y * ppp).round() - t).max(1.0) as u32,
+        ];
         let frame = FrameDesc { size_px, ..self.frame };
         let Some(mut views) = resources.remove::<ViewResources>() else {
             log_missing_install();
@@ -706,7 +876,9 @@ impl egui_wgpu::CallbackTrait for View3dCallback {
             if let Some(cap) = &self.capture {
                 if !cap.started.swap(true, Ordering::SeqCst) {
                     let result = match cap.kind {
-                        CaptureKind::Snapshot { size_px } => render_image(device, queue, &d, &FrameDesc { size_px, interactive: false, ..frame }, 2),
+                        CaptureKind::Snapshot { size_px } => {
+                            render_image(device, queue, &d, &FrameDesc { size_px, interactive: false, ..frame }, 2)
+                        }
                         CaptureKind::Turntable { views: n, size_px } => {
                             // each picture shows the whole scene, from the current direction on
                             let mut f = FrameDesc { size_px, interactive: false, ..frame };
@@ -725,7 +897,10 @@ impl egui_wgpu::CallbackTrait for View3dCallback {
                 let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some("hepaview 3d blit bind group"),
                     layout: &blit.layout,
-                    entries: &[wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::TextureView(&target.color_view) }],
+                    entries: &[wgpu::BindGroupEntry {
+                        binding: 2,
+                        resource: wgpu::BindingResource::TextureView(&target.color_view),
+                    }],
                 });
                 views.targets.insert(self.view_id, ViewTarget { target, blit: bind, drawn: None });
             }
@@ -743,7 +918,12 @@ impl egui_wgpu::CallbackTrait for View3dCallback {
         Vec::new()
     }
 
-    fn paint(&self, _info: egui::PaintCallbackInfo, render_pass: &mut wgpu::RenderPass<'static>, resources: &egui_wgpu::CallbackResources) {
+    fn paint(
+        &self,
+        _info: egui::PaintCallbackInfo,
+        render_pass: &mut wgpu::RenderPass<'static>,
+        resources: &egui_wgpu::CallbackResources,
+    ) {
         let (Some(blit), Some(views)) = (resources.get::<Blit>(), resources.get::<ViewResources>()) else { return };
         let Some(v) = views.targets.get(&self.view_id) else { return };
         render_pass.set_pipeline(&blit.pipeline);
@@ -754,5 +934,7 @@ impl egui_wgpu::CallbackTrait for View3dCallback {
 
 fn log_missing_install() {
     static WARNED: std::sync::Once = std::sync::Once::new();
-    WARNED.call_once(|| eprintln!("hepaview: the 3D view needs render::install(render_state, options) at startup; drawing nothing"));
+    WARNED.call_once(|| {
+        eprintln!("hepaview: the 3D view needs render::install(render_state, options) at startup; drawing nothing")
+    });
 }

@@ -22,5 +22,7 @@ pub mod scene;
 
 pub use camera::{Camera, Ray, StandardView};
 pub use dvr::{DvrParams, DvrVolume, TransferPreset};
-pub use gpu::{install, render_image, render_turntable, CaptureKind, CaptureRequest, Drawing, FrameDesc, GpuScene, Renderer3d};
+pub use gpu::{
+    install, render_image, render_turntable, CaptureKind, CaptureRequest, Drawing, FrameDesc, GpuScene, Renderer3d,
+};
 pub use scene::{Hit, Scene, SceneObject, TumourInfo};

@@ -46,7 +46,9 @@ pub fn pick_mesh(ray: &Ray, mesh: &TriMesh) -> Option<(f64, Lps)> {
     };
     mesh.triangles
         .par_chunks(4096)
-        .filter_map(|chunk| chunk.iter().filter_map(|t| ray_triangle(ray, f(t[0]), f(t[1]), f(t[2]))).min_by(f64::total_cmp))
+        .filter_map(|chunk| {
+            chunk.iter().filter_map(|t| ray_triangle(ray, f(t[0]), f(t[1]), f(t[2]))).min_by(f64::total_cmp)
+        })
         .min_by(f64::total_cmp)
         .map(|t| (t, ray.at(t)))
 }

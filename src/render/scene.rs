@@ -120,7 +120,12 @@ impl Scene {
     }
 
     /// Packs already built objects; `tumours` gives the measurements per object index.
-    pub fn from_objects(meshes: Vec<MeshObject>, mut tumours: Vec<Option<TumourInfo>>, grid_bounds_mm: [Lps; 2], mask_key: u64) -> Scene {
+    pub fn from_objects(
+        meshes: Vec<MeshObject>,
+        mut tumours: Vec<Option<TumourInfo>>,
+        grid_bounds_mm: [Lps; 2],
+        mask_key: u64,
+    ) -> Scene {
         tumours.resize(meshes.len(), None);
         let mut lo = [f64::INFINITY; 3];
         let mut hi = [f64::NEG_INFINITY; 3];
@@ -152,7 +157,9 @@ impl Scene {
         };
         let lods: Vec<Option<crate::mesh::TriMesh>> = meshes
             .par_iter()
-            .map(|m| (m.mesh.triangle_count() > LOD_TRIANGLES * 3 / 2).then(|| crate::mesh::decimate(&m.mesh, LOD_TRIANGLES)))
+            .map(|m| {
+                (m.mesh.triangle_count() > LOD_TRIANGLES * 3 / 2).then(|| crate::mesh::decimate(&m.mesh, LOD_TRIANGLES))
+            })
             .collect();
         for ((m, tumour), lod) in meshes.iter().zip(tumours).zip(&lods) {
             let full = pack(&m.mesh);
@@ -162,14 +169,7 @@ impl Scene {
                 ObjectKind::Tumour => TUMOUR_RGB,
                 ObjectKind::Vessels => VESSEL_RGB,
             };
-            objects.push(SceneObject {
-                name: m.name.clone(),
-                kind: m.kind,
-                rgb,
-                full,
-                lod,
-                tumour,
-            });
+            objects.push(SceneObject { name: m.name.clone(), kind: m.kind, rgb, full, lod, tumour });
         }
         Scene {
             key: crate::study::next_key(),
@@ -209,7 +209,10 @@ impl Scene {
             .filter_map(|(i, m)| pick_mesh(ray, &m.mesh).map(|(t, p)| Hit { object: i, point_mm: p, distance_mm: t }))
             .collect();
         let nearest = |opaque: bool| {
-            hits.iter().filter(|h| (self.objects[h.object].kind != ObjectKind::Liver) == opaque).min_by(|a, b| a.distance_mm.total_cmp(&b.distance_mm)).cloned()
+            hits.iter()
+                .filter(|h| (self.objects[h.object].kind != ObjectKind::Liver) == opaque)
+                .min_by(|a, b| a.distance_mm.total_cmp(&b.distance_mm))
+                .cloned()
         };
         nearest(true).or_else(|| nearest(false))
     }
@@ -268,10 +271,13 @@ pub fn outer_shell(m: &crate::mesh::TriMesh) -> crate::mesh::TriMesh {
             [p[0] as f64 - o[0], p[1] as f64 - o[1], p[2] as f64 - o[2]]
         };
         let (a, b, c) = (r(t[0]), r(t[1]), r(t[2]));
-        let six_v = a[0] * (b[1] * c[2] - b[2] * c[1]) - a[1] * (b[0] * c[2] - b[2] * c[0]) + a[2] * (b[0] * c[1] - b[1] * c[0]);
+        let six_v = a[0] * (b[1] * c[2] - b[2] * c[1]) - a[1] * (b[0] * c[2] - b[2] * c[0])
+            + a[2] * (b[0] * c[1] - b[1] * c[0]);
         *volume.entry(find(&mut parent, t[0])).or_default() += six_v;
     }
-    let Some((&outer, _)) = volume.iter().max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(a.0))) else { return m.clone() };
+    let Some((&outer, _)) = volume.iter().max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(a.0))) else {
+        return m.clone();
+    };
     if volume.len() == 1 {
         return m.clone();
     }
@@ -323,7 +329,8 @@ fn measure_tumours(mask: &Mask, opts: &MeshOptions, meshes: &[MeshObject]) -> Ve
     let (comps, _) = connected_components(mask, label, min_voxels.max(1));
     // the capsule only: a vessel label enclosed by the liver leaves a cavity in the liver
     // object's surface, and a tumour's depth is not its distance to that cavity
-    let liver = meshes.iter().find(|m| m.kind == ObjectKind::Liver).and_then(|m| SurfaceGrid::new(&outer_shell(&m.mesh)));
+    let liver =
+        meshes.iter().find(|m| m.kind == ObjectKind::Liver).and_then(|m| SurfaceGrid::new(&outer_shell(&m.mesh)));
     let vessels = meshes.iter().find(|m| m.kind == ObjectKind::Vessels).and_then(|m| SurfaceGrid::new(&m.mesh));
     let [_, ny, nx] = mask.geometry.shape;
     let tumour_objects = meshes.iter().enumerate().filter(|(_, m)| m.kind == ObjectKind::Tumour);

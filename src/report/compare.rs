@@ -68,13 +68,24 @@ impl<'a> ResponseReport<'a> {
 
 /// Writes `compare.json`, `lesions.csv` and `compare.html` into `dir`, refusing to
 /// overwrite any of them.
-pub fn write_compare_report(c: &Comparison, base: &VisitInput, follow: &VisitInput, dir: &Path) -> Result<CompareFiles, ReportError> {
+pub fn write_compare_report(
+    c: &Comparison,
+    base: &VisitInput,
+    follow: &VisitInput,
+    dir: &Path,
+) -> Result<CompareFiles, ReportError> {
     write_response_report(&ResponseReport::of(c), base, follow, dir)
 }
 
 /// As [`write_compare_report`] for any comparison.
-pub fn write_response_report(r: &ResponseReport, base: &VisitInput, follow: &VisitInput, dir: &Path) -> Result<CompareFiles, ReportError> {
-    let files = CompareFiles { json: dir.join("compare.json"), csv: dir.join("lesions.csv"), html: dir.join("compare.html") };
+pub fn write_response_report(
+    r: &ResponseReport,
+    base: &VisitInput,
+    follow: &VisitInput,
+    dir: &Path,
+) -> Result<CompareFiles, ReportError> {
+    let files =
+        CompareFiles { json: dir.join("compare.json"), csv: dir.join("lesions.csv"), html: dir.join("compare.html") };
     if let Some(p) = [&files.json, &files.csv, &files.html].into_iter().find(|p| p.exists()) {
         return Err(ReportError::Exists(p.clone()));
     }
@@ -94,9 +105,13 @@ pub fn write_response_report(r: &ResponseReport, base: &VisitInput, follow: &Vis
     if let Some(t) = r.alignment_json.get("baseline_to_followup") {
         json["baseline_to_followup"] = t.clone();
     }
-    let bytes = serde_json::to_vec_pretty(&json).map_err(|e| ReportError::Encode { path: files.json.clone(), detail: e.to_string() })?;
+    let bytes = serde_json::to_vec_pretty(&json)
+        .map_err(|e| ReportError::Encode { path: files.json.clone(), detail: e.to_string() })?;
     write_atomic(&files.json, &bytes)?;
-    write_atomic(&files.csv, &csv(r.response).map_err(|detail| ReportError::Encode { path: files.csv.clone(), detail })?)?;
+    write_atomic(
+        &files.csv,
+        &csv(r.response).map_err(|detail| ReportError::Encode { path: files.csv.clone(), detail })?,
+    )?;
     write_atomic(&files.html, page(r, base, follow).as_bytes())?;
     Ok(files)
 }
@@ -104,7 +119,15 @@ pub fn write_response_report(r: &ResponseReport, base: &VisitInput, follow: &Vis
 fn csv(r: &Response) -> Result<Vec<u8>, String> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
-        "baseline_lesion", "followup_lesion", "status", "baseline_ml", "followup_ml", "change_percent", "followup_viable_ml", "followup_necrotic_ml", "followup_lipiodol_ml",
+        "baseline_lesion",
+        "followup_lesion",
+        "status",
+        "baseline_ml",
+        "followup_ml",
+        "change_percent",
+        "followup_viable_ml",
+        "followup_necrotic_ml",
+        "followup_lipiodol_ml",
     ])
     .map_err(|e| e.to_string())?;
     let o = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
@@ -171,15 +194,22 @@ fn assessment(h: &mut String, name: &str, a: &Assessment, read: Option<Category>
             sl(t.followup_slice)
         );
     }
-    let _ = write!(h, "<tr><th>sum</th><th>{:.1}</th><th></th><th>{:.1} ({:+.0} %)</th></tr></table>", a.baseline_sum_mm, a.followup_sum_mm, a.change_percent);
+    let _ = write!(
+        h,
+        "<tr><th>sum</th><th>{:.1}</th><th></th><th>{:.1} ({:+.0} %)</th></tr></table>",
+        a.baseline_sum_mm, a.followup_sum_mm, a.change_percent
+    );
 }
 
 /// Total and viable volume at the two visits.
 fn timeline(r: &Response) -> String {
-    let series: Vec<(&str, &str, [f64; 2])> = [Some(("total", "#e0662b", [r.total_baseline_ml, r.total_followup_ml])), r.viable_baseline_ml.zip(r.viable_followup_ml).map(|(a, b)| ("viable", "#2a9d4b", [a, b]))]
-        .into_iter()
-        .flatten()
-        .collect();
+    let series: Vec<(&str, &str, [f64; 2])> = [
+        Some(("total", "#e0662b", [r.total_baseline_ml, r.total_followup_ml])),
+        r.viable_baseline_ml.zip(r.viable_followup_ml).map(|(a, b)| ("viable", "#2a9d4b", [a, b])),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let max = series.iter().flat_map(|s| s.2).fold(1e-6, f64::max) * 1.15;
     let (w, ht, left, bottom, top) = (320.0, 180.0, 46.0, 28.0, 14.0);
     let x = |i: usize| left + 30.0 + i as f64 * (w - left - 60.0);
@@ -199,14 +229,31 @@ fn timeline(r: &Response) -> String {
     for (i, label) in [&r.baseline, &r.followup].iter().enumerate() {
         // the last word of a study title is its date; the whole title would not fit
         let short = label.split_whitespace().last().unwrap_or(label);
-        let _ = write!(s, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\">{}</text>", x(i), ht - 8.0, esc(short));
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\">{}</text>",
+            x(i),
+            ht - 8.0,
+            esc(short)
+        );
     }
     for (n, (name, colour, v)) in series.iter().enumerate() {
-        let _ = write!(s, "<polyline points=\"{:.1},{:.1} {:.1},{:.1}\" stroke=\"{colour}\" stroke-width=\"2\" fill=\"none\"/>", x(0), y(v[0]), x(1), y(v[1]));
+        let _ = write!(
+            s,
+            "<polyline points=\"{:.1},{:.1} {:.1},{:.1}\" stroke=\"{colour}\" stroke-width=\"2\" fill=\"none\"/>",
+            x(0),
+            y(v[0]),
+            x(1),
+            y(v[1])
+        );
         for (i, vv) in v.iter().enumerate() {
             let _ = write!(s, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{colour}\"/>", x(i), y(*vv));
         }
-        let _ = write!(s, "<text x=\"{}\" y=\"12\" font-size=\"10\" fill=\"{colour}\">{name} mL</text>", left + 4.0 + 70.0 * n as f64);
+        let _ = write!(
+            s,
+            "<text x=\"{}\" y=\"12\" font-size=\"10\" fill=\"{colour}\">{name} mL</text>",
+            left + 4.0 + 70.0 * n as f64
+        );
     }
     s.push_str("</svg>");
     s
@@ -229,7 +276,13 @@ fn page(rep: &ResponseReport, base: &VisitInput, follow: &VisitInput) -> String 
     let r = rep.response;
     let mut h = String::new();
     let _ = write!(h, "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Follow-up: {} vs {}</title><style>{}</style></head><body>", esc(&r.baseline), esc(&r.followup), super::html::STYLE);
-    let _ = write!(h, "<h1>Treatment response</h1><div class=\"meta\">Baseline {} &middot; follow-up {} &middot; Hepaview {}</div>", esc(&r.baseline), esc(&r.followup), env!("CARGO_PKG_VERSION"));
+    let _ = write!(
+        h,
+        "<h1>Treatment response</h1><div class=\"meta\">Baseline {} &middot; follow-up {} &middot; Hepaview {}</div>",
+        esc(&r.baseline),
+        esc(&r.followup),
+        env!("CARGO_PKG_VERSION")
+    );
     let _ = write!(h, "<div class=\"warn\"><b>Measurement aid, not a verdict.</b> {}</div>", esc(&r.disclaimer));
     let _ = write!(h, "<div class=\"meta\">{}</div>", esc(&rep.alignment_note));
     h.push_str("<h2>Response</h2>");
@@ -239,7 +292,13 @@ fn page(rep: &ResponseReport, base: &VisitInput, follow: &VisitInput) -> String 
         None => h.push_str("<h3>mRECIST: not assessed</h3><p>A visit has no arterial phase, so viable tumour cannot be told from necrosis.</p>"),
     }
     let pct = |a: f64, b: f64| if a > 0.0 { format!("{:+.0} %", 100.0 * (b - a) / a) } else { String::new() };
-    let _ = write!(h, "<h2>Tumour volume</h2><p>Total {:.2} &rarr; {:.2} mL ({})", r.total_baseline_ml, r.total_followup_ml, pct(r.total_baseline_ml, r.total_followup_ml));
+    let _ = write!(
+        h,
+        "<h2>Tumour volume</h2><p>Total {:.2} &rarr; {:.2} mL ({})",
+        r.total_baseline_ml,
+        r.total_followup_ml,
+        pct(r.total_baseline_ml, r.total_followup_ml)
+    );
     if let (Some(a), Some(b)) = (r.viable_baseline_ml, r.viable_followup_ml) {
         let _ = write!(h, "; viable {a:.2} &rarr; {b:.2} mL ({})", pct(a, b));
     }

@@ -37,11 +37,24 @@ figure img{display:block;border:1px solid #333;image-rendering:pixelated}.chip{d
 pub fn page(input: &ReportInput) -> String {
     let mut h = String::new();
     let _ = write!(h, "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Lesion report: {}</title><style>{STYLE}</style></head><body>", esc(&input.title));
-    let _ = write!(h, "<h1>Liver lesion report</h1><div class=\"meta\">{}<br>Mask: {} &middot; Hepaview {}</div>", esc(&input.title), esc(&input.mask_source), env!("CARGO_PKG_VERSION"));
-    let _ = write!(h, "<div class=\"warn\"><b>Decision support, not a diagnosis.</b> {}</div>", esc(&input.lesions.disclaimer));
+    let _ = write!(
+        h,
+        "<h1>Liver lesion report</h1><div class=\"meta\">{}<br>Mask: {} &middot; Hepaview {}</div>",
+        esc(&input.title),
+        esc(&input.mask_source),
+        env!("CARGO_PKG_VERSION")
+    );
+    let _ = write!(
+        h,
+        "<div class=\"warn\"><b>Decision support, not a diagnosis.</b> {}</div>",
+        esc(&input.lesions.disclaimer)
+    );
     h.push_str("<div class=\"meta\">Phases: ");
-    let phases: Vec<String> =
-        input.phases.iter().map(|p| format!("{} ({}{})", p.phase, esc(&p.description), if p.registered { ", registered" } else { "" })).collect();
+    let phases: Vec<String> = input
+        .phases
+        .iter()
+        .map(|p| format!("{} ({}{})", p.phase, esc(&p.description), if p.registered { ", registered" } else { "" }))
+        .collect();
     h.push_str(&phases.join(" &middot; "));
     for n in &input.notes {
         let _ = write!(h, "<br>{}", esc(n));
@@ -59,7 +72,11 @@ pub fn page(input: &ReportInput) -> String {
         h.push_str("<th>voxels</th><th>volume mL</th></tr>");
         for s in &c.clusters {
             let [r, g, b] = cluster_colour(s.label, c.k);
-            let _ = write!(h, "<tr><td class=\"l\"><span class=\"sw\" style=\"background:rgb({r},{g},{b})\"></span> {}</td>", s.label);
+            let _ = write!(
+                h,
+                "<tr><td class=\"l\"><span class=\"sw\" style=\"background:rgb({r},{g},{b})\"></span> {}</td>",
+                s.label
+            );
             for m in &s.mean {
                 let _ = write!(h, "<td>{m:.0}</td>");
             }
@@ -75,7 +92,11 @@ fn summary_table(h: &mut String, input: &ReportInput) {
     let r = input.lesions;
     let _ = write!(h, "<h2>Lesions ({})</h2>", r.lesions.len());
     if r.lesions.is_empty() {
-        let _ = write!(h, "<p>No lesion (label {}) of at least {} mL in the mask.</p>", r.options.lesion_label, r.options.min_volume_ml);
+        let _ = write!(
+            h,
+            "<p>No lesion (label {}) of at least {} mL in the mask.</p>",
+            r.options.lesion_label, r.options.min_volume_ml
+        );
         return;
     }
     h.push_str("<table><tr><th>#</th><th>volume mL</th><th>RECIST long &times; short mm</th><th>longest 3D mm</th><th>centroid LPS mm</th><th class=\"l\">pattern hint</th></tr>");
@@ -97,12 +118,20 @@ fn summary_table(h: &mut String, input: &ReportInput) {
     }
     h.push_str("</table>");
     if r.dropped_small > 0 {
-        let _ = write!(h, "<div class=\"meta\">{} component(s) smaller than {} mL left out.</div>", r.dropped_small, r.options.min_volume_ml);
+        let _ = write!(
+            h,
+            "<div class=\"meta\">{} component(s) smaller than {} mL left out.</div>",
+            r.dropped_small, r.options.min_volume_ml
+        );
     }
 }
 
 fn lesion_section(h: &mut String, input: &ReportInput, l: &Lesion) {
-    let _ = write!(h, "<div class=\"lesion\" id=\"lesion-{}\"><h2>Lesion {}: {:.2} mL, {:.1} &times; {:.1} mm</h2>", l.id, l.id, l.volume_ml, l.recist.long_axis_mm, l.recist.short_axis_mm);
+    let _ = write!(
+        h,
+        "<div class=\"lesion\" id=\"lesion-{}\"><h2>Lesion {}: {:.2} mL, {:.1} &times; {:.1} mm</h2>",
+        l.id, l.id, l.volume_ml, l.recist.long_axis_mm, l.recist.short_axis_mm
+    );
     let _ = write!(h, "<div class=\"hint\">Pattern hint: {}</div>", esc(&l.pattern.summary));
     evidence_chips(h, &l.pattern.evidence);
     h.push_str("<div class=\"imgs\">");
@@ -180,7 +209,9 @@ fn curve_svg(phases: &[PhaseStats]) -> String {
     let lo = (all.iter().cloned().fold(f64::INFINITY, f64::min) / 50.0).floor() * 50.0 - 10.0;
     let hi = (all.iter().cloned().fold(f64::NEG_INFINITY, f64::max) / 50.0).ceil() * 50.0 + 10.0;
     let n = phases.len();
-    let x = |i: usize| left + if n <= 1 { (w - left - right) / 2.0 } else { i as f64 * (w - left - right) / (n - 1) as f64 };
+    let x = |i: usize| {
+        left + if n <= 1 { (w - left - right) / 2.0 } else { i as f64 * (w - left - right) / (n - 1) as f64 }
+    };
     let y = |v: f64| top + (hi - v) / (hi - lo) * (ht - top - bottom);
     let mut s = format!("<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{ht}\" style=\"background:#fff;border:1px solid #ccc\">");
     for t in 0..=4 {
@@ -188,11 +219,18 @@ fn curve_svg(phases: &[PhaseStats]) -> String {
         let _ = write!(s, "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#eee\"/><text x=\"{}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"end\" fill=\"#666\">{v:.0}</text>", w - right, left - 4.0, y(v) + 3.0, y = y(v));
     }
     for (i, p) in phases.iter().enumerate() {
-        let _ = write!(s, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#333\">{}</text>", x(i), ht - 10.0, short(p.phase));
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#333\">{}</text>",
+            x(i),
+            ht - 10.0,
+            short(p.phase)
+        );
     }
     let poly = |pts: Vec<(usize, f64)>, colour: &str, s: &mut String| {
         let d: Vec<String> = pts.iter().map(|&(i, v)| format!("{:.1},{:.1}", x(i), y(v))).collect();
-        let _ = write!(s, "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>", d.join(" "));
+        let _ =
+            write!(s, "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>", d.join(" "));
         for &(i, v) in &pts {
             let _ = write!(s, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{colour}\"/>", x(i), y(v));
         }

@@ -56,7 +56,9 @@ pub fn key_images(lesion: &Lesion, mask: &Mask, lesion_label: u8, phases: &[&CtV
             mask.data[[k, j, i]] == lesion_label
         })
         .collect();
-    let at = |px: i64, py: i64| px >= 0 && py >= 0 && px < out_w as i64 && py < out_h as i64 && inside[(py as u32 * out_w + px as u32) as usize];
+    let at = |px: i64, py: i64| {
+        px >= 0 && py >= 0 && px < out_w as i64 && py < out_h as i64 && inside[(py as u32 * out_w + px as u32) as usize]
+    };
     phases
         .iter()
         .map(|v| {
@@ -71,10 +73,23 @@ pub fn key_images(lesion: &Lesion, mask: &Mask, lesion_label: u8, phases: &[&CtV
             }
             let to_px = |p: Lps| {
                 let ijk = g.world_to_index(p);
-                (((ijk[0] - x0 as f64 + 0.5) / w as f64 * out_w as f64) as f32, ((ijk[1] - y0 as f64 + 0.5) / h as f64 * out_h as f64) as f32)
+                (
+                    ((ijk[0] - x0 as f64 + 0.5) / w as f64 * out_w as f64) as f32,
+                    ((ijk[1] - y0 as f64 + 0.5) / h as f64 * out_h as f64) as f32,
+                )
             };
-            draw_line(&mut img, to_px(lesion.recist.long_axis_ends_mm[0]), to_px(lesion.recist.long_axis_ends_mm[1]), Rgb([0, 220, 255]));
-            draw_line(&mut img, to_px(lesion.recist.short_axis_ends_mm[0]), to_px(lesion.recist.short_axis_ends_mm[1]), Rgb([120, 255, 120]));
+            draw_line(
+                &mut img,
+                to_px(lesion.recist.long_axis_ends_mm[0]),
+                to_px(lesion.recist.long_axis_ends_mm[1]),
+                Rgb([0, 220, 255]),
+            );
+            draw_line(
+                &mut img,
+                to_px(lesion.recist.short_axis_ends_mm[0]),
+                to_px(lesion.recist.short_axis_ends_mm[1]),
+                Rgb([120, 255, 120]),
+            );
             let mut png = Vec::new();
             // Writing a PNG into memory cannot fail for an RGB8 image of non-zero size.
             let _ = img.write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png);

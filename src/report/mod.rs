@@ -69,9 +69,13 @@ pub fn write_report(input: &ReportInput, dir: &Path) -> Result<ReportFiles, Repo
         return Err(ReportError::Exists(p.to_path_buf()));
     }
     std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { path: dir.to_path_buf(), source })?;
-    let json = serde_json::to_vec_pretty(&json_value(input)).map_err(|e| ReportError::Encode { path: files.json.clone(), detail: e.to_string() })?;
+    let json = serde_json::to_vec_pretty(&json_value(input))
+        .map_err(|e| ReportError::Encode { path: files.json.clone(), detail: e.to_string() })?;
     write_atomic(&files.json, &json)?;
-    write_atomic(&files.csv, &csv_bytes(input).map_err(|detail| ReportError::Encode { path: files.csv.clone(), detail })?)?;
+    write_atomic(
+        &files.csv,
+        &csv_bytes(input).map_err(|detail| ReportError::Encode { path: files.csv.clone(), detail })?,
+    )?;
     write_atomic(&files.html, html::page(input).as_bytes())?;
     Ok(files)
 }
@@ -96,14 +100,28 @@ fn json_value(input: &ReportInput) -> serde_json::Value {
 fn csv_bytes(input: &ReportInput) -> Result<Vec<u8>, String> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header: Vec<String> = [
-        "lesion", "volume_ml", "recist_long_mm", "recist_short_mm", "longest_3d_mm", "centroid_l_mm", "centroid_p_mm", "centroid_s_mm", "touches_edge", "pattern_hint",
+        "lesion",
+        "volume_ml",
+        "recist_long_mm",
+        "recist_short_mm",
+        "longest_3d_mm",
+        "centroid_l_mm",
+        "centroid_p_mm",
+        "centroid_s_mm",
+        "touches_edge",
+        "pattern_hint",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
     for p in input.phases {
         let s = p.phase.slug();
-        header.extend([format!("{s}_mean_hu"), format!("{s}_sd_hu"), format!("{s}_liver_ring_mean_hu"), format!("{s}_lesion_minus_liver_hu")]);
+        header.extend([
+            format!("{s}_mean_hu"),
+            format!("{s}_sd_hu"),
+            format!("{s}_liver_ring_mean_hu"),
+            format!("{s}_lesion_minus_liver_hu"),
+        ]);
     }
     w.write_record(&header).map_err(|e| e.to_string())?;
     let f = |v: f64| format!("{v:.2}");
@@ -123,7 +141,12 @@ fn csv_bytes(input: &ReportInput) -> Result<Vec<u8>, String> {
         ];
         for p in input.phases {
             match l.phases.iter().find(|s| s.phase == p.phase) {
-                Some(s) => row.extend([f(s.lesion.mean_hu), f(s.lesion.sd_hu), opt(s.liver_ring.as_ref().map(|r| r.mean_hu)), opt(s.lesion_minus_liver_hu)]),
+                Some(s) => row.extend([
+                    f(s.lesion.mean_hu),
+                    f(s.lesion.sd_hu),
+                    opt(s.liver_ring.as_ref().map(|r| r.mean_hu)),
+                    opt(s.lesion_minus_liver_hu),
+                ]),
                 None => row.extend([String::new(), String::new(), String::new(), String::new()]),
             }
         }
@@ -147,7 +170,8 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError>
 /// increasing portal-venous HU, so dark means low HU and yellow high, in the viewer's
 /// overlay and in the report alike.
 pub fn cluster_colour(label: u8, k: usize) -> [u8; 3] {
-    const RAMP: [[f32; 3]; 5] = [[68.0, 1.0, 84.0], [59.0, 82.0, 139.0], [33.0, 145.0, 140.0], [94.0, 201.0, 98.0], [253.0, 231.0, 37.0]];
+    const RAMP: [[f32; 3]; 5] =
+        [[68.0, 1.0, 84.0], [59.0, 82.0, 139.0], [33.0, 145.0, 140.0], [94.0, 201.0, 98.0], [253.0, 231.0, 37.0]];
     let t = if k <= 1 { 0.5 } else { (label.max(1) - 1) as f32 / (k - 1) as f32 }.clamp(0.0, 1.0);
     let x = t * (RAMP.len() - 1) as f32;
     let i = (x.floor() as usize).min(RAMP.len() - 2);

@@ -39,7 +39,11 @@ pub fn cut_thin_bridges(mask: &mut Mask, neck_mm: f64, min_core_ml: f64) -> usiz
     let r = 0.5 * neck_mm;
     let core = depth_mm2(&lab, sp).mapv(|d| d as f64 > r * r);
     let voxel_ml = sp.iter().product::<f64>() / 1000.0;
-    let (cores, _) = connected_components(&Mask::new(core.mapv(|c| c as u8), grid.clone()), 1, (min_core_ml / voxel_ml).ceil().max(1.0) as usize);
+    let (cores, _) = connected_components(
+        &Mask::new(core.mapv(|c| c as u8), grid.clone()),
+        1,
+        (min_core_ml / voxel_ml).ceil().max(1.0) as usize,
+    );
     if cores.len() < 2 {
         return 0;
     }
@@ -103,14 +107,19 @@ pub fn cut_thin_bridges(mask: &mut Mask, neck_mm: f64, min_core_ml: f64) -> usiz
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::Array3;
     use crate::volume::Geometry;
+    use ndarray::Array3;
 
     /// A liver (an ellipsoid, 1 mm pixels, 2 mm slices) with a second ball joined to it by
     /// a bar `bar_mm` wide; the ball labelled tumour where `tumour`.
     fn scene(bar_mm: f64, tumour: bool) -> (Mask, Array3<bool>) {
         let (nz, ny, nx) = (30, 80, 130);
-        let g = Geometry { shape: [nz, ny, nx], spacing_mm: [2.0, 1.0, 1.0], origin_mm: [0.0; 3], direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]] };
+        let g = Geometry {
+            shape: [nz, ny, nx],
+            spacing_mm: [2.0, 1.0, 1.0],
+            origin_mm: [0.0; 3],
+            direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        };
         let mut other = Array3::from_elem((nz, ny, nx), false);
         let data = Array3::from_shape_fn((nz, ny, nx), |(k, j, i)| {
             let (z, y, x) = (2.0 * k as f64 - 30.0, j as f64 - 40.0, i as f64);
@@ -123,7 +132,11 @@ mod tests {
             if liver || bar {
                 1
             } else if ball {
-                if tumour { 2 } else { 1 }
+                if tumour {
+                    2
+                } else {
+                    1
+                }
             } else {
                 0
             }
@@ -150,7 +163,12 @@ mod tests {
     #[test]
     fn two_halves_of_a_liver_split_by_a_gap_both_stay() {
         // two balls of 15 mm radius joined by a 6 mm bar: neither is a small organ
-        let g = Geometry { shape: [20, 40, 100], spacing_mm: [2.0, 1.0, 1.0], origin_mm: [0.0; 3], direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]] };
+        let g = Geometry {
+            shape: [20, 40, 100],
+            spacing_mm: [2.0, 1.0, 1.0],
+            origin_mm: [0.0; 3],
+            direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        };
         let data = Array3::from_shape_fn((20, 40, 100), |(k, j, i)| {
             let (z, y, x) = (2.0 * k as f64 - 19.0, j as f64 - 20.0, i as f64);
             let ball = |cx: f64| z * z + y * y + (x - cx).powi(2) <= 225.0;

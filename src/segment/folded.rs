@@ -120,7 +120,14 @@ impl FoldedUNet {
             None => vec![0.0; cout],
         };
         let head = Head { cin, cout, weight: values(&model.head.weight)?, bias: head_bias };
-        Ok(FoldedUNet { down, up, dec, head, in_channels: model.config.in_channels, multiple: model.config.size_multiple() })
+        Ok(FoldedUNet {
+            down,
+            up,
+            dec,
+            head,
+            in_channels: model.config.in_channels,
+            multiple: model.config.size_multiple(),
+        })
     }
 
     /// Class probabilities `[n, classes, h, w]` (softmax over the classes) for NCHW input
@@ -384,7 +391,9 @@ fn up2(isa: Isa, x: &Act, up: &Up2, dst: &mut Act, c0: usize) {
         .data
         .chunks_mut(dst_c * len)
         .enumerate()
-        .flat_map(|(i, img)| img[c0 * len..(c0 + cout) * len].chunks_mut(len).enumerate().map(move |(co, p)| (i, co, p)))
+        .flat_map(|(i, img)| {
+            img[c0 * len..(c0 + cout) * len].chunks_mut(len).enumerate().map(move |(co, p)| (i, co, p))
+        })
         .collect();
     planes.into_par_iter().for_each(|(i, co, o)| match isa {
         #[cfg(target_arch = "x86_64")]
@@ -485,8 +494,15 @@ mod tests {
         }
         let mut rng = crate::segment::Rng::new(2);
         let (n, h, w) = (3, 24, 44);
-        let x = Tensor::from_vec((0..n * 3 * h * w).map(|_| rng.f32()).collect::<Vec<f32>>(), (n, 3, h, w), &Device::Cpu).unwrap();
-        let a: Vec<f32> = candle_nn::ops::softmax(&model.forward(&x, false).unwrap(), 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let x =
+            Tensor::from_vec((0..n * 3 * h * w).map(|_| rng.f32()).collect::<Vec<f32>>(), (n, 3, h, w), &Device::Cpu)
+                .unwrap();
+        let a: Vec<f32> = candle_nn::ops::softmax(&model.forward(&x, false).unwrap(), 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let b = FoldedUNet::new(&model).unwrap().probabilities(&values(&x).unwrap(), n, h, w).unwrap();
         assert_eq!(a.len(), b.len());
         let d = a.iter().zip(&b).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
@@ -526,7 +542,8 @@ mod tests {
                     for kx in 0..3 {
                         let (sy, sx) = (yy as i64 + ky as i64 - 1, xx as i64 + kx as i64 - 1);
                         if sy >= 0 && sx >= 0 && (sy as usize) < h && (sx as usize) < w {
-                            let wv = conv.weight[(((co / CO_BLOCK) * cin + ci) * 9 + ky * 3 + kx) * CO_BLOCK + co % CO_BLOCK];
+                            let wv = conv.weight
+                                [(((co / CO_BLOCK) * cin + ci) * 9 + ky * 3 + kx) * CO_BLOCK + co % CO_BLOCK];
                             s += wv * x[((i * cin + ci) * h + sy as usize) * w + sx as usize];
                         }
                     }

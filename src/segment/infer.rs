@@ -19,9 +19,9 @@ use super::weights::load_unet;
 use super::SegmentError;
 use crate::analysis::{align_phases, Alignment};
 use crate::io::phase::Phase;
-use crate::study::{ProgressFn, Study};
 use crate::register::pyramid::coarsened;
 use crate::register::{register_ct, resample_field, warp_volume, RegisterError};
+use crate::study::{ProgressFn, Study};
 use crate::volume::{CtVolume, Field, Geometry, Interp, Mask};
 
 /// Knobs of inference.
@@ -70,13 +70,23 @@ pub fn segment_study(study: &Study, model_path: &Path, progress: ProgressFn) -> 
 }
 
 /// [`segment_study`], also handing each finished batch of slices to `on_slices`.
-pub fn segment_study_live(study: &Study, model_path: &Path, progress: ProgressFn, on_slices: Option<SlicesFn>) -> Result<Mask, SegmentError> {
+pub fn segment_study_live(
+    study: &Study,
+    model_path: &Path,
+    progress: ProgressFn,
+    on_slices: Option<SlicesFn>,
+) -> Result<Mask, SegmentError> {
     let model = load_unet(model_path)?;
     Ok(segment_phases_live(&model, study, &InferOptions::default(), progress, on_slices)?.mask)
 }
 
 /// [`segment_study`] with a loaded model and options.
-pub fn segment_phases(model: &UNet, study: &Study, opts: &InferOptions, progress: ProgressFn) -> Result<Mask, SegmentError> {
+pub fn segment_phases(
+    model: &UNet,
+    study: &Study,
+    opts: &InferOptions,
+    progress: ProgressFn,
+) -> Result<Mask, SegmentError> {
     Ok(segment_phases_live(model, study, opts, progress, None)?.mask)
 }
 
@@ -92,7 +102,13 @@ pub struct Segmentation {
 
 /// [`segment_phases`], also handing each finished batch of slices to `on_slices`, and
 /// saying which lesions the lesion search added.
-pub fn segment_phases_live(model: &UNet, study: &Study, opts: &InferOptions, progress: ProgressFn, on_slices: Option<SlicesFn>) -> Result<Segmentation, SegmentError> {
+pub fn segment_phases_live(
+    model: &UNet,
+    study: &Study,
+    opts: &InferOptions,
+    progress: ProgressFn,
+    on_slices: Option<SlicesFn>,
+) -> Result<Segmentation, SegmentError> {
     if study.phases.is_empty() {
         return Err(SegmentError::NoPhase);
     }
@@ -107,7 +123,8 @@ pub fn segment_phases_live(model: &UNet, study: &Study, opts: &InferOptions, pro
         Phase::Delayed => Some(2),
         _ => None,
     };
-    let moving: Vec<usize> = (0..study.phases.len()).filter(|&i| i != fixed && slot_of(study.phases[i].phase()).is_some()).collect();
+    let moving: Vec<usize> =
+        (0..study.phases.len()).filter(|&i| i != fixed && slot_of(study.phases[i].phase()).is_some()).collect();
     let register = opts.register && slot_of(study.phases[fixed].phase()).is_some() && !moving.is_empty();
     let share = if register { 0.3 } else { 0.1 };
     let mut on_grid: Vec<(Phase, CtVolume)> = Vec::new();
@@ -145,7 +162,15 @@ pub fn segment_phases_live(model: &UNet, study: &Study, opts: &InferOptions, pro
     // the edges are refined against the study's own phases at its resolution
     let mut others: Vec<OtherPhase> = fields.iter().map(|(v, f)| OtherPhase::Warped(v, f)).collect();
     others.extend(as_they_are.into_iter().map(OtherPhase::Registered));
-    run_on_grid(model, &slots, &grid, (&target, reference, &others), opts, &|f, m| progress(share + (1.0 - share) * f, m), on_slices)
+    run_on_grid(
+        model,
+        &slots,
+        &grid,
+        (&target, reference, &others),
+        opts,
+        &|f, m| progress(share + (1.0 - share) * f, m),
+        on_slices,
+    )
 }
 
 /// Voxel size (mm) of the grids the phases are registered on before the network: the
@@ -157,7 +182,12 @@ const REGISTRATION_VOXEL_MM: f64 = 3.0;
 /// `(phase, volume as acquired, field)`, the field `None` where the registration failed
 /// (no overlap, a constant image): that phase is then left out rather than fed misaligned.
 #[allow(clippy::type_complexity)]
-fn register_phases<'a>(study: &'a Study, fixed: usize, moving: &[usize], progress: ProgressFn) -> Result<Vec<(Phase, &'a CtVolume, Option<Field>)>, SegmentError> {
+fn register_phases<'a>(
+    study: &'a Study,
+    fixed: usize,
+    moving: &[usize],
+    progress: ProgressFn,
+) -> Result<Vec<(Phase, &'a CtVolume, Option<Field>)>, SegmentError> {
     let fixed_small = coarsened(&study.phases[fixed].volume, REGISTRATION_VOXEL_MM);
     let params = fast_registration(&fixed_small.geometry);
     let mut out = Vec::new();
@@ -188,7 +218,13 @@ pub fn fast_registration(fixed: &Geometry) -> crate::register::Params {
     use crate::register::{LevelPlan, Params};
     let finest_mm = fixed.spacing_mm.iter().cloned().fold(f64::INFINITY, f64::min).max(1e-3);
     let factor = |mm: f64| (mm / finest_mm).clamp(1.0, 64.0);
-    Params { levels: vec![LevelPlan { factor: factor(6.0), iterations: 50 }, LevelPlan { factor: factor(3.0), iterations: 25 }], ..Params::default() }
+    Params {
+        levels: vec![
+            LevelPlan { factor: factor(6.0), iterations: 50 },
+            LevelPlan { factor: factor(3.0), iterations: 25 },
+        ],
+        ..Params::default()
+    }
 }
 
 /// Necks narrower than this many model pixels split the mask (`bridges::cut_thin_bridges`):
@@ -201,7 +237,15 @@ const BRIDGE_MIN_CORE_ML: f64 = 1.0;
 
 /// `target`: the grid of the result; `reference`: the study's phase on it and `others` its
 /// other phases, for edge refinement.
-fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geometry, (target, reference, others): (&Geometry, &CtVolume, &[OtherPhase]), opts: &InferOptions, progress: ProgressFn, on_slices: Option<SlicesFn>) -> Result<Segmentation, SegmentError> {
+fn run_on_grid(
+    model: &UNet,
+    slots: &[Option<&CtVolume>; CHANNELS],
+    grid: &Geometry,
+    (target, reference, others): (&Geometry, &CtVolume, &[OtherPhase]),
+    opts: &InferOptions,
+    progress: ProgressFn,
+    on_slices: Option<SlicesFn>,
+) -> Result<Segmentation, SegmentError> {
     let input = preprocess::input_channels(slots, grid);
     // the model grid keeps the study's slices, so model slice k lies on target slice k
     let live = |k0: usize, p: &Array4<f32>| {
@@ -227,12 +271,20 @@ fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geome
     if opts.refine_edges {
         let ropts = RefineOptions { reach_mm: 0.5 * model.config.spacing_mm, ..RefineOptions::default() };
         refine_liver_edge(&mut mask, reference, &ropts);
-        let topts = TumourRefineOptions { peel_mm: model.config.spacing_mm, grow_mm: 0.5 * model.config.spacing_mm, ..TumourRefineOptions::default() };
+        let topts = TumourRefineOptions {
+            peel_mm: model.config.spacing_mm,
+            grow_mm: 0.5 * model.config.spacing_mm,
+            ..TumourRefineOptions::default()
+        };
         refine_tumour_edges(&mut mask, reference, others, &topts);
     }
     // after the refinements, so the lesions it adds are reported as they stay
     step(0.99, "searching for lesions the network missed")?;
-    let searched = if opts.search_lesions { add_missed_lesions(&mut mask, reference, others, &LesionSearchOptions::default()) } else { None };
+    let searched = if opts.search_lesions {
+        add_missed_lesions(&mut mask, reference, others, &LesionSearchOptions::default())
+    } else {
+        None
+    };
     progress(1.0, "segmented");
     Ok(Segmentation { mask, searched })
 }
@@ -242,7 +294,13 @@ fn run_on_grid(model: &UNet, slots: &[Option<&CtVolume>; CHANNELS], grid: &Geome
 /// probabilities `[n, classes, h, w]` and its first slice to `each` as soon as they are
 /// ready. Runs the hand-written kernels of [`FoldedUNet`], not candle's ops (same numbers,
 /// several times faster on the CPU).
-pub fn predict_slices(model: &UNet, input: &Array4<f32>, batch: usize, progress: ProgressFn, each: &dyn Fn(usize, &Array4<f32>)) -> Result<Array4<f32>, SegmentError> {
+pub fn predict_slices(
+    model: &UNet,
+    input: &Array4<f32>,
+    batch: usize,
+    progress: ProgressFn,
+    each: &dyn Fn(usize, &Array4<f32>),
+) -> Result<Array4<f32>, SegmentError> {
     let (nz, _, h, w) = input.dim();
     let classes = model.config.classes;
     let mut out = Array4::<f32>::zeros((nz, classes, h, w));
@@ -288,7 +346,12 @@ pub fn postprocess(mask: &mut Mask) {
 /// holds for its linear index `i` (`lab`: the box's labels, as `mask` holds them), then
 /// tidies the mask again ([`postprocess`]) so what the liver encloses goes back. Tumour
 /// labels are never removed. Returns how many voxels left the liver.
-pub(super) fn take_out_of_liver(mask: &mut Mask, region: ndarray::SliceInfo<[ndarray::SliceInfoElem; 3], ndarray::Ix3, ndarray::Ix3>, mut lab: Array3<u8>, remove: impl Fn(usize) -> bool) -> usize {
+pub(super) fn take_out_of_liver(
+    mask: &mut Mask,
+    region: ndarray::SliceInfo<[ndarray::SliceInfoElem; 3], ndarray::Ix3, ndarray::Ix3>,
+    mut lab: Array3<u8>,
+    remove: impl Fn(usize) -> bool,
+) -> usize {
     let mut removed = 0;
     for (i, v) in lab.iter_mut().enumerate() {
         if *v == 1 && remove(i) {
@@ -322,7 +385,8 @@ fn largest_component(fg: &Array3<bool>) -> Array3<bool> {
             n += 1;
             for d in N6 {
                 let q = [p[0] as isize + d[0], p[1] as isize + d[1], p[2] as isize + d[2]];
-                if q[0] < 0 || q[1] < 0 || q[2] < 0 || q[0] >= nz as isize || q[1] >= ny as isize || q[2] >= nx as isize {
+                if q[0] < 0 || q[1] < 0 || q[2] < 0 || q[0] >= nz as isize || q[1] >= ny as isize || q[2] >= nx as isize
+                {
                     continue;
                 }
                 let q = [q[0] as usize, q[1] as usize, q[2] as usize];
@@ -375,7 +439,8 @@ fn fill_holes_slices(fg: &Array3<bool>) -> Array3<bool> {
 /// Background not 6-connected to the volume's border becomes inside.
 fn fill_holes_3d(fg: &Array3<bool>) -> Array3<bool> {
     let (nz, ny, nx) = fg.dim();
-    let on_border = |(k, j, i): (usize, usize, usize)| k == 0 || j == 0 || i == 0 || k == nz - 1 || j == ny - 1 || i == nx - 1;
+    let on_border =
+        |(k, j, i): (usize, usize, usize)| k == 0 || j == 0 || i == 0 || k == nz - 1 || j == ny - 1 || i == nx - 1;
     flood6(&fg.mapv(|f| !f), on_border).mapv(|o| !o)
 }
 

@@ -42,7 +42,13 @@ pub struct LesionSearchOptions {
 
 impl Default for LesionSearchOptions {
     fn default() -> Self {
-        LesionSearchOptions { min_diameter_mm: 10.0, band_sigmas: 3.0, max_elongation: 2.0, max_branching: 1.0, close_mm: 2.0 }
+        LesionSearchOptions {
+            min_diameter_mm: 10.0,
+            band_sigmas: 3.0,
+            max_elongation: 2.0,
+            max_branching: 1.0,
+            close_mm: 2.0,
+        }
     }
 }
 
@@ -59,7 +65,12 @@ pub struct LesionSearchReport {
 /// module doc, read in `reference` (on the mask's grid) and the `others` phases registered
 /// to it. Lesions the network found are left as they are. `None` (nothing changed) when
 /// the grids differ or the liver is too small to measure.
-pub fn add_missed_lesions(mask: &mut Mask, reference: &CtVolume, others: &[OtherPhase], opts: &LesionSearchOptions) -> Option<LesionSearchReport> {
+pub fn add_missed_lesions(
+    mask: &mut Mask,
+    reference: &CtVolume,
+    others: &[OtherPhase],
+    opts: &LesionSearchOptions,
+) -> Option<LesionSearchReport> {
     if mask.data.dim() != reference.data.dim() {
         return None;
     }
@@ -75,7 +86,9 @@ pub fn add_missed_lesions(mask: &mut Mask, reference: &CtVolume, others: &[Other
             phases.push((b, v));
         }
     }
-    let unlike = Array3::from_shape_fn(lab.dim(), |p| lab[p] > 0 && phases.iter().any(|(band, hu)| smooth3(hu, p).is_some_and(|v| !band.contains(v))));
+    let unlike = Array3::from_shape_fn(lab.dim(), |p| {
+        lab[p] > 0 && phases.iter().any(|(band, hu)| smooth3(hu, p).is_some_and(|v| !band.contains(v)))
+    });
     let r = 0.5 * opts.min_diameter_mm;
     let r2 = (r * r) as f32;
     // closing: a lesion's layers (a rim that has filled in, a centre that has not) meet at
@@ -108,11 +121,18 @@ pub fn add_missed_lesions(mask: &mut Mask, reference: &CtVolume, others: &[Other
             continue;
         }
         report.candidates += 1;
-        let points: Vec<[f64; 3]> = patch.voxels.iter().map(|&v| {
-            let (k, j, i) = at(v);
-            [k as f64 * sp[0], j as f64 * sp[1], i as f64 * sp[2]]
-        }).collect();
-        if !enclosed(&patch.voxels) || elongation(&points) > opts.max_elongation || branching(&patch.voxels, &unlike, sp, r) > opts.max_branching {
+        let points: Vec<[f64; 3]> = patch
+            .voxels
+            .iter()
+            .map(|&v| {
+                let (k, j, i) = at(v);
+                [k as f64 * sp[0], j as f64 * sp[1], i as f64 * sp[2]]
+            })
+            .collect();
+        if !enclosed(&patch.voxels)
+            || elongation(&points) > opts.max_elongation
+            || branching(&patch.voxels, &unlike, sp, r) > opts.max_branching
+        {
             continue;
         }
         for &v in &patch.voxels {
@@ -167,7 +187,8 @@ fn symmetric_eigenvalues(a: [[f64; 3]; 3]) -> [f64; 3] {
     let q = (a[0][0] + a[1][1] + a[2][2]) / 3.0;
     let p = (((a[0][0] - q).powi(2) + (a[1][1] - q).powi(2) + (a[2][2] - q).powi(2) + 2.0 * off) / 6.0).sqrt();
     let b = |i: usize, j: usize| (a[i][j] - if i == j { q } else { 0.0 }) / p;
-    let det = b(0, 0) * (b(1, 1) * b(2, 2) - b(1, 2) * b(2, 1)) - b(0, 1) * (b(1, 0) * b(2, 2) - b(1, 2) * b(2, 0)) + b(0, 2) * (b(1, 0) * b(2, 1) - b(1, 1) * b(2, 0));
+    let det = b(0, 0) * (b(1, 1) * b(2, 2) - b(1, 2) * b(2, 1)) - b(0, 1) * (b(1, 0) * b(2, 2) - b(1, 2) * b(2, 0))
+        + b(0, 2) * (b(1, 0) * b(2, 1) - b(1, 1) * b(2, 0));
     let phi = (0.5 * det).clamp(-1.0, 1.0).acos() / 3.0;
     let largest = q + 2.0 * p * phi.cos();
     let smallest = q + 2.0 * p * (phi + 2.0 * std::f64::consts::PI / 3.0).cos();
@@ -202,7 +223,8 @@ fn branching(voxels: &[usize], unlike: &Array3<bool>, sp: [f64; 3], r_mm: f64) -
     let d = squared_distance_mm2(&inside, sp);
     let r2 = (r_mm * r_mm) as f32;
     let near = unlike.slice(s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]);
-    let leaving = ndarray::Zip::from(&d).and(&inside).and(&near).fold(0usize, |n, &d, &i, &u| n + (u && !i && d <= r2) as usize);
+    let leaving =
+        ndarray::Zip::from(&d).and(&inside).and(&near).fold(0usize, |n, &d, &i, &u| n + (u && !i && d <= r2) as usize);
     leaving as f64 / voxels.len().max(1) as f64
 }
 
@@ -218,10 +240,19 @@ mod tests {
     /// a bright vessel (170 HU, radius 6 mm, 60 mm long) along x, inside the liver; a dark lesion cut by the liver's
     /// edge (radius 12 mm); and a bright lesion (radius 7 mm) the network already found (label 2).
     fn scene() -> (CtVolume, Mask, Array3<bool>) {
-        let g = Geometry { shape: [SHAPE.0, SHAPE.1, SHAPE.2], spacing_mm: [2.0, 1.0, 1.0], origin_mm: [0.0; 3], direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]] };
+        let g = Geometry {
+            shape: [SHAPE.0, SHAPE.1, SHAPE.2],
+            spacing_mm: [2.0, 1.0, 1.0],
+            origin_mm: [0.0; 3],
+            direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        };
         let mut rng = super::super::Rng::new(5);
-        let ball = |(k, j, i): (usize, usize, usize), c: [f64; 3], r: f64| (2.0 * k as f64 - c[0]).powi(2) + (j as f64 - c[1]).powi(2) + (i as f64 - c[2]).powi(2) <= r * r;
-        let inside = |(k, j, i): (usize, usize, usize)| (3..SHAPE.0 - 3).contains(&k) && (3..SHAPE.1 - 3).contains(&j) && (3..SHAPE.2 - 3).contains(&i);
+        let ball = |(k, j, i): (usize, usize, usize), c: [f64; 3], r: f64| {
+            (2.0 * k as f64 - c[0]).powi(2) + (j as f64 - c[1]).powi(2) + (i as f64 - c[2]).powi(2) <= r * r
+        };
+        let inside = |(k, j, i): (usize, usize, usize)| {
+            (3..SHAPE.0 - 3).contains(&k) && (3..SHAPE.1 - 3).contains(&j) && (3..SHAPE.2 - 3).contains(&i)
+        };
         let missed = Array3::from_shape_fn(SHAPE, |p| ball(p, [36.0, 30.0, 30.0], 8.0));
         let found = |p| ball(p, [36.0, 30.0, 65.0], 7.0);
         let hu = Array3::from_shape_fn(SHAPE, |p| {
@@ -239,7 +270,15 @@ mod tests {
             };
             (base + 8.0 * rng.normal()).round() as i16
         });
-        let lab = Array3::from_shape_fn(SHAPE, |p| if !inside(p) { 0 } else if found(p) { 2 } else { 1 });
+        let lab = Array3::from_shape_fn(SHAPE, |p| {
+            if !inside(p) {
+                0
+            } else if found(p) {
+                2
+            } else {
+                1
+            }
+        });
         (CtVolume::new(hu, g.clone()), Mask::new(lab, g), missed)
     }
 
@@ -250,7 +289,10 @@ mod tests {
         let report = add_missed_lesions(&mut mask, &ct, &[], &LesionSearchOptions::default()).unwrap();
         assert_eq!(report.added.len(), 1, "{report:?}");
         let centre = report.added[0].1;
-        assert!((centre[0] - 30.0).abs() < 1.5 && (centre[1] - 30.0).abs() < 1.5 && (centre[2] - 36.0).abs() < 2.0, "centre {centre:?}");
+        assert!(
+            (centre[0] - 30.0).abs() < 1.5 && (centre[1] - 30.0).abs() < 1.5 && (centre[2] - 36.0).abs() < 2.0,
+            "centre {centre:?}"
+        );
         let hit = mask.data.iter().zip(missed.iter()).filter(|&(&m, &t)| m == 2 && t).count() as f64;
         let called = mask.data.iter().zip(before.iter()).filter(|&(&m, &b)| m == 2 && b != 2).count() as f64;
         let truth = missed.iter().filter(|&&t| t).count() as f64;
@@ -270,10 +312,19 @@ mod tests {
     fn a_lesion_whose_rim_and_centre_meet_at_liver_hu_is_found_after_closing() {
         // bright rim (170 HU, 6–9 mm), dark centre (40 HU, < 4 mm), and between them a
         // shell at the liver's 100 HU: neither part alone holds a 10 mm ball
-        let g = Geometry { shape: [SHAPE.0, SHAPE.1, SHAPE.2], spacing_mm: [2.0, 1.0, 1.0], origin_mm: [0.0; 3], direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]] };
+        let g = Geometry {
+            shape: [SHAPE.0, SHAPE.1, SHAPE.2],
+            spacing_mm: [2.0, 1.0, 1.0],
+            origin_mm: [0.0; 3],
+            direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        };
         let mut rng = super::super::Rng::new(8);
-        let radius = |(k, j, i): (usize, usize, usize)| ((2.0 * k as f64 - 36.0).powi(2) + (j as f64 - 45.0).powi(2) + (i as f64 - 45.0).powi(2)).sqrt();
-        let inside = |(k, j, i): (usize, usize, usize)| (3..SHAPE.0 - 3).contains(&k) && (3..SHAPE.1 - 3).contains(&j) && (3..SHAPE.2 - 3).contains(&i);
+        let radius = |(k, j, i): (usize, usize, usize)| {
+            ((2.0 * k as f64 - 36.0).powi(2) + (j as f64 - 45.0).powi(2) + (i as f64 - 45.0).powi(2)).sqrt()
+        };
+        let inside = |(k, j, i): (usize, usize, usize)| {
+            (3..SHAPE.0 - 3).contains(&k) && (3..SHAPE.1 - 3).contains(&j) && (3..SHAPE.2 - 3).contains(&i)
+        };
         let hu = Array3::from_shape_fn(SHAPE, |p| {
             let r = radius(p);
             let base = if !inside(p) {
@@ -291,7 +342,9 @@ mod tests {
         let lab = Array3::from_shape_fn(SHAPE, |p| inside(p) as u8);
         let run = |close_mm: f64| {
             let mut mask = Mask::new(lab.clone(), g.clone());
-            add_missed_lesions(&mut mask, &ct, &[], &LesionSearchOptions { close_mm, ..LesionSearchOptions::default() }).unwrap().added
+            add_missed_lesions(&mut mask, &ct, &[], &LesionSearchOptions { close_mm, ..LesionSearchOptions::default() })
+                .unwrap()
+                .added
         };
         assert!(run(0.0).is_empty(), "without closing neither layer holds the ball");
         let added = run(2.0);
@@ -317,7 +370,9 @@ mod tests {
             }
         }
         assert!(branching(&patch, &unlike, [2.0, 1.0, 1.0], 5.0) > 1.0);
-        let alone = Array3::from_shape_fn((nz, n, n), |(k, j, i)| (2.0 * k as f64 - 30.0).powi(2) + (j as f64 - 35.0).powi(2) + (i as f64 - 35.0).powi(2) <= 36.0);
+        let alone = Array3::from_shape_fn((nz, n, n), |(k, j, i)| {
+            (2.0 * k as f64 - 30.0).powi(2) + (j as f64 - 35.0).powi(2) + (i as f64 - 35.0).powi(2) <= 36.0
+        });
         assert_eq!(branching(&patch, &alone, [2.0, 1.0, 1.0], 5.0), 0.0);
     }
 
@@ -327,12 +382,15 @@ mod tests {
         let (c, s) = (30f64.to_radians().cos(), 30f64.to_radians().sin());
         let r = [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]];
         let d = [1.0, 4.0, 9.0];
-        let a: [[f64; 3]; 3] = std::array::from_fn(|i| std::array::from_fn(|j| (0..3).map(|k| r[i][k] * d[k] * r[j][k]).sum()));
+        let a: [[f64; 3]; 3] =
+            std::array::from_fn(|i| std::array::from_fn(|j| (0..3).map(|k| r[i][k] * d[k] * r[j][k]).sum()));
         let e = symmetric_eigenvalues(a);
         for (x, y) in e.iter().zip(d) {
             assert!((x - y).abs() < 1e-9, "{e:?}");
         }
-        let rod: Vec<[f64; 3]> = (0..40).flat_map(|x| [[0.0, 0.0, x as f64], [0.0, 1.0, x as f64], [1.0, 0.0, x as f64], [1.0, 1.0, x as f64]]).collect();
+        let rod: Vec<[f64; 3]> = (0..40)
+            .flat_map(|x| [[0.0, 0.0, x as f64], [0.0, 1.0, x as f64], [1.0, 0.0, x as f64], [1.0, 1.0, x as f64]])
+            .collect();
         assert!(elongation(&rod) > 10.0);
     }
 }

@@ -39,12 +39,15 @@ pub fn remove_gas_lumens(mask: &mut Mask, ct: &CtVolume) -> usize {
         return 0;
     }
     let Some(band) = Parenchyma::measure(&lab, &hu, BAND_SIGMAS) else { return 0 };
-    let unlike: Array3<bool> = Array3::from_shape_fn(lab.dim(), |p| gas[p] || (lab[p] == 1 && smooth3(&hu, p).is_some_and(|v| !band.contains(v))));
+    let unlike: Array3<bool> = Array3::from_shape_fn(lab.dim(), |p| {
+        gas[p] || (lab[p] == 1 && smooth3(&hu, p).is_some_and(|v| !band.contains(v)))
+    });
     // within slices only: a huge slice spacing keeps the distances in-plane
     let in_plane = [1e9, sp[1], sp[2]];
     let r2 = (OPENING_MM * OPENING_MM) as f32;
     let core = squared_distance_mm2(&unlike.mapv(|u| !u), in_plane).mapv(|d| d > r2);
-    let opened = ndarray::Zip::from(&squared_distance_mm2(&core, in_plane)).and(&unlike).map_collect(|&d, &u| u && d <= r2);
+    let opened =
+        ndarray::Zip::from(&squared_distance_mm2(&core, in_plane)).and(&unlike).map_collect(|&d, &u| u && d <= r2);
     let near_gas = squared_distance_mm2(&gas, in_plane).mapv(|d| d <= 4.0 * r2);
     // the opened region (6-connected, in 3-D) from where it comes near gas
     let lumen = flood6(&opened, |p| near_gas[p]);
@@ -61,7 +64,12 @@ mod tests {
     /// of oral contrast (250 HU) with a gas bubble, touching the liver; 0.8 mm pixels.
     fn scene() -> (CtVolume, Array3<bool>, Array3<bool>) {
         let (nz, n) = (4, 140);
-        let g = Geometry { shape: [nz, n, n], spacing_mm: [2.5, 0.8, 0.8], origin_mm: [0.0; 3], direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]] };
+        let g = Geometry {
+            shape: [nz, n, n],
+            spacing_mm: [2.5, 0.8, 0.8],
+            origin_mm: [0.0; 3],
+            direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        };
         let mut rng = super::super::Rng::new(3);
         let mut liver = Array3::from_elem((nz, n, n), false);
         let mut stomach = Array3::from_elem((nz, n, n), false);
@@ -71,10 +79,18 @@ mod tests {
             let in_stomach = (y - 70.0).powi(2) + (x - 110.0).powi(2) <= 20.0f32.powi(2);
             let base = if in_liver {
                 liver[[k, j, i]] = true;
-                if (y - 60.0).abs() <= 1.0 && x > 30.0 && x < 85.0 { 180.0 } else { 100.0 }
+                if (y - 60.0).abs() <= 1.0 && x > 30.0 && x < 85.0 {
+                    180.0
+                } else {
+                    100.0
+                }
             } else if in_stomach {
                 stomach[[k, j, i]] = true;
-                if (y - 56.0).powi(2) + (x - 110.0).powi(2) <= 25.0 { -900.0 } else { 250.0 }
+                if (y - 56.0).powi(2) + (x - 110.0).powi(2) <= 25.0 {
+                    -900.0
+                } else {
+                    250.0
+                }
             } else if x < 16.0 {
                 -800.0 // lung
             } else {
@@ -89,7 +105,9 @@ mod tests {
     fn a_stomach_with_gas_labelled_liver_comes_out_and_the_liver_stays() {
         let (ct, liver, stomach) = scene();
         // the network's mask: liver and stomach, and a sliver of the lung beside the liver
-        let data = Array3::from_shape_fn(liver.dim(), |(k, j, i)| (liver[[k, j, i]] || stomach[[k, j, i]] || ((16..18).contains(&i) && (60..80).contains(&j))) as u8);
+        let data = Array3::from_shape_fn(liver.dim(), |(k, j, i)| {
+            (liver[[k, j, i]] || stomach[[k, j, i]] || ((16..18).contains(&i) && (60..80).contains(&j))) as u8
+        });
         let mut mask = Mask::new(data, ct.geometry.clone());
         let removed = remove_gas_lumens(&mut mask, &ct);
         let kept = |region: &Array3<bool>| {

@@ -100,7 +100,11 @@ pub fn add_mimics(rng: &mut Rng, grid: &Geometry, hu: &mut [Array3<f32>], labels
         let blood = [rng.range(120.0, 350.0), rng.range(100.0, 220.0), rng.range(60.0, 150.0)];
         let content_hu = if liver_like { std::array::from_fn(|c| liver_hu[c] + rng.range(-15.0, 40.0)) } else { blood };
         blobs.push(Blob {
-            centre: [body_c[0] + rng.range(0.0, 50.0) as f64, body_c[1] - rng.range(10.0, 60.0) as f64, top_z + rng.range(0.0, 40.0) as f64],
+            centre: [
+                body_c[0] + rng.range(0.0, 50.0) as f64,
+                body_c[1] - rng.range(10.0, 60.0) as f64,
+                top_z + rng.range(0.0, 40.0) as f64,
+            ],
             radii: [rng.range(45.0, 65.0) as f64, rng.range(35.0, 55.0) as f64, rng.range(35.0, 50.0) as f64],
             shell: rng.range(0.1, 0.2) as f64,
             shell_hu: std::array::from_fn(|_| rng.range(60.0, 140.0)),
@@ -114,7 +118,11 @@ pub fn add_mimics(rng: &mut Rng, grid: &Geometry, hu: &mut [Array3<f32>], labels
         // all phases), the wall does.
         let content = liver_hu[1] + rng.range(-50.0, 30.0);
         blobs.push(Blob {
-            centre: [body_c[0] + rng.range(20.0, 90.0) as f64, body_c[1] - rng.range(0.0, 70.0) as f64, liver_c[2] + rng.range(-60.0, 30.0) as f64],
+            centre: [
+                body_c[0] + rng.range(20.0, 90.0) as f64,
+                body_c[1] - rng.range(0.0, 70.0) as f64,
+                liver_c[2] + rng.range(-60.0, 30.0) as f64,
+            ],
             radii: [rng.range(25.0, 60.0) as f64, rng.range(20.0, 50.0) as f64, rng.range(25.0, 60.0) as f64],
             shell: rng.range(0.06, 0.15) as f64,
             shell_hu: [rng.range(70.0, 160.0), rng.range(60.0, 140.0), rng.range(50.0, 110.0)],
@@ -149,7 +157,11 @@ pub fn add_mimics(rng: &mut Rng, grid: &Geometry, hu: &mut [Array3<f32>], labels
                         continue;
                     }
                     let p = grid.index_to_world([i as f64, j as f64, k as f64]);
-                    let q = [(p[0] - b.centre[0]) / b.radii[0], (p[1] - b.centre[1]) / b.radii[1], (p[2] - b.centre[2]) / b.radii[2]];
+                    let q = [
+                        (p[0] - b.centre[0]) / b.radii[0],
+                        (p[1] - b.centre[1]) / b.radii[1],
+                        (p[2] - b.centre[2]) / b.radii[2],
+                    ];
                     let r = (q[0] * q[0] + q[1] * q[1] + q[2] * q[2]).sqrt();
                     if r > 1.0 {
                         continue;

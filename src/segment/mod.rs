@@ -32,7 +32,10 @@ pub mod weights;
 
 use std::path::PathBuf;
 
-pub use infer::{postprocess, segment_phases, segment_phases_live, segment_study, segment_study_live, fast_registration, InferOptions, Segmentation, SlicesFn};
+pub use infer::{
+    fast_registration, postprocess, segment_phases, segment_phases_live, segment_study, segment_study_live,
+    InferOptions, Segmentation, SlicesFn,
+};
 pub use model::{UNet, UNetConfig};
 pub use train::{train, TrainOptions, TrainReport, TrainStatus};
 pub use weights::{default_model_path, load_unet, read_checkpoint, save_unet, DEFAULT_MODEL};
@@ -43,7 +46,9 @@ use crate::volume::Mask;
 pub enum SegmentError {
     #[error("{path}: model weights not found; run `hepaview train --out {path}` to make them, or pass --model with the shipped models/unet.safetensors")]
     WeightsMissing { path: PathBuf },
-    #[error("{path}: these weights do not fit the U-Net: {detail}; use a file written by `hepaview train` (or retrain)")]
+    #[error(
+        "{path}: these weights do not fit the U-Net: {detail}; use a file written by `hepaview train` (or retrain)"
+    )]
     WeightsMismatch { path: PathBuf, detail: String },
     #[error("{path}: could not write the weights: {detail}; check the folder exists and is writable")]
     WeightsWrite { path: PathBuf, detail: String },

@@ -237,7 +237,11 @@ mod tests {
         let up = Up { weight: up.weight, bias };
         let x = Tensor::randn(0f32, 1.0, (2, 6, 5, 4), &Device::Cpu).unwrap();
         let a = up.forward(&x).unwrap();
-        let b = x.conv_transpose2d(&up.weight, 0, 0, 2, 1).unwrap().broadcast_add(&up.bias.reshape((1, 3, 1, 1)).unwrap()).unwrap();
+        let b = x
+            .conv_transpose2d(&up.weight, 0, 0, 2, 1)
+            .unwrap()
+            .broadcast_add(&up.bias.reshape((1, 3, 1, 1)).unwrap())
+            .unwrap();
         assert_eq!(a.dims(), &[2, 3, 10, 8]);
         let d: f32 = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
         assert!(d < 1e-4, "max difference {d}");

@@ -52,7 +52,12 @@ pub fn model_grid(grid: &Geometry, spacing_mm: f64, multiple: usize) -> Geometry
     let (tx, ty) = (round_up(wx), round_up(wy));
     let (hx, hy) = ((tx as f64 - 1.0) / 2.0 * spacing_mm, (ty as f64 - 1.0) / 2.0 * spacing_mm);
     let origin = [0, 1, 2].map(|c| centre[c] - dx[c] * hx - dy[c] * hy);
-    Geometry { shape: [nz, ty, tx], spacing_mm: [grid.spacing_mm[0], spacing_mm, spacing_mm], origin_mm: origin, direction: [dx, dy, gz] }
+    Geometry {
+        shape: [nz, ty, tx],
+        spacing_mm: [grid.spacing_mm[0], spacing_mm, spacing_mm],
+        origin_mm: origin,
+        direction: [dx, dy, gz],
+    }
 }
 
 /// Windowed input `[nz, 3, h, w]` from the phases already on the model grid (`None`: the
@@ -63,7 +68,9 @@ pub fn input_channels(phases: &[Option<&CtVolume>; CHANNELS], grid: &Geometry) -
     out.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(k, mut slab)| {
         for (c, p) in phases.iter().enumerate() {
             if let Some(v) = p {
-                Zip::from(slab.index_axis_mut(Axis(0), c)).and(v.data.index_axis(Axis(0), k)).for_each(|o, &hu| *o = window(hu as f32));
+                Zip::from(slab.index_axis_mut(Axis(0), c))
+                    .and(v.data.index_axis(Axis(0), k))
+                    .for_each(|o, &hu| *o = window(hu as f32));
             }
         }
     });

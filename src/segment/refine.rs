@@ -10,8 +10,8 @@
 
 use ndarray::{s, Array3};
 
-use crate::edit::VoxelBox;
 use crate::cluster::squared_distance_mm2;
+use crate::edit::VoxelBox;
 use crate::lesion::connected_components;
 use crate::register::{resample_field, warp_volume};
 use crate::volume::{CtVolume, Field, Geometry, Interp, Mask};
@@ -65,7 +65,11 @@ pub fn refine_liver_edge(mask: &mut Mask, ct: &CtVolume, opts: &RefineOptions) -
     for _ in 0..steps {
         frontier.sort_unstable();
         frontier.dedup();
-        let grow: Vec<_> = frontier.iter().copied().filter(|&p| out[p] == 0 && lab[p] == 0 && smooth3(hu, p).is_some_and(|v| band.contains(v))).collect();
+        let grow: Vec<_> = frontier
+            .iter()
+            .copied()
+            .filter(|&p| out[p] == 0 && lab[p] == 0 && smooth3(hu, p).is_some_and(|v| band.contains(v)))
+            .collect();
         if grow.is_empty() {
             break;
         }
@@ -124,7 +128,12 @@ pub struct TumourRefineReport {
 /// than one model pixel by one slice, left where a call was peeled away, become liver.
 /// Returns `None` (changing nothing) when the grids differ, the pixels are coarser than
 /// the reach, or the liver is too small to measure.
-pub fn refine_tumour_edges(mask: &mut Mask, reference: &CtVolume, others: &[OtherPhase], opts: &TumourRefineOptions) -> Option<TumourRefineReport> {
+pub fn refine_tumour_edges(
+    mask: &mut Mask,
+    reference: &CtVolume,
+    others: &[OtherPhase],
+    opts: &TumourRefineOptions,
+) -> Option<TumourRefineReport> {
     let peel_steps = steps_within(reference, opts.peel_mm);
     let grow_steps = steps_within(reference, opts.grow_mm);
     if mask.data.dim() != reference.data.dim() || peel_steps + grow_steps == 0 {
@@ -145,7 +154,8 @@ pub fn refine_tumour_edges(mask: &mut Mask, reference: &CtVolume, others: &[Othe
             values.push(v);
         }
     }
-    let mut report = TumourRefineReport { median_hu: bands[0].median_hu, sigma_hu: bands[0].sigma_hu, ..Default::default() };
+    let mut report =
+        TumourRefineReport { median_hu: bands[0].median_hu, sigma_hu: bands[0].sigma_hu, ..Default::default() };
     // each lesion (as the lesion report counts them) with its core's contrast per phase:
     // the median deviation of its voxels from the parenchyma
     let (lesions, _) = connected_components(&Mask::new(lab.clone(), local_grid.clone()), 2, 1);
@@ -174,14 +184,18 @@ pub fn refine_tumour_edges(mask: &mut Mask, reference: &CtVolume, others: &[Othe
     // out the other way (a rim or capsule), or the lesion's core does not stand out there
     let keeps = |p: Voxel, lesion: u32| {
         (0..values.len()).any(|ph| {
-            let (Some(d), c, h) = (deviation(p, ph), contrast[lesion as usize][ph], half_band[ph]) else { return false };
+            let (Some(d), c, h) = (deviation(p, ph), contrast[lesion as usize][ph], half_band[ph]) else {
+                return false;
+            };
             d.abs() > h && (c.abs() <= h || d.signum() != c.signum() || d.abs() >= 0.5 * c.abs())
         })
     };
     // a liver voxel joins a lesion only with its core's sign of contrast, at half of it
     let joins = |p: Voxel, lesion: u32| {
         (0..values.len()).any(|ph| {
-            let (Some(d), c, h) = (deviation(p, ph), contrast[lesion as usize][ph], half_band[ph]) else { return false };
+            let (Some(d), c, h) = (deviation(p, ph), contrast[lesion as usize][ph], half_band[ph]) else {
+                return false;
+            };
             d.abs() > h && c.abs() > h && d.signum() == c.signum() && d.abs() >= 0.5 * c.abs()
         })
     };
@@ -207,7 +221,10 @@ pub fn refine_tumour_edges(mask: &mut Mask, reference: &CtVolume, others: &[Othe
             .iter()
             .flat_map(|&t| {
                 let lesion = lesion_of[t];
-                neighbours(now, t).filter(move |&q| now[q] == 1 && joins(q, lesion)).map(move |q| (q, lesion)).collect::<Vec<_>>()
+                neighbours(now, t)
+                    .filter(move |&q| now[q] == 1 && joins(q, lesion))
+                    .map(move |q| (q, lesion))
+                    .collect::<Vec<_>>()
             })
             .collect();
         grow.sort_unstable();
@@ -224,7 +241,8 @@ pub fn refine_tumour_edges(mask: &mut Mask, reference: &CtVolume, others: &[Othe
     }
     let voxel_mm3: f64 = local_grid.spacing_mm.iter().product();
     let least_mm3 = opts.peel_mm * opts.peel_mm * local_grid.spacing_mm[0];
-    let (kept, fragments) = connected_components(&Mask::new(lab.clone(), local_grid), 2, (least_mm3 / voxel_mm3).ceil() as usize);
+    let (kept, fragments) =
+        connected_components(&Mask::new(lab.clone(), local_grid), 2, (least_mm3 / voxel_mm3).ceil() as usize);
     if fragments > 0 {
         let mut keep = Array3::<bool>::from_elem(lab.dim(), false);
         for c in &kept {
@@ -296,7 +314,12 @@ impl Parenchyma {
         let median = quantile(&mut values, 0.5);
         let mut dev: Vec<f32> = values.iter().map(|v| (v - median).abs()).collect();
         let sigma = (1.4826 * quantile(&mut dev, 0.5)).max(5.0);
-        Some(Parenchyma { median_hu: median, sigma_hu: sigma, lo: median - band_sigmas * sigma, hi: median + band_sigmas * sigma })
+        Some(Parenchyma {
+            median_hu: median,
+            sigma_hu: sigma,
+            lo: median - band_sigmas * sigma,
+            hi: median + band_sigmas * sigma,
+        })
     }
 
     pub(super) fn contains(&self, hu: f32) -> bool {
@@ -310,7 +333,10 @@ impl Parenchyma {
 pub(super) fn liver_box(mask: &Mask, margin: usize) -> Option<([usize; 3], [usize; 3])> {
     let (_, ny, nx) = mask.data.dim();
     let b = VoxelBox::enclosing(mask.data.view(), |v| v > 0)?;
-    Some(([b.lo[0], b.lo[1].saturating_sub(margin), b.lo[2].saturating_sub(margin)], [b.hi[0], (b.hi[1] + margin).min(ny), (b.hi[2] + margin).min(nx)]))
+    Some((
+        [b.lo[0], b.lo[1].saturating_sub(margin), b.lo[2].saturating_sub(margin)],
+        [b.hi[0], (b.hi[1] + margin).min(ny), (b.hi[2] + margin).min(nx)],
+    ))
 }
 
 /// Squared depth (mm²) of each voxel of a box below the surface of the labelled region:
@@ -386,7 +412,12 @@ mod tests {
     /// A liver disc (60 HU, noisy) in fat, a kidney-bright disc against it, on 0.8 mm pixels.
     fn scene() -> (CtVolume, Array3<bool>) {
         let (nz, n) = (3, 120);
-        let g = Geometry { shape: [nz, n, n], spacing_mm: [2.0, 0.8, 0.8], origin_mm: [0.0; 3], direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]] };
+        let g = Geometry {
+            shape: [nz, n, n],
+            spacing_mm: [2.0, 0.8, 0.8],
+            origin_mm: [0.0; 3],
+            direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        };
         let mut rng = super::super::Rng::new(5);
         let mut hu = Array3::<i16>::zeros((nz, n, n));
         let mut liver = Array3::<bool>::from_elem((nz, n, n), false);
@@ -459,7 +490,12 @@ mod tests {
     /// through; a vessel (bright in the first phase) touches the lesion.
     fn lesion_scene() -> (CtVolume, CtVolume, Array3<u8>) {
         let (nz, n) = (3, 120);
-        let g = Geometry { shape: [nz, n, n], spacing_mm: [2.0, 0.8, 0.8], origin_mm: [0.0; 3], direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]] };
+        let g = Geometry {
+            shape: [nz, n, n],
+            spacing_mm: [2.0, 0.8, 0.8],
+            origin_mm: [0.0; 3],
+            direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        };
         let mut rng = super::super::Rng::new(9);
         let mut pv = Array3::<i16>::zeros((nz, n, n));
         let mut art = Array3::<i16>::zeros((nz, n, n));
@@ -508,9 +544,14 @@ mod tests {
                 }
             }
             let mut mask = Mask::new(data.clone(), pv.geometry.clone());
-            let r = refine_tumour_edges(&mut mask, &pv, &[OtherPhase::Registered(&art)], &TumourRefineOptions::default()).expect("refined");
+            let r =
+                refine_tumour_edges(&mut mask, &pv, &[OtherPhase::Registered(&art)], &TumourRefineOptions::default())
+                    .expect("refined");
             let (before, after) = (dice_of(&data, &truth, 2), dice_of(&mask.data, &truth, 2));
-            assert!(after > before + 0.05 && after > 0.93, "radius {radius}: tumour Dice {before:.3} → {after:.3} ({r:?})");
+            assert!(
+                after > before + 0.05 && after > 0.93,
+                "radius {radius}: tumour Dice {before:.3} → {after:.3} ({r:?})"
+            );
             assert_eq!(r.grown > 0, grows, "{r:?}");
             // the rim (liver-like in the first phase, bright in the second) is tumour
             assert_eq!(mask.data[[1, 60, 37]], 2, "radius {radius}: rim voxel peeled");
@@ -537,9 +578,14 @@ mod tests {
             }
         }
         let mut mask = Mask::new(data, pv.geometry.clone());
-        let r = refine_tumour_edges(&mut mask, &pv, &[OtherPhase::Registered(&art)], &TumourRefineOptions::default()).expect("refined");
+        let r = refine_tumour_edges(&mut mask, &pv, &[OtherPhase::Registered(&art)], &TumourRefineOptions::default())
+            .expect("refined");
         assert!(r.peeled > 0);
-        assert!(mask.data.iter().all(|&v| v != 2), "{} tumour voxels left", mask.data.iter().filter(|&&v| v == 2).count());
+        assert!(
+            mask.data.iter().all(|&v| v != 2),
+            "{} tumour voxels left",
+            mask.data.iter().filter(|&&v| v == 2).count()
+        );
     }
 
     #[test]

@@ -39,7 +39,13 @@ impl TrainCase {
 
 /// A case from phases and labels on any grids: everything resampled onto the model grid of
 /// the labels' grid (phases trilinear, labels nearest).
-pub fn case_from_volumes(name: &str, phases: [Option<&CtVolume>; CHANNELS], labels: &Mask, spacing_mm: f64, multiple: usize) -> TrainCase {
+pub fn case_from_volumes(
+    name: &str,
+    phases: [Option<&CtVolume>; CHANNELS],
+    labels: &Mask,
+    spacing_mm: f64,
+    multiple: usize,
+) -> TrainCase {
     let grid = preprocess::model_grid(&labels.geometry, spacing_mm, multiple);
     let lab = labels.resample_to(&grid, Interp::Nearest, 0).data.mapv(|v| v.min(2));
     let [nz, ny, nx] = grid.shape;
@@ -104,7 +110,12 @@ pub fn phantom_case(seed: u64, style: PhantomStyle, spacing_mm: f64, side: usize
     let dx: Lps = [c, s, 0.0];
     let dy: Lps = [-s, c, 0.0];
     let origin = [centre[0] - dx[0] * half - dy[0] * half, centre[1] - dx[1] * half - dy[1] * half, z0];
-    let grid = Geometry { shape: [nz, side, side], spacing_mm: [dz, spacing_mm, spacing_mm], origin_mm: origin, direction: [dx, dy, [0.0, 0.0, 1.0]] };
+    let grid = Geometry {
+        shape: [nz, side, side],
+        spacing_mm: [dz, spacing_mm, spacing_mm],
+        origin_mm: origin,
+        direction: [dx, dy, [0.0, 0.0, 1.0]],
+    };
     let opts = PhantomOptions {
         portal_venous_grid: grid.clone(),
         arterial_grid: grid.clone(),
@@ -153,8 +164,17 @@ pub fn phantom_case(seed: u64, style: PhantomStyle, spacing_mm: f64, side: usize
 /// hypodense in all phases, arterial-enhancing with washout, cyst-like (near water),
 /// hyperdense, or hemangioma-like (peripheral enhancement filling in); labelled tumour (2) where they fall in liver.
 /// `recipe.large_tumours` draws from `xrng` only, so without it the cases are the first recipe's.
-fn add_tumours(rng: &mut Rng, grid: &Geometry, hu: &mut [Array3<f32>], labels: &mut Array3<u8>, anatomy: &Array3<u8>, recipe: SynthRecipe, xrng: &mut Rng) {
-    let liver: Vec<[usize; 3]> = anatomy.indexed_iter().filter(|(_, &a)| a == ANATOMY_LIVER).map(|((k, j, i), _)| [k, j, i]).collect();
+fn add_tumours(
+    rng: &mut Rng,
+    grid: &Geometry,
+    hu: &mut [Array3<f32>],
+    labels: &mut Array3<u8>,
+    anatomy: &Array3<u8>,
+    recipe: SynthRecipe,
+    xrng: &mut Rng,
+) {
+    let liver: Vec<[usize; 3]> =
+        anatomy.indexed_iter().filter(|(_, &a)| a == ANATOMY_LIVER).map(|((k, j, i), _)| [k, j, i]).collect();
     if liver.is_empty() {
         return;
     }
@@ -194,7 +214,8 @@ fn add_tumours(rng: &mut Rng, grid: &Geometry, hu: &mut [Array3<f32>], labels: &
                         continue;
                     }
                     let p = grid.index_to_world([i as f64, j as f64, k as f64]);
-                    let q = [(p[0] - centre[0]) / radii[0], (p[1] - centre[1]) / radii[1], (p[2] - centre[2]) / radii[2]];
+                    let q =
+                        [(p[0] - centre[0]) / radii[0], (p[1] - centre[1]) / radii[1], (p[2] - centre[2]) / radii[2]];
                     let d2 = q[0] * q[0] + q[1] * q[1] + q[2] * q[2];
                     if d2 > 1.0 {
                         continue;
@@ -234,7 +255,17 @@ pub enum LabelMapStyle {
 /// intensities per `style`; then random tumours and noise. Everything on the model grid of
 /// the label map's grid.
 #[allow(clippy::too_many_arguments)]
-pub fn label_map_case(name: &str, ct: &CtVolume, label_map: &Mask, liver_classes: &[u8], style: LabelMapStyle, seed: u64, spacing_mm: f64, multiple: usize, recipe: SynthRecipe) -> TrainCase {
+pub fn label_map_case(
+    name: &str,
+    ct: &CtVolume,
+    label_map: &Mask,
+    liver_classes: &[u8],
+    style: LabelMapStyle,
+    seed: u64,
+    spacing_mm: f64,
+    multiple: usize,
+    recipe: SynthRecipe,
+) -> TrainCase {
     let case_seed = seed.wrapping_mul(104_729).wrapping_add(style as u64);
     let mut rng = Rng::new(case_seed);
     let mut xrng = SynthRecipe::rng(case_seed);
@@ -304,7 +335,8 @@ pub fn label_map_case(name: &str, ct: &CtVolume, label_map: &Mask, liver_classes
 /// `segmentation-N.nii[.gz]`) when `lits`, else any `X.nii[.gz]` with `X_seg`, `X_label`,
 /// `X_mask`, `X-seg` or `labels/X` beside it. Sorted, so splits are reproducible.
 pub fn find_pairs(dir: &Path, lits: bool) -> Result<Vec<(PathBuf, PathBuf)>, SegmentError> {
-    let rd = std::fs::read_dir(dir).map_err(|e| SegmentError::Data { path: dir.to_path_buf(), detail: format!("cannot list: {e}") })?;
+    let rd = std::fs::read_dir(dir)
+        .map_err(|e| SegmentError::Data { path: dir.to_path_buf(), detail: format!("cannot list: {e}") })?;
     let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
     files.sort();
     let stem = |p: &Path| {
@@ -331,19 +363,32 @@ pub fn find_pairs(dir: &Path, lits: bool) -> Result<Vec<(PathBuf, PathBuf)>, Seg
         }
     }
     if pairs.is_empty() {
-        let how = if lits { "volume-N.nii / segmentation-N.nii" } else { "X.nii.gz with X_seg.nii.gz (or --lits for volume-N / segmentation-N)" };
-        return Err(SegmentError::Data { path: dir.to_path_buf(), detail: format!("no image/label pairs found; expected {how}") });
+        let how = if lits {
+            "volume-N.nii / segmentation-N.nii"
+        } else {
+            "X.nii.gz with X_seg.nii.gz (or --lits for volume-N / segmentation-N)"
+        };
+        return Err(SegmentError::Data {
+            path: dir.to_path_buf(),
+            detail: format!("no image/label pairs found; expected {how}"),
+        });
     }
     Ok(pairs)
 }
 
 /// Reads NIfTI pairs as portal-venous-only cases (LiTS is portal venous), in parallel.
-pub fn cases_from_pairs(pairs: &[(PathBuf, PathBuf)], spacing_mm: f64, multiple: usize) -> Result<Vec<TrainCase>, SegmentError> {
+pub fn cases_from_pairs(
+    pairs: &[(PathBuf, PathBuf)],
+    spacing_mm: f64,
+    multiple: usize,
+) -> Result<Vec<TrainCase>, SegmentError> {
     pairs
         .par_iter()
         .map(|(img, seg)| {
-            let (ct, _) = nifti::read_ct(img).map_err(|e| SegmentError::Data { path: img.clone(), detail: e.to_string() })?;
-            let (mask, _) = nifti::read_mask(seg).map_err(|e| SegmentError::Data { path: seg.clone(), detail: e.to_string() })?;
+            let (ct, _) =
+                nifti::read_ct(img).map_err(|e| SegmentError::Data { path: img.clone(), detail: e.to_string() })?;
+            let (mask, _) =
+                nifti::read_mask(seg).map_err(|e| SegmentError::Data { path: seg.clone(), detail: e.to_string() })?;
             let name = img.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             Ok(case_from_volumes(&name, [None, Some(&ct), None], &mask, spacing_mm, multiple))
         })

@@ -90,13 +90,22 @@ pub struct TrainReport {
 /// Trains a fresh network on `train` cases, validating on `val`. `progress(status)` is
 /// called every few steps and after each epoch; returning false stops (the best so far
 /// is kept). Returns the trained model's variables and the report.
-pub fn train(train: &[TrainCase], val: &[TrainCase], opts: &TrainOptions, progress: &(dyn Fn(&TrainStatus) -> bool + Sync)) -> Result<(VarMap, TrainReport), SegmentError> {
+pub fn train(
+    train: &[TrainCase],
+    val: &[TrainCase],
+    opts: &TrainOptions,
+    progress: &(dyn Fn(&TrainStatus) -> bool + Sync),
+) -> Result<(VarMap, TrainReport), SegmentError> {
     let pools: Vec<(usize, Vec<usize>)> = train.iter().enumerate().map(|(i, c)| (i, c.liver_slices())).collect();
     if train.is_empty() || pools.iter().all(|(_, s)| s.is_empty()) {
         return Err(SegmentError::NoTrainingData("no training slice contains liver".into()));
     }
     if !opts.patch.is_multiple_of(opts.config.size_multiple()) {
-        return Err(SegmentError::Model(format!("patch {} is not a multiple of {}", opts.patch, opts.config.size_multiple())));
+        return Err(SegmentError::Model(format!(
+            "patch {} is not a multiple of {}",
+            opts.patch,
+            opts.config.size_multiple()
+        )));
     }
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
@@ -111,7 +120,15 @@ pub fn train(train: &[TrainCase], val: &[TrainCase], opts: &TrainOptions, progre
     let total = opts.epochs * opts.steps_per_epoch;
     let start = Instant::now();
     let val_set = validation_set(val, opts);
-    let mut report = TrainReport { history: Vec::new(), best_val_dice_liver: -1.0, best_epoch: 0, steps: 0, seconds: 0.0, first_losses: Vec::new(), last_losses: Vec::new() };
+    let mut report = TrainReport {
+        history: Vec::new(),
+        best_val_dice_liver: -1.0,
+        best_epoch: 0,
+        steps: 0,
+        seconds: 0.0,
+        first_losses: Vec::new(),
+        last_losses: Vec::new(),
+    };
     let mut recent = Vec::new();
     let mut step = 0;
     let mut best_score = f64::MIN;
@@ -122,7 +139,9 @@ pub fn train(train: &[TrainCase], val: &[TrainCase], opts: &TrainOptions, progre
             let by_time = opts.max_minutes.map_or(0.0, |m| start.elapsed().as_secs_f64() / (m * 60.0));
             let t = (step as f64 / total.max(1) as f64).max(by_time).min(1.0);
             let warm = ((step + 1) as f64 / 30.0).min(1.0);
-            opt.set_learning_rate(opts.learning_rate * warm * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())));
+            opt.set_learning_rate(
+                opts.learning_rate * warm * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())),
+            );
             let seeds: Vec<u64> = (0..opts.batch).map(|_| rng.next_u64()).collect();
             let (x, y) = make_batch(train, &pools, &seeds, opts)?;
             let logits = model.forward(&x, true)?;
@@ -137,7 +156,15 @@ pub fn train(train: &[TrainCase], val: &[TrainCase], opts: &TrainOptions, progre
             let elapsed = start.elapsed().as_secs_f64();
             let over = opts.max_minutes.is_some_and(|m| elapsed > m * 60.0);
             if step % 5 == 0 {
-                let st = TrainStatus { epoch, step, total_steps: total, loss: mean(&recent[recent.len().saturating_sub(20)..]), val_dice_liver: None, val_dice_tumour: None, elapsed_s: elapsed };
+                let st = TrainStatus {
+                    epoch,
+                    step,
+                    total_steps: total,
+                    loss: mean(&recent[recent.len().saturating_sub(20)..]),
+                    val_dice_liver: None,
+                    val_dice_tumour: None,
+                    elapsed_s: elapsed,
+                };
                 if !progress(&st) {
                     break 'epochs;
                 }
@@ -193,7 +220,10 @@ fn start_from(varmap: &VarMap, config: &UNetConfig, path: &Path) -> Result<(), S
     }
     let data = varmap.data().lock().map_err(|_| SegmentError::Model("variable map poisoned".into()))?;
     for (name, var) in data.iter() {
-        let t = tensors.get(name).ok_or_else(|| SegmentError::WeightsMismatch { path: path.to_path_buf(), detail: format!("missing {name}") })?;
+        let t = tensors.get(name).ok_or_else(|| SegmentError::WeightsMismatch {
+            path: path.to_path_buf(),
+            detail: format!("missing {name}"),
+        })?;
         var.set(t)?;
     }
     Ok(())
@@ -217,7 +247,8 @@ fn mean(v: &[f32]) -> f32 {
 /// keeps as variables too.
 fn trainable_vars(varmap: &VarMap) -> Result<Vec<Var>, SegmentError> {
     let data = varmap.data().lock().map_err(|_| SegmentError::Model("variable map poisoned".into()))?;
-    let mut named: Vec<(&String, &Var)> = data.iter().filter(|(k, _)| !k.ends_with("running_mean") && !k.ends_with("running_var")).collect();
+    let mut named: Vec<(&String, &Var)> =
+        data.iter().filter(|(k, _)| !k.ends_with("running_mean") && !k.ends_with("running_var")).collect();
     named.sort_by(|a, b| a.0.cmp(b.0));
     Ok(named.into_iter().map(|(_, v)| v.clone()).collect())
 }
@@ -251,7 +282,12 @@ pub fn seeded_init(varmap: &VarMap, seed: u64) -> Result<(), SegmentError> {
 
 /// One batch: each sample from its own seed (so a batch is made in parallel yet the same
 /// for any thread count): a case, a slice (liver slices nine times in ten), augmentation.
-pub fn make_batch(cases: &[TrainCase], pools: &[(usize, Vec<usize>)], seeds: &[u64], opts: &TrainOptions) -> Result<(Tensor, Tensor), SegmentError> {
+pub fn make_batch(
+    cases: &[TrainCase],
+    pools: &[(usize, Vec<usize>)],
+    seeds: &[u64],
+    opts: &TrainOptions,
+) -> Result<(Tensor, Tensor), SegmentError> {
     let p = opts.patch;
     let samples: Vec<(Vec<f32>, Vec<u32>)> = seeds
         .par_iter()
@@ -277,7 +313,14 @@ pub fn make_batch(cases: &[TrainCase], pools: &[(usize, Vec<usize>)], seeds: &[u
 /// A `patch`² sample of slice `k`: with `augment`, a smooth random warp (70 %, up to ~5 px
 /// per coarse node), a random rotation (±12°), scale (0.85–1.2 per axis), shift (±12 px), left-right flip (5 %), per-phase gain/offset, noise
 /// and phase dropout; without, the centre crop/pad as is.
-pub fn augment_slice(case: &TrainCase, k: usize, patch: usize, rng: &mut Rng, pv_only_prob: f32, augment: bool) -> (Vec<f32>, Vec<u32>) {
+pub fn augment_slice(
+    case: &TrainCase,
+    k: usize,
+    patch: usize,
+    rng: &mut Rng,
+    pv_only_prob: f32,
+    augment: bool,
+) -> (Vec<f32>, Vec<u32>) {
     let (_, _, h, w) = case.image.dim();
     let (mut a, mut tx, mut ty) = ([[1.0f32, 0.0], [0.0, 1.0]], 0.0f32, 0.0f32);
     let mut present = case.present;
@@ -353,7 +396,8 @@ pub fn augment_slice(case: &TrainCase, k: usize, patch: usize, rng: &mut Rng, pv
                         img[[ch, jj as usize, ii as usize]] as f32 / 255.0
                     }
                 };
-                let v = (1.0 - fy) * ((1.0 - fx) * at(j0, i0) + fx * at(j0, i0 + 1.0)) + fy * ((1.0 - fx) * at(j0 + 1.0, i0) + fx * at(j0 + 1.0, i0 + 1.0));
+                let v = (1.0 - fy) * ((1.0 - fx) * at(j0, i0) + fx * at(j0, i0 + 1.0))
+                    + fy * ((1.0 - fx) * at(j0 + 1.0, i0) + fx * at(j0 + 1.0, i0 + 1.0));
                 *o = if augment { v * gain[ch] + offset[ch] + noise * rng.normal() } else { v };
             }
         }
@@ -371,7 +415,8 @@ fn warp_at(warp: &[[[f32; 2]; WARP_NODES]; WARP_NODES], u: f32, v: f32) -> [f32;
     let (i0, j0) = ((gx.floor() as usize).min(WARP_NODES - 2), (gy.floor() as usize).min(WARP_NODES - 2));
     let (fx, fy) = (gx - i0 as f32, gy - j0 as f32);
     std::array::from_fn(|c| {
-        (1.0 - fy) * ((1.0 - fx) * warp[j0][i0][c] + fx * warp[j0][i0 + 1][c]) + fy * ((1.0 - fx) * warp[j0 + 1][i0][c] + fx * warp[j0 + 1][i0 + 1][c])
+        (1.0 - fy) * ((1.0 - fx) * warp[j0][i0][c] + fx * warp[j0][i0 + 1][c])
+            + fy * ((1.0 - fx) * warp[j0 + 1][i0][c] + fx * warp[j0 + 1][i0 + 1][c])
     })
 }
 
@@ -421,7 +466,11 @@ fn validation_set(val: &[TrainCase], opts: &TrainOptions) -> Vec<(Vec<f32>, Vec<
 }
 
 /// Voxel Dice (liver = labels 1+2, tumour = 2) over the validation slices, eval mode.
-fn evaluate(model: &UNet, set: &[(Vec<f32>, Vec<u32>)], opts: &TrainOptions) -> Result<(Option<f64>, Option<f64>), SegmentError> {
+fn evaluate(
+    model: &UNet,
+    set: &[(Vec<f32>, Vec<u32>)],
+    opts: &TrainOptions,
+) -> Result<(Option<f64>, Option<f64>), SegmentError> {
     if set.is_empty() {
         return Ok((None, None));
     }

@@ -18,7 +18,8 @@ pub const CONFIG_TENSOR: &str = "hepaview.config";
 const FORMAT: f32 = 1.0;
 
 fn config_tensor(cfg: &UNetConfig) -> candle_core::Result<Tensor> {
-    let mut v = vec![FORMAT, cfg.in_channels as f32, cfg.classes as f32, cfg.spacing_mm as f32, cfg.features.len() as f32];
+    let mut v =
+        vec![FORMAT, cfg.in_channels as f32, cfg.classes as f32, cfg.spacing_mm as f32, cfg.features.len() as f32];
     v.extend(cfg.features.iter().map(|&f| f as f32));
     let n = v.len();
     Tensor::from_vec(v, n, &Device::Cpu)
@@ -26,7 +27,11 @@ fn config_tensor(cfg: &UNetConfig) -> candle_core::Result<Tensor> {
 
 fn config_from_tensor(t: &Tensor, path: &Path) -> Result<UNetConfig, SegmentError> {
     let bad = |why: String| SegmentError::WeightsMismatch { path: path.to_path_buf(), detail: why };
-    let v: Vec<f32> = t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1()).map_err(|e| bad(format!("{CONFIG_TENSOR} unreadable: {e}")))?;
+    let v: Vec<f32> = t
+        .to_dtype(DType::F32)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1())
+        .map_err(|e| bad(format!("{CONFIG_TENSOR} unreadable: {e}")))?;
     if v.len() < 5 || v[0] != FORMAT {
         return Err(bad(format!("{CONFIG_TENSOR} is not format {FORMAT} (got {v:?})")));
     }
@@ -34,7 +39,12 @@ fn config_from_tensor(t: &Tensor, path: &Path) -> Result<UNetConfig, SegmentErro
     if v.len() != 5 + n || n == 0 {
         return Err(bad(format!("{CONFIG_TENSOR} lists {n} levels but holds {} numbers", v.len())));
     }
-    Ok(UNetConfig { in_channels: v[1] as usize, classes: v[2] as usize, spacing_mm: v[3] as f64, features: v[5..].iter().map(|&f| f as usize).collect() })
+    Ok(UNetConfig {
+        in_channels: v[1] as usize,
+        classes: v[2] as usize,
+        spacing_mm: v[3] as f64,
+        features: v[5..].iter().map(|&f| f as usize).collect(),
+    })
 }
 
 /// Writes every variable of `varmap` (the network built from `cfg`) and the config tensor.
@@ -84,15 +94,20 @@ pub fn read_checkpoint(path: &Path) -> Result<(UNetConfig, HashMap<String, Tenso
         return Err(SegmentError::WeightsMissing { path: path.to_path_buf() });
     }
     let mismatch = |detail: String| SegmentError::WeightsMismatch { path: path.to_path_buf(), detail };
-    let mut tensors = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| mismatch(format!("not a readable safetensors file: {e}")))?;
-    let cfg_t = tensors.remove(CONFIG_TENSOR).ok_or_else(|| mismatch(format!("no `{CONFIG_TENSOR}` tensor; it was not written by `hepaview train`")))?;
+    let mut tensors = candle_core::safetensors::load(path, &Device::Cpu)
+        .map_err(|e| mismatch(format!("not a readable safetensors file: {e}")))?;
+    let cfg_t = tensors
+        .remove(CONFIG_TENSOR)
+        .ok_or_else(|| mismatch(format!("no `{CONFIG_TENSOR}` tensor; it was not written by `hepaview train`")))?;
     let cfg = config_from_tensor(&cfg_t, path)?;
     let expected = expected_tensors(&cfg)?;
     let mut problems = Vec::new();
     for (name, shape) in &expected {
         match tensors.get(name) {
             None => problems.push(format!("missing {name} {shape:?}")),
-            Some(t) if t.dims() != shape.as_slice() => problems.push(format!("{name} is {:?}, expected {shape:?}", t.dims())),
+            Some(t) if t.dims() != shape.as_slice() => {
+                problems.push(format!("{name} is {:?}, expected {shape:?}", t.dims()))
+            }
             Some(t) if t.dtype() != DType::F32 => problems.push(format!("{name} is {:?}, expected f32", t.dtype())),
             _ => {}
         }

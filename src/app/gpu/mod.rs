@@ -95,8 +95,12 @@ pub fn slice_callback(rect: egui::Rect, desc: SliceViewDesc) -> egui::Shape {
 /// off-screen renders cost what the window costs. Not egui's `PREDICTABLE`: its manual
 /// bilinear font sampling (integer modulo per pixel, all wrap modes evaluated) costs
 /// lavapipe ~50 ns a pixel, which made every panel fill dominate the frame time.
-pub const WINDOW_RENDERER: egui_wgpu::RendererOptions =
-    egui_wgpu::RendererOptions { msaa_samples: 1, depth_stencil_format: None, dithering: false, predictable_texture_filtering: false };
+pub const WINDOW_RENDERER: egui_wgpu::RendererOptions = egui_wgpu::RendererOptions {
+    msaa_samples: 1,
+    depth_stencil_format: None,
+    dithering: false,
+    predictable_texture_filtering: false,
+};
 
 /// A render state on the default adapter with the slice pipeline installed, for headless
 /// rendering (screenshots, benchmarks), set up as the window is. Errs with the reason when
@@ -111,7 +115,8 @@ pub fn headless_render_state_with(options: egui_wgpu::RendererOptions) -> Result
     let setup = egui_wgpu::WgpuSetup::CreateNew(egui_wgpu::WgpuSetupCreateNew::without_display_handle());
     let instance = pollster::block_on(setup.new_instance());
     let config = egui_wgpu::WgpuConfiguration { wgpu_setup: setup, ..Default::default() };
-    let rs = pollster::block_on(egui_wgpu::RenderState::create(&config, &instance, None, options)).map_err(|e| e.to_string())?;
+    let rs = pollster::block_on(egui_wgpu::RenderState::create(&config, &instance, None, options))
+        .map_err(|e| e.to_string())?;
     install_with(&rs, &options);
     Ok(rs)
 }

@@ -299,11 +299,21 @@ pub type PxRect = [i64; 4];
 /// appear: the projection of the box, grown by each texel's half extent and a pixel, onto
 /// the screen. The plane's cut through the box lies inside that projection, so nothing
 /// outside it can show a label.
-pub fn overlay_rect_px(plane: &ScreenPlane, viewport: [f32; 4], geometry: &Geometry, labelled: &VoxelBox, step: [u32; 3]) -> PxRect {
+pub fn overlay_rect_px(
+    plane: &ScreenPlane,
+    viewport: [f32; 4],
+    geometry: &Geometry,
+    labelled: &VoxelBox,
+    step: [u32; 3],
+) -> PxRect {
     // (x, y, z) index bounds of the box, out to the edges of its outer texels
     let half = step.map(|s| 0.5 * s as f64);
     let lo = [labelled.lo[2] as f64 - half[0], labelled.lo[1] as f64 - half[1], labelled.lo[0] as f64 - half[2]];
-    let hi = [labelled.hi[2] as f64 - 1.0 + half[0], labelled.hi[1] as f64 - 1.0 + half[1], labelled.hi[0] as f64 - 1.0 + half[2]];
+    let hi = [
+        labelled.hi[2] as f64 - 1.0 + half[0],
+        labelled.hi[1] as f64 - 1.0 + half[1],
+        labelled.hi[0] as f64 - 1.0 + half[2],
+    ];
     let (mut x0, mut y0, mut x1, mut y1) = (f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY);
     for c in 0..8 {
         let ijk = [0, 1, 2].map(|a| if c >> a & 1 == 0 { lo[a] } else { hi[a] });
@@ -413,9 +423,7 @@ impl egui_wgpu::CallbackTrait for SliceCallback {
             let Some(cache) = resources.get_mut::<VolumeCache>() else {
                 return Vec::new();
             };
-            let ct = cache
-                .get_or_upload(device, queue, desc.volume_key, &desc.volume)
-                .map(|t| (t.view.clone(), t.map));
+            let ct = cache.get_or_upload(device, queue, desc.volume_key, &desc.volume).map(|t| (t.view.clone(), t.map));
             let mask = desc
                 .overlay
                 .as_ref()
@@ -508,13 +516,19 @@ impl egui_wgpu::CallbackTrait for SliceCallback {
             return;
         };
         let clip = info.clip_rect_in_pixels();
-        let clip_px = [clip.left_px, clip.top_px, clip.left_px + clip.width_px, clip.top_px + clip.height_px].map(i64::from);
+        let clip_px =
+            [clip.left_px, clip.top_px, clip.left_px + clip.width_px, clip.top_px + clip.height_px].map(i64::from);
         if let Some(r) = intersect(*labels_px, clip_px) {
             // pixels within the clip rect, which lies within the framebuffer
             render_pass.set_scissor_rect(r[0] as u32, r[1] as u32, (r[2] - r[0]) as u32, (r[3] - r[1]) as u32);
             render_pass.set_pipeline(pipeline);
             render_pass.draw(0..3, 0..1);
-            render_pass.set_scissor_rect(clip_px[0] as u32, clip_px[1] as u32, clip.width_px as u32, clip.height_px as u32);
+            render_pass.set_scissor_rect(
+                clip_px[0] as u32,
+                clip_px[1] as u32,
+                clip.width_px as u32,
+                clip.height_px as u32,
+            );
         }
     }
 }
@@ -538,7 +552,8 @@ mod tests {
         let g = Geometry::axis_aligned([10, 40, 40], [2.0, 1.0, 1.0], [0.0; 3]);
         // a 40 × 40 viewport at (100, 50) px centred on world (19.5, 19.5): pixel (x, y)
         // shows voxel (x − 100, y − 50)
-        let plane = ScreenPlane { centre_mm: [19.5, 19.5, 4.0], right: [1.0, 0.0, 0.0], down: [0.0, 1.0, 0.0], mm_per_px: 1.0 };
+        let plane =
+            ScreenPlane { centre_mm: [19.5, 19.5, 4.0], right: [1.0, 0.0, 0.0], down: [0.0, 1.0, 0.0], mm_per_px: 1.0 };
         // voxels x 5..9, y 10..12 (on slices 2..4): pixels x 105..109, y 60..62
         let b = VoxelBox { lo: [2, 10, 5], hi: [4, 12, 9] };
         let r = overlay_rect_px(&plane, [100.0, 50.0, 40.0, 40.0], &g, &b, [1; 3]);

@@ -67,7 +67,8 @@ impl TexelType for i16 {
         use rayon::prelude::*;
         // every i16 has one f16: a 128 KiB table makes the conversion a lookup per voxel
         static HALF_OF: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
-        let table = HALF_OF.get_or_init(|| (0..=u16::MAX).map(|b| half::f16::from_f32(b as i16 as f32).to_bits()).collect());
+        let table =
+            HALF_OF.get_or_init(|| (0..=u16::MAX).map(|b| half::f16::from_f32(b as i16 as f32).to_bits()).collect());
         let mut out = vec![0u8; texels.len() * 2];
         out.par_chunks_mut(1 << 17).zip(texels.par_chunks(1 << 16)).for_each(|(o, t)| {
             for (o, &v) in o.chunks_exact_mut(2).zip(t) {
@@ -131,11 +132,7 @@ impl TexelMap {
             world_to_texel[r] = [inv[r][0] / s, inv[r][1] / s, inv[r][2] / s, -b[r] / s];
         }
         let dims = [nx, ny, nz];
-        Some(TexelMap {
-            dims: [0, 1, 2].map(|a| dims[a].div_ceil(step[a] as usize) as u32),
-            step,
-            world_to_texel,
-        })
+        Some(TexelMap { dims: [0, 1, 2].map(|a| dims[a].div_ceil(step[a] as usize) as u32), step, world_to_texel })
     }
 
     /// Continuous texel index of a world point.
@@ -200,7 +197,15 @@ impl VolumeCache {
         if let Some((old_key, b)) = previous {
             let old_id = (VolumeKind::Mask, old_key);
             let reusable = !self.entries.contains_key(&new_id)
-                && self.entries.get(&old_id).is_some_and(|e| e.map.step == [1, 1, 1] && e.map.dims == [vol.geometry.shape[2] as u32, vol.geometry.shape[1] as u32, vol.geometry.shape[0] as u32]);
+                && self.entries.get(&old_id).is_some_and(|e| {
+                    e.map.step == [1, 1, 1]
+                        && e.map.dims
+                            == [
+                                vol.geometry.shape[2] as u32,
+                                vol.geometry.shape[1] as u32,
+                                vol.geometry.shape[0] as u32,
+                            ]
+                });
             if reusable {
                 if let Some(mut entry) = self.entries.remove(&old_id) {
                     write_box(queue, &entry.texture, vol, b);
@@ -303,7 +308,11 @@ fn write_box(queue: &wgpu::Queue, texture: &wgpu::Texture, vol: &Volume<u8>, b: 
             aspect: wgpu::TextureAspect::All,
         },
         texels,
-        wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some((x1 - x0) as u32), rows_per_image: Some((y1 - y0) as u32) },
+        wgpu::TexelCopyBufferLayout {
+            offset: 0,
+            bytes_per_row: Some((x1 - x0) as u32),
+            rows_per_image: Some((y1 - y0) as u32),
+        },
         wgpu::Extent3d { width: (x1 - x0) as u32, height: (y1 - y0) as u32, depth_or_array_layers: (z1 - z0) as u32 },
     );
 }

@@ -56,14 +56,27 @@ pub struct HuRange<'a> {
 
 /// One dab of `brush` centred at `centre_mm` (LPS). Parts of the brush outside the grid
 /// are clipped; a dab wholly outside changes nothing.
-pub fn paint_dab(mask: &mut Mask, centre_mm: Lps, brush: &Brush, paint: &Paint, hu: Option<&HuRange>) -> Result<EditDiff, EditError> {
+pub fn paint_dab(
+    mask: &mut Mask,
+    centre_mm: Lps,
+    brush: &Brush,
+    paint: &Paint,
+    hu: Option<&HuRange>,
+) -> Result<EditDiff, EditError> {
     paint_line(mask, centre_mm, centre_mm, brush, paint, hu)
 }
 
 /// Dabs of `brush` along the segment `from_mm → to_mm` (one mouse move of a drag), close
 /// enough that the painted band has no gaps: one dab per quarter of the brush diameter or
 /// per voxel, whichever is shorter. One diff for the whole segment.
-pub fn paint_line(mask: &mut Mask, from_mm: Lps, to_mm: Lps, brush: &Brush, paint: &Paint, hu: Option<&HuRange>) -> Result<EditDiff, EditError> {
+pub fn paint_line(
+    mask: &mut Mask,
+    from_mm: Lps,
+    to_mm: Lps,
+    brush: &Brush,
+    paint: &Paint,
+    hu: Option<&HuRange>,
+) -> Result<EditDiff, EditError> {
     check_geometry(mask)?;
     if !(brush.diameter_mm.is_finite() && brush.diameter_mm >= 0.0) {
         return Err(bad("brush diameter (mm)", brush.diameter_mm, "give a size of 0 mm or more"));
@@ -71,7 +84,11 @@ pub fn paint_line(mask: &mut Mask, from_mm: Lps, to_mm: Lps, brush: &Brush, pain
     if let Some(h) = hu {
         check_same_grid(mask, h.ct)?;
         if h.lo_hu > h.hi_hu {
-            return Err(bad("HU range", format!("{}…{}", h.lo_hu, h.hi_hu), "the lower bound must not exceed the upper"));
+            return Err(bad(
+                "HU range",
+                format!("{}…{}", h.lo_hu, h.hi_hu),
+                "the lower bound must not exceed the upper",
+            ));
         }
     }
     let a = continuous_index(&mask.geometry, from_mm)?;

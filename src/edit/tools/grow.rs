@@ -49,7 +49,13 @@ pub struct GrowResult {
 }
 
 /// Grows a region from `seed_mm` (LPS) and paints it with `paint`.
-pub fn region_grow(mask: &mut Mask, ct: Option<&CtVolume>, seed_mm: Lps, grow: &Grow, paint: &Paint) -> Result<GrowResult, EditError> {
+pub fn region_grow(
+    mask: &mut Mask,
+    ct: Option<&CtVolume>,
+    seed_mm: Lps,
+    grow: &Grow,
+    paint: &Paint,
+) -> Result<GrowResult, EditError> {
     check_geometry(mask)?;
     let seed = voxel_at(&mask.geometry, seed_mm)?;
     let shape = mask.shape();
@@ -112,7 +118,8 @@ pub fn region_grow(mask: &mut Mask, ct: Option<&CtVolume>, seed_mm: Lps, grow: &
                 None => true,
             }
     };
-    let empty = |data: &[u8]| -> bool { matches!(grow.criterion, GrowCriterion::SameLabel) && data[lin(seed)] == paint.value };
+    let empty =
+        |data: &[u8]| -> bool { matches!(grow.criterion, GrowCriterion::SameLabel) && data[lin(seed)] == paint.value };
     if !qualifies(data, lin(seed)) || empty(data) {
         return Ok(GrowResult { diff: EditDiff::empty(shape), region_voxels: 0, capped: false });
     }

@@ -47,7 +47,11 @@ pub(crate) fn check_geometry(mask: &Mask) -> Result<(), EditError> {
     mask.geometry.validate().map_err(EditError::BadGeometry)?;
     let [nz, ny, nx] = mask.geometry.shape;
     if mask.data.dim() != (nz, ny, nx) {
-        return Err(EditError::BadGeometry(format!("voxel array {:?} does not match the grid {:?}", mask.data.dim(), mask.geometry.shape)));
+        return Err(EditError::BadGeometry(format!(
+            "voxel array {:?} does not match the grid {:?}",
+            mask.data.dim(),
+            mask.geometry.shape
+        )));
     }
     Ok(())
 }

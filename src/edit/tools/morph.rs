@@ -38,7 +38,9 @@ pub fn smooth_label(mask: &mut Mask, smoothing: Smoothing, paint: &Paint) -> Res
                 return Err(bad("median radius (mm)", radius_mm, "give 0 mm or more"));
             }
             let r = [0, 1, 2].map(|a| (radius_mm / sp[a] + 1e-9).floor() as usize);
-            let Some(crop) = label_box(mask, label, [r[0] + 1, r[1] + 1, r[2] + 1]) else { return Ok(EditDiff::empty(shape)) };
+            let Some(crop) = label_box(mask, label, [r[0] + 1, r[1] + 1, r[2] + 1]) else {
+                return Ok(EditDiff::empty(shape));
+            };
             let b = extract(mask, &crop, label);
             (crop, box_majority(&b, &crop, shape, r))
         }
@@ -48,7 +50,9 @@ pub fn smooth_label(mask: &mut Mask, smoothing: Smoothing, paint: &Paint) -> Res
             }
             let sig = [0, 1, 2].map(|a| sigma_mm / sp[a]);
             let rad = sig.map(|s| (3.0 * s).ceil() as usize);
-            let Some(crop) = label_box(mask, label, [rad[0] + 1, rad[1] + 1, rad[2] + 1]) else { return Ok(EditDiff::empty(shape)) };
+            let Some(crop) = label_box(mask, label, [rad[0] + 1, rad[1] + 1, rad[2] + 1]) else {
+                return Ok(EditDiff::empty(shape));
+            };
             let b = extract(mask, &crop, label);
             let mut f = b.mapv(|x| if x { 1.0f32 } else { 0.0 });
             for a in 0..3 {
@@ -189,7 +193,9 @@ fn label_box(mask: &Mask, label: u8, margin: [usize; 3]) -> Option<VoxelBox> {
 
 fn extract(mask: &Mask, crop: &VoxelBox, label: u8) -> Array3<bool> {
     let s = crop.shape();
-    Array3::from_shape_fn((s[0], s[1], s[2]), |(k, j, i)| mask.data[[crop.lo[0] + k, crop.lo[1] + j, crop.lo[2] + i]] == label)
+    Array3::from_shape_fn((s[0], s[1], s[2]), |(k, j, i)| {
+        mask.data[[crop.lo[0] + k, crop.lo[1] + j, crop.lo[2] + i]] == label
+    })
 }
 
 /// Erosion by a ball: voxels whose nearest non-member lies farther than the radius.
@@ -264,7 +270,10 @@ fn box_majority(b: &Array3<bool>, crop: &VoxelBox, grid: [usize; 3], r: [usize; 
                     hi[a] = (c[a] + r[a] + 1).min(n[a]);
                 }
                 let sum = |k: usize, j: usize, i: usize| s[[k, j, i]] as i64;
-                let members = sum(hi[0], hi[1], hi[2]) - sum(lo[0], hi[1], hi[2]) - sum(hi[0], lo[1], hi[2]) - sum(hi[0], hi[1], lo[2])
+                let members = sum(hi[0], hi[1], hi[2])
+                    - sum(lo[0], hi[1], hi[2])
+                    - sum(hi[0], lo[1], hi[2])
+                    - sum(hi[0], hi[1], lo[2])
                     + sum(lo[0], lo[1], hi[2])
                     + sum(lo[0], hi[1], lo[2])
                     + sum(hi[0], lo[1], lo[2])
@@ -282,7 +291,8 @@ fn blur_axis(f: &mut Array3<f32>, axis: usize, sigma: f64) {
         return;
     }
     let rad = (3.0 * sigma).ceil() as usize;
-    let mut w: Vec<f32> = (0..=2 * rad).map(|t| (-((t as f64 - rad as f64).powi(2)) / (2.0 * sigma * sigma)).exp() as f32).collect();
+    let mut w: Vec<f32> =
+        (0..=2 * rad).map(|t| (-((t as f64 - rad as f64).powi(2)) / (2.0 * sigma * sigma)).exp() as f32).collect();
     let total: f32 = w.iter().sum();
     w.iter_mut().for_each(|x| *x /= total);
     let blur_line = |mut line: ArrayViewMut1<f32>, buf: &mut Vec<f32>| {

@@ -10,12 +10,22 @@ use crate::volume::{Lps, Mask};
 /// Fills `polygon` given in the plane's voxel coordinates `(u, v)` = (column, row) of
 /// slice `slice` (see [`Orientation::plane_axes`]: axial u = i, v = j; coronal u = i,
 /// v = k; sagittal u = j, v = k). Voxel centres sit at integer coordinates.
-pub fn polygon_fill(mask: &mut Mask, orientation: Orientation, slice: usize, polygon: &[[f64; 2]], paint: &Paint) -> Result<EditDiff, EditError> {
+pub fn polygon_fill(
+    mask: &mut Mask,
+    orientation: Orientation,
+    slice: usize,
+    polygon: &[[f64; 2]],
+    paint: &Paint,
+) -> Result<EditDiff, EditError> {
     check_geometry(mask)?;
     let shape = mask.shape();
     let (va, ua) = orientation.plane_axes();
     if slice >= shape[orientation.axis()] {
-        return Err(bad("slice", slice, format!("the {} slices are numbered 0…{}", orientation.name(), shape[orientation.axis()] - 1)));
+        return Err(bad(
+            "slice",
+            slice,
+            format!("the {} slices are numbered 0…{}", orientation.name(), shape[orientation.axis()] - 1),
+        ));
     }
     if polygon.len() < 3 {
         return Err(bad("polygon", format!("{} points", polygon.len()), "a polygon needs at least 3 points"));
@@ -65,7 +75,12 @@ pub fn polygon_fill(mask: &mut Mask, orientation: Orientation, slice: usize, pol
 
 /// Fills a polygon given in LPS mm (points clicked in a viewport of `orientation`). The
 /// points are projected into the plane; the slice is the one nearest their mean.
-pub fn polygon_fill_mm(mask: &mut Mask, orientation: Orientation, polygon_mm: &[Lps], paint: &Paint) -> Result<EditDiff, EditError> {
+pub fn polygon_fill_mm(
+    mask: &mut Mask,
+    orientation: Orientation,
+    polygon_mm: &[Lps],
+    paint: &Paint,
+) -> Result<EditDiff, EditError> {
     check_geometry(mask)?;
     let (va, ua) = orientation.plane_axes();
     // (i, j, k) position of an array axis
