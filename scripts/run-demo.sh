@@ -2,14 +2,7 @@
 # Builds Hepaview (release) and opens it on the built-in demo study.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v cargo >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cargo
-  else
-    echo "cargo is missing: install Rust (rustup) or run as root" >&2
-    exit 1
-  fi
-fi
+. scripts/rust-toolchain.sh
 # The window needs X11/Wayland client libraries (loaded at run time by winit) and a Vulkan
 # driver; Mesa lavapipe renders on the CPU where there is no GPU.
 libs=(libx11-6 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0 libwayland-client0 libegl1 mesa-vulkan-drivers)

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::io::dicom::{self, DicomError};
+use crate::io::dicom::{self, DicomError, StudyInfo};
 use crate::io::nifti::{self, NiftiError};
 use crate::io::phase::{detect_study_phases, phase_from_description, Phase, PhaseCall};
 use crate::io::Warning;
@@ -243,22 +243,47 @@ impl Study {
             progress(0.1 * done as f32 / total.max(1) as f32, &format!("reading headers {done}/{total}"))
         })?;
         let mut warnings = scan.warnings.clone();
-        // The study with most CT series is the multi-phase one a user means to read.
-        let study = scan
+        // The study with most CT series (with those of the same patient's other studies
+        // joined to it) is the multi-phase one a user means to read.
+        let ct_series = |s: &StudyInfo| s.series.iter().filter(|x| x.modality == "CT" || x.modality.is_empty()).count();
+        let joined = scan
             .studies
             .iter()
-            .max_by_key(|s| {
-                (s.series.iter().filter(|x| x.modality == "CT" || x.modality.is_empty()).count(), s.series.len())
-            })
+            .map(|main| join_same_patient(main, &scan.studies))
+            .max_by_key(|(s, _)| (ct_series(s), s.series.len()))
             .ok_or_else(|| StudyError::NothingToOpen { path: path.to_path_buf() })?;
-        if scan.studies.len() > 1 {
+        let (merged, joined_uids) = joined;
+        let study = &merged;
+        for other in scan.studies.iter().filter(|o| joined_uids.contains(&o.study_uid)) {
+            if other.study_uid == study.study_uid {
+                continue;
+            }
             warnings.push(Warning::new(
                 path,
                 format!(
-                    "{} studies in this folder; showing {} ({})",
+                    "study {} ({}, {} series) is the same patient's ({}): its series are shown as phases of this study",
+                    other.study_uid,
+                    other.study_date,
+                    other.series.len(),
+                    join_reason(study, other),
+                ),
+                "the phases are registered before they are compared; open that study's folder on its own to see it apart",
+            ));
+        }
+        let left: Vec<&StudyInfo> = scan.studies.iter().filter(|o| !joined_uids.contains(&o.study_uid)).collect();
+        if !left.is_empty() {
+            let names: Vec<String> = left
+                .iter()
+                .map(|o| format!("{} {} ({} series)", o.patient_name, o.study_date, o.series.len()).trim().to_string())
+                .collect();
+            warnings.push(Warning::new(
+                path,
+                format!(
+                    "{} studies in this folder; showing {} ({}), leaving out {}",
                     scan.studies.len(),
                     study.patient_name,
-                    study.study_date
+                    study.study_date,
+                    names.join("; ")
                 ),
                 "open the other study's folder on its own to see it",
             ));
@@ -365,8 +390,49 @@ impl Study {
     }
 
     /// The phase the others are registered onto and masks live on: portal venous, else the
-    /// first phase.
+    /// contrast phase nearest it in time (delayed, then arterial: a late-arterial +
+    /// equilibrium protocol registers onto equilibrium), else the first phase.
     pub fn fixed_index(&self) -> usize {
-        self.phases.iter().position(|p| p.phase() == Phase::PortalVenous).unwrap_or(0)
+        [Phase::PortalVenous, Phase::Delayed, Phase::Arterial]
+            .iter()
+            .find_map(|&want| self.phases.iter().position(|p| p.phase() == want))
+            .unwrap_or(0)
+    }
+}
+
+/// `main` with the series of every other study of `studies` that is the same patient's
+/// joined to it, and the UIDs of the studies joined (`main`'s included). An anonymiser
+/// often gives each series its own StudyInstanceUID, so arterial and equilibrium series of
+/// one visit arrive as two studies: they belong together when the PatientID is the same
+/// (and not empty) and they share a Frame of Reference or the study date.
+fn join_same_patient(main: &StudyInfo, studies: &[StudyInfo]) -> (StudyInfo, Vec<String>) {
+    let mut merged = main.clone();
+    let mut uids = vec![main.study_uid.clone()];
+    for other in studies {
+        if other.study_uid != main.study_uid && same_visit(main, other) {
+            merged.series.extend(other.series.iter().cloned());
+            uids.push(other.study_uid.clone());
+        }
+    }
+    (merged, uids)
+}
+
+fn same_visit(a: &StudyInfo, b: &StudyInfo) -> bool {
+    let same_patient = !a.patient_id.trim().is_empty() && a.patient_id == b.patient_id;
+    same_patient && (shares_frame_of_reference(a, b) || (!a.study_date.is_empty() && a.study_date == b.study_date))
+}
+
+fn shares_frame_of_reference(a: &StudyInfo, b: &StudyInfo) -> bool {
+    a.series.iter().any(|s| {
+        !s.frame_of_reference.is_empty() && b.series.iter().any(|t| t.frame_of_reference == s.frame_of_reference)
+    })
+}
+
+/// Why `other` was joined to `main`, in words.
+fn join_reason(main: &StudyInfo, other: &StudyInfo) -> String {
+    if shares_frame_of_reference(main, other) {
+        format!("PatientID {}, same frame of reference", other.patient_id)
+    } else {
+        format!("PatientID {}, same date {}", other.patient_id, other.study_date)
     }
 }

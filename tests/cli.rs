@@ -508,3 +508,113 @@ fn train_refuses_a_mimic_fraction_outside_0_to_1() {
     assert!(err.contains("--mimics 1.5"), "{err}");
     assert!(!tmp.path().join("m.safetensors").exists());
 }
+
+/// Every file and folder under `root` (relative path, kind, size, mtime), to tell whether
+/// anything was written, replaced or removed there, even if put back.
+fn tree_state(root: &std::path::Path) -> Vec<(std::path::PathBuf, bool, u64, std::time::SystemTime)> {
+    let mut out: Vec<_> = walkdir::WalkDir::new(root)
+        .into_iter()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            (e.path().strip_prefix(root).unwrap().to_path_buf(), m.is_dir(), m.len(), m.modified().unwrap())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Issue 27: a command asked only to read a study changes nothing in its folder (no
+/// session, probe or temporary file, not even created and removed again: a folder's mtime
+/// would say so), with its outputs going elsewhere.
+#[test]
+fn reading_commands_leave_the_study_folder_exactly_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = tmp.path().join("demo");
+    assert!(hepaview().arg("demo").arg("--small").arg("--out").arg(&demo).status().unwrap().success());
+    let study = demo.join("dicom");
+    let labels = demo.join("labels.nii.gz");
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    // mtimes are compared, so let any clock granularity pass first
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let before = tree_state(&demo);
+    let runs: Vec<Vec<std::ffi::OsString>> = vec![
+        vec!["info".into(), study.clone().into()],
+        vec![
+            "screenshot".into(),
+            study.clone().into(),
+            "--out".into(),
+            out.join("shot.png").into(),
+            "--size".into(),
+            "320x200".into(),
+        ],
+        vec!["segment".into(), study.clone().into(), "--out".into(), out.join("mask.nii.gz").into()],
+        vec![
+            "register".into(),
+            study.clone().into(),
+            "--levels".into(),
+            "1:5".into(),
+            "--out".into(),
+            out.join("reg").into(),
+        ],
+        vec![
+            "report".into(),
+            study.clone().into(),
+            "--mask".into(),
+            labels.clone().into(),
+            "--out".into(),
+            out.join("report").into(),
+        ],
+    ];
+    for args in runs {
+        let o = hepaview().args(&args).env("XDG_DATA_HOME", tmp.path().join("data-home")).output().unwrap();
+        // segment may refuse a phantom it finds implausible; what matters is the folder
+        eprintln!("{:?}: {}", args[0], o.status);
+        assert_eq!(tree_state(&demo), before, "hepaview {:?} changed the study folder", args[0]);
+    }
+}
+
+/// Issue 27: one `.dcm` file is almost always a mistake (its folder was meant): refused
+/// unless asked for with --allow-single-slice.
+#[test]
+fn convert_of_one_file_asks_for_allow_single_slice() {
+    let Some(data) = common::shared_data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let one = data.join("hcc048-pv/00000001.dcm");
+    let out = tmp.path().join("one.nii.gz");
+    let refused = hepaview().arg("convert").arg(&one).arg("--out").arg(&out).output().unwrap();
+    assert!(!refused.status.success());
+    let msg = String::from_utf8_lossy(&refused.stderr);
+    assert!(msg.contains("single slice") && msg.contains("--allow-single-slice"), "{msg}");
+    assert!(!out.exists());
+    let ok = hepaview().arg("convert").arg(&one).arg("--out").arg(&out).arg("--allow-single-slice").output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(hepaview::io::nifti::read_ct(&out).unwrap().0.geometry.shape[0], 1);
+}
+
+/// Issue 27: enumerated options are listed in --help, and a wrong value exits 2 naming
+/// the choices, before any work.
+#[test]
+fn enumerated_options_list_their_choices_and_refuse_others() {
+    let cases: [(&[&str], &[&str]); 5] = [
+        (&["register", "x", "--out", "y", "--variant", "fast"], &["thirion", "symmetric", "diffeomorphic"]),
+        (&["register", "x", "--out", "y", "--fixed", "venous"], &["arterial", "portal_venous", "delayed"]),
+        (&["screenshot", "--out", "y.png", "--layout", "tiles"], &["row", "grid", "single"]),
+        (&["screenshot", "--out", "y.png", "--window", "brain"], &["liver", "abdomen", "bone", "lung"]),
+        (&["mesh", "m.nii.gz", "--out", "y", "--format", "ply"], &["stl", "obj", "both"]),
+    ];
+    for (args, choices) in cases {
+        let o = hepaview().args(args).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        for c in choices {
+            assert!(err.contains(c), "{args:?}: {err}");
+        }
+        let help = hepaview().args([args[0], "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&help.stdout);
+        for c in choices {
+            assert!(help.contains(c), "{} --help lacks {c}: {help}", args[0]);
+        }
+    }
+}

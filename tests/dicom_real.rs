@@ -169,3 +169,69 @@ fn measured_hu_names_triphase_phases_when_tags_are_silent() {
     let got: Vec<Phase> = calls.iter().map(|c| c.phase).collect();
     assert_eq!(got, vec![Phase::Arterial, Phase::PortalVenous, Phase::Delayed], "{calls:?}");
 }
+
+/// `triphase-hcc048` with its arterial series given a StudyInstanceUID of its own (and,
+/// for the second case, another PatientID too), the way an anonymiser often leaves the
+/// series of one visit.
+fn triphase_with_arterial_split(data: &Path, into: &Path, other_patient: bool) {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    let dir = data.join("triphase-hcc048/dicom");
+    let scan = dicom::scan(&dir, &no_progress).unwrap();
+    let arterial: Vec<_> = scan
+        .all_series()
+        .find(|s| s.description.contains("ART"))
+        .expect("arterial series")
+        .frames
+        .iter()
+        .map(|f| f.path.clone())
+        .collect();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let out = into.join(path.file_name().unwrap());
+        if !arterial.contains(&path) {
+            std::fs::copy(&path, &out).unwrap();
+            continue;
+        }
+        let mut obj = dicom_object::open_file(&path).unwrap();
+        obj.put(DataElement::new(
+            tags::STUDY_INSTANCE_UID,
+            VR::UI,
+            PrimitiveValue::from("1.2.826.0.1.3680043.8.498.1"),
+        ));
+        if other_patient {
+            obj.put(DataElement::new(tags::PATIENT_ID, VR::LO, PrimitiveValue::from("SOMEONE-ELSE")));
+        }
+        obj.write_to_file(&out).unwrap();
+    }
+}
+
+/// Issue 23: phases of one patient in two studies of a folder are shown together, and
+/// said; a study of another patient is left out, and said.
+#[test]
+fn phases_of_one_patient_split_over_two_studies_open_together() {
+    let Some(data) = common::shared_data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    triphase_with_arterial_split(&data, tmp.path(), false);
+    let scan = dicom::scan(tmp.path(), &no_progress).unwrap();
+    assert_eq!(scan.studies.len(), 2, "the split made two studies");
+    let study = hepaview::study::Study::open(&[tmp.path().to_path_buf()]).unwrap();
+    let phases: Vec<Phase> = study.phases.iter().map(|p| p.phase()).collect();
+    assert_eq!(phases, vec![Phase::Arterial, Phase::PortalVenous, Phase::Delayed]);
+    assert!(
+        study.warnings.iter().any(|w| w.what.contains("same patient") && w.what.contains("same frame of reference")),
+        "{:?}",
+        study.warnings
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    triphase_with_arterial_split(&data, tmp.path(), true);
+    let study = hepaview::study::Study::open(&[tmp.path().to_path_buf()]).unwrap();
+    let phases: Vec<Phase> = study.phases.iter().map(|p| p.phase()).collect();
+    assert_eq!(phases, vec![Phase::PortalVenous, Phase::Delayed], "another patient's series is not joined");
+    assert!(
+        study.warnings.iter().any(|w| w.what.contains("leaving out") && w.what.contains("1 series")),
+        "{:?}",
+        study.warnings
+    );
+}

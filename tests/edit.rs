@@ -834,16 +834,18 @@ fn autosave_restore_and_saved_state() {
     let mut m = empty([20, 30, 30], [2.0, 0.8, 0.8]);
     cube(&mut m, [2, 2, 2], 5, 1);
     let mut h = History::default();
-    let mut s = Session::open_for(study.path()).unwrap();
-    assert_eq!(s.dir(), study.path().join(".hepaview-session"));
+    let home = tempfile::tempdir().unwrap();
+    let open = || Session::open_for_with_data_home(study.path(), Some(home.path())).unwrap();
+    let mut s = open();
+    assert!(s.dir().starts_with(home.path().join("hepaview/sessions")), "{}", s.dir().display());
     assert!(s.pending_restore().is_none(), "a fresh session has nothing to offer");
+    edit(&mut m, &mut h, &mut s, [10, 10, 10], 2); // first edit: a full snapshot
+    edit(&mut m, &mut h, &mut s, [12, 20, 20], 3); // journaled
     assert_eq!(
         std::fs::read_dir(study.path()).unwrap().count(),
         0,
-        "opening a study without editing leaves its folder untouched"
+        "editing leaves the study's folder untouched: the session lives in the data home"
     );
-    edit(&mut m, &mut h, &mut s, [10, 10, 10], 2); // first edit: a full snapshot
-    edit(&mut m, &mut h, &mut s, [12, 20, 20], 3); // journaled
     assert!(s.needs_autosave());
     let info = s.pending_restore().unwrap();
     assert_eq!(info.edit_counter, 2);
@@ -860,7 +862,7 @@ fn autosave_restore_and_saved_state() {
     drop(s);
 
     // a new process (new Session) sees the same
-    let mut s = Session::open_for(study.path()).unwrap();
+    let mut s = open();
     let info = s.pending_restore().unwrap();
     assert_eq!((info.edit_counter, info.journal_records), (3, 1));
     assert_eq!(s.restore().unwrap().mask.data, m.data);
@@ -870,7 +872,7 @@ fn autosave_restore_and_saved_state() {
     nifti::write_volume(&m, &saved).unwrap();
     s.mark_saved(&saved).unwrap();
     assert!(s.pending_restore().is_none());
-    let s2 = Session::open_for(study.path()).unwrap();
+    let s2 = open();
     assert!(s2.pending_restore().is_none());
     assert_eq!(s2.manifest().saved_edit_counter, Some(3));
     drop(s2);
@@ -886,25 +888,41 @@ fn autosave_restore_and_saved_state() {
     assert!(text.contains("study_path") && text.contains("mask.hvsnap"), "{text}");
 }
 
+/// Issue 27: the session lives in the user's data folder, never beside the study (a PACS
+/// export or a share must stay as it is); one an earlier version left beside the study is
+/// still found there, so its edits are not lost.
 #[test]
-fn unwritable_study_folder_falls_back_to_the_data_dir() {
+fn sessions_live_in_the_data_home_and_old_ones_beside_the_study_are_still_found() {
     let study = tempfile::tempdir().unwrap();
-    // a file where the session folder would go: the folder cannot be made there
-    std::fs::write(study.path().join(".hepaview-session"), b"not a folder").unwrap();
     let home = tempfile::tempdir().unwrap();
     let mut s = Session::open_for_with_data_home(study.path(), Some(home.path())).unwrap();
     assert!(s.dir().starts_with(home.path().join("hepaview/sessions")), "{}", s.dir().display());
     let mut m = empty([4, 8, 8], [1.0; 3]);
     let mut h = History::default();
     edit(&mut m, &mut h, &mut s, [2, 4, 4], 1);
+    assert_eq!(std::fs::read_dir(study.path()).unwrap().count(), 0, "nothing written in the study's folder");
     // the same study finds the same folder again
     let s2 = Session::open_for_with_data_home(study.path(), Some(home.path())).unwrap();
     assert_eq!(s2.dir(), s.dir());
     assert_eq!(s2.restore().unwrap().mask.data, m.data);
-    // a study file (not a folder): its session goes in a folder named after it beside it
+
+    // a session an earlier version kept beside another study
+    let old_study = tempfile::tempdir().unwrap();
+    let beside = session::beside_study_dir(old_study.path());
+    let mut old = Session::open_in(old_study.path(), &beside).unwrap();
+    let mut m = empty([4, 8, 8], [1.0; 3]);
+    edit(&mut m, &mut h, &mut old, [1, 2, 2], 2);
+    let found = Session::open_for_with_data_home(old_study.path(), Some(home.path())).unwrap();
+    assert_eq!(found.dir(), beside);
+    assert_eq!(found.restore().unwrap().mask.data, m.data);
     let f = study.path().join("ct.nii.gz");
-    std::fs::write(&f, b"x").unwrap();
     assert_eq!(session::beside_study_dir(&f), study.path().join(".hepaview-session").join("ct.nii.gz"));
+}
+
+/// A session of a scratch study for the tests below, with its data home inside the
+/// scratch folder (never the user's own).
+fn open_session(study: &Path) -> Session {
+    Session::open_for_with_data_home(study, Some(&study.join("user-data"))).unwrap()
 }
 
 #[test]
@@ -912,7 +930,7 @@ fn torn_journal_tail_is_ignored_and_cut() {
     let study = tempfile::tempdir().unwrap();
     let mut m = empty([10, 20, 20], [1.0; 3]);
     let mut h = History::default();
-    let mut s = Session::open_for(study.path()).unwrap();
+    let mut s = open_session(study.path());
     edit(&mut m, &mut h, &mut s, [5, 5, 5], 1);
     edit(&mut m, &mut h, &mut s, [5, 10, 10], 2);
     let good = m.data.clone();
@@ -923,7 +941,7 @@ fn torn_journal_tail_is_ignored_and_cut() {
     // cut the last record in half, as a crash in the middle of the write would
     std::fs::OpenOptions::new().write(true).open(&journal).unwrap().set_len(len + (full - len) / 2).unwrap();
     drop(s);
-    let mut s = Session::open_for(study.path()).unwrap();
+    let mut s = open_session(study.path());
     let info = s.pending_restore().unwrap();
     assert!(info.torn_tail);
     assert_eq!(info.edit_counter, 2);
@@ -933,14 +951,14 @@ fn torn_journal_tail_is_ignored_and_cut() {
     let mut m = s.restore().unwrap().mask;
     edit(&mut m, &mut h, &mut s, [2, 2, 2], 3);
     drop(s);
-    assert_eq!(Session::open_for(study.path()).unwrap().restore().unwrap().mask.data, m.data);
+    assert_eq!(open_session(study.path()).restore().unwrap().mask.data, m.data);
     // a damaged snapshot is an error that names the file, never garbage
-    let snap = study.path().join(".hepaview-session/mask.hvsnap");
+    let snap = open_session(study.path()).snapshot_path();
     let mut bytes = std::fs::read(&snap).unwrap();
     let n = bytes.len();
     bytes[n - 6] ^= 0xff; // in the deflated data, before the CRC
     std::fs::write(&snap, bytes).unwrap();
-    let err = Session::open_for(study.path()).unwrap().restore().unwrap_err();
+    let err = open_session(study.path()).restore().unwrap_err();
     assert!(err.to_string().contains("mask.hvsnap"), "{err}");
 }
 
@@ -967,7 +985,7 @@ fn crash_child() {
     let study = Path::new(&dir);
     let mut m = crash_mask();
     let mut h = History::default();
-    let mut s = Session::open_for(study).unwrap();
+    let mut s = open_session(study);
     for n in 0..CRASH_EDITS {
         edit(&mut m, &mut h, &mut s, crash_centre(n), 2 + (n % 2) as u8);
         if n == 2 {
@@ -1014,7 +1032,7 @@ fn sigkill_mid_stroke_loses_no_completed_edit() {
     assert!(!status.success());
 
     let expected = std::fs::read(study.path().join("expected.raw")).unwrap();
-    let s = Session::open_for(study.path()).unwrap();
+    let s = open_session(study.path());
     let info = s.pending_restore().expect("unsaved edits are offered");
     assert_eq!(info.edit_counter, CRASH_EDITS as u64, "every completed edit, not the torn one");
     assert!(info.torn_tail);
@@ -1054,7 +1072,7 @@ fn label_table_is_kept_with_the_session_and_beside_a_saved_mask() {
     let study = tempfile::tempdir().unwrap();
     let mut m = empty([20, 30, 30], [2.0, 0.8, 0.8]);
     let mut h = History::default();
-    let mut s = Session::open_for(study.path()).unwrap();
+    let mut s = open_session(study.path());
     edit(&mut m, &mut h, &mut s, [10, 10, 10], 2);
     let mut t = LabelTable::lits();
     t.rename(2, "HCC").unwrap();
@@ -1065,7 +1083,7 @@ fn label_table_is_kept_with_the_session_and_beside_a_saved_mask() {
     s.save_labels(&t).unwrap();
     drop(s);
     // a new process restores the table with the mask
-    let s = Session::open_for(study.path()).unwrap();
+    let s = open_session(study.path());
     let r = s.restore().unwrap();
     assert_eq!(r.labels.as_ref(), Some(&t));
     assert_eq!(r.mask.data, m.data);

@@ -520,3 +520,62 @@ fn training_can_start_from_saved_weights() {
     };
     assert!(err.to_string().contains("first.safetensors"), "{err}");
 }
+
+/// The files of the series of `study_dir` whose phases are `phases`, copied into a folder
+/// of their own: how a clinic exports an arterial or an equilibrium series alone.
+fn series_alone(study_dir: &Path, phases: &[hepaview::io::phase::Phase], into: &Path) {
+    let scan = hepaview::io::dicom::scan(study_dir, &hepaview::io::dicom::no_progress).expect("scan");
+    let study = &scan.studies[0];
+    let calls = hepaview::io::phase::detect_study_phases(study);
+    for (series, call) in study.series.iter().zip(&calls) {
+        if phases.contains(&call.phase) {
+            for f in &series.frames {
+                std::fs::copy(&f.path, into.join(f.path.file_name().expect("name"))).expect("copy");
+            }
+        }
+    }
+}
+
+/// Issue 23: an arterial-only, a delayed-only, or an arterial + delayed study (each copied
+/// to its own folder from `triphase-hcc048`) gave an empty mask, because the network's
+/// portal venous channel was left empty. Now each phase goes alone into that channel and
+/// the answers are pooled. Measured (shipped weights, 2026-12-06), liver Dice against the
+/// three-phase result through the known breathing motion: arterial 0.895, delayed 0.806,
+/// both 0.892 (the goal, 0.93, is not met: the delayed phase alone takes in the stomach
+/// and the heart). The floors below guard against a return to empty or far-off masks.
+#[test]
+fn a_study_without_a_portal_venous_phase_gives_the_liver() {
+    use hepaview::io::phase::Phase;
+    let Some(data) = common::shared_data() else { return };
+    let model = segment::load_unet(&shipped_model()).expect("weights");
+    let dir = data.join("triphase-hcc048/dicom");
+    let all = Study::open(std::slice::from_ref(&dir)).expect("triphase opens");
+    let opts = segment::InferOptions::default();
+    let three = segment::segment_phases_live(&model, &all, &opts, &|_, _| true, None).expect("segment");
+    assert!(three.check.is_plausible(), "three phases: {:?}", three.check.concerns);
+    let cases: [(&[Phase], f64); 3] =
+        [(&[Phase::Arterial], 0.85), (&[Phase::Delayed], 0.75), (&[Phase::Arterial, Phase::Delayed], 0.85)];
+    for (phases, floor) in cases {
+        let tmp = tempfile::tempdir().expect("tmp");
+        series_alone(&dir, phases, tmp.path());
+        let alone = Study::open(&[tmp.path().to_path_buf()]).expect("the series open");
+        assert_eq!(alone.phases.len(), phases.len());
+        let s = segment::segment_phases_live(&model, &alone, &opts, &|_, _| true, None).expect("segment");
+        // The series were made from the portal venous one moved by a known breathing
+        // motion (moving(x + u(x)) = fixed(x)); the mask lies on the fixed phase's grid
+        // (delayed when there is one), so it is carried through that phase's motion onto the
+        // three-phase result's grid and only the segmentation is compared.
+        let fixed = alone.phases[alone.fixed_index()].phase();
+        let field = data.join(format!("triphase-hcc048/true_field_{}.nii.gz", fixed.slug()));
+        let (u, _) = hepaview::io::nifti::read_field(&field).expect("true field");
+        let u = hepaview::register::resample_field(&u, &three.mask.geometry);
+        let on_grid = hepaview::register::warp_volume(&s.mask, &u, hepaview::volume::Interp::Nearest, 0u8);
+        let dice = segment::dice_liver(&on_grid, &three.mask);
+        eprintln!(
+            "{phases:?} alone: liver {:.0} mL, Dice {dice:.4} against all three phases ({:.0} mL)",
+            s.check.liver_ml, three.check.liver_ml
+        );
+        assert!(s.check.liver_ml > 0.0, "{phases:?}: empty mask");
+        assert!(dice >= floor, "{phases:?}: liver Dice {dice:.4} against the three-phase result");
+    }
+}

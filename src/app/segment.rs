@@ -25,6 +25,9 @@ pub struct SegmentPanel {
     /// The lesions the last run's lesion search added (not the network's): volume (mL) and
     /// centre, listed so the user can go to each and check it.
     pub searched: Vec<(f64, Lps)>,
+    /// What is wrong with the last result (no liver, implausible volume, wrong side),
+    /// shown as warnings beside it.
+    pub concerns: Vec<String>,
 }
 
 /// Where the shipped weights are: `HEPAVIEW_MODEL`, then `models/` beside the current
@@ -74,6 +77,7 @@ impl SegmentPanel {
         };
         self.error = None;
         self.searched.clear();
+        self.concerns.clear();
         let Some(fixed) = study.phases.get(study.fixed_index()) else {
             self.error = Some("No image to segment.".into());
             return;
@@ -132,7 +136,8 @@ impl SegmentPanel {
         };
         self.live = None;
         match ended {
-            Ended::Done(crate::segment::Segmentation { mask, searched }) => {
+            Ended::Done(crate::segment::Segmentation { mask, searched, check }) => {
+                self.concerns = check.concerns.iter().map(|c| c.to_string()).collect();
                 let summary = summary(&mask, searched.as_ref().map_or(0, |r| r.added.len()));
                 let voxel_ml = mask.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
                 self.searched =
@@ -177,10 +182,14 @@ impl SegmentPanel {
                     study.labels = previous.map(|l| Labels { key: next_key(), ..l });
                 }
                 self.searched.clear();
+                self.concerns.clear();
             }
         }
         if let Some(m) = &self.message {
             ui.label(egui::RichText::new(m).small());
+        }
+        for c in &self.concerns {
+            ui.colored_label(Color32::from_rgb(255, 190, 60), format!("Warning: {c}"));
         }
         for &(ml, c) in &self.searched {
             if ui.button(searched_label(ml, c)).on_hover_text("found by the lesion search, not the network: a round patch unlike the liver around it; go to it and check").clicked() {

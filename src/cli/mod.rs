@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use hepaview::app;
@@ -32,6 +32,58 @@ use hepaview::study::Study;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// `screenshot --layout`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LayoutArg {
+    /// Phases side by side, axial.
+    Row,
+    /// Phases × axial, coronal, sagittal.
+    Grid,
+    /// One view.
+    Single,
+}
+
+/// `screenshot --window`: the viewer's window/level presets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum WindowArg {
+    Liver,
+    Abdomen,
+    Bone,
+    Lung,
+}
+
+/// `register --fixed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum FixedArg {
+    #[value(name = "non_contrast", alias = "non-contrast")]
+    NonContrast,
+    Arterial,
+    #[value(name = "portal_venous", alias = "portal-venous")]
+    PortalVenous,
+    Delayed,
+}
+
+/// `register --variant`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum VariantArg {
+    /// Thirion's forces from the fixed image's gradient, additive update.
+    Thirion,
+    /// Symmetric (ESM) forces, additive update (ITK's FastSymmetricForces).
+    Symmetric,
+    /// Symmetric forces, update composed through its exponential: the field stays invertible.
+    Diffeomorphic,
+}
+
+/// `mesh --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum MeshFormatArg {
+    /// One binary STL per object.
+    Stl,
+    /// One OBJ with a group per object.
+    Obj,
+    Both,
 }
 
 #[derive(Subcommand, Debug)]
@@ -68,6 +120,10 @@ pub enum Command {
         /// Output file (.nii or .nii.gz); never overwritten.
         #[arg(long)]
         out: PathBuf,
+        /// Write a series of one slice too. A single slice is almost always a mistake (one
+        /// file of a series given instead of its folder), so without this it is refused.
+        #[arg(long)]
+        allow_single_slice: bool,
     },
     /// Render the viewer off-screen to a PNG (same drawing code as the window).
     Screenshot {
@@ -75,15 +131,15 @@ pub enum Command {
         paths: Vec<PathBuf>,
         #[arg(long)]
         out: PathBuf,
-        /// row (phases side by side, axial), grid (phases × axial/coronal/sagittal) or single.
-        #[arg(long, default_value = "row")]
-        layout: String,
+        /// How the phases are laid out.
+        #[arg(long, value_enum, default_value_t = LayoutArg::Row)]
+        layout: LayoutArg,
         /// Axial slice position (LPS z, mm); default the middle of the portal venous phase.
         #[arg(long)]
         slice_mm: Option<f64>,
-        /// Window preset: liver, abdomen, bone or lung.
-        #[arg(long)]
-        window: Option<String>,
+        /// Window preset (default: each phase's own).
+        #[arg(long, value_enum)]
+        window: Option<WindowArg>,
         /// Size in pixels, WIDTHxHEIGHT.
         #[arg(long, default_value = "1600x900")]
         size: String,
@@ -95,14 +151,14 @@ pub enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Phase the others are moved onto.
-        #[arg(long, default_value = "portal_venous")]
-        fixed: String,
+        #[arg(long, value_enum, default_value_t = FixedArg::PortalVenous)]
+        fixed: FixedArg,
         /// Phases to register, comma-separated (default: every other phase).
         #[arg(long, value_delimiter = ',')]
         moving: Vec<String>,
-        /// thirion, symmetric or diffeomorphic.
-        #[arg(long, default_value = "diffeomorphic")]
-        variant: String,
+        /// Demons variant.
+        #[arg(long, value_enum, default_value_t = VariantArg::Diffeomorphic)]
+        variant: VariantArg,
         /// Gaussian σ (mm) smoothing the field every iteration (instead of the default 3 voxels of each level).
         #[arg(long, conflicts_with = "sigma_vox")]
         sigma_mm: Option<f64>,
@@ -222,9 +278,9 @@ pub enum Command {
         /// Output folder (created if missing; existing files are never overwritten).
         #[arg(long)]
         out: PathBuf,
-        /// stl (one binary STL per object), obj (one OBJ with a group per object) or both.
-        #[arg(long, default_value = "both")]
-        format: String,
+        /// Surface file format.
+        #[arg(long, value_enum, default_value_t = MeshFormatArg::Both)]
+        format: MeshFormatArg,
         /// Write RAS coordinates (3D Slicer, NIfTI tools) instead of LPS (DICOM).
         #[arg(long)]
         ras: bool,
@@ -479,21 +535,23 @@ pub fn run(cli: Cli) -> Result<()> {
             if out.exists() {
                 bail!("{} already exists; choose another output name (Hepaview never overwrites files)", out.display());
             }
-            let layout = match layout.as_str() {
-                "row" => Layout::Row,
-                "grid" => Layout::Grid,
-                "single" => Layout::Single,
-                other => bail!("--layout {other:?}: use row, grid or single"),
+            let layout = match layout {
+                LayoutArg::Row => Layout::Row,
+                LayoutArg::Grid => Layout::Grid,
+                LayoutArg::Single => Layout::Single,
             };
-            let window = match window.as_deref() {
+            let window = match window {
                 None => None,
-                Some(name) => Some(
-                    WindowLevel::PRESETS
-                        .iter()
-                        .find(|(n, _)| *n == name)
-                        .map(|(_, wl)| *wl)
-                        .with_context(|| format!("--window {name:?}: use liver, abdomen, bone or lung"))?,
-                ),
+                Some(w) => {
+                    let name = w.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
+                    Some(
+                        WindowLevel::PRESETS
+                            .iter()
+                            .find(|(n, _)| *n == name)
+                            .map(|(_, wl)| *wl)
+                            .with_context(|| format!("--window {name}: no such preset"))?,
+                    )
+                }
             };
             let (w, h) = size
                 .split_once('x')
@@ -509,7 +567,9 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Info { path, json, phase_overrides }) => info(&path, json, &phase_overrides),
-        Some(Command::Convert { path, series, out }) => convert(&path, series, &out),
+        Some(Command::Convert { path, series, out, allow_single_slice }) => {
+            convert(&path, series, &out, allow_single_slice)
+        }
         Some(Command::Register {
             paths,
             fixed,
@@ -531,7 +591,11 @@ pub fn run(cli: Cli) -> Result<()> {
             phase_overrides,
         }) => {
             let mut params = RegisterParams {
-                variant: variant.parse().map_err(anyhow::Error::msg)?,
+                variant: match variant {
+                    VariantArg::Thirion => hepaview::register::Variant::Thirion,
+                    VariantArg::Symmetric => hepaview::register::Variant::Symmetric,
+                    VariantArg::Diffeomorphic => hepaview::register::Variant::Diffeomorphic,
+                },
                 prealign: !no_prealign,
                 ..RegisterParams::default()
             };
@@ -563,7 +627,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 warp_masks: parse_warp_masks(&warp_masks)?,
                 label_linear: mask_interp == "linear",
             };
-            register_cmd(&paths, &fixed, &moving, &params, mask.as_deref(), &extra, &out, &phase_overrides)
+            register_cmd(&paths, fixed, &moving, &params, mask.as_deref(), &extra, &out, &phase_overrides)
         }
         Some(Command::Cluster {
             paths,
@@ -617,7 +681,7 @@ pub fn run(cli: Cli) -> Result<()> {
             })
         }
         Some(Command::Mesh { mask, out, format, ras, min_tumour_ml, max_triangles_liver }) => {
-            mesh_cmd(&mask, &out, &format, ras, min_tumour_ml, max_triangles_liver)
+            mesh_cmd(&mask, &out, format, ras, min_tumour_ml, max_triangles_liver)
         }
         Some(Command::Compare { baseline, followup, baseline_mask, followup_mask, no_register, out }) => {
             analysis::compare(analysis::CompareArgs {
@@ -731,7 +795,7 @@ pub fn run(cli: Cli) -> Result<()> {
 fn mesh_cmd(
     mask: &Path,
     out: &Path,
-    format: &str,
+    format: MeshFormatArg,
     ras: bool,
     min_tumour_ml: f64,
     max_triangles_liver: usize,
@@ -739,10 +803,9 @@ fn mesh_cmd(
     use hepaview::mesh::{export, MeshOptions};
     let t0 = std::time::Instant::now();
     let format = match format {
-        "stl" => export::Format::Stl,
-        "obj" => export::Format::Obj,
-        "both" => export::Format::Both,
-        other => bail!("--format {other:?}: use stl, obj or both"),
+        MeshFormatArg::Stl => export::Format::Stl,
+        MeshFormatArg::Obj => export::Format::Obj,
+        MeshFormatArg::Both => export::Format::Both,
     };
     let frame = if ras { export::Frame::Ras } else { export::Frame::Lps };
     let (m, warnings) = nifti::read_mask(mask).with_context(|| format!("reading the mask {}", mask.display()))?;
@@ -856,7 +919,7 @@ pub(crate) fn source_series(paths: &[PathBuf], study: &Study) -> Result<Vec<Opti
 #[allow(clippy::too_many_arguments)]
 fn register_cmd(
     paths: &[PathBuf],
-    fixed: &str,
+    fixed: FixedArg,
     moving: &[String],
     params: &RegisterParams,
     mask: Option<&Path>,
@@ -866,7 +929,12 @@ fn register_cmd(
 ) -> Result<()> {
     let t0 = std::time::Instant::now();
     let study = open_study(paths, overrides)?;
-    let fixed_phase: Phase = fixed.parse().map_err(anyhow::Error::msg)?;
+    let fixed_phase = match fixed {
+        FixedArg::NonContrast => Phase::NonContrast,
+        FixedArg::Arterial => Phase::Arterial,
+        FixedArg::PortalVenous => Phase::PortalVenous,
+        FixedArg::Delayed => Phase::Delayed,
+    };
     let find = |p: Phase| study.phases.iter().position(|x| x.phase() == p);
     let fi = find(fixed_phase).with_context(|| {
         let have: Vec<_> = study.phases.iter().map(|p| p.phase().slug()).collect();
@@ -1190,7 +1258,7 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-fn convert(path: &Path, series: Option<usize>, out: &Path) -> Result<()> {
+fn convert(path: &Path, series: Option<usize>, out: &Path, allow_single_slice: bool) -> Result<()> {
     if out.exists() {
         bail!("{} already exists; choose another output name (Hepaview never overwrites files)", out.display());
     }
@@ -1207,6 +1275,14 @@ fn convert(path: &Path, series: Option<usize>, out: &Path) -> Result<()> {
         }
         (None, n) => bail!("{} has {n} series; choose one with --series N (see `hepaview info`)", path.display()),
     };
+    if chosen.geometry.shape[0] < 2 && !allow_single_slice {
+        bail!(
+            "{}: series {:?} has a single slice; a volume is converted from the folder that holds all its files \
+             (`hepaview convert FOLDER`). To write this one slice anyway, add --allow-single-slice",
+            path.display(),
+            chosen.description
+        );
+    }
     let pb = std::sync::Mutex::new(None::<ProgressBar>);
     let progress = |done: usize, total: usize| {
         if let Ok(mut g) = pb.lock() {

@@ -85,7 +85,7 @@ pub(crate) fn segment_cmd(a: SegmentArgs) -> Result<()> {
     };
     let result = segment::segment_phases_live(&model, &study, &opts, &report, None);
     pb.finish_and_clear();
-    let segment::Segmentation { mask, searched } = result?;
+    let segment::Segmentation { mask, searched, check } = result?;
     let secs = t0.elapsed().as_secs_f64();
     let voxel_ml = mask.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
     let count = |l: u8| mask.data.iter().filter(|&&v| v == l).count() as f64 * voxel_ml;
@@ -138,9 +138,24 @@ pub(crate) fn segment_cmd(a: SegmentArgs) -> Result<()> {
             if hit > 0 { "found" } else { "MISSED" }
         );
     }
-    if let Some(out) = &a.out {
-        nifti::write_volume(&mask, out).with_context(|| format!("writing {}", out.display()))?;
-        println!("Wrote {}", out.display());
+    for c in &check.concerns {
+        eprintln!("! {c}");
+    }
+    if check.concerns.contains(&segment::Concern::NoLiver) {
+        bail!("no liver found; nothing written. Check that the liver is in the scan, or outline it with the viewer's tools");
+    }
+    match &a.out {
+        Some(out) => {
+            nifti::write_volume(&mask, out).with_context(|| format!("writing {}", out.display()))?;
+            println!("Wrote {}", out.display());
+        }
+        None => eprintln!("(no --out given: the mask was not written)"),
+    }
+    if !check.is_plausible() {
+        bail!(
+            "the segmentation does not look like a liver (see the lines marked !){}; check it and correct it in the viewer",
+            if a.out.is_some() { "; the mask was written so it can be checked" } else { "" }
+        );
     }
     Ok(())
 }

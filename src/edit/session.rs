@@ -1,10 +1,10 @@
 //! Never losing an edit: a session folder per study holding a snapshot of the mask, a
 //! journal of every completed edit since that snapshot, and a small JSON manifest.
 //!
-//! - **Where.** `<study>/.hepaview-session/` for a study folder (for a study file,
-//!   `<folder>/.hepaview-session/<file name>/`) when that can be written; otherwise
-//!   `$XDG_DATA_HOME/hepaview/sessions/<hash of the study path>/` (or
-//!   `~/.local/share/…`), so read-only studies (a CD, a PACS export share) work too.
+//! - **Where.** `$XDG_DATA_HOME/hepaview/sessions/<hash of the study path>/` (or
+//!   `~/.local/share/…`), never in or beside the study: clinical folders (a PACS export,
+//!   a share, a CD) are left exactly as they are. A session an earlier version kept in
+//!   `<study>/.hepaview-session/` is still opened there, so none of its edits is lost.
 //! - **Snapshot** (`mask.hvsnap`): the whole mask, deflated in z slabs in parallel, with
 //!   its grid, the edit counter and the journal sequence number it includes, and a CRC.
 //!   Written atomically: temporary file in the same folder, fsync, rename, fsync folder.
@@ -155,7 +155,9 @@ pub fn user_data_home() -> Option<PathBuf> {
 
 use crate::io::SESSION_DIR_NAME;
 
-/// The session folder beside a study, whether or not it can be written.
+/// Where an earlier version kept a study's session, beside the study. Nothing is created
+/// there any more (clinical folders stay exactly as they are); a session found there is
+/// still opened, so no edit made with an earlier version is lost.
 pub fn beside_study_dir(study: &Path) -> PathBuf {
     if study.is_dir() {
         study.join(SESSION_DIR_NAME)
@@ -165,55 +167,30 @@ pub fn beside_study_dir(study: &Path) -> PathBuf {
     }
 }
 
-/// The fallback session folder of a study under a data home.
+/// The session folder of a study under a data home, keyed by the study's canonical path.
 pub fn data_home_dir(study: &Path, data_home: &Path) -> PathBuf {
     let canon = fs::canonicalize(study).unwrap_or_else(|_| study.to_path_buf());
     data_home.join("hepaview").join("sessions").join(path_hash(&canon))
 }
 
-/// Could the session folder `dir` be created and written? Tries for real, in `dir` when
-/// it exists, else in its nearest existing ancestor (permission bits say nothing about
-/// read-only mounts, and root ignores them). Nothing is left behind: opening a study
-/// without editing it must not change its folder.
-fn writable(dir: &Path) -> bool {
-    let mut at = Some(dir);
-    while let Some(p) = at {
-        if p.exists() {
-            return p.is_dir() && probe(p);
-        }
-        at = p.parent();
-    }
-    false
-}
-
-fn probe(dir: &Path) -> bool {
-    let probe = dir.join(format!(".hepaview-probe-{}", std::process::id()));
-    match OpenOptions::new().write(true).create_new(true).open(&probe) {
-        Ok(_) => {
-            let _ = fs::remove_file(&probe);
-            true
-        }
-        Err(_) => false,
-    }
-}
-
 impl Session {
-    /// Opens (or starts) the session of `study`: beside it when writable, else in the
-    /// user's data folder.
+    /// Opens (or starts) the session of `study` in the user's data folder
+    /// (`$XDG_DATA_HOME/hepaview/sessions/<hash of the study's path>/`): never in or beside
+    /// the study, which may be a PACS export or a share that must stay as it is.
     pub fn open_for(study: &Path) -> Result<Session, SessionError> {
         Self::open_for_with_data_home(study, user_data_home().as_deref())
     }
 
-    /// As [`Session::open_for`] with an explicit fallback data home (tests, portable
-    /// installs).
+    /// As [`Session::open_for`] with an explicit data home (tests, portable installs); with
+    /// none, the system's temporary folder. A session an earlier version left beside the
+    /// study is opened where it is.
     pub fn open_for_with_data_home(study: &Path, data_home: Option<&Path>) -> Result<Session, SessionError> {
         let beside = beside_study_dir(study);
-        if writable(&beside) {
+        if beside.join(MANIFEST).is_file() {
             return Self::open_in(study, &beside);
         }
         let home = data_home.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
-        let dir = data_home_dir(study, &home);
-        Self::open_in(study, &dir)
+        Self::open_in(study, &data_home_dir(study, &home))
     }
 
     /// Opens (or starts) a session in `dir`. The folder is made at the first write.

@@ -13,6 +13,7 @@ use super::folded::FoldedUNet;
 use super::lesion_search::{add_missed_lesions, LesionSearchOptions, LesionSearchReport};
 use super::lumen::remove_gas_lumens;
 use super::model::UNet;
+use super::plausibility::{check_liver, LiverCheck};
 use super::preprocess::{self, CHANNELS};
 use super::refine::{refine_liver_edge, refine_tumour_edges, OtherPhase, RefineOptions, TumourRefineOptions};
 use super::weights::load_unet;
@@ -98,6 +99,9 @@ pub struct Segmentation {
     /// The lesions the lesion search added (not the network's), when it ran: the user
     /// should be told, so they look at those first.
     pub searched: Option<LesionSearchReport>,
+    /// Whether the mask looks like a liver (volume, side); a failure the user must be
+    /// told of, never written as a result without a word.
+    pub check: LiverCheck,
 }
 
 /// [`segment_phases`], also handing each finished batch of slices to `on_slices`, and
@@ -116,16 +120,9 @@ pub fn segment_phases_live(
     let reference = study.phases[fixed].volume.as_ref();
     let target = reference.geometry.clone();
     let grid = preprocess::model_grid(&target, model.config.spacing_mm, model.config.size_multiple());
-    // the network's input channel of each contrast phase
-    let slot_of = |p: Phase| match p {
-        Phase::Arterial => Some(0),
-        Phase::PortalVenous => Some(1),
-        Phase::Delayed => Some(2),
-        _ => None,
-    };
     let moving: Vec<usize> =
-        (0..study.phases.len()).filter(|&i| i != fixed && slot_of(study.phases[i].phase()).is_some()).collect();
-    let register = opts.register && slot_of(study.phases[fixed].phase()).is_some() && !moving.is_empty();
+        (0..study.phases.len()).filter(|&i| i != fixed && contrast_slot(study.phases[i].phase()).is_some()).collect();
+    let register = opts.register && contrast_slot(study.phases[fixed].phase()).is_some() && !moving.is_empty();
     let share = if register { 0.3 } else { 0.1 };
     let mut on_grid: Vec<(Phase, CtVolume)> = Vec::new();
     let mut fields: Vec<(&CtVolume, Field)> = Vec::new();
@@ -148,29 +145,60 @@ pub fn segment_phases_live(
         on_grid.extend(aligned.into_iter().map(|a| (a.phase, std::sync::Arc::unwrap_or_clone(a.volume))));
         as_they_are.extend(moving.iter().map(|&i| study.phases[i].volume.as_ref()));
     }
-    let mut slots: [Option<&CtVolume>; CHANNELS] = [None, None, None];
-    for (phase, volume) in &on_grid {
-        if let Some(slot) = slot_of(*phase) {
-            slots[slot].get_or_insert(volume);
-        }
-    }
-    // A study of one unnamed series (a NIfTI called ct.nii.gz): treat it as portal venous,
-    // the phase liver segmentation is usually done on.
-    if slots.iter().all(|s| s.is_none()) {
-        slots[preprocess::PV] = on_grid.first().map(|(_, v)| v);
-    }
+    let inputs = channel_inputs(&on_grid);
     // the edges are refined against the study's own phases at its resolution
     let mut others: Vec<OtherPhase> = fields.iter().map(|(v, f)| OtherPhase::Warped(v, f)).collect();
     others.extend(as_they_are.into_iter().map(OtherPhase::Registered));
     run_on_grid(
         model,
-        &slots,
+        &inputs,
         &grid,
         (&target, reference, &others),
         opts,
         &|f, m| progress(share + (1.0 - share) * f, m),
         on_slices,
     )
+}
+
+/// The network's inputs for the phases on the model grid: one set of channels, or several
+/// whose probabilities are averaged. The network was trained with the portal venous
+/// channel always filled (alone in a third of the samples, its liver at 30–170 HU), so
+/// every input fills that channel. A study with a portal venous phase gives one input, each
+/// contrast phase in its own channel. A study without one (arterial alone, late arterial +
+/// equilibrium, non-contrast, a series the phase detector cannot name) gives one input per
+/// phase, that phase alone in the portal venous channel: the network's answers on each are
+/// pooled, as HeMIS pools phases, so no phase's absence leaves a channel it relies on
+/// empty. Before, an arterial-only study gave an empty mask.
+fn channel_inputs(on_grid: &[(Phase, CtVolume)]) -> Vec<[Option<&CtVolume>; CHANNELS]> {
+    let mut slots: [Option<&CtVolume>; CHANNELS] = [None, None, None];
+    for (phase, volume) in on_grid {
+        if let Some(slot) = contrast_slot(*phase) {
+            slots[slot].get_or_insert(volume);
+        }
+    }
+    if slots[preprocess::PV].is_some() {
+        return vec![slots];
+    }
+    let contrast: Vec<&CtVolume> = slots.iter().flatten().copied().collect();
+    let alone: Vec<&CtVolume> = if contrast.is_empty() { on_grid.iter().map(|(_, v)| v).collect() } else { contrast };
+    alone
+        .into_iter()
+        .map(|v| {
+            let mut s: [Option<&CtVolume>; CHANNELS] = [None, None, None];
+            s[preprocess::PV] = Some(v);
+            s
+        })
+        .collect()
+}
+
+/// The network's input channel of a contrast phase (arterial, portal venous, delayed).
+fn contrast_slot(p: Phase) -> Option<usize> {
+    match p {
+        Phase::Arterial => Some(0),
+        Phase::PortalVenous => Some(1),
+        Phase::Delayed => Some(2),
+        _ => None,
+    }
 }
 
 /// Voxel size (mm) of the grids the phases are registered on before the network: the
@@ -239,14 +267,13 @@ const BRIDGE_MIN_CORE_ML: f64 = 1.0;
 /// other phases, for edge refinement.
 fn run_on_grid(
     model: &UNet,
-    slots: &[Option<&CtVolume>; CHANNELS],
+    inputs: &[[Option<&CtVolume>; CHANNELS]],
     grid: &Geometry,
     (target, reference, others): (&Geometry, &CtVolume, &[OtherPhase]),
     opts: &InferOptions,
     progress: ProgressFn,
     on_slices: Option<SlicesFn>,
 ) -> Result<Segmentation, SegmentError> {
-    let input = preprocess::input_channels(slots, grid);
     // the model grid keeps the study's slices, so model slice k lies on target slice k
     let live = |k0: usize, p: &Array4<f32>| {
         if let Some(f) = on_slices {
@@ -254,7 +281,24 @@ fn run_on_grid(
             f(k0, preprocess::probabilities_to_labels(p, &grid.slab(k0, n), &target.slab(k0, n)).data);
         }
     };
-    let probs = predict_slices(model, &input, opts.batch, progress, &live)?;
+    let runs = inputs.len().max(1) as f32;
+    let mut probs: Option<Array4<f32>> = None;
+    for (r, slots) in inputs.iter().enumerate() {
+        let input = preprocess::input_channels(slots, grid);
+        let report = |f: f32, m: &str| progress((r as f32 + f) / runs, m);
+        // the live preview shows the first run only
+        let p = if r == 0 {
+            predict_slices(model, &input, opts.batch, &report, &live)?
+        } else {
+            predict_slices(model, &input, opts.batch, &report, &|_, _| {})?
+        };
+        match &mut probs {
+            None => probs = Some(p),
+            Some(sum) => *sum += &p,
+        }
+    }
+    let mut probs = probs.ok_or(SegmentError::NoPhase)?;
+    probs /= runs;
     if !progress(0.97, "resampling the mask onto the study grid") {
         return Err(SegmentError::Cancelled);
     }
@@ -285,8 +329,9 @@ fn run_on_grid(
     } else {
         None
     };
+    let check = check_liver(&mask, reference);
     progress(1.0, "segmented");
-    Ok(Segmentation { mask, searched })
+    Ok(Segmentation { mask, searched, check })
 }
 
 /// Softmax probabilities `[nz, classes, h, w]` for windowed input `[nz, 3, h, w]`, in

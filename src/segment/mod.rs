@@ -10,6 +10,7 @@
 //! - `lumen`: gas-filled organs (stomach, bowel) the network took for liver, taken out.
 //! - `lesion_search`: round patches of liver unlike its parenchyma, that the network
 //!   left as liver, added as lesions.
+//! - `plausibility`: is the result a liver (volume, side)? Failures said, never silent.
 //! - `refine`: the liver's and tumours' edges moved to the study's own intensities at its
 //!   own resolution.
 //! - `synth`: training cases made from the phantom (realistic and SynthSeg-style random
@@ -24,6 +25,7 @@ pub mod lesion_search;
 pub mod lumen;
 pub mod mimics;
 pub mod model;
+pub mod plausibility;
 pub mod preprocess;
 pub mod refine;
 pub mod synth;
@@ -37,6 +39,7 @@ pub use infer::{
     InferOptions, Segmentation, SlicesFn,
 };
 pub use model::{UNet, UNetConfig};
+pub use plausibility::{check_liver, Concern, LiverCheck};
 pub use train::{train, TrainOptions, TrainReport, TrainStatus};
 pub use weights::{default_model_path, load_unet, read_checkpoint, save_unet, DEFAULT_MODEL};
 
