@@ -16,6 +16,7 @@ pub mod fuzzing;
 pub mod io;
 pub mod lesion;
 pub mod mesh;
+pub mod outline;
 pub mod phantom;
 pub mod register;
 pub mod render;

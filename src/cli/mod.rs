@@ -4,6 +4,7 @@
 mod analysis;
 mod demo;
 mod mask;
+mod outline;
 mod segment;
 
 use std::path::{Path, PathBuf};
@@ -264,6 +265,36 @@ pub enum Command {
         #[arg(long)]
         no_register: bool,
         /// Output folder (created if missing; existing files are never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// Set a phase by hand: N=PHASE (phases numbered in display order from 0). Repeatable.
+        #[arg(long = "phase", value_name = "N=PHASE")]
+        phase_overrides: Vec<String>,
+    },
+    /// Outline the lesion under a click in 3-D from every phase (registered onto the portal
+    /// venous phase first) and print its measurements as JSON; a click on a vessel, outside
+    /// the liver or on its edge is refused with what it found (non-zero exit).
+    Outline {
+        /// A DICOM folder or NIfTI files of one study.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// A point on the lesion, X,Y,Z in LPS mm. Repeatable: each adds a part.
+        #[arg(long = "at", value_name = "X,Y,Z", required = true, value_parser = outline::parse_point, allow_hyphen_values = true)]
+        at: Vec<[f64; 3]>,
+        /// A point that is not lesion (removes the part holding it). Repeatable.
+        #[arg(long, value_name = "X,Y,Z", value_parser = outline::parse_point, allow_hyphen_values = true)]
+        exclude: Vec<[f64; 3]>,
+        /// Liver mask (NIfTI, non-zero = liver); default the label file opened with a NIfTI
+        /// study, else none (liver statistics from around the click).
+        #[arg(long)]
+        mask: Option<PathBuf>,
+        /// Half-size of the working box around the clicks in mm (default 40).
+        #[arg(long)]
+        box_mm: Option<f64>,
+        /// The phases are registered already: resample only.
+        #[arg(long)]
+        no_register: bool,
+        /// Output lesion mask (.nii.gz or .nii; never overwritten).
         #[arg(long)]
         out: PathBuf,
         /// Set a phase by hand: N=PHASE (phases numbered in display order from 0). Repeatable.
@@ -676,6 +707,18 @@ pub fn run(cli: Cli) -> Result<()> {
                 mask: mask.as_deref(),
                 lesion,
                 clusters,
+                no_register,
+                out: &out,
+            })
+        }
+        Some(Command::Outline { paths, at, exclude, mask, box_mm, no_register, out, phase_overrides }) => {
+            outline::outline_cmd(outline::OutlineArgs {
+                paths: &paths,
+                overrides: &phase_overrides,
+                at: &at,
+                exclude: &exclude,
+                mask: mask.as_deref(),
+                box_half_mm: box_mm,
                 no_register,
                 out: &out,
             })

@@ -1,0 +1,127 @@
+//! `hepaview outline`: open the study, bring its phases onto the portal venous (fixed)
+//! phase's grid (registered unless told not to), outline the lesion under the clicks with
+//! `hepaview::outline`, write the mask and print the lesion's measurements as JSON on
+//! stdout. A refused click exits non-zero with what it found.
+//!
+//! Without `--mask` (and no label file opened with the study) it runs without a liver
+//! mask: the parenchyma's statistics then come from the most common soft-tissue value
+//! around the click, and growth stops at fat, air and bone by HU. The U-Net is not run here
+//! (it takes longer than the outline itself; run `hepaview segment` first and pass its mask).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use hepaview::analysis::{self, Alignment};
+use hepaview::io::nifti;
+use hepaview::io::phase::Phase;
+use hepaview::outline::{self, OutlineOptions, Prompts};
+use hepaview::register::Params as RegisterParams;
+use hepaview::volume::{CtVolume, Interp, Lps, Mask};
+
+use super::{open_study, progress_bar_1000};
+
+/// `X,Y,Z` in LPS mm.
+pub fn parse_point(s: &str) -> std::result::Result<Lps, String> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|x| x.trim().parse::<f64>().map_err(|_| format!("'{x}' in '{s}' is not a number")))
+        .collect::<std::result::Result<_, _>>()?;
+    match v.as_slice() {
+        [x, y, z] if v.iter().all(|c| c.is_finite()) => Ok([*x, *y, *z]),
+        _ => Err(format!("'{s}': give a point as X,Y,Z in LPS mm, e.g. -95,10,-210")),
+    }
+}
+
+pub struct OutlineArgs<'a> {
+    pub paths: &'a [PathBuf],
+    pub overrides: &'a [String],
+    pub at: &'a [Lps],
+    pub exclude: &'a [Lps],
+    pub mask: Option<&'a Path>,
+    pub box_half_mm: Option<f64>,
+    pub no_register: bool,
+    pub out: &'a Path,
+}
+
+pub fn outline_cmd(a: OutlineArgs) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    let name = a.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if !(name.ends_with(".nii.gz") || name.ends_with(".nii")) {
+        bail!("--out {}: give a NIfTI file name ending in .nii.gz or .nii", a.out.display());
+    }
+    if a.out.exists() {
+        bail!("{} already exists; choose another --out name (Hepaview never overwrites files)", a.out.display());
+    }
+    if a.at.is_empty() {
+        bail!("give at least one --at X,Y,Z (LPS mm) on the lesion");
+    }
+    let study = open_study(a.paths, a.overrides)?;
+    let grid = study.phases[study.fixed_index()].volume.geometry.clone();
+    let liver: Option<Mask> = match a.mask {
+        Some(p) => {
+            let (m, warnings) = nifti::read_mask(p).with_context(|| format!("reading the mask {}", p.display()))?;
+            for w in warnings {
+                eprintln!("! {w}");
+            }
+            Some(m)
+        }
+        None => study.labels.as_ref().map(|l| (*l.mask).clone()),
+    };
+    let liver = liver.map(|m| {
+        if m.geometry.shape == grid.shape && m.geometry.max_corner_distance_mm(&grid) <= 0.01 {
+            m
+        } else {
+            eprintln!("! the mask is on another grid: resampled (nearest) onto the fixed phase's");
+            m.resample_to(&grid, Interp::Nearest, 0)
+        }
+    });
+    let alignment = if a.no_register || study.phases.len() < 2 {
+        Alignment::Resample
+    } else {
+        Alignment::Register(RegisterParams::default())
+    };
+    let pb = progress_bar_1000();
+    let report = |f: f32, m: &str| {
+        pb.set_position((f.clamp(0.0, 1.0) * 1000.0) as u64);
+        pb.set_message(m.to_string());
+        true
+    };
+    let aligned = analysis::align_phases(&study, &grid, &alignment, liver.as_ref(), &report);
+    pb.finish_and_clear();
+    let aligned = aligned?;
+    let phases: Vec<(Phase, &CtVolume)> = aligned.iter().map(|p| (p.phase, p.volume.as_ref())).collect();
+    let prompts = Prompts { include: a.at.to_vec(), exclude: a.exclude.to_vec(), box_half_mm: a.box_half_mm };
+    let t1 = std::time::Instant::now();
+    let o = outline::outline_lesion(&phases, liver.as_ref(), &prompts, &OutlineOptions::default())?;
+    let row = outline::measure_outline(&o, &phases, liver.as_ref())?;
+    let outline_s = t1.elapsed().as_secs_f64();
+    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    nifti::write_volume(&o.mask, a.out)?;
+    for w in &o.warnings {
+        eprintln!("! {w}");
+    }
+    let json = serde_json::json!({
+        "found": o.found,
+        "mask": a.out.display().to_string(),
+        "liver_mask": a.mask.map(|p| p.display().to_string()).or_else(|| study.labels.as_ref().map(|l| l.source.display().to_string())),
+        "phases": aligned.iter().map(|p| serde_json::json!({"phase": p.phase.slug(), "series": p.description, "registered": p.registered})).collect::<Vec<_>>(),
+        "prompts": prompts,
+        "parenchyma": o.parenchyma,
+        "rims": o.rims,
+        "threshold_raised": o.tightened,
+        "warnings": o.warnings,
+        "lesion": row,
+    });
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    eprintln!(
+        "outlined {:.2} mL in {:.2} s ({:.1} s with loading and registration); written {}",
+        o.volume_ml,
+        outline_s,
+        t0.elapsed().as_secs_f64(),
+        a.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! What a click landed on, before anything grows from it: outside the liver, on the liver's
+//! edge, on a vessel (bright in the reference phase and tube-shaped), or on plain
+//! parenchyma. Each refusal says what was found there, with its numbers.
+
+use ndarray::Array3;
+
+use super::region::{flood, WorkBox};
+use super::stats::{ball, chi2_999, dist2, Features, Signature, DENSE_HU, FAT_HU};
+use super::{Found, OutlineOptions};
+
+/// Plain words for a HU value seen outside the liver.
+pub fn tissue_words(hu: f32) -> &'static str {
+    if hu < -500.0 {
+        "air or lung"
+    } else if hu < FAT_HU {
+        "fat"
+    } else if hu > DENSE_HU {
+        "bone or dense material"
+    } else {
+        "soft tissue"
+    }
+}
+
+/// What a click outside the liver is on.
+pub fn outside_words(raw_hu: f32, ref_name: &str, has_mask: bool) -> String {
+    format!(
+        "{raw_hu:.0} HU in the {ref_name} phase ({}), {}; click inside the liver",
+        tissue_words(raw_hu),
+        if has_mask { "outside the liver mask" } else { "not liver tissue by its HU" }
+    )
+}
+
+/// The checks of one include point; `Err((found, message))` refuses it.
+#[allow(clippy::too_many_arguments)]
+pub fn check_click(
+    f: &Features,
+    b: &WorkBox,
+    domain: &Array3<bool>,
+    has_mask: bool,
+    reference: (usize, &str),
+    par: &Signature,
+    seed: &Signature,
+    click: [usize; 3],
+    spacing_mm: [f64; 3],
+    opts: &OutlineOptions,
+) -> Result<(), (Found, String)> {
+    let (r, ref_name) = reference;
+    if !domain[click] {
+        return Err((Found::OutsideLiver, outside_words(f.ref_raw[click], ref_name, has_mask)));
+    }
+    let near = ball(b, spacing_mm, click, opts.edge_radius_mm, |_| true);
+    let outside = near.iter().filter(|&&v| !domain[v]).count();
+    let frac = outside as f64 / near.len().max(1) as f64;
+    if frac > opts.edge_fraction {
+        return Err((
+            Found::LiverEdge,
+            format!(
+                "{:.0} % of the voxels within {} mm are not liver{}; click on the lesion's inside, away from the liver's surface",
+                100.0 * frac,
+                opts.edge_radius_mm,
+                if has_mask { " (by the mask)" } else { " (fat, air or dense by HU)" }
+            ),
+        ));
+    }
+    if let Some(msg) = vessel(f, r, ref_name, par, seed, click, spacing_mm, opts) {
+        return Err((Found::Vessel, msg));
+    }
+    let n = f.dims();
+    let d2 = dist2(&seed.median_hu, &par.median_hu, &par.sd_hu);
+    if d2 < chi2_999(n) {
+        let per: Vec<String> = (0..n)
+            .map(|p| {
+                format!("{:.0} HU vs the liver's {:.0} ± {:.1}", seed.median_hu[p], par.median_hu[p], par.sd_hu[p])
+            })
+            .collect();
+        return Err((
+            Found::Parenchyma,
+            format!(
+                "the click's surroundings do not differ from the liver ({}; distance {:.1} SD, a lesion needs {:.1}); nothing to outline",
+                per.join(", "),
+                d2.sqrt(),
+                chi2_999(n).sqrt()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A vessel: the click is brighter than the parenchyma in the reference phase by more than
+/// the outlier distance, and the bright voxels connected to it within
+/// `vessel_radius_mm` form a tube (second principal spread under `tubular_ratio` of the
+/// first). A bright blob (a hypervascular lesion, a filled-in haemangioma) is not a tube.
+#[allow(clippy::too_many_arguments)]
+fn vessel(
+    f: &Features,
+    r: usize,
+    ref_name: &str,
+    par: &Signature,
+    seed: &Signature,
+    click: [usize; 3],
+    sp: [f64; 3],
+    opts: &OutlineOptions,
+) -> Option<String> {
+    let (m, sd, s) = (par.median_hu[r], par.sd_hu[r], seed.median_hu[r]);
+    if s - m <= chi2_999(1).sqrt() * sd {
+        return None;
+    }
+    let thr = 0.5 * (m + s);
+    let fr = &f.phases[r];
+    let r2 = opts.vessel_radius_mm * opts.vessel_radius_mm;
+    let within = |v: [usize; 3]| (0..3).map(|a| ((v[a] as f64 - click[a] as f64) * sp[a]).powi(2)).sum::<f64>() <= r2;
+    // the bright structure need not stay inside the liver mask (vessels leave it)
+    let comp = flood(fr.dim().into(), &[click], |v| fr[v] > thr && within(v));
+    let pts: Vec<[f64; 3]> = comp
+        .indexed_iter()
+        .filter(|(_, &c)| c)
+        .map(|((k, j, i), _)| [k as f64 * sp[0], j as f64 * sp[1], i as f64 * sp[2]])
+        .collect();
+    if pts.len() < 8 {
+        return None;
+    }
+    let n = pts.len() as f64;
+    let mean: [f64; 3] = std::array::from_fn(|a| pts.iter().map(|p| p[a]).sum::<f64>() / n);
+    let mut c = [[0.0; 3]; 3];
+    for p in &pts {
+        for a in 0..3 {
+            for b in 0..3 {
+                c[a][b] += (p[a] - mean[a]) * (p[b] - mean[b]) / n;
+            }
+        }
+    }
+    let ev = sym3_eigenvalues(&c);
+    if ev[0] <= 0.0 || ev[1] / ev[0] >= opts.tubular_ratio {
+        return None;
+    }
+    Some(format!(
+        "{s:.0} HU in the {ref_name} phase, {:.0} HU above the liver's {m:.0}, in a tube about {:.0} mm wide and at least {:.0} mm long; click on the lesion instead",
+        s - m,
+        4.0 * ev[1].sqrt(),
+        12f64.sqrt() * ev[0].sqrt()
+    ))
+}
+
+/// Eigenvalues of a symmetric 3 × 3 matrix, largest first (trigonometric closed form).
+pub fn sym3_eigenvalues(a: &[[f64; 3]; 3]) -> [f64; 3] {
+    let p1 = a[0][1].powi(2) + a[0][2].powi(2) + a[1][2].powi(2);
+    let q = (a[0][0] + a[1][1] + a[2][2]) / 3.0;
+    if p1 <= 1e-12 * (1.0 + q.abs()) {
+        let mut e = [a[0][0], a[1][1], a[2][2]];
+        e.sort_by(|x, y| y.total_cmp(x));
+        return e;
+    }
+    let p2 = (a[0][0] - q).powi(2) + (a[1][1] - q).powi(2) + (a[2][2] - q).powi(2) + 2.0 * p1;
+    let p = (p2 / 6.0).sqrt();
+    let b: [[f64; 3]; 3] =
+        std::array::from_fn(|i| std::array::from_fn(|j| (a[i][j] - if i == j { q } else { 0.0 }) / p));
+    let r = (crate::volume::det3(&b) / 2.0).clamp(-1.0, 1.0);
+    let phi = r.acos() / 3.0;
+    let e1 = q + 2.0 * p * phi.cos();
+    let e3 = q + 2.0 * p * (phi + 2.0 * std::f64::consts::PI / 3.0).cos();
+    [e1, 3.0 * q - e1 - e3, e3]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eigenvalues_of_a_rotated_diagonal() {
+        // diag(9, 4, 1) rotated 30° about z
+        let (c, s) = (30f64.to_radians().cos(), 30f64.to_radians().sin());
+        let a = [
+            [9.0 * c * c + 4.0 * s * s, (9.0 - 4.0) * c * s, 0.0],
+            [(9.0 - 4.0) * c * s, 9.0 * s * s + 4.0 * c * c, 0.0],
+            [0.0, 0.0, 1.0],
+        ];
+        let e = sym3_eigenvalues(&a);
+        for (x, y) in e.iter().zip([9.0, 4.0, 1.0]) {
+            assert!((x - y).abs() < 1e-9, "{e:?}");
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! One click on a lesion outlines it in 3-D from every phase given (issue 24).
+//!
+//! [`outline_lesion`] takes the phases on one grid (registered onto the portal venous phase
+//! first), an optional liver mask and the user's prompts (include points, exclude points,
+//! LPS mm), and returns a 0/1 mask of the lesion on the phases' grid, or a refusal that
+//! says what the click found (a vessel, fat outside the liver, the liver's edge, plain
+//! parenchyma, a region that would not stop growing). [`measure::measure_outline`] gives
+//! the lesion's row (volume, RECIST axes, pattern hint, depth below the liver surface)
+//! through `lesion`, which owns those measurements.
+//!
+//! How: in a box around the clicks (default ±40 mm) every phase is smoothed; the liver's
+//! own median and robust SD per phase come from the liver mask in the box (or, without
+//! one, from the most common soft-tissue value there); the lesion's signature is the median
+//! of a small ball at the click; a voxel joins when it is an outlier from the liver
+//! (chi-square 0.999 over the phases) and nearer the lesion's signature than the liver's,
+//! connected to the click ([`grow`]). Rims and capsules join layer by layer when the shell
+//! outside differs from the liver in a way no partial-volume mixture explains. Holes are
+//! filled (haemangioma fill-in, necrotic centres) and the result closed by a few mm. A
+//! region that reaches the box's inside faces has leaked: the outlier threshold is raised
+//! and it is grown again, and after `leak_retries` tries the click is refused.
+//!
+//! Files: `region` (the box, flood fill, holes, closing), `stats` (features, robust
+//! statistics, distances), `checks` (what a click landed on), `grow` (the competition),
+//! `measure` (the lesion's row). A plain function of its inputs, cheap enough (well under
+//! a second for a 5 cm lesion) to call from a worker thread without progress or cancel.
+
+pub mod checks;
+pub mod grow;
+pub mod measure;
+pub mod region;
+pub mod stats;
+
+use ndarray::Array3;
+
+use crate::edit::VoxelBox;
+use crate::io::phase::Phase;
+use crate::volume::{CtVolume, Lps, Mask, Volume};
+use grow::{grow, Classes};
+use region::{close_mm, erode_mm, fill_holes, flood, WorkBox};
+use stats::{ball, chi2_999, parenchyma_by_mode, signature_of, Features, Signature, DENSE_HU, FAT_HU};
+
+pub use measure::{measure_outline, LesionRow};
+
+/// What the user clicked (LPS mm).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Prompts {
+    /// On the lesion: each grows a part; the outline is their union.
+    pub include: Vec<Lps>,
+    /// Not lesion (shift-click): their signature competes with the lesion's, and the part of
+    /// the outline holding one is removed.
+    pub exclude: Vec<Lps>,
+    /// Half-size of the working box in mm, instead of [`OutlineOptions::box_half_mm`].
+    pub box_half_mm: Option<f64>,
+}
+
+/// Settings; the defaults are what the CLI and viewer use. Distances in mm.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OutlineOptions {
+    /// The working box reaches this far from the clicks (8 cm box by default).
+    pub box_half_mm: f64,
+    /// The lesion's signature: the median of this ball at the click.
+    pub seed_radius_mm: f64,
+    /// A click whose ball of this radius is more than `edge_fraction` non-liver is on the edge.
+    pub edge_radius_mm: f64,
+    pub edge_fraction: f64,
+    /// Bright structure around a bright click, looked at within this radius…
+    pub vessel_radius_mm: f64,
+    /// …is a vessel when its second principal spread is under this share of the first.
+    pub tubular_ratio: f64,
+    /// Beyond the core the region grows by at most this much per step…
+    pub rim_step_mm: f64,
+    /// …for at most this many steps (rims, capsules, a periphery that differs from the centre).
+    pub max_rims: usize,
+    /// Closing radius of the final outline.
+    pub close_mm: f64,
+    /// Parts joined by necks thinner than about twice this are parted for exclude points.
+    pub neck_mm: f64,
+    /// Times the outlier threshold is doubled after a leak before the click is refused.
+    pub leak_retries: usize,
+}
+
+impl Default for OutlineOptions {
+    fn default() -> Self {
+        OutlineOptions {
+            box_half_mm: 40.0,
+            seed_radius_mm: 3.0,
+            edge_radius_mm: 5.0,
+            edge_fraction: 0.25,
+            vessel_radius_mm: 15.0,
+            tubular_ratio: 0.25,
+            rim_step_mm: 3.0,
+            max_rims: 10,
+            close_mm: 2.0,
+            neck_mm: 2.0,
+            leak_retries: 3,
+        }
+    }
+}
+
+/// What a click found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Found {
+    Lesion,
+    Vessel,
+    OutsideLiver,
+    LiverEdge,
+    Parenchyma,
+    /// The region reached the working box however strict the threshold.
+    Leak,
+}
+
+impl Found {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Found::Lesion => "a lesion",
+            Found::Vessel => "a vessel",
+            Found::OutsideLiver => "a point outside the liver",
+            Found::LiverEdge => "the liver's edge",
+            Found::Parenchyma => "liver parenchyma",
+            Found::Leak => "a region without a boundary",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutlineError {
+    #[error("no phase given; give at least the portal venous phase")]
+    NoPhases,
+    #[error("no include point: click on the lesion at least once")]
+    NoInclude,
+    #[error("phase {index} is on a different grid from phase 0 ({detail}); register or resample the phases onto one grid first")]
+    GridMismatch { index: usize, detail: String },
+    #[error("the liver mask is on a different grid from the phases ({detail}); resample it onto the phases' grid")]
+    MaskGrid { detail: String },
+    #[error("the point {at_mm:?} (LPS mm) lies outside the scan")]
+    OutsideScan { at_mm: Lps },
+    #[error("the grid is not usable: {0}")]
+    BadGeometry(String),
+    #[error("the click at ({:.1}, {:.1}, {:.1}) mm (LPS) is refused: it found {}: {message}", at_mm[0], at_mm[1], at_mm[2], found.as_str())]
+    Refused { found: Found, at_mm: Lps, message: String },
+    #[error(transparent)]
+    Lesion(#[from] crate::lesion::LesionError),
+}
+
+impl OutlineError {
+    /// What a refused click found (`None` for other errors).
+    pub fn found(&self) -> Option<Found> {
+        match self {
+            OutlineError::Refused { found, .. } => Some(*found),
+            _ => None,
+        }
+    }
+}
+
+/// A lesion outlined.
+#[derive(Clone, Debug)]
+pub struct Outline {
+    /// 1 on the lesion, 0 elsewhere, on the phases' grid.
+    pub mask: Mask,
+    pub found: Found,
+    pub voxel_count: usize,
+    pub volume_ml: f64,
+    /// The working box (`[z, y, x]`): nothing outside it changed (for partial re-uploads).
+    pub dirty: VoxelBox,
+    /// Phases in the order given.
+    pub phases: Vec<Phase>,
+    /// The liver's median and robust SD per phase (smoothed values).
+    pub parenchyma: Signature,
+    /// Each include point's signature.
+    pub seeds: Vec<Signature>,
+    /// Rim/capsule layers added, per include point.
+    pub rims: Vec<usize>,
+    /// How many times a leak made the threshold stricter (0: none).
+    pub tightened: usize,
+    /// Things the user should know (an exclude point that removed nothing, …).
+    pub warnings: Vec<String>,
+}
+
+/// Index of the phase whose brightness marks vessels: portal venous, else delayed, else the first.
+pub fn reference_phase(names: &[Phase]) -> usize {
+    names
+        .iter()
+        .position(|&p| p == Phase::PortalVenous)
+        .or_else(|| names.iter().position(|&p| p == Phase::Delayed))
+        .unwrap_or(0)
+}
+
+fn voxel_of(g: &crate::volume::Geometry, p: Lps) -> Result<[usize; 3], OutlineError> {
+    let ijk = g.world_to_index(p);
+    if !g.contains_index(ijk) {
+        return Err(OutlineError::OutsideScan { at_mm: p });
+    }
+    let [nz, ny, nx] = g.shape;
+    let r = |x: f64, n: usize| (x.round().max(0.0) as usize).min(n - 1);
+    Ok([r(ijk[2], nz), r(ijk[1], ny), r(ijk[0], nx)])
+}
+
+fn check_grids(phases: &[(Phase, &CtVolume)], liver: Option<&Mask>) -> Result<(), OutlineError> {
+    let g0 = &phases.first().ok_or(OutlineError::NoPhases)?.1.geometry;
+    g0.validate().map_err(OutlineError::BadGeometry)?;
+    let same = |g: &crate::volume::Geometry| g.shape == g0.shape && g.max_corner_distance_mm(g0) <= 0.01;
+    for (n, (_, v)) in phases.iter().enumerate() {
+        if !same(&v.geometry) || v.data.dim() != (g0.shape[0], g0.shape[1], g0.shape[2]) {
+            return Err(OutlineError::GridMismatch {
+                index: n,
+                detail: format!(
+                    "shape {:?} vs {:?}, corners {:.2} mm apart",
+                    v.geometry.shape,
+                    g0.shape,
+                    v.geometry.max_corner_distance_mm(g0)
+                ),
+            });
+        }
+    }
+    if let Some(m) = liver {
+        if !same(&m.geometry) || m.data.dim() != (g0.shape[0], g0.shape[1], g0.shape[2]) {
+            return Err(OutlineError::MaskGrid { detail: format!("shape {:?} vs {:?}", m.geometry.shape, g0.shape) });
+        }
+    }
+    Ok(())
+}
+
+/// Outlines the lesion under `prompts.include` from all of `phases` (one grid). `liver`: a
+/// label mask on that grid (any non-zero label is liver; label 1, when present, is the
+/// parenchyma its statistics come from). See the module doc for the method.
+pub fn outline_lesion(
+    phases: &[(Phase, &CtVolume)],
+    liver: Option<&Mask>,
+    prompts: &Prompts,
+    opts: &OutlineOptions,
+) -> Result<Outline, OutlineError> {
+    check_grids(phases, liver)?;
+    if prompts.include.is_empty() {
+        return Err(OutlineError::NoInclude);
+    }
+    let g = &phases[0].1.geometry;
+    let sp = g.spacing_mm;
+    let names: Vec<Phase> = phases.iter().map(|(p, _)| *p).collect();
+    let r = reference_phase(&names);
+    let ref_name = names[r].as_str();
+    let inc: Vec<[usize; 3]> = prompts.include.iter().map(|&p| voxel_of(g, p)).collect::<Result<_, _>>()?;
+    let exc: Vec<[usize; 3]> = prompts.exclude.iter().map(|&p| voxel_of(g, p)).collect::<Result<_, _>>()?;
+    let b = WorkBox::around(&inc, prompts.box_half_mm.unwrap_or(opts.box_half_mm), sp, g.shape);
+    let vols: Vec<&CtVolume> = phases.iter().map(|(_, v)| *v).collect();
+    let f = Features::build(&vols, r, &b);
+    let lo = b.vox.lo;
+
+    // where the lesion may be, and the parenchyma's statistics
+    let (domain, par) = match liver {
+        Some(m) => {
+            let sub = m.data.slice(ndarray::s![lo[0]..b.vox.hi[0], lo[1]..b.vox.hi[1], lo[2]..b.vox.hi[2]]);
+            let domain = ndarray::Zip::from(&sub).and(&f.covered).map_collect(|&l, &c| l != 0 && c);
+            let has_one = sub.iter().any(|&l| l == 1);
+            let par_vox: Vec<[usize; 3]> = sub
+                .indexed_iter()
+                .filter(|&((k, j, i), &l)| f.covered[[k, j, i]] && if has_one { l == 1 } else { l != 0 })
+                .map(|((k, j, i), _)| [k, j, i])
+                .collect();
+            (domain, signature_of(&f, &par_vox))
+        }
+        None => {
+            let domain = ndarray::Zip::from(&f.ref_raw)
+                .and(&f.covered)
+                .map_collect(|&v, &c| c && (FAT_HU..=DENSE_HU).contains(&v));
+            let par = parenchyma_by_mode(&f, r, &domain);
+            (domain, par)
+        }
+    };
+    let at = |n: usize| prompts.include[n];
+    for (n, &v) in inc.iter().enumerate() {
+        let c = b.local(v).expect("clicks lie in their own box");
+        if !domain[c] {
+            return Err(OutlineError::Refused {
+                found: Found::OutsideLiver,
+                at_mm: at(n),
+                message: checks::outside_words(f.ref_raw[c], ref_name, liver.is_some()),
+            });
+        }
+    }
+    let Some(par) = par else {
+        return Err(OutlineError::Refused {
+            found: Found::OutsideLiver,
+            at_mm: at(0),
+            message: "no liver within the working box to compare the lesion with".into(),
+        });
+    };
+    let local = |v: [usize; 3]| b.local(v).expect("clicks lie in their own box");
+    let seed_ball = |c: [usize; 3]| ball(&b, sp, c, opts.seed_radius_mm, |v| domain[v]);
+
+    // the clicks: what they landed on, and their signatures
+    let mut seeds = Vec::new();
+    let mut seed_balls = Vec::new();
+    for (n, &v) in inc.iter().enumerate() {
+        let c = local(v);
+        let balls = seed_ball(c);
+        let refuse = |(found, message): (Found, String)| OutlineError::Refused { found, at_mm: at(n), message };
+        let sig = signature_of(&f, &balls);
+        let sig = match sig {
+            Some(s) => s,
+            None => {
+                return Err(refuse((
+                    Found::OutsideLiver,
+                    format!("{:.0} HU in the {ref_name} phase ({})", f.ref_raw[c], checks::tissue_words(f.ref_raw[c])),
+                )))
+            }
+        };
+        checks::check_click(&f, &b, &domain, liver.is_some(), (r, ref_name), &par, &sig, c, sp, opts)
+            .map_err(refuse)?;
+        seeds.push(sig);
+        seed_balls.push(balls);
+    }
+    let background: Vec<Vec<f32>> = exc
+        .iter()
+        .filter_map(|&v| b.local(v))
+        .filter_map(|c| signature_of(&f, &ball(&b, sp, c, opts.seed_radius_mm, |v| domain[v])))
+        .map(|s| s.median_hu)
+        .collect();
+
+    // grow, tightening after a leak
+    let base2 = chi2_999(f.dims());
+    let mut tightened = 0;
+    let (mut region, rims) = loop {
+        let classes =
+            Classes { parenchyma: &par, background: background.clone(), outlier2: base2 * 2f32.powi(tightened as i32) };
+        let mut region = Array3::from_elem(b.shape(), false);
+        let mut rims = Vec::new();
+        for (s, balls) in seeds.iter().zip(&seed_balls) {
+            let g = grow(&f, &domain, &classes, s, balls, sp, opts);
+            ndarray::Zip::from(&mut region).and(&g.region).for_each(|a, &x| *a |= x);
+            rims.push(g.rims);
+        }
+        if !b.touches_inner_face(&region) {
+            break (region, rims);
+        }
+        if tightened >= opts.leak_retries {
+            return Err(OutlineError::Refused {
+                found: Found::Leak,
+                at_mm: at(0),
+                message: format!(
+                    "the region reached the edge of the {:.0} mm working box even with the threshold raised {tightened} times; click nearer the lesion's centre, shift-click what it leaks into, or give a liver mask",
+                    2.0 * prompts.box_half_mm.unwrap_or(opts.box_half_mm)
+                ),
+            });
+        }
+        tightened += 1;
+    };
+
+    // rims, capsules and fill-in: holes filled, small gaps closed, then inside the liver
+    region = fill_holes(&region);
+    region = close_mm(&region, sp, opts.close_mm);
+    ndarray::Zip::from(&mut region).and(&domain).for_each(|a, &d| *a &= d);
+    region = fill_holes(&region);
+    ndarray::Zip::from(&mut region).and(&domain).for_each(|a, &d| *a &= d);
+    let inc_local: Vec<[usize; 3]> = inc.iter().map(|&v| local(v)).collect();
+    let mut warnings = Vec::new();
+    remove_excluded(&mut region, &inc_local, &exc, &b, sp, opts, &mut warnings);
+    let keep_seeds: Vec<[usize; 3]> = seed_balls.iter().flatten().copied().collect();
+    let cur = region.clone();
+    region = flood(b.shape(), &keep_seeds, |v| cur[v]);
+
+    let mut mask = Volume::filled(g.clone(), 0u8);
+    let mut count = 0usize;
+    for ((k, j, i), &x) in region.indexed_iter() {
+        if x {
+            mask.data[[k + lo[0], j + lo[1], i + lo[2]]] = 1;
+            count += 1;
+        }
+    }
+    if count == 0 {
+        return Err(OutlineError::Refused {
+            found: Found::Parenchyma,
+            at_mm: at(0),
+            message: "no voxel near the click differs enough from the liver to outline".into(),
+        });
+    }
+    Ok(Outline {
+        volume_ml: count as f64 * crate::cluster::voxel_volume_ml(g),
+        voxel_count: count,
+        mask,
+        found: Found::Lesion,
+        dirty: b.vox,
+        phases: names,
+        parenchyma: par,
+        seeds,
+        rims,
+        tightened,
+        warnings,
+    })
+}
+
+/// Removes the part of `region` holding each exclude point: the region eroded by
+/// `neck_mm` splits at thin necks; the piece under the point (grown back by `neck_mm`,
+/// within the region) goes, with any include point on it, unless it holds every include
+/// point (then the exclude point only competes as a background signature).
+fn remove_excluded(
+    region: &mut Array3<bool>,
+    include: &[[usize; 3]],
+    exclude: &[[usize; 3]],
+    b: &WorkBox,
+    sp: [f64; 3],
+    opts: &OutlineOptions,
+    warnings: &mut Vec<String>,
+) {
+    for &e in exclude {
+        let Some(c) = b.local(e) else { continue };
+        if !region[c] {
+            continue;
+        }
+        let core = erode_mm(region, sp, opts.neck_mm);
+        // the eroded piece nearest the point (it may sit in the eroded-away margin)
+        let near = ball(b, sp, c, opts.neck_mm + sp.iter().cloned().fold(0.0, f64::max), |v| core[v]);
+        let piece = flood(b.shape(), &near, |v| core[v]);
+        if include.iter().all(|&i| piece[i]) || !piece.iter().any(|&x| x) {
+            warnings.push(format!(
+                "the exclude point at voxel ({}, {}, {}) lies on the same part as every include point: nothing removed; its HU still count against the lesion",
+                e[2], e[1], e[0]
+            ));
+            continue;
+        }
+        if include.iter().any(|&i| piece[i]) {
+            warnings.push(format!(
+                "the exclude point at voxel ({}, {}, {}) removed a part an include point grew",
+                e[2], e[1], e[0]
+            ));
+        }
+        let grown = crate::cluster::dilate_mm(&piece, sp, opts.neck_mm);
+        ndarray::Zip::from(&mut *region).and(&grown).for_each(|r, &g| *r &= !g);
+    }
+}
