@@ -405,7 +405,7 @@ pub fn simulate_follow_up(phases: &[SimPhase], liver: &Mask, opts: &SimOptions) 
         followup_viable_long_axis_mm: v_long,
         recist: recist_category(b_long, f_long, 0),
         mrecist: recist_category(b_long, v_long, 0),
-        baseline_to_followup: opts.baseline_to_followup.clone(),
+        baseline_to_followup: opts.baseline_to_followup,
         phase_liver_hu: phases.iter().zip(&stats).map(|(p, &(m, s))| (p.phase, m, s)).collect(),
     };
     Ok(SimulatedPair { baseline, baseline_mask, followup, followup_mask, followup_parts, truth })

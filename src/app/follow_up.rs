@@ -171,8 +171,11 @@ struct CompareOutcome {
     baseline: VisitMeasure,
     baseline_phases: Vec<AlignedPhase>,
     baseline_mask: Arc<Mask>,
-    visits: Vec<(analysis::AlignedComparison, Arc<Mask>, String, String, Vec<AlignedPhase>)>,
+    visits: Vec<VisitOutcome>,
 }
+
+/// One follow-up visit compared: the comparison, its mask, label, source name and phases.
+type VisitOutcome = (analysis::AlignedComparison, Arc<Mask>, String, String, Vec<AlignedPhase>);
 
 struct NudgeOutcome {
     label: String,

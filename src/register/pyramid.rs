@@ -95,7 +95,8 @@ pub fn downsample(img: &[f32], src: &Level, dst: &Level, scratch: &mut Vec<f32>)
 pub fn coarsened(vol: &CtVolume, voxel_mm: f64) -> CtVolume {
     let g = &vol.geometry;
     let finest = g.spacing_mm.iter().cloned().fold(f64::INFINITY, f64::min);
-    if !(finest > 0.0) || voxel_mm <= finest {
+    // NaN spacing counts as no spacing: nothing to coarsen
+    if finest.is_nan() || finest <= 0.0 || voxel_mm <= finest {
         return vol.clone();
     }
     let (full, small) = (Level::full(g), Level::shrunk(g, voxel_mm / finest));

@@ -133,7 +133,10 @@ impl FoldedUNet {
     /// Class probabilities `[n, classes, h, w]` (softmax over the classes) for NCHW input
     /// `x` of `n` slices of `h` × `w`.
     pub fn probabilities(&self, x: &[f32], n: usize, h: usize, w: usize) -> Result<Vec<f32>, SegmentError> {
-        if x.len() != n * self.in_channels * h * w || h % self.multiple != 0 || w % self.multiple != 0 {
+        if x.len() != n * self.in_channels * h * w
+            || !h.is_multiple_of(self.multiple)
+            || !w.is_multiple_of(self.multiple)
+        {
             return Err(SegmentError::Model(format!(
                 "U-Net input of {} values for {n} slices of {h} × {w}: needs {} channels and sides that are multiples of {}",
                 x.len(),

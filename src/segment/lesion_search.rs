@@ -261,9 +261,9 @@ mod tests {
                 -100.0
             } else if missed[p] || ball(p, [36.0, 45.0, 86.0], 12.0) {
                 40.0
-            } else if (15..75).contains(&i) && (2.0 * k as f64 - 36.0).powi(2) + (j as f64 - 75.0).powi(2) <= 36.0 {
-                170.0
-            } else if found(p) {
+            } else if ((15..75).contains(&i) && (2.0 * k as f64 - 36.0).powi(2) + (j as f64 - 75.0).powi(2) <= 36.0)
+                || found(p)
+            {
                 170.0
             } else {
                 100.0

@@ -259,8 +259,12 @@ pub struct SliceCallback {
     /// Made in `prepare`, used in `paint`: the only hand-over egui_wgpu offers per callback.
     /// With it, the pipelines the uniforms were made for: the CT draw's, and the overlay
     /// draw's with the framebuffer pixels it may touch.
-    bind_group: Mutex<Option<(wgpu::BindGroup, usize, Option<(usize, PxRect)>)>>,
+    bind_group: Mutex<Option<PreparedBindGroup>>,
 }
+
+/// The bind group, the CT pipeline's index, and the overlay pipeline's index with the
+/// framebuffer pixels it may touch.
+type PreparedBindGroup = (wgpu::BindGroup, usize, Option<(usize, PxRect)>);
 
 impl SliceCallback {
     pub fn new(rect: egui::Rect, desc: SliceViewDesc) -> Self {
