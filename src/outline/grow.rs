@@ -122,7 +122,19 @@ pub fn grow(
             lesion.push(sig);
         }
         let before = region.iter().filter(|&&b| b).count();
-        let next = ndarray::Zip::indexed(&region).and(&d2).map_collect(|(k, j, i), &r, &d| r || (d <= step2 && ok([k, j, i], &lesion)));
+        // within the step: lesion-like voxels, and outliers no blend of the liver with the
+        // lesion explains (a haemangioma's nodules, a rim's brightest parts)
+        let mut explained = lesion.clone();
+        explained.push(inside.median_hu.clone());
+        let unexplained = |v: [usize; 3]| {
+            classes.d2(f, v, &par) > classes.outlier2 && {
+                let x = f.at(v);
+                explained.iter().all(|l| off_mixture2(&x, &par, l, &sd) > classes.outlier2)
+            }
+        };
+        let next = ndarray::Zip::indexed(&region).and(&d2).map_collect(|(k, j, i), &r, &d| {
+            r || (d <= step2 && domain[[k, j, i]] && (ok([k, j, i], &lesion) || unexplained([k, j, i])))
+        });
         region = next;
         rims += 1;
         if region.iter().filter(|&&b| b).count() == before {
