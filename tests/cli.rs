@@ -569,8 +569,7 @@ fn reading_commands_leave_the_study_folder_exactly_as_it_was() {
     ];
     for args in runs {
         let o = hepaview().args(&args).env("XDG_DATA_HOME", tmp.path().join("data-home")).output().unwrap();
-        // segment may refuse a phantom it finds implausible; what matters is the folder
-        eprintln!("{:?}: {}", args[0], o.status);
+        assert!(o.status.success(), "hepaview {:?}: {}", args[0], String::from_utf8_lossy(&o.stderr));
         assert_eq!(tree_state(&demo), before, "hepaview {:?} changed the study folder", args[0]);
     }
 }
