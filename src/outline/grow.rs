@@ -1,10 +1,12 @@
 //! Region competition from one click: a voxel joins the lesion when its feature vector
 //! (smoothed HU in every phase) is an outlier from the parenchyma and lies nearer to one of
 //! the lesion's signatures than to the parenchyma (or to an exclude point's signature),
-//! and it is 6-connected to the click. The first signature is the click's own; then, layer
-//! by layer, the shell just outside the region is tested: when its median is not a
-//! partial-volume mixture of the region and the parenchyma it is a rim or capsule, its
-//! signature joins the lesion's and the region may grow one more `rim_step_mm` into it.
+//! and it is 6-connected to the click. The first signature is the click's own. Then, step
+//! by step, the two voxel layers just outside the region are looked at voxel by voxel:
+//! where most of a layer is an outlier that no partial-volume blend of the liver with the
+//! lesion explains, it is a rim, capsule or periphery, and the median of its purer half
+//! becomes another signature; where most of it is lesion-like or such an outlier, the
+//! region takes every such voxel within `rim_step_mm` more; otherwise it has met the liver.
 
 use ndarray::Array3;
 

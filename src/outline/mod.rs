@@ -250,7 +250,11 @@ pub fn outline_lesion(
     let (domain, par) = match liver {
         Some(m) => {
             let sub = m.data.slice(ndarray::s![lo[0]..b.vox.hi[0], lo[1]..b.vox.hi[1], lo[2]..b.vox.hi[2]]);
-            let domain = ndarray::Zip::from(&sub).and(&f.covered).map_collect(|&l, &c| l != 0 && c);
+            // a mask's edge may take in fat, lung or bone by a voxel or two: not lesion either
+            let domain = ndarray::Zip::from(&sub)
+                .and(&f.covered)
+                .and(&f.ref_raw)
+                .map_collect(|&l, &c, &v| l != 0 && c && (FAT_HU..=DENSE_HU).contains(&v));
             let has_one = sub.iter().any(|&l| l == 1);
             let par_vox: Vec<[usize; 3]> = sub
                 .indexed_iter()
@@ -338,8 +342,9 @@ pub fn outline_lesion(
                 found: Found::Leak,
                 at_mm: at(0),
                 message: format!(
-                    "the region reached the edge of the {:.0} mm working box even with the threshold raised {tightened} times; click nearer the lesion's centre, shift-click what it leaks into, or give a liver mask",
-                    2.0 * prompts.box_half_mm.unwrap_or(opts.box_half_mm)
+                    "the region reached the edge of the {:.0} mm working box even with the threshold raised {tightened} times; click nearer the lesion's centre, shift-click what it leaks into{}, or give a larger box for a larger lesion",
+                    2.0 * prompts.box_half_mm.unwrap_or(opts.box_half_mm),
+                    if liver.is_some() { "" } else { ", give a liver mask" }
                 ),
             });
         }
