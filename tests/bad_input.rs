@@ -5,6 +5,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::tags;
 use hepaview::io::dicom::{self, no_progress, DicomError};
 use hepaview::io::nifti::{self, NiftiError};
 
@@ -230,4 +232,214 @@ fn good_nifti_matches_its_dicom_twin() {
     let (d, _, _) = dicom::load_folder(&odd.join("broken/series_ok"), None).unwrap();
     assert!(n.geometry.max_corner_distance_mm(&d.geometry) < 0.01, "{:?} vs {:?}", n.geometry, d.geometry);
     assert_eq!(n.data, d.data);
+}
+
+// ---- Issue 25, round two: damaged headers made from copies of `broken/series_ok` ----
+
+/// A copy of `broken/series_ok` (5 slices, 64 × 64) in a new folder, with `damage` applied
+/// to the slices it names (by their index in file-name order).
+fn damaged_series(odd: &Path, damage: &dyn Fn(usize, &mut dicom_object::DefaultDicomObject)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, f) in series_ok(odd).iter().enumerate() {
+        let mut obj = dicom_object::open_file(f).unwrap();
+        damage(i, &mut obj);
+        obj.write_to_file(dir.path().join(f.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+fn put_ds(obj: &mut dicom_object::DefaultDicomObject, tag: dicom_core::Tag, values: &[f64]) {
+    let text: Vec<String> = values.iter().map(|v| format!("{v}")).collect();
+    obj.put(DataElement::new(tag, VR::DS, PrimitiveValue::from(text.join("\\"))));
+}
+
+fn ipp(obj: &dicom_object::DefaultDicomObject) -> Vec<f64> {
+    obj.element(tags::IMAGE_POSITION_PATIENT).unwrap().to_multi_float64().unwrap()
+}
+
+fn only_series(dir: &Path) -> (dicom::DicomScan, dicom::SeriesInfo) {
+    let scan = dicom::scan(dir, &no_progress).unwrap();
+    let s = scan.all_series().next().expect("a series").clone();
+    (scan, s)
+}
+
+fn all_warnings(scan: &dicom::DicomScan) -> String {
+    scan.warnings
+        .iter()
+        .chain(scan.all_series().flat_map(|s| s.warnings.iter()))
+        .map(|w| w.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_frame_count_the_bytes_cannot_hold_is_refused_at_once() {
+    let Some(odd) = odd() else { return };
+    for n in ["1000000000", "20000000"] {
+        let dir = damaged_series(&odd, &|i, o| {
+            if i == 2 {
+                o.put(DataElement::new(tags::NUMBER_OF_FRAMES, VR::IS, PrimitiveValue::from(n)));
+            }
+        });
+        let (scan, s) = only_series(dir.path());
+        let text = all_warnings(&scan);
+        assert!(text.contains("NumberOfFrames says") && text.contains("cannot hold"), "{text}");
+        assert_eq!(s.frames.len(), 4, "the other slices still load");
+        assert!(dicom::load_series(&s, &no_progress).is_ok());
+    }
+}
+
+#[test]
+fn a_slice_without_a_usable_position_is_set_aside_not_stacked_with_a_tilt() {
+    let Some(odd) = odd() else { return };
+    for bad in [Some(f64::NAN), Some(1e15), Some(1e300), None] {
+        let dir = damaged_series(&odd, &|i, o| {
+            if i == 1 {
+                match bad {
+                    Some(z) => {
+                        let mut p = ipp(o);
+                        p[2] = z;
+                        put_ds(o, tags::IMAGE_POSITION_PATIENT, &p);
+                    }
+                    None => {
+                        o.remove_element(tags::IMAGE_POSITION_PATIENT);
+                    }
+                }
+            }
+        });
+        let (scan, s) = only_series(dir.path());
+        let text = all_warnings(&scan);
+        assert!(text.contains("no usable ImagePositionPatient"), "{bad:?}: {text}");
+        assert!(!text.contains("gantry tilt"), "{bad:?}: an invented tilt: {text}");
+        assert_eq!(s.frames.len(), 4, "{bad:?}");
+        assert!(s.geometry.shape[0] <= 5, "{bad:?}: {:?}", s.geometry.shape);
+        assert_eq!(s.geometry.direction[2], [0.0, 0.0, 1.0], "{bad:?}");
+    }
+}
+
+#[test]
+fn slices_a_hair_apart_or_a_metre_away_never_make_a_huge_volume() {
+    let Some(odd) = odd() else { return };
+    // z0, z0 + 0.01, z0 + 1000 (and the rest where they were)
+    let dir = damaged_series(&odd, &|i, o| {
+        let mut p = ipp(o);
+        let z0 = p[2] - 2.5 * i as f64; // the series' steps are regular
+        match i {
+            1 => p[2] = z0 + 0.01,
+            2 => p[2] = z0 + 1000.0,
+            _ => {}
+        }
+        put_ds(o, tags::IMAGE_POSITION_PATIENT, &p);
+    });
+    match dicom::scan(dir.path(), &no_progress) {
+        Ok(scan) => {
+            for s in scan.all_series() {
+                assert!(
+                    s.geometry.shape[0] <= 2 * s.frames.len() + 1,
+                    "{:?} from {} slices",
+                    s.geometry.shape,
+                    s.frames.len()
+                );
+            }
+            let text = all_warnings(&scan);
+            assert!(text.contains("left out") && text.contains("would need"), "{text}");
+        }
+        // the only series refused: the error says why
+        Err(e) => assert!(e.to_string().contains("left out") && e.to_string().contains("would need"), "{e}"),
+    }
+}
+
+#[test]
+fn two_reconstructions_a_hair_apart_in_one_series_keep_one() {
+    let Some(odd) = odd() else { return };
+    let src = damaged_series(&odd, &|_, _| {});
+    // a second reconstruction: every slice again, 0.01 mm further along, new instance UIDs
+    for (i, f) in series_ok(&odd).iter().enumerate() {
+        let mut o = dicom_object::open_file(f).unwrap();
+        let mut p = ipp(&o);
+        p[2] += 0.01;
+        put_ds(&mut o, tags::IMAGE_POSITION_PATIENT, &p);
+        let uid = format!("1.2.826.0.1.3680043.8.498.77.{i}");
+        o.put(DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from(uid.as_str())));
+        o.meta_mut().media_storage_sop_instance_uid = uid;
+        o.write_to_file(src.path().join(format!("recon2_{i}.dcm"))).unwrap();
+    }
+    let (scan, s) = only_series(src.path());
+    assert_eq!(s.frames.len(), 5);
+    assert_eq!(s.geometry.shape[0], 5);
+    let text = all_warnings(&scan);
+    assert!(text.contains("two reconstructions"), "{text}");
+}
+
+#[test]
+fn a_damaged_orientation_is_repaired_and_said_never_doubling_voxels() {
+    let Some(odd) = odd() else { return };
+    let (_, good) = only_series(damaged_series(&odd, &|_, _| {}).path());
+    let scaled =
+        damaged_series(&odd, &|_, o| put_ds(o, tags::IMAGE_ORIENTATION_PATIENT, &[2.0, 0.0, 0.0, 0.0, 2.0, 0.0]));
+    let (scan, s) = only_series(scaled.path());
+    assert_eq!(s.geometry.spacing_mm, good.geometry.spacing_mm);
+    assert_eq!(s.geometry.direction, good.geometry.direction);
+    assert!(all_warnings(&scan).contains("not 1 (normalised)"), "{}", all_warnings(&scan));
+    let skewed =
+        damaged_series(&odd, &|_, o| put_ds(o, tags::IMAGE_ORIENTATION_PATIENT, &[1.0, 0.0, 0.0, 0.2, 0.98, 0.0]));
+    let (scan, s) = only_series(skewed.path());
+    let [r, c, _] = s.geometry.direction;
+    let d: f64 = (0..3).map(|i| r[i] * c[i]).sum();
+    assert!(d.abs() < 1e-9, "row·column = {d}");
+    assert!(all_warnings(&scan).contains("not 90°"), "{}", all_warnings(&scan));
+}
+
+#[test]
+fn a_missing_or_nan_intercept_on_ct_is_said() {
+    let Some(odd) = odd() else { return };
+    for nan in [false, true] {
+        let dir = damaged_series(&odd, &|_, o| {
+            if nan {
+                o.put(DataElement::new(tags::RESCALE_INTERCEPT, VR::DS, PrimitiveValue::from("NaN")));
+            } else {
+                o.remove_element(tags::RESCALE_INTERCEPT);
+            }
+        });
+        let (scan, _) = only_series(dir.path());
+        assert!(all_warnings(&scan).contains("RescaleIntercept missing"), "{}", all_warnings(&scan));
+    }
+}
+
+#[test]
+fn pixel_spacing_that_differs_or_is_absurd_is_never_used_silently() {
+    let Some(odd) = odd() else { return };
+    let dir = damaged_series(&odd, &|i, o| {
+        if i == 3 {
+            put_ds(o, tags::PIXEL_SPACING, &[0.9, 0.9]);
+        }
+    });
+    let (scan, s) = only_series(dir.path());
+    assert_eq!(s.frames.len(), 4);
+    assert!(all_warnings(&scan).contains("PixelSpacing 0.900"), "{}", all_warnings(&scan));
+    let dir = damaged_series(&odd, &|_, o| {
+        o.put(DataElement::new(tags::PIXEL_SPACING, VR::DS, PrimitiveValue::from("inf\\inf")));
+        o.put(DataElement::new(tags::SLICE_THICKNESS, VR::DS, PrimitiveValue::from("1e39")));
+    });
+    let (scan, s) = only_series(dir.path());
+    assert!(s.geometry.spacing_mm.iter().all(|v| v.is_finite() && *v < 1e3), "{:?}", s.geometry.spacing_mm);
+    assert!(all_warnings(&scan).contains("no PixelSpacing"), "{}", all_warnings(&scan));
+}
+
+/// A folder entry that cannot be read (here a link to nowhere; a subfolder without read
+/// permission fails the same way, but root, who runs CI, may read any folder) is named,
+/// never dropped in silence, and the rest loads.
+#[test]
+fn an_unreadable_entry_of_a_folder_is_named() {
+    let Some(odd) = odd() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    copy_into(dir.path(), &series_ok(&odd));
+    std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("more-slices")).unwrap();
+    let scan = dicom::scan(dir.path(), &no_progress).unwrap();
+    assert!(
+        scan.warnings.iter().any(|w| w.path.ends_with("more-slices") && w.what.contains("could not be read")),
+        "{:?}",
+        scan.warnings
+    );
+    assert_eq!(scan.all_series().next().unwrap().frames.len(), 5);
 }

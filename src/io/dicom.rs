@@ -126,6 +126,11 @@ pub struct Frame {
     pub placed: bool,
     /// False when PixelSpacing was missing (1 mm assumed).
     pub spacing_known: bool,
+    /// False when RescaleIntercept was missing or not a number (0 assumed).
+    pub intercept_known: bool,
+    /// What was wrong with ImageOrientationPatient and how it was repaired (not unit
+    /// length: normalised; not orthogonal: the column made orthogonal to the row).
+    pub orientation_repaired: Option<String>,
 }
 
 /// What a file's header says, as much as Hepaview needs.
@@ -220,30 +225,45 @@ pub fn no_progress(_: usize, _: usize) -> bool {
     true
 }
 
-/// Lists every regular file under `root` (or `root` itself when it is a file).
-fn list_files(root: &Path) -> Result<Vec<PathBuf>, DicomError> {
+/// Lists every regular file under `root` (or `root` itself when it is a file), with a
+/// warning for each folder or link that could not be read: a subfolder without read
+/// permission must not silently drop its slices.
+fn list_files(root: &Path) -> Result<(Vec<PathBuf>, Vec<Warning>), DicomError> {
     if !root.exists() {
         return Err(DicomError::Io {
             path: root.to_path_buf(),
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
         });
     }
+    let mut warnings = Vec::new();
     let mut files: Vec<PathBuf> = walkdir::WalkDir::new(root)
         .follow_links(true)
         .into_iter()
         // the viewer's own autosave folder beside a study holds no images: not a problem to report
         .filter_entry(|e| !(e.depth() > 0 && e.file_type().is_dir() && e.file_name() == super::SESSION_DIR_NAME))
-        .filter_map(|e| e.ok())
+        .filter_map(|e| match e {
+            Ok(e) => Some(e),
+            Err(err) => {
+                let path = err.path().unwrap_or(root).to_path_buf();
+                let why = err.io_error().map(|e| e.to_string()).unwrap_or_else(|| err.to_string());
+                warnings.push(Warning::new(
+                    path,
+                    format!("could not be read ({why}): any slices in it are missing"),
+                    "check its permissions or the link, then open the study again",
+                ));
+                None
+            }
+        })
         .filter(|e| e.file_type().is_file())
         .map(|e| e.into_path())
         .collect();
     files.sort();
-    Ok(files)
+    Ok((files, warnings))
 }
 
 /// Scans a folder (recursively) or one file and plans every image series in it.
 pub fn scan(root: &Path, progress: Progress) -> Result<DicomScan, DicomError> {
-    let files = list_files(root)?;
+    let (files, listing_warnings) = list_files(root)?;
     let total = files.len();
     let done = AtomicUsize::new(0);
     let cancelled = std::sync::atomic::AtomicBool::new(false);
@@ -269,7 +289,7 @@ pub fn scan(root: &Path, progress: Progress) -> Result<DicomScan, DicomError> {
     if root.is_file() && matches!(results.first(), Some(Err(_))) {
         results.swap_remove(0)?;
     }
-    let mut warnings = Vec::new();
+    let mut warnings = listing_warnings;
     let mut headers = Vec::new();
     let mut skipped_reasons: BTreeMap<&'static str, usize> = BTreeMap::new();
     for r in results {
@@ -297,8 +317,9 @@ pub fn scan(root: &Path, progress: Progress) -> Result<DicomScan, DicomError> {
                 skipped_reasons.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ")
             );
         }
-        if let Some(w) = warnings.first() {
-            hint.push_str(&format!("; first problem: {w}"));
+        if !warnings.is_empty() {
+            let first: Vec<String> = warnings.iter().take(3).map(|w| w.to_string()).collect();
+            hint.push_str(&format!("; problems: {}", first.join("; ")));
         }
         return Err(DicomError::NoImages { path: root.to_path_buf(), files: total, hint });
     }
@@ -502,10 +523,27 @@ fn read_header(path: &Path) -> Result<FileHeader, DicomError> {
         signed: get_int(&obj, tags::PIXEL_REPRESENTATION).unwrap_or(0) == 1,
         samples_per_pixel: get_int(&obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1) as u16,
     };
-    let n_frames = get_int(&obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
+    let claimed_frames = get_int(&obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1);
+    let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    // A claimed frame count is checked against the bytes present before anything is sized
+    // by it: NumberOfFrames = 1e9 in a 0.5 MB file must be refused at once, not allocated.
+    // Uncompressed frames need their full size; a compressed one at least a fragment header.
+    let frame_bytes = (rows as u64) * (columns as u64) * (pixel.bits_allocated.max(8) as u64 / 8);
+    let is_native_ts = is_native(&transfer_syntax);
+    let min_frame_bytes = if is_native_ts { frame_bytes.max(1) } else { 8 };
+    if (claimed_frames as u64).saturating_mul(min_frame_bytes) > file_len.saturating_add(min_frame_bytes) {
+        return Err(DicomError::Unsupported {
+            path: path.to_path_buf(),
+            what: format!(
+                "NumberOfFrames says {claimed_frames} frames, but the file's {file_len} bytes cannot hold them \
+                 (each needs at least {min_frame_bytes}); the header is damaged"
+            ),
+        });
+    }
+    let n_frames = claimed_frames as usize;
     let per_frame_items = obj.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|e| e.items());
     let shared = first_item(&obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
-    let mut frames = Vec::with_capacity(n_frames);
+    let mut frames = Vec::with_capacity(n_frames.min(4096));
     for f in 0..n_frames {
         let pf = per_frame_items.and_then(|items| items.get(f));
         let ipp =
@@ -523,7 +561,8 @@ fn read_header(path: &Path) -> Result<FileHeader, DicomError> {
         let intercept = frame_attr(&obj, pf, shared, tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, |o| {
             get_f64(o, tags::RESCALE_INTERCEPT)
         });
-        let ipp = ipp.filter(|v| v.len() >= 3 && v.iter().all(|x| x.is_finite()));
+        // Positions beyond 10 km are damaged values, not a patient (1e15, 1e300).
+        let ipp = ipp.filter(|v| v.len() >= 3 && v.iter().all(|x| x.is_finite() && x.abs() < 1e7));
         let iop = iop.filter(|v| {
             v.len() >= 6
                 && v.iter().all(|x| x.is_finite())
@@ -535,7 +574,12 @@ fn read_header(path: &Path) -> Result<FileHeader, DicomError> {
         let stack_z = get_int(&obj, tags::INSTANCE_NUMBER).unwrap_or(0) as f64 + f as f64;
         let ipp = ipp.unwrap_or_else(|| vec![0.0, 0.0, stack_z * thickness.filter(|t| *t > 0.0).unwrap_or(1.0)]);
         let iop = iop.unwrap_or_else(|| vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
-        let spacing_known = spacing.as_ref().is_some_and(|s| s.len() >= 2 && s[0] > 0.0 && s[1] > 0.0);
+        let (iop, orientation_repaired) = orthonormal_orientation(&iop);
+        // A pixel is more than a micrometre and less than a metre wide (inf, 1e39: damaged).
+        let spacing_known = spacing
+            .as_ref()
+            .is_some_and(|s| s.len() >= 2 && s[..2].iter().all(|v| v.is_finite() && *v > 1e-3 && *v < 1e3));
+        let thickness = thickness.filter(|t| t.is_finite() && *t > 0.0 && *t < 1e3);
         let spacing = if spacing_known { spacing.unwrap_or_default() } else { vec![1.0, 1.0] };
         let slope = slope.filter(|s| *s != 0.0 && s.is_finite()).unwrap_or(1.0);
         frames.push(Frame {
@@ -547,6 +591,8 @@ fn read_header(path: &Path) -> Result<FileHeader, DicomError> {
             slice_thickness_mm: thickness,
             rescale_slope: slope,
             rescale_intercept: intercept.filter(|v| v.is_finite()).unwrap_or(0.0),
+            intercept_known: intercept.is_some_and(|v| v.is_finite()),
+            orientation_repaired,
             instance_number: get_int(&obj, tags::INSTANCE_NUMBER),
             placed,
             spacing_known,
@@ -582,6 +628,34 @@ fn read_header(path: &Path) -> Result<FileHeader, DicomError> {
         pixel,
         frames,
     })
+}
+
+/// ImageOrientationPatient as two unit, orthogonal directions, and what had to be repaired:
+/// a row or column of length ≠ 1 would scale every voxel size derived from it (0.703 mm
+/// written as 1.406), and non-orthogonal ones make a grid no NIfTI qform can hold.
+fn orthonormal_orientation(v: &[f64]) -> (Vec<f64>, Option<String>) {
+    let (r, c) = ([v[0], v[1], v[2]], [v[3], v[4], v[5]]);
+    let (nr, nc) = (norm(r), norm(c));
+    let mut notes = Vec::new();
+    if (nr - 1.0).abs() > 1e-3 || (nc - 1.0).abs() > 1e-3 {
+        notes.push(format!("its row and column vectors have lengths {nr:.4} and {nc:.4}, not 1 (normalised)"));
+    }
+    let r = r.map(|x| x / nr);
+    let c = c.map(|x| x / nc);
+    let d = dot(r, c);
+    let c = if d.abs() > 1e-3 {
+        notes.push(format!(
+            "its row and column are {:.2}° apart, not 90° (the column made orthogonal to the row)",
+            d.clamp(-1.0, 1.0).acos().to_degrees()
+        ));
+        let o = sub(c, r.map(|x| x * d));
+        let n = norm(o);
+        o.map(|x| x / n)
+    } else {
+        c
+    };
+    let repaired = (!notes.is_empty()).then(|| format!("ImageOrientationPatient is damaged: {}", notes.join("; ")));
+    (vec![r[0], r[1], r[2], c[0], c[1], c[2]], repaired)
 }
 
 /// Groups headers into studies and series and plans each series.
@@ -621,8 +695,9 @@ fn round_key(v: f64, step: f64) -> i64 {
     (v / step).round() as i64
 }
 
-/// Rows, columns and rounded orientation: slices with equal keys can share one grid.
-type StackKey = (usize, usize, [i64; 6]);
+/// Rows, columns, rounded orientation and pixel spacing: slices with equal keys can share
+/// one grid.
+type StackKey = (usize, usize, [i64; 6], [i64; 2]);
 
 /// Key of a "stack": slices that can share one grid (same orientation and size).
 fn stack_key(h: &FileHeader, f: &Frame) -> StackKey {
@@ -638,6 +713,7 @@ fn stack_key(h: &FileHeader, f: &Frame) -> StackKey {
             round_key(o[1][1], 1e-3),
             round_key(o[1][2], 1e-3),
         ],
+        [round_key(f.pixel_spacing_mm[0], 1e-3), round_key(f.pixel_spacing_mm[1], 1e-3)],
     )
 }
 
@@ -719,6 +795,14 @@ fn plan_series(files: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Option<Se
             let h = &kept[hi];
             let what = if (key.0, key.1) != (main_key.0, main_key.1) {
                 format!("slice is {}×{} but the series is {}×{}", key.1, key.0, main_key.1, main_key.0)
+            } else if key.3 != main_key.3 {
+                format!(
+                    "PixelSpacing {:.3} × {:.3} mm differs from the series' {:.3} × {:.3} mm",
+                    key.3[0] as f64 * 1e-3,
+                    key.3[1] as f64 * 1e-3,
+                    main_key.3[0] as f64 * 1e-3,
+                    main_key.3[1] as f64 * 1e-3
+                )
             } else {
                 "slice orientation differs from the rest of the series (scout or reformat?)".into()
             };
@@ -778,12 +862,73 @@ fn plan_series(files: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Option<Se
             set_aside.push(path);
         }
     }
-    let frames = unique;
+    let mut frames = unique;
+    // A slice without a usable position among placed ones cannot be stacked by its
+    // InstanceNumber with them (that invents a gantry tilt): it is set aside.
+    if frames.iter().any(|f| f.placed) && frames.iter().any(|f| !f.placed) {
+        for f in frames.iter().filter(|f| !f.placed) {
+            series_warnings.push(Warning::new(
+                &f.path,
+                "set aside: no usable ImagePositionPatient (missing, not a number or absurd) or ImageOrientationPatient",
+                "the other slices are placed by their positions",
+            ));
+            if !set_aside.contains(&f.path) {
+                set_aside.push(f.path.clone());
+            }
+        }
+        frames.retain(|f| f.placed);
+    }
+    // Two reconstructions of one series a hair apart (interleaved under one
+    // SeriesInstanceUID) would make the hair the "most common step": thousands of slices.
+    // Positions closer than a fifth of the slice spacing are taken as the same position.
+    if frames.len() >= 3 {
+        let mut steps: Vec<f64> =
+            frames.windows(2).map(|w| dot(normal, sub(w[1].position_mm, w[0].position_mm))).collect();
+        steps.sort_by(|a, b| a.total_cmp(b));
+        let upper_median = steps[steps.len() / 2];
+        let typical = frames[0].slice_thickness_mm.unwrap_or(0.0).max(upper_median);
+        let mut kept_frames: Vec<Frame> = Vec::with_capacity(frames.len());
+        let mut near = 0usize;
+        for f in frames {
+            if let Some(prev) = kept_frames.last() {
+                if dot(normal, sub(f.position_mm, prev.position_mm)).abs() < 0.2 * typical {
+                    near += 1;
+                    if !set_aside.contains(&f.path) {
+                        set_aside.push(f.path.clone());
+                    }
+                    continue;
+                }
+            }
+            kept_frames.push(f);
+        }
+        if near > 0 {
+            series_warnings.push(Warning::new(
+                &lead.path,
+                format!(
+                    "{near} slice(s) lie within {:.2} mm of another slice along the slice direction (two \
+                     reconstructions interleaved in one series?)",
+                    0.2 * typical
+                ),
+                "the first slice at each position is used, the others set aside",
+            ));
+        }
+        frames = kept_frames;
+    }
     if frames.iter().any(|f| !f.placed) {
         series_warnings.push(Warning::new(
             &lead.path,
             "no ImagePositionPatient/ImageOrientationPatient: slices stacked by InstanceNumber, position in the patient unknown",
             "measurements within a slice are valid; do not link this series to others",
+        ));
+    }
+    if let Some(what) = frames.iter().find_map(|f| f.orientation_repaired.clone()) {
+        series_warnings.push(Warning::new(&lead.path, what, "voxel sizes and directions use the repaired orientation"));
+    }
+    if (lead.modality == "CT" || lead.modality.is_empty()) && frames.iter().any(|f| !f.intercept_known) {
+        series_warnings.push(Warning::new(
+            &lead.path,
+            "RescaleIntercept missing or not a number: intercept 0 assumed",
+            "if air reads about +1000 instead of -1000, the values are stored + 1024: the HU are shifted",
         ));
     }
     if frames.iter().any(|f| !f.spacing_known) {
@@ -814,6 +959,25 @@ fn plan_series(files: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Option<Se
         let tol = (0.01 * common).max(0.005);
         let uneven: Vec<usize> =
             steps.iter().enumerate().filter(|(_, s)| (**s - common).abs() > tol).map(|(i, _)| i).collect();
+        // Resampling to the common step must not invent a volume far larger than the
+        // slices present (z0, z0 + 0.01, z0 + 1000 would ask for 100,000 slices): memory
+        // stays within about twice the voxels really there, or the series is refused.
+        let span = offsets[offsets.len() - 1];
+        let planned = span / common + 1.0;
+        if !uneven.is_empty() && !(planned.is_finite() && planned <= 2.0 * frames.len() as f64 + 1.0) {
+            warnings.extend(series_warnings);
+            warnings.push(Warning::new(
+                &lead.path,
+                format!(
+                    "series {:?} left out: its slice positions span {span:.1} mm in uneven steps (most common \
+                     {common:.3} mm), so a regular grid would need {planned:.0} slices for its {} files",
+                    lead.series_description,
+                    frames.len()
+                ),
+                "the positions (ImagePositionPatient) are damaged or the series mixes scans; split it or fix the files",
+            ));
+            return None;
+        }
         if !uneven.is_empty() {
             let gaps: Vec<String> = uneven
                 .iter()
