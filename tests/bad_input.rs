@@ -443,3 +443,115 @@ fn an_unreadable_entry_of_a_folder_is_named() {
     );
     assert_eq!(scan.all_series().next().unwrap().frames.len(), 5);
 }
+
+// ---- Issue 25, round two: damaged NIfTI headers and streams, from `broken/ok_64x64x5.nii.gz` ----
+
+/// The uncompressed bytes of the control NIfTI (348-byte header, then the voxels).
+fn ok_nifti_bytes(odd: &Path) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(odd.join("broken/ok_64x64x5.nii.gz")).unwrap())
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+fn set_i16(b: &mut [u8], at: usize, v: i16) {
+    b[at..at + 2].copy_from_slice(&v.to_le_bytes());
+}
+
+fn set_f32(b: &mut [u8], at: usize, v: f32) {
+    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+/// NIfTI-1 header offsets.
+const DATATYPE: usize = 70;
+const BITPIX: usize = 72;
+const PIXDIM: usize = 76;
+const QFORM_CODE: usize = 252;
+const SFORM_CODE: usize = 254;
+const QUATERN_B: usize = 256;
+const SROW_X: usize = 280;
+
+fn write_nii(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn nifti_colour_complex_or_contradictory_datatypes_are_refused_before_the_crate() {
+    let Some(odd) = odd() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    for (datatype, bitpix, want) in
+        [(128, 24, "RGB24"), (32, 64, "complex64"), (1792, 128, "complex128"), (4, 8, "contradicts")]
+    {
+        let mut b = ok_nifti_bytes(&odd);
+        set_i16(&mut b, DATATYPE, datatype);
+        set_i16(&mut b, BITPIX, bitpix);
+        let p = write_nii(dir.path(), &format!("dt{datatype}_{bitpix}.nii"), &b);
+        let err = nifti::read_ct(&p).unwrap_err().to_string();
+        assert!(err.contains(want) && err.contains(p.file_name().unwrap().to_str().unwrap()), "{err}");
+        assert!(nifti::read_geometry(&p).is_err(), "info refuses it too");
+    }
+}
+
+#[test]
+fn nifti_qform_with_negative_pixdim_or_a_long_quaternion_keeps_the_voxel_size() {
+    let Some(odd) = odd() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut base = ok_nifti_bytes(&odd);
+    set_i16(&mut base, SFORM_CODE, 0); // the qform alone says where the voxels are
+    set_i16(&mut base, QFORM_CODE, 1);
+    let (good, _) = nifti::read_ct(&write_nii(dir.path(), "qform.nii", &base)).unwrap();
+    let mut neg = base.clone();
+    let sx = f32::from_le_bytes(neg[PIXDIM + 4..PIXDIM + 8].try_into().unwrap());
+    set_f32(&mut neg, PIXDIM + 4, -sx);
+    let (v, w) = nifti::read_ct(&write_nii(dir.path(), "neg.nii", &neg)).unwrap();
+    assert_eq!(v.geometry.direction, good.geometry.direction, "a negative pixdim must not flip left and right");
+    assert_eq!(v.geometry.spacing_mm, good.geometry.spacing_mm);
+    assert!(w.iter().any(|w| w.what.contains("negative voxel size")), "{w:?}");
+    let mut long = base.clone();
+    set_f32(&mut long, QUATERN_B + 8, 1.5); // d = 1.5: (b, c, d) longer than 1
+    let (v, w) = nifti::read_ct(&write_nii(dir.path(), "long.nii", &long)).unwrap();
+    assert_eq!(v.geometry.spacing_mm, good.geometry.spacing_mm, "the quaternion must not scale the voxels");
+    assert!(w.iter().any(|w| w.what.contains("quaternion has length")), "{w:?}");
+}
+
+#[test]
+fn nifti_with_a_nan_or_infinite_origin_is_refused() {
+    let Some(odd) = odd() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    for (i, v) in [f32::NAN, f32::INFINITY].into_iter().enumerate() {
+        let mut b = ok_nifti_bytes(&odd);
+        set_f32(&mut b, SROW_X + 12, v);
+        let p = write_nii(dir.path(), &format!("origin{i}.nii"), &b);
+        let err = nifti::read_ct(&p).unwrap_err();
+        assert!(matches!(err, NiftiError::Degenerate { .. }), "{err}");
+    }
+}
+
+#[test]
+fn nifti_gzip_with_a_flipped_bit_or_a_bad_crc_is_an_error() {
+    use std::io::Write;
+    let Some(odd) = odd() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let raw = ok_nifti_bytes(&odd);
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&raw).unwrap();
+    let gz = enc.finish().unwrap();
+    let p = dir.path().join("good.nii.gz");
+    std::fs::write(&p, &gz).unwrap();
+    assert!(nifti::read_ct(&p).is_ok(), "the re-compressed control reads");
+    let n = gz.len();
+    let mut crc = gz.clone();
+    crc[n - 8] ^= 0x5a; // the trailer's CRC-32
+    let mut flipped = gz.clone();
+    flipped[n / 2] ^= 0x10; // a bit in the middle of the deflate stream
+    for (name, bytes) in [("crc.nii.gz", crc), ("flipped.nii.gz", flipped)] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let err = nifti::read_ct(&p).expect_err(name).to_string();
+        assert!(err.contains(name), "{err}");
+    }
+}

@@ -1184,8 +1184,8 @@ fn parse_overrides(raw: &[String]) -> Result<Vec<(usize, Phase)>> {
 
 fn info(path: &Path, json: bool, raw_overrides: &[String]) -> Result<()> {
     if is_nifti(path) {
-        let (vol, warnings) = nifti::read_volume::<f32>(path)?;
-        let g = &vol.geometry;
+        let (geometry, warnings) = nifti::read_geometry(path)?;
+        let g = &geometry;
         if json {
             println!(
                 "{}",

@@ -28,6 +28,8 @@ pub enum NiftiError {
     Degenerate { path: PathBuf, what: String },
     #[error("{path}: unsupported NIfTI content: {what}")]
     Unsupported { path: PathBuf, what: String },
+    #[error("{path}: the compressed data is damaged ({what}); re-export or re-copy it")]
+    Corrupt { path: PathBuf, what: String },
     #[error("{path}: not a readable NIfTI-1 file: {source}")]
     Read { path: PathBuf, source: nifti::NiftiError },
     #[error("{path}: could not open: {source}")]
@@ -57,14 +59,70 @@ const RAS_FROM_LPS: [f64; 3] = [-1.0, -1.0, 1.0];
 
 fn read_object(path: &Path) -> Result<nifti::InMemNiftiObject, NiftiError> {
     check_size_plausible(path)?;
-    ReaderOptions::new().read_file(path).map_err(|e| classify_read_error(path, e))
+    let read = || -> Result<nifti::InMemNiftiObject, NiftiError> {
+        if !is_gz(path) {
+            return ReaderOptions::new().read_file(path).map_err(|e| classify_read_error(path, e));
+        }
+        let file = std::fs::File::open(path).map_err(|source| NiftiError::Open { path: path.to_path_buf(), source })?;
+        let mut gz = flate2::read::GzDecoder::new(std::io::BufReader::new(file));
+        let obj = nifti::InMemNiftiObject::from_reader(&mut gz).map_err(|e| classify_read_error(path, e))?;
+        // The reader stops after the voxels; reading on to the end makes flate2 check the
+        // gzip trailer (CRC-32 and length), so a flipped bit mid-stream is an error, not
+        // a silently wrong voxel.
+        std::io::copy(&mut gz, &mut std::io::sink())
+            .map_err(|e| NiftiError::Corrupt { path: path.to_path_buf(), what: e.to_string() })?;
+        Ok(obj)
+    };
+    // The header was checked (`check_size_plausible`) so the crate should not panic; if a
+    // header it does not expect still makes it, that is an error about this file.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|_| {
+        Err(NiftiError::Unsupported { path: path.to_path_buf(), what: "the NIfTI reader failed on this header".into() })
+    })
+}
+
+/// What a NIfTI-1 datatype code is, and its bits per voxel: Hepaview reads the scalar
+/// types; colour (RGB24, RGBA32), complex and 128-bit floats are refused by name before
+/// the `nifti` crate sees them (it panics on some of them).
+fn datatype_bits(datatype: i16) -> Result<i16, &'static str> {
+    match datatype {
+        2 | 256 => Ok(8),
+        4 | 512 => Ok(16),
+        8 | 16 | 768 => Ok(32),
+        64 | 1024 | 1280 => Ok(64),
+        128 => Err("RGB24 colour"),
+        2304 => Err("RGBA32 colour"),
+        32 => Err("complex64"),
+        1792 => Err("complex128"),
+        2048 => Err("complex256"),
+        1536 => Err("float128"),
+        1 => Err("1-bit binary"),
+        _ => Err("an unknown datatype code"),
+    }
 }
 
 /// Refuses a header whose dims claim more data than the file can hold, before the reader
 /// reserves memory for it: a corrupt header must not cost gigabytes. Deflate cannot
 /// expand more than about 1032:1, which bounds what a `.nii.gz` can hold.
 fn check_size_plausible(path: &Path) -> Result<(), NiftiError> {
-    let h = NiftiHeader::from_file(path).map_err(|e| classify_read_error(path, e))?;
+    let h = std::panic::catch_unwind(|| NiftiHeader::from_file(path))
+        .map_err(|_| NiftiError::Unsupported { path: path.to_path_buf(), what: "the header cannot be parsed".into() })?
+        .map_err(|e| classify_read_error(path, e))?;
+    let unsupported = |what: String| NiftiError::Unsupported { path: path.to_path_buf(), what };
+    match datatype_bits(h.datatype) {
+        Err(kind) => {
+            return Err(unsupported(format!(
+                "datatype {} ({kind}); Hepaview reads scalar volumes (integers or floats)",
+                h.datatype
+            )))
+        }
+        Ok(bits) if bits != h.bitpix => {
+            return Err(unsupported(format!(
+                "bitpix {} contradicts datatype {} (which has {bits} bits per voxel): the header is damaged",
+                h.bitpix, h.datatype
+            )))
+        }
+        Ok(_) => {}
+    }
     let dims = h.dim().map_err(|e| NiftiError::Read { path: path.to_path_buf(), source: e })?;
     let voxels = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
     let bytes = voxels.and_then(|v| v.checked_mul((h.bitpix.max(8) as u64) / 8));
@@ -105,9 +163,30 @@ fn ras_affine(h: &NiftiHeader, path: &Path, warnings: &mut Vec<Warning>) -> Resu
         }
         return Ok(a);
     }
-    let pix = [h.pixdim[1] as f64, h.pixdim[2] as f64, h.pixdim[3] as f64];
+    let raw = [h.pixdim[1] as f64, h.pixdim[2] as f64, h.pixdim[3] as f64];
+    // The voxel size is pixdim's magnitude, as nifti1_io and nibabel read it: a negative
+    // pixdim must not mirror the image (the orientation is the quaternion's and qfac's).
+    let pix = raw.map(f64::abs);
+    if h.qform_code > 0 && raw.iter().any(|v| *v < 0.0) {
+        warnings.push(Warning::new(
+            path,
+            format!("negative voxel size in pixdim {raw:?}"),
+            "its magnitude is used, as nibabel and the NIfTI reference library do (no flip)",
+        ));
+    }
     if h.qform_code > 0 {
-        let (b, c, d) = (h.quatern_b as f64, h.quatern_c as f64, h.quatern_d as f64);
+        let (mut b, mut c, mut d) = (h.quatern_b as f64, h.quatern_c as f64, h.quatern_d as f64);
+        let bcd = (b * b + c * c + d * d).sqrt();
+        if bcd > 1.0 + 1e-4 {
+            // As nifti1_io: (b, c, d) of length > 1 is a 180° turn; normalise it, never
+            // let it scale the axes.
+            warnings.push(Warning::new(
+                path,
+                format!("the qform quaternion has length {bcd:.4} > 1"),
+                "normalised, as the NIfTI reference library does; check the orientation",
+            ));
+            (b, c, d) = (b / bcd, c / bcd, d / bcd);
+        }
         let a = (1.0 - (b * b + c * c + d * d)).max(0.0).sqrt();
         let r = [
             [a * a + b * b - c * c - d * d, 2.0 * (b * c - a * d), 2.0 * (b * d + a * c)],
@@ -140,6 +219,9 @@ pub fn header_geometry(h: &NiftiHeader, path: &Path, warnings: &mut Vec<Warning>
     let n = |i: usize| dims.get(i).copied().unwrap_or(1) as usize;
     let a = ras_affine(h, path, warnings)?;
     let degenerate = |what: String| NiftiError::Degenerate { path: path.to_path_buf(), what };
+    if a.iter().flatten().any(|v| !v.is_finite()) {
+        return Err(degenerate(format!("the voxel-to-world affine holds NaN or infinity: {a:?}")));
+    }
     let mut cols = [[0.0; 3]; 3];
     for (axis, col) in cols.iter_mut().enumerate() {
         for row in 0..3 {
@@ -179,6 +261,17 @@ pub fn header_geometry(h: &NiftiHeader, path: &Path, warnings: &mut Vec<Warning>
         origin_mm: origin,
         direction: dir,
     })
+}
+
+/// The geometry and header warnings of a NIfTI file, from its header alone (`hepaview
+/// info`): the header is checked as for reading, but no voxel is decoded, so a large or
+/// damaged file costs nothing.
+pub fn read_geometry(path: &Path) -> Result<(Geometry, Vec<Warning>), NiftiError> {
+    check_size_plausible(path)?;
+    let h = NiftiHeader::from_file(path).map_err(|e| classify_read_error(path, e))?;
+    let mut warnings = Vec::new();
+    let g = header_geometry(&h, path, &mut warnings)?;
+    Ok((g, warnings))
 }
 
 /// Reads a scalar NIfTI volume as `T` (scaling by scl_slope/scl_inter applied), in `[z, y, x]`.
