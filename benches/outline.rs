@@ -7,8 +7,9 @@
 //!     the centre, three phases and the portal venous phase alone, with its liver mask;
 //!   - `../shared/data/triphase-hcc048/dicom` (512 × 512 × 89, 0.70 × 0.70 × 2.5 mm), the
 //!     three phases resampled onto the portal venous grid (not registered: the outline
-//!     costs the same either way), clicked at `--at X,Y,Z` (default: in the right lobe's
-//!     HCC), without a liver mask.
+//!     costs the same either way), without a liver mask, clicked at `--at X,Y,Z` (default:
+//!     a darker area at the dome where growth leaks, the slowest path: four growths, then a
+//!     refusal) and on plain parenchyma (refused at once).
 //!
 //! `cargo bench --bench outline` runs each `--runs` times (default 5) on a rayon pool of
 //! `--threads` threads (default 2) and prints the median and range of the outline alone and
@@ -24,8 +25,12 @@ use hepaview::phantom::{make_phantom, LesionKind, PhantomOptions};
 use hepaview::study::Study;
 use hepaview::volume::{CtVolume, Interp, Lps, Mask};
 
-/// In the large HCC of hcc048's right lobe (found on the portal venous phase).
-const HCC048_AT: Lps = [-96.0, -10.0, -296.0];
+/// A darker area at the liver's dome in hcc048, without a mask: the region finds no
+/// boundary within the box, so this times the worst path (four growths, then a refusal).
+/// The README's large HCC was not located for this bench; the U-Net labels no tumour here.
+const HCC048_AT: Lps = [-48.5, 8.4, -233.5];
+/// Plain right-lobe parenchyma of hcc048: the refusal path.
+const HCC048_PARENCHYMA: Lps = [-88.6, -53.4, -290.0];
 
 struct Timing {
     case: String,
@@ -124,6 +129,8 @@ fn main() {
         let pv: Vec<(Phase, &CtVolume)> = three.iter().copied().filter(|(p, _)| *p == Phase::PortalVenous).collect();
         out.push(time_case(&format!("triphase-hcc048 at {at:?}, 3 phases, no mask"), &three, None, at, runs));
         out.push(time_case(&format!("triphase-hcc048 at {at:?}, portal venous, no mask"), &pv, None, at, runs));
+        let p = HCC048_PARENCHYMA;
+        out.push(time_case(&format!("triphase-hcc048 parenchyma {p:?}, 3 phases, no mask"), &three, None, p, runs));
     });
     println!("{:<62} {:>12} {:>22} {:>10}  result", "case", "outline s", "outline + measure s", "mL");
     for t in &out {
