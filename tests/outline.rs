@@ -303,3 +303,57 @@ fn an_exclude_point_on_a_leak_removes_it() {
     eprintln!("exclude: {} -> {} voxels; {:?}", two.voxel_count, one.voxel_count, one.warnings);
     assert!(dice(&one, &ta) >= dice(&two, &ta));
 }
+
+/// `hepaview outline` on the demo study written to disk: JSON on stdout, the mask written,
+/// never overwritten, and a refused click exits non-zero saying what it found.
+#[test]
+fn the_cli_outlines_prints_json_and_refuses_with_a_non_zero_exit() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let study = dir.path().join("study");
+    let files = hepaview::phantom::write_demo_study(
+        &study,
+        &PhantomOptions { breathing_scale: 0.0, ..PhantomOptions::default() },
+    )
+    .expect("demo study written");
+    let first = &files.dicom[0].1[0];
+    let dicom = files
+        .dicom
+        .iter()
+        .flat_map(|(_, f)| f.iter())
+        .fold(first.parent().expect("a folder").to_path_buf(), |acc, f| {
+            acc.ancestors().find(|a| f.starts_with(a)).expect("a common folder").to_path_buf()
+        });
+    let hcc = case().ph.lesions.iter().find(|l| l.kind == LesionKind::Hcc).expect("an HCC").clone();
+    let out = dir.path().join("lesion.nii.gz");
+    let run = |at: Lps| {
+        Command::new(env!("CARGO_BIN_EXE_hepaview"))
+            .arg("outline")
+            .arg(&dicom)
+            .arg(format!("--at={},{},{}", at[0], at[1], at[2]))
+            .arg("--mask")
+            .arg(&files.labels)
+            .arg("--no-register")
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .expect("hepaview runs")
+    };
+    let ok = run(hcc.centre_mm);
+    let stderr = String::from_utf8_lossy(&ok.stderr);
+    assert!(ok.status.success(), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&ok.stdout).expect("stdout is JSON");
+    let ml = json["lesion"]["volume_ml"].as_f64().expect("a volume");
+    assert!((ml - hcc.volume_ml).abs() < 0.25 * hcc.volume_ml, "{ml} mL vs {}", hcc.volume_ml);
+    assert!(json["lesion"]["lesion"]["recist"]["long_axis_mm"].as_f64().is_some());
+    assert!(out.is_file());
+    let again = run(hcc.centre_mm);
+    assert!(!again.status.success(), "an existing --out is never overwritten");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    std::fs::remove_file(&out).expect("removed");
+    let vessel = run([-67.5, 11.5, -188.5]);
+    let msg = String::from_utf8_lossy(&vessel.stderr);
+    assert!(!vessel.status.success(), "a vessel click exits non-zero");
+    assert!(msg.contains("a vessel"), "{msg}");
+    assert!(!out.exists(), "a refused click writes nothing");
+}

@@ -359,6 +359,11 @@ pub fn outline_lesion(
     ndarray::Zip::from(&mut region).and(&domain).for_each(|a, &d| *a &= d);
     let inc_local: Vec<[usize; 3]> = inc.iter().map(|&v| local(v)).collect();
     let mut warnings = Vec::new();
+    if tightened > 0 {
+        warnings.push(format!(
+            "the region leaked to the edge of the working box at the liver's own threshold; it was grown again with the threshold doubled {tightened} time(s), so faint edges may be left out: check the outline"
+        ));
+    }
     remove_excluded(&mut region, &inc_local, &exc, &b, sp, opts, &mut warnings);
     let keep_seeds: Vec<[usize; 3]> = seed_balls.iter().flatten().copied().collect();
     let cur = region.clone();
