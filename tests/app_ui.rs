@@ -1152,3 +1152,94 @@ fn viewing_a_study_without_editing_writes_nothing_beside_it() {
     let after: Vec<_> = std::fs::read_dir(dir.join("dicom")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(before, after, "the study folder is as it was");
 }
+
+/// Issue 24: with the Outline tool, one click on the full-size phantom's HCC (which the
+/// mask here leaves as liver, as the network might) outlines it in 3-D as one undoable
+/// edit of the tumour label, and its row (volume, RECIST, depth, hint) appears.
+#[test]
+fn one_click_outlines_the_phantom_hcc_and_shows_its_row() {
+    use hepaview::phantom::{make_phantom, LesionKind};
+    let opts = PhantomOptions::default();
+    let ph = make_phantom(&opts);
+    let hcc = ph.lesions.iter().find(|l| l.kind == LesionKind::Hcc).expect("an HCC").clone();
+    let mut study = Study::demo(&opts);
+    // the liver as a network that missed the HCC would give it: lesions labelled liver
+    let labels = study.labels.as_mut().expect("the demo has labels");
+    let liver_only = labels.mask.data.mapv(|l| (l != 0) as u8);
+    std::sync::Arc::make_mut(&mut labels.mask).data.assign(&liver_only);
+    let mut h = harness(HepaviewApp::new(study));
+    h.run();
+    h.state_mut().view.crosshair_mm[2] = hcc.centre_mm[2];
+    h.run();
+    // where world x, y lie on screen in the portal venous viewport: two navigation clicks
+    let (p1, p2) = (Pos2::new(800.0, 380.0), Pos2::new(880.0, 460.0));
+    let mut seen = Vec::new();
+    for p in [p1, p2] {
+        h.hover_at(p);
+        h.event(Event::PointerButton {
+            pos: p,
+            button: PointerButton::Primary,
+            pressed: true,
+            modifiers: Modifiers::NONE,
+        });
+        h.event(Event::PointerButton {
+            pos: p,
+            button: PointerButton::Primary,
+            pressed: false,
+            modifiers: Modifiers::NONE,
+        });
+        h.run();
+        seen.push(h.state().view.crosshair_mm);
+    }
+    let to_screen =
+        |w: f64, a: usize, s1: f32, s2: f32| s1 + (s2 - s1) * ((w - seen[0][a]) / (seen[1][a] - seen[0][a])) as f32;
+    let at = Pos2::new(to_screen(hcc.centre_mm[0], 0, p1.x, p2.x), to_screen(hcc.centre_mm[1], 1, p1.y, p2.y));
+    h.key_press(Key::O);
+    h.run();
+    assert_eq!(h.state().edit.tool, hepaview::app::edit::Tool::Outline);
+    let steps = h.state().edit.history.undo_steps();
+    h.hover_at(at);
+    h.event(Event::PointerButton {
+        pos: at,
+        button: PointerButton::Primary,
+        pressed: true,
+        modifiers: Modifiers::NONE,
+    });
+    h.event(Event::PointerButton {
+        pos: at,
+        button: PointerButton::Primary,
+        pressed: false,
+        modifiers: Modifiers::NONE,
+    });
+    h.run();
+    let click = *h.state().outline.prompts.include.first().expect("the click became a prompt");
+    let off: f64 = (0..3).map(|a| (click[a] - hcc.centre_mm[a]).powi(2)).sum::<f64>().sqrt();
+    assert!(off < hcc.radius_mm / 2.0, "the click landed {off:.1} mm from the HCC's centre");
+    wait_for(&mut h, |app| !app.outline.is_running());
+    let app = h.state();
+    assert!(app.outline.error.is_none(), "{:?}", app.outline.error);
+    assert_eq!(app.edit.history.undo_steps(), steps + 1, "one click, one undo step");
+    // the outline against the phantom's true HCC
+    let m = &app.study.labels.as_ref().unwrap().mask;
+    let g = &m.geometry;
+    let (mut both, mut outlined, mut truth) = (0usize, 0usize, 0usize);
+    for ((k, j, i), &v) in m.data.indexed_iter() {
+        let p = g.index_to_world([i as f64, j as f64, k as f64]);
+        let inside_true = ph.labels.data[[k, j, i]] == 2
+            && (0..3).map(|a| (p[a] - hcc.centre_mm[a]).powi(2)).sum::<f64>().sqrt() <= hcc.radius_mm + 3.0;
+        both += (v == 2 && inside_true) as usize;
+        outlined += (v == 2) as usize;
+        truth += inside_true as usize;
+    }
+    let dice = 2.0 * both as f64 / (outlined + truth) as f64;
+    assert!(dice > 0.8, "outline Dice {dice:.3} against the true HCC");
+    let row = app.outline.row.as_ref().expect("the lesion's row");
+    assert!((row.volume_ml - outlined as f64 * g.spacing_mm.iter().product::<f64>() / 1000.0).abs() < 0.05);
+    let text = hepaview::app::outline::row_text(row);
+    assert!(text.contains("RECIST") && text.contains("below the liver surface") && text.contains("Hint"), "{text}");
+    // the panel shows it
+    assert!(h.query_by_label_contains("RECIST").is_some(), "the row is in the side panel");
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.run();
+    assert!(!h.state().study.labels.as_ref().unwrap().mask.data.iter().any(|&v| v == 2), "undo takes it out");
+}

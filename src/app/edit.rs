@@ -53,11 +53,14 @@ pub enum Tool {
     Grow,
     /// Press and drag draws a freehand outline on the slice; letting go fills it.
     Lasso,
+    /// A click on a lesion outlines it in 3-D from every phase (`app::outline`); shift-click
+    /// marks what is not lesion.
+    Outline,
 }
 
 impl Tool {
-    pub const ALL: [Tool; 6] =
-        [Tool::Navigate, Tool::Brush, Tool::Eraser, Tool::ThresholdBrush, Tool::Grow, Tool::Lasso];
+    pub const ALL: [Tool; 7] =
+        [Tool::Navigate, Tool::Brush, Tool::Eraser, Tool::ThresholdBrush, Tool::Grow, Tool::Lasso, Tool::Outline];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -67,6 +70,7 @@ impl Tool {
             Tool::ThresholdBrush => "Threshold brush (T)",
             Tool::Grow => "Region grow (G)",
             Tool::Lasso => "Lasso fill (P)",
+            Tool::Outline => "Outline lesion (O)",
         }
     }
 }
@@ -478,8 +482,19 @@ impl EditPanel {
                     }
                 }
             }
-            Tool::Navigate => {}
+            // clicks go to `app::outline::OutlinePanel::click`, which computes off this thread
+            Tool::Navigate | Tool::Outline => {}
         }
+    }
+
+    /// Paints `region` (non-zero voxels, on the mask's grid, zero outside `within`) with the
+    /// active label under the paint rules, as one undo step, journaled like any edit.
+    /// Returns whether anything changed.
+    pub fn paint_region(&mut self, study: &mut Study, region: &Mask, within: &VoxelBox) -> bool {
+        let before = self.history.undo_steps();
+        let paint = self.paint();
+        self.apply(study, |m| crate::edit::tools::paint_region(m, region, within, &paint));
+        self.history.undo_steps() > before
     }
 
     pub fn undo(&mut self, study: &mut Study) {
@@ -634,6 +649,7 @@ impl EditPanel {
                 (egui::Key::T, Tool::ThresholdBrush),
                 (egui::Key::G, Tool::Grow),
                 (egui::Key::P, Tool::Lasso),
+                (egui::Key::O, Tool::Outline),
                 (egui::Key::Escape, Tool::Navigate),
             ] {
                 if i.key_pressed(k) {
@@ -778,7 +794,8 @@ impl EditPanel {
             Tool::Lasso => {
                 ui.label(RichText::new("Drag an outline on a slice; letting go fills it.").small());
             }
-            Tool::Navigate => {}
+            // its settings and results are the outline panel's, shown below this one
+            Tool::Navigate | Tool::Outline => {}
         }
         ui.horizontal(|ui| {
             if ui.add_enabled(self.history.can_undo(), egui::Button::new("Undo")).on_hover_text("Ctrl+Z").clicked() {

@@ -6,6 +6,7 @@ pub mod analysis;
 pub mod edit;
 pub mod follow_up;
 pub mod gpu;
+pub mod outline;
 pub mod registration;
 pub mod screenshot;
 pub mod segment;
@@ -69,6 +70,8 @@ pub struct HepaviewApp {
     pub edit: edit::EditPanel,
     /// The U-Net segmentation button.
     pub segment: segment::SegmentPanel,
+    /// The one-click lesion outline (the Outline tool's prompts, results, lesion row).
+    pub outline: outline::OutlinePanel,
     /// The 3D view of the label mask's surfaces (V shows it beside the slice views).
     pub view3d: view3d::View3d,
     /// Follow-up visits: response against the baseline, nudges, re-pairing.
@@ -98,6 +101,7 @@ impl HepaviewApp {
             analysis: analysis::AnalysisPanel::default(),
             edit: edit::EditPanel::default(),
             segment: segment::SegmentPanel::default(),
+            outline: outline::OutlinePanel::default(),
             view3d: view3d::View3d::default(),
             follow_up: follow_up::FollowUpPanel::default(),
             frame_times_ms: std::collections::VecDeque::with_capacity(120),
@@ -239,6 +243,7 @@ impl HepaviewApp {
         self.registration.poll(&mut self.study, &ctx);
         self.analysis.poll(&self.study, &ctx);
         self.segment.poll(&mut self.study, &ctx);
+        self.outline.poll(&mut self.study, &mut self.edit, &ctx);
         self.follow_up.poll(&mut self.study, &ctx);
         if self.view.window.len() != self.study.phases.len() {
             // a follow-up visit added: its phases get the fixed phase's window
@@ -339,6 +344,9 @@ impl HepaviewApp {
             if i.key_pressed(Key::V) {
                 self.view3d.visible = !self.view3d.visible;
             }
+            if i.key_pressed(Key::N) && !i.modifiers.command && self.edit.tool == edit::Tool::Outline {
+                self.outline.new_lesion();
+            }
             if i.modifiers.command && i.key_pressed(Key::O) {
                 self.open_dialog = Some(String::new());
             }
@@ -427,6 +435,9 @@ impl HepaviewApp {
             }
             ui.separator();
             self.edit.ui(ui, &mut self.study);
+            if self.edit.tool == edit::Tool::Outline {
+                self.outline.ui(ui);
+            }
             ui.separator();
             self.registration.ui(ui, &mut self.study);
             ui.separator();
@@ -568,7 +579,14 @@ impl HepaviewApp {
             } else if scroll.abs() > 0.0 {
                 self.view.scroll(o, if scroll > 0.0 { 1.0 } else { -1.0 });
             }
-            if self.edit.is_editing() && !shift {
+            if self.edit.tool == edit::Tool::Outline {
+                // a click (not a drag: shift-drag still pans) is a prompt; shift marks what
+                // is not lesion
+                if resp.clicked_by(PointerButton::Primary) {
+                    let at = to_world(&self.view, pos);
+                    self.outline.click(&self.study, &self.registration, at, shift);
+                }
+            } else if self.edit.is_editing() && !shift {
                 // editing: the left button paints; the crosshair stays where it is
                 let (pressed, released) = ui.input(|i| {
                     (

@@ -964,7 +964,7 @@ fn plan_series(files: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Option<Se
         // stays within about twice the voxels really there, or the series is refused.
         let span = offsets[offsets.len() - 1];
         let planned = span / common + 1.0;
-        if !uneven.is_empty() && !(planned.is_finite() && planned <= 2.0 * frames.len() as f64 + 1.0) {
+        if !uneven.is_empty() && (!planned.is_finite() || planned > 2.0 * frames.len() as f64 + 1.0) {
             warnings.extend(series_warnings);
             warnings.push(Warning::new(
                 &lead.path,

@@ -10,6 +10,7 @@
 //! - `polygon`: fill a polygon in a slice.
 //! - `interpolate`: fill the slices between edited slices by signed-distance
 //!   interpolation (a morphing shape, as "fill between slices").
+//! - `region`: a region computed elsewhere (a lesion outlined from a click) painted in.
 //! - `morph`: smoothing, opening and closing, keep largest component, remove islands,
 //!   fill holes.
 
@@ -19,12 +20,14 @@ mod grow;
 mod interpolate;
 mod morph;
 mod polygon;
+mod region;
 
 pub use brush::{paint_dab, paint_line, Brush, BrushExtent, BrushShape, HuRange};
 pub use grow::{region_grow, Grow, GrowCriterion, GrowResult, Reach};
 pub use interpolate::interpolate_slices;
 pub use morph::{close_label, fill_holes, keep_largest_component, open_label, remove_islands, smooth_label, Smoothing};
 pub use polygon::{polygon_fill, polygon_fill_mm};
+pub use region::paint_region;
 
 use super::EditError;
 use crate::volume::{CtVolume, Geometry, Lps, Mask};
