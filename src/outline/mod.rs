@@ -413,7 +413,13 @@ fn remove_excluded(
     warnings: &mut Vec<String>,
 ) {
     for &e in exclude {
-        let Some(c) = b.local(e) else { continue };
+        let Some(c) = b.local(e) else {
+            warnings.push(format!(
+                "the exclude point at voxel ({}, {}, {}) lies outside the working box around the include points: ignored",
+                e[2], e[1], e[0]
+            ));
+            continue;
+        };
         if !region[c] {
             continue;
         }
