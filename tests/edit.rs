@@ -1096,3 +1096,131 @@ fn label_table_is_kept_with_the_session_and_beside_a_saved_mask() {
     assert_eq!(back.get(3).unwrap().rgba, [1, 2, 3, 255]);
     assert!(!back.get(1).unwrap().visible && back.get(1).unwrap().locked);
 }
+
+/// A session with `n` journaled edits after a first snapshot, each painting its own brick
+/// far from the others; returns the session folder's home, the study, and the journal's
+/// length after the header and after each edit (record boundaries).
+fn journaled(n: usize) -> (tempfile::TempDir, Vec<u64>, Mask) {
+    let study = tempfile::tempdir().unwrap();
+    let mut m = empty([16, 48, 48], [1.0; 3]);
+    let mut h = History::default();
+    let mut s = open_session(study.path());
+    edit(&mut m, &mut h, &mut s, [8, 40, 40], 1); // the first edit snapshots
+    let journal = s.journal_path();
+    let mut ends = vec![std::fs::metadata(&journal).map(|m| m.len()).unwrap_or(0)];
+    for e in 0..n {
+        // brick-aligned centres 16 voxels apart: one brick each, never shared
+        edit(&mut m, &mut h, &mut s, [8, 8 + 16 * (e / 2), 8 + 16 * (e % 2)], 2 + e as u8);
+        ends.push(std::fs::metadata(&journal).unwrap().len());
+    }
+    (study, ends, m)
+}
+
+/// Which of the `n` edits (by their label) a restored mask holds.
+fn edits_present(m: &Mask, n: usize) -> Vec<bool> {
+    (0..n).map(|e| m.data[[8, 8 + 16 * (e / 2), 8 + 16 * (e % 2)]] == 2 + e as u8).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    /// Issue 25: one damaged byte anywhere in the journal costs at most the record that
+    /// holds it; every intact record is restored, the damage is said, the damaged file is
+    /// kept aside, and editing goes on after it.
+    #[test]
+    fn one_damaged_journal_byte_loses_no_intact_edit(pos_frac in 0.0f64..1.0, flip in 1u8..=255) {
+        let n = 4;
+        let (study, ends, _) = journaled(n);
+        let journal = open_session(study.path()).journal_path();
+        let mut bytes = std::fs::read(&journal).unwrap();
+        let pos = ((bytes.len() as f64 * pos_frac) as usize).min(bytes.len() - 1);
+        bytes[pos] ^= flip;
+        std::fs::write(&journal, &bytes).unwrap();
+        let s = open_session(study.path());
+        let r = s.restore().unwrap();
+        let present = edits_present(&r.mask, n);
+        for e in 0..n {
+            let in_record = ends[e] as usize <= pos && pos < ends[e + 1] as usize;
+            prop_assert!(present[e] || in_record, "edit {} lost though byte {} lies outside it ({:?})", e, pos, ends);
+        }
+        if present.iter().any(|p| !p) {
+            let info = s.pending_restore().unwrap();
+            prop_assert!(info.damage.is_some() || info.torn_tail, "a lost edit is said");
+        }
+        let aside = std::fs::read_dir(s.dir()).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("damaged")).count();
+        prop_assert!(aside <= 1);
+        // the next edit follows the intact ones and is found again
+        let mut s = s;
+        let mut m = r.mask;
+        let mut h = History::default();
+        edit(&mut m, &mut h, &mut s, [8, 40, 8], 9);
+        drop(s);
+        let again = open_session(study.path()).restore().unwrap();
+        prop_assert_eq!(again.mask.data[[8, 40, 8]], 9);
+        prop_assert_eq!(edits_present(&again.mask, n), present);
+    }
+
+    /// Cut anywhere (a crash, a copy cut short): every record that ends before the cut is
+    /// restored.
+    #[test]
+    fn a_journal_cut_anywhere_keeps_every_whole_record(cut_frac in 0.0f64..1.0) {
+        let n = 4;
+        let (study, ends, _) = journaled(n);
+        let journal = open_session(study.path()).journal_path();
+        let len = std::fs::metadata(&journal).unwrap().len();
+        let cut = (len as f64 * cut_frac) as u64;
+        std::fs::OpenOptions::new().write(true).open(&journal).unwrap().set_len(cut).unwrap();
+        let r = open_session(study.path()).restore().unwrap();
+        let present = edits_present(&r.mask, n);
+        for e in 0..n {
+            prop_assert_eq!(present[e], ends[e + 1] <= cut, "edit {} (ends at {}) with the cut at {}", e, ends[e + 1], cut);
+        }
+    }
+}
+
+/// A failed append (disk full) followed by good ones: the partial record is skipped and
+/// every later record kept (made here by writing half a record by hand between two edits).
+#[test]
+fn a_partial_record_between_good_ones_costs_only_itself() {
+    let (study, ends, _) = journaled(2);
+    let journal = open_session(study.path()).journal_path();
+    let bytes = std::fs::read(&journal).unwrap();
+    // half of the second record copied after the whole journal, then a good edit on top
+    let half = &bytes[ends[1] as usize..(ends[1] + (ends[2] - ends[1]) / 2) as usize];
+    // the session is open when its append fails half-way; its next append follows the
+    // partial record
+    let mut s = open_session(study.path());
+    let mut m = s.restore().unwrap().mask;
+    let mut f = std::fs::OpenOptions::new().append(true).open(&journal).unwrap();
+    std::io::Write::write_all(&mut f, half).unwrap();
+    drop(f);
+    let mut h = History::default();
+    edit(&mut m, &mut h, &mut s, [8, 40, 8], 9);
+    drop(s);
+    let r = open_session(study.path()).restore().unwrap();
+    assert_eq!(edits_present(&r.mask, 2), vec![true, true]);
+    assert_eq!(r.mask.data[[8, 40, 8]], 9, "the edit after the partial record is kept");
+}
+
+/// A damaged journal header costs no record: the grid is the snapshot's, every record is
+/// restored, and new edits go on being journaled (they used to go to an empty file).
+#[test]
+fn a_damaged_journal_header_loses_no_record() {
+    for at in [2usize, 9, 14, 20] {
+        let (study, _, _) = journaled(3);
+        let journal = open_session(study.path()).journal_path();
+        let mut bytes = std::fs::read(&journal).unwrap();
+        bytes[at] ^= 0x41;
+        std::fs::write(&journal, &bytes).unwrap();
+        let mut s = open_session(study.path());
+        let info = s.pending_restore().unwrap();
+        assert!(info.damage.as_deref().is_some_and(|d| d.contains("header")), "byte {at}: {:?}", info.damage);
+        let mut m = s.restore().unwrap().mask;
+        assert_eq!(edits_present(&m, 3), vec![true; 3], "byte {at}");
+        let mut h = History::default();
+        edit(&mut m, &mut h, &mut s, [8, 40, 8], 9);
+        drop(s);
+        let r = open_session(study.path()).restore().unwrap();
+        assert_eq!(r.mask.data[[8, 40, 8]], 9, "byte {at}: the next edit is journaled");
+        assert_eq!(edits_present(&r.mask, 3), vec![true; 3]);
+    }
+}

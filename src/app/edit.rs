@@ -746,6 +746,9 @@ impl EditPanel {
                 RichText::new(format!("{} unsaved edit(s) from an earlier session were found.", info.edit_counter))
                     .color(Color32::YELLOW),
             );
+            if let Some(d) = &info.damage {
+                ui.label(RichText::new(format!("Warning: {d}.")).color(Color32::from_rgb(255, 190, 60)));
+            }
             ui.horizontal(|ui| {
                 if ui.button("Restore them").clicked() {
                     self.restore(study);

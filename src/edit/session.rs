@@ -109,6 +109,9 @@ pub struct RestoreInfo {
     pub journal_records: usize,
     /// A record cut short by a crash was found (and will be ignored).
     pub torn_tail: bool,
+    /// What damage in the journal cost, in words, when some was found: every intact
+    /// record is still restored, and the damaged file is kept aside.
+    pub damage: Option<String>,
     /// When the session was last written, ms since the Unix epoch.
     pub updated_unix_ms: u64,
 }
@@ -130,6 +133,8 @@ pub struct Session {
     seq: u64,
     journal_records: usize,
     torn_tail: bool,
+    /// Damage found in the journal when the session was opened (see [`RestoreInfo::damage`]).
+    damage: Option<String>,
 }
 
 fn now_ms() -> u64 {
@@ -216,8 +221,15 @@ impl Session {
             },
             Err(source) => return Err(SessionError::Io { path: manifest_path, dir: dir.to_path_buf(), source }),
         };
-        let mut s =
-            Session { dir: dir.to_path_buf(), manifest, snapshot: None, seq: 0, journal_records: 0, torn_tail: false };
+        let mut s = Session {
+            dir: dir.to_path_buf(),
+            manifest,
+            snapshot: None,
+            seq: 0,
+            journal_records: 0,
+            torn_tail: false,
+            damage: None,
+        };
         s.manifest.study_path = study.to_path_buf();
         if let Some(h) = s.read_snapshot_header()? {
             s.snapshot = Some((h.geometry.shape, h.last_seq));
@@ -225,8 +237,11 @@ impl Session {
             s.manifest.edit_counter = h.edit_counter;
             s.manifest.updated_unix_ms = s.manifest.updated_unix_ms.max(h.written_unix_ms);
         }
-        // Find the end of the last whole record; cut a torn tail off so that later
-        // records are appended after whole ones.
+        // Find every whole record. A torn tail (a crash mid-append) is cut off so later
+        // records follow whole ones. Damage before intact records (a flipped byte, a
+        // failed append followed by good ones, a damaged header) never costs those
+        // records: the damaged file is kept aside and a clean journal of every intact
+        // record replaces it.
         let scan = s.scan_journal(false)?;
         if let Some(scan) = scan {
             s.torn_tail = scan.torn;
@@ -235,14 +250,62 @@ impl Session {
                 s.manifest.edit_counter = s.manifest.edit_counter.max(counter);
             }
             s.journal_records = scan.newer;
-            if scan.torn {
-                let path = s.dir.join(JOURNAL);
+            let path = s.dir.join(JOURNAL);
+            if scan.damaged_header || scan.damaged_bytes > 0 {
+                s.repair_journal(&scan)?;
+            } else if scan.torn {
                 let f = OpenOptions::new().write(true).open(&path).map_err(|e| s.io(&path, e))?;
                 f.set_len(scan.good_len).map_err(|e| s.io(&path, e))?;
                 f.sync_all().map_err(|e| s.io(&path, e))?;
             }
         }
         Ok(s)
+    }
+
+    /// Keeps the damaged journal aside (`journal.hvj.damaged-<ms>`) and writes a clean one
+    /// holding every intact record, in order; says what was lost in [`RestoreInfo::damage`].
+    fn repair_journal(&mut self, scan: &JournalScan) -> Result<(), SessionError> {
+        let path = self.journal_path();
+        let bytes = fs::read(&path).map_err(|e| self.io(&path, e))?;
+        let aside = self.dir.join(format!("{JOURNAL}.damaged-{}", now_ms()));
+        fs::write(&aside, &bytes).map_err(|e| self.io(&aside, e))?;
+        let base = self.snapshot.map(|(_, seq)| seq).unwrap_or(0);
+        let shape = scan.shape.or(self.snapshot.map(|(shape, _)| shape));
+        let kept = scan.spans.len();
+        match shape {
+            Some(shape) => {
+                let mut clean = journal_header_bytes(shape, base).map_err(|e| self.io(&path, e))?;
+                for &(start, len) in &scan.spans {
+                    clean.extend_from_slice(&bytes[start..start + len]);
+                }
+                self.write_atomic(JOURNAL, &clean)?;
+            }
+            // no grid to read bricks against (no snapshot, header unreadable): nothing in it
+            // can be restored; it is kept aside, and the next edit starts afresh
+            None => fs::remove_file(&path).map_err(|e| self.io(&path, e))?,
+        }
+        // edits are numbered one by one: gaps among the intact ones were lost
+        let mut lost = 0u64;
+        let mut prev = base;
+        for &seq in &scan.seqs {
+            lost += seq.saturating_sub(prev + 1);
+            prev = prev.max(seq);
+        }
+        let mut what = Vec::new();
+        if scan.damaged_header {
+            what.push("its header".to_string());
+        }
+        if scan.damaged_bytes > 0 {
+            what.push(format!("{} byte(s) in {} place(s)", scan.damaged_bytes, scan.damaged_regions));
+        }
+        self.damage = Some(format!(
+            "the edit journal was damaged ({}): {kept} intact edit(s) kept, {lost} edit(s) between them could not \
+             be read{}; the damaged file is kept as {}",
+            what.join(" and "),
+            if scan.torn { ", and a last edit was cut short" } else { "" },
+            aside.display()
+        ));
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -359,13 +422,7 @@ impl Session {
     }
 
     fn start_journal(&mut self, shape: [usize; 3]) -> Result<(), SessionError> {
-        let json = serde_json::to_vec(&JournalHeader { shape, base_seq: self.seq })
-            .map_err(|e| self.io(&self.journal_path(), io::Error::other(e)))?;
-        let mut bytes = Vec::new();
-        bytes.extend_from_slice(JOURNAL_MAGIC);
-        bytes.extend_from_slice(&(json.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&json);
-        bytes.extend_from_slice(&crc32fast::hash(&bytes).to_le_bytes());
+        let bytes = journal_header_bytes(shape, self.seq).map_err(|e| self.io(&self.journal_path(), e))?;
         self.write_atomic(JOURNAL, &bytes)?;
         self.journal_records = 0;
         self.torn_tail = false;
@@ -414,9 +471,13 @@ impl Session {
         rec.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         rec.extend_from_slice(&payload);
         let mut f = OpenOptions::new().append(true).open(&path).map_err(|e| self.io(&path, e))?;
-        // one write call: a crash leaves a prefix of this record at worst
-        f.write_all(&rec).map_err(|e| self.io(&path, e))?;
-        f.sync_data().map_err(|e| self.io(&path, e))?;
+        let before = f.metadata().map_err(|e| self.io(&path, e))?.len();
+        // one write call: a crash leaves a prefix of this record at worst; a failed write
+        // (disk full) is cut back off at once, so the next records follow whole ones
+        if let Err(e) = f.write_all(&rec).and_then(|()| f.sync_data()) {
+            let _ = f.set_len(before).and_then(|()| f.sync_data());
+            return Err(self.io(&path, e));
+        }
         self.journal_records += 1;
         self.manifest.updated_unix_ms = now_ms();
         Ok(())
@@ -454,6 +515,7 @@ impl Session {
             saved_to: self.manifest.saved_to.clone(),
             journal_records: self.journal_records,
             torn_tail: self.torn_tail,
+            damage: self.damage.clone(),
             updated_unix_ms: self.manifest.updated_unix_ms,
         }
     }
@@ -496,7 +558,7 @@ impl Session {
         let mut replayed = 0;
         let scan = self.scan_journal(true)?;
         if let Some(scan) = &scan {
-            if scan.shape == Some(header.geometry.shape) || scan.records.is_empty() {
+            if scan.shape.unwrap_or(header.geometry.shape) == header.geometry.shape || scan.records.is_empty() {
                 let g = BrickGrid::new(header.geometry.shape);
                 let out = mask.data.as_slice_mut().ok_or_else(|| self.corrupt(&path, "layout"))?;
                 for rec in scan.records.iter().filter(|r| r.seq > header.last_seq) {
@@ -583,32 +645,63 @@ impl Session {
             Err(e) => return Err(self.io(&path, e)),
         };
         let snap_seq = self.snapshot.map(|(_, s)| s).unwrap_or(0);
-        let mut scan = JournalScan { shape: None, records: Vec::new(), last: None, newer: 0, good_len: 0, torn: false };
-        // header
+        let mut scan = JournalScan {
+            shape: None,
+            records: Vec::new(),
+            last: None,
+            newer: 0,
+            good_len: 0,
+            torn: false,
+            spans: Vec::new(),
+            seqs: Vec::new(),
+            damaged_bytes: 0,
+            damaged_regions: 0,
+            damaged_header: false,
+        };
+        if bytes.is_empty() {
+            return Ok(Some(scan));
+        }
+        // header; a damaged one costs no record (the grid is the snapshot's then)
         let hlen = bytes.get(8..12).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
         let header_ok =
-            bytes.len() >= 16 && &bytes[..8] == JOURNAL_MAGIC && hlen.is_some_and(|h| bytes.len() >= 16 + h);
-        if !header_ok {
-            // a journal whose header never made it to disk holds no records
-            scan.torn = !bytes.is_empty();
-            return Ok(Some(scan));
+            bytes.len() >= 16 && &bytes[..8] == JOURNAL_MAGIC && hlen.is_some_and(|h| h <= bytes.len() - 16) && {
+                let h = hlen.unwrap_or(0);
+                crc32fast::hash(&bytes[..12 + h]).to_le_bytes() == bytes[12 + h..16 + h]
+            };
+        let mut at = 0;
+        if header_ok {
+            let hlen = hlen.unwrap_or(0);
+            if let Ok(jh) = serde_json::from_slice::<JournalHeader>(&bytes[12..12 + hlen]) {
+                scan.shape = Some(jh.shape);
+                at = 16 + hlen;
+            } else {
+                scan.damaged_header = true;
+            }
+        } else {
+            scan.damaged_header = true;
         }
-        let hlen = hlen.unwrap_or(0);
-        let head = &bytes[..12 + hlen];
-        if crc32fast::hash(head).to_le_bytes() != bytes[12 + hlen..16 + hlen] {
-            scan.torn = true;
-            return Ok(Some(scan));
-        }
-        let jh: JournalHeader =
-            serde_json::from_slice(&bytes[12..12 + hlen]).map_err(|e| self.corrupt(&path, e.to_string()))?;
-        scan.shape = Some(jh.shape);
-        let mut at = 16 + hlen;
         scan.good_len = at as u64;
         while at < bytes.len() {
-            let Some(rec) = parse_record(&bytes[at..], with_bricks) else {
-                scan.torn = true;
-                break;
+            let rec = if scan.damaged_header && at == 0 { None } else { parse_record(&bytes[at..], with_bricks) };
+            let Some(rec) = rec else {
+                // damaged here: go on at the next intact record, if any
+                match next_record(&bytes, at + 1) {
+                    Some(next) => {
+                        if !(scan.damaged_header && at == 0) {
+                            scan.damaged_bytes += next - at;
+                            scan.damaged_regions += 1;
+                        }
+                        at = next;
+                        continue;
+                    }
+                    None => {
+                        scan.torn = !(scan.damaged_header && at == 0) || scan.spans.is_empty() && bytes.len() > 16;
+                        break;
+                    }
+                }
             };
+            scan.spans.push((at, rec.len));
+            scan.seqs.push(rec.seq);
             at += rec.len;
             scan.good_len = at as u64;
             scan.last = Some((rec.seq, rec.counter));
@@ -630,6 +723,31 @@ struct JournalScan {
     newer: usize,
     good_len: u64,
     torn: bool,
+    /// (start, length) in the file of every intact record, and their sequence numbers.
+    spans: Vec<(usize, usize)>,
+    seqs: Vec<u64>,
+    /// Bytes skipped between intact records, and in how many runs.
+    damaged_bytes: usize,
+    damaged_regions: usize,
+    /// The header was unreadable (its grid is then the snapshot's).
+    damaged_header: bool,
+}
+
+/// The first offset at or after `from` where an intact record starts.
+fn next_record(bytes: &[u8], from: usize) -> Option<usize> {
+    (from..bytes.len().saturating_sub(11))
+        .find(|&i| &bytes[i..i + 4] == RECORD_MAGIC && parse_record(&bytes[i..], false).is_some())
+}
+
+/// A journal's header: magic, JSON length, JSON (grid shape, base sequence), CRC.
+fn journal_header_bytes(shape: [usize; 3], base_seq: u64) -> io::Result<Vec<u8>> {
+    let json = serde_json::to_vec(&JournalHeader { shape, base_seq }).map_err(io::Error::other)?;
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(JOURNAL_MAGIC);
+    bytes.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&json);
+    bytes.extend_from_slice(&crc32fast::hash(&bytes).to_le_bytes());
+    Ok(bytes)
 }
 
 struct Record {
