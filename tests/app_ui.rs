@@ -1243,3 +1243,22 @@ fn one_click_outlines_the_phantom_hcc_and_shows_its_row() {
     h.run();
     assert!(!h.state().study.labels.as_ref().unwrap().mask.data.iter().any(|&v| v == 2), "undo takes it out");
 }
+
+/// Issue 25: Save mask to a name ending in `.nii` writes an uncompressed NIfTI (it wrote
+/// gzip bytes under that name, which then could not be read).
+#[test]
+fn save_mask_as_nii_writes_plain_nifti() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut h = harness(app());
+    h.run();
+    let path = tmp.path().join("mask.nii");
+    let app = h.state_mut();
+    app.edit.save_path = path.display().to_string();
+    let study = app.study.clone();
+    app.edit.save(&study);
+    assert!(app.edit.error.is_none(), "{:?}", app.edit.error);
+    let bytes = std::fs::read(&path).unwrap();
+    assert_ne!(&bytes[..2], &[0x1f, 0x8b], "gzip bytes in a .nii");
+    let (m, _) = hepaview::io::nifti::read_mask(&path).unwrap();
+    assert_eq!(m.data, study.labels.as_ref().unwrap().mask.data);
+}

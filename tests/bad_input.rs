@@ -555,3 +555,32 @@ fn nifti_gzip_with_a_flipped_bit_or_a_bad_crc_is_an_error() {
         assert!(err.contains(name), "{err}");
     }
 }
+
+/// Issue 25: `--out` naming a dangling link is refused (writing would replace the link);
+/// a temporary file a killed write left beside the output is cleaned by the next write.
+#[test]
+fn writes_refuse_dangling_links_and_clean_stale_temporaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = hepaview::Geometry::axis_aligned([2, 3, 4], [1.0; 3], [0.0; 3]);
+    let v: hepaview::Mask = hepaview::Volume::filled(g, 1u8);
+    let link = dir.path().join("out.nii.gz");
+    std::os::unix::fs::symlink(dir.path().join("elsewhere.nii.gz"), &link).unwrap();
+    let err = nifti::write_volume(&v, &link).unwrap_err();
+    assert!(matches!(err, NiftiError::Exists { .. }), "{err}");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link is left alone");
+    assert!(!dir.path().join("elsewhere.nii.gz").exists());
+    // a process that no longer exists (pid 4194304 is above Linux's pid_max) left its temp
+    let stale = dir.path().join(".tmp-4194304-mask.nii.gz");
+    let other = dir.path().join(".tmp-4194304-other.nii.gz"); // another output's: kept
+    std::fs::write(&other, b"x").unwrap();
+    std::fs::write(&stale, vec![0u8; 1000]).unwrap();
+    nifti::write_volume(&v, &dir.path().join("mask.nii.gz")).unwrap();
+    assert!(!stale.exists(), "the stale temporary is removed");
+    assert!(other.exists(), "another output's temporary is not this write's to remove");
+    // a name with dots before its ending lands under that very name
+    nifti::write_volume(&v, &dir.path().join(".a.nii.part.nii")).unwrap();
+    assert!(nifti::read_mask(&dir.path().join(".a.nii.part.nii")).is_ok());
+    let names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names.iter().filter(|n| n.starts_with(".tmp-")).count(), 1, "{names:?}");
+}

@@ -106,6 +106,23 @@ fn bad_paths_fail_with_the_path_named() {
     let out = hepaview().args(["info", "/no/such/folder"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/folder"));
+    // issue 25/27: each cause said once, in words, never Rust debug output
+    for args in [
+        &["info", "/no/such/folder"][..],
+        &["info", "/no/such/ct.nii.gz"],
+        &["segment", "/no/such/ct.nii.gz", "--out", "/tmp/never-written.nii.gz"],
+        &["mesh", "/no/such/mask.nii.gz", "--out", "/tmp/never-written"],
+    ] {
+        let out = hepaview().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains("/no/such/"), "{args:?}: {err}");
+        assert!(!err.contains("Io(") && !err.contains("Os {"), "{args:?}: {err}");
+        let lower = err.to_lowercase();
+        for phrase in ["no such file or folder", "no such file or directory"] {
+            assert!(lower.matches(phrase).count() <= 1, "{args:?} repeats itself: {err}");
+        }
+    }
 }
 
 #[test]

@@ -601,8 +601,11 @@ impl EditPanel {
                 p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
             ))
         };
+        // the temporary name keeps the chosen ending: the writer compresses by it, and a
+        // `.nii` must not receive gzip bytes
+        let ending = if name.ends_with(".nii.gz") { "nii.gz" } else { "nii" };
         let tmp = path.with_file_name(format!(
-            ".{}.part.nii.gz",
+            ".{}.part.{ending}",
             path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
         ));
         let result = crate::io::nifti::write_volume(&l.mask, &tmp)

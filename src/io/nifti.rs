@@ -136,6 +136,12 @@ fn check_size_plausible(path: &Path) -> Result<(), NiftiError> {
 }
 
 fn classify_read_error(path: &Path, e: nifti::NiftiError) -> NiftiError {
+    if let nifti::NiftiError::Io(io) = &e {
+        if matches!(io.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied) {
+            let source = std::io::Error::new(io.kind(), io.to_string());
+            return NiftiError::Open { path: path.to_path_buf(), source };
+        }
+    }
     match &e {
         nifti::NiftiError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
             NiftiError::Truncated { path: path.to_path_buf() }
@@ -146,6 +152,10 @@ fn classify_read_error(path: &Path, e: nifti::NiftiError) -> NiftiError {
             if io.kind() == std::io::ErrorKind::InvalidInput || io.kind() == std::io::ErrorKind::InvalidData =>
         {
             NiftiError::Truncated { path: path.to_path_buf() }
+        }
+        // the crate's own text for an I/O error is Rust debug output: say the OS's words
+        nifti::NiftiError::Io(io) => {
+            NiftiError::Open { path: path.to_path_buf(), source: std::io::Error::new(io.kind(), io.to_string()) }
         }
         _ => NiftiError::Read { path: path.to_path_buf(), source: e },
     }
@@ -447,20 +457,56 @@ fn quaternion_bcd(r: &[[f64; 3]; 3]) -> (f64, f64, f64) {
     (b, c, d)
 }
 
+/// Anything at `path` (a file, a folder, or a link, even one pointing nowhere: writing
+/// "through" a dangling link would replace the link) is refused.
 fn refuse_existing(path: &Path) -> Result<(), NiftiError> {
-    if path.exists() {
+    if std::fs::symlink_metadata(path).is_ok() {
         return Err(NiftiError::Exists { path: path.to_path_buf() });
     }
     Ok(())
 }
 
-/// Writes to a temporary name beside `path`, then renames, so a crash never leaves a
-/// half-written file under the real name.
+/// Temporary files an earlier write of `name` left beside it when its process was killed
+/// (`.tmp-<pid>-<name>` whose process is gone) are removed, so a SIGKILL leaves no hidden
+/// hundred-megabyte file behind for long.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let suffix = temp_name(name, 0).trim_start_matches(".tmp-0").to_string();
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file.strip_prefix(".tmp-").and_then(|r| r.strip_suffix(&suffix)) else { continue };
+        let alive =
+            pid.parse::<u32>().is_ok_and(|p| p == std::process::id() || Path::new(&format!("/proc/{p}")).exists());
+        if !alive && Path::new("/proc/self").exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// The temporary name a write of `name` goes to first: `.tmp-<pid>-<stem>.nii[.gz]`, the
+/// ending kept (the writer compresses by it) and the stem's dots replaced, since the
+/// `nifti` crate swaps whatever follows the last dot for its own ending
+/// (`a.nii.part.nii` would be written as `a.nii.nii`).
+fn temp_name(name: &str, pid: u32) -> String {
+    let (stem, ending) = if let Some(s) = name.strip_suffix(".nii.gz") {
+        (s, ".nii.gz")
+    } else if let Some(s) = name.strip_suffix(".nii") {
+        (s, ".nii")
+    } else {
+        (name, "")
+    };
+    format!(".tmp-{pid}-{}{ending}", stem.replace('.', "_"))
+}
+
+/// Writes to a temporary name beside `path`, then links it into place, so a crash never
+/// leaves a half-written file under the real name and a file that appeared meanwhile is
+/// never replaced (a hard link, unlike a rename, fails when the name is taken).
 fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<(), nifti::NiftiError>) -> Result<(), NiftiError> {
     refuse_existing(path)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    // keep the extension so the writer picks the same compression
-    let tmp = path.with_file_name(format!(".tmp-{}-{}", std::process::id(), name));
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    remove_stale_temps(dir, &name);
+    let tmp = path.with_file_name(temp_name(&name, std::process::id()));
     let res = write(&tmp).map_err(|e| match e {
         nifti::NiftiError::Io(source) => NiftiError::Write { path: path.to_path_buf(), source },
         other => NiftiError::Write { path: path.to_path_buf(), source: std::io::Error::other(other.to_string()) },
@@ -469,7 +515,22 @@ fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<(), nifti::Nift
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    std::fs::rename(&tmp, path).map_err(|source| NiftiError::Write { path: path.to_path_buf(), source })
+    let write_err = |source| NiftiError::Write { path: path.to_path_buf(), source };
+    match std::fs::hard_link(&tmp, path) {
+        Ok(()) => std::fs::remove_file(&tmp).map_err(write_err),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(NiftiError::Exists { path: path.to_path_buf() })
+        }
+        // a file system without hard links: rename, the name checked just before
+        Err(_) => {
+            if let Err(e) = refuse_existing(path) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+            std::fs::rename(&tmp, path).map_err(write_err)
+        }
+    }
 }
 
 fn is_gz(path: &Path) -> bool {
