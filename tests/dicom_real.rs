@@ -235,3 +235,20 @@ fn phases_of_one_patient_split_over_two_studies_open_together() {
         study.warnings
     );
 }
+
+/// Issue 25: `info` measures two dozen slices of a series whose tags are silent, not the
+/// whole series, and still names the tri-phase study's phases from them.
+#[test]
+fn two_dozen_slices_name_the_triphase_phases_when_tags_are_silent() {
+    let Some(data) = common::shared_data() else { return };
+    let scan = dicom::scan(&data.join("triphase-hcc048/dicom"), &no_progress).unwrap();
+    let mut study = scan.studies[0].clone();
+    for s in &mut study.series {
+        s.description.clear();
+        s.acquisition_time = None;
+        s.contrast_agent = None;
+    }
+    let calls = hepaview::io::phase::detect_study_phases_sampled(&study, Some(24));
+    let got: Vec<Phase> = calls.iter().map(|c| c.phase).collect();
+    assert_eq!(got, vec![Phase::Arterial, Phase::PortalVenous, Phase::Delayed], "{calls:?}");
+}

@@ -19,7 +19,7 @@ use hepaview::app::screenshot::ScreenshotOptions;
 use hepaview::app::view::{Layout, WindowLevel};
 use hepaview::io::dicom::{self, DicomScan, SeriesInfo};
 use hepaview::io::nifti;
-use hepaview::io::phase::{detect_study_phases, Phase, PhaseCall};
+use hepaview::io::phase::{detect_study_phases_sampled, Phase, PhaseCall};
 use hepaview::phantom;
 use hepaview::register::{self, LevelPlan, Params as RegisterParams};
 use hepaview::study::Study;
@@ -1161,7 +1161,8 @@ fn scan_with_bar(path: &Path) -> Result<DicomScan> {
 
 /// Phase calls for every series of every study, in scan order, with overrides applied.
 pub fn phases_for(scan: &DicomScan, overrides: &[(usize, Phase)]) -> Vec<PhaseCall> {
-    let mut out: Vec<PhaseCall> = scan.studies.iter().flat_map(detect_study_phases).collect();
+    // headers, and two dozen slices of a series whose tags do not name its phase
+    let mut out: Vec<PhaseCall> = scan.studies.iter().flat_map(|s| detect_study_phases_sampled(s, Some(24))).collect();
     for &(i, p) in overrides {
         if let Some(c) = out.get_mut(i) {
             *c = PhaseCall { phase: p, confidence: 1.0, reason: "set by the user".into() };

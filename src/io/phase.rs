@@ -490,6 +490,13 @@ pub fn clues_from_series(s: &super::dicom::SeriesInfo) -> SeriesClues {
 /// their enhancement measured (so a study with good tags costs no pixel decoding).
 /// A series that fails to decode stays unknown, with the reason.
 pub fn detect_study_phases(study: &super::dicom::StudyInfo) -> Vec<PhaseCall> {
+    detect_study_phases_sampled(study, None)
+}
+
+/// [`detect_study_phases`], measuring the pixels of at most `max_slices` slices of a series
+/// the tags leave unnamed (evenly spaced over its middle half, where the liver and the
+/// great vessels are): `hepaview info` reads headers and a few slices, never whole series.
+pub fn detect_study_phases_sampled(study: &super::dicom::StudyInfo, max_slices: Option<usize>) -> Vec<PhaseCall> {
     let mut clues: Vec<SeriesClues> = study.series.iter().map(clues_from_series).collect();
     let first = detect_phases(&clues);
     if first.iter().all(|c| c.phase != Phase::Unknown) {
@@ -498,7 +505,11 @@ pub fn detect_study_phases(study: &super::dicom::StudyInfo) -> Vec<PhaseCall> {
     let mut failures = Vec::new();
     for (i, call) in first.iter().enumerate() {
         if call.phase == Phase::Unknown && !clues[i].not_ct {
-            match super::dicom::load_series(&study.series[i], &super::dicom::no_progress) {
+            let series = match max_slices {
+                Some(n) => middle_slices(&study.series[i], n),
+                None => study.series[i].clone(),
+            };
+            match super::dicom::load_series(&series, &super::dicom::no_progress) {
                 Ok((vol, _)) => clues[i].hu = Some(measure_enhancement(&vol)),
                 Err(e) => failures.push((i, e.to_string())),
             }
@@ -509,6 +520,25 @@ pub fn detect_study_phases(study: &super::dicom::StudyInfo) -> Vec<PhaseCall> {
         calls[i].reason = format!("{}; pixels could not be measured: {why}", calls[i].reason);
     }
     calls
+}
+
+/// `series` cut to at most `n` slices evenly spaced over its length (the same in-plane
+/// grid; the slice spacing scaled to match), for measuring, not for showing:
+/// [`measure_enhancement`] then reads the middle half of them, as it would of the whole.
+fn middle_slices(series: &super::dicom::SeriesInfo, n: usize) -> super::dicom::SeriesInfo {
+    let total = series.frames.len();
+    if total <= n || n == 0 {
+        return series.clone();
+    }
+    let (lo, hi) = (0, total);
+    let picks: Vec<usize> = (0..n).map(|t| lo + t * (hi - lo) / n).collect();
+    let mut s = series.clone();
+    s.frames = picks.iter().map(|&k| series.frames[k].clone()).collect();
+    s.slice_offsets_mm = picks.iter().filter_map(|&k| series.slice_offsets_mm.get(k).copied()).collect();
+    s.geometry.shape[0] = s.frames.len();
+    s.geometry.spacing_mm[0] *= ((hi - lo) as f64 / n as f64).max(1.0);
+    s.resampled = false;
+    s
 }
 
 #[cfg(test)]
