@@ -229,8 +229,22 @@ fn reads_overlapping_and_labelmap_segs() {
     let names: Vec<&str> = r.segments.iter().map(|s| s.label.as_str()).collect();
     assert_eq!(names, vec!["GREEN", "ORANGE", "PURPLE", "LIGHT_BLUE", "DARK_BLUE"]);
     assert_eq!(r.voxel_counts(), vec![9602, 11888, 117 + 117 + 10509, 6693, 4713]);
-    let (_, overlaps) = r.label_mask();
+    let (m, overlaps) = r.label_mask();
     assert!(overlaps > 0, "these segments overlap");
+    // tissue, capillary and oedema are neither liver nor tumour: labels of their own from
+    // 4 with their names (not segment numbers 1, 2, 3 read as liver, tumour, vessel);
+    // the artery and the vein are vessels
+    assert_eq!(r.segment_labels, vec![Some(4), Some(3), Some(5), Some(6), Some(3)]);
+    let labels = r.labels();
+    let named: Vec<(u8, &str)> = labels.iter().map(|l| (l.value, l.name.as_str())).collect();
+    assert_eq!(named, vec![(3, "vessel"), (4, "GREEN"), (5, "PURPLE"), (6, "LIGHT_BLUE")]);
+    assert!(m.data.iter().all(|&v| v != 1 && v != 2), "nothing here is liver or tumour");
+    let said: Vec<String> = r.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(said.iter().filter(|w| w.contains("is not liver, tumour or vessel")).count(), 3, "{said:?}");
+    assert!(
+        said.iter().any(|w| w.contains("\"LIGHT_BLUE\"") && w.contains("Edema") && w.contains("label 6")),
+        "{said:?}"
+    );
 
     let lm = seg::read_seg(&data.join("dcmqi-liver/sparse-labelmap-ppv5.dcm"), None).unwrap();
     assert_eq!(lm.kind, SegKind::Labelmap);
@@ -327,4 +341,83 @@ fn mask_convert_both_ways_and_refuses_other_grids() {
             }
         }
     }
+}
+
+/// The demo mask with its tumour relabelled 7 and written as a SEG whose second segment is
+/// "Bone" (SNOMED 272673000): segment number 2, the number a tumour usually has.
+fn seg_with_bone(dir: &Path, series: &SeriesInfo, mask: &Mask) -> (PathBuf, Mask) {
+    let mut m = mask.clone();
+    m.data.mapv_inplace(|v| if v == 2 { 7 } else { v });
+    let bone = SegmentDef {
+        label: 7,
+        name: "Bone".into(),
+        rgb: [241, 214, 145],
+        category: seg::Code::sct("85756007", "Tissue"),
+        property_type: seg::Code::sct("272673000", "Bone"),
+        algorithm: seg::Algorithm::Manual,
+    };
+    let defs = vec![SegmentDef::for_label(1, "Liver", [217, 115, 89]), bone];
+    let out = dir.join("bone.seg.dcm");
+    let w = seg::write_seg(&m, series, &defs, &out, &fixed_time()).unwrap();
+    assert_eq!(w.segments.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(), vec![(1, 1), (7, 2)]);
+    (out, m)
+}
+
+#[test]
+fn a_segment_of_unknown_meaning_keeps_a_label_and_name_of_its_own() {
+    let (dir, _root, series, mask) = demo();
+    let (path, _) = seg_with_bone(dir.path(), &series, &mask);
+    let r = seg::read_seg(&path, Some(&series.geometry)).unwrap();
+    assert_eq!(r.segment_labels, vec![Some(1), Some(4)], "bone is neither liver (1) nor tumour (2)");
+    let (m, overlaps) = r.label_mask();
+    assert_eq!(overlaps, 0);
+    let n = counts(&m);
+    let before = counts(&mask);
+    assert_eq!((n[1], n[2], n[4]), (before[1], 0, before[2]), "the bone voxels are label 4, never tumour");
+    let labels = r.labels();
+    assert_eq!(labels.iter().map(|l| (l.value, l.name.as_str())).collect::<Vec<_>>(), vec![(1, "liver"), (4, "Bone")]);
+    let said: Vec<String> = r.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        said.iter().any(|w| w.contains("segment 2 \"Bone\"") && w.contains("272673000") && w.contains("label 4")),
+        "{said:?}"
+    );
+}
+
+#[test]
+fn seg_to_nifti_writes_the_label_names_beside_the_mask() {
+    use hepaview::edit::LabelTable;
+    let (dir, root, series, mask) = demo();
+    let (path, _) = seg_with_bone(dir.path(), &series, &mask);
+    let study = root.join("dicom");
+    let nii = dir.path().join("out.nii.gz");
+    let rep = mask_cli::mask_convert_with(&path, &study, &nii, &Default::default()).unwrap();
+    assert!(
+        rep.warnings.iter().any(|w| w.contains("\"Bone\"") && w.contains("not liver, tumour or vessel")),
+        "{:?}",
+        rep.warnings
+    );
+    assert_eq!(rep.labels.iter().map(|l| l.0).collect::<Vec<_>>(), vec![1, 4]);
+    let (back, _) = nifti::read_mask(&nii).unwrap();
+    assert_eq!(counts(&back)[4], counts(&mask)[2]);
+    let sidecar = dir.path().join("out.labels.txt");
+    let table = LabelTable::from_itksnap(&std::fs::read_to_string(&sidecar).unwrap(), "out.labels.txt").unwrap();
+    assert_eq!(table.name_of(1), "liver");
+    assert_eq!(table.name_of(4), "Bone");
+    assert_eq!(&table.get(4).unwrap().rgba[..3], &[241, 214, 145][..], "the SEG's colour");
+    assert!(table.get(2).is_none(), "no tumour in this SEG");
+
+    // and back to SEG: the bone segment keeps its name (read from the label file)
+    let again = dir.path().join("again.dcm");
+    mask_cli::mask_convert(&nii, &study, &again).unwrap();
+    let r = seg::read_seg(&again, None).unwrap();
+    assert_eq!(r.segments.iter().map(|s| s.label.as_str()).collect::<Vec<_>>(), vec!["Liver", "Bone"]);
+
+    // a label file already there is never overwritten: the conversion is refused first
+    let other = dir.path().join("other.nii.gz");
+    std::fs::write(dir.path().join("other.labels.txt"), "mine").unwrap();
+    let err = mask_cli::mask_convert(&path, &study, &other).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("other.labels.txt") && msg.contains("never overwrites"), "{msg}");
+    assert!(!other.exists(), "nothing written");
+    assert_eq!(std::fs::read_to_string(dir.path().join("other.labels.txt")).unwrap(), "mine");
 }

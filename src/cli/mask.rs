@@ -87,6 +87,15 @@ pub fn mask_convert_with(
     if out.exists() {
         bail!("{}: already exists; Hepaview never overwrites files, so choose another name", out.display());
     }
+    // a NIfTI gets its label names beside it (ITK-SNAP's label description format)
+    let sidecar = LabelTable::sidecar_path(out);
+    if to == Format::Nifti && sidecar.exists() {
+        bail!(
+            "{}: already exists (the label names of {} would go there); Hepaview never overwrites files, so choose another output name or move that file away",
+            sidecar.display(),
+            out.display()
+        );
+    }
     let scan =
         dicom::scan(study, &dicom::no_progress).with_context(|| format!("reading the study {}", study.display()))?;
     let series: Vec<&SeriesInfo> = scan.all_series().collect();
@@ -126,15 +135,29 @@ pub fn mask_convert_with(
             let s = series[index];
             let (m, resampled) = fit_to(m, s, index, mask, opts.resample)?;
             let labels = label_counts(&m);
+            // names of other labels from the label description beside the mask, if any
+            let side = LabelTable::sidecar_path(mask);
+            let named = match std::fs::read_to_string(&side) {
+                Ok(text) => match LabelTable::from_itksnap(&text, &side.display().to_string()) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        warnings.push(format!("{e}; labels other than 1–3 are named \"Label N\""));
+                        None
+                    }
+                },
+                Err(_) => None,
+            };
             let table = LabelTable::lits();
             let defs: Vec<seg::SegmentDef> = labels
                 .iter()
                 .map(|&(l, _)| {
-                    let rgba = table.get(l).map(|x| x.rgba).unwrap_or(LabelTable::default_colour(l));
-                    let name = match l {
-                        1 => "Liver".to_string(),
-                        2 => "Tumour".to_string(),
-                        3 => "Vessel".to_string(),
+                    let own = named.as_ref().and_then(|t| t.get(l)).filter(|_| l > 3);
+                    let rgba = own.or(table.get(l)).map(|x| x.rgba).unwrap_or(LabelTable::default_colour(l));
+                    let name = match (l, own) {
+                        (1, _) => "Liver".to_string(),
+                        (2, _) => "Tumour".to_string(),
+                        (3, _) => "Vessel".to_string(),
+                        (_, Some(o)) => o.name.clone(),
                         _ => format!("Label {l}"),
                     };
                     seg::SegmentDef::for_label(l, &name, [rgba[0], rgba[1], rgba[2]])
@@ -201,12 +224,20 @@ pub fn mask_convert_with(
                 ));
             }
             let labels = label_counts(&m);
+            let table = seg_label_table(&read.labels());
             nifti::write_volume(&m, out).with_context(|| format!("writing {}", out.display()))?;
+            write_new(&sidecar, &table.to_itksnap())
+                .with_context(|| format!("writing the label names of {} to {}", out.display(), sidecar.display()))?;
             println!(
-                "Wrote {}: labels {} on the grid of series {index} ({})",
+                "Wrote {}: labels {} on the grid of series {index} ({}); label names in {}",
                 out.display(),
-                labels.iter().map(|(l, n)| format!("{l} ({n} voxels)")).collect::<Vec<_>>().join(", "),
-                s.description
+                labels
+                    .iter()
+                    .map(|&(l, n)| format!("{l} {} ({n} voxels)", table.name_of(l)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                s.description,
+                sidecar.display()
             );
             for w in &warnings {
                 eprintln!("! {w}");
@@ -214,6 +245,38 @@ pub fn mask_convert_with(
             Ok(MaskConvertReport { series_index: index, resampled: false, labels, warnings })
         }
     }
+}
+
+/// The label table of a SEG read as a label mask: its names, and its colours where the
+/// SEG gives them.
+fn seg_label_table(labels: &[seg::SegLabel]) -> LabelTable {
+    let mut table = LabelTable::empty();
+    for l in labels {
+        let rgba = l.rgb.map(|c| [c[0], c[1], c[2], 255]).unwrap_or(LabelTable::default_colour(l.value));
+        // values are distinct and 1…255 by construction
+        let _ = table.insert(hepaview::edit::Label {
+            value: l.value,
+            name: l.name.clone(),
+            rgba,
+            opacity: 0.5,
+            visible: true,
+            locked: false,
+        });
+    }
+    table
+}
+
+/// Writes `text` to a new file `path` (never over an existing one), through a temporary
+/// file beside it, so the file is whole or absent.
+fn write_new(path: &Path, text: &str) -> std::io::Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.part"));
+    std::fs::write(&tmp, text)?;
+    if path.exists() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists"));
+    }
+    std::fs::rename(&tmp, path)
 }
 
 /// Equal shapes and corners within 0.01 mm.

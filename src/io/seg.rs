@@ -799,8 +799,24 @@ pub struct SegRead {
     pub referenced_series_uid: Option<String>,
     pub frame_of_reference_uid: Option<String>,
     pub warnings: Vec<Warning>,
+    /// The label each segment gets in [`SegRead::label_mask`] (aligned with `segments`):
+    /// see [`assign_labels`]. `None` for a label map's background segment.
+    pub segment_labels: Vec<Option<u8>>,
     /// Per segment: `(k, 0/1 per pixel of slice k)`, ascending k.
     slices: Vec<Vec<(usize, Vec<u8>)>>,
+}
+
+/// One label value of [`SegRead::label_mask`] and the segments it was made from.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct SegLabel {
+    pub value: u8,
+    /// `liver`, `tumour`, `vessel`, or a segment's own name (its SegmentLabel, else its
+    /// code meaning).
+    pub name: String,
+    /// The first of its segments' recommended display colour, if any.
+    pub rgb: Option<[u8; 3]>,
+    /// The SegmentNumbers written with this value.
+    pub segments: Vec<u16>,
 }
 
 impl SegRead {
@@ -824,11 +840,41 @@ impl SegRead {
         m
     }
 
-    /// One label mask, each segment written with the label [`lits_label`] gives it, in
-    /// segment order (a later segment wins where segments overlap). Returns the mask and
-    /// how many voxels were claimed by more than one segment.
+    /// One label mask, each segment written with its label in `segment_labels` (liver 1,
+    /// tumour 2, vessel 3, any other segment a value of its own from 4), in segment order
+    /// (a later segment wins where segments overlap). Returns the mask and how many voxels
+    /// were claimed by more than one segment. [`SegRead::labels`] names the values.
     pub fn label_mask(&self) -> (Mask, usize) {
-        self.label_mask_with(lits_label)
+        let by_number: std::collections::HashMap<u16, Option<u8>> =
+            self.segments.iter().zip(&self.segment_labels).map(|(s, &l)| (s.number, l)).collect();
+        self.label_mask_with(|s| by_number.get(&s.number).copied().flatten())
+    }
+
+    /// The values [`SegRead::label_mask`] writes, ascending, with their names.
+    pub fn labels(&self) -> Vec<SegLabel> {
+        let mut out: Vec<SegLabel> = Vec::new();
+        for (seg, &label) in self.segments.iter().zip(&self.segment_labels) {
+            let Some(value) = label else { continue };
+            match out.iter_mut().find(|l| l.value == value) {
+                Some(l) => {
+                    l.segments.push(seg.number);
+                    l.rgb = l.rgb.or(seg.rgb);
+                }
+                None => out.push(SegLabel {
+                    value,
+                    name: match value {
+                        1 => "liver".into(),
+                        2 => "tumour".into(),
+                        3 => "vessel".into(),
+                        _ => segment_name(seg),
+                    },
+                    rgb: seg.rgb,
+                    segments: vec![seg.number],
+                }),
+            }
+        }
+        out.sort_by_key(|l| l.value);
+        out
     }
 
     /// As [`SegRead::label_mask`] with a chosen label per segment (`None` leaves a
@@ -855,16 +901,81 @@ impl SegRead {
     }
 }
 
-/// LiTS label of a segment by its property type code: liver 1; neoplasm, tumour or mass
-/// 2; vessels 3; otherwise the segment number (when it fits in a byte).
+/// LiTS label of a segment by its property type code (SNOMED CT, or the older SRT codes
+/// dcmqi and Slicer wrote; else by the code's meaning): liver 1; neoplasm, tumour or mass
+/// 2; vessels (veins, arteries, the liver's named vessels) 3; `None` for anything else.
 pub fn lits_label(seg: &SegmentInfo) -> Option<u8> {
     let code = seg.property_type.as_ref().map(|c| c.value.as_str()).unwrap_or("");
-    Some(match code {
-        "10200004" => 1,
-        "108369006" | "86049000" | "4147007" | "126851005" | "93870000" | "94381002" => 2,
-        "59820001" | "32764006" | "8993003" | "7869007" | "64131007" => 3,
-        _ => return u8::try_from(seg.number).ok().filter(|&n| n > 0),
-    })
+    let meaning = seg.property_type.as_ref().map(|c| c.meaning.trim().to_lowercase()).unwrap_or_default();
+    match code {
+        "10200004" | "T-62000" => return Some(1),
+        "108369006" | "86049000" | "4147007" | "126851005" | "93870000" | "94381002" | "M-80003" | "M-03000" => {
+            return Some(2)
+        }
+        "59820001" | "32764006" | "8993003" | "7869007" | "64131007" | "29092000" | "51114001" | "T-48810"
+        | "T-48720" | "T-48610" => return Some(3),
+        _ => {}
+    }
+    match meaning.as_str() {
+        "liver" => Some(1),
+        "neoplasm" | "tumor" | "tumour" | "mass" | "lesion" => Some(2),
+        "blood vessel" | "vein" | "artery" | "portal vein" | "hepatic vein" | "inferior vena cava"
+        | "hepatic artery" => Some(3),
+        _ => None,
+    }
+}
+
+/// A segment's name for a label table: its SegmentLabel, else its property type's meaning.
+fn segment_name(seg: &SegmentInfo) -> String {
+    let meaning = seg.property_type.as_ref().map(|c| c.meaning.trim()).filter(|m| !m.is_empty());
+    match (seg.label.trim(), meaning) {
+        (l, Some(m)) if l.is_empty() || l == format!("segment {}", seg.number) => m.to_string(),
+        (l, _) if !l.is_empty() => l.to_string(),
+        _ => format!("segment {}", seg.number),
+    }
+}
+
+/// The label of each segment: liver, tumour and vessel segments get 1, 2 and 3 (by
+/// [`lits_label`]); every other segment keeps a value of its own, the lowest from 4 not yet
+/// taken, so bone or oedema is never read as a liver label. Each such segment is said
+/// in a warning. A label map's segment 0 (its background) gets no label.
+pub fn assign_labels(segments: &[SegmentInfo], kind: SegKind, path: &Path) -> (Vec<Option<u8>>, Vec<Warning>) {
+    let mut warnings = Vec::new();
+    let mut next = 4u16;
+    let labels = segments
+        .iter()
+        .map(|seg| {
+            if kind == SegKind::Labelmap && seg.number == 0 {
+                return None;
+            }
+            if let Some(l) = lits_label(seg) {
+                return Some(l);
+            }
+            let code = seg
+                .property_type
+                .as_ref()
+                .map(|c| format!("{} {} \"{}\"", c.scheme, c.value, c.meaning))
+                .unwrap_or_else(|| "no property type code".into());
+            let name = segment_name(seg);
+            if next > 255 {
+                warnings.push(Warning::new(
+                    path,
+                    format!("segment {} \"{name}\" ({code}) is not liver, tumour or vessel", seg.number),
+                    "left out: all 255 label values are taken",
+                ));
+                return None;
+            }
+            let value = next as u8;
+            next += 1;
+            warnings.push(Warning::new(
+                path,
+                format!("segment {} \"{name}\" ({code}) is not liver, tumour or vessel", seg.number),
+                format!("kept as label {value} \"{name}\", not as a liver label"),
+            ));
+            Some(value)
+        })
+        .collect();
+    (labels, warnings)
 }
 
 /// Per-frame facts needed to place a frame.
@@ -1002,6 +1113,8 @@ pub fn read_seg(path: &Path, reference: Option<&Geometry>) -> Result<SegRead, Se
         }
     };
 
+    let (segment_labels, label_warnings) = assign_labels(&segments, kind, path);
+    warnings.extend(label_warnings);
     let referenced_series_uid =
         first_item(&obj, tags::REFERENCED_SERIES_SEQUENCE).and_then(|i| get_str(i, tags::SERIES_INSTANCE_UID));
     Ok(SegRead {
@@ -1013,6 +1126,7 @@ pub fn read_seg(path: &Path, reference: Option<&Geometry>) -> Result<SegRead, Se
         referenced_series_uid,
         frame_of_reference_uid: get_str(&obj, tags::FRAME_OF_REFERENCE_UID),
         warnings,
+        segment_labels,
         slices: slices.into_iter().map(|m| m.into_iter().collect()).collect(),
     })
 }
