@@ -199,7 +199,13 @@ pub enum Command {
         /// interpolated, the strongest wins; smooth boundaries) or nearest.
         #[arg(long, default_value = "linear", value_parser = ["linear", "nearest"])]
         mask_interp: String,
-        /// Output folder (created if missing; existing files are never overwritten).
+        /// Write the displacement fields on a grid of this spacing (mm, each axis; an axis
+        /// already coarser keeps its own) instead of the fixed phase's voxels: e.g. 4 makes
+        /// them 30–60× smaller. Warped phases and masks still use the full field.
+        #[arg(long, value_name = "S")]
+        field_spacing_mm: Option<f64>,
+        /// Output folder, new (or empty): written whole or not at all, through a temporary
+        /// folder beside it that is renamed when done; never overwritten.
         #[arg(long)]
         out: PathBuf,
         /// Set a phase by hand: N=PHASE (phases numbered in display order from 0). Repeatable.
@@ -618,6 +624,7 @@ pub fn run(cli: Cli) -> Result<()> {
             dicom,
             warp_masks,
             mask_interp,
+            field_spacing_mm,
             out,
             phase_overrides,
         }) => {
@@ -653,10 +660,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 params.histogram_points = x;
             }
             params.validate()?;
+            if let Some(s) = field_spacing_mm.filter(|s| !(s.is_finite() && *s > 0.0 && *s <= 100.0)) {
+                bail!("--field-spacing-mm {s}: give a spacing in millimetres above 0 and at most 100 (e.g. 4)");
+            }
             let extra = RegisterOutputs {
                 dicom,
                 warp_masks: parse_warp_masks(&warp_masks)?,
                 label_linear: mask_interp == "linear",
+                field_spacing_mm,
             };
             register_cmd(&paths, fixed, &moving, &params, mask.as_deref(), &extra, &out, &phase_overrides)
         }
@@ -929,6 +940,139 @@ struct RegisterOutputs {
     warp_masks: Vec<(Phase, PathBuf)>,
     /// Label-wise linear (else nearest) mask resampling.
     label_linear: bool,
+    /// Write the fields on a grid this coarse (mm) instead of the fixed grid.
+    field_spacing_mm: Option<f64>,
+}
+
+/// The temporary folder `register` writes into, beside `out`: `.NAME.partial-PID`, renamed
+/// to `out` once every file is written, so `out` is either whole or absent. Dropped before
+/// that (an error), it is removed; a killed run leaves it, and the next run removes it.
+struct PartialDir {
+    path: PathBuf,
+    done: bool,
+}
+
+impl PartialDir {
+    fn prefix(out: &Path) -> String {
+        format!(".{}.partial-", out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+    }
+
+    /// Removes the partial folders that runs no longer alive left beside `out` (a
+    /// process id still running may be another run writing there: left alone), then
+    /// makes this run's.
+    fn create(out: &Path) -> Result<PartialDir> {
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let prefix = Self::prefix(out);
+        if let Ok(entries) = std::fs::read_dir(&parent) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(pid) = name.strip_prefix(&prefix).and_then(|p| p.parse::<u32>().ok()) else { continue };
+                if pid == std::process::id() || process_alive(pid) {
+                    continue;
+                }
+                match std::fs::remove_dir_all(e.path()) {
+                    Ok(()) => println!("Removed {}, left by an interrupted run", e.path().display()),
+                    Err(err) => eprintln!(
+                        "! {}: left by an interrupted run and could not be removed ({err}); delete it by hand",
+                        e.path().display()
+                    ),
+                }
+            }
+        }
+        std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+        let path = parent.join(format!("{prefix}{}", std::process::id()));
+        if path.exists() {
+            std::fs::remove_dir_all(&path).with_context(|| format!("removing the stale {}", path.display()))?;
+        }
+        std::fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(PartialDir { path, done: false })
+    }
+
+    /// Moves the finished folder to `out` (an empty folder there is replaced; anything
+    /// else that appeared meanwhile is never overwritten: the results stay where they are
+    /// and the error says where).
+    fn finish(mut self, out: &Path) -> Result<()> {
+        if out.is_dir() && std::fs::read_dir(out).map(|mut d| d.next().is_none()).unwrap_or(false) {
+            let _ = std::fs::remove_dir(out);
+        }
+        if out.exists() {
+            self.done = true; // keep the results
+            bail!(
+                "{} appeared while registering and Hepaview never overwrites; the results are in {} (rename that folder yourself)",
+                out.display(),
+                self.path.display()
+            );
+        }
+        std::fs::rename(&self.path, out)
+            .with_context(|| format!("renaming {} to {}", self.path.display(), out.display()))?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for PartialDir {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Whether a process with this id runs (Linux: /proc; elsewhere assumed so, so another
+/// run's folder is never removed).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        true
+    }
+}
+
+/// What `dir` holds with sizes in bytes, sorted: each file directly in it, and each
+/// folder below (e.g. `dicom/arterial_registered/`, one slice a file) as one entry with
+/// the total of its files and how many there are.
+fn output_sizes(dir: &Path) -> Vec<(String, u64, usize)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u64, usize)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let rel = dir.strip_prefix(root).unwrap_or(dir);
+        let folder = rel.components().map(|c| c.as_os_str().to_string_lossy() + "/").collect::<String>();
+        let (mut bytes, mut count) = (0u64, 0usize);
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => walk(root, &e.path(), out),
+                Ok(m) if folder.is_empty() => out.push((e.file_name().to_string_lossy().into_owned(), m.len(), 1)),
+                Ok(m) => {
+                    bytes += m.len();
+                    count += 1;
+                }
+                Err(_) => {}
+            }
+        }
+        if count > 0 {
+            out.push((folder, bytes, count));
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Bytes for people: `812 B`, `4.1 kB`, `23.4 MB`.
+fn human_size(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b < 1e3 {
+        format!("{bytes} B")
+    } else if b < 1e6 {
+        format!("{:.1} kB", b / 1e3)
+    } else if b < 1e9 {
+        format!("{:.1} MB", b / 1e6)
+    } else {
+        format!("{:.2} GB", b / 1e9)
+    }
 }
 
 fn parse_warp_masks(raw: &[String]) -> Result<Vec<(Phase, PathBuf)>> {
@@ -1047,22 +1191,17 @@ fn register_cmd(
             }
         }
     }
-    // Outputs first checked, so hours of work are not lost to a name clash at the end.
-    let mut targets = vec![out.join("report.json"), out.join(format!("{}.nii.gz", slug(fi)))];
-    for &i in &moving_idx {
-        targets.push(out.join(format!("{}_registered.nii.gz", slug(i))));
-        targets.push(out.join(format!("field_{}.nii.gz", slug(i))));
-        if series.is_some() {
-            targets.push(out.join("dicom").join(format!("{}_registered", slug(i))));
-        }
+    // The output checked first, so hours of work are not lost to a name clash at the end;
+    // an empty folder (made by the user for it) is fine.
+    if out.exists() && !(out.is_dir() && std::fs::read_dir(out).map(|mut d| d.next().is_none()).unwrap_or(false)) {
+        bail!(
+            "{} already exists; choose another --out folder (Hepaview never overwrites files or writes into a full folder)",
+            out.display()
+        );
     }
-    for (i, _) in &moving_masks {
-        targets.push(out.join(format!("{}_mask_registered.nii.gz", slug(*i))));
-    }
-    if let Some(t) = targets.iter().find(|t| t.exists()) {
-        bail!("{} already exists; choose another --out folder (Hepaview never overwrites files)", t.display());
-    }
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let partial = PartialDir::create(out)?;
+    let final_out = out;
+    let out = partial.path.as_path();
     nifti::write_volume(&fixed_img.volume, &out.join(format!("{}.nii.gz", slug(fi))))?;
 
     let mut reports = Vec::new();
@@ -1083,11 +1222,20 @@ fn register_cmd(
             r.rmsd_before_hu, r.rmsd_after_hu, r.ncc_before, r.ncc_after, r.folding.min_jacobian, r.folding.folded_voxels, r.max_displacement_mm, r.seconds
         );
         nifti::write_volume(&reg.warped, &out.join(format!("{}_registered.nii.gz", slug(i))))?;
-        nifti::write_field(&reg.field, &out.join(format!("field_{}.nii.gz", slug(i))))?;
+        let field_grid = match extra.field_spacing_mm {
+            Some(s) => register::warp::coarser_grid(&reg.field.geometry, s),
+            None => reg.field.geometry.clone(),
+        };
+        nifti::write_field(
+            &register::resample_field(&reg.field, &field_grid),
+            &out.join(format!("field_{}.nii.gz", slug(i))),
+        )?;
         let mut entry = serde_json::json!({
             "moving": slug(i),
             "moving_series": study.phases[i].description,
             "field": format!("field_{}.nii.gz", slug(i)),
+            "field_spacing_mm": [field_grid.spacing_mm[2], field_grid.spacing_mm[1], field_grid.spacing_mm[0]],
+            "field_shape": [field_grid.shape[2], field_grid.shape[1], field_grid.shape[0]],
             "warped": format!("{}_registered.nii.gz", slug(i)),
             "report": r,
         });
@@ -1122,17 +1270,27 @@ fn register_cmd(
         }
         reports.push(entry);
     }
+    // every file but the report itself, with its size (the report's own is printed)
+    let files = output_sizes(out);
     let json = serde_json::json!({
         "fixed": slug(fi),
         "fixed_series": fixed_img.description,
-        "convention": "moving(x + u(x)) = fixed(x); u in LPS mm on the fixed grid (ITK)",
+        "convention": match extra.field_spacing_mm {
+            None => "moving(x + u(x)) = fixed(x); u in LPS mm on the fixed grid (ITK)",
+            Some(_) => "moving(x + u(x)) = fixed(x); u in LPS mm, written on a coarser grid over the fixed one (ITK; resample it trilinearly onto the fixed grid)",
+        },
         "phases": reports,
+        "files": files.iter().map(|(f, n, c)| serde_json::json!({ "file": f, "bytes": n, "files": c })).collect::<Vec<_>>(),
         "total_seconds": t0.elapsed().as_secs_f64(),
     });
-    let tmp = out.join(".report.json.part");
-    std::fs::write(&tmp, serde_json::to_string_pretty(&json)?)?;
-    std::fs::rename(&tmp, out.join("report.json"))?;
-    println!("Written to {} in {:.1} s", out.display(), t0.elapsed().as_secs_f64());
+    std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&json)?)
+        .with_context(|| format!("writing {}", out.join("report.json").display()))?;
+    partial.finish(final_out)?;
+    println!("Written to {} in {:.1} s:", final_out.display(), t0.elapsed().as_secs_f64());
+    for (f, n, c) in output_sizes(final_out) {
+        let count = if c > 1 { format!(" in {c} files") } else { String::new() };
+        println!("  {f:<40} {:>10}{count}", human_size(n));
+    }
     Ok(())
 }
 
