@@ -1262,3 +1262,64 @@ fn save_mask_as_nii_writes_plain_nifti() {
     let (m, _) = hepaview::io::nifti::read_mask(&path).unwrap();
     assert_eq!(m.data, study.labels.as_ref().unwrap().mask.data);
 }
+
+/// Issue 27: the Open window offers the desktop's dialogs; what a dialog answers goes
+/// through `open_paths`, which closes the window and loads in the background.
+#[test]
+fn a_study_chosen_in_the_open_dialog_is_opened() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("demo");
+    hepaview::phantom::write_demo_study(&root, &PhantomOptions::small()).unwrap();
+    let mut h = harness(app());
+    h.run();
+    h.get_by_label("Open… (Ctrl+O)").click();
+    h.run();
+    assert!(h.state().open_window_shown());
+    assert!(h.query_by_label("Browse folder…").is_some() && h.query_by_label("Browse files…").is_some());
+    h.state_mut().open_paths(vec![root.join("dicom")]);
+    h.step();
+    assert!(!h.state().open_window_shown(), "the window closes on a choice");
+    assert!(h.state().is_loading(), "loading on a worker thread");
+    wait_loaded(&mut h);
+    assert!(h.state().error.is_none(), "{:?}", h.state().error);
+    assert!(!h.state().study.title.starts_with("Demo:"), "{}", h.state().study.title);
+    assert_eq!(h.state().study.phases.len(), 3);
+    assert!(h.query_by_label("Browse folder…").is_none());
+}
+
+/// Issue 27: "Save as…" asks the desktop's save dialog; its answer goes through
+/// `save_as`: the mask and its label file are written there (`.nii.gz` added to a bare
+/// name), and a name already taken is refused, never overwritten.
+#[test]
+fn a_file_chosen_in_the_save_dialog_receives_the_mask_and_its_labels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut h = harness(app());
+    h.run();
+    assert!(h.query_by_label("Save as…").is_some(), "the edit panel offers the save dialog");
+    let app = h.state_mut();
+    let study = app.study.clone();
+    app.edit.save_as(&tmp.path().join("chosen"), &study);
+    assert!(app.edit.error.is_none(), "{:?}", app.edit.error);
+    let path = tmp.path().join("chosen.nii.gz");
+    assert_eq!(app.edit.save_path, path.display().to_string());
+    let (m, _) = hepaview::io::nifti::read_mask(&path).unwrap();
+    assert_eq!(m.data, study.labels.as_ref().unwrap().mask.data);
+    assert!(tmp.path().join("chosen.labels.txt").is_file());
+
+    let taken = tmp.path().join("taken.nii.gz");
+    std::fs::write(&taken, b"someone else's").unwrap();
+    app.edit.save_as(&taken, &study);
+    assert!(app.edit.error.as_deref().unwrap_or("").contains("taken.nii.gz"), "{:?}", app.edit.error);
+    assert_eq!(std::fs::read(&taken).unwrap(), b"someone else's");
+}
+
+/// Issue 27: the report folder a dialog answers goes through `set_export_dir`.
+#[test]
+fn a_folder_chosen_in_the_report_dialog_becomes_the_report_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = app();
+    a.analysis.error = Some("an earlier failure".into());
+    a.analysis.set_export_dir(tmp.path());
+    assert_eq!(a.analysis.export_dir, tmp.path().display().to_string());
+    assert!(a.analysis.error.is_none(), "a new folder clears the old error");
+}

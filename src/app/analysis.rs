@@ -60,6 +60,8 @@ pub struct AnalysisPanel {
     /// The label mask before the last cluster-to-label change, for Undo.
     undo_labels: Option<(Arc<Mask>, u64)>,
     pub export_dir: String,
+    /// The native folder dialog for the report, while it is open.
+    export_dialog: Option<super::file_dialog::Pending>,
     pub message: Option<String>,
     pub error: Option<String>,
     /// Lesion picked in the table; the viewer moves the crosshair there.
@@ -80,6 +82,7 @@ impl Default for AnalysisPanel {
             target_label: 2,
             undo_labels: None,
             export_dir: default_export_dir().display().to_string(),
+            export_dialog: None,
             message: None,
             error: None,
             selected: None,
@@ -228,6 +231,14 @@ impl AnalysisPanel {
             labels.key = key;
             self.message = Some("Label change undone.".into());
         }
+    }
+
+    /// Sets the report folder to one the user chose (the native folder dialog's answer).
+    /// Export then writes into it, refusing before writing anything if a report is
+    /// already there.
+    pub fn set_export_dir(&mut self, dir: &std::path::Path) {
+        self.export_dir = dir.display().to_string();
+        self.error = None;
     }
 
     /// Writes the HTML/CSV/JSON report of the last lesion measurement.
@@ -412,8 +423,37 @@ impl AnalysisPanel {
                 ui.label("No tumour (label 2) in the mask.");
             }
             ui.label(RichText::new(crate::lesion::HINT_DISCLAIMER).small().italics());
+            if let Some(pending) = &self.export_dialog {
+                match pending.poll() {
+                    super::file_dialog::Answer::Waiting => {
+                        ui.ctx().request_repaint_after(std::time::Duration::from_millis(100))
+                    }
+                    super::file_dialog::Answer::Nothing => {
+                        self.export_dialog = None;
+                        self.message = Some(super::file_dialog::NOTHING_CHOSEN.into());
+                    }
+                    super::file_dialog::Answer::Chosen(paths) => {
+                        self.export_dialog = None;
+                        if let Some(p) = paths.first() {
+                            self.set_export_dir(p);
+                        }
+                    }
+                }
+            }
             let folder = ui.label("report folder");
-            ui.text_edit_singleline(&mut self.export_dir).labelled_by(folder.id);
+            ui.horizontal(|ui| {
+                ui.text_edit_singleline(&mut self.export_dir).labelled_by(folder.id);
+                let choose = ui
+                    .add_enabled(self.export_dialog.is_none(), egui::Button::new("Choose…"))
+                    .on_hover_text("Choose the folder in the desktop's folder dialog");
+                if choose.clicked() {
+                    // start where the typed folder (or the nearest existing parent) is
+                    let typed = PathBuf::from(self.export_dir.trim());
+                    let start = typed.ancestors().find(|p| p.is_dir()).map(std::path::Path::to_path_buf);
+                    self.export_dialog =
+                        Some(super::file_dialog::Pending::ask(super::file_dialog::Purpose::ReportFolder, start, None));
+                }
+            });
             if ui
                 .button("Export report")
                 .on_hover_text("HTML page with key images and curves, CSV and JSON, in this folder")

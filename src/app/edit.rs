@@ -136,6 +136,8 @@ pub struct EditPanel {
     /// The phase under the cursor resampled onto the mask grid, for HU-gated tools.
     hu_cache: Option<(u64, Arc<CtVolume>)>,
     pub save_path: String,
+    /// The native "save mask as" dialog, while it is open.
+    save_dialog: Option<super::file_dialog::Pending>,
     pub message: Option<String>,
     pub error: Option<String>,
     /// Mask key the GPU may still hold, the current key, and the voxels changed between
@@ -172,6 +174,7 @@ impl Default for EditPanel {
             stroke_last: None,
             hu_cache: None,
             save_path: String::new(),
+            save_dialog: None,
             message: None,
             error: None,
             gpu_update: None,
@@ -574,6 +577,19 @@ impl EditPanel {
         self.restore_offer = None;
     }
 
+    /// Saves the mask to a path the user chose (the native save dialog's answer): as
+    /// [`EditPanel::save`] to `path`, with `.nii.gz` added when the name has no NIfTI
+    /// ending (a dialog may drop the filter's ending). The path stays in the field.
+    pub fn save_as(&mut self, path: &Path, study: &Study) {
+        let mut p = path.display().to_string();
+        let lower = p.to_lowercase();
+        if !(lower.ends_with(".nii.gz") || lower.ends_with(".nii")) {
+            p.push_str(".nii.gz");
+        }
+        self.save_path = p;
+        self.save(study);
+    }
+
     /// Saves the mask as NIfTI to `save_path` (never over an existing file other than the
     /// one this session saved to before).
     pub fn save(&mut self, study: &Study) {
@@ -849,11 +865,38 @@ impl EditPanel {
             let sigma = ui.label("σ");
             ui.add(egui::DragValue::new(&mut self.smooth_mm).range(0.3..=10.0).speed(0.05).fixed_decimals(1).suffix(" mm")).labelled_by(sigma.id);
         });
+        if let Some(pending) = &self.save_dialog {
+            match pending.poll() {
+                super::file_dialog::Answer::Waiting => ui.ctx().request_repaint_after(Duration::from_millis(100)),
+                super::file_dialog::Answer::Nothing => {
+                    self.save_dialog = None;
+                    self.message = Some(super::file_dialog::NOTHING_CHOSEN.into());
+                }
+                super::file_dialog::Answer::Chosen(paths) => {
+                    self.save_dialog = None;
+                    if let Some(p) = paths.first() {
+                        self.save_as(p, study);
+                    }
+                }
+            }
+        }
         let save = ui.label("save mask as");
         ui.text_edit_singleline(&mut self.save_path).labelled_by(save.id);
-        if ui.button("Save mask (NIfTI)").clicked() {
-            self.save(study);
-        }
+        ui.horizontal(|ui| {
+            if ui.button("Save mask (NIfTI)").clicked() {
+                self.save(study);
+            }
+            let choose = ui
+                .add_enabled(self.save_dialog.is_none(), egui::Button::new("Save as…"))
+                .on_hover_text("Choose the file in the desktop's save dialog");
+            if choose.clicked() {
+                let typed = PathBuf::from(self.save_path.trim());
+                let start = typed.parent().map(Path::to_path_buf);
+                let name = typed.file_name().map(|n| n.to_string_lossy().into_owned());
+                self.save_dialog =
+                    Some(super::file_dialog::Pending::ask(super::file_dialog::Purpose::SaveMask, start, name));
+            }
+        });
         if let Some(s) = &self.session {
             ui.label(RichText::new(format!("Autosave: {}", s.dir().display())).small());
         }

@@ -4,6 +4,7 @@
 
 pub mod analysis;
 pub mod edit;
+pub mod file_dialog;
 pub mod follow_up;
 pub mod gpu;
 pub mod outline;
@@ -55,6 +56,10 @@ pub struct HepaviewApp {
     loading: Option<Job<Study>>,
     /// Path typed into the Open dialog (Ctrl+O); `None` when the dialog is closed.
     open_dialog: Option<String>,
+    /// The native Open dialog, when its Browse button asked for it.
+    open_native: Option<file_dialog::Pending>,
+    /// Said in the Open window when the native dialog closed without a path.
+    open_hint: Option<&'static str>,
     /// Last error to show the user (cannot open a study, …).
     pub error: Option<String>,
     /// Debug overlay (D): frame interval and UI CPU time.
@@ -95,6 +100,8 @@ impl HepaviewApp {
             last_cell_points: Vec2::ZERO,
             loading: None,
             open_dialog: None,
+            open_native: None,
+            open_hint: None,
             error: None,
             show_timing: false,
             registration: registration::RegistrationPanel::new(),
@@ -119,6 +126,21 @@ impl HepaviewApp {
         self.loading = Some(Job::spawn(title, move |progress| {
             Study::open_with_progress(&paths, progress).map_err(|e| e.to_string())
         }));
+    }
+
+    /// Opens what the user chose (the Open window's typed path, its native dialog):
+    /// closes the window and starts loading `paths` in the background.
+    pub fn open_paths(&mut self, paths: Vec<std::path::PathBuf>) {
+        self.open_dialog = None;
+        self.open_hint = None;
+        if !paths.is_empty() {
+            self.open_in_background(paths);
+        }
+    }
+
+    /// Whether the Open window (Ctrl+O) is showing.
+    pub fn open_window_shown(&self) -> bool {
+        self.open_dialog.is_some()
     }
 
     /// Moves phase `i` one place earlier in the layouts (`later` = one place later),
@@ -188,9 +210,24 @@ impl HepaviewApp {
     }
 
     fn dialogs(&mut self, ctx: &egui::Context) {
+        if let Some(pending) = &self.open_native {
+            match pending.poll() {
+                file_dialog::Answer::Waiting => ctx.request_repaint_after(std::time::Duration::from_millis(100)),
+                file_dialog::Answer::Nothing => {
+                    self.open_native = None;
+                    self.open_hint = Some(file_dialog::NOTHING_CHOSEN);
+                }
+                file_dialog::Answer::Chosen(paths) => {
+                    self.open_native = None;
+                    self.open_paths(paths);
+                }
+            }
+        }
         if let Some(path) = self.open_dialog.as_mut() {
             let mut go = false;
             let mut close = false;
+            let mut browse = None;
+            let waiting = self.open_native.is_some();
             egui::Window::new("Open study").collapsible(false).show(ctx, |ui| {
                 ui.label("A DICOM folder, or NIfTI files separated by ';' (or drop them on the window):");
                 let r = ui.add(egui::TextEdit::singleline(path).desired_width(420.0).hint_text("/path/to/study"));
@@ -198,17 +235,32 @@ impl HepaviewApp {
                 ui.horizontal(|ui| {
                     go |= ui.button("Open").clicked();
                     close = ui.button("Cancel").clicked();
+                    ui.separator();
+                    ui.add_enabled_ui(!waiting, |ui| {
+                        if ui.button("Browse folder…").on_hover_text("The desktop's folder chooser").clicked() {
+                            browse = Some(file_dialog::Purpose::OpenFolder);
+                        }
+                        if ui.button("Browse files…").on_hover_text("NIfTI files of one study").clicked() {
+                            browse = Some(file_dialog::Purpose::OpenFiles);
+                        }
+                    });
                 });
+                if let Some(hint) = self.open_hint {
+                    ui.label(egui::RichText::new(hint).small());
+                }
             });
             if go {
                 let paths: Vec<std::path::PathBuf> =
                     path.split(';').map(str::trim).filter(|p| !p.is_empty()).map(Into::into).collect();
-                self.open_dialog = None;
-                if !paths.is_empty() {
-                    self.open_in_background(paths);
-                }
+                self.open_paths(paths);
             } else if close {
                 self.open_dialog = None;
+                self.open_hint = None;
+            } else if let Some(purpose) = browse {
+                let start = std::path::PathBuf::from(path.trim());
+                let start = if start.is_dir() { Some(start) } else { start.parent().map(|p| p.to_path_buf()) };
+                self.open_hint = None;
+                self.open_native = Some(file_dialog::Pending::ask(purpose, start, None));
             }
         }
         if let Some(msg) = self.error.clone() {
