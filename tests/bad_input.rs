@@ -584,3 +584,27 @@ fn writes_refuse_dangling_links_and_clean_stale_temporaries() {
         std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names.iter().filter(|n| n.starts_with(".tmp-")).count(), 1, "{names:?}");
 }
+
+/// Issue 25: pixel data longer than the header's Rows × Columns × BitsAllocated (Rows
+/// halved in every slice, or 16-bit data declared 8-bit) is refused by name, never read as
+/// garbage pixels.
+#[test]
+fn pixel_data_longer_than_the_header_says_is_refused() {
+    let Some(odd) = odd() else { return };
+    let damages: [&dyn Fn(&mut dicom_object::DefaultDicomObject); 2] = [
+        &|o| {
+            o.put(DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(32u16)));
+        },
+        &|o| {
+            o.put(DataElement::new(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(8u16)));
+            o.put(DataElement::new(tags::BITS_STORED, VR::US, PrimitiveValue::from(8u16)));
+            o.put(DataElement::new(tags::HIGH_BIT, VR::US, PrimitiveValue::from(7u16)));
+        },
+    ];
+    for (n, damage) in damages.iter().enumerate() {
+        let dir = damaged_series(&odd, &|_, o| damage(o));
+        let (_, s) = only_series(dir.path());
+        let err = dicom::load_series(&s, &no_progress).unwrap_err().to_string();
+        assert!(err.contains("does not describe the pixels"), "case {n}: {err}");
+    }
+}

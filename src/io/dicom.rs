@@ -1131,6 +1131,23 @@ pub fn load_series(series: &SeriesInfo, progress: Progress) -> Result<(CtVolume,
             let frame_bytes = rows * cols * (pixel.bits_allocated as usize / 8);
             let n_frames = get_int(&obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
             check_encapsulated_length(&obj, path)?;
+            // Uncompressed pixels longer than Rows × Columns × BitsAllocated say (Rows
+            // halved, 16-bit data declared 8-bit) would be read as garbage: refuse them. One
+            // pad byte keeps an odd length even.
+            if is_native(&ts) {
+                let have = raw_pixel_len(&obj);
+                let want = frame_bytes * n_frames;
+                if have > want + 1 {
+                    return Err(DicomError::Unsupported {
+                        path: path.to_path_buf(),
+                        what: format!(
+                            "PixelData holds {have} bytes but Rows {rows} × Columns {cols} × {} bits × {n_frames} \
+                             frame(s) make {want}: the header does not describe the pixels",
+                            pixel.bits_allocated
+                        ),
+                    });
+                }
+            }
             // dicom-rs 0.10's codecs can panic on corrupt streams (an RLE segment shorter than
             // its header says, found by fuzzing); a bad file must give an error, not a crash.
             let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
