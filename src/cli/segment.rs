@@ -170,6 +170,9 @@ fn read_truth(path: &std::path::Path, grid: &hepaview::volume::Geometry) -> Resu
     let seg = hepaview::io::seg::read_seg(path, Some(grid)).with_context(|| {
         format!("reading the truth mask {} (neither .nii nor .nii.gz, so read as DICOM SEG)", path.display())
     })?;
+    for w in &seg.warnings {
+        eprintln!("! {w}");
+    }
     let (mask, overlaps) = seg.label_mask();
     if overlaps > 0 {
         eprintln!("! {}: {overlaps} voxels claimed by more than one segment; the later segment wins", path.display());
