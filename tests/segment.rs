@@ -579,3 +579,26 @@ fn a_study_without_a_portal_venous_phase_gives_the_liver() {
         assert!(dice >= floor, "{phases:?}: liver Dice {dice:.4} against the three-phase result");
     }
 }
+
+/// Issue 27: the progress bar moves through the whole run (it sat at 97–99 % for most of
+/// it): it never goes back, the network's part ends well before the end, every step after
+/// it is named, and it ends at 100 %.
+#[test]
+fn segment_progress_rises_through_every_step() {
+    let model = segment::load_unet(&shipped_model()).expect("weights");
+    let study = Study::demo(&PhantomOptions::small());
+    let seen = std::sync::Mutex::new(Vec::<(f32, String)>::new());
+    let report = |f: f32, m: &str| {
+        seen.lock().unwrap().push((f, m.to_string()));
+        true
+    };
+    segment::segment_phases(&model, &study, &segment::InferOptions::default(), &report).expect("segment");
+    let seen = seen.into_inner().unwrap();
+    assert!(seen.windows(2).all(|w| w[1].0 >= w[0].0 - 1e-6), "progress went back: {seen:?}");
+    let last_net = seen.iter().rev().find(|(_, m)| m.starts_with("U-Net")).expect("the network reports").0;
+    assert!(last_net <= 0.8, "the network's part ends at {last_net}: the post-processing would sit near 100 %");
+    for step in ["gas-filled", "thin bridges", "refining", "searching"] {
+        assert!(seen.iter().any(|(f, m)| m.contains(step) && *f < 0.95), "{step}: {seen:?}");
+    }
+    assert!(seen.last().is_some_and(|s| (s.0 - 1.0).abs() < 1e-5), "{:?}", seen.last());
+}

@@ -123,7 +123,9 @@ pub fn segment_phases_live(
     let moving: Vec<usize> =
         (0..study.phases.len()).filter(|&i| i != fixed && contrast_slot(study.phases[i].phase()).is_some()).collect();
     let register = opts.register && contrast_slot(study.phases[fixed].phase()).is_some() && !moving.is_empty();
-    let share = if register { 0.3 } else { 0.1 };
+    // shares of the bar from the steps' measured times on a tri-phase 512² study
+    // (docs/benchmarks.md): registration about 40 %, resampling alone about 10 %
+    let share = if register { 0.4 } else { 0.1 };
     let mut on_grid: Vec<(Phase, CtVolume)> = Vec::new();
     let mut fields: Vec<(&CtVolume, Field)> = Vec::new();
     let mut as_they_are: Vec<&CtVolume> = Vec::new();
@@ -263,6 +265,11 @@ const BRIDGE_MODEL_PIXELS: f64 = 3.0;
 /// stay with the liver.
 const BRIDGE_MIN_CORE_ML: f64 = 1.0;
 
+/// Share of [`run_on_grid`]'s progress bar the network takes; the rest is the
+/// post-processing, whose steps (gas lumens 25 %, thin bridges 13 %, edges 3 %, lesion
+/// search 12 %) take as long in all as the network on a 512² study (docs/benchmarks.md).
+const NETWORK_SHARE: f32 = 0.4;
+
 /// `target`: the grid of the result; `reference`: the study's phase on it and `others` its
 /// other phases, for edge refinement.
 fn run_on_grid(
@@ -285,7 +292,8 @@ fn run_on_grid(
     let mut probs: Option<Array4<f32>> = None;
     for (r, slots) in inputs.iter().enumerate() {
         let input = preprocess::input_channels(slots, grid);
-        let report = |f: f32, m: &str| progress((r as f32 + f) / runs, m);
+        // `predict_slices` ends at 0.95 of its own bar
+        let report = |f: f32, m: &str| progress(NETWORK_SHARE * (r as f32 + f / 0.95) / runs, m);
         // the live preview shows the first run only
         let p = if r == 0 {
             predict_slices(model, &input, opts.batch, &report, &live)?
@@ -299,19 +307,19 @@ fn run_on_grid(
     }
     let mut probs = probs.ok_or(SegmentError::NoPhase)?;
     probs /= runs;
-    if !progress(0.97, "resampling the mask onto the study grid") {
+    if !progress(NETWORK_SHARE, "resampling the mask onto the study grid") {
         return Err(SegmentError::Cancelled);
     }
     let mut mask = preprocess::probabilities_to_labels(&probs, grid, target);
     let step = |f: f32, m: &str| if progress(f, m) { Ok(()) } else { Err(SegmentError::Cancelled) };
     if opts.postprocess {
         postprocess(&mut mask);
-        step(0.975, "taking out gas-filled organs")?;
+        step(0.47, "taking out gas-filled organs")?;
         remove_gas_lumens(&mut mask, reference);
-        step(0.98, "cutting off organs joined by thin bridges")?;
+        step(0.72, "cutting off organs joined by thin bridges")?;
         cut_thin_bridges(&mut mask, BRIDGE_MODEL_PIXELS * model.config.spacing_mm, BRIDGE_MIN_CORE_ML);
     }
-    step(0.985, "refining the edges")?;
+    step(0.85, "refining the edges")?;
     if opts.refine_edges {
         let ropts = RefineOptions { reach_mm: 0.5 * model.config.spacing_mm, ..RefineOptions::default() };
         refine_liver_edge(&mut mask, reference, &ropts);
@@ -323,7 +331,7 @@ fn run_on_grid(
         refine_tumour_edges(&mut mask, reference, others, &topts);
     }
     // after the refinements, so the lesions it adds are reported as they stay
-    step(0.99, "searching for lesions the network missed")?;
+    step(0.88, "searching for lesions the network missed")?;
     let searched = if opts.search_lesions {
         add_missed_lesions(&mut mask, reference, others, &LesionSearchOptions::default())
     } else {
