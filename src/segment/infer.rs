@@ -167,10 +167,13 @@ pub fn segment_phases_live(
 /// channel always filled (alone in a third of the samples, its liver at 30–170 HU), so
 /// every input fills that channel. A study with a portal venous phase gives one input, each
 /// contrast phase in its own channel. A study without one (arterial alone, late arterial +
-/// equilibrium, non-contrast, a series the phase detector cannot name) gives one input per
-/// phase, that phase alone in the portal venous channel: the network's answers on each are
-/// pooled, as HeMIS pools phases, so no phase's absence leaves a channel it relies on
-/// empty. Before, an arterial-only study gave an empty mask.
+/// equilibrium, non-contrast, a series the phase detector cannot name) gives, for each of
+/// its phases, two inputs: the phase alone in the portal venous channel, and the phase in
+/// that channel and in its own (arterial or delayed) as well, the way the network saw it
+/// beside portal venous. The answers are pooled over all of them, as HeMIS pools phases,
+/// so no phase's absence leaves a channel the network relies on empty. Before, such a
+/// study gave an empty mask. (Chosen among six poolings on `triphase-hcc048`; see the
+/// model card.)
 fn channel_inputs(on_grid: &[(Phase, CtVolume)]) -> Vec<[Option<&CtVolume>; CHANNELS]> {
     let mut slots: [Option<&CtVolume>; CHANNELS] = [None, None, None];
     for (phase, volume) in on_grid {
@@ -181,16 +184,25 @@ fn channel_inputs(on_grid: &[(Phase, CtVolume)]) -> Vec<[Option<&CtVolume>; CHAN
     if slots[preprocess::PV].is_some() {
         return vec![slots];
     }
-    let contrast: Vec<&CtVolume> = slots.iter().flatten().copied().collect();
-    let alone: Vec<&CtVolume> = if contrast.is_empty() { on_grid.iter().map(|(_, v)| v).collect() } else { contrast };
-    alone
-        .into_iter()
-        .map(|v| {
-            let mut s: [Option<&CtVolume>; CHANNELS] = [None, None, None];
-            s[preprocess::PV] = Some(v);
-            s
-        })
-        .collect()
+    let mut inputs = Vec::new();
+    for (own, v) in slots.iter().enumerate().filter_map(|(i, v)| v.map(|v| (i, v))) {
+        inputs.push(alone(v));
+        let mut both = alone(v);
+        both[own] = Some(v);
+        inputs.push(both);
+    }
+    if inputs.is_empty() {
+        // no contrast phase named: each phase alone in the portal venous channel
+        inputs.extend(on_grid.iter().map(|(_, v)| alone(v)));
+    }
+    inputs
+}
+
+/// Channels holding `v` in the portal venous channel alone.
+fn alone(v: &CtVolume) -> [Option<&CtVolume>; CHANNELS] {
+    let mut s: [Option<&CtVolume>; CHANNELS] = [None, None, None];
+    s[preprocess::PV] = Some(v);
+    s
 }
 
 /// The network's input channel of a contrast phase (arterial, portal venous, delayed).
