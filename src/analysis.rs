@@ -90,20 +90,15 @@ fn coverage(grid: &Geometry, src: &Geometry, field: Option<&Field>) -> Option<Ma
 /// Coverage of `src` on `grid`, through `field` (on its own grid) when given.
 fn coverage_on(grid: &Geometry, src: &Geometry, field: Option<&Field>) -> Option<Arc<Mask>> {
     match field {
-        Some(f) if !same_grid(&f.geometry, grid) => {
+        Some(f) if !f.geometry.same_grid(grid) => {
             coverage(&f.geometry, src, Some(f)).map(|c| Arc::new(c.resample_to(grid, Interp::Nearest, 0)))
         }
         f => coverage(grid, src, f).map(Arc::new),
     }
 }
 
-/// Same shape and corners within 0.01 mm: no resampling needed.
-fn same_grid(a: &Geometry, b: &Geometry) -> bool {
-    a.shape == b.shape && a.max_corner_distance_mm(b) <= 0.01
-}
-
 fn onto_grid(v: &Arc<CtVolume>, grid: &Geometry) -> Arc<CtVolume> {
-    if same_grid(&v.geometry, grid) {
+    if v.geometry.same_grid(grid) {
         Arc::clone(v)
     } else {
         // −1024 (air) outside a phase's coverage: clusters and lesion statistics then see
@@ -138,7 +133,7 @@ pub fn align_phases(
                 let base = done as f32 * share;
                 let name = p.phase().as_str().to_string();
                 let report = |f: f32, m: &str| progress(base + share * f, &format!("registering {name}: {m}"));
-                let mask_on_fixed = mask.filter(|m| same_grid(&m.geometry, &fixed.volume.geometry));
+                let mask_on_fixed = mask.filter(|m| m.geometry.same_grid(&fixed.volume.geometry));
                 let reg = register::register_ct(&fixed.volume, &p.volume, mask_on_fixed, params, &report).map_err(
                     |e| match e {
                         RegisterError::Cancelled => AnalysisError::Cancelled,

@@ -1080,7 +1080,7 @@ impl VoxelFeatures {
 }
 
 /// Largest corner offset between two grids that still counts as the same grid.
-const SAME_GRID_MM: f64 = 0.01;
+use crate::volume::SAME_GRID_MM;
 
 fn check_grid(name: &str, data: (usize, usize, usize), g: &Geometry, mask: &Geometry) -> Result<(), ClusterError> {
     let dims = [data.0, data.1, data.2];

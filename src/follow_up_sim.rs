@@ -351,10 +351,7 @@ pub fn simulate_follow_up(phases: &[SimPhase], liver: &Mask, opts: &SimOptions) 
     if !(0.2..=1.0).contains(&opts.shrink) {
         return Err(SimError::Shrink(opts.shrink));
     }
-    if !phases.iter().any(|p| {
-        p.volume.geometry.shape == liver.geometry.shape
-            && p.volume.geometry.max_corner_distance_mm(&liver.geometry) <= 0.01
-    }) {
+    if !phases.iter().any(|p| p.volume.geometry.same_grid(&liver.geometry)) {
         return Err(SimError::GridMismatch);
     }
     let (centre, depth) = deepest_where(liver, |l| l != 0, |_| true).ok_or(SimError::TooThin { depth_mm: 0.0 })?;

@@ -488,7 +488,7 @@ pub fn measure_voxels(voxels: &[usize], geometry: &Geometry) -> Result<(Recist, 
 // Analysis
 // ---------------------------------------------------------------------------------------
 
-const SAME_GRID_MM: f64 = 0.01;
+use crate::volume::SAME_GRID_MM;
 
 fn check_options(o: &LesionOptions) -> Result<(), LesionError> {
     for (what, value) in [

@@ -11,6 +11,9 @@ use rayon::prelude::*;
 /// A point or vector in LPS millimetres: `[x (→L), y (→P), z (→S)]`.
 pub type Lps = [f64; 3];
 
+/// Corners of two grids closer than this (mm) are the same grid ([`Geometry::same_grid`]).
+pub const SAME_GRID_MM: f64 = 0.01;
+
 /// Where a voxel grid sits in the patient frame.
 ///
 /// `world = origin + Σ_axis direction[axis] · spacing[axis] · index[axis]`, with the index
@@ -117,6 +120,13 @@ impl Geometry {
             (self.shape[1] as f64 - 1.0) / 2.0,
             (self.shape[0] as f64 - 1.0) / 2.0,
         ])
+    }
+
+    /// The same grid: equal shapes and every corner within [`SAME_GRID_MM`], so one can be
+    /// read voxel by voxel against the other without resampling. The one test every
+    /// module uses.
+    pub fn same_grid(&self, other: &Geometry) -> bool {
+        self.shape == other.shape && self.max_corner_distance_mm(other) <= SAME_GRID_MM
     }
 
     /// Largest absolute difference between the corner positions of two grids, in mm

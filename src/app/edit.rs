@@ -375,7 +375,7 @@ impl EditPanel {
                 return Some(Arc::clone(v));
             }
         }
-        let v = if p.volume.geometry.shape == grid.shape && p.volume.geometry.max_corner_distance_mm(grid) < 0.01 {
+        let v = if p.volume.geometry.same_grid(grid) {
             Arc::clone(&p.volume)
         } else {
             Arc::new(p.volume.resample_to(grid, Interp::Linear, -1024))

@@ -617,9 +617,7 @@ impl FollowUpPanel {
                         let s = share(0.0, 0.4);
                         let seg = |f: f32, m: &str| progress(s(f), &format!("{label}: segmenting with the U-Net: {m}"));
                         let m = crate::segment::segment_study(&input.study, &model, &seg).map_err(|e| e.to_string())?;
-                        let m = if m.geometry.shape == base_mask.geometry.shape
-                            && m.geometry.max_corner_distance_mm(&base_mask.geometry) <= 0.01
-                        {
+                        let m = if m.geometry.same_grid(&base_mask.geometry) {
                             m
                         } else {
                             m.resample_to(&base_mask.geometry, Interp::Nearest, 0)

@@ -119,7 +119,7 @@ pub fn mask_convert_with(
                     by_index(i)?;
                     i
                 }
-                None => match series.iter().position(|s| same_grid(&m.geometry, &s.geometry)) {
+                None => match series.iter().position(|s| m.geometry.same_grid(&s.geometry)) {
                     Some(i) => i,
                     None if series.len() == 1 => 0,
                     None => bail!(
@@ -279,11 +279,6 @@ fn write_new(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Equal shapes and corners within 0.01 mm.
-fn same_grid(a: &Geometry, b: &Geometry) -> bool {
-    a.shape == b.shape && a.max_corner_distance_mm(b) <= 0.01
-}
-
 fn describe(g: &Geometry) -> String {
     format!(
         "{}×{}×{} voxels of {:.3}×{:.3}×{:.3} mm (x, y, z), first voxel at ({:.2}, {:.2}, {:.2}) mm LPS",
@@ -311,7 +306,7 @@ fn list_series(series: &[&SeriesInfo]) -> String {
 /// The mask on the series' grid: as it is when the grids agree; resampled by nearest
 /// neighbour when allowed; otherwise an error that says how to resample.
 fn fit_to(m: Mask, s: &SeriesInfo, index: usize, path: &Path, resample: bool) -> Result<(Mask, bool)> {
-    if same_grid(&m.geometry, &s.geometry) {
+    if m.geometry.same_grid(&s.geometry) {
         return Ok((m, false));
     }
     if !resample {

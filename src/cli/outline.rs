@@ -69,7 +69,7 @@ pub fn outline_cmd(a: OutlineArgs) -> Result<()> {
         None => study.labels.as_ref().map(|l| (*l.mask).clone()),
     };
     let liver = liver.map(|m| {
-        if m.geometry.shape == grid.shape && m.geometry.max_corner_distance_mm(&grid) <= 0.01 {
+        if m.geometry.same_grid(&grid) {
             m
         } else {
             eprintln!("! the mask is on another grid: resampled (nearest) onto the fixed phase's");

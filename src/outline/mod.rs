@@ -199,7 +199,7 @@ fn voxel_of(g: &crate::volume::Geometry, p: Lps) -> Result<[usize; 3], OutlineEr
 fn check_grids(phases: &[(Phase, &CtVolume)], liver: Option<&Mask>) -> Result<(), OutlineError> {
     let g0 = &phases.first().ok_or(OutlineError::NoPhases)?.1.geometry;
     g0.validate().map_err(OutlineError::BadGeometry)?;
-    let same = |g: &crate::volume::Geometry| g.shape == g0.shape && g.max_corner_distance_mm(g0) <= 0.01;
+    let same = |g: &crate::volume::Geometry| g.same_grid(g0);
     for (n, (_, v)) in phases.iter().enumerate() {
         if !same(&v.geometry) || v.data.dim() != (g0.shape[0], g0.shape[1], g0.shape[2]) {
             return Err(OutlineError::GridMismatch {

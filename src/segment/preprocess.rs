@@ -79,7 +79,7 @@ pub fn input_channels(phases: &[Option<&CtVolume>; CHANNELS], grid: &Geometry) -
 
 /// Puts each phase onto `grid` (world-coordinate resampling; −1024 outside a phase).
 pub fn onto_grid(v: &CtVolume, grid: &Geometry) -> CtVolume {
-    if v.geometry.shape == grid.shape && v.geometry.max_corner_distance_mm(grid) <= 0.01 {
+    if v.geometry.same_grid(grid) {
         v.clone()
     } else {
         v.resample_to(grid, Interp::Linear, -1024)
