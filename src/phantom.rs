@@ -985,6 +985,16 @@ pub enum DemoError {
 /// `out/anatomy.nii.gz`, `out/true_field_{arterial,delayed}.nii.gz`, `out/lesions.json`.
 /// Checks every target first and writes nothing if any exists.
 pub fn write_demo_study(out: &Path, opts: &PhantomOptions) -> Result<DemoFiles, DemoError> {
+    write_demo_study_with_progress(out, opts, &|_, _| {})
+}
+
+/// [`write_demo_study`], saying each step as it starts (fraction 0…1 and what): the
+/// full-size study takes a quarter of a minute, most of it making the phantom.
+pub fn write_demo_study_with_progress(
+    out: &Path,
+    opts: &PhantomOptions,
+    progress: &dyn Fn(f32, &str),
+) -> Result<DemoFiles, DemoError> {
     let labels_path = out.join("labels.nii.gz");
     let anatomy_path = out.join("anatomy.nii.gz");
     let field_paths: Vec<(Phase, PathBuf)> = [Phase::Arterial, Phase::Delayed]
@@ -1006,6 +1016,7 @@ pub fn write_demo_study(out: &Path, opts: &PhantomOptions) -> Result<DemoFiles, 
         }
     }
 
+    progress(0.0, "making the phantom (anatomy, lesions, breathing, three phases)");
     let phantom = make_phantom(opts);
     let seed = format!("hepaview-phantom/{}", opts.seed);
     let study_uid = uid_from(&format!("{seed}/study"));
@@ -1034,10 +1045,12 @@ pub fn write_demo_study(out: &Path, opts: &PhantomOptions) -> Result<DemoFiles, 
             kvp: 120.0,
         };
         let dir = out.join("dicom").join(phase.name.slug());
+        progress(0.6 + 0.1 * n as f32, &format!("writing the {} phase as DICOM", phase.name));
         let files = dicom_write::write_ct_series(&phase.volume, &meta, &dir)?;
         dicom.push((phase.name, files));
     }
 
+    progress(0.9, "writing the labels, anatomy and true fields");
     nifti::write_volume(&phantom.labels, &labels_path)?;
     if let Some(parts) = &phantom.parts {
         nifti::write_volume(parts, &out.join("parts.nii.gz"))?;
@@ -1070,6 +1083,7 @@ pub fn write_demo_study(out: &Path, opts: &PhantomOptions) -> Result<DemoFiles, 
         other => DemoError::Dicom(other),
     })?;
 
+    progress(1.0, "written");
     Ok(DemoFiles {
         root: out.to_path_buf(),
         dicom,
@@ -1086,6 +1100,21 @@ mod tests {
 
     fn fnv(bytes: impl Iterator<Item = u8>) -> u64 {
         bytes.fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
+    }
+
+    /// Issue 27: writing the demo says each step as it starts, in order, to the end.
+    #[test]
+    fn writing_the_demo_reports_its_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = std::sync::Mutex::new(Vec::<(f32, String)>::new());
+        write_demo_study_with_progress(dir.path(), &PhantomOptions::small(), &|f, m| {
+            seen.lock().unwrap().push((f, m.to_string()))
+        })
+        .unwrap();
+        let seen = seen.into_inner().unwrap();
+        assert!(seen.windows(2).all(|w| w[1].0 > w[0].0), "{seen:?}");
+        assert!(seen.iter().filter(|(_, m)| m.contains("DICOM")).count() == 3, "{seen:?}");
+        assert_eq!(seen.last().map(|s| s.0), Some(1.0));
     }
 
     fn small() -> &'static Phantom {

@@ -634,3 +634,20 @@ fn enumerated_options_list_their_choices_and_refuse_others() {
         }
     }
 }
+
+/// Issue 27: every command's PATH arguments are described in its --help.
+#[test]
+fn every_path_argument_is_described_in_help() {
+    for cmd in ["open", "info", "convert", "screenshot", "register", "cluster", "report", "segment", "outline", "mesh"]
+    {
+        let out = hepaview().args([cmd, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        let args: Vec<&str> = help.split("Options:").next().unwrap_or_default().lines().collect();
+        for (i, line) in args.iter().enumerate().filter(|(_, l)| l.trim_start().starts_with('<')) {
+            // clap puts the description after the name, or on the next line, indented
+            let next = args.get(i + 1).copied().unwrap_or_default();
+            let described = line.trim().contains("  ") || (next.starts_with("        ") && !next.trim().is_empty());
+            assert!(described, "{cmd}: argument without a description: {line:?}\n{help}");
+        }
+    }
+}

@@ -1224,3 +1224,37 @@ fn a_damaged_journal_header_loses_no_record() {
         assert_eq!(edits_present(&r.mask, 3), vec![true; 3]);
     }
 }
+
+/// Issue 25: two viewers of one study never write one session: the second is told,
+/// its edits are not journaled over the first's, and a crashed writer's lock is taken over.
+#[test]
+fn a_second_writer_of_one_session_is_refused_and_a_dead_ones_lock_taken_over() {
+    let study = tempfile::tempdir().unwrap();
+    let mut m = empty([16, 48, 48], [1.0; 3]);
+    let mut h = History::default();
+    let mut first = open_session(study.path());
+    edit(&mut m, &mut h, &mut first, [8, 8, 8], 2);
+    let mut second = open_session(study.path());
+    let mut m2 = m.clone();
+    h.begin_stroke();
+    let c = at(&m2, [8, 24, 24]);
+    h.apply(&mut m2, |mm| paint_dab(mm, c, &Brush::ball(5.0), &paint(3), None)).unwrap();
+    let t = h.end_stroke();
+    let err = second.record(&m2, &t).unwrap_err();
+    assert!(matches!(err, session::SessionError::Locked { .. }), "{err}");
+    assert!(err.to_string().contains("another Hepaview"), "{err}");
+    drop(second);
+    // the first goes on writing; closing it frees the session
+    edit(&mut m, &mut h, &mut first, [8, 40, 40], 4);
+    drop(first);
+    let mut third = open_session(study.path());
+    assert_eq!(third.restore().unwrap().mask.data, m.data);
+    edit(&mut m, &mut h, &mut third, [8, 40, 8], 5);
+    // a lock left by a process that is gone (killed) is taken over
+    let lock = third.dir().join("writer.lock");
+    drop(third);
+    std::fs::write(&lock, "4194304 7").unwrap();
+    let mut fourth = open_session(study.path());
+    edit(&mut m, &mut h, &mut fourth, [8, 24, 40], 6);
+    assert_eq!(fourth.restore().unwrap().mask.data, m.data);
+}

@@ -92,6 +92,8 @@ pub enum Command {
     /// Open a study in the viewer: a DICOM folder, or NIfTI files (phases; a file named
     /// like a mask/labels/seg becomes the label overlay).
     Open {
+        /// A DICOM folder (searched recursively), or NIfTI files: the phases, and a label
+        /// mask named like mask/labels/seg.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Set a phase by hand: N=PHASE (phases numbered in display order from 0), e.g. 0=arterial. Repeatable.
@@ -104,6 +106,7 @@ pub enum Command {
     },
     /// List the studies and series under a DICOM folder (or a NIfTI file): phase, size, spacing, problems.
     Info {
+        /// A DICOM folder (searched recursively) or file, or a NIfTI file.
         path: PathBuf,
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -114,6 +117,7 @@ pub enum Command {
     },
     /// Convert one series of a DICOM folder to NIfTI.
     Convert {
+        /// A DICOM folder (searched recursively) holding the series, or one DICOM file.
         path: PathBuf,
         /// Series number as listed by `hepaview info` (from 0); needed when the folder has several.
         #[arg(long)]
@@ -838,8 +842,16 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Demo { out, small, follow_up, .. }) => {
             let opts = if small { phantom::PhantomOptions::small() } else { phantom::PhantomOptions::default() };
             let opts = if follow_up { opts.follow_up() } else { opts };
-            phantom::write_demo_study(&out, &opts)
-                .with_context(|| format!("writing the demo study to {}", out.display()))?;
+            let pb = progress_bar_1000();
+            // the phantom is made in one call: the ticking clock shows it is working
+            pb.enable_steady_tick(Duration::from_millis(250));
+            let report = |f: f32, m: &str| {
+                pb.set_position((f.clamp(0.0, 1.0) * 1000.0) as u64);
+                pb.set_message(m.to_string());
+            };
+            let written = phantom::write_demo_study_with_progress(&out, &opts, &report);
+            pb.finish_and_clear();
+            written.with_context(|| format!("writing the demo study to {}", out.display()))?;
             println!("Demo study written to {}", out.display());
             Ok(())
         }

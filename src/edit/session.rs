@@ -37,6 +37,8 @@ use crate::volume::{Geometry, Mask, Volume};
 const SNAPSHOT: &str = "mask.hvsnap";
 const JOURNAL: &str = "journal.hvj";
 const MANIFEST: &str = "manifest.json";
+/// Held by the one viewer writing this session: `<pid> <token>`.
+const LOCK: &str = "writer.lock";
 const SNAP_MAGIC: &[u8; 8] = b"HVSNAP01";
 const JOURNAL_MAGIC: &[u8; 8] = b"HVJRNL01";
 const RECORD_MAGIC: &[u8; 4] = b"HVR1";
@@ -53,6 +55,8 @@ pub enum SessionError {
     NothingToRestore { dir: PathBuf },
     #[error("the mask's grid {mask:?} differs from the session's {session:?}; autosave the new mask first")]
     ShapeMismatch { mask: [usize; 3], session: [usize; 3] },
+    #[error("this study's autosave ({}) is being written by another Hepaview window (process {pid}); edits here are not autosaved: save the mask yourself, or close the other window and reopen the study", dir.display())]
+    Locked { dir: PathBuf, pid: u32 },
 }
 
 /// What `manifest.json` holds.
@@ -135,6 +139,9 @@ pub struct Session {
     torn_tail: bool,
     /// Damage found in the journal when the session was opened (see [`RestoreInfo::damage`]).
     damage: Option<String>,
+    /// This session's mark in the writer lock, and whether it holds the lock.
+    token: u64,
+    locked: bool,
 }
 
 fn now_ms() -> u64 {
@@ -178,7 +185,75 @@ pub fn data_home_dir(study: &Path, data_home: &Path) -> PathBuf {
     data_home.join("hepaview").join("sessions").join(path_hash(&canon))
 }
 
+/// A token no other session of this or another process will draw.
+fn lock_token() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    now_ms().wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ n.wrapping_mul(0xbf58_476d_1ce4_e5b9)
+}
+
+/// Is process `pid` running? Where `/proc` is missing, assume so (never take a live lock).
+fn process_alive(pid: u32) -> bool {
+    !Path::new("/proc/self").exists() || Path::new(&format!("/proc/{pid}")).exists()
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.locked {
+            let _ = fs::remove_file(self.dir.join(LOCK));
+        }
+    }
+}
+
 impl Session {
+    /// Takes the session's writer lock before its first write: two viewers of one study
+    /// would otherwise append to one journal. A lock whose process is gone (a crash) is
+    /// taken over.
+    fn ensure_lock(&mut self) -> Result<(), SessionError> {
+        if self.locked {
+            return Ok(());
+        }
+        let path = self.dir.join(LOCK);
+        if !self.dir.is_dir() {
+            fs::create_dir_all(&self.dir).map_err(|e| self.io(&self.dir.clone(), e))?;
+            // the new folder's entry is durable only once its parent is
+            if let Some(parent) = self.dir.parent() {
+                let _ = File::open(parent).and_then(|f| f.sync_all());
+            }
+        }
+        for _ in 0..2 {
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    let mine = format!("{} {}", std::process::id(), self.token);
+                    f.write_all(mine.as_bytes()).and_then(|()| f.sync_all()).map_err(|e| self.io(&path, e))?;
+                    self.locked = true;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let text = fs::read_to_string(&path).unwrap_or_default();
+                    let mut parts = text.split_whitespace();
+                    let pid = parts.next().and_then(|p| p.parse::<u32>().ok());
+                    let token = parts.next().and_then(|t| t.parse::<u64>().ok());
+                    match pid {
+                        Some(pid) if token == Some(self.token) && pid == std::process::id() => {
+                            self.locked = true;
+                            return Ok(());
+                        }
+                        Some(pid) if process_alive(pid) => {
+                            return Err(SessionError::Locked { dir: self.dir.clone(), pid })
+                        }
+                        // a crashed writer's (or an unreadable) lock: take it over
+                        _ => {
+                            let _ = fs::remove_file(&path);
+                        }
+                    }
+                }
+                Err(e) => return Err(self.io(&path, e)),
+            }
+        }
+        Err(SessionError::Locked { dir: self.dir.clone(), pid: 0 })
+    }
+
     /// Opens (or starts) the session of `study` in the user's data folder
     /// (`$XDG_DATA_HOME/hepaview/sessions/<hash of the study's path>/`): never in or beside
     /// the study, which may be a PACS export or a share that must stay as it is.
@@ -229,6 +304,8 @@ impl Session {
             journal_records: 0,
             torn_tail: false,
             damage: None,
+            token: lock_token(),
+            locked: false,
         };
         s.manifest.study_path = study.to_path_buf();
         if let Some(h) = s.read_snapshot_header()? {
@@ -251,7 +328,16 @@ impl Session {
             }
             s.journal_records = scan.newer;
             let path = s.dir.join(JOURNAL);
-            if scan.damaged_header || scan.damaged_bytes > 0 {
+            // a journal another live viewer is writing is read, never rewritten or cut
+            let needs_writing = scan.damaged_header || scan.damaged_bytes > 0 || scan.torn;
+            let writable = needs_writing
+                && match s.ensure_lock() {
+                    Ok(()) => true,
+                    Err(SessionError::Locked { .. }) => false,
+                    Err(e) => return Err(e),
+                };
+            if !writable {
+            } else if scan.damaged_header || scan.damaged_bytes > 0 {
                 s.repair_journal(&scan)?;
             } else if scan.torn {
                 let f = OpenOptions::new().write(true).open(&path).map_err(|e| s.io(&path, e))?;
@@ -370,6 +456,7 @@ impl Session {
 
     /// Writes a snapshot of `mask` (all edits so far) and starts an empty journal.
     pub fn autosave(&mut self, mask: &Mask) -> Result<(), SessionError> {
+        self.ensure_lock()?;
         let geometry = Geometry { shape: mask.shape(), ..mask.geometry.clone() };
         let std_data;
         let data: &Array3<u8> = if mask.data.is_standard_layout() {
@@ -437,6 +524,7 @@ impl Session {
         if touched.is_empty() {
             return Ok(());
         }
+        self.ensure_lock()?;
         self.manifest.edit_counter += 1;
         self.seq += 1;
         match self.snapshot {
@@ -486,6 +574,7 @@ impl Session {
     /// Remembers that the user saved the mask to `path` after the current edit count, so
     /// the session no longer offers a restore until new edits are made.
     pub fn mark_saved(&mut self, path: &Path) -> Result<(), SessionError> {
+        self.ensure_lock()?;
         self.manifest.saved_to = Some(fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()));
         self.manifest.saved_edit_counter = Some(self.manifest.edit_counter);
         self.manifest.saved_unix_ms = Some(now_ms());
@@ -494,6 +583,7 @@ impl Session {
 
     /// Stores the label table in the manifest (restored with the mask).
     pub fn save_labels(&mut self, labels: &LabelTable) -> Result<(), SessionError> {
+        self.ensure_lock()?;
         self.manifest.labels = Some(labels.clone());
         self.write_manifest()
     }
@@ -582,6 +672,7 @@ impl Session {
     /// Forgets the autosaved edits (the user declined to restore them). The next edit
     /// starts a new snapshot.
     pub fn discard(&mut self) -> Result<(), SessionError> {
+        self.ensure_lock()?;
         for name in [SNAPSHOT, JOURNAL] {
             let p = self.dir.join(name);
             match fs::remove_file(&p) {
