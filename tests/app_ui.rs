@@ -1153,6 +1153,15 @@ fn viewing_a_study_without_editing_writes_nothing_beside_it() {
     assert_eq!(before, after, "the study folder is as it was");
 }
 
+/// A left click (press and release) at `at`, then a frame.
+fn left_click(h: &mut Harness<'static, HepaviewApp>, at: Pos2) {
+    h.hover_at(at);
+    for pressed in [true, false] {
+        h.event(Event::PointerButton { pos: at, button: PointerButton::Primary, pressed, modifiers: Modifiers::NONE });
+    }
+    h.run();
+}
+
 /// Issue 24: with the Outline tool, one click on the full-size phantom's HCC (which the
 /// mask here leaves as liver, as the network might) outlines it in 3-D as one undoable
 /// edit of the tumour label, and its row (volume, RECIST, depth, hint) appears.
@@ -1175,20 +1184,7 @@ fn one_click_outlines_the_phantom_hcc_and_shows_its_row() {
     let (p1, p2) = (Pos2::new(800.0, 380.0), Pos2::new(880.0, 460.0));
     let mut seen = Vec::new();
     for p in [p1, p2] {
-        h.hover_at(p);
-        h.event(Event::PointerButton {
-            pos: p,
-            button: PointerButton::Primary,
-            pressed: true,
-            modifiers: Modifiers::NONE,
-        });
-        h.event(Event::PointerButton {
-            pos: p,
-            button: PointerButton::Primary,
-            pressed: false,
-            modifiers: Modifiers::NONE,
-        });
-        h.run();
+        left_click(&mut h, p);
         seen.push(h.state().view.crosshair_mm);
     }
     let to_screen =
@@ -1198,20 +1194,7 @@ fn one_click_outlines_the_phantom_hcc_and_shows_its_row() {
     h.run();
     assert_eq!(h.state().edit.tool, hepaview::app::edit::Tool::Outline);
     let steps = h.state().edit.history.undo_steps();
-    h.hover_at(at);
-    h.event(Event::PointerButton {
-        pos: at,
-        button: PointerButton::Primary,
-        pressed: true,
-        modifiers: Modifiers::NONE,
-    });
-    h.event(Event::PointerButton {
-        pos: at,
-        button: PointerButton::Primary,
-        pressed: false,
-        modifiers: Modifiers::NONE,
-    });
-    h.run();
+    left_click(&mut h, at);
     let click = *h.state().outline.prompts.include.first().expect("the click became a prompt");
     let off: f64 = (0..3).map(|a| (click[a] - hcc.centre_mm[a]).powi(2)).sum::<f64>().sqrt();
     assert!(off < hcc.radius_mm / 2.0, "the click landed {off:.1} mm from the HCC's centre");

@@ -77,10 +77,8 @@ pub struct ClusterArgs<'a> {
 
 pub fn cluster(a: ClusterArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
+    super::new_nifti_out(a.out)?;
     let name = a.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    if !(name.ends_with(".nii.gz") || name.ends_with(".nii")) {
-        bail!("--out {}: give a NIfTI file name ending in .nii.gz or .nii", a.out.display());
-    }
     let json_path = a.out.with_file_name(format!("{}.json", name.trim_end_matches(".gz").trim_end_matches(".nii")));
     for p in [a.out, json_path.as_path()] {
         if p.exists() {

@@ -1311,6 +1311,17 @@ pub(crate) fn is_nifti(p: &Path) -> bool {
     s.ends_with(".nii") || s.ends_with(".nii.gz")
 }
 
+/// An `--out` NIfTI file name: ends in .nii or .nii.gz and nothing is there yet.
+pub(crate) fn new_nifti_out(out: &Path) -> Result<()> {
+    if !is_nifti(out) {
+        bail!("--out {}: give a NIfTI file name ending in .nii.gz or .nii", out.display());
+    }
+    if std::fs::symlink_metadata(out).is_ok() {
+        bail!("{} already exists; choose another --out name (Hepaview never overwrites files)", out.display());
+    }
+    Ok(())
+}
+
 fn scan_with_bar(path: &Path) -> Result<DicomScan> {
     let pb = std::sync::Mutex::new(None::<ProgressBar>);
     let progress = |done: usize, total: usize| {

@@ -46,13 +46,7 @@ pub struct OutlineArgs<'a> {
 
 pub fn outline_cmd(a: OutlineArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
-    let name = a.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    if !(name.ends_with(".nii.gz") || name.ends_with(".nii")) {
-        bail!("--out {}: give a NIfTI file name ending in .nii.gz or .nii", a.out.display());
-    }
-    if a.out.exists() {
-        bail!("{} already exists; choose another --out name (Hepaview never overwrites files)", a.out.display());
-    }
+    super::new_nifti_out(a.out)?;
     if a.at.is_empty() {
         bail!("give at least one --at X,Y,Z (LPS mm) on the lesion");
     }

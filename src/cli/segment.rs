@@ -34,9 +34,7 @@ pub(crate) struct SegmentArgs {
 /// prints liver and tumour Dice.
 pub(crate) fn segment_cmd(a: SegmentArgs) -> Result<()> {
     if let Some(out) = &a.out {
-        if out.exists() {
-            bail!("{} already exists; choose another output name (Hepaview never overwrites files)", out.display());
-        }
+        super::new_nifti_out(out)?;
     }
     let model_path = a.model.clone().unwrap_or_else(segment::default_model_path);
     let model = segment::load_unet(&model_path)?;
