@@ -10,6 +10,7 @@ use hepaview::app::HepaviewApp;
 use hepaview::io::phase::Phase;
 use hepaview::phantom::PhantomOptions;
 use hepaview::study::Study;
+use hepaview::volume::Lps;
 
 fn app() -> HepaviewApp {
     HepaviewApp::new(Study::demo(&PhantomOptions::small()))
@@ -1165,14 +1166,18 @@ fn left_click(h: &mut Harness<'static, HepaviewApp>, at: Pos2) {
 /// Issue 24: with the Outline tool, one click on the full-size phantom's HCC (which the
 /// mask here leaves as liver, as the network might) outlines it in 3-D as one undoable
 /// edit of the tumour label, and its row (volume, RECIST, depth, hint) appears.
-#[test]
-fn one_click_outlines_the_phantom_hcc_and_shows_its_row() {
+/// The full-size phantom with its lesions labelled liver, the axial slice through the
+/// HCC shown, and a map from world x, y to screen points in the portal venous viewport
+/// (found from two navigation clicks).
+#[allow(clippy::type_complexity)]
+fn phantom_at_the_hcc(
+) -> (Harness<'static, HepaviewApp>, hepaview::phantom::Phantom, hepaview::phantom::LesionTruth, Box<dyn Fn(Lps) -> Pos2>)
+{
     use hepaview::phantom::{make_phantom, LesionKind};
     let opts = PhantomOptions::default();
     let ph = make_phantom(&opts);
     let hcc = ph.lesions.iter().find(|l| l.kind == LesionKind::Hcc).expect("an HCC").clone();
     let mut study = Study::demo(&opts);
-    // the liver as a network that missed the HCC would give it: lesions labelled liver
     let labels = study.labels.as_mut().expect("the demo has labels");
     let liver_only = labels.mask.data.mapv(|l| (l != 0) as u8);
     std::sync::Arc::make_mut(&mut labels.mask).data.assign(&liver_only);
@@ -1180,16 +1185,46 @@ fn one_click_outlines_the_phantom_hcc_and_shows_its_row() {
     h.run();
     h.state_mut().view.crosshair_mm[2] = hcc.centre_mm[2];
     h.run();
-    // where world x, y lie on screen in the portal venous viewport: two navigation clicks
     let (p1, p2) = (Pos2::new(800.0, 380.0), Pos2::new(880.0, 460.0));
     let mut seen = Vec::new();
     for p in [p1, p2] {
         left_click(&mut h, p);
         seen.push(h.state().view.crosshair_mm);
     }
-    let to_screen =
-        |w: f64, a: usize, s1: f32, s2: f32| s1 + (s2 - s1) * ((w - seen[0][a]) / (seen[1][a] - seen[0][a])) as f32;
-    let at = Pos2::new(to_screen(hcc.centre_mm[0], 0, p1.x, p2.x), to_screen(hcc.centre_mm[1], 1, p1.y, p2.y));
+    let to_screen = move |w: Lps| {
+        let f = |a: usize, s1: f32, s2: f32| s1 + (s2 - s1) * ((w[a] - seen[0][a]) / (seen[1][a] - seen[0][a])) as f32;
+        Pos2::new(f(0, p1.x, p2.x), f(1, p1.y, p2.y))
+    };
+    (h, ph, hcc, Box::new(to_screen))
+}
+
+/// Issue 24: with the Outline tool, a box dragged around the phantom's HCC on its slice
+/// outlines it, inside the box, as one undo step.
+#[test]
+fn a_box_dragged_around_the_hcc_outlines_it() {
+    let (mut h, _, hcc, to_screen) = phantom_at_the_hcc();
+    h.key_press(Key::O);
+    h.run();
+    let m = hcc.radius_mm + 4.0;
+    let c = hcc.centre_mm;
+    let (a, b) = (to_screen([c[0] - m, c[1] - m, c[2]]), to_screen([c[0] + m, c[1] + m, c[2]]));
+    let path: Vec<Pos2> = (0..=6).map(|t| a + (b - a) * (t as f32 / 6.0)).collect();
+    left_drag(&mut h, &path);
+    let corners = h.state().outline.prompts.box_mm.expect("the drag became a box prompt");
+    assert!((corners[0][0] - (c[0] - m)).abs() < 3.0 && (corners[1][1] - (c[1] + m)).abs() < 3.0, "{corners:?}");
+    wait_for(&mut h, |app| !app.outline.is_running());
+    let app = h.state();
+    assert!(app.outline.error.is_none(), "{:?}", app.outline.error);
+    let row = app.outline.row.as_ref().expect("the lesion's row");
+    let true_ml = 4.0 / 3.0 * std::f64::consts::PI * hcc.radius_mm.powi(3) / 1000.0;
+    assert!((row.volume_ml / true_ml - 1.0).abs() < 0.35, "{} mL vs a {true_ml:.1} mL sphere", row.volume_ml);
+    assert_eq!(app.edit.history.undo_steps(), 1);
+}
+
+#[test]
+fn one_click_outlines_the_phantom_hcc_and_shows_its_row() {
+    let (mut h, ph, hcc, to_screen) = phantom_at_the_hcc();
+    let at = to_screen(hcc.centre_mm);
     h.key_press(Key::O);
     h.run();
     assert_eq!(h.state().edit.tool, hepaview::app::edit::Tool::Outline);

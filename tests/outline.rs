@@ -357,3 +357,34 @@ fn the_cli_outlines_prints_json_and_refuses_with_a_non_zero_exit() {
     assert!(msg.contains("a vessel"), "{msg}");
     assert!(!out.exists(), "a refused click writes nothing");
 }
+
+/// Issue 24's box prompt: a box drawn around each lesion on its middle axial slice (a few
+/// mm larger than the lesion) outlines it as well as a click at its centre, and nothing of
+/// the outline lies outside the box.
+#[test]
+fn a_box_drawn_on_one_slice_outlines_every_lesion_kind() {
+    let c = case();
+    let g = &c.ph.labels.geometry;
+    for l in &c.ph.lesions {
+        let m = l.radius_mm + 4.0;
+        let z = l.centre_mm[2];
+        let corners = [[l.centre_mm[0] - m, l.centre_mm[1] - m, z], [l.centre_mm[0] + m, l.centre_mm[1] + m, z]];
+        let prompts = Prompts { box_mm: Some(corners), ..Prompts::default() };
+        let o = outline_lesion(&phases(c, false), Some(&c.liver), &prompts, &OutlineOptions::default())
+            .unwrap_or_else(|e| panic!("{:?}: {e}", l.kind));
+        let d = dice(&o, &truth(c, l.centre_mm, l.radius_mm));
+        eprintln!("{:?}: box Dice {d:.3}, {:.2} mL", l.kind, o.volume_ml);
+        assert!(d >= 0.85, "{:?}: box Dice {d:.3}", l.kind);
+        let tol = 0.5 * g.spacing_mm.iter().cloned().fold(0.0, f64::max) + 1e-6;
+        for ((k, j, i), &v) in o.mask.data.indexed_iter() {
+            if v != 0 {
+                let p = g.index_to_world([i as f64, j as f64, k as f64]);
+                assert!(
+                    (p[0] - l.centre_mm[0]).abs() <= m + tol && (p[1] - l.centre_mm[1]).abs() <= m + tol,
+                    "{:?}: outline voxel at {p:?} outside the box",
+                    l.kind
+                );
+            }
+        }
+    }
+}

@@ -632,11 +632,21 @@ impl HepaviewApp {
                 self.view.scroll(o, if scroll > 0.0 { 1.0 } else { -1.0 });
             }
             if self.edit.tool == edit::Tool::Outline {
-                // a click (not a drag: shift-drag still pans) is a prompt; shift marks what
-                // is not lesion
+                // a click is a prompt (shift: what is not lesion); a drag draws a box around
+                // the lesion on this slice (shift-drag still pans)
                 if resp.clicked_by(PointerButton::Primary) {
                     let at = to_world(&self.view, pos);
                     self.outline.click(&self.study, &self.registration, at, shift);
+                } else if resp.drag_started_by(PointerButton::Primary) && !shift {
+                    let from = ui.input(|i| i.pointer.press_origin()).unwrap_or(pos);
+                    self.outline.drag_from = Some(to_world(&self.view, from));
+                } else if resp.drag_stopped_by(PointerButton::Primary) {
+                    if let Some(from) = self.outline.drag_from.take() {
+                        let to = to_world(&self.view, pos);
+                        if crate::volume::norm(crate::volume::sub(to, from)) > 3.0 {
+                            self.outline.drag_box(&self.study, &self.registration, [from, to]);
+                        }
+                    }
                 }
             } else if self.edit.is_editing() && !shift {
                 // editing: the left button paints; the crosshair stays where it is

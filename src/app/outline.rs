@@ -45,6 +45,8 @@ pub struct OutlinePanel {
     pub row: Option<LesionRow>,
     /// Whether the prompt being computed is an exclusion (dropped again if refused).
     last_was_exclude: bool,
+    /// Where a box being dragged with the Outline tool started (LPS mm).
+    pub drag_from: Option<Lps>,
     pub message: Option<String>,
     pub error: Option<String>,
 }
@@ -88,6 +90,19 @@ impl OutlinePanel {
         } else {
             self.prompts.include.push(at_mm);
         }
+        self.start(study, reg);
+    }
+
+    /// A box dragged around a lesion on one slice (two opposite corners, LPS mm): a new
+    /// lesion, outlined inside the box from the box's centre.
+    pub fn drag_box(&mut self, study: &Study, reg: &RegistrationPanel, corners: [Lps; 2]) {
+        if self.job.is_some() {
+            self.message = Some("Still outlining the last prompt…".into());
+            return;
+        }
+        self.new_lesion();
+        self.prompts.box_mm = Some(corners);
+        self.last_was_exclude = false;
         self.start(study, reg);
     }
 
@@ -168,6 +183,8 @@ impl OutlinePanel {
                 // the refused prompt is dropped, so the next click starts from what worked
                 if self.last_was_exclude {
                     self.prompts.exclude.pop();
+                } else if self.prompts.box_mm.is_some() && self.prompts.include.is_empty() {
+                    self.prompts.box_mm = None;
                 } else {
                     self.prompts.include.pop();
                 }
@@ -180,8 +197,9 @@ impl OutlinePanel {
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         ui.label(
             egui::RichText::new(
-                "Click on a lesion to outline it in 3-D from every phase; click again to add a part, \
-                 shift-click on what is not lesion. N starts a new lesion.",
+                "Click on a lesion to outline it in 3-D from every phase, or drag a box around it on \
+                 a slice; click again to add a part, shift-click on what is not lesion. N starts a \
+                 new lesion.",
             )
             .small(),
         );

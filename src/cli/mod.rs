@@ -289,8 +289,12 @@ pub enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// A point on the lesion, X,Y,Z in LPS mm. Repeatable: each adds a part.
-        #[arg(long = "at", value_name = "X,Y,Z", required = true, value_parser = outline::parse_point, allow_hyphen_values = true)]
+        #[arg(long = "at", value_name = "X,Y,Z", required_unless_present = "box_corners", value_parser = outline::parse_point, allow_hyphen_values = true)]
         at: Vec<[f64; 3]>,
+        /// A box drawn around the lesion on one slice: two opposite corners X0,Y0,Z0,X1,Y1,Z1
+        /// in LPS mm. Its centre is the click when no --at is given; the outline stays inside it.
+        #[arg(long = "box", value_name = "X0,Y0,Z0,X1,Y1,Z1", value_parser = outline::parse_box, allow_hyphen_values = true)]
+        box_corners: Option<[[f64; 3]; 2]>,
         /// A point that is not lesion (removes the part holding it). Repeatable.
         #[arg(long, value_name = "X,Y,Z", value_parser = outline::parse_point, allow_hyphen_values = true)]
         exclude: Vec<[f64; 3]>,
@@ -726,11 +730,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 out: &out,
             })
         }
-        Some(Command::Outline { paths, at, exclude, mask, box_mm, no_register, out, phase_overrides }) => {
+        Some(Command::Outline { paths, at, box_corners, exclude, mask, box_mm, no_register, out, phase_overrides }) => {
             outline::outline_cmd(outline::OutlineArgs {
                 paths: &paths,
                 overrides: &phase_overrides,
                 at: &at,
+                box_corners,
                 exclude: &exclude,
                 mask: mask.as_deref(),
                 box_half_mm: box_mm,

@@ -33,6 +33,20 @@ pub fn parse_point(s: &str) -> std::result::Result<Lps, String> {
     }
 }
 
+/// `X0,Y0,Z0,X1,Y1,Z1`: two opposite corners of a box, LPS mm.
+pub fn parse_box(s: &str) -> std::result::Result<[Lps; 2], String> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|x| x.trim().parse::<f64>().map_err(|_| format!("'{x}' in '{s}' is not a number")))
+        .collect::<std::result::Result<_, _>>()?;
+    match v.as_slice() {
+        [x0, y0, z0, x1, y1, z1] if v.iter().all(|c| c.is_finite()) => Ok([[*x0, *y0, *z0], [*x1, *y1, *z1]]),
+        _ => {
+            Err(format!("'{s}': give a box as two corners X0,Y0,Z0,X1,Y1,Z1 in LPS mm, e.g. -110,-5,-210,-80,25,-210"))
+        }
+    }
+}
+
 pub struct OutlineArgs<'a> {
     pub paths: &'a [PathBuf],
     pub overrides: &'a [String],
@@ -40,6 +54,7 @@ pub struct OutlineArgs<'a> {
     pub exclude: &'a [Lps],
     pub mask: Option<&'a Path>,
     pub box_half_mm: Option<f64>,
+    pub box_corners: Option<[Lps; 2]>,
     pub no_register: bool,
     pub out: &'a Path,
 }
@@ -47,8 +62,8 @@ pub struct OutlineArgs<'a> {
 pub fn outline_cmd(a: OutlineArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
     super::new_nifti_out(a.out)?;
-    if a.at.is_empty() {
-        bail!("give at least one --at X,Y,Z (LPS mm) on the lesion");
+    if a.at.is_empty() && a.box_corners.is_none() {
+        bail!("give at least one --at X,Y,Z (LPS mm) on the lesion, or a --box around it");
     }
     let study = open_study(a.paths, a.overrides)?;
     let grid = study.phases[study.fixed_index()].volume.geometry.clone();
@@ -85,7 +100,12 @@ pub fn outline_cmd(a: OutlineArgs) -> Result<()> {
     pb.finish_and_clear();
     let aligned = aligned?;
     let phases: Vec<(Phase, &CtVolume)> = aligned.iter().map(|p| (p.phase, p.volume.as_ref())).collect();
-    let prompts = Prompts { include: a.at.to_vec(), exclude: a.exclude.to_vec(), box_half_mm: a.box_half_mm };
+    let prompts = Prompts {
+        include: a.at.to_vec(),
+        exclude: a.exclude.to_vec(),
+        box_half_mm: a.box_half_mm,
+        box_mm: a.box_corners,
+    };
     let t1 = std::time::Instant::now();
     let o = outline::outline_lesion(&phases, liver.as_ref(), &prompts, &OutlineOptions::default())?;
     let row = outline::measure_outline(&o, &phases, liver.as_ref())?;

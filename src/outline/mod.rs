@@ -51,6 +51,46 @@ pub struct Prompts {
     pub exclude: Vec<Lps>,
     /// Half-size of the working box in mm, instead of [`OutlineOptions::box_half_mm`].
     pub box_half_mm: Option<f64>,
+    /// A box drawn around the lesion on one slice: two opposite corners (LPS mm). Its centre
+    /// is the click when no include point is given, and the outline stays inside it (across
+    /// the slice, as far as the box's larger half-side).
+    #[serde(default)]
+    pub box_mm: Option<[Lps; 2]>,
+}
+
+/// Around a drawn box the work reaches this much further, so a lesion the box hugs is not
+/// taken for a region that leaks out of the working box.
+const BOX_MARGIN_MM: f64 = 10.0;
+
+impl Prompts {
+    /// The prompts the grower sees for a drawn box: its centre as the click (if none was
+    /// given) and a working box that holds the drawn one with a margin.
+    fn with_box(&self) -> Prompts {
+        let Some([a, b]) = self.box_mm else { return self.clone() };
+        let centre: Lps = std::array::from_fn(|i| 0.5 * (a[i] + b[i]));
+        let half = (0..3).map(|i| 0.5 * (a[i] - b[i]).abs()).fold(0.0, f64::max);
+        let mut p = self.clone();
+        if p.include.is_empty() {
+            p.include.push(centre);
+        }
+        p.box_half_mm = Some(p.box_half_mm.unwrap_or(0.0).max(half + BOX_MARGIN_MM));
+        p
+    }
+
+    /// Whether world point `x` lies in the drawn box: within its corners along the axes it
+    /// spans, and within its larger half-side of the slice along the one it does not.
+    fn box_holds(&self, x: Lps, tolerance_mm: f64) -> bool {
+        let Some([a, b]) = self.box_mm else { return true };
+        let half = (0..3).map(|i| 0.5 * (a[i] - b[i]).abs()).fold(0.0, f64::max);
+        (0..3).all(|i| {
+            let (lo, hi) = (a[i].min(b[i]), a[i].max(b[i]));
+            if hi - lo > tolerance_mm {
+                x[i] >= lo - tolerance_mm && x[i] <= hi + tolerance_mm
+            } else {
+                (x[i] - 0.5 * (lo + hi)).abs() <= half + tolerance_mm
+            }
+        })
+    }
 }
 
 /// Settings; the defaults are what the CLI and viewer use. Distances in mm.
@@ -231,6 +271,26 @@ pub fn outline_lesion(
     opts: &OutlineOptions,
 ) -> Result<Outline, OutlineError> {
     check_grids(phases, liver)?;
+    if prompts.box_mm.is_some() {
+        let boxed = prompts.with_box();
+        let mut o = outline_lesion(phases, liver, &Prompts { box_mm: None, ..boxed }, opts)?;
+        // nothing outside the drawn box (half a voxel of slack for the box's own edge)
+        let g = o.mask.geometry.clone();
+        let tol = 0.5 * g.spacing_mm.iter().cloned().fold(0.0, f64::max);
+        let mut dropped = 0usize;
+        for ((k, j, i), v) in o.mask.data.indexed_iter_mut() {
+            if *v != 0 && !prompts.box_holds(g.index_to_world([i as f64, j as f64, k as f64]), tol) {
+                *v = 0;
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            o.voxel_count -= dropped;
+            o.volume_ml = o.voxel_count as f64 * g.spacing_mm.iter().product::<f64>() / 1000.0;
+            o.warnings.push(format!("{dropped} voxel(s) outside the drawn box were left out"));
+        }
+        return Ok(o);
+    }
     if prompts.include.is_empty() {
         return Err(OutlineError::NoInclude);
     }
