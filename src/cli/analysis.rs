@@ -12,7 +12,7 @@ use hepaview::lesion::LesionOptions;
 use hepaview::register::Params as RegisterParams;
 use hepaview::report::{self, ReportFiles, ReportInput};
 use hepaview::study::Study;
-use hepaview::volume::Mask;
+use hepaview::volume::{Geometry, Mask};
 
 use super::{open_study, progress_bar_1000};
 
@@ -33,8 +33,15 @@ fn load_mask(study: &Study, mask: Option<&Path>) -> Result<(Mask, String)> {
     }
 }
 
-/// The study's phases on `mask`'s grid, with a progress bar.
-fn aligned(study: &Study, mask: &Mask, no_register: bool) -> Result<Vec<AlignedPhase>> {
+/// The study's phases on `grid` with a progress bar: registered onto the fixed phase (the
+/// Demons box limited to `register_within` when given) unless `no_register` or a single
+/// phase; and how.
+pub(crate) fn align_with_bar(
+    study: &Study,
+    grid: &Geometry,
+    register_within: Option<&Mask>,
+    no_register: bool,
+) -> Result<(Vec<AlignedPhase>, Alignment)> {
     let alignment = if no_register || study.phases.len() < 2 {
         Alignment::Resample
     } else {
@@ -46,9 +53,14 @@ fn aligned(study: &Study, mask: &Mask, no_register: bool) -> Result<Vec<AlignedP
         pb.set_message(m.to_string());
         true
     };
-    let phases = analysis::align_phases(study, &mask.geometry, &alignment, None, &report);
+    let phases = analysis::align_phases(study, grid, &alignment, register_within, &report);
     pb.finish_and_clear();
-    let phases = phases?;
+    Ok((phases?, alignment))
+}
+
+/// The study's phases on `mask`'s grid, with a progress bar, said on stdout.
+fn aligned(study: &Study, mask: &Mask, no_register: bool) -> Result<Vec<AlignedPhase>> {
+    let (phases, alignment) = align_with_bar(study, &mask.geometry, None, no_register)?;
     let how = match alignment {
         Alignment::Register(_) => "registered onto the fixed phase (diffeomorphic Demons)",
         Alignment::Resample => "resampled in world coordinates (not registered)",

@@ -987,7 +987,7 @@ impl PartialDir {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let Some(pid) = name.strip_prefix(&prefix).and_then(|p| p.parse::<u32>().ok()) else { continue };
-                if pid == std::process::id() || process_alive(pid) {
+                if pid == std::process::id() || hepaview::io::process_alive(pid) {
                     continue;
                 }
                 match std::fs::remove_dir_all(e.path()) {
@@ -1035,16 +1035,6 @@ impl Drop for PartialDir {
         if !self.done {
             let _ = std::fs::remove_dir_all(&self.path);
         }
-    }
-}
-
-/// Whether a process with this id runs (Linux: /proc; elsewhere assumed so, so another
-/// run's folder is never removed).
-fn process_alive(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        Path::new("/proc").join(pid.to_string()).exists()
-    } else {
-        true
     }
 }
 

@@ -12,14 +12,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use hepaview::analysis::{self, Alignment};
 use hepaview::io::nifti;
 use hepaview::io::phase::Phase;
 use hepaview::outline::{self, OutlineOptions, Prompts};
-use hepaview::register::Params as RegisterParams;
 use hepaview::volume::{CtVolume, Interp, Lps, Mask};
 
-use super::{open_study, progress_bar_1000};
+use super::open_study;
 
 /// `X,Y,Z` in LPS mm.
 pub fn parse_point(s: &str) -> std::result::Result<Lps, String> {
@@ -85,20 +83,7 @@ pub fn outline_cmd(a: OutlineArgs) -> Result<()> {
             m.resample_to(&grid, Interp::Nearest, 0)
         }
     });
-    let alignment = if a.no_register || study.phases.len() < 2 {
-        Alignment::Resample
-    } else {
-        Alignment::Register(RegisterParams::default())
-    };
-    let pb = progress_bar_1000();
-    let report = |f: f32, m: &str| {
-        pb.set_position((f.clamp(0.0, 1.0) * 1000.0) as u64);
-        pb.set_message(m.to_string());
-        true
-    };
-    let aligned = analysis::align_phases(&study, &grid, &alignment, liver.as_ref(), &report);
-    pb.finish_and_clear();
-    let aligned = aligned?;
+    let (aligned, _) = super::analysis::align_with_bar(&study, &grid, liver.as_ref(), a.no_register)?;
     let phases: Vec<(Phase, &CtVolume)> = aligned.iter().map(|p| (p.phase, p.volume.as_ref())).collect();
     let prompts = Prompts {
         include: a.at.to_vec(),

@@ -192,11 +192,6 @@ fn lock_token() -> u64 {
     now_ms().wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ n.wrapping_mul(0xbf58_476d_1ce4_e5b9)
 }
 
-/// Is process `pid` running? Where `/proc` is missing, assume so (never take a live lock).
-fn process_alive(pid: u32) -> bool {
-    !Path::new("/proc/self").exists() || Path::new(&format!("/proc/{pid}")).exists()
-}
-
 impl Drop for Session {
     fn drop(&mut self) {
         if self.locked {
@@ -239,7 +234,7 @@ impl Session {
                             self.locked = true;
                             return Ok(());
                         }
-                        Some(pid) if process_alive(pid) => {
+                        Some(pid) if crate::io::process_alive(pid) => {
                             return Err(SessionError::Locked { dir: self.dir.clone(), pid })
                         }
                         // a crashed writer's (or an unreadable) lock: take it over

@@ -16,6 +16,12 @@ use std::path::PathBuf;
 /// images, so study scans skip it rather than report its files as problems.
 pub const SESSION_DIR_NAME: &str = ".hepaview-session";
 
+/// Is process `pid` running? Where `/proc` is missing, assume so: a file a live process
+/// may still be writing (a temporary, a lock) is never taken from it.
+pub fn process_alive(pid: u32) -> bool {
+    !std::path::Path::new("/proc/self").exists() || std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// A soft problem found while reading: the data still loads, but the user should know.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Warning {

@@ -100,10 +100,10 @@ fn datatype_bits(datatype: i16) -> Result<i16, &'static str> {
     }
 }
 
-/// Refuses a header whose dims claim more data than the file can hold, before the reader
-/// reserves memory for it: a corrupt header must not cost gigabytes. Deflate cannot
+/// The file's header, refused when its dims claim more data than the file can hold,
+/// before the reader reserves memory for it: a corrupt header must not cost gigabytes. Deflate cannot
 /// expand more than about 1032:1, which bounds what a `.nii.gz` can hold.
-fn check_size_plausible(path: &Path) -> Result<(), NiftiError> {
+fn check_size_plausible(path: &Path) -> Result<NiftiHeader, NiftiError> {
     let h = std::panic::catch_unwind(|| NiftiHeader::from_file(path))
         .map_err(|_| NiftiError::Unsupported { path: path.to_path_buf(), what: "the header cannot be parsed".into() })?
         .map_err(|e| classify_read_error(path, e))?;
@@ -130,7 +130,7 @@ fn check_size_plausible(path: &Path) -> Result<(), NiftiError> {
         std::fs::metadata(path).map_err(|source| NiftiError::Open { path: path.to_path_buf(), source })?.len();
     let capacity = if is_gz(path) { file_len.saturating_mul(1100) } else { file_len };
     match bytes {
-        Some(b) if b <= capacity => Ok(()),
+        Some(b) if b <= capacity => Ok(h),
         _ => Err(NiftiError::Truncated { path: path.to_path_buf() }),
     }
 }
@@ -277,8 +277,7 @@ pub fn header_geometry(h: &NiftiHeader, path: &Path, warnings: &mut Vec<Warning>
 /// info`): the header is checked as for reading, but no voxel is decoded, so a large or
 /// damaged file costs nothing.
 pub fn read_geometry(path: &Path) -> Result<(Geometry, Vec<Warning>), NiftiError> {
-    check_size_plausible(path)?;
-    let h = NiftiHeader::from_file(path).map_err(|e| classify_read_error(path, e))?;
+    let h = check_size_plausible(path)?;
     let mut warnings = Vec::new();
     let g = header_geometry(&h, path, &mut warnings)?;
     Ok((g, warnings))
@@ -475,9 +474,7 @@ fn remove_stale_temps(dir: &Path, name: &str) {
     for e in entries.flatten() {
         let file = e.file_name().to_string_lossy().into_owned();
         let Some(pid) = file.strip_prefix(".tmp-").and_then(|r| r.strip_suffix(&suffix)) else { continue };
-        let alive =
-            pid.parse::<u32>().is_ok_and(|p| p == std::process::id() || Path::new(&format!("/proc/{p}")).exists());
-        if !alive && Path::new("/proc/self").exists() {
+        if !pid.parse::<u32>().is_ok_and(super::process_alive) && Path::new("/proc/self").exists() {
             let _ = std::fs::remove_file(e.path());
         }
     }
