@@ -372,7 +372,7 @@ fn label_map_cases_follow_the_real_labels() {
         [LabelMapStyle::Real, LabelMapStyle::Offsets, LabelMapStyle::Means].into_iter().cycle().take(9).enumerate()
     {
         // odd cases with the large tumours: still only inside the map's liver
-        let recipe = SynthRecipe { mimics: 0.0, large_tumours: i % 2 == 1 };
+        let recipe = SynthRecipe { mimics: 0.0, large_tumours: i % 2 == 1, ..SynthRecipe::default() };
         let case = synth::label_map_case("ts", &ct, &labels, &[5], style, i as u64, 4.0, 8, recipe);
         let (nz, c, ny, nx) = case.image.dim();
         assert_eq!([nz, ny, nx], grid.shape);
@@ -409,7 +409,7 @@ fn liver_mimics_are_background_beside_the_liver() {
             PhantomStyle::SynthSeg,
             4.0,
             96,
-            SynthRecipe { mimics: 1.0, large_tumours: false },
+            SynthRecipe { mimics: 1.0, large_tumours: false, ..SynthRecipe::default() },
         );
         assert_eq!(base.labels, with.labels, "mimics must not change the labels");
         let (nz, _, ny, nx) = base.image.dim();

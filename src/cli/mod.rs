@@ -484,6 +484,12 @@ pub enum Command {
         /// arterial-enhancing ones a mottled interior.
         #[arg(long)]
         large_tumours: bool,
+        /// Replace the synthetic tumours with realistic lesions: HCC (capsule, necrosis,
+        /// mosaic, satellites), metastases (target rim), cysts, haemangiomas (filling in),
+        /// lipiodol-treated and infiltrative lesions; 2.5–60 mm, lobulated, textured, with
+        /// blurred edges, per-phase enhancement and mass effect.
+        #[arg(long)]
+        realistic_tumours: bool,
     },
     /// Write the built-in tri-phase demo study (DICOM + labels + true fields) to a folder.
     Demo {
@@ -808,11 +814,12 @@ pub fn run(cli: Cli) -> Result<()> {
             learning_rate,
             mimics,
             large_tumours,
+            realistic_tumours,
         }) => {
             if !(0.0..=1.0).contains(&mimics) {
                 return Err(anyhow::anyhow!("--mimics {mimics}: give a fraction of cases from 0 to 1"));
             }
-            let recipe = hepaview::segment::synth::SynthRecipe { mimics, large_tumours };
+            let recipe = hepaview::segment::synth::SynthRecipe { mimics, large_tumours, realistic_tumours };
             segment::train_cmd(segment::TrainArgs {
                 data,
                 lits,

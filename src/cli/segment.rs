@@ -368,7 +368,10 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
         "{}.train.json",
         a.out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
     ));
-    std::fs::write(&json, serde_json::to_string_pretty(&report)?)
+    // the synthetic recipe beside the history, so a file says what it was trained on
+    let mut record = serde_json::to_value(&report)?;
+    record["recipe"] = serde_json::to_value(a.recipe)?;
+    std::fs::write(&json, serde_json::to_string_pretty(&record)?)
         .with_context(|| format!("writing {}", json.display()))?;
     println!(
         "Trained {} steps in {:.1} min; best validation liver Dice {:.4} (epoch {}) → {}; history in {}",

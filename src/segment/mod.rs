@@ -16,6 +16,8 @@
 //! - `synth`: training cases made from the phantom (realistic and SynthSeg-style random
 //!   intensities, random tumours) and from NIfTI pairs.
 //! - `mimics`: heart-, stomach- and bowel-like structures beside the liver, as background.
+//! - `tumours`: realistic synthetic lesions (types, shapes, textures, enhancement, mass
+//!   effect) for `SynthRecipe::realistic_tumours`.
 //! - `train`: AdamW on Dice + cross-entropy, augmentation, validation, checkpoints.
 
 pub mod bridges;
@@ -30,6 +32,7 @@ pub mod preprocess;
 pub mod refine;
 pub mod synth;
 pub mod train;
+pub mod tumours;
 pub mod weights;
 
 use std::path::PathBuf;

@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use super::mimics::{add_mimics, Texture};
 use super::preprocess::{self, window, CHANNELS};
+use super::tumours::add_realistic_tumours;
 use super::{Rng, SegmentError};
 use crate::io::nifti;
 use crate::phantom::{self, PhantomOptions, ANATOMY_LESION, ANATOMY_LIVER};
@@ -67,7 +68,7 @@ fn quantise(hu: f32) -> u8 {
 
 /// Additions to the first model's recipe. The default (no mimics, no large tumours) makes
 /// its cases bit for bit: the additions draw from their own generator.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct SynthRecipe {
     /// Fraction of cases (0–1) given liver mimics (heart, stomach, bowel) labelled
     /// background: `mimics::add_mimics`.
@@ -75,6 +76,10 @@ pub struct SynthRecipe {
     /// A quarter of the random tumours 25–45 mm in radius (large HCC), and the
     /// arterial-enhancing ones with a mottled (mosaic) interior.
     pub large_tumours: bool,
+    /// Replace the random ellipsoids with realistic lesions (`tumours`: HCC, metastasis,
+    /// cyst, haemangioma, lipiodol-treated, infiltrative; lobulated, textured, blurred
+    /// edges, per-phase enhancement, mass effect).
+    pub realistic_tumours: bool,
 }
 
 impl SynthRecipe {
@@ -164,6 +169,8 @@ pub fn phantom_case(seed: u64, style: PhantomStyle, spacing_mm: f64, side: usize
 /// hypodense in all phases, arterial-enhancing with washout, cyst-like (near water),
 /// hyperdense, or hemangioma-like (peripheral enhancement filling in); labelled tumour (2) where they fall in liver.
 /// `recipe.large_tumours` draws from `xrng` only, so without it the cases are the first recipe's.
+/// `recipe.realistic_tumours` replaces all of this with `tumours::add_realistic_tumours`,
+/// drawing from a generator seeded from `xrng` (and nothing from `rng`).
 fn add_tumours(
     rng: &mut Rng,
     grid: &Geometry,
@@ -173,6 +180,10 @@ fn add_tumours(
     recipe: SynthRecipe,
     xrng: &mut Rng,
 ) {
+    if recipe.realistic_tumours {
+        add_realistic_tumours(&mut Rng::new(xrng.next_u64()), grid, hu, labels);
+        return;
+    }
     let liver: Vec<[usize; 3]> =
         anatomy.indexed_iter().filter(|(_, &a)| a == ANATOMY_LIVER).map(|((k, j, i), _)| [k, j, i]).collect();
     if liver.is_empty() {
@@ -393,4 +404,39 @@ pub fn cases_from_pairs(
             Ok(case_from_volumes(&name, [None, Some(&ct), None], &mask, spacing_mm, multiple))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// FNV-1a over the case's image, labels and phases present: a stable fingerprint
+    /// (std's hasher may change between Rust releases).
+    fn fingerprint(case: &TrainCase) -> u64 {
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        let present = case.present.map(u8::from);
+        for &b in case.image.iter().chain(case.labels.iter()).chain(present.iter()) {
+            h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    }
+
+    /// Today's default-recipe cases, fingerprinted before the realistic tumours were
+    /// added: the new code must not change a bit of them (the recipe's additions draw from
+    /// their own generator). With the flag the same seed gives another case, same grid.
+    #[test]
+    fn default_recipe_cases_unchanged_by_realistic_tumours() {
+        let golden =
+            [(PhantomStyle::Realistic, 0x8b6f_d7d2_40a0_e02a_u64), (PhantomStyle::SynthSeg, 0x07cc_2940_a6da_1260)];
+        for (style, want) in golden {
+            let plain = phantom_case(1234, style, 4.0, 64, SynthRecipe::default());
+            assert_eq!(fingerprint(&plain), want, "{style:?}: the default recipe's case changed");
+            let off = SynthRecipe { realistic_tumours: false, ..SynthRecipe::default() };
+            assert_eq!(fingerprint(&phantom_case(1234, style, 4.0, 64, off)), want);
+            let on =
+                phantom_case(1234, style, 4.0, 64, SynthRecipe { realistic_tumours: true, ..SynthRecipe::default() });
+            assert_eq!(on.labels.dim(), plain.labels.dim());
+            assert_ne!(fingerprint(&on), want, "{style:?}: the flag must change the case");
+        }
+    }
 }
