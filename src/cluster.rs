@@ -35,7 +35,8 @@
 use ndarray::{Array3, Axis};
 use rayon::prelude::*;
 
-use crate::volume::{CtVolume, Geometry, Mask, Volume};
+use crate::volume::region::{dilate_mm, std_slice, voxel_volume_ml};
+use crate::volume::{CtVolume, Geometry, Mask, Volume, SAME_GRID_MM};
 
 /// The k the report this product follows uses.
 pub const DEFAULT_K: usize = 7;
@@ -1079,9 +1080,6 @@ impl VoxelFeatures {
     }
 }
 
-/// Largest corner offset between two grids that still counts as the same grid.
-use crate::volume::SAME_GRID_MM;
-
 fn check_grid(name: &str, data: (usize, usize, usize), g: &Geometry, mask: &Geometry) -> Result<(), ClusterError> {
     let dims = [data.0, data.1, data.2];
     if dims != g.shape {
@@ -1104,14 +1102,6 @@ fn check_grid(name: &str, data: (usize, usize, usize), g: &Geometry, mask: &Geom
         });
     }
     Ok(())
-}
-
-/// Standard-layout slice of an array (copying only when it is not contiguous).
-fn std_slice<T: Clone>(a: &Array3<T>) -> std::borrow::Cow<'_, [T]> {
-    match a.as_slice() {
-        Some(s) => std::borrow::Cow::Borrowed(s),
-        None => std::borrow::Cow::Owned(a.iter().cloned().collect()),
-    }
 }
 
 /// The region as booleans: voxels of `mask` with one of `labels` (empty: any non-zero),
@@ -1303,11 +1293,6 @@ fn summarise(features: &VoxelFeatures, labels: &Mask, k: usize) -> Vec<ClusterSu
         .collect()
 }
 
-/// Volume of one voxel in mL (|det| of the index→world matrix, so oblique grids too).
-pub fn voxel_volume_ml(g: &Geometry) -> f64 {
-    crate::volume::det3(&g.index_to_world_matrix()).abs() / 1000.0
-}
-
 /// `iterations` passes of a 3×3×3 majority filter over the non-zero voxels: each takes the
 /// most frequent non-zero label among itself and its 26 neighbours (a tie keeps its own
 /// label when it is among the most frequent, else the lowest). Zero voxels stay zero, so
@@ -1364,105 +1349,6 @@ pub fn majority_filter(labels: &Mask, iterations: usize) -> Mask {
         std::mem::swap(&mut cur, &mut next);
     }
     Volume { data: cur, geometry: labels.geometry.clone() }
-}
-
-// ---------------------------------------------------------------------------------------
-// Distance transform and dilation (also used by `lesion`)
-// ---------------------------------------------------------------------------------------
-
-/// Exact squared Euclidean distance (mm²) from every voxel to the nearest voxel where
-/// `inside` is true (0 there; `f32::INFINITY` when there is none), with voxel size
-/// `spacing_mm` (`[sz, sy, sx]`). Separable lower-envelope algorithm (Felzenszwalb &
-/// Huttenlocher), linear in the voxel count. Grid axes are taken as orthogonal, which they
-/// are for CT apart from gantry tilt.
-pub fn squared_distance_mm2(inside: &Array3<bool>, spacing_mm: [f64; 3]) -> Array3<f32> {
-    let mut dist = inside.map(|&b| if b { 0f32 } else { f32::INFINITY });
-    for axis in [2, 1, 0] {
-        let len = dist.len_of(Axis(axis));
-        let s = spacing_mm[axis];
-        // parallel over slabs of another axis; scratch made once per slab
-        let outer = if axis == 0 { 1 } else { 0 };
-        let inner = if axis > outer { axis - 1 } else { axis };
-        dist.axis_iter_mut(Axis(outer)).into_par_iter().for_each(|mut slab| {
-            let (mut f, mut out, mut v, mut z) =
-                (vec![0f64; len], vec![0f64; len], vec![0usize; len], vec![0f64; len + 1]);
-            for mut lane in slab.lanes_mut(Axis(inner)) {
-                for (fi, &x) in f.iter_mut().zip(lane.iter()) {
-                    *fi = x as f64;
-                }
-                edt_1d(&f, s, &mut out, &mut v, &mut z);
-                for (x, &o) in lane.iter_mut().zip(out.iter()) {
-                    *x = o as f32;
-                }
-            }
-        });
-    }
-    dist
-}
-
-/// 1-D squared distance transform of `f` (∞ = no site) with sample spacing `s` mm.
-fn edt_1d(f: &[f64], s: f64, out: &mut [f64], v: &mut [usize], z: &mut [f64]) {
-    let n = f.len();
-    let mut k: isize = -1;
-    for q in 0..n {
-        if !f[q].is_finite() {
-            continue;
-        }
-        let pq = q as f64 * s;
-        loop {
-            if k < 0 {
-                k = 0;
-                v[0] = q;
-                z[0] = f64::NEG_INFINITY;
-                z[1] = f64::INFINITY;
-                break;
-            }
-            let vk = v[k as usize];
-            let pv = vk as f64 * s;
-            let sx = ((f[q] + pq * pq) - (f[vk] + pv * pv)) / (2.0 * (pq - pv));
-            if sx <= z[k as usize] {
-                k -= 1;
-            } else {
-                k += 1;
-                v[k as usize] = q;
-                z[k as usize] = sx;
-                z[k as usize + 1] = f64::INFINITY;
-                break;
-            }
-        }
-    }
-    if k < 0 {
-        out.fill(f64::INFINITY);
-        return;
-    }
-    let mut k = 0usize;
-    for q in 0..n {
-        let pq = q as f64 * s;
-        while z[k + 1] < pq {
-            k += 1;
-        }
-        let d = pq - v[k] as f64 * s;
-        out[q] = d * d + f[v[k]];
-    }
-}
-
-/// Grows `region` by `margin_mm` (Euclidean, in mm with voxel size `spacing_mm`). Works on
-/// the region's bounding box plus the margin, so small regions in big volumes are cheap.
-pub fn dilate_mm(region: &Array3<bool>, spacing_mm: [f64; 3], margin_mm: f64) -> Array3<bool> {
-    let Some(bb) = crate::edit::VoxelBox::enclosing(region.view(), |b| b) else {
-        return region.clone();
-    };
-    let shape = region.dim();
-    let n = [shape.0, shape.1, shape.2];
-    let r: [usize; 3] = std::array::from_fn(|a| (margin_mm / spacing_mm[a]).ceil() as usize);
-    let lo: [usize; 3] = std::array::from_fn(|a| bb.lo[a].saturating_sub(r[a]));
-    let hi: [usize; 3] = std::array::from_fn(|a| (bb.hi[a] + r[a]).min(n[a]));
-    let sub = region.slice(ndarray::s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]).to_owned();
-    let d2 = squared_distance_mm2(&sub, spacing_mm);
-    let m2 = (margin_mm * margin_mm) as f32 * (1.0 + 1e-6);
-    let mut out = region.clone();
-    out.slice_mut(ndarray::s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]).zip_mut_with(&d2, |o, &d| *o = d <= m2);
-    out
 }
 
 #[cfg(test)]
@@ -1652,40 +1538,6 @@ mod tests {
         assert_eq!(m.len(), 10);
         assert_eq!(m.get(4, 2), 14.0);
         assert_eq!(m.column(1)[9], 28.0);
-    }
-
-    #[test]
-    fn distance_transform_is_exact_on_a_small_grid() {
-        let mut a = Array3::from_elem((5, 6, 7), false);
-        a[[1, 2, 3]] = true;
-        a[[4, 5, 0]] = true;
-        let sp = [2.0, 1.5, 0.7];
-        let d = squared_distance_mm2(&a, sp);
-        for ((k, j, i), &v) in d.indexed_iter() {
-            let want = [[1usize, 2, 3], [4, 5, 0]]
-                .iter()
-                .map(|p| {
-                    let dz = (k as f64 - p[0] as f64) * sp[0];
-                    let dy = (j as f64 - p[1] as f64) * sp[1];
-                    let dx = (i as f64 - p[2] as f64) * sp[2];
-                    dz * dz + dy * dy + dx * dx
-                })
-                .fold(f64::INFINITY, f64::min);
-            assert!((v as f64 - want).abs() < 1e-3, "{k},{j},{i}: {v} vs {want}");
-        }
-        let none = squared_distance_mm2(&Array3::from_elem((2, 2, 2), false), sp);
-        assert!(none.iter().all(|v| v.is_infinite()));
-    }
-
-    #[test]
-    fn dilation_grows_by_the_margin() {
-        let mut a = Array3::from_elem((21, 21, 21), false);
-        a[[10, 10, 10]] = true;
-        let d = dilate_mm(&a, [1.0, 1.0, 1.0], 3.0);
-        let count = d.iter().filter(|&&b| b).count();
-        // lattice points within a ball of radius 3: 123
-        assert_eq!(count, 123);
-        assert!(d[[10, 10, 13]] && !d[[10, 10, 14]] && !d[[12, 12, 12]]);
     }
 
     #[test]

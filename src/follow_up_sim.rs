@@ -150,7 +150,7 @@ pub fn liver_seed(reference: &CtVolume, rough_liver: &Mask) -> Option<Lps> {
 }
 
 fn count_ml(mask: &Mask, pred: impl Fn(u8) -> bool) -> f64 {
-    mask.data.iter().filter(|&&l| pred(l)).count() as f64 * crate::cluster::voxel_volume_ml(&mask.geometry)
+    mask.data.iter().filter(|&&l| pred(l)).count() as f64 * crate::volume::region::voxel_volume_ml(&mask.geometry)
 }
 
 /// The voxel of `mask` deepest inside the labels `inside` picks (largest distance to any
@@ -161,7 +161,7 @@ fn deepest_where(
     accept: impl Fn((usize, usize, usize)) -> bool,
 ) -> Option<(Lps, f64)> {
     let outside = mask.data.mapv(|l| !inside(l));
-    let d2 = crate::cluster::squared_distance_mm2(&outside, mask.geometry.spacing_mm);
+    let d2 = crate::volume::region::squared_distance_mm2(&outside, mask.geometry.spacing_mm);
     let ((k, j, i), &best) =
         d2.indexed_iter().filter(|&(idx, &d)| d > 0.0 && accept(idx)).max_by(|a, b| a.1.total_cmp(b.1))?;
     Some((mask.geometry.index_to_world([i as f64, j as f64, k as f64]), (best as f64).sqrt()))

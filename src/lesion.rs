@@ -19,9 +19,13 @@ use std::borrow::Cow;
 
 use ndarray::Array3;
 
-use crate::cluster::{squared_distance_mm2, voxel_volume_ml};
 use crate::io::phase::Phase;
-use crate::volume::{invert3, mat_vec, norm, sub, CtVolume, Geometry, Lps, Mask};
+use crate::volume::region::{squared_distance_mm2, std_slice, voxel_volume_ml};
+use crate::volume::{invert3, mat_vec, norm, sub, CtVolume, Geometry, Lps, Mask, SAME_GRID_MM};
+
+/// Components of a label, where they live now (`hepaview::lesion::connected_components` is
+/// how callers outside the crate have named them).
+pub use crate::volume::region::{connected_components, Component};
 
 /// Every hint says this.
 pub const HINT_DISCLAIMER: &str = "Pattern hint from HU statistics for the radiologist; not a diagnosis.";
@@ -66,13 +70,6 @@ impl Default for LesionOptions {
             rim_depth_mm: 3.0,
         }
     }
-}
-
-/// A connected set of lesion voxels (26-connectivity).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Component {
-    /// Linear indices (`[z, y, x]` C order), ascending.
-    pub voxels: Vec<usize>,
 }
 
 /// Summary statistics of HU values.
@@ -237,60 +234,6 @@ pub struct LesionReport {
     /// Components left out as smaller than `min_volume_ml`.
     pub dropped_small: usize,
     pub disclaimer: String,
-}
-
-// ---------------------------------------------------------------------------------------
-// Connected components
-// ---------------------------------------------------------------------------------------
-
-fn std_slice<T: Clone>(a: &Array3<T>) -> Cow<'_, [T]> {
-    match a.as_slice() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(a.iter().cloned().collect()),
-    }
-}
-
-/// Connected components (26-connectivity) of the voxels equal to `label`, with at least
-/// `min_voxels` voxels, largest first (ties: first in scan order). Also returns how many
-/// smaller components were left out.
-pub fn connected_components(mask: &Mask, label: u8, min_voxels: usize) -> (Vec<Component>, usize) {
-    let (nz, ny, nx) = mask.data.dim();
-    let data = std_slice(&mask.data);
-    let mut seen = vec![false; data.len()];
-    let mut stack = Vec::new();
-    let mut comps = Vec::new();
-    let mut dropped = 0;
-    for start in 0..data.len() {
-        if data[start] != label || seen[start] {
-            continue;
-        }
-        seen[start] = true;
-        stack.push(start);
-        let mut voxels = Vec::new();
-        while let Some(v) = stack.pop() {
-            voxels.push(v);
-            let (k, j, i) = (v / (ny * nx), (v / nx) % ny, v % nx);
-            for kk in k.saturating_sub(1)..(k + 2).min(nz) {
-                for jj in j.saturating_sub(1)..(j + 2).min(ny) {
-                    for ii in i.saturating_sub(1)..(i + 2).min(nx) {
-                        let w = (kk * ny + jj) * nx + ii;
-                        if !seen[w] && data[w] == label {
-                            seen[w] = true;
-                            stack.push(w);
-                        }
-                    }
-                }
-            }
-        }
-        if voxels.len() >= min_voxels.max(1) {
-            voxels.sort_unstable();
-            comps.push(Component { voxels });
-        } else {
-            dropped += 1;
-        }
-    }
-    comps.sort_by(|a, b| b.voxels.len().cmp(&a.voxels.len()).then(a.voxels[0].cmp(&b.voxels[0])));
-    (comps, dropped)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -487,8 +430,6 @@ pub fn measure_voxels(voxels: &[usize], geometry: &Geometry) -> Result<(Recist, 
 // ---------------------------------------------------------------------------------------
 // Analysis
 // ---------------------------------------------------------------------------------------
-
-use crate::volume::SAME_GRID_MM;
 
 fn check_options(o: &LesionOptions) -> Result<(), LesionError> {
     for (what, value) in [
@@ -850,27 +791,6 @@ mod tests {
             }
         }
         m
-    }
-
-    #[test]
-    fn components_use_26_connectivity_and_size_filter() {
-        let g = Geometry::axis_aligned([4, 5, 5], [1.0; 3], [0.0; 3]);
-        let mut m = Volume::filled(g, 0u8);
-        // two voxels touching only at a corner: one component
-        m.data[[1, 1, 1]] = 2;
-        m.data[[2, 2, 2]] = 2;
-        // a separate single voxel
-        m.data[[0, 4, 4]] = 2;
-        // a three-voxel line
-        for i in 0..3 {
-            m.data[[3, 4, i]] = 2;
-        }
-        let (c, dropped) = connected_components(&m, 2, 1);
-        assert_eq!(c.len(), 3);
-        assert_eq!(dropped, 0);
-        assert_eq!(c.iter().map(|c| c.voxels.len()).collect::<Vec<_>>(), vec![3, 2, 1]);
-        let (c, dropped) = connected_components(&m, 2, 2);
-        assert_eq!((c.len(), dropped), (2, 1));
     }
 
     #[test]

@@ -94,7 +94,7 @@ pub struct VisitMeasure {
 /// Measures every lesion of a visit and splits it into parts.
 pub fn measure_visit(v: &Visit, opts: &ResponseOptions) -> Result<VisitMeasure, ResponseError> {
     let report = lesion::analyse_lesions(v.mask, &v.phases, &opts.lesion)?;
-    let voxel_ml = crate::cluster::voxel_volume_ml(&v.mask.geometry);
+    let voxel_ml = crate::volume::region::voxel_volume_ml(&v.mask.geometry);
     let min_voxels = (opts.lesion.min_volume_ml / voxel_ml - 1e-9).ceil().max(1.0) as usize;
     let (comps, _) = connected_components(v.mask, opts.lesion.lesion_label, min_voxels);
     let mut parts_mask = Mask::filled(v.mask.geometry.clone(), 0);

@@ -25,9 +25,10 @@ use crate::edit::tools::{
 use crate::edit::tools::{Brush, BrushExtent, BrushShape, Grow, GrowCriterion, HuRange, Reach, Smoothing};
 use crate::edit::{
     EditDiff, EditError, History, LabelTable, Orientation as EditOrientation, Paint, PaintOver, RestoreInfo, Session,
-    Touched, VoxelBox,
+    Touched,
 };
 use crate::study::{next_key, Labels, Study};
+use crate::volume::region::VoxelBox;
 use crate::volume::{CtVolume, Interp, Lps, Mask};
 
 use super::view::Orientation;

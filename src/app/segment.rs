@@ -214,7 +214,7 @@ fn searched_label(ml: f64, c: Lps) -> String {
 fn summary(mask: &Mask, searched: usize) -> String {
     let ml = mask.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
     let liver = mask.data.iter().filter(|&&v| v > 0).count() as f64 * ml;
-    let (lesions, _) = crate::lesion::connected_components(mask, 2, 1);
+    let (lesions, _) = crate::volume::region::connected_components(mask, 2, 1);
     let tumour: usize = lesions.iter().map(|c| c.voxels.len()).sum();
     let counted = match lesions.len() {
         0 => format!("liver {liver:.0} mL, no tumour"),

@@ -20,6 +20,7 @@ pub mod tools;
 
 use std::collections::BTreeMap;
 
+use crate::volume::region::VoxelBox;
 use crate::volume::{Lps, Mask};
 
 pub use history::{History, Touched};
@@ -92,67 +93,6 @@ impl Orientation {
             Orientation::Coronal => "coronal",
             Orientation::Sagittal => "sagittal",
         }
-    }
-}
-
-/// A box of voxels `[lo, hi)` in `[z, y, x]` order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct VoxelBox {
-    pub lo: [usize; 3],
-    pub hi: [usize; 3],
-}
-
-impl VoxelBox {
-    pub fn len(&self) -> usize {
-        (0..3).map(|a| self.hi[a].saturating_sub(self.lo[a])).product()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The smallest box holding both.
-    pub fn union(&self, other: &VoxelBox) -> VoxelBox {
-        VoxelBox {
-            lo: [self.lo[0].min(other.lo[0]), self.lo[1].min(other.lo[1]), self.lo[2].min(other.lo[2])],
-            hi: [self.hi[0].max(other.hi[0]), self.hi[1].max(other.hi[1]), self.hi[2].max(other.hi[2])],
-        }
-    }
-
-    pub fn shape(&self) -> [usize; 3] {
-        [self.hi[0] - self.lo[0], self.hi[1] - self.lo[1], self.hi[2] - self.lo[2]]
-    }
-
-    /// The smallest box holding every voxel of `data` that `keep` accepts, or `None`.
-    /// Scans slabs in parallel and each row from both ends, so a mostly empty mask costs
-    /// little more than reading it.
-    pub fn enclosing<T: Copy + Sync>(
-        data: ndarray::ArrayView3<'_, T>,
-        keep: impl Fn(T) -> bool + Sync,
-    ) -> Option<VoxelBox> {
-        use ndarray::Axis;
-        use rayon::prelude::*;
-        let per_slab: Vec<Option<VoxelBox>> = data
-            .axis_iter(Axis(0))
-            .into_par_iter()
-            .enumerate()
-            .map(|(k, slab)| {
-                let mut b: Option<VoxelBox> = None;
-                for (j, row) in slab.outer_iter().enumerate() {
-                    let Some(i0) = row.iter().position(|&v| keep(v)) else { continue };
-                    let i1 = row.len() - row.iter().rev().position(|&v| keep(v)).unwrap_or(0);
-                    let one = VoxelBox { lo: [k, j, i0], hi: [k + 1, j + 1, i1] };
-                    b = Some(b.map_or(one, |x| x.union(&one)));
-                }
-                b
-            })
-            .collect();
-        per_slab.into_iter().flatten().reduce(|a, b| a.union(&b))
-    }
-
-    /// This box moved by `by` voxels (`[z, y, x]`).
-    pub fn offset(&self, by: [usize; 3]) -> VoxelBox {
-        VoxelBox { lo: [0, 1, 2].map(|a| self.lo[a] + by[a]), hi: [0, 1, 2].map(|a| self.hi[a] + by[a]) }
     }
 }
 

@@ -23,6 +23,7 @@
 use rayon::prelude::*;
 
 use super::TriMesh;
+use crate::volume::{cross, dot, sub};
 
 /// A collapse may turn a surviving triangle's normal by at most this much. Beyond ~60°
 /// the collapse folds a crease into the surface rather than simplifying it.
@@ -102,15 +103,6 @@ fn optimum(q: &Quadric) -> Option<[f64; 3]> {
 // Small vector maths in f64
 // ---------------------------------------------------------------------------------------
 
-fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
-}
-fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
-}
-fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
-    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
-}
 fn normal(a: [f64; 3], b: [f64; 3], c: [f64; 3]) -> [f64; 3] {
     cross(sub(b, a), sub(c, a))
 }

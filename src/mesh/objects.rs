@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use super::smooth::TaubinOptions;
 use super::{decimate, no_progress, surface, taubin, MeshError, Progress, TriMesh};
-use crate::lesion::{connected_components, Component};
+use crate::volume::region::{connected_components, Component};
 use crate::volume::{det3, Mask, Volume};
 
 /// What an object is.

@@ -20,6 +20,8 @@
 
 use std::sync::OnceLock;
 
+use crate::volume::{cross, dot, sub};
+
 /// The two corners of each cell edge: 0–3 run along i, 4–7 along j, 8–11 along k.
 pub(crate) const EDGES: [[usize; 2]; 12] =
     [[0, 1], [2, 3], [4, 5], [6, 7], [0, 2], [1, 3], [4, 6], [5, 7], [0, 4], [1, 5], [2, 6], [3, 7]];
@@ -72,15 +74,6 @@ fn edge_between(a: usize, b: usize) -> usize {
     EDGES.iter().position(|e| (e[0] == a && e[1] == b) || (e[0] == b && e[1] == a)).unwrap_or(usize::MAX)
 }
 
-fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
-}
-fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
-}
-fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
-    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
-}
 fn tri_area(a: [f64; 3], b: [f64; 3], c: [f64; 3]) -> f64 {
     let n = cross(sub(b, a), sub(c, a));
     dot(n, n).sqrt() / 2.0

@@ -13,7 +13,7 @@ use ndarray::Array3;
 use super::region::flood;
 use super::stats::{off_mixture2, signature_of, Features, Signature};
 use super::OutlineOptions;
-use crate::cluster::squared_distance_mm2;
+use crate::volume::region::squared_distance_mm2;
 
 /// What one click grew.
 pub struct Grown {

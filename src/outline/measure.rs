@@ -3,9 +3,9 @@
 //! evidence), plus how deep it lies below the liver's surface. Nothing is measured twice:
 //! this file only builds the label mask `lesion` expects and adds the depth.
 
-use crate::cluster::squared_distance_mm2;
 use crate::io::phase::Phase;
 use crate::lesion::{analyse_lesions, Lesion, LesionOptions, HINT_DISCLAIMER};
+use crate::volume::region::squared_distance_mm2;
 use crate::volume::{CtVolume, Mask};
 
 use super::{Outline, OutlineError};

@@ -32,8 +32,8 @@ pub mod stats;
 
 use ndarray::Array3;
 
-use crate::edit::VoxelBox;
 use crate::io::phase::Phase;
+use crate::volume::region::VoxelBox;
 use crate::volume::{CtVolume, Lps, Mask, Volume};
 use grow::{grow, Classes};
 use region::{close_mm, erode_mm, fill_holes, flood, WorkBox};
@@ -445,7 +445,7 @@ pub fn outline_lesion(
         });
     }
     Ok(Outline {
-        volume_ml: count as f64 * crate::cluster::voxel_volume_ml(g),
+        volume_ml: count as f64 * crate::volume::region::voxel_volume_ml(g),
         voxel_count: count,
         mask,
         found: Found::Lesion,
@@ -500,7 +500,7 @@ fn remove_excluded(
                 e[2], e[1], e[0]
             ));
         }
-        let grown = crate::cluster::dilate_mm(&piece, sp, opts.neck_mm);
+        let grown = crate::volume::region::dilate_mm(&piece, sp, opts.neck_mm);
         ndarray::Zip::from(&mut *region).and(&grown).for_each(|r, &g| *r &= !g);
     }
 }

@@ -1,12 +1,11 @@
 //! The working box around the clicks and the voxel-set operations the outline needs inside
 //! it: flood fill from seeds under a predicate, hole filling (3-D and per axial slice),
-//! closing and erosion in mm. Distances and dilation come from `cluster`
+//! closing and erosion in mm. Distances and dilation come from `volume::region`
 //! ([`squared_distance_mm2`], [`dilate_mm`]); this file only adds what they do not do.
 
 use ndarray::Array3;
 
-use crate::cluster::{dilate_mm, squared_distance_mm2};
-use crate::edit::VoxelBox;
+use crate::volume::region::{dilate_mm, squared_distance_mm2, VoxelBox};
 
 /// A box of the study's grid (`[z, y, x]`, `hi` exclusive) and which of its faces are the
 /// grid's own edges (a region touching those has reached the end of the scan, not leaked).

@@ -19,6 +19,7 @@ pub mod warp;
 pub use demons::LevelStats;
 pub use warp::{compose, invert, jacobian, resample_field, warp_volume};
 
+use crate::volume::region::VoxelBox;
 use crate::volume::{invert3, mat_mul, mat_vec, CtVolume, Field, Geometry, Interp, Mask, Volume};
 use ndarray::Array3;
 use pyramid::Level;
@@ -510,44 +511,11 @@ pub fn register_ct(
     })
 }
 
-/// A box of voxel indices `[lo, hi)` per array axis `[z, y, x]`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct IndexBox {
-    pub lo: [usize; 3],
-    pub hi: [usize; 3],
-}
-
-impl IndexBox {
-    pub fn is_whole(&self, shape: [usize; 3]) -> bool {
-        self.lo == [0; 3] && self.hi == shape
-    }
-
-    /// The part of `v` inside the box, placed where it was in the patient frame.
-    pub fn crop<T: Clone>(&self, v: &Volume<T>) -> Volume<T> {
-        let (lo, hi) = (self.lo, self.hi);
-        let data = v.data.slice(ndarray::s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]).to_owned();
-        let origin = v.geometry.index_to_world([lo[2] as f64, lo[1] as f64, lo[0] as f64]);
-        Volume::new(data, Geometry { origin_mm: origin, ..v.geometry.clone() })
-    }
-}
-
 /// The bounding box of a mask's non-zero voxels grown by `margin_mm`; `None` when empty.
-pub fn mask_box(mask: &Mask, margin_mm: f64) -> Option<IndexBox> {
+pub fn mask_box(mask: &Mask, margin_mm: f64) -> Option<VoxelBox> {
     let shape = mask.geometry.shape;
-    let mut lo = shape;
-    let mut hi = [0usize; 3];
-    for ((k, j, i), &v) in mask.data.indexed_iter() {
-        if v != 0 {
-            for (a, x) in [k, j, i].into_iter().enumerate() {
-                lo[a] = lo[a].min(x);
-                hi[a] = hi[a].max(x + 1);
-            }
-        }
-    }
-    if hi[0] == 0 {
-        return None;
-    }
-    let mut out = IndexBox { lo: [0; 3], hi: shape };
+    let VoxelBox { lo, hi } = VoxelBox::enclosing(mask.data.view(), |v| v != 0)?;
+    let mut out = VoxelBox { lo: [0; 3], hi: shape };
     for a in 0..3 {
         let grow = (margin_mm / mask.geometry.spacing_mm[a]).ceil() as usize;
         out.lo[a] = lo[a].saturating_sub(grow);
@@ -558,7 +526,7 @@ pub fn mask_box(mask: &Mask, margin_mm: f64) -> Option<IndexBox> {
 
 /// The bounding box of voxels denser than −500 HU in either image (where the moving one
 /// has data), grown by `margin_mm`; the whole grid when nothing qualifies.
-pub fn body_box(fixed: &Volume<f32>, moving: &Volume<f32>, valid: &[u8], margin_mm: f64) -> IndexBox {
+pub fn body_box(fixed: &Volume<f32>, moving: &Volume<f32>, valid: &[u8], margin_mm: f64) -> VoxelBox {
     let shape = fixed.geometry.shape;
     let [nz, ny, nx] = shape;
     let (f, m) = (fixed.data.as_slice().expect("layout"), moving.data.as_slice().expect("layout"));
@@ -585,9 +553,9 @@ pub fn body_box(fixed: &Volume<f32>, moving: &Volume<f32>, valid: &[u8], margin_
             [a.1[0].max(b.1[0]), a.1[1].max(b.1[1]), a.1[2].max(b.1[2])],
         )
     }) else {
-        return IndexBox { lo: [0; 3], hi: shape };
+        return VoxelBox { lo: [0; 3], hi: shape };
     };
-    let mut out = IndexBox { lo: [0; 3], hi: shape };
+    let mut out = VoxelBox { lo: [0; 3], hi: shape };
     for a in 0..3 {
         let grow = (margin_mm / fixed.geometry.spacing_mm[a]).ceil() as usize;
         out.lo[a] = lo[a].saturating_sub(grow);

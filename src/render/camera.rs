@@ -7,7 +7,7 @@
 //! [`to_gpu`] transposes them for WGSL, whose `mat4x4` is column-major. Clip space is
 //! wgpu's: x, y in [−1, 1] (y up), z in [0, 1].
 
-use crate::volume::{cross, dot, norm, sub, Lps};
+use crate::volume::{add, cross, dot, norm, sub, Lps};
 
 pub type Mat4 = [[f64; 4]; 4];
 
@@ -112,10 +112,6 @@ impl Default for Camera {
 
 fn scale(a: Lps, s: f64) -> Lps {
     [a[0] * s, a[1] * s, a[2] * s]
-}
-
-fn add(a: Lps, b: Lps) -> Lps {
-    [a[0] + b[0], a[1] + b[1], a[2] + b[2]]
 }
 
 fn unit(a: Lps) -> Lps {

@@ -8,7 +8,7 @@
 //! skips every vertex that the 1-Lipschitz bound `d(v) ≥ d(s) − |v − s|` already rules out.
 
 use crate::mesh::TriMesh;
-use crate::volume::Lps;
+use crate::volume::{dot, sub, Lps};
 
 /// Triangles of a surface binned into cubic cells (compressed rows: `start[c]..start[c+1]`
 /// of `tris` are the triangles whose bounding box overlaps cell `c`).
@@ -23,12 +23,6 @@ pub struct SurfaceGrid {
 
 type V = Lps;
 
-fn sub(a: V, b: V) -> V {
-    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
-}
-fn dot(a: V, b: V) -> f64 {
-    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
-}
 fn add_scaled(a: V, b: V, s: f64) -> V {
     [a[0] + b[0] * s, a[1] + b[1] * s, a[2] + b[2] * s]
 }

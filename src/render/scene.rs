@@ -8,8 +8,9 @@
 
 use rayon::prelude::*;
 
-use crate::lesion::{connected_components, measure_voxels};
+use crate::lesion::measure_voxels;
 use crate::mesh::{build_objects_with_progress, MeshError, MeshObject, MeshOptions, ObjectKind, Progress};
+use crate::volume::region::connected_components;
 use crate::volume::{det3, Lps, Mask};
 
 use super::camera::Ray;

@@ -16,7 +16,7 @@ use ndarray::s;
 
 use super::infer::take_out_of_liver;
 use super::refine::{depth_mm2, liver_box, local_grid};
-use crate::lesion::connected_components;
+use crate::volume::region::connected_components;
 use crate::volume::Mask;
 
 /// A part cut off has a core at most this fraction of the largest core's volume (the

@@ -20,8 +20,7 @@
 use ndarray::{s, Array3};
 
 use super::refine::{depth_mm2, liver_box, local_grid, smooth3, OtherPhase, Parenchyma};
-use crate::cluster::squared_distance_mm2;
-use crate::lesion::connected_components;
+use crate::volume::region::{connected_components, squared_distance_mm2};
 use crate::volume::{CtVolume, Mask};
 
 /// How strict the search is.

@@ -10,10 +10,8 @@
 
 use ndarray::{s, Array3};
 
-use crate::cluster::squared_distance_mm2;
-use crate::edit::VoxelBox;
-use crate::lesion::connected_components;
 use crate::register::{resample_field, warp_volume};
+use crate::volume::region::{connected_components, squared_distance_mm2, VoxelBox};
 use crate::volume::{CtVolume, Field, Geometry, Interp, Mask};
 
 /// How far and how strictly edges move.

@@ -15,7 +15,7 @@ use egui_wgpu::wgpu::util::DeviceExt as _;
 
 use super::volumes::{TexelMap, VolumeCache};
 use super::{LayerKind, ScreenPlane, SliceViewDesc};
-use crate::edit::VoxelBox;
+use crate::volume::region::VoxelBox;
 use crate::volume::{dot, sub, Geometry, Interp};
 
 const SHADER: &str = include_str!("../../../shaders/slice.wgsl");

@@ -18,7 +18,7 @@ use egui_wgpu::wgpu;
 use ndarray::Array3;
 
 use super::VolumeKey;
-use crate::edit::VoxelBox;
+use crate::volume::region::VoxelBox;
 use crate::volume::{invert3, mat_vec, Geometry, Volume};
 
 /// Requests (one per drawn viewport) after which an unused texture is dropped: a few hundred

@@ -5,7 +5,7 @@
 //! Each works on the label `paint.value` inside the label's bounding box plus a margin
 //! (so a small tumour on a big grid costs little), then commits: voxels that join the
 //! label obey the paint rule; voxels that leave it become background unless the label is
-//! locked. Components are 26-connected (`lesion::connected_components`); background for
+//! locked. Components are 26-connected (`volume::region::connected_components`); background for
 //! hole filling is 6-connected, the complementary choice, so a hole sealed by diagonal
 //! neighbours counts as closed.
 
@@ -99,7 +99,7 @@ pub fn close_label(mask: &mut Mask, radius_mm: f64, paint: &Paint) -> Result<Edi
 /// become background.
 pub fn keep_largest_component(mask: &mut Mask, paint: &Paint) -> Result<EditDiff, EditError> {
     let label = check(mask, paint)?;
-    let (comps, _) = crate::lesion::connected_components(mask, label, 1);
+    let (comps, _) = crate::volume::region::connected_components(mask, label, 1);
     if comps.len() <= 1 || !paint.may_shrink() {
         return Ok(EditDiff::empty(mask.shape()));
     }
@@ -115,8 +115,8 @@ pub fn remove_islands(mask: &mut Mask, min_volume_ml: f64, paint: &Paint) -> Res
     if !paint.may_shrink() {
         return Ok(EditDiff::empty(mask.shape()));
     }
-    let voxel_ml = crate::cluster::voxel_volume_ml(&mask.geometry);
-    let (comps, _) = crate::lesion::connected_components(mask, label, 1);
+    let voxel_ml = crate::volume::region::voxel_volume_ml(&mask.geometry);
+    let (comps, _) = crate::volume::region::connected_components(mask, label, 1);
     let small = comps.iter().filter(|c| (c.voxels.len() as f64) * voxel_ml < min_volume_ml);
     Ok(clear_voxels(mask, small.flat_map(|c| c.voxels.iter().copied())))
 }

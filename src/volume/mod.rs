@@ -3,10 +3,13 @@
 //!
 //! Owns index⇄world mapping, resampling onto another geometry (trilinear, nearest) and
 //! reslicing an arbitrary plane (MPR). Nothing here knows about files; conversions to and
-//! from RAS happen in `io` only.
+//! from RAS happen in `io` only. [`region`] holds the region helpers the modules above share
+//! (one voxel box, connected components, distance transform, dilation in mm, voxel volume).
 
 use ndarray::{Array2, Array3, Axis};
 use rayon::prelude::*;
+
+pub mod region;
 
 /// A point or vector in LPS millimetres: `[x (→L), y (→P), z (→S)]`.
 pub type Lps = [f64; 3];
