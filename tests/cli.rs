@@ -125,6 +125,18 @@ fn bad_paths_fail_with_the_path_named() {
     }
 }
 
+/// Issue 27: a segmentation whose mask would go nowhere is refused at once, before the
+/// network runs, saying what to add (it used to run 18 s and exit 0 having written nothing).
+#[test]
+fn segment_without_an_output_is_refused_before_it_runs() {
+    let Some(data) = common::shared_data() else { return };
+    let out = hepaview().arg("segment").arg(data.join("ts-abdomen/ct.nii.gz")).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "exited 0 writing nothing: {err}");
+    assert!(err.contains("--out"), "{err}");
+    assert!(!err.contains("Segmented"), "the network ran first: {err}");
+}
+
 #[test]
 fn demo_small_writes_a_loadable_study() {
     let tmp = tempfile::tempdir().unwrap();

@@ -15,7 +15,7 @@ use hepaview::study::Study;
 mod common;
 
 fn tiny_config() -> UNetConfig {
-    UNetConfig { features: vec![4, 8, 16], in_channels: 3, classes: 3, spacing_mm: 3.0 }
+    UNetConfig { features: vec![4, 8, 16], spacing_mm: 3.0, ..UNetConfig::default() }
 }
 
 fn seeded_model(cfg: &UNetConfig, seed: u64) -> (VarMap, UNet) {
@@ -333,7 +333,7 @@ fn postprocess_keeps_one_liver_without_holes_and_tumour_inside() {
 fn a_few_training_steps_lower_the_loss() {
     let case = synth::phantom_case(5, PhantomStyle::Realistic, 12.0, 32, SynthRecipe::default());
     assert!(!case.liver_slices().is_empty());
-    let cfg = UNetConfig { features: vec![8, 16], in_channels: 3, classes: 3, spacing_mm: 12.0 };
+    let cfg = UNetConfig { features: vec![8, 16], spacing_mm: 12.0, ..UNetConfig::default() };
     let opts = TrainOptions {
         config: cfg,
         patch: 32,
@@ -472,7 +472,7 @@ fn conv_paths_timing() {
 fn training_can_start_from_saved_weights() {
     let dir = tempfile::tempdir().expect("tmp");
     let case = synth::phantom_case(5, PhantomStyle::Realistic, 12.0, 32, SynthRecipe::default());
-    let cfg = UNetConfig { features: vec![8, 16], in_channels: 3, classes: 3, spacing_mm: 12.0 };
+    let cfg = UNetConfig { features: vec![8, 16], spacing_mm: 12.0, ..UNetConfig::default() };
     let first_out = dir.path().join("first.safetensors");
     let opts = TrainOptions {
         config: cfg.clone(),
@@ -519,6 +519,65 @@ fn training_can_start_from_saved_weights() {
         panic!("weights of another network were accepted");
     };
     assert!(err.to_string().contains("first.safetensors"), "{err}");
+}
+
+/// Fine-tuning with phase subsets marks the file (format 2), so inference feeds a study's
+/// phases in their own channels; weights trained without stay format 1, readable as before.
+#[test]
+fn weights_trained_with_phase_subsets_say_so() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let case = synth::phantom_case(6, PhantomStyle::Realistic, 12.0, 32, SynthRecipe::default());
+    let cfg = UNetConfig { features: vec![8, 16], spacing_mm: 12.0, ..UNetConfig::default() };
+    let plain = dir.path().join("plain.safetensors");
+    let opts = TrainOptions {
+        config: cfg.clone(),
+        patch: 32,
+        batch: 2,
+        epochs: 1,
+        steps_per_epoch: 3,
+        seed: 5,
+        out: Some(plain.clone()),
+        val_slices_per_case: 7,
+        ..TrainOptions::default()
+    };
+    let one = std::slice::from_ref(&case);
+    segment::train(one, one, &opts, &|_| true).expect("train");
+    let (read, _) = segment::read_checkpoint(&plain).expect("read");
+    assert!(!read.any_phase_subset);
+    let subsets = dir.path().join("subsets.safetensors");
+    let tuned = TrainOptions { subset_prob: 0.5, init: Some(plain.clone()), out: Some(subsets.clone()), ..opts };
+    segment::train(one, one, &tuned, &|_| true).expect("fine-tune with subsets");
+    let (read, _) = segment::read_checkpoint(&subsets).expect("read");
+    assert!(read.any_phase_subset, "the file says the network saw phase subsets");
+    assert_eq!(read, UNetConfig { any_phase_subset: true, ..cfg }, "and is otherwise the same network");
+    assert!(segment::load_unet(&subsets).is_ok());
+}
+
+/// Every non-empty phase subset comes up, portal venous left out as often as the others,
+/// and a sample never keeps a phase its case lacks.
+#[test]
+fn phase_subset_dropout_draws_every_protocol() {
+    use hepaview::segment::train::{augment_slice, PhaseChoice, PHASE_SUBSETS};
+    let case = synth::phantom_case(7, PhantomStyle::Realistic, 12.0, 32, SynthRecipe::default());
+    let k = case.liver_slices()[0];
+    let mut rng = hepaview::segment::Rng::new(9);
+    let mut seen = std::collections::HashMap::new();
+    for _ in 0..700 {
+        let phases = PhaseChoice::Dropout { pv_only_prob: 0.35, subset_prob: 1.0 };
+        let (x, _) = augment_slice(&case, k, 32, &mut rng, phases, true);
+        let kept: [bool; 3] = std::array::from_fn(|c| x[c * 32 * 32..(c + 1) * 32 * 32].iter().any(|&v| v > -0.5));
+        *seen.entry(kept).or_insert(0usize) += 1;
+    }
+    for s in PHASE_SUBSETS {
+        let n = seen.get(&s).copied().unwrap_or(0);
+        assert!((60..=140).contains(&n), "subset {s:?} drawn {n} times of 700: {seen:?}");
+    }
+    assert_eq!(seen.values().sum::<usize>(), 700, "no sample without a phase: {seen:?}");
+    // a portal-venous-only case keeps portal venous, whatever is drawn
+    let mut pv_only = case.clone();
+    pv_only.present = [false, true, false];
+    let (x, _) = augment_slice(&pv_only, k, 32, &mut rng, PhaseChoice::Only([true, false, true]), false);
+    assert!(x[32 * 32..2 * 32 * 32].iter().any(|&v| v > -0.5) && x[..32 * 32].iter().all(|&v| v < -0.5));
 }
 
 /// The files of the series of `study_dir` whose phases are `phases`, copied into a folder

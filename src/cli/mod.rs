@@ -490,6 +490,12 @@ pub enum Command {
         /// blurred edges, per-phase enhancement and mass effect.
         #[arg(long)]
         realistic_tumours: bool,
+        /// Fraction (0–1) of samples that keep a random subset of their phases, each in its
+        /// own channel (arterial alone, delayed alone, arterial + delayed, …). Above 0 the
+        /// weights are marked as trained for any phase protocol, and `segment` feeds a
+        /// study's phases as they are.
+        #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
+        phase_subsets: f32,
     },
     /// Write the built-in tri-phase demo study (DICOM + labels + true fields) to a folder.
     Demo {
@@ -815,9 +821,13 @@ pub fn run(cli: Cli) -> Result<()> {
             mimics,
             large_tumours,
             realistic_tumours,
+            phase_subsets,
         }) => {
             if !(0.0..=1.0).contains(&mimics) {
                 return Err(anyhow::anyhow!("--mimics {mimics}: give a fraction of cases from 0 to 1"));
+            }
+            if !(0.0..=1.0).contains(&phase_subsets) {
+                return Err(anyhow::anyhow!("--phase-subsets {phase_subsets}: give a fraction of samples from 0 to 1"));
             }
             let recipe = hepaview::segment::synth::SynthRecipe { mimics, large_tumours, realistic_tumours };
             segment::train_cmd(segment::TrainArgs {
@@ -840,6 +850,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 init,
                 learning_rate,
                 recipe,
+                phase_subsets,
             })
         }
         Some(Command::Demo { out, from_study, true_field, liver_seed, shrink, .. }) if !from_study.is_empty() => {

@@ -33,8 +33,14 @@ pub(crate) struct SegmentArgs {
 /// Segments a study (or a phantom, for measuring) and writes the mask; with a truth mask
 /// prints liver and tumour Dice.
 pub(crate) fn segment_cmd(a: SegmentArgs) -> Result<()> {
-    if let Some(out) = &a.out {
-        super::new_nifti_out(out)?;
+    match &a.out {
+        Some(out) => super::new_nifti_out(out)?,
+        // a run of many seconds whose result goes nowhere is a mistake, said before it starts;
+        // measuring against a reference (--truth, the phantom) needs no file
+        None if a.truth.is_none() && a.phantom_seed.is_none() => bail!(
+            "give --out MASK.nii.gz (where to write the mask), or --truth REFERENCE to only measure it against a reference"
+        ),
+        None => {}
     }
     let model_path = a.model.clone().unwrap_or_else(segment::default_model_path);
     let model = segment::load_unet(&model_path)?;
@@ -199,6 +205,8 @@ pub(crate) struct TrainArgs {
     pub init: Option<PathBuf>,
     pub learning_rate: f64,
     pub recipe: SynthRecipe,
+    /// `TrainOptions::subset_prob`.
+    pub phase_subsets: f32,
 }
 
 /// Makes the training cases, trains with a progress bar, writes the best checkpoint to
@@ -328,6 +336,7 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
         out: Some(a.out.clone()),
         init: a.init.clone(),
         learning_rate: a.learning_rate,
+        subset_prob: a.phase_subsets,
         ..TrainOptions::default()
     };
     let total = (opts.epochs * opts.steps_per_epoch) as u64;

@@ -147,7 +147,7 @@ pub fn segment_phases_live(
         on_grid.extend(aligned.into_iter().map(|a| (a.phase, std::sync::Arc::unwrap_or_clone(a.volume))));
         as_they_are.extend(moving.iter().map(|&i| study.phases[i].volume.as_ref()));
     }
-    let inputs = channel_inputs(&on_grid);
+    let inputs = channel_inputs(&on_grid, model.config.any_phase_subset);
     // the edges are refined against the study's own phases at its resolution
     let mut others: Vec<OtherPhase> = fields.iter().map(|(v, f)| OtherPhase::Warped(v, f)).collect();
     others.extend(as_they_are.into_iter().map(OtherPhase::Registered));
@@ -173,15 +173,17 @@ pub fn segment_phases_live(
 /// beside portal venous. The answers are pooled over all of them, as HeMIS pools phases,
 /// so no phase's absence leaves a channel the network relies on empty. Before, such a
 /// study gave an empty mask. (Chosen among six poolings on `triphase-hcc048`; see the
-/// model card.)
-fn channel_inputs(on_grid: &[(Phase, CtVolume)]) -> Vec<[Option<&CtVolume>; CHANNELS]> {
+/// model card.) A network trained with every phase subset (`any_phase_subset`) takes the
+/// contrast phases a study has in their own channels, one input, whichever they are.
+fn channel_inputs(on_grid: &[(Phase, CtVolume)], any_phase_subset: bool) -> Vec<[Option<&CtVolume>; CHANNELS]> {
     let mut slots: [Option<&CtVolume>; CHANNELS] = [None, None, None];
     for (phase, volume) in on_grid {
         if let Some(slot) = contrast_slot(*phase) {
             slots[slot].get_or_insert(volume);
         }
     }
-    if slots[preprocess::PV].is_some() {
+    let any = slots.iter().any(Option::is_some);
+    if slots[preprocess::PV].is_some() || (any_phase_subset && any) {
         return vec![slots];
     }
     let mut inputs = Vec::new();

@@ -19,13 +19,25 @@ pub struct UNetConfig {
     pub classes: usize,
     /// In-plane pixel size the slices are resampled to, mm.
     pub spacing_mm: f64,
+    /// Trained with every subset of the phases, each in its own channel (arterial alone,
+    /// delayed alone, …): inference feeds the phases a study has as they are. Without it
+    /// the network saw portal venous in every sample, and a study lacking it is fed
+    /// through portal venous's channel (`segment::infer`).
+    #[serde(default)]
+    pub any_phase_subset: bool,
 }
 
 impl Default for UNetConfig {
     /// Small enough to train on two shared CPU cores in well under an hour at 4 mm (96² =
     /// 384 mm field of view); the anchor's 32…512 is about 50× the arithmetic per pixel.
     fn default() -> Self {
-        UNetConfig { features: vec![8, 16, 32, 64], in_channels: 3, classes: 3, spacing_mm: 4.0 }
+        UNetConfig {
+            features: vec![8, 16, 32, 64],
+            in_channels: 3,
+            classes: 3,
+            spacing_mm: 4.0,
+            any_phase_subset: false,
+        }
     }
 }
 

@@ -30,6 +30,12 @@ pub struct TrainOptions {
     pub weight_decay: f64,
     /// Probability that a sample keeps only the portal venous phase.
     pub pv_only_prob: f32,
+    /// Probability that a sample keeps a random non-empty subset of its phases, each in its
+    /// own channel (portal venous left out as often as the others), so the network learns
+    /// arterial alone, delayed alone, late arterial + equilibrium. 0 keeps the first recipe
+    /// (portal venous always present) bit for bit; above 0 the saved network is marked
+    /// `any_phase_subset` and inference feeds phases in their own channels.
+    pub subset_prob: f32,
     /// Stop (keeping the best checkpoint) after this long.
     pub max_minutes: Option<f64>,
     pub seed: u64,
@@ -53,6 +59,7 @@ impl Default for TrainOptions {
             learning_rate: 2e-3,
             weight_decay: 1e-4,
             pv_only_prob: 0.35,
+            subset_prob: 0.0,
             max_minutes: None,
             seed: 1,
             out: None,
@@ -117,6 +124,9 @@ pub fn train(
     let params = ParamsAdamW { lr: opts.learning_rate, weight_decay: opts.weight_decay, ..Default::default() };
     let mut opt = AdamW::new(trainable_vars(&varmap)?, params)?;
     let mut rng = Rng::new(opts.seed);
+    // a network that saw phase subsets says so in its file (inference feeds it accordingly)
+    let saved_config =
+        UNetConfig { any_phase_subset: opts.config.any_phase_subset || opts.subset_prob > 0.0, ..opts.config.clone() };
     let total = opts.epochs * opts.steps_per_epoch;
     let start = Instant::now();
     let val_set = validation_set(val, opts);
@@ -189,9 +199,9 @@ pub fn train(
         let score = dl.unwrap_or(0.0) + 0.5 * dt.unwrap_or(0.0);
         let improved = score > best_score;
         if let Some(out) = &opts.out {
-            save_unet(&varmap, &opts.config, &last_path(out))?;
+            save_unet(&varmap, &saved_config, &last_path(out))?;
             if improved {
-                save_unet(&varmap, &opts.config, out)?;
+                save_unet(&varmap, &saved_config, out)?;
             }
         }
         if improved {
@@ -212,10 +222,12 @@ pub fn train(
 /// Sets every variable (BatchNorm statistics included) to the weights in `path`.
 fn start_from(varmap: &VarMap, config: &UNetConfig, path: &Path) -> Result<(), SegmentError> {
     let (cfg, tensors) = super::weights::read_checkpoint(path)?;
-    if &cfg != config {
+    // the same network; how it was fed may change (fine-tuning for phase subsets)
+    let (cfg_features, cfg_spacing) = (cfg.features.clone(), cfg.spacing_mm);
+    if (UNetConfig { any_phase_subset: config.any_phase_subset, ..cfg }) != *config {
         return Err(SegmentError::WeightsMismatch {
             path: path.to_path_buf(),
-            detail: format!("it holds a U-Net {:?} at {} mm, not the {:?} at {} mm being trained; train with its --features and --spacing-mm", cfg.features, cfg.spacing_mm, config.features, config.spacing_mm),
+            detail: format!("it holds a U-Net {:?} at {} mm, not the {:?} at {} mm being trained; train with its --features and --spacing-mm", cfg_features, cfg_spacing, config.features, config.spacing_mm),
         });
     }
     let data = varmap.data().lock().map_err(|_| SegmentError::Model("variable map poisoned".into()))?;
@@ -297,7 +309,8 @@ pub fn make_batch(
             let (ci, slices) = with_liver[rng.below(with_liver.len())];
             let case = &cases[*ci];
             let k = if rng.f32() < 0.9 { slices[rng.below(slices.len())] } else { rng.below(case.labels.dim().0) };
-            augment_slice(case, k, p, &mut rng, opts.pv_only_prob, true)
+            let phases = PhaseChoice::Dropout { pv_only_prob: opts.pv_only_prob, subset_prob: opts.subset_prob };
+            augment_slice(case, k, p, &mut rng, phases, true)
         })
         .collect();
     let b = seeds.len();
@@ -310,20 +323,52 @@ pub fn make_batch(
     Ok((Tensor::from_vec(xs, (b, CHANNELS, p, p), &Device::Cpu)?, Tensor::from_vec(ys, (b, p, p), &Device::Cpu)?))
 }
 
+/// Which of a case's phases a sample keeps (the others are fed as missing).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PhaseChoice {
+    /// All the case has.
+    AsGiven,
+    /// Those of these the case has; all it has when it has none of them (a validation
+    /// sample of one phase subset).
+    Only([bool; CHANNELS]),
+    /// Random, when augmenting: a random non-empty subset with probability `subset_prob`,
+    /// else portal venous alone with probability `pv_only_prob`, else each other phase
+    /// dropped with probability 0.1 (portal venous always kept).
+    Dropout { pv_only_prob: f32, subset_prob: f32 },
+}
+
+/// The non-empty subsets of arterial, portal venous and delayed: the protocols a clinic
+/// scans (a validation of a subset-trained network cycles through them).
+pub const PHASE_SUBSETS: [[bool; CHANNELS]; 7] = [
+    [true, true, true],
+    [true, false, false],
+    [false, true, false],
+    [false, false, true],
+    [true, false, true],
+    [true, true, false],
+    [false, true, true],
+];
+
 /// A `patch`² sample of slice `k`: with `augment`, a smooth random warp (70 %, up to ~5 px
 /// per coarse node), a random rotation (±12°), scale (0.85–1.2 per axis), shift (±12 px), left-right flip (5 %), per-phase gain/offset, noise
-/// and phase dropout; without, the centre crop/pad as is.
+/// and phase dropout; without, the centre crop/pad as is. `phases` says which phases it keeps.
 pub fn augment_slice(
     case: &TrainCase,
     k: usize,
     patch: usize,
     rng: &mut Rng,
-    pv_only_prob: f32,
+    phases: PhaseChoice,
     augment: bool,
 ) -> (Vec<f32>, Vec<u32>) {
     let (_, _, h, w) = case.image.dim();
     let (mut a, mut tx, mut ty) = ([[1.0f32, 0.0], [0.0, 1.0]], 0.0f32, 0.0f32);
     let mut present = case.present;
+    if let PhaseChoice::Only(keep) = phases {
+        let kept: [bool; CHANNELS] = std::array::from_fn(|c| keep[c] && case.present[c]);
+        if kept.iter().any(|&k| k) {
+            present = kept;
+        }
+    }
     let mut gain = [1.0f32; CHANNELS];
     let mut offset = [0.0f32; CHANNELS];
     let mut noise = 0.0f32;
@@ -350,19 +395,26 @@ pub fn augment_slice(
             offset[ch] = rng.range(-0.06, 0.06);
         }
         noise = rng.range(0.0, 0.03);
-        if rng.f32() < pv_only_prob {
-            present[0] = false;
-            present[2] = false;
-        } else {
-            for ch in [0, 2] {
-                if rng.f32() < 0.1 {
-                    present[ch] = false;
+        if let PhaseChoice::Dropout { pv_only_prob, subset_prob } = phases {
+            // the subset draw only when asked for, so the first recipe's samples stay bit for bit
+            if subset_prob > 0.0 && rng.f32() < subset_prob {
+                present = random_subset(case.present, rng);
+            } else {
+                if rng.f32() < pv_only_prob {
+                    present[0] = false;
+                    present[2] = false;
+                } else {
+                    for ch in [0, 2] {
+                        if rng.f32() < 0.1 {
+                            present[ch] = false;
+                        }
+                    }
+                }
+                if !present[1] {
+                    // a case without portal venous still trains as given
+                    present = case.present;
                 }
             }
-        }
-        if !present[1] {
-            // a case without portal venous (should not happen) still trains as given
-            present = case.present;
         }
     }
     let (cy, cx) = ((h as f32 - 1.0) / 2.0 + ty, (w as f32 - 1.0) / 2.0 + tx);
@@ -403,6 +455,20 @@ pub fn augment_slice(
         }
     }
     (x, y)
+}
+
+/// A random non-empty subset of the phases in `present`, every subset equally likely.
+fn random_subset(present: [bool; CHANNELS], rng: &mut Rng) -> [bool; CHANNELS] {
+    let have: Vec<usize> = (0..CHANNELS).filter(|&c| present[c]).collect();
+    if have.is_empty() {
+        return present;
+    }
+    let pick = 1 + rng.below((1 << have.len()) - 1);
+    let mut out = [false; CHANNELS];
+    for (bit, &c) in have.iter().enumerate() {
+        out[c] = pick & (1 << bit) != 0;
+    }
+    out
 }
 
 /// Nodes per side of the augmentation's warp grid.
@@ -450,7 +516,9 @@ fn one_hot(y: &Tensor, classes: usize) -> Result<Tensor, SegmentError> {
     Ok(Tensor::from_vec(out, (b, classes, h, w), &Device::Cpu)?)
 }
 
-/// Fixed validation slices: per case, evenly spaced through its liver, centre crops.
+/// Fixed validation slices: per case, evenly spaced through its liver, centre crops; all
+/// phases, or, when training with phase subsets, the subsets in turn (so the best
+/// checkpoint is the best over the protocols, not over three phases only).
 fn validation_set(val: &[TrainCase], opts: &TrainOptions) -> Vec<(Vec<f32>, Vec<u32>)> {
     let mut out = Vec::new();
     for case in val {
@@ -459,7 +527,12 @@ fn validation_set(val: &[TrainCase], opts: &TrainOptions) -> Vec<(Vec<f32>, Vec<
         for t in 0..n {
             let k = s[(t * s.len()) / n.max(1) + s.len() / (2 * n.max(1))];
             let mut rng = Rng::new(0);
-            out.push(augment_slice(case, k.min(case.labels.dim().0 - 1), opts.patch, &mut rng, 0.0, false));
+            let phases = if opts.subset_prob > 0.0 {
+                PhaseChoice::Only(PHASE_SUBSETS[out.len() % PHASE_SUBSETS.len()])
+            } else {
+                PhaseChoice::AsGiven
+            };
+            out.push(augment_slice(case, k.min(case.labels.dim().0 - 1), opts.patch, &mut rng, phases, false));
         }
     }
     out

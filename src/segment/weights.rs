@@ -13,14 +13,22 @@ use super::SegmentError;
 
 /// Where the shipped model lives, relative to the repository / install folder.
 pub const DEFAULT_MODEL: &str = "models/unet.safetensors";
-/// Name of the config tensor: `[format, in_channels, classes, spacing_mm, n_levels, features…]`.
+/// Name of the config tensor: `[format, in_channels, classes, spacing_mm, n_levels,
+/// features…]`, then in format 2 `[any_phase_subset]` (0 or 1).
 pub const CONFIG_TENSOR: &str = "hepaview.config";
+/// Format 1: a network fed portal venous in every sample. Format 2 adds how its phases
+/// are fed; a format-1 network is written as format 1, so older readers still read it.
 const FORMAT: f32 = 1.0;
+const FORMAT_SUBSETS: f32 = 2.0;
 
 fn config_tensor(cfg: &UNetConfig) -> candle_core::Result<Tensor> {
+    let format = if cfg.any_phase_subset { FORMAT_SUBSETS } else { FORMAT };
     let mut v =
-        vec![FORMAT, cfg.in_channels as f32, cfg.classes as f32, cfg.spacing_mm as f32, cfg.features.len() as f32];
+        vec![format, cfg.in_channels as f32, cfg.classes as f32, cfg.spacing_mm as f32, cfg.features.len() as f32];
     v.extend(cfg.features.iter().map(|&f| f as f32));
+    if cfg.any_phase_subset {
+        v.push(1.0);
+    }
     let n = v.len();
     Tensor::from_vec(v, n, &Device::Cpu)
 }
@@ -32,18 +40,20 @@ fn config_from_tensor(t: &Tensor, path: &Path) -> Result<UNetConfig, SegmentErro
         .and_then(|t| t.flatten_all())
         .and_then(|t| t.to_vec1())
         .map_err(|e| bad(format!("{CONFIG_TENSOR} unreadable: {e}")))?;
-    if v.len() < 5 || v[0] != FORMAT {
-        return Err(bad(format!("{CONFIG_TENSOR} is not format {FORMAT} (got {v:?})")));
+    if v.len() < 5 || (v[0] != FORMAT && v[0] != FORMAT_SUBSETS) {
+        return Err(bad(format!("{CONFIG_TENSOR} is not format {FORMAT} or {FORMAT_SUBSETS} (got {v:?})")));
     }
     let n = v[4] as usize;
-    if v.len() != 5 + n || n == 0 {
+    let extra = usize::from(v[0] == FORMAT_SUBSETS);
+    if v.len() != 5 + n + extra || n == 0 {
         return Err(bad(format!("{CONFIG_TENSOR} lists {n} levels but holds {} numbers", v.len())));
     }
     Ok(UNetConfig {
         in_channels: v[1] as usize,
         classes: v[2] as usize,
         spacing_mm: v[3] as f64,
-        features: v[5..].iter().map(|&f| f as usize).collect(),
+        features: v[5..5 + n].iter().map(|&f| f as usize).collect(),
+        any_phase_subset: extra == 1 && v[5 + n] != 0.0,
     })
 }
 
