@@ -284,15 +284,15 @@ fn measure_visit_phases(
     label: &str,
     ps: &[AlignedPhase],
     mask: &Mask,
-    opts: &crate::response::ResponseOptions,
-) -> Result<crate::response::VisitMeasure, AnalysisError> {
-    let v = crate::response::Visit {
+    opts: &crate::follow_up::response::ResponseOptions,
+) -> Result<crate::follow_up::response::VisitMeasure, AnalysisError> {
+    let v = crate::follow_up::response::Visit {
         label: label.into(),
         mask,
         phases: ps.iter().map(|p| (p.phase, p.volume.as_ref())).collect(),
     };
-    crate::response::measure_visit(&v, opts).map_err(|e| match e {
-        crate::response::ResponseError::Lesion(l) => AnalysisError::Lesion(l),
+    crate::follow_up::response::measure_visit(&v, opts).map_err(|e| match e {
+        crate::follow_up::response::ResponseError::Lesion(l) => AnalysisError::Lesion(l),
         other => AnalysisError::Response(other.to_string()),
     })
 }
@@ -346,10 +346,10 @@ pub struct Comparison {
     /// liver that lies differently); `None` when it could not run (no liver in the mask,
     /// or it failed), in which case lesions are paired through the affine alone.
     pub liver_demons: Option<crate::register::PhaseReport>,
-    pub baseline: crate::response::VisitMeasure,
-    pub followup: crate::response::VisitMeasure,
-    pub pairs: Vec<crate::response::Pairing>,
-    pub response: crate::response::Response,
+    pub baseline: crate::follow_up::response::VisitMeasure,
+    pub followup: crate::follow_up::response::VisitMeasure,
+    pub pairs: Vec<crate::follow_up::response::Pairing>,
+    pub response: crate::follow_up::response::Response,
 }
 
 /// NCC below which two visits are taken not to show the same body after alignment.
@@ -366,7 +366,7 @@ pub fn compare_visits(
     follow_label: &str,
     follow_phases: &[AlignedPhase],
     follow_mask: &Mask,
-    opts: &crate::response::ResponseOptions,
+    opts: &crate::follow_up::response::ResponseOptions,
     progress: ProgressFn,
 ) -> Result<Comparison, AnalysisError> {
     let (Some(fixed), Some(moving)) = (reference_phase(base_phases), reference_phase(follow_phases)) else {
@@ -387,7 +387,7 @@ pub fn compare_visits(
     let followup = visit(follow_label, follow_phases, follow_mask)?;
     // a baseline point x lies at x + u(x) in the affinely aligned follow-up, so at T(x + u(x))
     let to_followup = |p: crate::volume::Lps| transform.apply(through_field(field.as_ref(), p));
-    let pairs = crate::response::match_lesions(
+    let pairs = crate::follow_up::response::match_lesions(
         &baseline,
         &base_mask.geometry,
         &followup,
@@ -395,7 +395,7 @@ pub fn compare_visits(
         &to_followup,
         opts,
     );
-    let response = crate::response::assess(base_label, &baseline, follow_label, &followup, &pairs, opts);
+    let response = crate::follow_up::response::assess(base_label, &baseline, follow_label, &followup, &pairs, opts);
     Ok(Comparison { transform, rigid, affine, liver_demons, baseline, followup, pairs, response })
 }
 
@@ -404,14 +404,16 @@ pub fn compare_visits(
 /// and each follow-up phase is resampled through that transform onto the baseline's fixed
 /// grid, so the viewer's world-linked navigation shows the same anatomy in both visits.
 /// Each follow-up phase goes right after the baseline phase of the same kind, named
-/// "FOLLOW-UP <label> · <series>", with its phase set to Unknown so that registration,
-/// clustering and lesion measurement keep working on the baseline's phases only.
+/// "FOLLOW-UP <label> · <phase> · <series>" ([`crate::follow_up::visit_description`]), with
+/// its phase set to Unknown so that registration, clustering and lesion measurement keep
+/// working on the baseline's phases only.
 pub fn add_follow_up(
     study: &mut Study,
     follow: &Study,
     label: &str,
     progress: ProgressFn,
 ) -> Result<crate::register::affine::AffineTransform, AnalysisError> {
+    use crate::follow_up::is_follow_up;
     use crate::io::phase::PhaseCall;
     use crate::register::affine::resample_affine;
     let fixed = Arc::clone(&study.phases[study.fixed_index()].volume);
@@ -430,7 +432,7 @@ pub fn add_follow_up(
                 confidence: p.call.confidence,
                 reason: format!("follow-up {}: {}, aligned to the baseline (affine, NCC {:.3})", label, p.phase(), ncc),
             },
-            description: format!("FOLLOW-UP {label} · {} · {}", p.phase(), p.description),
+            description: crate::follow_up::visit_description(label, p.phase(), &p.description),
             source: p.source.clone(),
             volume,
             key: crate::study::next_key(),
@@ -439,11 +441,11 @@ pub fn add_follow_up(
         let at = study
             .phases
             .iter()
-            .rposition(|b| b.phase() == p.phase() && !b.description.starts_with("FOLLOW-UP"))
+            .rposition(|b| b.phase() == p.phase() && !is_follow_up(&b.description))
             .map(|i| i + 1)
             .unwrap_or(study.phases.len());
         let at = (at..study.phases.len())
-            .find(|&i| !study.phases[i].description.starts_with("FOLLOW-UP"))
+            .find(|&i| !is_follow_up(&study.phases[i].description))
             .unwrap_or(study.phases.len());
         study.phases.insert(at, image);
     }
@@ -499,10 +501,10 @@ pub fn nudge_visit_transform(
 pub struct AlignedComparison {
     /// As [`Comparison::liver_demons`]: the follow-up's residual motion within the liver.
     pub liver_demons: Option<crate::register::PhaseReport>,
-    pub baseline: crate::response::VisitMeasure,
-    pub followup: crate::response::VisitMeasure,
-    pub pairs: Vec<crate::response::Pairing>,
-    pub response: crate::response::Response,
+    pub baseline: crate::follow_up::response::VisitMeasure,
+    pub followup: crate::follow_up::response::VisitMeasure,
+    pub pairs: Vec<crate::follow_up::response::Pairing>,
+    pub response: crate::follow_up::response::Response,
 }
 
 /// [`compare_visits`] for a follow-up already resampled onto the baseline's grid (the
@@ -517,7 +519,7 @@ pub fn compare_aligned_visits(
     follow_label: &str,
     follow_phases: &[AlignedPhase],
     follow_mask: &Mask,
-    opts: &crate::response::ResponseOptions,
+    opts: &crate::follow_up::response::ResponseOptions,
     progress: ProgressFn,
 ) -> Result<AlignedComparison, AnalysisError> {
     let visit = |label: &str, ps: &[AlignedPhase], mask: &Mask| measure_visit_phases(label, ps, mask, opts);
@@ -535,7 +537,7 @@ pub fn compare_aligned_visits(
     }
     let followup = visit(follow_label, follow_phases, follow_mask)?;
     let to_followup = |p: crate::volume::Lps| through_field(field.as_ref(), p);
-    let pairs = crate::response::match_lesions(
+    let pairs = crate::follow_up::response::match_lesions(
         &baseline,
         &base_mask.geometry,
         &followup,
@@ -543,6 +545,6 @@ pub fn compare_aligned_visits(
         &to_followup,
         opts,
     );
-    let response = crate::response::assess(base_label, &baseline, follow_label, &followup, &pairs, opts);
+    let response = crate::follow_up::response::assess(base_label, &baseline, follow_label, &followup, &pairs, opts);
     Ok(AlignedComparison { liver_demons, baseline, followup, pairs, response })
 }

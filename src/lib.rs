@@ -10,7 +10,7 @@ pub mod analysis;
 pub mod app;
 pub mod cluster;
 pub mod edit;
-pub mod follow_up_sim;
+pub mod follow_up;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod io;
@@ -21,9 +21,11 @@ pub mod phantom;
 pub mod register;
 pub mod render;
 pub mod report;
-pub mod response;
 pub mod segment;
 pub mod study;
 pub mod volume;
 
 pub use volume::{CtVolume, Field, Geometry, Interp, Mask, Volume};
+
+/// `hepaview::response` as callers outside the crate (tests) have named it.
+pub use follow_up::response;

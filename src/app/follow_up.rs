@@ -7,23 +7,24 @@
 //! a row click moves the crosshair to the lesion; the radiologist can re-pair lesions,
 //! override each category, and nudge a visit's alignment by hand (the follow-up phases are
 //! resampled again from the study as opened, with the residual NCC before and after).
-//! The maths is in `analysis` and `response`; this file only couples widgets to it.
+//! The maths is in `analysis` and `follow_up` (the comparison, pairing, the lesion table);
+//! this file only couples widgets to it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use egui::{Color32, RichText, Stroke};
 
-use crate::analysis::{self, AlignedPhase, Alignment};
-use crate::io::phase::{Phase, PhaseCall};
+use crate::analysis::{self, AlignedPhase};
+use crate::follow_up::compare::{
+    self, baseline_visit, parts_overlay, shown_visit, CompareOutcome, MaskPlan, VisitInput, VisitOutcome,
+};
+use crate::follow_up::response::{self, Category, Pairing, Response, ResponseOptions, VisitMeasure};
+use crate::follow_up::table::{self, Row, TimePoint};
+use crate::follow_up::{parse_visit_name, visit_description};
 use crate::register::affine::{ncc_at, resample_affine, AffineParams, AffineTransform};
-use crate::response::{self, Category, Pairing, Response, ResponseOptions, VisitMeasure};
 use crate::study::{next_key, take_ended, Ended, Job, PhaseImage, Study};
-use crate::volume::{CtVolume, Interp, Lps, Mask};
-
-/// Start of the description of a follow-up phase shown in the viewer (see
-/// [`analysis::add_follow_up`]).
-const PREFIX: &str = "FOLLOW-UP ";
+use crate::volume::{CtVolume, Lps, Mask};
 
 /// Pyramid spacing (mm) of the residual NCC shown for a visit's alignment.
 const NCC_SPACING_MM: f64 = 4.0;
@@ -109,20 +110,6 @@ pub const PARTS_COLOURS: [(u8, [f32; 4], &str); 3] = [
     (response::LIPIODOL, [1.0, 0.95, 0.55, 1.0], "lipiodol"),
 ];
 
-/// The visit's mask with each lesion voxel relabelled by its part (parts outside lesions
-/// cannot occur: they come from the same mask).
-fn parts_overlay(mask: &Mask, parts: &Mask) -> Mask {
-    let mut out = mask.clone();
-    if parts.geometry.shape == mask.geometry.shape {
-        out.data.zip_mut_with(&parts.data, |m, &p| {
-            if p != 0 {
-                *m = p;
-            }
-        });
-    }
-    out
-}
-
 /// The last comparison.
 pub struct Comparison {
     pub baseline_label: String,
@@ -133,49 +120,6 @@ pub struct Comparison {
     /// The alignment of a visit changed since: the figures describe the old one.
     pub stale: bool,
 }
-
-/// A lesion's figures at one time point.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Cell {
-    pub volume_ml: f64,
-    pub long_axis_mm: f64,
-    pub viable_ml: Option<f64>,
-}
-
-/// One row of the lesion table: a baseline lesion followed through the visits, or a
-/// lesion new at one visit.
-#[derive(Clone, Debug)]
-pub struct Row {
-    pub name: String,
-    /// One per time point (baseline first); `None`: not there (gone, or not yet).
-    pub cells: Vec<Option<Cell>>,
-    pub status: String,
-    /// Where to put the crosshair (baseline world, which the follow-ups share).
-    pub at_mm: Lps,
-}
-
-enum MaskPlan {
-    Cached(Arc<Mask>, String),
-    File(PathBuf, AffineTransform),
-    Own(Arc<Mask>, AffineTransform),
-    UNet,
-}
-
-struct VisitInput {
-    label: String,
-    study: Study,
-    plan: MaskPlan,
-}
-
-struct CompareOutcome {
-    baseline: VisitMeasure,
-    baseline_phases: Vec<AlignedPhase>,
-    baseline_mask: Arc<Mask>,
-    visits: Vec<VisitOutcome>,
-}
-
-/// One follow-up visit compared: the comparison, its mask, label, source name and phases.
-type VisitOutcome = (analysis::AlignedComparison, Arc<Mask>, String, String, Vec<AlignedPhase>);
 
 struct NudgeOutcome {
     label: String,
@@ -216,25 +160,6 @@ pub struct FollowUpPanel {
     pub hide_parts: bool,
 }
 
-/// The phase a follow-up phase was before [`analysis::add_follow_up`] set it to Unknown,
-/// read back from its description ("FOLLOW-UP <label> · <phase> · …").
-fn follow_up_phase(p: &PhaseImage) -> Phase {
-    p.description.split(" · ").nth(1).and_then(|s| s.parse().ok()).unwrap_or(Phase::Unknown)
-}
-
-/// The visit label of a follow-up phase's description.
-fn follow_up_label(description: &str) -> Option<&str> {
-    description.strip_prefix(PREFIX).and_then(|s| s.split(" · ").next())
-}
-
-/// How far past its own radius (of a sphere of its volume) a new lesion may have moved
-/// between two follow-ups and still be taken for the same lesion.
-const NEW_LESION_REACH_MM: f64 = 10.0;
-
-fn dist_mm(a: Lps, b: Lps) -> f64 {
-    ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
-}
-
 /// The last word of a title that reads as a date (YYYYMMDD).
 fn date_in(title: &str) -> Option<String> {
     title.split_whitespace().rev().find(|w| w.len() == 8 && w.chars().all(|c| c.is_ascii_digit())).map(str::to_string)
@@ -249,60 +174,6 @@ fn category_name(c: Category) -> &'static str {
     }
 }
 
-/// The study without the follow-up visits' phases: the baseline visit.
-fn baseline_of(study: &Study) -> Study {
-    let mut s = study.clone();
-    s.phases.retain(|p| !p.description.starts_with(PREFIX));
-    s
-}
-
-/// A study of the follow-up phases as shown (on the baseline's grid), with their phase
-/// names back so that registration and measurement see them.
-fn shown_visit(study: &Study, keys: &[u64], label: &str) -> Study {
-    let phases: Vec<PhaseImage> = keys
-        .iter()
-        .filter_map(|k| study.phases.iter().find(|p| p.key == *k))
-        .map(|p| {
-            let phase = follow_up_phase(p);
-            PhaseImage { call: PhaseCall { phase, confidence: 1.0, reason: format!("follow-up {label}") }, ..p.clone() }
-        })
-        .collect();
-    let mut s = Study { title: label.to_string(), phases, labels: None, warnings: Vec::new() };
-    s.sort_phases();
-    s
-}
-
-/// Re-pairs baseline lesion `b` with follow-up lesion `f` (or with none: gone); the lesion
-/// `f` was paired with becomes gone, the one `b` had becomes new.
-pub fn repair(
-    pairs: &[Pairing],
-    n_base: usize,
-    n_follow: usize,
-    b: usize,
-    f: Option<usize>,
-    base: &VisitMeasure,
-    follow: &VisitMeasure,
-) -> Vec<Pairing> {
-    // a one-fragment split is exactly this re-pairing; only the distance is added here
-    let mut out = response::split_lesion(pairs, b, f.as_slice(), n_base, n_follow);
-    if let (Some(f), Some(p)) = (f, out.iter_mut().find(|p| p.baseline == Some(b))) {
-        p.distance_mm = Some(crate::volume::norm(crate::volume::sub(
-            base.report.lesions[b - 1].centroid_mm,
-            follow.report.lesions[f - 1].centroid_mm,
-        )));
-    }
-    out
-}
-
-fn cell(m: &VisitMeasure, id: usize) -> Option<Cell> {
-    let l = m.report.lesions.get(id.checked_sub(1)?)?;
-    Some(Cell {
-        volume_ml: l.volume_ml,
-        long_axis_mm: l.recist.long_axis_mm,
-        viable_ml: m.parts.get(id - 1).and_then(|p| p.as_ref()).map(|p| p.viable_ml),
-    })
-}
-
 impl Comparison {
     /// Time point names: the baseline, then each visit.
     pub fn time_points(&self) -> Vec<String> {
@@ -310,81 +181,14 @@ impl Comparison {
     }
 
     /// The lesion table: baseline lesions followed through each visit, then each visit's
-    /// new lesions.
+    /// new lesions ([`table::lesion_rows`]).
     pub fn rows(&self) -> Vec<Row> {
-        let n = self.visits.len() + 1;
-        let mut rows = Vec::new();
-        for l in &self.baseline.report.lesions {
-            let mut cells = vec![cell(&self.baseline, l.id)];
-            let mut status = Vec::new();
-            for v in &self.visits {
-                // a lesion split by hand has several fragments: volumes add, diameters add
-                // (RECIST 1.1), viable volumes add
-                let frags: Vec<usize> =
-                    v.pairs.iter().filter(|p| p.baseline == Some(l.id)).filter_map(|p| p.followup).collect();
-                let parts: Vec<Cell> = frags.iter().filter_map(|&f| cell(&v.followup, f)).collect();
-                cells.push((!parts.is_empty()).then(|| Cell {
-                    volume_ml: parts.iter().map(|c| c.volume_ml).sum(),
-                    long_axis_mm: parts.iter().map(|c| c.long_axis_mm).sum(),
-                    viable_ml: parts.iter().map(|c| c.viable_ml).sum(),
-                }));
-                let mine = |ps: &[Pairing]| ps.iter().filter(|p| p.baseline == Some(l.id)).cloned().collect::<Vec<_>>();
-                let hand = if mine(&v.pairs) != mine(&v.auto_pairs) { ", paired by hand" } else { "" };
-                let names: Vec<String> = frags.iter().map(|f| format!("F{f}")).collect();
-                status.push(match frags.len() {
-                    0 => format!("GONE at {}{hand}", v.label),
-                    1 => format!("{} at {}{hand}", names[0], v.label),
-                    _ => format!("split into {} at {}{hand}", names.join(" + "), v.label),
-                });
-            }
-            rows.push(Row { name: format!("B{}", l.id), cells, status: status.join("; "), at_mm: l.centroid_mm });
-        }
-        // A lesion new at one visit is followed into the later ones: every visit lies on the
-        // baseline's grid, so the same lesion is a new lesion there too, at about the same
-        // place. Each later new lesion joins at most one row.
-        let news: Vec<Vec<usize>> = self
+        let visits: Vec<TimePoint<'_>> = self
             .visits
             .iter()
-            .map(|v| v.pairs.iter().filter(|p| p.baseline.is_none()).filter_map(|p| p.followup).collect())
+            .map(|v| TimePoint { label: &v.label, followup: &v.followup, pairs: &v.pairs, auto_pairs: &v.auto_pairs })
             .collect();
-        let mut claimed: Vec<Vec<bool>> = news.iter().map(|n| vec![false; n.len()]).collect();
-        for vi in 0..self.visits.len() {
-            for (ni, &f) in news[vi].iter().enumerate() {
-                if claimed[vi][ni] {
-                    continue;
-                }
-                claimed[vi][ni] = true;
-                let v = &self.visits[vi];
-                let mut cells = vec![None; n];
-                cells[vi + 1] = cell(&v.followup, f);
-                let first = &v.followup.report.lesions[f - 1];
-                let mut status = vec![format!("NEW at {}", v.label)];
-                let mut last = (first.centroid_mm, first.volume_ml);
-                for vj in vi + 1..self.visits.len() {
-                    let w = &self.visits[vj];
-                    let reach_mm = (3.0 * last.1 * 1000.0 / (4.0 * std::f64::consts::PI)).cbrt() + NEW_LESION_REACH_MM;
-                    let near = news[vj]
-                        .iter()
-                        .enumerate()
-                        .filter(|(nj, _)| !claimed[vj][*nj])
-                        .map(|(nj, &g)| (nj, g, dist_mm(w.followup.report.lesions[g - 1].centroid_mm, last.0)))
-                        .filter(|(_, _, d)| *d <= reach_mm)
-                        .min_by(|a, b| a.2.total_cmp(&b.2));
-                    match near {
-                        Some((nj, g, _)) => {
-                            claimed[vj][nj] = true;
-                            cells[vj + 1] = cell(&w.followup, g);
-                            let l = &w.followup.report.lesions[g - 1];
-                            last = (l.centroid_mm, l.volume_ml);
-                            status.push(format!("F{g} at {}", w.label));
-                        }
-                        None => status.push(format!("not found at {}", w.label)),
-                    }
-                }
-                rows.push(Row { name: format!("F{f}"), cells, status: status.join("; "), at_mm: first.centroid_mm });
-            }
-        }
-        rows
+        table::lesion_rows(&self.baseline, &visits)
     }
 }
 
@@ -393,7 +197,7 @@ impl FollowUpPanel {
     /// visit's liver and lesion parts, and its key; `None` before a comparison, for the
     /// baseline's phases, or when the user hid the parts.
     pub fn overlay_for(&self, description: &str) -> Option<(&Arc<Mask>, u64)> {
-        let label = follow_up_label(description)?;
+        let label = parse_visit_name(description)?.label;
         let c = self.comparison.as_ref().filter(|_| !self.hide_parts)?;
         c.visits.iter().find(|v| v.label == label).map(|v| (&v.parts_overlay, v.parts_key))
     }
@@ -452,14 +256,13 @@ impl FollowUpPanel {
     /// Records a visit already added to `study` by [`analysis::add_follow_up`] (its
     /// phases are found by label), so it can be compared and nudged.
     pub fn adopt(&mut self, study: &Study, source: VisitSource) {
-        let prefix = format!("{PREFIX}{} · ", source.label);
         // the shown phases in the order of the source's phases (names carry the phase)
         let keys: Vec<u64> = source
             .follow
             .phases
             .iter()
             .filter_map(|sp| {
-                let want = format!("{prefix}{} · {}", sp.phase(), sp.description);
+                let want = visit_description(&source.label, sp.phase(), &sp.description);
                 study.phases.iter().find(|p| p.description == want).map(|p| p.key)
             })
             .collect();
@@ -493,7 +296,7 @@ impl FollowUpPanel {
         let owned: std::collections::HashSet<u64> = self.visits.iter().flat_map(|v| v.keys.iter().copied()).collect();
         let mut found: Vec<(String, Vec<u64>)> = Vec::new();
         for p in study.phases.iter().filter(|p| !owned.contains(&p.key)) {
-            let Some(label) = follow_up_label(&p.description) else { continue };
+            let Some(label) = parse_visit_name(&p.description).map(|n| n.label) else { continue };
             match found.iter_mut().find(|(l, _)| l == label) {
                 Some((_, keys)) => keys.push(p.key),
                 None => found.push((label.to_string(), vec![p.key])),
@@ -562,7 +365,7 @@ impl FollowUpPanel {
             return;
         }
         let base_mask = Arc::clone(&labels.mask);
-        let base = baseline_of(study);
+        let base = baseline_visit(study);
         let base_label = self.baseline_label(study);
         let model = super::segment::model_path();
         let mut inputs = Vec::new();
@@ -582,81 +385,7 @@ impl FollowUpPanel {
         self.error = None;
         self.message = None;
         self.compare_job = Some(Job::spawn("Comparing visits", move |progress| {
-            let n = inputs.len() as f32 + 1.0;
-            let alignment = |s: &Study| {
-                if s.phases.len() > 1 {
-                    Alignment::Register(crate::register::Params::default())
-                } else {
-                    Alignment::Resample
-                }
-            };
-            let p0 = |f: f32, m: &str| progress(f / n, &format!("baseline: {m}"));
-            let bphases: Vec<AlignedPhase> =
-                analysis::align_phases(&base, &base_mask.geometry, &alignment(&base), None, &p0)
-                    .map_err(|e| e.to_string())?;
-            let mut baseline = None;
-            let mut visits = Vec::new();
-            for (vi, input) in inputs.into_iter().enumerate() {
-                let share = |a: f32, b: f32| move |f: f32| (vi as f32 + 1.0 + a + (b - a) * f) / n;
-                let label = input.label.clone();
-                let (mask, note) = match input.plan {
-                    MaskPlan::Cached(m, note) => (m, note),
-                    MaskPlan::File(path, t) => {
-                        let (m, _) = crate::io::nifti::read_mask(&path).map_err(|e| e.to_string())?;
-                        (
-                            Arc::new(analysis::resample_mask_affine(&m, &base_mask.geometry, &t)),
-                            format!("mask {} carried through the visit alignment", path.display()),
-                        )
-                    }
-                    MaskPlan::Own(m, t) => (
-                        Arc::new(analysis::resample_mask_affine(&m, &base_mask.geometry, &t)),
-                        "the visit's own mask, carried through the visit alignment".to_string(),
-                    ),
-                    MaskPlan::UNet => {
-                        let model = model.clone().ok_or("no follow-up mask, and the U-Net's weights (models/unet.safetensors) were not found: name a mask or set HEPAVIEW_MODEL")?;
-                        let s = share(0.0, 0.4);
-                        let seg = |f: f32, m: &str| progress(s(f), &format!("{label}: segmenting with the U-Net: {m}"));
-                        let m = crate::segment::segment_study(&input.study, &model, &seg).map_err(|e| e.to_string())?;
-                        let m = if m.geometry.same_grid(&base_mask.geometry) {
-                            m
-                        } else {
-                            m.resample_to(&base_mask.geometry, Interp::Nearest, 0)
-                        };
-                        (Arc::new(m), format!("outlined by the shipped U-Net ({}): check it", model.display()))
-                    }
-                };
-                let s = share(0.4, 0.8);
-                let al = |f: f32, m: &str| progress(s(f), &format!("{label}: {m}"));
-                let fphases =
-                    analysis::align_phases(&input.study, &base_mask.geometry, &alignment(&input.study), None, &al)
-                        .map_err(|e| e.to_string())?;
-                let s = share(0.8, 1.0);
-                let me = |f: f32, m: &str| progress(s(f), m);
-                let c = analysis::compare_aligned_visits(
-                    "baseline", &bphases, &base_mask, &label, &fphases, &mask, &opts, &me,
-                )
-                .map_err(|e| e.to_string())?;
-                let c = analysis::AlignedComparison {
-                    response: Response { baseline: base_label.clone(), ..c.response },
-                    ..c
-                };
-                if baseline.is_none() {
-                    // the baseline measures the same for every visit; keep one
-                    let v = response::Visit {
-                        label: base_label.clone(),
-                        mask: &base_mask,
-                        phases: bphases.iter().map(|p| (p.phase, p.volume.as_ref())).collect(),
-                    };
-                    baseline = Some(response::measure_visit(&v, &opts).map_err(|e| e.to_string())?);
-                }
-                visits.push((c, mask, note, label, fphases));
-            }
-            Ok(CompareOutcome {
-                baseline: baseline.ok_or("no visit to compare")?,
-                baseline_phases: bphases,
-                baseline_mask: base_mask,
-                visits,
-            })
+            compare::compare_all_visits(&base, base_mask, &base_label, inputs, &opts, model, progress)
         }));
     }
 
@@ -768,7 +497,7 @@ impl FollowUpPanel {
             match ended {
                 Ended::Done(o) => {
                     let mut visits = Vec::new();
-                    for (c, mask, note, label, phases) in o.visits {
+                    for VisitOutcome { comparison: c, mask, note, label, phases } in o.visits {
                         if let Some(v) = self.visits.iter_mut().find(|v| v.label == label) {
                             v.mask = Some((Arc::clone(&mask), note.clone()));
                         }
@@ -824,7 +553,7 @@ impl FollowUpPanel {
         if b == 0 || b > nb || f.is_some_and(|f| f == 0 || f > nf) {
             return;
         }
-        v.pairs = repair(&v.pairs, nb, nf, b, f, &c.baseline, &v.followup);
+        v.pairs = response::repair(&v.pairs, nb, nf, b, f, &c.baseline, &v.followup);
         let label = v.response.baseline.clone();
         v.response = response::assess(&label, &c.baseline, &v.label, &v.followup, &v.pairs, &self.options);
     }

@@ -691,7 +691,7 @@ impl HepaviewApp {
         let wl = self.view.window[phase];
         let clusters = self.analysis.clusters.as_ref().filter(|_| self.analysis.show_clusters && self.view.show_labels);
         // the mask belongs to the baseline visit: drawn over a follow-up it would mislead
-        let follow_up = p.description.starts_with("FOLLOW-UP");
+        let follow_up = crate::follow_up::is_follow_up(&p.description);
         let overlay = match (&self.study.labels, self.view.show_labels && !follow_up) {
             // a compared follow-up shows its own liver and lesion parts instead
             _ if follow_up => {
@@ -757,10 +757,9 @@ impl HepaviewApp {
         let (_, _, normal) = o.axes();
         let pos_mm = crate::volume::dot(self.view.crosshair_mm, normal);
         // a follow-up visit's phase is named in its description ("FOLLOW-UP date · phase · …")
-        let title = if p.description.starts_with("FOLLOW-UP") {
-            p.description.split(" · ").take(2).collect::<Vec<_>>().join(" · ")
-        } else {
-            p.phase().to_string()
+        let title = match crate::follow_up::parse_visit_name(&p.description) {
+            Some(visit) => visit.title.to_string(),
+            None => p.phase().to_string(),
         };
         painter.text(
             rect.left_top() + Vec2::new(6.0, 4.0),

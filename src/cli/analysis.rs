@@ -221,8 +221,8 @@ pub struct CompareArgs<'a> {
 }
 
 pub fn compare(a: CompareArgs) -> Result<()> {
+    use hepaview::follow_up::response::ResponseOptions;
     use hepaview::report::compare::{write_compare_report, VisitInput};
-    use hepaview::response::ResponseOptions;
     let t0 = std::time::Instant::now();
     for name in [
         "compare.json",

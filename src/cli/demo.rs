@@ -1,12 +1,12 @@
 //! `hepaview demo --from-study`: a baseline and a simulated follow-up made from a real
-//! study, with known truth. The simulation is `hepaview::follow_up_sim`; here only
+//! study, with known truth. The simulation is `hepaview::follow_up::sim`; here only
 //! arguments, the liver seed, progress and files.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use hepaview::follow_up_sim::{self, SimOptions, SimPhase, SimulatedPair};
+use hepaview::follow_up::sim::{self, SimOptions, SimPhase, SimulatedPair};
 use hepaview::io::dicom_write::{self, add_days, uid_from};
 use hepaview::io::nifti;
 use hepaview::io::phase::Phase;
@@ -79,12 +79,12 @@ pub(crate) fn demo_from_study(a: FromStudyArgs) -> Result<()> {
             let rough = segment::segment_phases(&model, &study, &InferOptions::default(), &report);
             pb.finish_and_clear();
             let rough = rough?;
-            follow_up_sim::liver_seed(&reference, &rough)
+            sim::liver_seed(&reference, &rough)
                 .context("the U-Net found no liver parenchyma to start from; give --liver-seed X,Y,Z (LPS mm)")?
         }
     };
     eprintln!("Growing the liver from {seed:.1?} mm…");
-    let liver = follow_up_sim::grow_liver(&reference, seed)?;
+    let liver = sim::grow_liver(&reference, seed)?;
     let phases: Vec<SimPhase> = study
         .phases
         .iter()
@@ -96,7 +96,7 @@ pub(crate) fn demo_from_study(a: FromStudyArgs) -> Result<()> {
         .collect();
     let opts = SimOptions { shrink: a.shrink, ..SimOptions::new(reference.geometry.centre_mm()) };
     eprintln!("Implanting the lesion and simulating the follow-up…");
-    let pair = follow_up_sim::simulate_follow_up(&phases, &liver, &opts)?;
+    let pair = sim::simulate_follow_up(&phases, &liver, &opts)?;
     // as `Study::open` decides: DICOM unless every path is NIfTI
     let dicom = !a.paths.iter().all(|p| is_nifti(p));
     write_pair(&a, &study, &pair, dicom)?;

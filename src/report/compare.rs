@@ -9,8 +9,8 @@ use base64::Engine;
 
 use super::{esc, images, write_atomic, ReportError};
 use crate::analysis::{AlignedPhase, Comparison};
+use crate::follow_up::response::{Assessment, Category, Response, VisitMeasure};
 use crate::io::phase::Phase;
-use crate::response::{Assessment, Category, Response, VisitMeasure};
 use crate::volume::Mask;
 
 /// One visit as the report shows it.
@@ -259,7 +259,12 @@ fn timeline(r: &Response) -> String {
     s
 }
 
-fn key_image(v: &VisitInput, m: &crate::response::VisitMeasure, id: usize, lesion_label: u8) -> Option<String> {
+fn key_image(
+    v: &VisitInput,
+    m: &crate::follow_up::response::VisitMeasure,
+    id: usize,
+    lesion_label: u8,
+) -> Option<String> {
     let l = m.report.lesions.get(id.checked_sub(1)?)?;
     let phase = v.phases.iter().find(|p| p.phase == Phase::Arterial).or(v.phases.first())?;
     let png = images::key_images(l, v.mask, lesion_label, &[phase.volume.as_ref()]).pop()?;

@@ -14,11 +14,11 @@
 //! same anatomy in every phase; a phase without a field gets the lesion at the same world
 //! point.
 
+use super::response::{recist_category, Category, LIPIODOL, NECROTIC, VIABLE};
 use crate::edit::tools::{fill_holes, keep_largest_component, open_label, region_grow, Grow, GrowCriterion, Reach};
 use crate::edit::{EditError, Paint, PaintOver};
 use crate::io::phase::Phase;
 use crate::register::affine::{resample_affine, AffineTransform};
-use crate::response::{recist_category, Category, LIPIODOL, NECROTIC, VIABLE};
 use crate::volume::{norm, CtVolume, Field, Lps, Mask, Volume};
 
 /// Liver label (1) and lesion label (2) of the masks written beside the images.
@@ -477,12 +477,14 @@ mod tests {
         let (fa, fp) = (back(&pair.followup[0].1), back(&pair.followup[1].1));
         let fmask =
             crate::analysis::resample_mask_affine(&pair.followup_mask, &liver.geometry, &opts.baseline_to_followup);
-        let visit = crate::response::Visit {
+        let visit = crate::follow_up::response::Visit {
             label: "follow-up".into(),
             mask: &fmask,
             phases: vec![(Phase::Arterial, &fa), (Phase::PortalVenous, &fp)],
         };
-        let m = crate::response::measure_visit(&visit, &crate::response::ResponseOptions::default()).unwrap();
+        let m =
+            crate::follow_up::response::measure_visit(&visit, &crate::follow_up::response::ResponseOptions::default())
+                .unwrap();
         assert_eq!(m.report.lesions.len(), 1);
         let p = m.parts[0].clone().unwrap();
         let close = |a: f64, b: f64, tol: f64| (a / b - 1.0).abs() < tol;

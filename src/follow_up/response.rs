@@ -5,8 +5,9 @@
 //! for the radiologist, labelled so; never a verdict.
 
 use crate::io::phase::Phase;
-use crate::lesion::{self, connected_components, LesionError, LesionOptions, LesionReport};
-use crate::volume::{CtVolume, Geometry, Lps, Mask};
+use crate::lesion::{self, LesionError, LesionOptions, LesionReport};
+use crate::volume::region::connected_components;
+use crate::volume::{norm, sub, CtVolume, Geometry, Lps, Mask};
 
 /// Labels of the parts volume.
 pub const VIABLE: u8 = 4;
@@ -251,7 +252,7 @@ pub fn match_lesions(
         let centre = to_followup(base.report.lesions[b].centroid_mm);
         for (f, l) in follow.report.lesions.iter().enumerate() {
             let overlap = hits[f + 1] as f64 / n.max(1) as f64;
-            let d = crate::volume::norm(crate::volume::sub(centre, l.centroid_mm));
+            let d = norm(sub(centre, l.centroid_mm));
             if overlap >= opts.min_overlap || d <= opts.match_distance_mm {
                 candidates.push((b, f, overlap, d));
             }
@@ -406,6 +407,26 @@ pub fn split_lesion(pairs: &[Pairing], b: usize, fragments: &[usize], n_base: us
         }
     }
     out.sort_by_key(|p| (p.baseline.unwrap_or(usize::MAX), p.followup.unwrap_or(0)));
+    out
+}
+
+/// Re-pairs baseline lesion `b` with follow-up lesion `f` (or with none: gone); the lesion
+/// `f` was paired with becomes gone, the one `b` had becomes new.
+pub fn repair(
+    pairs: &[Pairing],
+    n_base: usize,
+    n_follow: usize,
+    b: usize,
+    f: Option<usize>,
+    base: &VisitMeasure,
+    follow: &VisitMeasure,
+) -> Vec<Pairing> {
+    // a one-fragment split is exactly this re-pairing; only the distance is added here
+    let mut out = split_lesion(pairs, b, f.as_slice(), n_base, n_follow);
+    if let (Some(f), Some(p)) = (f, out.iter_mut().find(|p| p.baseline == Some(b))) {
+        p.distance_mm =
+            Some(norm(sub(base.report.lesions[b - 1].centroid_mm, follow.report.lesions[f - 1].centroid_mm)));
+    }
     out
 }
 
