@@ -1,7 +1,21 @@
 //! Hepaview: a liver CT viewer with on-device AI assist. The library does all the work; the
 //! binary (`src/main.rs`) is only the CLI and the app's entry point. See `DESIGN.md` in the
-//! shared folder for the layering: `volume` at the bottom, `io`/`phantom`/algorithms above
-//! it, `study` above those, `cli`/`app` on top.
+//! shared folder for the layering: a module uses those on the lines below it (except that
+//! `analysis`, `follow_up::compare` and `segment::infer` still take a whole `Study`, until
+//! the document model of issue 26 lands):
+//! - `cli` (in the binary) and [`app`]: thin: parse, call, print or draw; widget state only
+//!   (`app::gpu` draws the slices).
+//! - [`study`]: the open study (phases, labels), jobs with progress; [`analysis`]: the
+//!   recipes the CLI and the viewer share (phases onto a mask's grid, cluster, measure, align
+//!   visits).
+//! - one folder or file per feature: [`io`] (DICOM, NIfTI, SEG, phase naming), [`register`],
+//!   [`segment`], [`outline`], [`cluster`] (k-means, features), [`lesion`] (measurements,
+//!   pattern hint), [`edit`], [`mesh`], [`follow_up`] (pairing, RECIST / mRECIST, the
+//!   comparison and lesion table, the simulator), [`report`], [`render`] (the 3-D view),
+//!   [`phantom`] (the demo study).
+//! - [`volume`]: `Volume<T>`, `Geometry`, resampling, reslicing, and [`volume::region`], the
+//!   region helpers every module shares (voxel box, components, distance transform, dilation
+//!   in mm, voxel volume).
 
 // Small fixed-size geometry maths (3×3 matrices, xyz triples) reads clearer indexed.
 #![allow(clippy::needless_range_loop)]
