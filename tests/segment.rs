@@ -573,9 +573,21 @@ fn phase_subset_dropout_draws_every_protocol() {
         assert!((60..=140).contains(&n), "subset {s:?} drawn {n} times of 700: {seen:?}");
     }
     assert_eq!(seen.values().sum::<usize>(), 700, "no sample without a phase: {seen:?}");
-    // a portal-venous-only case keeps portal venous, whatever is drawn
+    // a one-phase case (a real portal venous CT) lends its image to every channel in turn,
+    // so no channel is left without real anatomy
     let mut pv_only = case.clone();
     pv_only.present = [false, true, false];
+    let mut channels = [0usize; 3];
+    for _ in 0..300 {
+        let phases = PhaseChoice::Dropout { pv_only_prob: 0.35, subset_prob: 1.0 };
+        let (x, _) = augment_slice(&pv_only, k, 32, &mut rng, phases, true);
+        let kept: Vec<usize> =
+            (0..3).filter(|&c| x[c * 32 * 32..(c + 1) * 32 * 32].iter().any(|&v| v > -0.5)).collect();
+        assert_eq!(kept.len(), 1, "one phase, one channel");
+        channels[kept[0]] += 1;
+    }
+    assert!(channels.iter().all(|&n| (60..=140).contains(&n)), "{channels:?}");
+    // and keeps portal venous where a validation subset asks for none it has
     let (x, _) = augment_slice(&pv_only, k, 32, &mut rng, PhaseChoice::Only([true, false, true]), false);
     assert!(x[32 * 32..2 * 32 * 32].iter().any(|&v| v > -0.5) && x[..32 * 32].iter().all(|&v| v < -0.5));
 }

@@ -331,7 +331,7 @@ pub enum PhaseChoice {
     /// Those of these the case has; all it has when it has none of them (a validation
     /// sample of one phase subset).
     Only([bool; CHANNELS]),
-    /// Random, when augmenting: a random non-empty subset with probability `subset_prob`,
+    /// Random, when augmenting: a random non-empty subset with probability `subset_prob` (a one-phase case: its phase in a random channel),
     /// else portal venous alone with probability `pv_only_prob`, else each other phase
     /// dropped with probability 0.1 (portal venous always kept).
     Dropout { pv_only_prob: f32, subset_prob: f32 },
@@ -363,6 +363,8 @@ pub fn augment_slice(
     let (_, _, h, w) = case.image.dim();
     let (mut a, mut tx, mut ty) = ([[1.0f32, 0.0], [0.0, 1.0]], 0.0f32, 0.0f32);
     let mut present = case.present;
+    // the case's channel each input channel reads (a one-phase case may be moved)
+    let mut source: [usize; CHANNELS] = std::array::from_fn(|c| c);
     if let PhaseChoice::Only(keep) = phases {
         let kept: [bool; CHANNELS] = std::array::from_fn(|c| keep[c] && case.present[c]);
         if kept.iter().any(|&k| k) {
@@ -399,6 +401,16 @@ pub fn augment_slice(
             // the subset draw only when asked for, so the first recipe's samples stay bit for bit
             if subset_prob > 0.0 && rng.f32() < subset_prob {
                 present = random_subset(case.present, rng);
+                if case.present.iter().filter(|&&p| p).count() == 1 {
+                    // a one-phase case (a real portal venous CT) lends its texture to any
+                    // channel: otherwise only the portal venous channel ever sees real
+                    // anatomy, and arterial or delayed alone in their own channels fail
+                    let from = present.iter().position(|&p| p).unwrap_or(1);
+                    let to = rng.below(CHANNELS);
+                    present = [false; CHANNELS];
+                    present[to] = true;
+                    source[to] = from;
+                }
             } else {
                 if rng.f32() < pv_only_prob {
                     present[0] = false;
@@ -445,7 +457,7 @@ pub fn augment_slice(
                     if ii < 0.0 || jj < 0.0 || ii as usize >= w || jj as usize >= h {
                         0.0
                     } else {
-                        img[[ch, jj as usize, ii as usize]] as f32 / 255.0
+                        img[[source[ch], jj as usize, ii as usize]] as f32 / 255.0
                     }
                 };
                 let v = (1.0 - fy) * ((1.0 - fx) * at(j0, i0) + fx * at(j0, i0 + 1.0))
