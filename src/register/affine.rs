@@ -394,33 +394,39 @@ fn normal_equations(t: &AffineTransform, pts: &[Lps], fvals: &[f32], m: &LevelIm
     let slope = sfm / sff;
     let np = n_params(model);
     let rt = transpose(&t.matrix);
-    let zero = || (vec![0f64; np * np], vec![0f64; np]);
-    let (h, g) = samples
-        .par_iter()
-        .zip(pts.par_iter())
-        .zip(fvals.par_iter())
-        .fold(zero, |(mut h, mut g), ((s, &x), &f)| {
-            if let Some((v, gm)) = s {
-                let target = mm + slope * (f as f64 - mf);
-                let res = target - *v as f64;
-                let r = [x[0] - t.centre_mm[0], x[1] - t.centre_mm[1], x[2] - t.centre_mm[2]];
-                let mut row = [0f64; 12];
-                jacobian_row(model, &rt, *gm, r, &mut row);
-                for a in 0..np {
-                    g[a] += row[a] * res;
-                    for b in a..np {
-                        h[a * np + b] += row[a] * row[b];
+    // Sums over fixed chunks, added in order: rayon's fold splits where work stealing
+    // happens to, so its float sums (and the affine, in the last digits) changed from run
+    // to run; the same inputs must give the same bits.
+    const CHUNK: usize = 4096;
+    let partial: Vec<(Vec<f64>, Vec<f64>)> = samples
+        .par_chunks(CHUNK)
+        .zip(pts.par_chunks(CHUNK))
+        .zip(fvals.par_chunks(CHUNK))
+        .map(|((ss, xs), fs)| {
+            let (mut h, mut g) = (vec![0f64; np * np], vec![0f64; np]);
+            for ((s, &x), &f) in ss.iter().zip(xs).zip(fs) {
+                if let Some((v, gm)) = s {
+                    let target = mm + slope * (f as f64 - mf);
+                    let res = target - *v as f64;
+                    let r = [x[0] - t.centre_mm[0], x[1] - t.centre_mm[1], x[2] - t.centre_mm[2]];
+                    let mut row = [0f64; 12];
+                    jacobian_row(model, &rt, *gm, r, &mut row);
+                    for a in 0..np {
+                        g[a] += row[a] * res;
+                        for b in a..np {
+                            h[a * np + b] += row[a] * row[b];
+                        }
                     }
                 }
             }
             (h, g)
         })
-        .reduce(zero, |(mut h, mut g), (h2, g2)| {
-            h.iter_mut().zip(&h2).for_each(|(a, b)| *a += b);
-            g.iter_mut().zip(&g2).for_each(|(a, b)| *a += b);
-            (h, g)
-        });
-    let mut h = h;
+        .collect();
+    let (mut h, mut g) = (vec![0f64; np * np], vec![0f64; np]);
+    for (h2, g2) in &partial {
+        h.iter_mut().zip(h2).for_each(|(a, b)| *a += b);
+        g.iter_mut().zip(g2).for_each(|(a, b)| *a += b);
+    }
     for a in 0..np {
         for b in 0..a {
             h[a * np + b] = h[b * np + a];
