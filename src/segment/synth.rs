@@ -421,22 +421,40 @@ mod tests {
         h
     }
 
-    /// Today's default-recipe cases, fingerprinted before the realistic tumours were
-    /// added: the new code must not change a bit of them (the recipe's additions draw from
-    /// their own generator). With the flag the same seed gives another case, same grid.
+    /// A case's image sum and liver and tumour voxel counts: a libm that rounds a
+    /// transcendental (`cos`, `ln`) otherwise on another CPU moves them by a voxel or two,
+    /// any change in what is drawn by far more.
+    fn summary(case: &TrainCase) -> [u64; 3] {
+        let count = |l: u8| case.labels.iter().filter(|&&v| v == l).count() as u64;
+        [case.image.iter().map(|&v| v as u64).sum(), count(1), count(2)]
+    }
+
+    /// Today's default-recipe cases, summarised before the realistic tumours were added
+    /// (on this machine the exact fingerprints matched the old code's too): the new code
+    /// must not change them (the recipe's additions draw from their own generator). A
+    /// coarse summary, not a hash of every bit, so another CPU's libm cannot fail CI. With
+    /// the flag the same seed gives another case, same grid.
     #[test]
     fn default_recipe_cases_unchanged_by_realistic_tumours() {
-        let golden =
-            [(PhantomStyle::Realistic, 0x8b6f_d7d2_40a0_e02a_u64), (PhantomStyle::SynthSeg, 0x07cc_2940_a6da_1260)];
+        let golden = [(PhantomStyle::Realistic, SUMMARY_REALISTIC), (PhantomStyle::SynthSeg, SUMMARY_SYNTHSEG)];
         for (style, want) in golden {
             let plain = phantom_case(1234, style, 4.0, 64, SynthRecipe::default());
-            assert_eq!(fingerprint(&plain), want, "{style:?}: the default recipe's case changed");
+            let got = summary(&plain);
+            eprintln!("{style:?}: summary {got:?}, fingerprint {:#x}", fingerprint(&plain));
+            let near = got.iter().zip(&want).all(|(&x, &y)| x.abs_diff(y) as f64 <= 1e-4 * y as f64 + 2.0);
+            assert!(near, "{style:?}: the default recipe's case changed: {got:?} against {want:?}");
+            let reference = fingerprint(&plain);
             let off = SynthRecipe { realistic_tumours: false, ..SynthRecipe::default() };
-            assert_eq!(fingerprint(&phantom_case(1234, style, 4.0, 64, off)), want);
+            assert_eq!(fingerprint(&phantom_case(1234, style, 4.0, 64, off)), reference);
             let on =
                 phantom_case(1234, style, 4.0, 64, SynthRecipe { realistic_tumours: true, ..SynthRecipe::default() });
             assert_eq!(on.labels.dim(), plain.labels.dim());
-            assert_ne!(fingerprint(&on), want, "{style:?}: the flag must change the case");
+            assert_ne!(fingerprint(&on), reference, "{style:?}: the flag must change the case");
         }
     }
+
+    /// Taken on this machine from the code before the realistic tumours, where the exact
+    /// fingerprints were 0x8b6fd7d240a0e02a and 0x07cc2940a6da1260.
+    const SUMMARY_REALISTIC: [u64; 3] = [66_048_703, 21_743, 1_977];
+    const SUMMARY_SYNTHSEG: [u64; 3] = [57_168_906, 21_090, 604];
 }
