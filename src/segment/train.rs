@@ -223,11 +223,10 @@ pub fn train(
 fn start_from(varmap: &VarMap, config: &UNetConfig, path: &Path) -> Result<(), SegmentError> {
     let (cfg, tensors) = super::weights::read_checkpoint(path)?;
     // the same network; how it was fed may change (fine-tuning for phase subsets)
-    let (cfg_features, cfg_spacing) = (cfg.features.clone(), cfg.spacing_mm);
-    if (UNetConfig { any_phase_subset: config.any_phase_subset, ..cfg }) != *config {
+    if (UNetConfig { any_phase_subset: config.any_phase_subset, ..cfg.clone() }) != *config {
         return Err(SegmentError::WeightsMismatch {
             path: path.to_path_buf(),
-            detail: format!("it holds a U-Net {:?} at {} mm, not the {:?} at {} mm being trained; train with its --features and --spacing-mm", cfg_features, cfg_spacing, config.features, config.spacing_mm),
+            detail: format!("it holds a U-Net {:?} at {} mm, not the {:?} at {} mm being trained; train with its --features and --spacing-mm", cfg.features, cfg.spacing_mm, config.features, config.spacing_mm),
         });
     }
     let data = varmap.data().lock().map_err(|_| SegmentError::Model("variable map poisoned".into()))?;
