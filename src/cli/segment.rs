@@ -123,6 +123,7 @@ pub(crate) fn segment_cmd(a: SegmentArgs) -> Result<()> {
             "n/a (the truth has no tumour)".into()
         };
         println!("Dice vs truth: liver (1+2) {:.4}, tumour (2) {tumour}", segment::dice_liver(&mask, &t));
+        print_lesion_score(&segment::score::score_lesions(&mask, &t));
     }
     // Detection per known lesion (phantom): found when any tumour voxel lies within its radius.
     for l in &lesions {
@@ -162,6 +163,39 @@ pub(crate) fn segment_cmd(a: SegmentArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Lesion by lesion, as the real-CT goals count them: tumours of 10 mm or more found, and
+/// predicted lesions where the truth has none.
+fn print_lesion_score(s: &segment::score::LesionScore) {
+    if s.reference.is_empty() && s.predicted.is_empty() {
+        return;
+    }
+    let (found, of) = s.found(10.0);
+    let (found_all, of_all) = s.found(0.0);
+    let false_lesions = s.false_lesions(0.0);
+    println!(
+        "Tumours vs truth: {found} of {of} of 10 mm or more found ({found_all} of {of_all} in all); {} false lesion(s), {:.1} mL",
+        false_lesions.len(),
+        false_lesions.iter().map(|l| l.ml).sum::<f64>()
+    );
+    for l in &s.reference {
+        println!(
+            "  truth lesion {:.2} mL, {:.0} mm across, at [{:.0}, {:.0}, {:.0}] mm (LPS): {}",
+            l.ml,
+            l.extent_mm,
+            l.centre_mm[0],
+            l.centre_mm[1],
+            l.centre_mm[2],
+            if l.matched { "found" } else { "MISSED" }
+        );
+    }
+    for l in false_lesions {
+        println!(
+            "  false lesion {:.2} mL at [{:.0}, {:.0}, {:.0}] mm (LPS)",
+            l.ml, l.centre_mm[0], l.centre_mm[1], l.centre_mm[2]
+        );
+    }
 }
 
 /// A reference mask for scoring: NIfTI (LiTS labels), or a DICOM SEG placed onto the

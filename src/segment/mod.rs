@@ -13,6 +13,8 @@
 //! - `plausibility`: is the result a liver (volume, side)? Failures said, never silent.
 //! - `refine`: the liver's and tumours' edges moved to the study's own intensities at its
 //!   own resolution.
+//! - `score`: a result against a reference: liver and tumour Dice, lesions found, missed
+//!   and false.
 //! - `synth`: training cases made from the phantom (realistic and SynthSeg-style random
 //!   intensities, random tumours) and from NIfTI pairs.
 //! - `mimics`: heart-, stomach- and bowel-like structures beside the liver, as background.
@@ -30,6 +32,7 @@ pub mod model;
 pub mod plausibility;
 pub mod preprocess;
 pub mod refine;
+pub mod score;
 pub mod synth;
 pub mod train;
 pub mod tumours;
