@@ -3,7 +3,9 @@
 //! and its `run`; this file lists the commands and dispatches.
 
 mod analysis;
+mod cluster;
 mod common;
+mod compare;
 mod convert;
 mod demo;
 mod info;
@@ -12,6 +14,7 @@ mod mesh;
 mod open;
 mod outline;
 mod register;
+mod report;
 mod screenshot;
 mod segment;
 
@@ -55,69 +58,10 @@ pub enum Command {
     Register(register::Args),
     /// Cluster the liver voxels by their HU in every phase (k-means) and write the
     /// cluster label volume (NIfTI, on the mask's grid) and a JSON legend beside it.
-    Cluster {
-        /// A DICOM folder or NIfTI files of one study.
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        /// Label mask (NIfTI) whose labels --labels make up the region; default the label file opened with a NIfTI study.
-        #[arg(long)]
-        mask: Option<PathBuf>,
-        /// Number of clusters.
-        #[arg(long, default_value_t = hepaview::cluster::DEFAULT_K)]
-        k: usize,
-        /// Mask labels to cluster, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "1,2")]
-        labels: Vec<u8>,
-        /// Grow the region by this many mm (takes in the liver edge).
-        #[arg(long, default_value_t = 0.0)]
-        margin_mm: f64,
-        /// Iterations of a 3×3×3 majority filter on the clusters (0 = off).
-        #[arg(long, default_value_t = 0)]
-        majority: usize,
-        /// Seed of the k-means++ start (same seed, same result).
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// The phases are registered already (e.g. written by `hepaview register`): resample only.
-        #[arg(long)]
-        no_register: bool,
-        /// Output label volume (.nii.gz); the legend goes to the same name with .json.
-        #[arg(long)]
-        out: PathBuf,
-        /// Set a phase by hand: N=PHASE (phases numbered in display order from 0). Repeatable.
-        #[arg(long = "phase", value_name = "N=PHASE")]
-        phase_overrides: Vec<String>,
-    },
+    Cluster(cluster::Args),
     /// Measure every lesion of a mask in every phase and write a report: report.html
     /// (key images, enhancement curves, table), lesions.csv and report.json.
-    Report {
-        /// A DICOM folder or NIfTI files of one study.
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        /// Label mask (NIfTI): liver 1, tumour 2; default the label file opened with a NIfTI study.
-        #[arg(long, alias = "masks")]
-        mask: Option<PathBuf>,
-        /// Mask label of tumours.
-        #[arg(long, default_value_t = 2)]
-        lesion_label: u8,
-        /// Mask labels of liver, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "1")]
-        liver_labels: Vec<u8>,
-        /// Leave out lesions smaller than this (mL).
-        #[arg(long, default_value_t = 0.05)]
-        min_volume_ml: f64,
-        /// Also cluster the liver with this many clusters and add them to the report.
-        #[arg(long)]
-        clusters: Option<usize>,
-        /// The phases are registered already: resample only.
-        #[arg(long)]
-        no_register: bool,
-        /// Output folder (created if missing; existing files are never overwritten).
-        #[arg(long)]
-        out: PathBuf,
-        /// Set a phase by hand: N=PHASE (phases numbered in display order from 0). Repeatable.
-        #[arg(long = "phase", value_name = "N=PHASE")]
-        phase_overrides: Vec<String>,
-    },
+    Report(report::Args),
     /// Outline the lesion under a click in 3-D from every phase (registered onto the portal
     /// venous phase first) and print its measurements as JSON; a click on a vessel, outside
     /// the liver or on its edge is refused with what it found (non-zero exit).
@@ -158,27 +102,7 @@ pub enum Command {
     /// Compare a follow-up study with a baseline: align the visits, pair the lesions,
     /// split them into viable / necrotic / lipiodol parts, RECIST 1.1 and mRECIST; writes
     /// compare.html, lesions.csv, compare.json and the parts masks.
-    Compare {
-        /// The baseline study (a DICOM folder, or NIfTI files).
-        #[arg(long, required = true, num_args = 1..)]
-        baseline: Vec<PathBuf>,
-        /// The follow-up study.
-        #[arg(long, required = true, num_args = 1..)]
-        followup: Vec<PathBuf>,
-        /// Label mask of the baseline (liver 1, tumour 2), on its grid. Without one, the
-        /// shipped U-Net outlines liver and tumours (written beside the report; check it).
-        #[arg(long)]
-        baseline_mask: Option<PathBuf>,
-        /// Label mask of the follow-up (without one: the U-Net, as for the baseline).
-        #[arg(long)]
-        followup_mask: Option<PathBuf>,
-        /// The phases within each visit are registered already: resample only.
-        #[arg(long)]
-        no_register: bool,
-        /// Output folder (never overwritten).
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Compare(compare::Args),
     /// Convert a label mask between NIfTI and DICOM SEG (either direction; by extension) on
     /// the grid of the DICOM study it belongs to. Never overwrites.
     MaskConvert {
@@ -361,57 +285,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Info(a)) => info::run(a),
         Some(Command::Convert(a)) => convert::run(a),
         Some(Command::Register(a)) => register::run(a),
-        Some(Command::Cluster {
-            paths,
-            mask,
-            k,
-            labels,
-            margin_mm,
-            majority,
-            seed,
-            no_register,
-            out,
-            phase_overrides,
-        }) => {
-            let recipe = hepaview::analysis::ClusterRecipe {
-                k,
-                mask_labels: labels,
-                margin_mm,
-                majority_iterations: majority,
-                seed,
-            };
-            analysis::cluster(analysis::ClusterArgs {
-                paths: &paths,
-                overrides: &phase_overrides,
-                mask: mask.as_deref(),
-                recipe,
-                no_register,
-                out: &out,
-            })
-        }
-        Some(Command::Report {
-            paths,
-            mask,
-            lesion_label,
-            liver_labels,
-            min_volume_ml,
-            clusters,
-            no_register,
-            out,
-            phase_overrides,
-        }) => {
-            let lesion =
-                hepaview::lesion::LesionOptions { lesion_label, liver_labels, min_volume_ml, ..Default::default() };
-            analysis::report(analysis::ReportArgs {
-                paths: &paths,
-                overrides: &phase_overrides,
-                mask: mask.as_deref(),
-                lesion,
-                clusters,
-                no_register,
-                out: &out,
-            })
-        }
+        Some(Command::Cluster(a)) => cluster::run(a),
+        Some(Command::Report(a)) => report::run(a),
         Some(Command::Outline { paths, at, box_corners, exclude, mask, box_mm, no_register, out, phase_overrides }) => {
             outline::outline_cmd(outline::OutlineArgs {
                 paths: &paths,
@@ -426,16 +301,7 @@ pub fn run(cli: Cli) -> Result<()> {
             })
         }
         Some(Command::Mesh(a)) => mesh::run(a),
-        Some(Command::Compare { baseline, followup, baseline_mask, followup_mask, no_register, out }) => {
-            analysis::compare(analysis::CompareArgs {
-                baseline: &baseline,
-                followup: &followup,
-                baseline_mask: baseline_mask.as_deref(),
-                followup_mask: followup_mask.as_deref(),
-                no_register,
-                out: &out,
-            })
-        }
+        Some(Command::Compare(a)) => compare::run(a),
         Some(Command::MaskConvert { mask, study, out, resample: false, series: None }) => {
             mask::mask_convert(&mask, &study, &out)
         }
