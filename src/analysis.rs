@@ -279,6 +279,19 @@ fn align_visits(
     Ok((rigid, affine, transform))
 }
 
+/// The visit transform between two visits, as [`add_follow_up`] and [`compare_visits`] find
+/// it: the follow-up's reference image (its fixed phase) aligned onto the baseline's (rigid,
+/// then affine). It maps a baseline point (LPS mm) to where the same anatomy lies at the
+/// follow-up.
+pub fn visit_transform(
+    baseline_fixed: &CtVolume,
+    follow_fixed: &CtVolume,
+    follow_label: &str,
+    progress: ProgressFn,
+) -> Result<crate::register::affine::AffineTransform, AnalysisError> {
+    Ok(align_visits(baseline_fixed, follow_fixed, "baseline", follow_label, progress)?.2)
+}
+
 /// One visit's lesions measured and split into parts, from its phases on its mask's grid.
 fn measure_visit_phases(
     label: &str,

@@ -65,37 +65,7 @@ pub enum Command {
     /// Outline the lesion under a click in 3-D from every phase (registered onto the portal
     /// venous phase first) and print its measurements as JSON; a click on a vessel, outside
     /// the liver or on its edge is refused with what it found (non-zero exit).
-    Outline {
-        /// A DICOM folder or NIfTI files of one study.
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        /// A point on the lesion, X,Y,Z in LPS mm. Repeatable: each adds a part.
-        #[arg(long = "at", value_name = "X,Y,Z", required_unless_present = "box_corners", value_parser = outline::parse_point, allow_hyphen_values = true)]
-        at: Vec<[f64; 3]>,
-        /// A box drawn around the lesion on one slice: two opposite corners X0,Y0,Z0,X1,Y1,Z1
-        /// in LPS mm. Its centre is the click when no --at is given; the outline stays inside it.
-        #[arg(long = "box", value_name = "X0,Y0,Z0,X1,Y1,Z1", value_parser = outline::parse_box, allow_hyphen_values = true)]
-        box_corners: Option<[[f64; 3]; 2]>,
-        /// A point that is not lesion (removes the part holding it). Repeatable.
-        #[arg(long, value_name = "X,Y,Z", value_parser = outline::parse_point, allow_hyphen_values = true)]
-        exclude: Vec<[f64; 3]>,
-        /// Liver mask (NIfTI, non-zero = liver); default the label file opened with a NIfTI
-        /// study, else none (liver statistics from around the click).
-        #[arg(long)]
-        mask: Option<PathBuf>,
-        /// Half-size of the working box around the clicks in mm (default 40).
-        #[arg(long)]
-        box_mm: Option<f64>,
-        /// The phases are registered already: resample only.
-        #[arg(long)]
-        no_register: bool,
-        /// Output lesion mask (.nii.gz or .nii; never overwritten).
-        #[arg(long)]
-        out: PathBuf,
-        /// Set a phase by hand: N=PHASE (phases numbered in display order from 0). Repeatable.
-        #[arg(long = "phase", value_name = "N=PHASE")]
-        phase_overrides: Vec<String>,
-    },
+    Outline(outline::Args),
     /// Surfaces of a label mask (liver, each tumour, vessels) as STL and/or OBJ in LPS or
     /// RAS mm, one file per object, plus objects.json with volumes, areas and bounds.
     Mesh(mesh::Args),
@@ -287,19 +257,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Register(a)) => register::run(a),
         Some(Command::Cluster(a)) => cluster::run(a),
         Some(Command::Report(a)) => report::run(a),
-        Some(Command::Outline { paths, at, box_corners, exclude, mask, box_mm, no_register, out, phase_overrides }) => {
-            outline::outline_cmd(outline::OutlineArgs {
-                paths: &paths,
-                overrides: &phase_overrides,
-                at: &at,
-                box_corners,
-                exclude: &exclude,
-                mask: mask.as_deref(),
-                box_half_mm: box_mm,
-                no_register,
-                out: &out,
-            })
-        }
+        Some(Command::Outline(a)) => outline::run(a),
         Some(Command::Mesh(a)) => mesh::run(a),
         Some(Command::Compare(a)) => compare::run(a),
         Some(Command::MaskConvert { mask, study, out, resample: false, series: None }) => {

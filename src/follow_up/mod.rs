@@ -6,6 +6,8 @@
 //!   grid, its mask chosen by plan, lesions paired and assessed);
 //! - [`table`]: the lesion table across time points (lesions followed through the visits,
 //!   new ones followed into later visits);
+//! - [`carry`]: a baseline lesion's outline carried to a follow-up through the visits'
+//!   alignment and outlined there from the carried position (or said not found);
 //! - [`sim`]: a follow-up simulated from a real study, with known truth;
 //! - the names of follow-up phases shown in a study ([`visit_description`],
 //!   [`parse_visit_name`]).
@@ -13,6 +15,7 @@
 //! Aligning the visits and measuring them on one grid is `analysis`'s (`add_follow_up`,
 //! `compare_aligned_visits`); the panel (`app::follow_up`) only couples widgets to this.
 
+pub mod carry;
 pub mod compare;
 pub mod response;
 pub mod sim;

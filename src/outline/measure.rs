@@ -36,15 +36,37 @@ pub fn measure_outline(
     phases: &[(Phase, &CtVolume)],
     liver: Option<&Mask>,
 ) -> Result<LesionRow, OutlineError> {
-    let g = &outline.mask.geometry;
-    let mut labels = outline.mask.data.mapv(|l| if l != 0 { 2u8 } else { 0 });
-    match liver {
-        Some(m) => ndarray::Zip::from(&mut labels).and(&m.data).for_each(|l, &m| {
+    measure_labels(&outline.mask, outline.volume_ml, Some(outline), phases, liver)
+}
+
+/// Measures a lesion given as a mask rather than outlined here (a baseline outline carried
+/// to a follow-up, `follow_up::carry`): the same row, with the liver ring from `liver`
+/// (non-zero = liver), needed here since no parenchyma statistics were gathered.
+pub fn measure_mask(mask: &Mask, phases: &[(Phase, &CtVolume)], liver: &Mask) -> Result<LesionRow, OutlineError> {
+    let n = mask.data.iter().filter(|&&l| l != 0).count();
+    let volume_ml = n as f64 * crate::volume::region::voxel_volume_ml(&mask.geometry);
+    measure_labels(mask, volume_ml, None, phases, Some(liver))
+}
+
+/// The row of the lesion `lesion_mask` (non-zero); without `liver`, the ring comes from
+/// `outline`'s parenchyma statistics in its working box.
+fn measure_labels(
+    lesion_mask: &Mask,
+    volume_ml: f64,
+    outline: Option<&Outline>,
+    phases: &[(Phase, &CtVolume)],
+    liver: Option<&Mask>,
+) -> Result<LesionRow, OutlineError> {
+    let g = &lesion_mask.geometry;
+    let mut labels = lesion_mask.data.mapv(|l| if l != 0 { 2u8 } else { 0 });
+    match (liver, outline) {
+        (Some(m), _) => ndarray::Zip::from(&mut labels).and(&m.data).for_each(|l, &m| {
             if *l == 0 && m != 0 {
                 *l = 1
             }
         }),
-        None => {
+        (None, None) => {}
+        (None, Some(outline)) => {
             let r = super::reference_phase(&outline.phases);
             let (med, sd) = (outline.parenchyma.median_hu[r], outline.parenchyma.sd_hu[r]);
             let (lo, hi) = (outline.dirty.lo, outline.dirty.hi);
@@ -73,13 +95,7 @@ pub fn measure_outline(
         });
     };
     let depth = liver.map(|_| depth_mm(&mask, &lesion));
-    Ok(LesionRow {
-        volume_ml: outline.volume_ml,
-        parts,
-        lesion,
-        depth_below_liver_surface_mm: depth,
-        disclaimer: HINT_DISCLAIMER.into(),
-    })
+    Ok(LesionRow { volume_ml, parts, lesion, depth_below_liver_surface_mm: depth, disclaimer: HINT_DISCLAIMER.into() })
 }
 
 /// Shortest distance (mm) from the lesion's voxels to a voxel outside liver ∪ lesion, in
