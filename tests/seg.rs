@@ -7,7 +7,7 @@
 mod common;
 
 #[allow(dead_code)]
-#[path = "../src/cli/mask.rs"]
+#[path = "../src/cli/mask_convert.rs"]
 mod mask_cli;
 
 use std::io::Read;

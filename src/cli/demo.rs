@@ -1,8 +1,10 @@
-//! `hepaview demo --from-study`: a baseline and a simulated follow-up made from a real
-//! study, with known truth. The simulation is `hepaview::follow_up::sim`; here only
-//! arguments, the liver seed, progress and files.
+//! `hepaview demo`: the built-in phantom study written to a folder, or with
+//! `--from-study` a baseline and a simulated follow-up made from a real study, with known
+//! truth. The phantom is `hepaview::phantom`, the simulation `hepaview::follow_up::sim`;
+//! here only arguments, the liver seed, progress and files.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
@@ -10,10 +12,67 @@ use hepaview::follow_up::sim::{self, SimOptions, SimPhase, SimulatedPair};
 use hepaview::io::dicom_write::{self, add_days, uid_from};
 use hepaview::io::nifti;
 use hepaview::io::phase::Phase;
+use hepaview::phantom;
 use hepaview::segment::{self, InferOptions};
 use hepaview::volume::{Field, Lps};
 
-use super::{is_nifti, open_study, progress_bar_1000, source_series};
+use super::common::{is_nifti, open_study, progress_bar_1000, source_series};
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    #[arg(long)]
+    pub out: PathBuf,
+    /// A small, fast version (for tests).
+    #[arg(long)]
+    pub small: bool,
+    /// The follow-up visit of the same patient after TACE (moved on the table, HCC
+    /// treated, hemangioma gone, a new HCC); adds parts.nii.gz and follow_up_truth.json.
+    #[arg(long)]
+    pub follow_up: bool,
+    /// Instead of the phantom: a real study (DICOM folder or NIfTI phases). A lesion is
+    /// implanted deep in its liver, and a follow-up is simulated from it (lesion treated:
+    /// shrunk to a lipiodol core, necrosis and a viable rim; patient moved by a known
+    /// rigid transform). Writes baseline/, followup/ (DICOM when the source is DICOM),
+    /// their masks, followup/parts.nii.gz and truth.json.
+    #[arg(long = "from-study", num_args = 1.., conflicts_with_all = ["small", "follow_up"])]
+    pub from_study: Vec<PathBuf>,
+    /// With --from-study: a phase's true displacement onto the portal venous phase
+    /// (ITK convention), so the lesion sits at the same anatomy in that phase, e.g.
+    /// arterial=true_field_arterial.nii.gz. Repeatable.
+    #[arg(long = "true-field", value_name = "PHASE=FILE", requires = "from_study")]
+    pub true_field: Vec<String>,
+    /// With --from-study: a point in the liver parenchyma (LPS mm, X,Y,Z) to grow the
+    /// liver from; without it the U-Net finds one.
+    #[arg(long = "liver-seed", value_name = "X,Y,Z", requires = "from_study", allow_hyphen_values = true)]
+    pub liver_seed: Option<String>,
+    /// With --from-study: the follow-up lesion's size over the baseline's.
+    #[arg(long, default_value_t = 0.65, requires = "from_study")]
+    pub shrink: f64,
+}
+
+pub(crate) fn run(a: Args) -> Result<()> {
+    match a {
+        Args { out, from_study, true_field, liver_seed, shrink, .. } if !from_study.is_empty() => {
+            demo_from_study(FromStudyArgs { paths: from_study, true_fields: true_field, liver_seed, shrink, out })
+        }
+        Args { out, small, follow_up, .. } => {
+            let opts = if small { phantom::PhantomOptions::small() } else { phantom::PhantomOptions::default() };
+            let opts = if follow_up { opts.follow_up() } else { opts };
+            let pb = progress_bar_1000();
+            // the phantom is made in one call: the ticking clock shows it is working
+            pb.enable_steady_tick(Duration::from_millis(250));
+            let report = |f: f32, m: &str| {
+                pb.set_position((f.clamp(0.0, 1.0) * 1000.0) as u64);
+                pb.set_message(m.to_string());
+            };
+            let written = phantom::write_demo_study_with_progress(&out, &opts, &report);
+            pb.finish_and_clear();
+            written.with_context(|| format!("writing the demo study to {}", out.display()))?;
+            println!("Demo study written to {}", out.display());
+            Ok(())
+        }
+    }
+}
 
 pub(crate) struct FromStudyArgs {
     pub paths: Vec<PathBuf>,

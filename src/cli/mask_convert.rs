@@ -6,7 +6,7 @@
 //! Only `hepaview::` paths are used so the file also compiles inside the tests
 //! (`tests/seg.rs` includes it), which exercise exactly the code the binary runs.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
@@ -24,6 +24,33 @@ pub struct MaskConvertOptions {
     /// The series to use, numbered as `hepaview info` lists them (from 0). By default:
     /// the series the mask's grid matches, or the one a SEG references.
     pub series: Option<usize>,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    /// The mask to convert (.nii / .nii.gz, or a DICOM SEG).
+    pub mask: PathBuf,
+    /// The DICOM folder of the study the mask belongs to.
+    #[arg(long)]
+    pub study: PathBuf,
+    /// Output: .nii.gz or .dcm.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Resample a mask on another grid onto the series (nearest neighbour).
+    #[arg(long)]
+    pub resample: bool,
+    /// Series number as `hepaview info` lists them (default: the one the mask fits or the SEG references).
+    #[arg(long)]
+    pub series: Option<usize>,
+}
+
+pub(crate) fn run(a: Args) -> Result<()> {
+    match a {
+        Args { mask, study, out, resample: false, series: None } => mask_convert(&mask, &study, &out),
+        Args { mask, study, out, resample, series } => {
+            mask_convert_with(&mask, &study, &out, &MaskConvertOptions { resample, series }).map(|_| ())
+        }
+    }
 }
 
 /// What was converted (also printed).

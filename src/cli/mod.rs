@@ -9,7 +9,7 @@ mod compare;
 mod convert;
 mod demo;
 mod info;
-mod mask;
+mod mask_convert;
 mod mesh;
 mod open;
 mod outline;
@@ -19,9 +19,8 @@ mod screenshot;
 mod segment;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use hepaview::app;
@@ -29,7 +28,7 @@ use hepaview::phantom;
 use hepaview::study::Study;
 
 // the commands not yet in files of their own reach these here
-pub(crate) use common::{is_nifti, new_nifti_out, open_study, progress_bar_1000, source_series};
+pub(crate) use common::{new_nifti_out, open_study, progress_bar_1000};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -75,22 +74,7 @@ pub enum Command {
     Compare(compare::Args),
     /// Convert a label mask between NIfTI and DICOM SEG (either direction; by extension) on
     /// the grid of the DICOM study it belongs to. Never overwrites.
-    MaskConvert {
-        /// The mask to convert (.nii / .nii.gz, or a DICOM SEG).
-        mask: PathBuf,
-        /// The DICOM folder of the study the mask belongs to.
-        #[arg(long)]
-        study: PathBuf,
-        /// Output: .nii.gz or .dcm.
-        #[arg(long)]
-        out: PathBuf,
-        /// Resample a mask on another grid onto the series (nearest neighbour).
-        #[arg(long)]
-        resample: bool,
-        /// Series number as `hepaview info` lists them (default: the one the mask fits or the SEG references).
-        #[arg(long)]
-        series: Option<usize>,
-    },
+    MaskConvert(mask_convert::Args),
     /// Segment liver and tumours with the U-Net (on this machine, CPU): labels 1 liver,
     /// 2 tumour on the portal venous grid. Never overwrites.
     Segment {
@@ -211,36 +195,7 @@ pub enum Command {
         phase_subsets: f32,
     },
     /// Write the built-in tri-phase demo study (DICOM + labels + true fields) to a folder.
-    Demo {
-        #[arg(long)]
-        out: PathBuf,
-        /// A small, fast version (for tests).
-        #[arg(long)]
-        small: bool,
-        /// The follow-up visit of the same patient after TACE (moved on the table, HCC
-        /// treated, hemangioma gone, a new HCC); adds parts.nii.gz and follow_up_truth.json.
-        #[arg(long)]
-        follow_up: bool,
-        /// Instead of the phantom: a real study (DICOM folder or NIfTI phases). A lesion is
-        /// implanted deep in its liver, and a follow-up is simulated from it (lesion treated:
-        /// shrunk to a lipiodol core, necrosis and a viable rim; patient moved by a known
-        /// rigid transform). Writes baseline/, followup/ (DICOM when the source is DICOM),
-        /// their masks, followup/parts.nii.gz and truth.json.
-        #[arg(long = "from-study", num_args = 1.., conflicts_with_all = ["small", "follow_up"])]
-        from_study: Vec<PathBuf>,
-        /// With --from-study: a phase's true displacement onto the portal venous phase
-        /// (ITK convention), so the lesion sits at the same anatomy in that phase, e.g.
-        /// arterial=true_field_arterial.nii.gz. Repeatable.
-        #[arg(long = "true-field", value_name = "PHASE=FILE", requires = "from_study")]
-        true_field: Vec<String>,
-        /// With --from-study: a point in the liver parenchyma (LPS mm, X,Y,Z) to grow the
-        /// liver from; without it the U-Net finds one.
-        #[arg(long = "liver-seed", value_name = "X,Y,Z", requires = "from_study", allow_hyphen_values = true)]
-        liver_seed: Option<String>,
-        /// With --from-study: the follow-up lesion's size over the baseline's.
-        #[arg(long, default_value_t = 0.65, requires = "from_study")]
-        shrink: f64,
-    },
+    Demo(demo::Args),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -260,12 +215,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Outline(a)) => outline::run(a),
         Some(Command::Mesh(a)) => mesh::run(a),
         Some(Command::Compare(a)) => compare::run(a),
-        Some(Command::MaskConvert { mask, study, out, resample: false, series: None }) => {
-            mask::mask_convert(&mask, &study, &out)
-        }
-        Some(Command::MaskConvert { mask, study, out, resample, series }) => {
-            mask::mask_convert_with(&mask, &study, &out, &mask::MaskConvertOptions { resample, series }).map(|_| ())
-        }
+        Some(Command::MaskConvert(a)) => mask_convert::run(a),
         Some(Command::Segment {
             paths,
             out,
@@ -345,30 +295,6 @@ pub fn run(cli: Cli) -> Result<()> {
                 phase_subsets,
             })
         }
-        Some(Command::Demo { out, from_study, true_field, liver_seed, shrink, .. }) if !from_study.is_empty() => {
-            demo::demo_from_study(demo::FromStudyArgs {
-                paths: from_study,
-                true_fields: true_field,
-                liver_seed,
-                shrink,
-                out,
-            })
-        }
-        Some(Command::Demo { out, small, follow_up, .. }) => {
-            let opts = if small { phantom::PhantomOptions::small() } else { phantom::PhantomOptions::default() };
-            let opts = if follow_up { opts.follow_up() } else { opts };
-            let pb = progress_bar_1000();
-            // the phantom is made in one call: the ticking clock shows it is working
-            pb.enable_steady_tick(Duration::from_millis(250));
-            let report = |f: f32, m: &str| {
-                pb.set_position((f.clamp(0.0, 1.0) * 1000.0) as u64);
-                pb.set_message(m.to_string());
-            };
-            let written = phantom::write_demo_study_with_progress(&out, &opts, &report);
-            pb.finish_and_clear();
-            written.with_context(|| format!("writing the demo study to {}", out.display()))?;
-            println!("Demo study written to {}", out.display());
-            Ok(())
-        }
+        Some(Command::Demo(a)) => demo::run(a),
     }
 }
