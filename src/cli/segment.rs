@@ -1,40 +1,63 @@
-//! `hepaview segment` and `hepaview train`: the U-Net from the command line. All the work
-//! is in `hepaview::segment`; here only arguments, progress bars and files.
+//! `hepaview segment`: the U-Net on a study (or the phantom, for measuring), written as a
+//! label mask and scored against a truth mask when given. All the work is in
+//! `hepaview::segment`; here only arguments, progress bars and files.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use rayon::prelude::*;
 
 use hepaview::io::nifti;
 use hepaview::phantom::{make_phantom, PhantomOptions};
-use hepaview::segment::synth::{self, LabelMapStyle, PhantomStyle, SynthRecipe, TrainCase};
-use hepaview::segment::{self, InferOptions, TrainOptions, UNetConfig};
+use hepaview::segment::{self, InferOptions};
 use hepaview::study::Study;
 
-use super::{open_study, progress_bar_1000};
+use super::common::{new_nifti_out, open_study, progress_bar_1000};
 
-/// What `hepaview segment` was asked.
-pub(crate) struct SegmentArgs {
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    /// A DICOM folder, or NIfTI volumes (phases named by file name).
     pub paths: Vec<PathBuf>,
+    /// Output mask (.nii or .nii.gz).
+    #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Weights file (default models/unet.safetensors).
+    #[arg(long)]
     pub model: Option<PathBuf>,
+    /// A reference mask (NIfTI with LiTS labels, or a DICOM SEG of the study): print liver and tumour Dice against it.
+    #[arg(long)]
     pub truth: Option<PathBuf>,
+    /// Segment the built-in phantom with this noise seed instead of a study, and print Dice against its labels.
+    #[arg(long)]
     pub phantom_seed: Option<u64>,
+    /// With --phantom-seed: the small 64 × 64 × 24 phantom.
+    #[arg(long)]
     pub phantom_small: bool,
+    /// Use the portal venous phase only (the others left out, as for a single-phase study).
+    #[arg(long)]
     pub pv_only: bool,
+    /// Keep the network's liver and tumour edges as they are (no refinement to the
+    /// study's own parenchyma at full resolution).
+    #[arg(long)]
     pub no_refine: bool,
+    /// Take the phases as they are: no quick registration onto the portal venous
+    /// phase first (for phases already registered, e.g. by `hepaview register`)
+    #[arg(long)]
     pub no_register: bool,
+    /// Only the network's lesions: no search for round patches of liver, 10 mm or
+    /// more, that differ from its parenchyma and that the network left as liver
+    #[arg(long)]
     pub no_lesion_search: bool,
+    /// Set a phase by hand: N=PHASE, as for `open`. Repeatable.
+    #[arg(long = "phase", value_name = "N=PHASE")]
     pub phase_overrides: Vec<String>,
 }
 
 /// Segments a study (or a phantom, for measuring) and writes the mask; with a truth mask
 /// prints liver and tumour Dice.
-pub(crate) fn segment_cmd(a: SegmentArgs) -> Result<()> {
+pub(crate) fn run(a: Args) -> Result<()> {
     match &a.out {
-        Some(out) => super::new_nifti_out(out)?,
+        Some(out) => new_nifti_out(out)?,
         // a run of many seconds whose result goes nowhere is a mistake, said before it starts;
         // measuring against a reference (--truth, the phantom) needs no file
         None if a.truth.is_none() && a.phantom_seed.is_none() => bail!(
@@ -216,214 +239,4 @@ fn read_truth(path: &std::path::Path, grid: &hepaview::volume::Geometry) -> Resu
         eprintln!("! {}: {overlaps} voxels claimed by more than one segment; the later segment wins", path.display());
     }
     Ok(mask)
-}
-
-/// What `hepaview train` was asked.
-pub(crate) struct TrainArgs {
-    pub data: Option<PathBuf>,
-    pub lits: bool,
-    pub out: PathBuf,
-    pub epochs: usize,
-    pub steps_per_epoch: usize,
-    pub synthetic: usize,
-    pub features: String,
-    pub spacing_mm: f64,
-    pub batch: usize,
-    pub patch: usize,
-    pub minutes: Option<f64>,
-    pub seed: u64,
-    pub label_maps: Vec<String>,
-    pub liver_class: String,
-    pub label_map_cases: usize,
-    pub force: bool,
-    pub init: Option<PathBuf>,
-    pub learning_rate: f64,
-    pub recipe: SynthRecipe,
-    /// `TrainOptions::subset_prob`.
-    pub phase_subsets: f32,
-}
-
-/// Makes the training cases, trains with a progress bar, writes the best checkpoint to
-/// `--out` (and `<stem>.last.safetensors`, `<stem>.train.json` beside it).
-pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
-    if a.out.exists() && !a.force {
-        bail!("{} already exists; choose another output name, or --force to replace it (Hepaview never overwrites files unasked)", a.out.display());
-    }
-    if !(a.learning_rate.is_finite() && a.learning_rate > 0.0) {
-        bail!(
-            "--learning-rate {}: give a positive number (2e-3 from scratch, about 5e-4 to fine-tune)",
-            a.learning_rate
-        );
-    }
-    let config = match &a.init {
-        Some(init) => {
-            if init.canonicalize().ok().is_some_and(|i| a.out.canonicalize().ok() == Some(i)) {
-                bail!("--out {} is the --init file; write the fine-tuned weights to another file", a.out.display());
-            }
-            // the network is the file's: --features and --spacing-mm do not apply
-            let (config, _) = segment::read_checkpoint(init)
-                .with_context(|| format!("reading the --init weights {}", init.display()))?;
-            eprintln!(
-                "Starting from {} (U-Net {:?}, {} mm pixels)",
-                init.display(),
-                config.features,
-                config.spacing_mm
-            );
-            config
-        }
-        None => {
-            let features: Vec<usize> = a
-                .features
-                .split(',')
-                .map(|f| f.trim().parse().with_context(|| format!("--features: {f:?} is not a whole number")))
-                .collect::<Result<_>>()?;
-            UNetConfig { features, spacing_mm: a.spacing_mm, ..UNetConfig::default() }
-        }
-    };
-    let multiple = config.size_multiple();
-    let t0 = Instant::now();
-    let mut cases: Vec<TrainCase> = Vec::new();
-    if let Some(dir) = &a.data {
-        let pairs = synth::find_pairs(dir, a.lits)?;
-        eprintln!("Reading {} image/label pairs from {}…", pairs.len(), dir.display());
-        cases.extend(synth::cases_from_pairs(&pairs, config.spacing_mm, multiple)?);
-    }
-    if !a.label_maps.is_empty() {
-        let liver: Vec<u8> = a
-            .liver_class
-            .split(',')
-            .map(|c| c.trim().parse().with_context(|| format!("--liver-class: {c:?} is not a label number 0-255")))
-            .collect::<Result<_>>()?;
-        for (m, spec) in a.label_maps.iter().enumerate() {
-            let Some((ct_path, lab_path)) = spec.split_once(',') else {
-                bail!("--label-map {spec:?}: give the CT and its label map as CT.nii.gz,LABELS.nii.gz");
-            };
-            let (ct, _) = nifti::read_ct(std::path::Path::new(ct_path))
-                .with_context(|| format!("reading the --label-map CT {ct_path}"))?;
-            let (labels, _) = nifti::read_mask(std::path::Path::new(lab_path))
-                .with_context(|| format!("reading the --label-map labels {lab_path}"))?;
-            if !labels.data.iter().any(|c| liver.contains(c)) {
-                bail!("--label-map {lab_path}: no voxel has a liver class {:?}; set --liver-class", liver);
-            }
-            let name =
-                std::path::Path::new(ct_path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            eprintln!("Synthesising {} cases from {ct_path} and {lab_path}…", a.label_map_cases);
-            let made: Vec<TrainCase> = (0..a.label_map_cases)
-                .into_par_iter()
-                .map(|i| {
-                    let style = [LabelMapStyle::Real, LabelMapStyle::Offsets, LabelMapStyle::Means][i % 3];
-                    synth::label_map_case(
-                        &name,
-                        &ct,
-                        &labels,
-                        &liver,
-                        style,
-                        5000 + a.seed * 10_000 + (m * 1000 + i) as u64,
-                        config.spacing_mm,
-                        multiple,
-                        a.recipe,
-                    )
-                })
-                .collect();
-            cases.extend(made);
-        }
-    }
-    if a.synthetic > 0 {
-        eprintln!(
-            "Making {} synthetic phantom cases (half own contrast, half randomised per-label intensities)…",
-            a.synthetic
-        );
-        // Seeds from 1000 up: the demo (seed 48) and the evaluation seeds (below 1000) stay out.
-        let made: Vec<TrainCase> = (0..a.synthetic)
-            .into_par_iter()
-            .map(|i| {
-                let style = if i % 2 == 0 { PhantomStyle::Realistic } else { PhantomStyle::SynthSeg };
-                synth::phantom_case(1000 + a.seed * 10_000 + i as u64, style, config.spacing_mm, a.patch, a.recipe)
-            })
-            .collect();
-        cases.extend(made);
-    }
-    if cases.is_empty() {
-        bail!("no training data: give --data DIR, --label-map CT,LABELS and/or --synthetic N");
-    }
-    // Every fifth case validates (at least one), the rest train: deterministic.
-    let (mut train, mut val) = (Vec::new(), Vec::new());
-    for (i, c) in cases.into_iter().enumerate() {
-        if i % 5 == 4 {
-            val.push(c);
-        } else {
-            train.push(c);
-        }
-    }
-    if val.is_empty() && train.len() > 1 {
-        val.push(train.pop().expect("len > 1"));
-    }
-    eprintln!("{} training / {} validation cases ready in {:.1} s", train.len(), val.len(), t0.elapsed().as_secs_f64());
-    let opts = TrainOptions {
-        config,
-        batch: a.batch,
-        patch: a.patch,
-        epochs: a.epochs,
-        steps_per_epoch: a.steps_per_epoch,
-        max_minutes: a.minutes,
-        seed: a.seed,
-        out: Some(a.out.clone()),
-        init: a.init.clone(),
-        learning_rate: a.learning_rate,
-        subset_prob: a.phase_subsets,
-        ..TrainOptions::default()
-    };
-    let total = (opts.epochs * opts.steps_per_epoch) as u64;
-    let pb = indicatif::ProgressBar::new(total);
-    pb.set_style(
-        indicatif::ProgressStyle::with_template("{msg:50} [{bar:30}] {pos}/{len} steps ({elapsed}, eta {eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    let progress = |s: &segment::TrainStatus| {
-        pb.set_position(s.step as u64);
-        match (s.val_dice_liver, s.val_dice_tumour) {
-            (Some(l), t) => {
-                let line = format!(
-                    "epoch {} step {} loss {:.4} val Dice liver {:.4} tumour {} ({:.0} s)",
-                    s.epoch,
-                    s.step,
-                    s.loss,
-                    l,
-                    t.map(|t| format!("{t:.4}")).unwrap_or_else(|| "-".into()),
-                    s.elapsed_s
-                );
-                // the bar draws nothing when stderr is not a terminal (nohup, CI): print the line
-                if pb.is_hidden() {
-                    eprintln!("{line}");
-                } else {
-                    pb.println(&line);
-                }
-                pb.set_message(line);
-            }
-            _ => pb.set_message(format!("epoch {} loss {:.4}", s.epoch, s.loss)),
-        }
-        true
-    };
-    let (_, report) = segment::train(&train, &val, &opts, &progress)?;
-    pb.finish_and_clear();
-    let json = a.out.with_file_name(format!(
-        "{}.train.json",
-        a.out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
-    ));
-    // the synthetic recipe beside the history, so a file says what it was trained on
-    let mut record = serde_json::to_value(&report)?;
-    record["recipe"] = serde_json::to_value(a.recipe)?;
-    std::fs::write(&json, serde_json::to_string_pretty(&record)?)
-        .with_context(|| format!("writing {}", json.display()))?;
-    println!(
-        "Trained {} steps in {:.1} min; best validation liver Dice {:.4} (epoch {}) → {}; history in {}",
-        report.steps,
-        report.seconds / 60.0,
-        report.best_val_dice_liver,
-        report.best_epoch,
-        a.out.display(),
-        json.display()
-    );
-    Ok(())
 }
