@@ -308,6 +308,13 @@ impl HepaviewApp {
             self.edit.save_path = edit::default_save_path(&self.study);
         }
         self.edit.tick(&self.study);
+        // Ctrl+Z undoes the latest edit: a follow-up outline made after the last baseline edit first
+        if !ctx.egui_wants_keyboard_input() && self.outline.follow_undo_first(self.edit.history.undo_steps()) {
+            let undo = ctx.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, Key::Z));
+            if undo {
+                self.outline.undo_follow_up();
+            }
+        }
         self.edit.keyboard(&ctx, &mut self.study);
         // a stroke ends when the button is let go, wherever the pointer is by then
         if self.edit.in_gesture() && ctx.input(|i| !i.pointer.primary_down()) {
@@ -347,6 +354,7 @@ impl HepaviewApp {
             return;
         }
         let o = if self.view.layout == Layout::Single { self.view.single.1 } else { Orientation::Axial };
+        let mut carry = None;
         ctx.input(|i| {
             if i.key_pressed(Key::ArrowUp) {
                 self.view.scroll(o, 1.0);
@@ -399,10 +407,22 @@ impl HepaviewApp {
             if i.key_pressed(Key::N) && !i.modifiers.command && self.edit.tool == edit::Tool::Outline {
                 self.outline.new_lesion();
             }
+            if i.key_pressed(Key::F) && !i.modifiers.command && self.edit.tool == edit::Tool::Outline {
+                carry = outline::visit_labels(&self.study).pop();
+            }
             if i.modifiers.command && i.key_pressed(Key::O) {
                 self.open_dialog = Some(String::new());
             }
         });
+        // F: the last baseline outline carried to the latest follow-up visit
+        if let Some(label) = carry.filter(|_| self.outline.can_carry(&self.study)) {
+            self.outline.carry_to(&self.study, &label);
+        }
+    }
+
+    /// The lesions outlined on the follow-up visit a phase (by its description) belongs to.
+    fn outline_layer_for(&self, description: &str) -> Option<(&Arc<crate::volume::Mask>, u64)> {
+        self.outline.follow_layer(crate::follow_up::parse_visit_name(description)?.label)
     }
 
     fn menu_bar(&mut self, ui: &mut egui::Ui) {
@@ -488,7 +508,7 @@ impl HepaviewApp {
             ui.separator();
             self.edit.ui(ui, &mut self.study);
             if self.edit.tool == edit::Tool::Outline {
-                self.outline.ui(ui);
+                self.outline.ui(ui, &self.study);
             }
             ui.separator();
             self.registration.ui(ui, &mut self.study);
@@ -636,7 +656,10 @@ impl HepaviewApp {
                 // the lesion on this slice (shift-drag still pans)
                 if resp.clicked_by(PointerButton::Primary) {
                     let at = to_world(&self.view, pos);
-                    self.outline.click(&self.study, &self.registration, at, shift);
+                    // a click in a follow-up viewport is a prompt on that visit's phases
+                    let visit = crate::follow_up::parse_visit_name(&self.study.phases[phase].description)
+                        .map(|n| n.label.to_string());
+                    self.outline.click_in(&self.study, &self.registration, visit.as_deref(), at, shift);
                 } else if resp.drag_started_by(PointerButton::Primary) && !shift {
                     let from = ui.input(|i| i.pointer.press_origin()).unwrap_or(pos);
                     self.outline.drag_from = Some(to_world(&self.view, from));
@@ -694,6 +717,18 @@ impl HepaviewApp {
         let follow_up = crate::follow_up::is_follow_up(&p.description);
         let overlay = match (&self.study.labels, self.view.show_labels && !follow_up) {
             // a compared follow-up shows its own liver and lesion parts instead
+            // the lesions outlined on this visit, when there are any
+            _ if follow_up && self.outline_layer_for(&p.description).is_some() => self
+                .outline_layer_for(&p.description)
+                .filter(|_| self.view.show_labels)
+                .map(|(mask, key)| OverlayDesc {
+                    mask: Arc::clone(mask),
+                    key,
+                    opacity: self.view.label_opacity,
+                    outline: self.view.label_outline,
+                    palette: self.edit.palette(),
+                    previous: None,
+                }),
             _ if follow_up => {
                 self.follow_up.overlay_for(&p.description).filter(|_| self.view.show_labels).map(|(mask, key)| {
                     OverlayDesc {

@@ -8,13 +8,27 @@
 //! when the user registered, else a quick coarse Demons (`segment::fast_registration`, a
 //! second or two a phase) — the patient breathes between phases, and the outline reads
 //! them voxel by voxel.
+//!
+//! With a follow-up visit open (issue 24, item 4), "Outline in follow-up" (key F) carries
+//! the last baseline outline to the visit (`crate::follow_up::carry`) and outlines it there;
+//! clicks and shift-clicks in a follow-up viewport are prompts on that visit's own phases.
+//! The follow-up phases are shown on the baseline's grid, resampled through the visit
+//! alignment (and any nudge by hand), so the carry's transform here is the identity. A
+//! visit's outlines go to its own layer ([`FollowLayer`], drawn in its viewports), never into
+//! the baseline's mask; each carry or prompt there is one undo step (Ctrl+Z undoes the
+//! latest edit, baseline or follow-up).
 
 use std::sync::Arc;
 
 use crate::analysis::{align_phases, Alignment};
+use crate::follow_up::carry::{carry_lesion, measure_carry, Carried, CarryOptions};
+use crate::follow_up::compare::shown_visit;
+use crate::follow_up::parse_visit_name;
 use crate::io::phase::Phase;
 use crate::outline::{measure_outline, outline_lesion, LesionRow, Outline, OutlineOptions, Prompts};
-use crate::study::{take_ended, Ended, Job, Study};
+use crate::register::affine::AffineTransform;
+use crate::study::{next_key, take_ended, Ended, Job, Study};
+use crate::volume::region::VoxelBox;
 use crate::volume::{CtVolume, Lps, Mask};
 
 use super::edit::EditPanel;
@@ -31,6 +45,38 @@ struct Done {
     outline: Outline,
     row: LesionRow,
 }
+
+/// What the worker hands back for a follow-up visit (a carry or a prompt there).
+struct FollowDone {
+    label: String,
+    key: Vec<u64>,
+    phases: Prepared,
+    /// The outline to paint (`None`: not found at the carried position).
+    mask: Option<(Mask, VoxelBox)>,
+    row: Option<LesionRow>,
+    /// The prompts the next click on this lesion adds to (a carry's carried centre and box).
+    prompts: Prompts,
+    note: String,
+}
+
+/// The lesions outlined on one follow-up visit, on the baseline mask's grid (label 2,
+/// tumour), drawn in that visit's viewports.
+pub struct FollowLayer {
+    pub label: String,
+    pub mask: Arc<Mask>,
+    pub key: u64,
+}
+
+/// One follow-up edit, for undo: the visit, its layer before (`None`: there was none), and
+/// the baseline's undo depth when it was made (so Ctrl+Z undoes the latest edit first).
+struct FollowUndo {
+    label: String,
+    before: Option<Arc<Mask>>,
+    baseline_steps: usize,
+}
+
+/// Tumour label of the follow-up layers (the LiTS convention of the baseline's mask).
+const TUMOUR: u8 = 2;
 
 #[derive(Default)]
 pub struct OutlinePanel {
@@ -49,6 +95,18 @@ pub struct OutlinePanel {
     pub drag_from: Option<Lps>,
     pub message: Option<String>,
     pub error: Option<String>,
+    /// The follow-up visit (its label) the prompts belong to; `None`: the baseline.
+    pub visit: Option<String>,
+    /// The last baseline outline: what "Outline in follow-up" carries.
+    last_baseline: Option<Arc<Mask>>,
+    follow_job: Option<Job<FollowDone>>,
+    prepared_follow: Option<(Vec<u64>, Prepared)>,
+    pub follow_layers: Vec<FollowLayer>,
+    follow_undo: Vec<FollowUndo>,
+    /// Whether the top of `follow_undo` is this lesion's outline (the next prompt replaces it).
+    follow_painted: bool,
+    /// The follow-up lesion's row, with its visit.
+    pub follow_row: Option<(String, LesionRow)>,
 }
 
 /// Keys that change when the phases or the mask's grid change.
@@ -62,13 +120,212 @@ fn study_key(study: &Study) -> Vec<u64> {
 
 impl OutlinePanel {
     pub fn is_running(&self) -> bool {
-        self.job.is_some()
+        self.job.is_some() || self.follow_job.is_some()
+    }
+
+    /// Whether "Outline in follow-up" can run: a baseline outline and a follow-up visit.
+    pub fn can_carry(&self, study: &Study) -> bool {
+        self.last_baseline.is_some() && !visit_labels(study).is_empty()
+    }
+
+    /// The follow-up layer of the visit `label`, with its GPU key.
+    pub fn follow_layer(&self, label: &str) -> Option<(&Arc<Mask>, u64)> {
+        self.follow_layers.iter().find(|l| l.label == label).map(|l| (&l.mask, l.key))
+    }
+
+    /// Whether the latest edit is a follow-up one (Ctrl+Z then undoes it first).
+    pub fn follow_undo_first(&self, baseline_steps: usize) -> bool {
+        self.follow_undo.last().is_some_and(|u| u.baseline_steps == baseline_steps)
+    }
+
+    /// Undoes the latest follow-up edit.
+    pub fn undo_follow_up(&mut self) {
+        let Some(u) = self.follow_undo.pop() else { return };
+        self.follow_layers.retain(|l| l.label != u.label);
+        if let Some(before) = u.before {
+            self.follow_layers.push(FollowLayer { label: u.label.clone(), mask: before, key: next_key() });
+        }
+        self.follow_painted = false;
+        self.follow_row = None;
+        self.message = Some(format!("Undone: the last outline on the follow-up {}.", u.label));
+    }
+
+    /// A click with the Outline tool in a viewport of `visit` (`None`: the baseline's).
+    /// Prompts on another visit than the last start a new lesion there.
+    pub fn click_in(&mut self, study: &Study, reg: &RegistrationPanel, visit: Option<&str>, at_mm: Lps, exclude: bool) {
+        if self.is_running() {
+            self.message = Some("Still outlining the last click…".into());
+            return;
+        }
+        if self.visit.as_deref() != visit {
+            self.new_lesion();
+            self.visit = visit.map(str::to_string);
+        }
+        match visit {
+            None => self.click(study, reg, at_mm, exclude),
+            Some(label) => {
+                if exclude && self.prompts.include.is_empty() && self.prompts.box_mm.is_none() {
+                    self.message = Some("Click on the lesion first; shift-click then marks what is not lesion.".into());
+                    return;
+                }
+                self.last_was_exclude = exclude;
+                if exclude {
+                    self.prompts.exclude.push(at_mm);
+                } else {
+                    self.prompts.include.push(at_mm);
+                }
+                let prompts = self.prompts.clone();
+                self.start_follow(study, label.to_string(), FollowWork::Prompt(prompts));
+            }
+        }
+    }
+
+    /// "Outline in follow-up": the last baseline outline carried to the visit `label`.
+    pub fn carry_to(&mut self, study: &Study, label: &str) {
+        if self.is_running() {
+            self.message = Some("Still outlining the last prompt…".into());
+            return;
+        }
+        let Some(lesion) = self.last_baseline.clone() else {
+            self.message = Some("Outline a lesion on the baseline first; it is then carried to the follow-up.".into());
+            return;
+        };
+        self.new_lesion();
+        self.visit = Some(label.to_string());
+        self.start_follow(study, label.to_string(), FollowWork::Carry(lesion));
+    }
+
+    fn start_follow(&mut self, study: &Study, label: String, work: FollowWork) {
+        let keys: Vec<u64> = study
+            .phases
+            .iter()
+            .filter(|p| parse_visit_name(&p.description).is_some_and(|n| n.label == label))
+            .map(|p| p.key)
+            .collect();
+        if keys.is_empty() {
+            self.error = Some(format!("The follow-up {label} is not in the study any more."));
+            return;
+        }
+        let Some(fixed) = study.phases.get(study.fixed_index()) else { return };
+        let grid = study.labels.as_ref().map_or_else(|| fixed.volume.geometry.clone(), |l| l.mask.geometry.clone());
+        // the visit's own liver is not outlined in the viewer: the baseline's, on the same
+        // grid after the visit alignment, bounds the outline (a liver that moved by more than
+        // the alignment left shows as a refusal on the liver's edge)
+        let liver: Option<Arc<Mask>> = study.labels.as_ref().map(|l| Arc::clone(&l.mask));
+        let mut key = keys.clone();
+        key.extend(grid.shape.iter().map(|&n| n as u64));
+        let cached = self.prepared_follow.as_ref().filter(|(k, _)| *k == key).map(|(_, p)| Arc::clone(p));
+        let visit = shown_visit(study, &keys, &label);
+        self.error = None;
+        self.message = None;
+        self.follow_job = Some(Job::spawn(format!("Outlining on the follow-up {label}"), move |progress| {
+            let phases = match cached {
+                Some(p) => p,
+                None => {
+                    let alignment = if visit.phases.len() > 1 {
+                        Alignment::Register(crate::segment::fast_registration(&grid))
+                    } else {
+                        Alignment::Resample
+                    };
+                    let report = |f: f32, m: &str| progress(0.9 * f, &format!("follow-up phases onto one grid: {m}"));
+                    let aligned = align_phases(&visit, &grid, &alignment, None, &report).map_err(|e| e.to_string())?;
+                    Arc::new(aligned.into_iter().map(|a| (a.phase, a.volume)).collect())
+                }
+            };
+            progress(0.9, "outlining");
+            let refs: Vec<(Phase, &CtVolume)> = phases.iter().map(|(p, v)| (*p, v.as_ref())).collect();
+            let liver = liver.as_deref();
+            match work {
+                FollowWork::Carry(lesion) => {
+                    // shown follow-up phases lie on the baseline's grid through the alignment
+                    let same = AffineTransform::identity(grid.centre_mm());
+                    let c = carry_lesion(&lesion, &same, &refs, liver, &CarryOptions::default())
+                        .map_err(|e| e.to_string())?;
+                    let row = measure_carry(&c, &refs, liver).map_err(|e| e.to_string())?;
+                    let dirty = c.outline.as_ref().map_or(VoxelBox { lo: [0; 3], hi: grid.shape }, |o| o.dirty);
+                    let mut note = format!("Carried to {label}: {}.", c.carried.words());
+                    for w in &c.warnings {
+                        note.push(' ');
+                        note.push_str(w);
+                    }
+                    let prompts = if c.carried == Carried::Outlined { c.prompts.clone() } else { Prompts::default() };
+                    Ok(FollowDone { label, key, phases, mask: c.mask.map(|m| (m, dirty)), row, prompts, note })
+                }
+                FollowWork::Prompt(prompts) => {
+                    let o = outline_lesion(&refs, liver, &prompts, &OutlineOptions::default())
+                        .map_err(|e| e.to_string())?;
+                    let row = measure_outline(&o, &refs, liver).map_err(|e| e.to_string())?;
+                    let mut note = format!("Outlined {:.1} mL on the follow-up {label}.", o.volume_ml);
+                    for w in &o.warnings {
+                        note.push(' ');
+                        note.push_str(w);
+                    }
+                    Ok(FollowDone { label, key, phases, mask: Some((o.mask, o.dirty)), row: Some(row), prompts, note })
+                }
+            }
+        }));
+    }
+
+    /// Takes a finished follow-up outline into its visit's layer (replacing this lesion's
+    /// previous one there), as one undo step.
+    fn poll_follow(&mut self, baseline_steps: usize, ctx: &egui::Context) {
+        let Some(ended) = take_ended(&mut self.follow_job) else {
+            if self.follow_job.is_some() {
+                ctx.request_repaint_after(std::time::Duration::from_millis(50));
+            }
+            return;
+        };
+        match ended {
+            Ended::Done(d) => {
+                self.prepared_follow = Some((d.key, d.phases));
+                self.prompts = d.prompts;
+                self.message = Some(d.note);
+                self.follow_row = d.row.map(|r| (d.label.clone(), r));
+                let Some((mask, dirty)) = d.mask else {
+                    self.follow_painted = false;
+                    return;
+                };
+                if self.follow_painted && self.follow_undo.last().is_some_and(|u| u.label == d.label) {
+                    self.undo_follow_up();
+                    self.message = None;
+                }
+                let before = self.follow_layer(&d.label).map(|(m, _)| Arc::clone(m));
+                let mut layer = before.as_deref().cloned().unwrap_or_else(|| Mask::filled(mask.geometry.clone(), 0));
+                if layer.geometry.shape != mask.geometry.shape {
+                    layer = Mask::filled(mask.geometry.clone(), 0);
+                }
+                let (lo, hi) = (dirty.lo, dirty.hi);
+                for k in lo[0]..hi[0] {
+                    for j in lo[1]..hi[1] {
+                        for i in lo[2]..hi[2] {
+                            if mask.data[[k, j, i]] != 0 {
+                                layer.data[[k, j, i]] = TUMOUR;
+                            }
+                        }
+                    }
+                }
+                self.follow_undo.push(FollowUndo { label: d.label.clone(), before, baseline_steps });
+                self.follow_layers.retain(|l| l.label != d.label);
+                self.follow_layers.push(FollowLayer { label: d.label, mask: Arc::new(layer), key: next_key() });
+                self.follow_painted = true;
+            }
+            Ended::Cancelled => {}
+            Ended::Failed(e) => {
+                if self.last_was_exclude {
+                    self.prompts.exclude.pop();
+                } else {
+                    self.prompts.include.pop();
+                }
+                self.error = Some(e);
+            }
+        }
     }
 
     /// Starts a new lesion: the next click outlines a new one (the last stays painted).
     pub fn new_lesion(&mut self) {
         self.prompts = Prompts::default();
         self.painted_at = None;
+        self.follow_painted = false;
         self.message = None;
         self.error = None;
     }
@@ -79,6 +336,10 @@ impl OutlinePanel {
         if self.job.is_some() {
             self.message = Some("Still outlining the last click…".into());
             return;
+        }
+        if self.visit.is_some() {
+            self.new_lesion();
+            self.visit = None;
         }
         if exclude && self.prompts.include.is_empty() {
             self.message = Some("Click on the lesion first; shift-click then marks what is not lesion.".into());
@@ -101,6 +362,7 @@ impl OutlinePanel {
             return;
         }
         self.new_lesion();
+        self.visit = None;
         self.prompts.box_mm = Some(corners);
         self.last_was_exclude = false;
         self.start(study, reg);
@@ -147,6 +409,7 @@ impl OutlinePanel {
     /// Takes a finished outline into the mask (replacing this lesion's previous one) and
     /// its row into the table.
     pub fn poll(&mut self, study: &mut Study, edit: &mut EditPanel, ctx: &egui::Context) {
+        self.poll_follow(edit.history.undo_steps(), ctx);
         let Some(ended) = take_ended(&mut self.job) else {
             if self.job.is_some() {
                 ctx.request_repaint_after(std::time::Duration::from_millis(50));
@@ -160,6 +423,7 @@ impl OutlinePanel {
                     edit.undo(study);
                 }
                 let painted = edit.paint_region(study, &d.outline.mask, &d.outline.dirty);
+                self.last_baseline = Some(Arc::new(d.outline.mask.clone()));
                 self.painted_at = painted.then(|| edit.history.undo_steps());
                 let mut note = format!(
                     "Outlined {:.1} mL from {} click(s){}.",
@@ -194,7 +458,7 @@ impl OutlinePanel {
     }
 
     /// The tool's part of the Edit panel.
-    pub fn ui(&mut self, ui: &mut egui::Ui) {
+    pub fn ui(&mut self, ui: &mut egui::Ui, study: &Study) {
         ui.label(
             egui::RichText::new(
                 "Click on a lesion to outline it in 3-D from every phase, or drag a box around it on \
@@ -203,12 +467,26 @@ impl OutlinePanel {
             )
             .small(),
         );
-        if let Some(job) = &self.job {
-            let (f, m) = job.progress();
+        let running =
+            self.job.as_ref().map(|j| j.progress()).or_else(|| self.follow_job.as_ref().map(|j| j.progress()));
+        if let Some((f, m)) = running {
             ui.add(egui::ProgressBar::new(f).text(m));
         }
         if ui.button("New lesion (N)").clicked() {
             self.new_lesion();
+        }
+        for label in visit_labels(study) {
+            let b = egui::Button::new(format!("Outline in follow-up {label} (F)"));
+            if ui
+                .add_enabled(self.can_carry(study) && !self.is_running(), b)
+                .on_hover_text("Carries the last baseline outline to this visit through the visits' alignment and outlines it there; click and shift-click in the visit's viewports to correct it")
+                .clicked()
+            {
+                self.carry_to(study, &label);
+            }
+        }
+        if !self.follow_undo.is_empty() && ui.button("Undo on the follow-up").clicked() {
+            self.undo_follow_up();
         }
         if let Some(m) = &self.message {
             ui.label(egui::RichText::new(m).small());
@@ -216,10 +494,34 @@ impl OutlinePanel {
         if let Some(r) = &self.row {
             ui.label(row_text(r));
         }
+        if let Some((label, r)) = &self.follow_row {
+            ui.label(format!("Follow-up {label}: {}", row_text(r)));
+        }
         if let Some(e) = &self.error {
             ui.colored_label(egui::Color32::LIGHT_RED, e);
         }
     }
+}
+
+/// What a follow-up job does.
+enum FollowWork {
+    /// Carry this baseline outline (on the baseline mask's grid) to the visit.
+    Carry(Arc<Mask>),
+    /// Outline from these prompts on the visit's phases.
+    Prompt(Prompts),
+}
+
+/// Labels of the follow-up visits shown in the study, in order.
+pub fn visit_labels(study: &Study) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in &study.phases {
+        if let Some(n) = parse_visit_name(&p.description) {
+            if !out.iter().any(|l| l == n.label) {
+                out.push(n.label.to_string());
+            }
+        }
+    }
+    out
 }
 
 /// The lesion table's row in words: volume, RECIST axes, depth, the pattern hint (a hint,
