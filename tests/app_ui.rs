@@ -1262,6 +1262,93 @@ fn one_click_outlines_the_phantom_hcc_and_shows_its_row() {
     assert!(!h.state().study.labels.as_ref().unwrap().mask.data.iter().any(|&v| v == 2), "undo takes it out");
 }
 
+/// Issue 24 item 4: with a follow-up visit open, the HCC outlined on the baseline is carried
+/// to the follow-up by "Outline in follow-up" (on a worker thread) and outlined there as it
+/// is now (treated, smaller), into the visit's own layer, never the baseline's mask; the
+/// follow-up row shows; Ctrl+Z undoes it first. The hemangioma, gone at the follow-up, is
+/// said not found at the carried position and paints nothing.
+#[test]
+fn a_baseline_outline_is_carried_to_the_follow_up() {
+    use hepaview::phantom::{make_phantom, LesionKind};
+    let opts = PhantomOptions::default();
+    let mut study = Study::demo(&opts);
+    let labels = study.labels.as_mut().expect("the demo has labels");
+    let liver_only = labels.mask.data.mapv(|l| (l != 0) as u8);
+    std::sync::Arc::make_mut(&mut labels.mask).data.assign(&liver_only);
+    let mut h = harness(HepaviewApp::new(study));
+    {
+        let a = h.state_mut();
+        a.follow_up.add_visit(&mut a.study, Study::demo(&opts.follow_up()), "20260316", &|_, _| true).unwrap();
+    }
+    h.run();
+    h.key_press(Key::O);
+    h.run();
+    let base = make_phantom(&opts);
+    let lesion = |k: LesionKind| base.lesions.iter().find(|l| l.kind == k).expect("the lesion").clone();
+    let (hcc, gone) = (lesion(LesionKind::Hcc), lesion(LesionKind::Hemangioma));
+    // the baseline outline, from a click at the HCC (the click itself is driven in the test above)
+    {
+        let a = h.state_mut();
+        a.outline.click_in(&a.study, &a.registration, None, hcc.centre_mm, false);
+    }
+    wait_for(&mut h, |app| !app.outline.is_running());
+    assert!(h.state().outline.error.is_none(), "{:?}", h.state().outline.error);
+    let base_mask = h.state().study.labels.as_ref().unwrap().mask.clone();
+    let steps = h.state().edit.history.undo_steps();
+    h.get_by_label("Outline in follow-up 20260316 (F)").scroll_to_me();
+    h.run();
+    h.get_by_label("Outline in follow-up 20260316 (F)").click();
+    h.step();
+    h.step();
+    let o = &h.state().outline;
+    assert!(o.is_running(), "the carry runs on a worker thread: {:?} {:?}", o.message, o.error);
+    wait_for(&mut h, |app| !app.outline.is_running());
+    let app = h.state();
+    assert!(app.outline.error.is_none(), "{:?}", app.outline.error);
+    let msg = app.outline.message.clone().unwrap_or_default();
+    assert!(msg.contains("outlined on the follow-up"), "{msg}");
+    let (layer, _) = app.outline.follow_layer("20260316").expect("the visit's layer");
+    assert_eq!(app.study.labels.as_ref().unwrap().mask.data, base_mask.data, "the baseline's mask is untouched");
+    assert_eq!(app.edit.history.undo_steps(), steps);
+    // against the follow-up's true treated HCC, on the baseline grid through the visit alignment
+    let fu = make_phantom(&opts.follow_up());
+    let t = app.follow_up.visits[0].transform();
+    let truth = hepaview::analysis::resample_mask_affine(&fu.labels, &layer.geometry, &t);
+    let g = &layer.geometry;
+    let r = fu.lesions.iter().find(|l| l.kind == LesionKind::TreatedHcc).expect("the treated HCC").radius_mm;
+    let (mut both, mut outlined, mut true_n) = (0usize, 0usize, 0usize);
+    for ((k, j, i), &v) in layer.data.indexed_iter() {
+        let p = g.index_to_world([i as f64, j as f64, k as f64]);
+        let inside = truth.data[[k, j, i]] == 2
+            && (0..3).map(|a| (p[a] - hcc.centre_mm[a]).powi(2)).sum::<f64>().sqrt() <= r + 3.0;
+        both += (v == 2 && inside) as usize;
+        outlined += (v == 2) as usize;
+        true_n += inside as usize;
+    }
+    let dice = 2.0 * both as f64 / (outlined + true_n).max(1) as f64;
+    eprintln!("carried HCC in the viewer: Dice {dice:.3} ({outlined} voxels vs {true_n})");
+    assert!(dice > 0.8, "carried outline Dice {dice:.3} against the treated HCC");
+    assert!(h.query_by_label_contains("Follow-up 20260316: Lesion").is_some(), "the follow-up row is shown");
+    // Ctrl+Z undoes the follow-up outline, not the baseline's
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.run();
+    assert!(h.state().outline.follow_layer("20260316").is_none(), "undone");
+    assert_eq!(h.state().edit.history.undo_steps(), steps, "the baseline's outline stays");
+    // the hemangioma, gone at the follow-up: not found, nothing painted
+    {
+        let a = h.state_mut();
+        a.outline.click_in(&a.study, &a.registration, None, gone.centre_mm, false);
+    }
+    wait_for(&mut h, |app| !app.outline.is_running());
+    h.key_press(Key::F);
+    h.run();
+    wait_for(&mut h, |app| !app.outline.is_running());
+    let app = h.state();
+    let msg = app.outline.message.clone().unwrap_or_default();
+    assert!(msg.contains("not found at the carried position"), "{msg}");
+    assert!(app.outline.follow_layer("20260316").is_none(), "nothing painted for a lesion that is gone");
+}
+
 /// Issue 25: Save mask to a name ending in `.nii` writes an uncompressed NIfTI (it wrote
 /// gzip bytes under that name, which then could not be read).
 #[test]

@@ -539,5 +539,6 @@ pub fn row_text(r: &LesionRow) -> String {
         s.push_str("\n  · ");
         s.push_str(f);
     }
-    s
+    // egui's default fonts have no arrow (a haemangioma's fill-in finding has one)
+    s.replace('→', "->")
 }
