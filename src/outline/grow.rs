@@ -176,7 +176,7 @@ mod tests {
 
     fn run(ct: &CtVolume) -> Grown {
         let b = WorkBox::around(&[[24, 24, 24]], 23.0, [1.0; 3], [48, 48, 48]);
-        let f = Features::build(&[ct], 0, &b);
+        let f = Features::build(&[ct], 0, &b, 3.0);
         let domain = Array3::from_elem(b.shape(), true);
         let all: Vec<[usize; 3]> = domain.indexed_iter().map(|((k, j, i), _)| [k, j, i]).collect();
         let par = signature_of(&f, &all).unwrap();

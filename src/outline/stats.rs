@@ -1,6 +1,7 @@
 //! The numbers the outline compares voxels by: every phase smoothed inside the working box
 //! (one feature vector per voxel), the liver parenchyma's robust centre and spread per
-//! phase, the signature of a small ball around a click, and distances between feature
+//! phase (over the box, or in a shell around a grown region), the signature of a small ball
+//! around a click, and distances between feature
 //! vectors in units of the parenchyma's spread (a Mahalanobis distance with a diagonal,
 //! robust covariance), with the chi-square quantile that calls a vector "not liver".
 
@@ -18,14 +19,19 @@ pub const DENSE_HU: f32 = 400.0;
 /// Values the resampling fills outside a phase's coverage (`analysis::onto_grid`).
 const NO_DATA: i16 = -1024;
 
-/// Each phase of the box smoothed by a separable binomial [1, 2, 1] / 4 kernel per axis (noise
-/// SD × 0.23 for white noise; edges sharp to about one voxel). Box edges replicate.
-pub fn smoothed_box(ct: &CtVolume, b: &WorkBox) -> Array3<f32> {
+/// Each phase of the box smoothed by a separable binomial [1, 2, 1] / 4 kernel along every
+/// axis whose spacing is at most `reach_mm` (noise SD × 0.23 for white noise when all three
+/// are smoothed; edges sharp to about one voxel). Along a coarser axis (5 mm slices) the
+/// neighbours are other anatomy, not the same tissue's noise: mixing them in would halve the
+/// contrast of a lesion two slices thick and join it to whatever lies a slice away. Box
+/// edges replicate.
+pub fn smoothed_box(ct: &CtVolume, b: &WorkBox, reach_mm: f64) -> Array3<f32> {
     let (lo, hi) = (b.vox.lo, b.vox.hi);
+    let sp = ct.geometry.spacing_mm;
     let mut a = ct.data.slice(s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]).mapv(|v| v as f32);
     for axis in 0..3 {
         let n = a.len_of(ndarray::Axis(axis));
-        if n < 2 {
+        if n < 2 || sp[axis] > reach_mm {
             continue;
         }
         let src = a.clone();
@@ -51,8 +57,9 @@ pub struct Features {
 }
 
 impl Features {
-    pub fn build(phases: &[&CtVolume], reference: usize, b: &WorkBox) -> Features {
-        let smoothed: Vec<Array3<f32>> = phases.par_iter().map(|ct| smoothed_box(ct, b)).collect();
+    /// `reach_mm`: see [`smoothed_box`].
+    pub fn build(phases: &[&CtVolume], reference: usize, b: &WorkBox, reach_mm: f64) -> Features {
+        let smoothed: Vec<Array3<f32>> = phases.par_iter().map(|ct| smoothed_box(ct, b, reach_mm)).collect();
         let (lo, hi) = (b.vox.lo, b.vox.hi);
         let mut covered = Array3::from_elem(b.shape(), true);
         for ct in phases {
@@ -172,6 +179,12 @@ pub fn off_mixture2(x: &[f32], a: &[f32], b: &[f32], sd: &[f32]) -> f32 {
 pub const PARENCHYMA_WINDOW_HU: f32 = 30.0;
 
 pub fn parenchyma_by_mode(f: &Features, reference: usize, domain: &Array3<bool>) -> Option<Signature> {
+    signature_of(f, &parenchyma_voxels_by_mode(f, reference, domain))
+}
+
+/// The voxels [`parenchyma_by_mode`] takes its statistics from (empty when the box holds no
+/// soft tissue).
+pub fn parenchyma_voxels_by_mode(f: &Features, reference: usize, domain: &Array3<bool>) -> Vec<[usize; 3]> {
     let r = &f.phases[reference];
     // 2 HU bins over the soft-tissue range, smoothed over 5 bins
     let (lo, bin) = (FAT_HU, 2.0f32);
@@ -183,16 +196,40 @@ pub fn parenchyma_by_mode(f: &Features, reference: usize, domain: &Array3<bool>)
         }
     }
     let sm: Vec<u32> = (0..nb).map(|b| h[b.saturating_sub(2)..(b + 3).min(nb)].iter().sum()).collect();
-    let (best, &count) = sm.iter().enumerate().max_by_key(|(b, &c)| (c, std::cmp::Reverse(*b)))?;
+    let Some((best, &count)) = sm.iter().enumerate().max_by_key(|(b, &c)| (c, std::cmp::Reverse(*b))) else {
+        return Vec::new();
+    };
     if count == 0 {
-        return None;
+        return Vec::new();
     }
     let mode = lo + (best as f32 + 0.5) * bin;
-    let vox: Vec<[usize; 3]> = r
-        .indexed_iter()
+    r.indexed_iter()
         .filter(|&((k, j, i), &v)| domain[[k, j, i]] && (v - mode).abs() <= PARENCHYMA_WINDOW_HU)
         .map(|((k, j, i), _)| [k, j, i])
+        .collect()
+}
+
+/// The parenchyma next to a grown region: the statistics of the parenchyma voxels (`liver`)
+/// lying between `shell_mm[0]` and `shell_mm[1]` from `region`; `None` when fewer than
+/// `min_voxels` lie there (a region filling the box, a lesion at the liver's tip).
+pub fn parenchyma_around(
+    f: &Features,
+    liver: &Array3<bool>,
+    region: &Array3<bool>,
+    spacing_mm: [f64; 3],
+    shell_mm: [f64; 2],
+    min_voxels: usize,
+) -> Option<Signature> {
+    let d2 = crate::volume::region::squared_distance_mm2(region, spacing_mm);
+    let (a2, b2) = ((shell_mm[0] * shell_mm[0]) as f32, (shell_mm[1] * shell_mm[1]) as f32 * (1.0 + 1e-6));
+    let vox: Vec<[usize; 3]> = d2
+        .indexed_iter()
+        .filter(|&((k, j, i), &d)| d > a2 && d <= b2 && liver[[k, j, i]])
+        .map(|((k, j, i), _)| [k, j, i])
         .collect();
+    if vox.len() < min_voxels {
+        return None;
+    }
     signature_of(f, &vox)
 }
 
@@ -209,6 +246,22 @@ mod tests {
         };
         assert!((approx8 - chi2_999(8)).abs() < 0.3, "{approx8}");
         assert!(chi2_999(9) > chi2_999(8));
+    }
+
+    #[test]
+    fn smoothing_does_not_reach_across_coarse_slices() {
+        use crate::volume::{Geometry, Volume};
+        // one dark slice in bright liver: on 5 mm slices the slices around it stay as they are
+        let vol = |sz: f64| {
+            let mut d = ndarray::Array3::<i16>::from_elem((5, 5, 5), 120);
+            d.index_axis_mut(ndarray::Axis(0), 2).fill(40);
+            Volume::new(d, Geometry::axis_aligned([5, 5, 5], [sz, 1.0, 1.0], [0.0; 3]))
+        };
+        let b = WorkBox::around(&[[2, 2, 2]], 20.0, [1.0; 3], [5, 5, 5]);
+        let coarse = smoothed_box(&vol(5.0), &b, 3.0);
+        assert_eq!((coarse[[2, 2, 2]], coarse[[1, 2, 2]]), (40.0, 120.0));
+        let fine = smoothed_box(&vol(2.5), &b, 3.0);
+        assert_eq!((fine[[2, 2, 2]], fine[[1, 2, 2]]), (80.0, 100.0));
     }
 
     #[test]
