@@ -246,11 +246,11 @@ fn get_f64(obj: &InMemDicomObject, tag: Tag) -> Option<f64> {
     obj.get(tag)?.to_float64().ok()
 }
 
-fn get_int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
+pub(crate) fn get_int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
     obj.get(tag)?.to_int::<i64>().ok()
 }
 
-fn first_item(obj: &InMemDicomObject, tag: Tag) -> Option<&InMemDicomObject> {
+pub(crate) fn first_item(obj: &InMemDicomObject, tag: Tag) -> Option<&InMemDicomObject> {
     obj.get(tag)?.items()?.first()
 }
 

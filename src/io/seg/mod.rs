@@ -18,15 +18,13 @@
 //!
 //! Files: `write.rs` writes (its `write_seg` in named steps), `read.rs` reads and decodes;
 //! this file holds what both directions share: the error type, segment definitions and
-//! what a read gives, segment meanings (LiTS labels), colours, and DICOM getters.
+//! what a read gives, segment meanings (LiTS labels) and colours (the DICOM attribute
+//! getters are `io::dicom`'s).
 
 mod read;
 mod write;
 
 use std::path::{Path, PathBuf};
-
-use dicom_core::Tag;
-use dicom_object::InMemDicomObject;
 
 use super::dicom_write::WriteError;
 use super::Warning;
@@ -216,14 +214,6 @@ pub fn dicom_lab_to_rgb(lab: [u16; 3]) -> [u8; 3] {
         (v * 255.0).round().clamp(0.0, 255.0) as u8
     };
     [gamma(r), gamma(g), gamma(bl)]
-}
-
-fn get_int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
-    obj.get(tag)?.to_int::<i64>().ok()
-}
-
-fn first_item(obj: &InMemDicomObject, tag: Tag) -> Option<&InMemDicomObject> {
-    obj.get(tag)?.items()?.first()
 }
 
 /// The kind of segmentation read.

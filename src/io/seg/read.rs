@@ -10,10 +10,10 @@ use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 
 use super::{
-    assign_labels, dicom_lab_to_rgb, first_item, get_int, Code, SegError, SegKind, SegRead, SegmentInfo,
-    LABEL_MAP_SEGMENTATION_STORAGE, SEGMENTATION_STORAGE,
+    assign_labels, dicom_lab_to_rgb, Code, SegError, SegKind, SegRead, SegmentInfo, LABEL_MAP_SEGMENTATION_STORAGE,
+    SEGMENTATION_STORAGE,
 };
-use crate::io::dicom::{get_f64s, get_str, transfer_syntax_name};
+use crate::io::dicom::{first_item, get_f64s, get_int, get_str, transfer_syntax_name};
 use crate::io::Warning;
 use crate::volume::{cross, dot, norm, Geometry, Interp, Lps, Mask, Volume};
 

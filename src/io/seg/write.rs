@@ -13,9 +13,9 @@ use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
 
 use super::{
-    get_int, rgb_to_dicom_lab, Algorithm, Code, SegError, SegWriteOptions, SegWritten, SegmentDef, SEGMENTATION_STORAGE,
+    rgb_to_dicom_lab, Algorithm, Code, SegError, SegWriteOptions, SegWritten, SegmentDef, SEGMENTATION_STORAGE,
 };
-use crate::io::dicom::{get_str, SeriesInfo};
+use crate::io::dicom::{get_int, get_str, SeriesInfo};
 use crate::io::dicom_write::{ds, uid_from, write_new_file, WriteError};
 use crate::io::Warning;
 use crate::volume::{cross, dot, norm, Geometry, Mask};
