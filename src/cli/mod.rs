@@ -26,9 +26,6 @@ use hepaview::app;
 use hepaview::phantom;
 use hepaview::study::Study;
 
-// the commands not yet in files of their own reach these here
-pub(crate) use common::{new_nifti_out, open_study, progress_bar_1000};
-
 #[derive(Parser, Debug)]
 #[command(
     name = "hepaview",

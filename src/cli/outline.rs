@@ -22,7 +22,7 @@ use hepaview::io::phase::Phase;
 use hepaview::outline::{self, OutlineOptions, Prompts};
 use hepaview::volume::{CtVolume, Geometry, Interp, Lps, Mask};
 
-use super::open_study;
+use super::common::{new_nifti_out, open_study, progress_bar_1000};
 
 /// `X,Y,Z` in LPS mm.
 pub fn parse_point(s: &str) -> std::result::Result<Lps, String> {
@@ -124,7 +124,7 @@ struct OutlineArgs<'a> {
 
 fn outline_cmd(a: OutlineArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
-    super::new_nifti_out(a.out)?;
+    new_nifti_out(a.out)?;
     if a.at.is_empty() && a.box_corners.is_none() {
         bail!("give at least one --at X,Y,Z (LPS mm) on the lesion, or a --box around it");
     }
@@ -201,7 +201,7 @@ fn liver_mask(study: &hepaview::study::Study, mask: Option<&Path>, grid: &Geomet
 fn carry_cmd(a: &Args, lesion_path: &Path) -> Result<()> {
     use hepaview::follow_up::carry::{carry_lesion, measure_carry, CarryOptions};
     let t0 = std::time::Instant::now();
-    super::new_nifti_out(&a.out)?;
+    new_nifti_out(&a.out)?;
     let study = open_study(&a.paths, &a.phase_overrides)?;
     let grid = study.phases[study.fixed_index()].volume.geometry.clone();
     let liver = liver_mask(&study, a.mask.as_deref(), &grid)?;
@@ -213,7 +213,7 @@ fn carry_cmd(a: &Args, lesion_path: &Path) -> Result<()> {
     for w in warnings {
         eprintln!("! {w}");
     }
-    let pb = super::progress_bar_1000();
+    let pb = progress_bar_1000();
     let report = |f: f32, m: &str| {
         pb.set_position((f.clamp(0.0, 1.0) * 1000.0) as u64);
         pb.set_message(m.to_string());
