@@ -1225,6 +1225,78 @@ fn a_damaged_journal_header_loses_no_record() {
     }
 }
 
+/// The files in a session folder whose names start with `prefix`, with their bytes.
+fn files_named(dir: &Path, prefix: &str) -> Vec<Vec<u8>> {
+    let mut found: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    found.sort();
+    found
+}
+
+/// Issue 25: a damaged snapshot is found when the session is opened, not only at Restore:
+/// the offer says so and names the file, nothing is deleted (the snapshot and the journal,
+/// whose records cannot be replayed without it, are kept aside, once), Restore refuses
+/// instead of giving a wrong mask, and editing goes on with a new snapshot.
+#[test]
+fn a_damaged_snapshot_is_said_in_the_offer_and_kept_aside() {
+    let (study, _, _) = journaled(3);
+    let dir = open_session(study.path()).dir().to_path_buf();
+    let snap = dir.join("mask.hvsnap");
+    let journal = dir.join("journal.hvj");
+    let intact = std::fs::read(&snap).unwrap();
+    let journal_bytes = std::fs::read(&journal).unwrap();
+    let n = intact.len();
+    // magic, header length, header JSON, deflated data, CRC
+    for at in [2usize, 9, 20, n - 6, n - 2] {
+        let mut bytes = intact.clone();
+        bytes[at] ^= 0x10;
+        std::fs::write(&snap, &bytes).unwrap();
+        for open in 0..2 {
+            let s = Session::open_for_with_data_home(study.path(), Some(&study.path().join("user-data")))
+                .unwrap_or_else(|e| panic!("byte {at}: a damaged snapshot must not stop the session opening: {e}"));
+            let info = s.pending_restore().unwrap_or_else(|| panic!("byte {at}: the unsaved edits are still offered"));
+            let said = info.damage.clone().unwrap_or_default();
+            assert!(
+                info.snapshot_damaged && said.contains("mask.hvsnap") && said.contains("damaged"),
+                "byte {at}: {said:?}"
+            );
+            assert!(said.contains("cannot be restored") || said.contains("nothing can be restored"), "{said}");
+            let err = s.restore().expect_err("a damaged snapshot is never restored");
+            assert!(err.to_string().contains("mask.hvsnap"), "byte {at}: {err}");
+            // nothing deleted, nothing changed; one copy of each aside, however often opened
+            assert_eq!(std::fs::read(&snap).unwrap(), bytes, "byte {at}, open {open}");
+            assert_eq!(std::fs::read(&journal).unwrap(), journal_bytes, "byte {at}, open {open}");
+            assert_eq!(files_named(&dir, "mask.hvsnap.damaged-"), vec![bytes.clone()], "byte {at}, open {open}");
+            assert_eq!(files_named(&dir, "journal.hvj.kept-"), vec![journal_bytes.clone()], "byte {at}, open {open}");
+        }
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_name().to_string_lossy().contains('-') {
+                std::fs::remove_file(e.path()).unwrap();
+            }
+        }
+    }
+    // editing goes on: the next edit writes a new snapshot, the kept copies stay
+    let mut bytes = intact.clone();
+    bytes[n - 6] ^= 0x10;
+    std::fs::write(&snap, &bytes).unwrap();
+    let mut s = open_session(study.path());
+    let mut m = empty([16, 48, 48], [1.0; 3]);
+    let mut h = History::default();
+    edit(&mut m, &mut h, &mut s, [8, 40, 8], 9);
+    drop(s);
+    let s = open_session(study.path());
+    let info = s.pending_restore().unwrap();
+    assert!(!info.snapshot_damaged && info.damage.is_none(), "{:?}", info.damage);
+    assert_eq!(s.restore().unwrap().mask.data, m.data);
+    assert_eq!(files_named(&dir, "mask.hvsnap.damaged-"), vec![bytes]);
+    assert_eq!(files_named(&dir, "journal.hvj.kept-"), vec![journal_bytes]);
+}
+
 /// Issue 25: two viewers of one study never write one session: the second is told,
 /// its edits are not journaled over the first's, and a crashed writer's lock is taken over.
 #[test]

@@ -8,7 +8,9 @@
 //! - **Snapshot** (`mask.hvsnap`): the whole mask, deflated in z slabs in parallel, with
 //!   its grid, the edit counter and the journal sequence number it includes, and a CRC.
 //!   Written atomically: temporary file in the same folder, fsync, rename, fsync folder.
-//!   A crash leaves either the old snapshot or the new one, never half of one.
+//!   A crash leaves either the old snapshot or the new one, never half of one. Opening a
+//!   session checks it whole: a damaged one is said in the restore offer, copied aside with
+//!   the journal (nothing can be rebuilt without it), and never restored.
 //! - **Journal** (`journal.hvj`): one record per completed edit (a stroke, an undo, a
 //!   redo, a tool): the edit's bricks as they are afterwards, deflated, with a sequence
 //!   number and a CRC, appended and fsync'd before the call returns. Replaying the records
@@ -23,7 +25,7 @@
 //! a crash between writing a snapshot and starting the next journal loses nothing.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -113,9 +115,13 @@ pub struct RestoreInfo {
     pub journal_records: usize,
     /// A record cut short by a crash was found (and will be ignored).
     pub torn_tail: bool,
-    /// What damage in the journal cost, in words, when some was found: every intact
-    /// record is still restored, and the damaged file is kept aside.
+    /// What damage in the journal or the snapshot cost, in words, when some was found:
+    /// every intact record is still restored, and the damaged file is kept aside.
     pub damage: Option<String>,
+    /// The snapshot failed its checks when the session was opened: the mask cannot be
+    /// rebuilt (the journal's records hold only the bricks each edit touched), so
+    /// [`Session::restore`] refuses; the snapshot and the journal are kept aside.
+    pub snapshot_damaged: bool,
     /// When the session was last written, ms since the Unix epoch.
     pub updated_unix_ms: u64,
 }
@@ -139,6 +145,9 @@ pub struct Session {
     torn_tail: bool,
     /// Damage found in the journal when the session was opened (see [`RestoreInfo::damage`]).
     damage: Option<String>,
+    /// The snapshot failed its checks at open: why (for [`Session::restore`]'s refusal),
+    /// and what that costs, in words. Cleared once a new snapshot is written.
+    snapshot_damage: Option<(String, String)>,
     /// This session's mark in the writer lock, and whether it holds the lock.
     token: u64,
     locked: bool,
@@ -299,16 +308,25 @@ impl Session {
             journal_records: 0,
             torn_tail: false,
             damage: None,
+            snapshot_damage: None,
             token: lock_token(),
             locked: false,
         };
         s.manifest.study_path = study.to_path_buf();
-        if let Some(h) = s.read_snapshot_header()? {
-            s.snapshot = Some((h.geometry.shape, h.last_seq));
-            s.seq = h.last_seq;
-            s.manifest.edit_counter = h.edit_counter;
-            s.manifest.updated_unix_ms = s.manifest.updated_unix_ms.max(h.written_unix_ms);
-        }
+        // The whole snapshot is checked here, not only at Restore: a damaged one must be
+        // said in the restore offer, and its header (grid, sequence number) is not to be
+        // trusted for reading the journal either.
+        let snapshot_damage = match s.check_snapshot()? {
+            Ok(Some(h)) => {
+                s.snapshot = Some((h.geometry.shape, h.last_seq));
+                s.seq = h.last_seq;
+                s.manifest.edit_counter = h.edit_counter;
+                s.manifest.updated_unix_ms = s.manifest.updated_unix_ms.max(h.written_unix_ms);
+                None
+            }
+            Ok(None) => None,
+            Err(what) => Some(what),
+        };
         // Find every whole record. A torn tail (a crash mid-append) is cut off so later
         // records follow whole ones. Damage before intact records (a flipped byte, a
         // failed append followed by good ones, a damaged header) never costs those
@@ -340,7 +358,61 @@ impl Session {
                 f.sync_all().map_err(|e| s.io(&path, e))?;
             }
         }
+        if let Some(what) = snapshot_damage {
+            s.keep_damaged_snapshot(what)?;
+        }
         Ok(s)
+    }
+
+    /// The snapshot failed its checks at open. Nothing can be restored: the mask outside
+    /// the bricks the journaled edits touched is only in the snapshot, and a damaged one
+    /// has no trustworthy part (one CRC covers it all). Both files are copied aside, since
+    /// the next edit writes a new snapshot and journal over them; a copy already made by
+    /// an earlier open is reused. A session another live viewer writes is left as it is.
+    fn keep_damaged_snapshot(&mut self, what: String) -> Result<(), SessionError> {
+        let snap = self.snapshot_path();
+        let journal = self.journal_path();
+        let edits = self.journal_records;
+        let kept = match self.ensure_lock() {
+            Ok(()) => {
+                let snap_aside = self.keep_aside(SNAPSHOT, "damaged")?;
+                let journal_aside = if journal.is_file() { Some(self.keep_aside(JOURNAL, "kept")?) } else { None };
+                format!(
+                    "it is kept as {}{}",
+                    snap_aside.display(),
+                    journal_aside.map(|j| format!(" and the journal as {}", j.display())).unwrap_or_default()
+                )
+            }
+            Err(SessionError::Locked { .. }) => "both files are left as they are".to_string(),
+            Err(e) => return Err(e),
+        };
+        let said = format!(
+            "the autosaved mask {} is damaged ({what}): the mask cannot be rebuilt from it, and the {edits} edit(s) \
+             journaled after it cannot be replayed without it, so nothing can be restored; {kept}",
+            snap.display()
+        );
+        self.snapshot_damage = Some((what, said));
+        Ok(())
+    }
+
+    /// Copies `name` to `<name>.<tag>-<ms>` in the session folder, or returns the copy an
+    /// earlier call made of the same bytes (each open of a damaged session would add one).
+    fn keep_aside(&self, name: &str, tag: &str) -> Result<PathBuf, SessionError> {
+        let path = self.dir.join(name);
+        let bytes = fs::read(&path).map_err(|e| self.io(&path, e))?;
+        let prefix = format!("{name}.{tag}-");
+        let entries = fs::read_dir(&self.dir).map_err(|e| self.io(&self.dir, e))?;
+        for entry in entries.flatten() {
+            let same = entry.file_name().to_string_lossy().starts_with(&prefix)
+                && entry.metadata().is_ok_and(|m| m.len() == bytes.len() as u64)
+                && fs::read(entry.path()).is_ok_and(|b| b == bytes);
+            if same {
+                return Ok(entry.path());
+            }
+        }
+        let aside = format!("{prefix}{}", now_ms());
+        self.write_atomic(&aside, &bytes)?;
+        Ok(self.dir.join(aside))
     }
 
     /// Keeps the damaged journal aside (`journal.hvj.damaged-<ms>`) and writes a clean one
@@ -498,6 +570,7 @@ impl Session {
         bytes.extend_from_slice(&crc.to_le_bytes());
         self.write_atomic(SNAPSHOT, &bytes)?;
         self.snapshot = Some((mask.shape(), self.seq));
+        self.snapshot_damage = None;
         self.start_journal(mask.shape())?;
         self.manifest.updated_unix_ms = now;
         self.write_manifest()
@@ -586,7 +659,9 @@ impl Session {
     /// `Some` when the session holds edits made after the user's last save (or never
     /// saved): the viewer should offer to restore them.
     pub fn pending_restore(&self) -> Option<RestoreInfo> {
-        self.snapshot?;
+        if self.snapshot.is_none() && self.snapshot_damage.is_none() {
+            return None;
+        }
         let saved = self.manifest.saved_edit_counter.unwrap_or(0);
         (self.manifest.edit_counter > saved).then(|| self.info())
     }
@@ -600,7 +675,11 @@ impl Session {
             saved_to: self.manifest.saved_to.clone(),
             journal_records: self.journal_records,
             torn_tail: self.torn_tail,
-            damage: self.damage.clone(),
+            damage: match (&self.damage, &self.snapshot_damage) {
+                (Some(j), Some((_, s))) => Some(format!("{s}; {j}")),
+                (j, s) => j.clone().or_else(|| s.as_ref().map(|(_, said)| said.clone())),
+            },
+            snapshot_damaged: self.snapshot_damage.is_some(),
             updated_unix_ms: self.manifest.updated_unix_ms,
         }
     }
@@ -609,6 +688,10 @@ impl Session {
     /// records replayed over it. Changes no file.
     pub fn restore(&self) -> Result<Restored, SessionError> {
         let path = self.snapshot_path();
+        // found damaged at open: never read again (its bytes may even parse by now)
+        if let Some((what, _)) = &self.snapshot_damage {
+            return Err(self.corrupt(&path, what.clone()));
+        }
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -626,7 +709,7 @@ impl Session {
             offsets.push((at, l as usize));
             at += l as usize;
         }
-        if at > body.len() || header.chunk_lens.len() != nz.div_ceil(header.slab.max(1)) {
+        if !chunks_fit(&header, body.len()) {
             return Err(self.corrupt(&path, "chunk table does not match the data"));
         }
         let ok = data.par_chunks_mut(slab_len).zip(offsets.par_iter()).all(|(out, &(o, l))| {
@@ -677,6 +760,7 @@ impl Session {
             }
         }
         self.snapshot = None;
+        self.snapshot_damage = None;
         self.journal_records = 0;
         self.torn_tail = false;
         self.manifest.edit_counter = 0;
@@ -699,26 +783,21 @@ impl Session {
         Ok((header, &content[12 + hlen..]))
     }
 
-    fn read_snapshot_header(&self) -> Result<Option<SnapHeader>, SessionError> {
+    /// Reads the whole snapshot and checks it as [`Session::restore`] would before
+    /// inflating: `Ok(Ok(None))` when there is none, `Ok(Err(what))` when it is damaged.
+    fn check_snapshot(&self) -> Result<Result<Option<SnapHeader>, String>, SessionError> {
         let path = self.snapshot_path();
-        let mut f = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Ok(None)),
             Err(e) => return Err(self.io(&path, e)),
         };
-        let mut head = [0u8; 12];
-        f.read_exact(&mut head).map_err(|_| self.corrupt(&path, "shorter than its header"))?;
-        if &head[..8] != SNAP_MAGIC {
-            return Err(self.corrupt(&path, "not a Hepaview snapshot"));
+        match self.parse_snapshot(&path, &bytes) {
+            Ok((header, body)) if chunks_fit(&header, body.len()) => Ok(Ok(Some(header))),
+            Ok(_) => Ok(Err("chunk table does not match the data".into())),
+            Err(SessionError::Corrupt { what, .. }) => Ok(Err(what)),
+            Err(e) => Err(e),
         }
-        let hlen = u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize;
-        if hlen > 16 << 20 {
-            return Err(self.corrupt(&path, "header too long"));
-        }
-        let mut json = vec![0u8; hlen];
-        f.seek(SeekFrom::Start(12)).map_err(|e| self.io(&path, e))?;
-        f.read_exact(&mut json).map_err(|_| self.corrupt(&path, "header cut short"))?;
-        serde_json::from_slice(&json).map(Some).map_err(|e| self.corrupt(&path, e.to_string()))
     }
 
     /// Reads the journal: whole records (their bricks too when `with_bricks`), where
@@ -800,6 +879,13 @@ impl Session {
         }
         Ok(Some(scan))
     }
+}
+
+/// Whether a snapshot's chunk table fits its grid and its `body_len` bytes of data.
+fn chunks_fit(header: &SnapHeader, body_len: usize) -> bool {
+    let total = header.chunk_lens.iter().try_fold(0u64, |a, &l| a.checked_add(l));
+    total.is_some_and(|t| t <= body_len as u64)
+        && header.chunk_lens.len() == header.geometry.shape[0].div_ceil(header.slab.max(1))
 }
 
 struct JournalScan {
