@@ -50,8 +50,8 @@ fn crlm_1006_liver_and_metastases_are_measured_and_do_not_regress() {
 }
 
 /// Today's figures with the shipped weights (2026-12-06, run E: liver Dice 0.9446, 1 of 4
-/// found, 11 false lesions; run D: 0.9316, 1, 9; the weights before them: 0.8675, 2 of 4, 8; model card, "Real-CT
-/// evaluation"), less a margin for another CPU's rounding.
+/// found, 11 false lesions; run D: 0.9316, 1, 9; the weights before them: 0.8675, 2 of 4,
+/// 8; model card, "Real-CT evaluation"), less a margin for another CPU's rounding.
 const LIVER_FLOOR: f64 = 0.93;
 const FOUND_FLOOR: usize = 1;
 const FALSE_CEILING: usize = 12;
