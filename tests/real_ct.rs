@@ -16,7 +16,8 @@ use hepaview::io::phase::Phase;
 use hepaview::outline::{outline_lesion, OutlineOptions, Prompts};
 use hepaview::segment::{self, score::score_lesions, InferOptions};
 use hepaview::study::Study;
-use hepaview::volume::{Interp, Lps, Mask};
+use hepaview::volume::region::connected_components;
+use hepaview::volume::{Interp, Lps};
 
 fn case() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/crlm-1006")
@@ -71,48 +72,24 @@ const METASTASES: [(Lps, f64); 4] = [
 const DICE_FLOOR: [f64; 4] = [0.74, 0.82, 0.56, 0.87];
 const OUTLINED_FLOOR: usize = 4;
 
-/// The 26-connected component of `label` holding voxel `seed` (`[k, j, i]`).
-fn component(mask: &Mask, label: u8, seed: [usize; 3]) -> Vec<bool> {
-    let [nz, ny, nx] = mask.geometry.shape;
-    let at = |v: [usize; 3]| (v[0] * ny + v[1]) * nx + v[2];
-    let mut out = vec![false; nz * ny * nx];
-    if mask.data[seed] != label {
-        return out;
-    }
-    out[at(seed)] = true;
-    let mut stack = vec![seed];
-    while let Some(v) = stack.pop() {
-        for dk in -1i64..=1 {
-            for dj in -1i64..=1 {
-                for di in -1i64..=1 {
-                    let w = [v[0] as i64 + dk, v[1] as i64 + dj, v[2] as i64 + di];
-                    if w.iter().zip([nz, ny, nx]).any(|(&x, n)| x < 0 || x >= n as i64) {
-                        continue;
-                    }
-                    let w = w.map(|x| x as usize);
-                    if !out[at(w)] && mask.data[w] == label {
-                        out[at(w)] = true;
-                        stack.push(w);
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn crlm_1006_one_click_outlines_the_metastases_and_does_not_regress() {
     let ct = nifti::read_ct(&case().join("ct.nii.gz")).expect("crlm-1006 CT").0;
     let truth = nifti::read_mask(&case().join("truth.nii.gz")).expect("truth").0;
     let phases = [(Phase::PortalVenous, &ct)];
     let g = &ct.geometry;
+    let [_, ny, nx] = g.shape;
+    let (metastases, _) = connected_components(&truth, 2, 1);
     let mut outlined = 0;
     let mut failures = Vec::new();
     for (n, &(at, floor)) in METASTASES.iter().enumerate() {
         let ijk = g.world_to_index(at);
-        let seed = [ijk[2].round() as usize, ijk[1].round() as usize, ijk[0].round() as usize];
-        let lesion = component(&truth, 2, seed);
+        let seed = (ijk[2].round() as usize * ny + ijk[1].round() as usize) * nx + ijk[0].round() as usize;
+        // the reference's metastasis (26-connected) under the click
+        let mut lesion = vec![false; truth.data.len()];
+        for &v in metastases.iter().find(|c| c.voxels.binary_search(&seed).is_ok()).map_or(&[][..], |c| &c.voxels[..]) {
+            lesion[v] = true;
+        }
         let size = lesion.iter().filter(|&&x| x).count();
         assert!(size > 0, "metastasis {} : the click at {at:?} is not on the reference's tumour", n + 1);
         let prompts = Prompts { include: vec![at], ..Prompts::default() };
