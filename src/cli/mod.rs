@@ -18,6 +18,7 @@ mod report;
 mod screenshot;
 mod segment;
 mod train;
+mod train_tumours;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -76,6 +77,9 @@ pub enum Command {
     Segment(segment::Args),
     /// Train the segmentation U-Net from NIfTI image/label pairs and/or synthetic phantom cases.
     Train(train::Args),
+    /// Train the cascade's tumour stage (1.5 mm, inside the liver's box) on real livers
+    /// with realistic synthetic lesions implanted.
+    TrainTumours(train_tumours::Args),
     /// Write the built-in tri-phase demo study (DICOM + labels + true fields) to a folder.
     Demo(demo::Args),
 }
@@ -100,6 +104,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::MaskConvert(a)) => mask_convert::run(a),
         Some(Command::Segment(a)) => segment::run(a),
         Some(Command::Train(a)) => train::run(a),
+        Some(Command::TrainTumours(a)) => train_tumours::run(a),
         Some(Command::Demo(a)) => demo::run(a),
     }
 }

@@ -48,6 +48,13 @@ pub(crate) struct Args {
     /// more, that differ from its parenchyma and that the network left as liver
     #[arg(long)]
     pub no_lesion_search: bool,
+    /// Tumour-stage weights (default models/tumours.safetensors, when it is there): the
+    /// cascade's second network, which outlines tumours inside the liver at 1.5 mm.
+    #[arg(long, conflicts_with = "no_tumour_stage")]
+    pub tumour_model: Option<PathBuf>,
+    /// The first network's tumours only (at 4 mm, edges refined): no tumour stage.
+    #[arg(long)]
+    pub no_tumour_stage: bool,
     /// Set a phase by hand: N=PHASE, as for `open`. Repeatable.
     #[arg(long = "phase", value_name = "N=PHASE")]
     pub phase_overrides: Vec<String>,
@@ -110,6 +117,14 @@ pub(crate) fn run(a: Args) -> Result<()> {
         search_lesions: !a.no_lesion_search,
         ..InferOptions::default()
     };
+    let opts = match (&a.tumour_model, a.no_tumour_stage) {
+        (_, true) => InferOptions { tumour_model: None, ..opts },
+        (Some(path), _) => InferOptions { tumour_model: Some(path.clone()), ..opts },
+        (None, false) => opts,
+    };
+    if let Some(stage) = &opts.tumour_model {
+        eprintln!("Tumour stage {}", stage.display());
+    }
     let result = segment::segment_phases_live(&model, &study, &opts, &report, None);
     pb.finish_and_clear();
     let segment::Segmentation { mask, searched, check } = result?;

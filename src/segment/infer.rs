@@ -4,7 +4,7 @@
 //! with the tumours inside it.
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ndarray::{s, Array3, Array4, Axis};
 
@@ -16,6 +16,7 @@ use super::model::UNet;
 use super::plausibility::{check_liver, LiverCheck};
 use super::preprocess::{self, CHANNELS};
 use super::refine::{refine_liver_edge, refine_tumour_edges, OtherPhase, RefineOptions, TumourRefineOptions};
+use super::tumour_stage::{self, apply_tumour_probability, tumour_probability, TUMOUR_THRESHOLD};
 use super::weights::load_unet;
 use super::SegmentError;
 use crate::analysis::{align_phases, Alignment};
@@ -47,11 +48,25 @@ pub struct InferOptions {
     /// surrounded by liver, that differ from its parenchyma in some phase and that the
     /// network left as liver (`lesion_search::add_missed_lesions`).
     pub search_lesions: bool,
+    /// The cascade's tumour stage (`tumour_stage`): after the liver's edge is refined, a
+    /// second network looks for tumours inside the liver's box at 1.5 mm, each phase
+    /// against its own liver, and its answer replaces the first network's tumours.
+    /// `None`: the first network's tumours, their edges refined. The default is the
+    /// shipped `models/tumours.safetensors` when it is there.
+    pub tumour_model: Option<PathBuf>,
 }
 
 impl Default for InferOptions {
     fn default() -> Self {
-        InferOptions { batch: 8, postprocess: true, refine_edges: true, register: true, search_lesions: true }
+        let stage = tumour_stage::default_path();
+        InferOptions {
+            batch: 8,
+            postprocess: true,
+            refine_edges: true,
+            register: true,
+            search_lesions: true,
+            tumour_model: stage.is_file().then_some(stage),
+        }
     }
 }
 
@@ -295,6 +310,10 @@ fn run_on_grid(
     progress: ProgressFn,
     on_slices: Option<SlicesFn>,
 ) -> Result<Segmentation, SegmentError> {
+    let stage = match &opts.tumour_model {
+        Some(path) => Some(tumour_stage::load(path)?),
+        None => None,
+    };
     // the model grid keeps the study's slices, so model slice k lies on target slice k
     let live = |k0: usize, p: &Array4<f32>| {
         if let Some(f) = on_slices {
@@ -337,6 +356,14 @@ fn run_on_grid(
     if opts.refine_edges {
         let ropts = RefineOptions { reach_mm: 0.5 * model.config.spacing_mm, ..RefineOptions::default() };
         refine_liver_edge(&mut mask, reference, &ropts);
+    }
+    if let Some(stage) = &stage {
+        step(0.86, "tumour stage: looking for tumours inside the liver at 1.5 mm")?;
+        let sub = |f: f32, m: &str| progress(0.86 + 0.02 * f, m);
+        if let Some(prob) = tumour_probability(stage, &mask, reference, others, opts.batch, &sub)? {
+            apply_tumour_probability(&mut mask, &prob, TUMOUR_THRESHOLD);
+        }
+    } else if opts.refine_edges {
         let topts = TumourRefineOptions {
             peel_mm: model.config.spacing_mm,
             grow_mm: 0.5 * model.config.spacing_mm,

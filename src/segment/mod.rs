@@ -18,6 +18,8 @@
 //! - `synth`: training cases made from the phantom (realistic and SynthSeg-style random
 //!   intensities, random tumours) and from NIfTI pairs.
 //! - `mimics`: heart-, stomach- and bowel-like structures beside the liver, as background.
+//! - `tumour_stage`: the cascade's second network: tumours inside the liver's box at
+//!   1.5 mm, each phase against its own liver.
 //! - `tumours`: realistic synthetic lesions (types, shapes, textures, enhancement, mass
 //!   effect) for `SynthRecipe::realistic_tumours`.
 //! - `train`: AdamW on Dice + cross-entropy, augmentation, validation, checkpoints.
@@ -35,6 +37,7 @@ pub mod refine;
 pub mod score;
 pub mod synth;
 pub mod train;
+pub mod tumour_stage;
 pub mod tumours;
 pub mod weights;
 

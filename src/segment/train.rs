@@ -256,7 +256,7 @@ fn mean(v: &[f32]) -> f32 {
 
 /// Everything the optimiser should move: not BatchNorm's running statistics, which candle
 /// keeps as variables too.
-fn trainable_vars(varmap: &VarMap) -> Result<Vec<Var>, SegmentError> {
+pub(crate) fn trainable_vars(varmap: &VarMap) -> Result<Vec<Var>, SegmentError> {
     let data = varmap.data().lock().map_err(|_| SegmentError::Model("variable map poisoned".into()))?;
     let mut named: Vec<(&String, &Var)> =
         data.iter().filter(|(k, _)| !k.ends_with("running_mean") && !k.ends_with("running_var")).collect();

@@ -1,0 +1,181 @@
+//! `hepaview train-tumours`: the cascade's tumour stage, trained on real livers with
+//! realistic synthetic lesions implanted. All the work is in
+//! `hepaview::segment::tumour_stage`; here only arguments, the cases, progress and files.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
+
+use hepaview::io::nifti;
+use hepaview::segment::tumour_stage::{self, cases::StageCase, StageTrainOptions};
+use hepaview::segment::TrainStatus;
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    /// A real CT and its label map, `CT.nii.gz,LABELS.nii.gz`: the liver (--liver-class)
+    /// is where lesions are implanted. Its liver must hold no unlabelled tumour (a real
+    /// lesion left as liver teaches the stage to ignore lesions); label real ones
+    /// --tumour-class. Repeatable.
+    #[arg(long = "label-map", value_name = "CT,LABELS")]
+    pub label_maps: Vec<String>,
+    /// Classes of --label-map that are liver (comma-separated).
+    #[arg(long, default_value = "5")]
+    pub liver_class: String,
+    /// Class of --label-map that is a real tumour (kept as tumour).
+    #[arg(long)]
+    pub tumour_class: Option<u8>,
+    /// Cases made per --label-map, each with its own lesions and phase appearance.
+    #[arg(long, default_value_t = 40)]
+    pub cases: usize,
+    /// Phantom cases to add (seeds from 2000 up, clear of the evaluation seeds and the
+    /// demo's): their three phases through their true motion, own lesions kept, more
+    /// implanted.
+    #[arg(long, default_value_t = 0)]
+    pub phantom: usize,
+    /// Weights file to write (best validation tumour Dice).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Channels per U-Net level.
+    #[arg(long, default_value = "8,16,32,64")]
+    pub features: String,
+    /// Side of the square training patches, pixels of 1.5 mm.
+    #[arg(long, default_value_t = 64)]
+    pub patch: usize,
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 40)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 50)]
+    pub steps_per_epoch: usize,
+    /// Stop after this many minutes, keeping the best checkpoint.
+    #[arg(long)]
+    pub minutes: Option<f64>,
+    #[arg(long, default_value_t = 2e-3)]
+    pub learning_rate: f64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub(crate) fn run(a: Args) -> Result<()> {
+    if a.out.exists() && !a.force {
+        bail!("{} already exists; choose another output name, or --force to replace it (Hepaview never overwrites files unasked)", a.out.display());
+    }
+    let features: Vec<usize> = a
+        .features
+        .split(',')
+        .map(|f| f.trim().parse().with_context(|| format!("--features: {f:?} is not a whole number")))
+        .collect::<Result<_>>()?;
+    let liver: Vec<u8> = a
+        .liver_class
+        .split(',')
+        .map(|c| c.trim().parse().with_context(|| format!("--liver-class: {c:?} is not a label number 0-255")))
+        .collect::<Result<_>>()?;
+    let config = tumour_stage::config(features);
+    let multiple = config.size_multiple();
+    let t0 = Instant::now();
+    let (mut train, mut val): (Vec<StageCase>, Vec<StageCase>) = (Vec::new(), Vec::new());
+    for (m, spec) in a.label_maps.iter().enumerate() {
+        let Some((ct_path, lab_path)) = spec.split_once(',') else {
+            bail!("--label-map {spec:?}: give the CT and its label map as CT.nii.gz,LABELS.nii.gz");
+        };
+        let (ct, _) =
+            nifti::read_ct(Path::new(ct_path)).with_context(|| format!("reading the --label-map CT {ct_path}"))?;
+        let (labels, _) = nifti::read_mask(Path::new(lab_path))
+            .with_context(|| format!("reading the --label-map labels {lab_path}"))?;
+        if !labels.data.iter().any(|c| liver.contains(c)) {
+            bail!("--label-map {lab_path}: no voxel has a liver class {liver:?}; set --liver-class");
+        }
+        let name = Path::new(ct_path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        eprintln!("Implanting lesions in {} copies of {ct_path}…", a.cases);
+        let made: Vec<StageCase> = (0..a.cases)
+            .into_par_iter()
+            .filter_map(|i| {
+                let seed = 70_000 + a.seed * 10_000 + (m * 1000 + i) as u64;
+                tumour_stage::cases::make_case(&name, &ct, &labels, &liver, a.tumour_class, seed, multiple)
+            })
+            .collect();
+        // every fifth case of each body validates
+        for (i, c) in made.into_iter().enumerate() {
+            if i % 5 == 4 {
+                val.push(c);
+            } else {
+                train.push(c);
+            }
+        }
+    }
+    if a.phantom > 0 {
+        eprintln!("Making {} phantom cases…", a.phantom);
+        let made: Vec<StageCase> = (0..a.phantom)
+            .into_par_iter()
+            .filter_map(|i| {
+                let seed = 2000 + a.seed * 10_000 + i as u64;
+                tumour_stage::cases::phantom_case(seed, 90_000 + seed, multiple)
+            })
+            .collect();
+        for (i, c) in made.into_iter().enumerate() {
+            if i % 5 == 4 {
+                val.push(c);
+            } else {
+                train.push(c);
+            }
+        }
+    }
+    if train.is_empty() {
+        bail!("no training data: give --label-map CT,LABELS and/or --phantom N");
+    }
+    let lesions = train.iter().filter(|c| !c.tumour.is_empty()).count();
+    eprintln!(
+        "{} training ({} with lesions) / {} validation cases ready in {:.1} s",
+        train.len(),
+        lesions,
+        val.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    let opts = StageTrainOptions {
+        config,
+        patch: a.patch,
+        batch: a.batch,
+        epochs: a.epochs,
+        steps_per_epoch: a.steps_per_epoch,
+        learning_rate: a.learning_rate,
+        max_minutes: a.minutes,
+        seed: a.seed,
+        out: Some(a.out.clone()),
+        ..StageTrainOptions::default()
+    };
+    let progress = |s: &TrainStatus| {
+        if let Some(d) = s.val_dice_tumour {
+            eprintln!(
+                "epoch {} step {} loss {:.4} validation tumour Dice {:.4} ({:.0} s)",
+                s.epoch, s.step, s.loss, d, s.elapsed_s
+            );
+        }
+        true
+    };
+    let (_, report) = tumour_stage::train_stage(&train, &val, &opts, &progress)?;
+    let json = a.out.with_file_name(format!(
+        "{}.train.json",
+        a.out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    ));
+    let mut record = serde_json::to_value(&report)?;
+    record["label_maps"] = serde_json::to_value(&a.label_maps)?;
+    record["cases_per_map"] = serde_json::to_value(a.cases)?;
+    record["phantom_cases"] = serde_json::to_value(a.phantom)?;
+    std::fs::write(&json, serde_json::to_string_pretty(&record)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    println!(
+        "Trained {} steps in {:.1} min; best validation tumour Dice {:.4} (epoch {}) → {}; history in {}",
+        report.steps,
+        report.seconds / 60.0,
+        report.best_val_dice_liver,
+        report.best_epoch,
+        a.out.display(),
+        json.display()
+    );
+    Ok(())
+}
