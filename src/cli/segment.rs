@@ -52,6 +52,13 @@ pub(crate) struct Args {
     /// cascade's second network, which outlines tumours inside the liver at 1.5 mm.
     #[arg(long, conflicts_with = "no_tumour_stage")]
     pub tumour_model: Option<PathBuf>,
+    /// How the tumour stage's tumours meet the first network's: replace them, or keep both.
+    #[arg(long, value_enum, default_value_t = segment::tumour_stage::TumourMerge::Replace)]
+    pub tumour_merge: segment::tumour_stage::TumourMerge,
+    /// The tumour stage's probability (0-1) from which a voxel is tumour: higher gives
+    /// fewer false lesions and misses more.
+    #[arg(long, default_value_t = segment::tumour_stage::TUMOUR_THRESHOLD)]
+    pub tumour_threshold: f32,
     /// The first network's tumours only (at 4 mm, edges refined): no tumour stage.
     #[arg(long)]
     pub no_tumour_stage: bool,
@@ -115,15 +122,29 @@ pub(crate) fn run(a: Args) -> Result<()> {
         refine_edges: !a.no_refine,
         register: !a.no_register,
         search_lesions: !a.no_lesion_search,
+        tumour_merge: a.tumour_merge,
+        tumour_threshold: a.tumour_threshold,
         ..InferOptions::default()
     };
+    if !(0.0..=1.0).contains(&a.tumour_threshold) {
+        bail!("--tumour-threshold {}: give a probability from 0 to 1", a.tumour_threshold);
+    }
     let opts = match (&a.tumour_model, a.no_tumour_stage) {
         (_, true) => InferOptions { tumour_model: None, ..opts },
         (Some(path), _) => InferOptions { tumour_model: Some(path.clone()), ..opts },
         (None, false) => opts,
     };
     if let Some(stage) = &opts.tumour_model {
-        eprintln!("Tumour stage {}", stage.display());
+        let grid = &study.phases[study.fixed_index()].volume.geometry;
+        if segment::tumour_stage::suits(grid) {
+            eprintln!("Tumour stage {}", stage.display());
+        } else {
+            eprintln!(
+                "Tumour stage left out: the study's pixels ({:.1} mm) are coarser than {} mm; the first network's tumours are kept",
+                grid.spacing_mm[1].max(grid.spacing_mm[2]),
+                segment::tumour_stage::MAX_STUDY_PIXEL_MM
+            );
+        }
     }
     let result = segment::segment_phases_live(&model, &study, &opts, &report, None);
     pb.finish_and_clear();

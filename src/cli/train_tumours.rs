@@ -56,6 +56,9 @@ pub(crate) struct Args {
     pub learning_rate: f64,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Start from these tumour-stage weights (fine-tuning); --features must be theirs.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
     /// Replace --out if it exists.
     #[arg(long)]
     pub force: bool,
@@ -146,6 +149,7 @@ pub(crate) fn run(a: Args) -> Result<()> {
         max_minutes: a.minutes,
         seed: a.seed,
         out: Some(a.out.clone()),
+        init: a.init.clone(),
         ..StageTrainOptions::default()
     };
     let progress = |s: &TrainStatus| {

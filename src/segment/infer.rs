@@ -16,7 +16,10 @@ use super::model::UNet;
 use super::plausibility::{check_liver, LiverCheck};
 use super::preprocess::{self, CHANNELS};
 use super::refine::{refine_liver_edge, refine_tumour_edges, OtherPhase, RefineOptions, TumourRefineOptions};
-use super::tumour_stage::{self, apply_tumour_probability, tumour_probability, TUMOUR_THRESHOLD};
+use super::tumour_stage::{
+    self, add_tumour_probability, apply_tumour_probability, drop_small_tumours, tumour_probability, TumourMerge,
+    MIN_LESION_ML, TUMOUR_THRESHOLD,
+};
 use super::weights::load_unet;
 use super::SegmentError;
 use crate::analysis::{align_phases, Alignment};
@@ -54,6 +57,11 @@ pub struct InferOptions {
     /// `None`: the first network's tumours, their edges refined. The default is the
     /// shipped `models/tumours.safetensors` when it is there.
     pub tumour_model: Option<PathBuf>,
+    /// How the tumour stage's answer meets the first network's tumours.
+    pub tumour_merge: TumourMerge,
+    /// The stage's probability from which a voxel is tumour (higher: fewer false
+    /// lesions, more missed).
+    pub tumour_threshold: f32,
 }
 
 impl Default for InferOptions {
@@ -66,6 +74,8 @@ impl Default for InferOptions {
             register: true,
             search_lesions: true,
             tumour_model: stage.is_file().then_some(stage),
+            tumour_merge: TumourMerge::Replace,
+            tumour_threshold: TUMOUR_THRESHOLD,
         }
     }
 }
@@ -357,19 +367,29 @@ fn run_on_grid(
         let ropts = RefineOptions { reach_mm: 0.5 * model.config.spacing_mm, ..RefineOptions::default() };
         refine_liver_edge(&mut mask, reference, &ropts);
     }
-    if let Some(stage) = &stage {
-        step(0.86, "tumour stage: looking for tumours inside the liver at 1.5 mm")?;
-        let sub = |f: f32, m: &str| progress(0.86 + 0.02 * f, m);
-        if let Some(prob) = tumour_probability(stage, &mask, reference, others, opts.batch, &sub)? {
-            apply_tumour_probability(&mut mask, &prob, TUMOUR_THRESHOLD);
-        }
-    } else if opts.refine_edges {
+    // coarse studies keep the first network's tumours (`tumour_stage::suits`)
+    let stage = stage.filter(|_| tumour_stage::suits(target));
+    let replace = stage.is_some() && opts.tumour_merge == TumourMerge::Replace;
+    if opts.refine_edges && !replace {
         let topts = TumourRefineOptions {
             peel_mm: model.config.spacing_mm,
             grow_mm: 0.5 * model.config.spacing_mm,
             ..TumourRefineOptions::default()
         };
         refine_tumour_edges(&mut mask, reference, others, &topts);
+    }
+    if let Some(stage) = &stage {
+        step(0.86, "tumour stage: looking for tumours inside the liver at 1.5 mm")?;
+        let sub = |f: f32, m: &str| progress(0.86 + 0.02 * f, m);
+        if let Some(prob) = tumour_probability(stage, &mask, reference, others, opts.batch, &sub)? {
+            match opts.tumour_merge {
+                TumourMerge::Replace => {
+                    apply_tumour_probability(&mut mask, &prob, opts.tumour_threshold);
+                }
+                TumourMerge::Union => add_tumour_probability(&mut mask, &prob, opts.tumour_threshold),
+            }
+            drop_small_tumours(&mut mask, MIN_LESION_ML);
+        }
     }
     // after the refinements, so the lesions it adds are reported as they stay
     step(0.88, "searching for lesions the network missed")?;
@@ -497,7 +517,7 @@ fn largest_component(fg: &Array3<bool>) -> Array3<bool> {
 }
 
 /// Background not reachable from the border within its own axial slice becomes inside.
-fn fill_holes_slices(fg: &Array3<bool>) -> Array3<bool> {
+pub(crate) fn fill_holes_slices(fg: &Array3<bool>) -> Array3<bool> {
     let mut out = fg.clone();
     for (k, mut slab) in out.axis_iter_mut(Axis(0)).enumerate() {
         let src = fg.index_axis(Axis(0), k);

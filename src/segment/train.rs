@@ -220,7 +220,7 @@ pub fn train(
 }
 
 /// Sets every variable (BatchNorm statistics included) to the weights in `path`.
-fn start_from(varmap: &VarMap, config: &UNetConfig, path: &Path) -> Result<(), SegmentError> {
+pub(crate) fn start_from(varmap: &VarMap, config: &UNetConfig, path: &Path) -> Result<(), SegmentError> {
     let (cfg, tensors) = super::weights::read_checkpoint(path)?;
     // the same network; how it was fed may change (fine-tuning for phase subsets)
     if (UNetConfig { any_phase_subset: config.any_phase_subset, ..cfg.clone() }) != *config {

@@ -12,6 +12,7 @@
 use ndarray::Array3;
 
 use super::{crop_grid, liver_median, normalise, CLAMP, CONTEXT, IN_CHANNELS, MARGIN_MM};
+use crate::segment::infer::fill_holes_slices;
 use crate::segment::preprocess::{self, CHANNELS};
 use crate::segment::tumours::add_realistic_tumours;
 use crate::segment::Rng;
@@ -42,9 +43,11 @@ pub fn dequantise(q: u8) -> f32 {
 }
 
 /// A case from `ct` and `label_map` (liver: any class in `liver_classes`; tumour: class
-/// `tumour_class`, when given, stays tumour), lesions implanted from `seed`: the one CT
-/// stands for every phase, and the lesions take one phase's look against it. `None` when
-/// the label has no liver.
+/// `tumour_class`, when given, stays tumour), lesions implanted from `seed`, looking as
+/// they do in the portal venous phase: the one CT is taken as portal venous, and a lesion
+/// with its arterial look (an HCC brighter than the liver) among portal venous vessels
+/// would teach the stage that a bright round vessel is a tumour. `None` when the label has
+/// no liver.
 pub fn make_case(
     name: &str,
     ct: &CtVolume,
@@ -54,16 +57,19 @@ pub fn make_case(
     seed: u64,
     multiple: usize,
 ) -> Option<StageCase> {
-    make_case_from_phases(name, &[ct, ct, ct], label_map, liver_classes, tumour_class, seed, multiple)
+    let phases = [ct, ct, ct];
+    make_case_from_phases(name, &phases, Some(preprocess::PV), label_map, liver_classes, tumour_class, seed, multiple)
 }
 
 /// As [`make_case`] from a study's arterial, portal venous and delayed phases, each
 /// already on any grid aligned with the label map (resampled in world coordinates): the
 /// lesions are implanted in all three with their per-phase enhancement, and the case
-/// shows one phase, drawn.
+/// shows phase `shown`, or one drawn at random.
+#[allow(clippy::too_many_arguments)]
 pub fn make_case_from_phases(
     name: &str,
     phases: &[&CtVolume; CHANNELS],
+    shown: Option<usize>,
     label_map: &Mask,
     liver_classes: &[u8],
     tumour_class: Option<u8>,
@@ -76,10 +82,20 @@ pub fn make_case_from_phases(
     let own = Mask::new(labels_on_own, label_map.geometry.clone());
     let grid = crop_grid(&own, super::SPACING_MM, MARGIN_MM, multiple)?;
     let mut labels = own.resample_to(&grid, Interp::Nearest, 0).data;
+    // the liver as the first stage hands it over: holes filled in each slice, so the
+    // portal vein and hepatic veins it encloses are inside the liver channel (an organ
+    // label map leaves them out), liver here, not tumour
+    let filled = fill_holes_slices(&labels.mapv(|l| l > 0));
+    ndarray::Zip::from(&mut labels).and(&filled).for_each(|l, &f| {
+        if f && *l == 0 {
+            *l = 1;
+        }
+    });
     let mut hu: Vec<Array3<f32>> =
         phases.iter().map(|p| preprocess::onto_grid(p, &grid).data.mapv(|v| v as f32)).collect();
     add_realistic_tumours(&mut rng, &grid, &mut hu, &mut labels);
-    let phase = rng.below(CHANNELS);
+    let drawn = rng.below(CHANNELS);
+    let phase = shown.unwrap_or(drawn).min(CHANNELS - 1);
     let median = liver_median(&hu[phase], &labels, f32::NAN, 50)?;
     let noise = rng.range(0.0, 12.0);
     let normalised = hu[phase].mapv(|h| normalise(h + noise * rng.normal(), median));
@@ -123,7 +139,7 @@ pub fn phantom_case(seed: u64, case_seed: u64, multiple: usize) -> Option<StageC
         return None;
     }
     let phases = [&on_grid[0], &on_grid[1], &on_grid[2]];
-    make_case_from_phases(&format!("phantom{seed}"), &phases, &p.labels, &[1], Some(2), case_seed, multiple)
+    make_case_from_phases(&format!("phantom{seed}"), &phases, None, &p.labels, &[1], Some(2), case_seed, multiple)
 }
 
 /// One training sample: `[IN_CHANNELS, p, p]` input and `[p, p]` target (1 tumour), a

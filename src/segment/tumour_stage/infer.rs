@@ -15,6 +15,11 @@ use crate::volume::{CtVolume, Interp, Mask, Volume};
 /// Tumour where the stage's probability reaches this.
 pub const TUMOUR_THRESHOLD: f32 = 0.5;
 
+/// The stage's tumours smaller than this are dropped, mL: a ball 5 mm across, the
+/// smallest lesion training draws (2.5 mm radius); below it a speck is partial volume
+/// of a vessel or the capsule more often than a lesion.
+pub const MIN_LESION_ML: f64 = 0.065;
+
 /// Liver voxels a phase needs for its median to count (about 1 mL at 1.5 × 1.5 × 5 mm).
 const MIN_LIVER_VOXELS: usize = 100;
 
@@ -57,6 +62,26 @@ pub fn tumour_probability(
     Ok(best.map(|p| Volume::new(p, grid).resample_to(&mask.geometry, Interp::Linear, 0.0)))
 }
 
+/// How the stage's tumours meet the first network's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TumourMerge {
+    /// The stage's answer replaces the first network's tumours.
+    #[default]
+    Replace,
+    /// Both: the first network's tumours (edges refined) and the stage's.
+    Union,
+}
+
+/// Adds tumour where `prob` reaches `threshold` inside the liver, keeping the tumours
+/// already there.
+pub fn add_tumour_probability(mask: &mut Mask, prob: &Volume<f32>, threshold: f32) {
+    Zip::from(&mut mask.data).and(&prob.data).for_each(|l, &p| {
+        if *l > 0 && p >= threshold {
+            *l = 2;
+        }
+    });
+}
+
 /// Labels the liver (any label above 0) tumour where `prob` reaches `threshold`, liver
 /// elsewhere: the stage's answer replaces the first stage's tumours. Returns the tumour
 /// voxels.
@@ -69,4 +94,52 @@ pub fn apply_tumour_probability(mask: &mut Mask, prob: &Volume<f32>, threshold: 
         }
     });
     n
+}
+
+/// Turns tumour components (26-connected) smaller than `min_ml` back into liver; returns
+/// how many went.
+pub fn drop_small_tumours(mask: &mut Mask, min_ml: f64) -> usize {
+    let voxel_ml = mask.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
+    let min_voxels = (min_ml / voxel_ml).ceil().max(1.0) as usize;
+    let (all, _) = crate::volume::region::connected_components(mask, 2, 1);
+    let data = mask.data.as_slice_mut().expect("standard layout");
+    let mut dropped = 0;
+    for c in all.iter().filter(|c| c.voxels.len() < min_voxels) {
+        for &v in &c.voxels {
+            data[v] = 1;
+        }
+        dropped += 1;
+    }
+    dropped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::volume::Geometry;
+    use ndarray::Array3;
+
+    #[test]
+    fn the_stage_labels_tumour_only_inside_the_liver() {
+        let g = Geometry {
+            shape: [1, 1, 4],
+            spacing_mm: [1.0; 3],
+            origin_mm: [0.0; 3],
+            direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        };
+        let mut mask = Volume::new(Array3::from_shape_vec((1, 1, 4), vec![0u8, 1, 2, 1]).unwrap(), g.clone());
+        let prob = Volume::new(Array3::from_shape_vec((1, 1, 4), vec![0.9f32, 0.7, 0.2, 0.5]).unwrap(), g);
+        let n = apply_tumour_probability(&mut mask, &prob, TUMOUR_THRESHOLD);
+        // outside stays outside; the first stage's tumour below the threshold becomes liver
+        assert_eq!(mask.data.as_slice().unwrap(), &[0, 2, 1, 2]);
+        assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn a_liver_network_is_refused_as_the_tumour_stage() {
+        let liver_net = crate::segment::default_model_path();
+        assert!(liver_net.is_file(), "the shipped liver network {} is missing", liver_net.display());
+        let Err(err) = super::super::load(&liver_net) else { panic!("the liver network was taken as a stage") };
+        assert!(err.to_string().contains("train-tumours"), "{err}");
+    }
 }

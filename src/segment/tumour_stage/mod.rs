@@ -27,7 +27,10 @@ use rayon::prelude::*;
 use super::preprocess;
 use crate::volume::{Geometry, Mask};
 
-pub use infer::{apply_tumour_probability, tumour_probability, TUMOUR_THRESHOLD};
+pub use infer::{
+    add_tumour_probability, apply_tumour_probability, drop_small_tumours, tumour_probability, TumourMerge,
+    MIN_LESION_ML, TUMOUR_THRESHOLD,
+};
 pub use train::{train_stage, StageTrainOptions};
 
 /// In-plane pixel of the stage, mm.
@@ -45,6 +48,17 @@ pub const MARGIN_MM: f64 = 12.0;
 /// and gas are all the same −3.
 pub const HU_SCALE: f32 = 60.0;
 pub const CLAMP: f32 = 3.0;
+/// Coarsest in-plane pixel of a study the stage runs on, mm: twice its own. On coarser
+/// pixels (a 6 mm test phantom) it would see interpolated blur it was never trained on and
+/// gain no detail over the first network, whose tumours are kept there.
+pub const MAX_STUDY_PIXEL_MM: f64 = 2.0 * SPACING_MM;
+
+/// Does a study on `grid` suit the stage (in-plane pixels no coarser than
+/// [`MAX_STUDY_PIXEL_MM`])?
+pub fn suits(grid: &Geometry) -> bool {
+    grid.spacing_mm[1].max(grid.spacing_mm[2]) <= MAX_STUDY_PIXEL_MM + 1e-6
+}
+
 /// File name of the shipped stage beside the liver network.
 pub const DEFAULT_FILE: &str = "tumours.safetensors";
 
@@ -198,6 +212,9 @@ mod tests {
         assert_eq!(x[[1, 3, 1, 1]], 1.0);
         assert_eq!(normalise(160.0, 100.0), 1.0);
         assert_eq!(normalise(-1000.0, 100.0), -CLAMP);
+        let at = |mm: f64| grid([4, 4, 4], [5.0, mm, mm]);
+        assert!(suits(&at(0.7)) && suits(&at(3.0)));
+        assert!(!suits(&at(6.0)), "a 6 mm study keeps the first network's tumours");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use super::cases::{sample, StageCase};
 use super::{CLASSES, IN_CHANNELS};
 use crate::segment::model::{UNet, UNetConfig};
-use crate::segment::train::{last_path, loss_fn, seeded_init, trainable_vars, TrainReport, TrainStatus};
+use crate::segment::train::{last_path, loss_fn, seeded_init, start_from, trainable_vars, TrainReport, TrainStatus};
 use crate::segment::weights::save_unet;
 use crate::segment::{Rng, SegmentError};
 
@@ -31,6 +31,8 @@ pub struct StageTrainOptions {
     pub out: Option<PathBuf>,
     /// Validation patches per validation case.
     pub val_patches_per_case: usize,
+    /// Start from these weights (a stage of the same config) instead of random ones.
+    pub init: Option<PathBuf>,
 }
 
 impl Default for StageTrainOptions {
@@ -47,6 +49,7 @@ impl Default for StageTrainOptions {
             seed: 1,
             out: None,
             val_patches_per_case: 8,
+            init: None,
         }
     }
 }
@@ -77,6 +80,9 @@ pub fn train_stage(
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let model = UNet::new(vb, &opts.config)?;
     seeded_init(&varmap, opts.seed)?;
+    if let Some(path) = &opts.init {
+        start_from(&varmap, &opts.config, path)?;
+    }
     let params = ParamsAdamW { lr: opts.learning_rate, weight_decay: opts.weight_decay, ..Default::default() };
     let mut opt = AdamW::new(trainable_vars(&varmap)?, params)?;
     let mut rng = Rng::new(opts.seed);
