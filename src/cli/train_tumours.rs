@@ -102,14 +102,7 @@ pub(crate) fn run(a: Args) -> Result<()> {
                 tumour_stage::cases::make_case(&name, &ct, &labels, &liver, a.tumour_class, seed, multiple)
             })
             .collect();
-        // every fifth case of each body validates
-        for (i, c) in made.into_iter().enumerate() {
-            if i % 5 == 4 {
-                val.push(c);
-            } else {
-                train.push(c);
-            }
-        }
+        split_every_fifth(made, &mut train, &mut val);
     }
     if a.phantom > 0 {
         eprintln!("Making {} phantom cases…", a.phantom);
@@ -120,13 +113,7 @@ pub(crate) fn run(a: Args) -> Result<()> {
                 tumour_stage::cases::phantom_case(seed, 90_000 + seed, multiple)
             })
             .collect();
-        for (i, c) in made.into_iter().enumerate() {
-            if i % 5 == 4 {
-                val.push(c);
-            } else {
-                train.push(c);
-            }
-        }
+        split_every_fifth(made, &mut train, &mut val);
     }
     if train.is_empty() {
         bail!("no training data: give --label-map CT,LABELS and/or --phantom N");
@@ -182,4 +169,16 @@ pub(crate) fn run(a: Args) -> Result<()> {
         json.display()
     );
     Ok(())
+}
+
+/// Every fifth case of a source validates, the rest train (each body and the phantoms
+/// are split alike, so validation sees every source).
+fn split_every_fifth(made: Vec<StageCase>, train: &mut Vec<StageCase>, val: &mut Vec<StageCase>) {
+    for (i, c) in made.into_iter().enumerate() {
+        if i % 5 == 4 {
+            val.push(c);
+        } else {
+            train.push(c);
+        }
+    }
 }

@@ -130,28 +130,13 @@ pub fn train(
     let total = opts.epochs * opts.steps_per_epoch;
     let start = Instant::now();
     let val_set = validation_set(val, opts);
-    let mut report = TrainReport {
-        history: Vec::new(),
-        best_val_dice_liver: -1.0,
-        best_epoch: 0,
-        steps: 0,
-        seconds: 0.0,
-        first_losses: Vec::new(),
-        last_losses: Vec::new(),
-    };
+    let mut report = TrainReport::new();
     let mut recent = Vec::new();
     let mut step = 0;
     let mut best_score = f64::MIN;
     'epochs: for epoch in 1..=opts.epochs {
         for _ in 0..opts.steps_per_epoch {
-            // cosine decay to a tenth over the planned steps, after a short warm-up
-            // (by steps, or by the clock when a time limit will end the run first)
-            let by_time = opts.max_minutes.map_or(0.0, |m| start.elapsed().as_secs_f64() / (m * 60.0));
-            let t = (step as f64 / total.max(1) as f64).max(by_time).min(1.0);
-            let warm = ((step + 1) as f64 / 30.0).min(1.0);
-            opt.set_learning_rate(
-                opts.learning_rate * warm * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())),
-            );
+            opt.set_learning_rate(scheduled_rate(opts.learning_rate, step, total, start, opts.max_minutes));
             let seeds: Vec<u64> = (0..opts.batch).map(|_| rng.next_u64()).collect();
             let (x, y) = make_batch(train, &pools, &seeds, opts)?;
             let logits = model.forward(&x, true)?;
@@ -246,7 +231,31 @@ pub fn last_path(out: &Path) -> PathBuf {
     out.with_file_name(format!("{stem}.last.safetensors"))
 }
 
-fn mean(v: &[f32]) -> f32 {
+/// Cosine decay from `base` to a tenth of it over the planned steps, after a 30-step
+/// warm-up; by steps, or by the clock when a time limit will end the run first.
+pub(crate) fn scheduled_rate(base: f64, step: usize, total: usize, start: Instant, max_minutes: Option<f64>) -> f64 {
+    let by_time = max_minutes.map_or(0.0, |m| start.elapsed().as_secs_f64() / (m * 60.0));
+    let t = (step as f64 / total.max(1) as f64).max(by_time).min(1.0);
+    let warm = ((step + 1) as f64 / 30.0).min(1.0);
+    base * warm * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
+}
+
+impl TrainReport {
+    /// Before the first step.
+    pub(crate) fn new() -> Self {
+        TrainReport {
+            history: Vec::new(),
+            best_val_dice_liver: -1.0,
+            best_epoch: 0,
+            steps: 0,
+            seconds: 0.0,
+            first_losses: Vec::new(),
+            last_losses: Vec::new(),
+        }
+    }
+}
+
+pub(crate) fn mean(v: &[f32]) -> f32 {
     if v.is_empty() {
         0.0
     } else {

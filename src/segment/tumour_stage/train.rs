@@ -13,7 +13,9 @@ use rayon::prelude::*;
 use super::cases::{sample, StageCase};
 use super::{CLASSES, IN_CHANNELS};
 use crate::segment::model::{UNet, UNetConfig};
-use crate::segment::train::{last_path, loss_fn, seeded_init, start_from, trainable_vars, TrainReport, TrainStatus};
+use crate::segment::train::{
+    last_path, loss_fn, mean, scheduled_rate, seeded_init, start_from, trainable_vars, TrainReport, TrainStatus,
+};
 use crate::segment::weights::save_unet;
 use crate::segment::{Rng, SegmentError};
 
@@ -97,25 +99,12 @@ pub fn train_stage(
         .collect();
     let total = opts.epochs * opts.steps_per_epoch;
     let start = Instant::now();
-    let mut report = TrainReport {
-        history: Vec::new(),
-        best_val_dice_liver: -1.0,
-        best_epoch: 0,
-        steps: 0,
-        seconds: 0.0,
-        first_losses: Vec::new(),
-        last_losses: Vec::new(),
-    };
+    let mut report = TrainReport::new();
     let mut recent = Vec::new();
     let mut step = 0;
     'epochs: for epoch in 1..=opts.epochs {
         for _ in 0..opts.steps_per_epoch {
-            let by_time = opts.max_minutes.map_or(0.0, |m| start.elapsed().as_secs_f64() / (m * 60.0));
-            let t = (step as f64 / total.max(1) as f64).max(by_time).min(1.0);
-            let warm = ((step + 1) as f64 / 30.0).min(1.0);
-            opt.set_learning_rate(
-                opts.learning_rate * warm * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())),
-            );
+            opt.set_learning_rate(scheduled_rate(opts.learning_rate, step, total, start, opts.max_minutes));
             let seeds: Vec<u64> = (0..opts.batch).map(|_| rng.next_u64()).collect();
             let samples: Vec<(Vec<f32>, Vec<u32>)> = seeds
                 .par_iter()
@@ -197,14 +186,6 @@ fn stack(samples: Vec<(Vec<f32>, Vec<u32>)>, p: usize) -> Result<(Tensor, Tensor
         ys.extend(y);
     }
     Ok((Tensor::from_vec(xs, (b, IN_CHANNELS, p, p), &Device::Cpu)?, Tensor::from_vec(ys, (b, p, p), &Device::Cpu)?))
-}
-
-fn mean(v: &[f32]) -> f32 {
-    if v.is_empty() {
-        0.0
-    } else {
-        v.iter().sum::<f32>() / v.len() as f32
-    }
 }
 
 /// Tumour Dice over the validation patches (eval mode); `None` when they hold no tumour
