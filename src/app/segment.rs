@@ -136,9 +136,12 @@ impl SegmentPanel {
         };
         self.live = None;
         match ended {
-            Ended::Done(crate::segment::Segmentation { mask, searched, check }) => {
+            Ended::Done(crate::segment::Segmentation { mask, searched, check, tumour_stage_ran }) => {
                 self.concerns = check.concerns.iter().map(|c| c.to_string()).collect();
-                let summary = summary(&mask, searched.as_ref().map_or(0, |r| r.added.len()));
+                let mut summary = summary(&mask, searched.as_ref().map_or(0, |r| r.added.len()));
+                if tumour_stage_ran {
+                    summary.push_str(" (tumours from the 1.5 mm tumour stage)");
+                }
                 let voxel_ml = mask.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
                 self.searched =
                     searched.into_iter().flat_map(|r| r.added).map(|(n, c)| (n as f64 * voxel_ml, c)).collect();

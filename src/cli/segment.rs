@@ -148,7 +148,7 @@ pub(crate) fn run(a: Args) -> Result<()> {
     }
     let result = segment::segment_phases_live(&model, &study, &opts, &report, None);
     pb.finish_and_clear();
-    let segment::Segmentation { mask, searched, check } = result?;
+    let segment::Segmentation { mask, searched, check, .. } = result?;
     let secs = t0.elapsed().as_secs_f64();
     let voxel_ml = mask.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
     let count = |l: u8| mask.data.iter().filter(|&&v| v == l).count() as f64 * voxel_ml;

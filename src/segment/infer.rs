@@ -127,6 +127,9 @@ pub struct Segmentation {
     /// Whether the mask looks like a liver (volume, side); a failure the user must be
     /// told of, never written as a result without a word.
     pub check: LiverCheck,
+    /// Whether the tumours are the tumour stage's (1.5 mm) rather than the first
+    /// network's: off, or the study's pixels too coarse for it.
+    pub tumour_stage_ran: bool,
 }
 
 /// [`segment_phases`], also handing each finished batch of slices to `on_slices`, and
@@ -378,6 +381,7 @@ fn run_on_grid(
         };
         refine_tumour_edges(&mut mask, reference, others, &topts);
     }
+    let tumour_stage_ran = stage.is_some();
     if let Some(stage) = &stage {
         step(0.86, "tumour stage: looking for tumours inside the liver at 1.5 mm")?;
         let sub = |f: f32, m: &str| progress(0.86 + 0.02 * f, m);
@@ -400,7 +404,7 @@ fn run_on_grid(
     };
     let check = check_liver(&mask, reference);
     progress(1.0, "segmented");
-    Ok(Segmentation { mask, searched, check })
+    Ok(Segmentation { mask, searched, check, tumour_stage_ran })
 }
 
 /// Softmax probabilities `[nz, classes, h, w]` for windowed input `[nz, 3, h, w]`, in
