@@ -70,6 +70,30 @@ fn crlm_1006_the_tumour_stage_finds_what_the_first_network_misses() {
     assert!(staged > alone, "the tumour stage found {staged}, the first network alone {alone}");
 }
 
+/// The tumour stage has its own stretch of the progress bar (it takes a quarter to a half
+/// of the segmentation after registration), and the bar never goes back.
+#[test]
+fn crlm_1006_the_tumour_stage_reports_its_progress() {
+    let model = segment::load_unet(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(segment::DEFAULT_MODEL))
+        .expect("shipped weights");
+    let study = Study::open(&[case().join("ct.nii.gz")]).expect("crlm-1006 opens");
+    let seen = std::sync::Mutex::new(Vec::<(f32, String)>::new());
+    let report = |f: f32, m: &str| {
+        seen.lock().unwrap().push((f, m.to_string()));
+        true
+    };
+    let result =
+        segment::segment_phases_live(&model, &study, &InferOptions::default(), &report, None).expect("segment");
+    assert!(result.tumour_stage_ran, "crlm-1006 (1.6 mm pixels) suits the tumour stage");
+    let seen = seen.into_inner().unwrap();
+    assert!(seen.windows(2).all(|w| w[1].0 >= w[0].0 - 1e-6), "progress went back: {seen:?}");
+    let stage: Vec<f32> = seen.iter().filter(|(_, m)| m.contains("tumour stage")).map(|(f, _)| *f).collect();
+    assert!(stage.len() > 2, "the stage reports as it goes: {seen:?}");
+    let (first, last) = (stage[0], stage[stage.len() - 1]);
+    assert!(first <= 0.65 && last >= 0.85, "the stage's stretch of the bar: {first} → {last}");
+    assert!(seen.last().is_some_and(|s| (s.0 - 1.0).abs() < 1e-5), "{:?}", seen.last());
+}
+
 /// Today's figures with the shipped weights (2026-12-06 evening: liver run E and the tumour
 /// stage S4: liver Dice 0.9446, 3 of 4 found, 12 false lesions, tumour Dice 0.094; run E
 /// alone: 0.9446, 1 of 4, 11, 0.034; run D alone: 0.9316, 1, 9; the weights before them:

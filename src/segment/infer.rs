@@ -127,8 +127,8 @@ pub struct Segmentation {
     /// Whether the mask looks like a liver (volume, side); a failure the user must be
     /// told of, never written as a result without a word.
     pub check: LiverCheck,
-    /// Whether the tumours are the tumour stage's (1.5 mm) rather than the first
-    /// network's: off, or the study's pixels too coarse for it.
+    /// Whether the tumours are the tumour stage's (1.5 mm); false: the first network's,
+    /// because the stage was off or the study's pixels were too coarse for it.
     pub tumour_stage_ran: bool,
 }
 
@@ -312,6 +312,11 @@ const BRIDGE_MIN_CORE_ML: f64 = 1.0;
 /// search 12 %) take as long in all as the network on a 512² study (docs/benchmarks.md).
 const NETWORK_SHARE: f32 = 0.4;
 
+/// With the tumour stage: the share of the bar everything before it takes, and where the
+/// stage ends (the lesion search and the check take the rest).
+const STAGE_BEFORE_SHARE: f32 = 0.7;
+const STAGE_END: f32 = 0.9;
+
 /// `target`: the grid of the result; `reference`: the study's phase on it and `others` its
 /// other phases, for edge refinement.
 fn run_on_grid(
@@ -324,9 +329,13 @@ fn run_on_grid(
     on_slices: Option<SlicesFn>,
 ) -> Result<Segmentation, SegmentError> {
     let stage = match &opts.tumour_model {
-        Some(path) => Some(tumour_stage::load(path)?),
-        None => None,
+        // coarse studies keep the first network's tumours (`tumour_stage::suits`)
+        Some(path) if tumour_stage::suits(target) => Some(tumour_stage::load(path)?),
+        _ => None,
     };
+    // with the stage, everything before it takes 70 % of the bar and the stage 30 %
+    // (about 0.6 s a phase: a quarter to a half of this function's time, docs/benchmarks.md)
+    let scale = |f: f32| if stage.is_some() { STAGE_BEFORE_SHARE * f } else { f };
     // the model grid keeps the study's slices, so model slice k lies on target slice k
     let live = |k0: usize, p: &Array4<f32>| {
         if let Some(f) = on_slices {
@@ -339,7 +348,7 @@ fn run_on_grid(
     for (r, slots) in inputs.iter().enumerate() {
         let input = preprocess::input_channels(slots, grid);
         // `predict_slices` ends at 0.95 of its own bar
-        let report = |f: f32, m: &str| progress(NETWORK_SHARE * (r as f32 + f / 0.95) / runs, m);
+        let report = |f: f32, m: &str| progress(scale(NETWORK_SHARE * (r as f32 + f / 0.95) / runs), m);
         // the live preview shows the first run only
         let p = if r == 0 {
             predict_slices(model, &input, opts.batch, &report, &live)?
@@ -353,11 +362,11 @@ fn run_on_grid(
     }
     let mut probs = probs.ok_or(SegmentError::NoPhase)?;
     probs /= runs;
-    if !progress(NETWORK_SHARE, "resampling the mask onto the study grid") {
+    if !progress(scale(NETWORK_SHARE), "resampling the mask onto the study grid") {
         return Err(SegmentError::Cancelled);
     }
     let mut mask = preprocess::probabilities_to_labels(&probs, grid, target);
-    let step = |f: f32, m: &str| if progress(f, m) { Ok(()) } else { Err(SegmentError::Cancelled) };
+    let step = |f: f32, m: &str| if progress(scale(f), m) { Ok(()) } else { Err(SegmentError::Cancelled) };
     if opts.postprocess {
         postprocess(&mut mask);
         step(0.47, "taking out gas-filled organs")?;
@@ -370,8 +379,6 @@ fn run_on_grid(
         let ropts = RefineOptions { reach_mm: 0.5 * model.config.spacing_mm, ..RefineOptions::default() };
         refine_liver_edge(&mut mask, reference, &ropts);
     }
-    // coarse studies keep the first network's tumours (`tumour_stage::suits`)
-    let stage = stage.filter(|_| tumour_stage::suits(target));
     let replace = stage.is_some() && opts.tumour_merge == TumourMerge::Replace;
     if opts.refine_edges && !replace {
         let topts = TumourRefineOptions {
@@ -384,7 +391,8 @@ fn run_on_grid(
     let tumour_stage_ran = stage.is_some();
     if let Some(stage) = &stage {
         step(0.86, "tumour stage: looking for tumours inside the liver at 1.5 mm")?;
-        let sub = |f: f32, m: &str| progress(0.86 + 0.02 * f, m);
+        let (from, to) = (scale(0.86), STAGE_END);
+        let sub = |f: f32, m: &str| progress(from + (to - from) * f, m);
         if let Some(prob) = tumour_probability(stage, &mask, reference, others, opts.batch, &sub)? {
             match opts.tumour_merge {
                 TumourMerge::Replace => {
@@ -396,7 +404,10 @@ fn run_on_grid(
         }
     }
     // after the refinements, so the lesions it adds are reported as they stay
-    step(0.88, "searching for lesions the network missed")?;
+    let at = if tumour_stage_ran { STAGE_END } else { 0.88 };
+    if !progress(at, "searching for lesions the network missed") {
+        return Err(SegmentError::Cancelled);
+    }
     let searched = if opts.search_lesions {
         add_missed_lesions(&mut mask, reference, others, &LesionSearchOptions::default())
     } else {
