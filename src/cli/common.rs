@@ -123,3 +123,45 @@ pub(crate) fn source_series(paths: &[PathBuf], study: &Study) -> Result<Vec<Opti
         .map(|p| scan.all_series().find(|s| s.description == p.description && s.geometry == p.volume.geometry).cloned())
         .collect())
 }
+
+/// A comma-separated list of `flag`'s values (`--features 8,16,32`), each parsed, the
+/// first bad one named with `what` it should be.
+pub(crate) fn parse_list<T: std::str::FromStr>(list: &str, flag: &str, what: &str) -> Result<Vec<T>> {
+    list.split(',').map(|v| v.trim().parse().ok().with_context(|| format!("{flag}: {v:?} is not {what}"))).collect()
+}
+
+/// A `--label-map CT.nii.gz,LABELS.nii.gz` read, with its CT's file name, after checking
+/// the labels hold one of the `liver` classes.
+pub(crate) struct LabelMap {
+    pub name: String,
+    pub ct_path: String,
+    pub lab_path: String,
+    pub ct: hepaview::volume::CtVolume,
+    pub labels: hepaview::volume::Mask,
+}
+
+pub(crate) fn read_label_map(spec: &str, liver: &[u8]) -> Result<LabelMap> {
+    use hepaview::io::nifti;
+    let Some((ct_path, lab_path)) = spec.split_once(',') else {
+        bail!("--label-map {spec:?}: give the CT and its label map as CT.nii.gz,LABELS.nii.gz");
+    };
+    let (ct, _) =
+        nifti::read_ct(Path::new(ct_path)).with_context(|| format!("reading the --label-map CT {ct_path}"))?;
+    let (labels, _) =
+        nifti::read_mask(Path::new(lab_path)).with_context(|| format!("reading the --label-map labels {lab_path}"))?;
+    if !labels.data.iter().any(|c| liver.contains(c)) {
+        bail!("--label-map {lab_path}: no voxel has a liver class {liver:?}; set --liver-class");
+    }
+    let name = Path::new(ct_path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(LabelMap { name, ct_path: ct_path.to_string(), lab_path: lab_path.to_string(), ct, labels })
+}
+
+/// Writes a training run's record as `<stem>.train.json` beside the weights `out`;
+/// returns its path.
+pub(crate) fn write_train_record(out: &Path, record: &serde_json::Value) -> Result<PathBuf> {
+    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let json = out.with_file_name(format!("{stem}.train.json"));
+    std::fs::write(&json, serde_json::to_string_pretty(record)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    Ok(json)
+}

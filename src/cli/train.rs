@@ -8,9 +8,10 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 
-use hepaview::io::nifti;
 use hepaview::segment::synth::{self, LabelMapStyle, PhantomStyle, SynthRecipe, TrainCase};
 use hepaview::segment::{self, TrainOptions, UNetConfig};
+
+use super::common::{parse_list, read_label_map, write_train_record, LabelMap};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
@@ -203,11 +204,7 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
             config
         }
         None => {
-            let features: Vec<usize> = a
-                .features
-                .split(',')
-                .map(|f| f.trim().parse().with_context(|| format!("--features: {f:?} is not a whole number")))
-                .collect::<Result<_>>()?;
+            let features: Vec<usize> = parse_list(&a.features, "--features", "a whole number")?;
             UNetConfig { features, spacing_mm: a.spacing_mm, ..UNetConfig::default() }
         }
     };
@@ -220,24 +217,9 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
         cases.extend(synth::cases_from_pairs(&pairs, config.spacing_mm, multiple)?);
     }
     if !a.label_maps.is_empty() {
-        let liver: Vec<u8> = a
-            .liver_class
-            .split(',')
-            .map(|c| c.trim().parse().with_context(|| format!("--liver-class: {c:?} is not a label number 0-255")))
-            .collect::<Result<_>>()?;
+        let liver: Vec<u8> = parse_list(&a.liver_class, "--liver-class", "a label number 0-255")?;
         for (m, spec) in a.label_maps.iter().enumerate() {
-            let Some((ct_path, lab_path)) = spec.split_once(',') else {
-                bail!("--label-map {spec:?}: give the CT and its label map as CT.nii.gz,LABELS.nii.gz");
-            };
-            let (ct, _) = nifti::read_ct(std::path::Path::new(ct_path))
-                .with_context(|| format!("reading the --label-map CT {ct_path}"))?;
-            let (labels, _) = nifti::read_mask(std::path::Path::new(lab_path))
-                .with_context(|| format!("reading the --label-map labels {lab_path}"))?;
-            if !labels.data.iter().any(|c| liver.contains(c)) {
-                bail!("--label-map {lab_path}: no voxel has a liver class {:?}; set --liver-class", liver);
-            }
-            let name =
-                std::path::Path::new(ct_path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let LabelMap { name, ct_path, lab_path, ct, labels } = read_label_map(spec, &liver)?;
             eprintln!("Synthesising {} cases from {ct_path} and {lab_path}…", a.label_map_cases);
             let made: Vec<TrainCase> = (0..a.label_map_cases)
                 .into_par_iter()
@@ -338,15 +320,10 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
     };
     let (_, report) = segment::train(&train, &val, &opts, &progress)?;
     pb.finish_and_clear();
-    let json = a.out.with_file_name(format!(
-        "{}.train.json",
-        a.out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
-    ));
     // the synthetic recipe beside the history, so a file says what it was trained on
     let mut record = serde_json::to_value(&report)?;
     record["recipe"] = serde_json::to_value(a.recipe)?;
-    std::fs::write(&json, serde_json::to_string_pretty(&record)?)
-        .with_context(|| format!("writing {}", json.display()))?;
+    let json = write_train_record(&a.out, &record)?;
     println!(
         "Trained {} steps in {:.1} min; best validation liver Dice {:.4} (epoch {}) → {}; history in {}",
         report.steps,

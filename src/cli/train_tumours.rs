@@ -2,15 +2,16 @@
 //! realistic synthetic lesions implanted. All the work is in
 //! `hepaview::segment::tumour_stage`; here only arguments, the cases, progress and files.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use rayon::prelude::*;
 
-use hepaview::io::nifti;
 use hepaview::segment::tumour_stage::{self, cases::StageCase, StageTrainOptions};
 use hepaview::segment::TrainStatus;
+
+use super::common::{parse_list, read_label_map, write_train_record, LabelMap};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
@@ -68,32 +69,14 @@ pub(crate) fn run(a: Args) -> Result<()> {
     if a.out.exists() && !a.force {
         bail!("{} already exists; choose another output name, or --force to replace it (Hepaview never overwrites files unasked)", a.out.display());
     }
-    let features: Vec<usize> = a
-        .features
-        .split(',')
-        .map(|f| f.trim().parse().with_context(|| format!("--features: {f:?} is not a whole number")))
-        .collect::<Result<_>>()?;
-    let liver: Vec<u8> = a
-        .liver_class
-        .split(',')
-        .map(|c| c.trim().parse().with_context(|| format!("--liver-class: {c:?} is not a label number 0-255")))
-        .collect::<Result<_>>()?;
+    let features: Vec<usize> = parse_list(&a.features, "--features", "a whole number")?;
+    let liver: Vec<u8> = parse_list(&a.liver_class, "--liver-class", "a label number 0-255")?;
     let config = tumour_stage::config(features);
     let multiple = config.size_multiple();
     let t0 = Instant::now();
     let (mut train, mut val): (Vec<StageCase>, Vec<StageCase>) = (Vec::new(), Vec::new());
     for (m, spec) in a.label_maps.iter().enumerate() {
-        let Some((ct_path, lab_path)) = spec.split_once(',') else {
-            bail!("--label-map {spec:?}: give the CT and its label map as CT.nii.gz,LABELS.nii.gz");
-        };
-        let (ct, _) =
-            nifti::read_ct(Path::new(ct_path)).with_context(|| format!("reading the --label-map CT {ct_path}"))?;
-        let (labels, _) = nifti::read_mask(Path::new(lab_path))
-            .with_context(|| format!("reading the --label-map labels {lab_path}"))?;
-        if !labels.data.iter().any(|c| liver.contains(c)) {
-            bail!("--label-map {lab_path}: no voxel has a liver class {liver:?}; set --liver-class");
-        }
-        let name = Path::new(ct_path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let LabelMap { name, ct_path, ct, labels, .. } = read_label_map(spec, &liver)?;
         eprintln!("Implanting lesions in {} copies of {ct_path}…", a.cases);
         let made: Vec<StageCase> = (0..a.cases)
             .into_par_iter()
@@ -149,16 +132,11 @@ pub(crate) fn run(a: Args) -> Result<()> {
         true
     };
     let (_, report) = tumour_stage::train_stage(&train, &val, &opts, &progress)?;
-    let json = a.out.with_file_name(format!(
-        "{}.train.json",
-        a.out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
-    ));
     let mut record = serde_json::to_value(&report)?;
     record["label_maps"] = serde_json::to_value(&a.label_maps)?;
     record["cases_per_map"] = serde_json::to_value(a.cases)?;
     record["phantom_cases"] = serde_json::to_value(a.phantom)?;
-    std::fs::write(&json, serde_json::to_string_pretty(&record)?)
-        .with_context(|| format!("writing {}", json.display()))?;
+    let json = write_train_record(&a.out, &record)?;
     println!(
         "Trained {} steps in {:.1} min; best validation tumour Dice {:.4} (epoch {}) → {}; history in {}",
         report.steps,
