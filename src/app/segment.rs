@@ -136,11 +136,19 @@ impl SegmentPanel {
         };
         self.live = None;
         match ended {
-            Ended::Done(crate::segment::Segmentation { mask, searched, check, tumour_stage_ran }) => {
+            Ended::Done(crate::segment::Segmentation { mask, searched, check, tumour_stage_ran, confirmed }) => {
                 self.concerns = check.concerns.iter().map(|c| c.to_string()).collect();
                 let mut summary = summary(&mask, searched.as_ref().map_or(0, |r| r.added.len()));
                 if tumour_stage_ran {
-                    summary.push_str(" (tumours from the 1.5 mm tumour stage)");
+                    summary.push_str(" (tumours from the 1.5 mm tumour stage");
+                    if let Some(c) = confirmed {
+                        summary.push_str(&format!(
+                            ", each checked by outline: {} redrawn, {} turned back into liver",
+                            c.redrawn,
+                            c.dropped.len()
+                        ));
+                    }
+                    summary.push(')');
                 }
                 let voxel_ml = mask.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
                 self.searched =

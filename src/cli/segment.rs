@@ -62,6 +62,10 @@ pub(crate) struct Args {
     /// The first network's tumours only (at 4 mm, edges refined): no tumour stage.
     #[arg(long)]
     pub no_tumour_stage: bool,
+    /// Keep the tumour stage's tumours as it draws them: do not check and redraw each one
+    /// with the one-click outline from the study's own HU.
+    #[arg(long)]
+    pub no_confirm_tumours: bool,
     /// Set a phase by hand: N=PHASE, as for `open`. Repeatable.
     #[arg(long = "phase", value_name = "N=PHASE")]
     pub phase_overrides: Vec<String>,
@@ -124,6 +128,7 @@ pub(crate) fn run(a: Args) -> Result<()> {
         search_lesions: !a.no_lesion_search,
         tumour_merge: a.tumour_merge,
         tumour_threshold: a.tumour_threshold,
+        confirm_tumours: !a.no_confirm_tumours,
         ..InferOptions::default()
     };
     if !(0.0..=1.0).contains(&a.tumour_threshold) {
@@ -148,7 +153,7 @@ pub(crate) fn run(a: Args) -> Result<()> {
     }
     let result = segment::segment_phases_live(&model, &study, &opts, &report, None);
     pb.finish_and_clear();
-    let segment::Segmentation { mask, searched, check, .. } = result?;
+    let segment::Segmentation { mask, searched, check, confirmed, .. } = result?;
     let secs = t0.elapsed().as_secs_f64();
     let voxel_ml = mask.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
     let count = |l: u8| mask.data.iter().filter(|&&v| v == l).count() as f64 * voxel_ml;
@@ -158,6 +163,18 @@ pub(crate) fn run(a: Args) -> Result<()> {
         count(2),
         mask.geometry.shape
     );
+    if let Some(c) = &confirmed {
+        let mut dropped: Vec<&str> = c.dropped.iter().map(|f| f.as_str()).collect();
+        dropped.sort_unstable();
+        dropped.dedup();
+        println!(
+            "Tumour stage checked by outline: {} redrawn, {} kept as drawn, {} turned back into liver{}",
+            c.redrawn,
+            c.kept,
+            c.dropped.len(),
+            if dropped.is_empty() { String::new() } else { format!(" (the click found {})", dropped.join(", ")) }
+        );
+    }
     for (voxels, c) in searched.iter().flat_map(|r| &r.added) {
         println!(
             "  added by the lesion search, not the network: {:.1} mL at [{:.0}, {:.0}, {:.0}] mm (LPS); check it",

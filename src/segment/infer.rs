@@ -17,13 +17,14 @@ use super::plausibility::{check_liver, LiverCheck};
 use super::preprocess::{self, CHANNELS};
 use super::refine::{refine_liver_edge, refine_tumour_edges, OtherPhase, RefineOptions, TumourRefineOptions};
 use super::tumour_stage::{
-    self, add_tumour_probability, apply_tumour_probability, drop_small_tumours, tumour_probability, TumourMerge,
-    MIN_LESION_ML, TUMOUR_THRESHOLD,
+    self, add_tumour_probability, apply_tumour_probability, confirm_tumours, drop_small_tumours, tumour_probability,
+    Confirmed, TumourMerge, MIN_LESION_ML, TUMOUR_THRESHOLD,
 };
 use super::weights::load_unet;
 use super::SegmentError;
 use crate::analysis::{align_phases, Alignment};
 use crate::io::phase::Phase;
+use crate::outline::OutlineOptions;
 use crate::register::pyramid::coarsened;
 use crate::register::{register_ct, resample_field, warp_volume, RegisterError};
 use crate::study::{ProgressFn, Study};
@@ -62,6 +63,10 @@ pub struct InferOptions {
     /// The stage's probability from which a voxel is tumour (higher: fewer false
     /// lesions, more missed).
     pub tumour_threshold: f32,
+    /// Each of the stage's tumours is checked and redrawn by the one-click outline at its
+    /// deepest point (`tumour_stage::confirm`): outlined from the study's own HU, or turned
+    /// back into liver where the click finds parenchyma, the liver's edge or a vessel.
+    pub confirm_tumours: bool,
 }
 
 impl Default for InferOptions {
@@ -76,6 +81,7 @@ impl Default for InferOptions {
             tumour_model: stage.is_file().then_some(stage),
             tumour_merge: TumourMerge::Replace,
             tumour_threshold: TUMOUR_THRESHOLD,
+            confirm_tumours: true,
         }
     }
 }
@@ -130,6 +136,8 @@ pub struct Segmentation {
     /// Whether the tumours are the tumour stage's (1.5 mm); false: the first network's,
     /// because the stage was off or the study's pixels were too coarse for it.
     pub tumour_stage_ran: bool,
+    /// What checking the stage's tumours with the outline did, when it ran.
+    pub confirmed: Option<Confirmed>,
 }
 
 /// [`segment_phases`], also handing each finished batch of slices to `on_slices`, and
@@ -183,7 +191,7 @@ pub fn segment_phases_live(
         model,
         &inputs,
         &grid,
-        (&target, reference, &others),
+        (&target, (study.phases[fixed].phase(), reference), &others),
         opts,
         &|f, m| progress(share + (1.0 - share) * f, m),
         on_slices,
@@ -323,7 +331,7 @@ fn run_on_grid(
     model: &UNet,
     inputs: &[[Option<&CtVolume>; CHANNELS]],
     grid: &Geometry,
-    (target, reference, others): (&Geometry, &CtVolume, &[OtherPhase]),
+    (target, (reference_phase, reference), others): (&Geometry, (Phase, &CtVolume), &[OtherPhase]),
     opts: &InferOptions,
     progress: ProgressFn,
     on_slices: Option<SlicesFn>,
@@ -389,9 +397,11 @@ fn run_on_grid(
         refine_tumour_edges(&mut mask, reference, others, &topts);
     }
     let tumour_stage_ran = stage.is_some();
+    let mut confirmed = None;
     if let Some(stage) = &stage {
         step(0.86, "tumour stage: looking for tumours inside the liver at 1.5 mm")?;
-        let (from, to) = (scale(0.86), STAGE_END);
+        // the network to 95 % of the stage's share, the check of its tumours the rest
+        let (from, to) = (scale(0.86), scale(0.86) + 0.95 * (STAGE_END - scale(0.86)));
         let sub = |f: f32, m: &str| progress(from + (to - from) * f, m);
         if let Some(prob) = tumour_probability(stage, &mask, reference, others, opts.batch, &sub)? {
             match opts.tumour_merge {
@@ -401,6 +411,15 @@ fn run_on_grid(
                 TumourMerge::Union => add_tumour_probability(&mut mask, &prob, opts.tumour_threshold),
             }
             drop_small_tumours(&mut mask, MIN_LESION_ML);
+            if opts.confirm_tumours {
+                if !progress(to, "tumour stage: checking each tumour against the liver around it") {
+                    return Err(SegmentError::Cancelled);
+                }
+                let c = confirm_tumours(&mut mask, (reference_phase, reference), others, &OutlineOptions::default());
+                confirmed = Some(c);
+                // a redrawn outline may be a speck: the same floor as the stage's own
+                drop_small_tumours(&mut mask, MIN_LESION_ML);
+            }
         }
     }
     // after the refinements, so the lesions it adds are reported as they stay
@@ -415,7 +434,7 @@ fn run_on_grid(
     };
     let check = check_liver(&mask, reference);
     progress(1.0, "segmented");
-    Ok(Segmentation { mask, searched, check, tumour_stage_ran })
+    Ok(Segmentation { mask, searched, check, tumour_stage_ran, confirmed })
 }
 
 /// Softmax probabilities `[nz, classes, h, w]` for windowed input `[nz, 3, h, w]`, in

@@ -16,8 +16,10 @@
 //! - `train`: AdamW on cross-entropy + Dice of 2.5-D patches, best validation kept.
 //! - `infer`: the stage on a study: tumour probability on the study's grid, and the labels
 //!   it gives inside the liver.
+//! - `confirm`: each tumour it proposes checked and redrawn by the one-click outline.
 
 pub mod cases;
+pub mod confirm;
 pub mod infer;
 pub mod train;
 
@@ -27,6 +29,7 @@ use rayon::prelude::*;
 use super::preprocess;
 use crate::volume::{Geometry, Mask};
 
+pub use confirm::{confirm_tumours, Confirmed};
 pub use infer::{
     add_tumour_probability, apply_tumour_probability, drop_small_tumours, tumour_probability, TumourMerge,
     MIN_LESION_ML, TUMOUR_THRESHOLD,
