@@ -75,23 +75,49 @@ pub fn confirm_tumours(
     others: &[OtherPhase],
     opts: &OutlineOptions,
 ) -> Confirmed {
+    // All the work lies within reach of the tumours: crop there first, so the other phases
+    // are warped and the outlines made on a box, not the whole study.
+    let (components, _) = connected_components(mask, 2, 1);
+    let Some(tumours) = VoxelBox::enclosing(mask.data.view(), |l| l == 2) else { return Confirmed::default() };
+    let (_, ny, nx) = mask.data.dim();
+    let sp = mask.geometry.spacing_mm;
+    let reach_mm = components
+        .iter()
+        .map(|c| half_extent_mm(&c.voxels, [ny, nx], sp) + BOX_MARGIN_MM)
+        .fold(opts.box_half_mm, f64::max);
+    let shape = mask.geometry.shape;
+    let b = VoxelBox {
+        lo: std::array::from_fn(|a| tumours.lo[a].saturating_sub((reach_mm / sp[a]).ceil() as usize + 1)),
+        hi: std::array::from_fn(|a| (tumours.hi[a] + (reach_mm / sp[a]).ceil() as usize + 1).min(shape[a])),
+    };
+    let mut sub = b.crop(mask);
+    let reference_sub = b.crop(reference.1);
+    // outline's "no data" is -1024 (air to it); other phases' NO_DATA is i16::MIN
+    let g = sub.geometry.clone();
+    let onto: Vec<CtVolume> =
+        others.iter().map(|o| Volume::new(o.onto(&g).mapv(|v| v.max(-1024)), g.clone())).collect();
+    let mut phases: Vec<(Phase, &CtVolume)> = vec![(reference.0, &reference_sub)];
+    // unnamed, so the outline takes `reference` as the phase that marks vessels
+    phases.extend(onto.iter().map(|v| (Phase::Unknown, v)));
+    let done = confirm_on_one_grid(&mut sub, &phases, opts);
+    let (lo, hi) = (b.lo, b.hi);
+    mask.data.slice_mut(ndarray::s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]).assign(&sub.data);
+    done
+}
+
+/// [`confirm_tumours`] with the phases on `mask`'s grid, the reference first.
+fn confirm_on_one_grid(mask: &mut Mask, phases: &[(Phase, &CtVolume)], opts: &OutlineOptions) -> Confirmed {
     let (components, _) = connected_components(mask, 2, 1);
     let mut done = Confirmed::default();
     if components.is_empty() {
         return done;
     }
     let g = mask.geometry.clone();
-    // outline's "no data" is -1024 (air to it); other phases' NO_DATA is i16::MIN
-    let onto: Vec<CtVolume> =
-        others.iter().map(|o| Volume::new(o.onto(&g).mapv(|v| v.max(-1024)), g.clone())).collect();
-    let mut phases: Vec<(Phase, &CtVolume)> = vec![reference];
-    // unnamed, so the outline takes `reference` as the phase that marks vessels
-    phases.extend(onto.iter().map(|v| (Phase::Unknown, v)));
     let before = mask.clone();
     let liver: Vec<(f32, f32)> = phases.iter().map(|(_, v)| liver_stats(&v.data, &before.data)).collect();
     let mut lesion = Array3::from_elem(mask.data.dim(), false);
     for c in &components {
-        let (outlined, refused, unanswered) = check_proposal(c, &phases, &liver, &before, &mut lesion, opts);
+        let (outlined, refused, unanswered) = check_proposal(c, phases, &liver, &before, &mut lesion, opts);
         let data = mask.data.as_slice_mut().expect("standard layout");
         if outlined {
             c.voxels.iter().for_each(|&v| data[v] = 1);
