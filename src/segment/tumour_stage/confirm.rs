@@ -10,17 +10,22 @@
 //!
 //! How, per proposal (a 26-connected tumour component): its voxels are tried as clicks,
 //! most unlike the liver first (the in-plane 3 × 3 mean, in robust SDs of the liver, in
-//! the phase where it differs most), at most [`MAX_TRIES`], each ruling out the voxels
-//! within [`TRIED_RADIUS_MM`] and every outlined voxel; once one outlines, only seeds at
-//! least half as unlike the liver follow (a haemangioma's nodules, not a faint margin). An
-//! outline that is not a lesion of the liver is set aside: one over [`MAX_GROWTH`] times
-//! its proposal (it ran into a neighbouring organ or a confluence of vessels), or one whose
+//! the phase where it differs most), at most [`MAX_TRIES`] (more for a large proposal),
+//! each ruling out the voxels within [`TRIED_RADIUS_MM`] and every outlined voxel. Once a
+//! click finds a vessel, seeds as bright as half its excess are skipped (a large proposal
+//! holds the vessels its tumour pushed aside); once one outlines, only seeds at least half
+//! as unlike the liver follow (a haemangioma's nodules, not a faint margin). An outline
+//! that is not a lesion of the liver is set aside: one over [`MAX_GROWTH`] times its
+//! proposal (it ran into a neighbouring organ or a confluence of vessels), or one whose
 //! voxels nearly all ([`MAX_SURFACE_SHARE`]) have a slice above or below outside the liver
-//! (partial volume with the diaphragm or what lies under the liver, on thick slices). The
-//! proposal becomes the union of its outlines, with the stage's own tumour within
+//! (partial volume with the diaphragm or what lies under the liver, on thick slices).
+//!
+//! The proposal becomes the union of its outlines, with the stage's own tumour within
 //! [`KEEP_NEAR_MM`] of them (a rim or capsule iso to the liver in one phase); liver when
 //! every click was refused; as drawn when no click gave an answer (a region without a
-//! boundary in the box: a large or infiltrative tumour the outline cannot speak for).
+//! boundary in the box), or when it is large ([`LARGE_ML`]) and its outlines cover less
+//! than half of it (a heterogeneous or very large tumour, of which the outline, made for
+//! lesions inside its 8 cm box, finds parts).
 
 use ndarray::{Array3, Zip};
 
@@ -33,8 +38,11 @@ use crate::volume::{CtVolume, Mask, Volume};
 /// The outline's box reaches this far beyond a proposal's own extent, mm, and at least
 /// the outline's default half-size: room for the liver around the lesion.
 const BOX_MARGIN_MM: f64 = 20.0;
-/// Seeds tried per proposal.
+/// Seeds tried per proposal; a large one ([`LARGE_ML`]) gets one more per
+/// [`ML_PER_EXTRA_TRY`] of it, up to [`MAX_TRIES_LARGE`].
 pub const MAX_TRIES: usize = 4;
+const ML_PER_EXTRA_TRY: f64 = 10.0;
+const MAX_TRIES_LARGE: usize = 10;
 /// A voxel nearer the liver's median than this many robust SDs is not tried as a seed.
 const MIN_SEED_SD: f32 = 1.5;
 /// A seed tried rules out the voxels this near it as further seeds, mm.
@@ -44,6 +52,9 @@ pub const MAX_GROWTH: usize = 4;
 /// An outline with more than this share of its voxels on the liver's top or bottom
 /// surface (the slice above or below is not liver) is partial volume, not a lesion.
 pub const MAX_SURFACE_SHARE: f32 = 0.9;
+/// A proposal this large (a ball 34 mm across) whose outlines cover less than half of it is
+/// kept as drawn: the outline, made for lesions within its 8 cm box, found parts of it.
+pub const LARGE_ML: f64 = 20.0;
 /// The stage's tumour this near an outline is kept with it, mm.
 pub const KEEP_NEAR_MM: f64 = 2.0;
 
@@ -116,10 +127,18 @@ fn confirm_on_one_grid(mask: &mut Mask, phases: &[(Phase, &CtVolume)], opts: &Ou
     let before = mask.clone();
     let liver: Vec<(f32, f32)> = phases.iter().map(|(_, v)| liver_stats(&v.data, &before.data)).collect();
     let mut lesion = Array3::from_elem(mask.data.dim(), false);
+    let voxel_ml = crate::volume::region::voxel_volume_ml(&g);
     for c in &components {
         let (outlined, refused, unanswered) = check_proposal(c, phases, &liver, &before, &mut lesion, opts);
+        let lesion_flat = lesion.as_slice().expect("standard layout");
+        let covered = c.voxels.iter().filter(|&&v| lesion_flat[v]).count();
+        let large = c.voxels.len() as f64 * voxel_ml >= LARGE_ML;
         let data = mask.data.as_slice_mut().expect("standard layout");
-        if outlined {
+        if outlined && large && 2 * covered < c.voxels.len() {
+            // the outlines found parts of a large tumour (heterogeneous, or larger than the
+            // outline's box): the stage's drawing stays, with them
+            done.kept += 1;
+        } else if outlined {
             c.voxels.iter().for_each(|&v| data[v] = 1);
             done.redrawn += 1;
         } else if let (Some(found), false) = (refused, unanswered) {
@@ -156,20 +175,37 @@ fn check_proposal(
     let at = |v: usize| [v / (ny * nx), (v / nx) % ny, v % nx];
     let half_mm = half_extent_mm(&c.voxels, [ny, nx], g.spacing_mm);
     let box_half_mm = Some((half_mm + BOX_MARGIN_MM).max(opts.box_half_mm));
-    let mut seeds: Vec<(f32, usize)> = c.voxels.iter().map(|&v| (deviation(phases, liver, v, [ny, nx]), v)).collect();
+    // (how unlike the liver in the phase where most, signed SDs in the reference, voxel)
+    let mut seeds: Vec<(f32, f32, usize)> = c
+        .voxels
+        .iter()
+        .map(|&v| {
+            let z = signed_sd(phases, liver, v, [ny, nx]);
+            (z.iter().fold(0f32, |m, x| m.max(x.abs())), z[0], v)
+        })
+        .collect();
     seeds.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let proposal_ml = c.voxels.len() as f64 * crate::volume::region::voxel_volume_ml(g);
+    let max_tries = if proposal_ml < LARGE_ML {
+        MAX_TRIES
+    } else {
+        (MAX_TRIES + (proposal_ml / ML_PER_EXTRA_TRY) as usize).min(MAX_TRIES_LARGE)
+    };
+    // once a click finds a vessel, seeds as bright as half its excess are vessels too (a
+    // large proposal holds the vessels its tumour pushed aside; its own HU are elsewhere)
+    let mut vessel_sd = f32::INFINITY;
     let (mut outlined, mut refused, mut unanswered) = (false, None, false);
     let (mut tried, mut first_dev): (Vec<[usize; 3]>, Option<f32>) = (Vec::new(), None);
     let near = |p: [usize; 3], q: [usize; 3]| {
         (0..3).map(|a| ((p[a] as f64 - q[a] as f64) * g.spacing_mm[a]).powi(2)).sum::<f64>()
             <= TRIED_RADIUS_MM * TRIED_RADIUS_MM
     };
-    for &(dev, v) in &seeds {
-        if tried.len() == MAX_TRIES || dev < MIN_SEED_SD || first_dev.is_some_and(|d| dev < 0.5 * d) {
+    for &(dev, ref_sd, v) in &seeds {
+        if tried.len() == max_tries || dev < MIN_SEED_SD || first_dev.is_some_and(|d| dev < 0.5 * d) {
             break;
         }
         let p = at(v);
-        if lesion[p] || tried.iter().any(|&q| near(p, q)) {
+        if lesion[p] || ref_sd >= vessel_sd || tried.iter().any(|&q| near(p, q)) {
             continue;
         }
         tried.push(p);
@@ -183,7 +219,12 @@ fn check_proposal(
                 let window = ndarray::s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]];
                 Zip::from(lesion.slice_mut(window)).and(o.mask.data.slice(window)).for_each(|l, &x| *l |= x != 0);
             }
-            Click::Refused(found) => refused = refused.or(Some(found)),
+            Click::Refused(found) => {
+                if found == Found::Vessel && ref_sd > 0.0 {
+                    vessel_sd = vessel_sd.min(0.5 * ref_sd);
+                }
+                refused = refused.or(Some(found))
+            }
             Click::Unanswered => unanswered = true,
         }
     }
@@ -202,7 +243,8 @@ fn click(
     proposal_voxels: usize,
     opts: &OutlineOptions,
 ) -> Click {
-    match outline_lesion(phases, Some(labels), prompts, opts) {
+    let r = outline_lesion(phases, Some(labels), prompts, opts);
+    match r {
         Ok(o) if o.voxel_count > MAX_GROWTH * proposal_voxels => Click::Refused(Found::Leak),
         Ok(o) if surface_share(&o, &labels.data) > MAX_SURFACE_SHARE => Click::Refused(Found::LiverEdge),
         Ok(o) => Click::Lesion(Box::new(o)),
@@ -250,9 +292,9 @@ fn liver_stats(hu: &ndarray::Array3<i16>, labels: &ndarray::Array3<u8>) -> (f32,
     (median, (1.4826 * mad).max(1.0))
 }
 
-/// How far voxel `v`'s in-plane 3 × 3 mean lies from the liver, in robust SDs, in the
-/// phase where it lies farthest.
-fn deviation(phases: &[(Phase, &CtVolume)], liver: &[(f32, f32)], v: usize, [ny, nx]: [usize; 2]) -> f32 {
+/// How far voxel `v`'s in-plane 3 × 3 mean lies from the liver in each phase, in robust
+/// SDs of the liver (signed: above the median positive).
+fn signed_sd(phases: &[(Phase, &CtVolume)], liver: &[(f32, f32)], v: usize, [ny, nx]: [usize; 2]) -> Vec<f32> {
     let (k, j, i) = (v / (ny * nx), (v / nx) % ny, v % nx);
     phases
         .iter()
@@ -265,9 +307,9 @@ fn deviation(phases: &[(Phase, &CtVolume)], liver: &[(f32, f32)], v: usize, [ny,
                     n += 1.0;
                 }
             }
-            ((sum / n - median) / sd).abs()
+            (sum / n - median) / sd
         })
-        .fold(0.0, f32::max)
+        .collect()
 }
 
 /// A component's largest half-extent in mm (half the side of its bounding box).
