@@ -253,7 +253,8 @@ fn print_lesion_score(s: &segment::score::LesionScore) {
     println!(
         "Tumours vs truth: {found} of {of} of 10 mm or more found ({found_all} of {of_all} in all); {} false lesion(s), {:.1} mL",
         false_lesions.len(),
-        false_lesions.iter().map(|l| l.ml).sum::<f64>()
+        // fold from +0: an empty f64 sum is -0.0, printed "-0.0 mL"
+        false_lesions.iter().fold(0.0, |a, l| a + l.ml)
     );
     for l in &s.reference {
         println!(

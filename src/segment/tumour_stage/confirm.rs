@@ -28,6 +28,7 @@
 //! lesions inside its 8 cm box, finds parts).
 
 use ndarray::{Array3, Zip};
+use rayon::prelude::*;
 
 use crate::io::phase::Phase;
 use crate::outline::{outline_lesion, Found, Outline, OutlineError, OutlineOptions, Prompts};
@@ -126,12 +127,19 @@ fn confirm_on_one_grid(mask: &mut Mask, phases: &[(Phase, &CtVolume)], opts: &Ou
     let g = mask.geometry.clone();
     let before = mask.clone();
     let liver: Vec<(f32, f32)> = phases.iter().map(|(_, v)| liver_stats(&v.data, &before.data)).collect();
+    // the proposals are checked in parallel, each on its own
+    let checks: Vec<Checked> =
+        components.par_iter().map(|c| check_proposal(c, phases, &liver, &before, opts)).collect();
     let mut lesion = Array3::from_elem(mask.data.dim(), false);
+    {
+        let flat = lesion.as_slice_mut().expect("standard layout");
+        checks.iter().flat_map(|k| &k.outlined).for_each(|&v| flat[v] = true);
+    }
     let voxel_ml = crate::volume::region::voxel_volume_ml(&g);
-    for c in &components {
-        let (outlined, refused, unanswered) = check_proposal(c, phases, &liver, &before, &mut lesion, opts);
+    for (c, Checked { outlined, refused, unanswered }) in components.iter().zip(checks) {
         let lesion_flat = lesion.as_slice().expect("standard layout");
         let covered = c.voxels.iter().filter(|&&v| lesion_flat[v]).count();
+        let outlined = !outlined.is_empty();
         let large = c.voxels.len() as f64 * voxel_ml >= LARGE_ML;
         let data = mask.data.as_slice_mut().expect("standard layout");
         if outlined && large && 2 * covered < c.voxels.len() {
@@ -160,16 +168,24 @@ fn confirm_on_one_grid(mask: &mut Mask, phases: &[(Phase, &CtVolume)], opts: &Ou
     done
 }
 
-/// Tries one proposal's seeds; marks its outlines in `lesion`. Returns whether any
-/// outlined, what the first refused click found, and whether any click went unanswered.
+/// What one proposal's clicks gave.
+struct Checked {
+    /// The voxels its outlines hold (linear indices), empty when none outlined.
+    outlined: Vec<usize>,
+    /// What the first refused click found.
+    refused: Option<Found>,
+    /// Whether any click went unanswered.
+    unanswered: bool,
+}
+
+/// Tries one proposal's seeds.
 fn check_proposal(
     c: &Component,
     phases: &[(Phase, &CtVolume)],
     liver: &[(f32, f32)],
     labels: &Mask,
-    lesion: &mut Array3<bool>,
     opts: &OutlineOptions,
-) -> (bool, Option<Found>, bool) {
+) -> Checked {
     let g = &labels.geometry;
     let (_, ny, nx) = labels.data.dim();
     let at = |v: usize| [v / (ny * nx), (v / nx) % ny, v % nx];
@@ -194,7 +210,7 @@ fn check_proposal(
     // once a click finds a vessel, seeds as bright as half its excess are vessels too (a
     // large proposal holds the vessels its tumour pushed aside; its own HU are elsewhere)
     let mut vessel_sd = f32::INFINITY;
-    let (mut outlined, mut refused, mut unanswered) = (false, None, false);
+    let (mut outlined, mut refused, mut unanswered) = (std::collections::HashSet::new(), None, false);
     let (mut tried, mut first_dev): (Vec<[usize; 3]>, Option<f32>) = (Vec::new(), None);
     let near = |p: [usize; 3], q: [usize; 3]| {
         (0..3).map(|a| ((p[a] as f64 - q[a] as f64) * g.spacing_mm[a]).powi(2)).sum::<f64>()
@@ -205,7 +221,7 @@ fn check_proposal(
             break;
         }
         let p = at(v);
-        if lesion[p] || ref_sd >= vessel_sd || tried.iter().any(|&q| near(p, q)) {
+        if outlined.contains(&v) || ref_sd >= vessel_sd || tried.iter().any(|&q| near(p, q)) {
             continue;
         }
         tried.push(p);
@@ -213,11 +229,17 @@ fn check_proposal(
         let prompts = Prompts { include: vec![world], box_half_mm, ..Prompts::default() };
         match click(phases, labels, &prompts, c.voxels.len(), opts) {
             Click::Lesion(o) => {
-                outlined = true;
                 first_dev = first_dev.or(Some(dev));
                 let (lo, hi) = (o.dirty.lo, o.dirty.hi);
-                let window = ndarray::s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]];
-                Zip::from(lesion.slice_mut(window)).and(o.mask.data.slice(window)).for_each(|l, &x| *l |= x != 0);
+                for k in lo[0]..hi[0] {
+                    for j in lo[1]..hi[1] {
+                        for i in lo[2]..hi[2] {
+                            if o.mask.data[[k, j, i]] != 0 {
+                                outlined.insert((k * ny + j) * nx + i);
+                            }
+                        }
+                    }
+                }
             }
             Click::Refused(found) => {
                 if found == Found::Vessel && ref_sd > 0.0 {
@@ -232,7 +254,9 @@ fn check_proposal(
         // no voxel differs from the liver enough to try
         refused = Some(Found::Parenchyma);
     }
-    (outlined, refused, unanswered)
+    let mut outlined: Vec<usize> = outlined.into_iter().collect();
+    outlined.sort_unstable();
+    Checked { outlined, refused, unanswered }
 }
 
 /// One click on a proposal of `proposal_voxels` voxels.
