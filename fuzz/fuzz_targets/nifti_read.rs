@@ -6,6 +6,12 @@ use libfuzzer_sys::fuzz_target;
 use hepaview::io::nifti;
 
 fuzz_target!(|data: &[u8]| {
+    // libfuzzer-sys aborts on any panic, even one Hepaview catches around a third-party
+    // codec or crate; restore the default hook so only panics that escape count as crashes.
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let _ = std::panic::take_hook();
+    });
     let gz = data.starts_with(&[0x1f, 0x8b]);
     let name = if gz { "f.nii.gz" } else { "f.nii" };
     let dir = std::env::temp_dir().join(format!("hv-fuzz-nifti-{}", std::process::id()));
