@@ -64,7 +64,8 @@ pub const KEEP_NEAR_MM: f64 = 2.0;
 pub struct Confirmed {
     /// Proposals the outline redrew.
     pub redrawn: usize,
-    /// Proposals kept as the stage drew them (no click gave an answer).
+    /// Proposals kept as the stage drew them: no click gave an answer, or a large one only
+    /// partly outlined.
     pub kept: usize,
     /// Proposals turned back into liver, with what the first refused click found.
     pub dropped: Vec<Found>,
