@@ -63,9 +63,10 @@ pub struct InferOptions {
     /// The stage's probability from which a voxel is tumour (higher: fewer false
     /// lesions, more missed).
     pub tumour_threshold: f32,
-    /// Each of the stage's tumours is checked and redrawn by the one-click outline at its
-    /// deepest point (`tumour_stage::confirm`): outlined from the study's own HU, or turned
-    /// back into liver where the click finds parenchyma, the liver's edge or a vessel.
+    /// Each of the stage's tumours is checked and redrawn by the one-click outline, clicked
+    /// where it differs most from the liver (`tumour_stage::confirm`): outlined from the
+    /// study's own HU, turned back into liver where the clicks find parenchyma, the liver's
+    /// edge or a vessel, kept as drawn when large and only partly outlined.
     pub confirm_tumours: bool,
 }
 
