@@ -23,11 +23,19 @@ fn case() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/crlm-1006")
 }
 
+fn shipped_liver_network() -> segment::UNet {
+    segment::load_unet(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(segment::DEFAULT_MODEL))
+        .expect("shipped weights")
+}
+
+fn crlm_1006() -> Study {
+    Study::open(&[case().join("ct.nii.gz")]).expect("crlm-1006 opens")
+}
+
 #[test]
 fn crlm_1006_liver_and_metastases_are_measured_and_do_not_regress() {
-    let model = segment::load_unet(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(segment::DEFAULT_MODEL))
-        .expect("shipped weights");
-    let study = Study::open(&[case().join("ct.nii.gz")]).expect("crlm-1006 opens");
+    let model = shipped_liver_network();
+    let study = crlm_1006();
     let mask = segment::segment_phases(&model, &study, &InferOptions::default(), &|_, _| true).expect("segment");
     let truth = nifti::read_mask(&case().join("truth.nii.gz")).expect("truth").0;
     let truth = if truth.geometry.shape == mask.geometry.shape {
@@ -55,9 +63,8 @@ fn crlm_1006_liver_and_metastases_are_measured_and_do_not_regress() {
 /// is what finds them, so switching it off must show (and the stage must be wired in).
 #[test]
 fn crlm_1006_the_tumour_stage_finds_what_the_first_network_misses() {
-    let model = segment::load_unet(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(segment::DEFAULT_MODEL))
-        .expect("shipped weights");
-    let study = Study::open(&[case().join("ct.nii.gz")]).expect("crlm-1006 opens");
+    let model = shipped_liver_network();
+    let study = crlm_1006();
     let truth = nifti::read_mask(&case().join("truth.nii.gz")).expect("truth").0;
     let found = |opts: &InferOptions| {
         let mask = segment::segment_phases(&model, &study, opts, &|_, _| true).expect("segment");
@@ -75,9 +82,8 @@ fn crlm_1006_the_tumour_stage_finds_what_the_first_network_misses() {
 /// show.
 #[test]
 fn crlm_1006_checking_the_stage_with_the_outline_drops_false_lesions() {
-    let model = segment::load_unet(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(segment::DEFAULT_MODEL))
-        .expect("shipped weights");
-    let study = Study::open(&[case().join("ct.nii.gz")]).expect("crlm-1006 opens");
+    let model = shipped_liver_network();
+    let study = crlm_1006();
     let truth = nifti::read_mask(&case().join("truth.nii.gz")).expect("truth").0;
     let score = |opts: &InferOptions| {
         let result = segment::segment_phases_live(&model, &study, opts, &|_, _| true, None).expect("segment");
@@ -134,8 +140,7 @@ fn crlm_1006_a_large_implanted_hcc_survives_the_check() {
     let path = dir.path().join("ct-with-hcc.nii.gz");
     nifti::write_volume(&pv, &path).expect("write");
     let truth = hepaview::volume::Volume::new(labels, g);
-    let model = segment::load_unet(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(segment::DEFAULT_MODEL))
-        .expect("shipped weights");
+    let model = shipped_liver_network();
     let study = Study::open(&[path]).expect("the implanted CT opens");
     let dice = |opts: &InferOptions| {
         let mask = segment::segment_phases(&model, &study, opts, &|_, _| true).expect("segment");
@@ -152,9 +157,8 @@ fn crlm_1006_a_large_implanted_hcc_survives_the_check() {
 /// of the segmentation after registration), and the bar never goes back.
 #[test]
 fn crlm_1006_the_tumour_stage_reports_its_progress() {
-    let model = segment::load_unet(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(segment::DEFAULT_MODEL))
-        .expect("shipped weights");
-    let study = Study::open(&[case().join("ct.nii.gz")]).expect("crlm-1006 opens");
+    let model = shipped_liver_network();
+    let study = crlm_1006();
     let seen = std::sync::Mutex::new(Vec::<(f32, String)>::new());
     let report = |f: f32, m: &str| {
         seen.lock().unwrap().push((f, m.to_string()));
