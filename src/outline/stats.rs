@@ -94,6 +94,16 @@ fn median(v: &mut [f32]) -> f32 {
     *m
 }
 
+/// The median of `vals` and its robust SD, 1.4826 × the median absolute deviation (`vals`
+/// is reordered and overwritten). `vals` must not be empty.
+pub fn median_and_robust_sd(vals: &mut [f32]) -> (f32, f32) {
+    let m = median(vals);
+    for x in vals.iter_mut() {
+        *x = (*x - m).abs();
+    }
+    (m, 1.4826 * median(vals))
+}
+
 /// Median and 1.4826 × MAD of each phase over `voxels` (local indices); `None` if empty.
 pub fn signature_of(f: &Features, voxels: &[[usize; 3]]) -> Option<Signature> {
     if voxels.is_empty() {
@@ -105,14 +115,10 @@ pub fn signature_of(f: &Features, voxels: &[[usize; 3]]) -> Option<Signature> {
     for p in &f.phases {
         vals.clear();
         vals.extend(voxels.iter().map(|&v| p[v]));
-        let m = median(&mut vals);
-        for x in vals.iter_mut() {
-            *x = (*x - m).abs();
-        }
-        let mad = median(&mut vals);
+        let (m, sd) = median_and_robust_sd(&mut vals);
         median_hu.push(m);
         // a noise-free image has MAD 0; 1 HU keeps the distances finite
-        sd_hu.push((1.4826 * mad).max(1.0));
+        sd_hu.push(sd.max(1.0));
     }
     Some(Signature { median_hu, sd_hu, voxels: voxels.len() })
 }

@@ -310,11 +310,8 @@ fn liver_stats(hu: &ndarray::Array3<i16>, labels: &ndarray::Array3<u8>) -> (f32,
     if v.is_empty() {
         return (0.0, f32::INFINITY);
     }
-    let mid = v.len() / 2;
-    let median = *v.select_nth_unstable_by(mid, f32::total_cmp).1;
-    let mut dev: Vec<f32> = v.iter().map(|x| (x - median).abs()).collect();
-    let mad = *dev.select_nth_unstable_by(mid, f32::total_cmp).1;
-    (median, (1.4826 * mad).max(1.0))
+    let (median, sd) = crate::outline::stats::median_and_robust_sd(&mut v);
+    (median, sd.max(1.0))
 }
 
 /// How far voxel `v`'s in-plane 3 × 3 mean lies from the liver in each phase, in robust
