@@ -608,3 +608,55 @@ fn pixel_data_longer_than_the_header_says_is_refused() {
         assert!(err.contains("does not describe the pixels"), "case {n}: {err}");
     }
 }
+
+/// `bytes` with a private element (0009,1010) OB inserted before its Pixel Data, claiming
+/// 3.7 GB of value the file does not hold (the fuzzer's case: a damaged length).
+fn with_a_gigabyte_claim_before_the_pixels(bytes: &[u8]) -> Vec<u8> {
+    let at = bytes.windows(4).position(|w| w == [0xE0, 0x7F, 0x10, 0x00]).expect("Pixel Data");
+    let mut out = bytes[..at].to_vec();
+    out.extend_from_slice(&[0x09, 0x00, 0x10, 0x10, b'O', b'B', 0, 0]);
+    out.extend_from_slice(&0xDE00_0000u32.to_le_bytes());
+    out.extend_from_slice(&bytes[at..]);
+    out
+}
+
+/// Runs the CLI with its address space capped at 1 GiB, so a gigabyte reservation fails
+/// (an abort) instead of passing unseen.
+fn hepaview_in_1_gib(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c").arg("ulimit -v 1048576 && exec \"$0\" \"$@\"").arg(env!("CARGO_BIN_EXE_hepaview")).args(args);
+    cmd.output().unwrap()
+}
+
+#[test]
+fn an_element_claiming_gigabytes_the_file_lacks_is_refused_before_they_are_reserved() {
+    let Some(odd) = odd() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // a CT slice: the header scan meets the claim
+    let slice = std::fs::read(&series_ok(&odd)[0]).unwrap();
+    let study = dir.path().join("study");
+    std::fs::create_dir(&study).unwrap();
+    std::fs::write(study.join("a.dcm"), with_a_gigabyte_claim_before_the_pixels(&slice)).unwrap();
+    let out = hepaview_in_1_gib(&["info".as_ref(), study.as_os_str()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("a.dcm") && err.contains("(0009,1010)") && err.contains("claims 3724541952 bytes"), "{err}");
+    // a DICOM SEG: its reader opens the file whole
+    let data = common::shared_data().unwrap().join("dcmqi-liver");
+    let seg = std::fs::read(data.join("liver.dcm")).unwrap();
+    let bad_seg = dir.path().join("liver.dcm");
+    std::fs::write(&bad_seg, with_a_gigabyte_claim_before_the_pixels(&seg)).unwrap();
+    let nii = dir.path().join("liver.nii.gz");
+    let out = hepaview_in_1_gib(&[
+        "mask-convert".as_ref(),
+        bad_seg.as_os_str(),
+        "--study".as_ref(),
+        data.join("ct-3slice").as_os_str(),
+        "--out".as_ref(),
+        nii.as_os_str(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("(0009,1010)") && err.contains("claims 3724541952 bytes"), "{err}");
+    assert!(!nii.exists());
+}

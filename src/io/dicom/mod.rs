@@ -15,12 +15,14 @@
 //! lossless/baseline, JPEG 2000, deflate); 12-bit lossy JPEG and JPEG-LS are refused with
 //! a clear message.
 //!
-//! Files: `scan.rs` lists the files under a folder and reads each one's header;
+//! Files: `claimed_lengths.rs` checks every element's length against the file before
+//! dicom-rs reads it (dicom-rs reserves what an element claims); `scan.rs` lists the files under a folder and reads each one's header;
 //! `series.rs` groups the headers into studies and series and plans each series' geometry
 //! (slice order, steps, strays); `pixels.rs` decodes a planned series into a volume. This
 //! file holds the types they share, the errors, transfer syntax names and the attribute
 //! getters `io::seg` and `io::dicom_write` use too.
 
+mod claimed_lengths;
 mod pixels;
 mod scan;
 mod series;
@@ -34,6 +36,7 @@ use super::Warning;
 use crate::volume::{Geometry, Lps};
 
 pub use pixels::{load_folder, load_series};
+pub(crate) use scan::check_part10_claimed_lengths;
 pub use scan::scan;
 
 #[derive(Debug, thiserror::Error)]

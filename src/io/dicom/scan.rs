@@ -10,6 +10,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions};
 use rayon::prelude::*;
 
+use super::claimed_lengths::{find_overrun, Start};
 use super::series::{group, is_native};
 use super::{
     first_item, frame_attr, get_f64, get_f64s, get_int, get_str, non_image_sop_class, DicomError, DicomScan,
@@ -135,6 +136,7 @@ fn error_path(e: &DicomError) -> Option<&Path> {
 }
 
 /// How a file starts, decided from its first bytes before any parser sees it.
+#[derive(Clone, Copy)]
 enum Layout {
     /// 128-byte preamble then "DICM" (Part 10).
     Part10,
@@ -199,6 +201,7 @@ fn sniff(path: &Path) -> Result<Layout, DicomError> {
 /// Opens a file fully (`until_pixels = false`) or up to its pixel data.
 pub(super) fn open(path: &Path, until_pixels: bool) -> Result<DefaultDicomObject, DicomError> {
     let layout = sniff(path)?;
+    check_claimed_lengths(path, layout, until_pixels)?;
     let read_err =
         |e: dicom_object::ReadError| DicomError::Read { path: path.to_path_buf(), message: flatten_error(&e) };
     match layout {
@@ -233,6 +236,30 @@ pub(super) fn open(path: &Path, until_pixels: bool) -> Result<DefaultDicomObject
                 .media_storage_sop_instance_uid(sop_inst);
             obj.with_meta(meta).map_err(|e| DicomError::Read { path: path.to_path_buf(), message: e.to_string() })
         }
+    }
+}
+
+/// Refuses a file with an element that claims more bytes than the file holds, before
+/// dicom-rs reserves memory for it (see `claimed_lengths`).
+fn check_claimed_lengths(path: &Path, layout: Layout, until_pixels: bool) -> Result<(), DicomError> {
+    let start = match layout {
+        Layout::Part10 => Start::Meta { offset: 132 },
+        Layout::MetaNoPreamble => Start::Meta { offset: 0 },
+        Layout::Bare { explicit, offset } => Start::Dataset { offset, explicit },
+    };
+    match find_overrun(path, start, until_pixels) {
+        Ok(None) => Ok(()),
+        Ok(Some(overrun)) => Err(DicomError::Read { path: path.to_path_buf(), message: overrun.to_string() }),
+        Err(source) => Err(DicomError::Io { path: path.to_path_buf(), source }),
+    }
+}
+
+/// The same check for a reader that opens Part 10 files with dicom-rs itself (the SEG
+/// reader); other layouts are left to that reader's own refusal.
+pub(crate) fn check_part10_claimed_lengths(path: &Path) -> Result<(), DicomError> {
+    match sniff(path) {
+        Ok(Layout::Part10) => check_claimed_lengths(path, Layout::Part10, false),
+        _ => Ok(()),
     }
 }
 

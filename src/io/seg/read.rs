@@ -29,6 +29,13 @@ struct FrameInfo {
 /// are placed onto that grid by their positions; without, onto the segmentation's own
 /// grid (from its first to its last frame position, at its slice spacing).
 pub fn read_seg(path: &Path, reference: Option<&Geometry>) -> Result<SegRead, SegError> {
+    crate::io::dicom::check_part10_claimed_lengths(path).map_err(|e| SegError::Read {
+        path: path.to_path_buf(),
+        message: match e {
+            crate::io::dicom::DicomError::Read { message, .. } => message,
+            other => other.to_string(),
+        },
+    })?;
     let obj = dicom_object::open_file(path)
         .map_err(|e| SegError::Read { path: path.to_path_buf(), message: e.to_string() })?;
     let ts = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();

@@ -1,0 +1,454 @@
+//! Every element's claimed value length against the bytes the file really holds, checked
+//! before dicom-rs parses the file.
+//!
+//! Why: dicom-rs allocates and fills a buffer of the length an element claims and only then
+//! finds the bytes missing. A 100 kB file whose one element claims 3.7 GB took 3.6 GB of
+//! memory and 1.8 s to refuse (found by fuzzing; docs/fuzzing.md). The walk here reads only
+//! element headers and seeks over values, so it costs one pass over the headers, and a file
+//! that fails it is refused before anything of its claimed size is reserved.
+//!
+//! It reads headers the way dicom-rs does (VR letters that name no VR are UN, with a
+//! 4-byte length) and only refuses a length that dicom-rs would then fail to read. What it
+//! cannot follow (a deflated data set, a missing transfer syntax, UN of undefined length,
+//! whose contents switch to implicit VR) ends the check and leaves the file to dicom-rs.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
+
+/// Where the elements start.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Start {
+    /// A file meta group (explicit VR little endian) at `offset`, then the data set in the
+    /// transfer syntax the meta group names.
+    Meta { offset: u64 },
+    /// A data set with no meta group, little endian.
+    Dataset { offset: u64, explicit: bool },
+}
+
+/// An element whose value runs past the end of the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Overrun {
+    pub group: u16,
+    pub element: u16,
+    /// Byte offset of the element's header in the file.
+    pub offset: u64,
+    pub claimed: u64,
+    pub left: u64,
+}
+
+impl std::fmt::Display for Overrun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "element ({:04X},{:04X}) at byte {} claims {} bytes of value, but only {} bytes are left in the file; \
+             the file is damaged or was cut short",
+            self.group, self.element, self.offset, self.claimed, self.left
+        )
+    }
+}
+
+const PIXEL_DATA: (u16, u16) = (0x7FE0, 0x0010);
+const ITEM: u16 = 0xE000;
+const SEQUENCE_DELIMITER: u16 = 0xE0DD;
+const UNDEFINED: u32 = 0xFFFF_FFFF;
+
+/// Walks the element headers of the file at `path` from `start`; with `stop_at_pixel_data`
+/// the walk ends at the first Pixel Data element, as a header-only read does.
+/// `Ok(None)`: nothing claims more than the file holds (or the walk could not tell).
+pub(crate) fn find_overrun(path: &Path, start: Start, stop_at_pixel_data: bool) -> std::io::Result<Option<Overrun>> {
+    match walk_file(path, start, stop_at_pixel_data) {
+        // a header cut short at the end of the file: dicom-rs says that better
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        other => other,
+    }
+}
+
+fn walk_file(path: &Path, start: Start, stop_at_pixel_data: bool) -> std::io::Result<Option<Overrun>> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut walker = Walker { r: BufReader::new(file), pos: 0, len };
+    match start {
+        Start::Dataset { offset, explicit } => {
+            walker.seek_to(offset)?;
+            walker.walk(Encoding { explicit, big_endian: false }, stop_at_pixel_data, false)
+        }
+        Start::Meta { offset } => {
+            walker.seek_to(offset)?;
+            let transfer_syntax = match walker.walk_meta()? {
+                MetaEnd::Overrun(o) => return Ok(Some(o)),
+                MetaEnd::TransferSyntax(ts) => ts,
+                MetaEnd::Unknown => return Ok(None),
+            };
+            let encoding = match transfer_syntax.as_str() {
+                "1.2.840.10008.1.2" => Encoding { explicit: false, big_endian: false },
+                "1.2.840.10008.1.2.2" => Encoding { explicit: true, big_endian: true },
+                // deflated: the data set is a zlib stream, not headers
+                "1.2.840.10008.1.2.1.99" => return Ok(None),
+                _ => Encoding { explicit: true, big_endian: false },
+            };
+            walker.walk(encoding, stop_at_pixel_data, false)
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Encoding {
+    explicit: bool,
+    big_endian: bool,
+}
+
+enum MetaEnd {
+    Overrun(Overrun),
+    TransferSyntax(String),
+    Unknown,
+}
+
+struct Walker {
+    r: BufReader<File>,
+    pos: u64,
+    len: u64,
+}
+
+impl Walker {
+    fn seek_to(&mut self, offset: u64) -> std::io::Result<()> {
+        self.r.seek(SeekFrom::Start(offset))?;
+        self.pos = offset;
+        Ok(())
+    }
+
+    fn skip(&mut self, n: u64) -> std::io::Result<()> {
+        // seek_relative keeps the buffer when the target is inside it
+        self.r.seek_relative(n as i64)?;
+        self.pos += n;
+        Ok(())
+    }
+
+    fn left(&self) -> u64 {
+        self.len.saturating_sub(self.pos)
+    }
+
+    fn bytes<const N: usize>(&mut self) -> std::io::Result<[u8; N]> {
+        let mut b = [0u8; N];
+        self.r.read_exact(&mut b)?;
+        self.pos += N as u64;
+        Ok(b)
+    }
+
+    fn u16(&mut self, big_endian: bool) -> std::io::Result<u16> {
+        let b = self.bytes::<2>()?;
+        Ok(if big_endian { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) })
+    }
+
+    fn u32(&mut self, big_endian: bool) -> std::io::Result<u32> {
+        let b = self.bytes::<4>()?;
+        Ok(if big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
+    }
+
+    /// The file meta group: explicit VR little endian, group 0002, ending where another
+    /// group starts. Returns the transfer syntax it names.
+    fn walk_meta(&mut self) -> std::io::Result<MetaEnd> {
+        let mut transfer_syntax = None;
+        while self.left() >= 8 {
+            let at = self.pos;
+            let group = self.u16(false)?;
+            if group != 0x0002 {
+                self.seek_to(at)?;
+                break;
+            }
+            let element = self.u16(false)?;
+            let (length, _) = self.explicit_header(false)?;
+            if length == UNDEFINED {
+                return Ok(MetaEnd::Unknown);
+            }
+            let length = u64::from(length);
+            if length > self.left() {
+                return Ok(MetaEnd::Overrun(Overrun {
+                    group,
+                    element,
+                    offset: at,
+                    claimed: length,
+                    left: self.left(),
+                }));
+            }
+            if element == 0x0010 && length <= 128 {
+                let mut uid = vec![0u8; length as usize];
+                self.r.read_exact(&mut uid)?;
+                self.pos += length;
+                let uid = String::from_utf8_lossy(&uid).trim_end_matches(['\0', ' ']).to_string();
+                transfer_syntax = Some(uid);
+            } else {
+                self.skip(length)?;
+            }
+        }
+        Ok(transfer_syntax.map_or(MetaEnd::Unknown, MetaEnd::TransferSyntax))
+    }
+
+    /// An explicit VR header after the tag: its length and its VR letters. Letters that
+    /// name no VR are read as UN (a reserved field and a 4-byte length), as dicom-rs does.
+    fn explicit_header(&mut self, big_endian: bool) -> std::io::Result<(u32, [u8; 2])> {
+        let vr = self.bytes::<2>()?;
+        match &vr {
+            b"AE" | b"AS" | b"AT" | b"CS" | b"DA" | b"DS" | b"DT" | b"FL" | b"FD" | b"IS" | b"LO" | b"LT" | b"PN"
+            | b"SH" | b"SL" | b"SS" | b"ST" | b"TM" | b"UI" | b"UL" | b"US" => {
+                Ok((u32::from(self.u16(big_endian)?), vr))
+            }
+            _ => {
+                self.skip(2)?;
+                Ok((self.u32(big_endian)?, vr))
+            }
+        }
+    }
+
+    /// The data set, flat: sequences and items of undefined or defined length are walked
+    /// into (their elements follow, each checked), other values are skipped once their
+    /// length is checked.
+    /// Inside encapsulated pixel data the items are fragments, so they are skipped too.
+    fn walk(
+        &mut self,
+        enc: Encoding,
+        stop_at_pixel_data: bool,
+        mut in_fragments: bool,
+    ) -> std::io::Result<Option<Overrun>> {
+        while self.left() >= 8 {
+            let at = self.pos;
+            let group = self.u16(enc.big_endian)?;
+            let element = self.u16(enc.big_endian)?;
+            if stop_at_pixel_data && (group, element) == PIXEL_DATA {
+                return Ok(None);
+            }
+            // items and delimiters carry no VR in any encoding
+            let (length, container) = if group == 0xFFFE {
+                let length = self.u32(enc.big_endian)?;
+                if element == SEQUENCE_DELIMITER {
+                    in_fragments = false;
+                }
+                (length, element == ITEM && !in_fragments)
+            } else if enc.explicit {
+                let (length, vr) = self.explicit_header(enc.big_endian)?;
+                if length == UNDEFINED && &vr != b"SQ" && (group, element) != PIXEL_DATA {
+                    // UN (or letters read as UN) of undefined length holds implicit VR
+                    // elements up to its delimiter; rather than follow the switch, stop
+                    return Ok(None);
+                }
+                (length, &vr == b"SQ")
+            } else {
+                (self.u32(enc.big_endian)?, false)
+            };
+            if length == UNDEFINED {
+                // a sequence, an item, or encapsulated pixel data: its contents follow
+                if (group, element) == PIXEL_DATA {
+                    in_fragments = true;
+                }
+                continue;
+            }
+            if container {
+                // dicom-rs parses a sequence's or item's elements one by one and reserves
+                // nothing for the length it claims, so neither does this check
+                continue;
+            }
+            let length = u64::from(length);
+            if length > self.left() {
+                return Ok(Some(Overrun { group, element, offset: at, claimed: length, left: self.left() }));
+            }
+            self.skip(length)?;
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn explicit_le(group: u16, element: u16, vr: &[u8; 2], value: &[u8], claimed: Option<u32>) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&group.to_le_bytes());
+        out.extend_from_slice(&element.to_le_bytes());
+        out.extend_from_slice(vr);
+        let n = claimed.unwrap_or(value.len() as u32);
+        if matches!(vr, b"CS" | b"LO" | b"PN" | b"SH" | b"UI" | b"US") {
+            out.extend_from_slice(&(n as u16).to_le_bytes());
+        } else {
+            out.extend_from_slice(&[0, 0]);
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        out.extend_from_slice(value);
+        out
+    }
+
+    fn part10(transfer_syntax: &str, data_set: &[u8]) -> Vec<u8> {
+        let mut ts = transfer_syntax.as_bytes().to_vec();
+        if ts.len() % 2 == 1 {
+            ts.push(0);
+        }
+        let mut out = vec![0u8; 128];
+        out.extend_from_slice(b"DICM");
+        out.extend(explicit_le(0x0002, 0x0001, b"OB", &[0, 1], None));
+        out.extend(explicit_le(0x0002, 0x0010, b"UI", &ts, None));
+        out.extend_from_slice(data_set);
+        out
+    }
+
+    fn check(bytes: &[u8], start: Start, stop: bool) -> Option<Overrun> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.dcm");
+        std::fs::write(&path, bytes).unwrap();
+        find_overrun(&path, start, stop).unwrap()
+    }
+
+    /// Every file of the shared data (real studies and the odd-file collection): when the
+    /// check refuses one, dicom-rs must fail on it too, so the check never costs a user a
+    /// file that loaded before.
+    #[test]
+    fn no_file_dicom_rs_reads_whole_is_refused() {
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+        if !root.is_dir() {
+            assert!(std::env::var_os("CI").is_none(), "../shared/data is missing under CI");
+            return;
+        }
+        let mut files = Vec::new();
+        let mut stack = vec![root];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let p = entry.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    files.push(p);
+                }
+            }
+        }
+        let (mut walked, mut refused) = (0, 0);
+        for path in &files {
+            let head = std::fs::read(path).unwrap_or_default();
+            let start = if head.len() >= 132 && &head[128..132] == b"DICM" {
+                Start::Meta { offset: 132 }
+            } else {
+                continue;
+            };
+            walked += 1;
+            if let Some(overrun) = find_overrun(path, start, false).unwrap() {
+                refused += 1;
+                assert!(
+                    dicom_object::open_file(path).is_err(),
+                    "{}: refused ({overrun}) but dicom-rs reads it",
+                    path.display()
+                );
+            }
+        }
+        eprintln!("{walked} Part 10 files walked, {refused} refused (dicom-rs fails on each too)");
+        assert!(walked > 100, "only {walked} DICOM files found under ../shared/data");
+    }
+
+    #[test]
+    fn an_element_claiming_more_than_the_file_holds_is_found() {
+        let mut ds = explicit_le(0x0010, 0x0010, b"PN", b"DOE^J ", None);
+        ds.extend(explicit_le(0xFE20, 0x0DFF, b"OB", &[1, 2, 3, 4], Some(3_724_541_440)));
+        let file = part10("1.2.840.10008.1.2.1", &ds);
+        let found = check(&file, Start::Meta { offset: 132 }, true).expect("overrun");
+        assert_eq!((found.group, found.element, found.claimed), (0xFE20, 0x0DFF, 3_724_541_440));
+        assert_eq!(found.left, 4);
+        assert!(found.to_string().contains("(FE20,0DFF)"), "{found}");
+    }
+
+    #[test]
+    fn a_sound_file_with_sequences_and_fragments_passes() {
+        // a defined-length sequence holding one item, an undefined-length one, then
+        // encapsulated pixel data whose fragments are skipped, not parsed as elements
+        let inner = explicit_le(0x0008, 0x0100, b"SH", b"T-62000 ", None);
+        let mut item = vec![0xFE, 0xFF, 0x00, 0xE0];
+        item.extend_from_slice(&(inner.len() as u32).to_le_bytes());
+        item.extend_from_slice(&inner);
+        let mut ds = explicit_le(0x0008, 0x2218, b"SQ", &item, None);
+        ds.extend(explicit_le(0x0040, 0x0260, b"SQ", &[], Some(UNDEFINED)));
+        ds.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        ds.extend_from_slice(&inner);
+        ds.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+        ds.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        ds.extend(explicit_le(0x7FE0, 0x0010, b"OB", &[], Some(UNDEFINED)));
+        ds.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0]); // empty offset table
+                                                                     // a fragment whose bytes would read as an absurd element header
+        let fragment = [0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0x7F];
+        ds.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0]);
+        ds.extend_from_slice(&(fragment.len() as u32).to_le_bytes());
+        ds.extend_from_slice(&fragment);
+        ds.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        let file = part10("1.2.840.10008.1.2.4.70", &ds);
+        assert_eq!(check(&file, Start::Meta { offset: 132 }, false), None);
+    }
+
+    #[test]
+    fn pixel_data_cut_short_is_found_only_when_the_pixels_are_read() {
+        let mut ds = explicit_le(0x0028, 0x0010, b"US", &[2, 0], None);
+        ds.extend(explicit_le(0x7FE0, 0x0010, b"OW", &[0; 6], Some(8)));
+        let file = part10("1.2.840.10008.1.2.1", &ds);
+        assert_eq!(check(&file, Start::Meta { offset: 132 }, true), None);
+        let found = check(&file, Start::Meta { offset: 132 }, false).expect("overrun");
+        assert_eq!((found.group, found.element), PIXEL_DATA);
+    }
+
+    #[test]
+    fn implicit_and_big_endian_data_sets_are_walked_in_their_own_encoding() {
+        // implicit VR little endian: tag, 4-byte length
+        let mut ds = Vec::new();
+        ds.extend_from_slice(&[0x10, 0x00, 0x10, 0x00]);
+        ds.extend_from_slice(&4u32.to_le_bytes());
+        ds.extend_from_slice(b"DOE ");
+        ds.extend_from_slice(&[0x09, 0x00, 0x10, 0x10]);
+        ds.extend_from_slice(&1_000_000u32.to_le_bytes());
+        let bare = check(&ds, Start::Dataset { offset: 0, explicit: false }, true).expect("overrun");
+        assert_eq!((bare.group, bare.element, bare.claimed), (0x0009, 0x1010, 1_000_000));
+        let file = part10("1.2.840.10008.1.2", &ds);
+        assert!(check(&file, Start::Meta { offset: 132 }, true).is_some());
+        // explicit VR big endian: this length read the wrong way round is 0x102 bytes
+        // (fits); read the right way round it is 0x201 (does not)
+        let mut be = vec![0x00, 0x10, 0x00, 0x10, b'L', b'O', 0x02, 0x01];
+        be.extend_from_slice(&[b'x'; 0x200]);
+        let file = part10("1.2.840.10008.1.2.2", &be);
+        assert!(check(&file, Start::Meta { offset: 132 }, true).is_some());
+    }
+
+    #[test]
+    fn a_header_cut_short_at_the_end_is_left_to_dicom_rs() {
+        // 8 bytes left, but an OB header needs 12
+        let mut ds = explicit_le(0x0010, 0x0010, b"PN", b"DOE^J ", None);
+        ds.extend_from_slice(&[0x09, 0x00, 0x10, 0x10, b'O', b'B', 0, 0]);
+        let file = part10("1.2.840.10008.1.2.1", &ds);
+        assert_eq!(check(&file, Start::Meta { offset: 132 }, false), None);
+    }
+
+    #[test]
+    fn letters_that_name_no_vr_are_read_as_un_as_dicom_rs_reads_them() {
+        // like the fuzzer's unit: an item delimiter damaged into (FE20,0DFF) followed by
+        // E0 00, which dicom-rs reads as UN, here claiming 0xDE000000 bytes
+        let mut ds = explicit_le(0x0010, 0x0010, b"PN", b"DOE^J ", None);
+        ds.extend_from_slice(&[0x20, 0xFE, 0xFF, 0x0D, 0xE0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xDE]);
+        ds.extend_from_slice(&[0u8; 64]);
+        let file = part10("1.2.840.10008.1.2.1", &ds);
+        let found = check(&file, Start::Meta { offset: 132 }, true).expect("overrun");
+        assert_eq!((found.group, found.element, found.claimed), (0xFE20, 0x0DFF, 0xDE00_0000));
+        // and when the length fits, the walk goes on past it
+        let mut ds = explicit_le(0x0009, 0x1010, b"??", &[1, 2, 3, 4], None);
+        ds.extend(explicit_le(0x0010, 0x0010, b"PN", b"DOE^J ", None));
+        let file = part10("1.2.840.10008.1.2.1", &ds);
+        assert_eq!(check(&file, Start::Meta { offset: 132 }, true), None);
+    }
+
+    #[test]
+    fn un_of_undefined_length_and_deflated_data_sets_end_the_check_without_a_refusal() {
+        // UN of undefined length: implicit VR inside, which read as explicit would claim
+        // absurd lengths
+        let mut ds = explicit_le(0x0009, 0x1010, b"UN", &[], Some(UNDEFINED));
+        ds.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        ds.extend_from_slice(&[0x09, 0x00, 0x11, 0x10, 0x04, 0x00, 0x00, 0x00, b'a', b'b', b'c', b'd']);
+        ds.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0, 0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        let file = part10("1.2.840.10008.1.2.1", &ds);
+        assert_eq!(check(&file, Start::Meta { offset: 132 }, true), None);
+        let overrun = explicit_le(0x0009, 0x1010, b"OB", &[], Some(1_000_000));
+        let file = part10("1.2.840.10008.1.2.1.99", &overrun);
+        assert_eq!(check(&file, Start::Meta { offset: 132 }, true), None);
+        let file = part10("1.2.840.10008.1.2.1", &overrun);
+        assert!(check(&file, Start::Meta { offset: 132 }, true).is_some());
+    }
+}
