@@ -111,6 +111,35 @@ fn crlm_1006_checking_the_stage_with_the_outline_drops_false_lesions() {
     assert!(dice > dice0, "tumour Dice {dice:.3} with the check, {dice0:.3} without");
 }
 
+/// crlm-1006's gallbladder lies in its fossa under the liver, and the first network's liver
+/// takes it in; the tumour stage then proposes it as a tumour (6.6 mL, the largest false
+/// lesion before the rule). The check outlines it as fluid with a third of its border
+/// outside the liver, and takes it out of the mask: neither tumour nor liver.
+#[test]
+fn crlm_1006_the_gallbladder_is_neither_tumour_nor_liver() {
+    let model = shipped_liver_network();
+    let study = crlm_1006();
+    let result =
+        segment::segment_phases_live(&model, &study, &InferOptions::default(), &|_, _| true, None).expect("segment");
+    let confirmed = result.confirmed.expect("the check ran");
+    assert_eq!(confirmed.surface_fluid, 1, "{confirmed:?}");
+    // the gallbladder's lumen (LPS mm; 18 HU there, seen on the image): a 5 mm ball
+    let g = &result.mask.geometry;
+    let centre = g.world_to_index([-69.0, 5.0, -301.4]);
+    let (mut n, mut labelled) = (0usize, 0usize);
+    for ((k, j, i), &l) in result.mask.data.indexed_iter() {
+        let d = [i as f64 - centre[0], j as f64 - centre[1], k as f64 - centre[2]];
+        if (0..3).map(|a| (d[a] * g.spacing_mm[a]).powi(2)).sum::<f64>() <= 25.0 {
+            n += 1;
+            labelled += (l != 0) as usize;
+        }
+    }
+    let truth = nifti::read_mask(&case().join("truth.nii.gz")).expect("truth").0;
+    let liver = segment::dice_liver(&result.mask, &truth);
+    eprintln!("crlm-1006 gallbladder: {labelled} of {n} voxels labelled; liver Dice {liver:.4}; {confirmed:?}");
+    assert!(n > 0 && labelled * 10 <= n, "{labelled} of {n} voxels of the gallbladder still labelled");
+}
+
 /// A large tumour (an HCC of 35 mm equivalent radius, 184 mL, drawn by the training
 /// generator `segment::tumours` into crlm-1006's liver, which is not in training) survives
 /// the check: the outline, made for lesions inside its 8 cm box, finds parts of it, and the
@@ -176,15 +205,16 @@ fn crlm_1006_the_tumour_stage_reports_its_progress() {
     assert!(seen.last().is_some_and(|s| (s.0 - 1.0).abs() < 1e-5), "{:?}", seen.last());
 }
 
-/// Today's figures with the shipped weights (2026-12-06 night: liver run E, the tumour stage
-/// S4, each of its tumours checked by the outline: liver Dice 0.9446, 3 of 4 found, 4 false
-/// lesions, tumour Dice 0.313; without the check: 3 of 4, 12, 0.094; run E alone: 0.9446,
+/// Today's figures with the shipped weights (2026-12-07: liver run E, the tumour stage S4,
+/// each of its tumours checked by the outline, fluid on the liver's surface taken out:
+/// liver Dice 0.9464, 3 of 4 found, 3 false lesions, tumour Dice 0.418; before the fluid
+/// rule: 0.9446, 3, 4, 0.313; without the check: 3 of 4, 12, 0.094; run E alone: 0.9446,
 /// 1 of 4, 11, 0.034; run D alone: 0.9316, 1, 9; the weights before them: 0.8675, 2 of 4,
 /// 8; model card), less a margin for another CPU's rounding.
-const LIVER_FLOOR: f64 = 0.93;
+const LIVER_FLOOR: f64 = 0.935;
 const FOUND_FLOOR: usize = 3;
-const FALSE_CEILING: usize = 5;
-const TUMOUR_FLOOR: f64 = 0.28;
+const FALSE_CEILING: usize = 4;
+const TUMOUR_FLOOR: f64 = 0.38;
 
 /// The four metastases of `tests/data/crlm-1006`, in the reference's component order: where
 /// a reader would click (LPS mm), and today's Dice of the one-click outline against the

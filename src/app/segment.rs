@@ -147,6 +147,12 @@ impl SegmentPanel {
                             c.redrawn,
                             c.dropped.len()
                         ));
+                        if c.surface_fluid > 0 {
+                            summary.push_str(&format!(
+                                ", {} fluid on the liver's surface (the gallbladder, or bowel) taken out",
+                                c.surface_fluid
+                            ));
+                        }
                     }
                     summary.push(')');
                 }

@@ -174,6 +174,13 @@ pub(crate) fn run(a: Args) -> Result<()> {
             c.dropped.len(),
             if dropped.is_empty() { String::new() } else { format!(" (the click found {})", dropped.join(", ")) }
         );
+        if c.surface_fluid > 0 {
+            let ml = c.surface_fluid_voxels as f64 * mask.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
+            println!(
+                "  {} proposal(s) outlined fluid on the liver's surface (the gallbladder, or bowel): {ml:.1} mL taken out of the liver",
+                c.surface_fluid
+            );
+        }
     }
     for (voxels, c) in searched.iter().flat_map(|r| &r.added) {
         println!(

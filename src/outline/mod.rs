@@ -178,6 +178,9 @@ pub enum Found {
     Parenchyma,
     /// The region reached the working box however strict the threshold.
     Leak,
+    /// Fluid on the liver's surface, not in it: the gallbladder, or bowel (the tumour
+    /// stage's check says this of an outline; a click never does).
+    SurfaceFluid,
 }
 
 impl Found {
@@ -189,6 +192,7 @@ impl Found {
             Found::LiverEdge => "the liver's edge",
             Found::Parenchyma => "liver parenchyma",
             Found::Leak => "a region without a boundary",
+            Found::SurfaceFluid => "fluid on the liver's surface (the gallbladder, or bowel)",
         }
     }
 }

@@ -58,6 +58,15 @@ pub const MAX_SURFACE_SHARE: f32 = 0.9;
 pub const LARGE_ML: f64 = 20.0;
 /// The stage's tumour this near an outline is kept with it, mm.
 pub const KEEP_NEAR_MM: f64 = 2.0;
+/// An outline whose click's median HU (smoothed) is at most this in every phase is fluid
+/// (bile and simple fluid are −10 to +20 HU; the margin is for partial volume). Non-contrast
+/// liver is 45–65 HU and hypodense tumours rarely fall this low in every phase.
+pub const FLUID_MAX_HU: f32 = 30.0;
+/// A fluid outline with at least this share of its in-plane border outside the liver sits
+/// on the liver's surface: the gallbladder in its fossa, or bowel, not a lesion of the
+/// liver (lesions inside it: 0–0.22 on the real and implanted cases; the gallbladder of
+/// crlm-1006: 0.37–0.50).
+pub const MIN_FLUID_EXPOSURE: f32 = 0.3;
 
 /// What checking the proposals did.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -69,12 +78,19 @@ pub struct Confirmed {
     pub kept: usize,
     /// Proposals turned back into liver, with what the first refused click found.
     pub dropped: Vec<Found>,
+    /// Proposals whose outline was fluid on the liver's surface (the gallbladder, or
+    /// bowel): liver again, but for that fluid, which leaves the liver mask.
+    pub surface_fluid: usize,
+    /// Voxels of that fluid taken out of the mask.
+    pub surface_fluid_voxels: usize,
 }
 
 /// What one click on a proposal gave.
 enum Click {
     Lesion(Box<Outline>),
     Refused(Found),
+    /// An outline of fluid on the liver's surface: its voxels (linear indices).
+    SurfaceFluid(Vec<usize>),
     /// No answer: the region had no boundary in the box, or the outline failed.
     Unanswered,
 }
@@ -137,7 +153,8 @@ fn confirm_on_one_grid(mask: &mut Mask, phases: &[(Phase, &CtVolume)], opts: &Ou
         checks.iter().flat_map(|k| &k.outlined).for_each(|&v| flat[v] = true);
     }
     let voxel_ml = crate::volume::region::voxel_volume_ml(&g);
-    for (c, Checked { outlined, refused, unanswered }) in components.iter().zip(checks) {
+    let mut fluid = Vec::new();
+    for (c, Checked { outlined, refused, unanswered, fluid: on_surface }) in components.iter().zip(checks) {
         let lesion_flat = lesion.as_slice().expect("standard layout");
         let covered = c.voxels.iter().filter(|&&v| lesion_flat[v]).count();
         let outlined = !outlined.is_empty();
@@ -150,12 +167,17 @@ fn confirm_on_one_grid(mask: &mut Mask, phases: &[(Phase, &CtVolume)], opts: &Ou
         } else if outlined {
             c.voxels.iter().for_each(|&v| data[v] = 1);
             done.redrawn += 1;
+        } else if !on_surface.is_empty() {
+            // its lesion was fluid on the surface: liver, but for the fluid (below)
+            c.voxels.iter().for_each(|&v| data[v] = 1);
+            done.surface_fluid += 1;
         } else if let (Some(found), false) = (refused, unanswered) {
             c.voxels.iter().for_each(|&v| data[v] = 1);
             done.dropped.push(found);
         } else {
             done.kept += 1;
         }
+        fluid.extend(on_surface);
     }
     // the stage's tumour next to an outline stays with it: a rim or capsule the HU of one
     // phase do not show (iso to the liver in portal venous)
@@ -166,6 +188,15 @@ fn confirm_on_one_grid(mask: &mut Mask, phases: &[(Phase, &CtVolume)], opts: &Ou
             *l = 2;
         }
     });
+    // fluid on the surface is neither tumour nor liver, unless a lesion's outline holds it
+    let data = mask.data.as_slice_mut().expect("standard layout");
+    let lesion_flat = lesion.as_slice().expect("standard layout");
+    for v in fluid {
+        if !lesion_flat[v] && data[v] != 0 {
+            data[v] = 0;
+            done.surface_fluid_voxels += 1;
+        }
+    }
     done
 }
 
@@ -177,6 +208,8 @@ struct Checked {
     refused: Option<Found>,
     /// Whether any click went unanswered.
     unanswered: bool,
+    /// The voxels of its outlines that were fluid on the liver's surface.
+    fluid: Vec<usize>,
 }
 
 /// Tries one proposal's seeds.
@@ -197,7 +230,7 @@ fn check_proposal(
         .voxels
         .iter()
         .map(|&v| {
-            let z = signed_sd(phases, liver, v, [ny, nx]);
+            let z = signed_sd(phases, liver, &labels.data, v);
             (z.iter().fold(0f32, |m, x| m.max(x.abs())), z[0], v)
         })
         .collect();
@@ -212,6 +245,8 @@ fn check_proposal(
     // large proposal holds the vessels its tumour pushed aside; its own HU are elsewhere)
     let mut vessel_sd = f32::INFINITY;
     let (mut outlined, mut refused, mut unanswered) = (std::collections::HashSet::new(), None, false);
+    let mut outlines: Vec<Vec<usize>> = Vec::new();
+    let mut fluid: Vec<usize> = Vec::new();
     let (mut tried, mut first_dev): (Vec<[usize; 3]>, Option<f32>) = (Vec::new(), None);
     let near = |p: [usize; 3], q: [usize; 3]| {
         (0..3).map(|a| ((p[a] as f64 - q[a] as f64) * g.spacing_mm[a]).powi(2)).sum::<f64>()
@@ -231,16 +266,14 @@ fn check_proposal(
         match click(phases, labels, &prompts, c.voxels.len(), opts) {
             Click::Lesion(o) => {
                 first_dev = first_dev.or(Some(dev));
-                let (lo, hi) = (o.dirty.lo, o.dirty.hi);
-                for k in lo[0]..hi[0] {
-                    for j in lo[1]..hi[1] {
-                        for i in lo[2]..hi[2] {
-                            if o.mask.data[[k, j, i]] != 0 {
-                                outlined.insert((k * ny + j) * nx + i);
-                            }
-                        }
-                    }
-                }
+                let voxels = outline_voxels(&o);
+                outlined.extend(voxels.iter().copied());
+                outlines.push(voxels);
+            }
+            Click::SurfaceFluid(voxels) => {
+                first_dev = first_dev.or(Some(dev));
+                outlined.extend(voxels.iter().copied());
+                fluid.extend(voxels);
             }
             Click::Refused(found) => {
                 if found == Found::Vessel && ref_sd > 0.0 {
@@ -255,9 +288,21 @@ fn check_proposal(
         // no voxel differs from the liver enough to try
         refused = Some(Found::Parenchyma);
     }
-    let mut outlined: Vec<usize> = outlined.into_iter().collect();
+    // an outline mostly on the fluid's is the same structure, grown from its wall
+    let on_fluid: std::collections::HashSet<usize> = fluid.iter().copied().collect();
+    let mut outlined = Vec::new();
+    for o in outlines {
+        if 2 * o.iter().filter(|v| on_fluid.contains(v)).count() >= o.len() {
+            fluid.extend(o);
+        } else {
+            outlined.extend(o);
+        }
+    }
     outlined.sort_unstable();
-    Checked { outlined, refused, unanswered }
+    outlined.dedup();
+    fluid.sort_unstable();
+    fluid.dedup();
+    Checked { outlined, refused, unanswered, fluid }
 }
 
 /// One click on a proposal of `proposal_voxels` voxels.
@@ -272,11 +317,64 @@ fn click(
     match r {
         Ok(o) if o.voxel_count > MAX_GROWTH * proposal_voxels => Click::Refused(Found::Leak),
         Ok(o) if surface_share(&o, &labels.data) > MAX_SURFACE_SHARE => Click::Refused(Found::LiverEdge),
-        Ok(o) => Click::Lesion(Box::new(o)),
+        Ok(o) => {
+            let (hu, exposed) = fluid_and_exposure(&o, &labels.data);
+            if hu <= FLUID_MAX_HU && exposed >= MIN_FLUID_EXPOSURE {
+                Click::SurfaceFluid(outline_voxels(&o))
+            } else {
+                Click::Lesion(Box::new(o))
+            }
+        }
         Err(OutlineError::Refused { found: Found::Leak, .. }) => Click::Unanswered,
         Err(OutlineError::Refused { found, .. }) => Click::Refused(found),
         Err(_) => Click::Unanswered,
     }
+}
+
+/// An outline's voxels as linear indices of its grid.
+fn outline_voxels(o: &Outline) -> Vec<usize> {
+    let (_, ny, nx) = o.mask.data.dim();
+    let (lo, hi) = (o.dirty.lo, o.dirty.hi);
+    let mut voxels = Vec::new();
+    for k in lo[0]..hi[0] {
+        for j in lo[1]..hi[1] {
+            for i in lo[2]..hi[2] {
+                if o.mask.data[[k, j, i]] != 0 {
+                    voxels.push((k * ny + j) * nx + i);
+                }
+            }
+        }
+    }
+    voxels
+}
+
+/// The highest of the click's median HU over the phases (its seed ball, smoothed: the
+/// lesion's core, not its edge, which the outline's smoothing blurs into the liver), and the
+/// share of the outline's in-plane border (the voxels beside it in its slices) that is not
+/// liver in `labels`.
+fn fluid_and_exposure(o: &Outline, labels: &Array3<u8>) -> (f32, f32) {
+    let (_, ny, nx) = labels.dim();
+    let (lo, hi) = (o.dirty.lo, o.dirty.hi);
+    let (mut border, mut exposed) = (0usize, 0usize);
+    for k in lo[0]..hi[0] {
+        for j in lo[1]..hi[1] {
+            for i in lo[2]..hi[2] {
+                if o.mask.data[[k, j, i]] != 0 {
+                    continue;
+                }
+                let beside = (j > 0 && o.mask.data[[k, j - 1, i]] != 0)
+                    || (j + 1 < ny && o.mask.data[[k, j + 1, i]] != 0)
+                    || (i > 0 && o.mask.data[[k, j, i - 1]] != 0)
+                    || (i + 1 < nx && o.mask.data[[k, j, i + 1]] != 0);
+                if beside {
+                    border += 1;
+                    exposed += (labels[[k, j, i]] == 0) as usize;
+                }
+            }
+        }
+    }
+    let hu = o.seeds.iter().flat_map(|s| s.median_hu.iter().copied()).fold(f32::NEG_INFINITY, f32::max);
+    (hu, exposed as f32 / border.max(1) as f32)
 }
 
 /// The share of an outline's voxels whose slice above or below is not liver in `labels`.
@@ -316,7 +414,8 @@ fn liver_stats(hu: &ndarray::Array3<i16>, labels: &ndarray::Array3<u8>) -> (f32,
 
 /// How far voxel `v`'s in-plane 3 × 3 mean lies from the liver in each phase, in robust
 /// SDs of the liver (signed: above the median positive).
-fn signed_sd(phases: &[(Phase, &CtVolume)], liver: &[(f32, f32)], v: usize, [ny, nx]: [usize; 2]) -> Vec<f32> {
+fn signed_sd(phases: &[(Phase, &CtVolume)], liver: &[(f32, f32)], labels: &Array3<u8>, v: usize) -> Vec<f32> {
+    let (_, ny, nx) = labels.dim();
     let (k, j, i) = (v / (ny * nx), (v / nx) % ny, v % nx);
     phases
         .iter()
@@ -325,11 +424,16 @@ fn signed_sd(phases: &[(Phase, &CtVolume)], liver: &[(f32, f32)], v: usize, [ny,
             let (mut sum, mut n) = (0f32, 0f32);
             for jj in j.saturating_sub(1)..(j + 2).min(ny) {
                 for ii in i.saturating_sub(1)..(i + 2).min(nx) {
-                    sum += ct.data[[k, jj, ii]] as f32;
-                    n += 1.0;
+                    // only the mask's voxels: fat or air beside a proposal at the liver's
+                    // surface would make its edge look the most unlike the liver, and a
+                    // click there is refused as the liver's edge
+                    if labels[[k, jj, ii]] != 0 {
+                        sum += ct.data[[k, jj, ii]] as f32;
+                        n += 1.0;
+                    }
                 }
             }
-            (sum / n - median) / sd
+            (sum / n.max(1.0) - median) / sd
         })
         .collect()
 }
@@ -414,6 +518,68 @@ mod tests {
         let done = confirm_tumours(&mut mask, (Phase::PortalVenous, &ct), &[], &OutlineOptions::default());
         assert_eq!((done.redrawn, done.kept, done.dropped.len()), (0, 0, 1), "{done:?}");
         assert!(mask.data.iter().all(|&l| l != 2), "a tumour voxel stayed");
+    }
+
+    /// A liver of 100 HU where x < 54 mm and fat beyond, with a 10 HU fluid ball of
+    /// radius 12 mm at `centre` (`[z, y, x]` mm), all with ± 25 HU of hashed noise (about
+    /// the grain of real CT); the labels are liver where x < 54 mm and the ball, whole, as
+    /// the stage's proposal (the first network takes in a gallbladder beside the liver).
+    fn fluid_beside_or_in_the_liver(centre: [f64; 3]) -> (CtVolume, Mask) {
+        let (_, g, _) = liver_with_a_lesion();
+        let n = g.shape[0];
+        let d2 = |k: usize, j: usize, i: usize| -> f64 {
+            [k, j, i].iter().zip(centre).map(|(&x, c)| (x as f64 * 1.5 - c).powi(2)).sum()
+        };
+        let noise = |k: usize, j: usize, i: usize| {
+            let h = ((k * n + j) * n + i) as u64;
+            let h = (h ^ (h >> 7)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            ((h >> 40) % 121) as i16 - 60
+        };
+        let hu = Array3::from_shape_fn((n, n, n), |(k, j, i)| {
+            let base = if d2(k, j, i) <= 144.0 {
+                10
+            } else if i as f64 * 1.5 < 54.0 {
+                100
+            } else {
+                -100
+            };
+            base + noise(k, j, i)
+        });
+        let labels = Array3::from_shape_fn((n, n, n), |(k, j, i)| {
+            let inside = [k, j, i].iter().all(|&x| (2..n - 2).contains(&x));
+            if !inside {
+                0
+            } else if d2(k, j, i) <= 144.0 {
+                2
+            } else if (i as f64 * 1.5) < 54.0 {
+                1
+            } else {
+                0
+            }
+        });
+        (Volume::new(hu, g.clone()), Volume::new(labels, g))
+    }
+
+    #[test]
+    fn fluid_on_the_liver_surface_leaves_the_mask_and_a_cyst_inside_stays() {
+        // half out of the liver, as a gallbladder in its fossa
+        let (ct, mut mask) = fluid_beside_or_in_the_liver([36.0, 36.0, 54.0]);
+        let ball = mask.data.iter().filter(|&&l| l == 2).count();
+        let before = mask.clone();
+        let done = confirm_tumours(&mut mask, (Phase::PortalVenous, &ct), &[], &OutlineOptions::default());
+        assert_eq!((done.surface_fluid, done.redrawn, done.kept), (1, 0, 0), "{done:?}");
+        assert!(mask.data.iter().all(|&l| l != 2), "a tumour voxel stayed");
+        let gone = |label: u8| mask.data.iter().zip(&before.data).filter(|&(&a, &b)| a == 0 && b == label).count();
+        assert!(gone(2) * 10 >= ball * 8, "{} of {ball} fluid voxels taken out", gone(2));
+        // the outline's smoothing carries it a few mm into the liver across this scene's
+        // sharp 90 HU step (on crlm-1006's gallbladder: 0.44 of 6.9 mL taken out); most of
+        // what leaves is the fluid
+        assert!(gone(1) < gone(2), "{} liver voxels taken out with {} of fluid", gone(1), gone(2));
+        // the same fluid inside the liver is a lesion of the liver (a cyst)
+        let (ct, mut mask) = fluid_beside_or_in_the_liver([36.0, 36.0, 30.0]);
+        let done = confirm_tumours(&mut mask, (Phase::PortalVenous, &ct), &[], &OutlineOptions::default());
+        assert_eq!((done.surface_fluid, done.redrawn), (0, 1), "{done:?}");
+        assert!(mask.data.iter().filter(|&&l| l == 2).count() * 10 >= ball * 7);
     }
 
     #[test]
