@@ -18,7 +18,11 @@
 //! that is not a lesion of the liver is set aside: one over [`MAX_GROWTH`] times its
 //! proposal (it ran into a neighbouring organ or a confluence of vessels), or one whose
 //! voxels nearly all ([`MAX_SURFACE_SHARE`]) have a slice above or below outside the liver
-//! (partial volume with the diaphragm or what lies under the liver, on thick slices).
+//! (partial volume with the diaphragm or what lies under the liver, on thick slices). An
+//! outline of fluid ([`FLUID_MAX_HU`]) whose border lies for [`MIN_FLUID_EXPOSURE`] or more
+//! outside the liver is the gallbladder in its fossa, or bowel, that the first network's
+//! liver took in: it leaves the mask (neither tumour nor liver), with any later outline
+//! lying mostly on it.
 //!
 //! The proposal becomes the union of its outlines, with the stage's own tumour within
 //! [`KEEP_NEAR_MM`] of them (a rim or capsule iso to the liver in one phase); liver when
@@ -128,15 +132,28 @@ pub fn confirm_tumours(
     let mut phases: Vec<(Phase, &CtVolume)> = vec![(reference.0, &reference_sub)];
     // unnamed, so the outline takes `reference` as the phase that marks vessels
     phases.extend(onto.iter().map(|v| (Phase::Unknown, v)));
-    let done = confirm_on_one_grid(&mut sub, &phases, opts);
+    // the components, found once, in the box's own indices (the box holds each whole, and
+    // the order of voxels and of components is the same in it)
+    let (_, by, bx) = sub.data.dim();
+    let in_box = |v: usize| {
+        let (k, j, i) = (v / (ny * nx), (v / nx) % ny, v % nx);
+        ((k - b.lo[0]) * by + (j - b.lo[1])) * bx + (i - b.lo[2])
+    };
+    let components: Vec<Component> =
+        components.into_iter().map(|c| Component { voxels: c.voxels.into_iter().map(in_box).collect() }).collect();
+    let done = confirm_on_one_grid(&mut sub, &components, &phases, opts);
     let (lo, hi) = (b.lo, b.hi);
     mask.data.slice_mut(ndarray::s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]).assign(&sub.data);
     done
 }
 
 /// [`confirm_tumours`] with the phases on `mask`'s grid, the reference first.
-fn confirm_on_one_grid(mask: &mut Mask, phases: &[(Phase, &CtVolume)], opts: &OutlineOptions) -> Confirmed {
-    let (components, _) = connected_components(mask, 2, 1);
+fn confirm_on_one_grid(
+    mask: &mut Mask,
+    components: &[Component],
+    phases: &[(Phase, &CtVolume)],
+    opts: &OutlineOptions,
+) -> Confirmed {
     let mut done = Confirmed::default();
     if components.is_empty() {
         return done;
