@@ -585,6 +585,27 @@ fn writes_refuse_dangling_links_and_clean_stale_temporaries() {
     assert_eq!(names.iter().filter(|n| n.starts_with(".tmp-")).count(), 1, "{names:?}");
 }
 
+/// Issue 25: the DICOM writer (SEG, series, the demo's JSON) cleans what a killed write of
+/// the same name left too (`.{name}.<pid>.tmp`), and leaves other files alone.
+#[test]
+fn the_dicom_writer_cleans_a_killed_writes_temporary() {
+    let dir = tempfile::tempdir().unwrap();
+    // pid 4194304 is above Linux's pid_max: that process is gone
+    let stale = dir.path().join(".seg.dcm.4194304.tmp");
+    let live = dir.path().join(".seg.dcm.1.tmp"); // pid 1 (init) is running
+    let not_ours = dir.path().join(".seg.dcm.backup.tmp");
+    let other = dir.path().join(".other.dcm.4194304.tmp");
+    for f in [&stale, &live, &not_ours, &other] {
+        std::fs::write(f, vec![0u8; 1000]).unwrap();
+    }
+    let out = dir.path().join("seg.dcm");
+    hepaview::io::dicom_write::write_new_file(&out, b"DICM").unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), b"DICM");
+    assert!(!stale.exists(), "the killed write's temporary is removed");
+    assert!(live.exists(), "a running writer's temporary is left");
+    assert!(not_ours.exists() && other.exists(), "files that are not this name's temporaries are left");
+}
+
 /// Issue 25: pixel data longer than the header's Rows × Columns × BitsAllocated (Rows
 /// halved in every slice, or 16-bit data declared 8-bit) is refused by name, never read as
 /// garbage pixels.

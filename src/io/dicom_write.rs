@@ -280,6 +280,14 @@ pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
         return Err(WriteError::Exists { path: path.to_path_buf() });
     }
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // an earlier write of this name that was killed left `.{name}.<pid>.tmp` behind
+    let prefix = format!(".{name}.");
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        crate::io::remove_stale_temps(dir, |file| {
+            file.strip_prefix(prefix.as_str()).and_then(|r| r.strip_suffix(".tmp"))
+        });
+    }
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
         let mut f = File::options().write(true).create_new(true).open(&tmp).map_err(io_err)?;

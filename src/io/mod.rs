@@ -22,6 +22,25 @@ pub fn process_alive(pid: u32) -> bool {
     !std::path::Path::new("/proc/self").exists() || std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Removes the temporary files in `dir` that a killed write left behind: those whose name
+/// `pid_of` recognises (returning the writer's process id) and whose process is gone, so
+/// a SIGKILL mid-write leaves no hidden file of hundreds of megabytes for long. Without
+/// `/proc` (not Linux) nothing is removed: no process could be told dead.
+pub(crate) fn remove_stale_temps(dir: &std::path::Path, pid_of: impl Fn(&str) -> Option<&str>) {
+    if !std::path::Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        // only a name that carries a process id is a temporary of ours
+        let Some(pid) = pid_of(&file).and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if !process_alive(pid) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// A soft problem found while reading: the data still loads, but the user should know.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Warning {

@@ -469,15 +469,8 @@ fn refuse_existing(path: &Path) -> Result<(), NiftiError> {
 /// (`.tmp-<pid>-<name>` whose process is gone) are removed, so a SIGKILL leaves no hidden
 /// hundred-megabyte file behind for long.
 fn remove_stale_temps(dir: &Path, name: &str) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
     let suffix = temp_name(name, 0).trim_start_matches(".tmp-0").to_string();
-    for e in entries.flatten() {
-        let file = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = file.strip_prefix(".tmp-").and_then(|r| r.strip_suffix(&suffix)) else { continue };
-        if !pid.parse::<u32>().is_ok_and(super::process_alive) && Path::new("/proc/self").exists() {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
+    super::remove_stale_temps(dir, |file| file.strip_prefix(".tmp-").and_then(|r| r.strip_suffix(suffix.as_str())));
 }
 
 /// The temporary name a write of `name` goes to first: `.tmp-<pid>-<stem>.nii[.gz]`, the
