@@ -175,7 +175,7 @@ pub(crate) fn run(a: Args) -> Result<()> {
             if dropped.is_empty() { String::new() } else { format!(" (the click found {})", dropped.join(", ")) }
         );
         if c.surface_fluid > 0 {
-            let ml = c.surface_fluid_voxels as f64 * mask.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
+            let ml = c.surface_fluid_voxels as f64 * voxel_ml;
             println!(
                 "  {} proposal(s) outlined fluid on the liver's surface (the gallbladder, or bowel): {ml:.1} mL taken out of the liver",
                 c.surface_fluid
