@@ -140,6 +140,42 @@ fn crlm_1006_the_gallbladder_is_neither_tumour_nor_liver() {
     assert!(n > 0 && labelled * 10 <= n, "{labelled} of {n} voxels of the gallbladder still labelled");
 }
 
+/// The first network reads one slice at a time and leaves out crlm-1006's dome (its last
+/// two slices under the lung, 13 mL) and a rim of the right lobe's lower tip. The liver's
+/// ends are completed from the slices beside them (`segment::complete`): the dome's last
+/// two slices of the reference must now be labelled, where the network alone gives none.
+#[test]
+fn crlm_1006_the_domes_last_slices_are_completed_from_the_slice_below() {
+    let model = shipped_liver_network();
+    let study = crlm_1006();
+    let truth = nifti::read_mask(&case().join("truth.nii.gz")).expect("truth").0;
+    let top =
+        (0..truth.geometry.shape[0]).rev().find(|&k| truth.data.slice(ndarray::s![k, .., ..]).iter().any(|&l| l > 0));
+    let top = top.expect("the reference has a liver");
+    let share = |opts: &InferOptions| {
+        let mask = segment::segment_phases(&model, &study, opts, &|_, _| true).expect("segment");
+        let (mut n, mut labelled) = (0usize, 0usize);
+        for k in top - 1..=top {
+            for (p, &l) in truth.data.slice(ndarray::s![k, .., ..]).indexed_iter() {
+                if l > 0 {
+                    n += 1;
+                    labelled += (mask.data[[k, p.0, p.1]] > 0) as usize;
+                }
+            }
+        }
+        (labelled as f64 / n as f64, segment::dice_liver(&mask, &truth))
+    };
+    let (completed, dice) = share(&InferOptions::default());
+    let (network, dice0) = share(&InferOptions { refine_edges: false, ..InferOptions::default() });
+    eprintln!(
+        "crlm-1006 dome, slices {}–{top}: {completed:.2} labelled (network's edges as drawn: {network:.2}); \
+         liver Dice {dice:.4} ({dice0:.4})",
+        top - 1
+    );
+    assert!(network < 0.1, "the network alone now labels {network:.2} of the dome's last slices");
+    assert!(completed >= 0.8, "only {completed:.2} of the dome's last two slices labelled");
+}
+
 /// A large tumour (an HCC of 35 mm equivalent radius, 184 mL, drawn by the training
 /// generator `segment::tumours` into crlm-1006's liver, which is not in training) survives
 /// the check: the outline, made for lesions inside its 8 cm box, finds parts of it, and the
@@ -206,12 +242,13 @@ fn crlm_1006_the_tumour_stage_reports_its_progress() {
 }
 
 /// Today's figures with the shipped weights (2026-12-07: liver run E, the tumour stage S4,
-/// each of its tumours checked by the outline, fluid on the liver's surface taken out:
-/// liver Dice 0.9464, 3 of 4 found, 3 false lesions, tumour Dice 0.418; before the fluid
-/// rule: 0.9446, 3, 4, 0.313; without the check: 3 of 4, 12, 0.094; run E alone: 0.9446,
+/// each of its tumours checked by the outline, fluid on the liver's surface taken out, the
+/// liver's dome and tip completed from the slices beside them: liver Dice 0.9573, 3 of 4
+/// found, 3 false lesions, tumour Dice 0.418; before the completion: liver 0.9464; before
+/// the fluid rule: 0.9446, 3, 4, 0.313; without the check: 3 of 4, 12, 0.094; run E alone: 0.9446,
 /// 1 of 4, 11, 0.034; run D alone: 0.9316, 1, 9; the weights before them: 0.8675, 2 of 4,
 /// 8; model card), less a margin for another CPU's rounding.
-const LIVER_FLOOR: f64 = 0.935;
+const LIVER_FLOOR: f64 = 0.95;
 const FOUND_FLOOR: usize = 3;
 const FALSE_CEILING: usize = 4;
 const TUMOUR_FLOOR: f64 = 0.38;

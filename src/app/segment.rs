@@ -136,7 +136,14 @@ impl SegmentPanel {
         };
         self.live = None;
         match ended {
-            Ended::Done(crate::segment::Segmentation { mask, searched, check, tumour_stage_ran, confirmed }) => {
+            Ended::Done(crate::segment::Segmentation {
+                mask,
+                searched,
+                check,
+                tumour_stage_ran,
+                confirmed,
+                completed,
+            }) => {
                 self.concerns = check.concerns.iter().map(|c| c.to_string()).collect();
                 let mut summary = summary(&mask, searched.as_ref().map_or(0, |r| r.added.len()));
                 if tumour_stage_ran {
@@ -157,6 +164,12 @@ impl SegmentPanel {
                     summary.push(')');
                 }
                 let voxel_ml = mask.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
+                if let Some(c) = completed.filter(|c| c.added > 0) {
+                    summary.push_str(&format!(
+                        "; {:.1} mL of liver at its dome and tip completed from the slices beside them",
+                        c.added as f64 * voxel_ml
+                    ));
+                }
                 self.searched =
                     searched.into_iter().flat_map(|r| r.added).map(|(n, c)| (n as f64 * voxel_ml, c)).collect();
                 if !is_live(study) {

@@ -37,7 +37,8 @@ pub(crate) struct Args {
     #[arg(long)]
     pub pv_only: bool,
     /// Keep the network's liver and tumour edges as they are (no refinement to the
-    /// study's own parenchyma at full resolution).
+    /// study's own parenchyma at full resolution, no completion of the liver's dome and
+    /// tip from the slices beside them).
     #[arg(long)]
     pub no_refine: bool,
     /// Take the phases as they are: no quick registration onto the portal venous
@@ -153,7 +154,7 @@ pub(crate) fn run(a: Args) -> Result<()> {
     }
     let result = segment::segment_phases_live(&model, &study, &opts, &report, None);
     pb.finish_and_clear();
-    let segment::Segmentation { mask, searched, check, confirmed, .. } = result?;
+    let segment::Segmentation { mask, searched, check, confirmed, completed, .. } = result?;
     let secs = t0.elapsed().as_secs_f64();
     let voxel_ml = mask.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
     let count = |l: u8| mask.data.iter().filter(|&&v| v == l).count() as f64 * voxel_ml;
@@ -181,6 +182,12 @@ pub(crate) fn run(a: Args) -> Result<()> {
                 c.surface_fluid
             );
         }
+    }
+    if let Some(c) = completed.filter(|c| c.added > 0) {
+        println!(
+            "Liver completed at its dome and tip from the slices beside them: {:.1} mL added (`--no-refine` keeps the network's liver as drawn)",
+            c.added as f64 * voxel_ml
+        );
     }
     for (voxels, c) in searched.iter().flat_map(|r| &r.added) {
         println!(

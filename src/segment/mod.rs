@@ -25,6 +25,7 @@
 //! - `train`: AdamW on Dice + cross-entropy, augmentation, validation, checkpoints.
 
 pub mod bridges;
+pub mod complete;
 pub mod folded;
 pub mod infer;
 pub mod lesion_search;

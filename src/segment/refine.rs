@@ -288,8 +288,8 @@ type Voxel = (usize, usize, usize);
 /// around the median that counts as parenchyma.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Parenchyma {
-    median_hu: f32,
-    sigma_hu: f32,
+    pub(super) median_hu: f32,
+    pub(super) sigma_hu: f32,
     lo: f32,
     hi: f32,
 }
