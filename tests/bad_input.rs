@@ -371,6 +371,79 @@ fn two_reconstructions_a_hair_apart_in_one_series_keep_one() {
     assert!(text.contains("two reconstructions"), "{text}");
 }
 
+/// A slice shifted within its plane (one damaged ImagePositionPatient) lies on no grid the
+/// others make: stacked, it was silently resampled into the volume, and a shifted last
+/// slice made the whole series pass for a gantry tilt. It is set aside by name.
+#[test]
+fn a_slice_shifted_within_its_plane_is_set_aside_by_name() {
+    let Some(odd) = odd() else { return };
+    let (_, good) = only_series(damaged_series(&odd, &|_, _| {}).path());
+    let z: Vec<f64> = series_ok(&odd).iter().map(|f| ipp(&dicom_object::open_file(f).unwrap())[2]).collect();
+    let top = (0..z.len()).max_by(|&a, &b| z[a].total_cmp(&z[b])).unwrap();
+    let middle =
+        (0..z.len()).find(|&i| i != top && z.iter().any(|&o| o > z[i]) && z.iter().any(|&o| o < z[i])).unwrap();
+    for shifted in [middle, top] {
+        let dir = damaged_series(&odd, &|i, o| {
+            if i == shifted {
+                let mut p = ipp(o);
+                p[0] += 5.0;
+                put_ds(o, tags::IMAGE_POSITION_PATIENT, &p);
+            }
+        });
+        let (scan, s) = only_series(dir.path());
+        let name = series_ok(&odd)[shifted].file_name().unwrap().to_string_lossy().to_string();
+        let text = all_warnings(&scan);
+        assert_eq!(s.frames.len(), 4, "{text}");
+        assert!(s.set_aside.iter().any(|p| p.ends_with(&name)), "{:?}", s.set_aside);
+        assert!(text.contains("off the line") && text.contains(&name), "{text}");
+        assert!(!text.contains("gantry tilt"), "{text}");
+        assert_eq!(s.geometry.direction, good.geometry.direction);
+    }
+}
+
+/// Thick slices reconstructed closely overlapping (5 mm every 0.8 mm) are one series, not
+/// two reconstructions a hair apart: every slice is kept.
+#[test]
+fn thick_slices_reconstructed_overlapping_are_all_kept() {
+    let Some(odd) = odd() else { return };
+    let z: Vec<f64> = series_ok(&odd).iter().map(|f| ipp(&dicom_object::open_file(f).unwrap())[2]).collect();
+    let mut order: Vec<usize> = (0..z.len()).collect();
+    order.sort_by(|&a, &b| z[a].total_cmp(&z[b]));
+    let dir = damaged_series(&odd, &|i, o| {
+        let rank = order.iter().position(|&j| j == i).unwrap();
+        let mut p = ipp(o);
+        p[2] = z[order[0]] + 0.8 * rank as f64;
+        put_ds(o, tags::IMAGE_POSITION_PATIENT, &p);
+        put_ds(o, tags::SLICE_THICKNESS, &[5.0]);
+    });
+    let (scan, s) = only_series(dir.path());
+    let text = all_warnings(&scan);
+    assert_eq!(s.frames.len(), 5, "{text}");
+    assert!((s.geometry.spacing_mm[0] - 0.8).abs() < 1e-6, "{:?}", s.geometry.spacing_mm);
+    assert!(!text.contains("two reconstructions"), "{text}");
+}
+
+/// A SEG whose NumberOfFrames claims billions of one-pixel frames passed the size check
+/// (rows × columns × frames at its limit) and had a frame table of that length reserved
+/// (hundreds of GB: an abort). The count is checked against the frames the file describes.
+#[test]
+fn a_seg_claiming_more_frames_than_it_describes_is_refused() {
+    let Some(data) = common::shared_data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("frames.dcm");
+    let mut o = dicom_object::open_file(data.join("dcmqi-liver/liver.dcm")).unwrap();
+    for (tag, v) in [(tags::NUMBER_OF_FRAMES, "4000000000"), (tags::ROWS, "1"), (tags::COLUMNS, "1")] {
+        let vr = if tag == tags::NUMBER_OF_FRAMES { VR::IS } else { VR::US };
+        let value =
+            if vr == VR::US { PrimitiveValue::from(v.parse::<u16>().unwrap()) } else { PrimitiveValue::from(v) };
+        o.put(DataElement::new(tag, vr, value));
+    }
+    o.write_to_file(&path).unwrap();
+    let Err(err) = hepaview::io::seg::read_seg(&path, None) else { panic!("a SEG claiming 4e9 frames was read") };
+    let err = err.to_string();
+    assert!(err.contains("frames.dcm") && err.contains("NumberOfFrames is 4000000000"), "{err}");
+}
+
 #[test]
 fn a_damaged_orientation_is_repaired_and_said_never_doubling_voxels() {
     let Some(odd) = odd() else { return };
@@ -583,6 +656,59 @@ fn writes_refuse_dangling_links_and_clean_stale_temporaries() {
     let names: Vec<String> =
         std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names.iter().filter(|n| n.starts_with(".tmp-")).count(), 1, "{names:?}");
+}
+
+/// Issue 25: every writer refuses a dangling link where its output would go, and leaves it
+/// alone: the shared `io::write_new_file` (the reports, the SEG and series writers, the
+/// cluster JSON, the label table), and the commands whose outputs are checked before any
+/// work (`screenshot`, `mask-convert`, `convert`).
+#[test]
+fn every_writer_refuses_a_dangling_link_and_leaves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = |name: &str| {
+        let l = dir.path().join(name);
+        std::os::unix::fs::symlink(dir.path().join(format!("nowhere-{name}")), &l).unwrap();
+        l
+    };
+    let still_dangling = |l: &Path| {
+        std::fs::symlink_metadata(l).unwrap().file_type().is_symlink()
+            && !dir.path().join(format!("nowhere-{}", l.file_name().unwrap().to_string_lossy())).exists()
+    };
+    let json = link("report.json");
+    let err = hepaview::io::write_new_file(&json, b"{}").unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+    assert!(still_dangling(&json));
+    let seg = link("seg.dcm");
+    assert!(hepaview::io::dicom_write::write_new_file(&seg, b"DICM").is_err());
+    assert!(still_dangling(&seg));
+    let Some(data) = common::shared_data() else { return };
+    let ct = data.join("ts-abdomen/ct.nii.gz");
+    let labels = data.join("ts-abdomen/liver.nii.gz");
+    let png = link("shot.png");
+    let seg_out = link("liver.dcm");
+    let nii = link("ct.nii.gz");
+    let runs: [(Vec<&std::ffi::OsStr>, &Path); 3] = [
+        (vec!["screenshot".as_ref(), ct.as_os_str(), "--out".as_ref(), png.as_os_str()], &png),
+        (
+            vec![
+                "mask-convert".as_ref(),
+                labels.as_os_str(),
+                "--study".as_ref(),
+                ct.as_os_str(),
+                "--out".as_ref(),
+                seg_out.as_os_str(),
+            ],
+            &seg_out,
+        ),
+        (vec!["convert".as_ref(), ct.as_os_str(), "--out".as_ref(), nii.as_os_str()], &nii),
+    ];
+    for (args, out) in runs {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_hepaview")).args(&args).output().unwrap();
+        let text = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} wrote through a dangling link");
+        assert!(text.contains("exists"), "{args:?}: {text}");
+        assert!(still_dangling(out), "{args:?} replaced the link");
+    }
 }
 
 /// Issue 25: the DICOM writer (SEG, series, the demo's JSON) cleans what a killed write of

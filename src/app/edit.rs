@@ -604,7 +604,7 @@ impl EditPanel {
         let ours = self.session.as_ref().and_then(|s| s.manifest().saved_to.clone()).is_some_and(|p| p == path);
         let sidecar = LabelTable::sidecar_path(&path);
         for p in [&path, &sidecar] {
-            if p.exists() && !ours {
+            if crate::io::taken(p) && !ours {
                 self.error = Some(format!(
                     "{} already exists; choose another name (Hepaview never overwrites files)",
                     p.display()
@@ -612,27 +612,15 @@ impl EditPanel {
                 return;
             }
         }
-        let part = |p: &Path| {
-            p.with_file_name(format!(
-                ".{}.part",
-                p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-            ))
-        };
-        // the temporary name keeps the chosen ending: the writer compresses by it, and a
-        // `.nii` must not receive gzip bytes
-        let ending = if name.ends_with(".nii.gz") { "nii.gz" } else { "nii" };
-        let tmp = path.with_file_name(format!(
-            ".{}.part.{ending}",
-            path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-        ));
-        let result = crate::io::nifti::write_volume(&l.mask, &tmp)
-            .map_err(|e| e.to_string())
-            .and_then(|_| std::fs::rename(&tmp, &path).map_err(|e| e.to_string()))
-            .and_then(|_| {
-                std::fs::write(part(&sidecar), self.labels.to_itksnap())
-                    .map_err(|e| format!("{}: {e}", sidecar.display()))
+        let table = self.labels.to_itksnap();
+        let result = if ours {
+            replace_own(&path, &l.mask, ending_of(&name)).and_then(|_| replace_own_text(&sidecar, &table))
+        } else {
+            // new names: written beside, linked into place, never over anything there
+            crate::io::nifti::write_volume(&l.mask, &path).map_err(|e| e.to_string()).and_then(|_| {
+                crate::io::write_new_file(&sidecar, table.as_bytes()).map_err(|e| format!("{}: {e}", sidecar.display()))
             })
-            .and_then(|_| std::fs::rename(part(&sidecar), &sidecar).map_err(|e| format!("{}: {e}", sidecar.display())));
+        };
         match result {
             Ok(()) => {
                 if let Some(s) = self.session.as_mut() {
@@ -929,4 +917,49 @@ pub fn default_save_path(study: &Study) -> String {
         base.parent().map(Path::to_path_buf).unwrap_or_default()
     };
     dir.join("mask-edited.nii.gz").display().to_string()
+}
+
+/// The ending the NIfTI writer compresses by: `nii.gz` or `nii`.
+fn ending_of(lower_name: &str) -> &'static str {
+    if lower_name.ends_with(".nii.gz") {
+        "nii.gz"
+    } else {
+        "nii"
+    }
+}
+
+/// A temporary sibling of `path` for this process: `.{name}.<pid>.part.{ending}` (the
+/// ending kept, since the NIfTI writer compresses by it), after removing those a killed
+/// save of the same name left.
+fn own_temporary(path: &Path, ending: &str) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let (prefix, suffix) = (format!(".{name}."), format!(".part.{ending}"));
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    crate::io::remove_stale_temps(dir, |f| {
+        f.strip_prefix(prefix.as_str()).and_then(|r| r.strip_suffix(suffix.as_str()))
+    });
+    path.with_file_name(format!(".{name}.{}.part.{ending}", std::process::id()))
+}
+
+/// Saving again over this session's own earlier save: the mask written whole beside it,
+/// then renamed over it.
+fn replace_own(path: &Path, mask: &crate::volume::Mask, ending: &str) -> Result<(), String> {
+    let tmp = own_temporary(path, ending);
+    let _ = std::fs::remove_file(&tmp);
+    let r = crate::io::nifti::write_volume(mask, &tmp)
+        .map_err(|e| e.to_string())
+        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display())));
+    let _ = std::fs::remove_file(&tmp);
+    r
+}
+
+/// The label table beside this session's own earlier save, replaced the same way.
+fn replace_own_text(path: &Path, text: &str) -> Result<(), String> {
+    let tmp = own_temporary(path, "txt");
+    let _ = std::fs::remove_file(&tmp);
+    let r = crate::io::write_new_file(&tmp, text.as_bytes())
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("{}: {e}", path.display()));
+    let _ = std::fs::remove_file(&tmp);
+    r
 }

@@ -766,6 +766,6 @@ fn cube_centre(pic: Rect) -> Pos2 {
 fn free_path(dir: &Path, stem: &str, ext: &str) -> PathBuf {
     (1..)
         .map(|n| dir.join(if ext.is_empty() { format!("{stem}-{n}") } else { format!("{stem}-{n}.{ext}") }))
-        .find(|p| !p.exists())
+        .find(|p| !crate::io::taken(p))
         .unwrap_or_else(|| dir.join(stem))
 }

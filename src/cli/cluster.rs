@@ -74,7 +74,7 @@ pub fn cluster(a: ClusterArgs) -> Result<()> {
     let name = a.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let json_path = a.out.with_file_name(format!("{}.json", name.trim_end_matches(".gz").trim_end_matches(".nii")));
     for p in [a.out, json_path.as_path()] {
-        if p.exists() {
+        if hepaview::io::taken(p) {
             bail!("{} already exists; choose another --out name (Hepaview never overwrites files)", p.display());
         }
     }
@@ -101,7 +101,7 @@ pub fn cluster(a: ClusterArgs) -> Result<()> {
         "note": alignment_note(&phases),
         "clusters": c.report,
     });
-    std::fs::write(&json_path, serde_json::to_string_pretty(&json)?)
+    hepaview::io::write_new_file(&json_path, serde_json::to_string_pretty(&json)?.as_bytes())
         .with_context(|| format!("writing {}", json_path.display()))?;
     println!(
         "cluster  {}  voxels    volume mL",

@@ -73,7 +73,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         "followup_mask.nii.gz",
     ] {
         let p = a.out.join(name);
-        if p.exists() {
+        if hepaview::io::taken(&p) {
             bail!("{} already exists; choose another --out folder (Hepaview never overwrites files)", p.display());
         }
     }

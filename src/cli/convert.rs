@@ -31,7 +31,7 @@ pub(crate) fn run(a: Args) -> Result<()> {
 }
 
 fn convert(path: &Path, series: Option<usize>, out: &Path, allow_single_slice: bool) -> Result<()> {
-    if out.exists() {
+    if hepaview::io::taken(out) {
         bail!("{} already exists; choose another output name (Hepaview never overwrites files)", out.display());
     }
     if !is_nifti(out) {

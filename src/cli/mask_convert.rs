@@ -111,12 +111,12 @@ pub fn mask_convert_with(
             if from == Format::Nifti { "NIfTI" } else { "DICOM SEG" }
         );
     }
-    if out.exists() {
+    if hepaview::io::taken(out) {
         bail!("{}: already exists; Hepaview never overwrites files, so choose another name", out.display());
     }
     // a NIfTI gets its label names beside it (ITK-SNAP's label description format)
     let sidecar = LabelTable::sidecar_path(out);
-    if to == Format::Nifti && sidecar.exists() {
+    if to == Format::Nifti && hepaview::io::taken(&sidecar) {
         bail!(
             "{}: already exists (the label names of {} would go there); Hepaview never overwrites files, so choose another output name or move that file away",
             sidecar.display(),
@@ -296,14 +296,7 @@ fn seg_label_table(labels: &[seg::SegLabel]) -> LabelTable {
 /// Writes `text` to a new file `path` (never over an existing one), through a temporary
 /// file beside it, so the file is whole or absent.
 fn write_new(path: &Path, text: &str) -> std::io::Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.part"));
-    std::fs::write(&tmp, text)?;
-    if path.exists() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists"));
-    }
-    std::fs::rename(&tmp, path)
+    hepaview::io::write_new_file(path, text.as_bytes())
 }
 
 fn describe(g: &Geometry) -> String {

@@ -234,7 +234,7 @@ impl PartialDir {
         }
         std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
         let path = parent.join(format!("{prefix}{}", std::process::id()));
-        if path.exists() {
+        if hepaview::io::taken(&path) {
             std::fs::remove_dir_all(&path).with_context(|| format!("removing the stale {}", path.display()))?;
         }
         std::fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
@@ -248,7 +248,7 @@ impl PartialDir {
         if out.is_dir() && std::fs::read_dir(out).map(|mut d| d.next().is_none()).unwrap_or(false) {
             let _ = std::fs::remove_dir(out);
         }
-        if out.exists() {
+        if hepaview::io::taken(out) {
             self.done = true; // keep the results
             bail!(
                 "{} appeared while registering and Hepaview never overwrites; the results are in {} (rename that folder yourself)",
@@ -417,7 +417,9 @@ fn register_cmd(
     }
     // The output checked first, so hours of work are not lost to a name clash at the end;
     // an empty folder (made by the user for it) is fine.
-    if out.exists() && !(out.is_dir() && std::fs::read_dir(out).map(|mut d| d.next().is_none()).unwrap_or(false)) {
+    if hepaview::io::taken(out)
+        && !(out.is_dir() && std::fs::read_dir(out).map(|mut d| d.next().is_none()).unwrap_or(false))
+    {
         bail!(
             "{} already exists; choose another --out folder (Hepaview never overwrites files or writes into a full folder)",
             out.display()

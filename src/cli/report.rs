@@ -75,7 +75,7 @@ pub fn report(a: ReportArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
     let files = ReportFiles::in_dir(a.out);
     for p in [&files.json, &files.csv, &files.html] {
-        if p.exists() {
+        if hepaview::io::taken(p) {
             bail!("{} already exists; choose another --out folder (Hepaview never overwrites files)", p.display());
         }
     }

@@ -53,8 +53,11 @@ pub(crate) struct Args {
 
 pub(crate) fn run(a: Args) -> Result<()> {
     let Args { paths, out, layout, slice_mm, window, size } = a;
-    if out.exists() {
+    if hepaview::io::taken(&out) {
         bail!("{} already exists; choose another output name (Hepaview never overwrites files)", out.display());
+    }
+    if !out.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
+        bail!("{}: screenshots are written as PNG; give a name ending in .png", out.display());
     }
     let layout = match layout {
         LayoutArg::Row => Layout::Row,
@@ -80,7 +83,9 @@ pub(crate) fn run(a: Args) -> Result<()> {
     let study = if paths.is_empty() { Study::demo(&phantom::PhantomOptions::default()) } else { Study::open(&paths)? };
     let opts = ScreenshotOptions { size, layout, z_mm: slice_mm, window, ..Default::default() };
     let img = app::screenshot::render(study, &opts).map_err(|e| anyhow::anyhow!("off-screen rendering failed: {e}"))?;
-    img.save(&out).with_context(|| format!("writing {}", out.display()))?;
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png).with_context(|| format!("encoding {}", out.display()))?;
+    hepaview::io::write_new_file(&out, png.get_ref()).with_context(|| format!("writing {}", out.display()))?;
     println!("{} ({}×{})", out.display(), img.width(), img.height());
     Ok(())
 }

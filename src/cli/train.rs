@@ -178,7 +178,7 @@ pub(crate) struct TrainArgs {
 /// Makes the training cases, trains with a progress bar, writes the best checkpoint to
 /// `--out` (and `<stem>.last.safetensors`, `<stem>.train.json` beside it).
 pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
-    if a.out.exists() && !a.force {
+    if hepaview::io::taken(&a.out) && !a.force {
         bail!("{} already exists; choose another output name, or --force to replace it (Hepaview never overwrites files unasked)", a.out.display());
     }
     if !(a.learning_rate.is_finite() && a.learning_rate > 0.0) {

@@ -66,7 +66,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(a: Args) -> Result<()> {
-    if a.out.exists() && !a.force {
+    if hepaview::io::taken(&a.out) && !a.force {
         bail!("{} already exists; choose another output name, or --force to replace it (Hepaview never overwrites files unasked)", a.out.display());
     }
     let features: Vec<usize> = parse_list(&a.features, "--features", "a whole number")?;

@@ -7,8 +7,8 @@
 //! world position of voxel `(0, 0, k)`, ImageOrientationPatient the row then column
 //! direction, PixelSpacing `[row spacing (sy), column spacing (sx)]`.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use dicom_core::value::{PrimitiveValue, C};
@@ -271,46 +271,13 @@ pub fn write_ct_series(vol: &CtVolume, meta: &SeriesMeta, dir: &Path) -> Result<
     Ok(paths)
 }
 
-/// Writes `bytes` to `path` without ever replacing an existing file: the data goes to a
-/// temporary sibling first, so a crash leaves no half-written `.dcm`, and is then
-/// hard-linked into place, which fails atomically if the target appeared meanwhile.
+/// Writes `bytes` to `path` without ever replacing anything there
+/// ([`crate::io::write_new_file`]: a temporary sibling, hard-linked into place).
 pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
-    let io_err = |source| WriteError::Io { path: path.to_path_buf(), source };
-    if path.exists() {
-        return Err(WriteError::Exists { path: path.to_path_buf() });
-    }
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    // an earlier write of this name that was killed left `.{name}.<pid>.tmp` behind
-    let prefix = format!(".{name}.");
-    if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
-        crate::io::remove_stale_temps(dir, |file| {
-            file.strip_prefix(prefix.as_str()).and_then(|r| r.strip_suffix(".tmp"))
-        });
-    }
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = File::options().write(true).create_new(true).open(&tmp).map_err(io_err)?;
-        f.write_all(bytes).map_err(io_err)?;
-        f.sync_all().map_err(io_err)?;
-        drop(f);
-        match fs::hard_link(&tmp, path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(WriteError::Exists { path: path.to_path_buf() }),
-            // Some file systems (FAT, certain network mounts) have no hard links: fall back
-            // to check-then-rename, which is only racy against a concurrent writer.
-            Err(_) => {
-                if path.exists() {
-                    Err(WriteError::Exists { path: path.to_path_buf() })
-                } else {
-                    fs::rename(&tmp, path).map_err(io_err)
-                }
-            }
-        }
-    })();
-    // Best effort: after a successful rename the temporary name is already gone.
-    let _ = fs::remove_file(&tmp);
-    result
+    crate::io::write_new_file(path, bytes).map_err(|source| match source.kind() {
+        io::ErrorKind::AlreadyExists => WriteError::Exists { path: path.to_path_buf() },
+        _ => WriteError::Io { path: path.to_path_buf(), source },
+    })
 }
 
 /// The attributes shared by every slice of the series.

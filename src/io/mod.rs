@@ -41,6 +41,49 @@ pub(crate) fn remove_stale_temps(dir: &std::path::Path, pid_of: impl Fn(&str) ->
     }
 }
 
+/// Whether anything is at `path`: a file, a folder, or a link, even one pointing nowhere
+/// (`Path::exists` follows links, so a dangling one looks free, and writing "through" it
+/// would replace the link).
+pub fn taken(path: &std::path::Path) -> bool {
+    path.symlink_metadata().is_ok()
+}
+
+/// Writes `bytes` as a new file at `path`, never replacing anything there (a dangling link
+/// included): to a hidden temporary sibling `.{name}.<pid>.tmp` first, fsynced, then
+/// hard-linked into place, which fails atomically if the name was taken meanwhile. A
+/// temporary that a killed write of the same name left is removed first. The error is
+/// `AlreadyExists` when the name is taken.
+pub fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let exists =
+        || std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists; Hepaview never overwrites files");
+    if taken(path) {
+        return Err(exists());
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let prefix = format!(".{name}.");
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    remove_stale_temps(dir, |file| file.strip_prefix(prefix.as_str()).and_then(|r| r.strip_suffix(".tmp")));
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::options().write(true).create_new(true).open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        match std::fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(exists()),
+            // Some file systems (FAT, certain network mounts) have no hard links: fall back
+            // to check-then-rename, which is only racy against a concurrent writer.
+            Err(_) if taken(path) => Err(exists()),
+            Err(_) => std::fs::rename(&tmp, path),
+        }
+    })();
+    // after a hard link the temporary is a second name to remove; after a rename it is gone
+    let _ = std::fs::remove_file(&tmp);
+    result
+}
+
 /// A soft problem found while reading: the data still loads, but the user should know.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Warning {

@@ -9,7 +9,6 @@ mod html;
 pub(crate) use html::esc;
 pub mod images;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::analysis::AlignedPhase;
@@ -65,7 +64,7 @@ impl ReportFiles {
 /// so a crash never leaves half a report under the final name.
 pub fn write_report(input: &ReportInput, dir: &Path) -> Result<ReportFiles, ReportError> {
     let files = ReportFiles::in_dir(dir);
-    if let Some(p) = files.all().into_iter().find(|p| p.exists()) {
+    if let Some(p) = files.all().into_iter().find(|p| crate::io::taken(p)) {
         return Err(ReportError::Exists(p.to_path_buf()));
     }
     std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { path: dir.to_path_buf(), source })?;
@@ -156,14 +155,10 @@ fn csv_bytes(input: &ReportInput) -> Result<Vec<u8>, String> {
 }
 
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let io = |source| ReportError::Io { path: path.to_path_buf(), source };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.part"));
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io)
+    crate::io::write_new_file(path, bytes).map_err(|source| match source.kind() {
+        std::io::ErrorKind::AlreadyExists => ReportError::Exists(path.to_path_buf()),
+        _ => ReportError::Io { path: path.to_path_buf(), source },
+    })
 }
 
 /// Colour of cluster `label` (1..=k) on a viridis-like ramp: clusters are numbered by

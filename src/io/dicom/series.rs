@@ -42,6 +42,60 @@ pub(super) fn group(headers: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Ve
     studies
 }
 
+/// The placed frames (four or more, sorted along `normal`) whose position lies off the
+/// straight line the others follow within the slice plane (a constant for a plain series,
+/// a slope for a gantry tilt) by more than a quarter pixel, with how far. The line is
+/// robust to a few such frames: its slope is the median over pairs of frames half the
+/// series apart, its offset the median. Nothing when half or more would be off: that is
+/// no straight series, and the tilt check speaks for it.
+fn off_the_line(frames: &[Frame], row: [f64; 3], col: [f64; 3], normal: [f64; 3]) -> Vec<(Frame, f64)> {
+    let n = frames.len();
+    if n < 4 || frames.iter().any(|f| !f.placed) {
+        return Vec::new();
+    }
+    let origin = frames[0].position_mm;
+    let at: Vec<[f64; 3]> = frames
+        .iter()
+        .map(|f| {
+            let d = sub(f.position_mm, origin);
+            [dot(normal, d), dot(row, d), dot(col, d)]
+        })
+        .collect();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        let m = v.len() / 2;
+        if v.len() % 2 == 1 {
+            v[m]
+        } else {
+            0.5 * (v[m - 1] + v[m])
+        }
+    };
+    let half = n / 2;
+    let mut residual = vec![0.0f64; n];
+    for axis in [1, 2] {
+        let slopes: Vec<f64> = (0..n - half)
+            .filter(|&i| (at[i + half][0] - at[i][0]).abs() > 1e-6)
+            .map(|i| (at[i + half][axis] - at[i][axis]) / (at[i + half][0] - at[i][0]))
+            .collect();
+        if slopes.is_empty() {
+            return Vec::new();
+        }
+        let slope = median(slopes);
+        let offset = median(at.iter().map(|p| p[axis] - slope * p[0]).collect());
+        for (r, p) in residual.iter_mut().zip(&at) {
+            *r = r.hypot(p[axis] - slope * p[0] - offset);
+        }
+    }
+    let [sy, sx] = frames[0].pixel_spacing_mm;
+    let tolerance = 0.25 * sy.min(sx).max(1e-3);
+    let off: Vec<(Frame, f64)> =
+        frames.iter().zip(&residual).filter(|(_, &r)| r > tolerance).map(|(f, &r)| (f.clone(), r)).collect();
+    if 2 * off.len() >= n {
+        return Vec::new();
+    }
+    off
+}
+
 fn round_key(v: f64, step: f64) -> i64 {
     (v / step).round() as i64
 }
@@ -236,8 +290,13 @@ fn plan_series(files: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Option<Se
         let mut steps: Vec<f64> =
             frames.windows(2).map(|w| dot(normal, sub(w[1].position_mm, w[0].position_mm))).collect();
         steps.sort_by(|a, b| a.total_cmp(b));
-        let upper_median = steps[steps.len() / 2];
-        let typical = frames[0].slice_thickness_mm.unwrap_or(0.0).max(upper_median);
+        // The series' step: the median of the steps longer than a fifth of the slice
+        // thickness (interleaved copies a hair apart make half the steps tiny), or of all
+        // steps when none is (thick slices reconstructed closely overlapping, 5 mm every
+        // 0.8 mm, are a series of their own, not copies).
+        let thickness = frames[0].slice_thickness_mm.unwrap_or(0.0);
+        let long: Vec<f64> = steps.iter().copied().filter(|s| *s > 0.2 * thickness).collect();
+        let typical = if long.is_empty() { steps[steps.len() / 2] } else { long[long.len() / 2] };
         let mut kept_frames: Vec<Frame> = Vec::with_capacity(frames.len());
         let mut near = 0usize;
         for f in frames {
@@ -264,6 +323,19 @@ fn plan_series(files: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Option<Se
             ));
         }
         frames = kept_frames;
+    }
+    // One slice shifted within its plane (a damaged position) lies on no grid the others
+    // make, and a shifted first or last slice would pass for a gantry tilt: set it aside.
+    for (f, off_mm) in off_the_line(&frames, row, col, normal) {
+        series_warnings.push(Warning::new(
+            &f.path,
+            format!("set aside: ImagePositionPatient lies {off_mm:.2} mm off the line of the other slices, within the slice plane"),
+            "the other slices make the volume; the gap is interpolated",
+        ));
+        if !set_aside.contains(&f.path) {
+            set_aside.push(f.path.clone());
+        }
+        frames.retain(|g| !(g.path == f.path && g.frame == f.frame));
     }
     if frames.iter().any(|f| !f.placed) {
         series_warnings.push(Warning::new(

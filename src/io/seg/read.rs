@@ -69,6 +69,15 @@ pub fn read_seg(path: &Path, reference: Option<&Geometry>) -> Result<SegRead, Se
         return Err(malformed(format!("{n_frames} frames of {rows}×{cols} is implausibly large")));
     }
 
+    // every frame needs its own functional group (its segment and position): a count that
+    // claims more frames than the file describes is damaged, and is not reserved for
+    let described = obj.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|e| e.items()).map_or(1, |i| i.len());
+    if n_frames > described.max(1) {
+        return Err(malformed(format!(
+            "NumberOfFrames is {n_frames} but the file describes {described} frame(s) (PerFrameFunctionalGroupsSequence)"
+        )));
+    }
+
     let segments = read_segments(&obj);
     if segments.is_empty() {
         return Err(malformed("no SegmentSequence".into()));
