@@ -963,3 +963,35 @@ fn replace_own_text(path: &Path, text: &str) -> Result<(), String> {
     let _ = std::fs::remove_file(&tmp);
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A save killed between writing its temporary and renaming it left a whole file under
+    /// a hidden name; the next save of that name removes it (its process is gone) instead
+    /// of being refused by it, and leaves a running process's temporary alone.
+    #[test]
+    fn a_killed_saves_temporary_is_removed_by_the_next_save_of_that_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mask.nii.gz");
+        // pid 4194304 is above Linux's pid_max: gone; pid 1 is running
+        let stale = dir.path().join(".mask.nii.gz.4194304.part.nii.gz");
+        let live = dir.path().join(".mask.nii.gz.1.part.nii.gz");
+        for f in [&stale, &live] {
+            std::fs::write(f, b"x").unwrap();
+        }
+        let g = crate::volume::Geometry::axis_aligned([2, 3, 4], [1.0; 3], [0.0; 3]);
+        let mask: crate::volume::Mask = crate::volume::Volume::filled(g, 1u8);
+        std::fs::write(&path, b"an earlier save").unwrap();
+        replace_own(&path, &mask, "nii.gz").unwrap();
+        assert!(!stale.exists(), "the killed save's temporary is removed");
+        assert!(live.exists(), "a running save's temporary is left");
+        assert!(crate::io::nifti::read_mask(&path).is_ok(), "the save replaced the earlier one");
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "only the save and the live temporary: {names:?}");
+    }
+}
