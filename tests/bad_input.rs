@@ -756,6 +756,37 @@ fn pixel_data_longer_than_the_header_says_is_refused() {
     }
 }
 
+/// Issue 25: `info` on a NIfTI read the whole volume (a 300 MB file of zeros: 929 MB). It
+/// reads the header only: a 3.4 GB volume (a sparse file of zeros) is described in a
+/// 1 GiB address space, where reading its voxels could not even start.
+#[test]
+fn info_on_a_large_nifti_reads_its_header_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.nii");
+    let (nx, ny, nz) = (2048i16, 2048i16, 400i16);
+    let mut h = vec![0u8; 352];
+    h[0..4].copy_from_slice(&348i32.to_le_bytes());
+    for (i, d) in [3i16, nx, ny, nz, 1, 1, 1, 1].iter().enumerate() {
+        h[40 + 2 * i..42 + 2 * i].copy_from_slice(&d.to_le_bytes());
+    }
+    h[70..72].copy_from_slice(&4i16.to_le_bytes()); // int16
+    h[72..74].copy_from_slice(&16i16.to_le_bytes());
+    for (i, p) in [1.0f32, 0.8, 0.8, 2.5].iter().enumerate() {
+        h[76 + 4 * i..80 + 4 * i].copy_from_slice(&p.to_le_bytes());
+    }
+    h[108..112].copy_from_slice(&352f32.to_le_bytes()); // vox_offset
+    h[112..116].copy_from_slice(&1f32.to_le_bytes()); // scl_slope
+    h[252..254].copy_from_slice(&1i16.to_le_bytes()); // qform_code: scanner
+    h[344..348].copy_from_slice(b"n+1\0");
+    std::fs::write(&path, &h).unwrap();
+    let bytes = 352 + 2 * nx as u64 * ny as u64 * nz as u64;
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(bytes).unwrap();
+    let out = hepaview_in_1_gib(&["info".as_ref(), path.as_os_str()]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("2048") && text.contains("400"), "{text}");
+}
+
 /// `bytes` with a private element (0009,1010) OB inserted before its Pixel Data, claiming
 /// 3.7 GB of value the file does not hold (the fuzzer's case: a damaged length).
 fn with_a_gigabyte_claim_before_the_pixels(bytes: &[u8]) -> Vec<u8> {
