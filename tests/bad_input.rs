@@ -806,6 +806,32 @@ fn hepaview_in_1_gib(args: &[&std::ffi::OsStr]) -> std::process::Output {
     cmd.output().unwrap()
 }
 
+/// The fuzzer's third class (2026-12-07): "DICM" with no meta group, then a data set whose
+/// element after the pixels claims gigabytes. Such a bare data set is read whole, even for
+/// its header, so the check walks past the pixels too (it stopped at them: 1.2 s, 2.2 GB).
+#[test]
+fn a_bare_data_set_claiming_gigabytes_after_its_pixels_is_refused() {
+    let Some(odd) = odd() else { return };
+    let slice = std::fs::read(&series_ok(&odd)[0]).unwrap();
+    // the meta group's length is the value of (0002,0000), UL, right after "DICM"
+    assert_eq!(&slice[132..136], &[0x02, 0x00, 0x00, 0x00]);
+    let meta_end = 144 + u32::from_le_bytes(slice[140..144].try_into().unwrap()) as usize;
+    let mut bare = slice[..132].to_vec();
+    bare.extend_from_slice(&slice[meta_end..]);
+    bare.extend_from_slice(&[0x09, 0x00, 0x10, 0x10, b'O', b'B', 0, 0]);
+    bare.extend_from_slice(&0xDE00_0000u32.to_le_bytes());
+    bare.extend_from_slice(&[0; 16]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bare.dcm"), &bare).unwrap();
+    let out = hepaview_in_1_gib(&["info".as_ref(), dir.path().as_os_str()]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("bare.dcm") && text.contains("(0009,1010)") && text.contains("claims 3724541952 bytes"),
+        "{text}"
+    );
+}
+
 #[test]
 fn an_element_claiming_gigabytes_the_file_lacks_is_refused_before_they_are_reserved() {
     let Some(odd) = odd() else { return };

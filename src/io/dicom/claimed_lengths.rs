@@ -227,6 +227,18 @@ impl Walker {
             } else if enc.explicit {
                 let (length, vr) = self.explicit_header(enc.big_endian)?;
                 if length == UNDEFINED && &vr != b"SQ" && (group, element) != PIXEL_DATA {
+                    if never_undefined(&vr) {
+                        // a value that can only have a defined length (a damaged sequence
+                        // header, say): dicom-rs takes 0xFFFFFFFF as its length and fills
+                        // gigabytes before it meets the end of the file
+                        return Ok(Some(Overrun {
+                            group,
+                            element,
+                            offset: at,
+                            claimed: u64::from(UNDEFINED),
+                            left: self.left(),
+                        }));
+                    }
                     // UN (or letters read as UN) of undefined length holds implicit VR
                     // elements up to its delimiter; rather than follow the switch, stop
                     return Ok(None);
@@ -255,6 +267,12 @@ impl Walker {
         }
         Ok(None)
     }
+}
+
+/// Value representations with a 4-byte length that the standard never lets be undefined
+/// (only SQ, UN, and OB/OW of encapsulated pixel data may be).
+fn never_undefined(vr: &[u8; 2]) -> bool {
+    matches!(vr, b"OD" | b"OF" | b"OL" | b"OV" | b"SV" | b"UV" | b"UC" | b"UR" | b"UT")
 }
 
 #[cfg(test)]
@@ -450,5 +468,25 @@ mod tests {
         assert_eq!(check(&file, Start::Meta { offset: 132 }, true), None);
         let file = part10("1.2.840.10008.1.2.1", &overrun);
         assert!(check(&file, Start::Meta { offset: 132 }, true).is_some());
+    }
+
+    /// The fuzzer's second slow class: a sequence whose VR letters were damaged into OD
+    /// keeps its undefined length, which dicom-rs then reads as 4 GB of value (7 s and
+    /// 3.6 GB before this). An OD, OF, UT … of undefined length is refused; a sequence
+    /// and encapsulated pixel data of undefined length are walked as before.
+    #[test]
+    fn a_value_that_may_never_be_undefined_in_length_is_refused() {
+        let mut ds = explicit_le(0x0062, 0x0002, b"OD", &[], Some(UNDEFINED));
+        ds.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        ds.extend(explicit_le(0x0062, 0x0004, b"US", &[1, 0], None));
+        let file = part10("1.2.840.10008.1.2.1", &ds);
+        let o = check(&file, Start::Meta { offset: 132 }, true).expect("refused");
+        assert_eq!((o.group, o.element, o.claimed), (0x0062, 0x0002, u64::from(UNDEFINED)));
+        let mut sq = explicit_le(0x0062, 0x0002, b"SQ", &[], Some(UNDEFINED));
+        sq.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        sq.extend(explicit_le(0x0062, 0x0004, b"US", &[1, 0], None));
+        sq.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0, 0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        let file = part10("1.2.840.10008.1.2.1", &sq);
+        assert_eq!(check(&file, Start::Meta { offset: 132 }, true), None);
     }
 }

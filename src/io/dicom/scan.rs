@@ -247,7 +247,10 @@ fn check_claimed_lengths(path: &Path, layout: Layout, until_pixels: bool) -> Res
         Layout::MetaNoPreamble => Start::Meta { offset: 0 },
         Layout::Bare { explicit, offset } => Start::Dataset { offset, explicit },
     };
-    match find_overrun(path, start, until_pixels) {
+    // a bare data set is read whole by dicom-rs even for its header (there is no
+    // read-until for it), so every element of it is checked
+    let stop_at_pixels = until_pixels && !matches!(layout, Layout::Bare { .. });
+    match find_overrun(path, start, stop_at_pixels) {
         Ok(None) => Ok(()),
         Ok(Some(overrun)) => Err(DicomError::Read { path: path.to_path_buf(), message: overrun.to_string() }),
         Err(source) => Err(DicomError::Io { path: path.to_path_buf(), source }),
