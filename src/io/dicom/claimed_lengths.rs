@@ -8,9 +8,12 @@
 //! that fails it is refused before anything of its claimed size is reserved.
 //!
 //! It reads headers the way dicom-rs does (VR letters that name no VR are UN, with a
-//! 4-byte length) and only refuses a length that dicom-rs would then fail to read. What it
-//! cannot follow (a deflated data set, a missing transfer syntax, UN of undefined length,
-//! whose contents switch to implicit VR) ends the check and leaves the file to dicom-rs.
+//! 4-byte length; the meta group by its group length; the contents of UN of undefined
+//! length in implicit VR up to its delimiter; implicit sequences by the standard
+//! dictionary) and only refuses a length that dicom-rs would then fail to read, or an
+//! undefined length on a VR that may never have one. What it cannot follow (a deflated
+//! data set, a missing transfer syntax, OB/OW of undefined length outside Pixel Data) ends
+//! the check and leaves the file to dicom-rs.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -149,10 +152,27 @@ impl Walker {
     /// group starts. Returns the transfer syntax it names.
     fn walk_meta(&mut self) -> std::io::Result<MetaEnd> {
         let mut transfer_syntax = None;
+        // dicom-rs reads the group by its length, (0002,0000), when it comes first: an
+        // element in it whose group number is damaged is still read as meta, and the
+        // transfer syntax after it still counts
+        let mut meta_end = None;
+        if self.left() >= 12 {
+            let at = self.pos;
+            let head = self.bytes::<8>()?;
+            if head[..4] == [0x02, 0x00, 0x00, 0x00] && &head[4..6] == b"UL" && head[6..8] == [4, 0] {
+                let length = u64::from(self.u32(false)?);
+                meta_end = Some(self.pos.saturating_add(length));
+            } else {
+                self.seek_to(at)?;
+            }
+        }
         while self.left() >= 8 {
             let at = self.pos;
+            if meta_end.is_some_and(|end| at >= end) {
+                break;
+            }
             let group = self.u16(false)?;
-            if group != 0x0002 {
+            if group != 0x0002 && meta_end.is_none() {
                 self.seek_to(at)?;
                 break;
             }
@@ -206,15 +226,21 @@ impl Walker {
     /// Inside encapsulated pixel data the items are fragments, so they are skipped too.
     fn walk(
         &mut self,
-        enc: Encoding,
+        outer: Encoding,
         stop_at_pixel_data: bool,
         mut in_fragments: bool,
     ) -> std::io::Result<Option<Overrun>> {
+        // Inside UN of undefined length the elements are implicit VR little endian up to
+        // its sequence delimiter, as dicom-rs reads them: `un_depth` counts the open
+        // undefined-length sequences since the switch (0: not inside one).
+        let implicit = Encoding { explicit: false, big_endian: false };
+        let mut un_depth = 0usize;
         while self.left() >= 8 {
+            let enc = if un_depth > 0 { implicit } else { outer };
             let at = self.pos;
             let group = self.u16(enc.big_endian)?;
             let element = self.u16(enc.big_endian)?;
-            if stop_at_pixel_data && (group, element) == PIXEL_DATA {
+            if stop_at_pixel_data && un_depth == 0 && (group, element) == PIXEL_DATA {
                 return Ok(None);
             }
             // items and delimiters carry no VR in any encoding
@@ -222,10 +248,20 @@ impl Walker {
                 let length = self.u32(enc.big_endian)?;
                 if element == SEQUENCE_DELIMITER {
                     in_fragments = false;
+                    un_depth = un_depth.saturating_sub(1);
                 }
                 (length, element == ITEM && !in_fragments)
             } else if enc.explicit {
                 let (length, vr) = self.explicit_header(enc.big_endian)?;
+                if length != UNDEFINED && u64::from(length) <= self.left() {
+                    if let Some(size) = binary_value_size(&vr) {
+                        // dicom-rs reads whole numbers of values and leaves a remainder
+                        // (an AT of 10 bytes: two tags) unread, so the next header starts
+                        // inside this value, and so does the walk
+                        self.skip(u64::from(length) / size * size)?;
+                        continue;
+                    }
+                }
                 if length == UNDEFINED && &vr != b"SQ" && (group, element) != PIXEL_DATA {
                     if never_undefined(&vr) {
                         // a value that can only have a defined length (a damaged sequence
@@ -239,17 +275,26 @@ impl Walker {
                             left: self.left(),
                         }));
                     }
-                    // UN (or letters read as UN) of undefined length holds implicit VR
-                    // elements up to its delimiter; rather than follow the switch, stop
-                    return Ok(None);
+                    if matches!(&vr, b"OB" | b"OW") {
+                        // encapsulated data outside Pixel Data: left to dicom-rs
+                        return Ok(None);
+                    }
+                    // UN (or letters read as UN): a sequence in implicit VR follows
+                    un_depth = 1;
+                    continue;
                 }
                 (length, &vr == b"SQ")
             } else {
-                (self.u32(enc.big_endian)?, false)
+                let length = self.u32(enc.big_endian)?;
+                if length == UNDEFINED && un_depth > 0 {
+                    un_depth += 1;
+                }
+                // implicit VR: the dictionary says which elements are sequences
+                (length, is_sequence(group, element))
             };
             if length == UNDEFINED {
                 // a sequence, an item, or encapsulated pixel data: its contents follow
-                if (group, element) == PIXEL_DATA {
+                if (group, element) == PIXEL_DATA && un_depth == 0 {
                     in_fragments = true;
                 }
                 continue;
@@ -269,6 +314,25 @@ impl Walker {
     }
 }
 
+/// The size of one value of a binary VR, which dicom-rs reads as a whole number of them.
+fn binary_value_size(vr: &[u8; 2]) -> Option<u64> {
+    match vr {
+        b"US" | b"SS" | b"OW" => Some(2),
+        b"AT" | b"UL" | b"SL" | b"FL" | b"OF" | b"OL" => Some(4),
+        b"FD" | b"OD" | b"SV" | b"UV" | b"OV" => Some(8),
+        _ => None,
+    }
+}
+
+/// Whether the standard dictionary names `(group, element)` a sequence (implicit VR data
+/// carries no VR letters; dicom-rs reads a known sequence's items one by one).
+fn is_sequence(group: u16, element: u16) -> bool {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+    dicom_dictionary_std::StandardDataDictionary
+        .by_tag(dicom_core::Tag(group, element))
+        .is_some_and(|e| e.vr() == VirtualVr::Exact(dicom_core::VR::SQ))
+}
+
 /// Value representations with a 4-byte length that the standard never lets be undefined
 /// (only SQ, UN, and OB/OW of encapsulated pixel data may be).
 fn never_undefined(vr: &[u8; 2]) -> bool {
@@ -285,7 +349,7 @@ mod tests {
         out.extend_from_slice(&element.to_le_bytes());
         out.extend_from_slice(vr);
         let n = claimed.unwrap_or(value.len() as u32);
-        if matches!(vr, b"CS" | b"LO" | b"PN" | b"SH" | b"UI" | b"US") {
+        if matches!(vr, b"AT" | b"CS" | b"LO" | b"PN" | b"SH" | b"UI" | b"UL" | b"US") {
             out.extend_from_slice(&(n as u16).to_le_bytes());
         } else {
             out.extend_from_slice(&[0, 0]);
@@ -454,9 +518,9 @@ mod tests {
     }
 
     #[test]
-    fn un_of_undefined_length_and_deflated_data_sets_end_the_check_without_a_refusal() {
-        // UN of undefined length: implicit VR inside, which read as explicit would claim
-        // absurd lengths
+    fn a_sound_un_of_undefined_length_and_a_deflated_data_set_are_not_refused() {
+        // UN of undefined length: implicit VR inside (read as explicit it would claim
+        // absurd lengths), walked as such up to its delimiter
         let mut ds = explicit_le(0x0009, 0x1010, b"UN", &[], Some(UNDEFINED));
         ds.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
         ds.extend_from_slice(&[0x09, 0x00, 0x11, 0x10, 0x04, 0x00, 0x00, 0x00, b'a', b'b', b'c', b'd']);
@@ -488,5 +552,68 @@ mod tests {
         sq.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0, 0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
         let file = part10("1.2.840.10008.1.2.1", &sq);
         assert_eq!(check(&file, Start::Meta { offset: 132 }, true), None);
+    }
+
+    /// The fuzzer's fourth class: a meta group whose (0002,0000) length covers an element
+    /// with a damaged group number. dicom-rs reads the group by its length and finds the
+    /// transfer syntax after that element; the check stopped at it and let a data set
+    /// element claiming 1.4 GB through (0.7 s, 1.4 GB for a 2 kB file).
+    #[test]
+    fn the_meta_group_is_read_by_its_length_as_dicom_rs_reads_it() {
+        let mut meta = explicit_le(0x0002, 0x0001, b"OB", &[0, 1], None);
+        meta.extend(explicit_le(0x0A02, 0x0002, b"UI", b"1.2.840.10008.5.1.4.1.1.2\0", None));
+        meta.extend(explicit_le(0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1\0", None));
+        let mut file = vec![0u8; 128];
+        file.extend_from_slice(b"DICM");
+        file.extend(explicit_le(0x0002, 0x0000, b"UL", &(meta.len() as u32).to_le_bytes(), None));
+        file.extend(meta);
+        file.extend(explicit_le(0x0009, 0x1010, b"OB", &[], Some(1_459_625_984)));
+        file.extend_from_slice(&[0; 64]);
+        let o = check(&file, Start::Meta { offset: 132 }, true).expect("refused");
+        assert_eq!((o.group, o.element, o.claimed), (0x0009, 0x1010, 1_459_625_984));
+    }
+
+    /// The fuzzer's fifth class: UN of undefined length (VR letters damaged into ones that
+    /// name no VR), holding implicit VR elements, one of which claims more than the file
+    /// holds. dicom-rs follows the switch to implicit VR and reserves the claim (0.3-0.6 s,
+    /// 0.8-1.2 GB for 8-47 kB files); the check now follows it too.
+    #[test]
+    fn inside_un_of_undefined_length_the_implicit_elements_are_checked() {
+        let mut ds = explicit_le(0x0009, 0x1010, b"UN", &[], Some(UNDEFINED));
+        ds.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        // implicit: tag, 4-byte length
+        ds.extend_from_slice(&[0x09, 0x00, 0x11, 0x10]);
+        ds.extend_from_slice(&1_000_000u32.to_le_bytes());
+        ds.extend_from_slice(&[0; 32]);
+        let file = part10("1.2.840.10008.1.2.1", &ds);
+        let o = check(&file, Start::Meta { offset: 132 }, true).expect("refused");
+        assert_eq!((o.group, o.element, o.claimed), (0x0009, 0x1011, 1_000_000));
+        // after the UN's delimiter the walk is explicit again
+        let mut ds = explicit_le(0x0009, 0x1010, b"UN", &[], Some(UNDEFINED));
+        ds.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        ds.extend_from_slice(&[0x09, 0x00, 0x11, 0x10, 0x04, 0x00, 0x00, 0x00, b'a', b'b', b'c', b'd']);
+        ds.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0, 0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        ds.extend(explicit_le(0x0010, 0x0010, b"PN", b"DOE^J ", None));
+        ds.extend(explicit_le(0x0011, 0x1010, b"OB", &[], Some(2_000_000)));
+        let file = part10("1.2.840.10008.1.2.1", &ds);
+        let o = check(&file, Start::Meta { offset: 132 }, true).expect("refused");
+        assert_eq!((o.group, o.element), (0x0011, 0x1010));
+    }
+
+    /// The fuzzer's sixth class: an AT of 10 bytes. dicom-rs reads two tags and leaves two
+    /// bytes, so its next header starts inside the value and one of the elements it then
+    /// reads claims 876 MB (0.4 s, 865 MB for a 7 kB file). The walk reads as it does.
+    #[test]
+    fn a_binary_value_of_a_broken_size_is_walked_as_dicom_rs_reads_it() {
+        // AT of length 10: 8 bytes read, then "12" + (0018,…) is read as tag (3231,0018)
+        let mut ds = explicit_le(0x0018, 0x1110, b"AT", &[0, 0, 0, 0, 0, 0, 0, 0, b'1', b'2'], Some(10));
+        // what dicom-rs reads next: group 0x3231 from "12", element 0x0018, VR letters
+        // that name no VR, reserved, then a 4-byte length of 875,888,650
+        ds.extend_from_slice(&[0x18, 0x00, b'?', b'?', 0, 0]);
+        ds.extend_from_slice(&875_888_650u32.to_le_bytes());
+        ds.extend_from_slice(&[0; 40]);
+        let file = part10("1.2.840.10008.1.2.1", &ds);
+        let o = check(&file, Start::Meta { offset: 132 }, true).expect("refused");
+        assert_eq!((o.group, o.element, o.claimed), (0x3231, 0x0018, 875_888_650));
     }
 }
