@@ -332,10 +332,12 @@ fn plan_series(files: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Option<Se
             format!("set aside: ImagePositionPatient lies {off_mm:.2} mm off the line of the other slices, within the slice plane"),
             "the other slices make the volume; the gap is interpolated",
         ));
-        if !set_aside.contains(&f.path) {
+        frames.retain(|g| !(g.path == f.path && g.frame == f.frame));
+        // a file is set aside when none of its frames is left (a multi-frame file keeps
+        // its other frames)
+        if !set_aside.contains(&f.path) && !frames.iter().any(|g| g.path == f.path) {
             set_aside.push(f.path.clone());
         }
-        frames.retain(|g| !(g.path == f.path && g.frame == f.frame));
     }
     if frames.iter().any(|f| !f.placed) {
         series_warnings.push(Warning::new(
