@@ -70,18 +70,27 @@ pub fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<(
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
-        match std::fs::hard_link(&tmp, path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(exists()),
-            // Some file systems (FAT, certain network mounts) have no hard links: fall back
-            // to check-then-rename, which is only racy against a concurrent writer.
-            Err(_) if taken(path) => Err(exists()),
-            Err(_) => std::fs::rename(&tmp, path),
-        }
+        link_new(&tmp, path)
     })();
     // after a hard link the temporary is a second name to remove; after a rename it is gone
     let _ = std::fs::remove_file(&tmp);
     result
+}
+
+/// Gives the finished temporary `tmp` the name `path`, never replacing anything there: a
+/// hard link, which fails atomically when the name is taken (an `AlreadyExists` error).
+/// Some file systems (FAT, certain network mounts) have no hard links: there the name is
+/// checked and `tmp` renamed, which is only racy against a concurrent writer. After a
+/// link `tmp` is still there for the caller to remove; after a rename it is gone.
+pub(crate) fn link_new(tmp: &std::path::Path, path: &std::path::Path) -> std::io::Result<()> {
+    let exists =
+        || std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists; Hepaview never overwrites files");
+    match std::fs::hard_link(tmp, path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(exists()),
+        Err(_) if taken(path) => Err(exists()),
+        Err(_) => std::fs::rename(tmp, path),
+    }
 }
 
 /// A soft problem found while reading: the data still loads, but the user should know.

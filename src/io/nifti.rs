@@ -506,20 +506,17 @@ fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<(), nifti::Nift
         return Err(e);
     }
     let write_err = |source| NiftiError::Write { path: path.to_path_buf(), source };
-    match std::fs::hard_link(&tmp, path) {
-        Ok(()) => std::fs::remove_file(&tmp).map_err(write_err),
+    match super::link_new(&tmp, path) {
+        // linked: the temporary is a second name to remove (renamed: it is gone)
+        Ok(()) => match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other.map_err(write_err),
+        },
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             let _ = std::fs::remove_file(&tmp);
             Err(NiftiError::Exists { path: path.to_path_buf() })
         }
-        // a file system without hard links: rename, the name checked just before
-        Err(_) => {
-            if let Err(e) = refuse_existing(path) {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
-            std::fs::rename(&tmp, path).map_err(write_err)
-        }
+        Err(e) => Err(write_err(e)),
     }
 }
 

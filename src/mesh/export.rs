@@ -336,15 +336,11 @@ fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// Gives the finished temporary file its name, failing if the name is taken.
+/// Gives the finished temporary file its name, failing if the name is taken
+/// ([`crate::io::link_new`]).
 fn link_new(tmp: &Path, target: &Path) -> Result<(), MeshError> {
-    match std::fs::hard_link(tmp, target) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Err(MeshError::Exists { path: target.to_path_buf() })
-        }
-        Err(_) if target.symlink_metadata().is_ok() => Err(MeshError::Exists { path: target.to_path_buf() }),
-        // No hard links here (some network and FAT file systems): rename, having checked.
-        Err(_) => std::fs::rename(tmp, target).map_err(|e| MeshError::Io { path: target.to_path_buf(), source: e }),
-    }
+    crate::io::link_new(tmp, target).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => MeshError::Exists { path: target.to_path_buf() },
+        _ => MeshError::Io { path: target.to_path_buf(), source: e },
+    })
 }
