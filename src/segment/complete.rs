@@ -71,13 +71,26 @@ pub fn complete_liver_ends(mask: &mut Mask, ct: &CtVolume, opts: &CompleteOption
     let original = mask.data.slice(s![z0..z1, y0..y1, x0..x1]).mapv(|l| l > 0);
     let mut out = original.clone();
     let (bz, by, bx) = out.dim();
-    // liver-like, and within `reach` slices of the network's liver in its own column
+    // within `reach` slices of the network's liver in its own column (one pass up and one
+    // down each column, so thin slices cost no more), then not liver yet and liver-like
     let mut candidate = Array3::from_elem((bz, by, bx), false);
+    for j in 0..by {
+        for i in 0..bx {
+            let mut last = None;
+            for k in 0..bz {
+                last = if original[[k, j, i]] { Some(k) } else { last };
+                candidate[[k, j, i]] = last.is_some_and(|q| k - q <= reach);
+            }
+            let mut next = None;
+            for k in (0..bz).rev() {
+                next = if original[[k, j, i]] { Some(k) } else { next };
+                candidate[[k, j, i]] |= next.is_some_and(|q| q - k <= reach);
+            }
+        }
+    }
     for ((k, j, i), c) in candidate.indexed_iter_mut() {
-        let near = (k.saturating_sub(reach)..(k + reach + 1).min(bz)).any(|q| original[[q, j, i]]);
-        *c = near
-            && !original[[k, j, i]]
-            && smooth3(&ct.data, (k + z0, j + y0, i + x0)).is_some_and(|v| band.contains(v));
+        *c =
+            *c && !original[[k, j, i]] && smooth3(&ct.data, (k + z0, j + y0, i + x0)).is_some_and(|v| band.contains(v));
     }
     let mut added = 0usize;
     for _ in 0..opts.max_rounds {
