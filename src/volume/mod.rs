@@ -9,7 +9,10 @@
 use ndarray::{Array2, Array3, Axis};
 use rayon::prelude::*;
 
+pub mod progress;
 pub mod region;
+
+pub use progress::{no_progress, Progress};
 
 /// A point or vector in LPS millimetres: `[x (→L), y (→P), z (→S)]`.
 pub type Lps = [f64; 3];

@@ -1,11 +1,11 @@
 //! The document the app and the CLI work on: the phases of one study (each a CT volume
 //! with its detected phase and why), the label mask if any, and what went wrong while
-//! loading. Opening goes through `io`; nothing here draws.
+//! loading. Opening goes through `io`; nothing here draws. [`job`]: long work on worker
+//! threads with progress and cancel.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::io::dicom::{self, DicomError, StudyInfo};
 use crate::io::nifti::{self, NiftiError};
@@ -14,101 +14,21 @@ use crate::io::Warning;
 use crate::phantom::{self, PhantomOptions};
 use crate::volume::{CtVolume, Mask};
 
+pub mod edits;
+pub mod job;
+pub mod reading;
+pub mod visits;
+
+pub use crate::volume::Progress;
+pub use job::{take_ended, Ended, Job};
+/// [`Progress`] under the name it had before it moved to `volume` (still used by
+/// `follow_up::compare` and `app::follow_up`).
+pub use crate::volume::Progress as ProgressFn;
+
 /// A fresh key for data uploaded to the GPU: new data, new key.
 pub fn next_key() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Reports progress of a long job and says whether to go on: `report(fraction, message)`
-/// returns `false` once the user has cancelled.
-pub type ProgressFn<'a> = &'a (dyn Fn(f32, &str) -> bool + Sync);
-
-/// A long piece of work on a worker thread, with a progress fraction, a message and a
-/// cancel flag the UI can poll every frame without blocking.
-pub struct Job<T> {
-    state: Arc<Mutex<(f32, String)>>,
-    cancel: Arc<AtomicBool>,
-    handle: Option<JoinHandle<Result<T, String>>>,
-    pub title: String,
-}
-
-/// How a job taken out of its slot by [`take_ended`] ended.
-pub enum Ended<T> {
-    Done(T),
-    Failed(String),
-    /// The user cancelled it (whatever error the work returned on the way out).
-    Cancelled,
-}
-
-/// The job in `slot` once it has ended, taken out of the slot so a panel can start
-/// another; `None` while it runs or when there is none.
-pub fn take_ended<T: Send + 'static>(slot: &mut Option<Job<T>>) -> Option<Ended<T>> {
-    let job = slot.as_mut()?;
-    let result = job.try_finish()?;
-    let cancelled = job.is_cancelled();
-    *slot = None;
-    Some(match result {
-        Ok(v) => Ended::Done(v),
-        Err(_) if cancelled => Ended::Cancelled,
-        Err(e) => Ended::Failed(e),
-    })
-}
-
-impl<T: Send + 'static> Job<T> {
-    /// Runs `work` on a new thread; it gets a progress function to call often.
-    pub fn spawn(
-        title: impl Into<String>,
-        work: impl FnOnce(ProgressFn) -> Result<T, String> + Send + 'static,
-    ) -> Job<T> {
-        let state = Arc::new(Mutex::new((0.0, String::from("starting…"))));
-        let cancel = Arc::new(AtomicBool::new(false));
-        let (st, ca) = (Arc::clone(&state), Arc::clone(&cancel));
-        let handle = std::thread::spawn(move || {
-            let report = move |f: f32, m: &str| {
-                if let Ok(mut g) = st.lock() {
-                    *g = (f.clamp(0.0, 1.0), m.to_string());
-                }
-                !ca.load(Ordering::Relaxed)
-            };
-            work(&report)
-        });
-        Job { state, cancel, handle: Some(handle), title: title.into() }
-    }
-
-    /// (fraction 0…1, message).
-    pub fn progress(&self) -> (f32, String) {
-        self.state.lock().map(|g| g.clone()).unwrap_or((0.0, String::new()))
-    }
-
-    pub fn cancel(&self) {
-        self.cancel.store(true, Ordering::Relaxed);
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        self.cancel.load(Ordering::Relaxed)
-    }
-
-    /// The result once the work has ended, without blocking; `None` while it runs.
-    pub fn try_finish(&mut self) -> Option<Result<T, String>> {
-        if !self.handle.as_ref()?.is_finished() {
-            return None;
-        }
-        let handle = self.handle.take()?;
-        Some(
-            handle
-                .join()
-                .unwrap_or_else(|_| Err("the loading thread crashed; please report this with the study".into())),
-        )
-    }
-
-    /// Blocks until the work ends (CLI, tests).
-    pub fn wait(mut self) -> Result<T, String> {
-        match self.handle.take() {
-            Some(h) => h.join().unwrap_or_else(|_| Err("the worker thread crashed".into())),
-            None => Err("already finished".into()),
-        }
-    }
 }
 
 /// One phase of the study.
@@ -202,7 +122,7 @@ impl Study {
 
     /// [`Study::open`] reporting progress (reading headers, then decoding each series);
     /// stops with [`DicomError::Cancelled`] when `progress` returns false.
-    pub fn open_with_progress(paths: &[PathBuf], progress: ProgressFn) -> Result<Study, StudyError> {
+    pub fn open_with_progress(paths: &[PathBuf], progress: Progress) -> Result<Study, StudyError> {
         let first = paths.first().cloned().unwrap_or_default();
         if !paths.is_empty() && paths.iter().all(|p| is_nifti(p)) {
             return Self::open_nifti(paths);
@@ -238,7 +158,7 @@ impl Study {
         Ok(study)
     }
 
-    fn open_dicom(path: &Path, progress: ProgressFn) -> Result<Study, StudyError> {
+    fn open_dicom(path: &Path, progress: Progress) -> Result<Study, StudyError> {
         let scan = dicom::scan(path, &|done, total| {
             progress(0.1 * done as f32 / total.max(1) as f32, &format!("reading headers {done}/{total}"))
         })?;
