@@ -227,7 +227,7 @@ fn viewer_stroke(dabs: usize) -> Result<serde_json::Value, String> {
             modifiers: Modifiers::NONE,
         }],
     );
-    let changed = app.edit.history.undo_steps();
+    let changed = app.edits.history.undo_steps();
     if app.study.labels.as_ref().map(|l| l.key) == before_key || changed != 1 {
         return Err(format!("the stroke did not paint (undo steps {changed}); is the viewport where expected?"));
     }

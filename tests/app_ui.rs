@@ -468,7 +468,7 @@ fn brush_strokes_paint_the_mask_and_undo_restores_it() {
     );
     assert_ne!(app.study.labels.as_ref().unwrap().key, key_before, "the overlay is redrawn");
     assert_eq!(app.view.crosshair_mm, crosshair, "painting does not move the crosshair");
-    assert_eq!(app.edit.history.undo_steps(), 1, "one stroke, one undo step");
+    assert_eq!(app.edits.history.undo_steps(), 1, "one stroke, one undo step");
 
     h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
     h.run();
@@ -651,7 +651,7 @@ fn label_table_renames_recolours_and_hides_labels() {
     // rename label 2 in its name field; the paint-over list follows
     h.get_by(|n| n.role() == Role::TextInput && n.value().as_deref() == Some("tumour")).set_text_value_accesskit("HCC");
     h.run();
-    assert_eq!(h.state().edit.labels.name_of(2), "HCC");
+    assert_eq!(h.state().edits.labels.name_of(2), "HCC");
     h.get_by_label("paint").click();
     h.run();
     assert!(h.query_by_label("over HCC only").is_some(), "the paint-over list names the renamed label");
@@ -661,7 +661,7 @@ fn label_table_renames_recolours_and_hides_labels() {
     // hide the liver: its pixels are no longer tinted
     h.get_by_label("show 1").click();
     h.run();
-    assert!(!h.state().edit.labels.get(1).unwrap().visible);
+    assert!(!h.state().edits.labels.get(1).unwrap().visible);
     let img = h.render().expect("render");
     img.save(dir.join("liver_hidden.png")).unwrap();
     let liver_hidden = count_pixels(&img, reddish);
@@ -672,18 +672,18 @@ fn label_table_renames_recolours_and_hides_labels() {
     );
     h.get_by_label("show 1").click();
     h.run();
-    assert!(h.state().edit.labels.get(1).unwrap().visible);
+    assert!(h.state().edits.labels.get(1).unwrap().visible);
 
     // recolour the liver blue (what the colour picker's edit does to the table)
     let bluish = |r: i32, g: i32, b: i32| b - r > 15 && b - g > 15;
     let blue_before = count_pixels(&h.render().expect("render"), bluish);
-    h.state_mut().edit.labels.recolour(1, [0, 0, 255, 255]).unwrap();
+    h.state_mut().edits.labels.recolour(1, [0, 0, 255, 255]).unwrap();
     h.run();
     let img = h.render().expect("render");
     img.save(dir.join("liver_blue.png")).unwrap();
     let blue_after = count_pixels(&img, bluish);
     assert!(blue_after > blue_before + liver_before / 2, "{blue_before} -> {blue_after} blue pixels");
-    assert_eq!(h.state().edit.palette()[1], [0.0, 0.0, 1.0, 1.0]);
+    assert_eq!(hepaview::app::edit::palette(&h.state().edits.labels)[1], [0.0, 0.0, 1.0, 1.0]);
 }
 
 #[test]
@@ -728,7 +728,7 @@ fn lasso_fills_the_outline_as_one_undoable_edit() {
         (filled as f64 - expected).abs() <= w + hh + 2.0,
         "filled {filled} voxels, the square covers {expected:.1}"
     );
-    assert_eq!(h.state().edit.history.undo_steps(), 1, "one lasso, one undo step");
+    assert_eq!(h.state().edits.history.undo_steps(), 1, "one lasso, one undo step");
     h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
     h.run();
     assert_eq!(mask_data(&h), before, "Ctrl+Z restores the exact mask");
@@ -753,7 +753,7 @@ fn locked_labels_are_not_painted_over() {
     h.run();
     h.get_by_label("lock 1").click();
     h.run();
-    assert!(h.state().edit.labels.get(1).unwrap().locked);
+    assert!(h.state().edits.labels.get(1).unwrap().locked);
     left_drag(&mut h, &stroke);
     let after = mask_data(&h);
     let changed: Vec<(u8, u8)> =
@@ -767,21 +767,21 @@ fn saving_the_mask_writes_its_label_descriptions_beside_it() {
     let mut a = app();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("edited.nii.gz");
-    a.edit.labels.rename(2, "HCC").unwrap();
-    a.edit.labels.set_locked(1, true).unwrap();
+    a.edits.labels.rename(2, "HCC").unwrap();
+    a.edits.labels.set_locked(1, true).unwrap();
     a.edit.save_path = path.display().to_string();
-    a.edit.save(&a.study);
-    assert!(a.edit.error.is_none(), "{:?}", a.edit.error);
+    a.edit.save(&a.study, &mut a.edits);
+    assert!(a.edits.error.is_none(), "{:?}", a.edits.error);
     assert!(path.is_file());
     let side = dir.path().join("edited.labels.txt");
     let t = hepaview::edit::LabelTable::from_itksnap(&std::fs::read_to_string(&side).unwrap(), "sidecar").unwrap();
-    assert_eq!(t, a.edit.labels, "names, colours, opacity, visibility and locks come back");
+    assert_eq!(t, a.edits.labels, "names, colours, opacity, visibility and locks come back");
     // a second study opened from that mask would read it; saving again elsewhere never
     // overwrites someone else's file
     a.edit.save_path = dir.path().join("other.nii.gz").display().to_string();
     std::fs::write(dir.path().join("other.labels.txt"), "not ours").unwrap();
-    a.edit.save(&a.study);
-    assert!(a.edit.error.as_deref().unwrap_or("").contains("other.labels.txt"), "{:?}", a.edit.error);
+    a.edit.save(&a.study, &mut a.edits);
+    assert!(a.edits.error.as_deref().unwrap_or("").contains("other.labels.txt"), "{:?}", a.edits.error);
     assert!(!dir.path().join("other.nii.gz").exists());
 }
 
@@ -805,7 +805,7 @@ fn each_frame_of_a_stroke_uploads_only_what_changed_since_the_last_frame() {
         let app = h.state();
         let key = app.study.labels.as_ref().unwrap().key;
         if key != shown {
-            let (from, to, _) = app.edit.gpu_update.expect("an edit leaves an update for the overlay");
+            let (from, to, _) = app.edits.gpu_update.expect("an edit leaves an update for the overlay");
             assert_eq!((from, to), (shown, key), "frame {t}: update from the key drawn last frame");
         }
     }
@@ -866,7 +866,7 @@ fn follow_up_panel_compares_visits_repairs_and_nudges() {
     let Some(mut h) = gpu_harness(app) else { return };
     h.run();
     assert_eq!(h.state().view.window.len(), 6, "the visit's phases get a window each");
-    let v = &h.state().follow_up.visits[0];
+    let v = &h.state().follow_up.visits[0].visit;
     let (ncc_auto, keys) = (v.ncc_auto.expect("residual NCC of the automatic alignment"), v.keys.clone());
     assert!(ncc_auto > 0.5, "{ncc_auto}");
 
@@ -927,14 +927,14 @@ fn follow_up_panel_compares_visits_repairs_and_nudges() {
         let a = h.state();
         let c = a.follow_up.comparison.as_ref().unwrap();
         let fu = a.study.phases.iter().find(|p| p.description.starts_with("FOLLOW-UP")).unwrap();
-        let (m, _) = a.follow_up.overlay_for(&fu.description).expect("a compared follow-up has its overlay");
+        let (m, _) = a.follow_up.overlay_for(fu.key).expect("a compared follow-up has its overlay");
         let count = |mask: &hepaview::volume::Mask, l: u8| mask.data.iter().filter(|&&v| v == l).count();
         for l in [VIABLE, NECROTIC, LIPIODOL] {
             assert_eq!(count(m, l), count(&c.visits[0].followup.parts_mask, l), "label {l}");
         }
         // (the small phantom's 5 mm lipiodol core is smaller than its 6 × 6 × 8 mm voxels)
         assert!(count(m, VIABLE) > 0 && count(m, NECROTIC) > 0);
-        assert!(a.follow_up.overlay_for(&a.study.phases[0].description).is_none(), "not over the baseline");
+        assert!(a.follow_up.overlay_for(a.study.phases[0].key).is_none(), "not over the baseline");
     }
     assert!(
         h.query_by_label_contains("necrotic 0.").is_some() || h.query_by_label_contains("necrotic 1.").is_some(),
@@ -1079,7 +1079,7 @@ fn follow_up_panel_compares_visits_repairs_and_nudges() {
     wait_for(&mut h, |a| !a.follow_up.is_running());
     let a = h.state();
     assert!(a.follow_up.error.is_none(), "{:?}", a.follow_up.error);
-    let v = &a.follow_up.visits[0];
+    let v = &a.follow_up.visits[0].visit;
     assert_eq!(v.nudge_mm, [before.geometry.spacing_mm[2], 0.0, 0.0]);
     let new_pv = v
         .keys
@@ -1149,7 +1149,7 @@ fn viewing_a_study_without_editing_writes_nothing_beside_it() {
         h.step();
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert!(h.state().edit.error.is_none(), "{:?}", h.state().edit.error);
+    assert!(h.state().edits.error.is_none(), "{:?}", h.state().edits.error);
     let after: Vec<_> = std::fs::read_dir(dir.join("dicom")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(before, after, "the study folder is as it was");
 }
@@ -1218,7 +1218,7 @@ fn a_box_dragged_around_the_hcc_outlines_it() {
     let row = app.outline.row.as_ref().expect("the lesion's row");
     let true_ml = 4.0 / 3.0 * std::f64::consts::PI * hcc.radius_mm.powi(3) / 1000.0;
     assert!((row.volume_ml / true_ml - 1.0).abs() < 0.35, "{} mL vs a {true_ml:.1} mL sphere", row.volume_ml);
-    assert_eq!(app.edit.history.undo_steps(), 1);
+    assert_eq!(app.edits.history.undo_steps(), 1);
 }
 
 #[test]
@@ -1228,7 +1228,7 @@ fn one_click_outlines_the_phantom_hcc_and_shows_its_row() {
     h.key_press(Key::O);
     h.run();
     assert_eq!(h.state().edit.tool, hepaview::app::edit::Tool::Outline);
-    let steps = h.state().edit.history.undo_steps();
+    let steps = h.state().edits.history.undo_steps();
     left_click(&mut h, at);
     let click = *h.state().outline.prompts.include.first().expect("the click became a prompt");
     let off: f64 = (0..3).map(|a| (click[a] - hcc.centre_mm[a]).powi(2)).sum::<f64>().sqrt();
@@ -1236,7 +1236,7 @@ fn one_click_outlines_the_phantom_hcc_and_shows_its_row() {
     wait_for(&mut h, |app| !app.outline.is_running());
     let app = h.state();
     assert!(app.outline.error.is_none(), "{:?}", app.outline.error);
-    assert_eq!(app.edit.history.undo_steps(), steps + 1, "one click, one undo step");
+    assert_eq!(app.edits.history.undo_steps(), steps + 1, "one click, one undo step");
     // the outline against the phantom's true HCC
     let m = &app.study.labels.as_ref().unwrap().mask;
     let g = &m.geometry;
@@ -1294,7 +1294,7 @@ fn a_baseline_outline_is_carried_to_the_follow_up() {
     wait_for(&mut h, |app| !app.outline.is_running());
     assert!(h.state().outline.error.is_none(), "{:?}", h.state().outline.error);
     let base_mask = h.state().study.labels.as_ref().unwrap().mask.clone();
-    let steps = h.state().edit.history.undo_steps();
+    let steps = h.state().edits.history.undo_steps();
     h.get_by_label("Outline in follow-up 20260316 (F)").scroll_to_me();
     h.run();
     h.get_by_label("Outline in follow-up 20260316 (F)").click();
@@ -1309,10 +1309,10 @@ fn a_baseline_outline_is_carried_to_the_follow_up() {
     assert!(msg.contains("outlined on the follow-up"), "{msg}");
     let (layer, _) = app.outline.follow_layer("20260316").expect("the visit's layer");
     assert_eq!(app.study.labels.as_ref().unwrap().mask.data, base_mask.data, "the baseline's mask is untouched");
-    assert_eq!(app.edit.history.undo_steps(), steps);
+    assert_eq!(app.edits.history.undo_steps(), steps);
     // against the follow-up's true treated HCC, on the baseline grid through the visit alignment
     let fu = make_phantom(&opts.follow_up());
-    let t = app.follow_up.visits[0].transform();
+    let t = app.follow_up.visits[0].visit.transform();
     let truth = hepaview::analysis::resample_mask_affine(&fu.labels, &layer.geometry, &t);
     let g = &layer.geometry;
     let r = fu.lesions.iter().find(|l| l.kind == LesionKind::TreatedHcc).expect("the treated HCC").radius_mm;
@@ -1333,7 +1333,7 @@ fn a_baseline_outline_is_carried_to_the_follow_up() {
     h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
     h.run();
     assert!(h.state().outline.follow_layer("20260316").is_none(), "undone");
-    assert_eq!(h.state().edit.history.undo_steps(), steps, "the baseline's outline stays");
+    assert_eq!(h.state().edits.history.undo_steps(), steps, "the baseline's outline stays");
     // the hemangioma, gone at the follow-up: not found, nothing painted
     {
         let a = h.state_mut();
@@ -1360,8 +1360,8 @@ fn save_mask_as_nii_writes_plain_nifti() {
     let app = h.state_mut();
     app.edit.save_path = path.display().to_string();
     let study = app.study.clone();
-    app.edit.save(&study);
-    assert!(app.edit.error.is_none(), "{:?}", app.edit.error);
+    app.edit.save(&study, &mut app.edits);
+    assert!(app.edits.error.is_none(), "{:?}", app.edits.error);
     let bytes = std::fs::read(&path).unwrap();
     assert_ne!(&bytes[..2], &[0x1f, 0x8b], "gzip bytes in a .nii");
     let (m, _) = hepaview::io::nifti::read_mask(&path).unwrap();
@@ -1403,8 +1403,8 @@ fn a_file_chosen_in_the_save_dialog_receives_the_mask_and_its_labels() {
     assert!(h.query_by_label("Save as…").is_some(), "the edit panel offers the save dialog");
     let app = h.state_mut();
     let study = app.study.clone();
-    app.edit.save_as(&tmp.path().join("chosen"), &study);
-    assert!(app.edit.error.is_none(), "{:?}", app.edit.error);
+    app.edit.save_as(&tmp.path().join("chosen"), &study, &mut app.edits);
+    assert!(app.edits.error.is_none(), "{:?}", app.edits.error);
     let path = tmp.path().join("chosen.nii.gz");
     assert_eq!(app.edit.save_path, path.display().to_string());
     let (m, _) = hepaview::io::nifti::read_mask(&path).unwrap();
@@ -1413,8 +1413,8 @@ fn a_file_chosen_in_the_save_dialog_receives_the_mask_and_its_labels() {
 
     let taken = tmp.path().join("taken.nii.gz");
     std::fs::write(&taken, b"someone else's").unwrap();
-    app.edit.save_as(&taken, &study);
-    assert!(app.edit.error.as_deref().unwrap_or("").contains("taken.nii.gz"), "{:?}", app.edit.error);
+    app.edit.save_as(&taken, &study, &mut app.edits);
+    assert!(app.edits.error.as_deref().unwrap_or("").contains("taken.nii.gz"), "{:?}", app.edits.error);
     assert_eq!(std::fs::read(&taken).unwrap(), b"someone else's");
 }
 

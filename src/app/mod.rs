@@ -73,6 +73,9 @@ pub struct HepaviewApp {
     pub analysis: analysis::AnalysisPanel,
     /// Mask editing tools, undo, autosave.
     pub edit: edit::EditPanel,
+    /// The mask's edits, undo history, label table and autosave session (the study's edit
+    /// document, which the edit panel and the viewports drive).
+    pub edits: crate::study::edits::Edits,
     /// The U-Net segmentation button.
     pub segment: segment::SegmentPanel,
     /// The one-click lesion outline (the Outline tool's prompts, results, lesion row).
@@ -107,6 +110,7 @@ impl HepaviewApp {
             registration: registration::RegistrationPanel::new(),
             analysis: analysis::AnalysisPanel::default(),
             edit: edit::EditPanel::default(),
+            edits: crate::study::edits::Edits::default(),
             segment: segment::SegmentPanel::default(),
             outline: outline::OutlinePanel::default(),
             view3d: view3d::View3d::default(),
@@ -295,7 +299,7 @@ impl HepaviewApp {
         self.registration.poll(&mut self.study, &ctx);
         self.analysis.poll(&self.study, &ctx);
         self.segment.poll(&mut self.study, &ctx);
-        self.outline.poll(&mut self.study, &mut self.edit, &ctx);
+        self.outline.poll(&mut self.study, &self.edit, &mut self.edits, &ctx);
         self.follow_up.poll(&mut self.study, &ctx);
         if self.view.window.len() != self.study.phases.len() {
             // a follow-up visit added: its phases get the fixed phase's window
@@ -303,24 +307,25 @@ impl HepaviewApp {
             self.view.window.resize(self.study.phases.len(), wl);
             self.view.hidden.resize(self.study.phases.len(), false);
         }
-        self.edit.open_session(&self.study);
+        self.edits.open_session(&self.study);
         if self.edit.save_path.is_empty() {
             self.edit.save_path = edit::default_save_path(&self.study);
         }
-        self.edit.tick(&self.study);
+        self.edits.tick(&self.study);
         // Ctrl+Z undoes the latest edit: a follow-up outline made after the last baseline edit first
-        if !ctx.egui_wants_keyboard_input() && self.outline.follow_undo_first(self.edit.history.undo_steps()) {
+        if !ctx.egui_wants_keyboard_input() && self.outline.follow_undo_first(self.edits.history.undo_steps()) {
             let undo = ctx.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, Key::Z));
             if undo {
                 self.outline.undo_follow_up();
             }
         }
-        self.edit.keyboard(&ctx, &mut self.study);
+        self.edit.keyboard(&ctx, &mut self.study, &mut self.edits);
         // a stroke ends when the button is let go, wherever the pointer is by then
-        if self.edit.in_gesture() && ctx.input(|i| !i.pointer.primary_down()) {
+        if self.edits.in_gesture() && ctx.input(|i| !i.pointer.primary_down()) {
             let c = self.view.crosshair_mm;
             self.edit.pointer(
                 &mut self.study,
+                &mut self.edits,
                 0,
                 view::Orientation::Axial,
                 c,
@@ -420,9 +425,9 @@ impl HepaviewApp {
         }
     }
 
-    /// The lesions outlined on the follow-up visit a phase (by its description) belongs to.
-    fn outline_layer_for(&self, description: &str) -> Option<(&Arc<crate::volume::Mask>, u64)> {
-        self.outline.follow_layer(crate::follow_up::parse_visit_name(description)?.label)
+    /// The lesions outlined on the follow-up visit the phase with `key` belongs to.
+    fn outline_layer_for(&self, key: u64) -> Option<(&Arc<crate::volume::Mask>, u64)> {
+        self.outline.follow_layer(&self.follow_up.visit_of(key)?.label)
     }
 
     fn menu_bar(&mut self, ui: &mut egui::Ui) {
@@ -506,7 +511,7 @@ impl HepaviewApp {
                 self.view.centre_mm = p;
             }
             ui.separator();
-            self.edit.ui(ui, &mut self.study);
+            self.edit.ui(ui, &mut self.study, &mut self.edits);
             if self.edit.tool == edit::Tool::Outline {
                 self.outline.ui(ui, &self.study);
             }
@@ -657,8 +662,7 @@ impl HepaviewApp {
                 if resp.clicked_by(PointerButton::Primary) {
                     let at = to_world(&self.view, pos);
                     // a click in a follow-up viewport is a prompt on that visit's phases
-                    let visit = crate::follow_up::parse_visit_name(&self.study.phases[phase].description)
-                        .map(|n| n.label.to_string());
+                    let visit = self.follow_up.visit_of(self.study.phases[phase].key).map(|v| v.label.clone());
                     self.outline.click_in(&self.study, &self.registration, visit.as_deref(), at, shift);
                 } else if resp.drag_started_by(PointerButton::Primary) && !shift {
                     let from = ui.input(|i| i.pointer.press_origin()).unwrap_or(pos);
@@ -684,6 +688,7 @@ impl HepaviewApp {
                     let at = to_world(&self.view, pos);
                     self.edit.pointer(
                         &mut self.study,
+                        &mut self.edits,
                         phase,
                         o,
                         at,
@@ -714,31 +719,28 @@ impl HepaviewApp {
         let wl = self.view.window[phase];
         let clusters = self.analysis.clusters.as_ref().filter(|_| self.analysis.show_clusters && self.view.show_labels);
         // the mask belongs to the baseline visit: drawn over a follow-up it would mislead
-        let follow_up = crate::follow_up::is_follow_up(&p.description);
+        let follow_up = self.follow_up.visit_of(p.key).is_some();
         let overlay = match (&self.study.labels, self.view.show_labels && !follow_up) {
             // a compared follow-up shows its own liver and lesion parts instead
             // the lesions outlined on this visit, when there are any
-            _ if follow_up && self.outline_layer_for(&p.description).is_some() => self
-                .outline_layer_for(&p.description)
-                .filter(|_| self.view.show_labels)
-                .map(|(mask, key)| OverlayDesc {
+            _ if follow_up && self.outline_layer_for(p.key).is_some() => {
+                self.outline_layer_for(p.key).filter(|_| self.view.show_labels).map(|(mask, key)| OverlayDesc {
                     mask: Arc::clone(mask),
                     key,
                     opacity: self.view.label_opacity,
                     outline: self.view.label_outline,
-                    palette: self.edit.palette(),
+                    palette: edit::palette(&self.edits.labels),
                     previous: None,
-                }),
+                })
+            }
             _ if follow_up => {
-                self.follow_up.overlay_for(&p.description).filter(|_| self.view.show_labels).map(|(mask, key)| {
-                    OverlayDesc {
-                        mask: Arc::clone(mask),
-                        key,
-                        opacity: self.view.label_opacity,
-                        outline: self.view.label_outline,
-                        palette: follow_up::FollowUpPanel::parts_palette(self.edit.palette()),
-                        previous: None,
-                    }
+                self.follow_up.overlay_for(p.key).filter(|_| self.view.show_labels).map(|(mask, key)| OverlayDesc {
+                    mask: Arc::clone(mask),
+                    key,
+                    opacity: self.view.label_opacity,
+                    outline: self.view.label_outline,
+                    palette: follow_up::FollowUpPanel::parts_palette(edit::palette(&self.edits.labels)),
+                    previous: None,
                 })
             }
             _ if clusters.is_some() => clusters.map(|c| OverlayDesc {
@@ -754,8 +756,8 @@ impl HepaviewApp {
                 key: l.key,
                 opacity: self.view.label_opacity,
                 outline: self.view.label_outline,
-                palette: self.edit.palette(),
-                previous: self.edit.gpu_previous(l.key),
+                palette: edit::palette(&self.edits.labels),
+                previous: self.edits.gpu_previous(l.key),
             }),
             _ => None,
         };
@@ -779,7 +781,7 @@ impl HepaviewApp {
         let stroke = Stroke::new(1.0, Color32::from_rgba_unmultiplied(255, 220, 0, 150));
         painter.line_segment([egui::pos2(rect.min.x, c.y), egui::pos2(rect.max.x, c.y)], stroke);
         painter.line_segment([egui::pos2(c.x, rect.min.y), egui::pos2(c.x, rect.max.y)], stroke);
-        self.edit.paint_lasso(&painter, phase, o, |p| {
+        self.edit.paint_lasso(&self.edits, &painter, phase, o, |p| {
             let q = world_to_pixel(&plane, size_px, p);
             egui::pos2(rect.min.x + (q[0] / ppp) as f32, rect.min.y + (q[1] / ppp) as f32)
         });

@@ -27,6 +27,7 @@ use crate::follow_up::parse_visit_name;
 use crate::io::phase::Phase;
 use crate::outline::{measure_outline, outline_lesion, LesionRow, Outline, OutlineOptions, Prompts};
 use crate::register::affine::AffineTransform;
+use crate::study::edits::Edits;
 use crate::study::{next_key, take_ended, Ended, Job, Study};
 use crate::volume::region::VoxelBox;
 use crate::volume::{CtVolume, Lps, Mask};
@@ -408,8 +409,8 @@ impl OutlinePanel {
 
     /// Takes a finished outline into the mask (replacing this lesion's previous one) and
     /// its row into the table.
-    pub fn poll(&mut self, study: &mut Study, edit: &mut EditPanel, ctx: &egui::Context) {
-        self.poll_follow(edit.history.undo_steps(), ctx);
+    pub fn poll(&mut self, study: &mut Study, edit: &EditPanel, edits: &mut Edits, ctx: &egui::Context) {
+        self.poll_follow(edits.history.undo_steps(), ctx);
         let Some(ended) = take_ended(&mut self.job) else {
             if self.job.is_some() {
                 ctx.request_repaint_after(std::time::Duration::from_millis(50));
@@ -419,12 +420,13 @@ impl OutlinePanel {
         match ended {
             Ended::Done(d) => {
                 self.prepared = Some((d.key, d.phases));
-                if self.painted_at == Some(edit.history.undo_steps()) {
-                    edit.undo(study);
+                if self.painted_at == Some(edits.history.undo_steps()) {
+                    edits.undo(study);
                 }
-                let painted = edit.paint_region(study, &d.outline.mask, &d.outline.dirty);
+                let paint = edit.paint(&edits.labels);
+                let painted = edits.paint_region(study, &d.outline.mask, &d.outline.dirty, &paint);
                 self.last_baseline = Some(Arc::new(d.outline.mask.clone()));
-                self.painted_at = painted.then(|| edit.history.undo_steps());
+                self.painted_at = painted.then(|| edits.history.undo_steps());
                 let mut note = format!(
                     "Outlined {:.1} mL from {} click(s){}.",
                     d.outline.volume_ml,

@@ -12,7 +12,7 @@ use super::response::{self, Response, ResponseOptions, VisitMeasure};
 use crate::analysis::{self, AlignedPhase, Alignment};
 use crate::io::phase::{Phase, PhaseCall};
 use crate::register::affine::AffineTransform;
-use crate::study::{PhaseImage, ProgressFn, Study};
+use crate::study::{PhaseImage, Progress, Study};
 use crate::volume::{Interp, Mask};
 
 /// Where a visit's mask comes from.
@@ -102,7 +102,7 @@ pub fn compare_all_visits(
     inputs: Vec<VisitInput>,
     opts: &ResponseOptions,
     model: Option<PathBuf>,
-    progress: ProgressFn,
+    progress: Progress,
 ) -> Result<CompareOutcome, String> {
     let n = inputs.len() as f32 + 1.0;
     let alignment = |s: &Study| {
