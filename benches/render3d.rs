@@ -27,11 +27,12 @@
 use std::time::Instant;
 
 use egui_wgpu::wgpu;
+use hepaview::app::gpu::dvr::GpuDvrVolume;
+use hepaview::app::gpu::mesh::{encode_frame, Drawing, GpuScene, Renderer3d};
+use hepaview::app::gpu::targets::Target;
 use hepaview::io::phase::Phase;
 use hepaview::mesh::MeshOptions;
 use hepaview::phantom::PhantomOptions;
-use hepaview::render::dvr::GpuDvrVolume;
-use hepaview::render::gpu::{encode_frame, Drawing, GpuScene, Renderer3d, Target};
 use hepaview::render::{Camera, DvrParams, DvrVolume, FrameDesc, Scene, StandardView, TransferPreset};
 use hepaview::study::Study;
 use hepaview::volume::{Mask, Volume};

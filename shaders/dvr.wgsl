@@ -11,7 +11,7 @@
 // Positions are relative to the scene's centre (mm, LPS) as in mesh.wgsl. Colours are
 // display values, as everywhere in the 3D view.
 //
-// Keep `Dvr` in sync with `DvrUniforms` in src/render/dvr.rs.
+// Keep `Dvr` in sync with `DvrUniforms` in src/app/gpu/dvr.rs.
 
 struct Dvr {
     // scene-relative world (mm) → texture coordinates (0…1 across the volume's box)

@@ -7,7 +7,7 @@
 // are lit and blended as such: the target is `Rgba8Unorm` holding display values, so a
 // snapshot reads back exactly what the screen shows.
 //
-// Keep `Frame` in sync with `FrameUniforms` in src/render/gpu.rs.
+// Keep `Frame` in sync with `FrameUniforms` in src/app/gpu/mesh.rs.
 
 struct Frame {
     view_proj: mat4x4<f32>,

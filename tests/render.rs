@@ -8,18 +8,16 @@ use std::sync::Arc;
 use egui::{Event, Key, Modifiers, PointerButton, Pos2, Vec2};
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
+use hepaview::app::gpu::dvr::GpuDvrVolume;
+use hepaview::app::gpu::mesh::{render_image, render_turntable, Drawing, GpuScene, Renderer3d};
 use hepaview::app::view::ViewState;
 use hepaview::app::view3d::View3d;
 use hepaview::app::HepaviewApp;
 use hepaview::io::phase::Phase;
 use hepaview::mesh::{self, MeshObject, MeshOptions, ObjectKind};
 use hepaview::phantom::PhantomOptions;
-use hepaview::render::dvr::GpuDvrVolume;
-use hepaview::render::gpu::{GpuScene, Renderer3d, BACKGROUND};
-use hepaview::render::{
-    render_image, render_turntable, Camera, Drawing, DvrParams, DvrVolume, FrameDesc, Scene, StandardView,
-    TransferPreset,
-};
+use hepaview::render::frame::BACKGROUND;
+use hepaview::render::{Camera, DvrParams, DvrVolume, FrameDesc, Scene, StandardView, TransferPreset};
 use hepaview::study::Study;
 use hepaview::volume::{Geometry, Lps, Volume};
 use ndarray::Array3;
@@ -34,7 +32,7 @@ fn render_state() -> Option<egui_wgpu::RenderState> {
     let opts = egui_wgpu::RendererOptions::PREDICTABLE;
     match hepaview::app::gpu::headless_render_state_with(opts) {
         Ok(rs) => {
-            hepaview::render::install(&rs, &opts);
+            hepaview::app::gpu::view3d::install(&rs, &opts);
             Some(rs)
         }
         Err(e) if std::env::var_os("CI").is_none() => {
@@ -399,7 +397,7 @@ fn snapshot_and_turntable_pictures_are_written() {
     let dir = tempfile::tempdir().unwrap();
     h.state_mut().0.export_dir = dir.path().display().to_string();
     h.state_mut().0.turntable_size_px = 160;
-    h.state_mut().0.capture(hepaview::render::CaptureKind::Turntable { views: 6, size_px: [160, 120] });
+    h.state_mut().0.capture(hepaview::app::gpu::CaptureKind::Turntable { views: 6, size_px: [160, 120] });
     h.state_mut().0.turntable_views = 6;
     for _ in 0..5 {
         h.step();
@@ -429,7 +427,7 @@ fn snapshot_and_turntable_pictures_are_written() {
     let view = |n: u32| image::imageops::crop_imm(&img, n * 160, 0, 160, 120).to_image();
     assert_ne!(view(0), view(1));
     // and a snapshot of the current view
-    h.state_mut().0.capture(hepaview::render::CaptureKind::Snapshot { size_px: [300, 200] });
+    h.state_mut().0.capture(hepaview::app::gpu::CaptureKind::Snapshot { size_px: [300, 200] });
     for _ in 0..5 {
         h.step();
         let _ = h.render();

@@ -896,7 +896,7 @@ pub fn run_with_visits(study: Study, visits: Vec<follow_up::VisitSource>) -> Res
             // the slice pipeline must match eframe's render target, known only here
             if let Some(rs) = cc.wgpu_render_state.as_ref() {
                 gpu::install(rs);
-                crate::render::install(rs, &egui_wgpu::RendererOptions::default());
+                gpu::view3d::install(rs, &egui_wgpu::RendererOptions::default());
             }
             let mut app = HepaviewApp::new(study);
             for v in visits {

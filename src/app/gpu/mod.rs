@@ -1,16 +1,26 @@
-//! Every wgpu object of the viewer lives here (as rerun's re_renderer does): 3D textures of
-//! the phases and masks, the slice pipeline, and the egui paint callbacks that draw with
-//! them. Panels never name a `wgpu::` type: they describe what to draw in a
-//! [`SliceViewDesc`] and call [`slice_callback`].
+//! Every wgpu object of the viewer lives here (as rerun's re_renderer does), one file per
+//! drawable: [`slice`] (the slice pipeline), [`mesh`] (the 3D view's surfaces, off-screen
+//! pictures), [`dvr`] (volume rendering), [`volumes`] (3D textures of the phases and
+//! masks), [`targets`] (off-screen targets, read-back, the shared sampler), and the egui
+//! paint callbacks that draw with them ([`slice_callback`], [`view3d`]). Panels never name
+//! a `wgpu::` type: they describe what to draw in a [`SliceViewDesc`] or a
+//! [`view3d::View3dCallback`] and add the callback's shape. The maths and data behind the
+//! 3D view (camera, scene, transfer functions) are [`crate::render`]'s.
 //!
 //! Volumes are uploaded once, keyed by [`VolumeKey`]; a new key (new data) means a new
 //! upload, the same key reuses the texture. No per-frame CPU copy of slices: the shader
 //! samples the plane straight from the 3D texture.
 
+pub mod dvr;
+pub mod mesh;
 pub mod slice;
+pub mod targets;
+pub mod view3d;
 pub mod volumes;
 
+pub use mesh::{render_image, render_turntable, Drawing, GpuScene, Renderer3d};
 pub use slice::{install, install_with};
+pub use view3d::{CaptureKind, CaptureRequest};
 
 use std::sync::Arc;
 

@@ -190,10 +190,10 @@ impl SliceRenderer {
             empty_ct: empty(wgpu::TextureFormat::R16Float, "hepaview empty ct"),
             // trilinear within a level; the shader clamps positions to texel centres first,
             // so the edge mode never decides a value
-            linear: crate::render::gpu::clamped_sampler(device, "hepaview slice trilinear", wgpu::FilterMode::Linear),
+            linear: super::targets::clamped_sampler(device, "hepaview slice trilinear", wgpu::FilterMode::Linear),
             // the shader rounds positions to texel centres itself (halves up, as the CPU
             // reslicer does), so this only fetches
-            nearest: crate::render::gpu::clamped_sampler(device, "hepaview slice nearest", wgpu::FilterMode::Nearest),
+            nearest: super::targets::clamped_sampler(device, "hepaview slice nearest", wgpu::FilterMode::Nearest),
             empty_mask: empty(wgpu::TextureFormat::R8Unorm, "hepaview empty mask"),
             srgb_target: target_format.is_srgb(),
         };
