@@ -16,6 +16,7 @@ use dicom_core::{DataElement, Tag, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 
+use crate::volume::random::splitmix64;
 use crate::volume::{cross, dot, norm, CtVolume};
 
 /// Everything about a series that is not in the voxels. Dates are `YYYYMMDD`, times
@@ -192,14 +193,6 @@ fn hash128(bytes: &[u8]) -> u128 {
     let hi = splitmix64(a ^ (bytes.len() as u64));
     let lo = splitmix64(b.wrapping_add(hi));
     ((hi as u128) << 64) | lo as u128
-}
-
-/// splitmix64's output function: a bijective 64-bit mixer.
-pub(crate) fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// The file name slice `k` gets: `NNNN.dcm`, numbered from 1 like InstanceNumber.

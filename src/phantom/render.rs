@@ -11,8 +11,8 @@ use super::breathing::{breathing_v, true_u};
 use super::contrast::{acquisition_time, hu, noise_index, upper_words};
 use super::lesions::{follow_up_pose, TREATED_LIPIODOL_R, TREATED_NECROTIC_R};
 use super::{LesionKind, LesionTruth, Phantom, PhantomOptions, PhantomPhase, Visit};
-use crate::io::dicom_write::splitmix64;
 use crate::io::phase::Phase;
+use crate::volume::random::splitmix64;
 use crate::volume::{CtVolume, Field, Geometry, Lps, Mask, Volume};
 
 /// A standard normal deviate that depends only on its arguments (splitmix64 hash of the

@@ -53,6 +53,7 @@ pub use plausibility::{check_liver, Concern, LiverCheck};
 pub use train::{train, TrainOptions, TrainReport, TrainStatus};
 pub use weights::{default_model_path, load_unet, read_checkpoint, save_unet, DEFAULT_MODEL};
 
+use crate::volume::random::SplitMix64;
 use crate::volume::Mask;
 
 #[derive(Debug, thiserror::Error)]
@@ -95,21 +96,18 @@ pub fn dice_liver(a: &Mask, b: &Mask) -> f64 {
     crate::register::metrics::dice_where(a, b, |v| v > 0)
 }
 
-/// SplitMix64: every random choice in training and synthesis draws from one of these,
-/// seeded, so a run is reproducible (rand's thread RNG is not).
+/// Every random choice in training and synthesis draws from one of these, seeded, so a
+/// run is reproducible (rand's thread RNG is not): the crate's SplitMix64
+/// ([`crate::volume::random`]) with the draws the training code needs.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+        Rng(SplitMix64::seeded(seed))
     }
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     /// Uniform in [0, 1).
     pub fn f32(&mut self) -> f32 {

@@ -4,12 +4,14 @@
 //! Owns index⇄world mapping, resampling onto another geometry (trilinear, nearest) and
 //! reslicing an arbitrary plane (MPR). Nothing here knows about files; conversions to and
 //! from RAS happen in `io` only. [`region`] holds the region helpers the modules above share
-//! (one voxel box, connected components, distance transform, dilation in mm, voxel volume).
+//! (one voxel box, connected components, distance transform, dilation in mm, voxel volume);
+//! [`random`] the one seeded generator (SplitMix64) every random draw is built on.
 
 use ndarray::{Array2, Array3, Axis};
 use rayon::prelude::*;
 
 pub mod progress;
+pub mod random;
 pub mod region;
 
 pub use progress::{no_progress, Progress};

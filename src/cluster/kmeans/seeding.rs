@@ -3,17 +3,19 @@
 //! with its seeded generator.
 
 use super::*;
+use crate::volume::random::SplitMix64;
 
-/// SplitMix64: a small, fast, seedable generator (the only randomness here).
-pub(super) struct Rng(pub(super) u64);
+/// The crate's SplitMix64 started at the seed itself (the only randomness here), with the
+/// draws seeding needs.
+pub(super) struct Rng(SplitMix64);
 
 impl Rng {
+    pub(super) fn new(seed: u64) -> Self {
+        Rng(SplitMix64::from_state(seed))
+    }
+
     fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in [0, 1).
@@ -171,7 +173,7 @@ fn sample_in_chunk<const D: usize>(
 /// centre is folded into the next step's pass, so there is one pass over the data per
 /// centre.
 pub(super) fn kmeanspp<const D: usize>(cols: &[&[f32]; D], n: usize, k: usize, seed: u64) -> Vec<[f32; D]> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let trials = (2 + (k as f64).ln().floor() as usize).min(MAX_TRIALS);
     let n_chunks = n.div_ceil(CHUNK);
     let mut closest = vec![0f32; n];

@@ -6,7 +6,7 @@ use super::*;
 
 /// Gaussian-ish blobs around known centres (deterministic).
 fn blobs(centres: &[[f32; 3]], per: usize, spread: f32, seed: u64) -> FeatureMatrix {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut cols = vec![Vec::new(); 3];
     for i in 0..per * centres.len() {
         let c = &centres[i % centres.len()];
