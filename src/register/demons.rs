@@ -72,12 +72,13 @@ pub fn run_level(
     let k_norm = (2.0 * s.max_step_vox * min_spacing).powi(2);
     let mut history: Vec<f64> = Vec::with_capacity(s.iterations + 1);
     let mut done = 0;
-    // HEPAVIEW_PROFILE=1 prints where each iteration's time goes (for tuning only).
-    let profile = std::env::var_os("HEPAVIEW_PROFILE").is_some();
+    // Where each iteration's time goes, at debug level (for tuning only): the binary's logger
+    // shows it with HEPAVIEW_PROFILE=1 or HEPAVIEW_LOG=debug.
+    let profile = log::log_enabled!(log::Level::Debug);
     let mut tick = std::time::Instant::now();
     let mut lap = |what: &str| {
         if profile {
-            eprintln!("  {what}: {:.3} s", tick.elapsed().as_secs_f64());
+            log::debug!("  {what}: {:.3} s", tick.elapsed().as_secs_f64());
         }
         tick = std::time::Instant::now();
     };

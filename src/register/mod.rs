@@ -454,9 +454,8 @@ pub fn register_ct(
             roi.hi[a] = roi.hi[a].min(b.hi[a]).max(roi.lo[a] + 1);
         }
     }
-    if std::env::var_os("HEPAVIEW_PROFILE").is_some() {
-        eprintln!("Demons box {roi:?} of {:?}", g.shape);
-    }
+    // for tuning: HEPAVIEW_PROFILE=1 (or HEPAVIEW_LOG=debug) shows it through the binary's logger
+    log::debug!("Demons box {roi:?} of {:?}", g.shape);
     let field = if roi.is_whole(g.shape) {
         let (field, levels) = register_images(&fixed_f, &moving_f, mask, init.as_ref(), params, &sub)?;
         (field, levels)
