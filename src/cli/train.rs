@@ -328,7 +328,7 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
         "Trained {} steps in {:.1} min; best validation liver Dice {:.4} (epoch {}) → {}; history in {}",
         report.steps,
         report.seconds / 60.0,
-        report.best_val_dice_liver,
+        report.best_val_dice,
         report.best_epoch,
         a.out.display(),
         json.display()

@@ -141,7 +141,7 @@ pub(crate) fn run(a: Args) -> Result<()> {
         "Trained {} steps in {:.1} min; best validation tumour Dice {:.4} (epoch {}) → {}; history in {}",
         report.steps,
         report.seconds / 60.0,
-        report.best_val_dice_liver,
+        report.best_val_dice,
         report.best_epoch,
         a.out.display(),
         json.display()

@@ -85,7 +85,11 @@ pub struct TrainStatus {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TrainReport {
     pub history: Vec<TrainStatus>,
-    pub best_val_dice_liver: f64,
+    /// The best epoch's validation Dice of the class the run is judged by: the liver for
+    /// the liver network, the tumour for the tumour stage. Its JSON key stays
+    /// `best_val_dice_liver`, as the shipped `models/*.train.json` have it.
+    #[serde(rename = "best_val_dice_liver")]
+    pub best_val_dice: f64,
     pub best_epoch: usize,
     pub steps: usize,
     pub seconds: f64,
@@ -191,7 +195,7 @@ pub fn train(
         }
         if improved {
             best_score = score;
-            report.best_val_dice_liver = dl.unwrap_or(0.0);
+            report.best_val_dice = dl.unwrap_or(0.0);
             report.best_epoch = epoch;
         }
         if !progress(&st) || opts.max_minutes.is_some_and(|m| elapsed > m * 60.0) {
@@ -245,7 +249,7 @@ impl TrainReport {
     pub(crate) fn new() -> Self {
         TrainReport {
             history: Vec::new(),
-            best_val_dice_liver: -1.0,
+            best_val_dice: -1.0,
             best_epoch: 0,
             steps: 0,
             seconds: 0.0,
@@ -586,4 +590,16 @@ fn evaluate(
     }
     let d = |i: u64, a: u64, b: u64| if a + b == 0 { None } else { Some(2.0 * i as f64 / (a + b) as f64) };
     Ok((d(li, la, lb), if tb == 0 { None } else { d(ti, ta, tb) }))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The shipped `models/*.train.json` name the best score `best_val_dice_liver`: the
+    /// renamed field still writes that key.
+    #[test]
+    fn the_report_keeps_its_json_key() {
+        let json = serde_json::to_value(super::TrainReport::new()).unwrap();
+        assert_eq!(json["best_val_dice_liver"], -1.0);
+        assert!(json.get("best_val_dice").is_none());
+    }
 }

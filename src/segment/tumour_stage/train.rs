@@ -58,7 +58,7 @@ impl Default for StageTrainOptions {
 
 /// Trains a fresh stage on `train`, validating on `val`; `progress` as for the liver
 /// network's `segment::train` (false stops, keeping the best). The report's
-/// `best_val_dice_liver` holds the best validation tumour Dice here.
+/// `best_val_dice` is the best validation tumour Dice here.
 pub fn train_stage(
     train: &[StageCase],
     val: &[StageCase],
@@ -156,7 +156,7 @@ pub fn train_stage(
         };
         report.history.push(st.clone());
         let score = dice.unwrap_or(0.0);
-        let improved = score > report.best_val_dice_liver;
+        let improved = score > report.best_val_dice;
         if let Some(out) = &opts.out {
             save_unet(&varmap, &opts.config, &last_path(out))?;
             if improved {
@@ -164,7 +164,7 @@ pub fn train_stage(
             }
         }
         if improved {
-            report.best_val_dice_liver = score;
+            report.best_val_dice = score;
             report.best_epoch = epoch;
         }
         if !progress(&st) || opts.max_minutes.is_some_and(|m| elapsed > m * 60.0) {
