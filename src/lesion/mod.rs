@@ -14,6 +14,9 @@
 //! extent along the measured direction, as a reader's callipers span the edge voxels.
 //! "Axial" for RECIST means the slices of the array (k = const), which are axial for CT.
 //! Reference values for the liver are medians (robust to vessels inside the ring).
+//!
+//! This file holds the report's types and the analysis of each component; `shape` the
+//! RECIST and 3-D diameters, `hint` the pattern hint.
 
 use std::borrow::Cow;
 
@@ -21,7 +24,14 @@ use ndarray::Array3;
 
 use crate::io::phase::Phase;
 use crate::volume::region::{squared_distance_mm2, std_slice, voxel_volume_ml};
-use crate::volume::{invert3, mat_vec, norm, sub, CtVolume, Geometry, Lps, Mask, SAME_GRID_MM};
+use crate::volume::{CtVolume, Lps, Mask, SAME_GRID_MM};
+
+mod hint;
+mod shape;
+
+pub use hint::pattern_hint;
+pub use shape::measure_voxels;
+use shape::{measure_shape, Frame};
 
 /// Components of a label, where they live now (`hepaview::lesion::connected_components` is
 /// how callers outside the crate have named them).
@@ -236,201 +246,6 @@ pub struct LesionReport {
     pub disclaimer: String,
 }
 
-// ---------------------------------------------------------------------------------------
-// Geometry of a component
-// ---------------------------------------------------------------------------------------
-
-/// Maps voxel indices to LPS mm and gives a voxel's extent along a direction.
-struct Frame {
-    origin: Lps,
-    m: [[f64; 3]; 3],
-    inv: [[f64; 3]; 3],
-}
-
-impl Frame {
-    fn new(g: &Geometry) -> Result<Frame, LesionError> {
-        g.validate().map_err(LesionError::BadGeometry)?;
-        let m = g.index_to_world_matrix();
-        let inv = invert3(&m).ok_or_else(|| LesionError::BadGeometry("singular orientation".into()))?;
-        Ok(Frame { origin: g.origin_mm, m, inv })
-    }
-
-    /// World position of voxel `(k, j, i)`.
-    fn world(&self, k: usize, j: usize, i: usize) -> Lps {
-        let ijk = [i as f64, j as f64, k as f64];
-        let mut w = self.origin;
-        for r in 0..3 {
-            w[r] += self.m[r][0] * ijk[0] + self.m[r][1] * ijk[1] + self.m[r][2] * ijk[2];
-        }
-        w
-    }
-
-    /// One voxel's extent along the unit direction `u` (mm): the spacing of the lattice
-    /// of voxel centres along `u`, 1 / |M⁻¹ u| (the spacing itself along an axis).
-    fn voxel_extent(&self, u: Lps) -> f64 {
-        let idx = mat_vec(&self.inv, u);
-        let n = norm(idx);
-        if n > 0.0 {
-            1.0 / n
-        } else {
-            0.0
-        }
-    }
-}
-
-/// 2-D convex hull (Andrew's monotone chain) of integer points; collinear points dropped.
-fn hull_2d(mut pts: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
-    pts.sort_unstable();
-    pts.dedup();
-    if pts.len() < 3 {
-        return pts;
-    }
-    let cross = |o: (i64, i64), a: (i64, i64), b: (i64, i64)| (a.0 - o.0) * (b.1 - o.1) - (a.1 - o.1) * (b.0 - o.0);
-    let mut h: Vec<(i64, i64)> = Vec::with_capacity(2 * pts.len());
-    for &p in pts.iter().chain(pts.iter().rev().skip(1)) {
-        // lower hull on the way out, upper hull on the way back
-        while h.len() >= 2 && cross(h[h.len() - 2], h[h.len() - 1], p) <= 0 {
-            h.pop();
-        }
-        h.push(p);
-    }
-    h.pop();
-    h
-}
-
-/// The farthest pair among `pts` (world mm): (distance, a, b).
-fn farthest_pair(pts: &[Lps]) -> (f64, Lps, Lps) {
-    let mut best = (0.0, pts.first().copied().unwrap_or([0.0; 3]), pts.first().copied().unwrap_or([0.0; 3]));
-    for (n, a) in pts.iter().enumerate() {
-        for b in &pts[n + 1..] {
-            let d = norm(sub(*a, *b));
-            if d > best.0 {
-                best = (d, *a, *b);
-            }
-        }
-    }
-    best
-}
-
-fn unit(v: Lps) -> Lps {
-    let n = norm(v);
-    if n > 0.0 {
-        [v[0] / n, v[1] / n, v[2] / n]
-    } else {
-        [1.0, 0.0, 0.0]
-    }
-}
-
-struct Shape {
-    recist: Recist,
-    longest_3d: (f64, Lps, Lps),
-}
-
-/// RECIST axes and the longest 3-D diameter of a component.
-fn measure_shape(comp: &Component, shape: [usize; 3], frame: &Frame) -> Shape {
-    let [_, ny, nx] = shape;
-    let unravel = |v: usize| (v / (ny * nx), (v / nx) % ny, v % nx);
-    // voxels are in C order, so each slice's voxels are contiguous
-    let mut slices: Vec<(usize, Vec<(i64, i64)>)> = Vec::new();
-    for &v in &comp.voxels {
-        let (k, j, i) = unravel(v);
-        match slices.last_mut() {
-            Some((kk, pts)) if *kk == k => pts.push((i as i64, j as i64)),
-            _ => slices.push((k, vec![(i as i64, j as i64)])),
-        }
-    }
-    let mut hull_points_3d = Vec::new();
-    let mut best: Option<Recist> = None;
-    for (k, pts) in &slices {
-        let hull = hull_2d(pts.clone());
-        let world: Vec<Lps> = hull.iter().map(|&(i, j)| frame.world(*k, j as usize, i as usize)).collect();
-        hull_points_3d.extend_from_slice(&world);
-        let (d, a, b) = farthest_pair(&world);
-        let u = unit(sub(b, a));
-        let long = if world.len() > 1 { d + frame.voxel_extent(u) } else { frame.voxel_extent([1.0, 0.0, 0.0]) };
-        if best.as_ref().is_some_and(|r| r.long_axis_mm >= long) {
-            continue;
-        }
-        // short axis: the longest chord perpendicular to the long axis, among the slice's
-        // boundary pixels (a pixel with an in-slice 4-neighbour outside the lesion)
-        let set: std::collections::HashSet<(i64, i64)> = pts.iter().copied().collect();
-        let boundary: Vec<(i64, i64)> = pts
-            .iter()
-            .copied()
-            .filter(|&(i, j)| {
-                [(1, 0), (-1, 0), (0, 1), (0, -1)].iter().any(|(di, dj)| !set.contains(&(i + di, j + dj)))
-            })
-            .collect();
-        let bw: Vec<Lps> = boundary.iter().map(|&(i, j)| frame.world(*k, j as usize, i as usize)).collect();
-        // in-plane perpendicular: slice normal × u
-        let normal = unit(crate::volume::cross(
-            sub(frame.world(0, 1, 0), frame.world(0, 0, 0)),
-            sub(frame.world(0, 0, 1), frame.world(0, 0, 0)),
-        ));
-        let w = unit(crate::volume::cross(normal, u));
-        let tol = 0.5 * frame.voxel_extent(u);
-        let mut short = (0.0, a, a);
-        for (n, p) in bw.iter().enumerate() {
-            for q in &bw[n + 1..] {
-                let d = sub(*q, *p);
-                if crate::volume::dot(d, u).abs() <= tol {
-                    let len = crate::volume::dot(d, w).abs();
-                    if len > short.0 {
-                        short = (len, *p, *q);
-                    }
-                }
-            }
-        }
-        let short_mm = short.0 + frame.voxel_extent(w);
-        best = Some(Recist {
-            long_axis_mm: long,
-            short_axis_mm: short_mm.min(long),
-            slice: *k,
-            long_axis_ends_mm: [a, b],
-            short_axis_ends_mm: [short.1, short.2],
-        });
-    }
-    let (d, a, b) = farthest_pair(&hull_points_3d);
-    let longest = if hull_points_3d.len() > 1 {
-        d + frame.voxel_extent(unit(sub(b, a)))
-    } else {
-        frame.voxel_extent([1.0, 0.0, 0.0])
-    };
-    let recist = best.unwrap_or(Recist {
-        long_axis_mm: 0.0,
-        short_axis_mm: 0.0,
-        slice: 0,
-        long_axis_ends_mm: [a, b],
-        short_axis_ends_mm: [a, b],
-    });
-    Shape { recist, longest_3d: (longest, a, b) }
-}
-
-/// RECIST axes and longest 3-D diameter (mm) of any voxel set of a grid, e.g. the viable
-/// part of a lesion for mRECIST. `voxels`: linear `[z, y, x]` indices, ascending.
-pub fn measure_voxels(voxels: &[usize], geometry: &Geometry) -> Result<(Recist, f64), LesionError> {
-    let frame = Frame::new(geometry)?;
-    if voxels.is_empty() {
-        let o = geometry.origin_mm;
-        return Ok((
-            Recist {
-                long_axis_mm: 0.0,
-                short_axis_mm: 0.0,
-                slice: 0,
-                long_axis_ends_mm: [o, o],
-                short_axis_ends_mm: [o, o],
-            },
-            0.0,
-        ));
-    }
-    let s = measure_shape(&Component { voxels: voxels.to_vec() }, geometry.shape, &frame);
-    Ok((s.recist, s.longest_3d.0))
-}
-
-// ---------------------------------------------------------------------------------------
-// Analysis
-// ---------------------------------------------------------------------------------------
-
 fn check_options(o: &LesionOptions) -> Result<(), LesionError> {
     for (what, value) in [
         ("min_volume_ml", o.min_volume_ml),
@@ -625,161 +440,10 @@ fn analyse_one(
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Pattern hint
-// ---------------------------------------------------------------------------------------
-
-/// HU thresholds of the hint (medians; noise of a few HU averages out over a lesion).
-const APHE_HU: f64 = 20.0;
-const RIM_OVER_CORE_ARTERIAL_HU: f64 = 30.0;
-const RIM_OVER_LIVER_ARTERIAL_HU: f64 = 10.0;
-const WASHOUT_HU: f64 = 5.0;
-const CAPSULE_RIM_OVER_CORE_HU: f64 = 10.0;
-const WATER_LOW_HU: f64 = -20.0;
-const WATER_HIGH_HU: f64 = 25.0;
-const NO_ENHANCEMENT_RANGE_HU: f64 = 15.0;
-const NODULE_P90_OVER_LIVER_HU: f64 = 40.0;
-const FILL_IN_GAIN_HU: f64 = 30.0;
-const FILL_IN_NEAR_LIVER_HU: f64 = 10.0;
-const HYPO_CORE_HU: f64 = 15.0;
-
-/// Builds the hint from the per-phase statistics (any order; any subset of phases).
-pub fn pattern_hint(phases: &[PhaseStats]) -> PatternHint {
-    let get = |p: Phase| phases.iter().find(|s| s.phase == p);
-    let core = |s: &PhaseStats| s.core.as_ref().unwrap_or(&s.lesion).median_hu;
-    let liver = |s: &PhaseStats| s.liver_ring.as_ref().map(|r| r.median_hu);
-    let mut findings = Vec::new();
-    let mut ev = Evidence::default();
-
-    // near water and flat across phases: needs no liver reference
-    let contrast: Vec<&PhaseStats> = phases.iter().filter(|s| s.phase != Phase::Unknown).collect();
-    if !contrast.is_empty() {
-        let meds: Vec<f64> = contrast.iter().map(|s| s.lesion.median_hu).collect();
-        let (lo, hi) = meds.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &m| (a.min(m), b.max(m)));
-        let water = lo >= WATER_LOW_HU && hi <= WATER_HIGH_HU;
-        let flat = hi - lo <= NO_ENHANCEMENT_RANGE_HU;
-        let per: Vec<String> =
-            contrast.iter().map(|s| format!("{} {:.0}", s.phase.as_str(), s.lesion.median_hu)).collect();
-        findings.push(format!("lesion median HU by phase: {}", per.join(", ")));
-        ev.near_water_no_enhancement = Some(water && flat && contrast.len() >= 2);
-        if water && flat && contrast.len() >= 2 {
-            findings.push(format!("near-water density ({lo:.0}..{hi:.0} HU) that does not change across phases (range {:.0} HU): no enhancement", hi - lo));
-        }
-    }
-
-    let art = get(Phase::Arterial);
-    let late: Vec<&PhaseStats> = [Phase::PortalVenous, Phase::Delayed].iter().filter_map(|&p| get(p)).collect();
-    if let Some(a) = art {
-        if let Some(la) = liver(a) {
-            let c = core(a);
-            let aphe = c - la >= APHE_HU;
-            ev.arterial_hyperenhancement = Some(aphe);
-            findings.push(format!(
-                "arterial: core median {c:.0} HU vs liver {la:.0} HU ({:+.0} HU){}",
-                c - la,
-                if aphe { ": arterial phase hyper-enhancement (APHE)" } else { "" }
-            ));
-            let rim = a.rim.median_hu;
-            let rim_enh =
-                a.core.is_some() && rim - c >= RIM_OVER_CORE_ARTERIAL_HU && rim - la >= RIM_OVER_LIVER_ARTERIAL_HU;
-            ev.arterial_rim_enhancement = Some(rim_enh);
-            if rim_enh {
-                findings.push(format!(
-                    "arterial: rim median {rim:.0} HU over core {c:.0} HU and liver {la:.0} HU: rim enhancement"
-                ));
-            }
-            // discontinuous peripheral nodules: a bright tail in the rim, rim median low
-            let nodular = a.rim.p90_hu - la >= NODULE_P90_OVER_LIVER_HU && rim - la <= RIM_OVER_LIVER_ARTERIAL_HU;
-            if let Some(last) = late.last() {
-                if let Some(ll) = liver(last) {
-                    let gain = core(last) - c;
-                    let fills = gain >= FILL_IN_GAIN_HU && core(last) >= ll - FILL_IN_NEAR_LIVER_HU;
-                    ev.peripheral_nodular_fill_in = Some(nodular && fills);
-                    if nodular {
-                        findings.push(format!(
-                            "arterial: peripheral bright nodules (rim p90 {:.0} HU vs liver {la:.0} HU) with rim median {rim:.0} HU: discontinuous peripheral enhancement",
-                            a.rim.p90_hu
-                        ));
-                    }
-                    if fills {
-                        findings.push(format!(
-                            "core fills in: {c:.0} HU arterial → {:.0} HU {} (liver {ll:.0} HU)",
-                            core(last),
-                            last.phase.as_str()
-                        ));
-                    }
-                }
-            }
-            // washout: lower than liver later, after at least liver-like arterial enhancement
-            let mut wash = None;
-            for s in &late {
-                if let Some(l) = liver(s) {
-                    let w = core(s) <= l - WASHOUT_HU && c >= la - WASHOUT_HU;
-                    wash = Some(wash.unwrap_or(false) || w);
-                    findings.push(format!(
-                        "{}: core median {:.0} HU vs liver {l:.0} HU ({:+.0} HU){}",
-                        s.phase.as_str(),
-                        core(s),
-                        core(s) - l,
-                        if w && aphe { ": washout" } else { "" }
-                    ));
-                }
-            }
-            ev.washout = wash;
-            // capsule: rim brighter than core late, not early
-            if a.core.is_some() && !late.is_empty() {
-                let early_rim = rim - c >= CAPSULE_RIM_OVER_CORE_HU;
-                let late_rim = late.iter().find(|s| s.rim.median_hu - core(s) >= CAPSULE_RIM_OVER_CORE_HU);
-                ev.capsule_like_rim = Some(late_rim.is_some() && !early_rim);
-                if let (Some(s), false) = (late_rim, early_rim) {
-                    findings.push(format!(
-                        "{}: rim median {:.0} HU over core {:.0} HU, not so in the arterial phase: capsule-like rim",
-                        s.phase.as_str(),
-                        s.rim.median_hu,
-                        core(s)
-                    ));
-                }
-            }
-            // a centre that stays below liver in every phase
-            let all: Vec<(f64, f64)> =
-                std::iter::once(a).chain(late.iter().copied()).filter_map(|s| liver(s).map(|l| (core(s), l))).collect();
-            ev.core_hypo_in_every_phase = Some(all.len() >= 2 && all.iter().all(|(c, l)| *c <= l - HYPO_CORE_HU));
-        } else {
-            findings.push("no liver around the lesion in the mask: no liver reference for enhancement".into());
-        }
-    } else {
-        findings.push("no arterial phase: enhancement pattern not assessed".into());
-    }
-
-    let yes = |b: Option<bool>| b == Some(true);
-    let (kind, summary) = if yes(ev.near_water_no_enhancement) {
-        (PatternKind::CystLike, "cyst-like: no enhancement, near-water HU".to_string())
-    } else if yes(ev.arterial_hyperenhancement) && yes(ev.washout) {
-        let capsule = if yes(ev.capsule_like_rim) { " + capsule-like rim" } else { "" };
-        (PatternKind::HccLike, format!("HCC-like: APHE + washout{capsule}"))
-    } else if yes(ev.peripheral_nodular_fill_in) {
-        (PatternKind::HemangiomaLike, "hemangioma-like: peripheral nodular enhancement, fills in".to_string())
-    } else if yes(ev.arterial_rim_enhancement) && yes(ev.core_hypo_in_every_phase) {
-        (
-            PatternKind::MetastasisLike,
-            "metastasis-like: rim enhancement around a centre that stays hypo-enhancing".to_string(),
-        )
-    } else {
-        (PatternKind::Indeterminate, "indeterminate: the HU pattern matches none of the hints".to_string())
-    };
-    PatternHint {
-        kind,
-        summary: format!("{summary} (hint, not a diagnosis)"),
-        evidence: ev,
-        findings,
-        disclaimer: HINT_DISCLAIMER.into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::volume::Volume;
+    use crate::volume::{norm, sub, Geometry, Volume};
 
     /// A ball of radius `r_mm` at `c_mm` rasterised (voxel centres) on `g`, label 2, in a
     /// liver (label 1) filling the rest.
