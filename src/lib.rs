@@ -4,14 +4,14 @@
 //! `analysis`, `follow_up::compare` and `segment::infer` still take a whole `Study`, until
 //! the document model of issue 26 lands):
 //! - `cli` (in the binary) and [`app`]: thin: parse, call, print or draw; widget state only
-//!   (`app::gpu` draws the slices).
+//!   (`app::gpu` owns every wgpu object: slices, 3D surfaces, volume rendering).
 //! - [`study`]: the open study (phases, labels), jobs with progress; [`analysis`]: the
 //!   recipes the CLI and the viewer share (phases onto a mask's grid, cluster, measure, align
 //!   visits).
 //! - one folder or file per feature: [`io`] (DICOM, NIfTI, SEG, phase naming), [`register`],
 //!   [`segment`], [`outline`], [`cluster`] (k-means, features), [`lesion`] (measurements,
 //!   pattern hint), [`edit`], [`mesh`], [`follow_up`] (pairing, RECIST / mRECIST, the
-//!   comparison and lesion table, the simulator), [`report`], [`render`] (the 3-D view),
+//!   comparison and lesion table, the simulator), [`report`], [`render`] (the 3-D view's maths),
 //!   [`phantom`] (the demo study).
 //! - [`volume`]: `Volume<T>`, `Geometry`, resampling, reslicing, and [`volume::region`], the
 //!   region helpers every module shares (voxel box, components, distance transform, dilation
