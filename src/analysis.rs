@@ -13,8 +13,8 @@ use crate::cluster::{self, ClusterError, ClusterOptions, Clustering, FeatureOpti
 use crate::io::phase::Phase;
 use crate::lesion::{self, LesionError, LesionOptions, LesionReport};
 use crate::register::{self, RegisterError};
-use crate::study::{ProgressFn, Study};
-use crate::volume::{CtVolume, Field, Geometry, Interp, Mask, Volume};
+use crate::study::Study;
+use crate::volume::{CtVolume, Field, Geometry, Interp, Mask, Progress, Volume};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalysisError {
@@ -116,7 +116,7 @@ pub fn align_phases(
     grid: &Geometry,
     alignment: &Alignment,
     mask: Option<&Mask>,
-    progress: ProgressFn,
+    progress: Progress,
 ) -> Result<Vec<AlignedPhase>, AnalysisError> {
     let fixed_i = study.fixed_index();
     let fixed = &study.phases[fixed_i];
@@ -196,7 +196,7 @@ pub fn cluster_phases(
     phases: &[AlignedPhase],
     mask: &Mask,
     recipe: &ClusterRecipe,
-    progress: ProgressFn,
+    progress: Progress,
 ) -> Result<Clustering, AnalysisError> {
     let region = cluster_region(phases, mask, recipe)?;
     let named: Vec<(&str, &CtVolume)> = phases.iter().map(|p| (p.phase.as_str(), p.volume.as_ref())).collect();
@@ -246,7 +246,7 @@ fn align_visits(
     moving: &CtVolume,
     fixed_name: &str,
     follow_label: &str,
-    progress: ProgressFn,
+    progress: Progress,
 ) -> Result<
     (
         crate::register::affine::AffineResult,
@@ -287,7 +287,7 @@ pub fn visit_transform(
     baseline_fixed: &CtVolume,
     follow_fixed: &CtVolume,
     follow_label: &str,
-    progress: ProgressFn,
+    progress: Progress,
 ) -> Result<crate::register::affine::AffineTransform, AnalysisError> {
     Ok(align_visits(baseline_fixed, follow_fixed, "baseline", follow_label, progress)?.2)
 }
@@ -332,7 +332,7 @@ fn demons_on_liver(
     fixed: &CtVolume,
     moving: &CtVolume,
     base_mask: &Mask,
-    progress: ProgressFn,
+    progress: Progress,
 ) -> Result<(Option<Field>, Option<crate::register::PhaseReport>), AnalysisError> {
     let liver: Mask = Volume::new(base_mask.data.mapv(|l| (l > 0) as u8), base_mask.geometry.clone());
     if !liver.data.iter().any(|&l| l != 0)
@@ -380,7 +380,7 @@ pub fn compare_visits(
     follow_phases: &[AlignedPhase],
     follow_mask: &Mask,
     opts: &crate::follow_up::response::ResponseOptions,
-    progress: ProgressFn,
+    progress: Progress,
 ) -> Result<Comparison, AnalysisError> {
     let (Some(fixed), Some(moving)) = (reference_phase(base_phases), reference_phase(follow_phases)) else {
         return Err(AnalysisError::NoPhaseOnGrid);
@@ -424,7 +424,7 @@ pub fn add_follow_up(
     study: &mut Study,
     follow: &Study,
     label: &str,
-    progress: ProgressFn,
+    progress: Progress,
 ) -> Result<crate::register::affine::AffineTransform, AnalysisError> {
     use crate::follow_up::is_follow_up;
     use crate::io::phase::PhaseCall;
@@ -533,7 +533,7 @@ pub fn compare_aligned_visits(
     follow_phases: &[AlignedPhase],
     follow_mask: &Mask,
     opts: &crate::follow_up::response::ResponseOptions,
-    progress: ProgressFn,
+    progress: Progress,
 ) -> Result<AlignedComparison, AnalysisError> {
     let visit = |label: &str, ps: &[AlignedPhase], mask: &Mask| measure_visit_phases(label, ps, mask, opts);
     // the visit alignment put both on one grid; Demons on the liver finds what it left

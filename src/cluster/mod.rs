@@ -36,14 +36,8 @@ pub const MAX_DIMS: usize = 8;
 /// are always formed and combined the same way.
 pub const CHUNK: usize = 8192;
 
-/// Reports progress of a long job and says whether to go on: `report(fraction, message)`
-/// returns `false` to cancel. Same shape as `study::ProgressFn`.
-pub type Progress<'a> = &'a (dyn Fn(f32, &str) -> bool + Sync);
-
-/// A progress function that never cancels.
-pub fn no_progress(_: f32, _: &str) -> bool {
-    true
-}
+pub use crate::volume::no_progress;
+use crate::volume::Progress;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {

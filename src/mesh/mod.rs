@@ -24,14 +24,6 @@ pub use smooth::{taubin, TaubinOptions};
 pub use surface::surface;
 pub use trimesh::TriMesh;
 
-/// Progress of a long job: fraction done and what is being done; return `false` to cancel.
-pub type Progress<'a> = &'a (dyn Fn(f32, &str) -> bool + Sync);
-
-/// A progress function that never cancels.
-pub fn no_progress(_: f32, _: &str) -> bool {
-    true
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum MeshError {
     #[error("the mask's grid is not usable: {0}")]

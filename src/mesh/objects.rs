@@ -15,9 +15,9 @@ use ndarray::Array3;
 use rayon::prelude::*;
 
 use super::smooth::TaubinOptions;
-use super::{decimate, no_progress, surface, taubin, MeshError, Progress, TriMesh};
+use super::{decimate, surface, taubin, MeshError, TriMesh};
 use crate::volume::region::{connected_components, Component};
-use crate::volume::{det3, Mask, Volume};
+use crate::volume::{det3, no_progress, Mask, Progress, Volume};
 
 /// What an object is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

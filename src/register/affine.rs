@@ -11,8 +11,8 @@
 
 use rayon::prelude::*;
 
-use super::{Progress, RegisterError};
-use crate::volume::{invert3, mat_mul, mat_vec, CtVolume, Field, Geometry, Interp, Lps, Volume};
+use super::RegisterError;
+use crate::volume::{invert3, mat_mul, mat_vec, CtVolume, Field, Geometry, Interp, Lps, Progress, Volume};
 
 /// `y = matrix · (x − centre_mm) + centre_mm + translation_mm`.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -26,13 +26,8 @@ use pyramid::Level;
 use rayon::prelude::*;
 use std::time::Instant;
 
-/// Progress in `[0, 1]` with a message; returns `false` once the user cancelled.
-pub type Progress<'a> = &'a (dyn Fn(f32, &str) -> bool + Sync);
-
-/// Never cancels, reports nothing.
-pub fn no_progress(_: f32, _: &str) -> bool {
-    true
-}
+pub use crate::volume::no_progress;
+use crate::volume::Progress;
 
 /// Which Demons.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -9,9 +9,9 @@
 use rayon::prelude::*;
 
 use crate::lesion::measure_voxels;
-use crate::mesh::{build_objects_with_progress, MeshError, MeshObject, MeshOptions, ObjectKind, Progress};
+use crate::mesh::{build_objects_with_progress, MeshError, MeshObject, MeshOptions, ObjectKind};
 use crate::volume::region::connected_components;
-use crate::volume::{det3, Lps, Mask};
+use crate::volume::{det3, Lps, Mask, Progress};
 
 use super::camera::Ray;
 use super::distance::SurfaceGrid;

@@ -28,8 +28,8 @@ use crate::io::phase::Phase;
 use crate::outline::OutlineOptions;
 use crate::register::pyramid::coarsened;
 use crate::register::{register_ct, resample_field, warp_volume, RegisterError};
-use crate::study::{ProgressFn, Study};
-use crate::volume::{CtVolume, Field, Geometry, Interp, Mask};
+use crate::study::Study;
+use crate::volume::{CtVolume, Field, Geometry, Interp, Mask, Progress};
 
 /// Knobs of inference.
 #[derive(Clone, Debug)]
@@ -101,7 +101,7 @@ pub type SlicesFn<'a> = &'a (dyn Fn(usize, Array3<u8>) + Sync);
 /// background, 1 liver, 2 tumour on the grid of the study's portal venous phase (its fixed
 /// phase), with the default options (the other contrast phases registered onto it first);
 /// progress goes 0→1 and returning false cancels.
-pub fn segment_study(study: &Study, model_path: &Path, progress: ProgressFn) -> Result<Mask, SegmentError> {
+pub fn segment_study(study: &Study, model_path: &Path, progress: Progress) -> Result<Mask, SegmentError> {
     segment_study_live(study, model_path, progress, None)
 }
 
@@ -109,7 +109,7 @@ pub fn segment_study(study: &Study, model_path: &Path, progress: ProgressFn) -> 
 pub fn segment_study_live(
     study: &Study,
     model_path: &Path,
-    progress: ProgressFn,
+    progress: Progress,
     on_slices: Option<SlicesFn>,
 ) -> Result<Mask, SegmentError> {
     let model = load_unet(model_path)?;
@@ -121,7 +121,7 @@ pub fn segment_phases(
     model: &UNet,
     study: &Study,
     opts: &InferOptions,
-    progress: ProgressFn,
+    progress: Progress,
 ) -> Result<Mask, SegmentError> {
     Ok(segment_phases_live(model, study, opts, progress, None)?.mask)
 }
@@ -152,7 +152,7 @@ pub fn segment_phases_live(
     model: &UNet,
     study: &Study,
     opts: &InferOptions,
-    progress: ProgressFn,
+    progress: Progress,
     on_slices: Option<SlicesFn>,
 ) -> Result<Segmentation, SegmentError> {
     if study.phases.is_empty() {
@@ -272,7 +272,7 @@ fn register_phases<'a>(
     study: &'a Study,
     fixed: usize,
     moving: &[usize],
-    progress: ProgressFn,
+    progress: Progress,
 ) -> Result<Vec<(Phase, &'a CtVolume, Option<Field>)>, SegmentError> {
     let fixed_small = coarsened(&study.phases[fixed].volume, REGISTRATION_VOXEL_MM);
     let params = fast_registration(&fixed_small.geometry);
@@ -339,7 +339,7 @@ fn run_on_grid(
     grid: &Geometry,
     (target, (reference_phase, reference), others): (&Geometry, (Phase, &CtVolume), &[OtherPhase]),
     opts: &InferOptions,
-    progress: ProgressFn,
+    progress: Progress,
     on_slices: Option<SlicesFn>,
 ) -> Result<Segmentation, SegmentError> {
     let stage = match &opts.tumour_model {
@@ -458,7 +458,7 @@ pub fn predict_slices(
     model: &UNet,
     input: &Array4<f32>,
     batch: usize,
-    progress: ProgressFn,
+    progress: Progress,
     each: &dyn Fn(usize, &Array4<f32>),
 ) -> Result<Array4<f32>, SegmentError> {
     let (nz, _, h, w) = input.dim();

@@ -32,7 +32,8 @@ mod tests;
 
 use rayon::prelude::*;
 
-use super::{no_progress, ClusterError, Progress, CHUNK, DEFAULT_K, MAX_DIMS, MAX_K};
+use super::{ClusterError, CHUNK, DEFAULT_K, MAX_DIMS, MAX_K};
+use crate::volume::{no_progress, Progress};
 use kernels::{
     assign_block, block_dist, block_mut, block_ref, closest_chunk, load_block, simd_dispatch, simd_level,
     update_closest,

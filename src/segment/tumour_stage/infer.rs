@@ -9,8 +9,7 @@ use crate::segment::infer::predict_slices;
 use crate::segment::model::UNet;
 use crate::segment::refine::OtherPhase;
 use crate::segment::SegmentError;
-use crate::study::ProgressFn;
-use crate::volume::{CtVolume, Interp, Mask, Volume};
+use crate::volume::{CtVolume, Interp, Mask, Progress, Volume};
 
 /// Tumour where the stage's probability reaches this.
 pub const TUMOUR_THRESHOLD: f32 = 0.5;
@@ -32,7 +31,7 @@ pub fn tumour_probability(
     reference: &CtVolume,
     others: &[OtherPhase],
     batch: usize,
-    progress: ProgressFn,
+    progress: Progress,
 ) -> Result<Option<Volume<f32>>, SegmentError> {
     let Some(grid) = crop_grid(mask, model.config.spacing_mm, MARGIN_MM, model.config.size_multiple()) else {
         return Ok(None);
