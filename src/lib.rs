@@ -5,7 +5,10 @@
 //! the document model of issue 26 lands):
 //! - `cli` (in the binary) and [`app`]: thin: parse, call, print or draw; widget state only
 //!   (`app::gpu` owns every wgpu object: slices, 3D surfaces, volume rendering).
-//! - [`study`]: the open study (phases, labels), jobs with progress; [`analysis`]: the
+//! - [`study`]: the open study (phases, labels), jobs with progress, the edit document
+//!   ([`study::edits`]: undo history, autosave session, label table), the follow-up visits
+//!   as values ([`study::visits`]) and the reading of their comparison
+//!   ([`study::reading`]); [`analysis`]: the
 //!   recipes the CLI and the viewer share (phases onto a mask's grid, cluster, measure, align
 //!   visits).
 //! - one folder or file per feature: [`io`] (DICOM, NIfTI, SEG, phase naming), [`register`],
