@@ -23,29 +23,32 @@
 //!
 //! Records hold brick contents, not changes, so replaying one twice gives the same mask:
 //! a crash between writing a snapshot and starting the next journal loses nothing.
+//!
+//! This file holds the session's state and its operations; `format` the files' bytes,
+//! `lock` the one-writer lock, `place` where a study's session folder is.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ndarray::{Array3, Axis};
+use ndarray::Array3;
 use rayon::prelude::*;
 
 use super::history::{brick_contents, Touched};
 use super::{BrickGrid, LabelTable};
 use crate::volume::{Geometry, Mask, Volume};
 
-const SNAPSHOT: &str = "mask.hvsnap";
-const JOURNAL: &str = "journal.hvj";
-const MANIFEST: &str = "manifest.json";
-/// Held by the one viewer writing this session: `<pid> <token>`.
-const LOCK: &str = "writer.lock";
-const SNAP_MAGIC: &[u8; 8] = b"HVSNAP01";
-const JOURNAL_MAGIC: &[u8; 8] = b"HVJRNL01";
-const RECORD_MAGIC: &[u8; 4] = b"HVR1";
-/// z slices per deflated chunk of a snapshot (chunks compress in parallel).
-const SLAB: usize = 8;
+mod format;
+mod lock;
+mod place;
+
+use format::{
+    chunks_fit, deflate_slabs, journal_header_bytes, parse_snapshot, record_bytes, scan_journal, snapshot_bytes,
+    JournalScan, SnapHeader, JOURNAL, MANIFEST, SLAB, SNAPSHOT,
+};
+use lock::lock_token;
+pub use place::{beside_study_dir, data_home_dir, user_data_home};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -80,25 +83,6 @@ pub struct Manifest {
     /// The label table in use, when the viewer stored one.
     #[serde(default)]
     pub labels: Option<LabelTable>,
-}
-
-/// Header of a snapshot (JSON inside the file).
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-struct SnapHeader {
-    geometry: Geometry,
-    edit_counter: u64,
-    /// Journal records up to this sequence number are in the snapshot.
-    last_seq: u64,
-    written_unix_ms: u64,
-    slab: usize,
-    chunk_lens: Vec<u64>,
-}
-
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-struct JournalHeader {
-    shape: [usize; 3],
-    /// Records after this sequence number follow.
-    base_seq: u64,
 }
 
 /// What a session holds that was not saved by the user.
@@ -157,107 +141,7 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// FNV-1a 64 of the bytes: a short, stable name for a study's fallback session folder.
-fn path_hash(p: &Path) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in p.to_string_lossy().as_bytes() {
-        h = (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
-
-/// The per-user data folder: `$XDG_DATA_HOME`, else `~/.local/share`.
-pub fn user_data_home() -> Option<PathBuf> {
-    match std::env::var_os("XDG_DATA_HOME") {
-        Some(p) if !p.is_empty() && Path::new(&p).is_absolute() => Some(PathBuf::from(p)),
-        _ => std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".local/share")),
-    }
-}
-
-use crate::io::SESSION_DIR_NAME;
-
-/// Where an earlier version kept a study's session, beside the study. Nothing is created
-/// there any more (clinical folders stay exactly as they are); a session found there is
-/// still opened, so no edit made with an earlier version is lost.
-pub fn beside_study_dir(study: &Path) -> PathBuf {
-    if study.is_dir() {
-        study.join(SESSION_DIR_NAME)
-    } else {
-        let name = study.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "study".into());
-        study.parent().unwrap_or(Path::new(".")).join(SESSION_DIR_NAME).join(name)
-    }
-}
-
-/// The session folder of a study under a data home, keyed by the study's canonical path.
-pub fn data_home_dir(study: &Path, data_home: &Path) -> PathBuf {
-    let canon = fs::canonicalize(study).unwrap_or_else(|_| study.to_path_buf());
-    data_home.join("hepaview").join("sessions").join(path_hash(&canon))
-}
-
-/// A token no other session of this or another process will draw.
-fn lock_token() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    now_ms().wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ n.wrapping_mul(0xbf58_476d_1ce4_e5b9)
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        if self.locked {
-            let _ = fs::remove_file(self.dir.join(LOCK));
-        }
-    }
-}
-
 impl Session {
-    /// Takes the session's writer lock before its first write: two viewers of one study
-    /// would otherwise append to one journal. A lock whose process is gone (a crash) is
-    /// taken over.
-    fn ensure_lock(&mut self) -> Result<(), SessionError> {
-        if self.locked {
-            return Ok(());
-        }
-        let path = self.dir.join(LOCK);
-        if !self.dir.is_dir() {
-            fs::create_dir_all(&self.dir).map_err(|e| self.io(&self.dir.clone(), e))?;
-            // the new folder's entry is durable only once its parent is
-            if let Some(parent) = self.dir.parent() {
-                let _ = File::open(parent).and_then(|f| f.sync_all());
-            }
-        }
-        for _ in 0..2 {
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut f) => {
-                    let mine = format!("{} {}", std::process::id(), self.token);
-                    f.write_all(mine.as_bytes()).and_then(|()| f.sync_all()).map_err(|e| self.io(&path, e))?;
-                    self.locked = true;
-                    return Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    let text = fs::read_to_string(&path).unwrap_or_default();
-                    let mut parts = text.split_whitespace();
-                    let pid = parts.next().and_then(|p| p.parse::<u32>().ok());
-                    let token = parts.next().and_then(|t| t.parse::<u64>().ok());
-                    match pid {
-                        Some(pid) if token == Some(self.token) && pid == std::process::id() => {
-                            self.locked = true;
-                            return Ok(());
-                        }
-                        Some(pid) if crate::io::process_alive(pid) => {
-                            return Err(SessionError::Locked { dir: self.dir.clone(), pid })
-                        }
-                        // a crashed writer's (or an unreadable) lock: take it over
-                        _ => {
-                            let _ = fs::remove_file(&path);
-                        }
-                    }
-                }
-                Err(e) => return Err(self.io(&path, e)),
-            }
-        }
-        Err(SessionError::Locked { dir: self.dir.clone(), pid: 0 })
-    }
-
     /// Opens (or starts) the session of `study` in the user's data folder
     /// (`$XDG_DATA_HOME/hepaview/sessions/<hash of the study's path>/`): never in or beside
     /// the study, which may be a PACS export or a share that must stay as it is.
@@ -525,30 +409,7 @@ impl Session {
     pub fn autosave(&mut self, mask: &Mask) -> Result<(), SessionError> {
         self.ensure_lock()?;
         let geometry = Geometry { shape: mask.shape(), ..mask.geometry.clone() };
-        let std_data;
-        let data: &Array3<u8> = if mask.data.is_standard_layout() {
-            &mask.data
-        } else {
-            std_data = mask.data.as_standard_layout().into_owned();
-            &std_data
-        };
-        let chunks: Vec<Vec<u8>> = data
-            .axis_chunks_iter(Axis(0), SLAB)
-            .into_par_iter()
-            .map(|slab| {
-                let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
-                match slab.as_slice() {
-                    Some(s) => {
-                        let _ = enc.write_all(s);
-                    }
-                    None => {
-                        let v: Vec<u8> = slab.iter().copied().collect();
-                        let _ = enc.write_all(&v);
-                    }
-                }
-                enc.finish().unwrap_or_default()
-            })
-            .collect();
+        let chunks = deflate_slabs(&mask.data);
         let now = now_ms();
         let header = SnapHeader {
             geometry,
@@ -558,16 +419,8 @@ impl Session {
             slab: SLAB,
             chunk_lens: chunks.iter().map(|c| c.len() as u64).collect(),
         };
-        let json = serde_json::to_vec(&header).map_err(|e| self.io(&self.snapshot_path(), io::Error::other(e)))?;
-        let mut bytes = Vec::with_capacity(16 + json.len() + chunks.iter().map(Vec::len).sum::<usize>());
-        bytes.extend_from_slice(SNAP_MAGIC);
-        bytes.extend_from_slice(&(json.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&json);
-        for c in &chunks {
-            bytes.extend_from_slice(c);
-        }
-        let crc = crc32fast::hash(&bytes);
-        bytes.extend_from_slice(&crc.to_le_bytes());
+        let bytes =
+            snapshot_bytes(&header, &chunks).map_err(|e| self.io(&self.snapshot_path(), io::Error::other(e)))?;
         self.write_atomic(SNAPSHOT, &bytes)?;
         self.snapshot = Some((mask.shape(), self.seq));
         self.snapshot_damage = None;
@@ -603,29 +456,7 @@ impl Session {
         if !path.exists() {
             self.start_journal(mask.shape())?;
         }
-        let mut payload = Vec::new();
-        payload.extend_from_slice(&self.seq.to_le_bytes());
-        payload.extend_from_slice(&self.manifest.edit_counter.to_le_bytes());
-        let contents = brick_contents(mask, &touched.brick_ids);
-        payload.extend_from_slice(&(contents.len() as u32).to_le_bytes());
-        let deflated: Vec<(u32, Vec<u8>)> = contents
-            .into_par_iter()
-            .map(|(id, bytes)| {
-                let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
-                let _ = enc.write_all(&bytes);
-                (id, enc.finish().unwrap_or_default())
-            })
-            .collect();
-        for (id, z) in &deflated {
-            payload.extend_from_slice(&id.to_le_bytes());
-            payload.extend_from_slice(&(z.len() as u32).to_le_bytes());
-            payload.extend_from_slice(z);
-        }
-        let mut rec = Vec::with_capacity(12 + payload.len());
-        rec.extend_from_slice(RECORD_MAGIC);
-        rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        rec.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        rec.extend_from_slice(&payload);
+        let rec = record_bytes(self.seq, self.manifest.edit_counter, brick_contents(mask, &touched.brick_ids));
         let mut f = OpenOptions::new().append(true).open(&path).map_err(|e| self.io(&path, e))?;
         let before = f.metadata().map_err(|e| self.io(&path, e))?.len();
         // one write call: a crash leaves a prefix of this record at worst; a failed write
@@ -770,17 +601,19 @@ impl Session {
     }
 
     fn parse_snapshot<'b>(&self, path: &Path, bytes: &'b [u8]) -> Result<(SnapHeader, &'b [u8]), SessionError> {
-        if bytes.len() < 16 || &bytes[..8] != SNAP_MAGIC {
-            return Err(self.corrupt(path, "not a Hepaview snapshot"));
-        }
-        let (content, crc) = bytes.split_at(bytes.len() - 4);
-        if crc32fast::hash(content).to_le_bytes() != crc {
-            return Err(self.corrupt(path, "checksum mismatch"));
-        }
-        let hlen = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
-        let json = content.get(12..12 + hlen).ok_or_else(|| self.corrupt(path, "header cut short"))?;
-        let header: SnapHeader = serde_json::from_slice(json).map_err(|e| self.corrupt(path, e.to_string()))?;
-        Ok((header, &content[12 + hlen..]))
+        parse_snapshot(bytes).map_err(|what| self.corrupt(path, what))
+    }
+
+    /// Reads the journal (see [`format::scan_journal`]); `None` when there is none.
+    fn scan_journal(&self, with_bricks: bool) -> Result<Option<JournalScan>, SessionError> {
+        let path = self.journal_path();
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io(&path, e)),
+        };
+        let snap_seq = self.snapshot.map(|(_, s)| s).unwrap_or(0);
+        Ok(Some(scan_journal(&bytes, snap_seq, with_bricks)))
     }
 
     /// Reads the whole snapshot and checks it as [`Session::restore`] would before
@@ -799,162 +632,4 @@ impl Session {
             Err(e) => Err(e),
         }
     }
-
-    /// Reads the journal: whole records (their bricks too when `with_bricks`), where
-    /// the whole records end, and whether a torn record follows.
-    fn scan_journal(&self, with_bricks: bool) -> Result<Option<JournalScan>, SessionError> {
-        let path = self.journal_path();
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(self.io(&path, e)),
-        };
-        let snap_seq = self.snapshot.map(|(_, s)| s).unwrap_or(0);
-        let mut scan = JournalScan {
-            shape: None,
-            records: Vec::new(),
-            last: None,
-            newer: 0,
-            good_len: 0,
-            torn: false,
-            spans: Vec::new(),
-            seqs: Vec::new(),
-            damaged_bytes: 0,
-            damaged_regions: 0,
-            damaged_header: false,
-        };
-        if bytes.is_empty() {
-            return Ok(Some(scan));
-        }
-        // header; a damaged one costs no record (the grid is the snapshot's then)
-        let hlen = bytes.get(8..12).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
-        let header_ok =
-            bytes.len() >= 16 && &bytes[..8] == JOURNAL_MAGIC && hlen.is_some_and(|h| h <= bytes.len() - 16) && {
-                let h = hlen.unwrap_or(0);
-                crc32fast::hash(&bytes[..12 + h]).to_le_bytes() == bytes[12 + h..16 + h]
-            };
-        let mut at = 0;
-        if header_ok {
-            let hlen = hlen.unwrap_or(0);
-            if let Ok(jh) = serde_json::from_slice::<JournalHeader>(&bytes[12..12 + hlen]) {
-                scan.shape = Some(jh.shape);
-                at = 16 + hlen;
-            } else {
-                scan.damaged_header = true;
-            }
-        } else {
-            scan.damaged_header = true;
-        }
-        scan.good_len = at as u64;
-        while at < bytes.len() {
-            let rec = if scan.damaged_header && at == 0 { None } else { parse_record(&bytes[at..], with_bricks) };
-            let Some(rec) = rec else {
-                // damaged here: go on at the next intact record, if any
-                match next_record(&bytes, at + 1) {
-                    Some(next) => {
-                        if !(scan.damaged_header && at == 0) {
-                            scan.damaged_bytes += next - at;
-                            scan.damaged_regions += 1;
-                        }
-                        at = next;
-                        continue;
-                    }
-                    None => {
-                        scan.torn = !(scan.damaged_header && at == 0) || scan.spans.is_empty() && bytes.len() > 16;
-                        break;
-                    }
-                }
-            };
-            scan.spans.push((at, rec.len));
-            scan.seqs.push(rec.seq);
-            at += rec.len;
-            scan.good_len = at as u64;
-            scan.last = Some((rec.seq, rec.counter));
-            if rec.seq > snap_seq {
-                scan.newer += 1;
-            }
-            if with_bricks {
-                scan.records.push(rec);
-            }
-        }
-        Ok(Some(scan))
-    }
-}
-
-/// Whether a snapshot's chunk table fits its grid and its `body_len` bytes of data.
-fn chunks_fit(header: &SnapHeader, body_len: usize) -> bool {
-    let total = header.chunk_lens.iter().try_fold(0u64, |a, &l| a.checked_add(l));
-    total.is_some_and(|t| t <= body_len as u64)
-        && header.chunk_lens.len() == header.geometry.shape[0].div_ceil(header.slab.max(1))
-}
-
-struct JournalScan {
-    shape: Option<[usize; 3]>,
-    records: Vec<Record>,
-    last: Option<(u64, u64)>,
-    newer: usize,
-    good_len: u64,
-    torn: bool,
-    /// (start, length) in the file of every intact record, and their sequence numbers.
-    spans: Vec<(usize, usize)>,
-    seqs: Vec<u64>,
-    /// Bytes skipped between intact records, and in how many runs.
-    damaged_bytes: usize,
-    damaged_regions: usize,
-    /// The header was unreadable (its grid is then the snapshot's).
-    damaged_header: bool,
-}
-
-/// The first offset at or after `from` where an intact record starts.
-fn next_record(bytes: &[u8], from: usize) -> Option<usize> {
-    (from..bytes.len().saturating_sub(11))
-        .find(|&i| &bytes[i..i + 4] == RECORD_MAGIC && parse_record(&bytes[i..], false).is_some())
-}
-
-/// A journal's header: magic, JSON length, JSON (grid shape, base sequence), CRC.
-fn journal_header_bytes(shape: [usize; 3], base_seq: u64) -> io::Result<Vec<u8>> {
-    let json = serde_json::to_vec(&JournalHeader { shape, base_seq }).map_err(io::Error::other)?;
-    let mut bytes = Vec::new();
-    bytes.extend_from_slice(JOURNAL_MAGIC);
-    bytes.extend_from_slice(&(json.len() as u32).to_le_bytes());
-    bytes.extend_from_slice(&json);
-    bytes.extend_from_slice(&crc32fast::hash(&bytes).to_le_bytes());
-    Ok(bytes)
-}
-
-struct Record {
-    len: usize,
-    seq: u64,
-    counter: u64,
-    bricks: Vec<(u32, Vec<u8>)>,
-}
-
-/// One whole record at the start of `b`, or `None` if it is cut short or damaged.
-fn parse_record(b: &[u8], with_bricks: bool) -> Option<Record> {
-    if b.len() < 12 || &b[..4] != RECORD_MAGIC {
-        return None;
-    }
-    let plen = u32::from_le_bytes(b[4..8].try_into().ok()?) as usize;
-    let crc = u32::from_le_bytes(b[8..12].try_into().ok()?);
-    let payload = b.get(12..12 + plen)?;
-    if crc32fast::hash(payload) != crc || plen < 20 {
-        return None;
-    }
-    let seq = u64::from_le_bytes(payload[0..8].try_into().ok()?);
-    let counter = u64::from_le_bytes(payload[8..16].try_into().ok()?);
-    let n = u32::from_le_bytes(payload[16..20].try_into().ok()?) as usize;
-    let mut bricks = Vec::new();
-    if with_bricks {
-        let mut at = 20;
-        for _ in 0..n {
-            let id = u32::from_le_bytes(payload.get(at..at + 4)?.try_into().ok()?);
-            let zl = u32::from_le_bytes(payload.get(at + 4..at + 8)?.try_into().ok()?) as usize;
-            let z = payload.get(at + 8..at + 8 + zl)?;
-            let mut out = Vec::new();
-            flate2::read::DeflateDecoder::new(z).read_to_end(&mut out).ok()?;
-            bricks.push((id, out));
-            at += 8 + zl;
-        }
-    }
-    Some(Record { len: 12 + plen, seq, counter, bricks })
 }
