@@ -47,7 +47,7 @@ impl Pending {
     pub fn ask(purpose: Purpose, start: Option<PathBuf>, file_name: Option<String>) -> Pending {
         let (tx, rx) = mpsc::channel();
         let mut d = rfd::AsyncFileDialog::new();
-        if let Some(dir) = start.filter(|d| d.is_dir()) {
+        if let Some(dir) = start.as_deref().and_then(nearest_folder) {
             d = d.set_directory(dir);
         }
         let one = |h: Option<rfd::FileHandle>| h.map(|h| vec![h.path().to_path_buf()]).unwrap_or_default();
@@ -95,6 +95,14 @@ impl Pending {
     }
 }
 
+/// The folder a dialog opens in: `start` itself or its nearest existing ancestor. The
+/// offered report folder (`~/hepaview-reports/report-…`) and a typed save path often do not
+/// exist yet; without this the desktop's chooser falls back to "Recent" (seen with the GTK
+/// portal), far from where the user was heading.
+fn nearest_folder(start: &std::path::Path) -> Option<PathBuf> {
+    start.ancestors().find(|a| !a.as_os_str().is_empty() && a.is_dir()).map(|a| a.to_path_buf())
+}
+
 /// The hint shown when a dialog closed without a path: cancelled, or the desktop has no
 /// file chooser (no xdg-desktop-portal and no zenity), which rfd cannot tell apart.
 pub const NOTHING_CHOSEN: &str =
@@ -103,6 +111,16 @@ pub const NOTHING_CHOSEN: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dialog_opens_in_the_nearest_folder_that_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("hepaview-reports").join("report-1");
+        assert_eq!(nearest_folder(&deep).as_deref(), Some(dir.path()));
+        assert_eq!(nearest_folder(dir.path()).as_deref(), Some(dir.path()));
+        // a bare file name (the default "mask-edited.nii.gz") has no folder to start in
+        assert_eq!(nearest_folder(std::path::Path::new("mask-edited.nii.gz")), None);
+    }
 
     /// With no desktop to show a dialog (no display, no session bus: CI), asking does not
     /// hang the panel: the answer is "nothing chosen", which the panels turn into the hint
