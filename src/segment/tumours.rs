@@ -1,3 +1,4 @@
+// Over 700 lines only with its tests (the generator is ~560): one job, so one file.
 //! Realistic synthetic liver lesions for training cases (`SynthRecipe::realistic_tumours`,
 //! issue 23), after Hu et al., "Label-free liver tumor segmentation" (CVPR 2023): lesions
 //! whose shape, texture, edge and per-phase enhancement look like the real types, so a
