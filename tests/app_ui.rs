@@ -866,7 +866,7 @@ fn follow_up_panel_compares_visits_repairs_and_nudges() {
     let Some(mut h) = gpu_harness(app) else { return };
     h.run();
     assert_eq!(h.state().view.window.len(), 6, "the visit's phases get a window each");
-    let v = &h.state().follow_up.visits[0].visit;
+    let v = &h.state().study.visits[0];
     let (ncc_auto, keys) = (v.ncc_auto.expect("residual NCC of the automatic alignment"), v.keys.clone());
     assert!(ncc_auto > 0.5, "{ncc_auto}");
 
@@ -927,14 +927,14 @@ fn follow_up_panel_compares_visits_repairs_and_nudges() {
         let a = h.state();
         let c = a.follow_up.comparison.as_ref().unwrap();
         let fu = a.study.phases.iter().find(|p| p.description.starts_with("FOLLOW-UP")).unwrap();
-        let (m, _) = a.follow_up.overlay_for(fu.key).expect("a compared follow-up has its overlay");
+        let (m, _) = a.follow_up.overlay_for(&a.study, fu.key).expect("a compared follow-up has its overlay");
         let count = |mask: &hepaview::volume::Mask, l: u8| mask.data.iter().filter(|&&v| v == l).count();
         for l in [VIABLE, NECROTIC, LIPIODOL] {
             assert_eq!(count(m, l), count(&c.visits[0].followup.parts_mask, l), "label {l}");
         }
         // (the small phantom's 5 mm lipiodol core is smaller than its 6 × 6 × 8 mm voxels)
         assert!(count(m, VIABLE) > 0 && count(m, NECROTIC) > 0);
-        assert!(a.follow_up.overlay_for(a.study.phases[0].key).is_none(), "not over the baseline");
+        assert!(a.follow_up.overlay_for(&a.study, a.study.phases[0].key).is_none(), "not over the baseline");
     }
     assert!(
         h.query_by_label_contains("necrotic 0.").is_some() || h.query_by_label_contains("necrotic 1.").is_some(),
@@ -1079,7 +1079,7 @@ fn follow_up_panel_compares_visits_repairs_and_nudges() {
     wait_for(&mut h, |a| !a.follow_up.is_running());
     let a = h.state();
     assert!(a.follow_up.error.is_none(), "{:?}", a.follow_up.error);
-    let v = &a.follow_up.visits[0].visit;
+    let v = &a.study.visits[0];
     assert_eq!(v.nudge_mm, [before.geometry.spacing_mm[2], 0.0, 0.0]);
     let new_pv = v
         .keys
@@ -1120,7 +1120,7 @@ fn follow_up_without_a_mask_is_segmented_by_the_unet_and_says_so() {
     hepaview::analysis::add_follow_up(&mut study, &Study::demo(&opts.follow_up()), "20260316", &|_, _| true).unwrap();
     let mut h = harness(HepaviewApp::new(study));
     h.run();
-    assert_eq!(h.state().follow_up.visits.len(), 1, "the visit found in the study");
+    assert_eq!(h.state().study.visits.len(), 1, "the visit found in the study");
     assert!(h.query_by_label_contains("outlines it with the shipped U-Net").is_some());
     h.get_by_label("Compare visits").scroll_to_me();
     h.run();
@@ -1312,7 +1312,7 @@ fn a_baseline_outline_is_carried_to_the_follow_up() {
     assert_eq!(app.edits.history.undo_steps(), steps);
     // against the follow-up's true treated HCC, on the baseline grid through the visit alignment
     let fu = make_phantom(&opts.follow_up());
-    let t = app.follow_up.visits[0].visit.transform();
+    let t = app.study.visits[0].transform();
     let truth = hepaview::analysis::resample_mask_affine(&fu.labels, &layer.geometry, &t);
     let g = &layer.geometry;
     let r = fu.lesions.iter().find(|l| l.kind == LesionKind::TreatedHcc).expect("the treated HCC").radius_mm;

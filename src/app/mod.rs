@@ -427,7 +427,7 @@ impl HepaviewApp {
 
     /// The lesions outlined on the follow-up visit the phase with `key` belongs to.
     fn outline_layer_for(&self, key: u64) -> Option<(&Arc<crate::volume::Mask>, u64)> {
-        self.outline.follow_layer(&self.follow_up.visit_of(key)?.label)
+        self.outline.follow_layer(&self.study.visit_of(key)?.label)
     }
 
     fn menu_bar(&mut self, ui: &mut egui::Ui) {
@@ -662,7 +662,7 @@ impl HepaviewApp {
                 if resp.clicked_by(PointerButton::Primary) {
                     let at = to_world(&self.view, pos);
                     // a click in a follow-up viewport is a prompt on that visit's phases
-                    let visit = self.follow_up.visit_of(self.study.phases[phase].key).map(|v| v.label.clone());
+                    let visit = self.study.visit_of(self.study.phases[phase].key).map(|v| v.label.clone());
                     self.outline.click_in(&self.study, &self.registration, visit.as_deref(), at, shift);
                 } else if resp.drag_started_by(PointerButton::Primary) && !shift {
                     let from = ui.input(|i| i.pointer.press_origin()).unwrap_or(pos);
@@ -719,7 +719,7 @@ impl HepaviewApp {
         let wl = self.view.window[phase];
         let clusters = self.analysis.clusters.as_ref().filter(|_| self.analysis.show_clusters && self.view.show_labels);
         // the mask belongs to the baseline visit: drawn over a follow-up it would mislead
-        let follow_up = self.follow_up.visit_of(p.key).is_some();
+        let follow_up = self.study.visit_of(p.key).is_some();
         let overlay = match (&self.study.labels, self.view.show_labels && !follow_up) {
             // a compared follow-up shows its own liver and lesion parts instead
             // the lesions outlined on this visit, when there are any
@@ -734,7 +734,8 @@ impl HepaviewApp {
                 })
             }
             _ if follow_up => {
-                self.follow_up.overlay_for(p.key).filter(|_| self.view.show_labels).map(|(mask, key)| OverlayDesc {
+                let parts = self.follow_up.overlay_for(&self.study, p.key);
+                parts.filter(|_| self.view.show_labels).map(|(mask, key)| OverlayDesc {
                     mask: Arc::clone(mask),
                     key,
                     opacity: self.view.label_opacity,
@@ -900,7 +901,7 @@ pub fn run_with_visits(study: Study, visits: Vec<follow_up::VisitSource>) -> Res
             }
             let mut app = HepaviewApp::new(study);
             for v in visits {
-                app.follow_up.adopt(&app.study, v);
+                app.follow_up.adopt(&mut app.study, v);
             }
             // start with the frame-time overlay on, for measuring the real window
             app.show_timing = timing;

@@ -54,13 +54,6 @@ pub struct CompareOutcome {
     pub visits: Vec<VisitOutcome>,
 }
 
-/// The study without the follow-up visits' phases: the baseline visit.
-pub fn baseline_visit(study: &Study) -> Study {
-    let mut s = study.clone();
-    s.phases.retain(|p| !super::is_follow_up(&p.description));
-    s
-}
-
 /// A study of the follow-up phases `keys` as shown (on the baseline's grid), with their
 /// phase names back so that registration and measurement see them.
 pub fn shown_visit(study: &Study, keys: &[u64], label: &str) -> Study {
@@ -72,7 +65,7 @@ pub fn shown_visit(study: &Study, keys: &[u64], label: &str) -> Study {
             PhaseImage { call: PhaseCall { phase, confidence: 1.0, reason: format!("follow-up {label}") }, ..p.clone() }
         })
         .collect();
-    let mut s = Study { title: label.to_string(), phases, labels: None, warnings: Vec::new() };
+    let mut s = Study { title: label.to_string(), phases, labels: None, warnings: Vec::new(), visits: Vec::new() };
     s.sort_phases();
     s
 }

@@ -64,6 +64,9 @@ pub struct Study {
     pub phases: Vec<PhaseImage>,
     pub labels: Option<Labels>,
     pub warnings: Vec<Warning>,
+    /// The follow-up visits shown beside the baseline (their phases are in `phases`; see
+    /// [`visits`]).
+    pub visits: Vec<visits::Visit>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +112,7 @@ impl Study {
             phases,
             labels: Some(Labels { mask: Arc::new(p.labels), key: next_key(), source: PathBuf::from("demo") }),
             warnings: Vec::new(),
+            visits: Vec::new(),
         };
         s.sort_phases();
         s
@@ -247,7 +251,7 @@ impl Study {
             return Err(StudyError::NothingToOpen { path: path.to_path_buf() });
         }
         let title = format!("{} {} {}", study.patient_name, study.study_date, study.description).trim().to_string();
-        let mut s = Study { title, phases, labels: None, warnings };
+        let mut s = Study { title, phases, labels: None, warnings, visits: Vec::new() };
         s.sort_phases();
         Ok(s)
     }
@@ -292,7 +296,7 @@ impl Study {
             return Err(StudyError::NothingToOpen { path: paths.first().cloned().unwrap_or_default() });
         }
         let title = phases.iter().map(|p| p.description.as_str()).collect::<Vec<_>>().join(", ");
-        let mut s = Study { title, phases, labels, warnings };
+        let mut s = Study { title, phases, labels, warnings, visits: Vec::new() };
         s.sort_phases();
         Ok(s)
     }

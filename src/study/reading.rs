@@ -149,7 +149,7 @@ impl Comparison {
     /// Writes one report per visit into `report_dir` (a sub-folder per visit when there are
     /// several), with the categories as read and each visit's alignment (from `visits`, by
     /// label); never over a file. Returns the HTML files written.
-    pub fn save_reports(&self, visits: &[&Visit], report_dir: &str) -> Result<Vec<PathBuf>, String> {
+    pub fn save_reports(&self, visits: &[Visit], report_dir: &str) -> Result<Vec<PathBuf>, String> {
         let dir = PathBuf::from(report_dir.trim());
         if report_dir.trim().is_empty() {
             return Err("name a folder for the report".into());
@@ -176,7 +176,7 @@ impl Comparison {
             } else {
                 dir.clone()
             };
-            let visit = visits.iter().copied().find(|fv| fv.label == v.label);
+            let visit = visits.iter().find(|fv| fv.label == v.label);
             let alignment_note = match visit {
                 Some(fv) => format!(
                     "Follow-up aligned to the baseline by the viewer (rotation {:.1}°, translation ({:.1}, {:.1}, {:.1}) mm{}); {}.",

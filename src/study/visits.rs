@@ -1,9 +1,10 @@
-//! The follow-up visits shown in the open study, as values: each [`Visit`] knows its label,
-//! the study as opened (on its own grids), the alignment onto the baseline (automatic, then
-//! nudged by hand), the keys of its phases in the study and the mask found for it. The
-//! viewer asks a visit which phases are its own by key, instead of reading phase
-//! descriptions; a description is read only once, when a study arrives with follow-up
-//! phases but no visit for them ([`orphans`]). Opening, nudging (resampling the phases
+//! The follow-up visits shown in the open study, as values the study holds
+//! ([`Study::visits`]): each [`Visit`] knows its label, the study as opened (on its own
+//! grids), the alignment onto the baseline (automatic, then nudged by hand), the keys of its
+//! phases in the study and the mask found for it. The viewer asks the study which visit a
+//! phase belongs to by key ([`Study::visit_of`]), instead of reading phase descriptions; a
+//! description is read only once, when a study arrives with follow-up phases but no visit
+//! for them ([`Study::adopt_orphan_visits`]). Opening, nudging (resampling the phases
 //! again through the new transform, with the residual NCC) and the inputs of a comparison
 //! are here; the panel (`app::follow_up`) runs them on worker threads and only couples
 //! widgets to them.
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use crate::analysis;
 use crate::follow_up::compare::{shown_visit, MaskPlan, VisitInput};
 use crate::follow_up::{parse_visit_name, visit_description};
+use crate::io::phase::PhaseCall;
 use crate::register::affine::{ncc_at, resample_affine, AffineParams, AffineTransform};
 use crate::study::{next_key, PhaseImage, Progress, Study};
 use crate::volume::{CtVolume, Lps, Mask};
@@ -125,9 +127,9 @@ impl Visit {
         Some(Visit::new(source.label, source.follow, source.transform, pivot, keys))
     }
 
-    /// Measures the residual NCC of the automatic alignment (as applied now: no nudge yet).
-    pub fn measure_auto_ncc(&mut self, study: &Study) {
-        let fixed = &study.phases[study.fixed_index()].volume;
+    /// Measures the residual NCC of the automatic alignment (as applied now: no nudge yet)
+    /// against the baseline's fixed phase `fixed`.
+    pub fn measure_auto_ncc(&mut self, fixed: &CtVolume) {
         let ncc = ncc_at(
             fixed,
             &self.source.phases[self.source.fixed_index()].volume,
@@ -166,11 +168,25 @@ impl Visit {
     /// This visit as a comparison takes it: its phases as shown, and where its mask comes
     /// from ([`Visit::mask_plan`]).
     pub fn compare_input(&self, study: &Study, mask_path: &str) -> VisitInput {
-        VisitInput {
-            label: self.label.clone(),
-            study: shown_visit(study, &self.keys, &self.label),
-            plan: self.mask_plan(mask_path),
-        }
+        VisitInput { label: self.label.clone(), study: self.shown(study), plan: self.mask_plan(mask_path) }
+    }
+
+    /// A study of this visit's phases as shown (on the baseline's grid), each named the
+    /// phase it was in the visit, so that registration and measurement see them.
+    pub fn shown(&self, study: &Study) -> Study {
+        let phases: Vec<PhaseImage> = self
+            .keys
+            .iter()
+            .zip(&self.source.phases)
+            .filter_map(|(k, sp)| {
+                let p = study.phases.iter().find(|p| p.key == *k)?;
+                let reason = format!("follow-up {}", self.label);
+                Some(PhaseImage { call: PhaseCall { phase: sp.phase(), confidence: 1.0, reason }, ..p.clone() })
+            })
+            .collect();
+        let mut s = Study { title: self.label.clone(), phases, labels: None, warnings: Vec::new(), visits: Vec::new() };
+        s.sort_phases();
+        s
     }
 
     /// The work of resampling this visit's phases through the automatic alignment nudged
@@ -213,54 +229,78 @@ impl Visit {
             Ok(NudgeOutcome { label, nudge_mm, nudge_deg, volumes, ncc_auto, ncc_now })
         }
     }
+}
 
-    /// Takes in a finished nudge: the residual NCC, and when it resampled the images,
-    /// those images (under new keys) and the nudge applied; the mask found for the old
-    /// alignment is dropped. Returns whether the images changed.
-    pub fn take_nudge(&mut self, study: &mut Study, o: NudgeOutcome) -> bool {
-        (self.ncc_auto, self.ncc_now) = (o.ncc_auto, o.ncc_now);
+impl Study {
+    /// The visit the phase with `key` belongs to; `None` for a baseline phase.
+    pub fn visit_of(&self, key: u64) -> Option<&Visit> {
+        self.visits.iter().find(|v| v.owns(key))
+    }
+
+    /// The baseline visit: the study without the follow-up visits and their phases.
+    pub fn baseline(&self) -> Study {
+        let mut s = self.clone();
+        s.phases.retain(|p| self.visit_of(p.key).is_none());
+        s.visits.clear();
+        s
+    }
+
+    /// Records the visit `source` already added by [`analysis::add_follow_up`] (its phases
+    /// found by the names that gave them), replacing one of the same label; gives back the
+    /// label when its phases are not all in the study.
+    pub fn adopt_visit(&mut self, source: VisitSource) -> Result<(), String> {
+        let label = source.label.clone();
+        let visit = Visit::from_source(self, source).ok_or(label)?;
+        self.visits.retain(|v| v.label != visit.label);
+        self.visits.push(visit);
+        Ok(())
+    }
+
+    /// Follow-up phases in the study that no visit owns (added without their source): made
+    /// visits already on the baseline grid, so they can be compared and nudged too; visits
+    /// whose phases left the study are dropped. The one place a visit is found from its
+    /// phases' descriptions.
+    pub fn adopt_orphan_visits(&mut self) {
+        let owned: HashSet<u64> = self.visits.iter().flat_map(|v| v.keys.iter().copied()).collect();
+        let mut found: Vec<(String, Vec<u64>)> = Vec::new();
+        for p in self.phases.iter().filter(|p| !owned.contains(&p.key)) {
+            let Some(label) = parse_visit_name(&p.description).map(|n| n.label) else { continue };
+            match found.iter_mut().find(|(l, _)| l == label) {
+                Some((_, keys)) => keys.push(p.key),
+                None => found.push((label.to_string(), vec![p.key])),
+            }
+        }
+        for (label, keys) in found {
+            let source = shown_visit(self, &keys, &label);
+            let keys = source.phases.iter().map(|p| p.key).collect();
+            let centre = self.phases[self.fixed_index()].volume.geometry.centre_mm();
+            self.visits.retain(|v| v.label != label);
+            self.visits.push(Visit::new(label, source, AffineTransform::identity(centre), centre, keys));
+        }
+        // a visit whose phases left the study (another study opened) is dropped
+        let phases = &self.phases;
+        self.visits.retain(|v| v.keys.iter().all(|k| phases.iter().any(|p| p.key == *k)));
+    }
+
+    /// Takes in a finished nudge of the visit it names: the residual NCC, and when it
+    /// resampled the images, those images (under new keys) and the nudge applied; the mask
+    /// found for the old alignment is dropped. Returns whether the images changed.
+    pub fn take_nudge(&mut self, o: NudgeOutcome) -> bool {
+        let Some(v) = self.visits.iter_mut().find(|v| v.label == o.label) else { return false };
+        (v.ncc_auto, v.ncc_now) = (o.ncc_auto, o.ncc_now);
         let Some(volumes) = o.volumes else { return false };
-        for (key, vol) in self.keys.iter_mut().zip(volumes) {
-            if let Some(p) = study.phases.iter_mut().find(|p| p.key == *key) {
+        for (key, vol) in v.keys.iter_mut().zip(volumes) {
+            if let Some(p) = self.phases.iter_mut().find(|p| p.key == *key) {
                 p.volume = vol;
                 p.key = next_key();
                 *key = p.key;
             }
         }
-        self.nudge_mm = o.nudge_mm;
-        self.nudge_deg = o.nudge_deg;
-        self.mask = None;
+        v.nudge_mm = o.nudge_mm;
+        v.nudge_deg = o.nudge_deg;
+        v.mask = None;
         true
     }
-}
-
-/// Follow-up phases in the study that none of `visits` owns (added without their source):
-/// made visits already on the baseline grid, so they can be compared and nudged too. The
-/// one place a visit is found from its phases' descriptions.
-pub fn orphans<'a>(study: &Study, visits: impl IntoIterator<Item = &'a Visit>) -> Vec<Visit> {
-    let owned: HashSet<u64> = visits.into_iter().flat_map(|v| v.keys.iter().copied()).collect();
-    let mut found: Vec<(String, Vec<u64>)> = Vec::new();
-    for p in study.phases.iter().filter(|p| !owned.contains(&p.key)) {
-        let Some(label) = parse_visit_name(&p.description).map(|n| n.label) else { continue };
-        match found.iter_mut().find(|(l, _)| l == label) {
-            Some((_, keys)) => keys.push(p.key),
-            None => found.push((label.to_string(), vec![p.key])),
-        }
-    }
-    let centre = study.phases[study.fixed_index()].volume.geometry.centre_mm();
-    found
-        .into_iter()
-        .map(|(label, keys)| {
-            let source = shown_visit(study, &keys, &label);
-            let keys = source.phases.iter().map(|p| p.key).collect();
-            Visit::new(label, source, AffineTransform::identity(centre), centre, keys)
-        })
-        .collect()
-}
-
-/// Whether every phase of `v` is still in the study (another study opened drops them).
-pub fn still_shown(study: &Study, v: &Visit) -> bool {
-    v.keys.iter().all(|k| study.phases.iter().any(|p| p.key == *k))
 }
 
 /// The work of opening the follow-up study at `paths` and aligning it onto `base` (to run

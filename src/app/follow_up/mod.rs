@@ -18,7 +18,7 @@ use std::sync::Arc;
 use egui::{Color32, RichText};
 
 use crate::analysis;
-use crate::follow_up::compare::{self, baseline_visit, CompareOutcome};
+use crate::follow_up::compare::{self, CompareOutcome};
 use crate::follow_up::response::{self, ResponseOptions};
 use crate::study::reading::Comparison;
 use crate::study::visits::{self, NudgeOutcome, OpenOutcome, Visit};
@@ -29,9 +29,9 @@ pub use crate::study::visits::VisitSource;
 
 mod reading;
 
-/// One follow-up visit shown in the study, with the panel's fields for it.
+/// The panel's fields for one follow-up visit of the study (`Study::visits`, same order).
 pub struct FollowUpVisit {
-    pub visit: Visit,
+    pub label: String,
     /// The shift being edited (baseline LPS mm), applied by "Apply nudge".
     pub pending_mm: Lps,
     /// The turn being edited (degrees, as [`Visit::nudge_deg`]).
@@ -42,8 +42,13 @@ pub struct FollowUpVisit {
 }
 
 impl FollowUpVisit {
-    fn new(visit: Visit) -> Self {
-        FollowUpVisit { pending_mm: visit.nudge_mm, pending_deg: visit.nudge_deg, visit, mask_path: String::new() }
+    fn new(visit: &Visit) -> Self {
+        FollowUpVisit {
+            label: visit.label.clone(),
+            pending_mm: visit.nudge_mm,
+            pending_deg: visit.nudge_deg,
+            mask_path: String::new(),
+        }
     }
 }
 
@@ -57,6 +62,7 @@ pub const PARTS_COLOURS: [(u8, [f32; 4], &str); 3] = [
 
 #[derive(Default)]
 pub struct FollowUpPanel {
+    /// One per visit of the study, in its order (see [`FollowUpPanel::sync`]).
     pub visits: Vec<FollowUpVisit>,
     compare_job: Option<Job<CompareOutcome>>,
     nudge_job: Option<Job<NudgeOutcome>>,
@@ -77,16 +83,11 @@ pub struct FollowUpPanel {
 }
 
 impl FollowUpPanel {
-    /// The visit the study's phase with `key` belongs to; `None` for a baseline phase.
-    pub fn visit_of(&self, key: u64) -> Option<&Visit> {
-        self.visits.iter().map(|v| &v.visit).find(|v| v.owns(key))
-    }
-
-    /// The overlay of a follow-up viewport (by its phase's key): the compared visit's
-    /// liver and lesion parts, and its key; `None` before a comparison, for the baseline's
-    /// phases, or when the user hid the parts.
-    pub fn overlay_for(&self, key: u64) -> Option<(&Arc<Mask>, u64)> {
-        let label = &self.visit_of(key)?.label;
+    /// The overlay of a follow-up viewport (by its phase's key in `study`): the compared
+    /// visit's liver and lesion parts, and its key; `None` before a comparison, for the
+    /// baseline's phases, or when the user hid the parts.
+    pub fn overlay_for(&self, study: &Study, key: u64) -> Option<(&Arc<Mask>, u64)> {
+        let label = &study.visit_of(key)?.label;
         let c = self.comparison.as_ref().filter(|_| !self.hide_parts)?;
         c.visits.iter().find(|v| &v.label == label).map(|v| (&v.parts_overlay, v.parts_key))
     }
@@ -128,34 +129,39 @@ impl FollowUpPanel {
     ) -> Result<(), analysis::AnalysisError> {
         let t = analysis::add_follow_up(study, &follow, label, progress)?;
         self.adopt(study, VisitSource { follow, label: label.to_string(), transform: t });
-        if let Some(v) = self.visits.last_mut() {
-            v.visit.measure_auto_ncc(study);
+        let fixed = Arc::clone(&study.phases[study.fixed_index()].volume);
+        if let Some(v) = study.visits.last_mut() {
+            v.measure_auto_ncc(&fixed);
         }
         Ok(())
     }
 
     /// Records a visit already added to `study` by [`analysis::add_follow_up`] (its
     /// phases are found by label), so it can be compared and nudged.
-    pub fn adopt(&mut self, study: &Study, source: VisitSource) {
-        let label = source.label.clone();
-        let Some(visit) = Visit::from_source(study, source) else {
-            self.error = Some(format!("The follow-up {label} was not found complete in the study; add it again."));
-            return;
-        };
-        self.visits.retain(|v| v.visit.label != label);
-        self.visits.push(FollowUpVisit::new(visit));
+    pub fn adopt(&mut self, study: &mut Study, source: VisitSource) {
+        match study.adopt_visit(source) {
+            Ok(()) => {
+                // a visit added again under its label starts with fresh fields
+                let label = study.visits.last().map(|v| v.label.clone());
+                self.visits.retain(|w| Some(&w.label) != label.as_ref());
+                self.sync(study);
+            }
+            Err(label) => {
+                self.error = Some(format!("The follow-up {label} was not found complete in the study; add it again."))
+            }
+        }
     }
 
-    /// Follow-up phases in the study that no recorded visit owns (added without their
-    /// source): recorded as visits already on the baseline grid, so they can be compared
-    /// and nudged too; visits whose phases left the study are dropped.
-    fn adopt_orphans(&mut self, study: &Study) {
-        for visit in visits::orphans(study, self.visits.iter().map(|v| &v.visit)) {
-            self.visits.retain(|v| v.visit.label != visit.label);
-            self.visits.push(FollowUpVisit::new(visit));
+    /// The panel's fields, one per visit of `study` in its order: kept by label, new ones
+    /// for visits the study gained.
+    fn sync(&mut self, study: &Study) {
+        let mut old = std::mem::take(&mut self.visits);
+        for v in &study.visits {
+            match old.iter().position(|w| w.label == v.label) {
+                Some(i) => self.visits.push(old.swap_remove(i)),
+                None => self.visits.push(FollowUpVisit::new(v)),
+            }
         }
-        // a visit whose phases left the study (another study opened) is dropped
-        self.visits.retain(|v| visits::still_shown(study, &v.visit));
     }
 
     /// Starts opening a follow-up study and aligning it onto the baseline.
@@ -166,7 +172,7 @@ impl FollowUpPanel {
             return;
         }
         let typed = self.open_label.trim().to_string();
-        let n = self.visits.len() + 1;
+        let n = study.visits.len() + 1;
         self.error = None;
         self.open_job = Some(Job::spawn("Opening the follow-up", visits::open_work(paths, typed, n, study.clone())));
     }
@@ -177,15 +183,16 @@ impl FollowUpPanel {
             self.error = Some("The baseline has no label mask: open one or segment it first.".into());
             return;
         };
-        if self.visits.is_empty() {
+        if study.visits.is_empty() {
             self.error = Some("No follow-up visit: open one first.".into());
             return;
         }
+        self.sync(study);
         let base_mask = Arc::clone(&labels.mask);
-        let base = baseline_visit(study);
+        let base = study.baseline();
         let base_label = visits::baseline_label(study);
         let model = super::segment::model_path();
-        let inputs = self.visits.iter().map(|v| v.visit.compare_input(study, &v.mask_path)).collect();
+        let inputs = study.visits.iter().zip(&self.visits).map(|(v, w)| v.compare_input(study, &w.mask_path)).collect();
         let opts = self.options.clone();
         self.error = None;
         self.message = None;
@@ -197,11 +204,10 @@ impl FollowUpPanel {
     /// Starts resampling visit `vi`'s phases with its pending nudge (or, with `ncc_only`,
     /// only measuring the residual NCC of the alignment applied now).
     fn start_nudge(&mut self, study: &Study, vi: usize, ncc_only: bool) {
-        let Some(v) = self.visits.get(vi) else { return };
-        let (nudge_mm, nudge_deg) =
-            if ncc_only { (v.visit.nudge_mm, v.visit.nudge_deg) } else { (v.pending_mm, v.pending_deg) };
-        let work = v.visit.nudge_work(study, nudge_mm, nudge_deg, ncc_only);
-        let title = format!("Aligning {} by hand", v.visit.label);
+        let (Some(v), Some(w)) = (study.visits.get(vi), self.visits.get(vi)) else { return };
+        let (nudge_mm, nudge_deg) = if ncc_only { (v.nudge_mm, v.nudge_deg) } else { (w.pending_mm, w.pending_deg) };
+        let work = v.nudge_work(study, nudge_mm, nudge_deg, ncc_only);
+        let title = format!("Aligning {} by hand", v.label);
         if !ncc_only {
             // a new action by hand: what the last one said no longer applies
             self.error = None;
@@ -212,7 +218,8 @@ impl FollowUpPanel {
 
     /// Polls the jobs; takes in their results.
     pub fn poll(&mut self, study: &mut Study, ctx: &egui::Context) {
-        self.adopt_orphans(study);
+        study.adopt_orphan_visits();
+        self.sync(study);
         if let Some(ended) = take_ended(&mut self.open_job) {
             match ended {
                 Ended::Done(o) => {
@@ -225,10 +232,10 @@ impl FollowUpPanel {
                         o.transform.translation_mm[2]
                     ));
                     let source = o.add_to(study);
-                    let vi = self.visits.len();
+                    let vi = study.visits.len();
                     self.adopt(study, source);
                     self.open_label.clear();
-                    self.start_nudge(study, vi.min(self.visits.len().saturating_sub(1)), true);
+                    self.start_nudge(study, vi.min(study.visits.len().saturating_sub(1)), true);
                 }
                 Ended::Cancelled => {}
                 Ended::Failed(e) => self.error = Some(format!("Could not add the follow-up: {e}")),
@@ -237,12 +244,14 @@ impl FollowUpPanel {
         if let Some(ended) = take_ended(&mut self.nudge_job) {
             match ended {
                 Ended::Done(o) => {
-                    if let Some(v) = self.visits.iter_mut().find(|v| v.visit.label == o.label) {
-                        if v.visit.take_nudge(study, o) {
-                            (v.pending_mm, v.pending_deg) = (v.visit.nudge_mm, v.visit.nudge_deg);
-                            if let Some(c) = self.comparison.as_mut() {
-                                c.stale = true;
-                            }
+                    let label = o.label.clone();
+                    if study.take_nudge(o) {
+                        let v = study.visits.iter().find(|v| v.label == label);
+                        if let (Some(v), Some(w)) = (v, self.visits.iter_mut().find(|w| w.label == label)) {
+                            (w.pending_mm, w.pending_deg) = (v.nudge_mm, v.nudge_deg);
+                        }
+                        if let Some(c) = self.comparison.as_mut() {
+                            c.stale = true;
                         }
                     }
                 }
@@ -254,8 +263,8 @@ impl FollowUpPanel {
             match ended {
                 Ended::Done(o) => {
                     for vo in &o.visits {
-                        if let Some(v) = self.visits.iter_mut().find(|v| v.visit.label == vo.label) {
-                            v.visit.mask = Some((Arc::clone(&vo.mask), vo.note.clone()));
+                        if let Some(v) = study.visits.iter_mut().find(|v| v.label == vo.label) {
+                            v.mask = Some((Arc::clone(&vo.mask), vo.note.clone()));
                         }
                     }
                     let label = visits::baseline_label(study);
@@ -315,13 +324,14 @@ impl FollowUpPanel {
                 }
             });
         }
-        if self.visits.is_empty() {
+        if study.visits.is_empty() {
             ui.label(RichText::new("No follow-up visit yet.").small());
         }
         // each visit: alignment, nudge, mask
         let mut nudge = None;
-        for (vi, w) in self.visits.iter_mut().enumerate() {
-            let FollowUpVisit { visit: v, pending_mm, pending_deg, mask_path } = w;
+        self.sync(study);
+        for (vi, (v, w)) in study.visits.iter_mut().zip(self.visits.iter_mut()).enumerate() {
+            let FollowUpVisit { pending_mm, pending_deg, mask_path, .. } = w;
             ui.separator();
             ui.strong(format!("Visit {}", v.label));
             let t = v.transform();
@@ -427,7 +437,7 @@ impl FollowUpPanel {
                 job.cancel();
             }
         } else if ui
-            .add_enabled(!self.visits.is_empty() && study.labels.is_some(), egui::Button::new("Compare visits"))
+            .add_enabled(!study.visits.is_empty() && study.labels.is_some(), egui::Button::new("Compare visits"))
             .on_hover_text("measure the baseline and each follow-up on the baseline's grid, pair their lesions, RECIST 1.1 and mRECIST")
             .clicked()
         {
@@ -455,7 +465,7 @@ impl FollowUpPanel {
             jump = self.table_ui(ui);
             self.assessment_ui(ui);
             self.timeline_ui(ui);
-            self.report_ui(ui);
+            self.report_ui(ui, study);
         }
         if let Some(m) = &self.message {
             ui.label(RichText::new(m).small());
@@ -468,10 +478,9 @@ impl FollowUpPanel {
 
     /// Writes one report per visit into the report folder (a sub-folder per visit when
     /// there are several), with the categories as read in the panel; never over a file.
-    pub fn save_report(&self) -> Result<Vec<PathBuf>, String> {
+    pub fn save_report(&self, study: &Study) -> Result<Vec<PathBuf>, String> {
         let c = self.comparison.as_ref().ok_or("compare the visits first")?;
-        let visits: Vec<&Visit> = self.visits.iter().map(|v| &v.visit).collect();
-        c.save_reports(&visits, &self.report_dir)
+        c.save_reports(&study.visits, &self.report_dir)
     }
 }
 

@@ -7,6 +7,7 @@ use egui::{Color32, RichText, Stroke};
 
 use super::FollowUpPanel;
 use crate::follow_up::response::{self, Category};
+use crate::study::Study;
 use crate::volume::Lps;
 
 fn category_name(c: Category) -> &'static str {
@@ -218,7 +219,7 @@ impl FollowUpPanel {
         }
     }
 
-    pub(super) fn report_ui(&mut self, ui: &mut egui::Ui) {
+    pub(super) fn report_ui(&mut self, ui: &mut egui::Ui, study: &Study) {
         ui.separator();
         ui.horizontal(|ui| {
             let l = ui.label("Report folder");
@@ -226,7 +227,7 @@ impl FollowUpPanel {
                 .labelled_by(l.id);
         });
         if ui.button("Save report (HTML, JSON, CSV)").on_hover_text("one report per follow-up visit, with the categories as read here, the lesion pairs, viable / necrotic / lipiodol parts, the timeline and key images").clicked() {
-            match self.save_report() {
+            match self.save_report(study) {
                 Ok(files) => {
                     self.error = None;
                     self.message = Some(format!("Report written: {}", files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")));
