@@ -23,7 +23,6 @@ use std::sync::Arc;
 use crate::analysis::{align_phases, Alignment};
 use crate::follow_up::carry::{carry_lesion, measure_carry, Carried, CarryOptions};
 use crate::follow_up::compare::shown_visit;
-use crate::follow_up::parse_visit_name;
 use crate::io::phase::Phase;
 use crate::outline::{measure_outline, outline_lesion, LesionRow, Outline, OutlineOptions, Prompts};
 use crate::register::affine::AffineTransform;
@@ -200,7 +199,7 @@ impl OutlinePanel {
         let keys: Vec<u64> = study
             .phases
             .iter()
-            .filter(|p| parse_visit_name(&p.description).is_some_and(|n| n.label == label))
+            .filter(|p| study.visit_of(p.key).is_some_and(|v| v.label == label))
             .map(|p| p.key)
             .collect();
         if keys.is_empty() {
@@ -513,14 +512,12 @@ enum FollowWork {
     Prompt(Prompts),
 }
 
-/// Labels of the follow-up visits shown in the study, in order.
+/// Labels of the follow-up visits shown in the study, in the order of their phases.
 pub fn visit_labels(study: &Study) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for p in &study.phases {
-        if let Some(n) = parse_visit_name(&p.description) {
-            if !out.iter().any(|l| l == n.label) {
-                out.push(n.label.to_string());
-            }
+    for v in study.phases.iter().filter_map(|p| study.visit_of(p.key)) {
+        if !out.contains(&v.label) {
+            out.push(v.label.clone());
         }
     }
     out
