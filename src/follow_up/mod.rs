@@ -10,10 +10,13 @@
 //!   alignment and outlined there from the carried position (or said not found);
 //! - [`sim`]: a follow-up simulated from a real study, with known truth;
 //! - the names of follow-up phases shown in a study ([`visit_description`],
-//!   [`parse_visit_name`]).
+//!   [`parse_visit_name`]): what a viewport's title shows; the study knows its visits as
+//!   values (`study::visits`) and reads a name back only for phases that arrive without one.
 //!
 //! Aligning the visits and measuring them on one grid is `analysis`'s (`add_follow_up`,
-//! `compare_aligned_visits`); the panel (`app::follow_up`) only couples widgets to this.
+//! `compare_aligned_visits`); the visits, their nudges and the reading of a comparison are
+//! the study's (`study::visits`, `study::reading`); the panel (`app::follow_up`) only couples
+//! widgets to them.
 
 pub mod carry;
 pub mod compare;
