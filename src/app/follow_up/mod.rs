@@ -62,7 +62,7 @@ pub const PARTS_COLOURS: [(u8, [f32; 4], &str); 3] = [
 
 #[derive(Default)]
 pub struct FollowUpPanel {
-    /// One per visit of the study, in its order (see [`FollowUpPanel::sync`]).
+    /// One per visit of the study, in its order (kept so by `sync` each frame).
     pub visits: Vec<FollowUpVisit>,
     compare_job: Option<Job<CompareOutcome>>,
     nudge_job: Option<Job<NudgeOutcome>>,
