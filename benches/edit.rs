@@ -164,6 +164,7 @@ fn viewer_stroke(dabs: usize) -> Result<serde_json::Value, String> {
         }],
         labels: Some(Labels { mask: Arc::new(truth), key: next_key(), source: "synthetic".into() }),
         warnings: Vec::new(),
+        registrations: Vec::new(),
         visits: Vec::new(),
     };
     // egui driven directly, as eframe does (egui_kittest keeps the last frame's output,

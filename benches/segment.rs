@@ -122,7 +122,8 @@ fn main() {
         let open_s = t.elapsed().as_secs_f64();
         let rss_open = peak_rss_mib();
         let t = Instant::now();
-        let mask = segment::segment_phases(&model, &study, &InferOptions::default(), &|_, _| true).expect("segment");
+        let mask =
+            hepaview::study::segment_phases(&model, &study, &InferOptions::default(), &|_, _| true).expect("segment");
         let seg_s = t.elapsed().as_secs_f64();
         let voxel_ml = mask.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
         let liver_ml = mask.data.iter().filter(|&&v| v > 0).count() as f64 * voxel_ml;

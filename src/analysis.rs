@@ -13,7 +13,7 @@ use crate::cluster::{self, ClusterError, ClusterOptions, Clustering, FeatureOpti
 use crate::io::phase::Phase;
 use crate::lesion::{self, LesionError, LesionOptions, LesionReport};
 use crate::register::{self, RegisterError};
-use crate::study::Study;
+use crate::study::{Demons, Study};
 use crate::volume::{CtVolume, Field, Geometry, Interp, Mask, Progress, Volume};
 
 #[derive(Debug, thiserror::Error)]
@@ -123,44 +123,56 @@ pub fn align_phases(
     let todo: Vec<usize> =
         (0..study.phases.len()).filter(|&i| study.phases[i].phase() != Phase::Unknown || i == fixed_i).collect();
     let moving: Vec<usize> = todo.iter().copied().filter(|&i| i != fixed_i).collect();
-    let mut out = Vec::new();
-    let mut done = 0usize;
-    for &i in &todo {
+    let share = 1.0 / moving.len().max(1) as f32;
+    // `done`: phases registered so far, for the bar
+    let resampled = |i: usize, done: usize| {
         let p = &study.phases[i];
-        let volume = match alignment {
-            Alignment::Register(params) if i != fixed_i => {
-                let share = 1.0 / moving.len().max(1) as f32;
-                let base = done as f32 * share;
-                let name = p.phase().as_str().to_string();
-                let report = |f: f32, m: &str| progress(base + share * f, &format!("registering {name}: {m}"));
-                let mask_on_fixed = mask.filter(|m| m.geometry.same_grid(&fixed.volume.geometry));
-                let reg = register::register_ct(&fixed.volume, &p.volume, mask_on_fixed, params, &report).map_err(
-                    |e| match e {
-                        RegisterError::Cancelled => AnalysisError::Cancelled,
-                        source => AnalysisError::Register {
-                            phase: name.clone(),
-                            fixed: fixed.phase().as_str().into(),
-                            source,
-                        },
-                    },
-                )?;
-                done += 1;
-                (onto_grid(&Arc::new(reg.warped), grid), coverage_on(grid, &p.volume.geometry, Some(&reg.field)))
-            }
-            _ => {
-                if !progress(done as f32 / moving.len().max(1) as f32, &format!("resampling {}", p.phase())) {
-                    return Err(AnalysisError::Cancelled);
-                }
-                (onto_grid(&p.volume, grid), coverage_on(grid, &p.volume.geometry, None))
-            }
-        };
-        let (volume, coverage) = volume;
-        let registered = matches!(alignment, Alignment::Register(_)) && i != fixed_i;
-        out.push(AlignedPhase { phase: p.phase(), description: p.description.clone(), volume, registered, coverage });
-    }
-    if out.is_empty() {
-        return Err(AnalysisError::NoPhaseOnGrid);
-    }
+        if !progress(done as f32 * share, &format!("resampling {}", p.phase())) {
+            return Err(AnalysisError::Cancelled);
+        }
+        let (volume, coverage) = (onto_grid(&p.volume, grid), coverage_on(grid, &p.volume.geometry, None));
+        Ok(AlignedPhase { phase: p.phase(), description: p.description.clone(), volume, registered: false, coverage })
+    };
+    let params = match alignment {
+        Alignment::Register(params) => params,
+        Alignment::Resample => {
+            let out = todo.iter().map(|&i| resampled(i, 0)).collect::<Result<Vec<_>, _>>()?;
+            return if out.is_empty() { Err(AnalysisError::NoPhaseOnGrid) } else { Ok(out) };
+        }
+    };
+    // the fixed phase is resampled where it comes in display order, between registrations
+    let fixed_at = moving.iter().filter(|&&i| i < fixed_i).count();
+    let mut fixed_out = if fixed_at == 0 { Some(resampled(fixed_i, 0)?) } else { None };
+    let mut registered = Vec::new();
+    let name = |i: usize| study.phases[i].phase().as_str().to_string();
+    let report = |n: usize, f: f32, m: &str| {
+        progress(n as f32 * share + share * f, &format!("registering {}: {m}", name(moving[n])))
+    };
+    let mask_on_fixed = mask.filter(|m| m.geometry.same_grid(&fixed.volume.geometry));
+    let demons = Demons::Full { params, mask: mask_on_fixed };
+    study.register_phases(fixed_i, &moving, demons, &report, |i, reg| {
+        let reg = reg.map_err(|e| match e {
+            RegisterError::Cancelled => AnalysisError::Cancelled,
+            source => AnalysisError::Register { phase: name(i), fixed: fixed.phase().as_str().into(), source },
+        })?;
+        let p = &study.phases[i];
+        let volume = onto_grid(&Arc::new(reg.warped), grid);
+        let coverage = coverage_on(grid, &p.volume.geometry, Some(&reg.field));
+        registered.push(AlignedPhase {
+            phase: p.phase(),
+            description: p.description.clone(),
+            volume,
+            registered: true,
+            coverage,
+        });
+        if registered.len() == fixed_at && fixed_out.is_none() {
+            fixed_out = Some(resampled(fixed_i, fixed_at)?);
+        }
+        Ok::<(), AnalysisError>(())
+    })?;
+    // back in display order: the fixed phase among the registered ones
+    let mut out = registered;
+    out.insert(fixed_at.min(out.len()), fixed_out.ok_or(AnalysisError::Cancelled)?);
     Ok(out)
 }
 

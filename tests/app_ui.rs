@@ -269,10 +269,10 @@ fn register_button_runs_in_the_background_and_shows_registered_phases() {
     h.run();
     let reg = &h.state().registration;
     assert!(reg.error.is_none(), "{:?}", reg.error);
-    assert_eq!(reg.results.len(), 2, "arterial and delayed registered");
-    for r in &reg.results {
+    assert_eq!(h.state().study.registrations.len(), 2, "arterial and delayed registered");
+    for (r, view) in h.state().study.registrations.iter().zip(&reg.views) {
         assert!(r.report.rmsd_after_hu < r.report.rmsd_before_hu);
-        assert_eq!(r.mode, hepaview::app::registration::CompareMode::Registered);
+        assert_eq!(view.mode, hepaview::app::registration::CompareMode::Registered);
     }
     // the moving phases now show the registered images, on the fixed grid
     assert_eq!(h.state().study.phases[0].volume.geometry, fixed_geometry);
@@ -315,20 +315,20 @@ fn register_button_runs_in_the_background_and_shows_registered_phases() {
     let app = h.state_mut();
     app.registration.set_mode(&mut app.study, 0, CompareMode::Original);
     assert_eq!(h.state().study.phases[0].volume.geometry, arterial_before);
-    assert!(h.state().registration.layer_for(h.state().study.phases[0].key).is_none());
+    assert!(h.state().registration.layer_for(&h.state().study, h.state().study.phases[0].key).is_none());
     // showing the original, the link goes through the field: the point shown for a fixed
     // point p is p + u(p), where the registered image took its value from
     let app = h.state();
     // a voxel centre of the fixed grid, where the registered image holds moving(p + u(p))
     let p = fixed_geometry.index_to_world([30.0, 28.0, 12.0]);
-    let off = app.registration.link_offset(app.study.phases[0].key, p);
+    let off = app.study.registration_offset(app.study.phases[0].key, p);
     assert!(off.iter().any(|v| v.abs() > 0.01), "u at the crosshair: {off:?}");
-    let r = &app.registration.results[0];
+    let r = &app.study.registrations[0];
     let via_field = r.original.sample_world(hepaview::volume::add(p, off), hepaview::Interp::Linear).unwrap();
     let registered = r.registered.sample_world(p, hepaview::Interp::Linear).unwrap();
     assert!((via_field - registered).abs() < 1.0, "{via_field} vs {registered} HU");
     assert_eq!(
-        app.registration.link_offset(app.study.phases[2].key, p),
+        app.study.registration_offset(app.study.phases[2].key, p),
         [0.0; 3],
         "a registered phase needs no offset"
     );
@@ -554,7 +554,7 @@ fn segment_after_registration_reads_the_registered_phases() {
     h.get_by_label("Register onto portal venous").click();
     h.step();
     wait(&mut h, |a| a.registration.is_running());
-    assert_eq!(h.state().registration.results.len(), 2, "{:?}", h.state().registration.error);
+    assert_eq!(h.state().study.registrations.len(), 2, "{:?}", h.state().registration.error);
     h.get_by_label("Segment liver and tumours").scroll_to_me();
     h.run();
     h.get_by_label("Segment liver and tumours").click();
@@ -563,10 +563,10 @@ fn segment_after_registration_reads_the_registered_phases() {
     let app = h.state();
     assert!(app.segment.error.is_none(), "{:?}", app.segment.error);
     let shown = app.study.labels.as_ref().expect("segmented").mask.data.clone();
-    let registered = app.registration.registered_study(&app.study).expect("registered phases");
+    let registered = app.study.registered_study().expect("registered phases");
     let net = hepaview::segment::load_unet(&model).expect("weights");
     let opts = hepaview::segment::InferOptions { register: false, ..Default::default() };
-    let expected = hepaview::segment::segment_phases(&net, &registered, &opts, &|_, _| true).expect("segment");
+    let expected = hepaview::study::segment_phases(&net, &registered, &opts, &|_, _| true).expect("segment");
     assert!(shown == expected.data, "the mask must come from the panel's registered phases");
 }
 
@@ -1289,7 +1289,7 @@ fn a_baseline_outline_is_carried_to_the_follow_up() {
     // the baseline outline, from a click at the HCC (the click itself is driven in the test above)
     {
         let a = h.state_mut();
-        a.outline.click_in(&a.study, &a.registration, None, hcc.centre_mm, false);
+        a.outline.click_in(&a.study, None, hcc.centre_mm, false);
     }
     wait_for(&mut h, |app| !app.outline.is_running());
     assert!(h.state().outline.error.is_none(), "{:?}", h.state().outline.error);
@@ -1337,7 +1337,7 @@ fn a_baseline_outline_is_carried_to_the_follow_up() {
     // the hemangioma, gone at the follow-up: not found, nothing painted
     {
         let a = h.state_mut();
-        a.outline.click_in(&a.study, &a.registration, None, gone.centre_mm, false);
+        a.outline.click_in(&a.study, None, gone.centre_mm, false);
     }
     wait_for(&mut h, |app| !app.outline.is_running());
     h.key_press(Key::F);

@@ -36,7 +36,8 @@ fn crlm_1006() -> Study {
 fn crlm_1006_liver_and_metastases_are_measured_and_do_not_regress() {
     let model = shipped_liver_network();
     let study = crlm_1006();
-    let mask = segment::segment_phases(&model, &study, &InferOptions::default(), &|_, _| true).expect("segment");
+    let mask =
+        hepaview::study::segment_phases(&model, &study, &InferOptions::default(), &|_, _| true).expect("segment");
     let truth = nifti::read_mask(&case().join("truth.nii.gz")).expect("truth").0;
     let truth = if truth.geometry.shape == mask.geometry.shape {
         truth
@@ -67,7 +68,7 @@ fn crlm_1006_the_tumour_stage_finds_what_the_first_network_misses() {
     let study = crlm_1006();
     let truth = nifti::read_mask(&case().join("truth.nii.gz")).expect("truth").0;
     let found = |opts: &InferOptions| {
-        let mask = segment::segment_phases(&model, &study, opts, &|_, _| true).expect("segment");
+        let mask = hepaview::study::segment_phases(&model, &study, opts, &|_, _| true).expect("segment");
         score_lesions(&mask, &truth).found(0.0).0
     };
     let with = InferOptions::default();
@@ -86,7 +87,7 @@ fn crlm_1006_checking_the_stage_with_the_outline_drops_false_lesions() {
     let study = crlm_1006();
     let truth = nifti::read_mask(&case().join("truth.nii.gz")).expect("truth").0;
     let score = |opts: &InferOptions| {
-        let result = segment::segment_phases_live(&model, &study, opts, &|_, _| true, None).expect("segment");
+        let result = hepaview::study::segment_phases_live(&model, &study, opts, &|_, _| true, None).expect("segment");
         let lesions = score_lesions(&result.mask, &truth);
         (
             lesions.found(0.0).0,
@@ -119,8 +120,8 @@ fn crlm_1006_checking_the_stage_with_the_outline_drops_false_lesions() {
 fn crlm_1006_the_gallbladder_is_neither_tumour_nor_liver() {
     let model = shipped_liver_network();
     let study = crlm_1006();
-    let result =
-        segment::segment_phases_live(&model, &study, &InferOptions::default(), &|_, _| true, None).expect("segment");
+    let result = hepaview::study::segment_phases_live(&model, &study, &InferOptions::default(), &|_, _| true, None)
+        .expect("segment");
     let confirmed = result.confirmed.expect("the check ran");
     assert_eq!(confirmed.surface_fluid, 1, "{confirmed:?}");
     // the gallbladder's lumen (LPS mm; 18 HU there, seen on the image): a 5 mm ball
@@ -153,7 +154,7 @@ fn crlm_1006_the_domes_last_slices_are_completed_from_the_slice_below() {
         (0..truth.geometry.shape[0]).rev().find(|&k| truth.data.slice(ndarray::s![k, .., ..]).iter().any(|&l| l > 0));
     let top = top.expect("the reference has a liver");
     let share = |opts: &InferOptions| {
-        let mask = segment::segment_phases(&model, &study, opts, &|_, _| true).expect("segment");
+        let mask = hepaview::study::segment_phases(&model, &study, opts, &|_, _| true).expect("segment");
         let (mut n, mut labelled) = (0usize, 0usize);
         for k in top - 1..=top {
             for (p, &l) in truth.data.slice(ndarray::s![k, .., ..]).indexed_iter() {
@@ -208,7 +209,7 @@ fn crlm_1006_a_large_implanted_hcc_survives_the_check() {
     let model = shipped_liver_network();
     let study = Study::open(&[path]).expect("the implanted CT opens");
     let dice = |opts: &InferOptions| {
-        let mask = segment::segment_phases(&model, &study, opts, &|_, _| true).expect("segment");
+        let mask = hepaview::study::segment_phases(&model, &study, opts, &|_, _| true).expect("segment");
         segment::dice(&mask, &truth, 2)
     };
     let checked = dice(&InferOptions::default());
@@ -230,7 +231,7 @@ fn crlm_1006_the_tumour_stage_reports_its_progress() {
         true
     };
     let result =
-        segment::segment_phases_live(&model, &study, &InferOptions::default(), &report, None).expect("segment");
+        hepaview::study::segment_phases_live(&model, &study, &InferOptions::default(), &report, None).expect("segment");
     assert!(result.tumour_stage_ran, "crlm-1006 (1.6 mm pixels) suits the tumour stage");
     let seen = seen.into_inner().unwrap();
     assert!(seen.windows(2).all(|w| w[1].0 >= w[0].0 - 1e-6), "progress went back: {seen:?}");

@@ -65,7 +65,7 @@ fn missing_weights_file_is_a_clear_error() {
         other => panic!("expected WeightsMissing, got {:?}", other.err()),
     }
     let study = Study::demo(&PhantomOptions::small());
-    let err = segment::segment_study(&study, path, &|_, _| true).expect_err("no weights, no mask");
+    let err = hepaview::study::segment_study(&study, path, &|_, _| true).expect_err("no weights, no mask");
     assert!(err.to_string().contains("not found"), "{err}");
 }
 
@@ -147,7 +147,7 @@ fn live_slices_cover_the_study_once_and_leave_the_result_alone() {
     let model = shipped_model();
     let grid = study.phases[study.fixed_index()].volume.geometry.clone();
     let seen = std::sync::Mutex::new(Vec::new());
-    let live = segment::segment_study_live(
+    let live = hepaview::study::segment_study_live(
         &study,
         &model,
         &|_, _| true,
@@ -170,7 +170,7 @@ fn live_slices_cover_the_study_once_and_leave_the_result_alone() {
     assert_eq!(next, grid.shape[0], "every slice once");
     let final_liver = live.data.iter().filter(|&&v| v > 0).count();
     assert!(liver as f64 > 0.8 * final_liver as f64, "the preview shows the liver: {liver} vs {final_liver} voxels");
-    let plain = segment::segment_study(&study, &model, &|_, _| true).expect("segment");
+    let plain = hepaview::study::segment_study(&study, &model, &|_, _| true).expect("segment");
     assert_eq!(plain.data, live.data, "the preview must not change the result");
 }
 
@@ -185,7 +185,7 @@ fn shipped_model_segments_the_small_phantom() {
     let study = Study::demo(&PhantomOptions::small());
     let truth = study.labels.as_ref().expect("demo has labels").mask.clone();
     let calls = std::sync::atomic::AtomicUsize::new(0);
-    let mask = segment::segment_study(&study, &model, &|f, _| {
+    let mask = hepaview::study::segment_study(&study, &model, &|f, _| {
         assert!((0.0..=1.0).contains(&f));
         calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         true
@@ -199,7 +199,7 @@ fn shipped_model_segments_the_small_phantom() {
     assert!(calls.load(std::sync::atomic::Ordering::Relaxed) > 2, "progress reported");
 
     // cancel stops it
-    let err = segment::segment_study(&study, &model, &|_, _| false).expect_err("cancelled");
+    let err = hepaview::study::segment_study(&study, &model, &|_, _| false).expect_err("cancelled");
     assert!(matches!(err, SegmentError::Cancelled));
 }
 
@@ -217,7 +217,7 @@ fn registering_the_phases_first_sharpens_the_tumours_on_the_small_phantom() {
     let truth = study.labels.as_ref().expect("demo has labels").mask.clone();
     let run = |register: bool| {
         let opts = segment::InferOptions { register, ..segment::InferOptions::default() };
-        segment::segment_phases(&model, &study, &opts, &|_, _| true).expect("segment")
+        hepaview::study::segment_phases(&model, &study, &opts, &|_, _| true).expect("segment")
     };
     let (plain, registered) = (run(false), run(true));
     let (d0, d1) = (segment::dice(&plain, &truth, 2), segment::dice(&registered, &truth, 2));
@@ -242,7 +242,7 @@ fn a_phase_that_fails_to_register_is_left_out() {
     let mut without = study.clone();
     without.phases.retain(|p| p.phase() != Phase::Arterial);
     let run = |s: &Study| {
-        segment::segment_phases(&model, s, &segment::InferOptions::default(), &|_, _| true).expect("segment")
+        hepaview::study::segment_phases(&model, s, &segment::InferOptions::default(), &|_, _| true).expect("segment")
     };
     let (a, b) = (run(&blank), run(&without));
     assert_eq!(a.data, b.data, "the blank arterial phase must be left out");
@@ -263,7 +263,7 @@ fn every_lesion_of_the_full_size_phantom_is_found() {
     assert_eq!(lesions.len(), 4);
     let run = |search_lesions: bool| {
         let opts = segment::InferOptions { search_lesions, ..segment::InferOptions::default() };
-        segment::segment_phases_live(&model, &study, &opts, &|_, _| true, None).expect("segment")
+        hepaview::study::segment_phases_live(&model, &study, &opts, &|_, _| true, None).expect("segment")
     };
     let found = |mask: &hepaview::volume::Mask| {
         let labels = mask.data.as_slice().expect("standard layout");
@@ -283,7 +283,8 @@ fn every_lesion_of_the_full_size_phantom_is_found() {
     // portal venous alone, as for a single-phase study
     let mut pv = study.clone();
     pv.phases.retain(|p| p.phase() == hepaview::io::phase::Phase::PortalVenous);
-    let alone = segment::segment_phases(&model, &pv, &segment::InferOptions::default(), &|_, _| true).expect("segment");
+    let alone =
+        hepaview::study::segment_phases(&model, &pv, &segment::InferOptions::default(), &|_, _| true).expect("segment");
     let dice = segment::dice(&alone, &truth, 2);
     eprintln!("phantom seed 9, portal venous alone: finds {} of 4, tumour Dice {dice:.4}", found(&alone));
     assert_eq!(found(&alone), 4, "every lesion found with portal venous alone");
@@ -304,8 +305,8 @@ fn on_hcc048_the_stomach_and_the_heart_on_thin_bridges_are_not_liver() {
     let Some(data) = common::shared_data() else { return };
     let model = segment::load_unet(&shipped_model()).expect("weights");
     let study = Study::open(&[data.join("hcc048-pv")]).expect("hcc048-pv opens");
-    let mask =
-        segment::segment_phases(&model, &study, &segment::InferOptions::default(), &|_, _| true).expect("segment");
+    let mask = hepaview::study::segment_phases(&model, &study, &segment::InferOptions::default(), &|_, _| true)
+        .expect("segment");
     let voxel_ml = mask.geometry.spacing_mm.iter().product::<f64>() / 1000.0;
     let ml = |k0: usize, k1: usize| {
         mask.data.slice(ndarray::s![k0..k1, .., ..]).iter().filter(|&&v| v > 0).count() as f64 * voxel_ml
@@ -635,7 +636,7 @@ fn a_study_without_a_portal_venous_phase_gives_the_liver() {
     let dir = data.join("triphase-hcc048/dicom");
     let all = Study::open(std::slice::from_ref(&dir)).expect("triphase opens");
     let opts = segment::InferOptions::default();
-    let three = segment::segment_phases_live(&model, &all, &opts, &|_, _| true, None).expect("segment");
+    let three = hepaview::study::segment_phases_live(&model, &all, &opts, &|_, _| true, None).expect("segment");
     assert!(three.check.is_plausible(), "three phases: {:?}", three.check.concerns);
     let cases: [(&[Phase], f64); 3] =
         [(&[Phase::Arterial], 0.88), (&[Phase::Delayed], 0.83), (&[Phase::Arterial, Phase::Delayed], 0.87)];
@@ -644,7 +645,7 @@ fn a_study_without_a_portal_venous_phase_gives_the_liver() {
         series_alone(&dir, phases, tmp.path());
         let alone = Study::open(&[tmp.path().to_path_buf()]).expect("the series open");
         assert_eq!(alone.phases.len(), phases.len());
-        let s = segment::segment_phases_live(&model, &alone, &opts, &|_, _| true, None).expect("segment");
+        let s = hepaview::study::segment_phases_live(&model, &alone, &opts, &|_, _| true, None).expect("segment");
         // The series were made from the portal venous one moved by a known breathing
         // motion (moving(x + u(x)) = fixed(x)); the mask lies on the fixed phase's grid
         // (delayed when there is one), so it is carried through that phase's motion onto the
@@ -676,7 +677,7 @@ fn segment_progress_rises_through_every_step() {
         seen.lock().unwrap().push((f, m.to_string()));
         true
     };
-    segment::segment_phases(&model, &study, &segment::InferOptions::default(), &report).expect("segment");
+    hepaview::study::segment_phases(&model, &study, &segment::InferOptions::default(), &report).expect("segment");
     let seen = seen.into_inner().unwrap();
     assert!(seen.windows(2).all(|w| w[1].0 >= w[0].0 - 1e-6), "progress went back: {seen:?}");
     let last_net = seen.iter().rev().find(|(_, m)| m.starts_with("U-Net")).expect("the network reports").0;

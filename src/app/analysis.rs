@@ -114,13 +114,9 @@ impl AnalysisPanel {
 
     /// What the jobs work on: a snapshot of the study (registered phases when available),
     /// how to align it, and the label mask.
-    fn inputs(
-        &self,
-        study: &Study,
-        reg: &super::registration::RegistrationPanel,
-    ) -> Option<(Study, Alignment, Arc<Mask>)> {
+    fn inputs(&self, study: &Study) -> Option<(Study, Alignment, Arc<Mask>)> {
         let labels = study.labels.as_ref()?;
-        let (s, alignment) = match reg.registered_study(study) {
+        let (s, alignment) = match study.registered_study() {
             Some(s) => (s, Alignment::Resample),
             None if study.phases.len() > 1 => (study.clone(), Alignment::Register(register::Params::default())),
             None => (study.clone(), Alignment::Resample),
@@ -128,8 +124,8 @@ impl AnalysisPanel {
         Some((s, alignment, Arc::clone(&labels.mask)))
     }
 
-    pub fn start_clustering(&mut self, study: &Study, reg: &super::registration::RegistrationPanel) {
-        let Some((s, alignment, mask)) = self.inputs(study, reg) else { return };
+    pub fn start_clustering(&mut self, study: &Study) {
+        let Some((s, alignment, mask)) = self.inputs(study) else { return };
         let recipe = ClusterRecipe {
             k: self.k.clamp(2, MAX_K_SHOWN),
             margin_mm: self.margin_mm as f64,
@@ -147,8 +143,8 @@ impl AnalysisPanel {
         }));
     }
 
-    pub fn start_lesions(&mut self, study: &Study, reg: &super::registration::RegistrationPanel) {
-        let Some((s, alignment, mask)) = self.inputs(study, reg) else { return };
+    pub fn start_lesions(&mut self, study: &Study) {
+        let Some((s, alignment, mask)) = self.inputs(study) else { return };
         self.error = None;
         self.lesion_job = Some(Job::spawn("Measuring lesions", move |progress| {
             let align = |f: f32, m: &str| progress(0.9 * f, m);
@@ -267,19 +263,14 @@ impl AnalysisPanel {
     }
 
     /// Draws the section; returns a point to move the crosshair to (a lesion picked).
-    pub fn ui(
-        &mut self,
-        ui: &mut egui::Ui,
-        study: &mut Study,
-        reg: &super::registration::RegistrationPanel,
-    ) -> Option<Lps> {
+    pub fn ui(&mut self, ui: &mut egui::Ui, study: &mut Study) -> Option<Lps> {
         ui.heading("Clusters & lesions");
         if study.labels.is_none() {
             ui.label("Open a label mask with the study (liver 1, tumour 2) to cluster the liver and measure lesions.");
             return None;
         }
         let mut jump = None;
-        if reg.results.is_empty() && study.phases.len() > 1 {
+        if study.registrations.is_empty() && study.phases.len() > 1 {
             ui.label(RichText::new("Phases not registered yet: these jobs register them first.").small());
         }
         // clustering
@@ -302,7 +293,7 @@ impl AnalysisPanel {
                 .on_hover_text("k-means of liver + tumour voxels on their HU in every phase")
                 .clicked()
             {
-                self.start_clustering(study, reg);
+                self.start_clustering(study);
             }
         }
         if let Some(layer) = &self.clusters {
@@ -364,7 +355,7 @@ impl AnalysisPanel {
             }
         } else if ui.button(if self.lesions.is_some() { "Measure lesions again" } else { "Measure lesions" }).clicked()
         {
-            self.start_lesions(study, reg);
+            self.start_lesions(study);
         }
         if let Some(t) = &self.lesions {
             // depth below the liver surface (and gap to the vessels), as the 3D view's labels

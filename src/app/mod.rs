@@ -506,7 +506,7 @@ impl HepaviewApp {
                 ui.checkbox(&mut self.view.label_outline, "outline only");
             });
             ui.separator();
-            if let Some(p) = self.segment.ui(ui, &mut self.study, &self.registration) {
+            if let Some(p) = self.segment.ui(ui, &mut self.study) {
                 self.view.crosshair_mm = p;
                 self.view.centre_mm = p;
             }
@@ -518,7 +518,7 @@ impl HepaviewApp {
             ui.separator();
             self.registration.ui(ui, &mut self.study);
             ui.separator();
-            if let Some(p) = self.analysis.ui(ui, &mut self.study, &self.registration) {
+            if let Some(p) = self.analysis.ui(ui, &mut self.study) {
                 self.view.crosshair_mm = p;
                 self.view.centre_mm = p;
             }
@@ -556,7 +556,7 @@ impl HepaviewApp {
                 Some(p) => {
                     ui.monospace(format!("LPS ({:.1}, {:.1}, {:.1}) mm", p[0], p[1], p[2]));
                     for ph in &self.study.phases {
-                        let at = crate::volume::add(p, self.registration.link_offset(ph.key, p));
+                        let at = crate::volume::add(p, self.study.registration_offset(ph.key, p));
                         let hu = ph.volume.sample_world(at, Interp::Nearest);
                         ui.separator();
                         ui.monospace(match hu {
@@ -639,7 +639,7 @@ impl HepaviewApp {
         // an unregistered moving phase is linked through the field: its plane is moved by
         // u at the crosshair, and points picked in it are moved back
         let phase_key = self.study.phases[phase].key;
-        let offset = self.registration.link_offset(phase_key, self.view.crosshair_mm);
+        let offset = self.study.registration_offset(phase_key, self.view.crosshair_mm);
         let to_world = |view: &ViewState, pos: egui::Pos2| {
             let mut plane = view.plane(o, ppp);
             plane.centre_mm = crate::volume::add(plane.centre_mm, offset);
@@ -663,7 +663,7 @@ impl HepaviewApp {
                     let at = to_world(&self.view, pos);
                     // a click in a follow-up viewport is a prompt on that visit's phases
                     let visit = self.study.visit_of(self.study.phases[phase].key).map(|v| v.label.clone());
-                    self.outline.click_in(&self.study, &self.registration, visit.as_deref(), at, shift);
+                    self.outline.click_in(&self.study, visit.as_deref(), at, shift);
                 } else if resp.drag_started_by(PointerButton::Primary) && !shift {
                     let from = ui.input(|i| i.pointer.press_origin()).unwrap_or(pos);
                     self.outline.drag_from = Some(to_world(&self.view, from));
@@ -671,7 +671,7 @@ impl HepaviewApp {
                     if let Some(from) = self.outline.drag_from.take() {
                         let to = to_world(&self.view, pos);
                         if crate::volume::norm(crate::volume::sub(to, from)) > 3.0 {
-                            self.outline.drag_box(&self.study, &self.registration, [from, to]);
+                            self.outline.drag_box(&self.study, [from, to]);
                         }
                     }
                 }
@@ -772,7 +772,7 @@ impl HepaviewApp {
             width_hu: wl.width_hu,
             interp: if self.view.linear { Interp::Linear } else { Interp::Nearest },
             overlay,
-            layer: self.registration.layer_for(p.key),
+            layer: self.registration.layer_for(&self.study, p.key),
         };
         let painter = ui.painter_at(rect);
         painter.add(gpu::slice_callback(rect, desc));

@@ -32,7 +32,6 @@ use crate::volume::region::VoxelBox;
 use crate::volume::{CtVolume, Lps, Mask};
 
 use super::edit::EditPanel;
-use super::registration::RegistrationPanel;
 
 /// The study's phases on the mask's grid, and what they were made from.
 type Prepared = Arc<Vec<(Phase, Arc<CtVolume>)>>;
@@ -152,7 +151,7 @@ impl OutlinePanel {
 
     /// A click with the Outline tool in a viewport of `visit` (`None`: the baseline's).
     /// Prompts on another visit than the last start a new lesion there.
-    pub fn click_in(&mut self, study: &Study, reg: &RegistrationPanel, visit: Option<&str>, at_mm: Lps, exclude: bool) {
+    pub fn click_in(&mut self, study: &Study, visit: Option<&str>, at_mm: Lps, exclude: bool) {
         if self.is_running() {
             self.message = Some("Still outlining the last click…".into());
             return;
@@ -162,7 +161,7 @@ impl OutlinePanel {
             self.visit = visit.map(str::to_string);
         }
         match visit {
-            None => self.click(study, reg, at_mm, exclude),
+            None => self.click(study, at_mm, exclude),
             Some(label) => {
                 if exclude && self.prompts.include.is_empty() && self.prompts.box_mm.is_none() {
                     self.message = Some("Click on the lesion first; shift-click then marks what is not lesion.".into());
@@ -332,7 +331,7 @@ impl OutlinePanel {
 
     /// A click with the Outline tool at `at_mm`: on the lesion (`exclude` false) or on
     /// what is not lesion (shift held). Ignored while the last prompt is still computing.
-    pub fn click(&mut self, study: &Study, reg: &RegistrationPanel, at_mm: Lps, exclude: bool) {
+    pub fn click(&mut self, study: &Study, at_mm: Lps, exclude: bool) {
         if self.job.is_some() {
             self.message = Some("Still outlining the last click…".into());
             return;
@@ -351,12 +350,12 @@ impl OutlinePanel {
         } else {
             self.prompts.include.push(at_mm);
         }
-        self.start(study, reg);
+        self.start(study);
     }
 
     /// A box dragged around a lesion on one slice (two opposite corners, LPS mm): a new
     /// lesion, outlined inside the box from the box's centre.
-    pub fn drag_box(&mut self, study: &Study, reg: &RegistrationPanel, corners: [Lps; 2]) {
+    pub fn drag_box(&mut self, study: &Study, corners: [Lps; 2]) {
         if self.job.is_some() {
             self.message = Some("Still outlining the last prompt…".into());
             return;
@@ -365,17 +364,17 @@ impl OutlinePanel {
         self.visit = None;
         self.prompts.box_mm = Some(corners);
         self.last_was_exclude = false;
-        self.start(study, reg);
+        self.start(study);
     }
 
-    fn start(&mut self, study: &Study, reg: &RegistrationPanel) {
+    fn start(&mut self, study: &Study) {
         let Some(fixed) = study.phases.get(study.fixed_index()) else { return };
         let grid = study.labels.as_ref().map_or_else(|| fixed.volume.geometry.clone(), |l| l.mask.geometry.clone());
         let liver: Option<Arc<Mask>> = study.labels.as_ref().map(|l| Arc::clone(&l.mask));
         let key = study_key(study);
         let cached = self.prepared.as_ref().filter(|(k, _)| *k == key).map(|(_, p)| Arc::clone(p));
         // the user's own registration when there is one, else a quick one on the worker
-        let source = if cached.is_some() { None } else { Some(reg.registered_study(study)) };
+        let source = if cached.is_some() { None } else { Some(study.registered_study()) };
         let study = study.clone();
         let prompts = self.prompts.clone();
         self.error = None;

@@ -3,13 +3,15 @@
 //! RMSD/NCC before and after, folding, and what its viewport shows: the original, the
 //! registered phase, a checkerboard, difference or blend with the fixed phase, a colour
 //! fusion with it, or the field itself as a displacement heat map or a deformation grid.
+//! The registrations are the study's (`study.registrations`, run by
+//! `Study::register_phases`); the panel keeps what each shows.
 
 use std::sync::Arc;
 
 use super::gpu::{LayerDesc, LayerKind};
-use crate::register::{self, compare, PhaseReport};
-use crate::study::{next_key, take_ended, Ended, Job, Study};
-use crate::volume::{CtVolume, Field, Lps};
+use crate::register::{self, compare};
+use crate::study::{next_key, take_ended, Demons, Ended, Job, Study};
+use crate::volume::CtVolume;
 
 /// What a moving phase's viewports show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,23 +78,10 @@ impl CompareMode {
 /// A derived volume with the GPU key it is uploaded under.
 type Keyed = (Arc<CtVolume>, u64);
 
-/// One registered phase.
-pub struct RegisteredPhase {
-    /// Key of the phase image this result replaces in the study (changes as modes change).
-    pub shown_key: u64,
-    pub original: Arc<CtVolume>,
-    pub registered: Arc<CtVolume>,
-    pub fixed: Arc<CtVolume>,
-    pub field: Arc<Field>,
-    pub report: PhaseReport,
+/// What the panel shows for one of the study's registrations (widget state: the
+/// registration itself is the study's, in `study.registrations`, in the same order).
+pub struct CompareView {
     pub mode: CompareMode,
-    /// The series description as loaded; the viewport title adds the mode to it.
-    pub description: String,
-    /// Keys of the original and registered images, kept so switching modes never uploads
-    /// either twice, and of the fixed phase (the fusion layer).
-    original_key: u64,
-    registered_key: u64,
-    fixed_key: u64,
     /// Made on first use: |u| in 0.1 mm, and the grid with its spacing.
     heat: Option<Keyed>,
     grid: Option<(Keyed, f32)>,
@@ -103,7 +92,8 @@ type Outcome = Vec<(u64, register::PhaseRegistration, Arc<CtVolume>, Arc<CtVolum
 #[derive(Default)]
 pub struct RegistrationPanel {
     job: Option<Job<Outcome>>,
-    pub results: Vec<RegisteredPhase>,
+    /// One per registration of the study, in the same order.
+    pub views: Vec<CompareView>,
     pub checker_mm: f32,
     pub blend: f32,
     /// Distance between grid planes of the deformation grid.
@@ -118,41 +108,11 @@ impl RegistrationPanel {
         RegistrationPanel { checker_mm: 20.0, blend: 0.5, grid_mm: 10.0, heat_opacity: 0.6, ..Default::default() }
     }
 
-    /// The study with each moving phase replaced by its registered image, when this panel
-    /// has results for every moving phase.
-    pub fn registered_study(&self, study: &Study) -> Option<Study> {
-        if self.results.is_empty() {
-            return None;
-        }
-        let mut s = study.clone();
-        let fi = s.fixed_index();
-        for (i, p) in s.phases.iter_mut().enumerate() {
-            if i == fi {
-                continue;
-            }
-            let r = self.results.iter().find(|r| r.shown_key == p.key)?;
-            p.volume = Arc::clone(&r.registered);
-            p.description = r.description.clone();
-        }
-        Some(s)
-    }
-
-    /// Where the fixed phase's world point `p` lies in the phase image shown under `key`,
-    /// minus `p`: `u(p)` while that phase shows its original (unregistered) image, so the
-    /// link between viewports goes through the field; zero otherwise (registered images
-    /// already lie on the fixed grid).
-    pub fn link_offset(&self, key: u64, p: Lps) -> Lps {
-        self.results
-            .iter()
-            .find(|r| r.shown_key == key && r.mode == CompareMode::Original)
-            .and_then(|r| register::warp::displacement_at(&r.field, p))
-            .unwrap_or([0.0; 3])
-    }
-
     /// What to draw over the phase image shown under `key`, if its mode has a layer.
-    pub fn layer_for(&self, key: u64) -> Option<LayerDesc> {
-        let res = self.results.iter().find(|r| r.shown_key == key)?;
-        let (volume, key, kind) = match res.mode {
+    pub fn layer_for(&self, study: &Study, key: u64) -> Option<LayerDesc> {
+        let r = study.registrations.iter().position(|r| r.shown_key == key)?;
+        let (res, view) = (&study.registrations[r], self.views.get(r)?);
+        let (volume, key, kind) = match view.mode {
             CompareMode::FusionRedGreen => (
                 Arc::clone(&res.fixed),
                 res.fixed_key,
@@ -164,13 +124,13 @@ impl RegistrationPanel {
                 LayerKind::Fusion { ct_rgb: [1.0, 0.0, 1.0], layer_rgb: [0.0, 1.0, 0.0] },
             ),
             CompareMode::HeatMap => {
-                let (v, k) = res.heat.as_ref()?;
+                let (v, k) = view.heat.as_ref()?;
                 let max = (10.0 * res.report.max_displacement_mm as f32).max(10.0);
                 // below 0.2 mm stays clear: the field's noise floor, not motion
                 (Arc::clone(v), *k, LayerKind::Heat { min: 2.0, max, opacity: self.heat_opacity })
             }
             CompareMode::Grid => {
-                let ((v, k), _) = res.grid.as_ref()?;
+                let ((v, k), _) = view.grid.as_ref()?;
                 (Arc::clone(v), *k, LayerKind::Grid { rgb: [1.0, 0.85, 0.1] })
             }
             _ => return None,
@@ -189,35 +149,33 @@ impl RegistrationPanel {
         self.job.is_some()
     }
 
-    /// Starts registering every phase onto the study's fixed phase.
-    pub fn start(&mut self, study: &Study) {
+    /// Starts registering every phase onto the study's fixed phase (the study's own loop,
+    /// on a snapshot of it on the worker).
+    pub fn start(&mut self, study: &mut Study) {
         let fi = study.fixed_index();
-        let fixed = Arc::clone(&study.phases[fi].volume);
-        let moving: Vec<(u64, Arc<CtVolume>)> = study
-            .phases
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != fi)
-            .map(|(_, p)| (p.key, Arc::clone(&p.volume)))
-            .collect();
+        let moving: Vec<usize> = (0..study.phases.len()).filter(|&i| i != fi).collect();
         if moving.is_empty() {
             self.error = Some("Only one phase: nothing to register.".into());
             return;
         }
-        self.results.clear();
+        study.registrations.clear();
+        self.views.clear();
+        let s = study.clone();
         let n = moving.len() as f32;
         self.job = Some(Job::spawn(
             format!("Registering {} phase(s) onto {}", moving.len(), study.phases[fi].phase()),
             move |progress| {
+                let fixed = Arc::clone(&s.phases[fi].volume);
+                let report = |done: usize, f: f32, msg: &str| {
+                    progress((done as f32 + f) / n, &format!("phase {}/{}: {msg}", done + 1, n as usize))
+                };
+                let demons = Demons::Full { params: &register::Params::default(), mask: None };
                 let mut out = Vec::new();
-                for (done, (key, mv)) in moving.into_iter().enumerate() {
-                    let sub = |f: f32, msg: &str| {
-                        progress((done as f32 + f) / n, &format!("phase {}/{}: {msg}", done + 1, n as usize))
-                    };
-                    let reg = register::register_ct(&fixed, &mv, None, &register::Params::default(), &sub)
-                        .map_err(|e| e.to_string())?;
-                    out.push((key, reg, Arc::clone(&fixed), mv));
-                }
+                s.register_phases(fi, &moving, demons, &report, |i, reg| {
+                    let reg = reg.map_err(|e| e.to_string())?;
+                    out.push((s.phases[i].key, reg, Arc::clone(&fixed), Arc::clone(&s.phases[i].volume)));
+                    Ok::<(), String>(())
+                })?;
                 Ok(out)
             },
         ));
@@ -233,31 +191,15 @@ impl RegistrationPanel {
         };
         match ended {
             Ended::Done(out) => {
-                let fixed_key = study.phases[study.fixed_index()].key;
                 // grid lines are a voxel thick: keep at least six voxels between them
                 let sp = study.phases[study.fixed_index()].volume.geometry.spacing_mm;
                 let coarse = (6.0 * sp[1].max(sp[2]) as f32 / 5.0).ceil() * 5.0;
                 self.grid_mm = self.grid_mm.max(coarse).min(40.0);
-                for (key, reg, fixed, original) in out {
-                    let description =
-                        study.phases.iter().find(|p| p.key == key).map(|p| p.description.clone()).unwrap_or_default();
-                    self.results.push(RegisteredPhase {
-                        description,
-                        shown_key: key,
-                        original,
-                        registered: Arc::new(reg.warped),
-                        fixed,
-                        field: Arc::new(reg.field),
-                        report: reg.report,
-                        mode: CompareMode::Original,
-                        original_key: key,
-                        registered_key: next_key(),
-                        fixed_key,
-                        heat: None,
-                        grid: None,
-                    });
+                study.keep_registrations(out);
+                while self.views.len() < study.registrations.len() {
+                    self.views.push(CompareView { mode: CompareMode::Original, heat: None, grid: None });
                 }
-                for r in 0..self.results.len() {
+                for r in 0..self.views.len() {
                     self.set_mode(study, r, CompareMode::Registered);
                 }
             }
@@ -266,17 +208,19 @@ impl RegistrationPanel {
         }
     }
 
-    /// Shows result `r` as `mode` (recomputing the derived image).
+    /// Shows registration `r` as `mode` (recomputing the derived image).
     pub fn set_mode(&mut self, study: &mut Study, r: usize, mode: CompareMode) {
         let (checker, blend, grid_mm) = (self.checker_mm as f64, self.blend, self.grid_mm);
-        let Some(res) = self.results.get_mut(r) else { return };
-        let Some(phase) = study.phases.iter_mut().find(|p| p.key == res.shown_key) else { return };
+        let (Some(res), Some(view)) = (study.registrations.get(r), self.views.get_mut(r)) else { return };
+        if !study.phases.iter().any(|p| p.key == res.shown_key) {
+            return;
+        }
         match mode {
-            CompareMode::HeatMap if res.heat.is_none() => {
-                res.heat = Some((Arc::new(compare::displacement_tenths_mm(&res.field)), next_key()));
+            CompareMode::HeatMap if view.heat.is_none() => {
+                view.heat = Some((Arc::new(compare::displacement_tenths_mm(&res.field)), next_key()));
             }
-            CompareMode::Grid if res.grid.as_ref().is_none_or(|(_, mm)| *mm != grid_mm) => {
-                res.grid =
+            CompareMode::Grid if view.grid.as_ref().is_none_or(|(_, mm)| *mm != grid_mm) => {
+                view.grid =
                     Some(((Arc::new(compare::deformation_grid(&res.field, grid_mm as f64)), next_key()), grid_mm));
             }
             _ => {}
@@ -291,18 +235,17 @@ impl RegistrationPanel {
         };
         match volume {
             Ok(v) => {
-                phase.volume = v;
-                phase.key = match mode {
+                let key = match mode {
                     CompareMode::Original => res.original_key,
                     m if m.shows_registered() => res.registered_key,
                     _ => next_key(),
                 };
-                phase.description = match mode {
+                let description = match mode {
                     CompareMode::Original => res.description.clone(),
                     m => format!("{} [{}]", res.description, m.as_str()),
                 };
-                res.shown_key = phase.key;
-                res.mode = mode;
+                study.show_registration(r, v, key, description);
+                view.mode = mode;
             }
             Err(e) => self.error = Some(e),
         }
@@ -320,7 +263,7 @@ impl RegistrationPanel {
             }
         } else {
             let fixed = study.phases[study.fixed_index()].phase();
-            let label = if self.results.is_empty() {
+            let label = if study.registrations.is_empty() {
                 format!("Register onto {fixed}")
             } else {
                 format!("Register again onto {fixed}")
@@ -337,7 +280,7 @@ impl RegistrationPanel {
             ui.colored_label(egui::Color32::LIGHT_RED, e);
         }
         let mut change: Option<(usize, CompareMode)> = None;
-        for (r, res) in self.results.iter().enumerate() {
+        for (r, (res, view)) in study.registrations.iter().zip(&self.views).enumerate() {
             let name =
                 study.phases.iter().find(|p| p.key == res.shown_key).map(|p| p.phase().to_string()).unwrap_or_default();
             let rep = &res.report;
@@ -357,22 +300,24 @@ impl RegistrationPanel {
                 rep.max_displacement_mm,
                 rep.seconds
             ));
-            let mut mode = res.mode;
+            let mut mode = view.mode;
             egui::ComboBox::new(("compare", r), "show").selected_text(mode.as_str()).show_ui(ui, |ui| {
                 for m in CompareMode::ALL {
                     ui.selectable_value(&mut mode, m, m.as_str());
                 }
             });
-            if mode != res.mode {
+            if mode != view.mode {
                 change = Some((r, mode));
             }
         }
-        if !self.results.is_empty() {
+        if !study.registrations.is_empty() {
             let c = ui.add(egui::Slider::new(&mut self.checker_mm, 5.0..=80.0).text("checker square, mm"));
             let b = ui.add(egui::Slider::new(&mut self.blend, 0.0..=1.0).text("blend: fixed to moving"));
             let g = ui.add(egui::Slider::new(&mut self.grid_mm, 4.0..=40.0).text("grid spacing, mm"));
             ui.add(egui::Slider::new(&mut self.heat_opacity, 0.0..=1.0).text("heat map opacity"));
-            if let Some(res) = self.results.iter().find(|r| r.mode == CompareMode::HeatMap) {
+            if let Some((res, _)) =
+                study.registrations.iter().zip(&self.views).find(|(_, v)| v.mode == CompareMode::HeatMap)
+            {
                 ui.small(format!(
                     "heat map: clear below 0.2 mm, red, yellow, white at {:.1} mm",
                     (res.report.max_displacement_mm as f32).max(1.0)
@@ -381,8 +326,8 @@ impl RegistrationPanel {
             // recompute when a drag ends (or a click/typed value lands), not every frame of it
             let settle = |r: &egui::Response| r.drag_stopped() || (r.changed() && !r.dragged());
             let (redo_checker, redo_blend, redo_grid) = (settle(&c), settle(&b), settle(&g));
-            for r in 0..self.results.len() {
-                let m = self.results[r].mode;
+            for r in 0..self.views.len() {
+                let m = self.views[r].mode;
                 if (redo_checker && m == CompareMode::Checkerboard)
                     || (redo_blend && m == CompareMode::Blend)
                     || (redo_grid && m == CompareMode::Grid)

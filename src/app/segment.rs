@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 
 use egui::Color32;
 
-use super::registration::RegistrationPanel;
 use crate::study::{next_key, take_ended, Ended, Job, Labels, Study};
 use crate::volume::{Lps, Mask};
 
@@ -63,15 +62,15 @@ impl SegmentPanel {
         }
     }
 
-    /// Segments `study`; with the registration panel's results for every moving phase, on
-    /// those (the full registration the user looked at), else after the quick one.
-    pub fn start(&mut self, study: &Study, reg: &RegistrationPanel) {
+    /// Segments `study`; with the study's registrations for every moving phase, on those
+    /// (the full registration the user looked at), else after the quick one.
+    pub fn start(&mut self, study: &Study) {
         let Some(model) = model_path() else {
             self.error =
                 Some("No model: models/unet.safetensors was not found (set HEPAVIEW_MODEL to its path).".into());
             return;
         };
-        let (s, register) = match reg.registered_study(study) {
+        let (s, register) = match study.registered_study() {
             Some(s) => (s, false),
             None => (study.clone(), true),
         };
@@ -95,7 +94,7 @@ impl SegmentPanel {
             };
             let net = crate::segment::load_unet(&model).map_err(|e| e.to_string())?;
             let opts = crate::segment::InferOptions { register, ..Default::default() };
-            crate::segment::segment_phases_live(&net, &s, &opts, progress, Some(&on_slices)).map_err(|e| e.to_string())
+            crate::study::segment_phases_live(&net, &s, &opts, progress, Some(&on_slices)).map_err(|e| e.to_string())
         }));
     }
 
@@ -189,7 +188,7 @@ impl SegmentPanel {
 
     /// The panel; returns a point to centre the views on when the user asks to go to a
     /// lesion the search added.
-    pub fn ui(&mut self, ui: &mut egui::Ui, study: &mut Study, reg: &RegistrationPanel) -> Option<Lps> {
+    pub fn ui(&mut self, ui: &mut egui::Ui, study: &mut Study) -> Option<Lps> {
         let mut jump = None;
         ui.heading("AI segmentation");
         if let Some(job) = &self.job {
@@ -205,7 +204,7 @@ impl SegmentPanel {
                 .on_hover_text("U-Net on this machine; replaces the label layer (Undo below)")
                 .clicked()
             {
-                self.start(study, reg);
+                self.start(study);
             }
             if self.replaced.is_some() && ui.button("Undo segmentation").clicked() {
                 if let Some(previous) = self.replaced.take() {

@@ -92,7 +92,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
                 pb.set_message(format!("segmenting the {which}: {m}"));
                 true
             };
-            let m = hepaview::segment::segment_study(&study, &model_path, &report).with_context(|| {
+            let m = hepaview::study::segment_study(&study, &model_path, &report).with_context(|| {
                 format!("no --{which}-mask was given, and segmenting the {which} with {} failed", model_path.display())
             })?;
             pb.finish_and_clear();

@@ -135,7 +135,7 @@ pub(crate) fn demo_from_study(a: FromStudyArgs) -> Result<()> {
                 pb.set_message(format!("finding the liver: {m}"));
                 true
             };
-            let rough = segment::segment_phases(&model, &study, &InferOptions::default(), &report);
+            let rough = hepaview::study::segment_phases(&model, &study, &InferOptions::default(), &report);
             pb.finish_and_clear();
             let rough = rough?;
             sim::liver_seed(&reference, &rough)

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use hepaview::io::nifti;
 use hepaview::io::phase::Phase;
 use hepaview::register::{self, LevelPlan, Params as RegisterParams};
+use hepaview::study::Demons;
 
 use super::common::{open_study, progress_bar_1000, source_series};
 
@@ -431,17 +432,23 @@ fn register_cmd(
     nifti::write_volume(&fixed_img.volume, &out.join(format!("{}.nii.gz", slug(fi))))?;
 
     let mut reports = Vec::new();
-    for &i in &moving_idx {
-        let pb = progress_bar_1000();
-        let what = format!("{} → {}", slug(i), slug(fi));
-        let report = |f: f32, m: &str| {
+    // one bar per phase, as long as its registration runs
+    let bar = std::sync::Mutex::new(progress_bar_1000());
+    let what = |i: usize| format!("{} → {}", slug(i), slug(fi));
+    let report = |n: usize, f: f32, m: &str| {
+        if let Ok(pb) = bar.lock() {
             pb.set_position((f * 1000.0) as u64);
-            pb.set_message(format!("{what}: {m}"));
-            true
-        };
-        let reg = register::register_ct(&fixed_img.volume, &study.phases[i].volume, mask.as_ref(), params, &report)
-            .with_context(|| format!("registering {} onto {}", slug(i), slug(fi)))?;
-        pb.finish_and_clear();
+            pb.set_message(format!("{}: {m}", what(moving_idx[n])));
+        }
+        true
+    };
+    let demons = Demons::Full { params, mask: mask.as_ref() };
+    study.register_phases(fi, &moving_idx, demons, &report, |i, reg| -> Result<()> {
+        let reg = reg.with_context(|| format!("registering {} onto {}", slug(i), slug(fi)))?;
+        if let Ok(mut pb) = bar.lock() {
+            std::mem::replace(&mut *pb, progress_bar_1000()).finish_and_clear();
+        }
+        let what = what(i);
         let r = &reg.report;
         println!(
             "{what}: RMSD {:.1} → {:.1} HU, NCC {:.3} → {:.3}, min Jacobian {:.3} ({} folded voxels), max displacement {:.1} mm, {:.1} s",
@@ -495,6 +502,10 @@ fn register_cmd(
             entry["mask"] = serde_json::json!({ "file": name, "interpolation": if extra.label_linear { "label-wise linear" } else { "nearest" } });
         }
         reports.push(entry);
+        Ok(())
+    })?;
+    if let Ok(pb) = bar.lock() {
+        pb.finish_and_clear();
     }
     // every file but the report itself, with its size (the report's own is printed)
     let files = output_sizes(out);

@@ -152,7 +152,7 @@ pub(crate) fn run(a: Args) -> Result<()> {
             );
         }
     }
-    let result = segment::segment_phases_live(&model, &study, &opts, &report, None);
+    let result = hepaview::study::segment_phases_live(&model, &study, &opts, &report, None);
     pb.finish_and_clear();
     let segment::Segmentation { mask, searched, check, confirmed, completed, .. } = result?;
     let secs = t0.elapsed().as_secs_f64();

@@ -65,7 +65,14 @@ pub fn shown_visit(study: &Study, keys: &[u64], label: &str) -> Study {
             PhaseImage { call: PhaseCall { phase, confidence: 1.0, reason: format!("follow-up {label}") }, ..p.clone() }
         })
         .collect();
-    let mut s = Study { title: label.to_string(), phases, labels: None, warnings: Vec::new(), visits: Vec::new() };
+    let mut s = Study {
+        title: label.to_string(),
+        phases,
+        labels: None,
+        warnings: Vec::new(),
+        registrations: Vec::new(),
+        visits: Vec::new(),
+    };
     s.sort_phases();
     s
 }
@@ -130,7 +137,7 @@ pub fn compare_all_visits(
                 let model = model.clone().ok_or("no follow-up mask, and the U-Net's weights (models/unet.safetensors) were not found: name a mask or set HEPAVIEW_MODEL")?;
                 let s = share(0.0, 0.4);
                 let seg = |f: f32, m: &str| progress(s(f), &format!("{label}: segmenting with the U-Net: {m}"));
-                let m = crate::segment::segment_study(&input.study, &model, &seg).map_err(|e| e.to_string())?;
+                let m = crate::study::segment_study(&input.study, &model, &seg).map_err(|e| e.to_string())?;
                 let m = if m.geometry.same_grid(&base_mask.geometry) {
                     m
                 } else {

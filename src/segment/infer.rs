@@ -4,7 +4,7 @@
 //! with the tumours inside it.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ndarray::{s, Array3, Array4, Axis};
 
@@ -21,14 +21,10 @@ use super::tumour_stage::{
     self, add_tumour_probability, apply_tumour_probability, confirm_tumours, drop_small_tumours, tumour_probability,
     Confirmed, TumourMerge, MIN_LESION_ML, TUMOUR_THRESHOLD,
 };
-use super::weights::load_unet;
 use super::SegmentError;
-use crate::analysis::{align_phases, Alignment};
 use crate::io::phase::Phase;
 use crate::outline::OutlineOptions;
-use crate::register::pyramid::coarsened;
-use crate::register::{register_ct, resample_field, warp_volume, RegisterError};
-use crate::study::Study;
+use crate::register::{resample_field, warp_volume};
 use crate::volume::{CtVolume, Field, Geometry, Interp, Mask, Progress};
 
 /// Knobs of inference.
@@ -96,35 +92,39 @@ impl Default for InferOptions {
 /// they come.
 pub type SlicesFn<'a> = &'a (dyn Fn(usize, Array3<u8>) + Sync);
 
-/// Segments a study with the model at `model_path` (`hepaview compare` and the follow-up
-/// panel, for a visit without a mask): labels 0
-/// background, 1 liver, 2 tumour on the grid of the study's portal venous phase (its fixed
-/// phase), with the default options (the other contrast phases registered onto it first);
-/// progress goes 0→1 and returning false cancels.
-pub fn segment_study(study: &Study, model_path: &Path, progress: Progress) -> Result<Mask, SegmentError> {
-    segment_study_live(study, model_path, progress, None)
+/// What inference reads: one study's phases as acquired, in display order, and, when the
+/// caller registered them first, the other contrast phases' fields onto the fixed one.
+/// The caller (`study::segment_phases`, the CLI) aligns; this module never sees a study.
+pub struct SegmentInput<'a> {
+    /// `(phase, volume as acquired)`, in the study's display order.
+    pub phases: Vec<(Phase, &'a CtVolume)>,
+    /// Index into `phases` of the phase the result lies on (the study's fixed phase).
+    pub fixed: usize,
+    /// `None`: the phases are used as they are (already registered, or left so), resampled
+    /// onto the model grid in world coordinates. `Some`: the phases of
+    /// [`phases_to_register`] were registered onto the fixed one first, quick and coarse
+    /// ([`REGISTRATION_VOXEL_MM`], [`fast_registration`]), taking the first
+    /// [`REGISTRATION_SHARE`] of the progress bar: `(index into phases, field)`, the field
+    /// `None` where the registration failed (no overlap, a constant image): that phase is
+    /// then left out rather than fed misaligned.
+    pub registered: Option<Vec<(usize, Option<Field>)>>,
 }
 
-/// [`segment_study`], also handing each finished batch of slices to `on_slices`.
-pub fn segment_study_live(
-    study: &Study,
-    model_path: &Path,
-    progress: Progress,
-    on_slices: Option<SlicesFn>,
-) -> Result<Mask, SegmentError> {
-    let model = load_unet(model_path)?;
-    Ok(segment_phases_live(&model, study, &InferOptions::default(), progress, on_slices)?.mask)
+/// The phases inference wants registered onto the fixed one `fixed` first (the other
+/// contrast phases, whose channels the network reads voxel by voxel while the patient
+/// breathes between them): none when `opts.register` is off, or the fixed phase is no
+/// contrast phase.
+pub fn phases_to_register(phases: &[Phase], fixed: usize, opts: &InferOptions) -> Vec<usize> {
+    if !opts.register || phases.get(fixed).and_then(|&p| contrast_slot(p)).is_none() {
+        return Vec::new();
+    }
+    (0..phases.len()).filter(|&i| i != fixed && contrast_slot(phases[i]).is_some()).collect()
 }
 
-/// [`segment_study`] with a loaded model and options.
-pub fn segment_phases(
-    model: &UNet,
-    study: &Study,
-    opts: &InferOptions,
-    progress: Progress,
-) -> Result<Mask, SegmentError> {
-    Ok(segment_phases_live(model, study, opts, progress, None)?.mask)
-}
+/// Share of the progress bar the quick registration takes, and resampling alone instead:
+/// from the steps' measured times on a tri-phase 512² study (docs/benchmarks.md).
+pub const REGISTRATION_SHARE: f32 = 0.4;
+const RESAMPLE_SHARE: f32 = 0.1;
 
 /// A segmentation and where its lesions came from.
 #[derive(Clone, Debug)]
@@ -146,58 +146,60 @@ pub struct Segmentation {
     pub completed: Option<CompleteReport>,
 }
 
-/// [`segment_phases`], also handing each finished batch of slices to `on_slices`, and
-/// saying which lesions the lesion search added.
-pub fn segment_phases_live(
+/// Segments `input` with a loaded model: labels 0 background, 1 liver, 2 tumour on the
+/// grid of its fixed phase; each finished batch of slices also goes to `on_slices`, and
+/// the result says which lesions the lesion search added. Progress goes 0→1 (the caller's
+/// registration, when it ran, being the first [`REGISTRATION_SHARE`]); returning false
+/// cancels.
+pub fn segment(
     model: &UNet,
-    study: &Study,
+    input: &SegmentInput,
     opts: &InferOptions,
     progress: Progress,
     on_slices: Option<SlicesFn>,
 ) -> Result<Segmentation, SegmentError> {
-    if study.phases.is_empty() {
+    let Some(&(fixed_phase, reference)) = input.phases.get(input.fixed) else {
         return Err(SegmentError::NoPhase);
-    }
-    let fixed = study.fixed_index();
-    let reference = study.phases[fixed].volume.as_ref();
+    };
     let target = reference.geometry.clone();
     let grid = preprocess::model_grid(&target, model.config.spacing_mm, model.config.size_multiple());
     let moving: Vec<usize> =
-        (0..study.phases.len()).filter(|&i| i != fixed && contrast_slot(study.phases[i].phase()).is_some()).collect();
-    let register = opts.register && contrast_slot(study.phases[fixed].phase()).is_some() && !moving.is_empty();
-    // shares of the bar from the steps' measured times on a tri-phase 512² study
-    // (docs/benchmarks.md): registration about 40 %, resampling alone about 10 %
-    let share = if register { 0.4 } else { 0.1 };
+        (0..input.phases.len()).filter(|&i| i != input.fixed && contrast_slot(input.phases[i].0).is_some()).collect();
+    let share = if input.registered.is_some() { REGISTRATION_SHARE } else { RESAMPLE_SHARE };
     let mut on_grid: Vec<(Phase, CtVolume)> = Vec::new();
-    let mut fields: Vec<(&CtVolume, Field)> = Vec::new();
+    let mut fields: Vec<(&CtVolume, &Field)> = Vec::new();
     let mut as_they_are: Vec<&CtVolume> = Vec::new();
-    if register {
-        on_grid.push((study.phases[fixed].phase(), preprocess::onto_grid(reference, &grid)));
-        for (phase, volume, field) in register_phases(study, fixed, &moving, &|f, m| progress(share * f, m))? {
+    if let Some(registered) = &input.registered {
+        on_grid.push((fixed_phase, preprocess::onto_grid(reference, &grid)));
+        for (i, field) in registered {
             let Some(field) = field else { continue };
-            on_grid.push((phase, warp_volume(volume, &resample_field(&field, &grid), Interp::Linear, -1024)));
+            let (phase, volume) = input.phases[*i];
+            on_grid.push((phase, warp_volume(volume, &resample_field(field, &grid), Interp::Linear, -1024)));
             fields.push((volume, field));
         }
     } else {
-        // align_phases resamples in world coordinates straight onto the model grid (one
-        // interpolation, not two) and leaves out phases of unknown name
-        let report = |f: f32, m: &str| progress(share * f, m);
-        let aligned = align_phases(study, &grid, &Alignment::Resample, None, &report).map_err(|e| match e {
-            crate::analysis::AnalysisError::Cancelled => SegmentError::Cancelled,
-            e => SegmentError::Align(e.to_string()),
-        })?;
-        on_grid.extend(aligned.into_iter().map(|a| (a.phase, std::sync::Arc::unwrap_or_clone(a.volume))));
-        as_they_are.extend(moving.iter().map(|&i| study.phases[i].volume.as_ref()));
+        // in world coordinates straight onto the model grid (one interpolation, not two),
+        // leaving out phases of unknown name
+        for (i, &(phase, volume)) in input.phases.iter().enumerate() {
+            if phase == Phase::Unknown && i != input.fixed {
+                continue;
+            }
+            if !progress(0.0, &format!("resampling {phase}")) {
+                return Err(SegmentError::Cancelled);
+            }
+            on_grid.push((phase, preprocess::onto_grid(volume, &grid)));
+        }
+        as_they_are.extend(moving.iter().map(|&i| input.phases[i].1));
     }
     let inputs = channel_inputs(&on_grid, model.config.any_phase_subset);
     // the edges are refined against the study's own phases at its resolution
-    let mut others: Vec<OtherPhase> = fields.iter().map(|(v, f)| OtherPhase::Warped(v, f)).collect();
+    let mut others: Vec<OtherPhase> = fields.iter().map(|&(v, f)| OtherPhase::Warped(v, f)).collect();
     others.extend(as_they_are.into_iter().map(OtherPhase::Registered));
     run_on_grid(
         model,
         &inputs,
         &grid,
-        (&target, (study.phases[fixed].phase(), reference), &others),
+        (&target, (fixed_phase, reference), &others),
         opts,
         &|f, m| progress(share + (1.0 - share) * f, m),
         on_slices,
@@ -261,40 +263,7 @@ fn contrast_slot(p: Phase) -> Option<usize> {
 
 /// Voxel size (mm) of the grids the phases are registered on before the network: the
 /// network sees 4 mm pixels, and the tumour edges want the phases within a pixel or two.
-const REGISTRATION_VOXEL_MM: f64 = 3.0;
-
-/// Registers each `moving` phase of `study` onto phase `fixed`, on coarse copies of both
-/// (`REGISTRATION_VOXEL_MM`, smoothed against aliasing) with [`fast_registration`]:
-/// `(phase, volume as acquired, field)`, the field `None` where the registration failed
-/// (no overlap, a constant image): that phase is then left out rather than fed misaligned.
-#[allow(clippy::type_complexity)]
-fn register_phases<'a>(
-    study: &'a Study,
-    fixed: usize,
-    moving: &[usize],
-    progress: Progress,
-) -> Result<Vec<(Phase, &'a CtVolume, Option<Field>)>, SegmentError> {
-    let fixed_small = coarsened(&study.phases[fixed].volume, REGISTRATION_VOXEL_MM);
-    let params = fast_registration(&fixed_small.geometry);
-    let mut out = Vec::new();
-    for (n, &i) in moving.iter().enumerate() {
-        let p = &study.phases[i];
-        let share = 1.0 / moving.len() as f32;
-        let name = p.phase().to_string();
-        let report = |f: f32, m: &str| progress(share * (n as f32 + f), &format!("registering {name}: {m}"));
-        if !report(0.0, "coarse copy") {
-            return Err(SegmentError::Cancelled);
-        }
-        let moving_small = coarsened(&p.volume, REGISTRATION_VOXEL_MM);
-        let field = match register_ct(&fixed_small, &moving_small, None, &params, &report) {
-            Ok(r) => Some(r.field),
-            Err(RegisterError::Cancelled) => return Err(SegmentError::Cancelled),
-            Err(_) => None,
-        };
-        out.push((p.phase(), p.volume.as_ref(), field));
-    }
-    Ok(out)
-}
+pub const REGISTRATION_VOXEL_MM: f64 = 3.0;
 
 /// The registration inference runs before the network: Demons as the user's default but
 /// on two coarse levels only, about 6 mm and 3 mm voxels whatever the grid's spacing, so

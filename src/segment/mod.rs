@@ -45,8 +45,8 @@ pub mod weights;
 use std::path::PathBuf;
 
 pub use infer::{
-    fast_registration, postprocess, segment_phases, segment_phases_live, segment_study, segment_study_live,
-    InferOptions, Segmentation, SlicesFn,
+    fast_registration, phases_to_register, postprocess, segment, InferOptions, SegmentInput, Segmentation, SlicesFn,
+    REGISTRATION_SHARE, REGISTRATION_VOXEL_MM,
 };
 pub use model::{UNet, UNetConfig};
 pub use plausibility::{check_liver, Concern, LiverCheck};

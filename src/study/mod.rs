@@ -17,13 +17,14 @@ use crate::volume::{CtVolume, Mask};
 pub mod edits;
 pub mod job;
 pub mod reading;
+pub mod registration;
+pub mod segment;
 pub mod visits;
 
 pub use crate::volume::Progress;
 pub use job::{take_ended, Ended, Job};
-/// [`Progress`] under the name it had before it moved to `volume` (still used by
-/// `follow_up::compare` and `app::follow_up`).
-pub use crate::volume::Progress as ProgressFn;
+pub use registration::{Demons, Registration};
+pub use segment::{segment_phases, segment_phases_live, segment_study, segment_study_live};
 
 /// A fresh key for data uploaded to the GPU: new data, new key.
 pub fn next_key() -> u64 {
@@ -64,6 +65,8 @@ pub struct Study {
     pub phases: Vec<PhaseImage>,
     pub labels: Option<Labels>,
     pub warnings: Vec<Warning>,
+    /// The moving phases registered onto the fixed one in the viewer, when the user ran it.
+    pub registrations: Vec<Registration>,
     /// The follow-up visits shown beside the baseline (their phases are in `phases`; see
     /// [`visits`]).
     pub visits: Vec<visits::Visit>,
@@ -112,6 +115,7 @@ impl Study {
             phases,
             labels: Some(Labels { mask: Arc::new(p.labels), key: next_key(), source: PathBuf::from("demo") }),
             warnings: Vec::new(),
+            registrations: Vec::new(),
             visits: Vec::new(),
         };
         s.sort_phases();
@@ -251,7 +255,7 @@ impl Study {
             return Err(StudyError::NothingToOpen { path: path.to_path_buf() });
         }
         let title = format!("{} {} {}", study.patient_name, study.study_date, study.description).trim().to_string();
-        let mut s = Study { title, phases, labels: None, warnings, visits: Vec::new() };
+        let mut s = Study { title, phases, labels: None, warnings, registrations: Vec::new(), visits: Vec::new() };
         s.sort_phases();
         Ok(s)
     }
@@ -296,7 +300,7 @@ impl Study {
             return Err(StudyError::NothingToOpen { path: paths.first().cloned().unwrap_or_default() });
         }
         let title = phases.iter().map(|p| p.description.as_str()).collect::<Vec<_>>().join(", ");
-        let mut s = Study { title, phases, labels, warnings, visits: Vec::new() };
+        let mut s = Study { title, phases, labels, warnings, registrations: Vec::new(), visits: Vec::new() };
         s.sort_phases();
         Ok(s)
     }
