@@ -184,7 +184,14 @@ impl Visit {
                 Some(PhaseImage { call: PhaseCall { phase: sp.phase(), confidence: 1.0, reason }, ..p.clone() })
             })
             .collect();
-        let mut s = Study { title: self.label.clone(), phases, labels: None, warnings: Vec::new(), visits: Vec::new() };
+        let mut s = Study {
+            title: self.label.clone(),
+            phases,
+            labels: None,
+            warnings: Vec::new(),
+            registrations: Vec::new(),
+            visits: Vec::new(),
+        };
         s.sort_phases();
         s
     }
@@ -337,5 +344,42 @@ impl OpenOutcome {
             study.phases.extend(new);
         }
         VisitSource { follow: self.follow, label: self.label, transform: self.transform }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::phase::Phase;
+
+    /// A follow-up phase that arrives in a study without its visit (named as
+    /// `add_follow_up` names it) becomes a visit the study finds by key; the baseline
+    /// leaves it out, and the visit's phases are named as the phase they were.
+    #[test]
+    fn a_follow_up_phase_without_its_visit_becomes_one() {
+        let mut study = Study::demo(&crate::phantom::PhantomOptions::small());
+        let n = study.phases.len();
+        let mut p = study.phases[0].clone();
+        p.description = visit_description("20260316", Phase::Arterial, "ART 1.25mm");
+        p.call.phase = Phase::Unknown;
+        p.key = next_key();
+        let key = p.key;
+        study.phases.push(p);
+        assert!(study.visit_of(key).is_none(), "no visit yet");
+        study.adopt_orphan_visits();
+        let v = study.visit_of(key).expect("adopted");
+        assert_eq!((v.label.as_str(), v.keys.as_slice()), ("20260316", [key].as_slice()));
+        assert!(study.visit_of(study.phases[0].key).is_none(), "a baseline phase is no visit's");
+        let shown = v.shown(&study);
+        assert_eq!(shown.phases.len(), 1);
+        assert_eq!(shown.phases[0].phase(), Phase::Arterial);
+        let base = study.baseline();
+        assert_eq!((base.phases.len(), base.visits.len()), (n, 0));
+        // adopting again finds nothing new; a visit whose phases left is dropped
+        study.adopt_orphan_visits();
+        assert_eq!(study.visits.len(), 1);
+        study.phases.truncate(n);
+        study.adopt_orphan_visits();
+        assert!(study.visits.is_empty());
     }
 }
