@@ -18,10 +18,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use hepaview::analysis::{align_phases, Alignment};
 use hepaview::io::phase::Phase;
 use hepaview::outline::{measure_outline, outline_lesion, OutlineOptions, Prompts};
 use hepaview::phantom::{make_phantom, LesionKind, PhantomOptions};
+use hepaview::study::analysis::{align_phases, Alignment};
 use hepaview::study::Study;
 use hepaview::volume::{CtVolume, Interp, Lps, Mask};
 

@@ -1,16 +1,18 @@
 //! Hepaview: a liver CT viewer with on-device AI assist. The library does all the work; the
 //! binary (`src/main.rs`) is only the CLI and the app's entry point. See `DESIGN.md` in the
 //! shared folder for the layering: a module uses those on the lines below it (except that
-//! `analysis`, `follow_up::compare` and `segment::infer` still take a whole `Study`, until
-//! the document model of issue 26 lands):
+//! `follow_up::compare` still takes a whole `Study`, and `follow_up` and `report` still
+//! name types of `study::analysis`):
 //! - `cli` (in the binary) and [`app`]: thin: parse, call, print or draw; widget state only
 //!   (`app::gpu` owns every wgpu object: slices, 3D surfaces, volume rendering).
-//! - [`study`]: the open study (phases, labels), jobs with progress, the edit document
+//! - [`study`]: the open study (phases, labels), jobs with progress ([`study::job`]), its
+//!   registrations written once ([`study::registration`]: every moving phase onto the fixed
+//!   one, for the CLI, the viewer, the recipes and segmentation), segmentation of its phases
+//!   ([`study::segment`]), the edit document
 //!   ([`study::edits`]: undo history, autosave session, label table), the follow-up visits
 //!   as values ([`study::visits`]) and the reading of their comparison
-//!   ([`study::reading`]); [`analysis`]: the
-//!   recipes the CLI and the viewer share (phases onto a mask's grid, cluster, measure, align
-//!   visits).
+//!   ([`study::reading`]); [`study::analysis`]: the recipes the CLI and the viewer share
+//!   (phases onto a mask's grid, cluster, measure, align visits).
 //! - one folder or file per feature: [`io`] (DICOM, NIfTI, SEG, phase naming), [`register`],
 //!   [`segment`], [`outline`], [`cluster`] (k-means, features), [`lesion`] (measurements,
 //!   pattern hint), [`edit`], [`mesh`], [`follow_up`] (pairing, RECIST / mRECIST, the
@@ -23,7 +25,6 @@
 // Small fixed-size geometry maths (3×3 matrices, xyz triples) reads clearer indexed.
 #![allow(clippy::needless_range_loop)]
 
-pub mod analysis;
 pub mod app;
 pub mod cluster;
 pub mod edit;
@@ -43,6 +44,10 @@ pub mod study;
 pub mod volume;
 
 pub use volume::{CtVolume, Field, Geometry, Interp, Mask, Volume};
+
+/// `crate::analysis` as `follow_up` (and `study::visits`, `study::reading`) still name it:
+/// the recipes live in the study ([`study::analysis`]).
+pub use study::analysis;
 
 /// `hepaview::response` as callers outside the crate (tests) have named it.
 pub use follow_up::response;

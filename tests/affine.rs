@@ -126,7 +126,7 @@ fn a_study_without_body_is_a_clear_error() {
 fn a_nudge_turns_then_shifts_the_follow_up_image() {
     let t = AffineTransform::rigid([0.03, -0.02, 0.08], [12.0, -7.0, 4.0], [5.0, -3.0, -200.0]);
     let (pivot, shift, deg) = ([20.0, -10.0, -180.0], [3.0, -2.0, 1.5], 7.0f64);
-    let n = hepaview::analysis::nudge_visit_transform(&t, shift, deg, pivot);
+    let n = hepaview::study::analysis::nudge_visit_transform(&t, shift, deg, pivot);
     let (c, s) = (deg.to_radians().cos(), deg.to_radians().sin());
     for x in [[0.0, 0.0, -200.0], [40.0, -25.0, -150.0], [-60.0, 30.0, -260.0]] {
         let d = [x[0] - pivot[0], x[1] - pivot[1], x[2] - pivot[2]];
@@ -140,7 +140,7 @@ fn a_nudge_turns_then_shifts_the_follow_up_image() {
         assert!(err < 1e-9, "{x:?}: {a:?} vs {b:?}");
     }
     // a pure shift leaves the matrix alone and moves the image by the shift
-    let m = hepaview::analysis::nudge_visit_transform(&t, shift, 0.0, pivot);
+    let m = hepaview::study::analysis::nudge_visit_transform(&t, shift, 0.0, pivot);
     assert_eq!(m.matrix, t.matrix);
     let x = [10.0, 20.0, -190.0];
     let (a, b) = (m.apply([x[0] + shift[0], x[1] + shift[1], x[2] + shift[2]]), t.apply(x));

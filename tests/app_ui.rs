@@ -490,7 +490,7 @@ fn a_follow_up_visit_shows_beside_each_phase_with_its_date() {
     let opts = PhantomOptions::small();
     let mut study = Study::demo(&opts);
     let follow = Study::demo(&opts.follow_up());
-    hepaview::analysis::add_follow_up(&mut study, &follow, "20260316", &|_, _| true).unwrap();
+    hepaview::study::analysis::add_follow_up(&mut study, &follow, "20260316", &|_, _| true).unwrap();
     let Some(mut h) = gpu_harness(HepaviewApp::new(study)) else { return };
     h.run();
     assert_eq!(h.state().view.window.len(), 6, "window/level per phase, follow-up included");
@@ -1117,7 +1117,8 @@ fn follow_up_without_a_mask_is_segmented_by_the_unet_and_says_so() {
     }
     let opts = PhantomOptions::small();
     let mut study = Study::demo(&opts);
-    hepaview::analysis::add_follow_up(&mut study, &Study::demo(&opts.follow_up()), "20260316", &|_, _| true).unwrap();
+    hepaview::study::analysis::add_follow_up(&mut study, &Study::demo(&opts.follow_up()), "20260316", &|_, _| true)
+        .unwrap();
     let mut h = harness(HepaviewApp::new(study));
     h.run();
     assert_eq!(h.state().study.visits.len(), 1, "the visit found in the study");
@@ -1313,7 +1314,7 @@ fn a_baseline_outline_is_carried_to_the_follow_up() {
     // against the follow-up's true treated HCC, on the baseline grid through the visit alignment
     let fu = make_phantom(&opts.follow_up());
     let t = app.study.visits[0].transform();
-    let truth = hepaview::analysis::resample_mask_affine(&fu.labels, &layer.geometry, &t);
+    let truth = hepaview::study::analysis::resample_mask_affine(&fu.labels, &layer.geometry, &t);
     let g = &layer.geometry;
     let r = fu.lesions.iter().find(|l| l.kind == LesionKind::TreatedHcc).expect("the treated HCC").radius_mm;
     let (mut both, mut outlined, mut true_n) = (0usize, 0usize, 0usize);

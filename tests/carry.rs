@@ -51,7 +51,7 @@ fn pair() -> &'static Pair {
         let follow = visit(&opts.follow_up());
         eprintln!("phantom pair made in {:.1} s", t.elapsed().as_secs_f64());
         let t = std::time::Instant::now();
-        let found = hepaview::analysis::visit_transform(pv(&base), pv(&follow), "follow-up", &|_, _| true)
+        let found = hepaview::study::analysis::visit_transform(pv(&base), pv(&follow), "follow-up", &|_, _| true)
             .expect("the visits align");
         let truth = follow_up_pose().inverse().expect("a rigid pose inverts");
         for l in &base.ph.lesions {

@@ -217,8 +217,8 @@ fn lipiodol_is_measured_without_an_arterial_phase() {
 /// phantom's truth (the demo's default grid: 1.5 × 1.5 × 2.5 mm).
 #[test]
 fn treated_hcc_parts_on_the_phantom_pair_are_within_five_percent() {
-    use hepaview::analysis::{align_phases, compare_visits, Alignment};
     use hepaview::phantom::{make_phantom, PhantomOptions};
+    use hepaview::study::analysis::{align_phases, compare_visits, Alignment};
     use hepaview::study::Study;
     let opts = PhantomOptions::default();
     let truth = make_phantom(&opts.follow_up());
@@ -273,7 +273,7 @@ fn a_follow_up_added_for_reading_is_aligned_to_the_baseline() {
     let opts = PhantomOptions::small();
     let mut base = Study::demo(&opts);
     let follow = Study::demo(&opts.follow_up());
-    hepaview::analysis::add_follow_up(&mut base, &follow, "20260316", &|_, _| true).unwrap();
+    hepaview::study::analysis::add_follow_up(&mut base, &follow, "20260316", &|_, _| true).unwrap();
     let names: Vec<String> = base.phases.iter().map(|p| p.description.clone()).collect();
     assert_eq!(base.phases.len(), 6, "{names:?}");
     assert!(names[1].starts_with("FOLLOW-UP 20260316 · arterial"), "{names:?}");

@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use egui::{Color32, RichText};
 
-use crate::analysis::{self, AlignedPhase, Alignment, ClusterRecipe};
 use crate::cluster::ClusterReport;
 use crate::lesion::{LesionOptions, LesionReport};
 use crate::register;
 use crate::report::{self, cluster_colour, ReportInput};
+use crate::study::analysis::{self, AlignedPhase, Alignment, ClusterRecipe};
 use crate::study::{next_key, take_ended, Ended, Job, Study};
 use crate::volume::{Lps, Mask};
 

@@ -1,14 +1,14 @@
 //! What `cluster`, `report`, `compare` and `outline` share: the mask to work on, and the
 //! study's phases brought onto its grid (registered onto the fixed phase unless told not
-//! to) with a progress bar. All the work is in `hepaview::analysis`.
+//! to) with a progress bar. All the work is in `hepaview::study::analysis`.
 
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use hepaview::analysis::{self, AlignedPhase, Alignment};
 use hepaview::io::nifti;
 use hepaview::register::Params as RegisterParams;
+use hepaview::study::analysis::{self, AlignedPhase, Alignment};
 use hepaview::study::Study;
 use hepaview::volume::{Geometry, Mask};
 

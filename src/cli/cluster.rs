@@ -1,13 +1,13 @@
 //! `hepaview cluster`: open the study, bring its phases onto the mask's grid, cluster the
 //! region's voxels by their HU in every phase (k-means) and write the label volume and its
-//! JSON legend. All the work is in `hepaview::analysis`.
+//! JSON legend. All the work is in `hepaview::study::analysis`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use hepaview::analysis::{self, ClusterRecipe};
 use hepaview::io::nifti;
+use hepaview::study::analysis::{self, ClusterRecipe};
 
 use super::analysis::{aligned, alignment_note, load_mask};
 use super::common::{open_study, progress_bar_1000};

@@ -1,14 +1,14 @@
 //! `hepaview compare`: a follow-up study against its baseline (the U-Net outlines a visit
 //! given without a mask), written as compare.html, lesions.csv, compare.json and the parts
 //! masks, with RECIST 1.1 and mRECIST said on stdout. All the work is in
-//! `hepaview::analysis`, `hepaview::follow_up` and `hepaview::report::compare`.
+//! `hepaview::study::analysis`, `hepaview::follow_up` and `hepaview::report::compare`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use hepaview::analysis::{self, AlignedPhase};
 use hepaview::io::nifti;
+use hepaview::study::analysis::{self, AlignedPhase};
 use hepaview::study::Study;
 use hepaview::volume::Mask;
 

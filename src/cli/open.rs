@@ -43,7 +43,7 @@ pub(crate) fn run(a: Args) -> Result<()> {
             pb.set_message(m.to_string());
             true
         };
-        let added = hepaview::analysis::add_follow_up(&mut study, &follow, &label, &report);
+        let added = hepaview::study::analysis::add_follow_up(&mut study, &follow, &label, &report);
         pb.finish_and_clear();
         let t = added.context("adding the follow-up study")?;
         println!(

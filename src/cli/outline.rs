@@ -219,7 +219,7 @@ fn carry_cmd(a: &Args, lesion_path: &Path) -> Result<()> {
         pb.set_message(m.to_string());
         true
     };
-    let t = hepaview::analysis::visit_transform(
+    let t = hepaview::study::analysis::visit_transform(
         &base.phases[base.fixed_index()].volume,
         &study.phases[study.fixed_index()].volume,
         "follow-up",

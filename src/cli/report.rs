@@ -1,15 +1,15 @@
 //! `hepaview report`: open the study, bring its phases onto the mask's grid, measure every
 //! lesion in every phase (and cluster the liver if asked) and write report.html,
-//! lesions.csv and report.json. All the work is in `hepaview::analysis` and
+//! lesions.csv and report.json. All the work is in `hepaview::study::analysis` and
 //! `hepaview::report`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
-use hepaview::analysis::{self, ClusterRecipe};
 use hepaview::lesion::LesionOptions;
 use hepaview::report::{self, ReportFiles, ReportInput};
+use hepaview::study::analysis::{self, ClusterRecipe};
 
 use super::analysis::{aligned, alignment_note, load_mask};
 use super::common::open_study;

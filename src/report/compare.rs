@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 
 use super::{esc, images, write_atomic, ReportError};
-use crate::analysis::{AlignedPhase, Comparison};
 use crate::follow_up::response::{Assessment, Category, Response, VisitMeasure};
 use crate::io::phase::Phase;
+use crate::study::analysis::{AlignedPhase, Comparison};
 use crate::volume::Mask;
 
 /// One visit as the report shows it.

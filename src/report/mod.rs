@@ -11,9 +11,9 @@ pub mod images;
 
 use std::path::{Path, PathBuf};
 
-use crate::analysis::AlignedPhase;
 use crate::cluster::ClusterReport;
 use crate::lesion::LesionReport;
+use crate::study::analysis::AlignedPhase;
 use crate::volume::Mask;
 
 #[derive(Debug, thiserror::Error)]

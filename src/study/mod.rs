@@ -1,7 +1,9 @@
 //! The document the app and the CLI work on: the phases of one study (each a CT volume
 //! with its detected phase and why), the label mask if any, and what went wrong while
 //! loading. Opening goes through `io`; nothing here draws. [`job`]: long work on worker
-//! threads with progress and cancel.
+//! threads with progress and cancel; [`registration`]: every moving phase onto the fixed
+//! one (the one loop) and the registrations the study keeps; [`segment`]: its phases
+//! handed to `segment`; [`analysis`]: the recipes the CLI and the viewer share.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +16,7 @@ use crate::io::Warning;
 use crate::phantom::{self, PhantomOptions};
 use crate::volume::{CtVolume, Mask};
 
+pub mod analysis;
 pub mod edits;
 pub mod job;
 pub mod reading;
