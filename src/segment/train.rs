@@ -111,101 +111,180 @@ pub fn train(
     if train.is_empty() || pools.iter().all(|(_, s)| s.is_empty()) {
         return Err(SegmentError::NoTrainingData("no training slice contains liver".into()));
     }
-    if !opts.patch.is_multiple_of(opts.config.size_multiple()) {
-        return Err(SegmentError::Model(format!(
-            "patch {} is not a multiple of {}",
-            opts.patch,
-            opts.config.size_multiple()
-        )));
-    }
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let model = UNet::new(vb, &opts.config)?;
-    seeded_init(&varmap, opts.seed)?;
-    if let Some(path) = &opts.init {
-        start_from(&varmap, &opts.config, path)?;
-    }
-    let params = ParamsAdamW { lr: opts.learning_rate, weight_decay: opts.weight_decay, ..Default::default() };
-    let mut opt = AdamW::new(trainable_vars(&varmap)?, params)?;
-    let mut rng = Rng::new(opts.seed);
+    let mut run =
+        Run::start(&opts.config, opts.patch, opts.seed, opts.init.as_deref(), opts.learning_rate, opts.weight_decay)?;
     // a network that saw phase subsets says so in its file (inference feeds it accordingly)
     let saved_config =
         UNetConfig { any_phase_subset: opts.config.any_phase_subset || opts.subset_prob > 0.0, ..opts.config.clone() };
-    let total = opts.epochs * opts.steps_per_epoch;
     let start = Instant::now();
     let val_set = validation_set(val, opts);
-    let mut report = TrainReport::new();
-    let mut recent = Vec::new();
-    let mut step = 0;
-    let mut best_score = f64::MIN;
-    'epochs: for epoch in 1..=opts.epochs {
-        for _ in 0..opts.steps_per_epoch {
-            opt.set_learning_rate(scheduled_rate(opts.learning_rate, step, total, start, opts.max_minutes));
-            let seeds: Vec<u64> = (0..opts.batch).map(|_| rng.next_u64()).collect();
-            let (x, y) = make_batch(train, &pools, &seeds, opts)?;
-            let logits = model.forward(&x, true)?;
-            let loss = loss_fn(&logits, &y, opts.config.classes)?;
-            opt.backward_step(&loss)?;
-            let l = loss.to_scalar::<f32>()?;
-            if report.first_losses.len() < 5 {
-                report.first_losses.push(l);
-            }
-            recent.push(l);
-            step += 1;
-            let elapsed = start.elapsed().as_secs_f64();
-            let over = opts.max_minutes.is_some_and(|m| elapsed > m * 60.0);
-            if step % 5 == 0 {
-                let st = TrainStatus {
-                    epoch,
-                    step,
-                    total_steps: total,
-                    loss: mean(&recent[recent.len().saturating_sub(20)..]),
-                    val_dice_liver: None,
-                    val_dice_tumour: None,
-                    elapsed_s: elapsed,
-                };
-                if !progress(&st) {
-                    break 'epochs;
+    let epochs = Epochs {
+        epochs: opts.epochs,
+        steps_per_epoch: opts.steps_per_epoch,
+        batch: opts.batch,
+        learning_rate: opts.learning_rate,
+        max_minutes: opts.max_minutes,
+        start,
+        out: opts.out.as_deref(),
+        config: &saved_config,
+    };
+    let report = run.epochs(
+        &epochs,
+        &|seeds| make_batch(train, &pools, seeds, opts),
+        &|model| evaluate(model, &val_set, opts),
+        // the liver matters most; tumour Dice breaks ties and counts half
+        |dl, dt| (dl.unwrap_or(0.0) + 0.5 * dt.unwrap_or(0.0), dl.unwrap_or(0.0)),
+        progress,
+    )?;
+    Ok((run.varmap, report))
+}
+
+/// A training run's network, optimiser and generator, shared by the liver network and the
+/// tumour stage.
+pub(crate) struct Run {
+    pub(crate) varmap: VarMap,
+    model: UNet,
+    opt: AdamW,
+    rng: Rng,
+}
+
+/// A batch (inputs, labels) made from one seed per sample.
+pub(crate) type BatchFn<'a> = &'a dyn Fn(&[u64]) -> Result<(Tensor, Tensor), SegmentError>;
+/// The validation Dice (liver, tumour) of the network as it is now.
+pub(crate) type ValidateFn<'a> = &'a dyn Fn(&UNet) -> Result<(Option<f64>, Option<f64>), SegmentError>;
+
+/// How a run's epochs go (see [`Run::epochs`]).
+pub(crate) struct Epochs<'a> {
+    pub(crate) epochs: usize,
+    pub(crate) steps_per_epoch: usize,
+    pub(crate) batch: usize,
+    pub(crate) learning_rate: f64,
+    /// Stop (keeping the best checkpoint) after this long from `start`.
+    pub(crate) max_minutes: Option<f64>,
+    pub(crate) start: Instant,
+    /// Best checkpoint; `<stem>.last.safetensors` beside it gets the latest. Saved as
+    /// `config`, whose classes the loss counts.
+    pub(crate) out: Option<&'a Path>,
+    pub(crate) config: &'a UNetConfig,
+}
+
+impl Run {
+    /// `config`'s network with seeded weights (or `init`'s, fine-tuning), its AdamW, and
+    /// the run's generator. Refuses a patch side the network cannot take.
+    pub(crate) fn start(
+        config: &UNetConfig,
+        patch: usize,
+        seed: u64,
+        init: Option<&Path>,
+        learning_rate: f64,
+        weight_decay: f64,
+    ) -> Result<Run, SegmentError> {
+        if !patch.is_multiple_of(config.size_multiple()) {
+            return Err(SegmentError::Model(format!(
+                "patch {} is not a multiple of {}",
+                patch,
+                config.size_multiple()
+            )));
+        }
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let model = UNet::new(vb, config)?;
+        seeded_init(&varmap, seed)?;
+        if let Some(path) = init {
+            start_from(&varmap, config, path)?;
+        }
+        let params = ParamsAdamW { lr: learning_rate, weight_decay, ..Default::default() };
+        let opt = AdamW::new(trainable_vars(&varmap)?, params)?;
+        Ok(Run { varmap, model, opt, rng: Rng::new(seed) })
+    }
+
+    /// The epochs: per step, the scheduled rate, a batch from `batch` (one seed per sample,
+    /// drawn from the run's generator) and one AdamW step; every 5 steps and after each
+    /// epoch a status to `progress` (false stops, keeping the best). After each epoch the
+    /// validation Dice (liver, tumour) from `validate`, the last checkpoint, and the best
+    /// one by `score(liver, tumour)` = (what is compared, what the report keeps).
+    pub(crate) fn epochs(
+        &mut self,
+        e: &Epochs,
+        batch: BatchFn,
+        validate: ValidateFn,
+        score: fn(Option<f64>, Option<f64>) -> (f64, f64),
+        progress: &(dyn Fn(&TrainStatus) -> bool + Sync),
+    ) -> Result<TrainReport, SegmentError> {
+        let total = e.epochs * e.steps_per_epoch;
+        let start = e.start;
+        let mut report = TrainReport::new();
+        let mut recent = Vec::new();
+        let mut step = 0;
+        let mut best_score = f64::MIN;
+        'epochs: for epoch in 1..=e.epochs {
+            for _ in 0..e.steps_per_epoch {
+                self.opt.set_learning_rate(scheduled_rate(e.learning_rate, step, total, start, e.max_minutes));
+                let seeds: Vec<u64> = (0..e.batch).map(|_| self.rng.next_u64()).collect();
+                let (x, y) = batch(&seeds)?;
+                let logits = self.model.forward(&x, true)?;
+                let loss = loss_fn(&logits, &y, e.config.classes)?;
+                self.opt.backward_step(&loss)?;
+                let l = loss.to_scalar::<f32>()?;
+                if report.first_losses.len() < 5 {
+                    report.first_losses.push(l);
+                }
+                recent.push(l);
+                step += 1;
+                let elapsed = start.elapsed().as_secs_f64();
+                let over = e.max_minutes.is_some_and(|m| elapsed > m * 60.0);
+                if step % 5 == 0 {
+                    let st = TrainStatus {
+                        epoch,
+                        step,
+                        total_steps: total,
+                        loss: mean(&recent[recent.len().saturating_sub(20)..]),
+                        val_dice_liver: None,
+                        val_dice_tumour: None,
+                        elapsed_s: elapsed,
+                    };
+                    if !progress(&st) {
+                        break 'epochs;
+                    }
+                }
+                if over {
+                    break;
                 }
             }
-            if over {
+            let (dl, dt) = validate(&self.model)?;
+            let elapsed = start.elapsed().as_secs_f64();
+            let st = TrainStatus {
+                epoch,
+                step,
+                total_steps: total,
+                loss: mean(&recent[recent.len().saturating_sub(e.steps_per_epoch)..]),
+                val_dice_liver: dl,
+                val_dice_tumour: dt,
+                elapsed_s: elapsed,
+            };
+            report.history.push(st.clone());
+            let (score, dice) = score(dl, dt);
+            let improved = score > best_score;
+            if let Some(out) = e.out {
+                save_unet(&self.varmap, e.config, &last_path(out))?;
+                if improved {
+                    save_unet(&self.varmap, e.config, out)?;
+                }
+            }
+            if improved {
+                best_score = score;
+                report.best_val_dice = dice;
+                report.best_epoch = epoch;
+            }
+            if !progress(&st) || e.max_minutes.is_some_and(|m| elapsed > m * 60.0) {
                 break;
             }
         }
-        let (dl, dt) = evaluate(&model, &val_set, opts)?;
-        let elapsed = start.elapsed().as_secs_f64();
-        let st = TrainStatus {
-            epoch,
-            step,
-            total_steps: total,
-            loss: mean(&recent[recent.len().saturating_sub(opts.steps_per_epoch)..]),
-            val_dice_liver: dl,
-            val_dice_tumour: dt,
-            elapsed_s: elapsed,
-        };
-        report.history.push(st.clone());
-        // the liver matters most; tumour Dice breaks ties and counts half
-        let score = dl.unwrap_or(0.0) + 0.5 * dt.unwrap_or(0.0);
-        let improved = score > best_score;
-        if let Some(out) = &opts.out {
-            save_unet(&varmap, &saved_config, &last_path(out))?;
-            if improved {
-                save_unet(&varmap, &saved_config, out)?;
-            }
-        }
-        if improved {
-            best_score = score;
-            report.best_val_dice = dl.unwrap_or(0.0);
-            report.best_epoch = epoch;
-        }
-        if !progress(&st) || opts.max_minutes.is_some_and(|m| elapsed > m * 60.0) {
-            break;
-        }
+        report.steps = step;
+        report.seconds = start.elapsed().as_secs_f64();
+        report.last_losses = recent[recent.len().saturating_sub(5)..].to_vec();
+        Ok(report)
     }
-    report.steps = step;
-    report.seconds = start.elapsed().as_secs_f64();
-    report.last_losses = recent[recent.len().saturating_sub(5)..].to_vec();
-    Ok((varmap, report))
 }
 
 /// Sets every variable (BatchNorm statistics included) to the weights in `path`.

@@ -6,17 +6,14 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
 use rayon::prelude::*;
 
 use super::cases::{sample, StageCase};
 use super::{CLASSES, IN_CHANNELS};
 use crate::segment::model::{UNet, UNetConfig};
-use crate::segment::train::{
-    last_path, loss_fn, mean, scheduled_rate, seeded_init, start_from, trainable_vars, TrainReport, TrainStatus,
-};
-use crate::segment::weights::save_unet;
+use crate::segment::train::{Epochs, Run, TrainReport, TrainStatus};
 use crate::segment::{Rng, SegmentError};
 
 #[derive(Clone, Debug)]
@@ -71,23 +68,8 @@ pub fn train_stage(
     if opts.config.in_channels != IN_CHANNELS || opts.config.classes != CLASSES {
         return Err(SegmentError::Model("the tumour stage takes 4 channels and gives 2 classes".into()));
     }
-    if !opts.patch.is_multiple_of(opts.config.size_multiple()) {
-        return Err(SegmentError::Model(format!(
-            "patch {} is not a multiple of {}",
-            opts.patch,
-            opts.config.size_multiple()
-        )));
-    }
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let model = UNet::new(vb, &opts.config)?;
-    seeded_init(&varmap, opts.seed)?;
-    if let Some(path) = &opts.init {
-        start_from(&varmap, &opts.config, path)?;
-    }
-    let params = ParamsAdamW { lr: opts.learning_rate, weight_decay: opts.weight_decay, ..Default::default() };
-    let mut opt = AdamW::new(trainable_vars(&varmap)?, params)?;
-    let mut rng = Rng::new(opts.seed);
+    let mut run =
+        Run::start(&opts.config, opts.patch, opts.seed, opts.init.as_deref(), opts.learning_rate, opts.weight_decay)?;
     let p = opts.patch;
     let val_set: Vec<(Vec<f32>, Vec<u32>)> = val
         .iter()
@@ -97,84 +79,35 @@ pub fn train_stage(
             (0..opts.val_patches_per_case).map(move |_| sample(c, p, &mut r, false)).collect::<Vec<_>>()
         })
         .collect();
-    let total = opts.epochs * opts.steps_per_epoch;
-    let start = Instant::now();
-    let mut report = TrainReport::new();
-    let mut recent = Vec::new();
-    let mut step = 0;
-    'epochs: for epoch in 1..=opts.epochs {
-        for _ in 0..opts.steps_per_epoch {
-            opt.set_learning_rate(scheduled_rate(opts.learning_rate, step, total, start, opts.max_minutes));
-            let seeds: Vec<u64> = (0..opts.batch).map(|_| rng.next_u64()).collect();
-            let samples: Vec<(Vec<f32>, Vec<u32>)> = seeds
-                .par_iter()
-                .map(|&s| {
-                    let mut r = Rng::new(s);
-                    let c = &train[r.below(train.len())];
-                    sample(c, p, &mut r, true)
-                })
-                .collect();
-            let (x, y) = stack(samples, p)?;
-            let logits = model.forward(&x, true)?;
-            let loss = loss_fn(&logits, &y, CLASSES)?;
-            opt.backward_step(&loss)?;
-            let l = loss.to_scalar::<f32>()?;
-            if report.first_losses.len() < 5 {
-                report.first_losses.push(l);
-            }
-            recent.push(l);
-            step += 1;
-            let elapsed = start.elapsed().as_secs_f64();
-            if step % 5 == 0 {
-                let st = TrainStatus {
-                    epoch,
-                    step,
-                    total_steps: total,
-                    loss: mean(&recent[recent.len().saturating_sub(20)..]),
-                    val_dice_liver: None,
-                    val_dice_tumour: None,
-                    elapsed_s: elapsed,
-                };
-                if !progress(&st) {
-                    break 'epochs;
-                }
-            }
-            if opts.max_minutes.is_some_and(|m| elapsed > m * 60.0) {
-                break;
-            }
-        }
-        let dice = evaluate(&model, &val_set, opts)?;
-        let elapsed = start.elapsed().as_secs_f64();
-        let st = TrainStatus {
-            epoch,
-            step,
-            total_steps: total,
-            loss: mean(&recent[recent.len().saturating_sub(opts.steps_per_epoch)..]),
-            val_dice_liver: None,
-            val_dice_tumour: dice,
-            elapsed_s: elapsed,
-        };
-        report.history.push(st.clone());
-        let score = dice.unwrap_or(0.0);
-        let improved = score > report.best_val_dice;
-        if let Some(out) = &opts.out {
-            save_unet(&varmap, &opts.config, &last_path(out))?;
-            if improved {
-                save_unet(&varmap, &opts.config, out)?;
-            }
-        }
-        if improved {
-            report.best_val_dice = score;
-            report.best_epoch = epoch;
-        }
-        if !progress(&st) || opts.max_minutes.is_some_and(|m| elapsed > m * 60.0) {
-            break;
-        }
-    }
-    report.steps = step;
-    report.seconds = start.elapsed().as_secs_f64();
-    report.last_losses = recent[recent.len().saturating_sub(5)..].to_vec();
-    Ok((varmap, report))
+    let epochs = Epochs {
+        epochs: opts.epochs,
+        steps_per_epoch: opts.steps_per_epoch,
+        batch: opts.batch,
+        learning_rate: opts.learning_rate,
+        max_minutes: opts.max_minutes,
+        start: Instant::now(),
+        out: opts.out.as_deref(),
+        config: &opts.config,
+    };
+    let batch = |seeds: &[u64]| {
+        let samples: Vec<(Vec<f32>, Vec<u32>)> = seeds
+            .par_iter()
+            .map(|&s| {
+                let mut r = Rng::new(s);
+                let c = &train[r.below(train.len())];
+                sample(c, p, &mut r, true)
+            })
+            .collect();
+        stack(samples, p)
+    };
+    let report = run.epochs(
+        &epochs,
+        &batch,
+        &|model| Ok((None, evaluate(model, &val_set, opts)?)),
+        |_, tumour| (tumour.unwrap_or(0.0), tumour.unwrap_or(0.0)),
+        progress,
+    )?;
+    Ok((run.varmap, report))
 }
 
 fn stack(samples: Vec<(Vec<f32>, Vec<u32>)>, p: usize) -> Result<(Tensor, Tensor), SegmentError> {
