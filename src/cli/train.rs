@@ -95,89 +95,20 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(a: Args) -> Result<()> {
-    let Args {
-        data,
-        lits,
-        out,
-        epochs,
-        steps_per_epoch,
-        synthetic,
-        features,
-        spacing_mm,
-        batch,
-        patch,
-        minutes,
-        seed,
-        label_maps,
-        liver_class,
-        label_map_cases,
-        force,
-        init,
-        learning_rate,
-        mimics,
-        large_tumours,
-        realistic_tumours,
-        phase_subsets,
-    } = a;
-    if !(0.0..=1.0).contains(&mimics) {
-        return Err(anyhow::anyhow!("--mimics {mimics}: give a fraction of cases from 0 to 1"));
+    if !(0.0..=1.0).contains(&a.mimics) {
+        return Err(anyhow::anyhow!("--mimics {}: give a fraction of cases from 0 to 1", a.mimics));
     }
-    if !(0.0..=1.0).contains(&phase_subsets) {
-        return Err(anyhow::anyhow!("--phase-subsets {phase_subsets}: give a fraction of samples from 0 to 1"));
+    if !(0.0..=1.0).contains(&a.phase_subsets) {
+        return Err(anyhow::anyhow!("--phase-subsets {}: give a fraction of samples from 0 to 1", a.phase_subsets));
     }
-    let recipe = SynthRecipe { mimics, large_tumours, realistic_tumours };
-    train_cmd(TrainArgs {
-        data,
-        lits,
-        out,
-        epochs,
-        steps_per_epoch,
-        synthetic,
-        features,
-        spacing_mm,
-        batch,
-        patch,
-        minutes,
-        seed,
-        label_maps,
-        liver_class,
-        label_map_cases,
-        force,
-        init,
-        learning_rate,
-        recipe,
-        phase_subsets,
-    })
-}
-
-/// What `hepaview train` was asked.
-pub(crate) struct TrainArgs {
-    pub data: Option<PathBuf>,
-    pub lits: bool,
-    pub out: PathBuf,
-    pub epochs: usize,
-    pub steps_per_epoch: usize,
-    pub synthetic: usize,
-    pub features: String,
-    pub spacing_mm: f64,
-    pub batch: usize,
-    pub patch: usize,
-    pub minutes: Option<f64>,
-    pub seed: u64,
-    pub label_maps: Vec<String>,
-    pub liver_class: String,
-    pub label_map_cases: usize,
-    pub force: bool,
-    pub init: Option<PathBuf>,
-    pub learning_rate: f64,
-    pub recipe: SynthRecipe,
-    /// `TrainOptions::subset_prob`.
-    pub phase_subsets: f32,
+    let recipe =
+        SynthRecipe { mimics: a.mimics, large_tumours: a.large_tumours, realistic_tumours: a.realistic_tumours };
+    train_cmd(a, recipe)
 }
 
 /// Makes the training cases, trains with a progress bar, writes the best checkpoint to
 /// `--out` (and `<stem>.last.safetensors`, `<stem>.train.json` beside it).
-pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
+pub(crate) fn train_cmd(a: Args, recipe: SynthRecipe) -> Result<()> {
     if hepaview::io::taken(&a.out) && !a.force {
         bail!("{} already exists; choose another output name, or --force to replace it (Hepaview never overwrites files unasked)", a.out.display());
     }
@@ -234,7 +165,7 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
                         5000 + a.seed * 10_000 + (m * 1000 + i) as u64,
                         config.spacing_mm,
                         multiple,
-                        a.recipe,
+                        recipe,
                     )
                 })
                 .collect();
@@ -251,7 +182,7 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
             .into_par_iter()
             .map(|i| {
                 let style = if i % 2 == 0 { PhantomStyle::Realistic } else { PhantomStyle::SynthSeg };
-                synth::phantom_case(1000 + a.seed * 10_000 + i as u64, style, config.spacing_mm, a.patch, a.recipe)
+                synth::phantom_case(1000 + a.seed * 10_000 + i as u64, style, config.spacing_mm, a.patch, recipe)
             })
             .collect();
         cases.extend(made);
@@ -322,7 +253,7 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<()> {
     pb.finish_and_clear();
     // the synthetic recipe beside the history, so a file says what it was trained on
     let mut record = serde_json::to_value(&report)?;
-    record["recipe"] = serde_json::to_value(a.recipe)?;
+    record["recipe"] = serde_json::to_value(recipe)?;
     let json = write_train_record(&a.out, &record)?;
     println!(
         "Trained {} steps in {:.1} min; best validation liver Dice {:.4} (epoch {}) → {}; history in {}",
