@@ -1,8 +1,7 @@
 //! Hepaview: a liver CT viewer with on-device AI assist. The library does all the work; the
 //! binary (`src/main.rs`) is only the CLI and the app's entry point. See `DESIGN.md` in the
 //! shared folder for the layering: a module uses those on the lines below it (except that
-//! `follow_up::compare` still takes a whole `Study`, and `follow_up` and `report` still
-//! name types of `study::analysis`):
+//! `follow_up` and `report` still name types of `study::analysis`):
 //! - `cli` (in the binary) and [`app`]: thin: parse, call, print or draw; widget state only
 //!   (`app::gpu` owns every wgpu object: slices, 3D surfaces, volume rendering).
 //! - [`study`]: the open study (phases, labels), jobs with progress ([`study::job`]), its
@@ -10,13 +9,13 @@
 //!   one, for the CLI, the viewer, the recipes and segmentation), segmentation of its phases
 //!   ([`study::segment`]), the edit document
 //!   ([`study::edits`]: undo history, autosave session, label table), the follow-up visits
-//!   as values ([`study::visits`]) and the reading of their comparison
-//!   ([`study::reading`]); [`study::analysis`]: the recipes the CLI and the viewer share
-//!   (phases onto a mask's grid, cluster, measure, align visits).
+//!   as values ([`study::visits`]), their comparison with the baseline ([`study::compare`])
+//!   and its reading ([`study::reading`]); [`study::analysis`]: the recipes the CLI and
+//!   the viewer share (phases onto a mask's grid, cluster, measure, align visits).
 //! - one folder or file per feature: [`io`] (DICOM, NIfTI, SEG, phase naming), [`register`],
 //!   [`segment`], [`outline`], [`cluster`] (k-means, features), [`lesion`] (measurements,
 //!   pattern hint), [`edit`], [`mesh`], [`follow_up`] (pairing, RECIST / mRECIST, the
-//!   comparison and lesion table, the simulator), [`report`], [`render`] (the 3-D view's maths),
+//!   lesion table, the simulator), [`report`], [`render`] (the 3-D view's maths),
 //!   [`phantom`] (the demo study).
 //! - [`volume`]: `Volume<T>`, `Geometry`, resampling, reslicing, and [`volume::region`], the
 //!   region helpers every module shares (voxel box, components, distance transform, dilation
@@ -45,7 +44,7 @@ pub mod volume;
 
 pub use volume::{CtVolume, Field, Geometry, Interp, Mask, Volume};
 
-/// `crate::analysis` as `follow_up` (and `study::visits`, `study::reading`) still name it:
+/// `crate::analysis` as `follow_up` still names it:
 /// the recipes live in the study ([`study::analysis`]).
 pub use study::analysis;
 

@@ -21,11 +21,11 @@
 use std::sync::Arc;
 
 use crate::follow_up::carry::{carry_lesion, measure_carry, Carried, CarryOptions};
-use crate::follow_up::compare::shown_visit;
 use crate::io::phase::Phase;
 use crate::outline::{measure_outline, outline_lesion, LesionRow, Outline, OutlineOptions, Prompts};
 use crate::register::affine::AffineTransform;
 use crate::study::analysis::{align_phases, Alignment};
+use crate::study::compare::shown_visit;
 use crate::study::edits::Edits;
 use crate::study::{next_key, take_ended, Ended, Job, Study};
 use crate::volume::region::VoxelBox;

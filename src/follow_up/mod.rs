@@ -2,8 +2,6 @@
 //! after TACE). What it owns:
 //! - [`response`]: measuring a visit, pairing its lesions with the baseline's, splitting
 //!   each lesion into viable / necrotic / lipiodol parts, RECIST 1.1 and mRECIST;
-//! - [`compare`]: the comparison the viewer runs (every visit measured on the baseline's
-//!   grid, its mask chosen by plan, lesions paired and assessed);
 //! - [`table`]: the lesion table across time points (lesions followed through the visits,
 //!   new ones followed into later visits);
 //! - [`carry`]: a baseline lesion's outline carried to a follow-up through the visits'
@@ -14,12 +12,11 @@
 //!   values (`study::visits`) and reads a name back only for phases that arrive without one.
 //!
 //! Aligning the visits and measuring them on one grid is `analysis`'s (`add_follow_up`,
-//! `compare_aligned_visits`); the visits, their nudges and the reading of a comparison are
-//! the study's (`study::visits`, `study::reading`); the panel (`app::follow_up`) only couples
-//! widgets to them.
+//! `compare_aligned_visits`); the visits, their nudges, the comparison the viewer runs over
+//! them and its reading are the study's (`study::visits`, `study::compare`,
+//! `study::reading`); the panel (`app::follow_up`) only couples widgets to them.
 
 pub mod carry;
-pub mod compare;
 pub mod response;
 pub mod sim;
 pub mod table;

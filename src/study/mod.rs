@@ -17,6 +17,7 @@ use crate::phantom::{self, PhantomOptions};
 use crate::volume::{CtVolume, Mask};
 
 pub mod analysis;
+pub mod compare;
 pub mod edits;
 pub mod job;
 pub mod reading;

@@ -1,15 +1,15 @@
 //! The radiologist's reading of the last comparison of the follow-up visits: each visit's
 //! response with its lesion pairs as matched and as re-paired or split by hand, the
 //! categories as read, the lesion table across time points, and the reports written from
-//! it. The comparison itself is `follow_up::compare`'s; the panel shows this and passes the
+//! it. The comparison itself is `study::compare`'s; the panel shows this and passes the
 //! radiologist's choices in.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::analysis::AlignedPhase;
+use super::compare::{parts_overlay, CompareOutcome, VisitOutcome};
 use super::visits::Visit;
-use crate::analysis::AlignedPhase;
-use crate::follow_up::compare::{parts_overlay, CompareOutcome, VisitOutcome};
 use crate::follow_up::response::{self, Category, Pairing, Response, ResponseOptions, VisitMeasure};
 use crate::follow_up::table::{self, Row, TimePoint};
 use crate::study::next_key;

@@ -13,8 +13,8 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::analysis;
-use crate::follow_up::compare::{shown_visit, MaskPlan, VisitInput};
+use super::analysis;
+use super::compare::{shown_visit, MaskPlan, VisitInput};
 use crate::follow_up::{parse_visit_name, visit_description};
 use crate::io::phase::PhaseCall;
 use crate::register::affine::{ncc_at, resample_affine, AffineParams, AffineTransform};

@@ -17,9 +17,9 @@ use std::sync::Arc;
 
 use egui::{Color32, RichText};
 
-use crate::analysis;
-use crate::follow_up::compare::{self, CompareOutcome};
 use crate::follow_up::response::{self, ResponseOptions};
+use crate::study::analysis;
+use crate::study::compare::{self, CompareOutcome};
 use crate::study::reading::Comparison;
 use crate::study::visits::{self, NudgeOutcome, OpenOutcome, Visit};
 use crate::study::{take_ended, Ended, Job, Study};

@@ -2,17 +2,18 @@
 //! and each visit measured on the baseline mask's grid (each visit's mask chosen by a
 //! [`MaskPlan`]), their lesions paired and RECIST 1.1 / mRECIST assessed. The panel builds
 //! the inputs and runs [`compare_all_visits`] on a worker thread; the CLI's `compare` runs
-//! the same `analysis` steps on two studies.
+//! the same `analysis` steps on two studies. It takes whole studies, so it lives at the
+//! study's level; the measuring and pairing are `follow_up::response`'s.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::parse_visit_name;
-use super::response::{self, Response, ResponseOptions, VisitMeasure};
-use crate::analysis::{self, AlignedPhase, Alignment};
+use super::analysis::{self, AlignedPhase, Alignment};
+use super::{PhaseImage, Progress, Study};
+use crate::follow_up::parse_visit_name;
+use crate::follow_up::response::{self, Response, ResponseOptions, VisitMeasure};
 use crate::io::phase::{Phase, PhaseCall};
 use crate::register::affine::AffineTransform;
-use crate::study::{PhaseImage, Progress, Study};
 use crate::volume::{Interp, Mask};
 
 /// Where a visit's mask comes from.
