@@ -1,7 +1,7 @@
 //! Hepaview: a liver CT viewer with on-device AI assist. The library does all the work; the
 //! binary (`src/main.rs`) is only the CLI and the app's entry point. See `DESIGN.md` in the
 //! shared folder for the layering: a module uses those on the lines below it (except that
-//! `follow_up` and `report` still name types of `study::analysis`):
+//! `report` still names types of `study::analysis`):
 //! - `cli` (in the binary) and [`app`]: thin: parse, call, print or draw; widget state only
 //!   (`app::gpu` owns every wgpu object: slices, 3D surfaces, volume rendering).
 //! - [`study`]: the open study (phases, labels), jobs with progress ([`study::job`]), its
@@ -43,10 +43,6 @@ pub mod study;
 pub mod volume;
 
 pub use volume::{CtVolume, Field, Geometry, Interp, Mask, Volume};
-
-/// `crate::analysis` as `follow_up` still names it:
-/// the recipes live in the study ([`study::analysis`]).
-pub use study::analysis;
 
 /// `hepaview::response` as callers outside the crate (tests) have named it.
 pub use follow_up::response;

@@ -872,7 +872,7 @@ pub fn run(study: Study) -> Result<(), eframe::Error> {
 }
 
 /// [`run`] with follow-up visits already added to `study` by
-/// [`crate::analysis::add_follow_up`], handed over with their source study and transform
+/// [`crate::study::analysis::add_follow_up`], handed over with their source study and transform
 /// so the Follow-up panel can compare them and nudge their alignment.
 pub fn run_with_visits(study: Study, visits: Vec<follow_up::VisitSource>) -> Result<(), eframe::Error> {
     let timing = std::env::var_os("HEPAVIEW_TIMING").is_some();

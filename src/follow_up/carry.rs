@@ -14,15 +14,15 @@
 //!   outline itself is the starting outline, said so, for the reader to correct.
 //!
 //! The transform is the visit alignment of `analysis` (`baseline point → follow-up point`,
-//! as [`crate::analysis::visit_transform`] finds it). The viewer, whose follow-up phases
+//! as `study::analysis::visit_transform` finds it). The viewer, whose follow-up phases
 //! are already resampled onto the baseline's grid through that alignment (and any nudge by
 //! hand), passes the identity. A residual deformation of the liver between visits (what
 //! `compare`'s Demons on the liver finds) is not applied: the outline grows from the carried
 //! centre, so a few millimetres of residual motion do not matter, and the box has a margin.
 
-use crate::analysis::resample_mask_affine;
 use crate::io::phase::Phase;
 use crate::outline::{self, Found, Outline, OutlineError, OutlineOptions, Prompts};
+use crate::register::affine::resample_mask_affine;
 use crate::register::affine::AffineTransform;
 use crate::volume::region::{connected_components, squared_distance_mm2, voxel_volume_ml};
 use crate::volume::{CtVolume, Lps, Mask, Volume};

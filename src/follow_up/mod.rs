@@ -30,7 +30,7 @@ pub const VISIT_PREFIX: &str = "FOLLOW-UP ";
 /// Between the parts of a follow-up phase's description.
 const SEP: &str = " · ";
 
-/// The description a follow-up phase gets when [`crate::analysis::add_follow_up`] puts it in
+/// The description a follow-up phase gets when `study::analysis::add_follow_up` puts it in
 /// the baseline's study: the visit's label, the phase it was (its phase itself is set to
 /// Unknown there) and its series description.
 pub fn visit_description(label: &str, phase: Phase, series: &str) -> String {

@@ -379,8 +379,8 @@ pub fn simulate_follow_up(phases: &[SimPhase], liver: &Mask, opts: &SimOptions) 
     }
     let (baseline_mask, _) = lesion_masks(liver, &base_lesion);
     let (follow_native, parts_native) = lesion_masks(liver, &follow_lesion);
-    let followup_mask = crate::analysis::resample_mask_affine(&follow_native, &liver.geometry, &to_native);
-    let followup_parts = crate::analysis::resample_mask_affine(&parts_native, &liver.geometry, &to_native);
+    let followup_mask = crate::register::affine::resample_mask_affine(&follow_native, &liver.geometry, &to_native);
+    let followup_parts = crate::register::affine::resample_mask_affine(&parts_native, &liver.geometry, &to_native);
 
     let b_long = long_axis_mm(&baseline_mask, |l| l == LESION);
     let f_long = long_axis_mm(&follow_native, |l| l == LESION);
@@ -475,8 +475,11 @@ mod tests {
         // measured back on the baseline grid (the true pose undone), the parts come out as made
         let back = |v: &CtVolume| resample_affine(v, &v.geometry, &opts.baseline_to_followup);
         let (fa, fp) = (back(&pair.followup[0].1), back(&pair.followup[1].1));
-        let fmask =
-            crate::analysis::resample_mask_affine(&pair.followup_mask, &liver.geometry, &opts.baseline_to_followup);
+        let fmask = crate::register::affine::resample_mask_affine(
+            &pair.followup_mask,
+            &liver.geometry,
+            &opts.baseline_to_followup,
+        );
         let visit = crate::follow_up::response::Visit {
             label: "follow-up".into(),
             mask: &fmask,

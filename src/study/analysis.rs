@@ -477,24 +477,9 @@ pub fn add_follow_up(
     Ok(t)
 }
 
-/// `mask` (on its own grid) resampled onto `grid` through `t` (a point of `grid` → a point
-/// of the mask's world), nearest neighbour, 0 outside: a follow-up's own mask carried onto
-/// the baseline's grid the way [`add_follow_up`] carries its phases.
-pub fn resample_mask_affine(mask: &Mask, grid: &Geometry, t: &crate::register::affine::AffineTransform) -> Mask {
-    let [nz, ny, nx] = grid.shape;
-    let mut out = Array3::<u8>::zeros((nz, ny, nx));
-    out.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(k, mut slab)| {
-        for j in 0..ny {
-            for i in 0..nx {
-                let y = t.apply(grid.index_to_world([i as f64, j as f64, k as f64]));
-                if let Some(v) = mask.sample_world(y, Interp::Nearest) {
-                    slab[[j, i]] = v as u8;
-                }
-            }
-        }
-    });
-    Volume::new(out, grid.clone())
-}
+/// `mask` carried onto a grid through an affine transform (nearest neighbour), as
+/// [`add_follow_up`] carries a follow-up's phases; it lives beside `resample_affine`.
+pub use crate::register::affine::resample_mask_affine;
 
 /// The visit transform with the follow-up image turned by `turn_deg` about the head-foot
 /// axis through `pivot_mm` (positive: from patient left towards posterior, clockwise on an

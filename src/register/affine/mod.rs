@@ -15,7 +15,7 @@
 use rayon::prelude::*;
 
 use super::RegisterError;
-use crate::volume::{invert3, mat_mul, mat_vec, CtVolume, Field, Geometry, Interp, Lps, Progress, Volume};
+use crate::volume::{invert3, mat_mul, mat_vec, CtVolume, Field, Geometry, Interp, Lps, Mask, Progress, Volume};
 
 mod level;
 mod step;
@@ -270,6 +270,25 @@ pub fn resample_affine(moving: &CtVolume, grid: &Geometry, t: &AffineTransform) 
                 let y = t.apply(grid.index_to_world([i as f64, j as f64, k as f64]));
                 if let Some(v) = moving.sample_world(y, Interp::Linear) {
                     slab[[j, i]] = v.round().clamp(-32768.0, 32767.0) as i16;
+                }
+            }
+        }
+    });
+    Volume::new(out, grid.clone())
+}
+
+/// `mask` (on its own grid) resampled onto `grid` through `t` (a point of `grid` → a point
+/// of the mask's world), nearest neighbour, 0 outside: a follow-up's own mask carried onto
+/// the baseline's grid the way [`resample_affine`] carries its phases.
+pub fn resample_mask_affine(mask: &Mask, grid: &Geometry, t: &AffineTransform) -> Mask {
+    let [nz, ny, nx] = grid.shape;
+    let mut out = ndarray::Array3::<u8>::zeros((nz, ny, nx));
+    out.axis_iter_mut(ndarray::Axis(0)).into_par_iter().enumerate().for_each(|(k, mut slab)| {
+        for j in 0..ny {
+            for i in 0..nx {
+                let y = t.apply(grid.index_to_world([i as f64, j as f64, k as f64]));
+                if let Some(v) = mask.sample_world(y, Interp::Nearest) {
+                    slab[[j, i]] = v as u8;
                 }
             }
         }
