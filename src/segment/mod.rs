@@ -72,8 +72,6 @@ pub enum SegmentError {
     NoPhase,
     #[error("{path}: {detail}")]
     Data { path: PathBuf, detail: String },
-    #[error("analysis: {0}")]
-    Align(String),
     #[error("no training data: {0}")]
     NoTrainingData(String),
     #[error("cancelled")]

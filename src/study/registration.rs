@@ -25,6 +25,12 @@ pub enum Demons<'a> {
     Quick { voxel_mm: f64 },
 }
 
+/// [`Demons`] made ready: the settings, or the fixed phase's coarse copy with its own.
+enum Plan<'a> {
+    Full(&'a register::Params, Option<&'a Mask>),
+    Quick(Box<CtVolume>, register::Params, f64),
+}
+
 /// Reports the progress of the `n`-th moving phase (`n`, its own fraction 0…1, message);
 /// returns `false` once the user has cancelled. Each caller says it in its own words.
 pub type PhaseProgress<'a> = &'a (dyn Fn(usize, f32, &str) -> bool + Sync);
@@ -45,26 +51,23 @@ impl Study {
     ) -> Result<(), E> {
         let fixed_volume = self.phases[fixed].volume.as_ref();
         // the fixed phase's coarse copy is made once for all moving phases
-        let quick = match demons {
+        let plan = match demons {
+            Demons::Full { params, mask } => Plan::Full(params, mask),
             Demons::Quick { voxel_mm } => {
                 let small = coarsened(fixed_volume, voxel_mm);
                 let params = crate::segment::fast_registration(&small.geometry);
-                Some((small, params, voxel_mm))
+                Plan::Quick(Box::new(small), params, voxel_mm)
             }
-            Demons::Full { .. } => None,
         };
         for (n, &i) in moving.iter().enumerate() {
             let report = |f: f32, m: &str| progress(n, f, m);
             let moving_volume = self.phases[i].volume.as_ref();
-            let result = match (&quick, demons) {
-                (Some(_), _) if !report(0.0, "coarse copy") => Err(RegisterError::Cancelled),
-                (Some((small, params, voxel_mm)), _) => {
+            let result = match &plan {
+                Plan::Full(params, mask) => register::register_ct(fixed_volume, moving_volume, *mask, params, &report),
+                Plan::Quick(..) if !report(0.0, "coarse copy") => Err(RegisterError::Cancelled),
+                Plan::Quick(small, params, voxel_mm) => {
                     register::register_ct(small, &coarsened(moving_volume, *voxel_mm), None, params, &report)
                 }
-                (None, Demons::Full { params, mask }) => {
-                    register::register_ct(fixed_volume, moving_volume, mask, params, &report)
-                }
-                (None, Demons::Quick { .. }) => unreachable!("a quick registration has its coarse copy"),
             };
             each(i, result)?;
         }
