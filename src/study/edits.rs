@@ -454,12 +454,23 @@ impl Edits {
     /// Saves the mask as NIfTI to `save_path` (trimmed), its label table beside it, never
     /// over an existing file other than the one this session saved to before.
     pub fn save(&mut self, study: &Study, save_path: &str) {
-        let Some(l) = &study.labels else { return };
+        let Some(l) = &study.labels else {
+            self.error = Some(NOTHING_TO_SAVE.into());
+            return;
+        };
         let path = PathBuf::from(save_path.trim());
         let name = path.to_string_lossy().to_lowercase();
         if !(name.ends_with(".nii.gz") || name.ends_with(".nii")) {
             self.error = Some("Give a file name ending in .nii.gz".into());
             return;
+        }
+        // the offered folder under ~/hepaview-masks/ is made on the first save; any other
+        // missing folder is the user's typing and is said, not made
+        if let Some(parent) = path.parent().filter(|p| p.starts_with(masks_home()) && !p.exists()) {
+            if let Err(e) = std::fs::create_dir_all(parent) {
+                self.error = Some(format!("Saving {} failed: making {}: {e}", path.display(), parent.display()));
+                return;
+            }
         }
         let ours = self.session.as_ref().and_then(|s| s.manifest().saved_to.clone()).is_some_and(|p| p == path);
         let sidecar = LabelTable::sidecar_path(&path);
@@ -494,16 +505,60 @@ impl Edits {
     }
 }
 
-/// The default file name offered for saving: beside the study, never over it.
-pub fn default_save_path(study: &Study) -> String {
-    let base = study_path(study).unwrap_or_else(|| PathBuf::from("."));
-    let dir = if base.is_dir() {
-        base.parent().map(Path::to_path_buf).unwrap_or(base)
-    } else {
-        base.parent().map(Path::to_path_buf).unwrap_or_default()
-    };
-    dir.join("mask-edited.nii.gz").display().to_string()
+/// Said when Save is pressed on a study with no label mask (before, nothing happened).
+pub const NOTHING_TO_SAVE: &str =
+    "Nothing to save yet: this study has no label mask (paint, segment, or open a mask with the study first)";
+
+/// Where masks are offered for saving: a folder under the home directory, as reports are
+/// (`~/hepaview-reports/`). Never the study's folder or the one above it, which may be a
+/// PACS export or a read-only share the user does not want touched (the viewer offered the
+/// folder above the study until 2026-12-07).
+pub fn masks_home() -> PathBuf {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join("hepaview-masks")
 }
+
+/// The default file offered for saving: `~/hepaview-masks/<study>/mask-edited.nii.gz`,
+/// `<study>` from the last two parts of the study's path (`triphase-hcc048-dicom`), so two
+/// studies' masks do not meet. Saving never overwrites; the folder is made on first save.
+pub fn default_save_path(study: &Study) -> String {
+    let name = study_path(study).map(|p| study_folder_name(&p)).unwrap_or_else(|| "study".into());
+    masks_home().join(name).join("mask-edited.nii.gz").display().to_string()
+}
+
+/// A folder name for a study at `path`: its last two path parts joined by '-', NIfTI
+/// endings dropped, and anything but letters, digits, '-', '_' and '.' made '_'.
+fn study_folder_name(path: &Path) -> String {
+    let parts: Vec<String> = path
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .take(2)
+        .collect();
+    let joined = parts.into_iter().rev().collect::<Vec<_>>().join("-");
+    let lower = joined.to_lowercase();
+    let stem = if lower.ends_with(".nii.gz") {
+        &joined[..joined.len() - 7]
+    } else if lower.ends_with(".nii") {
+        &joined[..joined.len() - 4]
+    } else {
+        &joined[..]
+    };
+    let clean: String =
+        stem.chars().map(|c| if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect();
+    if clean.trim_matches(|c| c == '.' || c == '_').is_empty() {
+        "study".into()
+    } else {
+        clean
+    }
+}
+
 /// The ending the NIfTI writer compresses by: `nii.gz` or `nii`.
 fn ending_of(lower_name: &str) -> &'static str {
     if lower_name.ends_with(".nii.gz") {
@@ -552,6 +607,27 @@ fn replace_own_text(path: &Path, text: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The offered save path is under ~/hepaview-masks/, never beside the study.
+    #[test]
+    fn a_study_gets_its_own_folder_name_under_the_masks_home() {
+        assert_eq!(study_folder_name(Path::new("/data/triphase-hcc048/dicom")), "triphase-hcc048-dicom");
+        assert_eq!(study_folder_name(Path::new("/data/case 7/CT.nii.gz")), "case_7-CT");
+        assert_eq!(study_folder_name(Path::new("/ct.nii")), "ct");
+        assert_eq!(study_folder_name(Path::new("/")), "study");
+    }
+
+    /// Save on a study with no mask says so instead of doing nothing.
+    #[test]
+    fn saving_without_a_mask_says_there_is_nothing_to_save() {
+        let mut study = Study::demo(&crate::phantom::PhantomOptions::small());
+        study.labels = None;
+        let mut edits = Edits::default();
+        let dir = tempfile::tempdir().unwrap();
+        edits.save(&study, &dir.path().join("m.nii.gz").display().to_string());
+        assert_eq!(edits.error.as_deref(), Some(NOTHING_TO_SAVE));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
 
     /// The calls the viewport makes, without a window: a stroke of three samples is one
     /// undo step, and undo gives back the exact mask.
