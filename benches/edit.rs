@@ -296,10 +296,7 @@ fn in_liver(x: f64, y: f64, z: f64) -> bool {
 
 /// Deterministic noise in −1…1 per voxel (splitmix64 of its index).
 fn noise(n: u64) -> f64 {
-    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
+    let z = hepaview::volume::random::splitmix64(n);
     // sum of two uniforms: a triangular distribution, close enough to Gaussian here
     let a = (z & 0xffff_ffff) as f64 / u32::MAX as f64;
     let b = (z >> 32) as f64 / u32::MAX as f64;

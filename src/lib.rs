@@ -1,7 +1,7 @@
 //! Hepaview: a liver CT viewer with on-device AI assist. The library does all the work; the
 //! binary (`src/main.rs`) is only the CLI and the app's entry point. See `DESIGN.md` in the
-//! shared folder for the layering: a module uses those on the lines below it (except that
-//! `report` still names types of `study::analysis`):
+//! shared folder for the layering: a module uses those on its own line or below it, never
+//! above:
 //! - `cli` (in the binary) and [`app`]: thin: parse, call, print or draw; widget state only
 //!   (`app::gpu` owns every wgpu object: slices, 3D surfaces, volume rendering).
 //! - [`study`]: the open study (phases, labels), jobs with progress ([`study::job`]), its
@@ -12,14 +12,16 @@
 //!   as values ([`study::visits`]), their comparison with the baseline ([`study::compare`])
 //!   and its reading ([`study::reading`]); [`study::analysis`]: the recipes the CLI and
 //!   the viewer share (phases onto a mask's grid, cluster, measure, align visits).
-//! - one folder or file per feature: [`io`] (DICOM, NIfTI, SEG, phase naming), [`register`],
+//! - one folder or file per feature: [`io`] (DICOM, NIfTI, SEG, phase naming),
+//!   [`register`] (Demons, affine, and [`register::aligned`]: a phase on an analysis grid),
 //!   [`segment`], [`outline`], [`cluster`] (k-means, features), [`lesion`] (measurements,
 //!   pattern hint), [`edit`], [`mesh`], [`follow_up`] (pairing, RECIST / mRECIST, the
-//!   lesion table, the simulator), [`report`], [`render`] (the 3-D view's maths),
-//!   [`phantom`] (the demo study).
+//!   comparison of two visits, the lesion table, the simulator), [`report`], [`render`]
+//!   (the 3-D view's maths), [`phantom`] (the demo study).
 //! - [`volume`]: `Volume<T>`, `Geometry`, resampling, reslicing, and [`volume::region`], the
 //!   region helpers every module shares (voxel box, components, distance transform, dilation
-//!   in mm, voxel volume).
+//!   in mm, voxel volume), the one progress callback ([`volume::Progress`]), the one
+//!   SplitMix generator ([`volume::random`]) and GPU upload keys ([`volume::next_key`]).
 
 // Small fixed-size geometry maths (3×3 matrices, xyz triples) reads clearer indexed.
 #![allow(clippy::needless_range_loop)]

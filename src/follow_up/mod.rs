@@ -23,6 +23,22 @@ pub mod table;
 
 use crate::io::phase::Phase;
 
+/// Two visits compared: the cross-visit alignment and the response.
+pub struct Comparison {
+    /// Baseline world point → follow-up world point.
+    pub transform: crate::register::affine::AffineTransform,
+    pub rigid: crate::register::affine::AffineResult,
+    pub affine: crate::register::affine::AffineResult,
+    /// Demons on the baseline's liver after the affine alignment (the residual motion of a
+    /// liver that lies differently); `None` when it could not run (no liver in the mask,
+    /// or it failed), in which case lesions are paired through the affine alone.
+    pub liver_demons: Option<crate::register::PhaseReport>,
+    pub baseline: crate::follow_up::response::VisitMeasure,
+    pub followup: crate::follow_up::response::VisitMeasure,
+    pub pairs: Vec<crate::follow_up::response::Pairing>,
+    pub response: crate::follow_up::response::Response,
+}
+
 /// Start of the description of a follow-up phase shown in a study beside the baseline's:
 /// `"FOLLOW-UP <label> · <phase> · <series>"` ([`visit_description`]).
 pub const VISIT_PREFIX: &str = "FOLLOW-UP ";

@@ -6,6 +6,7 @@
 //! grid). Everything here is a pure function over `Volume`s.
 
 pub mod affine;
+pub mod aligned;
 pub mod compare;
 mod demons;
 pub mod histogram;

@@ -173,7 +173,7 @@ impl Scene {
             objects.push(SceneObject { name: m.name.clone(), kind: m.kind, rgb, full, lod, tumour });
         }
         Scene {
-            key: crate::study::next_key(),
+            key: crate::volume::next_key(),
             mask_key,
             origin_mm: origin,
             objects,

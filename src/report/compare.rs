@@ -9,8 +9,9 @@ use base64::Engine;
 
 use super::{esc, images, write_atomic, ReportError};
 use crate::follow_up::response::{Assessment, Category, Response, VisitMeasure};
+use crate::follow_up::Comparison;
 use crate::io::phase::Phase;
-use crate::study::analysis::{AlignedPhase, Comparison};
+use crate::register::aligned::AlignedPhase;
 use crate::volume::Mask;
 
 /// One visit as the report shows it.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cluster::ClusterReport;
 use crate::lesion::LesionReport;
-use crate::study::analysis::AlignedPhase;
+use crate::register::aligned::AlignedPhase;
 use crate::volume::Mask;
 
 #[derive(Debug, thiserror::Error)]

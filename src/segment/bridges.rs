@@ -14,7 +14,7 @@ use std::collections::BinaryHeap;
 
 use ndarray::s;
 
-use super::infer::take_out_of_liver;
+use super::postprocess::take_out_of_liver;
 use super::refine::{depth_mm2, liver_box, local_grid};
 use crate::volume::region::connected_components;
 use crate::volume::Mask;

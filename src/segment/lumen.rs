@@ -7,7 +7,7 @@
 
 use ndarray::{s, Array3};
 
-use super::infer::{flood6, take_out_of_liver};
+use super::postprocess::{flood6, take_out_of_liver};
 use super::refine::{liver_box, smooth3, Parenchyma};
 use crate::volume::region::squared_distance_mm2;
 use crate::volume::{CtVolume, Mask};

@@ -33,6 +33,8 @@ pub mod lumen;
 pub mod mimics;
 pub mod model;
 pub mod plausibility;
+pub mod postprocess;
+pub mod predict;
 pub mod preprocess;
 pub mod refine;
 pub mod score;
@@ -45,11 +47,13 @@ pub mod weights;
 use std::path::PathBuf;
 
 pub use infer::{
-    fast_registration, phases_to_register, postprocess, segment, InferOptions, SegmentInput, Segmentation, SlicesFn,
+    fast_registration, phases_to_register, segment, InferOptions, SegmentInput, Segmentation, SlicesFn,
     REGISTRATION_SHARE, REGISTRATION_VOXEL_MM,
 };
 pub use model::{UNet, UNetConfig};
 pub use plausibility::{check_liver, Concern, LiverCheck};
+pub use postprocess::postprocess;
+pub use predict::predict_slices;
 pub use train::{train, TrainOptions, TrainReport, TrainStatus};
 pub use weights::{default_model_path, load_unet, read_checkpoint, save_unet, DEFAULT_MODEL};
 

@@ -16,6 +16,9 @@ use crate::register::{self, RegisterError};
 use crate::study::{Demons, Study};
 use crate::volume::{CtVolume, Field, Geometry, Interp, Mask, Progress, Volume};
 
+pub use crate::follow_up::Comparison;
+pub use crate::register::aligned::AlignedPhase;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AnalysisError {
     #[error("registering {phase} onto {fixed}: {source}")]
@@ -47,19 +50,6 @@ pub enum Alignment {
     /// Resample in world coordinates only: for phases already registered (the output of
     /// `hepaview register`) or a single phase.
     Resample,
-}
-
-/// One phase on the analysis grid.
-#[derive(Clone)]
-pub struct AlignedPhase {
-    pub phase: Phase,
-    pub description: String,
-    pub volume: Arc<CtVolume>,
-    /// True when it went through a registration (false for the fixed phase itself).
-    pub registered: bool,
-    /// Voxels of the grid where this phase has data (1) or was filled in (0): scans cover
-    /// different slabs, and a filled-in value is not tissue. `None`: covers the whole grid.
-    pub coverage: Option<Arc<Mask>>,
 }
 
 /// Where a source grid has data, seen from `grid`, with each point moved by `field` (on
@@ -359,22 +349,6 @@ fn demons_on_liver(
         Err(crate::register::RegisterError::Cancelled) => Err(AnalysisError::Cancelled),
         Err(_) => Ok((None, None)),
     }
-}
-
-/// Two visits compared: the cross-visit alignment and the response.
-pub struct Comparison {
-    /// Baseline world point → follow-up world point.
-    pub transform: crate::register::affine::AffineTransform,
-    pub rigid: crate::register::affine::AffineResult,
-    pub affine: crate::register::affine::AffineResult,
-    /// Demons on the baseline's liver after the affine alignment (the residual motion of a
-    /// liver that lies differently); `None` when it could not run (no liver in the mask,
-    /// or it failed), in which case lesions are paired through the affine alone.
-    pub liver_demons: Option<crate::register::PhaseReport>,
-    pub baseline: crate::follow_up::response::VisitMeasure,
-    pub followup: crate::follow_up::response::VisitMeasure,
-    pub pairs: Vec<crate::follow_up::response::Pairing>,
-    pub response: crate::follow_up::response::Response,
 }
 
 /// NCC below which two visits are taken not to show the same body after alignment.

@@ -6,7 +6,6 @@
 //! handed to `segment`; [`analysis`]: the recipes the CLI and the viewer share.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::io::dicom::{self, DicomError, StudyInfo};
@@ -30,11 +29,7 @@ pub use job::{take_ended, Ended, Job};
 pub use registration::{Demons, Registration};
 pub use segment::{segment_phases, segment_phases_live, segment_study, segment_study_live};
 
-/// A fresh key for data uploaded to the GPU: new data, new key.
-pub fn next_key() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
+pub use crate::volume::next_key;
 
 /// One phase of the study.
 #[derive(Clone)]

@@ -10,10 +10,12 @@
 use ndarray::{Array2, Array3, Axis};
 use rayon::prelude::*;
 
+pub mod key;
 pub mod progress;
 pub mod random;
 pub mod region;
 
+pub use key::next_key;
 pub use progress::{no_progress, Progress};
 
 /// A point or vector in LPS millimetres: `[x (→L), y (→P), z (→S)]`.

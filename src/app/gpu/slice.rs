@@ -540,7 +540,7 @@ impl egui_wgpu::CallbackTrait for SliceCallback {
 fn log_missing_install() {
     static WARNED: std::sync::Once = std::sync::Once::new();
     WARNED.call_once(|| {
-        eprintln!("hepaview: slice views need app::gpu::install(render_state) at startup; drawing nothing");
+        log::warn!("hepaview: slice views need app::gpu::install(render_state) at startup; drawing nothing");
     });
 }
 

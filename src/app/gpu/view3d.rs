@@ -283,7 +283,7 @@ impl egui_wgpu::CallbackTrait for View3dCallback {
 fn log_missing_install() {
     static WARNED: std::sync::Once = std::sync::Once::new();
     WARNED.call_once(|| {
-        eprintln!(
+        log::warn!(
             "hepaview: the 3D view needs app::gpu::view3d::install(render_state, options) at startup; drawing nothing"
         )
     });

@@ -12,7 +12,7 @@
 use ndarray::Array3;
 
 use super::{crop_grid, liver_median, normalise, CLAMP, CONTEXT, IN_CHANNELS, MARGIN_MM};
-use crate::segment::infer::fill_holes_slices;
+use crate::segment::postprocess::fill_holes_slices;
 use crate::segment::preprocess::{self, CHANNELS};
 use crate::segment::tumours::add_realistic_tumours;
 use crate::segment::Rng;

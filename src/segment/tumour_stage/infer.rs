@@ -5,8 +5,8 @@
 use ndarray::{Array3, Axis, Zip};
 
 use super::{crop_grid, liver_median, normalise, stage_input, MARGIN_MM};
-use crate::segment::infer::predict_slices;
 use crate::segment::model::UNet;
+use crate::segment::predict::predict_slices;
 use crate::segment::refine::OtherPhase;
 use crate::segment::SegmentError;
 use crate::volume::{CtVolume, Interp, Mask, Progress, Volume};
