@@ -10,7 +10,7 @@
 //! The label table decides how the overlay draws each label ([`palette`]: hidden labels
 //! are transparent, opacity multiplies the Layers opacity).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use egui::{Color32, RichText, Stroke};
@@ -471,7 +471,7 @@ impl EditPanel {
                 .add_enabled(self.save_dialog.is_none(), egui::Button::new("Save as…"))
                 .on_hover_text("Choose the file in the desktop's save dialog");
             if choose.clicked() {
-                let typed = PathBuf::from(self.save_path.trim());
+                let typed = crate::study::edits::expand_home(&self.save_path);
                 let start = typed.parent().map(Path::to_path_buf);
                 let name = typed.file_name().map(|n| n.to_string_lossy().into_owned());
                 self.save_dialog =

@@ -458,7 +458,7 @@ impl Edits {
             self.error = Some(NOTHING_TO_SAVE.into());
             return;
         };
-        let path = PathBuf::from(save_path.trim());
+        let path = expand_home(save_path);
         let name = path.to_string_lossy().to_lowercase();
         if !(name.ends_with(".nii.gz") || name.ends_with(".nii")) {
             self.error = Some("Give a file name ending in .nii.gz".into());
@@ -514,19 +514,29 @@ pub const NOTHING_TO_SAVE: &str =
 /// PACS export or a read-only share the user does not want touched (the viewer offered the
 /// folder above the study until 2026-12-07).
 pub fn masks_home() -> PathBuf {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir)
-        .join("hepaview-masks")
+    home().join("hepaview-masks")
 }
 
-/// The default file offered for saving: `~/hepaview-masks/<study>/mask-edited.nii.gz`,
-/// `<study>` from the last two parts of the study's path (`triphase-hcc048-dicom`), so two
+fn home() -> PathBuf {
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from).unwrap_or_else(std::env::temp_dir)
+}
+
+/// A typed save path, trimmed, with a leading `~/` as the home directory (the offered path
+/// is shown that way, as a shell shows it, and so reads the same on every machine).
+pub fn expand_home(typed: &str) -> PathBuf {
+    let t = typed.trim();
+    match t.strip_prefix("~/") {
+        Some(rest) => home().join(rest),
+        None => PathBuf::from(t),
+    }
+}
+
+/// The default file offered for saving: `~/hepaview-masks/<study>/mask-edited.nii.gz` (as
+/// typed; [`Edits::save`] expands the `~`), `<study>` from the last two parts of the study's path (`triphase-hcc048-dicom`), so two
 /// studies' masks do not meet. Saving never overwrites; the folder is made on first save.
 pub fn default_save_path(study: &Study) -> String {
     let name = study_path(study).map(|p| study_folder_name(&p)).unwrap_or_else(|| "study".into());
-    masks_home().join(name).join("mask-edited.nii.gz").display().to_string()
+    format!("~/hepaview-masks/{name}/mask-edited.nii.gz")
 }
 
 /// A folder name for a study at `path`: its last two path parts joined by '-', NIfTI
@@ -615,6 +625,8 @@ mod tests {
         assert_eq!(study_folder_name(Path::new("/data/case 7/CT.nii.gz")), "case_7-CT");
         assert_eq!(study_folder_name(Path::new("/ct.nii")), "ct");
         assert_eq!(study_folder_name(Path::new("/")), "study");
+        assert_eq!(expand_home("~/hepaview-masks/a/m.nii.gz"), masks_home().join("a/m.nii.gz"));
+        assert_eq!(expand_home(" /x/m.nii.gz "), PathBuf::from("/x/m.nii.gz"));
     }
 
     /// Save on a study with no mask says so instead of doing nothing.
