@@ -1308,7 +1308,7 @@ fn a_baseline_outline_is_carried_to_the_follow_up() {
     assert!(app.outline.error.is_none(), "{:?}", app.outline.error);
     let msg = app.outline.message.clone().unwrap_or_default();
     assert!(msg.contains("outlined on the follow-up"), "{msg}");
-    let (layer, _) = app.outline.follow_layer("20260316").expect("the visit's layer");
+    let (layer, _) = app.edits.follow_ups.layer("20260316").expect("the visit's layer");
     assert_eq!(app.study.labels.as_ref().unwrap().mask.data, base_mask.data, "the baseline's mask is untouched");
     assert_eq!(app.edits.history.undo_steps(), steps);
     // against the follow-up's true treated HCC, on the baseline grid through the visit alignment
@@ -1333,7 +1333,7 @@ fn a_baseline_outline_is_carried_to_the_follow_up() {
     // Ctrl+Z undoes the follow-up outline, not the baseline's
     h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
     h.run();
-    assert!(h.state().outline.follow_layer("20260316").is_none(), "undone");
+    assert!(h.state().edits.follow_ups.layer("20260316").is_none(), "undone");
     assert_eq!(h.state().edits.history.undo_steps(), steps, "the baseline's outline stays");
     // the hemangioma, gone at the follow-up: not found, nothing painted
     {
@@ -1347,7 +1347,7 @@ fn a_baseline_outline_is_carried_to_the_follow_up() {
     let app = h.state();
     let msg = app.outline.message.clone().unwrap_or_default();
     assert!(msg.contains("not found at the carried position"), "{msg}");
-    assert!(app.outline.follow_layer("20260316").is_none(), "nothing painted for a lesion that is gone");
+    assert!(app.edits.follow_ups.layer("20260316").is_none(), "nothing painted for a lesion that is gone");
 }
 
 /// Issue 25: Save mask to a name ending in `.nii` writes an uncompressed NIfTI (it wrote

@@ -313,10 +313,10 @@ impl HepaviewApp {
         }
         self.edits.tick(&self.study);
         // Ctrl+Z undoes the latest edit: a follow-up outline made after the last baseline edit first
-        if !ctx.egui_wants_keyboard_input() && self.outline.follow_undo_first(self.edits.history.undo_steps()) {
+        if !ctx.egui_wants_keyboard_input() && self.edits.follow_ups.undo_first(self.edits.history.undo_steps()) {
             let undo = ctx.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, Key::Z));
             if undo {
-                self.outline.undo_follow_up();
+                self.outline.undo_follow_up(&mut self.edits);
             }
         }
         self.edit.keyboard(&ctx, &mut self.study, &mut self.edits);
@@ -427,7 +427,7 @@ impl HepaviewApp {
 
     /// The lesions outlined on the follow-up visit the phase with `key` belongs to.
     fn outline_layer_for(&self, key: u64) -> Option<(&Arc<crate::volume::Mask>, u64)> {
-        self.outline.follow_layer(&self.study.visit_of(key)?.label)
+        self.edits.follow_ups.layer(&self.study.visit_of(key)?.label)
     }
 
     fn menu_bar(&mut self, ui: &mut egui::Ui) {
@@ -513,7 +513,7 @@ impl HepaviewApp {
             ui.separator();
             self.edit.ui(ui, &mut self.study, &mut self.edits);
             if self.edit.tool == edit::Tool::Outline {
-                self.outline.ui(ui, &self.study);
+                self.outline.ui(ui, &self.study, &mut self.edits);
             }
             ui.separator();
             self.registration.ui(ui, &mut self.study);

@@ -14,7 +14,7 @@
 //! clicks and shift-clicks in a follow-up viewport are prompts on that visit's own phases.
 //! The follow-up phases are shown on the baseline's grid, resampled through the visit
 //! alignment (and any nudge by hand), so the carry's transform here is the identity. A
-//! visit's outlines go to its own layer ([`FollowLayer`], drawn in its viewports), never into
+//! visit's outlines go to its own layer (`study::follow_outlines`, part of the edit document, drawn in its viewports), never into
 //! the baseline's mask; each carry or prompt there is one undo step (Ctrl+Z undoes the
 //! latest edit, baseline or follow-up).
 
@@ -27,7 +27,7 @@ use crate::register::affine::AffineTransform;
 use crate::study::analysis::{align_phases, Alignment};
 use crate::study::compare::shown_visit;
 use crate::study::edits::Edits;
-use crate::study::{next_key, take_ended, Ended, Job, Study};
+use crate::study::{take_ended, Ended, Job, Study};
 use crate::volume::region::VoxelBox;
 use crate::volume::{CtVolume, Lps, Mask};
 
@@ -58,25 +58,6 @@ struct FollowDone {
     note: String,
 }
 
-/// The lesions outlined on one follow-up visit, on the baseline mask's grid (label 2,
-/// tumour), drawn in that visit's viewports.
-pub struct FollowLayer {
-    pub label: String,
-    pub mask: Arc<Mask>,
-    pub key: u64,
-}
-
-/// One follow-up edit, for undo: the visit, its layer before (`None`: there was none), and
-/// the baseline's undo depth when it was made (so Ctrl+Z undoes the latest edit first).
-struct FollowUndo {
-    label: String,
-    before: Option<Arc<Mask>>,
-    baseline_steps: usize,
-}
-
-/// Tumour label of the follow-up layers (the LiTS convention of the baseline's mask).
-const TUMOUR: u8 = 2;
-
 #[derive(Default)]
 pub struct OutlinePanel {
     /// The prompts of the lesion being outlined (empty: the next click starts a new one).
@@ -100,9 +81,8 @@ pub struct OutlinePanel {
     last_baseline: Option<Arc<Mask>>,
     follow_job: Option<Job<FollowDone>>,
     prepared_follow: Option<(Vec<u64>, Prepared)>,
-    pub follow_layers: Vec<FollowLayer>,
-    follow_undo: Vec<FollowUndo>,
-    /// Whether the top of `follow_undo` is this lesion's outline (the next prompt replaces it).
+    /// Whether the latest follow-up edit is the outline of the lesion being prompted (its
+    /// next prompt's outline replaces it).
     follow_painted: bool,
     /// The follow-up lesion's row, with its visit.
     pub follow_row: Option<(String, LesionRow)>,
@@ -127,26 +107,13 @@ impl OutlinePanel {
         self.last_baseline.is_some() && !visit_labels(study).is_empty()
     }
 
-    /// The follow-up layer of the visit `label`, with its GPU key.
-    pub fn follow_layer(&self, label: &str) -> Option<(&Arc<Mask>, u64)> {
-        self.follow_layers.iter().find(|l| l.label == label).map(|l| (&l.mask, l.key))
-    }
-
-    /// Whether the latest edit is a follow-up one (Ctrl+Z then undoes it first).
-    pub fn follow_undo_first(&self, baseline_steps: usize) -> bool {
-        self.follow_undo.last().is_some_and(|u| u.baseline_steps == baseline_steps)
-    }
-
-    /// Undoes the latest follow-up edit.
-    pub fn undo_follow_up(&mut self) {
-        let Some(u) = self.follow_undo.pop() else { return };
-        self.follow_layers.retain(|l| l.label != u.label);
-        if let Some(before) = u.before {
-            self.follow_layers.push(FollowLayer { label: u.label.clone(), mask: before, key: next_key() });
-        }
+    /// Undoes the latest follow-up edit (the layers are the edit document's,
+    /// [`Edits::follow_ups`]) and says so.
+    pub fn undo_follow_up(&mut self, edits: &mut Edits) {
+        let Some(label) = edits.follow_ups.undo() else { return };
         self.follow_painted = false;
         self.follow_row = None;
-        self.message = Some(format!("Undone: the last outline on the follow-up {}.", u.label));
+        self.message = Some(format!("Undone: the last outline on the follow-up {label}."));
     }
 
     /// A click with the Outline tool in a viewport of `visit` (`None`: the baseline's).
@@ -267,7 +234,7 @@ impl OutlinePanel {
 
     /// Takes a finished follow-up outline into its visit's layer (replacing this lesion's
     /// previous one there), as one undo step.
-    fn poll_follow(&mut self, baseline_steps: usize, ctx: &egui::Context) {
+    fn poll_follow(&mut self, edits: &mut Edits, ctx: &egui::Context) {
         let Some(ended) = take_ended(&mut self.follow_job) else {
             if self.follow_job.is_some() {
                 ctx.request_repaint_after(std::time::Duration::from_millis(50));
@@ -279,34 +246,19 @@ impl OutlinePanel {
                 self.prepared_follow = Some((d.key, d.phases));
                 self.prompts = d.prompts;
                 self.message = Some(d.note);
-                self.follow_row = d.row.map(|r| (d.label.clone(), r));
                 let Some((mask, dirty)) = d.mask else {
+                    self.follow_row = d.row.map(|r| (d.label.clone(), r));
                     self.follow_painted = false;
                     return;
                 };
-                if self.follow_painted && self.follow_undo.last().is_some_and(|u| u.label == d.label) {
-                    self.undo_follow_up();
+                let baseline_steps = edits.history.undo_steps();
+                let replace = self.follow_painted;
+                self.follow_painted = true;
+                if edits.follow_ups.paint(&d.label, &mask, dirty, baseline_steps, replace) {
+                    // the lesion's previous outline was replaced: its note no longer holds
                     self.message = None;
                 }
-                let before = self.follow_layer(&d.label).map(|(m, _)| Arc::clone(m));
-                let mut layer = before.as_deref().cloned().unwrap_or_else(|| Mask::filled(mask.geometry.clone(), 0));
-                if layer.geometry.shape != mask.geometry.shape {
-                    layer = Mask::filled(mask.geometry.clone(), 0);
-                }
-                let (lo, hi) = (dirty.lo, dirty.hi);
-                for k in lo[0]..hi[0] {
-                    for j in lo[1]..hi[1] {
-                        for i in lo[2]..hi[2] {
-                            if mask.data[[k, j, i]] != 0 {
-                                layer.data[[k, j, i]] = TUMOUR;
-                            }
-                        }
-                    }
-                }
-                self.follow_undo.push(FollowUndo { label: d.label.clone(), before, baseline_steps });
-                self.follow_layers.retain(|l| l.label != d.label);
-                self.follow_layers.push(FollowLayer { label: d.label, mask: Arc::new(layer), key: next_key() });
-                self.follow_painted = true;
+                self.follow_row = d.row.map(|r| (d.label.clone(), r));
             }
             Ended::Cancelled => {}
             Ended::Failed(e) => {
@@ -408,7 +360,7 @@ impl OutlinePanel {
     /// Takes a finished outline into the mask (replacing this lesion's previous one) and
     /// its row into the table.
     pub fn poll(&mut self, study: &mut Study, edit: &EditPanel, edits: &mut Edits, ctx: &egui::Context) {
-        self.poll_follow(edits.history.undo_steps(), ctx);
+        self.poll_follow(edits, ctx);
         let Some(ended) = take_ended(&mut self.job) else {
             if self.job.is_some() {
                 ctx.request_repaint_after(std::time::Duration::from_millis(50));
@@ -458,7 +410,7 @@ impl OutlinePanel {
     }
 
     /// The tool's part of the Edit panel.
-    pub fn ui(&mut self, ui: &mut egui::Ui, study: &Study) {
+    pub fn ui(&mut self, ui: &mut egui::Ui, study: &Study, edits: &mut Edits) {
         ui.label(
             egui::RichText::new(
                 "Click on a lesion to outline it in 3-D from every phase, or drag a box around it on \
@@ -485,8 +437,8 @@ impl OutlinePanel {
                 self.carry_to(study, &label);
             }
         }
-        if !self.follow_undo.is_empty() && ui.button("Undo on the follow-up").clicked() {
-            self.undo_follow_up();
+        if edits.follow_ups.can_undo() && ui.button("Undo on the follow-up").clicked() {
+            self.undo_follow_up(edits);
         }
         if let Some(m) = &self.message {
             ui.label(egui::RichText::new(m).small());

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::edit::tools::{paint_line, polygon_fill_mm, region_grow, Brush, Grow, HuRange};
 use crate::edit::{EditDiff, EditError, History, LabelTable, Orientation, Paint, RestoreInfo, Session, Touched};
+use crate::study::follow_outlines::FollowOutlines;
 use crate::study::{next_key, Labels, Study};
 use crate::volume::region::VoxelBox;
 use crate::volume::{CtVolume, Interp, Lps, Mask};
@@ -93,6 +94,8 @@ pub struct Edits {
     pub gpu_update: Option<(u64, u64, VoxelBox)>,
     /// The mask key last handed to the overlay (see [`Edits::gpu_previous`]).
     gpu_shown: Option<u64>,
+    /// The lesions outlined on follow-up visits, each visit's own layer, with their undo.
+    pub follow_ups: FollowOutlines,
 }
 
 impl Default for Edits {
@@ -114,6 +117,7 @@ impl Default for Edits {
             error: None,
             gpu_update: None,
             gpu_shown: None,
+            follow_ups: FollowOutlines::default(),
         }
     }
 }

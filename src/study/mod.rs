@@ -18,6 +18,7 @@ use crate::volume::{CtVolume, Mask};
 pub mod analysis;
 pub mod compare;
 pub mod edits;
+pub mod follow_outlines;
 pub mod job;
 pub mod reading;
 pub mod registration;
