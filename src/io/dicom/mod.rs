@@ -245,7 +245,7 @@ pub(crate) fn get_f64s(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
     obj.get(tag)?.to_multi_float64().ok()
 }
 
-fn get_f64(obj: &InMemDicomObject, tag: Tag) -> Option<f64> {
+pub(crate) fn get_f64(obj: &InMemDicomObject, tag: Tag) -> Option<f64> {
     obj.get(tag)?.to_float64().ok()
 }
 
@@ -258,8 +258,9 @@ pub(crate) fn first_item(obj: &InMemDicomObject, tag: Tag) -> Option<&InMemDicom
 }
 
 /// Looks a frame attribute up the way enhanced objects define it: per-frame functional
-/// group, then shared group, then the top level (classic single-frame files).
-fn frame_attr<T>(
+/// group, then shared group, then the top level (classic single-frame files). Shared by the
+/// CT scan and the SEG reader.
+pub(crate) fn frame_attr<T>(
     obj: &InMemDicomObject,
     per_frame: Option<&InMemDicomObject>,
     shared: Option<&InMemDicomObject>,

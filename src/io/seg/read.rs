@@ -13,7 +13,7 @@ use super::{
     assign_labels, dicom_lab_to_rgb, Code, SegError, SegKind, SegRead, SegmentInfo, LABEL_MAP_SEGMENTATION_STORAGE,
     SEGMENTATION_STORAGE,
 };
-use crate::io::dicom::{first_item, get_f64s, get_int, get_str, transfer_syntax_name};
+use crate::io::dicom::{first_item, frame_attr, get_f64, get_f64s, get_int, get_str, transfer_syntax_name};
 use crate::io::Warning;
 use crate::volume::{cross, dot, norm, Geometry, Interp, Lps, Mask, Volume};
 
@@ -219,20 +219,6 @@ fn read_segments(obj: &InMemDicomObject) -> Vec<SegmentInfo> {
         .collect()
 }
 
-/// A frame attribute: per-frame group, then shared group, then top level.
-fn frame_attr<T>(
-    obj: &InMemDicomObject,
-    pf: Option<&InMemDicomObject>,
-    shared: Option<&InMemDicomObject>,
-    seq: Tag,
-    get: impl Fn(&InMemDicomObject) -> Option<T>,
-) -> Option<T> {
-    pf.and_then(|g| first_item(g, seq))
-        .and_then(&get)
-        .or_else(|| shared.and_then(|g| first_item(g, seq)).and_then(&get))
-        .or_else(|| get(obj))
-}
-
 fn read_frames(obj: &InMemDicomObject, n: usize, path: &Path) -> Result<Vec<FrameInfo>, SegError> {
     let per_frame = obj.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|e| e.items());
     let shared = first_item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
@@ -292,10 +278,10 @@ fn own_geometry(obj: &InMemDicomObject, frames: &[FrameInfo], rows: usize, cols:
     let shared = first_item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
     let measures = shared.and_then(|s| first_item(s, tags::PIXEL_MEASURES_SEQUENCE));
     let between = measures
-        .and_then(|m| obj_f64(m, tags::SPACING_BETWEEN_SLICES))
-        .or_else(|| obj_f64(obj, tags::SPACING_BETWEEN_SLICES));
+        .and_then(|m| get_f64(m, tags::SPACING_BETWEEN_SLICES))
+        .or_else(|| get_f64(obj, tags::SPACING_BETWEEN_SLICES));
     let thickness =
-        measures.and_then(|m| obj_f64(m, tags::SLICE_THICKNESS)).or_else(|| obj_f64(obj, tags::SLICE_THICKNESS));
+        measures.and_then(|m| get_f64(m, tags::SLICE_THICKNESS)).or_else(|| get_f64(obj, tags::SLICE_THICKNESS));
     let min_step = d.windows(2).map(|w| w[1] - w[0]).fold(f64::INFINITY, f64::min);
     let step = between
         .filter(|s| *s > 1e-3)
@@ -317,10 +303,6 @@ fn own_geometry(obj: &InMemDicomObject, frames: &[FrameInfo], rows: usize, cols:
         origin_mm: origin,
         direction: [f0.row, f0.col, normal],
     })
-}
-
-fn obj_f64(obj: &InMemDicomObject, tag: Tag) -> Option<f64> {
-    obj.get(tag)?.to_float64().ok()
 }
 
 /// True when every frame lies on `g`'s voxel lattice with `g`'s in-plane axes and
