@@ -6,7 +6,7 @@
 use egui_wgpu::wgpu;
 use egui_wgpu::wgpu::util::DeviceExt as _;
 
-use super::targets::{clamped_sampler, Target, COLOR_FORMAT, DEPTH_FORMAT};
+use super::targets::{clamped_sampler, texture_3d, uniform_entry, Target, COLOR_FORMAT, DEPTH_FORMAT};
 use crate::render::camera::{to_gpu, Camera};
 use crate::render::dvr::{
     march_size, transfer_table, DvrParams, DvrVolume, TransferPreset, BRICK, TABLE_ENTRIES, TABLE_HU,
@@ -103,46 +103,24 @@ pub struct GpuDvrVolume {
 impl GpuDvrVolume {
     /// Uploads `vol` as an `R16Float` 3D texture (filterable without device features).
     pub fn upload(device: &wgpu::Device, queue: &wgpu::Queue, vol: std::sync::Arc<DvrVolume>) -> GpuDvrVolume {
-        let [w, h, d] = vol.dims().map(|n| n.max(1));
-        let size = wgpu::Extent3d { width: w, height: h, depth_or_array_layers: d };
-        let texture = device.create_texture(&wgpu::TextureDescriptor {
-            label: Some("hepaview dvr volume"),
-            size,
-            mip_level_count: 1,
-            sample_count: 1,
-            dimension: wgpu::TextureDimension::D3,
-            format: wgpu::TextureFormat::R16Float,
-            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
-            view_formats: &[],
-        });
-        if vol.texels.len() == (w * h * d) as usize {
-            queue.write_texture(
-                texture.as_image_copy(),
-                bytemuck::cast_slice(&vol.texels),
-                wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(w * 2), rows_per_image: Some(h) },
-                size,
-            );
-        }
-        let [bw, bh, bd] = vol.brick_dims();
-        let bsize = wgpu::Extent3d { width: bw, height: bh, depth_or_array_layers: bd };
-        let bricks = device.create_texture(&wgpu::TextureDescriptor {
-            label: Some("hepaview dvr bricks"),
-            size: bsize,
-            mip_level_count: 1,
-            sample_count: 1,
-            dimension: wgpu::TextureDimension::D3,
-            format: wgpu::TextureFormat::R32Float,
-            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
-            view_formats: &[],
-        });
-        if vol.brick_max.len() == (bw * bh * bd) as usize {
-            queue.write_texture(
-                bricks.as_image_copy(),
-                bytemuck::cast_slice(&vol.brick_max),
-                wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(bw * 4), rows_per_image: Some(bh) },
-                bsize,
-            );
-        }
+        let texture = texture_3d(
+            device,
+            queue,
+            "hepaview dvr volume",
+            vol.dims().map(|n| n.max(1)),
+            wgpu::TextureFormat::R16Float,
+            bytemuck::cast_slice(&vol.texels),
+            2,
+        );
+        let bricks = texture_3d(
+            device,
+            queue,
+            "hepaview dvr bricks",
+            vol.brick_dims(),
+            wgpu::TextureFormat::R32Float,
+            bytemuck::cast_slice(&vol.brick_max),
+            4,
+        );
         GpuDvrVolume {
             key: vol.key,
             view: texture.create_view(&wgpu::TextureViewDescriptor::default()),
@@ -178,15 +156,7 @@ impl DvrRenderer {
         let march_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("hepaview dvr march layout"),
             entries: &[
-                entry(
-                    0,
-                    frag,
-                    wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: wgpu::BufferSize::new(std::mem::size_of::<DvrUniforms>() as u64),
-                    },
-                ),
+                uniform_entry::<DvrUniforms>(0, frag),
                 entry(
                     1,
                     frag,

@@ -25,7 +25,7 @@ use egui_wgpu::wgpu;
 use egui_wgpu::wgpu::util::DeviceExt as _;
 
 use super::dvr::{draw_composite, encode_march, DvrRenderer, GpuDvrVolume};
-use super::targets::{read_back, Target, COLOR_FORMAT, DEPTH_FORMAT};
+use super::targets::{read_back, uniform_entry, Target, COLOR_FORMAT, DEPTH_FORMAT};
 use crate::mesh::ObjectKind;
 use crate::render::camera::{mat_mul, to_gpu, translation};
 use crate::render::frame::{FrameDesc, BACKGROUND, PLANE_RGB};
@@ -85,16 +85,7 @@ impl Renderer3d {
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("hepaview 3d bind group layout"),
             entries: &[
-                wgpu::BindGroupLayoutEntry {
-                    binding: 0,
-                    visibility: wgpu::ShaderStages::VERTEX_FRAGMENT,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: wgpu::BufferSize::new(std::mem::size_of::<FrameUniforms>() as u64),
-                    },
-                    count: None,
-                },
+                uniform_entry::<FrameUniforms>(0, wgpu::ShaderStages::VERTEX_FRAGMENT),
                 wgpu::BindGroupLayoutEntry {
                     binding: 1,
                     visibility: wgpu::ShaderStages::VERTEX,

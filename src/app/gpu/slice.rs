@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use egui_wgpu::wgpu;
 use egui_wgpu::wgpu::util::DeviceExt as _;
 
+use super::targets::uniform_entry;
 use super::volumes::{TexelMap, VolumeCache};
 use super::{LayerKind, ScreenPlane, SliceViewDesc};
 use crate::volume::region::VoxelBox;
@@ -133,16 +134,7 @@ impl SliceRenderer {
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("hepaview slice bind group layout"),
             entries: &[
-                wgpu::BindGroupLayoutEntry {
-                    binding: 0,
-                    visibility: wgpu::ShaderStages::FRAGMENT,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: wgpu::BufferSize::new(std::mem::size_of::<SliceUniforms>() as u64),
-                    },
-                    count: None,
-                },
+                uniform_entry::<SliceUniforms>(0, wgpu::ShaderStages::FRAGMENT),
                 texture_entry(1, wgpu::TextureSampleType::Float { filterable: true }),
                 texture_entry(2, wgpu::TextureSampleType::Float { filterable: true }),
                 texture_entry(3, wgpu::TextureSampleType::Float { filterable: true }),

@@ -1,6 +1,7 @@
-//! What the 3D drawables share: the off-screen colour + depth [`Target`] and its formats,
-//! [`read_back`] of a target into an image, and the clamped sampler every 3D texture is
-//! read through (slices and volume rendering).
+//! What the drawables share: the off-screen colour + depth [`Target`] and its formats,
+//! [`read_back`] of a target into an image, the clamped sampler every 3D texture is read
+//! through (slices and volume rendering), a uniform buffer's layout entry, and a 3D texture
+//! made and filled in one call.
 
 use egui_wgpu::wgpu;
 
@@ -16,6 +17,56 @@ pub fn clamped_sampler(device: &wgpu::Device, label: &str, filter: wgpu::FilterM
         min_filter: filter,
         ..Default::default()
     })
+}
+
+/// The bind group layout entry of a uniform buffer holding one `U` (the `#[repr(C)]` struct
+/// its shader reads).
+pub fn uniform_entry<U>(binding: u32, visibility: wgpu::ShaderStages) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: false,
+            min_binding_size: wgpu::BufferSize::new(std::mem::size_of::<U>() as u64),
+        },
+        count: None,
+    }
+}
+
+/// A sampled 3D texture of `dims` (x, y, z) texels of `format`, filled with `texels`
+/// (`texel_bytes` each, x fastest) when there are exactly enough of them; otherwise left
+/// as the GPU made it (zeros), as a volume too small to hold data is.
+pub fn texture_3d(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    label: &str,
+    dims: [u32; 3],
+    format: wgpu::TextureFormat,
+    texels: &[u8],
+    texel_bytes: u32,
+) -> wgpu::Texture {
+    let [w, h, d] = dims;
+    let size = wgpu::Extent3d { width: w, height: h, depth_or_array_layers: d };
+    let texture = device.create_texture(&wgpu::TextureDescriptor {
+        label: Some(label),
+        size,
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D3,
+        format,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    });
+    if texels.len() as u64 == u64::from(w) * u64::from(h) * u64::from(d) * u64::from(texel_bytes) {
+        queue.write_texture(
+            texture.as_image_copy(),
+            texels,
+            wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(w * texel_bytes), rows_per_image: Some(h) },
+            size,
+        );
+    }
+    texture
 }
 
 /// Off-screen colour format: display values, read back as they are for PNGs.
