@@ -66,16 +66,7 @@ pub fn shown_visit(study: &Study, keys: &[u64], label: &str) -> Study {
             PhaseImage { call: PhaseCall { phase, confidence: 1.0, reason: format!("follow-up {label}") }, ..p.clone() }
         })
         .collect();
-    let mut s = Study {
-        title: label.to_string(),
-        phases,
-        labels: None,
-        warnings: Vec::new(),
-        registrations: Vec::new(),
-        visits: Vec::new(),
-    };
-    s.sort_phases();
-    s
+    Study::of_phases(label, phases)
 }
 
 /// The visit's mask with each lesion voxel relabelled by its part (parts outside lesions

@@ -110,15 +110,8 @@ impl Study {
                 key: next_key(),
             })
             .collect();
-        let mut s = Study {
-            title: "Demo: procedural tri-phase liver (HCC, hemangioma, cyst, metastasis)".into(),
-            phases,
-            labels: Some(Labels { mask: Arc::new(p.labels), key: next_key(), source: PathBuf::from("demo") }),
-            warnings: Vec::new(),
-            registrations: Vec::new(),
-            visits: Vec::new(),
-        };
-        s.sort_phases();
+        let mut s = Study::of_phases("Demo: procedural tri-phase liver (HCC, hemangioma, cyst, metastasis)", phases);
+        s.labels = Some(Labels { mask: Arc::new(p.labels), key: next_key(), source: PathBuf::from("demo") });
         s
     }
 
@@ -300,9 +293,25 @@ impl Study {
             return Err(StudyError::NothingToOpen { path: paths.first().cloned().unwrap_or_default() });
         }
         let title = phases.iter().map(|p| p.description.as_str()).collect::<Vec<_>>().join(", ");
-        let mut s = Study { title, phases, labels, warnings, registrations: Vec::new(), visits: Vec::new() };
-        s.sort_phases();
+        let mut s = Study::of_phases(title, phases);
+        s.labels = labels;
+        s.warnings = warnings;
         Ok(s)
+    }
+
+    /// A study of `phases` alone (no labels, warnings, registrations or visits), in display
+    /// order: what a follow-up visit's phases are measured and registered as.
+    pub fn of_phases(title: impl Into<String>, phases: Vec<PhaseImage>) -> Study {
+        let mut s = Study {
+            title: title.into(),
+            phases,
+            labels: None,
+            warnings: Vec::new(),
+            registrations: Vec::new(),
+            visits: Vec::new(),
+        };
+        s.sort_phases();
+        s
     }
 
     /// Display order: non-contrast, arterial, portal venous, delayed, then unknown.

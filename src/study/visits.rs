@@ -184,16 +184,7 @@ impl Visit {
                 Some(PhaseImage { call: PhaseCall { phase: sp.phase(), confidence: 1.0, reason }, ..p.clone() })
             })
             .collect();
-        let mut s = Study {
-            title: self.label.clone(),
-            phases,
-            labels: None,
-            warnings: Vec::new(),
-            registrations: Vec::new(),
-            visits: Vec::new(),
-        };
-        s.sort_phases();
-        s
+        Study::of_phases(self.label.clone(), phases)
     }
 
     /// The work of resampling this visit's phases through the automatic alignment nudged
