@@ -243,16 +243,18 @@ fn crlm_1006_the_tumour_stage_reports_its_progress() {
 }
 
 /// Today's figures with the shipped weights (2026-12-07: liver run E, the tumour stage S4,
-/// each of its tumours checked by the outline, fluid on the liver's surface taken out, the
-/// liver's dome and tip completed from the slices beside them: liver Dice 0.9573, 3 of 4
-/// found, 3 false lesions, tumour Dice 0.418; before the completion: liver 0.9464; before
+/// each of its tumours checked by the outline, which since 2026-12-07 also refuses a bright
+/// tube grown from the click (a 5.5 mL hepatic vein branch here), fluid on the liver's
+/// surface taken out, the liver's dome and tip completed from the slices beside them: liver
+/// Dice 0.9572, 3 of 4 found, 2 false lesions, tumour Dice 0.576; before the tube check:
+/// 0.9573, 3, 3, 0.418; before the completion: liver 0.9464; before
 /// the fluid rule: 0.9446, 3, 4, 0.313; without the check: 3 of 4, 12, 0.094; run E alone: 0.9446,
 /// 1 of 4, 11, 0.034; run D alone: 0.9316, 1, 9; the weights before them: 0.8675, 2 of 4,
 /// 8; model card), less a margin for another CPU's rounding.
 const LIVER_FLOOR: f64 = 0.95;
 const FOUND_FLOOR: usize = 3;
-const FALSE_CEILING: usize = 4;
-const TUMOUR_FLOOR: f64 = 0.38;
+const FALSE_CEILING: usize = 3;
+const TUMOUR_FLOOR: f64 = 0.55;
 
 /// The four metastases of `tests/data/crlm-1006`, in the reference's component order: where
 /// a reader would click (LPS mm), and today's Dice of the one-click outline against the

@@ -141,6 +141,63 @@ fn vessel(
     ))
 }
 
+/// A grown region this many times longer than it is wide (its first principal spread over
+/// its second) is a tube, not a lesion, when it is also bright: liver lesions are round to
+/// oval (rarely over 2:1), while a vessel branch followed along its length is long and thin.
+const TUBE_LENGTH_TO_WIDTH: f64 = 3.0;
+
+/// The check after growing, for what the click's neighbourhood did not show: a vessel
+/// followed along its length (a long branch of a hepatic or portal vein, bright in the
+/// reference phase) grows into a region shaped as a tube. `Some(message)` when the region's
+/// median in the reference phase is brighter than the parenchyma by more than the outlier
+/// distance (as in [`check_click`]) and its principal spreads are those of a tube.
+pub fn bright_tube(
+    f: &Features,
+    r: usize,
+    ref_name: &str,
+    par: &Signature,
+    region: &Array3<bool>,
+    sp: [f64; 3],
+) -> Option<String> {
+    let mut hu: Vec<f32> = Vec::new();
+    let mut pts: Vec<[f64; 3]> = Vec::new();
+    for ((k, j, i), &x) in region.indexed_iter() {
+        if x {
+            hu.push(f.phases[r][[k, j, i]]);
+            pts.push([k as f64 * sp[0], j as f64 * sp[1], i as f64 * sp[2]]);
+        }
+    }
+    if pts.len() < 8 {
+        return None;
+    }
+    hu.sort_by(f32::total_cmp);
+    let median = hu[hu.len() / 2];
+    let (m, sd) = (par.median_hu[r], par.sd_hu[r]);
+    if median - m <= chi2_999(1).sqrt() * sd {
+        return None;
+    }
+    let n = pts.len() as f64;
+    let mean: [f64; 3] = std::array::from_fn(|a| pts.iter().map(|p| p[a]).sum::<f64>() / n);
+    let mut c = [[0.0; 3]; 3];
+    for p in &pts {
+        for a in 0..3 {
+            for b in 0..3 {
+                c[a][b] += (p[a] - mean[a]) * (p[b] - mean[b]) / n;
+            }
+        }
+    }
+    let ev = sym3_eigenvalues(&c);
+    if ev[0] <= 0.0 || ev[1] * TUBE_LENGTH_TO_WIDTH.powi(2) >= ev[0] {
+        return None;
+    }
+    Some(format!(
+        "what grew from the click is {median:.0} HU in the {ref_name} phase, {:.0} HU above the liver's {m:.0}, and shaped as a tube about {:.0} mm wide and {:.0} mm long: a vessel, not a lesion; click on the lesion instead",
+        median - m,
+        4.0 * ev[1].sqrt(),
+        12f64.sqrt() * ev[0].sqrt()
+    ))
+}
+
 /// Eigenvalues of a symmetric 3 × 3 matrix, largest first (trigonometric closed form).
 pub fn sym3_eigenvalues(a: &[[f64; 3]; 3]) -> [f64; 3] {
     let p1 = a[0][1].powi(2) + a[0][2].powi(2) + a[1][2].powi(2);
@@ -164,6 +221,36 @@ pub fn sym3_eigenvalues(a: &[[f64; 3]; 3]) -> [f64; 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Liver at 110 ± 10 HU; `bright` voxels at 170 HU form the region.
+    fn features_with(shape: [usize; 3], bright: impl Fn([usize; 3]) -> bool) -> (Features, Array3<bool>, Signature) {
+        let region = Array3::from_shape_fn(shape, |(k, j, i)| bright([k, j, i]));
+        let hu = region.mapv(|b| if b { 170.0 } else { 110.0 });
+        let f = Features { phases: vec![hu.clone()], ref_raw: hu, covered: Array3::from_elem(shape, true) };
+        let par = Signature { median_hu: vec![110.0], sd_hu: vec![10.0], voxels: 1000 };
+        (f, region, par)
+    }
+
+    /// A bright branch 6 mm wide followed 60 mm along the slices is a vessel; a bright ball
+    /// (a haemangioma, a hypervascular lesion) and a dark tube are not refused by it.
+    #[test]
+    fn a_bright_tube_is_a_vessel_and_a_bright_ball_or_dark_tube_is_not() {
+        let sp = [5.0, 1.0, 1.0];
+        let (f, tube, par) = features_with([14, 40, 40], |[k, j, i]| {
+            (1..13).contains(&k) && (j as f64 - 20.0).hypot(i as f64 - 20.0) <= 3.0
+        });
+        let msg = bright_tube(&f, 0, "portal venous", &par, &tube, sp).expect("a bright tube is a vessel");
+        assert!(msg.contains("a vessel"), "{msg}");
+        let (f, ball, par) = features_with([14, 40, 40], |[k, j, i]| {
+            ((k as f64 - 7.0) * 5.0).hypot((j as f64 - 20.0).hypot(i as f64 - 20.0)) <= 12.0
+        });
+        assert_eq!(bright_tube(&f, 0, "portal venous", &par, &ball, sp), None);
+        let (mut f, tube, par) = features_with([14, 40, 40], |[k, j, i]| {
+            (1..13).contains(&k) && (j as f64 - 20.0).hypot(i as f64 - 20.0) <= 3.0
+        });
+        f.phases[0].mapv_inplace(|v| if v > 150.0 { 50.0 } else { v });
+        assert_eq!(bright_tube(&f, 0, "portal venous", &par, &tube, sp), None, "dark: not a vessel by this test");
+    }
 
     #[test]
     fn eigenvalues_of_a_rotated_diagonal() {

@@ -494,6 +494,15 @@ pub fn outline_lesion(
     let cur = region.clone();
     region = flood(b.shape(), &keep_seeds, |v| cur[v]);
 
+    // each click's own part (two clicks on two lesions make two round parts, whose union
+    // is long but no tube)
+    for (n, balls) in seed_balls.iter().enumerate() {
+        let part = flood(b.shape(), balls, |v| region[v]);
+        if let Some(message) = checks::bright_tube(&f, r, ref_name, &parenchyma, &part, sp) {
+            return Err(OutlineError::Refused { found: Found::Vessel, at_mm: at(n), message });
+        }
+    }
+
     let mut mask = Volume::filled(g.clone(), 0u8);
     let mut count = 0usize;
     for ((k, j, i), &x) in region.indexed_iter() {
