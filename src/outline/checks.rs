@@ -119,17 +119,7 @@ fn vessel(
     if pts.len() < 8 {
         return None;
     }
-    let n = pts.len() as f64;
-    let mean: [f64; 3] = std::array::from_fn(|a| pts.iter().map(|p| p[a]).sum::<f64>() / n);
-    let mut c = [[0.0; 3]; 3];
-    for p in &pts {
-        for a in 0..3 {
-            for b in 0..3 {
-                c[a][b] += (p[a] - mean[a]) * (p[b] - mean[b]) / n;
-            }
-        }
-    }
-    let ev = sym3_eigenvalues(&c);
+    let ev = principal_variances(&pts);
     if ev[0] <= 0.0 || ev[1] / ev[0] >= opts.tubular_ratio {
         return None;
     }
@@ -176,17 +166,7 @@ pub fn bright_tube(
     if median - m <= chi2_999(1).sqrt() * sd {
         return None;
     }
-    let n = pts.len() as f64;
-    let mean: [f64; 3] = std::array::from_fn(|a| pts.iter().map(|p| p[a]).sum::<f64>() / n);
-    let mut c = [[0.0; 3]; 3];
-    for p in &pts {
-        for a in 0..3 {
-            for b in 0..3 {
-                c[a][b] += (p[a] - mean[a]) * (p[b] - mean[b]) / n;
-            }
-        }
-    }
-    let ev = sym3_eigenvalues(&c);
+    let ev = principal_variances(&pts);
     if ev[0] <= 0.0 || ev[1] * TUBE_LENGTH_TO_WIDTH.powi(2) >= ev[0] {
         return None;
     }
@@ -196,6 +176,22 @@ pub fn bright_tube(
         4.0 * ev[1].sqrt(),
         12f64.sqrt() * ev[0].sqrt()
     ))
+}
+
+/// The variances of points (mm) along their principal axes, largest first: a tube has one
+/// far larger than the other two, a ball three alike.
+fn principal_variances(pts: &[[f64; 3]]) -> [f64; 3] {
+    let n = pts.len() as f64;
+    let mean: [f64; 3] = std::array::from_fn(|a| pts.iter().map(|p| p[a]).sum::<f64>() / n);
+    let mut c = [[0.0; 3]; 3];
+    for p in pts {
+        for a in 0..3 {
+            for b in 0..3 {
+                c[a][b] += (p[a] - mean[a]) * (p[b] - mean[b]) / n;
+            }
+        }
+    }
+    sym3_eigenvalues(&c)
 }
 
 /// Eigenvalues of a symmetric 3 × 3 matrix, largest first (trigonometric closed form).
