@@ -69,6 +69,9 @@ pub struct Prompts {
 /// Around a drawn box the work reaches this much further, so a lesion the box hugs is not
 /// taken for a region that leaks out of the working box.
 const BOX_MARGIN_MM: f64 = 10.0;
+/// Within this squared distance (voxels²) of a mask's edge a dense voxel is bone the mask
+/// took in, not lesion: two voxels.
+const EDGE_VOXELS2: f32 = 4.0;
 
 impl Prompts {
     /// The prompts the grower sees for a drawn box: its centre as the click (if none was
@@ -347,11 +350,16 @@ pub fn outline_lesion(
     let (domain, par_vox) = match liver {
         Some(m) => {
             let sub = m.data.slice(ndarray::s![lo[0]..b.vox.hi[0], lo[1]..b.vox.hi[1], lo[2]..b.vox.hi[2]]);
-            // a mask's edge may take in fat, lung or bone by a voxel or two: not lesion either
+            // a mask's edge may take in fat, lung or bone by a voxel or two: not lesion
+            // either; dense voxels deeper inside are lipiodol or calcification in a lesion,
+            // which it holds (a treated lesion's lipiodol is most of what shows of it)
+            let near_edge = crate::volume::region::squared_distance_mm2(&sub.mapv(|l| l == 0), [1.0; 3])
+                .mapv(|d| d <= EDGE_VOXELS2);
             let domain = ndarray::Zip::from(&sub)
                 .and(&f.covered)
                 .and(&f.ref_raw)
-                .map_collect(|&l, &c, &v| l != 0 && c && (FAT_HU..=DENSE_HU).contains(&v));
+                .and(&near_edge)
+                .map_collect(|&l, &c, &v, &edge| l != 0 && c && v >= FAT_HU && (v <= DENSE_HU || !edge));
             let has_one = sub.iter().any(|&l| l == 1);
             let par_vox: Vec<[usize; 3]> = sub
                 .indexed_iter()
@@ -577,5 +585,50 @@ fn remove_excluded(
         }
         let grown = crate::volume::region::dilate_mm(&piece, sp, opts.neck_mm);
         ndarray::Zip::from(&mut *region).and(&grown).for_each(|r, &g| *r &= !g);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::volume::Geometry;
+
+    /// Liver (100 HU, ± 6 HU texture) in a 60 mm cube of 1.5 mm voxels whose outer 6 mm are
+    /// not liver (by the mask), with a lipiodol-dense (900 HU) 5 mm ball deep inside in a
+    /// 9 mm non-enhancing (30 HU) lesion, and dense bone (900 HU) along one face of the
+    /// mask, inside its edge by a voxel (a mask that took in a rib).
+    fn scene() -> (CtVolume, Mask, Lps, Lps) {
+        let n = 40;
+        let g = Geometry::axis_aligned([n, n, n], [1.5; 3], [0.0; 3]);
+        let centre = [30.0, 30.0, 30.0];
+        let liver = |p: usize| (4..n - 4).contains(&p);
+        let ct = Array3::from_shape_fn((n, n, n), |(k, j, i)| {
+            let d2: f64 = [k, j, i].iter().zip(centre).map(|(&x, c)| (x as f64 * 1.5 - c).powi(2)).sum();
+            let tex = ((k * 7 + j * 13 + i * 29) % 13) as i16 - 6;
+            if d2 <= 25.0 || (i == 4 && liver(k) && liver(j)) {
+                900
+            } else if d2 <= 81.0 {
+                30 + tex
+            } else {
+                100 + tex
+            }
+        });
+        let mask = Array3::from_shape_fn((n, n, n), |(k, j, i)| (liver(k) && liver(j) && liver(i)) as u8);
+        (Volume::new(ct, g.clone()), Volume::new(mask, g), centre, [6.0, 30.0, 30.0])
+    }
+
+    #[test]
+    fn lipiodol_deep_in_the_liver_is_lesion_and_bone_at_its_edge_is_not() {
+        let (ct, mask, lesion, bone) = scene();
+        let phases = [(Phase::PortalVenous, &ct)];
+        let at = |p: Lps| Prompts { include: vec![p], ..Prompts::default() };
+        let o = outline_lesion(&phases, Some(&mask), &at(lesion), &OutlineOptions::default())
+            .expect("a click on the lipiodol outlines the treated lesion");
+        // the 9 mm lesion is 3.05 mL
+        assert!((2.0..4.5).contains(&o.volume_ml), "{:.2} mL", o.volume_ml);
+        match outline_lesion(&phases, Some(&mask), &at(bone), &OutlineOptions::default()) {
+            Err(e) => assert_eq!(e.found(), Some(Found::OutsideLiver), "{e}"),
+            Ok(o) => panic!("a click on the bone at the mask's edge outlined {:.2} mL", o.volume_ml),
+        }
     }
 }

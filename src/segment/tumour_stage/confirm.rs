@@ -177,6 +177,12 @@ fn confirm_on_one_grid(
         let outlined = !outlined.is_empty();
         let large = c.voxels.len() as f64 * voxel_ml >= LARGE_ML;
         let data = mask.data.as_slice_mut().expect("standard layout");
+        log::debug!(
+            "tumour check: proposal of {:.2} mL: outlined {outlined} (covering {covered} of {} voxels), refused {refused:?}, unanswered {unanswered}, fluid {}",
+            c.voxels.len() as f64 * voxel_ml,
+            c.voxels.len(),
+            !on_surface.is_empty()
+        );
         if outlined && large && 2 * covered < c.voxels.len() {
             // the outlines found parts of a large tumour (heterogeneous, or larger than the
             // outline's box): the stage's drawing stays, with them
@@ -331,6 +337,15 @@ fn click(
     opts: &OutlineOptions,
 ) -> Click {
     let r = outline_lesion(phases, Some(labels), prompts, opts);
+    match &r {
+        Ok(o) => log::debug!(
+            "tumour check: click at {:.0?}: outline of {} voxels (proposal {proposal_voxels}), {:.2} of it on the liver's top or bottom",
+            prompts.include[0],
+            o.voxel_count,
+            surface_share(o, &labels.data)
+        ),
+        Err(e) => log::debug!("tumour check: click at {:.0?}: {e}", prompts.include[0]),
+    }
     match r {
         Ok(o) if o.voxel_count > MAX_GROWTH * proposal_voxels => Click::Refused(Found::Leak),
         Ok(o) if surface_share(&o, &labels.data) > MAX_SURFACE_SHARE => Click::Refused(Found::LiverEdge),
@@ -525,6 +540,29 @@ mod tests {
         let dice = crate::segment::dice(&mask, &truth, 2);
         // the blob's Dice is 0.35; the outline's ring of the blob kept within 2 mm costs a little
         assert!(dice > 0.75, "Dice {dice:.3} against the 9 mm lesion");
+    }
+
+    /// A lesion after TACE: lipiodol (900 HU) in the inner 4 mm of a 9 mm non-enhancing
+    /// (30 HU) lesion. Its most unlike voxels, the lipiodol, are the first tried: they were
+    /// refused as "outside the liver" (denser than any soft tissue), and the lesion went
+    /// back to liver.
+    #[test]
+    fn a_treated_lesion_full_of_lipiodol_stays_a_lesion() {
+        let (mut ct, g, centre) = liver_with_a_lesion();
+        for ((k, j, i), v) in ct.data.indexed_iter_mut() {
+            let d2: f64 = [k, j, i].iter().zip(centre).map(|(&x, c)| (x as f64 * 1.5 - c).powi(2)).sum();
+            if d2 <= 16.0 {
+                *v = 900;
+            } else if d2 <= 81.0 {
+                *v = 30 + (*v - 40);
+            }
+        }
+        let mut mask = labels_with(&g, |d| d <= 11.0, centre);
+        let done = confirm_tumours(&mut mask, (Phase::PortalVenous, &ct), &[], &OutlineOptions::default());
+        assert_eq!(done.dropped.len(), 0, "{done:?}");
+        let truth = labels_with(&g, |d| d <= 9.0, centre);
+        let dice = crate::segment::dice(&mask, &truth, 2);
+        assert!(dice > 0.75, "Dice {dice:.3} against the treated lesion");
     }
 
     #[test]
