@@ -373,7 +373,6 @@ fn run_on_grid(
     }
     let tumour_stage_ran = stage.is_some();
     let mut confirmed = None;
-    let mut searched = None;
     if let Some(stage) = &stage {
         step(0.86, "tumour stage: looking for tumours inside the liver at 1.5 mm")?;
         // the network to 95 % of the stage's share, the check of its tumours the rest
@@ -388,14 +387,6 @@ fn run_on_grid(
             }
             drop_small_tumours(&mut mask, MIN_LESION_ML);
             if opts.confirm_tumours {
-                // the search's patches join the stage's proposals before the check, so the
-                // outline checks and redraws them alike
-                if opts.search_lesions {
-                    if !progress(to, "searching for lesions the networks missed") {
-                        return Err(SegmentError::Cancelled);
-                    }
-                    searched = add_missed_lesions(&mut mask, reference, others, &LesionSearchOptions::default());
-                }
                 if !progress(to, "tumour stage: checking each tumour against the liver around it") {
                     return Err(SegmentError::Cancelled);
                 }
@@ -403,21 +394,19 @@ fn run_on_grid(
                 confirmed = Some(c);
                 // a redrawn outline may be a speck: the same floor as the stage's own
                 drop_small_tumours(&mut mask, MIN_LESION_ML);
-                if let Some(r) = &mut searched {
-                    // what the check turned back into liver was not a lesion
-                    r.added.retain(|&(_, centre)| still_tumour(&mask, centre));
-                }
             }
         }
     }
     // after the refinements, so the lesions it adds are reported as they stay
-    if opts.search_lesions && searched.is_none() {
-        let at = if tumour_stage_ran { STAGE_END } else { 0.88 };
-        if !progress(at, "searching for lesions the network missed") {
-            return Err(SegmentError::Cancelled);
-        }
-        searched = add_missed_lesions(&mut mask, reference, others, &LesionSearchOptions::default());
+    let at = if tumour_stage_ran { STAGE_END } else { 0.88 };
+    if !progress(at, "searching for lesions the network missed") {
+        return Err(SegmentError::Cancelled);
     }
+    let searched = if opts.search_lesions {
+        add_missed_lesions(&mut mask, reference, others, &LesionSearchOptions::default())
+    } else {
+        None
+    };
     // Last, the dome's and tip's slices the 2-D network left out. Only background becomes
     // liver, so the tumours, and where the stage and the search looked for them, are as
     // the network's liver gave them (fed this liver instead, the stage found one
@@ -427,17 +416,4 @@ fn run_on_grid(
     let check = check_liver(&mask, reference);
     progress(1.0, "segmented");
     Ok(Segmentation { mask, searched, check, tumour_stage_ran, confirmed, completed })
-}
-
-/// Whether a lesion the search added, at `centre` (LPS mm), is still tumour within a voxel
-/// of it after the outline's check.
-fn still_tumour(mask: &Mask, centre: [f64; 3]) -> bool {
-    let g = &mask.geometry;
-    let c = g.world_to_index(centre);
-    let (nz, ny, nx) = mask.data.dim();
-    let near = |x: f64, n: usize| {
-        let x = x.round() as isize;
-        ((x - 1).max(0)..=(x + 1).min(n as isize - 1)).map(|v| v as usize)
-    };
-    near(c[2], nz).any(|k| near(c[1], ny).any(|j| near(c[0], nx).any(|i| mask.data[[k, j, i]] == 2)))
 }

@@ -89,8 +89,7 @@ pub fn add_missed_lesions(
         lab[p] > 0 && phases.iter().any(|(band, hu)| smooth3(hu, p).is_some_and(|v| !band.contains(v)))
     });
     let r = 0.5 * opts.min_diameter_mm;
-    let (ball_sp, ball_r) = element(sp, r);
-    let ball_r2 = (ball_r * ball_r) as f32;
+    let r2 = (r * r) as f32;
     // closing: a lesion's layers (a rim that has filled in, a centre that has not) meet at
     // a thin shell that crosses the parenchyma's HU on the way
     let unlike = if opts.close_mm > 0.0 {
@@ -102,22 +101,19 @@ pub fn add_missed_lesions(
         unlike
     };
     // opening by the ball: the patches that hold it, and only the parts of them it reaches
-    let core = squared_distance_mm2(&unlike.mapv(|u| !u), ball_sp).mapv(|d| d > ball_r2);
+    let core = squared_distance_mm2(&unlike.mapv(|u| !u), sp).mapv(|d| d > r2);
     if !core.iter().any(|&c| c) {
         return Some(LesionSearchReport::default());
     }
-    let opened =
-        ndarray::Zip::from(&squared_distance_mm2(&core, ball_sp)).and(&unlike).map_collect(|&d, &u| u && d <= ball_r2);
+    let opened = ndarray::Zip::from(&squared_distance_mm2(&core, sp)).and(&unlike).map_collect(|&d, &u| u && d <= r2);
     let (patches, _) = connected_components(&Mask::new(opened.mapv(|o| o as u8), grid.clone()), 1, 1);
-    // at least one voxel of liver between the patch and whatever is not liver, in every
-    // direction, the scan's first and last slices included: counted in voxels, not mm (the
-    // thickest spacing taken in every direction asked subcapsular lesions on 5 mm slices to
-    // lie 5 mm deep in-plane too, three or four pixels)
+    let depth = depth_mm2(&lab, sp);
     let (_, ny, nx) = lab.dim();
     let at = |v: usize| (v / (ny * nx), (v / nx) % ny, v % nx);
-    let depth_voxels2 = depth_mm2(&lab, [1.0; 3]);
-    // a neighbour of the 26 lies at most √3 voxels away
-    let enclosed = |voxels: &[usize]| voxels.iter().all(|&v| depth_voxels2[at(v)] > 3.0);
+    // at least one voxel of liver between the patch and whatever is not liver, the scan's
+    // first and last slices included
+    let thickness = sp.iter().cloned().fold(0.0, f64::max);
+    let enclosed = |voxels: &[usize]| voxels.iter().all(|&v| depth[at(v)] as f64 > thickness * thickness);
     let mut report = LesionSearchReport::default();
     for patch in &patches {
         if patch.voxels.iter().any(|&v| lab[at(v)] == 2) {
@@ -132,11 +128,9 @@ pub fn add_missed_lesions(
                 [k as f64 * sp[0], j as f64 * sp[1], i as f64 * sp[2]]
             })
             .collect();
-        let slices = patch.voxels.iter().map(|&v| at(v).0).collect::<std::collections::BTreeSet<_>>().len();
-        let flat = slices as f64 * sp[0] < opts.min_diameter_mm;
         let c = mean(&points);
         let centre = grid.index_to_world([c[2] / sp[2], c[1] / sp[1], c[0] / sp[0]]);
-        let (elongated, branched) = (elongation(&points, flat), branching(&patch.voxels, &unlike, sp, r));
+        let (elongated, branched) = (elongation(&points), branching(&patch.voxels, &unlike, sp, r));
         let refused = if !enclosed(&patch.voxels) {
             Some("it touches the liver's edge")
         } else if elongated > opts.max_elongation {
@@ -147,8 +141,7 @@ pub fn add_missed_lesions(
             None
         };
         log::debug!(
-            "lesion search: patch of {} voxels on {slices} slice(s) at [{:.0}, {:.0}, {:.0}] mm: elongation {elongated:.2}, \
-             branching {branched:.2}: {}",
+            "lesion search: patch of {} voxels at [{:.0}, {:.0}, {:.0}] mm: elongation {elongated:.2}, branching {branched:.2}: {}",
             patch.voxels.len(),
             centre[0],
             centre[1],
@@ -178,30 +171,9 @@ fn mean(points: &[[f64; 3]]) -> [f64; 3] {
     m
 }
 
-/// The element a lesion of radius `r` mm must hold, as the spacing (`[z, y, x]`) and radius
-/// under which it is a ball. What a lesion of that size shows as unlike its liver is
-/// smaller than the lesion, and the element is shrunk by as much:
-/// - in-plane by a pixel, the reach of the 3 × 3 smoothing that decides "unlike" (a 10 mm
-///   lesion on 1.6 mm pixels is unlike over about 7 mm);
-/// - across the slices by the slices' thickness: the slices that cut a lesion's edge hold
-///   it partly, and partial volume fades it there, so on slices as thick as its radius it
-///   shows on one slice only, and the element is one slice thick.
-///
-/// On 0.7 mm pixels and 1 mm slices this is nearly the ball itself.
-fn element(sp: [f64; 3], r: f64) -> ([f64; 3], f64) {
-    let in_plane = (r - sp[1].max(sp[2])).max(0.5 * r);
-    let across = r - sp[0];
-    // an axis this coarse never fits two voxels inside the element: one slice thick
-    let z = if across > 1e-3 * r { sp[0] * in_plane / across } else { 1e4 * in_plane.max(1.0) };
-    ([z, sp[1], sp[2]], in_plane)
-}
-
-/// Longest over shortest principal axis of a point cloud (mm, `[z, y, x]`): the square root
-/// of the ratio of the covariance's largest and smallest eigenvalues; infinite when flat. A
-/// `flat` patch (it spans less than the smallest lesion along the slices) is measured in
-/// the plane of the slices only: its extent across them is the slices' thickness, not its
-/// shape.
-fn elongation(points: &[[f64; 3]], flat: bool) -> f64 {
+/// Longest over shortest principal axis of a point cloud (mm): the square root of the
+/// ratio of the covariance's largest and smallest eigenvalues; infinite when flat.
+fn elongation(points: &[[f64; 3]]) -> f64 {
     let m = mean(points);
     let mut c = [[0.0; 3]; 3];
     for p in points {
@@ -211,19 +183,11 @@ fn elongation(points: &[[f64; 3]], flat: bool) -> f64 {
             }
         }
     }
-    let (smallest, largest) = if flat {
-        // the in-plane 2 × 2 block's eigenvalues, closed form
-        let (a, b, d) = (c[1][1], c[1][2], c[2][2]);
-        let (mid, half) = (0.5 * (a + d), (0.25 * (a - d).powi(2) + b * b).sqrt());
-        (mid - half, mid + half)
-    } else {
-        let e = symmetric_eigenvalues(c);
-        (e[0], e[2])
-    };
-    if smallest <= 1e-9 * largest.max(1e-12) {
+    let e = symmetric_eigenvalues(c);
+    if e[0] <= 1e-9 * e[2].max(1e-12) {
         return f64::INFINITY;
     }
-    (largest / smallest).sqrt()
+    (e[2] / e[0]).sqrt()
 }
 
 /// Eigenvalues of a symmetric 3 × 3 matrix, ascending (the closed form of Smith 1961).
@@ -358,48 +322,6 @@ mod tests {
         }
     }
 
-    /// 5 mm slices, 1 mm pixels: a 12 mm dark disc on one slice (a 10–12 mm lesion shows
-    /// on one slice that thick) and a dark 40 × 8 mm band on another (a vessel in the
-    /// plane), liver all around. A ball 10 mm across in 3-D spans three such slices and
-    /// fitted neither.
-    #[test]
-    fn on_thick_slices_a_lesion_on_one_slice_is_found_and_a_band_is_not() {
-        let shape = (9, 80, 80);
-        let g = Geometry {
-            shape: [shape.0, shape.1, shape.2],
-            spacing_mm: [5.0, 1.0, 1.0],
-            origin_mm: [0.0; 3],
-            direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
-        };
-        let mut rng = super::super::Rng::new(11);
-        let inside = |(k, j, i): (usize, usize, usize)| {
-            (1..shape.0 - 1).contains(&k) && (4..76).contains(&j) && (4..76).contains(&i)
-        };
-        let disc =
-            |(k, j, i): (usize, usize, usize)| k == 3 && (j as f64 - 40.0).powi(2) + (i as f64 - 40.0).powi(2) <= 36.0;
-        let band = |(k, j, i): (usize, usize, usize)| k == 6 && (20..60).contains(&i) && (36..44).contains(&j);
-        let hu = Array3::from_shape_fn(shape, |p| {
-            let base = if !inside(p) {
-                -100.0
-            } else if disc(p) || band(p) {
-                40.0
-            } else {
-                100.0
-            };
-            (base + 8.0 * rng.normal()).round() as i16
-        });
-        let mut mask = Mask::new(Array3::from_shape_fn(shape, |p| inside(p) as u8), g.clone());
-        let report =
-            add_missed_lesions(&mut mask, &CtVolume::new(hu, g), &[], &LesionSearchOptions::default()).unwrap();
-        assert_eq!(report.added.len(), 1, "{report:?}");
-        let c = report.added[0].1;
-        assert!((c[0] - 40.0).abs() < 1.5 && (c[1] - 40.0).abs() < 1.5 && (c[2] - 15.0).abs() < 0.1, "centre {c:?}");
-        // the disc and its smoothed rim, a pixel or two wide: nothing of the band
-        let near_disc =
-            |(k, j, i): (usize, usize, usize)| k == 3 && (j as f64 - 40.0).powi(2) + (i as f64 - 40.0).powi(2) <= 64.0;
-        assert!(mask.data.indexed_iter().all(|(p, &l)| l != 2 || near_disc(p)), "tumour away from the disc");
-    }
-
     #[test]
     fn a_lesion_whose_rim_and_centre_meet_at_liver_hu_is_found_after_closing() {
         // bright rim (170 HU, 6–9 mm), dark centre (40 HU, < 4 mm), and between them a
@@ -483,6 +405,6 @@ mod tests {
         let rod: Vec<[f64; 3]> = (0..40)
             .flat_map(|x| [[0.0, 0.0, x as f64], [0.0, 1.0, x as f64], [1.0, 0.0, x as f64], [1.0, 1.0, x as f64]])
             .collect();
-        assert!(elongation(&rod, false) > 10.0);
+        assert!(elongation(&rod) > 10.0);
     }
 }
