@@ -271,19 +271,59 @@ fn crlm_1006_the_tumour_stage_reports_its_progress() {
     assert!(seen.last().is_some_and(|s| (s.0 - 1.0).abs() < 1e-5), "{:?}", seen.last());
 }
 
-/// Today's figures with the shipped weights (2026-12-07: liver run E, the tumour stage S4,
-/// each of its tumours checked by the outline, which since 2026-12-07 also refuses a bright
-/// tube grown from the click (a 5.5 mL hepatic vein branch here), fluid on the liver's
-/// surface taken out, the liver's dome and tip completed from the slices beside them: liver
-/// Dice 0.9572, 3 of 4 found, 2 false lesions, tumour Dice 0.576; before the tube check:
-/// 0.9573, 3, 3, 0.418; before the completion: liver 0.9464; before
-/// the fluid rule: 0.9446, 3, 4, 0.313; without the check: 3 of 4, 12, 0.094; run E alone: 0.9446,
-/// 1 of 4, 11, 0.034; run D alone: 0.9316, 1, 9; the weights before them: 0.8675, 2 of 4,
-/// 8; model card), less a margin for another CPU's rounding.
+/// Which metastases are found does not depend on where the grid starts: the same CT cropped
+/// by one to three pixels at its edge (the same voxels at the same world positions) finds as
+/// many as the whole. With the stage before (S4), the crops gave 2, 2, 1 and 3 against the
+/// whole's 3: its probability on these metastases sat near 0.5 and the 1.5 mm grid's phase
+/// decided. S5 (trained on thicker slices too) gives 2 on all five.
+#[test]
+fn crlm_1006_the_metastases_found_do_not_depend_on_where_the_grid_starts() {
+    let ct = nifti::read_ct(&case().join("ct.nii.gz")).expect("crlm-1006 CT").0;
+    let truth = nifti::read_mask(&case().join("truth.nii.gz")).expect("truth").0;
+    let model = shipped_liver_network();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let found = |skip: [usize; 2]| {
+        // drop `skip` = [rows, columns] at the start of each slice, keeping world positions
+        let crop = |g: &hepaview::volume::Geometry| hepaview::volume::Geometry {
+            shape: [g.shape[0], g.shape[1] - skip[0], g.shape[2] - skip[1]],
+            origin_mm: g.index_to_world([skip[1] as f64, skip[0] as f64, 0.0]),
+            ..g.clone()
+        };
+        let ct = hepaview::volume::Volume::new(
+            ct.data.slice(ndarray::s![.., skip[0].., skip[1]..]).to_owned(),
+            crop(&ct.geometry),
+        );
+        let truth = hepaview::volume::Volume::new(
+            truth.data.slice(ndarray::s![.., skip[0].., skip[1]..]).to_owned(),
+            crop(&truth.geometry),
+        );
+        let path = dir.path().join(format!("ct-{}-{}.nii.gz", skip[0], skip[1]));
+        nifti::write_volume(&ct, &path).expect("write");
+        let study = Study::open(&[path]).expect("the cropped CT opens");
+        let mask =
+            hepaview::study::segment_phases(&model, &study, &InferOptions::default(), &|_, _| true).expect("segment");
+        score_lesions(&mask, &truth).found(0.0).0
+    };
+    let whole = found([0, 0]);
+    let crops: Vec<usize> = [[0, 1], [1, 0], [2, 2], [0, 3]].into_iter().map(found).collect();
+    eprintln!("crlm-1006 metastases found: whole {whole}, cropped by 1-3 pixels {crops:?}");
+    assert!(crops.iter().all(|&n| n == whole), "whole {whole}, crops {crops:?}");
+}
+
+/// Today's figures with the shipped weights (2026-12-07, fourth session: liver run E, the
+/// tumour stage S5, each of its tumours checked by the outline): liver Dice 0.9572, 2 of 4
+/// found, 1 false lesion, tumour Dice 0.544. With S4 before it: 0.9572, 3 of 4, 2 false,
+/// 0.576, but S4's third metastasis came and went with where the grid starts (the test
+/// above: crops of a pixel or two gave 1-3 of 4 and 1-3 false lesions); S5 finds the same
+/// two on every crop with 1 false lesion each. Earlier: before the tube check 0.9573, 3, 3,
+/// 0.418; before the completion: liver 0.9464; before the fluid rule: 0.9446, 3, 4, 0.313;
+/// without the check: 3 of 4, 12, 0.094; run E alone: 0.9446, 1 of 4, 11, 0.034; run D
+/// alone: 0.9316, 1, 9; the weights before them: 0.8675, 2 of 4, 8; model card), less a
+/// margin for another CPU's rounding.
 const LIVER_FLOOR: f64 = 0.95;
-const FOUND_FLOOR: usize = 3;
-const FALSE_CEILING: usize = 3;
-const TUMOUR_FLOOR: f64 = 0.55;
+const FOUND_FLOOR: usize = 2;
+const FALSE_CEILING: usize = 2;
+const TUMOUR_FLOOR: f64 = 0.52;
 
 /// The four metastases of `tests/data/crlm-1006`, in the reference's component order: where
 /// a reader would click (LPS mm), and today's Dice of the one-click outline against the

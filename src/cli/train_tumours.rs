@@ -60,6 +60,10 @@ pub(crate) struct Args {
     /// Start from these tumour-stage weights (fine-tuning); --features must be theirs.
     #[arg(long)]
     pub init: Option<PathBuf>,
+    /// Also train on every case with its slices twice as thick (pairs averaged: the partial
+    /// volume of 5 mm slices), this share of them (0: none)
+    #[arg(long, default_value_t = 0.0)]
+    pub thick_share: f64,
     /// Replace --out if it exists.
     #[arg(long)]
     pub force: bool,
@@ -101,6 +105,21 @@ pub(crate) fn run(a: Args) -> Result<()> {
     if train.is_empty() {
         bail!("no training data: give --label-map CT,LABELS and/or --phantom N");
     }
+    if a.thick_share > 0.0 {
+        // every case whose place in the list falls in the share, deterministically
+        let thick = |cases: &[StageCase]| -> Vec<StageCase> {
+            cases
+                .iter()
+                .enumerate()
+                .filter(|&(n, _)| ((n + 1) as f64 * a.thick_share).floor() > (n as f64 * a.thick_share).floor())
+                .map(|(_, c)| tumour_stage::cases::thicken(c, 2))
+                .collect()
+        };
+        let (t, v) = (thick(&train), thick(&val));
+        eprintln!("{} training and {} validation cases also with slices twice as thick", t.len(), v.len());
+        train.extend(t);
+        val.extend(v);
+    }
     let lesions = train.iter().filter(|c| !c.tumour.is_empty()).count();
     eprintln!(
         "{} training ({} with lesions) / {} validation cases ready in {:.1} s",
@@ -136,6 +155,7 @@ pub(crate) fn run(a: Args) -> Result<()> {
     record["label_maps"] = serde_json::to_value(&a.label_maps)?;
     record["cases_per_map"] = serde_json::to_value(a.cases)?;
     record["phantom_cases"] = serde_json::to_value(a.phantom)?;
+    record["thick_share"] = serde_json::to_value(a.thick_share)?;
     let json = write_train_record(&a.out, &record)?;
     println!(
         "Trained {} steps in {:.1} min; best validation tumour Dice {:.4} (epoch {}) → {}; history in {}",
