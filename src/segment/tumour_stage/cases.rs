@@ -100,20 +100,7 @@ pub fn make_case_from_phases(
     let noise = rng.range(0.0, 12.0);
     let normalised = hu[phase].mapv(|h| normalise(h + noise * rng.normal(), median));
     let image = normalised.mapv(quantise);
-    let (mut tumour, mut liver, mut unlike) = (Vec::new(), Vec::new(), Vec::new());
-    for ((k, j, i), &l) in labels.indexed_iter() {
-        match l {
-            2 => tumour.push([k, j, i]),
-            1 => {
-                liver.push([k, j, i]);
-                // vessels, fissures, the IVC: what a lesion must be told from
-                if normalised[[k, j, i]].abs() >= 1.0 {
-                    unlike.push([k, j, i]);
-                }
-            }
-            _ => {}
-        }
-    }
+    let (tumour, liver, unlike) = voxel_pools(&labels, |p| normalised[p]);
     if liver.is_empty() && tumour.is_empty() {
         return None;
     }
@@ -142,20 +129,32 @@ pub fn thicken(case: &StageCase, factor: usize) -> StageCase {
             }
         }
     }
+    let (tumour, liver, unlike) = voxel_pools(&labels, |p| dequantise(image[p]));
+    StageCase { name: format!("{}-thick{factor}", case.name), image, labels, tumour, liver, unlike }
+}
+
+/// The voxels patches are centred on: tumour, liver, and the liver voxels whose normalised
+/// input (`value`) is a unit or more from the liver's median (vessels, fissures, the IVC:
+/// what a lesion must be told from).
+#[allow(clippy::type_complexity)]
+fn voxel_pools(
+    labels: &Array3<u8>,
+    value: impl Fn([usize; 3]) -> f32,
+) -> (Vec<[usize; 3]>, Vec<[usize; 3]>, Vec<[usize; 3]>) {
     let (mut tumour, mut liver, mut unlike) = (Vec::new(), Vec::new(), Vec::new());
     for ((k, j, i), &l) in labels.indexed_iter() {
         match l {
             2 => tumour.push([k, j, i]),
             1 => {
                 liver.push([k, j, i]);
-                if dequantise(image[[k, j, i]]).abs() >= 1.0 {
+                if value([k, j, i]).abs() >= 1.0 {
                     unlike.push([k, j, i]);
                 }
             }
             _ => {}
         }
     }
-    StageCase { name: format!("{}-thick{factor}", case.name), image, labels, tumour, liver, unlike }
+    (tumour, liver, unlike)
 }
 
 /// A case from a phantom of `seed` (its three phases brought onto the portal venous grid
