@@ -116,19 +116,26 @@ fn vessel(
         .filter(|(_, &c)| c)
         .map(|((k, j, i), _)| [k as f64 * sp[0], j as f64 * sp[1], i as f64 * sp[2]])
         .collect();
+    let (wide, long) = tube(&pts, opts.tubular_ratio)?;
+    Some(format!(
+        "{s:.0} HU in the {ref_name} phase, {:.0} HU above the liver's {m:.0}, in a tube about {wide:.0} mm wide and at least {long:.0} mm long; click on the lesion instead",
+        s - m
+    ))
+}
+
+/// Width and length (mm) of points (mm) shaped as a tube: at least 8 of them, their second
+/// principal variance under `max_ratio` of their first. The width is the diameter of a
+/// disc with that second spread (4 SD), the length that of a uniform rod with the first
+/// (√12 SD).
+fn tube(pts: &[[f64; 3]], max_ratio: f64) -> Option<(f64, f64)> {
     if pts.len() < 8 {
         return None;
     }
-    let ev = principal_variances(&pts);
-    if ev[0] <= 0.0 || ev[1] / ev[0] >= opts.tubular_ratio {
+    let ev = principal_variances(pts);
+    if ev[0] <= 0.0 || ev[1] / ev[0] >= max_ratio {
         return None;
     }
-    Some(format!(
-        "{s:.0} HU in the {ref_name} phase, {:.0} HU above the liver's {m:.0}, in a tube about {:.0} mm wide and at least {:.0} mm long; click on the lesion instead",
-        s - m,
-        4.0 * ev[1].sqrt(),
-        12f64.sqrt() * ev[0].sqrt()
-    ))
+    Some((4.0 * ev[1].sqrt(), 12f64.sqrt() * ev[0].sqrt()))
 }
 
 /// A grown region this many times longer than it is wide (its first principal spread over
@@ -166,15 +173,10 @@ pub fn bright_tube(
     if median - m <= chi2_999(1).sqrt() * sd {
         return None;
     }
-    let ev = principal_variances(&pts);
-    if ev[0] <= 0.0 || ev[1] * TUBE_LENGTH_TO_WIDTH.powi(2) >= ev[0] {
-        return None;
-    }
+    let (wide, long) = tube(&pts, TUBE_LENGTH_TO_WIDTH.powi(-2))?;
     Some(format!(
-        "what grew from the click is {median:.0} HU in the {ref_name} phase, {:.0} HU above the liver's {m:.0}, and shaped as a tube about {:.0} mm wide and {:.0} mm long: a vessel, not a lesion; click on the lesion instead",
-        median - m,
-        4.0 * ev[1].sqrt(),
-        12f64.sqrt() * ev[0].sqrt()
+        "what grew from the click is {median:.0} HU in the {ref_name} phase, {:.0} HU above the liver's {m:.0}, and shaped as a tube about {wide:.0} mm wide and {long:.0} mm long: a vessel, not a lesion; click on the lesion instead",
+        median - m
     ))
 }
 

@@ -353,8 +353,12 @@ pub fn outline_lesion(
             // a mask's edge may take in fat, lung or bone by a voxel or two: not lesion
             // either; dense voxels deeper inside are lipiodol or calcification in a lesion,
             // which it holds (a treated lesion's lipiodol is most of what shows of it)
-            let near_edge = crate::volume::region::squared_distance_mm2(&sub.mapv(|l| l == 0), [1.0; 3])
-                .mapv(|d| d <= EDGE_VOXELS2);
+            // (the distance transform only when the box holds a dense voxel: most do not)
+            let near_edge = if f.ref_raw.iter().any(|&v| v > DENSE_HU) {
+                crate::volume::region::squared_distance_mm2(&sub.mapv(|l| l == 0), [1.0; 3]).mapv(|d| d <= EDGE_VOXELS2)
+            } else {
+                Array3::from_elem(sub.dim(), true)
+            };
             let domain = ndarray::Zip::from(&sub)
                 .and(&f.covered)
                 .and(&f.ref_raw)
