@@ -130,18 +130,19 @@ pub fn add_missed_lesions(
             .collect();
         let c = mean(&points);
         let centre = grid.index_to_world([c[2] / sp[2], c[1] / sp[1], c[0] / sp[0]]);
-        let (elongated, branched) = (elongation(&points), branching(&patch.voxels, &unlike, sp, r));
+        // in this order, each test only when the cheaper ones passed (branching is a
+        // distance transform)
         let refused = if !enclosed(&patch.voxels) {
             Some("it touches the liver's edge")
-        } else if elongated > opts.max_elongation {
+        } else if elongation(&points) > opts.max_elongation {
             Some("it is elongated")
-        } else if branched > opts.max_branching {
+        } else if branching(&patch.voxels, &unlike, sp, r) > opts.max_branching {
             Some("unlike tissue branches from it")
         } else {
             None
         };
         log::debug!(
-            "lesion search: patch of {} voxels at [{:.0}, {:.0}, {:.0}] mm: elongation {elongated:.2}, branching {branched:.2}: {}",
+            "lesion search: patch of {} voxels at [{:.0}, {:.0}, {:.0}] mm: {}",
             patch.voxels.len(),
             centre[0],
             centre[1],
