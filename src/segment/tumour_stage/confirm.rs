@@ -22,7 +22,8 @@
 //! outline of fluid ([`FLUID_MAX_HU`]) whose border lies for [`MIN_FLUID_EXPOSURE`] or more
 //! outside the liver is the gallbladder in its fossa, or bowel, that the first network's
 //! liver took in: it leaves the mask (neither tumour nor liver), with any later outline
-//! lying mostly on it.
+//! lying mostly on it; unless it is larger than a gallbladder ([`GALLBLADDER_MAX_ML`]), when
+//! it is a cyst of the liver that the mask cut.
 //!
 //! The proposal becomes the union of its outlines, with the stage's own tumour within
 //! [`KEEP_NEAR_MM`] of them (a rim or capsule iso to the liver in one phase); liver when
@@ -71,6 +72,13 @@ pub const FLUID_MAX_HU: f32 = 30.0;
 /// liver (lesions inside it: 0–0.22 on the real and implanted cases; the gallbladder of
 /// crlm-1006: 0.37–0.50).
 pub const MIN_FLUID_EXPOSURE: f32 = 0.3;
+/// A fluid outline larger than this, mL, is a cyst of the liver whatever its border: the
+/// gallbladder holds 15–60 mL fasting (`ts-abdomen`'s: 36 mL), about 100 mL distended
+/// (hydrops), and the mask takes in only part of it; a simple cyst reaches 10 cm and more,
+/// and one at the liver's edge is often cut by the first network's liver, which leaves a
+/// third of its border outside the mask (an implanted cyst of 250 mL went out of the mask
+/// as gallbladder before this bound).
+pub const GALLBLADDER_MAX_ML: f64 = 100.0;
 
 /// What checking the proposals did.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -351,7 +359,7 @@ fn click(
         Ok(o) if surface_share(&o, &labels.data) > MAX_SURFACE_SHARE => Click::Refused(Found::LiverEdge),
         Ok(o) => {
             let (hu, exposed) = fluid_and_exposure(&o, &labels.data);
-            if hu <= FLUID_MAX_HU && exposed >= MIN_FLUID_EXPOSURE {
+            if hu <= FLUID_MAX_HU && exposed >= MIN_FLUID_EXPOSURE && o.volume_ml <= GALLBLADDER_MAX_ML {
                 Click::SurfaceFluid(outline_voxels(&o))
             } else {
                 Click::Lesion(Box::new(o))
@@ -580,20 +588,41 @@ mod tests {
     /// (after the outline's smoothing about the grain of real CT); the labels are liver where x < 54 mm and the ball, whole, as
     /// the stage's proposal (the first network takes in a gallbladder beside the liver).
     fn fluid_beside_or_in_the_liver(centre: [f64; 3]) -> (CtVolume, Mask) {
-        let (_, g, _) = liver_with_a_lesion();
-        let n = g.shape[0];
+        fluid_scene(48, 1.5, [12.0; 3], centre, 54.0, None)
+    }
+
+    /// [`fluid_beside_or_in_the_liver`] on a cube of `n` voxels of `sp` mm, with an
+    /// ellipsoid of `radii` (`[z, y, x]` mm) and the liver's surface at x = `surface` mm. The labels hold the ball
+    /// whole, or, with `cut` at x mm, stop there, ball and liver alike (the first network's
+    /// liver cutting through a lesion at the liver's edge).
+    fn fluid_scene(
+        n: usize,
+        sp: f64,
+        radii: [f64; 3],
+        centre: [f64; 3],
+        surface: f64,
+        cut: Option<f64>,
+    ) -> (CtVolume, Mask) {
+        let g = Geometry {
+            shape: [n; 3],
+            spacing_mm: [sp; 3],
+            origin_mm: [0.0; 3],
+            direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        };
+        // squared distance from the centre in units of the radii: inside at 1 or less
         let d2 = |k: usize, j: usize, i: usize| -> f64 {
-            [k, j, i].iter().zip(centre).map(|(&x, c)| (x as f64 * 1.5 - c).powi(2)).sum()
+            (0..3).map(|a| (([k, j, i][a] as f64 * sp - centre[a]) / radii[a]).powi(2)).sum()
         };
         let noise = |k: usize, j: usize, i: usize| {
             let h = ((k * n + j) * n + i) as u64;
             let h = (h ^ (h >> 7)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             ((h >> 40) % 121) as i16 - 60
         };
+        let r2 = 1.0;
         let hu = Array3::from_shape_fn((n, n, n), |(k, j, i)| {
-            let base = if d2(k, j, i) <= 144.0 {
+            let base = if d2(k, j, i) <= r2 {
                 10
-            } else if i as f64 * 1.5 < 54.0 {
+            } else if i as f64 * sp < surface {
                 100
             } else {
                 -100
@@ -602,11 +631,13 @@ mod tests {
         });
         let labels = Array3::from_shape_fn((n, n, n), |(k, j, i)| {
             let inside = [k, j, i].iter().all(|&x| (2..n - 2).contains(&x));
-            if !inside {
+            let x = i as f64 * sp;
+            let in_mask = cut.is_none_or(|c| x < c);
+            if !inside || !in_mask {
                 0
-            } else if d2(k, j, i) <= 144.0 {
+            } else if d2(k, j, i) <= r2 {
                 2
-            } else if (i as f64 * 1.5) < 54.0 {
+            } else if x < surface {
                 1
             } else {
                 0
@@ -635,6 +666,20 @@ mod tests {
         let done = confirm_tumours(&mut mask, (Phase::PortalVenous, &ct), &[], &OutlineOptions::default());
         assert_eq!((done.surface_fluid, done.redrawn), (0, 1), "{done:?}");
         assert!(mask.data.iter().filter(|&&l| l == 2).count() * 10 >= ball * 7);
+    }
+
+    /// A simple cyst, 180 × 120 × 90 mm, at the liver's edge, which the first network's
+    /// liver cuts through: 165 mL of it in the mask, and the outline's in-plane border 0.31
+    /// outside the mask. A gallbladder is never that large; it is a lesion of the liver (it left the
+    /// mask as gallbladder before [`GALLBLADDER_MAX_ML`]).
+    #[test]
+    fn a_cyst_larger_than_any_gallbladder_cut_by_the_mask_stays_a_lesion() {
+        let (ct, mut mask) = fluid_scene(84, 2.5, [90.0, 60.0, 45.0], [105.0, 105.0, 118.0], 118.0, Some(96.0));
+        let ball = mask.data.iter().filter(|&&l| l == 2).count();
+        let done = confirm_tumours(&mut mask, (Phase::PortalVenous, &ct), &[], &OutlineOptions::default());
+        assert_eq!((done.surface_fluid, done.redrawn), (0, 1), "{done:?}");
+        let kept = mask.data.iter().filter(|&&l| l == 2).count();
+        assert!(kept * 10 >= ball * 7, "{kept} of the cyst's {ball} voxels in the mask are tumour");
     }
 
     #[test]
