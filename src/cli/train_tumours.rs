@@ -64,6 +64,10 @@ pub(crate) struct Args {
     /// volume of 5 mm slices), this share of them (0: none)
     #[arg(long, default_value_t = 0.0)]
     pub thick_share: f64,
+    /// Give this share of the training patches another scanner's texture: a softer kernel
+    /// (in-plane blur of 0.3-1.2 pixels) and added noise (0-15 HU); 0: none
+    #[arg(long, default_value_t = 0.0)]
+    pub texture_share: f32,
     /// Replace --out if it exists.
     #[arg(long)]
     pub force: bool,
@@ -139,6 +143,7 @@ pub(crate) fn run(a: Args) -> Result<()> {
         seed: a.seed,
         out: Some(a.out.clone()),
         init: a.init.clone(),
+        texture_share: a.texture_share,
         ..StageTrainOptions::default()
     };
     let progress = |s: &TrainStatus| {
@@ -156,6 +161,7 @@ pub(crate) fn run(a: Args) -> Result<()> {
     record["cases_per_map"] = serde_json::to_value(a.cases)?;
     record["phantom_cases"] = serde_json::to_value(a.phantom)?;
     record["thick_share"] = serde_json::to_value(a.thick_share)?;
+    record["texture_share"] = serde_json::to_value(a.texture_share)?;
     let json = write_train_record(&a.out, &record)?;
     println!(
         "Trained {} steps in {:.1} min; best validation tumour Dice {:.4} (epoch {}) → {}; history in {}",

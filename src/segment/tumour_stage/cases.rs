@@ -183,9 +183,10 @@ pub fn phantom_case(seed: u64, case_seed: u64, multiple: usize) -> Option<StageC
 /// patch centred near a tumour voxel 40 % of the time, a vessel-like liver voxel 30 %
 /// (what the stage must learn is not a lesion), else any liver voxel, with the stage-1
 /// mask's errors imitated (the liver channel dilated or eroded by a pixel or two), flips,
-/// quarter turns, intensity gain and offset, and noise. `augment` false: the patch
-/// centred on the chosen voxel as it is (validation).
-pub fn sample(case: &StageCase, p: usize, rng: &mut Rng, augment: bool) -> (Vec<f32>, Vec<u32>) {
+/// quarter turns, intensity gain and offset, and noise; for `texture_share` of the patches
+/// also another scanner's texture ([`retexture`]). `augment` false: the patch centred on
+/// the chosen voxel as it is (validation).
+pub fn sample(case: &StageCase, p: usize, rng: &mut Rng, augment: bool, texture_share: f32) -> (Vec<f32>, Vec<u32>) {
     let (nz, ny, nx) = case.labels.dim();
     let u = rng.f32();
     let pool = if !case.tumour.is_empty() && (case.liver.is_empty() || u < 0.4) {
@@ -214,6 +215,9 @@ pub fn sample(case: &StageCase, p: usize, rng: &mut Rng, augment: bool) -> (Vec<
         if augment { (rng.range(0.85, 1.15), rng.range(-0.15, 0.15), rng.range(0.0, 0.08)) } else { (1.0, 0.0, 0.0) };
     let (flip_x, flip_y, turn) =
         if augment { (rng.f32() < 0.5, rng.f32() < 0.5, rng.f32() < 0.5) } else { (false, false, false) };
+    // drawn only when asked for, so runs without it are the same as before it existed
+    let texture = (augment && texture_share > 0.0 && rng.f32() < texture_share)
+        .then(|| (rng.range(TEXTURE_BLUR_PX.0, TEXTURE_BLUR_PX.1), rng.range(0.0, TEXTURE_NOISE_MAX)));
     let mut x = vec![0f32; IN_CHANNELS * p * p];
     let mut y = vec![0u32; p * p];
     let in_liver = |kk: usize, jj: i64, ii: i64| -> bool {
@@ -240,8 +244,7 @@ pub fn sample(case: &StageCase, p: usize, rng: &mut Rng, augment: bool) -> (Vec<
             let o = v * p + u;
             for c in 0..2 * CONTEXT + 1 {
                 let kk = (k + c).saturating_sub(CONTEXT).min(nz - 1);
-                let q = if inside { dequantise(case.image[[kk, jj as usize, ii as usize]]) } else { -CLAMP };
-                x[c * p * p + o] = (q * gain + offset + sigma * rng.normal()).clamp(-CLAMP, CLAMP);
+                x[c * p * p + o] = if inside { dequantise(case.image[[kk, jj as usize, ii as usize]]) } else { -CLAMP };
             }
             let liver_here = match liver_grow {
                 0 => in_liver(k, jj, ii),
@@ -254,7 +257,48 @@ pub fn sample(case: &StageCase, p: usize, rng: &mut Rng, augment: bool) -> (Vec<
             }
         }
     }
+    if let Some((blur_px, noise)) = texture {
+        for c in 0..2 * CONTEXT + 1 {
+            retexture(&mut x[c * p * p..(c + 1) * p * p], p, blur_px, noise, rng);
+        }
+    }
+    // in the order the values were drawn before the texture existed (pixel, then channel)
+    for o in 0..p * p {
+        for c in 0..2 * CONTEXT + 1 {
+            let v = &mut x[c * p * p + o];
+            *v = (*v * gain + offset + sigma * rng.normal()).clamp(-CLAMP, CLAMP);
+        }
+    }
     (x, y)
+}
+
+/// In-plane Gaussian blur of a texture patch, pixels (a softer reconstruction kernel, or
+/// thicker in-plane resampling, than the training bodies': the smooth kernels of many
+/// scanners; a stage that had never seen one called 96 mL of smooth parenchyma tumour on
+/// crlm-1006 blurred by 0.4 of its pixels).
+pub const TEXTURE_BLUR_PX: (f32, f32) = (0.3, 1.2);
+/// Most noise added after the blur, in input units (15 HU: a sharper kernel, a lower dose).
+pub const TEXTURE_NOISE_MAX: f32 = 0.25;
+
+/// Another scanner's texture on one channel of a `p` × `p` patch: a separable Gaussian
+/// blur of `blur_px` SD, edges repeated, then white noise of `noise` SD.
+pub fn retexture(x: &mut [f32], p: usize, blur_px: f32, noise: f32, rng: &mut Rng) {
+    let r = (3.0 * blur_px).ceil() as i64;
+    let w: Vec<f32> = (-r..=r).map(|d| (-0.5 * (d as f32 / blur_px).powi(2)).exp()).collect();
+    let total: f32 = w.iter().sum();
+    let at = |i: i64| i.clamp(0, p as i64 - 1) as usize;
+    let mut tmp = vec![0f32; p * p];
+    for j in 0..p {
+        for i in 0..p {
+            tmp[j * p + i] = (-r..=r).map(|d| w[(d + r) as usize] * x[j * p + at(i as i64 + d)]).sum::<f32>() / total;
+        }
+    }
+    for j in 0..p {
+        for i in 0..p {
+            x[j * p + i] = (-r..=r).map(|d| w[(d + r) as usize] * tmp[at(j as i64 + d) * p + i]).sum::<f32>() / total
+                + noise * rng.normal();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -262,6 +306,29 @@ mod tests {
     use super::*;
     use crate::volume::{Geometry, Volume};
     use ndarray::s;
+
+    /// The texture keeps a patch's mean, spreads a lone pixel by the asked blur and adds
+    /// noise of the asked SD.
+    #[test]
+    fn another_scanners_texture_blurs_and_adds_noise_as_asked() {
+        let p = 33;
+        let mut rng = Rng::new(9);
+        let mut spot = vec![0f32; p * p];
+        spot[16 * p + 16] = 1.0;
+        retexture(&mut spot, p, 1.0, 0.0, &mut rng);
+        let sum: f32 = spot.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-4, "mean not kept: {sum}");
+        // a Gaussian of SD 1 pixel: the centre keeps 1 / (2 pi) of it, a pixel away e^-0.5 of that
+        let c = spot[16 * p + 16];
+        assert!((c - 1.0 / (2.0 * std::f32::consts::PI)).abs() < 0.01, "centre {c}");
+        assert!((spot[16 * p + 17] / c - (-0.5f32).exp()).abs() < 0.02);
+        let mut flat = vec![0.5f32; p * p];
+        retexture(&mut flat, p, 0.5, 0.2, &mut rng);
+        let n = flat.len() as f32;
+        let mean = flat.iter().sum::<f32>() / n;
+        let sd = (flat.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / n).sqrt();
+        assert!((mean - 0.5).abs() < 0.03 && (sd - 0.2).abs() < 0.02, "mean {mean} sd {sd}");
+    }
 
     /// Four slices of liver at its median (input 0) with a lesion (input −2) on the second
     /// only: twice as thick, the lesion's slice pair shows it at half its contrast, labelled
@@ -308,8 +375,8 @@ mod tests {
         let [k, j, i] = with.liver[with.liver.len() / 2];
         assert!(dequantise(with.image[[k, j, i]]).abs() < 1.0);
         let mut rng = Rng::new(3);
-        for augment in [false, true] {
-            let (x, y) = sample(&with, 32, &mut rng, augment);
+        for (augment, texture) in [(false, 0.0), (true, 0.0), (true, 1.0)] {
+            let (x, y) = sample(&with, 32, &mut rng, augment, texture);
             assert_eq!(x.len(), IN_CHANNELS * 32 * 32);
             assert!(x.iter().all(|v| v.is_finite() && v.abs() <= CLAMP));
             assert!(y.iter().all(|&t| t <= 1));

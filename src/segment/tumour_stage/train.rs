@@ -32,6 +32,8 @@ pub struct StageTrainOptions {
     pub val_patches_per_case: usize,
     /// Start from these weights (a stage of the same config) instead of random ones.
     pub init: Option<PathBuf>,
+    /// Share of training patches given another scanner's texture (`cases::retexture`).
+    pub texture_share: f32,
 }
 
 impl Default for StageTrainOptions {
@@ -49,6 +51,7 @@ impl Default for StageTrainOptions {
             out: None,
             val_patches_per_case: 8,
             init: None,
+            texture_share: 0.0,
         }
     }
 }
@@ -76,7 +79,7 @@ pub fn train_stage(
         .enumerate()
         .flat_map(|(n, c)| {
             let mut r = Rng::new(77 + n as u64);
-            (0..opts.val_patches_per_case).map(move |_| sample(c, p, &mut r, false)).collect::<Vec<_>>()
+            (0..opts.val_patches_per_case).map(move |_| sample(c, p, &mut r, false, 0.0)).collect::<Vec<_>>()
         })
         .collect();
     let epochs = Epochs {
@@ -95,7 +98,7 @@ pub fn train_stage(
             .map(|&s| {
                 let mut r = Rng::new(s);
                 let c = &train[r.below(train.len())];
-                sample(c, p, &mut r, true)
+                sample(c, p, &mut r, true, opts.texture_share)
             })
             .collect();
         stack(samples, p)
