@@ -577,6 +577,41 @@ mod tests {
         assert!(dice > 0.75, "Dice {dice:.3} against the 9 mm lesion");
     }
 
+    /// The stage's probability spread 20 mm around a 9 mm lesion (34 mL, a large
+    /// proposal): one click outlines the lesion and no other seed differs from the liver,
+    /// so it is a blob around one lesion and is redrawn to it. Before [`MIN_PARTS`] a large
+    /// proposal covered less than half by its outlines was kept as drawn (the blob: Dice
+    /// 2 × 9³ / (20³ + 9³) = 0.17).
+    #[test]
+    fn a_large_blob_around_one_lesion_is_redrawn_to_it() {
+        let (ct, g, centre) = liver_with_a_lesion();
+        let mut mask = labels_with(&g, |d| d <= 20.0, centre);
+        let done = confirm_tumours(&mut mask, (Phase::PortalVenous, &ct), &[], &OutlineOptions::default());
+        assert_eq!((done.redrawn, done.kept), (1, 0), "{done:?}");
+        let truth = labels_with(&g, |d| d <= 9.0, centre);
+        let dice = crate::segment::dice(&mask, &truth, 2);
+        assert!(dice > 0.75, "Dice {dice:.3} against the 9 mm lesion");
+    }
+
+    /// A large proposal over two separate lesions (a heterogeneous tumour's parts, as the
+    /// outline sees them): two clicks outline, and the stage's drawing stays.
+    #[test]
+    fn a_large_proposal_with_two_parts_outlined_is_kept_as_drawn() {
+        let (mut ct, g, centre) = liver_with_a_lesion();
+        let second = [centre[0], centre[1] - 22.0, centre[2]];
+        for ((k, j, i), v) in ct.data.indexed_iter_mut() {
+            let d2: f64 = [k, j, i].iter().zip(second).map(|(&x, c)| (x as f64 * 1.5 - c).powi(2)).sum();
+            if d2 <= 36.0 {
+                *v -= 60;
+            }
+        }
+        let mut mask = labels_with(&g, |d| d <= 24.0, [centre[0], centre[1] - 11.0, centre[2]]);
+        let proposal = mask.data.iter().filter(|&&l| l == 2).count();
+        let done = confirm_tumours(&mut mask, (Phase::PortalVenous, &ct), &[], &OutlineOptions::default());
+        assert_eq!((done.redrawn, done.kept), (0, 1), "{done:?}");
+        assert!(mask.data.iter().filter(|&&l| l == 2).count() >= proposal, "the drawing shrank");
+    }
+
     /// A lesion after TACE: lipiodol (900 HU) in the inner 4 mm of a 9 mm non-enhancing
     /// (30 HU) lesion. Its most unlike voxels, the lipiodol, are the first tried: they were
     /// refused as "outside the liver" (denser than any soft tissue), and the lesion went
