@@ -65,8 +65,8 @@ pub const MAX_SURFACE_SHARE: f32 = 0.9;
 pub const LARGE_ML: f64 = 20.0;
 /// Clicks that must outline for a large proposal they cover less than half of to be kept as
 /// drawn. On the implanted set, every large lesion covered less than half had two or more
-/// parts outlined; the stage's blobs of 20–110 mL around one small metastasis of
-/// crlm-1006 (its scanner-like variations, and a stage trained with blur) had one, and
+/// parts outlined; the blobs of 26–44 mL that S6 (the stage trained with other scanners'
+/// textures) draws around one metastasis on most versions of crlm-1006 had one, and
 /// parenchyma for every other click.
 pub const MIN_PARTS: usize = 2;
 /// The stage's tumour this near an outline is kept with it, mm.
