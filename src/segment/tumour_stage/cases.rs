@@ -280,25 +280,13 @@ pub const TEXTURE_BLUR_PX: (f32, f32) = (0.3, 1.2);
 /// Most noise added after the blur, in input units (15 HU: a sharper kernel, a lower dose).
 pub const TEXTURE_NOISE_MAX: f32 = 0.25;
 
-/// Another scanner's texture on one channel of a `p` × `p` patch: a separable Gaussian
-/// blur of `blur_px` SD, edges repeated, then white noise of `noise` SD.
+/// Another scanner's texture on one channel of a `p` × `p` patch: a Gaussian blur of
+/// `blur_px` SD (the registration's smoothing, edges repeated), then white noise of `noise`
+/// SD.
 pub fn retexture(x: &mut [f32], p: usize, blur_px: f32, noise: f32, rng: &mut Rng) {
-    let r = (3.0 * blur_px).ceil() as i64;
-    let w: Vec<f32> = (-r..=r).map(|d| (-0.5 * (d as f32 / blur_px).powi(2)).exp()).collect();
-    let total: f32 = w.iter().sum();
-    let at = |i: i64| i.clamp(0, p as i64 - 1) as usize;
-    let mut tmp = vec![0f32; p * p];
-    for j in 0..p {
-        for i in 0..p {
-            tmp[j * p + i] = (-r..=r).map(|d| w[(d + r) as usize] * x[j * p + at(i as i64 + d)]).sum::<f32>() / total;
-        }
-    }
-    for j in 0..p {
-        for i in 0..p {
-            x[j * p + i] = (-r..=r).map(|d| w[(d + r) as usize] * tmp[at(j as i64 + d) * p + i]).sum::<f32>() / total
-                + noise * rng.normal();
-        }
-    }
+    let sigma = [0.0, blur_px as f64, blur_px as f64];
+    crate::register::smooth::gaussian_smooth(x, [1, p, p], 1, sigma, &mut Vec::new());
+    x.iter_mut().for_each(|v| *v += noise * rng.normal());
 }
 
 #[cfg(test)]

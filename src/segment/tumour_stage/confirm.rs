@@ -345,6 +345,7 @@ fn check_proposal(
         // no voxel differs from the liver enough to try
         refused = Some(Found::Parenchyma);
     }
+    let parts = outlines.len();
     // an outline mostly on the fluid's is the same structure, grown from its wall
     let on_fluid: std::collections::HashSet<usize> = fluid.iter().copied().collect();
     let mut outlined = Vec::new();
@@ -359,7 +360,6 @@ fn check_proposal(
     outlined.dedup();
     fluid.sort_unstable();
     fluid.dedup();
-    let parts = trace.matches('L').count();
     Checked { outlined, refused, unanswered, fluid, parts, trace }
 }
 
