@@ -27,8 +27,9 @@
 //!
 //! The proposal becomes the union of its outlines, with the stage's own tumour within
 //! [`KEEP_NEAR_MM`] of them (a rim or capsule iso to the liver in one phase); liver when
-//! every click was refused; as drawn when no click gave an answer (a region without a
-//! boundary in the box), or when it is large ([`LARGE_ML`]), its outlines cover less than
+//! a click was refused and the others too, or went unanswered on a small proposal; as
+//! drawn when clicks went unanswered (a region without a boundary in the box) and none was
+//! refused, or some on a large proposal, or when it is large ([`LARGE_ML`]), its outlines cover less than
 //! half of it and at least [`MIN_PARTS`] clicks outlined (a heterogeneous or very large
 //! tumour, of which the outline, made for lesions inside its 8 cm box, finds parts). A
 //! large proposal where a single click outlined and the rest found parenchyma or vessels
@@ -200,22 +201,30 @@ fn confirm_on_one_grid(
             c.voxels.len(),
             !on_surface.is_empty()
         );
-        if outlined && large && 2 * covered < c.voxels.len() && parts >= MIN_PARTS {
-            // the outlines found parts of a large tumour (heterogeneous, or larger than the
-            // outline's box): the stage's drawing stays, with them
-            done.kept += 1;
-        } else if outlined {
-            c.voxels.iter().for_each(|&v| data[v] = 1);
-            done.redrawn += 1;
-        } else if !on_surface.is_empty() {
-            // its lesion was fluid on the surface: liver, but for the fluid (below)
-            c.voxels.iter().for_each(|&v| data[v] = 1);
-            done.surface_fluid += 1;
-        } else if let (Some(found), false) = (refused, unanswered) {
-            c.voxels.iter().for_each(|&v| data[v] = 1);
-            done.dropped.push(found);
-        } else {
-            done.kept += 1;
+        let verdict = verdict(&Evidence {
+            outlined,
+            large,
+            half_covered: 2 * covered >= c.voxels.len(),
+            parts,
+            surface_fluid: !on_surface.is_empty(),
+            refused,
+            unanswered,
+        });
+        match verdict {
+            Verdict::KeptAsDrawn => done.kept += 1,
+            Verdict::Redrawn => {
+                c.voxels.iter().for_each(|&v| data[v] = 1);
+                done.redrawn += 1;
+            }
+            Verdict::SurfaceFluid => {
+                // its lesion was fluid on the surface: liver, but for the fluid (below)
+                c.voxels.iter().for_each(|&v| data[v] = 1);
+                done.surface_fluid += 1;
+            }
+            Verdict::Dropped(found) => {
+                c.voxels.iter().for_each(|&v| data[v] = 1);
+                done.dropped.push(found);
+            }
         }
         fluid.extend(on_surface);
     }
@@ -238,6 +247,59 @@ fn confirm_on_one_grid(
         }
     }
     done
+}
+
+/// What a proposal's clicks say, as [`verdict`] weighs it.
+struct Evidence {
+    /// Some click outlined a lesion.
+    outlined: bool,
+    /// The proposal is [`LARGE_ML`] or more.
+    large: bool,
+    /// Its outlines cover half of it or more.
+    half_covered: bool,
+    /// Clicks that outlined.
+    parts: usize,
+    /// Its outline was fluid on the liver's surface.
+    surface_fluid: bool,
+    /// What the first refused click found.
+    refused: Option<Found>,
+    /// Some click went unanswered (a region without a boundary in its box).
+    unanswered: bool,
+}
+
+/// What becomes of a proposal.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    /// The stage's drawing stays (the outlines, if any, join it).
+    KeptAsDrawn,
+    /// Liver, with the outlines as its tumour.
+    Redrawn,
+    /// Liver, but for the fluid, which leaves the mask.
+    SurfaceFluid,
+    /// Liver: no lesion there.
+    Dropped(Found),
+}
+
+/// The module doc's rules. An unanswered click keeps a proposal only where the outline
+/// cannot judge it: a large one, whose lesion may outgrow the outline's box, or one where
+/// no click was refused. A small proposal one click refused (a vessel, parenchyma) whose
+/// other clicks ran to the box's edge is a vessel tree or the hilum, not a lesion: on
+/// `triphase-hcc048` the portal vein's bifurcation (3.2 mL, clicks: vessel, outside,
+/// no answer, no answer) and on the phantom 1–3 false lesions per study were kept so.
+fn verdict(e: &Evidence) -> Verdict {
+    if e.outlined && e.large && !e.half_covered && e.parts >= MIN_PARTS {
+        // the outlines found parts of a large tumour (heterogeneous, or larger than the
+        // outline's box): the stage's drawing stays, with them
+        Verdict::KeptAsDrawn
+    } else if e.outlined {
+        Verdict::Redrawn
+    } else if e.surface_fluid {
+        Verdict::SurfaceFluid
+    } else if let (Some(found), false) = (e.refused, e.unanswered && e.large) {
+        Verdict::Dropped(found)
+    } else {
+        Verdict::KeptAsDrawn
+    }
 }
 
 /// What one proposal's clicks gave.
@@ -742,6 +804,24 @@ mod tests {
         assert_eq!((done.surface_fluid, done.redrawn), (0, 1), "{done:?}");
         let kept = mask.data.iter().filter(|&&l| l == 2).count();
         assert!(kept * 10 >= ball * 7, "{kept} of the cyst's {ball} voxels in the mask are tumour");
+    }
+
+    fn evidence(large: bool, refused: Option<Found>, unanswered: bool) -> Evidence {
+        Evidence { outlined: false, large, half_covered: false, parts: 0, surface_fluid: false, refused, unanswered }
+    }
+
+    /// A small proposal where one click found a vessel and the others ran to the box's edge
+    /// (a bifurcation: no tube, no boundary) goes back to liver; before, any unanswered click
+    /// kept it as drawn.
+    #[test]
+    fn a_small_proposal_refused_once_and_otherwise_unanswered_goes_back_to_liver() {
+        let e = evidence(false, Some(Found::Vessel), true);
+        assert_eq!(verdict(&e), Verdict::Dropped(Found::Vessel));
+        // a large one may be a lesion larger than the outline's box: kept
+        assert_eq!(verdict(&evidence(true, Some(Found::Vessel), true)), Verdict::KeptAsDrawn);
+        // no click refused: the outline cannot judge it, kept
+        assert_eq!(verdict(&evidence(false, None, true)), Verdict::KeptAsDrawn);
+        assert_eq!(verdict(&evidence(false, Some(Found::Parenchyma), false)), Verdict::Dropped(Found::Parenchyma));
     }
 
     #[test]
