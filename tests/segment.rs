@@ -251,9 +251,9 @@ fn a_phase_that_fails_to_register_is_left_out() {
 
 /// The tumour goals on a held-out noise seed of the full-size phantom (256² × 80,
 /// 1.5 mm pixels): every lesion (all are 20 mm or more across) found, tumour Dice ≥ 0.80,
-/// with the three phases and with portal venous alone.
-/// The lesion search adds exactly the lesions the network missed (with the shipped
-/// weights: the hemangioma, which enhances as the vessels do).
+/// with the three phases and with portal venous alone, and no false lesion.
+/// The lesion search, asked for, does not run after the tumour stage's checked tumours (it
+/// added only false lesions there).
 #[test]
 fn every_lesion_of_the_full_size_phantom_is_found() {
     let model = segment::load_unet(&shipped_model()).expect("weights");
@@ -269,16 +269,12 @@ fn every_lesion_of_the_full_size_phantom_is_found() {
         let labels = mask.data.as_slice().expect("standard layout");
         lesions.iter().filter(|c| c.voxels.iter().any(|&v| labels[v] == 2)).count()
     };
-    let (network, searched) = (run(false), run(true));
-    let added = searched.searched.as_ref().expect("the search ran").added.len();
+    let searched = run(true);
+    assert!(searched.confirmed.is_some(), "the stage's tumours were checked");
+    assert!(searched.searched.is_none(), "the search ran after the checked stage");
     let dice = segment::dice(&searched.mask, &truth, 2);
-    eprintln!(
-        "phantom seed 9: network alone finds {} of 4 (tumour Dice {:.4}); the search adds {added} (Dice {dice:.4})",
-        found(&network.mask),
-        segment::dice(&network.mask, &truth, 2)
-    );
+    eprintln!("phantom seed 9: finds {} of 4 (tumour Dice {dice:.4})", found(&searched.mask));
     assert_eq!(found(&searched.mask), 4, "every lesion found");
-    assert_eq!(added, 4 - found(&network.mask), "the search adds the missed lesions and nothing else");
     assert!(dice >= 0.80, "tumour Dice {dice:.4} < 0.80");
     // no false lesion: until a small proposal refused by one click and unanswered by the
     // others went back to liver, a 5 mL one stayed at the hilum (model card)

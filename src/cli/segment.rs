@@ -46,7 +46,8 @@ pub(crate) struct Args {
     #[arg(long)]
     pub no_register: bool,
     /// Only the network's lesions: no search for round patches of liver, 10 mm or
-    /// more, that differ from its parenchyma and that the network left as liver
+    /// more, that differ from its parenchyma and that the network left as liver (the
+    /// search runs only where the tumour stage's tumours were not checked by the outline)
     #[arg(long)]
     pub no_lesion_search: bool,
     /// Tumour-stage weights (default models/tumours.safetensors, when it is there): the
