@@ -436,10 +436,11 @@ fn click(
     let r = outline_lesion(phases, Some(labels), prompts, opts);
     match &r {
         Ok(o) => log::debug!(
-            "tumour check: click at {:.0?}: outline of {} voxels (proposal {proposal_voxels}), {:.2} of it on the liver's top or bottom",
+            "tumour check: click at {:.0?}: outline of {} voxels (proposal {proposal_voxels}), {:.2} of it on the liver's top or bottom, {:.2} of its border outside the liver",
             prompts.include[0],
             o.voxel_count,
-            surface_share(o, &labels.data)
+            surface_share(o, &labels.data),
+            fluid_and_exposure(o, &labels.data).1
         ),
         Err(e) => log::debug!("tumour check: click at {:.0?}: {e}", prompts.include[0]),
     }
