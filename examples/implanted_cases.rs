@@ -1,6 +1,6 @@
 //! Writes `tests/data/crlm-1006` with one lesion of the training generator
-//! (`segment::tumours`) implanted at the liver's deepest point, in the arterial and the
-//! portal venous look, with its truth: cases for the cascade's plumbing on large lesions
+//! (`segment::tumours`) implanted at the liver's deepest point, in the arterial, the
+//! portal venous and the delayed look, with its truth: cases for the cascade's plumbing on large lesions
 //! (in-distribution, not accuracy on real ones; the model card's "implanted" rows).
 //!
 //! `cargo run --release --example implanted_cases -- OUT_DIR` writes
@@ -47,7 +47,7 @@ fn main() {
         let mut labels = truth.data.clone();
         let lesion = Lesion::draw(&mut rng, kind, centre, radius);
         implant(&mut rng, &g, &mut phases, &mut labels, &[lesion]);
-        for (phase, name) in [(0, "arterial"), (1, "pv")] {
+        for (phase, name) in [(0, "arterial"), (1, "pv"), (2, "delayed")] {
             let dir = out.join(format!("{kind:?}-{radius}-{name}-s{seed}").to_lowercase());
             std::fs::create_dir_all(&dir).expect("make the case's folder");
             let v = Volume::new(phases[phase].mapv(|v| v.round().clamp(-1024.0, 3071.0) as i16), g.clone());
