@@ -646,6 +646,22 @@ fn a_study_without_a_portal_venous_phase_gives_the_liver() {
     let opts = segment::InferOptions::default();
     let three = hepaview::study::segment_phases_live(&model, &all, &opts, &|_, _| true, None).expect("segment");
     assert!(three.check.is_plausible(), "three phases: {:?}", three.check.concerns);
+    // The portal vein divides at the hilum near (-38, -39, -260) mm (LPS): the tumour stage
+    // proposes 3.2 mL there, bright and branching, which one click refuses as a vessel and
+    // the others cannot bound; it was kept as a lesion (1,262 tumour voxels within 10 mm)
+    // until such a proposal went back to liver (model card, "Unanswered clicks and the
+    // lesion search").
+    let g = &three.mask.geometry;
+    let at_hilum = three
+        .mask
+        .data
+        .indexed_iter()
+        .filter(|&((k, j, i), &l)| {
+            let p = g.index_to_world([i as f64, j as f64, k as f64]);
+            l == 2 && (p[0] + 38.0).hypot(p[1] + 39.0).hypot(p[2] + 260.0) <= 10.0
+        })
+        .count();
+    assert_eq!(at_hilum, 0, "tumour at the portal vein's bifurcation");
     let cases: [(&[Phase], f64); 3] =
         [(&[Phase::Arterial], 0.88), (&[Phase::Delayed], 0.83), (&[Phase::Arterial, Phase::Delayed], 0.87)];
     for (phases, floor) in cases {
