@@ -79,11 +79,12 @@ fn crlm_1006_the_tumour_stage_finds_what_the_first_network_misses() {
 }
 
 /// Checking the stage's tumours with the one-click outline (`tumour_stage::confirm`) turns
-/// most of its false lesions back into liver and raises tumour Dice, losing at most one
-/// metastasis: switching it off must show. With S6: 3 found, 0 false, Dice 0.637 checked;
-/// 4, 8, 0.090 unchecked (the fourth, 0.48 mL and faint, is refused as parenchyma: the
-/// click tried, on the slice beside its centre, is 2.1 robust SDs from the liver, and a
-/// lesion needs 3.3). With S5 the check lost none (2 of 4 either way).
+/// most of its false lesions back into liver and raises tumour Dice, losing no
+/// metastasis: switching it off must show. With S6: 4 found, 0 false, Dice 0.670 checked
+/// (since the sixth session, when a small proposal none of whose clicks outlined is also
+/// tried on the slices beside it: the fourth metastasis lies on the slice next to its
+/// proposal, under the dome); 4, 8, 0.090 unchecked. Before that the check lost the fourth
+/// (3 found, Dice 0.637). With S5 the check lost none (2 of 4 either way).
 #[test]
 fn crlm_1006_checking_the_stage_with_the_outline_drops_false_lesions() {
     let model = shipped_liver_network();
@@ -110,7 +111,7 @@ fn crlm_1006_checking_the_stage_with_the_outline_drops_false_lesions() {
     let confirmed = confirmed.expect("the check ran");
     assert!(none.is_none(), "the check ran while switched off");
     assert!(!confirmed.dropped.is_empty() && confirmed.redrawn > 0, "{confirmed:?}");
-    assert!(found + 1 >= found0, "the check lost more than one metastasis: {found} vs {found0}");
+    assert!(found >= found0, "the check lost a metastasis: {found} vs {found0}");
     assert!(false_lesions < false0, "false lesions {false_lesions} with the check, {false0} without");
     assert!(dice > dice0, "tumour Dice {dice:.3} with the check, {dice0:.3} without");
 }
@@ -279,8 +280,8 @@ fn crlm_1006_the_tumour_stage_reports_its_progress() {
 /// finds within one of the whole. With S4 the crops gave 2,
 /// 2, 1 and 3 against the whole's 3: its probability on these metastases sat near 0.5 and
 /// the 1.5 mm grid's phase decided. S5 (trained on thicker slices too) gave 2 on all five;
-/// S6 (trained with other scanners' textures too) gives 3 on the whole and 3, 2, 3, 3 on
-/// the crops.
+/// S6 (trained with other scanners' textures too) gave 3 on the whole and 3, 2, 3, 3 on
+/// the crops; with the seeds on the slices beside a proposal (sixth session), 4 and 4, 3, 4, 4.
 #[test]
 fn crlm_1006_the_metastases_found_do_not_depend_on_where_the_grid_starts() {
     let ct = nifti::read_ct(&case().join("ct.nii.gz")).expect("crlm-1006 CT").0;
@@ -315,10 +316,11 @@ fn crlm_1006_the_metastases_found_do_not_depend_on_where_the_grid_starts() {
     assert!(crops.iter().all(|&n| n + 1 >= whole), "whole {whole}, crops {crops:?}");
 }
 
-/// Today's figures with the shipped weights (2026-12-07, fifth session: liver run E, the
+/// Today's figures with the shipped weights (2026-12-07, sixth session: liver run E, the
 /// tumour stage S6, each of its tumours checked by the outline, a large proposal kept as
-/// drawn only when two or more of its clicks outline): liver Dice 0.9572, 3 of 4 found, 0
-/// false lesions, tumour Dice 0.637. With S5: 0.9572, 2 of 4, 1 false, 0.544. With S4 before it: 0.9572, 3 of 4, 2 false,
+/// drawn only when two or more of its clicks outline, a small one none of whose clicks
+/// outlined tried on the slices beside it): liver Dice 0.9572, 4 of 4 found, 0 false
+/// lesions, tumour Dice 0.670 (the fifth session: 3 of 4, 0.637). With S5: 0.9572, 2 of 4, 1 false, 0.544. With S4 before it: 0.9572, 3 of 4, 2 false,
 /// 0.576, but S4's third metastasis came and went with where the grid starts (the test
 /// above: crops of a pixel or two gave 1-3 of 4 and 1-3 false lesions); S5 finds the same
 /// two on every crop with 1 false lesion each. Earlier: before the tube check 0.9573, 3, 3,
@@ -327,9 +329,9 @@ fn crlm_1006_the_metastases_found_do_not_depend_on_where_the_grid_starts() {
 /// alone: 0.9316, 1, 9; the weights before them: 0.8675, 2 of 4, 8; model card), less a
 /// margin for another CPU's rounding.
 const LIVER_FLOOR: f64 = 0.95;
-const FOUND_FLOOR: usize = 3;
+const FOUND_FLOOR: usize = 4;
 const FALSE_CEILING: usize = 1;
-const TUMOUR_FLOOR: f64 = 0.60;
+const TUMOUR_FLOOR: f64 = 0.65;
 
 /// The four metastases of `tests/data/crlm-1006`, in the reference's component order: where
 /// a reader would click (LPS mm), and today's Dice of the one-click outline against the

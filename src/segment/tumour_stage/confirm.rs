@@ -61,6 +61,16 @@ pub const MAX_GROWTH: usize = 4;
 /// An outline with more than this share of its voxels on the liver's top or bottom
 /// surface (the slice above or below is not liver) is partial volume, not a lesion.
 pub const MAX_SURFACE_SHARE: f32 = 0.9;
+/// ... unless it is darker than the liver and less than this share of its in-plane border
+/// lies outside the liver ([`dark_and_enclosed`]): partial volume
+/// darkens the rim of the liver's last slices, from their in-plane edge inward (where the
+/// surface runs obliquely through the slice), while a lesion under the dome with liver all
+/// round it in its own slice is no such rim. Every outline the share above refused on the
+/// implanted set had 0.38 or more outside; crlm-1006's smallest metastasis, enclosed in its
+/// slice under the dome's last slice, none.
+pub const MIN_SURFACE_EXPOSURE: f32 = 0.2;
+/// Seeds tried on the slices beside a small proposal none of whose own seeds outlined.
+pub const NEIGHBOUR_TRIES: usize = 2;
 /// A proposal this large (a ball 34 mm across) whose outlines cover less than half of it is
 /// kept as drawn: the outline, made for lesions within its 8 cm box, found parts of it.
 pub const LARGE_ML: f64 = 20.0;
@@ -333,15 +343,16 @@ fn check_proposal(
     let half_mm = half_extent_mm(&c.voxels, [ny, nx], g.spacing_mm);
     let box_half_mm = Some((half_mm + BOX_MARGIN_MM).max(opts.box_half_mm));
     // (how unlike the liver in the phase where most, signed SDs in the reference, voxel)
-    let mut seeds: Vec<(f32, f32, usize)> = c
-        .voxels
-        .iter()
-        .map(|&v| {
-            let z = signed_sd(phases, liver, &labels.data, v);
-            (z.iter().fold(0f32, |m, x| m.max(x.abs())), z[0], v)
-        })
-        .collect();
-    seeds.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let ranked = |voxels: &mut dyn Iterator<Item = usize>| {
+        let mut seeds: Vec<(f32, f32, usize)> = voxels
+            .map(|v| {
+                let z = signed_sd(phases, liver, &labels.data, v);
+                (z.iter().fold(0f32, |m, x| m.max(x.abs())), z[0], v)
+            })
+            .collect();
+        seeds.sort_by(|a, b| b.0.total_cmp(&a.0));
+        seeds
+    };
     let proposal_ml = c.voxels.len() as f64 * crate::volume::region::voxel_volume_ml(g);
     let max_tries = if proposal_ml < LARGE_ML {
         MAX_TRIES
@@ -360,47 +371,68 @@ fn check_proposal(
         (0..3).map(|a| ((p[a] as f64 - q[a] as f64) * g.spacing_mm[a]).powi(2)).sum::<f64>()
             <= TRIED_RADIUS_MM * TRIED_RADIUS_MM
     };
-    for &(dev, ref_sd, v) in &seeds {
-        if tried.len() == max_tries || dev < MIN_SEED_SD || first_dev.is_some_and(|d| dev < 0.5 * d) {
+    // First the proposal's own voxels; then, for a small proposal where none outlined and
+    // none found the liver's edge or what lies outside it, the liver's voxels on the slices
+    // above and below it (see [`slice_neighbours`]). A proposal at the liver's surface is
+    // explained by it: beside it lie the structures the mask took in (on `triphase-hcc048`
+    // the heart's wall, enclosed by the mask on the slice below such a proposal).
+    for round in 0..2 {
+        let (seeds, tries) = if round == 0 {
+            (ranked(&mut c.voxels.iter().copied()), max_tries)
+        } else if outlines.is_empty() && fluid.is_empty() && proposal_ml < LARGE_ML && !trace.contains(['E', 'O']) {
+            (ranked(&mut slice_neighbours(&c.voxels, &labels.data).into_iter()), NEIGHBOUR_TRIES)
+        } else {
             break;
-        }
-        let p = at(v);
-        if outlined.contains(&v) || ref_sd >= vessel_sd || tried.iter().any(|&q| near(p, q)) {
-            continue;
-        }
-        tried.push(p);
-        let world = g.index_to_world([p[2] as f64, p[1] as f64, p[0] as f64]);
-        let prompts = Prompts { include: vec![world], box_half_mm, ..Prompts::default() };
-        let answer = click(phases, labels, &prompts, c.voxels.len(), opts);
-        trace.push(match &answer {
-            Click::Lesion(_) => 'L',
-            Click::SurfaceFluid(_) => 'F',
-            Click::Unanswered => 'U',
-            Click::Refused(Found::Parenchyma) => 'P',
-            Click::Refused(Found::Vessel) => 'V',
-            Click::Refused(Found::LiverEdge) => 'E',
-            Click::Refused(Found::OutsideLiver) => 'O',
-            Click::Refused(_) => 'R',
-        });
-        match answer {
-            Click::Lesion(o) => {
-                first_dev = first_dev.or(Some(dev));
-                let voxels = outline_voxels(&o);
-                outlined.extend(voxels.iter().copied());
-                outlines.push(voxels);
+        };
+        // a seed on the next slice lies a slice's thickness from one tried: only this
+        // round's seeds rule each other out
+        let mut tried_here: Vec<[usize; 3]> = Vec::new();
+        for &(dev, ref_sd, v) in &seeds {
+            if tried_here.len() == tries || dev < MIN_SEED_SD || first_dev.is_some_and(|d| dev < 0.5 * d) {
+                break;
             }
-            Click::SurfaceFluid(voxels) => {
-                first_dev = first_dev.or(Some(dev));
-                outlined.extend(voxels.iter().copied());
-                fluid.extend(voxels);
+            let p = at(v);
+            if outlined.contains(&v) || ref_sd >= vessel_sd || tried_here.iter().any(|&q| near(p, q)) {
+                continue;
             }
-            Click::Refused(found) => {
-                if found == Found::Vessel && ref_sd > 0.0 {
-                    vessel_sd = vessel_sd.min(0.5 * ref_sd);
+            tried_here.push(p);
+            tried.push(p);
+            let world = g.index_to_world([p[2] as f64, p[1] as f64, p[0] as f64]);
+            let prompts = Prompts { include: vec![world], box_half_mm, ..Prompts::default() };
+            let answer = click(phases, liver, labels, &prompts, c.voxels.len(), opts);
+            if round == 1 {
+                trace.push('+');
+            }
+            trace.push(match &answer {
+                Click::Lesion(_) => 'L',
+                Click::SurfaceFluid(_) => 'F',
+                Click::Unanswered => 'U',
+                Click::Refused(Found::Parenchyma) => 'P',
+                Click::Refused(Found::Vessel) => 'V',
+                Click::Refused(Found::LiverEdge) => 'E',
+                Click::Refused(Found::OutsideLiver) => 'O',
+                Click::Refused(_) => 'R',
+            });
+            match answer {
+                Click::Lesion(o) => {
+                    first_dev = first_dev.or(Some(dev));
+                    let voxels = outline_voxels(&o);
+                    outlined.extend(voxels.iter().copied());
+                    outlines.push(voxels);
                 }
-                refused = refused.or(Some(found))
+                Click::SurfaceFluid(voxels) => {
+                    first_dev = first_dev.or(Some(dev));
+                    outlined.extend(voxels.iter().copied());
+                    fluid.extend(voxels);
+                }
+                Click::Refused(found) => {
+                    if found == Found::Vessel && ref_sd > 0.0 {
+                        vessel_sd = vessel_sd.min(0.5 * ref_sd);
+                    }
+                    refused = refused.or(Some(found))
+                }
+                Click::Unanswered => unanswered = true,
             }
-            Click::Unanswered => unanswered = true,
         }
     }
     if tried.is_empty() {
@@ -428,6 +460,7 @@ fn check_proposal(
 /// One click on a proposal of `proposal_voxels` voxels.
 fn click(
     phases: &[(Phase, &CtVolume)],
+    liver: &[(f32, f32)],
     labels: &Mask,
     prompts: &Prompts,
     proposal_voxels: usize,
@@ -446,7 +479,9 @@ fn click(
     }
     match r {
         Ok(o) if o.voxel_count > MAX_GROWTH * proposal_voxels => Click::Refused(Found::Leak),
-        Ok(o) if surface_share(&o, &labels.data) > MAX_SURFACE_SHARE => Click::Refused(Found::LiverEdge),
+        Ok(o) if surface_share(&o, &labels.data) > MAX_SURFACE_SHARE && !dark_and_enclosed(&o, liver, &labels.data) => {
+            Click::Refused(Found::LiverEdge)
+        }
         Ok(o) => {
             let (hu, exposed) = fluid_and_exposure(&o, &labels.data);
             if hu <= FLUID_MAX_HU && exposed >= MIN_FLUID_EXPOSURE && o.volume_ml <= GALLBLADDER_MAX_ML {
@@ -459,6 +494,16 @@ fn click(
         Err(OutlineError::Refused { found, .. }) => Click::Refused(found),
         Err(_) => Click::Unanswered,
     }
+}
+
+/// Whether an outline is darker than the liver in every phase and has less than
+/// [`MIN_SURFACE_EXPOSURE`] of its in-plane border outside the liver: a lesion under the
+/// dome or above the liver's tip, not the partial volume of its last slices. A bright one
+/// there is more often the heart or the confluence of the veins that the mask took in (on
+/// `triphase-hcc048` the heart's wall, 2.5 mL, enclosed by the mask in its slice).
+fn dark_and_enclosed(o: &Outline, liver: &[(f32, f32)], labels: &Array3<u8>) -> bool {
+    let darker = o.seeds.iter().all(|s| s.median_hu.iter().zip(liver).all(|(&h, &(median, _))| h < median));
+    darker && fluid_and_exposure(o, labels).1 < MIN_SURFACE_EXPOSURE
 }
 
 /// An outline's voxels as linear indices of its grid.
@@ -566,6 +611,31 @@ fn signed_sd(phases: &[(Phase, &CtVolume)], liver: &[(f32, f32)], labels: &Array
             (sum / n.max(1.0) - median) / sd
         })
         .collect()
+}
+
+/// The liver's voxels (label 1) on the slice above and below `voxels` that are not among
+/// them. The stage reads neighbouring slices as context and its probability spreads across
+/// them: on 5 mm slices a proposal may lie on the slice beside its lesion (crlm-1006's
+/// smallest metastasis: the proposal's 4 voxels on the lesion's edge slice, none on the
+/// slice where it is 60 HU darker than the liver).
+fn slice_neighbours(voxels: &[usize], labels: &Array3<u8>) -> Vec<usize> {
+    let (nz, ny, nx) = labels.dim();
+    let plane = ny * nx;
+    let flat = labels.as_slice().expect("standard layout");
+    let own: std::collections::HashSet<usize> = voxels.iter().copied().collect();
+    let mut out = Vec::new();
+    for &v in voxels {
+        let k = v / plane;
+        if k > 0 && flat[v - plane] == 1 && !own.contains(&(v - plane)) {
+            out.push(v - plane);
+        }
+        if k + 1 < nz && flat[v + plane] == 1 && !own.contains(&(v + plane)) {
+            out.push(v + plane);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// A component's largest half-extent in mm (half the side of its bounding box).
@@ -805,6 +875,87 @@ mod tests {
         assert_eq!((done.surface_fluid, done.redrawn), (0, 1), "{done:?}");
         let kept = mask.data.iter().filter(|&&l| l == 2).count();
         assert!(kept * 10 >= ball * 7, "{kept} of the cyst's {ball} voxels in the mask are tumour");
+    }
+
+    /// A liver of 100 HU (± 8 HU of fixed pseudo-noise) on 5 mm slices of 1.5 mm pixels,
+    /// in slices 1..=`top` and 3 mm inside the in-plane edges, fat (-100 HU) elsewhere; a
+    /// disc of radius 7.5 mm and `lesion_hu` at the slice's centre on slice `lesion_k`, and
+    /// the stage's proposal, a disc of radius 6 mm there on slice `proposal_k`.
+    fn thick_slices(top: usize, lesion_k: usize, lesion_hu: i16, proposal_k: usize) -> (CtVolume, Mask) {
+        let (nz, n) = (12, 48);
+        let g = Geometry {
+            shape: [nz, n, n],
+            spacing_mm: [5.0, 1.5, 1.5],
+            origin_mm: [0.0; 3],
+            direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        };
+        let r = |j: usize, i: usize| ((j as f64 * 1.5 - 36.0).powi(2) + (i as f64 * 1.5 - 36.0).powi(2)).sqrt();
+        let liver =
+            |k: usize, j: usize, i: usize| (1..=top).contains(&k) && [j, i].iter().all(|&x| (2..n - 2).contains(&x));
+        let hu = Array3::from_shape_fn((nz, n, n), |(k, j, i)| {
+            let noise = ((k * 7919 + j * 104_729 + i * 1_299_709) % 17) as i16 - 8;
+            noise
+                + if !liver(k, j, i) {
+                    -100
+                } else if k == lesion_k && r(j, i) <= 7.5 {
+                    lesion_hu
+                } else {
+                    100
+                }
+        });
+        let labels = Array3::from_shape_fn((nz, n, n), |(k, j, i)| {
+            if !liver(k, j, i) {
+                0
+            } else if k == proposal_k && r(j, i) <= 6.0 {
+                2
+            } else {
+                1
+            }
+        });
+        (Volume::new(hu, g.clone()), Volume::new(labels, g))
+    }
+
+    fn tumour_on_slice(mask: &Mask, k: usize) -> usize {
+        mask.data.index_axis(ndarray::Axis(0), k).iter().filter(|&&l| l == 2).count()
+    }
+
+    /// On 5 mm slices the stage may draw its tumour on the slice beside the lesion, where
+    /// the liver is plain: its own seeds differ too little to try, and the lesion is found
+    /// from the slice beside it (before, the proposal went back to liver).
+    #[test]
+    fn a_proposal_on_the_slice_beside_its_lesion_is_redrawn_to_the_lesion() {
+        let (ct, mut mask) = thick_slices(10, 5, 40, 6);
+        let done = confirm_tumours(&mut mask, (Phase::PortalVenous, &ct), &[], &OutlineOptions::default());
+        assert_eq!((done.redrawn, done.dropped.len()), (1, 0), "{done:?}");
+        let on_lesion = tumour_on_slice(&mask, 5);
+        // the disc holds about 78 voxels
+        assert!(on_lesion > 50, "{on_lesion} tumour voxels on the lesion's slice");
+        assert_eq!(tumour_on_slice(&mask, 6), 0, "the proposal's own slice stays liver");
+    }
+
+    /// A dark lesion in the liver's top slice with liver all round it in that slice is a
+    /// lesion under the dome, not the partial volume of the liver's last slice (which
+    /// reaches the slice's in-plane edge); a bright one there stays refused as the liver's
+    /// top (the heart's wall the mask took in).
+    #[test]
+    fn a_dark_lesion_enclosed_in_the_livers_top_slice_is_a_lesion() {
+        let (ct, mut mask) = thick_slices(6, 6, 40, 6);
+        let done = confirm_tumours(&mut mask, (Phase::PortalVenous, &ct), &[], &OutlineOptions::default());
+        assert_eq!((done.redrawn, done.dropped.len()), (1, 0), "{done:?}");
+        assert!(tumour_on_slice(&mask, 6) > 50, "{} tumour voxels", tumour_on_slice(&mask, 6));
+        let (ct, mut mask) = thick_slices(6, 6, 170, 6);
+        let done = confirm_tumours(&mut mask, (Phase::PortalVenous, &ct), &[], &OutlineOptions::default());
+        assert_eq!(done.dropped, vec![Found::LiverEdge], "{done:?}");
+    }
+
+    #[test]
+    fn slice_neighbours_are_the_livers_voxels_above_and_below() {
+        // slice 0: liver, liver, fat; slice 1: the proposal in the middle; slice 2: liver
+        let labels = Array3::from_shape_vec((3, 1, 3), vec![1u8, 1, 0, 1, 2, 1, 1, 1, 1]).unwrap();
+        assert_eq!(slice_neighbours(&[4], &labels), vec![1, 7]);
+        // fat above is not a neighbour; the proposal's own voxels are not either
+        assert_eq!(slice_neighbours(&[5], &labels), vec![8]);
+        assert_eq!(slice_neighbours(&[4, 7], &labels), vec![1]);
     }
 
     fn evidence(large: bool, refused: Option<Found>, unanswered: bool) -> Evidence {
