@@ -11,7 +11,10 @@
 //! How, per proposal (a 26-connected tumour component): its voxels are tried as clicks,
 //! most unlike the liver first (the in-plane 3 × 3 mean, in robust SDs of the liver, in
 //! the phase where it differs most), at most [`MAX_TRIES`] (more for a large proposal),
-//! each ruling out the voxels within [`TRIED_RADIUS_MM`] and every outlined voxel. Once a
+//! each ruling out the voxels within [`TRIED_RADIUS_MM`] and every outlined voxel; a small
+//! proposal none of whose clicks outlined, and none found the liver's edge or what lies
+//! outside it, is then tried at [`NEIGHBOUR_TRIES`] voxels of the slices above and below
+//! it (on thick slices the stage may draw its tumour on the slice beside the lesion). Once a
 //! click finds a vessel, seeds as bright as half its excess are skipped (a large proposal
 //! holds the vessels its tumour pushed aside); once one outlines, only seeds at least half
 //! as unlike the liver follow (a haemangioma's nodules, not a faint margin). An outline
@@ -367,6 +370,8 @@ fn check_proposal(
     let mut fluid: Vec<usize> = Vec::new();
     let mut trace = String::new();
     let (mut tried, mut first_dev): (Vec<[usize; 3]>, Option<f32>) = (Vec::new(), None);
+    // some click found the liver's edge or what lies outside it
+    let mut at_surface = false;
     let near = |p: [usize; 3], q: [usize; 3]| {
         (0..3).map(|a| ((p[a] as f64 - q[a] as f64) * g.spacing_mm[a]).powi(2)).sum::<f64>()
             <= TRIED_RADIUS_MM * TRIED_RADIUS_MM
@@ -379,7 +384,7 @@ fn check_proposal(
     for round in 0..2 {
         let (seeds, tries) = if round == 0 {
             (ranked(&mut c.voxels.iter().copied()), max_tries)
-        } else if outlines.is_empty() && fluid.is_empty() && proposal_ml < LARGE_ML && !trace.contains(['E', 'O']) {
+        } else if outlines.is_empty() && fluid.is_empty() && proposal_ml < LARGE_ML && !at_surface {
             (ranked(&mut slice_neighbours(&c.voxels, &labels.data).into_iter()), NEIGHBOUR_TRIES)
         } else {
             break;
@@ -429,6 +434,7 @@ fn check_proposal(
                     if found == Found::Vessel && ref_sd > 0.0 {
                         vessel_sd = vessel_sd.min(0.5 * ref_sd);
                     }
+                    at_surface |= matches!(found, Found::LiverEdge | Found::OutsideLiver);
                     refused = refused.or(Some(found))
                 }
                 Click::Unanswered => unanswered = true,
@@ -499,8 +505,8 @@ fn click(
 /// Whether an outline is darker than the liver in every phase and has less than
 /// [`MIN_SURFACE_EXPOSURE`] of its in-plane border outside the liver: a lesion under the
 /// dome or above the liver's tip, not the partial volume of its last slices. A bright one
-/// there is more often the heart or the confluence of the veins that the mask took in (on
-/// `triphase-hcc048` the heart's wall, 2.5 mL, enclosed by the mask in its slice).
+/// there stays refused: the heart's wall or the veins' confluence that the mask took in
+/// is more likely there than a hyperenhancing lesion.
 fn dark_and_enclosed(o: &Outline, liver: &[(f32, f32)], labels: &Array3<u8>) -> bool {
     let darker = o.seeds.iter().all(|s| s.median_hu.iter().zip(liver).all(|(&h, &(median, _))| h < median));
     darker && fluid_and_exposure(o, labels).1 < MIN_SURFACE_EXPOSURE
@@ -883,12 +889,7 @@ mod tests {
     /// the stage's proposal, a disc of radius 6 mm there on slice `proposal_k`.
     fn thick_slices(top: usize, lesion_k: usize, lesion_hu: i16, proposal_k: usize) -> (CtVolume, Mask) {
         let (nz, n) = (12, 48);
-        let g = Geometry {
-            shape: [nz, n, n],
-            spacing_mm: [5.0, 1.5, 1.5],
-            origin_mm: [0.0; 3],
-            direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
-        };
+        let g = Geometry::axis_aligned([nz, n, n], [5.0, 1.5, 1.5], [0.0; 3]);
         let r = |j: usize, i: usize| ((j as f64 * 1.5 - 36.0).powi(2) + (i as f64 * 1.5 - 36.0).powi(2)).sqrt();
         let liver =
             |k: usize, j: usize, i: usize| (1..=top).contains(&k) && [j, i].iter().all(|&x| (2..n - 2).contains(&x));
