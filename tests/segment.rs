@@ -261,15 +261,13 @@ fn every_lesion_of_the_full_size_phantom_is_found() {
     let truth = study.labels.as_ref().expect("demo has labels").mask.clone();
     let (lesions, _) = hepaview::lesion::connected_components(&truth, 2, 1);
     assert_eq!(lesions.len(), 4);
-    let run = |search_lesions: bool| {
-        let opts = segment::InferOptions { search_lesions, ..segment::InferOptions::default() };
-        hepaview::study::segment_phases_live(&model, &study, &opts, &|_, _| true, None).expect("segment")
-    };
     let found = |mask: &hepaview::volume::Mask| {
         let labels = mask.data.as_slice().expect("standard layout");
         lesions.iter().filter(|c| c.voxels.iter().any(|&v| labels[v] == 2)).count()
     };
-    let searched = run(true);
+    let opts = segment::InferOptions::default();
+    assert!(opts.search_lesions, "the search is asked for by default");
+    let searched = hepaview::study::segment_phases_live(&model, &study, &opts, &|_, _| true, None).expect("segment");
     assert!(searched.confirmed.is_some(), "the stage's tumours were checked");
     assert!(searched.searched.is_none(), "the search ran after the checked stage");
     let dice = segment::dice(&searched.mask, &truth, 2);

@@ -346,9 +346,10 @@ fn check_proposal(
     let half_mm = half_extent_mm(&c.voxels, [ny, nx], g.spacing_mm);
     let box_half_mm = Some((half_mm + BOX_MARGIN_MM).max(opts.box_half_mm));
     // (how unlike the liver in the phase where most, signed SDs in the reference, voxel)
-    let ranked = |voxels: &mut dyn Iterator<Item = usize>| {
+    let ranked = |voxels: &[usize]| {
         let mut seeds: Vec<(f32, f32, usize)> = voxels
-            .map(|v| {
+            .iter()
+            .map(|&v| {
                 let z = signed_sd(phases, liver, &labels.data, v);
                 (z.iter().fold(0f32, |m, x| m.max(x.abs())), z[0], v)
             })
@@ -369,7 +370,7 @@ fn check_proposal(
     let mut outlines: Vec<Vec<usize>> = Vec::new();
     let mut fluid: Vec<usize> = Vec::new();
     let mut trace = String::new();
-    let (mut tried, mut first_dev): (Vec<[usize; 3]>, Option<f32>) = (Vec::new(), None);
+    let (mut clicks, mut first_dev): (usize, Option<f32>) = (0, None);
     // some click found the liver's edge or what lies outside it
     let mut at_surface = false;
     let near = |p: [usize; 3], q: [usize; 3]| {
@@ -383,9 +384,9 @@ fn check_proposal(
     // the heart's wall, enclosed by the mask on the slice below such a proposal).
     for round in 0..2 {
         let (seeds, tries) = if round == 0 {
-            (ranked(&mut c.voxels.iter().copied()), max_tries)
+            (ranked(&c.voxels), max_tries)
         } else if outlines.is_empty() && fluid.is_empty() && proposal_ml < LARGE_ML && !at_surface {
-            (ranked(&mut slice_neighbours(&c.voxels, &labels.data).into_iter()), NEIGHBOUR_TRIES)
+            (ranked(&slice_neighbours(&c.voxels, &labels.data)), NEIGHBOUR_TRIES)
         } else {
             break;
         };
@@ -401,7 +402,7 @@ fn check_proposal(
                 continue;
             }
             tried_here.push(p);
-            tried.push(p);
+            clicks += 1;
             let world = g.index_to_world([p[2] as f64, p[1] as f64, p[0] as f64]);
             let prompts = Prompts { include: vec![world], box_half_mm, ..Prompts::default() };
             let answer = click(phases, liver, labels, &prompts, c.voxels.len(), opts);
@@ -441,7 +442,7 @@ fn check_proposal(
             }
         }
     }
-    if tried.is_empty() {
+    if clicks == 0 {
         // no voxel differs from the liver enough to try
         refused = Some(Found::Parenchyma);
     }
@@ -472,33 +473,33 @@ fn click(
     proposal_voxels: usize,
     opts: &OutlineOptions,
 ) -> Click {
-    let r = outline_lesion(phases, Some(labels), prompts, opts);
-    match &r {
-        Ok(o) => log::debug!(
-            "tumour check: click at {:.0?}: outline of {} voxels (proposal {proposal_voxels}), {:.2} of it on the liver's top or bottom, {:.2} of its border outside the liver",
-            prompts.include[0],
-            o.voxel_count,
-            surface_share(o, &labels.data),
-            fluid_and_exposure(o, &labels.data).1
-        ),
-        Err(e) => log::debug!("tumour check: click at {:.0?}: {e}", prompts.include[0]),
-    }
-    match r {
-        Ok(o) if o.voxel_count > MAX_GROWTH * proposal_voxels => Click::Refused(Found::Leak),
-        Ok(o) if surface_share(&o, &labels.data) > MAX_SURFACE_SHARE && !dark_and_enclosed(&o, liver, &labels.data) => {
-            Click::Refused(Found::LiverEdge)
+    let o = match outline_lesion(phases, Some(labels), prompts, opts) {
+        Ok(o) => o,
+        Err(e) => {
+            log::debug!("tumour check: click at {:.0?}: {e}", prompts.include[0]);
+            return match e {
+                OutlineError::Refused { found: Found::Leak, .. } => Click::Unanswered,
+                OutlineError::Refused { found, .. } => Click::Refused(found),
+                _ => Click::Unanswered,
+            };
         }
-        Ok(o) => {
-            let (hu, exposed) = fluid_and_exposure(&o, &labels.data);
-            if hu <= FLUID_MAX_HU && exposed >= MIN_FLUID_EXPOSURE && o.volume_ml <= GALLBLADDER_MAX_ML {
-                Click::SurfaceFluid(outline_voxels(&o))
-            } else {
-                Click::Lesion(Box::new(o))
-            }
-        }
-        Err(OutlineError::Refused { found: Found::Leak, .. }) => Click::Unanswered,
-        Err(OutlineError::Refused { found, .. }) => Click::Refused(found),
-        Err(_) => Click::Unanswered,
+    };
+    // each measured once: both rules below and the log read them
+    let surface = surface_share(&o, &labels.data);
+    let (hu, exposed) = fluid_and_exposure(&o, &labels.data);
+    log::debug!(
+        "tumour check: click at {:.0?}: outline of {} voxels (proposal {proposal_voxels}), {surface:.2} of it on the liver's top or bottom, {exposed:.2} of its border outside the liver",
+        prompts.include[0],
+        o.voxel_count,
+    );
+    if o.voxel_count > MAX_GROWTH * proposal_voxels {
+        Click::Refused(Found::Leak)
+    } else if surface > MAX_SURFACE_SHARE && !dark_and_enclosed(&o, liver, exposed) {
+        Click::Refused(Found::LiverEdge)
+    } else if hu <= FLUID_MAX_HU && exposed >= MIN_FLUID_EXPOSURE && o.volume_ml <= GALLBLADDER_MAX_ML {
+        Click::SurfaceFluid(outline_voxels(&o))
+    } else {
+        Click::Lesion(Box::new(o))
     }
 }
 
@@ -507,9 +508,10 @@ fn click(
 /// dome or above the liver's tip, not the partial volume of its last slices. A bright one
 /// there stays refused: the heart's wall or the veins' confluence that the mask took in
 /// is more likely there than a hyperenhancing lesion.
-fn dark_and_enclosed(o: &Outline, liver: &[(f32, f32)], labels: &Array3<u8>) -> bool {
-    let darker = o.seeds.iter().all(|s| s.median_hu.iter().zip(liver).all(|(&h, &(median, _))| h < median));
-    darker && fluid_and_exposure(o, labels).1 < MIN_SURFACE_EXPOSURE
+/// `exposed`: the outline's share of in-plane border outside the liver ([`fluid_and_exposure`]).
+fn dark_and_enclosed(o: &Outline, liver: &[(f32, f32)], exposed: f32) -> bool {
+    exposed < MIN_SURFACE_EXPOSURE
+        && o.seeds.iter().all(|s| s.median_hu.iter().zip(liver).all(|(&h, &(median, _))| h < median))
 }
 
 /// An outline's voxels as linear indices of its grid.
