@@ -19,9 +19,10 @@
 //! holds the vessels its tumour pushed aside); once one outlines, only seeds at least half
 //! as unlike the liver follow (a haemangioma's nodules, not a faint margin). An outline
 //! that is not a lesion of the liver is set aside: one over [`MAX_GROWTH`] times its
-//! proposal (it ran into a neighbouring organ or a confluence of vessels), or one whose
-//! voxels nearly all ([`MAX_SURFACE_SHARE`]) have a slice above or below outside the liver
-//! (partial volume with the diaphragm or what lies under the liver, on thick slices). An
+//! proposal (it ran into a neighbouring organ or a confluence of vessels), or one of whose
+//! voxels more than three quarters ([`MAX_SURFACE_SHARE`]) have a slice above or below
+//! outside the liver (partial volume with the diaphragm or what lies under the liver, on
+//! thick slices), unless it is dark and enclosed in its slice ([`dark_and_enclosed`]). An
 //! outline of fluid ([`FLUID_MAX_HU`]) whose border lies for [`MIN_FLUID_EXPOSURE`] or more
 //! outside the liver is the gallbladder in its fossa, or bowel, that the first network's
 //! liver took in: it leaves the mask (neither tumour nor liver), with any later outline
@@ -64,15 +65,20 @@ pub const TRIED_RADIUS_MM: f64 = 5.0;
 /// An outline more than this many times its proposal's size is not the proposal's lesion.
 pub const MAX_GROWTH: usize = 4;
 /// An outline with more than this share of its voxels on the liver's top or bottom
-/// surface (the slice above or below is not liver) is partial volume, not a lesion.
-pub const MAX_SURFACE_SHARE: f32 = 0.9;
+/// surface (the slice above or below is not liver) is partial volume, not a lesion. It was
+/// 0.9 until the seventh session; the partial volume of the liver's top under the heart on
+/// crlm-1006 (and so on every implanted case, made from it) gave outlines of 0.79–0.90 with
+/// 0.22–0.51 of their border outside the liver: 70 false outlines over the evaluation
+/// rows, 28 false lesions on the implanted set. The only true outline over 0.75 there is
+/// the dark, enclosed metastasis under the dome (below).
+pub const MAX_SURFACE_SHARE: f32 = 0.75;
 /// ... unless it is darker than the liver and less than this share of its in-plane border
 /// lies outside the liver ([`dark_and_enclosed`]): partial volume
 /// darkens the rim of the liver's last slices, from their in-plane edge inward (where the
 /// surface runs obliquely through the slice), while a lesion under the dome with liver all
-/// round it in its own slice is no such rim. Every outline the share above refused on the
-/// implanted set had 0.38 or more outside; crlm-1006's smallest metastasis, enclosed in its
-/// slice under the dome's last slice, none.
+/// round it in its own slice is no such rim. Every false outline over the share above on the
+/// evaluation rows had 0.22 or more outside; crlm-1006's smallest metastasis, enclosed in
+/// its slice under the dome's last slice, 0.00–0.19.
 pub const MIN_SURFACE_EXPOSURE: f32 = 0.2;
 /// Seeds tried on the slices beside a small proposal none of whose own seeds outlined.
 pub const NEIGHBOUR_TRIES: usize = 2;
@@ -1072,6 +1078,49 @@ mod tests {
         let (ct, mut mask) = thick_slices(6, 6, 170, 6);
         let done = confirm_tumours(&mut mask, (Phase::PortalVenous, &ct), &[], &OutlineOptions::default());
         assert_eq!(done.dropped, vec![Found::LiverEdge], "{done:?}");
+    }
+
+    /// Partial volume at the liver's top, as on crlm-1006 under the heart: a darker
+    /// half-disc at the in-plane edge of the liver's last slice, a smaller one on the slice
+    /// below, the diaphragm beside. Its outline has 0.89 of its voxels on the top surface and
+    /// 0.41 of its border outside the liver: no lesion (kept as one while the share had to
+    /// exceed 0.9).
+    #[test]
+    fn a_dark_band_at_the_edge_of_the_livers_last_slice_is_partial_volume() {
+        let (nz, n, top) = (12, 48, 6);
+        let g = Geometry::axis_aligned([nz, n, n], [5.0, 1.5, 1.5], [0.0; 3]);
+        let liver =
+            |k: usize, j: usize, i: usize| (1..=top).contains(&k) && [j, i].iter().all(|&x| (2..n - 2).contains(&x));
+        // a half-disc of radius 9 mm on the liver's edge (x = 3 mm), 4.5 mm on the slice below
+        let band = |k: usize, j: usize, i: usize| {
+            let r = ((j as f64 * 1.5 - 36.0).powi(2) + (i as f64 * 1.5 - 3.0).powi(2)).sqrt();
+            i >= 2 && ((k == top && r <= 9.0) || (k == top - 1 && r <= 3.0))
+        };
+        let hu = Array3::from_shape_fn((nz, n, n), |(k, j, i)| {
+            let noise = ((k * 7919 + j * 104_729 + i * 1_299_709) % 17) as i16 - 8;
+            noise
+                + if !liver(k, j, i) {
+                    // the diaphragm and the heart's wall
+                    50
+                } else if band(k, j, i) {
+                    60
+                } else {
+                    100
+                }
+        });
+        let labels = Array3::from_shape_fn((nz, n, n), |(k, j, i)| {
+            if !liver(k, j, i) {
+                0
+            } else if band(k, j, i) {
+                2
+            } else {
+                1
+            }
+        });
+        let (ct, mut mask) = (Volume::new(hu, g.clone()), Volume::new(labels, g));
+        let done = confirm_tumours(&mut mask, (Phase::PortalVenous, &ct), &[], &OutlineOptions::default());
+        assert_eq!((done.redrawn, done.kept), (0, 0), "{done:?}");
+        assert!(mask.data.iter().all(|&l| l != 2), "a tumour voxel stayed");
     }
 
     #[test]
