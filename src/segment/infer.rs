@@ -400,19 +400,24 @@ fn run_on_grid(
         }
     }
     // after the refinements, so the lesions it adds are reported as they stay
-    let at = if tumour_stage_ran { STAGE_END } else { 0.88 };
-    if !progress(at, "searching for lesions the network missed") {
-        return Err(SegmentError::Cancelled);
-    }
     // Only where the stage's tumours were not checked: the search was made for the first
     // network's misses. After the checked stage, on 56 evaluation studies (crlm-1006 in
     // twelve versions, the phantom, 40 implanted cases) it added 7 lesions, all false, and
     // none true; checking its patches with the outline too kept as many false (model card).
-    let searched = if opts.search_lesions && confirmed.is_none() {
-        add_missed_lesions(&mut mask, reference, others, &LesionSearchOptions::default())
+    let search = opts.search_lesions && confirmed.is_none();
+    let at = if tumour_stage_ran { STAGE_END } else { 0.88 };
+    let next = if search {
+        "searching for lesions the network missed"
+    } else if opts.refine_edges {
+        "completing the liver's dome and tip"
     } else {
-        None
+        "finishing the mask"
     };
+    if !progress(at, next) {
+        return Err(SegmentError::Cancelled);
+    }
+    let searched =
+        if search { add_missed_lesions(&mut mask, reference, others, &LesionSearchOptions::default()) } else { None };
     // Last, the dome's and tip's slices the 2-D network left out. Only background becomes
     // liver, so the tumours, and where the stage and the search looked for them, are as
     // the network's liver gave them (fed this liver instead, the stage found one
