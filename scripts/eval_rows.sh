@@ -9,11 +9,14 @@
 # - the full-size phantom, seeds 7 and 11, with three phases and portal venous alone;
 # - hcc048-pv and triphase-hcc048 (no tumour reference: tumour mL only);
 # - the implanted cases (examples/implanted_cases, 6 fixed + 14 drawn lesions, each in the
-#   arterial, portal venous and delayed look).
+#   arterial, portal venous and delayed look);
+# - the small implanted cases (examples/implanted_small: 10 cases of three lesions 10–30 mm
+#   across anywhere in the liver, its surface included, in the three looks; each case also
+#   holds crlm-1006's own four metastases, which the counts include).
 # Each row: `NAME tum ML liver DICE tumour DICE FOUND of N F false, ML`; then a summary per
 # group. The inputs are made once in EVAL_DIR (default /tmp/hepaview-eval), never beside
 # the data; the release binary is built first. Needs python3 with numpy, scipy and nibabel
-# (data preparation only). About 4 minutes on 2 cores once built.
+# (data preparation only). About 5 minutes on 2 cores once built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${EVAL_DIR:-/tmp/hepaview-eval}
@@ -46,6 +49,9 @@ fi
 if [ ! -d "$WORK/implanted" ]; then
   cargo run --release --quiet --example implanted_cases -- "$WORK/implanted" 14 >/dev/null
 fi
+if [ ! -d "$WORK/small" ]; then
+  cargo run --release --quiet --example implanted_small -- "$WORK/small" 10 >"$WORK/small-lesions.txt"
+fi
 row() {
   local name=$1
   shift
@@ -71,6 +77,7 @@ row() {
     row triphase-hcc048 "$SHARED/triphase-hcc048/dicom"
   fi
   for d in "$WORK"/implanted/*/; do row "implanted/$(basename "$d")" "$d/ct.nii.gz" --truth "$d/truth.nii.gz"; done
+  for d in "$WORK"/small/*/; do row "small/$(basename "$d")" "$d/ct.nii.gz" --truth "$d/truth.nii.gz"; done
 } | tee "$WORK/rows.txt"
 python3 - "$WORK/rows.txt" <<'EOF'
 import re, sys
@@ -82,6 +89,7 @@ for line in open(sys.argv[1]):
         continue
     group = ("phantom" if name.startswith("phantom") else
              "implanted, " + name.split("-")[-2] + " look" if name.startswith("implanted/") else
+             "implanted small, " + name.split("-")[-1] + " look" if name.startswith("small/") else
              "crlm-1006, twelve versions")
     groups.setdefault(group, []).append((float(m[1]), int(m[2]), int(m[3]), int(m[4])))
 for g, v in groups.items():
