@@ -19,7 +19,8 @@
 //! holds the vessels its tumour pushed aside); once one outlines, only seeds at least half
 //! as unlike the liver follow (a haemangioma's nodules, not a faint margin). An outline
 //! that is not a lesion of the liver is set aside: one over [`MAX_GROWTH`] times its
-//! proposal (it ran into a neighbouring organ or a confluence of vessels), or one of whose
+//! proposal and over [`MIN_LEAK_ML`] (it ran into a neighbouring organ or a confluence of
+//! vessels), or one of whose
 //! voxels more than three quarters ([`MAX_SURFACE_SHARE`]) have a slice above or below
 //! outside the liver (partial volume with the diaphragm or what lies under the liver, on
 //! thick slices), unless it is dark and enclosed in its slice ([`dark_and_enclosed`]). An
@@ -64,6 +65,10 @@ const MIN_SEED_SD: f32 = 1.5;
 pub const TRIED_RADIUS_MM: f64 = 5.0;
 /// An outline more than this many times its proposal's size is not the proposal's lesion.
 pub const MAX_GROWTH: usize = 4;
+/// ... and larger than this, mL (a ball 15 mm across): the stage often marks a small
+/// lesion's core or a sliver of it only, and an outline of a lesion of the goal's size
+/// is not a leak however small its proposal.
+pub const MIN_LEAK_ML: f64 = 1.8;
 /// An outline with more than this share of its voxels on the liver's top or bottom
 /// surface (the slice above or below is not liver) is partial volume, not a lesion. It was
 /// 0.9 until the seventh session; the partial volume of the liver's top under the heart on
@@ -517,7 +522,7 @@ fn click(
         prompts.include[0],
         o.voxel_count,
     );
-    if o.voxel_count > MAX_GROWTH * proposal_voxels {
+    if o.voxel_count > MAX_GROWTH * proposal_voxels && o.volume_ml > MIN_LEAK_ML {
         Click::Refused(Found::Leak)
     } else if surface > MAX_SURFACE_SHARE && !dark_and_enclosed(&o, liver, exposed) {
         Click::Refused(Found::LiverEdge)
@@ -880,6 +885,35 @@ mod tests {
             .collect();
         let thick = ellipsoid_fill(&ball_thick, [nxy, nxy], [5.0, 1.5, 1.5]);
         assert!((thick - 1.0).abs() < 0.05, "ball on thick slices {thick:.3}");
+    }
+
+    /// The stage may mark only a sliver of a small lesion: a proposal of a few voxels at
+    /// the edge of a 12 mm lesion. Its outline is many times the proposal but the size of a
+    /// lesion, not of a leak ([`MIN_LEAK_ML`]); before, it was refused as one and the
+    /// lesion went back to liver.
+    #[test]
+    fn a_sliver_proposed_on_a_small_lesion_is_redrawn_to_the_lesion() {
+        let (mut ct, g, centre) = liver_with_a_lesion();
+        let small = [centre[0], centre[1] - 22.0, centre[2]];
+        let d2 = |(k, j, i): (usize, usize, usize), c: [f64; 3]| -> f64 {
+            [k, j, i].iter().zip(c).map(|(&x, c)| (x as f64 * 1.5 - c).powi(2)).sum()
+        };
+        for (idx, v) in ct.data.indexed_iter_mut() {
+            if d2(idx, small) <= 36.0 {
+                *v -= 60;
+            }
+        }
+        let mut mask = labels_with(&g, |_| false, centre);
+        let sliver = [small[0], small[1] + 4.5, small[2]];
+        mask.data.indexed_iter_mut().filter(|(idx, _)| d2(*idx, sliver) <= 2.5).for_each(|(_, l)| *l = 2);
+        let proposal = mask.data.iter().filter(|&&l| l == 2).count();
+        assert!((1..=8).contains(&proposal), "{proposal} voxels");
+        let done = confirm_tumours(&mut mask, (Phase::PortalVenous, &ct), &[], &OutlineOptions::default());
+        assert_eq!((done.redrawn, done.dropped.len()), (1, 0), "{done:?}");
+        let truth =
+            Volume::new(Array3::from_shape_fn(mask.data.dim(), |idx| u8::from(d2(idx, small) <= 36.0) * 2), g.clone());
+        let dice = crate::segment::dice(&mask, &truth, 2);
+        assert!(dice > 0.7, "Dice {dice:.3} against the 12 mm lesion");
     }
 
     /// A lesion after TACE: lipiodol (900 HU) in the inner 4 mm of a 9 mm non-enhancing
