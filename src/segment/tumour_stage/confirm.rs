@@ -20,10 +20,10 @@
 //! as unlike the liver follow (a haemangioma's nodules, not a faint margin). An outline
 //! that is not a lesion of the liver is set aside: one over [`MAX_GROWTH`] times its
 //! proposal and over [`MIN_LEAK_ML`] (it ran into a neighbouring organ or a confluence of
-//! vessels), or one of whose
-//! voxels more than three quarters ([`MAX_SURFACE_SHARE`]) have a slice above or below
-//! outside the liver (partial volume with the diaphragm or what lies under the liver, on
-//! thick slices), unless it is dark and enclosed in its slice ([`dark_and_enclosed`]). An
+//! vessels), or one of whose voxels more than three quarters ([`MAX_SURFACE_SHARE`]) have
+//! a slice above or below outside the liver (partial volume with the diaphragm or what lies
+//! under the liver, on thick slices), unless it is dark and enclosed in its slice
+//! ([`dark_and_enclosed`]). An
 //! outline of fluid ([`FLUID_MAX_HU`]) whose border lies for [`MIN_FLUID_EXPOSURE`] or more
 //! outside the liver is the gallbladder in its fossa, or bowel, that the first network's
 //! liver took in: it leaves the mask (neither tumour nor liver), with any later outline
@@ -680,9 +680,8 @@ fn slice_neighbours(voxels: &[usize], labels: &Array3<u8>) -> Vec<usize> {
 /// solid ellipsoid with the same second moments (semi-axes √(5 λ) for the covariance's
 /// eigenvalues λ, whose product is the determinant, so no eigen-decomposition is needed).
 /// Each voxel counts as a uniform box (its own variance s²/12 per axis). A solid ellipsoid
-/// gives 1, a box 0.89, a spherical shell a fifth of its radius thick 0.30. `voxels`: linear
-/// indices on a grid of
-/// `[_, ny, nx]`; `sp`: spacing `[z, y, x]` mm.
+/// gives 1, a box 0.89, a spherical shell a fifth of its radius thick 0.30. `voxels`:
+/// linear indices on a grid of `[_, ny, nx]`; `sp`: spacing `[z, y, x]` mm.
 fn ellipsoid_fill(voxels: &[usize], [ny, nx]: [usize; 2], sp: [f64; 3]) -> f64 {
     let n = voxels.len() as f64;
     if voxels.is_empty() {
@@ -819,8 +818,8 @@ mod tests {
 
     /// A large proposal that is a hollow band (a spherical shell 20–24 mm from the centre,
     /// 24 mL) through two small lesions: both are outlined, so before [`MIN_FILL`] the band
-    /// was kept as one tumour; it fills a quarter of its inertia ellipsoid, so it is no
-    /// solid body and is redrawn to the two lesions.
+    /// was kept as one tumour; it fills about a quarter of its inertia ellipsoid, so it is
+    /// no solid body and is redrawn to the two lesions.
     #[test]
     fn a_hollow_band_through_two_lesions_is_redrawn_to_them() {
         let (mut ct, g, centre) = liver_with_a_lesion();
@@ -1125,7 +1124,7 @@ mod tests {
         let g = Geometry::axis_aligned([nz, n, n], [5.0, 1.5, 1.5], [0.0; 3]);
         let liver =
             |k: usize, j: usize, i: usize| (1..=top).contains(&k) && [j, i].iter().all(|&x| (2..n - 2).contains(&x));
-        // a half-disc of radius 9 mm on the liver's edge (x = 3 mm), 4.5 mm on the slice below
+        // a half-disc of radius 9 mm on the liver's edge (x = 3 mm), 3 mm on the slice below
         let band = |k: usize, j: usize, i: usize| {
             let r = ((j as f64 * 1.5 - 36.0).powi(2) + (i as f64 * 1.5 - 3.0).powi(2)).sqrt();
             i >= 2 && ((k == top && r <= 9.0) || (k == top - 1 && r <= 3.0))
