@@ -183,17 +183,7 @@ pub fn bright_tube(
 /// The variances of points (mm) along their principal axes, largest first: a tube has one
 /// far larger than the other two, a ball three alike.
 fn principal_variances(pts: &[[f64; 3]]) -> [f64; 3] {
-    let n = pts.len() as f64;
-    let mean: [f64; 3] = std::array::from_fn(|a| pts.iter().map(|p| p[a]).sum::<f64>() / n);
-    let mut c = [[0.0; 3]; 3];
-    for p in pts {
-        for a in 0..3 {
-            for b in 0..3 {
-                c[a][b] += (p[a] - mean[a]) * (p[b] - mean[b]) / n;
-            }
-        }
-    }
-    sym3_eigenvalues(&c)
+    sym3_eigenvalues(&crate::volume::covariance3(pts))
 }
 
 /// Eigenvalues of a symmetric 3 × 3 matrix, largest first (trigonometric closed form).

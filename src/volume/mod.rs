@@ -398,6 +398,21 @@ pub fn sub(a: Lps, b: Lps) -> Lps {
     [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
 }
 
+/// The covariance of points (mm): their second moments about their mean, divided by n.
+pub fn covariance3(pts: &[[f64; 3]]) -> [[f64; 3]; 3] {
+    let n = pts.len() as f64;
+    let mean: [f64; 3] = std::array::from_fn(|a| pts.iter().map(|p| p[a]).sum::<f64>() / n);
+    let mut c = [[0.0; 3]; 3];
+    for p in pts {
+        for a in 0..3 {
+            for b in 0..3 {
+                c[a][b] += (p[a] - mean[a]) * (p[b] - mean[b]) / n;
+            }
+        }
+    }
+    c
+}
+
 pub fn det3(m: &[[f64; 3]; 3]) -> f64 {
     m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
         + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])

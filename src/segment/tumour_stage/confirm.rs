@@ -245,7 +245,7 @@ fn confirm_on_one_grid(
             outlined,
             large,
             half_covered: 2 * covered >= c.voxels.len(),
-            solid: !large || ellipsoid_fill(&c.voxels, [g.shape[1], g.shape[2]], g.spacing_mm) >= MIN_FILL,
+            solid: !large || ellipsoid_fill(&c.voxels, [ny, nx], g.spacing_mm) >= MIN_FILL,
             parts,
             surface_fluid: !on_surface.is_empty(),
             refused,
@@ -683,30 +683,17 @@ fn slice_neighbours(voxels: &[usize], labels: &Array3<u8>) -> Vec<usize> {
 /// gives 1, a box 0.89, a spherical shell a fifth of its radius thick 0.30. `voxels`:
 /// linear indices on a grid of `[_, ny, nx]`; `sp`: spacing `[z, y, x]` mm.
 fn ellipsoid_fill(voxels: &[usize], [ny, nx]: [usize; 2], sp: [f64; 3]) -> f64 {
-    let n = voxels.len() as f64;
     if voxels.is_empty() {
         return 0.0;
     }
-    let mm = |v: usize| [(v / (ny * nx)) as f64 * sp[0], ((v / nx) % ny) as f64 * sp[1], (v % nx) as f64 * sp[2]];
-    let mut mean = [0.0; 3];
-    for &v in voxels {
-        let p = mm(v);
-        (0..3).for_each(|a| mean[a] += p[a] / n);
-    }
-    let mut c = [[0.0; 3]; 3];
-    for &v in voxels {
-        let p = mm(v);
-        for a in 0..3 {
-            for b in 0..3 {
-                c[a][b] += (p[a] - mean[a]) * (p[b] - mean[b]) / n;
-            }
-        }
-    }
+    let pts: Vec<[f64; 3]> = voxels
+        .iter()
+        .map(|&v| [(v / (ny * nx)) as f64 * sp[0], ((v / nx) % ny) as f64 * sp[1], (v % nx) as f64 * sp[2]])
+        .collect();
+    let mut c = crate::volume::covariance3(&pts);
     (0..3).for_each(|a| c[a][a] += sp[a] * sp[a] / 12.0);
-    let det = c[0][0] * (c[1][1] * c[2][2] - c[1][2] * c[2][1]) - c[0][1] * (c[1][0] * c[2][2] - c[1][2] * c[2][0])
-        + c[0][2] * (c[1][0] * c[2][1] - c[1][1] * c[2][0]);
-    let ellipsoid = 4.0 / 3.0 * std::f64::consts::PI * (125.0 * det.max(0.0)).sqrt();
-    n * sp.iter().product::<f64>() / ellipsoid
+    let ellipsoid = 4.0 / 3.0 * std::f64::consts::PI * (125.0 * crate::volume::det3(&c).max(0.0)).sqrt();
+    voxels.len() as f64 * sp.iter().product::<f64>() / ellipsoid
 }
 
 /// A component's largest half-extent in mm (half the side of its bounding box).
