@@ -7,7 +7,8 @@
 #   low edge: the same voxels at the same world positions) and seven scanner-like variations
 #   (scripts/perturb_ct.py): the "twelve crlm-1006 rows";
 # - the full-size phantom, seeds 7 and 11, with three phases and portal venous alone;
-# - hcc048-pv and triphase-hcc048 (no tumour reference: tumour mL only);
+# - crlm-1004 (tests/data; no lesion seen: its tumour mL are false), hcc048-pv and
+#   triphase-hcc048 (no tumour reference: tumour mL only);
 # - the implanted cases (examples/implanted_cases, 6 fixed + 14 drawn lesions, each in the
 #   arterial, portal venous and delayed look);
 # - the small implanted cases (examples/implanted_small: 10 cases of three lesions 10–30 mm
@@ -68,6 +69,8 @@ row() {
   row crlm "$CT" --truth "$TRUTH"
   for n in crop1x crop1y crop2xy crop3x; do row "$n" "$WORK/pert/$n.nii.gz" --truth "$WORK/pert/$n-truth.nii.gz"; done
   for n in noise10 noise20 off+25 off-25 gain0.8 gain1.2 blur; do row "$n" "$WORK/pert/$n.nii.gz" --truth "$TRUTH"; done
+  # no lesion seen here (tests/data/crlm-1004/README.md): all its tumour is false
+  row crlm-1004 tests/data/crlm-1004/ct.nii.gz
   row phantom7 --phantom-seed 7
   row phantom7-pv --phantom-seed 7 --pv-only
   row phantom11 --phantom-seed 11

@@ -517,8 +517,16 @@ fn click(
     // each measured once: both rules below and the log read them
     let surface = surface_share(&o, &labels.data);
     let (hu, exposed) = fluid_and_exposure(&o, &labels.data);
+    let (fill, elongation) = {
+        let (_, ny, nx) = labels.data.dim();
+        let voxels = outline_voxels(&o);
+        (
+            ellipsoid_fill(&voxels, [ny, nx], labels.geometry.spacing_mm),
+            elongation(&voxels, [ny, nx], labels.geometry.spacing_mm),
+        )
+    };
     log::debug!(
-        "tumour check: click at {:.0?}: outline of {} voxels (proposal {proposal_voxels}), {surface:.2} of it on the liver's top or bottom, {exposed:.2} of its border outside the liver",
+        "tumour check: click at {:.0?}: outline of {} voxels (proposal {proposal_voxels}), {surface:.2} of it on the liver's top or bottom, {exposed:.2} of its border outside the liver, fill {fill:.2}, elongation {elongation:.1}, median {hu:.0} HU",
         prompts.include[0],
         o.voxel_count,
     );
@@ -694,6 +702,22 @@ fn ellipsoid_fill(voxels: &[usize], [ny, nx]: [usize; 2], sp: [f64; 3]) -> f64 {
     (0..3).for_each(|a| c[a][a] += sp[a] * sp[a] / 12.0);
     let ellipsoid = 4.0 / 3.0 * std::f64::consts::PI * (125.0 * crate::volume::det3(&c).max(0.0)).sqrt();
     voxels.len() as f64 * sp.iter().product::<f64>() / ellipsoid
+}
+
+/// How many times longer than wide a component is: the square root of its first principal
+/// variance over its second (voxels as uniform boxes, as in [`ellipsoid_fill`]).
+fn elongation(voxels: &[usize], [ny, nx]: [usize; 2], sp: [f64; 3]) -> f64 {
+    if voxels.is_empty() {
+        return 1.0;
+    }
+    let pts: Vec<[f64; 3]> = voxels
+        .iter()
+        .map(|&v| [(v / (ny * nx)) as f64 * sp[0], ((v / nx) % ny) as f64 * sp[1], (v % nx) as f64 * sp[2]])
+        .collect();
+    let mut c = crate::volume::covariance3(&pts);
+    (0..3).for_each(|a| c[a][a] += sp[a] * sp[a] / 12.0);
+    let ev = crate::outline::checks::sym3_eigenvalues(&c);
+    (ev[0] / ev[1].max(1e-9)).sqrt()
 }
 
 /// A component's largest half-extent in mm (half the side of its bounding box).
