@@ -68,6 +68,11 @@ pub(crate) struct Args {
     /// (in-plane blur of 0.3-1.2 pixels) and added noise (0-15 HU); 0: none
     #[arg(long, default_value_t = 0.0)]
     pub texture_share: f32,
+    /// Centre this share of the implanted lesions of 20 mm radius or less anywhere in the
+    /// liver, its surface included (subcapsular lesions, cut by the liver's edge); 0: a
+    /// lesion of 8 mm radius or more is centred where liver surrounds it
+    #[arg(long, default_value_t = 0.0)]
+    pub surface_share: f32,
     /// Replace --out if it exists.
     #[arg(long)]
     pub force: bool,
@@ -90,7 +95,16 @@ pub(crate) fn run(a: Args) -> Result<()> {
             .into_par_iter()
             .filter_map(|i| {
                 let seed = 70_000 + a.seed * 10_000 + (m * 1000 + i) as u64;
-                tumour_stage::cases::make_case(&name, &ct, &labels, &liver, a.tumour_class, seed, multiple)
+                tumour_stage::cases::make_case(
+                    &name,
+                    &ct,
+                    &labels,
+                    &liver,
+                    a.tumour_class,
+                    seed,
+                    multiple,
+                    a.surface_share,
+                )
             })
             .collect();
         split_every_fifth(made, &mut train, &mut val);
@@ -162,6 +176,7 @@ pub(crate) fn run(a: Args) -> Result<()> {
     record["phantom_cases"] = serde_json::to_value(a.phantom)?;
     record["thick_share"] = serde_json::to_value(a.thick_share)?;
     record["texture_share"] = serde_json::to_value(a.texture_share)?;
+    record["surface_share"] = serde_json::to_value(a.surface_share)?;
     let json = write_train_record(&a.out, &record)?;
     println!(
         "Trained {} steps in {:.1} min; best validation tumour Dice {:.4} (epoch {}) → {}; history in {}",

@@ -14,7 +14,7 @@ use ndarray::Array3;
 use super::{crop_grid, liver_median, normalise, CLAMP, CONTEXT, IN_CHANNELS, MARGIN_MM};
 use crate::segment::postprocess::fill_holes_slices;
 use crate::segment::preprocess::{self, CHANNELS};
-use crate::segment::tumours::add_realistic_tumours;
+use crate::segment::tumours::add_realistic_tumours_anywhere;
 use crate::segment::Rng;
 use crate::volume::{CtVolume, Interp, Mask};
 
@@ -47,7 +47,9 @@ pub fn dequantise(q: u8) -> f32 {
 /// they do in the portal venous phase: the one CT is taken as portal venous, and a lesion
 /// with its arterial look (an HCC brighter than the liver) among portal venous vessels
 /// would teach the stage that a bright round vessel is a tumour. `None` when the label has
-/// no liver.
+/// no liver. `anywhere_share`: the share of lesions of 20 mm radius or less centred
+/// anywhere in the liver, its surface included (`tumours::add_realistic_tumours_anywhere`).
+#[allow(clippy::too_many_arguments)]
 pub fn make_case(
     name: &str,
     ct: &CtVolume,
@@ -56,9 +58,20 @@ pub fn make_case(
     tumour_class: Option<u8>,
     seed: u64,
     multiple: usize,
+    anywhere_share: f32,
 ) -> Option<StageCase> {
     let phases = [ct, ct, ct];
-    make_case_from_phases(name, &phases, Some(preprocess::PV), label_map, liver_classes, tumour_class, seed, multiple)
+    make_case_from_phases(
+        name,
+        &phases,
+        Some(preprocess::PV),
+        label_map,
+        liver_classes,
+        tumour_class,
+        seed,
+        multiple,
+        anywhere_share,
+    )
 }
 
 /// As [`make_case`] from a study's arterial, portal venous and delayed phases, each
@@ -75,6 +88,7 @@ pub fn make_case_from_phases(
     tumour_class: Option<u8>,
     seed: u64,
     multiple: usize,
+    anywhere_share: f32,
 ) -> Option<StageCase> {
     let mut rng = Rng::new(seed.wrapping_mul(0x9E37_79B9).wrapping_add(23));
     let labels_on_own =
@@ -93,7 +107,7 @@ pub fn make_case_from_phases(
     });
     let mut hu: Vec<Array3<f32>> =
         phases.iter().map(|p| preprocess::onto_grid(p, &grid).data.mapv(|v| v as f32)).collect();
-    add_realistic_tumours(&mut rng, &grid, &mut hu, &mut labels);
+    add_realistic_tumours_anywhere(&mut rng, &grid, &mut hu, &mut labels, anywhere_share);
     let drawn = rng.below(CHANNELS);
     let phase = shown.unwrap_or(drawn).min(CHANNELS - 1);
     let median = liver_median(&hu[phase], &labels, f32::NAN, 50)?;
@@ -176,7 +190,7 @@ pub fn phantom_case(seed: u64, case_seed: u64, multiple: usize) -> Option<StageC
         return None;
     }
     let phases = [&on_grid[0], &on_grid[1], &on_grid[2]];
-    make_case_from_phases(&format!("phantom{seed}"), &phases, None, &p.labels, &[1], Some(2), case_seed, multiple)
+    make_case_from_phases(&format!("phantom{seed}"), &phases, None, &p.labels, &[1], Some(2), case_seed, multiple, 0.0)
 }
 
 /// One training sample: `[IN_CHANNELS, p, p]` input and `[p, p]` target (1 tumour), a
@@ -355,7 +369,7 @@ mod tests {
         let ct = Volume::new(lab.mapv(|l| if l == 5 { 100i16 } else { 30 }), g.clone());
         let labels = Volume::new(lab, g);
         let with = (0..20u64)
-            .filter_map(|seed| make_case("box", &ct, &labels, &[5], None, seed, 8))
+            .filter_map(|seed| make_case("box", &ct, &labels, &[5], None, seed, 8, 0.0))
             .find(|c| !c.tumour.is_empty())
             .expect("some seed implants a lesion");
         assert!(!with.liver.is_empty());

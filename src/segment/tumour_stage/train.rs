@@ -161,7 +161,7 @@ mod tests {
         let ct = Volume::new(lab.mapv(|l| if l == 1 { 100i16 } else { 20 }), g.clone());
         let labels = Volume::new(lab, g);
         let cases: Vec<StageCase> = (0..30u64)
-            .filter_map(|seed| make_case("box", &ct, &labels, &[1], None, seed, 8))
+            .filter_map(|seed| make_case("box", &ct, &labels, &[1], None, seed, 8, 0.0))
             .filter(|c| !c.tumour.is_empty())
             .take(3)
             .collect();
