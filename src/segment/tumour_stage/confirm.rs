@@ -517,13 +517,16 @@ fn click(
     // each measured once: both rules below and the log read them
     let surface = surface_share(&o, &labels.data);
     let (hu, exposed) = fluid_and_exposure(&o, &labels.data);
-    let (fill, elongation) = {
+    // the outline's shape, for the debug log only (not a rule: model card, eighth session)
+    let (fill, elongation) = if log::log_enabled!(log::Level::Debug) {
         let (_, ny, nx) = labels.data.dim();
         let voxels = outline_voxels(&o);
         (
             ellipsoid_fill(&voxels, [ny, nx], labels.geometry.spacing_mm),
             elongation(&voxels, [ny, nx], labels.geometry.spacing_mm),
         )
+    } else {
+        (f64::NAN, f64::NAN)
     };
     log::debug!(
         "tumour check: click at {:.0?}: outline of {} voxels (proposal {proposal_voxels}), {surface:.2} of it on the liver's top or bottom, {exposed:.2} of its border outside the liver, fill {fill:.2}, elongation {elongation:.1}, median {hu:.0} HU",
