@@ -344,9 +344,10 @@ pub const ANYWHERE_MAX_RADIUS_MM: f64 = 20.0;
 /// [`ANYWHERE_MAX_RADIUS_MM`] or less centred at any liver voxel, however near the surface:
 /// a subcapsular lesion, cut by the liver's edge. [`add_realistic_tumours`] centres a
 /// lesion of 8 mm radius or more where liver surrounds it, so a stage trained on it alone
-/// never saw a lesion of 16–30 mm under the capsule (and on the small implanted cases found
-/// 5 of 21 lesions within 5 mm of the surface). With a share of 0 the draws, and so the
-/// cases, are those of [`add_realistic_tumours`].
+/// never saw a lesion of 16–40 mm under the capsule (on the small implanted cases the
+/// pipeline with S6 finds 2 of the 24 lesions centred within 5 mm of the surface). Two
+/// fine-tunes with it found fewer lesions everywhere and were not shipped (model card). With
+/// a share of 0 the draws, and so the cases, are those of [`add_realistic_tumours`].
 pub fn add_realistic_tumours_anywhere(
     rng: &mut Rng,
     grid: &Geometry,
