@@ -697,12 +697,7 @@ fn ellipsoid_fill(voxels: &[usize], [ny, nx]: [usize; 2], sp: [f64; 3]) -> f64 {
     if voxels.is_empty() {
         return 0.0;
     }
-    let pts: Vec<[f64; 3]> = voxels
-        .iter()
-        .map(|&v| [(v / (ny * nx)) as f64 * sp[0], ((v / nx) % ny) as f64 * sp[1], (v % nx) as f64 * sp[2]])
-        .collect();
-    let mut c = crate::volume::covariance3(&pts);
-    (0..3).for_each(|a| c[a][a] += sp[a] * sp[a] / 12.0);
+    let c = voxel_covariance(voxels, [ny, nx], sp);
     let ellipsoid = 4.0 / 3.0 * std::f64::consts::PI * (125.0 * crate::volume::det3(&c).max(0.0)).sqrt();
     voxels.len() as f64 * sp.iter().product::<f64>() / ellipsoid
 }
@@ -713,14 +708,20 @@ fn elongation(voxels: &[usize], [ny, nx]: [usize; 2], sp: [f64; 3]) -> f64 {
     if voxels.is_empty() {
         return 1.0;
     }
+    let ev = crate::outline::checks::sym3_eigenvalues(&voxel_covariance(voxels, [ny, nx], sp));
+    (ev[0] / ev[1].max(1e-9)).sqrt()
+}
+
+/// The covariance (mm²) of voxels given as linear indices on a grid of `[_, ny, nx]` with
+/// spacing `sp` (`[z, y, x]` mm), each voxel a uniform box (its own variance s²/12 per axis).
+fn voxel_covariance(voxels: &[usize], [ny, nx]: [usize; 2], sp: [f64; 3]) -> [[f64; 3]; 3] {
     let pts: Vec<[f64; 3]> = voxels
         .iter()
         .map(|&v| [(v / (ny * nx)) as f64 * sp[0], ((v / nx) % ny) as f64 * sp[1], (v % nx) as f64 * sp[2]])
         .collect();
     let mut c = crate::volume::covariance3(&pts);
     (0..3).for_each(|a| c[a][a] += sp[a] * sp[a] / 12.0);
-    let ev = crate::outline::checks::sym3_eigenvalues(&c);
-    (ev[0] / ev[1].max(1e-9)).sqrt()
+    c
 }
 
 /// A component's largest half-extent in mm (half the side of its bounding box).
