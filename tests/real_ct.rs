@@ -435,3 +435,35 @@ fn crlm_1004_a_liver_without_a_lesion_seen_gets_no_more_false_lesions() {
     assert!(false_lesions <= 3, "false lesions rose to {false_lesions} (ceiling 3)");
     assert!(tumour_ml <= 12.0, "false tumour rose to {tumour_ml:.1} mL (ceiling 12)");
 }
+
+/// `tests/data/hcc006-arterial`: a real arterial series alone (HCC-TACE-Seg HCC_006), held
+/// out for everything, without a reference. Read as the arterial phase, the shipped network
+/// took 341 mL of the heart, joined to the dome, for liver; the thin-bridge cut now takes
+/// a part of another density off (`segment::bridges`). Measured when it was added: liver
+/// 1,484 mL, nothing in the heart's region (before: about 290 mL there, 1,918 mL of
+/// "liver" at the study's full resolution). The heart's region is where the heart lay in that
+/// mask: left of LPS x = 10 mm and above z = −94.5 mm; the liver does not reach it.
+#[test]
+fn hcc006_an_arterial_series_alone_gives_a_liver_without_the_heart() {
+    let model = shipped_liver_network();
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/hcc006-arterial/arterial.nii.gz");
+    let study = Study::open(&[path]).expect("hcc006-arterial opens");
+    assert_eq!(study.phases.first().map(|p| p.phase()), Some(Phase::Arterial), "the file's name gives its phase");
+    let mask =
+        hepaview::study::segment_phases(&model, &study, &InferOptions::default(), &|_, _| true).expect("segment");
+    let voxel_ml = hepaview::volume::region::voxel_volume_ml(&mask.geometry);
+    let liver_ml = mask.data.iter().filter(|&&l| l > 0).count() as f64 * voxel_ml;
+    let in_heart = mask
+        .data
+        .indexed_iter()
+        .filter(|&(_, &l)| l > 0)
+        .filter(|&((k, j, i), _)| {
+            let w = mask.geometry.index_to_world([i as f64, j as f64, k as f64]);
+            w[0] > 10.0 && w[2] > -94.5
+        })
+        .count() as f64
+        * voxel_ml;
+    eprintln!("hcc006, arterial alone (no reference): liver {liver_ml:.0} mL, {in_heart:.1} mL in the heart's region");
+    assert!((1_250.0..=1_700.0).contains(&liver_ml), "liver {liver_ml:.0} mL");
+    assert!(in_heart <= 20.0, "{in_heart:.1} mL of the heart's region labelled liver");
+}

@@ -357,7 +357,7 @@ fn run_on_grid(
         step(0.47, "taking out gas-filled organs")?;
         remove_gas_lumens(&mut mask, reference);
         step(0.72, "cutting off organs joined by thin bridges")?;
-        cut_thin_bridges(&mut mask, BRIDGE_MODEL_PIXELS * model.config.spacing_mm, BRIDGE_MIN_CORE_ML);
+        cut_thin_bridges(&mut mask, Some(reference), BRIDGE_MODEL_PIXELS * model.config.spacing_mm, BRIDGE_MIN_CORE_ML);
     }
     step(0.85, "refining the edges")?;
     if opts.refine_edges {

@@ -396,7 +396,7 @@ fn neighbours<T>(grid: &Array3<T>, (k, j, i): Voxel) -> impl Iterator<Item = Vox
     })
 }
 
-fn quantile(v: &mut [f32], q: f64) -> f32 {
+pub(super) fn quantile(v: &mut [f32], q: f64) -> f32 {
     let n = ((v.len() - 1) as f64 * q).round() as usize;
     let (_, x, _) = v.select_nth_unstable_by(n, |a, b| a.total_cmp(b));
     *x

@@ -435,7 +435,7 @@ fn check_proposal(
             clicks += 1;
             let world = g.index_to_world([p[2] as f64, p[1] as f64, p[0] as f64]);
             let prompts = Prompts { include: vec![world], box_half_mm, ..Prompts::default() };
-            let answer = click(phases, liver, labels, &prompts, c.voxels.len(), opts);
+            let answer = click(phases, liver, labels, &prompts, &c.voxels, round == 0, opts);
             if round == 1 {
                 trace.push('+');
             }
@@ -494,15 +494,18 @@ fn check_proposal(
     Checked { outlined, refused, unanswered, fluid, parts, trace }
 }
 
-/// One click on a proposal of `proposal_voxels` voxels.
+/// One click on a proposal of `proposal` voxels (linear indices, ascending); `on_proposal`:
+/// the click is one of the proposal's own voxels (not a slice beside it).
 fn click(
     phases: &[(Phase, &CtVolume)],
     liver: &[(f32, f32)],
     labels: &Mask,
     prompts: &Prompts,
-    proposal_voxels: usize,
+    proposal: &[usize],
+    on_proposal: bool,
     opts: &OutlineOptions,
 ) -> Click {
+    let proposal_voxels = proposal.len();
     let o = match outline_lesion(phases, Some(labels), prompts, opts) {
         Ok(o) => o,
         Err(e) => {
@@ -528,8 +531,9 @@ fn click(
     } else {
         (f64::NAN, f64::NAN)
     };
+    let held = outline_voxels(&o).iter().filter(|v| proposal.binary_search(v).is_ok()).count();
     log::debug!(
-        "tumour check: click at {:.0?}: outline of {} voxels (proposal {proposal_voxels}), {surface:.2} of it on the liver's top or bottom, {exposed:.2} of its border outside the liver, fill {fill:.2}, elongation {elongation:.1}, median {hu:.0} HU",
+        "tumour check: click at {:.0?}: outline of {} voxels (proposal {proposal_voxels}, {held} shared, own {on_proposal}), {surface:.2} of it on the liver's top or bottom, {exposed:.2} of its border outside the liver, fill {fill:.2}, elongation {elongation:.1}, median {hu:.0} HU",
         prompts.include[0],
         o.voxel_count,
     );
