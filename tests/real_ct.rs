@@ -412,8 +412,11 @@ fn crlm_1006_one_click_outlines_the_metastases_and_does_not_regress() {
 /// bodies; its hand-corrected training label was 1,366 mL). First measured in the eighth
 /// session (S6 and the check as they were): 3 false lesions of 0.1 mL or more, 11.0 mL in
 /// all, on the porta hepatis and the fissures of the ligamentum teres and venosum, whose
-/// partial volume with fat the outline takes for a lesion. The ceilings are those figures;
-/// the goal is at most one false lesion.
+/// partial volume with fat the outline takes for a lesion. Since the ninth session an
+/// outline that holds under a fifth of its proposal while growing past twice its size is
+/// not the proposal's lesion (`confirm::MIN_HELD_SHARE`): 2 false lesions, 1.4 mL (1.27 mL
+/// on the fissure of the ligamentum teres, a 0.15 mL bright speck). The ceilings are those
+/// figures; the goal is at most one false lesion.
 #[test]
 fn crlm_1004_a_liver_without_a_lesion_seen_gets_no_more_false_lesions() {
     let model = shipped_liver_network();
@@ -432,8 +435,8 @@ fn crlm_1004_a_liver_without_a_lesion_seen_gets_no_more_false_lesions() {
          of 0.1 mL or more (goal ≤ 1), {tumour_ml:.1} mL of tumour in all"
     );
     assert!((1_200.0..=1_550.0).contains(&liver_ml), "liver {liver_ml:.0} mL");
-    assert!(false_lesions <= 3, "false lesions rose to {false_lesions} (ceiling 3)");
-    assert!(tumour_ml <= 12.0, "false tumour rose to {tumour_ml:.1} mL (ceiling 12)");
+    assert!(false_lesions <= 2, "false lesions rose to {false_lesions} (ceiling 2)");
+    assert!(tumour_ml <= 2.0, "false tumour rose to {tumour_ml:.1} mL (ceiling 2)");
 }
 
 /// `tests/data/hcc006-arterial`: a real arterial series alone (HCC-TACE-Seg HCC_006), held
