@@ -478,7 +478,8 @@ pub fn detect_phases(series: &[SeriesClues]) -> Vec<PhaseCall> {
 /// The tag evidence of a planned DICOM series.
 pub fn clues_from_series(s: &super::dicom::SeriesInfo) -> SeriesClues {
     SeriesClues {
-        description: s.description.clone(),
+        // one acquisition of a series whose words name the whole series: its HU decide
+        description: if s.acquisition.is_some() { String::new() } else { s.description.clone() },
         contrast_agent: s.contrast_agent.clone(),
         acquisition_time: s.acquisition_time.clone(),
         hu: None,

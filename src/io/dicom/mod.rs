@@ -160,6 +160,8 @@ struct FileHeader {
     modality: String,
     image_type: Vec<String>,
     acquisition_time: Option<String>,
+    /// AcquisitionNumber: which acquisition of its series the file belongs to.
+    acquisition_number: Option<i64>,
     contrast_agent: Option<String>,
     frame_of_reference: String,
     gantry_tilt_deg: Option<f64>,
@@ -177,6 +179,12 @@ pub struct SeriesInfo {
     pub description: String,
     pub modality: String,
     pub acquisition_time: Option<String>,
+    /// Set when the series' acquisitions repeat the same slice positions (two contrast
+    /// phases stored under one SeriesInstanceUID, as some scanners do): this is the one
+    /// whose AcquisitionNumber it is, offered as a series of its own. Its description then
+    /// says so, and the phase is measured rather than read from the words, which name the
+    /// whole series.
+    pub acquisition: Option<i64>,
     pub contrast_agent: Option<String>,
     pub frame_of_reference: String,
     pub transfer_syntaxes: Vec<String>,

@@ -405,6 +405,7 @@ fn read_header(path: &Path) -> Result<FileHeader, DicomError> {
             .or_else(|| get_str(&obj, tags::ACQUISITION_DATE_TIME).map(|s| s.chars().skip(8).collect()))
             .or_else(|| get_str(&obj, tags::CONTENT_TIME))
             .or_else(|| get_str(&obj, tags::SERIES_TIME)),
+        acquisition_number: get_int(&obj, tags::ACQUISITION_NUMBER),
         contrast_agent: get_str(&obj, tags::CONTRAST_BOLUS_AGENT),
         frame_of_reference: get_str(&obj, tags::FRAME_OF_REFERENCE_UID).unwrap_or_default(),
         gantry_tilt_deg: get_f64(&obj, tags::GANTRY_DETECTOR_TILT),

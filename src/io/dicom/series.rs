@@ -22,11 +22,32 @@ pub(super) fn group(headers: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Ve
         let Some(first) = first else { continue };
         let mut series = Vec::new();
         for (_, files) in series_map {
-            if let Some(s) = plan_series(files, warnings) {
+            let parts = split_repeated_acquisitions(files);
+            let count = parts.len();
+            for (acquisition, part) in parts {
+                let Some(mut s) = plan_series(part, warnings) else { continue };
+                if let (Some(n), true) = (acquisition, count > 1) {
+                    let lead = s.frames.first().map(|f| f.path.clone()).unwrap_or_default();
+                    s.warnings.push(Warning::new(
+                        &lead,
+                        format!(
+                            "series \"{}\" holds {count} acquisitions at the same slice positions (AcquisitionNumber); this is acquisition {n}",
+                            s.description
+                        ),
+                        "each acquisition is offered as a series of its own, its phase measured from its HU",
+                    ));
+                    s.description = format!("{} [acquisition {n}]", s.description);
+                    s.acquisition = Some(n);
+                }
                 series.push(s);
             }
         }
-        series.sort_by(|a, b| a.series_number.cmp(&b.series_number).then(a.series_uid.cmp(&b.series_uid)));
+        series.sort_by(|a, b| {
+            a.series_number
+                .cmp(&b.series_number)
+                .then(a.series_uid.cmp(&b.series_uid))
+                .then(a.acquisition.cmp(&b.acquisition))
+        });
         if series.is_empty() {
             continue;
         }
@@ -41,6 +62,48 @@ pub(super) fn group(headers: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Ve
     }
     studies
 }
+
+/// A series' files split by AcquisitionNumber when its acquisitions repeat the same slice
+/// positions: two or more acquisitions of at least [`MIN_ACQUISITION_FILES`] single-frame
+/// files each, and most of the smaller one's positions also in another. A scanner that
+/// stores an arterial and a portal venous pass under one SeriesInstanceUID writes them so
+/// (TCIA HCC-TACE-Seg HCC_002: 109 + 109 files, acquisitions 1 and 2); without the split
+/// the second pass is set aside as duplicates. Acquisitions at different positions (a
+/// long range scanned in parts) stay one series. Otherwise one part, acquisition `None`.
+fn split_repeated_acquisitions(files: Vec<FileHeader>) -> Vec<(Option<i64>, Vec<FileHeader>)> {
+    let single_frame = files.iter().all(|h| h.frames.len() == 1);
+    let mut by_number: BTreeMap<i64, Vec<FileHeader>> = BTreeMap::new();
+    let mut unnumbered = Vec::new();
+    for h in files {
+        match h.acquisition_number {
+            Some(n) if single_frame => by_number.entry(n).or_default().push(h),
+            _ => unnumbered.push(h),
+        }
+    }
+    let key = |h: &FileHeader| h.frames[0].position_mm.map(|x| (x * 100.0).round() as i64);
+    let repeated = by_number.len() >= 2
+        && unnumbered.is_empty()
+        && by_number.values().all(|v| v.len() >= MIN_ACQUISITION_FILES)
+        && {
+            // most of the smaller acquisition's positions are taken by another
+            let (small, _) = by_number.iter().min_by_key(|(_, v)| v.len()).expect("two or more");
+            let others: std::collections::HashSet<[i64; 3]> =
+                by_number.iter().filter(|(n, _)| *n != small).flat_map(|(_, v)| v.iter().map(key)).collect();
+            let small = &by_number[small];
+            2 * small.iter().filter(|h| others.contains(&key(h))).count() > small.len()
+        };
+    if repeated {
+        by_number.into_iter().map(|(n, v)| (Some(n), v)).collect()
+    } else {
+        let mut all: Vec<FileHeader> = by_number.into_values().flatten().collect();
+        all.extend(unnumbered);
+        vec![(None, all)]
+    }
+}
+
+/// An acquisition split off a series holds at least this many files (a volume, not a
+/// scout or a stray slice).
+const MIN_ACQUISITION_FILES: usize = 8;
 
 /// The placed frames (four or more, sorted along `normal`) whose position lies off the
 /// straight line the others follow within the slice plane (a constant for a plain series,
@@ -497,6 +560,7 @@ fn plan_series(files: Vec<FileHeader>, warnings: &mut Vec<Warning>) -> Option<Se
         description: lead.series_description.clone(),
         modality: lead.modality.clone(),
         acquisition_time: lead.acquisition_time.clone(),
+        acquisition: None,
         contrast_agent: lead.contrast_agent.clone(),
         frame_of_reference: lead.frame_of_reference.clone(),
         transfer_syntaxes: tss,
