@@ -167,16 +167,21 @@ mod tests {
     use crate::volume::{CtVolume, Geometry};
     use ndarray::Array3;
 
+    /// An axis-aligned grid of 1 mm pixels and 2 mm slices at the origin.
+    fn grid(shape: [usize; 3]) -> Geometry {
+        Geometry {
+            shape,
+            spacing_mm: [2.0, 1.0, 1.0],
+            origin_mm: [0.0; 3],
+            direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        }
+    }
+
     /// A liver (an ellipsoid, 1 mm pixels, 2 mm slices) with a second ball joined to it by
     /// a bar `bar_mm` wide; the ball labelled tumour where `tumour`.
     fn scene(bar_mm: f64, tumour: bool) -> (Mask, Array3<bool>) {
         let (nz, ny, nx) = (30, 80, 130);
-        let g = Geometry {
-            shape: [nz, ny, nx],
-            spacing_mm: [2.0, 1.0, 1.0],
-            origin_mm: [0.0; 3],
-            direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
-        };
+        let g = grid([nz, ny, nx]);
         let mut other = Array3::from_elem((nz, ny, nx), false);
         let data = Array3::from_shape_fn((nz, ny, nx), |(k, j, i)| {
             let (z, y, x) = (2.0 * k as f64 - 30.0, j as f64 - 40.0, i as f64);
@@ -220,12 +225,7 @@ mod tests {
     #[test]
     fn two_halves_of_a_liver_split_by_a_gap_both_stay() {
         // two balls of 15 mm radius joined by a 6 mm bar: neither is a small organ
-        let g = Geometry {
-            shape: [20, 40, 100],
-            spacing_mm: [2.0, 1.0, 1.0],
-            origin_mm: [0.0; 3],
-            direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
-        };
+        let g = grid([20, 40, 100]);
         let data = Array3::from_shape_fn((20, 40, 100), |(k, j, i)| {
             let (z, y, x) = (2.0 * k as f64 - 19.0, j as f64 - 20.0, i as f64);
             let ball = |cx: f64| z * z + y * y + (x - cx).powi(2) <= 225.0;
@@ -240,12 +240,7 @@ mod tests {
     /// 6 mm bar, the ball at `ball_hu` and the rest at 100 HU; and which voxels are the ball.
     fn large_neighbour(ball_hu: i16) -> (Mask, CtVolume, Array3<bool>) {
         let (nz, ny, nx) = (30, 80, 160);
-        let g = Geometry {
-            shape: [nz, ny, nx],
-            spacing_mm: [2.0, 1.0, 1.0],
-            origin_mm: [0.0; 3],
-            direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
-        };
+        let g = grid([nz, ny, nx]);
         let at = |k: usize, j: usize, i: usize| (2.0 * k as f64 - 30.0, j as f64 - 40.0, i as f64);
         let ball = Array3::from_shape_fn((nz, ny, nx), |(k, j, i)| {
             let (z, y, x) = at(k, j, i);

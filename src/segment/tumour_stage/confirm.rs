@@ -773,16 +773,21 @@ mod tests {
     use super::*;
     use crate::volume::Geometry;
 
-    /// A liver of 100 HU (± 8 HU of fixed pseudo-noise) filling a 72 mm cube of 1.5 mm
-    /// voxels, with a 40 HU ball of radius 9 mm at its centre.
-    fn liver_with_a_lesion() -> (CtVolume, Geometry, [f64; 3]) {
-        let n = 48;
-        let g = Geometry {
+    /// A cube of `n` voxels of 1.5 mm a side, axis-aligned at the origin.
+    fn cube_grid(n: usize) -> Geometry {
+        Geometry {
             shape: [n; 3],
             spacing_mm: [1.5; 3],
             origin_mm: [0.0; 3],
             direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
-        };
+        }
+    }
+
+    /// A liver of 100 HU (± 8 HU of fixed pseudo-noise) filling a 72 mm cube of 1.5 mm
+    /// voxels, with a 40 HU ball of radius 9 mm at its centre.
+    fn liver_with_a_lesion() -> (CtVolume, Geometry, [f64; 3]) {
+        let n = 48;
+        let g = cube_grid(n);
         let centre = [36.0, 36.0, 36.0];
         let ct = Array3::from_shape_fn((n, n, n), |(k, j, i)| {
             let d2: f64 = [k, j, i].iter().zip(centre).map(|(&x, c)| (x as f64 * 1.5 - c).powi(2)).sum();
@@ -834,12 +839,7 @@ mod tests {
     #[test]
     fn an_outline_beside_its_proposal_is_not_its_lesion() {
         let n = 48;
-        let g = Geometry {
-            shape: [n; 3],
-            spacing_mm: [1.5; 3],
-            origin_mm: [0.0; 3],
-            direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
-        };
+        let g = cube_grid(n);
         let mm = |k: usize, j: usize, i: usize| [k as f64 * 1.5 - 36.0, j as f64 * 1.5 - 36.0, i as f64 * 1.5 - 36.0];
         let slab = |[z, y, x]: [f64; 3]| z.abs() <= 3.75 && (-10.5..=10.5).contains(&y) && x.abs() <= 6.0;
         let proposal = |[z, y, x]: [f64; 3]| z * z + (y - 15.0).powi(2) + x * x <= 36.0;
