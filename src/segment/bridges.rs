@@ -11,7 +11,7 @@
 //! A larger core, up to half the largest, comes out too when most of it lies outside the
 //! largest core's parenchyma band (another organ's density): on an arterial series of
 //! HCC-TACE-Seg HCC_006 (`tests/data/hcc006-arterial`) the network took in 341 mL of the
-//! heart, joined at the dome, whose core was 12 % of the liver's and 37 % within its band
+//! heart, joined at the dome, whose core was 11–14 % of the liver's and 15–37 % within its band
 //! (the liver's own core: 96 %).
 
 use std::cmp::Reverse;

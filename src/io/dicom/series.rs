@@ -81,8 +81,10 @@ fn split_repeated_acquisitions(files: Vec<FileHeader>) -> Vec<(Option<i64>, Vec<
         }
     }
     let key = |h: &FileHeader| h.frames[0].position_mm.map(|x| (x * 100.0).round() as i64);
+    // positions decide, so every file must have one (unplaced ones would all share 0, 0, 0)
     let repeated = by_number.len() >= 2
         && unnumbered.is_empty()
+        && by_number.values().flatten().all(|h| h.frames[0].placed)
         && by_number.values().all(|v| v.len() >= MIN_ACQUISITION_FILES)
         && {
             // most of the smaller acquisition's positions are taken by another
