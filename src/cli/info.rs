@@ -110,7 +110,7 @@ fn info(path: &Path, json: bool, raw_overrides: &[String]) -> Result<()> {
                 "  {:>3} {:>4}  {:<28} {:<22} {:>13}  {:<22} {}",
                 idx,
                 s.series_number.map(|n| n.to_string()).unwrap_or_default(),
-                truncate(&s.description, 28),
+                short_description(s),
                 format!("{} ({:.0}%)", p.phase, p.confidence * 100.0),
                 format!("{}×{}×{}", g.shape[2], g.shape[1], g.shape[0]),
                 format!("{:.3}×{:.3}×{:.3}", g.spacing_mm[2], g.spacing_mm[1], g.spacing_mm[0]),
@@ -148,6 +148,20 @@ fn series_summary(s: &SeriesInfo) -> serde_json::Value {
         "warnings": s.warnings,
         "set_aside": s.set_aside,
     })
+}
+
+/// The description in the table's 28 characters; one acquisition of a series split by
+/// AcquisitionNumber keeps its "[acq N]" however long the series' words are.
+fn short_description(s: &dicom::SeriesInfo) -> String {
+    const WIDTH: usize = 28;
+    match s.acquisition {
+        Some(a) => {
+            let tail = format!(" [acq {a}]");
+            let base = s.description.trim_end_matches(&format!(" [acquisition {a}]"));
+            format!("{}{tail}", truncate(base, WIDTH.saturating_sub(tail.chars().count()).max(2)))
+        }
+        None => truncate(&s.description, WIDTH),
+    }
 }
 
 fn truncate(s: &str, n: usize) -> String {
