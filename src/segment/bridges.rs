@@ -20,7 +20,7 @@ use std::collections::BinaryHeap;
 use ndarray::s;
 
 use super::postprocess::take_out_of_liver;
-use super::refine::{depth_mm2, liver_box, local_grid, quantile, smooth3};
+use super::refine::{depth_mm2, liver_box, local_grid, smooth3, Parenchyma};
 use crate::volume::region::{connected_components, Component};
 use crate::volume::{CtVolume, Mask};
 
@@ -136,19 +136,15 @@ pub fn cut_thin_bridges(mask: &mut Mask, reference: Option<&CtVolume>, neck_mm: 
 }
 
 /// For each core, the share of its voxels whose in-plane 3 × 3 mean HU lies within the
-/// largest core's band (its median ± [`BAND_SIGMAS`] robust SDs, at least 5 HU).
+/// largest core's band ([`Parenchyma::of_values`], ± [`BAND_SIGMAS`] robust SDs).
 fn share_in_main_band(cores: &[Component], hu: &ndarray::Array3<i16>) -> Vec<f64> {
     let (_, ny, nx) = hu.dim();
     let values = |c: &Component| -> Vec<f32> {
         c.voxels.iter().filter_map(|&v| smooth3(hu, (v / (ny * nx), (v / nx) % ny, v % nx))).collect()
     };
-    let mut main = values(&cores[0]);
-    if main.is_empty() {
+    let Some(band) = Parenchyma::of_values(&mut values(&cores[0]), BAND_SIGMAS) else {
         return vec![1.0; cores.len()];
-    }
-    let median = quantile(&mut main, 0.5);
-    let mut dev: Vec<f32> = main.iter().map(|v| (v - median).abs()).collect();
-    let half = BAND_SIGMAS * (1.4826 * quantile(&mut dev, 0.5)).max(5.0);
+    };
     cores
         .iter()
         .map(|c| {
@@ -156,7 +152,7 @@ fn share_in_main_band(cores: &[Component], hu: &ndarray::Array3<i16>) -> Vec<f64
             if v.is_empty() {
                 return 1.0;
             }
-            v.iter().filter(|&&x| (x - median).abs() <= half).count() as f64 / v.len() as f64
+            v.iter().filter(|&&x| band.contains(x)).count() as f64 / v.len() as f64
         })
         .collect()
 }

@@ -309,7 +309,16 @@ impl Parenchyma {
         if values.len() < 200 {
             return None;
         }
-        let median = quantile(&mut values, 0.5);
+        Self::of_values(&mut values, band_sigmas)
+    }
+
+    /// The band of `values` (smoothed HU of a region taken as parenchyma): median ± `band_sigmas`
+    /// robust SDs (at least 5 HU each). `None` when there are no values.
+    pub(super) fn of_values(values: &mut [f32], band_sigmas: f32) -> Option<Self> {
+        if values.is_empty() {
+            return None;
+        }
+        let median = quantile(values, 0.5);
         let mut dev: Vec<f32> = values.iter().map(|v| (v - median).abs()).collect();
         let sigma = (1.4826 * quantile(&mut dev, 0.5)).max(5.0);
         Some(Parenchyma {
@@ -396,7 +405,7 @@ fn neighbours<T>(grid: &Array3<T>, (k, j, i): Voxel) -> impl Iterator<Item = Vox
     })
 }
 
-pub(super) fn quantile(v: &mut [f32], q: f64) -> f32 {
+fn quantile(v: &mut [f32], q: f64) -> f32 {
     let n = ((v.len() - 1) as f64 * q).round() as usize;
     let (_, x, _) = v.select_nth_unstable_by(n, |a, b| a.total_cmp(b));
     *x

@@ -157,7 +157,8 @@ pub struct Confirmed {
 
 /// What one click on a proposal gave.
 enum Click {
-    Lesion(Box<Outline>),
+    /// An outline of a lesion: its voxels (linear indices).
+    Lesion(Vec<usize>),
     Refused(Found),
     /// An outline of fluid on the liver's surface: its voxels (linear indices).
     SurfaceFluid(Vec<usize>),
@@ -471,9 +472,8 @@ fn check_proposal(
                 Click::Refused(_) => 'R',
             });
             match answer {
-                Click::Lesion(o) => {
+                Click::Lesion(voxels) => {
                     first_dev = first_dev.or(Some(dev));
-                    let voxels = outline_voxels(&o);
                     outlined.extend(voxels.iter().copied());
                     outlines.push(voxels);
                 }
@@ -542,13 +542,13 @@ fn click(
             };
         }
     };
-    // each measured once: both rules below and the log read them
+    // each measured once: the rules below, the log and the answer read them
+    let voxels = outline_voxels(&o);
     let surface = surface_share(&o, &labels.data);
     let (hu, exposed) = fluid_and_exposure(&o, &labels.data);
     // the outline's shape, for the debug log only (not a rule: model card, eighth session)
     let (fill, elongation) = if log::log_enabled!(log::Level::Debug) {
         let (_, ny, nx) = labels.data.dim();
-        let voxels = outline_voxels(&o);
         (
             ellipsoid_fill(&voxels, [ny, nx], labels.geometry.spacing_mm),
             elongation(&voxels, [ny, nx], labels.geometry.spacing_mm),
@@ -556,7 +556,7 @@ fn click(
     } else {
         (f64::NAN, f64::NAN)
     };
-    let held = outline_voxels(&o).iter().filter(|v| proposal.binary_search(v).is_ok()).count();
+    let held = voxels.iter().filter(|v| proposal.binary_search(v).is_ok()).count();
     log::debug!(
         "tumour check: click at {:.0?}: outline of {} voxels (proposal {proposal_voxels}, {held} shared, own {on_proposal}), {surface:.2} of it on the liver's top or bottom, {exposed:.2} of its border outside the liver, fill {fill:.2}, elongation {elongation:.1}, median {hu:.0} HU",
         prompts.include[0],
@@ -572,9 +572,9 @@ fn click(
     } else if surface > MAX_SURFACE_SHARE && !dark_and_enclosed(&o, liver, exposed) {
         Click::Refused(Found::LiverEdge)
     } else if hu <= FLUID_MAX_HU && exposed >= MIN_FLUID_EXPOSURE && o.volume_ml <= GALLBLADDER_MAX_ML {
-        Click::SurfaceFluid(outline_voxels(&o))
+        Click::SurfaceFluid(voxels)
     } else {
-        Click::Lesion(Box::new(o))
+        Click::Lesion(voxels)
     }
 }
 
